@@ -1,0 +1,288 @@
+// The channel: a durable, lock-free, multi-producer / multi-consumer ring of variable-length
+// records over a preallocated file mapped by every process that uses it.
+//
+//   Producer (any thread, any process) --append--> [ ring in mmap file ] --poll/commit--> Consumer "name"
+//
+// - Records: 48-byte header (position tag, length, CRC32C, channel sequence, timestamp,
+//   event identity) + payload, 8-byte aligned; a record never wraps (a pad fills the tail).
+// - Producers reserve space with one 16-byte compare-and-swap on {write position, channel
+//   sequence}, write, then publish by storing the record's tag (its absolute position and
+//   kind) with release order. A batch is reserved once and published last-to-first, so a
+//   consumer sees all of it or none of it (Flume's put transaction).
+// - Consumers are named and durable: each has a committed cursor in the file, reads records
+//   in place (valid until it commits) and commits explicitly (Flume's take transaction).
+//   Producers never overwrite what the slowest consumer has not committed.
+// - A producer killed between reserve and publish is detected by consumers after
+//   `abandon_timeout`, and only when its process (pid + start time) is gone; the slot is
+//   then skipped and counted. A slow producer is never skipped.
+// - On open with no other process attached, the file is recovered: records from the oldest
+//   committed cursor are validated; torn/corrupt ones are skipped (resynchronising on the
+//   next valid header), counted and never delivered; the write head is put after the last
+//   record that continues the channel sequence.
+// - A per-source state table (source id -> last sequence, opaque position) is updated in the
+//   same transaction as a batch, so collectors resume exactly after a crash.
+#pragma once
+
+#include <sys/types.h>
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace tributary::core {
+
+inline constexpr std::uint32_t kChannelFormatVersion = 1;
+inline constexpr std::size_t kRecordHeaderSize = 48;
+inline constexpr std::size_t kRecordAlign = 8;
+inline constexpr std::size_t kMaxConsumerName = 47;
+
+// Identity of an event (see design brief, "Event identity"): dense sequence per source.
+struct EventId {
+  std::uint64_t source_id = 0;  // 0 means "no identity"
+  std::uint64_t sequence = 0;
+};
+
+enum class SyncPolicy : std::uint8_t {
+  kNone,         // data survives process crashes (page cache); power loss may lose anything unsynced
+  kInterval,     // msync every `sync_interval`: power loss loses at most that much
+  kEveryCommit,  // msync after every publish/commit: slowest, loses nothing acknowledged
+};
+
+// Fixed at creation, stored in the file.
+struct ChannelConfig {
+  std::uint64_t capacity = 64ull << 20;  // data bytes, power of two >= 64 KiB; memory = capacity + tables
+  std::uint32_t max_payload = 1u << 20;  // larger appends are rejected; <= capacity / 4
+  std::uint32_t source_slots = 4096;     // per-source state table size (power of two)
+  mode_t mode = 0600;                    // 0660 + group to share with a group of users
+  std::optional<gid_t> group;
+};
+
+// Per-process behaviour, not stored.
+struct OpenOptions {
+  SyncPolicy sync = SyncPolicy::kNone;
+  std::chrono::milliseconds sync_interval{100};
+  // How long a consumer waits on a reserved-but-unpublished record before it checks whether
+  // the writer is dead. Shorter frees the channel sooner after a crash; the liveness check
+  // means a short value never skips a live writer, it only costs a /proc read per timeout.
+  std::chrono::milliseconds abandon_timeout{1000};
+  // Verify each record's CRC32C when a consumer reads it (recovery always does). Off saves a
+  // pass over the payload on the read side for trusted, RAM-only channels.
+  bool verify_on_read = true;
+  bool read_only = false;  // map read-only: stat, dump and tap observers
+};
+
+enum class AppendStatus : std::uint8_t {
+  kOk,
+  kFull,      // no space and the producer's policy is fail-fast
+  kTimeout,   // no space within the producer's max wait
+  kTooLarge,  // payload > max_payload, or a batch larger than a quarter of the ring
+  kNoSlot,    // source table full (only when a source position is given)
+  kBroken,    // the file was truncated under us
+};
+[[nodiscard]] std::string_view to_string(AppendStatus s) noexcept;
+
+enum class FullPolicy : std::uint8_t { kBlock, kFailFast };
+
+struct ProducerOptions {
+  FullPolicy on_full = FullPolicy::kBlock;
+  std::chrono::milliseconds max_wait{1000};  // with kBlock; futex wait, no spinning
+  bool precise_timestamps = false;           // CLOCK_REALTIME per record instead of the coarse clock
+};
+
+// One event of a batch.
+struct Event {
+  EventId id;
+  std::span<const std::byte> payload;
+};
+
+// A per-source checkpoint committed with a batch: the last sequence of that source in the
+// batch and an opaque position (a tail collector's file offset after the last line).
+struct SourcePosition {
+  std::uint64_t source_id = 0;
+  std::uint64_t last_sequence = 0;
+  std::uint64_t position = 0;
+};
+
+// A record as a consumer sees it: views into the mapping, valid until that consumer commits
+// past it.
+struct Record {
+  std::uint64_t position;     // absolute byte position in the channel (seek target)
+  std::uint64_t next;         // position after this record
+  std::uint64_t channel_seq;  // dense per channel
+  std::int64_t timestamp_ns;  // producer's clock, ns since the epoch
+  EventId id;
+  std::span<const std::byte> payload;
+};
+
+struct ConsumerInfo {
+  std::string name;
+  std::uint64_t committed = 0;
+  std::uint64_t records_committed = 0;
+  std::uint32_t owner_pid = 0;  // 0 when no live process holds it
+};
+
+struct RecoveryReport {
+  bool ran = false;
+  std::uint64_t records_salvaged = 0;  // valid records walked
+  std::uint64_t records_dropped = 0;   // from gaps in the channel sequence
+  std::uint64_t bytes_dropped = 0;     // corrupt or torn bytes skipped
+  std::uint64_t abandoned_claims = 0;  // reservations of dead producers closed
+  std::uint64_t cursors_moved = 0;     // consumer cursors moved to a record boundary
+};
+
+struct ChannelStats {
+  std::uint64_t capacity = 0;
+  std::uint32_t max_payload = 0;
+  std::uint64_t write_position = 0;
+  std::uint64_t next_channel_seq = 0;
+  std::uint64_t oldest_retained = 0;  // min committed cursor (or retention head with no consumer)
+  std::uint64_t used_bytes = 0;       // write_position - oldest_retained
+  std::uint64_t records_written = 0;
+  std::uint64_t bytes_written = 0;    // payload bytes
+  std::uint64_t abandoned_records = 0;
+  std::uint64_t abandoned_bytes = 0;
+  std::uint64_t corrupt_records = 0;
+  std::uint64_t corrupt_bytes = 0;
+  std::uint64_t producer_waits = 0;   // futex sleeps on a full channel
+  std::uint64_t full_rejections = 0;  // kFull / kTimeout returned
+  std::uint64_t oversize_rejections = 0;
+  std::uint32_t live_producers = 0;
+  std::vector<ConsumerInfo> consumers;
+  RecoveryReport last_recovery;
+};
+
+class Channel;
+namespace detail {
+struct ChannelState;
+}
+
+// Appends records. One Producer per thread: it owns a slot in the file's producer table
+// (that is how consumers tell a dead writer from a slow one). Movable, not copyable.
+class Producer {
+ public:
+  Producer(Producer&&) noexcept;
+  Producer& operator=(Producer&&) noexcept;
+  ~Producer();
+
+  // One event. Hot path: no syscall unless a consumer sleeps or the channel is full.
+  [[nodiscard]] AppendStatus append(EventId id, std::span<const std::byte> payload) noexcept;
+  [[nodiscard]] AppendStatus append(EventId id, std::string_view payload) noexcept {
+    return append(id, std::as_bytes(std::span(payload.data(), payload.size())));
+  }
+  // Many events, one reservation, visible all-or-nothing. With `state`, the source table
+  // entry is updated in the same transaction. The batch must fit a quarter of the ring.
+  [[nodiscard]] AppendStatus append_batch(std::span<const Event> events,
+                                          const SourcePosition* state = nullptr) noexcept;
+
+  // Zero-copy single record: reserve, write into the returned span, publish. Until publish
+  // the slot blocks consumers; if this process dies in between, consumers skip the slot
+  // after abandon_timeout.
+  class Claim {
+   public:
+    [[nodiscard]] std::span<std::byte> payload() const noexcept { return payload_; }
+    [[nodiscard]] bool valid() const noexcept { return header_ != nullptr; }
+
+   private:
+    friend class Producer;
+    std::byte* header_ = nullptr;
+    std::span<std::byte> payload_;
+    std::uint64_t position_ = 0;
+    std::uint64_t channel_seq_ = 0;
+    EventId id_;
+  };
+  [[nodiscard]] AppendStatus claim(EventId id, std::size_t size, Claim& out) noexcept;
+  void publish(Claim& claim) noexcept;
+
+ private:
+  friend class Channel;
+  struct Impl;
+  explicit Producer(std::unique_ptr<Impl> impl) noexcept;
+  std::unique_ptr<Impl> impl_;
+};
+
+enum class StartAt : std::uint8_t { kOldest, kLatest };
+
+// Reads a channel as a named, durable consumer. One process (and thread) per name at a time.
+class Consumer {
+ public:
+  Consumer(Consumer&&) noexcept;
+  Consumer& operator=(Consumer&&) noexcept;
+  ~Consumer();
+
+  // Reads up to out.size() published records from the read position (not the committed
+  // cursor); returns how many. Non-blocking. Records stay valid until commit().
+  [[nodiscard]] std::size_t poll(std::span<Record> out) noexcept;
+  // Blocks (futex) until a record is readable or `timeout` passes; true if readable.
+  [[nodiscard]] bool wait(std::chrono::milliseconds timeout) noexcept;
+
+  // Commits everything read so far (or up to `position`, a record boundary already read).
+  void commit() noexcept;
+  void commit(std::uint64_t position) noexcept;
+  // Moves the read position to `position` (>= committed cursor, a record boundary: a
+  // Record::position or Record::next); the next poll reads from there.
+  [[nodiscard]] bool seek(std::uint64_t position) noexcept;
+
+  [[nodiscard]] std::uint64_t committed() const noexcept;
+  [[nodiscard]] std::uint64_t read_position() const noexcept;
+  [[nodiscard]] const std::string& name() const noexcept;
+  // Records this consumer skipped because their writer died, or because they were
+  // overwritten before this consumer was registered.
+  [[nodiscard]] std::uint64_t skipped_records() const noexcept;
+
+ private:
+  friend class Channel;
+  struct Impl;
+  explicit Consumer(std::unique_ptr<Impl> impl) noexcept;
+  std::unique_ptr<Impl> impl_;
+};
+
+// A mapped channel file. Cheap handles (Producer, Consumer) share its mapping and may
+// outlive it. Opening and creating throw core::Error with the path and the cause.
+class Channel {
+ public:
+  static Channel create(const std::filesystem::path& path, const ChannelConfig& config,
+                        const OpenOptions& options = {});
+  static Channel open(const std::filesystem::path& path, const OpenOptions& options = {});
+  // Opens, or creates with `config` if the file does not exist.
+  static Channel open_or_create(const std::filesystem::path& path, const ChannelConfig& config,
+                                const OpenOptions& options = {});
+
+  Channel(Channel&&) noexcept;
+  Channel& operator=(Channel&&) noexcept;
+  ~Channel();
+
+  [[nodiscard]] Producer producer(const ProducerOptions& options = {});
+  // Attaches to consumer `name`, registering it (at `start`) if it does not exist yet.
+  [[nodiscard]] Consumer consumer(std::string_view name, StartAt start = StartAt::kOldest);
+  // Removes a consumer so it no longer holds back producers.
+  bool remove_consumer(std::string_view name);
+
+  // Last committed state of a source, with a half-finished transaction of a dead writer
+  // resolved (it counts only if its records were published).
+  [[nodiscard]] std::optional<SourcePosition> source_position(std::uint64_t source_id) const;
+
+  // Read-only walk of every published record from `from` (default: the oldest retained),
+  // moving no cursor: `tributary channel dump` and `tap`. Stops at the first unpublished.
+  // `f` returns false to stop; returns the number of records visited.
+  std::uint64_t walk(const std::function<bool(const Record&)>& f,
+                     std::optional<std::uint64_t> from = std::nullopt) const;
+
+  [[nodiscard]] ChannelStats stats() const;
+  [[nodiscard]] const std::filesystem::path& path() const noexcept;
+  // Flushes the mapping to disk now (MS_SYNC).
+  void sync() const noexcept;
+
+ private:
+  explicit Channel(std::shared_ptr<detail::ChannelState> state) noexcept;
+  std::shared_ptr<detail::ChannelState> state_;
+};
+
+}  // namespace tributary::core

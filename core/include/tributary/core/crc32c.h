@@ -1,0 +1,31 @@
+// CRC32C (Castagnoli), the checksum of every channel record.
+// Uses the SSE4.2 crc32 instruction, three streams interleaved for long buffers, when the
+// CPU has it (checked once), and a table-driven software path otherwise. Debian 12 ships no
+// C/C++ CRC32C library (google/crc32c is not packaged), hence this file; see README.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <span>
+
+namespace tributary::core {
+
+// Extends `crc` (a finished CRC32C, 0 for the empty string) over `size` bytes at `data`.
+// crc32c_extend(crc32c_extend(0, a), b) == crc32c of a followed by b.
+[[nodiscard]] std::uint32_t crc32c_extend(std::uint32_t crc, const void* data, std::size_t size) noexcept;
+
+[[nodiscard]] inline std::uint32_t crc32c(const void* data, std::size_t size) noexcept {
+  return crc32c_extend(0, data, size);
+}
+
+[[nodiscard]] inline std::uint32_t crc32c(std::span<const std::byte> bytes) noexcept {
+  return crc32c_extend(0, bytes.data(), bytes.size());
+}
+
+// True when the hardware instruction is used (reported by `tributary channel stat`).
+[[nodiscard]] bool crc32c_is_hardware() noexcept;
+
+// The portable path, exposed so that tests can check the two agree.
+[[nodiscard]] std::uint32_t crc32c_extend_portable(std::uint32_t crc, const void* data, std::size_t size) noexcept;
+
+}  // namespace tributary::core

@@ -1,0 +1,58 @@
+// A file mapped shared into memory (Boost.Interprocess), with the descriptor kept for
+// locking and for detecting a file shrunk under us. It knows nothing about rings: the
+// channel runs over the region this class maps (the ring does not own its memory).
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <filesystem>
+#include <memory>
+#include <optional>
+
+namespace tributary::core {
+
+class MappedFile {
+ public:
+  enum class Access { kReadOnly, kReadWrite };
+
+  struct CreateOptions {
+    mode_t mode = 0600;            // least privilege; 0660 with `group` to share with a group
+    std::optional<gid_t> group;    // chown to this group after creation
+  };
+
+  // Creates `path` (must not exist), preallocates `size` bytes with posix_fallocate so a
+  // full disk fails here rather than as SIGBUS later, and maps it read-write.
+  static MappedFile create(const std::filesystem::path& path, std::uint64_t size, const CreateOptions& opts);
+  // Maps an existing file whole. Throws core::Error naming the path and the cause.
+  static MappedFile open(const std::filesystem::path& path, Access access);
+
+  MappedFile(MappedFile&&) noexcept;
+  MappedFile& operator=(MappedFile&&) noexcept;
+  ~MappedFile();
+
+  [[nodiscard]] std::byte* data() const noexcept;
+  [[nodiscard]] std::uint64_t size() const noexcept;
+  [[nodiscard]] const std::filesystem::path& path() const noexcept;
+  [[nodiscard]] bool writable() const noexcept;
+
+  // False when the file on disk is now shorter than the mapping (someone truncated it):
+  // touching the lost pages would raise SIGBUS, so callers check this before blocking waits
+  // and on open, and report instead of crashing.
+  [[nodiscard]] bool intact() const noexcept;
+
+  // msync of [offset, offset+len) (page-aligned outward); `wait` selects MS_SYNC.
+  void sync(std::uint64_t offset, std::uint64_t len, bool wait) const noexcept;
+
+  // Advisory whole-file locks (flock), released by the kernel when the process dies.
+  [[nodiscard]] bool try_lock_exclusive() const noexcept;
+  void lock_shared() const noexcept;
+
+ private:
+  struct Impl;
+  explicit MappedFile(std::unique_ptr<Impl> impl) noexcept;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace tributary::core

@@ -1,0 +1,583 @@
+// Channel: create/open/validate, recovery, consumer registration, the source table, stats.
+// The hot paths live in producer.cpp and consumer.cpp.
+#include "tributary/core/channel.h"
+
+#include <time.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <bit>
+#include <cstring>
+#include <fmt/format.h>
+
+#include "internal/channel_layout.h"
+#include "internal/os.h"
+#include "tributary/core/crc32c.h"
+#include "tributary/core/error.h"
+
+namespace tributary::core {
+
+std::string_view to_string(AppendStatus s) noexcept {
+  switch (s) {
+    case AppendStatus::kOk: return "ok";
+    case AppendStatus::kFull: return "channel full";
+    case AppendStatus::kTimeout: return "timed out waiting for space";
+    case AppendStatus::kTooLarge: return "too large";
+    case AppendStatus::kNoSlot: return "source table full";
+    case AppendStatus::kBroken: return "channel file truncated";
+  }
+  return "unknown";
+}
+
+namespace detail {
+
+bool cas16(void* addr, std::uint64_t& lo, std::uint64_t& hi, std::uint64_t new_lo, std::uint64_t new_hi) noexcept {
+  __extension__ typedef unsigned __int128 u128;
+  const u128 expected = (u128{hi} << 64) | lo;
+  const u128 desired = (u128{new_hi} << 64) | new_lo;
+  const u128 seen = __sync_val_compare_and_swap(static_cast<u128*>(addr), expected, desired);
+  if (seen == expected) return true;
+  lo = static_cast<std::uint64_t>(seen);
+  hi = static_cast<std::uint64_t>(seen >> 64);
+  return false;
+}
+
+std::uint32_t record_crc(std::uint64_t pos, const RecordHeader* h, std::uint32_t length) noexcept {
+  std::uint32_t c = crc32c_extend(0, &pos, sizeof pos);
+  c = crc32c_extend(c, &length, sizeof length);
+  const auto* bytes = reinterpret_cast<const std::byte*>(h);
+  return crc32c_extend(c, bytes + 16, kRecordHeaderSize - 16 + length);
+}
+
+ChannelState::~ChannelState() {
+  if (syncer.joinable()) {
+    {
+      std::lock_guard lock(sync_mu);
+      stopping = true;
+    }
+    sync_cv.notify_all();
+    syncer.join();
+  }
+  if (file.writable() && options.sync != SyncPolicy::kNone) sync_all(true);
+}
+
+void ChannelState::sync_all(bool wait) const noexcept { file.sync(0, file.size(), wait); }
+
+void ChannelState::wake_consumers() noexcept {
+  hdr->data_futex.fetch_add(1, std::memory_order_seq_cst);
+  futex_wake_all(&hdr->data_futex);
+}
+
+void ChannelState::wake_producers() noexcept {
+  hdr->space_futex.fetch_add(1, std::memory_order_seq_cst);
+  futex_wake_all(&hdr->space_futex);
+}
+
+std::uint64_t ChannelState::compute_floor() noexcept {
+  std::uint64_t head = load_u64(&hdr->head.head);
+  std::uint64_t gen = load_u64(&hdr->head.gen);
+  for (;;) {
+    std::uint64_t floor = UINT64_MAX;
+    for (std::uint32_t i = 0; i < kConsumerSlots; ++i) {
+      if (consumers[i].state.load(std::memory_order_acquire) == kActive)
+        floor = std::min(floor, consumers[i].cursor.load(std::memory_order_acquire));
+    }
+    if (floor == UINT64_MAX) return head;  // no consumer: the backlog is kept
+    if (floor <= head) return floor;       // a consumer registering behind the head
+    // Raise the head only if no consumer registered since we read it (gen unchanged).
+    if (cas16(&hdr->head, head, gen, floor, gen)) return floor;
+  }
+}
+
+bool ChannelState::close_region(std::uint64_t from, std::uint64_t to, TagKind kind, bool exclusive) noexcept {
+  // Pending source transactions whose first record lies in the region never happened.
+  for (std::uint32_t i = 0; i < source_slots; ++i) {
+    std::uint64_t at = sources[i].pending_at.load(std::memory_order_acquire);
+    if (at != 0 && at - 1 >= from && at - 1 < to) sources[i].pending_at.compare_exchange_strong(at, 0);
+  }
+  // At most two chunks (the region may cross the end of the lap). The later chunk is closed
+  // first: consumers look only at `from`, which is closed last.
+  const std::uint64_t split = std::min(to, lap_end(from));
+  const std::uint64_t chunks[2][2] = {{from, split}, {split, to}};
+  bool won = false;
+  for (int i = 1; i >= 0; --i) {
+    const std::uint64_t a = chunks[i][0], b = chunks[i][1];
+    if (a >= b) continue;
+    RecordHeader* h = header_at(a);
+    std::uint64_t seen = h->tag.load(std::memory_order_acquire);
+    // Another consumer closed it already (or, without `exclusive`, it is a live record).
+    if (!exclusive && (seen & ~std::uint64_t{7}) == a && (seen & 7) != 0) continue;
+    TagKind k = kind;
+    if (b == lap_end(a)) {
+      k = kPadTag;  // runs to the end of the lap: length implicit (the gap may be < 16 bytes)
+    } else {
+      h->length.store(static_cast<std::uint32_t>(b - a), std::memory_order_relaxed);
+    }
+    bool ok = true;
+    if (exclusive) {
+      h->tag.store(make_tag(a, k), std::memory_order_release);
+    } else {
+      ok = h->tag.compare_exchange_strong(seen, make_tag(a, k), std::memory_order_release);
+    }
+    if (i == 0) won = ok;
+  }
+  return won;
+}
+
+namespace {
+
+void validate_header(const Header* h, const MappedFile& f) {
+  const auto path = f.path().string();
+  if (f.size() < sizeof(Header)) throw Error(fmt::format("{} is too small ({} bytes) to be a channel", path, f.size()));
+  if (std::memcmp(h->magic, kMagic, sizeof kMagic) != 0)
+    throw Error(fmt::format("{} is not a Tributary channel (bad magic)", path));
+  if (h->version != kChannelFormatVersion)
+    throw Error(fmt::format("{} has channel format version {}, this build reads version {}", path, h->version,
+                            kChannelFormatVersion));
+  if (h->layout_size != sizeof(Header) || h->producer_slots != kProducerSlots || h->consumer_slots != kConsumerSlots)
+    throw Error(fmt::format("{} has header layout size {} with {}/{} slots; this build expects {} with {}/{}", path,
+                            h->layout_size, h->producer_slots, h->consumer_slots, sizeof(Header), kProducerSlots,
+                            kConsumerSlots));
+  const Layout l = Layout::compute(h->capacity, h->source_slots);
+  if (!std::has_single_bit(h->capacity) || h->capacity < kMinCapacity || !std::has_single_bit(h->source_slots) ||
+      l.header_size != h->header_size || l.file_size != h->file_size)
+    throw Error(fmt::format("{} has an inconsistent channel header (capacity {}, source slots {}, header {} bytes)",
+                            path, h->capacity, h->source_slots, h->header_size));
+  if (f.size() < h->file_size)
+    throw Error(fmt::format("{} is truncated: {} bytes on disk, the channel needs {}", path, f.size(), h->file_size));
+  if (h->max_payload == 0 || record_size(h->max_payload) > h->capacity / 4)
+    throw Error(fmt::format("{} has max payload {} which does not fit a quarter of its capacity {}", path,
+                            h->max_payload, h->capacity));
+}
+
+std::shared_ptr<ChannelState> attach(MappedFile file, const OpenOptions& options) {
+  auto st = std::make_shared<ChannelState>(std::move(file));
+  st->options = options;
+  auto* base = st->file.data();
+  st->hdr = reinterpret_cast<Header*>(base);
+  validate_header(st->hdr, st->file);
+  const Layout l = Layout::compute(st->hdr->capacity, st->hdr->source_slots);
+  st->producers = reinterpret_cast<ProducerSlot*>(base + l.producers_off);
+  st->consumers = reinterpret_cast<ConsumerSlot*>(base + l.consumers_off);
+  st->sources = reinterpret_cast<SourceSlot*>(base + l.sources_off);
+  st->data = base + l.header_size;
+  st->capacity = st->hdr->capacity;
+  st->mask = st->capacity - 1;
+  st->max_payload = st->hdr->max_payload;
+  st->source_slots = st->hdr->source_slots;
+  return st;
+}
+
+// True if a valid published record starts at `p` (tag, sane length inside the lap, CRC).
+bool valid_record_at(const ChannelState& st, std::uint64_t p, std::uint64_t* size_out) noexcept {
+  const RecordHeader* h = st.header_at(p);
+  if (h->tag.load(std::memory_order_acquire) != make_tag(p, kRecordTag)) return false;
+  const std::uint32_t len = h->length.load(std::memory_order_relaxed);
+  if (len > st.max_payload) return false;
+  const std::uint64_t size = record_size(len);
+  if (p + size > st.lap_end(p)) return false;
+  if (record_crc(p, h, len) != h->crc) return false;
+  *size_out = size;
+  return true;
+}
+
+// Recovery after every process has detached (we hold the exclusive lock). See channel.h.
+RecoveryReport recover(ChannelState& st) {
+  RecoveryReport rep;
+  rep.ran = true;
+  Header* h = st.hdr;
+
+  // All attached processes are gone: collect the reservations of dead producers.
+  struct Claim {
+    std::uint64_t pos, end, records;
+  };
+  std::vector<Claim> claims;
+  for (std::uint32_t i = 0; i < kProducerSlots; ++i) {
+    auto& s = st.producers[i];
+    if (s.pid.load() == 0) continue;
+    if (const std::uint64_t len = s.claim_len.load(); len != 0) {
+      claims.push_back({s.claim_pos.load(), s.claim_pos.load() + len, s.claim_records.load()});
+    }
+    h->retired_records.fetch_add(s.records.load());
+    h->retired_bytes.fetch_add(s.bytes.load());
+    s.records.store(0);
+    s.bytes.store(0);
+    s.claim_len.store(0);
+    s.pid.store(0);
+  }
+  for (std::uint32_t i = 0; i < kConsumerSlots; ++i) {
+    st.consumers[i].owner_pid.store(0);
+    if (st.consumers[i].state.load() == kRegistering) st.consumers[i].state.store(kFree);
+  }
+
+  const std::uint64_t floor = st.compute_floor();
+  const std::uint64_t limit = floor + st.capacity;
+  const std::uint64_t stored_end = load_u64(&h->tail.pos);
+  const std::uint64_t stored_seq = load_u64(&h->tail.seq);
+  std::uint64_t abandoned_seqs = 0;
+  // Consumer cursors, ascending, to be moved onto record boundaries.
+  std::vector<std::pair<std::uint64_t, std::uint32_t>> cursors;
+  for (std::uint32_t i = 0; i < kConsumerSlots; ++i)
+    if (st.consumers[i].state.load() == kActive) cursors.emplace_back(st.consumers[i].cursor.load(), i);
+  std::sort(cursors.begin(), cursors.end());
+  std::size_t next_cursor = 0;
+  auto pass_to = [&](std::uint64_t from, std::uint64_t to) {
+    while (next_cursor < cursors.size() && cursors[next_cursor].first <= from) ++next_cursor;
+    while (next_cursor < cursors.size() && cursors[next_cursor].first < to) {
+      st.consumers[cursors[next_cursor].second].cursor.store(to);
+      ++rep.cursors_moved;
+      ++next_cursor;
+    }
+  };
+
+  bool have_seq = false;
+  std::uint64_t last_seq = 0;
+  std::uint64_t p = floor;
+  while (p < limit) {
+    std::uint64_t size = 0;
+    if (valid_record_at(st, p, &size)) {
+      const std::uint64_t seq = st.header_at(p)->channel_seq;
+      if (!have_seq || seq > last_seq) {
+        have_seq = true;
+        last_seq = seq;
+        abandoned_seqs = 0;  // only claims after the last valid record matter at the end
+        ++rep.records_salvaged;
+        pass_to(p, p + size);
+        p += size;
+        continue;
+      }
+    }
+    const std::uint64_t tag = st.header_at(p)->tag.load();
+    if (tag == make_tag(p, kPadTag)) {
+      pass_to(p, st.lap_end(p));
+      p = st.lap_end(p);
+      continue;
+    }
+    if (tag == make_tag(p, kSkipTag)) {
+      const std::uint32_t len = st.header_at(p)->length.load();
+      if (len >= 16 && len % kRecordAlign == 0 && p + len <= st.lap_end(p)) {
+        pass_to(p, p + len);
+        p += len;
+        continue;
+      }
+    }
+    // A dead producer's reservation: close it.
+    auto c = std::find_if(claims.begin(), claims.end(), [&](const Claim& cl) { return p >= cl.pos && p < cl.end; });
+    if (c != claims.end()) {
+      st.close_region(p, c->end, kSkipTag, true);
+      h->abandoned_records.fetch_add(c->records);
+      abandoned_seqs += c->records;
+      h->abandoned_bytes.fetch_add(c->end - p);
+      ++rep.abandoned_claims;
+      pass_to(p, c->end);
+      p = c->end;
+      claims.erase(c);
+      continue;
+    }
+    // End of data, or a torn/corrupt region: look for the next record continuing the sequence.
+    std::uint64_t q = p + kRecordAlign;
+    for (; q < limit; q += kRecordAlign) {
+      if (st.header_at(q)->tag.load(std::memory_order_relaxed) != make_tag(q, kRecordTag)) continue;
+      if (valid_record_at(st, q, &size) && (!have_seq || st.header_at(q)->channel_seq > last_seq)) break;
+    }
+    if (q >= limit) break;  // nothing after p: p is the end of the data
+    const std::uint64_t seq = st.header_at(q)->channel_seq;
+    if (have_seq) rep.records_dropped += seq - last_seq - 1;
+    rep.bytes_dropped += q - p;
+    h->corrupt_bytes.fetch_add(q - p);
+    h->corrupt_records.fetch_add(have_seq ? seq - last_seq - 1 : 0);
+    st.close_region(p, q, kSkipTag, true);
+    pass_to(p, q);
+    p = q;
+  }
+  // Records the stored write head says were written after the last valid one (a torn tail),
+  // less the reservations of dead writers closed above.
+  if (stored_end > p && have_seq && stored_seq > last_seq + 1 + abandoned_seqs)
+    rep.records_dropped += stored_seq - (last_seq + 1) - abandoned_seqs;
+  // Cursors beyond the end (their records were lost): bring them back to the end.
+  for (std::uint32_t i = 0; i < kConsumerSlots; ++i) {
+    if (st.consumers[i].state.load() == kActive && st.consumers[i].cursor.load() > p) {
+      st.consumers[i].cursor.store(p);
+      ++rep.cursors_moved;
+    }
+  }
+  // Source transactions whose first record is not in the channel never happened.
+  for (std::uint32_t i = 0; i < st.source_slots; ++i) {
+    const std::uint64_t at = st.sources[i].pending_at.load();
+    if (at == 0) continue;
+    std::uint64_t size = 0;
+    if (at - 1 < floor || (at - 1 < p && valid_record_at(st, at - 1, &size))) continue;  // resolved on read
+    st.sources[i].pending_at.store(0);
+  }
+  const std::uint64_t next_seq = have_seq ? last_seq + 1 : load_u64(&h->tail.seq);
+  __atomic_store_n(&h->tail.pos, p, __ATOMIC_RELEASE);
+  __atomic_store_n(&h->tail.seq, std::max(next_seq, have_seq ? last_seq + 1 : 0), __ATOMIC_RELEASE);
+
+  timespec ts{};
+  ::clock_gettime(CLOCK_REALTIME, &ts);
+  h->recovery_ns.store(ts.tv_sec * 1'000'000'000LL + ts.tv_nsec);
+  h->recovery_salvaged.store(rep.records_salvaged);
+  h->recovery_dropped_records.store(rep.records_dropped);
+  h->recovery_dropped_bytes.store(rep.bytes_dropped);
+  h->recovery_abandoned.store(rep.abandoned_claims);
+  h->recovery_cursors_moved.store(rep.cursors_moved);
+  return rep;
+}
+
+void start_syncer(ChannelState& st) {
+  if (st.options.sync != SyncPolicy::kInterval || !st.file.writable()) return;
+  st.syncer = std::thread([&st] {
+    std::unique_lock lock(st.sync_mu);
+    while (!st.sync_cv.wait_for(lock, st.options.sync_interval, [&] { return st.stopping; })) {
+      lock.unlock();
+      st.sync_all(true);
+      lock.lock();
+    }
+  });
+}
+
+std::shared_ptr<ChannelState> open_state(const std::filesystem::path& path, const OpenOptions& options) {
+  auto file = MappedFile::open(path, options.read_only ? MappedFile::Access::kReadOnly : MappedFile::Access::kReadWrite);
+  const bool exclusive = !options.read_only && file.try_lock_exclusive();
+  auto st = attach(std::move(file), options);
+  if (exclusive) recover(*st);
+  if (!options.read_only) st->file.lock_shared();  // downgrade (or wait for a recovering opener)
+  start_syncer(*st);
+  return st;
+}
+
+}  // namespace
+}  // namespace detail
+
+using namespace detail;
+
+Channel::Channel(std::shared_ptr<ChannelState> state) noexcept : state_(std::move(state)) {}
+Channel::Channel(Channel&&) noexcept = default;
+Channel& Channel::operator=(Channel&&) noexcept = default;
+Channel::~Channel() = default;
+
+Channel Channel::create(const std::filesystem::path& path, const ChannelConfig& config, const OpenOptions& options) {
+  if (!std::has_single_bit(config.capacity) || config.capacity < kMinCapacity)
+    throw Error(fmt::format("channel capacity must be a power of two of at least {} bytes, not {}", kMinCapacity,
+                            config.capacity));
+  if (config.max_payload == 0 || record_size(config.max_payload) > config.capacity / 4)
+    throw Error(fmt::format("max payload {} must be between 1 and a quarter of the capacity ({} bytes) minus the "
+                            "{}-byte record header",
+                            config.max_payload, config.capacity / 4, kRecordHeaderSize));
+  if (!std::has_single_bit(config.source_slots))
+    throw Error(fmt::format("source slots must be a power of two, not {}", config.source_slots));
+  const Layout l = Layout::compute(config.capacity, config.source_slots);
+  // Write the header into a temporary name and rename it into place, so that no process can
+  // ever open a half-initialised channel.
+  const auto tmp = std::filesystem::path(path).concat(fmt::format(".creating.{}", ::getpid()));
+  {
+    auto file = MappedFile::create(tmp, l.file_size, {config.mode, config.group});
+    auto* h = reinterpret_cast<Header*>(file.data());
+    std::memcpy(h->magic, kMagic, sizeof kMagic);
+    h->version = kChannelFormatVersion;
+    h->header_size = static_cast<std::uint32_t>(l.header_size);
+    h->file_size = l.file_size;
+    h->capacity = config.capacity;
+    h->max_payload = config.max_payload;
+    h->source_slots = config.source_slots;
+    h->producer_slots = kProducerSlots;
+    h->consumer_slots = kConsumerSlots;
+    h->layout_size = sizeof(Header);
+    h->created_ns = realtime_ns(true);
+    file.sync(0, l.header_size, true);
+  }
+  std::error_code ec;
+  if (std::filesystem::exists(path, ec)) {
+    std::filesystem::remove(tmp, ec);
+    throw Error(fmt::format("cannot create channel {}: the file already exists", path.string()));
+  }
+  std::filesystem::rename(tmp, path, ec);
+  if (ec) {
+    std::filesystem::remove(tmp);
+    throw Error(fmt::format("cannot create channel {}: {}", path.string(), ec.message()));
+  }
+  return Channel(open_state(path, options));
+}
+
+Channel Channel::open(const std::filesystem::path& path, const OpenOptions& options) {
+  return Channel(open_state(path, options));
+}
+
+Channel Channel::open_or_create(const std::filesystem::path& path, const ChannelConfig& config,
+                                const OpenOptions& options) {
+  std::error_code ec;
+  if (std::filesystem::exists(path, ec)) return open(path, options);
+  try {
+    return create(path, config, options);
+  } catch (const Error&) {
+    if (std::filesystem::exists(path, ec)) return open(path, options);  // lost a creation race
+    throw;
+  }
+}
+
+const std::filesystem::path& Channel::path() const noexcept { return state_->file.path(); }
+void Channel::sync() const noexcept { state_->sync_all(true); }
+
+bool Channel::remove_consumer(std::string_view name) {
+  for (std::uint32_t i = 0; i < kConsumerSlots; ++i) {
+    auto& c = state_->consumers[i];
+    if (c.state.load() == kActive && name == c.name) {
+      const std::uint32_t owner = c.owner_pid.load();
+      if (owner != 0 && process_alive(owner, c.owner_start.load()))
+        throw Error(fmt::format("consumer '{}' of {} is in use by process {}", name, path().string(), owner));
+      c.state.store(kFree);
+      state_->wake_producers();
+      return true;
+    }
+  }
+  return false;
+}
+
+namespace {
+std::uint64_t mix(std::uint64_t x) noexcept {  // splitmix64 finaliser: spreads sequential ids
+  x ^= x >> 30;
+  x *= 0xbf58476d1ce4e5b9ull;
+  x ^= x >> 27;
+  x *= 0x94d049bb133111ebull;
+  return x ^ (x >> 31);
+}
+}  // namespace
+
+namespace detail {
+SourceSlot* find_source(ChannelState& st, std::uint64_t id, bool create) noexcept {
+  const std::uint32_t mask = st.source_slots - 1;
+  for (std::uint32_t i = 0, idx = static_cast<std::uint32_t>(mix(id)) & mask; i < st.source_slots;
+       ++i, idx = (idx + 1) & mask) {
+    SourceSlot& s = st.sources[idx];
+    std::uint64_t cur = s.source_id.load(std::memory_order_acquire);
+    if (cur == id) return &s;
+    if (cur == 0) {
+      if (!create) return nullptr;
+      if (s.source_id.compare_exchange_strong(cur, id) || cur == id) return &s;
+    }
+  }
+  return nullptr;
+}
+}  // namespace detail
+
+std::optional<SourcePosition> Channel::source_position(std::uint64_t source_id) const {
+  ChannelState& st = *state_;
+  SourceSlot* s = find_source(st, source_id, false);
+  if (s == nullptr) return std::nullopt;
+  std::uint64_t last = 0, pos = 0, at = 0, pseq = 0, ppos = 0;
+  for (;;) {
+    const std::uint32_t v1 = s->version.load(std::memory_order_acquire);
+    if (v1 & 1u) {
+      ::sched_yield();
+      continue;
+    }
+    // Acquire loads (not a fence: TSan understands these): the re-read of the version below
+    // cannot move above them.
+    last = s->last_sequence.load(std::memory_order_acquire);
+    pos = s->position.load(std::memory_order_acquire);
+    at = s->pending_at.load(std::memory_order_acquire);
+    pseq = s->pending_sequence.load(std::memory_order_acquire);
+    ppos = s->pending_position.load(std::memory_order_acquire);
+    if (s->version.load(std::memory_order_relaxed) == v1) break;
+  }
+  if (at != 0) {
+    // An unfinished transaction: it counts if its first record was published (the batch is
+    // published last-to-first, so the first record implies all), or if consumers have moved
+    // past it (a closed, abandoned batch would have cleared pending_at).
+    const std::uint64_t first = at - 1;
+    const bool overwritten = first < load_u64(&st.hdr->head.head);
+    const bool published = st.header_at(first)->tag.load(std::memory_order_acquire) == make_tag(first, kRecordTag);
+    if (overwritten || published) {
+      last = pseq;
+      pos = ppos;
+    } else if (last == 0 && pos == 0) {
+      return std::nullopt;  // the source's first batch never made it
+    }
+  } else if (last == 0 && pos == 0 && s->version.load() == 0) {
+    return std::nullopt;
+  }
+  return SourcePosition{source_id, last, pos};
+}
+
+ChannelStats Channel::stats() const {
+  const ChannelState& st = *state_;
+  const Header* h = st.hdr;
+  ChannelStats s;
+  s.capacity = st.capacity;
+  s.max_payload = st.max_payload;
+  s.write_position = load_u64(&h->tail.pos);
+  s.next_channel_seq = load_u64(&h->tail.seq);
+  std::uint64_t floor = UINT64_MAX;
+  for (std::uint32_t i = 0; i < kConsumerSlots; ++i) {
+    const auto& c = st.consumers[i];
+    if (c.state.load() != kActive) continue;
+    ConsumerInfo info;
+    info.name = c.name;
+    info.committed = c.cursor.load();
+    info.records_committed = c.records_committed.load();
+    const std::uint32_t owner = c.owner_pid.load();
+    info.owner_pid = (owner != 0 && process_alive(owner, c.owner_start.load())) ? owner : 0;
+    floor = std::min(floor, info.committed);
+    s.consumers.push_back(std::move(info));
+  }
+  s.oldest_retained = floor == UINT64_MAX ? load_u64(&h->head.head) : floor;
+  s.used_bytes = s.write_position - std::min(s.write_position, s.oldest_retained);
+  s.records_written = h->retired_records.load();
+  s.bytes_written = h->retired_bytes.load();
+  for (std::uint32_t i = 0; i < kProducerSlots; ++i) {
+    const auto& p = st.producers[i];
+    if (p.pid.load() == 0) continue;
+    s.records_written += p.records.load();
+    s.bytes_written += p.bytes.load();
+    if (process_alive(p.pid.load(), p.start_time.load())) ++s.live_producers;
+  }
+  s.abandoned_records = h->abandoned_records.load();
+  s.abandoned_bytes = h->abandoned_bytes.load();
+  s.corrupt_records = h->corrupt_records.load();
+  s.corrupt_bytes = h->corrupt_bytes.load();
+  s.producer_waits = h->producer_waits.load();
+  s.full_rejections = h->full_rejections.load();
+  s.oversize_rejections = h->oversize_rejections.load();
+  s.last_recovery.ran = h->recovery_ns.load() != 0;
+  s.last_recovery.records_salvaged = h->recovery_salvaged.load();
+  s.last_recovery.records_dropped = h->recovery_dropped_records.load();
+  s.last_recovery.bytes_dropped = h->recovery_dropped_bytes.load();
+  s.last_recovery.abandoned_claims = h->recovery_abandoned.load();
+  s.last_recovery.cursors_moved = h->recovery_cursors_moved.load();
+  return s;
+}
+
+std::uint64_t Channel::walk(const std::function<bool(const Record&)>& f, std::optional<std::uint64_t> from) const {
+  const ChannelState& st = *state_;
+  std::uint64_t p = from.value_or(0);
+  if (!from) {
+    p = load_u64(&st.hdr->head.head);
+    for (std::uint32_t i = 0; i < kConsumerSlots; ++i)
+      if (st.consumers[i].state.load() == kActive) p = std::min(p, st.consumers[i].cursor.load());
+  }
+  const std::uint64_t end = load_u64(&st.hdr->tail.pos);
+  std::uint64_t n = 0;
+  while (p < end) {
+    const RecordHeader* h = st.header_at(p);
+    const std::uint64_t tag = h->tag.load(std::memory_order_acquire);
+    if (tag == make_tag(p, kPadTag)) {
+      p = st.lap_end(p);
+      continue;
+    }
+    if (tag == make_tag(p, kSkipTag) && h->length.load() >= 16) {
+      p += h->length.load();
+      continue;
+    }
+    std::uint64_t size = 0;
+    if (!valid_record_at(st, p, &size)) break;
+    const std::uint32_t len = h->length.load(std::memory_order_relaxed);
+    Record r{p, p + size, h->channel_seq, h->timestamp_ns, {h->source_id, h->source_seq},
+             {reinterpret_cast<const std::byte*>(h) + kRecordHeaderSize, len}};
+    ++n;
+    if (!f(r)) break;
+    p += size;
+  }
+  return n;
+}
+
+}  // namespace tributary::core

@@ -1,0 +1,277 @@
+// Consumer: named durable reader. Reads records in place by their tags (no shared read of the
+// write position on the hot path), commits a cursor that bounds what producers may reuse, and
+// closes the reservations of dead writers after abandon_timeout.
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cstring>
+
+#include "internal/channel_layout.h"
+#include "internal/os.h"
+#include "tributary/core/error.h"
+
+namespace tributary::core {
+
+using namespace detail;
+
+struct Consumer::Impl {
+  std::shared_ptr<ChannelState> st;
+  ConsumerSlot* slot = nullptr;
+  std::string name;
+  ProcessIdentity self;
+  std::uint64_t read_pos = 0;
+  std::uint64_t committed = 0;
+  std::uint64_t uncommitted_records = 0;
+  std::uint64_t skipped = 0;
+  std::uint64_t stall_pos = UINT64_MAX;
+  std::chrono::steady_clock::time_point stall_since{};
+
+  ~Impl() {
+    if (slot == nullptr) return;
+    std::uint32_t me = self.pid;
+    slot->owner_pid.compare_exchange_strong(me, 0);
+  }
+
+  // True if something (record, pad or skip) is published at `p`.
+  [[nodiscard]] bool readable(std::uint64_t p) const noexcept {
+    const std::uint64_t tag = st->header_at(p)->tag.load(std::memory_order_seq_cst);
+    return (tag & ~std::uint64_t{7}) == p && (tag & 7) != 0;
+  }
+
+  // Called when nothing is readable at `p`. After abandon_timeout at the same position, looks
+  // for the reservation covering it: a live writer is waited for; a dead one's is closed.
+  void check_stall(std::uint64_t p) noexcept {
+    if (p >= load_u64(&st->hdr->tail.pos)) {
+      stall_pos = UINT64_MAX;  // simply empty
+      return;
+    }
+    const auto now = std::chrono::steady_clock::now();
+    if (stall_pos != p) {
+      stall_pos = p;
+      stall_since = now;
+      return;
+    }
+    if (now - stall_since < st->options.abandon_timeout) return;
+    stall_since = now;
+    ProducerSlot* dead = nullptr;
+    std::uint32_t dead_pid = 0;
+    for (std::uint32_t i = 0; i < kProducerSlots; ++i) {
+      ProducerSlot& s = st->producers[i];
+      const std::uint32_t pid = s.pid.load(std::memory_order_acquire);
+      if (pid == 0) continue;
+      const std::uint64_t len = s.claim_len.load(std::memory_order_acquire);
+      const std::uint64_t pos = s.claim_pos.load(std::memory_order_acquire);
+      if (len == 0 || p < pos || p >= pos + len) continue;
+      if (process_alive(pid, s.start_time.load())) return;  // slow, not dead: keep waiting
+      dead = &s;
+      dead_pid = pid;
+    }
+    if (dead == nullptr) return;
+    const std::uint64_t end = dead->claim_pos.load() + dead->claim_len.load();
+    if (st->close_region(p, end, kSkipTag, false)) {
+      st->hdr->abandoned_records.fetch_add(dead->claim_records.load());
+      st->hdr->abandoned_bytes.fetch_add(end - p);
+      st->hdr->retired_records.fetch_add(dead->records.load());
+      st->hdr->retired_bytes.fetch_add(dead->bytes.load());
+      dead->records.store(0);
+      dead->bytes.store(0);
+      dead->claim_len.store(0);
+      dead->pid.compare_exchange_strong(dead_pid, 0);
+    }
+    st->wake_consumers();
+  }
+};
+
+Consumer::Consumer(std::unique_ptr<Impl> impl) noexcept : impl_(std::move(impl)) {}
+Consumer::Consumer(Consumer&&) noexcept = default;
+Consumer& Consumer::operator=(Consumer&&) noexcept = default;
+Consumer::~Consumer() = default;
+
+std::size_t Consumer::poll(std::span<Record> out) noexcept {
+  Impl& c = *impl_;
+  const ChannelState& st = *c.st;
+  std::uint64_t p = c.read_pos;
+  std::size_t n = 0;
+  while (n < out.size()) {
+    const RecordHeader* h = st.header_at(p);
+    const std::uint64_t tag = h->tag.load(std::memory_order_acquire);
+    if (tag == make_tag(p, kRecordTag)) {
+      const std::uint32_t len = h->length.load(std::memory_order_relaxed);
+      const std::uint64_t size = record_size(len);
+      if (len > st.max_payload || p + size > st.lap_end(p)) break;  // cannot be framed: never delivered
+      if (st.options.verify_on_read && record_crc(p, h, len) != h->crc) {
+        ++c.skipped;  // corrupt in place (e.g. a bit flip on disk): counted, never delivered
+        st.hdr->corrupt_records.fetch_add(1, std::memory_order_relaxed);
+        p += size;
+        continue;
+      }
+      out[n++] = Record{p,
+                        p + size,
+                        h->channel_seq,
+                        h->timestamp_ns,
+                        {h->source_id, h->source_seq},
+                        {reinterpret_cast<const std::byte*>(h) + kRecordHeaderSize, len}};
+      p += size;
+    } else if (tag == make_tag(p, kPadTag)) {
+      p = st.lap_end(p);
+    } else if (tag == make_tag(p, kSkipTag)) {
+      const std::uint32_t len = h->length.load(std::memory_order_relaxed);
+      if (len < 16 || len % kRecordAlign != 0) break;
+      p += len;
+    } else {
+      break;
+    }
+  }
+  c.read_pos = p;
+  c.uncommitted_records += n;
+  if (n == 0) {
+    c.check_stall(p);
+  } else {
+    c.stall_pos = UINT64_MAX;
+  }
+  return n;
+}
+
+bool Consumer::wait(std::chrono::milliseconds timeout) noexcept {
+  Impl& c = *impl_;
+  ChannelState& st = *c.st;
+  Header* h = st.hdr;
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  for (;;) {
+    if (c.readable(c.read_pos)) return true;
+    const std::uint32_t v = h->data_futex.load(std::memory_order_seq_cst);
+    h->data_waiters.fetch_add(1, std::memory_order_seq_cst);
+    if (c.readable(c.read_pos)) {
+      h->data_waiters.fetch_sub(1, std::memory_order_relaxed);
+      return true;
+    }
+    auto left = deadline - std::chrono::steady_clock::now();
+    if (left <= std::chrono::nanoseconds::zero() || !st.file.intact()) {
+      h->data_waiters.fetch_sub(1, std::memory_order_relaxed);
+      return false;
+    }
+    // A reservation is outstanding at our position: wake up in time to check its writer.
+    const bool stalled = c.read_pos < load_u64(&h->tail.pos);
+    if (stalled) left = std::min<std::chrono::nanoseconds>(left, st.options.abandon_timeout / 4 + std::chrono::milliseconds(1));
+    futex_wait(&h->data_futex, v, left);
+    h->data_waiters.fetch_sub(1, std::memory_order_relaxed);
+    if (stalled) c.check_stall(c.read_pos);
+  }
+}
+
+void Consumer::commit() noexcept { commit(impl_->read_pos); }
+
+void Consumer::commit(std::uint64_t position) noexcept {
+  Impl& c = *impl_;
+  if (position <= c.committed || position > c.read_pos) return;
+  ChannelState& st = *c.st;
+  std::uint64_t n = c.uncommitted_records;
+  if (position != c.read_pos) {  // partial commit: count the records it covers
+    n = 0;
+    for (std::uint64_t p = c.committed; p < position;) {
+      const RecordHeader* h = st.header_at(p);
+      const std::uint64_t tag = h->tag.load(std::memory_order_acquire);
+      if (tag == make_tag(p, kRecordTag)) {
+        ++n;
+        p += record_size(h->length.load(std::memory_order_relaxed));
+      } else if (tag == make_tag(p, kPadTag)) {
+        p = st.lap_end(p);
+      } else {
+        p += h->length.load(std::memory_order_relaxed);
+      }
+    }
+    n = std::min(n, c.uncommitted_records);
+  }
+  c.uncommitted_records -= n;
+  c.committed = position;
+  c.slot->records_committed.store(c.slot->records_committed.load(std::memory_order_relaxed) + n,
+                                  std::memory_order_relaxed);
+  c.slot->cursor.store(position, std::memory_order_seq_cst);
+  if (st.hdr->space_waiters.load(std::memory_order_seq_cst) != 0) st.wake_producers();
+  if (st.options.sync == SyncPolicy::kEveryCommit) {
+    st.file.sync(static_cast<std::uint64_t>(reinterpret_cast<std::byte*>(c.slot) - st.file.data()),
+                 sizeof(ConsumerSlot), true);
+  }
+}
+
+bool Consumer::seek(std::uint64_t position) noexcept {
+  Impl& c = *impl_;
+  if (position < c.committed) return false;
+  const std::uint64_t tail = load_u64(&c.st->hdr->tail.pos);
+  if (position > tail) return false;
+  if (position != tail && !c.readable(position)) return false;
+  c.read_pos = position;
+  c.uncommitted_records = 0;
+  c.stall_pos = UINT64_MAX;
+  return true;
+}
+
+std::uint64_t Consumer::committed() const noexcept { return impl_->committed; }
+std::uint64_t Consumer::read_position() const noexcept { return impl_->read_pos; }
+const std::string& Consumer::name() const noexcept { return impl_->name; }
+std::uint64_t Consumer::skipped_records() const noexcept { return impl_->skipped; }
+
+Consumer Channel::consumer(std::string_view name, StartAt start) {
+  ChannelState& st = *state_;
+  if (name.empty() || name.size() > kMaxConsumerName)
+    throw Error(fmt::format("consumer name '{}' must be 1 to {} characters", name, kMaxConsumerName));
+  if (!st.file.writable())
+    throw Error(fmt::format("channel {} is open read-only: a consumer needs to commit", st.file.path().string()));
+  auto impl = std::make_unique<Consumer::Impl>();
+  impl->st = state_;
+  impl->name = std::string(name);
+  impl->self = self_identity();
+
+  auto adopt = [&](ConsumerSlot& s) {
+    std::uint32_t owner = s.owner_pid.load();
+    for (;;) {
+      if (owner != 0 && process_alive(owner, s.owner_start.load()))
+        throw Error(fmt::format("consumer '{}' of {} is in use by process {}", name, st.file.path().string(), owner));
+      if (s.owner_pid.compare_exchange_strong(owner, impl->self.pid)) break;
+    }
+    s.owner_start.store(impl->self.start_time);
+    impl->slot = &s;
+    impl->committed = impl->read_pos = s.cursor.load(std::memory_order_acquire);
+  };
+  auto find_active = [&]() -> ConsumerSlot* {
+    for (std::uint32_t i = 0; i < kConsumerSlots; ++i)
+      if (st.consumers[i].state.load(std::memory_order_acquire) == kActive && name == st.consumers[i].name)
+        return &st.consumers[i];
+    return nullptr;
+  };
+  if (ConsumerSlot* s = find_active()) {
+    adopt(*s);
+    return Consumer(std::move(impl));
+  }
+  for (std::uint32_t i = 0; i < kConsumerSlots; ++i) {
+    ConsumerSlot& s = st.consumers[i];
+    std::uint32_t free = kFree;
+    if (!s.state.compare_exchange_strong(free, kRegistering)) continue;
+    std::memset(s.name, 0, sizeof s.name);
+    std::memcpy(s.name, name.data(), name.size());
+    s.records_committed.store(0);
+    s.owner_pid.store(0);
+    const std::uint64_t guess =
+        start == StartAt::kLatest ? load_u64(&st.hdr->tail.pos) : load_u64(&st.hdr->head.head);
+    s.cursor.store(guess, std::memory_order_seq_cst);
+    s.state.store(kActive, std::memory_order_seq_cst);
+    // Bump the registration generation: a producer that computed its floor without us fails
+    // its head update and recomputes. The head we bump from is safe to start at.
+    std::uint64_t head = load_u64(&st.hdr->head.head), gen = load_u64(&st.hdr->head.gen);
+    while (!cas16(&st.hdr->head, head, gen, head, gen + 1)) {
+    }
+    if (start == StartAt::kOldest && head > guess) s.cursor.store(head, std::memory_order_seq_cst);
+    // Two processes registering the same name at once: keep the first slot.
+    ConsumerSlot* first = find_active();
+    if (first != &s) {
+      s.state.store(kFree);
+      adopt(*first);
+      return Consumer(std::move(impl));
+    }
+    adopt(s);
+    return Consumer(std::move(impl));
+  }
+  throw Error(fmt::format("all {} consumer slots of channel {} are in use", kConsumerSlots, st.file.path().string()));
+}
+
+}  // namespace tributary::core

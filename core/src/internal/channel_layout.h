@@ -1,0 +1,207 @@
+// The channel's on-file layout (format version 1) and the process-local state over it.
+// Everything here lives in shared memory: fields are std::atomic (lock-free, address-free)
+// or written once at creation. Changing any of it means bumping kChannelFormatVersion.
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <cstddef>
+#include <cstdint>
+#include <mutex>
+#include <thread>
+
+#include "tributary/core/channel.h"
+#include "tributary/core/mapped_file.h"
+
+namespace tributary::core::detail {
+
+inline constexpr char kMagic[8] = {'T', 'R', 'I', 'B', 'C', 'H', 'A', 'N'};
+inline constexpr std::size_t kCacheLine = 64;
+inline constexpr std::uint32_t kProducerSlots = 128;
+inline constexpr std::uint32_t kConsumerSlots = 32;
+inline constexpr std::uint64_t kMinCapacity = 64 * 1024;
+
+// Low 3 bits of a tag (record positions are 8-aligned); the rest is the absolute position,
+// which is what makes a record from an earlier lap, or payload bytes shaped like a header,
+// fail to match.
+enum TagKind : std::uint64_t {
+  kRecordTag = 1,  // a published record; length in the header
+  kPadTag = 2,     // skip to the end of this lap (a record never wraps)
+  kSkipTag = 3,    // skip `length` bytes: an abandoned claim or a corrupt region closed by recovery
+};
+[[nodiscard]] constexpr std::uint64_t make_tag(std::uint64_t pos, TagKind kind) noexcept { return pos | kind; }
+
+struct RecordHeader {
+  std::atomic<std::uint64_t> tag;  // published last, with release order
+  std::atomic<std::uint32_t> length;  // payload bytes (record), or region bytes (skip)
+  std::uint32_t crc;               // CRC32C of position, length, bytes 16..47 and the payload
+  std::uint64_t channel_seq;
+  std::int64_t timestamp_ns;
+  std::uint64_t source_id;
+  std::uint64_t source_seq;
+};
+static_assert(sizeof(RecordHeader) == kRecordHeaderSize, "record header is part of the file format");
+static_assert(std::atomic<std::uint64_t>::is_always_lock_free, "tags must be lock-free to live in shared memory");
+
+[[nodiscard]] constexpr std::uint64_t record_size(std::uint64_t payload) noexcept {
+  return (kRecordHeaderSize + payload + kRecordAlign - 1) & ~std::uint64_t{kRecordAlign - 1};
+}
+
+// {write position, next channel sequence}, swapped together with one cmpxchg16b so that the
+// channel sequence follows position order across producers.
+struct alignas(16) TailWord {
+  std::uint64_t pos;
+  std::uint64_t seq;
+};
+
+// {retention head, consumer-registration generation}: producers raise the head to the floor
+// they computed only if no consumer registered meanwhile (see Channel::consumer).
+struct alignas(16) HeadWord {
+  std::uint64_t head;
+  std::uint64_t gen;
+};
+
+struct alignas(kCacheLine) ProducerSlot {
+  std::atomic<std::uint32_t> pid;  // 0 = free
+  std::atomic<std::uint32_t> unused;
+  std::atomic<std::uint64_t> start_time;  // /proc start time: a reused pid is not the same writer
+  std::atomic<std::uint64_t> claim_pos;   // reservation being attempted or written
+  std::atomic<std::uint64_t> claim_len;   // 0 = no reservation outstanding
+  std::atomic<std::uint64_t> claim_records;
+  std::atomic<std::uint64_t> records;  // written by this producer (owner-only writes)
+  std::atomic<std::uint64_t> bytes;
+};
+static_assert(sizeof(ProducerSlot) == kCacheLine, "one producer per cache line: no false sharing");
+
+struct alignas(kCacheLine) ConsumerSlot {
+  std::atomic<std::uint32_t> state;  // kFree, kRegistering, kActive
+  std::atomic<std::uint32_t> owner_pid;
+  std::atomic<std::uint64_t> owner_start;
+  char name[kMaxConsumerName + 1];
+  alignas(kCacheLine) std::atomic<std::uint64_t> cursor;  // own line: written at every commit
+  std::atomic<std::uint64_t> records_committed;
+};
+static_assert(sizeof(ConsumerSlot) == 2 * kCacheLine, "consumer slot layout is part of the file format");
+enum ConsumerState : std::uint32_t { kFree = 0, kRegistering = 1, kActive = 2 };
+
+struct alignas(kCacheLine) SourceSlot {
+  std::atomic<std::uint64_t> source_id;  // 0 = empty; claimed by CAS
+  std::atomic<std::uint32_t> version;    // seqlock: odd while the owner writes
+  std::atomic<std::uint32_t> unused;
+  std::atomic<std::uint64_t> last_sequence;
+  std::atomic<std::uint64_t> position;
+  std::atomic<std::uint64_t> pending_at;  // 1 + position of the first record of an open batch; 0 none
+  std::atomic<std::uint64_t> pending_sequence;
+  std::atomic<std::uint64_t> pending_position;
+};
+static_assert(sizeof(SourceSlot) == kCacheLine, "source slot layout is part of the file format");
+
+struct alignas(kCacheLine) Header {
+  // --- written once at creation ---
+  char magic[8];
+  std::uint32_t version;
+  std::uint32_t header_size;  // offset of the data region
+  std::uint64_t file_size;
+  std::uint64_t capacity;
+  std::uint32_t max_payload;
+  std::uint32_t source_slots;
+  std::uint32_t producer_slots;
+  std::uint32_t consumer_slots;
+  std::uint32_t layout_size;  // sizeof(Header): catches a build with a different layout
+  std::uint32_t unused0;
+  std::int64_t created_ns;
+
+  // --- hot words, each on its own cache line ---
+  alignas(kCacheLine) TailWord tail;
+  alignas(kCacheLine) HeadWord head;
+  alignas(kCacheLine) std::atomic<std::uint32_t> data_futex;  // bumped when a sleeping consumer must wake
+  std::atomic<std::uint32_t> data_waiters;
+  alignas(kCacheLine) std::atomic<std::uint32_t> space_futex;  // bumped when a sleeping producer must wake
+  std::atomic<std::uint32_t> space_waiters;
+
+  // --- counters (cold) ---
+  alignas(kCacheLine) std::atomic<std::uint64_t> retired_records;  // of producers that detached
+  std::atomic<std::uint64_t> retired_bytes;
+  std::atomic<std::uint64_t> abandoned_records;
+  std::atomic<std::uint64_t> abandoned_bytes;
+  std::atomic<std::uint64_t> corrupt_records;
+  std::atomic<std::uint64_t> corrupt_bytes;
+  std::atomic<std::uint64_t> producer_waits;
+  std::atomic<std::uint64_t> full_rejections;
+  std::atomic<std::uint64_t> oversize_rejections;
+
+  // --- last recovery ---
+  alignas(kCacheLine) std::atomic<std::int64_t> recovery_ns;
+  std::atomic<std::uint64_t> recovery_salvaged;
+  std::atomic<std::uint64_t> recovery_dropped_records;
+  std::atomic<std::uint64_t> recovery_dropped_bytes;
+  std::atomic<std::uint64_t> recovery_abandoned;
+  std::atomic<std::uint64_t> recovery_cursors_moved;
+};
+
+[[nodiscard]] constexpr std::uint64_t align_up(std::uint64_t v, std::uint64_t a) noexcept { return (v + a - 1) / a * a; }
+
+struct Layout {
+  std::uint64_t producers_off, consumers_off, sources_off, header_size, file_size;
+  static constexpr Layout compute(std::uint64_t capacity, std::uint32_t source_slots) noexcept {
+    Layout l{};
+    l.producers_off = align_up(sizeof(Header), kCacheLine);
+    l.consumers_off = l.producers_off + kProducerSlots * sizeof(ProducerSlot);
+    l.sources_off = l.consumers_off + kConsumerSlots * sizeof(ConsumerSlot);
+    l.header_size = align_up(l.sources_off + std::uint64_t{source_slots} * sizeof(SourceSlot), 4096);
+    l.file_size = l.header_size + capacity;
+    return l;
+  }
+};
+
+// Process-local view of one mapped channel, shared by the handles made from it.
+struct ChannelState {
+  MappedFile file;
+  OpenOptions options;
+  Header* hdr = nullptr;
+  std::byte* data = nullptr;
+  ProducerSlot* producers = nullptr;
+  ConsumerSlot* consumers = nullptr;
+  SourceSlot* sources = nullptr;
+  std::uint64_t capacity = 0;
+  std::uint64_t mask = 0;
+  std::uint32_t max_payload = 0;
+  std::uint32_t source_slots = 0;
+
+  // Interval syncer (SyncPolicy::kInterval).
+  std::mutex sync_mu;
+  std::condition_variable sync_cv;
+  bool stopping = false;
+  std::thread syncer;
+
+  explicit ChannelState(MappedFile f) : file(std::move(f)) {}
+  ~ChannelState();
+
+  [[nodiscard]] RecordHeader* header_at(std::uint64_t pos) const noexcept {
+    return reinterpret_cast<RecordHeader*>(data + (pos & mask));
+  }
+  [[nodiscard]] std::uint64_t lap_end(std::uint64_t pos) const noexcept { return (pos | mask) + 1; }
+
+  // Lowest position any consumer still needs; raises the retention head to it.
+  std::uint64_t compute_floor() noexcept;
+  // Closes the claimed region [from, to) of a dead writer with skip/pad records so every
+  // consumer passes it; clears pending source transactions inside it. True if this call did
+  // it (false if another consumer did first). `exclusive` (recovery) overwrites whatever is
+  // there, a torn record included.
+  bool close_region(std::uint64_t from, std::uint64_t to, TagKind kind, bool exclusive) noexcept;
+  void sync_all(bool wait) const noexcept;
+  void wake_consumers() noexcept;
+  void wake_producers() noexcept;
+};
+
+SourceSlot* find_source(ChannelState& st, std::uint64_t id, bool create) noexcept;
+
+// Record CRC: position, length and header bytes 16..47, then the payload.
+[[nodiscard]] std::uint32_t record_crc(std::uint64_t pos, const RecordHeader* h, std::uint32_t length) noexcept;
+
+// 16-byte atomics on the tail/head words (cmpxchg16b; the halves are read separately and
+// the CAS validates them).
+[[nodiscard]] bool cas16(void* addr, std::uint64_t& lo, std::uint64_t& hi, std::uint64_t new_lo, std::uint64_t new_hi) noexcept;
+[[nodiscard]] inline std::uint64_t load_u64(const std::uint64_t* p) noexcept { return __atomic_load_n(p, __ATOMIC_ACQUIRE); }
+
+}  // namespace tributary::core::detail

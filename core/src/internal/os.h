@@ -1,0 +1,29 @@
+// Small OS helpers for the channel: process identity (pid + start time, so a reused pid is
+// not mistaken for a live writer) and shared (cross-process) futex waits.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+
+namespace tributary::core::detail {
+
+struct ProcessIdentity {
+  std::uint32_t pid = 0;
+  std::uint64_t start_time = 0;  // field 22 of /proc/<pid>/stat (clock ticks since boot)
+};
+
+[[nodiscard]] ProcessIdentity self_identity() noexcept;
+// 0 when the process does not exist (or /proc cannot be read).
+[[nodiscard]] std::uint64_t process_start_time(std::uint32_t pid) noexcept;
+// True while a process with this pid and start time exists.
+[[nodiscard]] bool process_alive(std::uint32_t pid, std::uint64_t start_time) noexcept;
+
+// FUTEX_WAIT without the private flag: works across processes mapping the same file.
+// Returns when woken, on timeout, on a signal, or at once if *word != expected.
+void futex_wait(std::atomic<std::uint32_t>* word, std::uint32_t expected, std::chrono::nanoseconds timeout) noexcept;
+void futex_wake_all(std::atomic<std::uint32_t>* word) noexcept;
+
+[[nodiscard]] std::int64_t realtime_ns(bool precise) noexcept;
+
+}  // namespace tributary::core::detail

@@ -1,0 +1,158 @@
+// MappedFile: open/create with clear errors, preallocation, Boost.Interprocess mapping.
+#include "tributary/core/mapped_file.h"
+
+#include <fcntl.h>
+#include <sys/file.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <boost/interprocess/file_mapping.hpp>
+#include <boost/interprocess/mapped_region.hpp>
+#include <cerrno>
+#include <cstring>
+#include <utility>
+#include <fmt/format.h>
+
+#include "tributary/core/error.h"
+
+namespace tributary::core {
+
+namespace bip = boost::interprocess;
+
+void throw_errno(const std::string& what, int err) {
+  throw Error(fmt::format("{}: {}", what, std::strerror(err)));
+}
+
+namespace {
+
+// Owns a file descriptor; closes it once.
+class Fd {
+ public:
+  explicit Fd(int fd = -1) noexcept : fd_(fd) {}
+  Fd(Fd&& o) noexcept : fd_(o.release()) {}
+  Fd& operator=(Fd&& o) noexcept {
+    if (this != &o) {
+      reset();
+      fd_ = o.release();
+    }
+    return *this;
+  }
+  Fd(const Fd&) = delete;
+  Fd& operator=(const Fd&) = delete;
+  ~Fd() { reset(); }
+  [[nodiscard]] int get() const noexcept { return fd_; }
+  int release() noexcept { return std::exchange(fd_, -1); }
+  void reset() noexcept {
+    if (fd_ >= 0) ::close(fd_);
+    fd_ = -1;
+  }
+
+ private:
+  int fd_;
+};
+
+std::string describe_owner(const std::filesystem::path& path) {
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0) return {};
+  return fmt::format(" (file mode {:04o}, owner uid {} gid {}; this process runs as uid {} gid {})",
+                     st.st_mode & 07777, st.st_uid, st.st_gid, ::geteuid(), ::getegid());
+}
+
+}  // namespace
+
+struct MappedFile::Impl {
+  std::filesystem::path path;
+  Fd fd;
+  bip::file_mapping mapping;
+  bip::mapped_region region;
+  bool writable = false;
+};
+
+MappedFile::MappedFile(std::unique_ptr<Impl> impl) noexcept : impl_(std::move(impl)) {}
+MappedFile::MappedFile(MappedFile&&) noexcept = default;
+MappedFile& MappedFile::operator=(MappedFile&&) noexcept = default;
+MappedFile::~MappedFile() = default;
+
+MappedFile MappedFile::create(const std::filesystem::path& path, std::uint64_t size, const CreateOptions& opts) {
+  Fd fd(::open(path.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, opts.mode));
+  if (fd.get() < 0) {
+    const int err = errno;
+    if (err == EEXIST) throw Error(fmt::format("cannot create {}: the file already exists", path.string()));
+    throw_errno(fmt::format("cannot create {}", path.string()), err);
+  }
+  bool keep = false;
+  struct Unlinker {  // a half-created file must not be mistaken for a channel later
+    const std::filesystem::path& p;
+    const bool& keep;
+    ~Unlinker() {
+      if (!keep) ::unlink(p.c_str());
+    }
+  } unlinker{path, keep};
+
+  if (::fchmod(fd.get(), opts.mode) != 0) throw_errno(fmt::format("cannot chmod {}", path.string()), errno);
+  if (opts.group && ::fchown(fd.get(), static_cast<uid_t>(-1), *opts.group) != 0)
+    throw_errno(fmt::format("cannot give {} to group {}", path.string(), *opts.group), errno);
+  if (const int err = ::posix_fallocate(fd.get(), 0, static_cast<off_t>(size)); err != 0)
+    throw_errno(fmt::format("cannot preallocate {} bytes for {} (is the disk full?)", size, path.string()), err);
+  keep = true;
+  return open(path, Access::kReadWrite);
+}
+
+MappedFile MappedFile::open(const std::filesystem::path& path, Access access) {
+  const bool rw = access == Access::kReadWrite;
+  Fd fd(::open(path.c_str(), (rw ? O_RDWR : O_RDONLY) | O_CLOEXEC));
+  if (fd.get() < 0) {
+    const int err = errno;
+    if (err == EACCES || err == EPERM)
+      throw Error(fmt::format("permission denied opening {} for {}{}", path.string(),
+                              rw ? "writing" : "reading", describe_owner(path)));
+    if (err == ENOENT) throw Error(fmt::format("{} does not exist", path.string()));
+    throw_errno(fmt::format("cannot open {}", path.string()), err);
+  }
+  struct stat st {};
+  if (::fstat(fd.get(), &st) != 0) throw_errno(fmt::format("cannot stat {}", path.string()), errno);
+  if (!S_ISREG(st.st_mode)) throw Error(fmt::format("{} is not a regular file", path.string()));
+  if (st.st_size == 0) throw Error(fmt::format("{} is empty (truncated to 0 bytes?)", path.string()));
+
+  auto impl = std::make_unique<Impl>();
+  impl->path = path;
+  impl->writable = rw;
+  try {
+    const auto mode = rw ? bip::read_write : bip::read_only;
+    impl->mapping = bip::file_mapping(path.c_str(), mode);
+    impl->region = bip::mapped_region(impl->mapping, mode, 0, static_cast<std::size_t>(st.st_size));
+  } catch (const bip::interprocess_exception& e) {
+    throw Error(fmt::format("cannot map {}: {}", path.string(), e.what()));
+  }
+  impl->fd = std::move(fd);
+  return MappedFile(std::move(impl));
+}
+
+std::byte* MappedFile::data() const noexcept { return static_cast<std::byte*>(impl_->region.get_address()); }
+std::uint64_t MappedFile::size() const noexcept { return impl_->region.get_size(); }
+const std::filesystem::path& MappedFile::path() const noexcept { return impl_->path; }
+bool MappedFile::writable() const noexcept { return impl_->writable; }
+
+bool MappedFile::intact() const noexcept {
+  struct stat st {};
+  if (::fstat(impl_->fd.get(), &st) != 0) return false;
+  return static_cast<std::uint64_t>(st.st_size) >= size();
+}
+
+void MappedFile::sync(std::uint64_t offset, std::uint64_t len, bool wait) const noexcept {
+  const std::uint64_t page = static_cast<std::uint64_t>(::sysconf(_SC_PAGESIZE));
+  const std::uint64_t begin = offset / page * page;
+  const std::uint64_t end = std::min(size(), (offset + len + page - 1) / page * page);
+  if (end <= begin) return;
+  ::msync(data() + begin, end - begin, wait ? MS_SYNC : MS_ASYNC);
+}
+
+bool MappedFile::try_lock_exclusive() const noexcept { return ::flock(impl_->fd.get(), LOCK_EX | LOCK_NB) == 0; }
+
+void MappedFile::lock_shared() const noexcept {
+  while (::flock(impl_->fd.get(), LOCK_SH) != 0 && errno == EINTR) {
+  }
+}
+
+}  // namespace tributary::core

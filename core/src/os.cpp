@@ -1,0 +1,73 @@
+// Process identity from /proc and shared futex waits.
+#include <fcntl.h>
+#include <linux/futex.h>
+#include <signal.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+
+#include "internal/os.h"
+
+namespace tributary::core::detail {
+
+std::uint64_t process_start_time(std::uint32_t pid) noexcept {
+  char path[64];
+  std::snprintf(path, sizeof path, "/proc/%u/stat", pid);
+  const int fd = ::open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return 0;
+  char buf[1024];
+  const ssize_t n = ::read(fd, buf, sizeof buf - 1);
+  ::close(fd);
+  if (n <= 0) return 0;
+  buf[n] = '\0';
+  // The command name (field 2) may contain spaces and parentheses: fields resume after the
+  // last ')'. Field 3 is the state; the start time is field 22.
+  const char* p = std::strrchr(buf, ')');
+  if (p == nullptr) return 0;
+  ++p;
+  for (int field = 3; field < 22 && p != nullptr; ++field) {
+    p = std::strchr(p + 1, ' ');
+  }
+  if (p == nullptr) return 0;
+  // A zombie (state Z) has exited: treat it as dead.
+  const char* state = std::strrchr(buf, ')') + 2;
+  if (*state == 'Z' || *state == 'X') return 0;
+  return std::strtoull(p + 1, nullptr, 10);
+}
+
+ProcessIdentity self_identity() noexcept {
+  const auto pid = static_cast<std::uint32_t>(::getpid());
+  return {pid, process_start_time(pid)};
+}
+
+bool process_alive(std::uint32_t pid, std::uint64_t start_time) noexcept {
+  if (pid == 0) return false;
+  if (::kill(static_cast<pid_t>(pid), 0) != 0 && errno == ESRCH) return false;
+  const std::uint64_t now = process_start_time(pid);
+  return now != 0 && now == start_time;
+}
+
+void futex_wait(std::atomic<std::uint32_t>* word, std::uint32_t expected, std::chrono::nanoseconds timeout) noexcept {
+  if (timeout.count() <= 0) return;
+  timespec ts{};
+  ts.tv_sec = static_cast<time_t>(timeout.count() / 1'000'000'000);
+  ts.tv_nsec = static_cast<long>(timeout.count() % 1'000'000'000);
+  ::syscall(SYS_futex, reinterpret_cast<std::uint32_t*>(word), FUTEX_WAIT, expected, &ts, nullptr, 0);
+}
+
+void futex_wake_all(std::atomic<std::uint32_t>* word) noexcept {
+  ::syscall(SYS_futex, reinterpret_cast<std::uint32_t*>(word), FUTEX_WAKE, INT32_MAX, nullptr, nullptr, 0);
+}
+
+std::int64_t realtime_ns(bool precise) noexcept {
+  timespec ts{};
+  ::clock_gettime(precise ? CLOCK_REALTIME : CLOCK_REALTIME_COARSE, &ts);
+  return static_cast<std::int64_t>(ts.tv_sec) * 1'000'000'000 + ts.tv_nsec;
+}
+
+}  // namespace tributary::core::detail

@@ -1,0 +1,286 @@
+// Producer: the append hot path. One 16-byte CAS reserves {position, channel sequence};
+// records are written in place and published by their tag (last-to-first for a batch).
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cstring>
+
+#include "internal/channel_layout.h"
+#include "internal/os.h"
+#include "tributary/core/error.h"
+
+namespace tributary::core {
+
+using namespace detail;
+
+struct Producer::Impl {
+  std::shared_ptr<ChannelState> st;
+  ProducerSlot* slot = nullptr;
+  ProducerOptions opts;
+  std::uint64_t limit = 0;  // cached floor + capacity: below it, no need to look at consumers
+  std::uint64_t records = 0;
+  std::uint64_t bytes = 0;
+
+  ~Impl() {
+    if (slot == nullptr) return;
+    if (const std::uint64_t len = slot->claim_len.load(); len != 0) {  // a claim never published
+      const std::uint64_t pos = slot->claim_pos.load();
+      if (st->close_region(pos, pos + len, kSkipTag, false)) {
+        st->hdr->abandoned_records.fetch_add(slot->claim_records.load());
+        st->hdr->abandoned_bytes.fetch_add(len);
+      }
+      st->wake_consumers();
+    }
+    st->hdr->retired_records.fetch_add(records);
+    st->hdr->retired_bytes.fetch_add(bytes);
+    slot->records.store(0);
+    slot->bytes.store(0);
+    slot->claim_len.store(0);
+    slot->pid.store(0, std::memory_order_release);
+  }
+
+  AppendStatus wait_for_space(std::uint64_t end) noexcept {
+    Header* h = st->hdr;
+    if (opts.on_full == FullPolicy::kFailFast) {
+      h->full_rejections.fetch_add(1, std::memory_order_relaxed);
+      return AppendStatus::kFull;
+    }
+    slot->claim_len.store(0, std::memory_order_release);  // waiting holds no reservation
+    const auto deadline = std::chrono::steady_clock::now() + opts.max_wait;
+    for (;;) {
+      const std::uint32_t v = h->space_futex.load(std::memory_order_seq_cst);
+      h->space_waiters.fetch_add(1, std::memory_order_seq_cst);
+      limit = st->compute_floor() + st->capacity;
+      if (end <= limit) {
+        h->space_waiters.fetch_sub(1, std::memory_order_relaxed);
+        return AppendStatus::kOk;
+      }
+      const auto left = deadline - std::chrono::steady_clock::now();
+      if (left <= std::chrono::nanoseconds::zero() || !st->file.intact()) {
+        h->space_waiters.fetch_sub(1, std::memory_order_relaxed);
+        h->full_rejections.fetch_add(1, std::memory_order_relaxed);
+        return st->file.intact() ? AppendStatus::kTimeout : AppendStatus::kBroken;
+      }
+      h->producer_waits.fetch_add(1, std::memory_order_relaxed);
+      futex_wait(&h->space_futex, v, left);
+      h->space_waiters.fetch_sub(1, std::memory_order_relaxed);
+    }
+  }
+
+  // Reserves `size` contiguous bytes for `count` records; pads to the end of the lap first if
+  // they would wrap. On success `pos` is the first record's position, `seq` its channel seq.
+  AppendStatus reserve(std::uint64_t size, std::uint64_t count, std::uint64_t& pos, std::uint64_t& seq) noexcept {
+    Header* h = st->hdr;
+    std::uint64_t lo = load_u64(&h->tail.pos);
+    std::uint64_t hi = load_u64(&h->tail.seq);
+    for (;;) {
+      const std::uint64_t idx = lo & st->mask;
+      const std::uint64_t pad = idx + size > st->capacity ? st->capacity - idx : 0;
+      const std::uint64_t end = lo + pad + size;
+      if (end > limit) {
+        limit = st->compute_floor() + st->capacity;
+        if (end > limit) {
+          if (const AppendStatus s = wait_for_space(end); s != AppendStatus::kOk) return s;
+          lo = load_u64(&h->tail.pos);
+          hi = load_u64(&h->tail.seq);
+          continue;
+        }
+      }
+      // Announce the attempt before the CAS (which is a full barrier): if this process dies
+      // after winning it, consumers find the claim and, once we are gone, close it.
+      slot->claim_pos.store(lo, std::memory_order_relaxed);
+      slot->claim_records.store(count, std::memory_order_relaxed);
+      slot->claim_len.store(pad + size, std::memory_order_relaxed);
+      if (cas16(&h->tail, lo, hi, end, hi + count)) {
+        if (pad != 0) st->header_at(lo)->tag.store(make_tag(lo, kPadTag), std::memory_order_release);
+        pos = lo + pad;
+        seq = hi;
+        return AppendStatus::kOk;
+      }
+    }
+  }
+
+  void write(std::uint64_t pos, std::uint64_t seq, std::int64_t ts, EventId id,
+             std::span<const std::byte> payload) noexcept {
+    RecordHeader* h = st->header_at(pos);
+    const auto len = static_cast<std::uint32_t>(payload.size());
+    h->length.store(len, std::memory_order_relaxed);
+    h->channel_seq = seq;
+    h->timestamp_ns = ts;
+    h->source_id = id.source_id;
+    h->source_seq = id.sequence;
+    if (len != 0) std::memcpy(reinterpret_cast<std::byte*>(h) + kRecordHeaderSize, payload.data(), len);
+    h->crc = record_crc(pos, h, len);
+  }
+
+  void finish(std::uint64_t first_pos, std::uint64_t end_pos, std::uint64_t n, std::uint64_t payload_bytes) noexcept {
+    Header* h = st->hdr;
+    // Dekker pair with Consumer::wait: tag store (seq_cst) then waiter check.
+    st->header_at(first_pos)->tag.store(make_tag(first_pos, kRecordTag), std::memory_order_seq_cst);
+    if (h->data_waiters.load(std::memory_order_seq_cst) != 0) st->wake_consumers();
+    records += n;
+    bytes += payload_bytes;
+    slot->records.store(records, std::memory_order_relaxed);
+    slot->bytes.store(bytes, std::memory_order_relaxed);
+    slot->claim_len.store(0, std::memory_order_release);
+    if (st->options.sync == SyncPolicy::kEveryCommit) {
+      const std::uint64_t a = first_pos & st->mask;
+      const std::uint64_t len = end_pos - first_pos;
+      st->file.sync(static_cast<std::uint64_t>(st->data - st->file.data()) + a, len, true);
+      st->file.sync(0, sizeof(Header), true);
+    }
+  }
+};
+
+Producer::Producer(std::unique_ptr<Impl> impl) noexcept : impl_(std::move(impl)) {}
+Producer::Producer(Producer&&) noexcept = default;
+Producer& Producer::operator=(Producer&&) noexcept = default;
+Producer::~Producer() = default;
+
+AppendStatus Producer::append(EventId id, std::span<const std::byte> payload) noexcept {
+  Impl& p = *impl_;
+  if (payload.size() > p.st->max_payload) {
+    p.st->hdr->oversize_rejections.fetch_add(1, std::memory_order_relaxed);
+    return AppendStatus::kTooLarge;
+  }
+  const std::uint64_t size = record_size(payload.size());
+  std::uint64_t pos = 0, seq = 0;
+  if (const AppendStatus s = p.reserve(size, 1, pos, seq); s != AppendStatus::kOk) return s;
+  p.write(pos, seq, realtime_ns(p.opts.precise_timestamps), id, payload);
+  p.finish(pos, pos + size, 1, payload.size());
+  return AppendStatus::kOk;
+}
+
+AppendStatus Producer::append_batch(std::span<const Event> events, const SourcePosition* state) noexcept {
+  Impl& p = *impl_;
+  ChannelState& st = *p.st;
+  std::uint64_t total = 0, payload_bytes = 0;
+  for (const Event& e : events) {
+    if (e.payload.size() > st.max_payload) {
+      st.hdr->oversize_rejections.fetch_add(1, std::memory_order_relaxed);
+      return AppendStatus::kTooLarge;
+    }
+    total += record_size(e.payload.size());
+    payload_bytes += e.payload.size();
+  }
+  if (total > st.capacity / 4) return AppendStatus::kTooLarge;
+  SourceSlot* src = nullptr;
+  if (state != nullptr) {
+    src = find_source(st, state->source_id, true);
+    if (src == nullptr) return AppendStatus::kNoSlot;
+  }
+  // Seqlock, single writer per source: odd version while writing. The fields are stored with
+  // release order so a reader that sees a new field value also sees the odd version.
+  auto write_state = [src](auto&& body) {
+    const std::uint32_t v = src->version.load(std::memory_order_relaxed);
+    src->version.store(v + 1, std::memory_order_relaxed);
+    body();
+    src->version.store(v + 2, std::memory_order_release);
+  };
+  if (events.empty()) {
+    if (src != nullptr)
+      write_state([&] {
+        src->last_sequence.store(state->last_sequence, std::memory_order_release);
+        src->position.store(state->position, std::memory_order_release);
+      });
+    return AppendStatus::kOk;
+  }
+  std::uint64_t pos = 0, seq = 0;
+  if (const AppendStatus s = p.reserve(total, events.size(), pos, seq); s != AppendStatus::kOk) return s;
+  if (src != nullptr)
+    write_state([&] {
+      src->pending_sequence.store(state->last_sequence, std::memory_order_release);
+      src->pending_position.store(state->position, std::memory_order_release);
+      src->pending_at.store(pos + 1, std::memory_order_release);
+    });
+  const std::int64_t ts = realtime_ns(p.opts.precise_timestamps);
+  std::uint64_t q = pos;
+  for (std::size_t i = 0; i < events.size(); ++i) {
+    p.write(q, seq + i, ts, events[i].id, events[i].payload);
+    q += record_size(events[i].payload.size());
+  }
+  // Publish last-to-first: a consumer stops at the first unpublished record, so it sees the
+  // batch only once the first record's tag is stored, i.e. all of it.
+  for (std::size_t i = events.size(); i-- > 1;) {
+    q -= record_size(events[i].payload.size());
+    st.header_at(q)->tag.store(make_tag(q, kRecordTag), std::memory_order_release);
+  }
+  p.finish(pos, pos + total, events.size(), payload_bytes);
+  if (src != nullptr)
+    write_state([&] {
+      src->last_sequence.store(state->last_sequence, std::memory_order_release);
+      src->position.store(state->position, std::memory_order_release);
+      src->pending_at.store(0, std::memory_order_release);
+    });
+  return AppendStatus::kOk;
+}
+
+AppendStatus Producer::claim(EventId id, std::size_t size, Claim& out) noexcept {
+  Impl& p = *impl_;
+  if (size > p.st->max_payload) {
+    p.st->hdr->oversize_rejections.fetch_add(1, std::memory_order_relaxed);
+    return AppendStatus::kTooLarge;
+  }
+  std::uint64_t pos = 0, seq = 0;
+  if (const AppendStatus s = p.reserve(record_size(size), 1, pos, seq); s != AppendStatus::kOk) return s;
+  RecordHeader* h = p.st->header_at(pos);
+  h->length.store(static_cast<std::uint32_t>(size), std::memory_order_relaxed);
+  out.header_ = reinterpret_cast<std::byte*>(h);
+  out.payload_ = {out.header_ + kRecordHeaderSize, size};
+  out.position_ = pos;
+  out.channel_seq_ = seq;
+  out.id_ = id;
+  return AppendStatus::kOk;
+}
+
+void Producer::publish(Claim& c) noexcept {
+  if (c.header_ == nullptr) return;
+  Impl& p = *impl_;
+  auto* h = reinterpret_cast<RecordHeader*>(c.header_);
+  const auto len = static_cast<std::uint32_t>(c.payload_.size());
+  h->channel_seq = c.channel_seq_;
+  h->timestamp_ns = realtime_ns(p.opts.precise_timestamps);
+  h->source_id = c.id_.source_id;
+  h->source_seq = c.id_.sequence;
+  h->crc = record_crc(c.position_, h, len);
+  p.finish(c.position_, c.position_ + record_size(len), 1, len);
+  c.header_ = nullptr;
+}
+
+Producer Channel::producer(const ProducerOptions& options) {
+  ChannelState& st = *state_;
+  if (!st.file.writable())
+    throw Error(fmt::format("channel {} is open read-only: cannot produce", st.file.path().string()));
+  const ProcessIdentity self = self_identity();
+  auto impl = std::make_unique<Producer::Impl>();
+  impl->st = state_;
+  impl->opts = options;
+  const std::uint64_t floor = st.compute_floor();
+  for (std::uint32_t i = 0; i < kProducerSlots && impl->slot == nullptr; ++i) {
+    ProducerSlot& s = st.producers[i];
+    std::uint32_t pid = s.pid.load(std::memory_order_acquire);
+    if (pid == 0) {
+      if (s.pid.compare_exchange_strong(pid, self.pid)) impl->slot = &s;
+      continue;
+    }
+    // A dead producer's slot is reusable once nothing of it is outstanding.
+    const std::uint64_t len = s.claim_len.load();
+    if (process_alive(pid, s.start_time.load())) continue;
+    if (len != 0 && s.claim_pos.load() + len > floor) continue;
+    const std::uint64_t dead_records = s.records.load(), dead_bytes = s.bytes.load();
+    if (s.pid.compare_exchange_strong(pid, self.pid)) {
+      st.hdr->retired_records.fetch_add(dead_records);
+      st.hdr->retired_bytes.fetch_add(dead_bytes);
+      impl->slot = &s;
+    }
+  }
+  if (impl->slot == nullptr)
+    throw Error(fmt::format("all {} producer slots of channel {} are in use", kProducerSlots, st.file.path().string()));
+  impl->slot->claim_len.store(0);
+  impl->slot->records.store(0);
+  impl->slot->bytes.store(0);
+  impl->slot->start_time.store(self.start_time, std::memory_order_release);
+  return Producer(std::move(impl));
+}
+
+}  // namespace tributary::core

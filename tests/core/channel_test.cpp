@@ -1,0 +1,416 @@
+// Channel behaviour within one process: framing, wrap-around, cursors, full-channel policies,
+// the source table, file format checks and permissions.
+#include "tributary/core/channel.h"
+
+#include <gtest/gtest.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <fstream>
+#include <random>
+
+#include "support/channel_util.h"
+#include "support/temp_dir.h"
+#include "tributary/core/error.h"
+
+namespace tributary::core {
+namespace {
+
+using testing::drain;
+using testing::payload_for;
+using testing::TempDir;
+
+ChannelConfig small_config(std::uint64_t capacity = 64 * 1024, std::uint32_t max_payload = 8 * 1024) {
+  ChannelConfig c;
+  c.capacity = capacity;
+  c.max_payload = max_payload;
+  c.source_slots = 64;
+  return c;
+}
+
+std::string error_of(const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "(no error)";
+}
+
+TEST(ChannelTest, CreatesPreallocatedFileReadableOnlyByOwner) {
+  TempDir dir;
+  Channel ch = Channel::create(dir / "a.chan", small_config());
+  struct stat st {};
+  ASSERT_EQ(::stat((dir / "a.chan").c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0600u);
+  EXPECT_GE(static_cast<std::uint64_t>(st.st_size), 64u * 1024);
+  EXPECT_GE(static_cast<std::uint64_t>(st.st_blocks) * 512, 64u * 1024) << "data region must be allocated";
+}
+
+TEST(ChannelTest, RoundTripsEveryRecordField) {
+  TempDir dir;
+  Channel ch = Channel::create(dir / "a.chan", small_config());
+  Consumer c = ch.consumer("reader");
+  Producer p = ch.producer();
+  const auto before = std::chrono::system_clock::now().time_since_epoch();
+  ASSERT_EQ(p.append({7, 0}, "hello"), AppendStatus::kOk);
+  ASSERT_EQ(p.append({7, 1}, ""), AppendStatus::kOk);
+  ASSERT_EQ(p.append({9, 41}, std::string("\0bin\xff", 5)), AppendStatus::kOk);
+  auto got = drain(c, 3);
+  ASSERT_EQ(got.size(), 3u);
+  EXPECT_EQ(got[0].payload, "hello");
+  EXPECT_EQ(got[1].payload, "");
+  EXPECT_EQ(got[2].payload, std::string("\0bin\xff", 5));
+  EXPECT_EQ(got[2].id.source_id, 9u);
+  EXPECT_EQ(got[2].id.sequence, 41u);
+  for (std::size_t i = 0; i < got.size(); ++i) EXPECT_EQ(got[i].channel_seq, i);
+  EXPECT_EQ(got[0].position, 0u);
+  EXPECT_EQ(got[1].position, 56u) << "48-byte header + 5 bytes, 8-aligned";
+  std::vector<Record> one(1);
+  ASSERT_EQ(c.seek(0), true);
+  ASSERT_EQ(c.poll(one), 1u);
+  const auto ts = std::chrono::nanoseconds(one[0].timestamp_ns);
+  EXPECT_GT(ts, before - std::chrono::seconds(1));
+  EXPECT_LT(ts, before + std::chrono::seconds(60));
+}
+
+TEST(ChannelTest, RejectsPayloadAboveMaximumAndCountsIt) {
+  TempDir dir;
+  Channel ch = Channel::create(dir / "a.chan", small_config(64 * 1024, 1000));
+  Producer p = ch.producer();
+  EXPECT_EQ(p.append({1, 0}, std::string(1000, 'x')), AppendStatus::kOk);
+  EXPECT_EQ(p.append({1, 1}, std::string(1001, 'x')), AppendStatus::kTooLarge);
+  EXPECT_EQ(ch.stats().oversize_rejections, 1u);
+  EXPECT_EQ(ch.stats().records_written, 1u);
+}
+
+TEST(ChannelTest, WrapsAroundCorrectlyForEveryRecordSize) {
+  TempDir dir;
+  const std::uint32_t max_payload = 4096;
+  Channel ch = Channel::create(dir / "a.chan", small_config(64 * 1024, max_payload));
+  Consumer c = ch.consumer("reader");
+  Producer p = ch.producer({FullPolicy::kFailFast});
+  std::uint64_t seq = 0;
+  std::vector<Record> buf(64);
+  // Every size from 0 to max_payload, several laps of the 64 KiB ring.
+  for (std::uint32_t len = 0; len <= max_payload; ++len) {
+    ASSERT_EQ(p.append({1, seq}, payload_for(1, seq, len)), AppendStatus::kOk) << "len " << len;
+    std::size_t n = c.poll(buf);
+    ASSERT_EQ(n, 1u) << "len " << len;
+    ASSERT_EQ(testing::as_string(buf[0].payload), payload_for(1, seq, len));
+    ASSERT_EQ(buf[0].id.sequence, seq);
+    ASSERT_EQ(buf[0].channel_seq, seq);
+    c.commit();
+    ++seq;
+  }
+  EXPECT_GT(ch.stats().write_position, 64u * 1024 * 100) << "must have wrapped many times";
+}
+
+TEST(ChannelTest, BatchIsDenseInChannelSequenceAndReadInOrder) {
+  TempDir dir;
+  Channel ch = Channel::create(dir / "a.chan", small_config());
+  Consumer c = ch.consumer("reader");
+  Producer p = ch.producer();
+  std::vector<std::string> payloads;
+  for (int i = 0; i < 50; ++i) payloads.push_back(payload_for(3, i, static_cast<std::size_t>(i * 7)));
+  std::vector<Event> events;
+  for (std::size_t i = 0; i < payloads.size(); ++i)
+    events.push_back({{3, i}, std::as_bytes(std::span(payloads[i].data(), payloads[i].size()))});
+  ASSERT_EQ(p.append_batch(events), AppendStatus::kOk);
+  auto got = drain(c, 50);
+  ASSERT_EQ(got.size(), 50u);
+  for (std::size_t i = 0; i < got.size(); ++i) {
+    EXPECT_EQ(got[i].channel_seq, i);
+    EXPECT_EQ(got[i].payload, payloads[i]);
+  }
+}
+
+TEST(ChannelTest, RejectsBatchLargerThanAQuarterOfTheRing) {
+  TempDir dir;
+  Channel ch = Channel::create(dir / "a.chan", small_config(64 * 1024, 8 * 1024));
+  Producer p = ch.producer();
+  const std::string big(8000, 'b');
+  std::vector<Event> events(3, Event{{1, 0}, std::as_bytes(std::span(big.data(), big.size()))});
+  EXPECT_EQ(p.append_batch(events), AppendStatus::kTooLarge);
+  EXPECT_EQ(ch.stats().records_written, 0u);
+}
+
+TEST(ChannelTest, ConsumerRereadsFromItsCommittedCursorAfterReopen) {
+  TempDir dir;
+  std::uint64_t commit_at = 0;
+  {
+    Channel ch = Channel::create(dir / "a.chan", small_config());
+    Producer p = ch.producer();
+    for (int i = 0; i < 10; ++i) ASSERT_EQ(p.append({1, static_cast<std::uint64_t>(i)}, payload_for(1, i, 20)), AppendStatus::kOk);
+    Consumer c = ch.consumer("uplink");
+    auto got = drain(c, 10);
+    ASSERT_EQ(got.size(), 10u);
+    commit_at = got[5].position;  // handled 0..4 only
+    c.commit(commit_at);
+    EXPECT_EQ(c.committed(), commit_at);
+  }
+  Channel ch = Channel::open(dir / "a.chan");
+  Consumer c = ch.consumer("uplink");
+  EXPECT_EQ(c.committed(), commit_at);
+  auto got = drain(c, 5);
+  ASSERT_EQ(got.size(), 5u);
+  EXPECT_EQ(got.front().id.sequence, 5u);
+  EXPECT_EQ(got.back().id.sequence, 9u);
+  EXPECT_EQ(ch.stats().consumers.at(0).records_committed, 5u);
+}
+
+TEST(ChannelTest, SeekRereadsUncommittedRecordsButNotBeforeTheCursor) {
+  TempDir dir;
+  Channel ch = Channel::create(dir / "a.chan", small_config());
+  Producer p = ch.producer();
+  for (int i = 0; i < 6; ++i) ASSERT_EQ(p.append({1, static_cast<std::uint64_t>(i)}, "x"), AppendStatus::kOk);
+  Consumer c = ch.consumer("r");
+  auto got = drain(c, 6);
+  ASSERT_EQ(got.size(), 6u);
+  c.commit(got[2].position);
+  EXPECT_FALSE(c.seek(got[1].position)) << "before the committed cursor";
+  EXPECT_FALSE(c.seek(got[3].position + 8)) << "not a record boundary";
+  ASSERT_TRUE(c.seek(got[4].position));
+  auto again = drain(c, 2);
+  ASSERT_EQ(again.size(), 2u);
+  EXPECT_EQ(again[0].id.sequence, 4u);
+}
+
+TEST(ChannelTest, NamedConsumersReadIndependently) {
+  TempDir dir;
+  Channel ch = Channel::create(dir / "a.chan", small_config());
+  Producer p = ch.producer();
+  Consumer a = ch.consumer("a");
+  Consumer b = ch.consumer("b");
+  for (int i = 0; i < 100; ++i) ASSERT_EQ(p.append({1, static_cast<std::uint64_t>(i)}, payload_for(1, i, 30)), AppendStatus::kOk);
+  EXPECT_EQ(drain(a, 100).size(), 100u);
+  a.commit();
+  EXPECT_EQ(drain(b, 100).size(), 100u);
+  const auto s = ch.stats();
+  ASSERT_EQ(s.consumers.size(), 2u);
+  EXPECT_EQ(s.oldest_retained, 0u) << "b has not committed: nothing may be reused";
+}
+
+TEST(ChannelTest, FailFastProducerGetsFullWhileAConsumerHoldsTheData) {
+  TempDir dir;
+  Channel ch = Channel::create(dir / "a.chan", small_config(64 * 1024, 1024));
+  Consumer c = ch.consumer("slow");
+  Producer p = ch.producer({FullPolicy::kFailFast});
+  const std::string payload(1000, 'z');
+  std::uint64_t written = 0;
+  AppendStatus s = AppendStatus::kOk;
+  while ((s = p.append({1, written}, payload)) == AppendStatus::kOk) ++written;
+  EXPECT_EQ(s, AppendStatus::kFull);
+  EXPECT_GE(written, 60u);
+  EXPECT_EQ(ch.stats().full_rejections, 1u);
+  // Nothing was overwritten: the consumer still reads every record intact.
+  auto got = drain(c, written);
+  ASSERT_EQ(got.size(), written);
+  for (std::uint64_t i = 0; i < written; ++i) ASSERT_EQ(got[i].id.sequence, i);
+  c.commit();
+  EXPECT_EQ(p.append({1, written}, payload), AppendStatus::kOk) << "space is free again after the commit";
+}
+
+TEST(ChannelTest, BlockingProducerTimesOutWhenNobodyCommits) {
+  TempDir dir;
+  Channel ch = Channel::create(dir / "a.chan", small_config(64 * 1024, 1024));
+  Consumer c = ch.consumer("stuck");
+  Producer p = ch.producer({FullPolicy::kBlock, std::chrono::milliseconds(50)});
+  const std::string payload(1000, 'z');
+  AppendStatus s = AppendStatus::kOk;
+  for (std::uint64_t i = 0; i < 1000 && s == AppendStatus::kOk; ++i) s = p.append({1, i}, payload);
+  EXPECT_EQ(s, AppendStatus::kTimeout);
+  EXPECT_GE(ch.stats().producer_waits, 1u);
+}
+
+TEST(ChannelTest, WithoutConsumersTheChannelKeepsItsBacklogForTheFirstOne) {
+  TempDir dir;
+  Channel ch = Channel::create(dir / "a.chan", small_config(64 * 1024, 1024));
+  Producer p = ch.producer({FullPolicy::kFailFast});
+  std::uint64_t written = 0;
+  while (p.append({1, written}, payload_for(1, written, 500)) == AppendStatus::kOk) ++written;
+  Consumer late = ch.consumer("late", StartAt::kOldest);
+  auto got = drain(late, written);
+  ASSERT_EQ(got.size(), written);
+  EXPECT_EQ(got.front().id.sequence, 0u);
+}
+
+TEST(ChannelTest, LatestStartSkipsWhatIsAlreadyThere) {
+  TempDir dir;
+  Channel ch = Channel::create(dir / "a.chan", small_config());
+  Producer p = ch.producer();
+  ASSERT_EQ(p.append({1, 0}, "old"), AppendStatus::kOk);
+  Consumer c = ch.consumer("tail", StartAt::kLatest);
+  ASSERT_EQ(p.append({1, 1}, "new"), AppendStatus::kOk);
+  auto got = drain(c, 1);
+  ASSERT_EQ(got.size(), 1u);
+  EXPECT_EQ(got[0].payload, "new");
+}
+
+TEST(ChannelTest, RemovedConsumerNoLongerHoldsProducersBack) {
+  TempDir dir;
+  Channel ch = Channel::create(dir / "a.chan", small_config(64 * 1024, 1024));
+  { Consumer gone = ch.consumer("gone"); }
+  Producer p = ch.producer({FullPolicy::kFailFast});
+  std::uint64_t i = 0;
+  while (p.append({1, i}, std::string(900, 'q')) == AppendStatus::kOk) ++i;
+  EXPECT_TRUE(ch.remove_consumer("gone"));
+  EXPECT_FALSE(ch.remove_consumer("gone"));
+  EXPECT_EQ(p.append({1, i}, std::string(900, 'q')), AppendStatus::kFull)
+      << "without consumers the backlog is kept until one reads it";
+}
+
+TEST(ChannelTest, ZeroCopyClaimIsInvisibleUntilPublished) {
+  TempDir dir;
+  Channel ch = Channel::create(dir / "a.chan", small_config());
+  Consumer c = ch.consumer("r");
+  Producer p = ch.producer();
+  Producer::Claim claim;
+  ASSERT_EQ(p.claim({5, 0}, 11, claim), AppendStatus::kOk);
+  std::memcpy(claim.payload().data(), "zero-copy!!", 11);
+  Producer other = ch.producer();
+  ASSERT_EQ(other.append({6, 0}, "after"), AppendStatus::kOk);
+  std::vector<Record> buf(4);
+  EXPECT_EQ(c.poll(buf), 0u) << "the unpublished claim blocks what follows, in order";
+  p.publish(claim);
+  auto got = drain(c, 2);
+  ASSERT_EQ(got.size(), 2u);
+  EXPECT_EQ(got[0].payload, "zero-copy!!");
+  EXPECT_EQ(got[1].payload, "after");
+}
+
+TEST(ChannelTest, ProducerDestroyedWithAnUnpublishedClaimReleasesTheSlot) {
+  TempDir dir;
+  Channel ch = Channel::create(dir / "a.chan", small_config());
+  Consumer c = ch.consumer("r");
+  Producer other = ch.producer();
+  {
+    Producer p = ch.producer();
+    Producer::Claim claim;
+    ASSERT_EQ(p.claim({5, 0}, 100, claim), AppendStatus::kOk);
+    ASSERT_EQ(other.append({6, 0}, "after"), AppendStatus::kOk);
+  }
+  auto got = drain(c, 1, std::chrono::milliseconds(100));
+  ASSERT_EQ(got.size(), 1u);
+  EXPECT_EQ(got[0].payload, "after");
+  EXPECT_EQ(ch.stats().abandoned_records, 1u);
+}
+
+TEST(ChannelTest, SourcePositionIsCommittedWithItsBatch) {
+  TempDir dir;
+  Channel ch = Channel::create(dir / "a.chan", small_config());
+  Producer p = ch.producer();
+  EXPECT_FALSE(ch.source_position(77).has_value());
+  const std::string line = "line";
+  std::vector<Event> ev{{{77, 0}, std::as_bytes(std::span(line.data(), line.size()))},
+                        {{77, 1}, std::as_bytes(std::span(line.data(), line.size()))}};
+  SourcePosition sp{77, 1, 10};
+  ASSERT_EQ(p.append_batch(ev, &sp), AppendStatus::kOk);
+  auto got = ch.source_position(77);
+  ASSERT_TRUE(got.has_value());
+  EXPECT_EQ(got->last_sequence, 1u);
+  EXPECT_EQ(got->position, 10u);
+  ev = {{{77, 2}, std::as_bytes(std::span(line.data(), line.size()))}};
+  sp = {77, 2, 15};
+  ASSERT_EQ(p.append_batch(ev, &sp), AppendStatus::kOk);
+  EXPECT_EQ(ch.source_position(77)->position, 15u);
+  EXPECT_FALSE(ch.source_position(78).has_value());
+}
+
+TEST(ChannelTest, ConsumerNameHeldByALiveProcessIsRefused) {
+  TempDir dir;
+  Channel ch = Channel::create(dir / "a.chan", small_config());
+  Consumer c = ch.consumer("only-one");
+  const std::string msg = error_of([&] { (void)ch.consumer("only-one"); });
+  EXPECT_NE(msg.find("in use by process"), std::string::npos) << msg;
+}
+
+TEST(ChannelTest, CreateRefusesAnExistingFileAndBadSizes) {
+  TempDir dir;
+  { Channel ch = Channel::create(dir / "a.chan", small_config()); }
+  EXPECT_NE(error_of([&] { Channel::create(dir / "a.chan", small_config()); }).find("already exists"),
+            std::string::npos);
+  EXPECT_NE(error_of([&] { Channel::create(dir / "b.chan", small_config(100000)); }).find("power of two"),
+            std::string::npos);
+  EXPECT_NE(error_of([&] { Channel::create(dir / "c.chan", small_config(64 * 1024, 60000)); }).find("quarter"),
+            std::string::npos);
+  EXPECT_FALSE(std::filesystem::exists(dir / "b.chan"));
+}
+
+TEST(ChannelTest, RefusesAFileOfAnotherFormatVersionNamingBoth) {
+  TempDir dir;
+  { Channel ch = Channel::create(dir / "a.chan", small_config()); }
+  {
+    std::fstream f(dir / "a.chan", std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(8);
+    const std::uint32_t v = 99;
+    f.write(reinterpret_cast<const char*>(&v), sizeof v);
+  }
+  const std::string msg = error_of([&] { Channel::open(dir / "a.chan"); });
+  EXPECT_NE(msg.find("version 99"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("version " + std::to_string(kChannelFormatVersion)), std::string::npos) << msg;
+}
+
+TEST(ChannelTest, RefusesAFileThatIsNotAChannel) {
+  TempDir dir;
+  std::ofstream(dir / "x") << std::string(200000, 'x');
+  EXPECT_NE(error_of([&] { Channel::open(dir / "x"); }).find("not a Tributary channel"), std::string::npos);
+  EXPECT_NE(error_of([&] { Channel::open(dir / "missing"); }).find("does not exist"), std::string::npos);
+}
+
+TEST(ChannelTest, RefusesATruncatedFileWithAClearError) {
+  TempDir dir;
+  { Channel ch = Channel::create(dir / "a.chan", small_config()); }
+  std::filesystem::resize_file(dir / "a.chan", 70000);
+  const std::string msg = error_of([&] { Channel::open(dir / "a.chan"); });
+  EXPECT_NE(msg.find("truncated"), std::string::npos) << msg;
+}
+
+TEST(ChannelTest, OpeningWithoutWritePermissionNamesTheFile) {
+  TempDir dir;
+  { Channel ch = Channel::create(dir / "a.chan", small_config()); }
+  ::chmod(dir.path().c_str(), 0755);
+  // Root ignores file modes, so the attempt runs in a child as an unprivileged user.
+  const pid_t pid = ::fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    if (::geteuid() == 0 && (::setgid(65534) != 0 || ::setuid(65534) != 0)) ::_exit(3);
+    try {
+      Channel::open(dir / "a.chan");
+    } catch (const Error& e) {
+      const std::string m = e.what();
+      ::_exit(m.find("permission denied") != std::string::npos && m.find("a.chan") != std::string::npos ? 0 : 1);
+    }
+    ::_exit(2);
+  }
+  int status = 0;
+  ASSERT_EQ(::waitpid(pid, &status, 0), pid);
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 0) << "1: wrong message, 2: opened, 3: could not drop privileges";
+}
+
+TEST(ChannelTest, ReadOnlyOpenCanStatAndWalkButNotProduce) {
+  TempDir dir;
+  {
+    Channel ch = Channel::create(dir / "a.chan", small_config());
+    Producer p = ch.producer();
+    ASSERT_EQ(p.append({1, 0}, "a"), AppendStatus::kOk);
+    ASSERT_EQ(p.append({1, 1}, "b"), AppendStatus::kOk);
+  }
+  OpenOptions ro;
+  ro.read_only = true;
+  Channel ch = Channel::open(dir / "a.chan", ro);
+  std::vector<std::string> seen;
+  ch.walk([&](const Record& r) {
+    seen.push_back(testing::as_string(r.payload));
+    return true;
+  });
+  EXPECT_EQ(seen, (std::vector<std::string>{"a", "b"}));
+  EXPECT_EQ(ch.stats().records_written, 2u);
+  EXPECT_NE(error_of([&] { (void)ch.producer(); }).find("read-only"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace tributary::core

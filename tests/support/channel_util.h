@@ -1,0 +1,52 @@
+// Helpers shared by the channel tests: deterministic payloads that say which event they are,
+// and draining a consumer into a vector.
+#pragma once
+
+#include <chrono>
+#include <algorithm>
+#include <cstdint>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "tributary/core/channel.h"
+
+namespace tributary::testing {
+
+// Payload of event (source, seq): self-describing text padded to `len` bytes (>= 0).
+inline std::string payload_for(std::uint64_t source, std::uint64_t seq, std::size_t len) {
+  std::string s = "s" + std::to_string(source) + "q" + std::to_string(seq) + ":";
+  s.resize(std::max(len, s.size()), static_cast<char>('a' + (source + seq) % 26));
+  s.resize(len);
+  return s;
+}
+
+inline std::string as_string(std::span<const std::byte> p) {
+  return {reinterpret_cast<const char*>(p.data()), p.size()};
+}
+
+struct Seen {
+  std::uint64_t position;
+  std::uint64_t channel_seq;
+  core::EventId id;
+  std::string payload;
+};
+
+// Polls until `want` records were read or `timeout` passes without progress; no commit.
+inline std::vector<Seen> drain(core::Consumer& c, std::size_t want,
+                               std::chrono::milliseconds timeout = std::chrono::milliseconds(5000)) {
+  std::vector<Seen> out;
+  std::vector<core::Record> buf(256);
+  while (out.size() < want) {
+    const std::size_t n = c.poll(std::span(buf).first(std::min(buf.size(), want - out.size())));
+    if (n == 0) {
+      if (!c.wait(timeout)) break;
+      continue;
+    }
+    for (std::size_t i = 0; i < n; ++i)
+      out.push_back({buf[i].position, buf[i].channel_seq, buf[i].id, as_string(buf[i].payload)});
+  }
+  return out;
+}
+
+}  // namespace tributary::testing

@@ -1,0 +1,89 @@
+#!/usr/bin/env bash
+# One entry point for a fresh Debian 12 machine: installs the Debian packages Tributary
+# builds with, configures and builds one flavour, and runs the demo or the tests.
+#
+#   bash tools/setup.sh demo                     install, build (release), run the main job
+#   bash tools/setup.sh test                     install, build (release, -Werror), run all tests but `slow`
+#   bash tools/setup.sh test --sanitize address  ... the same under ASan+UBSan (build/asan)
+#   bash tools/setup.sh test --sanitize thread --labels concurrent   TSan leg (build/tsan)
+#   bash tools/setup.sh build                    install and build only
+#
+# Options: --labels REGEX (CTest label regex, default 'unit|concurrent|crash'),
+#          --jobs N (default: nproc), --no-install (skip apt-get).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PACKAGES=(
+  build-essential cmake ninja-build ccache pkg-config
+  libboost-dev libcli11-dev libfmt-dev libspdlog-dev
+  libgtest-dev libgmock-dev libbenchmark-dev
+  librdkafka-dev libconcurrentqueue-dev libsimdjson-dev libtomlplusplus-dev
+  libcpp-httplib-dev liblz4-dev libzstd-dev nlohmann-json3-dev rapidjson-dev
+)
+
+action="${1:-}"
+[ -n "$action" ] && shift || true
+sanitize=""
+labels="unit|concurrent|crash"
+jobs="$(nproc)"
+install=1
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --sanitize) sanitize="$2"; shift 2 ;;
+    --labels) labels="$2"; shift 2 ;;
+    --jobs) jobs="$2"; shift 2 ;;
+    --no-install) install=0; shift ;;
+    *) echo "setup.sh: unknown option '$1'" >&2; exit 2 ;;
+  esac
+done
+
+install_packages() {
+  local missing=()
+  for p in "${PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  echo "setup.sh: installing ${missing[*]}"
+  local sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  $sudo apt-get update -q
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q --no-install-recommends "${missing[@]}"
+}
+
+build_dir() {
+  case "$sanitize" in
+    "") echo build/release ;;
+    address) echo build/asan ;;
+    thread) echo build/tsan ;;
+    *) echo "setup.sh: --sanitize must be address or thread" >&2; exit 2 ;;
+  esac
+}
+
+build() {
+  local dir type=RelWithDebInfo bench=ON
+  dir="$(build_dir)"
+  [ -n "$sanitize" ] && { type=Debug; bench=OFF; }
+  cmake -S . -B "$dir" -G Ninja -DCMAKE_BUILD_TYPE="$type" -DTRIBUTARY_WERROR=ON \
+    -DTRIBUTARY_SANITIZE="$sanitize" -DTRIBUTARY_BUILD_BENCH="$bench" >/dev/null
+  cmake --build "$dir" -j "$jobs"
+}
+
+run_tests() {
+  local dir
+  dir="$(build_dir)"
+  export ASAN_OPTIONS="detect_leaks=1:abort_on_error=1"
+  export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"
+  export TSAN_OPTIONS="halt_on_error=1:second_deadlock_stack=1 suppressions=$PWD/tests/tsan.supp"
+  # Per-test budgets come from each label's TIMEOUT (tests/CMakeLists.txt).
+  (cd "$dir" && ctest --output-on-failure --no-tests=error -j "$jobs" -L "$labels")
+}
+
+[ "$install" -eq 1 ] && install_packages
+case "$action" in
+  build) build ;;
+  test) build; run_tests ;;
+  demo)
+    build
+    ./build/release/tools/tributary channel demo --dir "${TRIBUTARY_DEMO_DIR:-/tmp/tributary-demo}" ;;
+  *) sed -n '2,14p' "$0"; exit 2 ;;
+esac
