@@ -42,12 +42,6 @@ bool cas16(void* addr, std::uint64_t& lo, std::uint64_t& hi, std::uint64_t new_l
   return false;
 }
 
-std::uint32_t record_crc(std::uint64_t pos, const RecordHeader* h, std::uint32_t length) noexcept {
-  std::uint32_t c = crc32c_extend(0, &pos, sizeof pos);
-  c = crc32c_extend(c, &length, sizeof length);
-  const auto* bytes = reinterpret_cast<const std::byte*>(h);
-  return crc32c_extend(c, bytes + 16, kRecordHeaderSize - 16 + length);
-}
 
 ChannelState::~ChannelState() {
   if (syncer.joinable()) {
@@ -66,6 +60,11 @@ void ChannelState::sync_all(bool wait) const noexcept { file.sync(0, file.size()
 void ChannelState::wake_consumers() noexcept {
   hdr->data_futex.fetch_add(1, std::memory_order_seq_cst);
   futex_wake_all(&hdr->data_futex);
+}
+
+void ChannelState::announce_sleeper(std::atomic<std::uint32_t>& waiters) const noexcept {
+  waiters.fetch_add(1, std::memory_order_seq_cst);
+  if (asymmetric) membarrier_heavy();
 }
 
 void ChannelState::wake_producers() noexcept {
@@ -165,6 +164,8 @@ std::shared_ptr<ChannelState> attach(MappedFile file, const OpenOptions& options
   st->mask = st->capacity - 1;
   st->max_payload = st->hdr->max_payload;
   st->source_slots = st->hdr->source_slots;
+  st->asymmetric = membarrier_supported();
+  if (st->asymmetric) membarrier_register();
   return st;
 }
 
@@ -176,7 +177,7 @@ bool valid_record_at(const ChannelState& st, std::uint64_t p, std::uint64_t* siz
   if (len > st.max_payload) return false;
   const std::uint64_t size = record_size(len);
   if (p + size > st.lap_end(p)) return false;
-  if (record_crc(p, h, len) != h->crc) return false;
+  if (record_crc(st.crc, p, h, len) != h->crc) return false;
   *size_out = size;
   return true;
 }
@@ -336,11 +337,13 @@ void start_syncer(ChannelState& st) {
   });
 }
 
-std::shared_ptr<ChannelState> open_state(const std::filesystem::path& path, const OpenOptions& options) {
+// `fresh`: the file was just created by us; there is nothing to recover.
+std::shared_ptr<ChannelState> open_state(const std::filesystem::path& path, const OpenOptions& options,
+                                         bool fresh = false) {
   auto file = MappedFile::open(path, options.read_only ? MappedFile::Access::kReadOnly : MappedFile::Access::kReadWrite);
   const bool exclusive = !options.read_only && file.try_lock_exclusive();
   auto st = attach(std::move(file), options);
-  if (exclusive) recover(*st);
+  if (exclusive && !fresh) recover(*st);
   if (!options.read_only) st->file.lock_shared();  // downgrade (or wait for a recovering opener)
   start_syncer(*st);
   return st;
@@ -396,7 +399,7 @@ Channel Channel::create(const std::filesystem::path& path, const ChannelConfig& 
     std::filesystem::remove(tmp);
     throw Error(fmt::format("cannot create channel {}: {}", path.string(), ec.message()));
   }
-  return Channel(open_state(path, options));
+  return Channel(open_state(path, options, true));
 }
 
 Channel Channel::open(const std::filesystem::path& path, const OpenOptions& options) {

@@ -24,6 +24,8 @@ struct Consumer::Impl {
   std::uint64_t uncommitted_records = 0;
   std::uint64_t skipped = 0;
   std::uint64_t stall_pos = UINT64_MAX;
+  std::uint32_t stall_spins = 0;
+  bool stall_timing = false;
   std::chrono::steady_clock::time_point stall_since{};
 
   ~Impl() {
@@ -40,19 +42,25 @@ struct Consumer::Impl {
 
   // Called when nothing is readable at `p`. After abandon_timeout at the same position, looks
   // for the reservation covering it: a live writer is waited for; a dead one's is closed.
-  void check_stall(std::uint64_t p) noexcept {
-    if (p >= load_u64(&st->hdr->tail.pos)) {
-      stall_pos = UINT64_MAX;  // simply empty
-      return;
-    }
-    const auto now = std::chrono::steady_clock::now();
+  // Busy pollers call this on every empty poll, so it touches nothing shared (the write
+  // position is the producers' hottest cache line) and reads the clock only every 1024 calls
+  // or when called from wait().
+  void check_stall(std::uint64_t p, bool waiting) noexcept {
     if (stall_pos != p) {
       stall_pos = p;
+      stall_spins = 0;
+      stall_timing = false;
+    }
+    if (!waiting && (++stall_spins & 1023u) != 0) return;
+    const auto now = std::chrono::steady_clock::now();
+    if (!stall_timing) {
+      stall_timing = true;
       stall_since = now;
       return;
     }
     if (now - stall_since < st->options.abandon_timeout) return;
     stall_since = now;
+    if (p >= load_u64(&st->hdr->tail.pos)) return;  // simply empty
     ProducerSlot* dead = nullptr;
     std::uint32_t dead_pid = 0;
     for (std::uint32_t i = 0; i < kProducerSlots; ++i) {
@@ -99,12 +107,6 @@ std::size_t Consumer::poll(std::span<Record> out) noexcept {
       const std::uint32_t len = h->length.load(std::memory_order_relaxed);
       const std::uint64_t size = record_size(len);
       if (len > st.max_payload || p + size > st.lap_end(p)) break;  // cannot be framed: never delivered
-      if (st.options.verify_on_read && record_crc(p, h, len) != h->crc) {
-        ++c.skipped;  // corrupt in place (e.g. a bit flip on disk): counted, never delivered
-        st.hdr->corrupt_records.fetch_add(1, std::memory_order_relaxed);
-        p += size;
-        continue;
-      }
       out[n++] = Record{p,
                         p + size,
                         h->channel_seq,
@@ -123,12 +125,43 @@ std::size_t Consumer::poll(std::span<Record> out) noexcept {
     }
   }
   c.read_pos = p;
-  c.uncommitted_records += n;
   if (n == 0) {
-    c.check_stall(p);
-  } else {
-    c.stall_pos = UINT64_MAX;
+    c.check_stall(p, false);
+    return 0;
   }
+  if (st.options.verify_on_read) {
+    // Verify three records at a time; drop (and count) any whose CRC fails: a bit flip on
+    // disk or in memory is never delivered.
+    constexpr std::size_t kChunk = 48;
+    std::uint64_t positions[kChunk];
+    const RecordHeader* headers[kChunk];
+    std::uint32_t lens[kChunk];
+    std::uint32_t bad[kChunk];
+    std::size_t kept = 0;
+    for (std::size_t base = 0; base < n; base += kChunk) {
+      const std::size_t m = std::min(kChunk, n - base);
+      for (std::size_t k = 0; k < m; ++k) {
+        positions[k] = out[base + k].position;
+        headers[k] = st.header_at(positions[k]);
+        lens[k] = static_cast<std::uint32_t>(out[base + k].payload.size());
+      }
+      std::size_t nbad = 0;
+      record_crcs(st.crc, m, positions, headers, lens, [&](std::size_t k, std::uint32_t crc) {
+        if (crc != headers[k]->crc) bad[nbad++] = static_cast<std::uint32_t>(k);
+      });
+      for (std::size_t k = 0, b = 0; k < m; ++k) {
+        if (b < nbad && bad[b] == k) {
+          ++b;
+          ++c.skipped;
+          st.hdr->corrupt_records.fetch_add(1, std::memory_order_relaxed);
+          continue;
+        }
+        out[kept++] = out[base + k];
+      }
+    }
+    n = kept;
+  }
+  c.uncommitted_records += n;
   return n;
 }
 
@@ -140,7 +173,7 @@ bool Consumer::wait(std::chrono::milliseconds timeout) noexcept {
   for (;;) {
     if (c.readable(c.read_pos)) return true;
     const std::uint32_t v = h->data_futex.load(std::memory_order_seq_cst);
-    h->data_waiters.fetch_add(1, std::memory_order_seq_cst);
+    st.announce_sleeper(h->data_waiters);
     if (c.readable(c.read_pos)) {
       h->data_waiters.fetch_sub(1, std::memory_order_relaxed);
       return true;
@@ -155,7 +188,7 @@ bool Consumer::wait(std::chrono::milliseconds timeout) noexcept {
     if (stalled) left = std::min<std::chrono::nanoseconds>(left, st.options.abandon_timeout / 4 + std::chrono::milliseconds(1));
     futex_wait(&h->data_futex, v, left);
     h->data_waiters.fetch_sub(1, std::memory_order_relaxed);
-    if (stalled) c.check_stall(c.read_pos);
+    if (stalled) c.check_stall(c.read_pos, true);
   }
 }
 
@@ -186,8 +219,7 @@ void Consumer::commit(std::uint64_t position) noexcept {
   c.committed = position;
   c.slot->records_committed.store(c.slot->records_committed.load(std::memory_order_relaxed) + n,
                                   std::memory_order_relaxed);
-  c.slot->cursor.store(position, std::memory_order_seq_cst);
-  if (st.hdr->space_waiters.load(std::memory_order_seq_cst) != 0) st.wake_producers();
+  if (st.store_then_check(c.slot->cursor, position, st.hdr->space_waiters)) st.wake_producers();
   if (st.options.sync == SyncPolicy::kEveryCommit) {
     st.file.sync(static_cast<std::uint64_t>(reinterpret_cast<std::byte*>(c.slot) - st.file.data()),
                  sizeof(ConsumerSlot), true);
@@ -202,7 +234,6 @@ bool Consumer::seek(std::uint64_t position) noexcept {
   if (position != tail && !c.readable(position)) return false;
   c.read_pos = position;
   c.uncommitted_records = 0;
-  c.stall_pos = UINT64_MAX;
   return true;
 }
 

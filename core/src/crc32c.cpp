@@ -4,6 +4,7 @@
 // with constexpr "shift by N zero bytes" tables, the technique of Mark Adler's crc32c.c.
 #include "tributary/core/crc32c.h"
 
+#include <algorithm>
 #include <array>
 #include <cstring>
 
@@ -135,6 +136,23 @@ __attribute__((target("sse4.2"))) std::uint32_t hardware_raw(std::uint32_t c, co
   return c;
 }
 
+__attribute__((target("sse4.2"))) void hardware_raw3(const std::uint32_t seed[3], const void* const data[3],
+                                                     const std::size_t size[3], std::uint32_t out[3]) noexcept {
+  const unsigned char* p0 = static_cast<const unsigned char*>(data[0]);
+  const unsigned char* p1 = static_cast<const unsigned char*>(data[1]);
+  const unsigned char* p2 = static_cast<const unsigned char*>(data[2]);
+  std::uint64_t c0 = ~seed[0] & 0xFFFFFFFFu, c1 = ~seed[1] & 0xFFFFFFFFu, c2 = ~seed[2] & 0xFFFFFFFFu;
+  const std::size_t common = std::min(size[0], std::min(size[1], size[2])) & ~std::size_t{7};
+  for (std::size_t i = 0; i < common; i += 8) {
+    c0 = _mm_crc32_u64(c0, load64(p0 + i));
+    c1 = _mm_crc32_u64(c1, load64(p1 + i));
+    c2 = _mm_crc32_u64(c2, load64(p2 + i));
+  }
+  out[0] = ~hardware_raw(static_cast<std::uint32_t>(c0), p0 + common, size[0] - common);
+  out[1] = ~hardware_raw(static_cast<std::uint32_t>(c1), p1 + common, size[1] - common);
+  out[2] = ~hardware_raw(static_cast<std::uint32_t>(c2), p2 + common, size[2] - common);
+}
+
 bool detect_hardware() noexcept { return __builtin_cpu_supports("sse4.2"); }
 #else
 std::uint32_t hardware_raw(std::uint32_t c, const unsigned char* p, std::size_t n) noexcept {
@@ -155,6 +173,25 @@ std::uint32_t crc32c_extend(std::uint32_t crc, const void* data, std::size_t siz
   if (crc32c_is_hardware()) return ~hardware_raw(~crc, p, size);
   return ~portable_raw(~crc, p, size);
 }
+
+namespace {
+std::uint32_t extend_hardware(std::uint32_t crc, const void* data, std::size_t size) noexcept {
+  return ~hardware_raw(~crc, static_cast<const unsigned char*>(data), size);
+}
+}  // namespace
+
+void crc32c_extend3(const std::uint32_t seed[3], const void* const data[3], const std::size_t size[3],
+                    std::uint32_t out[3]) noexcept {
+#if defined(__x86_64__)
+  if (crc32c_is_hardware()) {
+    hardware_raw3(seed, data, size, out);
+    return;
+  }
+#endif
+  for (int i = 0; i < 3; ++i) out[i] = crc32c_extend_portable(seed[i], data[i], size[i]);
+}
+
+Crc32cFn crc32c_function() noexcept { return crc32c_is_hardware() ? &extend_hardware : &crc32c_extend_portable; }
 
 std::uint32_t crc32c_extend_portable(std::uint32_t crc, const void* data, std::size_t size) noexcept {
   return ~portable_raw(~crc, static_cast<const unsigned char*>(data), size);

@@ -1,6 +1,7 @@
 // Process identity from /proc and shared futex waits.
 #include <fcntl.h>
 #include <linux/futex.h>
+#include <linux/membarrier.h>
 #include <signal.h>
 #include <sys/syscall.h>
 #include <time.h>
@@ -63,6 +64,16 @@ void futex_wait(std::atomic<std::uint32_t>* word, std::uint32_t expected, std::c
 void futex_wake_all(std::atomic<std::uint32_t>* word) noexcept {
   ::syscall(SYS_futex, reinterpret_cast<std::uint32_t*>(word), FUTEX_WAKE, INT32_MAX, nullptr, nullptr, 0);
 }
+
+bool membarrier_supported() noexcept {
+  const long cmds = ::syscall(SYS_membarrier, MEMBARRIER_CMD_QUERY, 0, 0);
+  return cmds > 0 && (cmds & MEMBARRIER_CMD_GLOBAL_EXPEDITED) != 0 &&
+         (cmds & MEMBARRIER_CMD_REGISTER_GLOBAL_EXPEDITED) != 0;
+}
+
+void membarrier_register() noexcept { ::syscall(SYS_membarrier, MEMBARRIER_CMD_REGISTER_GLOBAL_EXPEDITED, 0, 0); }
+
+void membarrier_heavy() noexcept { ::syscall(SYS_membarrier, MEMBARRIER_CMD_GLOBAL_EXPEDITED, 0, 0); }
 
 std::int64_t realtime_ns(bool precise) noexcept {
   timespec ts{};

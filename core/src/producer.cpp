@@ -49,7 +49,7 @@ struct Producer::Impl {
     const auto deadline = std::chrono::steady_clock::now() + opts.max_wait;
     for (;;) {
       const std::uint32_t v = h->space_futex.load(std::memory_order_seq_cst);
-      h->space_waiters.fetch_add(1, std::memory_order_seq_cst);
+      st->announce_sleeper(h->space_waiters);
       limit = st->compute_floor() + st->capacity;
       if (end <= limit) {
         h->space_waiters.fetch_sub(1, std::memory_order_relaxed);
@@ -100,8 +100,9 @@ struct Producer::Impl {
     }
   }
 
-  void write(std::uint64_t pos, std::uint64_t seq, std::int64_t ts, EventId id,
-             std::span<const std::byte> payload) noexcept {
+  // Header fields and payload, without the CRC.
+  RecordHeader* write_fields(std::uint64_t pos, std::uint64_t seq, std::int64_t ts, EventId id,
+                             std::span<const std::byte> payload) noexcept {
     RecordHeader* h = st->header_at(pos);
     const auto len = static_cast<std::uint32_t>(payload.size());
     h->length.store(len, std::memory_order_relaxed);
@@ -109,15 +110,26 @@ struct Producer::Impl {
     h->timestamp_ns = ts;
     h->source_id = id.source_id;
     h->source_seq = id.sequence;
-    if (len != 0) std::memcpy(reinterpret_cast<std::byte*>(h) + kRecordHeaderSize, payload.data(), len);
-    h->crc = record_crc(pos, h, len);
+    std::byte* body = reinterpret_cast<std::byte*>(h) + kRecordHeaderSize;
+    if (len % kRecordAlign != 0) {  // zero the alignment padding: the CRC covers it
+      const std::uint64_t zero = 0;
+      std::memcpy(body + (len & ~std::uint32_t{kRecordAlign - 1}), &zero, sizeof zero);
+    }
+    if (len != 0) std::memcpy(body, payload.data(), len);
+    return h;
+  }
+
+  void write(std::uint64_t pos, std::uint64_t seq, std::int64_t ts, EventId id,
+             std::span<const std::byte> payload) noexcept {
+    RecordHeader* h = write_fields(pos, seq, ts, id, payload);
+    h->crc = record_crc(st->crc, pos, h, static_cast<std::uint32_t>(payload.size()));
   }
 
   void finish(std::uint64_t first_pos, std::uint64_t end_pos, std::uint64_t n, std::uint64_t payload_bytes) noexcept {
     Header* h = st->hdr;
-    // Dekker pair with Consumer::wait: tag store (seq_cst) then waiter check.
-    st->header_at(first_pos)->tag.store(make_tag(first_pos, kRecordTag), std::memory_order_seq_cst);
-    if (h->data_waiters.load(std::memory_order_seq_cst) != 0) st->wake_consumers();
+    // Dekker pair with Consumer::wait: publish, then check for a sleeping consumer.
+    if (st->store_then_check(st->header_at(first_pos)->tag, make_tag(first_pos, kRecordTag), h->data_waiters))
+      st->wake_consumers();
     records += n;
     bytes += payload_bytes;
     slot->records.store(records, std::memory_order_relaxed);
@@ -195,9 +207,21 @@ AppendStatus Producer::append_batch(std::span<const Event> events, const SourceP
     });
   const std::int64_t ts = realtime_ns(p.opts.precise_timestamps);
   std::uint64_t q = pos;
-  for (std::size_t i = 0; i < events.size(); ++i) {
-    p.write(q, seq + i, ts, events[i].id, events[i].payload);
-    q += record_size(events[i].payload.size());
+  // Write in chunks; checksum each chunk's records three at a time (independent CRC streams).
+  constexpr std::size_t kChunk = 48;
+  std::uint64_t positions[kChunk];
+  RecordHeader* headers[kChunk];
+  std::uint32_t lens[kChunk];
+  for (std::size_t base = 0; base < events.size(); base += kChunk) {
+    const std::size_t n = std::min(kChunk, events.size() - base);
+    for (std::size_t k = 0; k < n; ++k) {
+      const Event& e = events[base + k];
+      positions[k] = q;
+      lens[k] = static_cast<std::uint32_t>(e.payload.size());
+      headers[k] = p.write_fields(q, seq + base + k, ts, e.id, e.payload);
+      q += record_size(e.payload.size());
+    }
+    record_crcs(st.crc, n, positions, headers, lens, [&](std::size_t k, std::uint32_t crc) { headers[k]->crc = crc; });
   }
   // Publish last-to-first: a consumer stops at the first unpublished record, so it sees the
   // batch only once the first record's tag is stored, i.e. all of it.
@@ -226,6 +250,10 @@ AppendStatus Producer::claim(EventId id, std::size_t size, Claim& out) noexcept 
   RecordHeader* h = p.st->header_at(pos);
   h->length.store(static_cast<std::uint32_t>(size), std::memory_order_relaxed);
   out.header_ = reinterpret_cast<std::byte*>(h);
+  if (size % kRecordAlign != 0) {  // zero the alignment padding (the CRC covers it)
+    const std::uint64_t zero = 0;
+    std::memcpy(out.header_ + kRecordHeaderSize + (size & ~std::size_t{kRecordAlign - 1}), &zero, sizeof zero);
+  }
   out.payload_ = {out.header_ + kRecordHeaderSize, size};
   out.position_ = pos;
   out.channel_seq_ = seq;
@@ -242,7 +270,7 @@ void Producer::publish(Claim& c) noexcept {
   h->timestamp_ns = realtime_ns(p.opts.precise_timestamps);
   h->source_id = c.id_.source_id;
   h->source_seq = c.id_.sequence;
-  h->crc = record_crc(c.position_, h, len);
+  h->crc = record_crc(p.st->crc, c.position_, h, len);
   p.finish(c.position_, c.position_ + record_size(len), 1, len);
   c.header_ = nullptr;
 }

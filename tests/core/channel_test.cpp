@@ -49,6 +49,18 @@ TEST(ChannelTest, CreatesPreallocatedFileReadableOnlyByOwner) {
   EXPECT_GE(static_cast<std::uint64_t>(st.st_blocks) * 512, 64u * 1024) << "data region must be allocated";
 }
 
+TEST(ChannelTest, SharesWithAGroupWhenAskedTo) {
+  TempDir dir;
+  ChannelConfig cfg = small_config();
+  cfg.mode = 0660;
+  cfg.group = ::getegid();
+  Channel ch = Channel::create(dir / "g.chan", cfg);
+  struct stat st {};
+  ASSERT_EQ(::stat((dir / "g.chan").c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0660u);
+  EXPECT_EQ(st.st_gid, ::getegid());
+}
+
 TEST(ChannelTest, RoundTripsEveryRecordField) {
   TempDir dir;
   Channel ch = Channel::create(dir / "a.chan", small_config());

@@ -52,5 +52,24 @@ TEST(Crc32cTest, DetectsEverySingleBitFlipInARecord) {
   }
 }
 
+TEST(Crc32cTest, ThreeStreamsEqualThreeSingleCalls) {
+  std::mt19937_64 rng(7);
+  std::vector<unsigned char> buf(3 * 2048);
+  for (auto& b : buf) b = static_cast<unsigned char>(rng());
+  for (int round = 0; round < 500; ++round) {
+    std::uint32_t seed[3];
+    const void* data[3];
+    std::size_t size[3];
+    for (int i = 0; i < 3; ++i) {
+      seed[i] = static_cast<std::uint32_t>(rng());
+      size[i] = rng() % 1500;
+      data[i] = buf.data() + 2048 * i + rng() % 500;
+    }
+    std::uint32_t out[3];
+    crc32c_extend3(seed, data, size, out);
+    for (int i = 0; i < 3; ++i) ASSERT_EQ(out[i], crc32c_extend(seed[i], data[i], size[i])) << "round " << round;
+  }
+}
+
 }  // namespace
 }  // namespace tributary::core

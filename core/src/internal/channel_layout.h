@@ -11,6 +11,7 @@
 #include <thread>
 
 #include "tributary/core/channel.h"
+#include "tributary/core/crc32c.h"
 #include "tributary/core/mapped_file.h"
 
 namespace tributary::core::detail {
@@ -32,9 +33,9 @@ enum TagKind : std::uint64_t {
 [[nodiscard]] constexpr std::uint64_t make_tag(std::uint64_t pos, TagKind kind) noexcept { return pos | kind; }
 
 struct RecordHeader {
-  std::atomic<std::uint64_t> tag;  // published last, with release order
+  std::atomic<std::uint64_t> tag;     // published last, with release order
+  std::uint32_t crc;                  // CRC32C of bytes 16..end, seeded with position and length
   std::atomic<std::uint32_t> length;  // payload bytes (record), or region bytes (skip)
-  std::uint32_t crc;               // CRC32C of position, length, bytes 16..47 and the payload
   std::uint64_t channel_seq;
   std::int64_t timestamp_ns;
   std::uint64_t source_id;
@@ -167,6 +168,8 @@ struct ChannelState {
   std::uint64_t mask = 0;
   std::uint32_t max_payload = 0;
   std::uint32_t source_slots = 0;
+  Crc32cFn crc = crc32c_function();  // resolved once: no feature check per record
+  bool asymmetric = false;           // membarrier available: see os.h
 
   // Interval syncer (SyncPolicy::kInterval).
   std::mutex sync_mu;
@@ -192,12 +195,60 @@ struct ChannelState {
   void sync_all(bool wait) const noexcept;
   void wake_consumers() noexcept;
   void wake_producers() noexcept;
+
+  // Fast side of a Dekker pair: publish `word` = `value`, then report whether `waiters` is set.
+  template <class T>
+  [[nodiscard]] bool store_then_check(std::atomic<T>& word, T value, const std::atomic<std::uint32_t>& waiters) const noexcept {
+    if (asymmetric) {
+      word.store(value, std::memory_order_release);
+      std::atomic_signal_fence(std::memory_order_seq_cst);  // compiler barrier; the CPU one is the sleeper's
+      return waiters.load(std::memory_order_relaxed) != 0;
+    }
+    word.store(value, std::memory_order_seq_cst);
+    return waiters.load(std::memory_order_seq_cst) != 0;
+  }
+  // Slow side: announce a sleeper, then a barrier that orders it against every fast side.
+  void announce_sleeper(std::atomic<std::uint32_t>& waiters) const noexcept;
 };
 
 SourceSlot* find_source(ChannelState& st, std::uint64_t id, bool create) noexcept;
 
-// Record CRC: position, length and header bytes 16..47, then the payload.
-[[nodiscard]] std::uint32_t record_crc(std::uint64_t pos, const RecordHeader* h, std::uint32_t length) noexcept;
+// Record CRC: one pass over bytes 16..end of the record (header fields, payload and the
+// zeroed alignment padding: a whole number of 8-byte words, no byte-wise tail), seeded with
+// the folded position (a record copied elsewhere does not verify) and the length (a changed
+// length changes the seed; len * odd constant is a bijection).
+[[nodiscard]] constexpr std::uint32_t record_crc_seed(std::uint64_t pos, std::uint32_t length) noexcept {
+  return static_cast<std::uint32_t>(pos ^ (pos >> 32)) ^ (length * 0x9E3779B1u);
+}
+[[nodiscard]] constexpr std::size_t record_crc_bytes(std::uint32_t length) noexcept {
+  return record_size(length) - 16;
+}
+[[nodiscard]] inline std::uint32_t record_crc(Crc32cFn fn, std::uint64_t pos, const RecordHeader* h,
+                                              std::uint32_t length) noexcept {
+  static_assert(offsetof(RecordHeader, channel_seq) == 16, "CRC covers bytes 16.. of the header");
+  return fn(record_crc_seed(pos, length), reinterpret_cast<const std::byte*>(h) + 16, record_crc_bytes(length));
+}
+
+// CRCs of records three at a time (crc32c_extend3): used by batch writes and batch reads.
+// Calls `done(i, crc)` for each of the n records at headers[i] with payload lengths lens[i].
+template <class Done>
+inline void record_crcs(Crc32cFn fn, std::size_t n, const std::uint64_t* positions, const RecordHeader* const* headers,
+                        const std::uint32_t* lens, Done&& done) noexcept {
+  std::size_t i = 0;
+  for (; i + 3 <= n; i += 3) {
+    std::uint32_t seed[3], out[3];
+    const void* data[3];
+    std::size_t size[3];
+    for (std::size_t k = 0; k < 3; ++k) {
+      seed[k] = record_crc_seed(positions[i + k], lens[i + k]);
+      data[k] = reinterpret_cast<const std::byte*>(headers[i + k]) + 16;
+      size[k] = record_crc_bytes(lens[i + k]);
+    }
+    crc32c_extend3(seed, data, size, out);
+    for (std::size_t k = 0; k < 3; ++k) done(i + k, out[k]);
+  }
+  for (; i < n; ++i) done(i, record_crc(fn, positions[i], headers[i], lens[i]));
+}
 
 // 16-byte atomics on the tail/head words (cmpxchg16b; the halves are read separately and
 // the CAS validates them).

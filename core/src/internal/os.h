@@ -24,6 +24,15 @@ struct ProcessIdentity {
 void futex_wait(std::atomic<std::uint32_t>* word, std::uint32_t expected, std::chrono::nanoseconds timeout) noexcept;
 void futex_wake_all(std::atomic<std::uint32_t>* word) noexcept;
 
+// Asymmetric fences (membarrier GLOBAL_EXPEDITED). The hot side of a Dekker pair (publish a
+// record, then check for sleepers) uses a plain release store and a compiler barrier; the
+// side about to sleep pays for the full barrier on every CPU running a registered process.
+// This keeps a locked instruction out of every append. Falls back to seq_cst on both sides
+// where the kernel lacks it.
+[[nodiscard]] bool membarrier_supported() noexcept;
+void membarrier_register() noexcept;  // once per process that publishes or commits
+void membarrier_heavy() noexcept;     // the sleeping side, before re-checking
+
 [[nodiscard]] std::int64_t realtime_ns(bool precise) noexcept;
 
 }  // namespace tributary::core::detail

@@ -22,6 +22,16 @@ namespace tributary::core {
   return crc32c_extend(0, bytes.data(), bytes.size());
 }
 
+// The best implementation for this CPU, for hot paths that cache it (one indirect call, no
+// per-call feature check): crc32c_function()(crc, data, size) == crc32c_extend(crc, data, size).
+using Crc32cFn = std::uint32_t (*)(std::uint32_t crc, const void* data, std::size_t size) noexcept;
+[[nodiscard]] Crc32cFn crc32c_function() noexcept;
+
+// Three independent CRCs at once (e.g. the records of a batch): each stream's instruction
+// latency hides behind the other two. out[i] == crc32c_extend(seed[i], data[i], size[i]).
+void crc32c_extend3(const std::uint32_t seed[3], const void* const data[3], const std::size_t size[3],
+                    std::uint32_t out[3]) noexcept;
+
 // True when the hardware instruction is used (reported by `tributary channel stat`).
 [[nodiscard]] bool crc32c_is_hardware() noexcept;
 
