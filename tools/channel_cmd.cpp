@@ -15,35 +15,19 @@
 #include "tributary/core/channel.h"
 #include "tributary/core/crc32c.h"
 #include "tributary/core/error.h"
+#include "tributary/core/units.h"
 
 namespace tributary::tools {
 namespace {
 
 using core::Channel;
 
-// "64M", "1G", "4096", "512K" -> bytes.
-std::uint64_t parse_size(const std::string& text) {
-  std::size_t used = 0;
-  std::uint64_t v = 0;
-  try {
-    v = std::stoull(text, &used);
-  } catch (const std::exception&) {
-    throw core::Error(fmt::format("'{}' is not a size (examples: 65536, 512K, 64M, 1G)", text));
-  }
-  const std::string unit = text.substr(used);
-  if (unit.empty() || unit == "B") return v;
-  if (unit == "K" || unit == "KiB") return v << 10;
-  if (unit == "M" || unit == "MiB") return v << 20;
-  if (unit == "G" || unit == "GiB") return v << 30;
-  throw core::Error(fmt::format("'{}' has an unknown unit '{}' (use K, M or G)", text, unit));
+std::uint64_t size_arg(const std::string& text) {
+  if (auto v = core::parse_size(text)) return *v;
+  throw core::Error(fmt::format("'{}' is not a size (examples: 65536, 512K, 64M, 1G)", text));
 }
 
-std::string human_bytes(std::uint64_t b) {
-  if (b >= (1ull << 30)) return fmt::format("{:.1f} GiB", b / double(1ull << 30));
-  if (b >= (1ull << 20)) return fmt::format("{:.1f} MiB", b / double(1ull << 20));
-  if (b >= (1ull << 10)) return fmt::format("{:.1f} KiB", b / double(1ull << 10));
-  return fmt::format("{} B", b);
-}
+using core::human_bytes;
 
 void print_stats(const Channel& ch, bool json) {
   const core::ChannelStats s = ch.stats();
@@ -232,10 +216,10 @@ void add_channel_commands(CLI::App& app, int& exit_code) {
   create->add_option("--group", create_args->group, "Group id to own the file (with --mode 0660)");
   create->callback([create_args, &exit_code] {
     core::ChannelConfig cfg;
-    cfg.capacity = parse_size(create_args->capacity);
+    cfg.capacity = size_arg(create_args->capacity);
     cfg.max_payload = create_args->max_payload.empty()
                           ? static_cast<std::uint32_t>(std::min<std::uint64_t>(1u << 20, cfg.capacity / 4 - 64))
-                          : static_cast<std::uint32_t>(parse_size(create_args->max_payload));
+                          : static_cast<std::uint32_t>(size_arg(create_args->max_payload));
     cfg.source_slots = create_args->sources;
     cfg.mode = static_cast<mode_t>(std::stoul(create_args->mode, nullptr, 8));
     if (create_args->group >= 0) cfg.group = static_cast<gid_t>(create_args->group);

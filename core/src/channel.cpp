@@ -467,7 +467,7 @@ std::optional<SourcePosition> Channel::source_position(std::uint64_t source_id) 
   ChannelState& st = *state_;
   SourceSlot* s = find_source(st, source_id, false);
   if (s == nullptr) return std::nullopt;
-  std::uint64_t last = 0, pos = 0, at = 0, pseq = 0, ppos = 0;
+  std::uint64_t next = 0, pos = 0, at = 0, pseq = 0, ppos = 0;
   for (;;) {
     const std::uint32_t v1 = s->version.load(std::memory_order_acquire);
     if (v1 & 1u) {
@@ -476,7 +476,7 @@ std::optional<SourcePosition> Channel::source_position(std::uint64_t source_id) 
     }
     // Acquire loads (not a fence: TSan understands these): the re-read of the version below
     // cannot move above them.
-    last = s->last_sequence.load(std::memory_order_acquire);
+    next = s->next_sequence.load(std::memory_order_acquire);
     pos = s->position.load(std::memory_order_acquire);
     at = s->pending_at.load(std::memory_order_acquire);
     pseq = s->pending_sequence.load(std::memory_order_acquire);
@@ -491,15 +491,15 @@ std::optional<SourcePosition> Channel::source_position(std::uint64_t source_id) 
     const bool overwritten = first < load_u64(&st.hdr->head.head);
     const bool published = st.header_at(first)->tag.load(std::memory_order_acquire) == make_tag(first, kRecordTag);
     if (overwritten || published) {
-      last = pseq;
+      next = pseq;
       pos = ppos;
-    } else if (last == 0 && pos == 0) {
+    } else if (next == 0 && pos == 0) {
       return std::nullopt;  // the source's first batch never made it
     }
-  } else if (last == 0 && pos == 0 && s->version.load() == 0) {
+  } else if (next == 0 && pos == 0 && s->version.load() == 0) {
     return std::nullopt;
   }
-  return SourcePosition{source_id, last, pos};
+  return SourcePosition{source_id, next, pos};
 }
 
 ChannelStats Channel::stats() const {

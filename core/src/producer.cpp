@@ -192,7 +192,7 @@ AppendStatus Producer::append_batch(std::span<const Event> events, const SourceP
   if (events.empty()) {
     if (src != nullptr)
       write_state([&] {
-        src->last_sequence.store(state->last_sequence, std::memory_order_release);
+        src->next_sequence.store(state->next_sequence, std::memory_order_release);
         src->position.store(state->position, std::memory_order_release);
       });
     return AppendStatus::kOk;
@@ -201,7 +201,7 @@ AppendStatus Producer::append_batch(std::span<const Event> events, const SourceP
   if (const AppendStatus s = p.reserve(total, events.size(), pos, seq); s != AppendStatus::kOk) return s;
   if (src != nullptr)
     write_state([&] {
-      src->pending_sequence.store(state->last_sequence, std::memory_order_release);
+      src->pending_sequence.store(state->next_sequence, std::memory_order_release);
       src->pending_position.store(state->position, std::memory_order_release);
       src->pending_at.store(pos + 1, std::memory_order_release);
     });
@@ -232,7 +232,7 @@ AppendStatus Producer::append_batch(std::span<const Event> events, const SourceP
   p.finish(pos, pos + total, events.size(), payload_bytes);
   if (src != nullptr)
     write_state([&] {
-      src->last_sequence.store(state->last_sequence, std::memory_order_release);
+      src->next_sequence.store(state->next_sequence, std::memory_order_release);
       src->position.store(state->position, std::memory_order_release);
       src->pending_at.store(0, std::memory_order_release);
     });

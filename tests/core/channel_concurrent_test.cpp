@@ -107,7 +107,7 @@ TEST(ChannelConcurrentTest, BatchesFromManyThreadsAreAtomicAndDense) {
         for (std::uint64_t k = 0; k < n; ++k) pls.push_back(payload_for(static_cast<std::uint64_t>(t), i + k, (i + k) % 200));
         for (std::uint64_t k = 0; k < n; ++k)
           ev.push_back({{static_cast<std::uint64_t>(t), i + k}, std::as_bytes(std::span(pls[k].data(), pls[k].size()))});
-        SourcePosition sp{static_cast<std::uint64_t>(t), i + n - 1, (i + n) * 10};
+        SourcePosition sp{static_cast<std::uint64_t>(t), i + n, (i + n) * 10};
         ASSERT_EQ(p.append_batch(ev, &sp), AppendStatus::kOk);
         i += n;
       }
@@ -120,7 +120,7 @@ TEST(ChannelConcurrentTest, BatchesFromManyThreadsAreAtomicAndDense) {
   for (std::uint64_t t = 1; t <= kProducers; ++t) {
     auto sp = ch.source_position(t);
     ASSERT_TRUE(sp.has_value());
-    EXPECT_EQ(sp->last_sequence, kPerProducer - 1);
+    EXPECT_EQ(sp->next_sequence, kPerProducer);
     EXPECT_EQ(sp->position, kPerProducer * 10);
   }
 }

@@ -55,7 +55,7 @@ int resume(char** a) {
   std::mt19937_64 rng(std::stoull(a[3]));
   std::uint64_t next = 0;
   if (auto sp = ch.source_position(source)) {
-    next = sp->last_sequence + 1;
+    next = sp->next_sequence;
     if (sp->position != next * 7) return 3;  // the opaque position must match its sequence
   }
   say("resume " + std::to_string(next));
@@ -68,7 +68,7 @@ int resume(char** a) {
     for (std::uint64_t k = 0; k < n; ++k) pls.push_back(payload_for(source, next + k, (next + k) % 100));
     for (std::uint64_t k = 0; k < n; ++k)
       ev.push_back({{source, next + k}, std::as_bytes(std::span(pls[k].data(), pls[k].size()))});
-    SourcePosition sp{source, next + n - 1, (next + n) * 7};
+    SourcePosition sp{source, next + n, (next + n) * 7};
     if (p.append_batch(ev, &sp) != AppendStatus::kOk) return 1;
     next += n;
   }

@@ -318,14 +318,14 @@ TEST(ChannelTest, SourcePositionIsCommittedWithItsBatch) {
   const std::string line = "line";
   std::vector<Event> ev{{{77, 0}, std::as_bytes(std::span(line.data(), line.size()))},
                         {{77, 1}, std::as_bytes(std::span(line.data(), line.size()))}};
-  SourcePosition sp{77, 1, 10};
+  SourcePosition sp{77, 2, 10};
   ASSERT_EQ(p.append_batch(ev, &sp), AppendStatus::kOk);
   auto got = ch.source_position(77);
   ASSERT_TRUE(got.has_value());
-  EXPECT_EQ(got->last_sequence, 1u);
+  EXPECT_EQ(got->next_sequence, 2u);
   EXPECT_EQ(got->position, 10u);
   ev = {{{77, 2}, std::as_bytes(std::span(line.data(), line.size()))}};
-  sp = {77, 2, 15};
+  sp = {77, 3, 15};
   ASSERT_EQ(p.append_batch(ev, &sp), AppendStatus::kOk);
   EXPECT_EQ(ch.source_position(77)->position, 15u);
   EXPECT_FALSE(ch.source_position(78).has_value());

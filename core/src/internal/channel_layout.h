@@ -89,7 +89,7 @@ struct alignas(kCacheLine) SourceSlot {
   std::atomic<std::uint64_t> source_id;  // 0 = empty; claimed by CAS
   std::atomic<std::uint32_t> version;    // seqlock: odd while the owner writes
   std::atomic<std::uint32_t> unused;
-  std::atomic<std::uint64_t> last_sequence;
+  std::atomic<std::uint64_t> next_sequence;
   std::atomic<std::uint64_t> position;
   std::atomic<std::uint64_t> pending_at;  // 1 + position of the first record of an open batch; 0 none
   std::atomic<std::uint64_t> pending_sequence;

@@ -103,11 +103,12 @@ struct Event {
   std::span<const std::byte> payload;
 };
 
-// A per-source checkpoint committed with a batch: the last sequence of that source in the
-// batch and an opaque position (a tail collector's file offset after the last line).
+// A per-source checkpoint committed with a batch: the sequence the source's next event will
+// get (= events of that source so far) and an opaque position (a tail collector's file offset
+// after the last line it consumed, lines skipped as oversize included).
 struct SourcePosition {
   std::uint64_t source_id = 0;
-  std::uint64_t last_sequence = 0;
+  std::uint64_t next_sequence = 0;
   std::uint64_t position = 0;
 };
 
