@@ -1,0 +1,87 @@
+// The node agent (Flume's agent, readable): one process runs the channels and collectors that
+// a TOML file declares, routing each collector to one or more channels (replicating).
+//
+//   [agent]
+//   name = "web-1"
+//   status_file = "/run/tributary/web-1.status.json"   # optional: `tributary agent --status`
+//
+//   [channels.logs]
+//   path = "/var/lib/tributary/logs.chan"    # created if missing
+//   capacity = "64M"
+//   sync = "interval"                        # none | interval | every-commit
+//
+//   [sources.weblog]
+//   type = "tail"
+//   channels = ["logs"]
+//   paths = ["/var/log/app/*.log"]
+//
+// Errors name the file, the line and the key; unknown keys are errors. The option tables of
+// the sources (ingest/src/registry.cpp) and of channels (below) are the reference.
+#pragma once
+
+#include <filesystem>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "tributary/core/channel.h"
+#include "tributary/ingest/source.h"
+
+namespace tributary::ingest {
+
+struct ChannelSpec {
+  std::string name;
+  std::filesystem::path path;
+  core::ChannelConfig create;       // used only when the file does not exist
+  core::OpenOptions open;
+  core::ProducerOptions producer;   // full policy of this node's collectors on this channel
+};
+
+struct SourceSpec {
+  std::string name;
+  const SourceDescriptor* descriptor = nullptr;
+  OptionValues options;
+  std::vector<std::string> channels;
+};
+
+struct AgentConfig {
+  std::string name = "tributary";
+  std::filesystem::path status_file;  // empty: none
+  std::vector<ChannelSpec> channels;
+  std::vector<SourceSpec> sources;
+};
+
+// The option table of [channels.NAME] (for docs and --help).
+[[nodiscard]] std::span<const OptionSpec> channel_options();
+
+// Parses and validates; every problem is listed as "FILE:LINE: KEY: what is wrong".
+struct ConfigResult {
+  AgentConfig config;
+  std::vector<std::string> errors;
+};
+[[nodiscard]] ConfigResult load_agent_config(const std::filesystem::path& file);
+
+using LogFn = std::function<void(std::string_view level, const std::string& message)>;
+
+class Agent {
+ public:
+  // Opens (or creates) the channels and builds the sources. Throws core::Error.
+  Agent(const AgentConfig& config, LogFn log);
+  ~Agent();
+  Agent(const Agent&) = delete;
+  Agent& operator=(const Agent&) = delete;
+
+  // Runs the sources until `stop_fd` becomes readable (e.g. a signalfd for SIGTERM) or every
+  // source has finished; then drains. Returns the process exit status.
+  int run(int stop_fd);
+
+  // JSON: per-source counters and per-channel fill, as written to the status file.
+  [[nodiscard]] std::string status_json() const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace tributary::ingest

@@ -1,0 +1,256 @@
+// Agent configuration: TOML (toml++) checked against declarative option tables. Every error
+// is collected (not just the first) and names file, line and key.
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <charconv>
+#include <set>
+#include <toml++/toml.h>
+
+#include "tributary/core/units.h"
+#include "tributary/ingest/agent.h"
+
+namespace tributary::ingest {
+namespace {
+
+constexpr std::string_view kSync[] = {"none", "interval", "every-commit"};
+constexpr std::string_view kOnFull[] = {"block", "fail"};
+
+constexpr OptionSpec kChannelOptions[] = {
+    {"path", OptionType::kString, "", "Channel file; created with the settings below if missing", true},
+    {"capacity", OptionType::kSize, "64M", "Ring size (power of two): the backlog kept while Kafka is away", false,
+     64 << 10, std::int64_t{1} << 40},
+    {"max_payload", OptionType::kSize, "1M", "Largest event (at most a quarter of the capacity)", false, 1,
+     1 << 30},
+    {"source_slots", OptionType::kInt, "4096", "Per-source checkpoint slots (power of two)", false, 16, 1 << 20},
+    {"sync", OptionType::kEnum, "none",
+     "none: survives process crashes; interval: loses at most sync_interval_ms on power loss; every-commit: "
+     "loses nothing acknowledged, slowest",
+     false, 0, 0, kSync},
+    {"sync_interval_ms", OptionType::kInt, "100", "With sync = interval", false, 1, 3600000},
+    {"on_full", OptionType::kEnum, "block", "block: collectors wait for space; fail: they count a rejection", false,
+     0, 0, kOnFull},
+    {"max_wait_ms", OptionType::kInt, "5000", "With on_full = block: longest wait before a retry", false, 1,
+     3600000},
+    {"abandon_timeout_ms", OptionType::kInt, "1000",
+     "A record reserved by a dead writer is skipped after this (a live writer never is)", false, 10, 3600000},
+    {"mode", OptionType::kString, "0600", "File mode at creation (0600 or 0660)"},
+};
+
+constexpr OptionSpec kAgentOptions[] = {
+    {"name", OptionType::kString, "tributary", "Name of this agent (logs, status)"},
+    {"status_file", OptionType::kString, "", "JSON status written every second (for `tributary agent --status`)"},
+};
+
+struct Ctx {
+  std::string file;
+  std::vector<std::string>& errors;
+  void error(const toml::source_region& where, std::string_view key, const std::string& what) {
+    errors.push_back(fmt::format("{}:{}: {}: {}", file, where.begin.line, key, what));
+  }
+};
+
+std::string type_name(OptionType t) {
+  switch (t) {
+    case OptionType::kString: return "a string";
+    case OptionType::kStringList: return "a list of strings";
+    case OptionType::kInt: return "an integer";
+    case OptionType::kBool: return "true or false";
+    case OptionType::kSize: return "a size such as \"64M\"";
+    case OptionType::kEnum: return "one of the listed words";
+  }
+  return "?";
+}
+
+// Checks `tbl` against `specs` (plus `extra` keys handled by the caller) into `out`.
+void parse_options(Ctx& ctx, std::string_view section, std::span<const OptionSpec> specs, const toml::table& tbl,
+                   const std::set<std::string_view>& extra, OptionValues& out) {
+  for (const auto& [key, node] : tbl) {
+    const std::string_view k = key.str();
+    const bool known = extra.count(k) != 0 ||
+                       std::any_of(specs.begin(), specs.end(), [&](const OptionSpec& s) { return s.name == k; });
+    if (!known) {
+      std::string names;
+      for (const auto& s : specs) names += (names.empty() ? "" : ", ") + std::string(s.name);
+      ctx.error(node.source(), fmt::format("{}.{}", section, k), fmt::format("unknown key (known: {})", names));
+    }
+  }
+  for (const OptionSpec& s : specs) {
+    const std::string where = fmt::format("{}.{}", section, s.name);
+    const toml::node* n = tbl.get(s.name);
+    if (n == nullptr) {
+      if (s.required) {
+        ctx.error(tbl.source(), where, "required key is missing");
+      } else {
+        out.set(s.name, default_value(s));
+      }
+      continue;
+    }
+    auto bad = [&](const std::string& what) { ctx.error(n->source(), where, what); };
+    switch (s.type) {
+      case OptionType::kString:
+        if (auto v = n->value<std::string>()) out.set(s.name, *v); else bad("must be " + type_name(s.type));
+        break;
+      case OptionType::kStringList: {
+        std::vector<std::string> list;
+        if (auto v = n->value<std::string>()) {
+          list.push_back(*v);
+        } else if (const toml::array* a = n->as_array()) {
+          for (const auto& e : *a) {
+            if (auto str = e.value<std::string>()) list.push_back(*str); else bad("every element must be a string");
+          }
+        } else {
+          bad("must be " + type_name(s.type));
+        }
+        if (s.required && list.empty()) bad("must not be empty");
+        out.set(s.name, std::move(list));
+        break;
+      }
+      case OptionType::kBool:
+        if (auto v = n->value<bool>()) out.set(s.name, *v); else bad("must be " + type_name(s.type));
+        break;
+      case OptionType::kInt:
+      case OptionType::kSize: {
+        std::optional<std::int64_t> v;
+        if (auto i = n->value<std::int64_t>()) {
+          v = *i;
+        } else if (auto str = n->value<std::string>(); str && s.type == OptionType::kSize) {
+          if (auto sz = core::parse_size(*str)) v = static_cast<std::int64_t>(*sz);
+        }
+        if (!v) {
+          bad("must be " + type_name(s.type));
+        } else if (*v < s.min || *v > s.max) {
+          bad(fmt::format("{} is out of range [{}, {}]", *v, s.min, s.max));
+        } else {
+          out.set(s.name, *v);
+        }
+        break;
+      }
+      case OptionType::kEnum: {
+        auto v = n->value<std::string>();
+        if (v && std::find(s.choices.begin(), s.choices.end(), *v) != s.choices.end()) {
+          out.set(s.name, *v);
+        } else {
+          std::string choices;
+          for (auto c : s.choices) choices += (choices.empty() ? "" : ", ") + std::string(c);
+          bad(fmt::format("must be one of: {}", choices));
+        }
+        break;
+      }
+    }
+  }
+}
+
+}  // namespace
+
+std::span<const OptionSpec> channel_options() { return kChannelOptions; }
+
+ConfigResult load_agent_config(const std::filesystem::path& file) {
+  ConfigResult r;
+  Ctx ctx{file.string(), r.errors};
+  toml::table root;
+  try {
+    root = toml::parse_file(file.string());
+  } catch (const toml::parse_error& e) {
+    r.errors.push_back(fmt::format("{}:{}: {}", file.string(), e.source().begin.line, e.description()));
+    return r;
+  }
+  for (const auto& [key, node] : root) {
+    const std::string_view k = key.str();
+    if (k != "agent" && k != "channels" && k != "sources")
+      ctx.error(node.source(), k, "unknown section (known: agent, channels, sources)");
+    else if (!node.is_table())
+      ctx.error(node.source(), k, "must be a table");
+  }
+  if (const toml::table* agent = root["agent"].as_table()) {
+    OptionValues v;
+    parse_options(ctx, "agent", kAgentOptions, *agent, {}, v);
+    if (r.errors.empty()) {
+      r.config.name = v.str("name");
+      r.config.status_file = v.str("status_file");
+    }
+  }
+  std::set<std::string> declared_channels;  // even ones with errors: no cascade of "no channel named"
+  if (const toml::table* channels = root["channels"].as_table()) {
+    for (const auto& [key, node] : *channels) {
+      const std::string name(key.str());
+      declared_channels.insert(name);
+      const toml::table* t = node.as_table();
+      if (t == nullptr) {
+        ctx.error(node.source(), "channels." + name, "must be a table");
+        continue;
+      }
+      OptionValues v;
+      const std::size_t before = r.errors.size();
+      parse_options(ctx, "channels." + name, kChannelOptions, *t, {}, v);
+      if (r.errors.size() != before) continue;
+      ChannelSpec c;
+      c.name = name;
+      c.path = v.str("path");
+      c.create.capacity = static_cast<std::uint64_t>(v.integer("capacity"));
+      c.create.max_payload = static_cast<std::uint32_t>(
+          std::min<std::int64_t>(v.integer("max_payload"), static_cast<std::int64_t>(c.create.capacity / 4 - 64)));
+      c.create.source_slots = static_cast<std::uint32_t>(v.integer("source_slots"));
+      c.create.mode = static_cast<mode_t>(std::strtoul(v.str("mode").c_str(), nullptr, 8));
+      const std::string& sync = v.str("sync");
+      c.open.sync = sync == "none" ? core::SyncPolicy::kNone
+                                   : sync == "interval" ? core::SyncPolicy::kInterval : core::SyncPolicy::kEveryCommit;
+      c.open.sync_interval = std::chrono::milliseconds(v.integer("sync_interval_ms"));
+      c.open.abandon_timeout = std::chrono::milliseconds(v.integer("abandon_timeout_ms"));
+      c.producer.on_full = v.str("on_full") == "block" ? core::FullPolicy::kBlock : core::FullPolicy::kFailFast;
+      c.producer.max_wait = std::chrono::milliseconds(v.integer("max_wait_ms"));
+      const std::uint64_t cap = c.create.capacity;
+      if ((cap & (cap - 1)) != 0)
+        ctx.error(t->get("capacity")->source(), "channels." + name + ".capacity", "must be a power of two");
+      r.config.channels.push_back(std::move(c));
+    }
+  }
+  if (const toml::table* sources = root["sources"].as_table()) {
+    for (const auto& [key, node] : *sources) {
+      const std::string name(key.str());
+      const std::string section = "sources." + name;
+      const toml::table* t = node.as_table();
+      if (t == nullptr) {
+        ctx.error(node.source(), section, "must be a table");
+        continue;
+      }
+      SourceSpec s;
+      s.name = name;
+      const toml::node* type = t->get("type");
+      const auto type_name_str = type ? type->value<std::string>() : std::nullopt;
+      if (!type_name_str) {
+        ctx.error(type ? type->source() : t->source(), section + ".type", "required: the kind of source (tail, stdin)");
+        continue;
+      }
+      s.descriptor = find_source(*type_name_str);
+      if (s.descriptor == nullptr) {
+        std::string known;
+        for (const auto& d : builtin_sources()) known += (known.empty() ? "" : ", ") + std::string(d.name);
+        ctx.error(type->source(), section + ".type", fmt::format("unknown source type '{}' (known: {})", *type_name_str, known));
+        continue;
+      }
+      const toml::node* chans = t->get("channels");
+      if (chans == nullptr) {
+        ctx.error(t->source(), section + ".channels", "required: the channels this source writes to");
+      } else if (auto one = chans->value<std::string>()) {
+        s.channels.push_back(*one);
+      } else if (const toml::array* a = chans->as_array()) {
+        for (const auto& e : *a)
+          if (auto str = e.value<std::string>()) s.channels.push_back(*str);
+      }
+      for (const auto& c : s.channels) {
+        if (declared_channels.count(c) == 0)
+          ctx.error(chans->source(), section + ".channels", fmt::format("no channel named '{}'", c));
+      }
+      if (chans != nullptr && s.channels.empty())
+        ctx.error(chans->source(), section + ".channels", "must name at least one channel");
+      parse_options(ctx, section, s.descriptor->options, *t, {"type", "channels"}, s.options);
+      r.config.sources.push_back(std::move(s));
+    }
+  }
+  if (r.config.sources.empty() && r.errors.empty())
+    r.errors.push_back(fmt::format("{}: no [sources.NAME] section: nothing to collect", file.string()));
+  return r;
+}
+
+}  // namespace tributary::ingest

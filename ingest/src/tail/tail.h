@@ -1,0 +1,58 @@
+// The `tail` source (Flume's TAILDIR, Fluent Bit's in_tail): follows files matching glob
+// patterns into channels, exactly once across crashes. Split by concern:
+//   tail_file.cpp   one file generation: identity (fingerprint), resume, read, frame, append
+//   tail_source.cpp discovery (glob + inotify, polling fallback), rotation, the Source API
+#pragma once
+
+#include <sys/types.h>
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "tributary/ingest/source.h"
+
+namespace tributary::ingest::tail {
+
+struct TailOptions {
+  std::vector<std::string> paths;      // glob patterns
+  bool start_at_end = false;           // for files present at start-up and never seen before
+  std::size_t max_line = 1 << 20;      // longer lines are split or rejected
+  bool split_oversize = true;          // false: reject (skip, counted)
+  std::chrono::milliseconds poll_interval{250};
+  std::size_t fingerprint_bytes = 256; // a file is identified by its first N bytes
+  std::size_t read_buffer = 1 << 20;   // bytes per read
+  std::size_t batch_bytes = 1 << 20;   // payload bytes per channel transaction (capped by the channel)
+  std::chrono::milliseconds rotate_wait{2000};  // keep reading a rotated-away file this long after EOF
+};
+
+// Per-generation reader. Owns its descriptor; reads from the committed offset.
+class TailFile {
+ public:
+  TailFile(std::string path, int fd, dev_t dev, ino_t ino, bool initial);
+  TailFile(const TailFile&) = delete;
+  TailFile& operator=(const TailFile&) = delete;
+  ~TailFile();
+
+  std::string path;
+  dev_t dev;
+  ino_t ino;
+  int fd;
+  bool initial;           // present at start-up: start_at applies if its source is unknown
+  bool identified = false;
+  bool duplicate = false;  // another open file already is this generation (a copy)
+  bool gone = false;       // no longer reachable under a watched path
+  std::uint64_t source_id = 0;
+  std::uint64_t offset = 0;  // committed: the next byte to read
+  std::uint64_t next_seq = 0;
+  std::vector<std::uint64_t> channel_next;  // per channel: sequences below are already there
+  bool splitting = false;                   // inside an oversize line being split (counted once)
+  bool rejecting = false;                   // scanning past an oversize line (reject mode)
+  std::uint64_t reject_scan = 0;            // how far the scan got
+  std::chrono::steady_clock::time_point eof_since{};
+  bool at_eof = false;
+};
+
+}  // namespace tributary::ingest::tail

@@ -1,0 +1,372 @@
+// tail: discovery, identity, rotation and reading. See tail.h for the split and the options.
+//
+// Identity: a file generation is its fingerprint (a hash of its first fingerprint_bytes),
+// with the source id derived from the collector name and the fingerprint; files shorter than
+// that are not read yet (their first bytes may still change). Renames keep the descriptor
+// (device + inode), so a rotated file is read to its end. A truncated file, or one whose
+// committed offset is beyond its size, starts a new generation whose id is derived from the
+// previous one: resuming walks that chain. The read position is the channel's source table,
+// committed in the same transaction as the lines: after a crash nothing is lost or doubled.
+#include <fcntl.h>
+#include <glob.h>
+#include <sys/inotify.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <fmt/format.h>
+#include <map>
+#include <set>
+
+#include "../internal/lines.h"
+#include "tail.h"
+#include "tributary/core/units.h"
+
+namespace tributary::ingest::tail {
+
+TailFile::TailFile(std::string p, int f, dev_t d, ino_t i, bool init)
+    : path(std::move(p)), dev(d), ino(i), fd(f), initial(init) {}
+
+TailFile::~TailFile() {
+  if (fd >= 0) ::close(fd);
+}
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+std::uint64_t mix64(std::uint64_t x) {
+  x ^= x >> 30;
+  x *= 0xbf58476d1ce4e5b9ull;
+  x ^= x >> 27;
+  x *= 0x94d049bb133111ebull;
+  return x ^ (x >> 31);
+}
+
+std::uint64_t fnv1a(const void* data, std::size_t n, std::uint64_t h = 0xcbf29ce484222325ull) {
+  const auto* p = static_cast<const unsigned char*>(data);
+  for (std::size_t i = 0; i < n; ++i) h = (h ^ p[i]) * 0x100000001b3ull;
+  return h;
+}
+
+// The id of the generation after `id` (truncation / recreation under the same fingerprint).
+std::uint64_t next_generation(std::uint64_t id) { return mix64(id ^ 0x7472756e63617465ull) | 1; }
+
+class TailSource final : public Source {
+ public:
+  TailSource(TailOptions opts, SourceContext ctx) : opts_(std::move(opts)), ctx_(std::move(ctx)) {
+    for (core::Channel* ch : ctx_.channels) {
+      producers_.push_back(ch->producer(ctx_.producer_options));
+      // A transaction must fit a quarter of the ring: keep batches well under it.
+      batch_limit_ = std::min<std::size_t>(opts_.batch_bytes, ch->stats().capacity / 8);
+    }
+    buf_.resize(std::max(opts_.read_buffer, opts_.max_line + 1));
+    inotify_fd_ = ::inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+    if (inotify_fd_ >= 0) {
+      for (const auto& pattern : opts_.paths) {
+        const auto slash = pattern.rfind('/');
+        const std::string dir = slash == std::string::npos ? "." : pattern.substr(0, std::max<std::size_t>(slash, 1));
+        if (dir.find_first_of("*?[") != std::string::npos) continue;  // polled only
+        ::inotify_add_watch(inotify_fd_, dir.c_str(),
+                            IN_CREATE | IN_MOVED_TO | IN_MOVED_FROM | IN_MODIFY | IN_DELETE | IN_ATTRIB | IN_CLOSE_WRITE);
+      }
+    }
+    scan(true);
+  }
+
+  ~TailSource() override {
+    if (inotify_fd_ >= 0) ::close(inotify_fd_);
+  }
+
+  std::size_t do_work() override {
+    bool rescan = Clock::now() >= next_scan_;
+    if (inotify_fd_ >= 0) {
+      char events[16384];
+      while (::read(inotify_fd_, events, sizeof events) > 0) rescan = true;  // any change: look again
+    }
+    if (rescan) scan(false);
+    std::size_t done = 0;
+    for (auto& f : files_) done += read_file(*f);
+    close_finished();
+    return done;
+  }
+
+  [[nodiscard]] int wait_fd() const override { return inotify_fd_; }
+  [[nodiscard]] Clock::time_point next_deadline() const override { return retry_at_ < next_scan_ ? retry_at_ : next_scan_; }
+
+  [[nodiscard]] SourceMetrics metrics() const override {
+    SourceMetrics m = metrics_;
+    m.open_files = files_.size();
+    return m;
+  }
+
+ private:
+  // Finds files matching the patterns; opens new ones; marks unreachable ones gone.
+  void scan(bool initial) {
+    next_scan_ = Clock::now() + opts_.poll_interval;
+    std::set<std::pair<dev_t, ino_t>> seen;
+    for (const auto& pattern : opts_.paths) {
+      glob_t g{};
+      const int rc = ::glob(pattern.c_str(), GLOB_NOSORT, nullptr, &g);
+      if (rc == 0) {
+        for (std::size_t i = 0; i < g.gl_pathc; ++i) consider(g.gl_pathv[i], initial, seen);
+      }
+      ::globfree(&g);
+    }
+    for (auto& f : files_) {
+      const bool reachable = seen.count({f->dev, f->ino}) != 0;
+      if (!reachable && !f->gone) {
+        f->gone = true;
+        f->eof_since = Clock::now();
+      }
+      if (reachable) f->gone = false;
+      // Truncated in place (copytruncate, or `> file`): a new generation of the same inode.
+      struct stat st {};
+      if (f->identified && ::fstat(f->fd, &st) == 0 && static_cast<std::uint64_t>(st.st_size) < f->offset) {
+        log("info", fmt::format("{} was truncated at offset {} (size now {}): new generation", f->path, f->offset,
+                                st.st_size));
+        ++metrics_.rotations;
+        f->identified = false;
+        f->offset = 0;
+        f->rejecting = false;
+      }
+    }
+  }
+
+  void consider(const char* path, bool initial, std::set<std::pair<dev_t, ino_t>>& seen) {
+    struct stat st {};
+    if (::stat(path, &st) != 0 || !S_ISREG(st.st_mode)) return;
+    seen.insert({st.st_dev, st.st_ino});
+    for (auto& f : files_) {
+      if (f->dev == st.st_dev && f->ino == st.st_ino) {
+        if (f->path != path) {
+          log("info", fmt::format("{} was renamed to {}", f->path, path));
+          f->path = path;
+        }
+        return;
+      }
+    }
+    const int fd = ::open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+      if (error_paths_.insert(path).second) {
+        ++metrics_.errors;
+        log("error", fmt::format("cannot open {}: {}", path, std::strerror(errno)));
+      }
+      return;
+    }
+    error_paths_.erase(path);
+    files_.push_back(std::make_unique<TailFile>(path, fd, st.st_dev, st.st_ino, initial));
+  }
+
+  // Fingerprints the file and resumes it from the channels' source tables.
+  bool identify(TailFile& f) {
+    std::string head(opts_.fingerprint_bytes, '\0');
+    const ssize_t n = ::pread(f.fd, head.data(), head.size(), 0);
+    if (n < static_cast<ssize_t>(head.size())) return false;  // too short to be told apart yet
+    const std::uint64_t fp = fnv1a(head.data(), head.size());
+    std::uint64_t id = mix64(fnv1a(ctx_.name.data(), ctx_.name.size()) ^ fp) | 1;
+    struct stat st {};
+    ::fstat(f.fd, &st);
+    const auto size = static_cast<std::uint64_t>(st.st_size);
+    // Walk the generation chain to the first generation whose offset fits this file.
+    for (int hops = 0; hops < 1024; ++hops) {
+      std::optional<core::SourcePosition> best;
+      f.channel_next.assign(ctx_.channels.size(), 0);
+      bool any = false;
+      for (std::size_t c = 0; c < ctx_.channels.size(); ++c) {
+        auto sp = ctx_.channels[c]->source_position(id);
+        if (sp) {
+          any = true;
+          f.channel_next[c] = sp->next_sequence;
+          if (!best || sp->position < best->position) best = sp;
+        } else {
+          best = core::SourcePosition{id, 0, 0};  // this channel has nothing: start there
+        }
+      }
+      if (any && best->position > size) {  // this generation was longer: it is not this one
+        id = next_generation(id);
+        continue;
+      }
+      // Another open file is this generation already (a copy): leave this one alone.
+      for (auto& other : files_) {
+        if (other.get() != &f && other->identified && other->source_id == id) {
+          f.duplicate = true;
+          return false;
+        }
+      }
+      f.source_id = id;
+      if (!any && f.initial && opts_.start_at_end) {
+        f.offset = size;
+        f.next_seq = 0;
+      } else {
+        f.offset = best->position;
+        f.next_seq = best->next_sequence;
+      }
+      f.identified = true;
+      if (any) log("info", fmt::format("{}: resuming at offset {} (event {})", f.path, f.offset, f.next_seq));
+      return true;
+    }
+    return false;
+  }
+
+  // Appends events [first, ...) to every channel, each channel skipping sequences it holds.
+  bool commit(TailFile& f, std::uint64_t new_offset) {
+    for (std::size_t c = 0; c < producers_.size(); ++c) {
+      std::size_t skip = 0;
+      while (skip < batch_.size() && batch_[skip].id.sequence < f.channel_next[c]) ++skip;
+      const core::SourcePosition sp{f.source_id, f.next_seq + batch_.size(), new_offset};
+      const core::AppendStatus s =
+          producers_[c].append_batch(std::span(batch_).subspan(skip), &sp);
+      if (s != core::AppendStatus::kOk) {
+        if (!blocked_) log("warn", fmt::format("channel refused a batch from {}: {}", f.path, core::to_string(s)));
+        blocked_ = true;
+        retry_at_ = Clock::now() + std::chrono::milliseconds(100);
+        batch_.clear();  // its spans point into the read buffer; the lines are re-read on retry
+        return false;    // channels before c hold the batch already and will skip it by sequence
+      }
+      f.channel_next[c] = f.next_seq + batch_.size();
+    }
+    if (blocked_) log("info", "channel accepts batches again");
+    blocked_ = false;
+    retry_at_ = Clock::time_point::max();
+    for (const auto& e : batch_) metrics_.bytes += e.payload.size();
+    metrics_.events += batch_.size();
+    f.next_seq += batch_.size();
+    f.offset = new_offset;
+    batch_.clear();
+    return true;
+  }
+
+  std::size_t read_file(TailFile& f) {
+    if (f.duplicate) return 0;
+    if (!f.identified && !identify(f)) return 0;
+    std::size_t events = 0;
+    const std::uint64_t start_offset = f.offset, start_scan = f.reject_scan;
+    const std::size_t budget = 8u << 20;  // per call, so one busy file does not starve the rest
+    std::size_t read_total = 0;
+    while (read_total < budget) {
+      const std::uint64_t base = f.rejecting ? f.reject_scan : f.offset;
+      const ssize_t n = ::pread(f.fd, buf_.data(), buf_.size(), static_cast<off_t>(base));
+      if (n < 0) {
+        ++metrics_.errors;
+        log("error", fmt::format("read {}: {}", f.path, std::strerror(errno)));
+        return events;
+      }
+      if (n == 0) break;
+      read_total += static_cast<std::size_t>(n);
+      std::span<const char> data(buf_.data(), static_cast<std::size_t>(n));
+      std::size_t pos = 0;
+      if (f.rejecting) {  // skipping the rest of an oversize line: find its end
+        const void* nl = std::memchr(data.data(), '\n', data.size());
+        if (nl == nullptr) {
+          f.reject_scan += data.size();
+          continue;
+        }
+        const std::uint64_t end = base + static_cast<std::uint64_t>(static_cast<const char*>(nl) - data.data()) + 1;
+        batch_.clear();
+        if (!commit(f, end)) return events;  // commits the skip with no event
+        f.rejecting = false;
+        continue;
+      }
+      std::size_t batch_bytes = 0;
+      bool stop = false;
+      while (!stop) {
+        const detail::NextLine l = detail::next_line(data.subspan(pos), opts_.max_line);
+        if (l.kind == detail::LineKind::kPartial) break;
+        if (l.kind == detail::LineKind::kOversize) {
+          if (!f.splitting) ++metrics_.oversize;  // lines, not pieces
+          f.splitting = opts_.split_oversize;
+          if (!opts_.split_oversize) {
+            ++metrics_.rejected;
+            const std::size_t k = batch_.size();
+            if (k != 0 && !commit(f, base + pos)) return events;
+            events += k;
+            f.rejecting = true;
+            f.reject_scan = base + pos + l.consumed;
+            stop = true;
+            break;
+          }
+        }
+        if (l.kind == detail::LineKind::kLine) f.splitting = false;
+        batch_.push_back({{f.source_id, f.next_seq + batch_.size()},
+                          std::as_bytes(std::span(data.data() + pos, l.length))});
+        batch_bytes += l.length;
+        pos += l.consumed;
+        if (batch_bytes >= batch_limit_ || batch_.size() >= 65536) {
+          const std::size_t k = batch_.size();
+          if (!commit(f, base + pos)) return events;
+          events += k;
+          batch_bytes = 0;
+        }
+      }
+      if (f.rejecting) continue;
+      if (!batch_.empty()) {
+        const std::size_t k = batch_.size();
+        if (!commit(f, base + pos)) return events;
+        events += k;
+      }
+      if (pos == 0) break;  // only a partial line: wait for its end
+    }
+    // No progress (nothing new, or only a partial last line): at EOF for rotation purposes.
+    if (f.offset == start_offset && f.reject_scan == start_scan) {
+      if (!f.at_eof) f.eof_since = Clock::now();
+      f.at_eof = true;
+    } else {
+      f.at_eof = false;
+    }
+    return events;
+  }
+
+  // Closes files that were rotated away or deleted and have been at EOF for rotate_wait.
+  void close_finished() {
+    const auto now = Clock::now();
+    std::erase_if(files_, [&](const std::unique_ptr<TailFile>& f) {
+      if (!f->gone) return false;
+      if (f->duplicate) return true;
+      if (!f->at_eof || now - f->eof_since < opts_.rotate_wait) return false;
+      log("info", fmt::format("closing {} (rotated or deleted, read to offset {})", f->path, f->offset));
+      return true;
+    });
+    // A copy waiting for its original may now be the only one left.
+    for (auto& f : files_)
+      if (f->duplicate && !f->gone) f->duplicate = false;
+  }
+
+  void log(std::string_view level, const std::string& msg) const {
+    if (ctx_.log) ctx_.log(level, msg);
+  }
+
+  TailOptions opts_;
+  SourceContext ctx_;
+  std::vector<core::Producer> producers_;
+  std::size_t batch_limit_ = 1 << 20;
+  std::vector<std::unique_ptr<TailFile>> files_;
+  std::vector<char> buf_;
+  std::vector<core::Event> batch_;
+  int inotify_fd_ = -1;
+  Clock::time_point next_scan_{};
+  Clock::time_point retry_at_ = Clock::time_point::max();
+  bool blocked_ = false;
+  std::set<std::string> error_paths_;
+  SourceMetrics metrics_;
+};
+
+}  // namespace
+
+std::unique_ptr<Source> create_tail(const OptionValues& v, SourceContext ctx) {
+  TailOptions o;
+  o.paths = v.list("paths");
+  o.start_at_end = v.str("start_at") == "end";
+  o.max_line = static_cast<std::size_t>(v.integer("max_line"));
+  o.split_oversize = v.str("oversize") == "split";
+  o.poll_interval = std::chrono::milliseconds(v.integer("poll_interval_ms"));
+  o.fingerprint_bytes = static_cast<std::size_t>(v.integer("fingerprint_bytes"));
+  o.read_buffer = static_cast<std::size_t>(v.integer("read_buffer"));
+  o.batch_bytes = static_cast<std::size_t>(v.integer("batch_bytes"));
+  o.rotate_wait = std::chrono::milliseconds(v.integer("rotate_wait_ms"));
+  return std::make_unique<TailSource>(std::move(o), std::move(ctx));
+}
+
+}  // namespace tributary::ingest::tail

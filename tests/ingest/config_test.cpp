@@ -1,0 +1,93 @@
+// Agent configuration: every error is reported with file, line and key; nothing unknown is
+// silently ignored.
+#include <gtest/gtest.h>
+
+#include <fstream>
+
+#include "support/temp_dir.h"
+#include "tributary/ingest/agent.h"
+
+namespace tributary::ingest {
+namespace {
+
+using testing::TempDir;
+
+ConfigResult load(const TempDir& dir, const std::string& text) {
+  std::ofstream(dir / "agent.toml") << text;
+  return load_agent_config(dir / "agent.toml");
+}
+
+std::string joined(const std::vector<std::string>& v) {
+  std::string s;
+  for (const auto& e : v) s += e + "\n";
+  return s;
+}
+
+TEST(AgentConfigTest, AcceptsAValidConfigWithDefaults) {
+  TempDir dir;
+  auto r = load(dir, R"(
+[channels.main]
+path = "/tmp/x.chan"
+capacity = "1M"
+sync = "interval"
+
+[sources.web]
+type = "tail"
+channels = ["main"]
+paths = ["/var/log/*.log"]
+)");
+  ASSERT_TRUE(r.errors.empty()) << joined(r.errors);
+  ASSERT_EQ(r.config.channels.size(), 1u);
+  EXPECT_EQ(r.config.channels[0].create.capacity, 1u << 20);
+  EXPECT_EQ(r.config.channels[0].open.sync, core::SyncPolicy::kInterval);
+  ASSERT_EQ(r.config.sources.size(), 1u);
+  EXPECT_EQ(r.config.sources[0].options.str("start_at"), "beginning");
+  EXPECT_EQ(r.config.sources[0].options.integer("max_line"), 1 << 20);
+}
+
+TEST(AgentConfigTest, ListsEveryErrorWithFileLineAndKey) {
+  TempDir dir;
+  auto r = load(dir, R"([channels.main]
+path = "/tmp/x.chan"
+capacity = "lots"
+
+[sources.web]
+type = "tail"
+channels = ["main", "nope"]
+paths = ["/var/log/*.log"]
+start_at = "middle"
+colour = "blue"
+
+[sources.other]
+type = "carrier-pigeon"
+channels = "main"
+)");
+  const std::string all = joined(r.errors);
+  EXPECT_EQ(r.errors.size(), 5u) << all;
+  EXPECT_NE(all.find("agent.toml:3: channels.main.capacity: must be a size"), std::string::npos) << all;
+  EXPECT_NE(all.find("agent.toml:7: sources.web.channels: no channel named 'nope'"), std::string::npos) << all;
+  EXPECT_NE(all.find("agent.toml:9: sources.web.start_at: must be one of: beginning, end"), std::string::npos) << all;
+  EXPECT_NE(all.find("agent.toml:10: sources.web.colour: unknown key"), std::string::npos) << all;
+  EXPECT_NE(all.find("agent.toml:13: sources.other.type: unknown source type 'carrier-pigeon'"), std::string::npos) << all;
+}
+
+TEST(AgentConfigTest, ReportsMissingRequiredKeysAndSyntaxErrorsByLine) {
+  TempDir dir;
+  auto r = load(dir, "[sources.web]\ntype = \"tail\"\nchannels = []\n");
+  const std::string all = joined(r.errors);
+  EXPECT_NE(all.find("sources.web.paths: required key is missing"), std::string::npos) << all;
+  EXPECT_NE(all.find("sources.web.channels: must name at least one channel"), std::string::npos) << all;
+  auto bad = load(dir, "[channels.main]\npath = \"x\"\ncapacity = = 3\n");
+  ASSERT_EQ(bad.errors.size(), 1u);
+  EXPECT_NE(bad.errors[0].find("agent.toml:3:"), std::string::npos) << bad.errors[0];
+}
+
+TEST(AgentConfigTest, RejectsUnknownSections) {
+  TempDir dir;
+  auto r = load(dir, "[sinks.x]\na = 1\n[sources.s]\ntype = \"stdin\"\nchannels = \"c\"\n[channels.c]\npath = \"/tmp/c\"\n");
+  const std::string all = joined(r.errors);
+  EXPECT_NE(all.find("sinks: unknown section"), std::string::npos) << all;
+}
+
+}  // namespace
+}  // namespace tributary::ingest

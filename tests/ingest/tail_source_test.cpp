@@ -1,0 +1,284 @@
+// The tail source against real files: following, partial lines, rotation by rename and by
+// copytruncate, truncation, deletion, oversize lines, raw bytes, many files, restarts.
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <map>
+#include <set>
+#include <thread>
+
+#include "support/tail_util.h"
+#include "support/temp_dir.h"
+
+namespace tributary::ingest {
+namespace {
+
+using testing::all_records;
+using testing::append_lines;
+using testing::line_text;
+using testing::make_source;
+using testing::pump_until;
+using testing::TempDir;
+using Strings = std::vector<std::string>;
+
+core::ChannelConfig cfg(std::uint64_t cap = 16 << 20) {
+  core::ChannelConfig c;
+  c.capacity = cap;
+  c.max_payload = static_cast<std::uint32_t>(cap / 4 - 64);
+  c.source_slots = 4096;
+  return c;
+}
+
+// Payloads per source id, in channel order.
+std::map<std::uint64_t, Strings> by_source(const core::Channel& ch) {
+  std::map<std::uint64_t, Strings> m;
+  std::map<std::uint64_t, std::uint64_t> next;
+  for (const auto& r : all_records(ch)) {
+    EXPECT_EQ(r.id.sequence, next[r.id.source_id]) << "sequence gap or repeat in source " << r.id.source_id;
+    next[r.id.source_id] = r.id.sequence + 1;
+    m[r.id.source_id].push_back(r.payload);
+  }
+  return m;
+}
+
+Strings all_payloads(const core::Channel& ch) {
+  Strings out;
+  for (const auto& r : all_records(ch)) out.push_back(r.payload);
+  return out;
+}
+
+Strings expected(const std::string& prefix, int from, int to) {
+  Strings s;
+  for (int i = from; i < to; ++i) s.push_back(line_text(prefix, i));
+  return s;
+}
+
+TEST(TailSourceTest, ReadsExistingLinesThenFollowsAppends) {
+  TempDir dir;
+  append_lines(dir / "a.log", "a", 0, 100);
+  auto ch = core::Channel::create(dir / "c.chan", cfg());
+  auto src = make_source("tail", {&ch}, {{"paths", Strings{(dir / "*.log").string()}}});
+  ASSERT_TRUE(pump_until(*src, [&] { return ch.stats().records_written == 100; }));
+  append_lines(dir / "a.log", "a", 100, 150);
+  ASSERT_TRUE(pump_until(*src, [&] { return ch.stats().records_written == 150; }));
+  EXPECT_EQ(all_payloads(ch), expected("a", 0, 150));
+  EXPECT_EQ(src->metrics().events, 150u);
+}
+
+TEST(TailSourceTest, HoldsAPartialLastLineUntilItsNewlineArrives) {
+  TempDir dir;
+  append_lines(dir / "a.log", "a", 0, 10);
+  { std::ofstream(dir / "a.log", std::ios::app) << "half a li"; }
+  auto ch = core::Channel::create(dir / "c.chan", cfg());
+  auto src = make_source("tail", {&ch}, {{"paths", Strings{(dir / "a.log").string()}}});
+  ASSERT_TRUE(pump_until(*src, [&] { return ch.stats().records_written == 10; }));
+  for (int i = 0; i < 20; ++i) (void)src->do_work();
+  EXPECT_EQ(ch.stats().records_written, 10u) << "the partial line must not be emitted";
+  { std::ofstream(dir / "a.log", std::ios::app) << "ne\n"; }
+  ASSERT_TRUE(pump_until(*src, [&] { return ch.stats().records_written == 11; }));
+  EXPECT_EQ(all_payloads(ch).back(), "half a line");
+}
+
+TEST(TailSourceTest, StartAtEndSkipsWhatFilesPresentAtStartupAlreadyHold) {
+  TempDir dir;
+  append_lines(dir / "a.log", "old", 0, 50);
+  auto ch = core::Channel::create(dir / "c.chan", cfg());
+  auto src = make_source("tail", {&ch}, {{"paths", Strings{(dir / "*.log").string()}}, {"start_at", std::string("end")}});
+  for (int i = 0; i < 10; ++i) (void)src->do_work();
+  append_lines(dir / "a.log", "new", 0, 5);
+  append_lines(dir / "b.log", "b", 0, 10);  // appeared later: read from its beginning
+  ASSERT_TRUE(pump_until(*src, [&] { return ch.stats().records_written == 15; }));
+  const auto m = by_source(ch);
+  ASSERT_EQ(m.size(), 2u);
+  Strings all = all_payloads(ch);
+  EXPECT_EQ(std::count_if(all.begin(), all.end(), [](const std::string& s) { return s.rfind("old", 0) == 0; }), 0);
+}
+
+TEST(TailSourceTest, ResumesAfterARestartWithoutLosingOrRepeatingALine) {
+  TempDir dir;
+  append_lines(dir / "a.log", "a", 0, 1000);
+  auto ch = core::Channel::create(dir / "c.chan", cfg());
+  {
+    auto src = make_source("tail", {&ch}, {{"paths", Strings{(dir / "*.log").string()}}});
+    ASSERT_TRUE(pump_until(*src, [&] { return ch.stats().records_written == 1000; }));
+  }
+  append_lines(dir / "a.log", "a", 1000, 1200);
+  auto src = make_source("tail", {&ch}, {{"paths", Strings{(dir / "*.log").string()}}});
+  ASSERT_TRUE(pump_until(*src, [&] { return ch.stats().records_written == 1200; }));
+  for (int i = 0; i < 10; ++i) (void)src->do_work();
+  EXPECT_EQ(all_payloads(ch), expected("a", 0, 1200));
+  EXPECT_EQ(by_source(ch).size(), 1u) << "one file generation is one source";
+}
+
+TEST(TailSourceTest, RotationByRenameWhileWritingLosesAndRepeatsNothing) {
+  TempDir dir;
+  auto ch = core::Channel::create(dir / "c.chan", cfg(64 << 20));
+  const auto log = dir / "app.log";
+  append_lines(log, "w", 0, 1);
+  auto src = make_source("tail", {&ch}, {{"paths", Strings{log.string()}}, {"rotate_wait_ms", std::int64_t{200}}});
+  constexpr int kLines = 60000;
+  std::atomic<bool> done{false};
+  std::thread writer([&] {
+    int rot = 0;
+    for (int i = 1; i < kLines; i += 500) {
+      append_lines(log, "w", i, std::min(i + 500, kLines));
+      if ((i / 500) % 20 == 19) std::filesystem::rename(log, dir / ("app.log." + std::to_string(rot++)));
+    }
+    done = true;
+  });
+  ASSERT_TRUE(pump_until(*src, [&] { return done && ch.stats().records_written >= kLines; }, std::chrono::seconds(60)));
+  writer.join();
+  for (int i = 0; i < 20; ++i) (void)src->do_work();
+  Strings got = all_payloads(ch);
+  std::sort(got.begin(), got.end());
+  Strings want = expected("w", 0, kLines);
+  std::sort(want.begin(), want.end());
+  EXPECT_EQ(got, want);
+  by_source(ch);  // per-source sequences dense
+}
+
+TEST(TailSourceTest, CopytruncateStartsANewGenerationOfTheSameFile) {
+  TempDir dir;
+  auto ch = core::Channel::create(dir / "c.chan", cfg());
+  const auto log = dir / "app.log";
+  append_lines(log, "first", 0, 100);
+  auto src = make_source("tail", {&ch}, {{"paths", Strings{log.string()}}});
+  ASSERT_TRUE(pump_until(*src, [&] { return ch.stats().records_written == 100; }));
+  std::filesystem::copy_file(log, dir / "app.log.1");
+  std::filesystem::resize_file(log, 0);
+  append_lines(log, "second", 0, 30);
+  ASSERT_TRUE(pump_until(*src, [&] { return ch.stats().records_written == 130; }));
+  for (int i = 0; i < 10; ++i) (void)src->do_work();
+  const auto m = by_source(ch);
+  EXPECT_EQ(m.size(), 2u) << "the truncated file is a new generation, a new source";
+  Strings all = all_payloads(ch);
+  Strings want = expected("first", 0, 100);
+  for (auto& s : expected("second", 0, 30)) want.push_back(s);
+  EXPECT_EQ(all, want);
+  EXPECT_GE(src->metrics().rotations, 1u);
+}
+
+TEST(TailSourceTest, TruncatedToTheSameFirstBytesIsStillANewGeneration) {
+  TempDir dir;
+  auto ch = core::Channel::create(dir / "c.chan", cfg());
+  const auto log = dir / "app.log";
+  append_lines(log, "same", 0, 100);
+  auto src = make_source("tail", {&ch}, {{"paths", Strings{log.string()}}});
+  ASSERT_TRUE(pump_until(*src, [&] { return ch.stats().records_written == 100; }));
+  std::filesystem::resize_file(log, 0);
+  append_lines(log, "same", 0, 10);  // identical first bytes, shorter than before
+  ASSERT_TRUE(pump_until(*src, [&] { return ch.stats().records_written == 110; }));
+  EXPECT_EQ(by_source(ch).size(), 2u);
+  // And after a restart, the chain of generations resumes the right one.
+  src.reset();
+  append_lines(log, "same", 10, 15);
+  auto again = make_source("tail", {&ch}, {{"paths", Strings{log.string()}}});
+  ASSERT_TRUE(pump_until(*again, [&] { return ch.stats().records_written == 115; }));
+  for (int i = 0; i < 10; ++i) (void)again->do_work();
+  EXPECT_EQ(ch.stats().records_written, 115u);
+}
+
+TEST(TailSourceTest, DeletedAndRecreatedFileIsReadAsNewContent) {
+  TempDir dir;
+  auto ch = core::Channel::create(dir / "c.chan", cfg());
+  const auto log = dir / "app.log";
+  append_lines(log, "before", 0, 20);
+  auto src = make_source("tail", {&ch}, {{"paths", Strings{log.string()}}, {"rotate_wait_ms", std::int64_t{0}}});
+  ASSERT_TRUE(pump_until(*src, [&] { return ch.stats().records_written == 20; }));
+  std::filesystem::remove(log);
+  for (int i = 0; i < 5; ++i) (void)src->do_work();
+  append_lines(log, "after", 0, 20);
+  ASSERT_TRUE(pump_until(*src, [&] { return ch.stats().records_written == 40; }));
+  EXPECT_EQ(all_payloads(ch).back(), line_text("after", 19));
+}
+
+TEST(TailSourceTest, OversizeLinesAreSplitOrRejectedAndCountedNeverFatal) {
+  TempDir dir;
+  const auto log = dir / "big.log";
+  append_lines(log, "pre", 0, 5);
+  { std::ofstream(log, std::ios::app) << std::string(10 << 20, 'X') << "\n"; }  // a 10 MB line
+  append_lines(log, "post", 0, 5);
+  {
+    auto ch = core::Channel::create(dir / "split.chan", cfg(64 << 20));
+    auto src = make_source("tail", {&ch}, {{"paths", Strings{log.string()}}, {"max_line", std::int64_t{1 << 20}}});
+    // Ten pieces of 1 MiB: nine cut at max_line, the tenth ends at the newline.
+    ASSERT_TRUE(pump_until(*src, [&] { return ch.stats().records_written == 5 + 10 + 5; }));
+    EXPECT_EQ(src->metrics().oversize, 1u) << "one oversize line";
+    Strings all = all_payloads(ch);
+    for (int i = 5; i < 15; ++i) EXPECT_EQ(all[static_cast<std::size_t>(i)], std::string(1 << 20, 'X'));
+    EXPECT_EQ(all[15], line_text("post", 0));
+    EXPECT_EQ(all.back(), line_text("post", 4));
+  }
+  {
+    auto ch = core::Channel::create(dir / "reject.chan", cfg());
+    auto src = make_source("tail", {&ch},
+                           {{"paths", Strings{log.string()}}, {"max_line", std::int64_t{1 << 20}},
+                            {"oversize", std::string("reject")}});
+    ASSERT_TRUE(pump_until(*src, [&] { return ch.stats().records_written == 10; }));
+    for (int i = 0; i < 10; ++i) (void)src->do_work();
+    EXPECT_EQ(src->metrics().rejected, 1u);
+    EXPECT_EQ(src->metrics().oversize, 1u);
+    Strings want = expected("pre", 0, 5);
+    for (auto& s : expected("post", 0, 5)) want.push_back(s);
+    EXPECT_EQ(all_payloads(ch), want);
+  }
+}
+
+TEST(TailSourceTest, PassesInvalidUtf8AndNulBytesThrough) {
+  TempDir dir;
+  const auto log = dir / "bin.log";
+  std::string weird = std::string("pad pad pad pad pad pad pad pad pad pad pad pad pad pad pad pad\n") +
+                      std::string("nul\0inside\xff\xfe", 14) + "\n";
+  weird += std::string(300, 'z') + "\n";
+  { std::ofstream(log, std::ios::binary) << weird; }
+  auto ch = core::Channel::create(dir / "c.chan", cfg());
+  auto src = make_source("tail", {&ch}, {{"paths", Strings{log.string()}}});
+  ASSERT_TRUE(pump_until(*src, [&] { return ch.stats().records_written == 3; }));
+  EXPECT_EQ(all_payloads(ch)[1], std::string("nul\0inside\xff\xfe", 14));
+}
+
+TEST(TailSourceTest, FollowsAThousandFilesInOneGlob) {
+  TempDir dir;
+  std::filesystem::create_directories(dir / "many");
+  for (int f = 0; f < 1000; ++f) append_lines(dir / "many" / ("f" + std::to_string(f) + ".log"), "file" + std::to_string(f), 0, 10);
+  auto ch = core::Channel::create(dir / "c.chan", cfg(64 << 20));
+  auto src = make_source("tail", {&ch}, {{"paths", Strings{(dir / "many" / "*.log").string()}}});
+  ASSERT_TRUE(pump_until(*src, [&] { return ch.stats().records_written == 10000; }, std::chrono::seconds(60)));
+  EXPECT_EQ(by_source(ch).size(), 1000u);
+  EXPECT_EQ(src->metrics().open_files, 1000u);
+}
+
+TEST(TailSourceTest, ShortFilesWaitUntilTheirFingerprintIsComplete) {
+  TempDir dir;
+  const auto log = dir / "short.log";
+  { std::ofstream(log) << "tiny\n"; }
+  auto ch = core::Channel::create(dir / "c.chan", cfg());
+  auto src = make_source("tail", {&ch}, {{"paths", Strings{log.string()}}, {"fingerprint_bytes", std::int64_t{64}}});
+  for (int i = 0; i < 10; ++i) (void)src->do_work();
+  EXPECT_EQ(ch.stats().records_written, 0u);
+  append_lines(log, "more", 0, 3);
+  ASSERT_TRUE(pump_until(*src, [&] { return ch.stats().records_written == 4; }));
+  EXPECT_EQ(all_payloads(ch).front(), "tiny");
+}
+
+TEST(TailSourceTest, ReplicatesToEveryChannelAndResumesFromTheSlowestOne) {
+  TempDir dir;
+  append_lines(dir / "a.log", "a", 0, 100);
+  auto c1 = core::Channel::create(dir / "1.chan", cfg());
+  {
+    auto src = make_source("tail", {&c1}, {{"paths", Strings{(dir / "a.log").string()}}});
+    ASSERT_TRUE(pump_until(*src, [&] { return c1.stats().records_written == 100; }));
+  }
+  // A second channel joins: it gets everything; the first gets only what is new.
+  auto c2 = core::Channel::create(dir / "2.chan", cfg());
+  append_lines(dir / "a.log", "a", 100, 120);
+  auto src = make_source("tail", {&c1, &c2}, {{"paths", Strings{(dir / "a.log").string()}}});
+  ASSERT_TRUE(pump_until(*src, [&] { return c2.stats().records_written == 120; }));
+  for (int i = 0; i < 10; ++i) (void)src->do_work();
+  EXPECT_EQ(all_payloads(c1), expected("a", 0, 120));
+  EXPECT_EQ(all_payloads(c2), expected("a", 0, 120));
+}
+
+}  // namespace
+}  // namespace tributary::ingest
