@@ -8,6 +8,7 @@
 // previous one: resuming walks that chain. The read position is the channel's source table,
 // committed in the same transaction as the lines: after a crash nothing is lost or doubled.
 #include <fcntl.h>
+#include <fnmatch.h>
 #include <glob.h>
 #include <sys/inotify.h>
 #include <sys/stat.h>
@@ -69,8 +70,10 @@ class TailSource final : public Source {
         const auto slash = pattern.rfind('/');
         const std::string dir = slash == std::string::npos ? "." : pattern.substr(0, std::max<std::size_t>(slash, 1));
         if (dir.find_first_of("*?[") != std::string::npos) continue;  // polled only
-        ::inotify_add_watch(inotify_fd_, dir.c_str(),
-                            IN_CREATE | IN_MOVED_TO | IN_MOVED_FROM | IN_MODIFY | IN_DELETE | IN_ATTRIB | IN_CLOSE_WRITE);
+        const int wd = ::inotify_add_watch(inotify_fd_, dir.c_str(),
+                                           IN_CREATE | IN_MOVED_TO | IN_MOVED_FROM | IN_MODIFY | IN_DELETE | IN_ATTRIB |
+                                               IN_CLOSE_WRITE);
+        if (wd >= 0) watch_dirs_[wd] = dir;
       }
     }
     scan(true);
@@ -83,8 +86,12 @@ class TailSource final : public Source {
   std::size_t do_work() override {
     bool rescan = Clock::now() >= next_scan_;
     if (inotify_fd_ >= 0) {
-      char events[16384];
-      while (::read(inotify_fd_, events, sizeof events) > 0) rescan = true;  // any change: look again
+      alignas(inotify_event) char events[16384];
+      ssize_t n = 0;
+      while ((n = ::read(inotify_fd_, events, sizeof events)) > 0) {
+        rescan = true;  // any change: look again
+        follow_renames(events, static_cast<std::size_t>(n));
+      }
     }
     if (rescan) scan(false);
     std::size_t done = 0;
@@ -103,6 +110,42 @@ class TailSource final : public Source {
   }
 
  private:
+  [[nodiscard]] bool matches(const std::string& path) const {
+    return std::any_of(opts_.paths.begin(), opts_.paths.end(),
+                       [&](const std::string& p) { return ::fnmatch(p.c_str(), path.c_str(), FNM_PATHNAME) == 0; });
+  }
+
+  // A watched file renamed to a name the patterns do not match (app.log -> app.log.1) before
+  // we ever opened it would be invisible to the glob: open it under its new name and read it
+  // to its end like any rotated-away file. (A file we hold open needs nothing: its descriptor
+  // follows the rename.)
+  void follow_renames(const char* buf, std::size_t len) {
+    for (std::size_t off = 0; off + sizeof(inotify_event) <= len;) {
+      const auto* ev = reinterpret_cast<const inotify_event*>(buf + off);
+      off += sizeof(inotify_event) + ev->len;
+      if (ev->len == 0) continue;
+      const auto dir = watch_dirs_.find(ev->wd);
+      if (dir == watch_dirs_.end()) continue;
+      const std::string path = dir->second + "/" + ev->name;
+      if ((ev->mask & IN_MOVED_FROM) != 0) {
+        if (matches(path)) moved_from_[ev->cookie] = path;
+      } else if ((ev->mask & IN_MOVED_TO) != 0) {
+        const auto from = moved_from_.find(ev->cookie);
+        if (from == moved_from_.end()) continue;
+        moved_from_.erase(from);
+        if (matches(path)) continue;  // the glob finds it under its new name
+        std::set<std::pair<dev_t, ino_t>> ignored;
+        const std::size_t before = files_.size();
+        consider(path.c_str(), false, ignored);
+        if (files_.size() > before) {
+          files_.back()->gone = true;  // read it to its end, then close it
+          files_.back()->eof_since = Clock::now();
+        }
+      }
+    }
+    if (moved_from_.size() > 1024) moved_from_.clear();  // unpaired moves out of the directory
+  }
+
   // Finds files matching the patterns; opens new ones; marks unreachable ones gone.
   void scan(bool initial) {
     next_scan_ = Clock::now() + opts_.poll_interval;
@@ -346,6 +389,8 @@ class TailSource final : public Source {
   std::vector<char> buf_;
   std::vector<core::Event> batch_;
   int inotify_fd_ = -1;
+  std::map<int, std::string> watch_dirs_;             // inotify watch descriptor -> directory
+  std::map<std::uint32_t, std::string> moved_from_;   // rename cookie -> old (matching) path
   Clock::time_point next_scan_{};
   Clock::time_point retry_at_ = Clock::time_point::max();
   bool blocked_ = false;
