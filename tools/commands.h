@@ -9,5 +9,6 @@ namespace tributary::tools {
 // `exit_code` receives the status of the subcommand that ran.
 void add_channel_commands(CLI::App& app, int& exit_code);
 void add_agent_commands(CLI::App& app, int& exit_code);
+void add_uplink_commands(CLI::App& app, int& exit_code);
 
 }  // namespace tributary::tools

@@ -12,6 +12,7 @@ int main(int argc, char** argv) {
   int exit_code = 0;
   tributary::tools::add_channel_commands(app, exit_code);
   tributary::tools::add_agent_commands(app, exit_code);
+  tributary::tools::add_uplink_commands(app, exit_code);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -8,7 +8,7 @@
 #   bash tools/setup.sh test --sanitize thread --labels concurrent   TSan leg (build/tsan)
 #   bash tools/setup.sh build                    install and build only
 #
-# Options: --labels REGEX (CTest label regex, default 'unit|concurrent|crash'),
+# Options: --labels REGEX (CTest label regex, default 'unit|concurrent|crash|kafka'),
 #          --jobs N (default: nproc), --no-install (skip apt-get).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -19,12 +19,13 @@ PACKAGES=(
   libgtest-dev libgmock-dev libbenchmark-dev
   librdkafka-dev libconcurrentqueue-dev libsimdjson-dev libtomlplusplus-dev
   libcpp-httplib-dev liblz4-dev libzstd-dev nlohmann-json3-dev rapidjson-dev
+  kcat python3-kafka
 )
 
 action="${1:-}"
 [ -n "$action" ] && shift || true
 sanitize=""
-labels="unit|concurrent|crash"
+labels="unit|concurrent|crash|kafka"
 jobs="$(nproc)"
 install=1
 while [ $# -gt 0 ]; do

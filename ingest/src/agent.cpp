@@ -8,20 +8,50 @@
 #include <chrono>
 #include <cstdio>
 #include <fmt/format.h>
+#include <atomic>
 #include <map>
+#include <thread>
 
 #include "tributary/core/error.h"
+#include "tributary/uplink/uplink.h"
 
 namespace tributary::ingest {
 
 using Clock = std::chrono::steady_clock;
+
+namespace {
+// Minimal JSON string escaping for the status file (paths and error messages).
+std::string esc(std::string_view in) {
+  std::string out;
+  for (const char c : in) {
+    if (c == '"' || c == '\\') {
+      out += '\\';
+      out += c;
+    } else if (static_cast<unsigned char>(c) < 0x20) {
+      out += fmt::format("\\u{:04x}", static_cast<int>(c));
+    } else {
+      out += c;
+    }
+  }
+  return out;
+}
+}  // namespace
 
 struct Agent::Impl {
   AgentConfig cfg;
   LogFn log;
   std::vector<std::pair<std::string, std::unique_ptr<core::Channel>>> channels;
   std::vector<std::pair<std::string, std::unique_ptr<Source>>> sources;
+  std::vector<std::pair<std::string, std::unique_ptr<uplink::Uplink>>> uplinks;
+  std::atomic<bool> stop_uplinks{false};
+  std::vector<std::thread> uplink_threads;
   Clock::time_point next_status{};
+
+  core::Channel* channel(const std::string& name) const {
+    for (const auto& [n, ch] : channels)
+      if (n == name) return ch.get();
+    return nullptr;
+  }
 
   void write_status(const std::string& json) const {
     if (cfg.status_file.empty()) return;
@@ -60,18 +90,35 @@ Agent::Agent(const AgentConfig& config, LogFn log) : impl_(std::make_unique<Impl
     };
     impl_->sources.emplace_back(s.name, s.descriptor->create(s.options, std::move(ctx)));
   }
+  for (const UplinkSpec& u : config.uplinks) {
+    uplink::UplinkOptions o;
+    o.name = u.consumer;
+    o.topic = u.topic;
+    o.kafka = u.kafka;
+    o.max_in_flight = static_cast<std::size_t>(u.max_in_flight);
+    if (!u.dead_letter.empty()) o.dead_letter = impl_->channel(u.dead_letter);
+    auto log_fn = [log = impl_->log, name = u.name](std::string_view level, const std::string& msg) {
+      if (log) log(level, fmt::format("[{}] {}", name, msg));
+    };
+    impl_->uplinks.emplace_back(u.name, std::make_unique<uplink::Uplink>(*impl_->channel(u.channel), o, log_fn));
+  }
 }
 
-Agent::~Agent() = default;
+Agent::~Agent() {
+  impl_->stop_uplinks = true;
+  for (auto& t : impl_->uplink_threads)
+    if (t.joinable()) t.join();
+}
 
 int Agent::run(int stop_fd) {
   Impl& a = *impl_;
   if (a.log) a.log("info", fmt::format("agent '{}' running {} sources into {} channels", a.cfg.name, a.sources.size(),
                                        a.channels.size()));
+  for (auto& [name, u] : a.uplinks) a.uplink_threads.emplace_back([&a, up = u.get()] { up->run(a.stop_uplinks); });
   std::vector<pollfd> fds;
   for (;;) {
     std::size_t work = 0;
-    bool all_finished = !a.sources.empty();
+    bool all_finished = !a.sources.empty() && a.uplinks.empty();
     for (auto& [name, src] : a.sources) {
       work += src->do_work();
       all_finished = all_finished && src->finished();
@@ -100,6 +147,9 @@ int Agent::run(int stop_fd) {
     if (stop_fd >= 0 && (fds[0].revents & POLLIN) != 0) break;
   }
   for (auto& [name, src] : a.sources) src->drain();
+  a.stop_uplinks = true;  // each uplink flushes what is in flight (bounded) before it returns
+  for (auto& t : a.uplink_threads) t.join();
+  a.uplink_threads.clear();
   a.write_status(status_json());
   if (a.log) a.log("info", fmt::format("agent '{}' stopped", a.cfg.name));
   return 0;
@@ -116,12 +166,22 @@ std::string Agent::status_json() const {
         first ? "" : ",", name, m.events, m.bytes, m.rejected, m.oversize, m.rotations, m.open_files, m.errors);
     first = false;
   }
+  out += R"(},"uplinks":{)";
+  first = true;
+  for (const auto& [name, u] : a.uplinks) {
+    const uplink::UplinkMetrics m = u->metrics();
+    out += fmt::format(
+        R"({}"{}":{{"sent":{},"delivered":{},"failed":{},"in_flight":{},"rewinds":{},"dead_lettered":{},"committed":{},"last_error":"{}"}})",
+        first ? "" : ",", name, m.sent, m.delivered, m.failed, m.in_flight, m.rewinds, m.dead_lettered, m.committed,
+        esc(m.last_error));
+    first = false;
+  }
   out += R"(},"channels":{)";
   first = true;
   for (const auto& [name, ch] : a.channels) {
     const core::ChannelStats s = ch->stats();
     out += fmt::format(R"({}"{}":{{"path":"{}","capacity":{},"used_bytes":{},"records_written":{},"consumers":{}}})",
-                       first ? "" : ",", name, ch->path().string(), s.capacity, s.used_bytes, s.records_written,
+                       first ? "" : ",", name, esc(ch->path().string()), s.capacity, s.used_bytes, s.records_written,
                        s.consumers.size());
     first = false;
   }

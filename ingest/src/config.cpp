@@ -37,6 +37,16 @@ constexpr OptionSpec kChannelOptions[] = {
     {"mode", OptionType::kString, "0600", "File mode at creation (0600 or 0660)"},
 };
 
+constexpr OptionSpec kUplinkOptions[] = {
+    {"channel", OptionType::kString, "", "The [channels.X] to ship", true},
+    {"topic", OptionType::kString, "", "Kafka topic", true},
+    {"bootstrap", OptionType::kString, "", "Kafka bootstrap.servers", true},
+    {"consumer", OptionType::kString, "uplink", "Durable consumer name in the channel"},
+    {"dead_letter", OptionType::kString, "", "A [channels.X] for events Kafka refuses for good"},
+    {"max_in_flight", OptionType::kInt, "100000",
+     "Events handed to librdkafka and not yet acknowledged: more is faster, more memory", false, 1, 10000000},
+};
+
 constexpr OptionSpec kAgentOptions[] = {
     {"name", OptionType::kString, "tributary", "Name of this agent (logs, status)"},
     {"status_file", OptionType::kString, "", "JSON status written every second (for `tributary agent --status`)"},
@@ -157,8 +167,8 @@ ConfigResult load_agent_config(const std::filesystem::path& file) {
   }
   for (const auto& [key, node] : root) {
     const std::string_view k = key.str();
-    if (k != "agent" && k != "channels" && k != "sources")
-      ctx.error(node.source(), k, "unknown section (known: agent, channels, sources)");
+    if (k != "agent" && k != "channels" && k != "sources" && k != "uplinks")
+      ctx.error(node.source(), k, "unknown section (known: agent, channels, sources, uplinks)");
     else if (!node.is_table())
       ctx.error(node.source(), k, "must be a table");
   }
@@ -248,8 +258,50 @@ ConfigResult load_agent_config(const std::filesystem::path& file) {
       r.config.sources.push_back(std::move(s));
     }
   }
-  if (r.config.sources.empty() && r.errors.empty())
-    r.errors.push_back(fmt::format("{}: no [sources.NAME] section: nothing to collect", file.string()));
+  if (const toml::table* uplinks = root["uplinks"].as_table()) {
+    for (const auto& [key, node] : *uplinks) {
+      const std::string name(key.str());
+      const std::string section = "uplinks." + name;
+      const toml::table* t = node.as_table();
+      if (t == nullptr) {
+        ctx.error(node.source(), section, "must be a table");
+        continue;
+      }
+      OptionValues v;
+      const std::size_t before = r.errors.size();
+      parse_options(ctx, section, kUplinkOptions, *t, {"kafka"}, v);
+      UplinkSpec u;
+      u.name = name;
+      if (const toml::node* k = t->get("kafka")) {
+        if (const toml::table* kt = k->as_table()) {
+          for (const auto& [kk, kv] : *kt) {
+            if (auto str = kv.value<std::string>()) {
+              u.kafka[std::string(kk.str())] = *str;
+            } else {
+              ctx.error(kv.source(), section + ".kafka." + std::string(kk.str()),
+                        "librdkafka settings are strings (write \"10\", not 10)");
+            }
+          }
+        } else {
+          ctx.error(k->source(), section + ".kafka", "must be a table of librdkafka settings");
+        }
+      }
+      if (r.errors.size() != before) continue;
+      u.channel = v.str("channel");
+      u.topic = v.str("topic");
+      u.consumer = v.str("consumer");
+      u.dead_letter = v.str("dead_letter");
+      u.max_in_flight = v.integer("max_in_flight");
+      u.kafka["bootstrap.servers"] = v.str("bootstrap");
+      for (const std::string& c : {u.channel, u.dead_letter}) {
+        if (!c.empty() && declared_channels.count(c) == 0)
+          ctx.error(t->source(), section, fmt::format("no channel named '{}'", c));
+      }
+      r.config.uplinks.push_back(std::move(u));
+    }
+  }
+  if (r.config.sources.empty() && r.config.uplinks.empty() && r.errors.empty())
+    r.errors.push_back(fmt::format("{}: no [sources.NAME] or [uplinks.NAME] section: nothing to do", file.string()));
   return r;
 }
 

@@ -15,12 +15,19 @@
 //   channels = ["logs"]
 //   paths = ["/var/log/app/*.log"]
 //
+//   [uplinks.kafka]
+//   channel = "logs"
+//   topic = "weblogs"
+//   bootstrap = "127.0.0.1:9092"
+//   kafka = { "linger.ms" = "10" }          # any librdkafka setting (TLS, SASL, ...)
+//
 // Errors name the file, the line and the key; unknown keys are errors. The option tables of
 // the sources (ingest/src/registry.cpp) and of channels (below) are the reference.
 #pragma once
 
 #include <filesystem>
 #include <functional>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -45,11 +52,23 @@ struct SourceSpec {
   std::vector<std::string> channels;
 };
 
+// [uplinks.NAME]: ship a channel to a Kafka topic (tributary::uplink), on its own thread.
+struct UplinkSpec {
+  std::string name;
+  std::string channel;      // a [channels.X] name
+  std::string topic;
+  std::string consumer;     // durable consumer name in the channel
+  std::string dead_letter;  // a [channels.X] name, or empty
+  std::int64_t max_in_flight = 100000;
+  std::map<std::string, std::string> kafka;  // bootstrap.servers and librdkafka settings
+};
+
 struct AgentConfig {
   std::string name = "tributary";
   std::filesystem::path status_file;  // empty: none
   std::vector<ChannelSpec> channels;
   std::vector<SourceSpec> sources;
+  std::vector<UplinkSpec> uplinks;
 };
 
 // The option table of [channels.NAME] (for docs and --help).

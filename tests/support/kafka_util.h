@@ -1,0 +1,55 @@
+// Reading a topic back in tests with an independent librdkafka consumer (no group: assigned
+// partitions from the beginning), collecting identity and payload of every record.
+#pragma once
+
+#include <chrono>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "tributary/uplink/kafka.h"
+
+namespace tributary::testing {
+
+struct KafkaRecord {
+  core::EventId id;
+  std::string payload;
+  int partition;
+};
+
+// Stops after `want` records, at `timeout`, or (with `idle` > 0) once `idle` passes without a
+// new record after at least one arrived: reading past the end to catch copies.
+inline std::vector<KafkaRecord> read_topic(const std::string& bootstrap, const std::string& topic, int partitions,
+                                           std::size_t want, std::chrono::milliseconds timeout,
+                                           std::chrono::milliseconds idle = std::chrono::milliseconds(0)) {
+  auto rk = uplink::make_handle(RD_KAFKA_CONSUMER, uplink::make_conf({{"bootstrap.servers", bootstrap},
+                                                                      {"group.id", "tributary-test-reader"},
+                                                                      {"enable.auto.commit", "false"},
+                                                                      {"log_level", "3"}}));
+  rd_kafka_topic_partition_list_t* parts = rd_kafka_topic_partition_list_new(partitions);
+  for (int p = 0; p < partitions; ++p)
+    rd_kafka_topic_partition_list_add(parts, topic.c_str(), p)->offset = RD_KAFKA_OFFSET_BEGINNING;
+  rd_kafka_assign(rk.get(), parts);
+  rd_kafka_topic_partition_list_destroy(parts);
+  std::vector<KafkaRecord> out;
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  auto last = std::chrono::steady_clock::now();
+  while (out.size() < want && std::chrono::steady_clock::now() < deadline) {
+    rd_kafka_message_t* m = rd_kafka_consumer_poll(rk.get(), 100);
+    if (m == nullptr) {
+      if (idle.count() > 0 && !out.empty() && std::chrono::steady_clock::now() - last > idle) break;
+      continue;
+    }
+    last = std::chrono::steady_clock::now();
+    if (m->err == RD_KAFKA_RESP_ERR_NO_ERROR) {
+      auto id = uplink::message_identity(m);
+      out.push_back({id.value_or(core::EventId{}), std::string(static_cast<const char*>(m->payload), m->len),
+                     m->partition});
+    }
+    rd_kafka_message_destroy(m);
+  }
+  rd_kafka_consumer_close(rk.get());
+  return out;
+}
+
+}  // namespace tributary::testing

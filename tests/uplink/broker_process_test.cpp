@@ -1,0 +1,144 @@
+// `tributary broker` is a real Kafka endpoint: independent clients (kcat, built on librdkafka,
+// and kafka-python, a pure-Python implementation of the protocol) produce to it and consume
+// from it. And the whole node path as processes: tail -> channel -> uplink -> broker, with the
+// agent killed by SIGKILL mid-stream: every line reaches the topic, copies only with the same
+// identity.
+#include <gtest/gtest.h>
+
+#include <fmt/format.h>
+
+#include <fstream>
+#include <map>
+#include <random>
+#include <thread>
+
+#include "support/kafka_util.h"
+#include "support/process.h"
+#include "support/tail_util.h"
+#include "support/temp_dir.h"
+
+namespace tributary::uplink {
+namespace {
+
+using namespace std::chrono_literals;
+using testing::Child;
+using testing::TempDir;
+
+const std::string kTributary = TRIBUTARY_BIN;
+
+std::string start_broker(Child& broker) {
+  auto line = broker.read_line(10s);
+  EXPECT_TRUE(line && line->rfind("bootstrap ", 0) == 0) << (line ? *line : "no output");
+  return line ? line->substr(10) : "";
+}
+
+int run(const std::string& cmd) { return std::system(cmd.c_str()); }
+
+TEST(BrokerProcessTest, KcatProducesAndConsumesThroughTheMockBroker) {
+  if (run("command -v kcat > /dev/null") != 0) GTEST_SKIP() << "kcat not installed (apt-get install kcat)";
+  TempDir dir;
+  Child broker({kTributary, "broker", "--topics", "words:1"});
+  const std::string bs = start_broker(broker);
+  { std::ofstream(dir / "in.txt") << "alpha\nbeta\ngamma\n"; }
+  ASSERT_EQ(run("kcat -P -b " + bs + " -t words -l " + (dir / "in.txt").string()), 0);
+  ASSERT_EQ(run("kcat -C -b " + bs + " -t words -o beginning -c 3 -e -q > " + (dir / "out.txt").string()), 0);
+  std::ifstream out(dir / "out.txt");
+  std::string all((std::istreambuf_iterator<char>(out)), {});
+  EXPECT_EQ(all, "alpha\nbeta\ngamma\n");
+}
+
+TEST(BrokerProcessTest, KafkaPythonProducesAndConsumesThroughTheMockBroker) {
+  if (run("/usr/bin/python3 -c 'import kafka' 2> /dev/null") != 0)
+    GTEST_SKIP() << "kafka-python not installed (apt-get install python3-kafka)";
+  TempDir dir;
+  Child broker({kTributary, "broker", "--topics", "py:1"});
+  const std::string bs = start_broker(broker);
+  std::ofstream(dir / "check.py") << R"(
+import sys
+from kafka import KafkaProducer, KafkaConsumer
+bs = sys.argv[1]
+p = KafkaProducer(bootstrap_servers=bs, api_version=(2, 5))
+for i in range(100):
+    p.send("py", ("msg %d" % i).encode())
+p.flush()
+c = KafkaConsumer("py", bootstrap_servers=bs, auto_offset_reset="earliest", consumer_timeout_ms=10000,
+                  api_version=(2, 5))
+got = []
+for m in c:
+    got.append(m.value.decode())
+    if len(got) == 100:
+        break
+assert got == ["msg %d" % i for i in range(100)], got[:5]
+print("ok")
+)";
+  ASSERT_EQ(run("/usr/bin/python3 " + (dir / "check.py").string() + " " + bs), 0);
+}
+
+TEST(BrokerProcessTest, AgentKilledMidStreamShipsEveryLineCopiesOnlyWithTheSameIdentity) {
+  TempDir dir;
+  Child broker({kTributary, "broker", "--topics", "logs:2"});
+  const std::string bs = start_broker(broker);
+  std::ofstream(dir / "agent.toml") << "[agent]\nstatus_file = \"" << (dir / "status.json").string() << "\"\n"
+                                    << "[channels.main]\npath = \"" << (dir / "main.chan").string() << "\"\n"
+                                    << "capacity = \"16M\"\n"
+                                    << "[sources.t]\ntype = \"tail\"\nchannels = [\"main\"]\npaths = [\""
+                                    << (dir / "*.log").string() << "\"]\nbatch_bytes = \"64K\"\n"
+                                    << "[uplinks.k]\nchannel = \"main\"\ntopic = \"logs\"\nbootstrap = \"" << bs
+                                    << "\"\nkafka = { \"message.timeout.ms\" = \"5000\" }\n";
+  const int kLines = 50'000;
+  std::atomic<bool> written{false};
+  std::thread writer([&] {
+    for (int i = 0; i < kLines; i += 500) {
+      testing::append_lines(dir / "a.log", "a", i, i + 500);
+      std::this_thread::sleep_for(10ms);
+    }
+    written = true;
+  });
+  const std::uint64_t seed = std::random_device{}();
+  SCOPED_TRACE("seed " + std::to_string(seed));
+  std::mt19937_64 rng(seed);
+  for (int k = 0; k < 6; ++k) {
+    Child agent({kTributary, "agent", "--config", (dir / "agent.toml").string()});
+    std::this_thread::sleep_for(std::chrono::milliseconds(50 + rng() % 150));
+    agent.kill_and_reap();
+  }
+  writer.join();
+  std::filesystem::remove(dir / "status.json");
+  Child agent({kTributary, "agent", "--config", (dir / "agent.toml").string()});
+  // Done when every line is in the channel and the uplink committed the channel to its end.
+  const auto deadline = std::chrono::steady_clock::now() + 60s;
+  bool shipped = false;
+  std::string state;
+  while (!shipped && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(100ms);  // polling another process's progress, bounded above
+    core::OpenOptions ro;
+    ro.read_only = true;
+    const auto ch = core::Channel::open(dir / "main.chan", ro);
+    const auto s = ch.stats();
+    std::uint64_t lines = 0;
+    ch.walk([&](const core::Record&) { return ++lines, true; }, 0);
+    const std::uint64_t committed = s.consumers.empty() ? 0 : s.consumers[0].committed;
+    shipped = lines == static_cast<std::uint64_t>(kLines) && committed == s.write_position;
+    state = fmt::format("{} lines in the channel, committed {} of {}, records_written {}", lines, committed,
+                        s.write_position, s.records_written);
+  }
+  ASSERT_TRUE(shipped) << "the uplink did not commit the whole channel: " << state;
+  agent.signal(SIGTERM);
+  EXPECT_EQ(agent.wait(20s), 0);
+  const auto got = testing::read_topic(bs, "logs", 2, kLines * 2, 30s, 1500ms);
+  std::map<std::uint64_t, std::string> by_seq;
+  std::size_t copies = 0;
+  for (const auto& r : got) {
+    auto [it, fresh] = by_seq.emplace(r.id.sequence, r.payload);
+    if (!fresh) {
+      ++copies;
+      EXPECT_EQ(it->second, r.payload) << "a copy with the same identity but other content";
+    }
+  }
+  ASSERT_EQ(by_seq.size(), static_cast<std::size_t>(kLines)) << "lines missing from Kafka";
+  for (int i = 0; i < kLines; ++i) ASSERT_EQ(by_seq[static_cast<std::uint64_t>(i)], testing::line_text("a", i));
+  RecordProperty("copies", static_cast<int>(copies));
+}
+
+}  // namespace
+}  // namespace tributary::uplink

@@ -1,0 +1,161 @@
+// The uplink against librdkafka's mock cluster: every event delivered with its identity, the
+// channel committed only after acknowledgement, nothing lost through a broker outage or
+// injected produce errors, refused events in the dead-letter channel.
+#include "tributary/uplink/uplink.h"
+
+#include <gtest/gtest.h>
+
+#include <map>
+#include <set>
+
+#include "support/channel_util.h"
+#include "support/kafka_util.h"
+#include "support/temp_dir.h"
+
+namespace tributary::uplink {
+namespace {
+
+using namespace std::chrono_literals;
+using testing::payload_for;
+using testing::TempDir;
+
+constexpr std::int16_t kProduceApi = 0;  // Kafka protocol ApiKey of Produce
+
+core::ChannelConfig cfg() {
+  core::ChannelConfig c;
+  c.capacity = 16 << 20;
+  c.max_payload = 1 << 20;
+  return c;
+}
+
+void fill(core::Channel& ch, std::uint64_t source, std::uint64_t n, std::size_t len = 60) {
+  core::Producer p = ch.producer();
+  for (std::uint64_t i = 0; i < n; ++i) ASSERT_EQ(p.append({source, i}, payload_for(source, i, len)), core::AppendStatus::kOk);
+}
+
+// Drives the uplink until the channel is committed to its end (or timeout).
+bool ship_all(Uplink& u, core::Channel& ch, std::chrono::milliseconds timeout = 60s) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (u.do_work() == 0) u.wait(20ms);
+    const auto m = u.metrics();
+    if (m.in_flight == 0 && m.committed == ch.stats().write_position) return true;
+  }
+  return false;
+}
+
+// Every (source, seq) in [0, n) present, duplicates only with identical payload.
+void expect_each_at_least_once(const std::vector<testing::KafkaRecord>& got, std::uint64_t source, std::uint64_t n,
+                               std::size_t* duplicates = nullptr) {
+  std::map<std::uint64_t, int> seen;
+  for (const auto& r : got) {
+    ASSERT_EQ(r.id.source_id, source);
+    ASSERT_LT(r.id.sequence, n);
+    ASSERT_EQ(r.payload, payload_for(source, r.id.sequence, 60)) << "same identity, different content";
+    ++seen[r.id.sequence];
+  }
+  EXPECT_EQ(seen.size(), n) << "events missing from the topic";
+  if (duplicates) {
+    *duplicates = 0;
+    for (auto& [s, c] : seen) *duplicates += static_cast<std::size_t>(c - 1);
+  }
+}
+
+TEST(UplinkTest, DeliversEveryEventOnceWithItsIdentityAndCommitsAfterAcks) {
+  TempDir dir;
+  MockCluster mock(1);
+  mock.create_topic("events", 3);
+  auto ch = core::Channel::create(dir / "c.chan", cfg());
+  fill(ch, 42, 20000);
+  Uplink u(ch, {.name = "up", .topic = "events", .kafka = {{"bootstrap.servers", mock.bootstrap()}}});
+  ASSERT_TRUE(ship_all(u, ch));
+  const auto got = testing::read_topic(mock.bootstrap(), "events", 3, 20000, 30s);
+  std::size_t dups = 0;
+  expect_each_at_least_once(got, 42, 20000, &dups);
+  EXPECT_EQ(dups, 0u);
+  std::set<int> partitions;
+  for (const auto& r : got) partitions.insert(r.partition);
+  EXPECT_EQ(partitions.size(), 1u) << "one source keeps its order in one partition";
+  const auto m = u.metrics();
+  EXPECT_EQ(m.delivered, 20000u);
+  EXPECT_EQ(ch.stats().consumers.at(0).committed, ch.stats().write_position);
+}
+
+TEST(UplinkTest, BrokerOutageLongerThanTheDeliveryTimeoutLosesNothing) {
+  TempDir dir;
+  MockCluster mock(1);
+  mock.create_topic("events", 1);
+  auto ch = core::Channel::create(dir / "c.chan", cfg());
+  fill(ch, 7, 5000);
+  std::vector<std::pair<std::string, std::string>> logs;
+  Uplink u(ch,
+           {.name = "up", .topic = "events",
+            .kafka = {{"bootstrap.servers", mock.bootstrap()}, {"message.timeout.ms", "1500"}}},
+           [&](std::string_view level, const std::string& msg) { logs.emplace_back(level, msg); });
+  ASSERT_TRUE(ship_all(u, ch));
+  rd_kafka_mock_broker_set_down(mock.raw(), 1);
+  core::Producer p = ch.producer();
+  for (std::uint64_t i = 5000; i < 10000; ++i) ASSERT_EQ(p.append({7, i}, payload_for(7, i, 60)), core::AppendStatus::kOk);
+  // Three delivery timeouts with the broker away: the events wait in the channel.
+  const auto until = std::chrono::steady_clock::now() + 4500ms;
+  while (std::chrono::steady_clock::now() < until) {
+    if (u.do_work() == 0) u.wait(20ms);
+  }
+  EXPECT_LT(u.metrics().committed, ch.stats().write_position) << "nothing is committed while Kafka is away";
+  EXPECT_GE(u.metrics().rewinds, 1u);
+  rd_kafka_mock_broker_set_up(mock.raw(), 1);
+  ASSERT_TRUE(ship_all(u, ch));
+  expect_each_at_least_once(testing::read_topic(mock.bootstrap(), "events", 1, 10000, 30s), 7, 10000);
+  // Reported once per change of state, not once per failed message.
+  std::size_t warnings = 0;
+  for (const auto& [level, msg] : logs) warnings += level == "warn";
+  EXPECT_LE(warnings, 10u);
+  EXPECT_GE(warnings, 1u);
+}
+
+TEST(UplinkTest, InjectedProduceErrorsLoseNothing) {
+  TempDir dir;
+  MockCluster mock(1);
+  mock.create_topic("events", 1);
+  auto ch = core::Channel::create(dir / "c.chan", cfg());
+  fill(ch, 9, 10000);
+  rd_kafka_mock_push_request_errors(mock.raw(), kProduceApi, 6, RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION,
+                                    RD_KAFKA_RESP_ERR_REQUEST_TIMED_OUT, RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS,
+                                    RD_KAFKA_RESP_ERR_LEADER_NOT_AVAILABLE, RD_KAFKA_RESP_ERR_REQUEST_TIMED_OUT,
+                                    RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS_AFTER_APPEND);
+  Uplink u(ch, {.name = "up", .topic = "events",
+                .kafka = {{"bootstrap.servers", mock.bootstrap()}, {"retry.backoff.ms", "10"}}});
+  ASSERT_TRUE(ship_all(u, ch));
+  expect_each_at_least_once(testing::read_topic(mock.bootstrap(), "events", 1, 10000, 30s), 9, 10000);
+}
+
+TEST(UplinkTest, AnEventKafkaRefusesForGoodGoesToTheDeadLetterChannel) {
+  TempDir dir;
+  MockCluster mock(1);
+  mock.create_topic("events", 1);
+  auto ch = core::Channel::create(dir / "c.chan", cfg());
+  auto dlq = core::Channel::create(dir / "dlq.chan", cfg());
+  {
+    core::Producer p = ch.producer();
+    ASSERT_EQ(p.append({5, 0}, "small"), core::AppendStatus::kOk);
+    ASSERT_EQ(p.append({5, 1}, std::string(200000, 'L')), core::AppendStatus::kOk);
+    ASSERT_EQ(p.append({5, 2}, "small again"), core::AppendStatus::kOk);
+  }
+  Uplink u(ch, {.name = "up", .topic = "events",
+                .kafka = {{"bootstrap.servers", mock.bootstrap()}, {"message.max.bytes", "100000"}},
+                .dead_letter = &dlq});
+  ASSERT_TRUE(ship_all(u, ch));
+  const auto got = testing::read_topic(mock.bootstrap(), "events", 1, 2, 20s);
+  ASSERT_EQ(got.size(), 2u);
+  EXPECT_EQ(got[0].payload, "small");
+  EXPECT_EQ(got[1].payload, "small again");
+  core::Consumer dead_reader = dlq.consumer("check");
+  const auto dead = testing::drain(dead_reader, 1, 1s);
+  ASSERT_EQ(dead.size(), 1u);
+  EXPECT_EQ(dead[0].id.sequence, 1u);
+  EXPECT_EQ(dead[0].payload.size(), 200000u);
+  EXPECT_EQ(u.metrics().dead_lettered, 1u);
+}
+
+}  // namespace
+}  // namespace tributary::uplink

@@ -1,0 +1,121 @@
+// `tributary uplink`: ship one channel to a Kafka topic until SIGTERM.
+// `tributary broker`: librdkafka's mock Kafka cluster on loopback (no JVM) until SIGTERM.
+#include <signal.h>
+#include <sys/signalfd.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <fmt/format.h>
+#include <poll.h>
+#include <spdlog/sinks/stdout_color_sinks.h>
+#include <spdlog/spdlog.h>
+#include <thread>
+
+#include "commands.h"
+#include "tributary/core/error.h"
+#include "tributary/uplink/uplink.h"
+
+namespace tributary::tools {
+namespace {
+
+// Blocks SIGTERM/SIGINT and returns a signalfd that becomes readable when one arrives.
+int stop_signal_fd() {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGTERM);
+  sigaddset(&set, SIGINT);
+  sigprocmask(SIG_BLOCK, &set, nullptr);
+  return ::signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
+}
+
+uplink::Settings parse_settings(const std::vector<std::string>& kv) {
+  uplink::Settings s;
+  for (const auto& e : kv) {
+    const auto eq = e.find('=');
+    if (eq == std::string::npos || eq == 0) throw core::Error(fmt::format("-X '{}': expected key=value", e));
+    s[e.substr(0, eq)] = e.substr(eq + 1);
+  }
+  return s;
+}
+
+}  // namespace
+
+void add_uplink_commands(CLI::App& app, int& exit_code) {
+  struct Args {
+    std::string channel, topic, bootstrap, name = "uplink", dead_letter;
+    std::vector<std::string> settings;
+  };
+  auto a = std::make_shared<Args>();
+  CLI::App* up = app.add_subcommand("uplink", "Ship a channel to a Kafka topic (commits only what Kafka acknowledged)");
+  up->add_option("--channel", a->channel, "Channel file")->required();
+  up->add_option("--topic", a->topic, "Kafka topic")->required();
+  up->add_option("--bootstrap", a->bootstrap, "bootstrap.servers")->required();
+  up->add_option("--name", a->name, "Durable consumer name in the channel");
+  up->add_option("--dead-letter", a->dead_letter, "Channel for events Kafka refuses for good (created if missing)");
+  up->add_option("-X", a->settings, "librdkafka setting key=value (repeatable)");
+  up->callback([a, &exit_code] {
+    auto logger = spdlog::stderr_color_mt("uplink");
+    const int stop_fd = stop_signal_fd();
+    core::Channel ch = core::Channel::open(a->channel);
+    std::optional<core::Channel> dlq;
+    uplink::UplinkOptions o;
+    o.name = a->name;
+    o.topic = a->topic;
+    o.kafka = parse_settings(a->settings);
+    o.kafka["bootstrap.servers"] = a->bootstrap;
+    if (!a->dead_letter.empty()) {
+      core::ChannelConfig cfg;
+      cfg.capacity = 16 << 20;
+      cfg.max_payload = 4 << 20;
+      dlq.emplace(core::Channel::open_or_create(a->dead_letter, cfg));
+      o.dead_letter = &*dlq;
+    }
+    uplink::Uplink u(ch, o, [logger](std::string_view level, const std::string& msg) {
+      if (level == "error") logger->error("{}", msg);
+      else if (level == "warn") logger->warn("{}", msg);
+      else logger->info("{}", msg);
+    });
+    std::atomic<bool> stop{false};
+    std::thread watcher([&] {
+      pollfd p{stop_fd, POLLIN, 0};
+      while (!stop && ::poll(&p, 1, 200) <= 0) {
+      }
+      stop = true;
+    });
+    logger->info("shipping {} to topic {} at {}", a->channel, a->topic, a->bootstrap);
+    u.run(stop);
+    stop = true;
+    watcher.join();
+    const auto m = u.metrics();
+    logger->info("stopped: {} delivered, {} in flight, {} dead-lettered, {} rewinds", m.delivered, m.in_flight,
+                 m.dead_lettered, m.rewinds);
+    exit_code = m.in_flight == 0 ? 0 : 3;
+  });
+
+  struct BrokerArgs {
+    int brokers = 1;
+    std::vector<std::string> topics;
+  };
+  auto b = std::make_shared<BrokerArgs>();
+  CLI::App* br = app.add_subcommand("broker", "librdkafka's mock Kafka cluster on loopback, for tests and fault injection");
+  br->add_option("--brokers", b->brokers, "Number of brokers")->check(CLI::Range(1, 9));
+  br->add_option("--topics", b->topics, "name:partitions, repeatable or comma-separated")->delimiter(',');
+  br->callback([b, &exit_code] {
+    const int stop_fd = stop_signal_fd();
+    uplink::MockCluster mock(b->brokers);
+    for (const auto& t : b->topics) {
+      const auto colon = t.find(':');
+      const std::string name = t.substr(0, colon);
+      const int parts = colon == std::string::npos ? 1 : std::stoi(t.substr(colon + 1));
+      mock.create_topic(name, parts, std::min(b->brokers, 3));
+    }
+    fmt::print("bootstrap {}\n", mock.bootstrap());
+    std::fflush(stdout);
+    pollfd p{stop_fd, POLLIN, 0};
+    while (::poll(&p, 1, -1) <= 0) {
+    }
+    exit_code = 0;
+  });
+}
+
+}  // namespace tributary::tools

@@ -1,0 +1,56 @@
+// librdkafka, held by RAII: handles, configuration with clear errors, the event-identity
+// header, and librdkafka's mock cluster (a real Kafka-protocol endpoint with fault
+// injection, no JVM) for `tributary broker` and the fault tests.
+#pragma once
+
+#include <librdkafka/rdkafka.h>
+#include <librdkafka/rdkafka_mock.h>
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "tributary/core/channel.h"
+
+namespace tributary::uplink {
+
+struct KafkaDeleter {
+  void operator()(rd_kafka_t* rk) const noexcept { rd_kafka_destroy(rk); }
+};
+using KafkaHandle = std::unique_ptr<rd_kafka_t, KafkaDeleter>;
+
+struct ConfDeleter {
+  void operator()(rd_kafka_conf_t* c) const noexcept { rd_kafka_conf_destroy(c); }
+};
+using ConfHandle = std::unique_ptr<rd_kafka_conf_t, ConfDeleter>;
+
+using Settings = std::map<std::string, std::string>;
+
+// A configuration from `settings`; throws core::Error naming the key librdkafka refused.
+[[nodiscard]] ConfHandle make_conf(const Settings& settings);
+// rd_kafka_new; the conf is consumed. Throws core::Error with librdkafka's message.
+[[nodiscard]] KafkaHandle make_handle(rd_kafka_type_t type, ConfHandle conf);
+
+// Every Kafka record Tributary writes carries the event identity in one header:
+// "tributary-id" = source id (8 bytes, big-endian) + sequence (8 bytes, big-endian).
+inline constexpr const char* kIdentityHeader = "tributary-id";
+void encode_identity(core::EventId id, unsigned char out[16]) noexcept;
+[[nodiscard]] std::optional<core::EventId> decode_identity(const void* value, std::size_t size) noexcept;
+[[nodiscard]] std::optional<core::EventId> message_identity(const rd_kafka_message_t* m) noexcept;
+
+// librdkafka's mock cluster on loopback (ports chosen by the OS). Owns the handle it needs.
+class MockCluster {
+ public:
+  explicit MockCluster(int brokers);
+  [[nodiscard]] std::string bootstrap() const;
+  void create_topic(const std::string& topic, int partitions, int replication = 1);
+  [[nodiscard]] rd_kafka_mock_cluster_t* raw() const noexcept { return cluster_; }
+
+ private:
+  KafkaHandle handle_;
+  rd_kafka_mock_cluster_t* cluster_ = nullptr;  // owned by handle_ (test.mock.num.brokers)
+};
+
+}  // namespace tributary::uplink

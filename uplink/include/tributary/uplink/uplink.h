@@ -1,0 +1,78 @@
+// The uplink: ships a channel to a Kafka topic with librdkafka, as a named durable consumer of
+// the channel. Events go to librdkafka straight from channel memory (no copy); the channel
+// cursor is committed only up to the first event that does not yet have a successful delivery
+// report, so the channel is the durable backlog while Kafka is away.
+//
+// Delivery failures: a message-specific permanent error (too large, invalid record) sends the
+// event to the dead-letter channel, if one is configured, with a counted, logged reason; any
+// other failure (timeout, broker down, unknown topic, auth) rewinds to the first undelivered
+// event and re-sends from there after a back-off. Re-sent events keep their identity (the
+// "tributary-id" header), so the analyzer drops the copies that Kafka already had. Errors are
+// logged once per change of state, with their cause.
+//
+// Producer defaults (tuned for 2-core nodes, all overridable through `kafka`):
+//   enable.idempotence=true acks=all compression.type=lz4 linger.ms=5 batch.size=1000000
+//   message.timeout.ms=30000 (a dead broker is noticed in 30 s and the channel holds the rest)
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "tributary/core/channel.h"
+#include "tributary/uplink/kafka.h"
+
+namespace tributary::uplink {
+
+struct UplinkOptions {
+  std::string name = "uplink";  // consumer name in the channel
+  std::string topic;
+  Settings kafka;                         // bootstrap.servers and any librdkafka property
+  core::Channel* dead_letter = nullptr;   // permanent per-event failures go here (else: counted, skipped)
+  std::size_t max_in_flight = 100'000;    // events handed to librdkafka, not yet acknowledged
+  std::chrono::milliseconds retry_backoff{500};
+};
+
+struct UplinkMetrics {
+  std::uint64_t sent = 0;           // produce calls accepted by librdkafka
+  std::uint64_t bytes = 0;
+  std::uint64_t delivered = 0;      // successful delivery reports
+  std::uint64_t failed = 0;         // failed delivery reports (re-sent later)
+  std::uint64_t dead_lettered = 0;  // permanent failures moved to the dead-letter channel
+  std::uint64_t dropped = 0;        // permanent failures with no dead-letter channel configured
+  std::uint64_t rewinds = 0;        // times the uplink went back to re-send
+  std::uint64_t in_flight = 0;
+  std::uint64_t committed = 0;      // channel position committed
+  std::string last_error;           // empty when healthy
+};
+
+using LogFn = std::function<void(std::string_view level, const std::string& message)>;
+
+class Uplink {
+ public:
+  Uplink(core::Channel& channel, UplinkOptions options, LogFn log = {});
+  ~Uplink();
+  Uplink(const Uplink&) = delete;
+  Uplink& operator=(const Uplink&) = delete;
+
+  // Serves delivery reports, commits, produces what the channel has. Non-blocking.
+  std::size_t do_work();
+  // Sleeps until there may be work: channel data, delivery reports, or `timeout`.
+  void wait(std::chrono::milliseconds timeout);
+  // Tries to get everything read so far delivered and committed within `timeout`.
+  bool flush(std::chrono::milliseconds timeout);
+  // Runs do_work/wait until *stop becomes true, then flushes (up to 10 s).
+  void run(const std::atomic<bool>& stop);
+
+  [[nodiscard]] UplinkMetrics metrics() const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace tributary::uplink

@@ -1,0 +1,284 @@
+// Uplink: channel -> librdkafka, commits gated on delivery reports. See uplink.h.
+#include "tributary/uplink/uplink.h"
+
+#include <algorithm>
+#include <atomic>
+#include <deque>
+#include <fmt/format.h>
+#include <mutex>
+
+#include "tributary/core/error.h"
+
+namespace tributary::uplink {
+
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+// Errors that concern one message and will not go away by re-sending it.
+bool permanent(rd_kafka_resp_err_t err) {
+  switch (err) {
+    case RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE:
+    case RD_KAFKA_RESP_ERR_INVALID_MSG:
+    case RD_KAFKA_RESP_ERR_INVALID_MSG_SIZE:
+    case RD_KAFKA_RESP_ERR_RECORD_LIST_TOO_LARGE:
+    case RD_KAFKA_RESP_ERR_INVALID_RECORD:
+      return true;
+    default:
+      return false;
+  }
+}
+
+enum class State : std::uint8_t { kPending, kDone, kFailed, kPermanent };
+
+struct Entry {
+  std::uint64_t pos;   // channel position of the record (rewind target)
+  std::uint64_t next;  // position after it (commit target)
+  core::EventId id;
+  std::span<const std::byte> payload;
+  State state = State::kPending;
+  rd_kafka_resp_err_t err = RD_KAFKA_RESP_ERR_NO_ERROR;
+};
+
+}  // namespace
+
+struct Uplink::Impl {
+  core::Channel& channel;
+  UplinkOptions opts;
+  LogFn log;
+  core::Consumer consumer;
+  KafkaHandle rk;
+  std::deque<Entry> inflight;  // in channel order
+  std::uint64_t front_ticket = 0;  // ticket of inflight.front(); a message's opaque is its ticket
+  std::optional<core::Producer> dlq;
+  bool rewinding = false;
+  Clock::time_point resume_at{};
+  rd_kafka_resp_err_t last_err = RD_KAFKA_RESP_ERR_NO_ERROR;
+  UplinkMetrics m;                // owned by the uplink's thread
+  UplinkMetrics published;        // copy for other threads (status), under metrics_mu
+  mutable std::mutex metrics_mu;
+
+  Impl(core::Channel& ch, UplinkOptions o, LogFn l)
+      : channel(ch), opts(std::move(o)), log(std::move(l)), consumer(ch.consumer(opts.name)) {
+    if (opts.topic.empty()) throw core::Error("uplink: a topic is required");
+    if (opts.dead_letter != nullptr) dlq.emplace(opts.dead_letter->producer());
+    create_producer();
+  }
+
+  void create_producer() {
+    Settings s = {{"enable.idempotence", "true"},
+                  {"acks", "all"},
+                  {"compression.type", "lz4"},
+                  {"linger.ms", "5"},
+                  {"batch.size", "1000000"},
+                  {"message.timeout.ms", "30000"},
+                  {"queue.buffering.max.messages", std::to_string(opts.max_in_flight + 1000)},
+                  {"queue.buffering.max.kbytes", "2097151"},
+                  {"log_level", "4"}};
+    for (const auto& [k, v] : opts.kafka) s[k] = v;
+    if (s.count("bootstrap.servers") == 0) throw core::Error("uplink: kafka bootstrap.servers is required");
+    ConfHandle conf = make_conf(s);
+    rd_kafka_conf_set_opaque(conf.get(), this);
+    rd_kafka_conf_set_dr_msg_cb(conf.get(), [](rd_kafka_t*, const rd_kafka_message_t* msg, void* opaque) {
+      static_cast<Impl*>(opaque)->on_delivery(msg);
+    });
+    rd_kafka_conf_set_error_cb(conf.get(), [](rd_kafka_t*, int err, const char* reason, void* opaque) {
+      static_cast<Impl*>(opaque)->note_error(static_cast<rd_kafka_resp_err_t>(err), reason);
+    });
+    // librdkafka's own log lines repeat what error_cb reports once per change of state: keep
+    // them out of the agent's log unless they are about something else.
+    rd_kafka_conf_set_log_cb(conf.get(), [](const rd_kafka_t* rk_, int level, const char* fac, const char* buf) {
+      auto* self = static_cast<Impl*>(rd_kafka_opaque(rk_));
+      if (self != nullptr && self->log && level <= 2) self->log("error", fmt::format("librdkafka {}: {}", fac, buf));
+    });
+    rk = make_handle(RD_KAFKA_PRODUCER, std::move(conf));
+  }
+
+  void note_error(rd_kafka_resp_err_t err, const std::string& reason) {
+    if (err == last_err) return;  // once per change of state
+    last_err = err;
+    m.last_error = reason;
+    if (log) log("warn", fmt::format("uplink {} -> {}: {}", opts.name, opts.topic, reason));
+  }
+
+  void note_ok() {
+    if (last_err == RD_KAFKA_RESP_ERR_NO_ERROR) return;
+    last_err = RD_KAFKA_RESP_ERR_NO_ERROR;
+    m.last_error.clear();
+    if (log) log("info", fmt::format("uplink {} -> {}: deliveries succeed again", opts.name, opts.topic));
+  }
+
+  void on_delivery(const rd_kafka_message_t* msg) {
+    const auto ticket = reinterpret_cast<std::uintptr_t>(msg->_private);
+    Entry& e = inflight[static_cast<std::size_t>(ticket - front_ticket)];
+    e.err = msg->err;
+    if (msg->err == RD_KAFKA_RESP_ERR_NO_ERROR) {
+      e.state = State::kDone;
+      ++m.delivered;
+      note_ok();
+    } else if (permanent(msg->err)) {
+      e.state = State::kPermanent;
+    } else {
+      e.state = State::kFailed;
+      ++m.failed;
+      note_error(msg->err, fmt::format("delivery failed: {}", rd_kafka_err2str(msg->err)));
+    }
+  }
+
+  // Moves a permanently failed event to the dead-letter channel (or counts it dropped).
+  void dead_letter(const Entry& e) {
+    const std::string why = rd_kafka_err2str(e.err);
+    if (dlq) {
+      if (dlq->append(e.id, e.payload) == core::AppendStatus::kOk) {
+        ++m.dead_lettered;
+        if (log) log("warn", fmt::format("uplink {}: event {}/{} to the dead-letter channel: {}", opts.name,
+                                         e.id.source_id, e.id.sequence, why));
+        return;
+      }
+    }
+    ++m.dropped;
+    if (log) log("error", fmt::format("uplink {}: event {}/{} dropped ({}): no dead-letter channel accepted it",
+                                      opts.name, e.id.source_id, e.id.sequence, why));
+  }
+
+  // Pops delivered (and dead-lettered) events from the front; commits the channel up to them.
+  std::size_t advance() {
+    std::size_t n = 0;
+    std::uint64_t commit_to = 0;
+    while (!inflight.empty()) {
+      Entry& e = inflight.front();
+      if (e.state == State::kPermanent) {
+        dead_letter(e);
+        e.state = State::kDone;
+      }
+      if (e.state != State::kDone) break;
+      commit_to = e.next;
+      inflight.pop_front();
+      ++front_ticket;
+      ++n;
+    }
+    if (commit_to != 0) consumer.commit(commit_to);
+    if (!inflight.empty() && inflight.front().state == State::kFailed) rewinding = true;
+    if (rewinding) {
+      // Wait until librdkafka has resolved every message (it holds pointers into the channel
+      // only until then), then go back to the first undelivered event.
+      const bool unresolved = std::any_of(inflight.begin(), inflight.end(),
+                                          [](const Entry& e) { return e.state == State::kPending; });
+      if (!unresolved) {
+        const std::uint64_t back = inflight.empty() ? consumer.read_position() : inflight.front().pos;
+        for (const Entry& e : inflight)
+          if (e.state == State::kPermanent) dead_letter(e);  // never re-send those
+        front_ticket += inflight.size();
+        inflight.clear();
+        (void)consumer.seek(back);
+        ++m.rewinds;
+        rewinding = false;
+        resume_at = Clock::now() + opts.retry_backoff;
+        if (rd_kafka_fatal_error(rk.get(), nullptr, 0) != RD_KAFKA_RESP_ERR_NO_ERROR) {
+          char reason[512];
+          rd_kafka_fatal_error(rk.get(), reason, sizeof reason);
+          if (log) log("warn", fmt::format("uplink {}: producer fatal error ({}): new producer", opts.name, reason));
+          rk.reset();
+          create_producer();
+        }
+      }
+    }
+    return n;
+  }
+
+  std::size_t produce() {
+    if (rewinding || Clock::now() < resume_at) return 0;
+    std::size_t sent = 0;
+    core::Record recs[512];
+    while (inflight.size() < opts.max_in_flight) {
+      const std::size_t want = std::min<std::size_t>(512, opts.max_in_flight - inflight.size());
+      const std::size_t n = consumer.poll(std::span(recs, want));
+      if (n == 0) break;
+      for (std::size_t i = 0; i < n; ++i) {
+        const core::Record& r = recs[i];
+        unsigned char idh[16];
+        encode_identity(r.id, idh);
+        unsigned char key[8];
+        for (int b = 0; b < 8; ++b) key[b] = static_cast<unsigned char>(r.id.source_id >> (56 - 8 * b));
+        const std::uint64_t ticket = front_ticket + inflight.size();
+        inflight.push_back({r.position, r.next, r.id, r.payload});
+        const rd_kafka_resp_err_t err = rd_kafka_producev(
+            rk.get(), RD_KAFKA_V_TOPIC(opts.topic.c_str()),
+            RD_KAFKA_V_VALUE(const_cast<std::byte*>(r.payload.data()), r.payload.size()),  // no copy
+            RD_KAFKA_V_KEY(key, sizeof key), RD_KAFKA_V_HEADER(kIdentityHeader, idh, sizeof idh),
+            RD_KAFKA_V_OPAQUE(reinterpret_cast<void*>(static_cast<std::uintptr_t>(ticket))), RD_KAFKA_V_END);
+        if (err == RD_KAFKA_RESP_ERR_NO_ERROR) {
+          ++sent;
+          ++m.sent;
+          m.bytes += r.payload.size();
+          continue;
+        }
+        if (permanent(err)) {  // refused before sending (e.g. larger than message.max.bytes)
+          inflight.back().state = State::kPermanent;
+          inflight.back().err = err;
+          continue;
+        }
+        // Queue full or a transient refusal: take it back and resume from this record later.
+        inflight.pop_back();
+        (void)consumer.seek(r.position);
+        if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL) {
+          note_error(err, fmt::format("produce refused: {}", rd_kafka_err2str(err)));
+          resume_at = Clock::now() + opts.retry_backoff;
+        }
+        return sent;
+      }
+    }
+    return sent;
+  }
+};
+
+Uplink::Uplink(core::Channel& channel, UplinkOptions options, LogFn log)
+    : impl_(std::make_unique<Impl>(channel, std::move(options), std::move(log))) {}
+
+Uplink::~Uplink() = default;
+
+std::size_t Uplink::do_work() {
+  Impl& u = *impl_;
+  rd_kafka_poll(u.rk.get(), 0);
+  std::size_t n = u.advance();
+  n += u.produce();
+  u.m.in_flight = u.inflight.size();
+  u.m.committed = u.consumer.committed();
+  std::lock_guard lock(u.metrics_mu);
+  u.published = u.m;
+  return n;
+}
+
+void Uplink::wait(std::chrono::milliseconds timeout) {
+  Impl& u = *impl_;
+  if (!u.inflight.empty() || u.rewinding || Clock::now() < u.resume_at) {
+    rd_kafka_poll(u.rk.get(), static_cast<int>(std::min<long long>(timeout.count(), 10)));
+  } else {
+    (void)u.consumer.wait(timeout);
+  }
+}
+
+bool Uplink::flush(std::chrono::milliseconds timeout) {
+  Impl& u = *impl_;
+  const auto deadline = Clock::now() + timeout;
+  while (Clock::now() < deadline) {
+    rd_kafka_poll(u.rk.get(), 10);
+    u.advance();
+    if (u.inflight.empty() && !u.rewinding) return true;
+  }
+  return false;
+}
+
+void Uplink::run(const std::atomic<bool>& stop) {
+  while (!stop.load(std::memory_order_relaxed)) {
+    if (do_work() == 0) wait(std::chrono::milliseconds(100));
+  }
+  flush(std::chrono::seconds(10));
+}
+
+UplinkMetrics Uplink::metrics() const {
+  std::lock_guard lock(impl_->metrics_mu);
+  return impl_->published;
+}
+
+}  // namespace tributary::uplink
