@@ -19,7 +19,7 @@ PACKAGES=(
   libgtest-dev libgmock-dev libbenchmark-dev
   librdkafka-dev libconcurrentqueue-dev libsimdjson-dev libtomlplusplus-dev
   libcpp-httplib-dev liblz4-dev libzstd-dev nlohmann-json3-dev rapidjson-dev
-  kcat python3-kafka
+  kcat python3-kafka python3-lz4
 )
 
 action="${1:-}"
@@ -40,6 +40,9 @@ done
 
 install_packages() {
   local missing=()
+  # Java and Maven only run and fetch the local Kafka broker (tests, demo, benchmarks).
+  command -v java > /dev/null || PACKAGES+=(openjdk-17-jre-headless)
+  command -v mvn > /dev/null || PACKAGES+=(maven)
   for p in "${PACKAGES[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
   done

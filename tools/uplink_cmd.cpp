@@ -13,6 +13,7 @@
 
 #include "commands.h"
 #include "tributary/core/error.h"
+#include "tributary/uplink/local_kafka.h"
 #include "tributary/uplink/uplink.h"
 
 namespace tributary::tools {
@@ -91,6 +92,39 @@ void add_uplink_commands(CLI::App& app, int& exit_code) {
                  m.dead_lettered, m.rewinds);
     exit_code = m.in_flight == 0 ? 0 : 3;
   });
+
+  auto k = std::make_shared<uplink::LocalKafkaOptions>();
+  CLI::App* kafka = app.add_subcommand("kafka", "A local Apache Kafka (KRaft) on loopback: fetch, start, stop, status");
+  kafka->require_subcommand(1);
+  for (CLI::App* sub : {kafka->add_subcommand("fetch", "Fetch the jars from Maven Central into the cache"),
+                        kafka->add_subcommand("start", "Start the broker(s) and wait until they answer"),
+                        kafka->add_subcommand("stop", "Stop the broker(s)"),
+                        kafka->add_subcommand("status", "Show whether each broker runs and answers")}) {
+    sub->add_option("--dir", k->dir, "Storage, configs and logs");
+    sub->add_option("--port", k->port, "Port of broker 1 (others follow; controllers at +100)");
+    sub->add_option("--brokers", k->brokers, "1, or 3 for replication and failover tests")->check(CLI::IsMember({1, 3}));
+    sub->add_option("--version", k->version, "Apache Kafka version");
+    sub->add_option("--heap", k->heap, "JVM heap per broker");
+    sub->callback([k, sub, &exit_code] {
+      uplink::LocalKafka lk(*k);
+      const std::string what = sub->get_name();
+      exit_code = 0;
+      if (what == "fetch") {
+        lk.fetch();
+      } else if (what == "start") {
+        fmt::print("{}\n", lk.start());
+      } else if (what == "stop") {
+        lk.stop();
+      } else {
+        for (const auto& b : lk.status()) {
+          fmt::print("broker {} 127.0.0.1:{} {}\n", b.node_id, b.port,
+                     b.pid == 0 ? "stopped" : b.answering ? fmt::format("running (pid {})", b.pid)
+                                                          : fmt::format("not answering (pid {})", b.pid));
+          if (!b.answering) exit_code = 1;
+        }
+      }
+    });
+  }
 
   struct BrokerArgs {
     int brokers = 1;
