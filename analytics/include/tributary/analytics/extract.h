@@ -1,0 +1,47 @@
+// Field extraction from one event, the first step of every analysis: JSON events parsed with
+// simdjson On-Demand (fields addressed by JSON pointer, e.g. "/user_id"), or CSV lines (fields
+// by name from a declared header). A malformed event gives a reason, never an exception: the
+// analyzer counts it, keeps a sample, and goes on.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace tributary::analytics {
+
+enum class Reject : std::uint8_t {
+  kNone,
+  kNotJson,       // the event does not parse as a JSON object
+  kMissingField,  // a wanted field is absent or null
+  kWrongType,     // a wanted field is an object or an array
+  kFieldCount,    // CSV: not as many fields as the header
+};
+[[nodiscard]] std::string_view to_string(Reject r) noexcept;
+
+class FieldExtractor {
+ public:
+  // Fields by JSON pointer ("/a/b").
+  static FieldExtractor json(std::vector<std::string> pointers);
+  // Fields by name from `header`; events are lines split at `separator` (no quoting).
+  static FieldExtractor csv(std::vector<std::string> header, const std::vector<std::string>& fields,
+                            char separator = ',');
+
+  FieldExtractor(FieldExtractor&&) noexcept;
+  FieldExtractor& operator=(FieldExtractor&&) noexcept;
+  ~FieldExtractor();
+
+  // Fills `out` with the text of each field, in the order given: strings unescaped, numbers and
+  // booleans as written. Views stay valid until the next call. On a reject, `bad_field` (if
+  // given) is the index of the offending field (or out.size() when the event itself is bad).
+  [[nodiscard]] Reject extract(std::string_view event, std::vector<std::string_view>& out,
+                               std::size_t* bad_field = nullptr);
+
+ private:
+  struct Impl;
+  explicit FieldExtractor(std::unique_ptr<Impl> impl) noexcept;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace tributary::analytics
