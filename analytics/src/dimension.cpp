@@ -1,0 +1,107 @@
+// DimensionTable: CSV loading with interned values and integer keys.
+#include "tributary/analytics/dimension.h"
+
+#include <algorithm>
+#include <charconv>
+#include <fmt/format.h>
+#include <fstream>
+
+#include "tributary/core/error.h"
+
+namespace tributary::analytics {
+
+namespace {
+std::optional<std::uint64_t> as_uint(std::string_view s) {
+  std::uint64_t v = 0;
+  const auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+  if (ec != std::errc{} || p != s.data() + s.size() || s.empty()) return std::nullopt;
+  return v;
+}
+
+std::vector<std::string_view> split(std::string_view line) {
+  if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+  std::vector<std::string_view> out;
+  std::size_t start = 0;
+  for (;;) {
+    const std::size_t end = line.find(',', start);
+    out.push_back(line.substr(start, end == std::string_view::npos ? std::string_view::npos : end - start));
+    if (end == std::string_view::npos) return out;
+    start = end + 1;
+  }
+}
+}  // namespace
+
+const std::string& LabelMap::apply(std::optional<std::string_view> code) const {
+  if (!code || code->empty()) return otherwise;
+  const auto it = labels.find(*code);
+  return it == labels.end() ? otherwise : it->second;
+}
+
+DimensionTable DimensionTable::load(const std::filesystem::path& file, std::string_view key_column,
+                                    const std::vector<std::string>& columns) {
+  std::ifstream in(file);
+  if (!in) throw core::Error(fmt::format("cannot read dimension table {}", file.string()));
+  std::string header;
+  if (!std::getline(in, header)) throw core::Error(fmt::format("{} is empty: expected a CSV header", file.string()));
+  const auto names = split(header);
+  auto index_of = [&](std::string_view name) -> std::size_t {
+    const auto it = std::find(names.begin(), names.end(), name);
+    if (it == names.end())
+      throw core::Error(fmt::format("{}:1: the header has no column '{}' (it has: {})", file.string(), name, header));
+    return static_cast<std::size_t>(it - names.begin());
+  };
+  const std::size_t key = index_of(key_column);
+  std::vector<std::size_t> wanted;
+  for (const auto& c : columns) wanted.push_back(index_of(c));
+
+  DimensionTable t;
+  t.columns_ = columns.size();
+  t.dict_.resize(columns.size());
+  std::vector<std::unordered_map<std::string, std::uint32_t>> intern(columns.size());
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.empty() || line == "\r") continue;
+    const auto cells = split(line);
+    if (cells.size() != names.size()) {
+      ++t.rejected_;
+      continue;
+    }
+    const auto row = static_cast<std::uint32_t>(t.rows_);
+    const auto k = cells[key];
+    bool fresh = true;
+    if (auto n = as_uint(k)) {
+      fresh = t.int_keys_.emplace(*n, row).second;
+    } else {
+      fresh = t.str_keys_.emplace(std::string(k), row).second;
+    }
+    if (!fresh) {  // a repeated key: the first row wins, the repeat is counted
+      ++t.rejected_;
+      continue;
+    }
+    for (std::size_t c = 0; c < wanted.size(); ++c) {
+      const std::string v(cells[wanted[c]]);
+      auto [it, added] = intern[c].emplace(v, static_cast<std::uint32_t>(t.dict_[c].size()));
+      if (added) t.dict_[c].push_back(v);
+      t.cells_.push_back(it->second);
+    }
+    ++t.rows_;
+  }
+  return t;
+}
+
+const std::uint32_t* DimensionTable::row(std::string_view key) const {
+  if (auto n = as_uint(key)) {
+    const auto it = int_keys_.find(*n);
+    return it == int_keys_.end() ? nullptr : &it->second;
+  }
+  const auto it = str_keys_.find(std::string(key));
+  return it == str_keys_.end() ? nullptr : &it->second;
+}
+
+std::optional<std::string_view> DimensionTable::get(std::string_view key, std::size_t column) const {
+  const std::uint32_t* r = row(key);
+  if (r == nullptr) return std::nullopt;
+  return dict_[column][cells_[std::size_t{*r} * columns_ + column]];
+}
+
+}  // namespace tributary::analytics
