@@ -10,5 +10,6 @@ namespace tributary::tools {
 void add_channel_commands(CLI::App& app, int& exit_code);
 void add_agent_commands(CLI::App& app, int& exit_code);
 void add_uplink_commands(CLI::App& app, int& exit_code);
+void add_analyze_commands(CLI::App& app, int& exit_code);
 
 }  // namespace tributary::tools

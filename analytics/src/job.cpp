@@ -1,0 +1,433 @@
+// AnalyzeJob: config, inputs (Kafka topic / channel), checkpoint loop, outputs.
+#include "tributary/analytics/job.h"
+
+#include <poll.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <fmt/format.h>
+#include <functional>
+#include <set>
+#include <thread>
+#include <sstream>
+#include <toml++/toml.h>
+
+#include "tributary/analytics/checkpoint.h"
+#include "tributary/core/error.h"
+#include "tributary/uplink/kafka.h"
+
+namespace tributary::analytics {
+
+using Clock = std::chrono::steady_clock;
+namespace fs = std::filesystem;
+
+// ------------------------------------------------------------------------------------------
+// Configuration
+
+AnalyzeConfigResult load_analyze_config(const fs::path& file) {
+  AnalyzeConfigResult r;
+  AnalyzeConfig& c = r.config;
+  toml::table root;
+  try {
+    root = toml::parse_file(file.string());
+  } catch (const toml::parse_error& e) {
+    r.errors.push_back(fmt::format("{}:{}: {}", file.string(), e.source().begin.line, e.description()));
+    return r;
+  }
+  auto err = [&](const toml::node* n, std::string_view key, const std::string& what) {
+    r.errors.push_back(fmt::format("{}:{}: {}: {}", file.string(), n ? n->source().begin.line : 1, key, what));
+  };
+  auto str = [&](const toml::table& t, std::string_view section, std::string_view key, bool required,
+                 std::string fallback = "") -> std::string {
+    const toml::node* n = t.get(key);
+    if (n == nullptr) {
+      if (required) err(&t, fmt::format("{}.{}", section, key), "required key is missing");
+      return fallback;
+    }
+    if (auto v = n->value<std::string>()) return *v;
+    err(n, fmt::format("{}.{}", section, key), "must be a string");
+    return fallback;
+  };
+  auto list = [&](const toml::node* n, std::string_view key) {
+    std::vector<std::string> out;
+    if (n == nullptr) return out;
+    if (const toml::array* a = n->as_array()) {
+      for (const auto& e : *a) {
+        if (auto v = e.value<std::string>()) out.push_back(*v); else err(&e, key, "every element must be a string");
+      }
+    } else if (auto v = n->value<std::string>()) {
+      out.push_back(*v);
+    } else {
+      err(n, key, "must be a list of strings");
+    }
+    return out;
+  };
+  auto known = [&](const toml::table& t, std::string_view section, std::set<std::string_view> keys) {
+    for (const auto& [k, n] : t)
+      if (!keys.count(k.str())) err(&n, fmt::format("{}.{}", section, k.str()), "unknown key");
+  };
+  for (const auto& [k, n] : root) {
+    static const std::set<std::string_view> sections = {"input", "fields", "checks", "filter", "join",
+                                                         "labels", "outputs", "state"};
+    if (!sections.count(k.str())) err(&n, k.str(), "unknown section");
+  }
+  const toml::table* in = root["input"].as_table();
+  if (in == nullptr) {
+    r.errors.push_back(fmt::format("{}: [input] is required", file.string()));
+    return r;
+  }
+  known(*in, "input", {"type", "bootstrap", "topic", "group", "path", "consumer", "format", "csv_header"});
+  c.input_type = str(*in, "input", "type", false, "kafka");
+  if (c.input_type == "kafka") {
+    c.bootstrap = str(*in, "input", "bootstrap", true);
+    c.topic = str(*in, "input", "topic", true);
+    c.group = str(*in, "input", "group", false, c.group);
+  } else if (c.input_type == "channel") {
+    c.channel = str(*in, "input", "path", true);
+    c.consumer = str(*in, "input", "consumer", false, c.consumer);
+  } else {
+    err(in->get("type"), "input.type", "must be kafka or channel");
+  }
+  const std::string format = str(*in, "input", "format", false, "json");
+  c.csv = format == "csv";
+  if (format != "json" && format != "csv") err(in->get("format"), "input.format", "must be json or csv");
+  c.csv_header = list(in->get("csv_header"), "input.csv_header");
+  if (c.csv && c.csv_header.empty()) err(in, "input.csv_header", "required with format = \"csv\"");
+  std::set<std::string> names;
+  if (const toml::table* f = root["fields"].as_table()) {
+    for (const auto& [k, n] : *f) {
+      if (auto v = n.value<std::string>()) {
+        c.fields.emplace_back(std::string(k.str()), *v);
+        names.insert(std::string(k.str()));
+      } else {
+        err(&n, fmt::format("fields.{}", k.str()), "must be a string (a JSON pointer or a CSV column)");
+      }
+    }
+  }
+  if (c.fields.empty()) err(&root, "fields", "declare at least one field");
+  auto field_known = [&](const toml::node* n, std::string_view key, const std::string& name) {
+    if (!names.count(name)) err(n, key, fmt::format("no field named '{}' in [fields]", name));
+  };
+  if (const toml::table* ch = root["checks"].as_table()) {
+    known(*ch, "checks", {"integers"});
+    c.integers = list(ch->get("integers"), "checks.integers");
+    for (const auto& i : c.integers) field_known(ch->get("integers"), "checks.integers", i);
+  }
+  if (const toml::table* fl = root["filter"].as_table()) {
+    for (const auto& [k, n] : *fl) {
+      field_known(&n, fmt::format("filter.{}", k.str()), std::string(k.str()));
+      c.filters.emplace_back(std::string(k.str()), list(&n, fmt::format("filter.{}", k.str())));
+    }
+  }
+  std::set<std::string> joined;
+  if (const toml::table* j = root["join"].as_table()) {
+    known(*j, "join", {"file", "key_column", "key_field", "columns"});
+    c.join_file = str(*j, "join", "file", true);
+    if (c.join_file.is_relative()) c.join_file = file.parent_path() / c.join_file;
+    c.join_key_column = str(*j, "join", "key_column", true);
+    c.join_key_field = str(*j, "join", "key_field", true);
+    field_known(j->get("key_field"), "join.key_field", c.join_key_field);
+    c.join_columns = list(j->get("columns"), "join.columns");
+    joined.insert(c.join_columns.begin(), c.join_columns.end());
+  }
+  if (const toml::table* l = root["labels"].as_table()) {
+    for (const auto& [k, n] : *l) {
+      const std::string name(k.str());
+      const std::string section = "labels." + name;
+      const toml::table* t = n.as_table();
+      if (t == nullptr) {
+        err(&n, section, "must be a table");
+        continue;
+      }
+      known(*t, section, {"map", "otherwise", "order"});
+      LabelMap m;
+      if (const toml::table* map = (*t)["map"].as_table()) {
+        for (const auto& [code, label] : *map) {
+          if (auto v = label.value<std::string>()) m.labels[std::string(code.str())] = *v;
+          else err(&label, section + ".map", "labels are strings");
+        }
+      }
+      m.otherwise = str(*t, section, "otherwise", false, "unknown");
+      c.labels[name] = std::move(m);
+      c.label_order[name] = list(t->get("order"), section + ".order");
+    }
+  }
+  if (const toml::array* outs = root["outputs"].as_array()) {
+    for (const auto& n : *outs) {
+      const toml::table* t = n.as_table();
+      if (t == nullptr) continue;
+      known(*t, "outputs", {"name", "by", "file", "header", "pad", "share"});
+      OutputSpec o;
+      o.name = str(*t, "outputs", "name", true);
+      o.by = str(*t, "outputs", "by", true);
+      o.file = str(*t, "outputs", "file", false, o.name + ".csv");
+      o.header = str(*t, "outputs", "header", false, o.by + ",count,share");
+      o.pad = static_cast<std::size_t>(t->get("pad") ? t->get("pad")->value_or<std::int64_t>(0) : 0);
+      o.share = t->get("share") ? t->get("share")->value_or(true) : true;
+      if (!names.count(o.by) && !joined.count(o.by))
+        err(t->get("by"), "outputs.by", fmt::format("'{}' is neither a field nor a joined column", o.by));
+      c.outputs.push_back(std::move(o));
+    }
+  }
+  if (c.outputs.empty()) err(&root, "outputs", "declare at least one [[outputs]]");
+  if (const toml::table* s = root["state"].as_table()) {
+    known(*s, "state", {"dir", "checkpoint_ms"});
+    c.state_dir = str(*s, "state", "dir", false, c.state_dir.string());
+    if (c.state_dir.is_relative()) c.state_dir = file.parent_path() / c.state_dir;
+    if (const toml::node* ms = s->get("checkpoint_ms")) c.checkpoint_ms = static_cast<int>(ms->value_or<std::int64_t>(1000));
+  }
+  return r;
+}
+
+// ------------------------------------------------------------------------------------------
+// The job
+
+struct AnalyzeJob::Impl {
+  AnalyzeConfig cfg;
+  JobLog log;
+  DimensionTable table;
+  std::unique_ptr<Analyzer> analyzer;
+  // channel input
+  std::optional<core::Channel> channel;
+  std::optional<core::Consumer> consumer;
+  std::uint64_t channel_pos = 0;
+  // kafka input
+  uplink::KafkaHandle kafka;
+  std::map<int, std::int64_t> offsets;  // partition -> next offset
+  std::uint64_t topic_hash = 0;
+
+  void info(const std::string& m) const {
+    if (log) log("info", m);
+  }
+
+  std::size_t field_index(const std::string& name) const {
+    for (std::size_t i = 0; i < cfg.fields.size(); ++i)
+      if (cfg.fields[i].first == name) return i;
+    return SIZE_MAX;
+  }
+
+  void build() {
+    AnalyzerSpec spec;
+    for (const auto& i : cfg.integers) spec.integer_fields.push_back(field_index(i));
+    for (const auto& [f, values] : cfg.filters) spec.filters.push_back({field_index(f), values});
+    if (!cfg.join_file.empty()) {
+      table = DimensionTable::load(cfg.join_file, cfg.join_key_column, cfg.join_columns);
+      spec.table = &table;
+      spec.join_field = field_index(cfg.join_key_field);
+      info(fmt::format("dimension table {}: {} rows ({} rejected)", cfg.join_file.string(), table.rows(),
+                       table.rejected_rows()));
+    }
+    for (const OutputSpec& o : cfg.outputs) {
+      KeyPart part;
+      const auto label = cfg.labels.find(o.by);
+      part.labels = label == cfg.labels.end() ? nullptr : &label->second;
+      part.pad = o.pad;
+      if (const std::size_t fi = field_index(o.by); fi != SIZE_MAX) {
+        part.from = KeyPart::From::kEvent;
+        part.index = fi;
+      } else {
+        part.from = KeyPart::From::kJoined;
+        part.index = static_cast<std::size_t>(
+            std::find(cfg.join_columns.begin(), cfg.join_columns.end(), o.by) - cfg.join_columns.begin());
+      }
+      spec.groupings.push_back({o.name, {part}});
+    }
+    std::vector<std::string> pointers;
+    for (const auto& [name, where] : cfg.fields) pointers.push_back(where);
+    analyzer = std::make_unique<Analyzer>(
+        spec, cfg.csv ? FieldExtractor::csv(cfg.csv_header, pointers) : FieldExtractor::json(pointers));
+  }
+
+  std::string position() const {
+    if (channel) return fmt::format("channel {}", channel_pos);
+    std::string s = "kafka";
+    for (const auto& [p, o] : offsets) s += fmt::format(" {}:{}", p, o);
+    return s;
+  }
+
+  void restore_position(const std::string& pos) {
+    std::istringstream in(pos);
+    std::string kind;
+    in >> kind;
+    if (kind == "channel") {
+      in >> channel_pos;
+    } else if (kind == "kafka") {
+      std::string item;
+      while (in >> item) {
+        const auto colon = item.find(':');
+        offsets[std::stoi(item.substr(0, colon))] = std::stoll(item.substr(colon + 1));
+      }
+    }
+  }
+
+  void open_input() {
+    if (cfg.input_type == "channel") {
+      channel.emplace(core::Channel::open(cfg.channel));
+      consumer.emplace(channel->consumer(cfg.consumer));
+      if (channel_pos != 0 && !consumer->seek(channel_pos))
+        throw core::Error(fmt::format("checkpoint position {} is not readable in {} (committed {})", channel_pos,
+                                      cfg.channel.string(), consumer->committed()));
+      if (channel_pos == 0) channel_pos = consumer->committed();
+      return;
+    }
+    topic_hash = std::hash<std::string>{}(cfg.topic);
+    kafka = uplink::make_handle(RD_KAFKA_CONSUMER, uplink::make_conf({{"bootstrap.servers", cfg.bootstrap},
+                                                                     {"group.id", cfg.group},
+                                                                     {"enable.auto.commit", "false"},
+                                                                     {"enable.auto.offset.store", "false"},
+                                                                     {"fetch.wait.max.ms", "100"},
+                                                                     {"log_level", "3"}}));
+    // Every partition of the topic, at the checkpointed offsets (the topic may not exist yet).
+    int partitions = 0;
+    for (int attempt = 0; partitions == 0; ++attempt) {
+      rd_kafka_topic_t* t = rd_kafka_topic_new(kafka.get(), cfg.topic.c_str(), nullptr);
+      const rd_kafka_metadata_t* md = nullptr;
+      if (rd_kafka_metadata(kafka.get(), 0, t, &md, 5000) == RD_KAFKA_RESP_ERR_NO_ERROR && md->topic_cnt == 1 &&
+          md->topics[0].err == RD_KAFKA_RESP_ERR_NO_ERROR)
+        partitions = md->topics[0].partition_cnt;
+      if (md) rd_kafka_metadata_destroy(md);
+      rd_kafka_topic_destroy(t);
+      if (partitions == 0) {
+        if (attempt == 0) info(fmt::format("waiting for topic {} at {}", cfg.topic, cfg.bootstrap));
+        std::this_thread::sleep_for(std::chrono::milliseconds(500));  // the topic does not exist yet: retry
+      }
+    }
+    rd_kafka_topic_partition_list_t* list = rd_kafka_topic_partition_list_new(partitions);
+    for (int p = 0; p < partitions; ++p) {
+      const auto it = offsets.find(p);
+      rd_kafka_topic_partition_list_add(list, cfg.topic.c_str(), p)->offset =
+          it == offsets.end() ? RD_KAFKA_OFFSET_BEGINNING : it->second;
+    }
+    rd_kafka_assign(kafka.get(), list);
+    rd_kafka_topic_partition_list_destroy(list);
+    info(fmt::format("reading {} partitions of {} at {}", partitions, cfg.topic, position()));
+  }
+
+  // Reads up to a batch of events into the analyzer; returns how many.
+  std::size_t pump() {
+    std::size_t n = 0;
+    if (consumer) {
+      core::Record recs[1024];
+      const std::size_t k = consumer->poll(recs);
+      for (std::size_t i = 0; i < k; ++i) {
+        (void)analyzer->process(recs[i].id, {reinterpret_cast<const char*>(recs[i].payload.data()), recs[i].payload.size()});
+        channel_pos = recs[i].next;
+      }
+      if (k == 0) (void)consumer->wait(std::chrono::milliseconds(100));
+      return k;
+    }
+    for (int i = 0; i < 10000; ++i) {
+      rd_kafka_message_t* m = rd_kafka_consumer_poll(kafka.get(), i == 0 ? 100 : 0);
+      if (m == nullptr) break;
+      if (m->err == RD_KAFKA_RESP_ERR_NO_ERROR) {
+        // Tributary records carry their identity; others are identified by partition and offset.
+        const core::EventId id = uplink::message_identity(m).value_or(
+            core::EventId{(topic_hash ^ static_cast<std::uint64_t>(m->partition + 1)) | (1ull << 63),
+                          static_cast<std::uint64_t>(m->offset)});
+        (void)analyzer->process(id, {static_cast<const char*>(m->payload), m->len});
+        offsets[m->partition] = m->offset + 1;
+        ++n;
+      } else if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF) {
+        if (log) log("warn", fmt::format("consume: {}", rd_kafka_message_errstr(m)));
+      }
+      rd_kafka_message_destroy(m);
+    }
+    return n;
+  }
+
+  void write_file(const fs::path& p, const std::string& text) const {
+    const auto tmp = fs::path(p).concat(".tmp");
+    if (FILE* f = std::fopen(tmp.c_str(), "w")) {
+      std::fputs(text.c_str(), f);
+      std::fclose(f);
+      std::rename(tmp.c_str(), p.c_str());
+    } else {
+      throw core::Error(fmt::format("cannot write {}", p.string()));
+    }
+  }
+
+  void write_outputs() const {
+    const std::uint64_t total = analyzer->stats().counted;
+    for (std::size_t g = 0; g < cfg.outputs.size(); ++g) {
+      const OutputSpec& o = cfg.outputs[g];
+      const auto& totals = analyzer->totals(g);
+      std::string text = o.header + "\n";
+      auto row = [&](const std::string& key, std::uint64_t n) {
+        text += o.share ? fmt::format("{},{},{:.4f}\n", key, n, total == 0 ? 0.0 : double(n) / double(total))
+                        : fmt::format("{},{}\n", key, n);
+      };
+      std::set<std::string> done;
+      if (const auto order = cfg.label_order.find(o.by); order != cfg.label_order.end()) {
+        for (const auto& label : order->second) {  // every label, in order, even with 0
+          const auto it = totals.find(label);
+          row(label, it == totals.end() ? 0 : it->second);
+          done.insert(label);
+        }
+      }
+      for (const auto& [key, n] : totals)
+        if (!done.count(key)) row(key, n);
+      write_file(cfg.state_dir / o.file, text);
+    }
+    const AnalyzerStats& s = analyzer->stats();
+    std::string sources;
+    for (const auto& a : analyzer->ledger().audit())
+      sources += fmt::format(R"({}{{"source":{},"accounted":{},"gaps":{},"duplicates":{},"ranges":{}}})",
+                             sources.empty() ? "" : ",", a.source_id, a.counted, a.gaps, a.duplicates, a.ranges.size());
+    std::string reasons;
+    for (const auto& [why, n] : s.rejected_by_reason)
+      reasons += fmt::format(R"({}"{}":{})", reasons.empty() ? "" : ",", why, n);
+    write_file(cfg.state_dir / "status.json",
+               fmt::format(R"({{"counted":{},"filtered":{},"rejected":{},"duplicates":{},"rejected_by_reason":{{{}}},"sources":[{}]}})"
+                           "\n",
+                           s.counted, s.filtered, s.rejected, s.duplicates, reasons, sources));
+  }
+
+  void checkpoint() {
+    write_checkpoint(cfg.state_dir / "checkpoint", analyzer->serialize(position()));
+    write_outputs();
+    // The input's own position only trails the checkpoint.
+    if (consumer) consumer->commit(channel_pos);
+    if (kafka && !offsets.empty()) {
+      rd_kafka_topic_partition_list_t* list = rd_kafka_topic_partition_list_new(static_cast<int>(offsets.size()));
+      for (const auto& [p, o] : offsets) rd_kafka_topic_partition_list_add(list, cfg.topic.c_str(), p)->offset = o;
+      rd_kafka_commit(kafka.get(), list, 1);
+      rd_kafka_topic_partition_list_destroy(list);
+    }
+  }
+};
+
+AnalyzeJob::AnalyzeJob(AnalyzeConfig config, JobLog log) : impl_(std::make_unique<Impl>()) {
+  impl_->cfg = std::move(config);
+  impl_->log = std::move(log);
+  fs::create_directories(impl_->cfg.state_dir);
+  impl_->build();
+  if (auto state = read_checkpoint(impl_->cfg.state_dir / "checkpoint")) {
+    impl_->restore_position(impl_->analyzer->restore(*state));
+    impl_->info(fmt::format("restored checkpoint: {} counted, resuming at {}", impl_->analyzer->stats().counted,
+                            impl_->position()));
+  }
+  impl_->open_input();
+}
+
+AnalyzeJob::~AnalyzeJob() {
+  if (impl_->kafka) rd_kafka_consumer_close(impl_->kafka.get());
+}
+
+int AnalyzeJob::run(int stop_fd) {
+  Impl& j = *impl_;
+  auto next = Clock::now();
+  for (;;) {
+    j.pump();
+    if (Clock::now() >= next) {
+      j.checkpoint();
+      next = Clock::now() + std::chrono::milliseconds(j.cfg.checkpoint_ms);
+    }
+    pollfd p{stop_fd, POLLIN, 0};
+    if (stop_fd >= 0 && ::poll(&p, 1, 0) > 0) break;
+  }
+  j.checkpoint();
+  return 0;
+}
+
+}  // namespace tributary::analytics

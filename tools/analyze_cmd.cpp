@@ -1,0 +1,56 @@
+// `tributary analyze --config analyze.toml [--validate]`: the analyzer process (see
+// analytics/job.h). SIGTERM or SIGINT writes a last checkpoint and exits 0.
+#include <signal.h>
+#include <sys/signalfd.h>
+#include <unistd.h>
+
+#include <fmt/format.h>
+#include <spdlog/sinks/stdout_color_sinks.h>
+#include <spdlog/spdlog.h>
+
+#include "commands.h"
+#include "tributary/analytics/job.h"
+#include "tributary/core/error.h"
+
+namespace tributary::tools {
+
+void add_analyze_commands(CLI::App& app, int& exit_code) {
+  struct Args {
+    std::string config;
+    bool validate = false;
+  };
+  auto a = std::make_shared<Args>();
+  CLI::App* cmd = app.add_subcommand("analyze", "Analyze a topic or channel into exactly-once totals");
+  cmd->add_option("--config,-c", a->config, "Analyzer configuration (TOML)")->required();
+  cmd->add_flag("--validate", a->validate, "Check the configuration, list every error, do not run");
+  cmd->callback([a, &exit_code] {
+    auto r = analytics::load_analyze_config(a->config);
+    if (!r.errors.empty()) {
+      for (const auto& e : r.errors) fmt::print(stderr, "{}\n", e);
+      fmt::print(stderr, "{}: {} error{}\n", a->config, r.errors.size(), r.errors.size() == 1 ? "" : "s");
+      exit_code = 1;
+      return;
+    }
+    if (a->validate) {
+      fmt::print("{}: ok ({} outputs)\n", a->config, r.config.outputs.size());
+      exit_code = 0;
+      return;
+    }
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    sigprocmask(SIG_BLOCK, &set, nullptr);
+    const int stop_fd = ::signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
+    auto logger = spdlog::stderr_color_mt("analyze");
+    analytics::AnalyzeJob job(std::move(r.config), [logger](std::string_view level, const std::string& msg) {
+      if (level == "error") logger->error("{}", msg);
+      else if (level == "warn") logger->warn("{}", msg);
+      else logger->info("{}", msg);
+    });
+    exit_code = job.run(stop_fd);
+    ::close(stop_fd);
+  });
+}
+
+}  // namespace tributary::tools
