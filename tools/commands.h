@@ -11,5 +11,7 @@ void add_channel_commands(CLI::App& app, int& exit_code);
 void add_agent_commands(CLI::App& app, int& exit_code);
 void add_uplink_commands(CLI::App& app, int& exit_code);
 void add_analyze_commands(CLI::App& app, int& exit_code);
+void add_tianchi_commands(CLI::App& app, int& exit_code);
+void add_demo_commands(CLI::App& app, int& exit_code);
 
 }  // namespace tributary::tools

@@ -2,7 +2,7 @@
 # One entry point for a fresh Debian 12 machine: installs the Debian packages Tributary
 # builds with, configures and builds one flavour, and runs the demo or the tests.
 #
-#   bash tools/setup.sh demo                     install, build (release), run the main job
+#   bash tools/setup.sh demo                     install, build (release), run `tributary demo`
 #   bash tools/setup.sh test                     install, build (release, -Werror), run all tests but `slow`
 #   bash tools/setup.sh test --sanitize address  ... the same under ASan+UBSan (build/asan)
 #   bash tools/setup.sh test --sanitize thread --labels concurrent   TSan leg (build/tsan)
@@ -88,6 +88,7 @@ case "$action" in
   test) build; run_tests ;;
   demo)
     build
-    ./build/release/tools/tributary channel demo --dir "${TRIBUTARY_DEMO_DIR:-/tmp/tributary-demo}" ;;
+    # The paper's experiment end to end (a local Kafka is fetched and started on first use).
+    ./build/release/tools/tributary demo --out "${TRIBUTARY_DEMO_OUT:-tributary-demo-out}" ;;
   *) sed -n '2,14p' "$0"; exit 2 ;;
 esac

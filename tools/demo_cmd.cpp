@@ -1,0 +1,378 @@
+// `tributary demo`: the paper's experiment through the real path, as separate processes:
+//   replay (2 writers) -> 2 log files -> agent (2 tail collectors -> channel -> uplink)
+//   -> Kafka (local KRaft unless --bootstrap) -> analyzer (join user_info, exactly-once totals)
+// then the tables, CSVs, SVG charts and an HTML report in OUT. It is done when the analyzer has
+// accounted for every line sent, in total and per log file; after a bounded wait it names the
+// shortfall instead of hanging.
+#include <fcntl.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstring>
+#include <chrono>
+#include <fmt/format.h>
+#include <fstream>
+#include <map>
+#include <optional>
+#include <sstream>
+#include <thread>
+
+#include "commands.h"
+#include "tianchi.h"
+#include "tributary/core/error.h"
+#include "tributary/uplink/local_kafka.h"
+
+extern char** environ;
+
+namespace tributary::tools {
+namespace fs = std::filesystem;
+using namespace std::chrono_literals;
+
+namespace {
+
+// A child process of ours (agent, analyzer) with its output in a log file; SIGTERM on scope exit.
+class Proc {
+ public:
+  Proc(const std::vector<std::string>& argv, const fs::path& log) {
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_addopen(&fa, 1, log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    posix_spawn_file_actions_adddup2(&fa, 1, 2);
+    std::vector<char*> args;
+    for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+    args.push_back(nullptr);
+    const int rc = ::posix_spawn(&pid_, args[0], &fa, nullptr, args.data(), environ);
+    posix_spawn_file_actions_destroy(&fa);
+    if (rc != 0) throw core::Error(fmt::format("cannot start {}: {}", argv[0], std::strerror(rc)));
+  }
+  Proc(const Proc&) = delete;
+  Proc& operator=(const Proc&) = delete;
+  ~Proc() { stop(); }
+  [[nodiscard]] bool alive() const { return pid_ > 0 && ::waitpid(pid_, nullptr, WNOHANG) == 0; }
+  void stop() {
+    if (pid_ <= 0) return;
+    ::kill(pid_, SIGTERM);
+    for (int i = 0; i < 300 && ::waitpid(pid_, nullptr, WNOHANG) == 0; ++i) std::this_thread::sleep_for(50ms);
+    ::kill(pid_, SIGKILL);
+    ::waitpid(pid_, nullptr, 0);
+    pid_ = -1;
+  }
+
+ private:
+  pid_t pid_ = -1;
+};
+
+std::string slurp(const fs::path& p) {
+  std::ifstream f(p);
+  return std::string((std::istreambuf_iterator<char>(f)), {});
+}
+
+std::uint64_t json_number(const std::string& json, const std::string& key, std::size_t from = 0) {
+  const auto at = json.find("\"" + key + "\":", from);
+  if (at == std::string::npos) return 0;
+  return std::strtoull(json.c_str() + at + key.size() + 3, nullptr, 10);
+}
+
+// Per-source "accounted" numbers from the analyzer's status.json.
+std::vector<std::uint64_t> accounted_per_source(const std::string& status) {
+  std::vector<std::uint64_t> out;
+  for (std::size_t at = status.find("\"accounted\":"); at != std::string::npos;
+       at = status.find("\"accounted\":", at + 1))
+    out.push_back(std::strtoull(status.c_str() + at + 12, nullptr, 10));
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+void check_data(const fs::path& dir) {
+  for (const auto& [file, header] :
+       {std::pair<std::string, std::string>{"user_log_format1.csv", "user_id,item_id,cat_id,seller_id,brand_id,time_stamp,action_type"},
+        {"user_info_format1.csv", "user_id,age_range,gender"}}) {
+    std::ifstream f(dir / file);
+    if (!f) throw core::Error(fmt::format("--data {}: {} is missing", dir.string(), file));
+    std::string h;
+    std::getline(f, h);
+    if (!h.empty() && h.back() == '\r') h.pop_back();
+    if (h != header)
+      throw core::Error(fmt::format("--data {}: {} has header '{}', expected '{}'", dir.string(), file, h.substr(0, 80), header));
+  }
+}
+
+struct Table {
+  std::string title, header;
+  std::vector<std::pair<std::string, std::uint64_t>> rows;
+  std::vector<std::string> lines;  // as written
+};
+
+Table read_table(const fs::path& csv, std::string title) {
+  Table t{std::move(title), {}, {}, {}};
+  std::ifstream f(csv);
+  std::getline(f, t.header);
+  std::string line;
+  while (std::getline(f, line)) {
+    if (line.empty()) continue;
+    t.lines.push_back(line);
+    const auto c = line.find(',');
+    t.rows.emplace_back(line.substr(0, c), std::strtoull(line.c_str() + c + 1, nullptr, 10));
+  }
+  return t;
+}
+
+std::string escape_xml(const std::string& s) {
+  std::string o;
+  for (char c : s) o += c == '<' ? "&lt;" : c == '>' ? "&gt;" : c == '&' ? "&amp;" : std::string(1, c);
+  return o;
+}
+
+// A horizontal bar chart, hand-written SVG (no plotting library on this path).
+std::string svg_chart(const Table& t) {
+  const std::size_t n = t.rows.size();
+  const int row_h = 22, left = 90, width = 640, bar_w = width - left - 90;
+  std::uint64_t max = 1;
+  for (const auto& [k, v] : t.rows) max = std::max(max, v);
+  std::string s = fmt::format(
+      R"(<svg xmlns="http://www.w3.org/2000/svg" width="{}" height="{}" font-family="sans-serif" font-size="12">)"
+      "\n<text x=\"8\" y=\"18\" font-size=\"14\" font-weight=\"bold\">{}</text>\n",
+      width, 34 + row_h * static_cast<int>(n), escape_xml(t.title));
+  for (std::size_t i = 0; i < n; ++i) {
+    const int y = 30 + row_h * static_cast<int>(i);
+    const int w = static_cast<int>(double(bar_w) * double(t.rows[i].second) / double(max));
+    s += fmt::format(R"(<text x="{}" y="{}" text-anchor="end">{}</text><rect x="{}" y="{}" width="{}" height="{}" fill="#3b7dd8"/><text x="{}" y="{}">{}</text>)"
+                     "\n",
+                     left - 6, y + 15, escape_xml(t.rows[i].first), left, y + 3, w, row_h - 6, left + w + 4, y + 15,
+                     t.rows[i].second);
+  }
+  return s + "</svg>\n";
+}
+
+struct DemoArgs {
+  std::string data, out = "tributary-demo-out", bootstrap;
+  std::uint64_t rows = 200000;
+  int port = 9092;
+  int timeout = 600;
+};
+
+int run_demo(const DemoArgs& a, const std::string& self) {
+  const fs::path out = fs::absolute(a.out);
+  std::error_code ec;
+  fs::create_directories(out, ec);
+  if (ec || ::access(out.c_str(), W_OK) != 0) throw core::Error(fmt::format("--out {}: cannot write there", out.string()));
+  const fs::path work = out / "work";
+  fs::remove_all(work / "logs");
+  fs::remove_all(work / "analyzer");
+  fs::remove(work / "demo.chan");
+  fs::create_directories(work / "logs");
+
+  fs::path data = a.data.empty() ? out / "data" : fs::absolute(a.data);
+  if (a.data.empty()) {
+    GenOptions g;
+    g.rows = a.rows;
+    g.users = std::max<std::uint64_t>(1000, a.rows / 20);
+    g.malformed = 0.001;
+    g.duplicates = 0.001;
+    const auto r = generate_tianchi(data, g);
+    fmt::print("generated {} log rows for {} users in {} ({:.1f} M rows/s)\n", r.log_rows, g.users, data.string(),
+               double(r.log_rows) / r.seconds / 1e6);
+  }
+  check_data(data);
+
+  std::optional<uplink::LocalKafka> kafka;
+  std::string bootstrap = a.bootstrap;
+  if (bootstrap.empty()) {
+    uplink::LocalKafkaOptions ko;
+    ko.dir = work / "kafka";
+    ko.port = a.port;
+    kafka.emplace(ko);
+    fmt::print("starting a local Kafka in {} ...\n", ko.dir.string());
+    bootstrap = kafka->start();
+  }
+  struct KafkaStop {
+    std::optional<uplink::LocalKafka>& k;
+    ~KafkaStop() {
+      if (k) k->stop();
+    }
+  } kafka_stop{kafka};
+  const std::string topic = fmt::format("tianchi-{}", std::chrono::system_clock::now().time_since_epoch().count());
+  fmt::print("Kafka at {}, topic {}\n", bootstrap, topic);
+
+  std::ofstream(work / "agent.toml") << fmt::format(R"([agent]
+name = "demo"
+status_file = "{0}/agent.status.json"
+[channels.events]
+path = "{0}/demo.chan"
+capacity = "256M"
+[sources.log0]
+type = "tail"
+channels = ["events"]
+paths = ["{0}/logs/replay-0.log"]
+[sources.log1]
+type = "tail"
+channels = ["events"]
+paths = ["{0}/logs/replay-1.log"]
+[uplinks.kafka]
+channel = "events"
+topic = "{1}"
+bootstrap = "{2}"
+)",
+                                                    work.string(), topic, bootstrap);
+  std::ofstream(work / "analyze.toml") << fmt::format(R"([input]
+type = "kafka"
+bootstrap = "{1}"
+topic = "{2}"
+group = "tributary-demo"
+format = "json"
+[fields]
+user_id = "/user_id"
+time_stamp = "/time_stamp"
+action_type = "/action_type"
+[checks]
+integers = ["user_id", "time_stamp", "action_type"]
+[filter]
+action_type = ["2"]
+[join]
+file = "{3}/user_info_format1.csv"
+key_column = "user_id"
+key_field = "user_id"
+columns = ["age_range", "gender"]
+[labels.age_range]
+map = {{ "1" = "<18", "2" = "18-24", "3" = "25-29", "4" = "30-34", "5" = "35-39", "6" = "40-49", "7" = ">=50", "8" = ">=50" }}
+order = ["<18", "18-24", "25-29", "30-34", "35-39", "40-49", ">=50", "unknown"]
+[labels.gender]
+map = {{ "0" = "female", "1" = "male" }}
+order = ["female", "male", "unknown"]
+[[outputs]]
+name = "orders_by_age"
+by = "age_range"
+file = "orders_by_age.csv"
+header = "age_range,orders,share"
+[[outputs]]
+name = "orders_by_gender"
+by = "gender"
+file = "orders_by_gender.csv"
+header = "gender,orders,share"
+[[outputs]]
+name = "orders_by_day"
+by = "time_stamp"
+file = "orders_by_day.csv"
+header = "day,orders"
+pad = 4
+share = false
+[state]
+dir = "{0}/analyzer"
+checkpoint_ms = 500
+)",
+                                                      work.string(), bootstrap, topic, data.string());
+
+  // The analyzer loads user_info before the stream starts; then the agent; then the replay.
+  Proc analyzer({self, "analyze", "--config", (work / "analyze.toml").string()}, work / "analyzer.log");
+  Proc agent({self, "agent", "--config", (work / "agent.toml").string()}, work / "agent.log");
+  const auto t0 = std::chrono::steady_clock::now();
+  ReplayOptions ro;
+  ro.input = data / "user_log_format1.csv";
+  ro.out_dir = work / "logs";
+  ro.concurrency = 2;
+  const ReplayResult sent = replay(ro);
+  std::uint64_t total = 0;
+  for (auto n : sent.lines) total += n;
+  fmt::print("replayed {} lines into {} files in {:.2f} s\n", total, sent.files.size(), sent.seconds);
+
+  const bool tty = ::isatty(1) != 0;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(a.timeout);
+  std::string status;
+  std::uint64_t accounted = 0;
+  auto last = std::chrono::steady_clock::now();
+  while (std::chrono::steady_clock::now() < deadline) {
+    status = slurp(work / "analyzer" / "status.json");
+    accounted = json_number(status, "counted") + json_number(status, "filtered") + json_number(status, "rejected");
+    if (accounted >= total) break;
+    if (!analyzer.alive() || !agent.alive())
+      throw core::Error(fmt::format("the {} exited; see {}", analyzer.alive() ? "agent" : "analyzer",
+                                    (work / (analyzer.alive() ? "agent.log" : "analyzer.log")).string()));
+    if (std::chrono::steady_clock::now() - last >= 1s) {
+      const std::string agent_status = slurp(work / "agent.status.json");
+      const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      const std::string line = fmt::format("replayed {} | shipped {} | counted {} | {:.0f} events/s", total,
+                                           json_number(agent_status, "delivered"), accounted, double(accounted) / secs);
+      if (tty) fmt::print("\r{:<90}", line); else fmt::print("{}\n", line);
+      std::fflush(stdout);
+      last = std::chrono::steady_clock::now();
+    }
+    std::this_thread::sleep_for(100ms);  // polling the other processes' status files, bounded by the deadline
+  }
+  if (tty) fmt::print("\n");
+  const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  analyzer.stop();  // final checkpoint and outputs
+  agent.stop();
+  status = slurp(work / "analyzer" / "status.json");
+  accounted = json_number(status, "counted") + json_number(status, "filtered") + json_number(status, "rejected");
+  std::vector<std::uint64_t> want = sent.lines;
+  std::sort(want.begin(), want.end());
+  const auto per_source = accounted_per_source(status);
+  if (accounted != total || per_source != want) {
+    std::string files;
+    for (std::size_t k = 0; k < sent.files.size(); ++k) files += fmt::format(" {}={}", sent.files[k].filename().string(), sent.lines[k]);
+    std::string got;
+    for (auto n : per_source) got += fmt::format(" {}", n);
+    fmt::print(stderr,
+               "demo: the analyzer accounted for {} of {} lines after {:.0f} s (sent per file:{}; accounted per "
+               "source:{}); see {}\n",
+               accounted, total, secs, files, got, work.string());
+    return 1;
+  }
+  for (const char* f : {"orders_by_age.csv", "orders_by_gender.csv", "orders_by_day.csv"})
+    fs::copy_file(work / "analyzer" / f, out / f, fs::copy_options::overwrite_existing);
+  const Table tables[] = {read_table(out / "orders_by_age.csv", "Orders by age range"),
+                          read_table(out / "orders_by_gender.csv", "Orders by gender"),
+                          read_table(out / "orders_by_day.csv", "Orders by day")};
+  const char* svgs[] = {"orders_by_age.svg", "orders_by_gender.svg", "orders_by_day.svg"};
+  std::string html = "<!doctype html><html><head><meta charset=\"utf-8\"><title>Tributary demo</title>"
+                     "<style>body{font-family:sans-serif;margin:2em}td,th{padding:2px 10px;text-align:right}"
+                     "</style></head><body><h1>Orders by customer age range, gender and day</h1>\n";
+  html += fmt::format("<p>{} lines through replay, tail, channel, uplink, Kafka and the analyzer in {:.1f} s "
+                      "({:.0f} events/s); {} orders; {} rejected (malformed), {} copies dropped.</p>\n",
+                      total, secs, double(total) / secs, json_number(status, "counted"), json_number(status, "rejected"),
+                      json_number(status, "duplicates"));
+  for (int i = 0; i < 3; ++i) {
+    const std::string svg = svg_chart(tables[i]);
+    std::ofstream(out / svgs[i]) << svg;
+    html += "<h2>" + tables[i].title + "</h2>\n" + svg + "<table><tr><th>" + tables[i].header + "</th></tr>\n";
+    if (i < 2) {
+      fmt::print("\n{}\n  {}\n", tables[i].title, tables[i].header);
+      for (const auto& l : tables[i].lines) fmt::print("  {}\n", l);
+    }
+    for (const auto& l : tables[i].lines) html += "<tr><td>" + escape_xml(l) + "</td></tr>\n";
+    html += "</table>\n";
+  }
+  fmt::print("\n{}: {} days with orders (see orders_by_day.csv)\n", tables[2].title, tables[2].rows.size());
+  std::ofstream(out / "report.html") << html << "</body></html>\n";
+  fmt::print("\n{} lines in {:.1f} s ({:.0f} events/s end to end); orders {}; rejected {}; copies dropped {}\n", total,
+             secs, double(total) / secs, json_number(status, "counted"), json_number(status, "rejected"),
+             json_number(status, "duplicates"));
+  fmt::print("wrote {0}/orders_by_age.csv, orders_by_gender.csv, orders_by_day.csv, the SVG charts and {0}/report.html\n",
+             out.string());
+  return 0;
+}
+
+}  // namespace
+
+void add_demo_commands(CLI::App& app, int& exit_code) {
+  auto a = std::make_shared<DemoArgs>();
+  CLI::App* d = app.add_subcommand("demo", "The paper's experiment end to end: Tianchi logs -> orders by age, gender, day");
+  d->add_option("--data", a->data, "Directory with user_log_format1.csv and user_info_format1.csv (default: generated)");
+  d->add_option("--rows", a->rows, "Rows to generate without --data");
+  d->add_option("--out", a->out, "Output directory");
+  d->add_option("--bootstrap", a->bootstrap, "An existing Kafka cluster (default: start a local one)");
+  d->add_option("--port", a->port, "Port of the local Kafka");
+  d->add_option("--timeout", a->timeout, "Seconds to wait for the analyzer to account for every line");
+  d->callback([a, &exit_code] {
+    char self[4096];
+    const ssize_t n = ::readlink("/proc/self/exe", self, sizeof self - 1);
+    if (n <= 0) throw core::Error("cannot find the tributary executable (/proc/self/exe)");
+    self[n] = '\0';
+    exit_code = run_demo(*a, self);
+  });
+}
+
+}  // namespace tributary::tools

@@ -1,0 +1,257 @@
+// Tianchi-shaped data generation and replay. The generator is a plain loop over users writing
+// into large buffers (several million rows per second); shapes follow the real data set:
+// most buyers 18-49 with 30-34 the largest group, more female than male, empty and 0 codes,
+// a skewed (Zipf-like) number of rows per user, the log ordered by user, dates from May to
+// November with the Double-11 spike.
+#include "tianchi.h"
+
+#include <cmath>
+#include <cstdio>
+#include <fmt/format.h>
+#include <fstream>
+#include <thread>
+
+#include "tributary/core/error.h"
+
+namespace tributary::tools {
+namespace {
+
+// xoshiro256** : fast, good enough, deterministic across platforms.
+struct Rng {
+  std::uint64_t s[4];
+  explicit Rng(std::uint64_t seed) {
+    for (auto& x : s) {  // splitmix64 seeding
+      seed += 0x9e3779b97f4a7c15ull;
+      std::uint64_t z = seed;
+      z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+      z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+      x = z ^ (z >> 31);
+    }
+  }
+  static std::uint64_t rotl(std::uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
+  std::uint64_t next() {
+    const std::uint64_t r = rotl(s[1] * 5, 7) * 9, t = s[1] << 17;
+    s[2] ^= s[0];
+    s[3] ^= s[1];
+    s[1] ^= s[2];
+    s[0] ^= s[3];
+    s[2] ^= t;
+    s[3] = rotl(s[3], 45);
+    return r;
+  }
+  double uniform() { return double(next() >> 11) * 0x1.0p-53; }
+  // Index by cumulative weights (small tables).
+  template <std::size_t N>
+  std::size_t pick(const double (&cum)[N]) {
+    const double u = uniform();
+    for (std::size_t i = 0; i < N; ++i)
+      if (u < cum[i]) return i;
+    return N - 1;
+  }
+};
+
+// age_range codes "", 0..8 and gender codes "", 0, 1, 2: cumulative weights.
+constexpr const char* kAgeCodes[] = {"", "0", "1", "2", "3", "4", "5", "6", "7", "8"};
+constexpr double kAgeCum[] = {0.03, 0.06, 0.07, 0.19, 0.41, 0.67, 0.82, 0.94, 0.98, 1.0};
+constexpr const char* kGenderCodes[] = {"", "0", "1", "2"};
+constexpr double kGenderCum[] = {0.03, 0.68, 0.96, 1.0};
+constexpr double kActionCum[] = {0.85, 0.87, 0.93, 1.0};  // click, cart, purchase, favourite
+
+class Out {
+ public:
+  explicit Out(const std::filesystem::path& p) : f_(std::fopen(p.c_str(), "w")), path_(p) {
+    if (f_ == nullptr) throw core::Error(fmt::format("cannot write {}", p.string()));
+    buf_.reserve(1 << 20);
+  }
+  ~Out() { close(); }
+  fmt::memory_buffer& buf() { return buf_; }
+  void maybe_flush() {
+    if (buf_.size() > (1 << 20)) flush();
+  }
+  void close() {
+    if (f_ == nullptr) return;
+    flush();
+    if (std::fclose(f_) != 0) throw core::Error(fmt::format("cannot write {}", path_.string()));
+    f_ = nullptr;
+  }
+
+ private:
+  void flush() {
+    if (std::fwrite(buf_.data(), 1, buf_.size(), f_) != buf_.size())
+      throw core::Error(fmt::format("cannot write {} (disk full?)", path_.string()));
+    buf_.clear();
+  }
+  std::FILE* f_;
+  std::filesystem::path path_;
+  fmt::memory_buffer buf_;
+};
+
+int random_day(Rng& rng) {
+  if (rng.uniform() < 0.12) return 1111;  // Double 11
+  static constexpr int kDays[] = {31, 30, 31, 31, 30, 31, 12};  // May .. Nov 12
+  int n = static_cast<int>(rng.next() % 185);
+  for (int m = 0; m < 7; ++m) {
+    if (n < kDays[m]) return (5 + m) * 100 + (m == 0 ? 11 + n % 21 : n + 1);
+    n -= kDays[m];
+  }
+  return 1111;
+}
+
+}  // namespace
+
+GenResult generate_tianchi(const std::filesystem::path& dir, const GenOptions& o) {
+  const auto t0 = std::chrono::steady_clock::now();
+  std::filesystem::create_directories(dir);
+  Rng rng(o.seed);
+  GenResult r;
+  {
+    Out info(dir / "user_info_format1.csv");
+    fmt::format_to(std::back_inserter(info.buf()), "user_id,age_range,gender\n");
+    for (std::uint64_t u = 1; u <= o.users; ++u) {
+      if (rng.uniform() < 0.05) continue;  // users missing from user_info
+      fmt::format_to(std::back_inserter(info.buf()), "{},{},{}\n", u, kAgeCodes[rng.pick(kAgeCum)],
+                     kGenderCodes[rng.pick(kGenderCum)]);
+      ++r.info_rows;
+      info.maybe_flush();
+    }
+    info.close();
+  }
+  // Rows per user: Zipf-like weights 1/rank^0.9 over a shuffled rank, scaled to o.rows.
+  std::vector<double> w(o.users);
+  double sum = 0;
+  for (std::uint64_t u = 0; u < o.users; ++u) sum += w[u] = 1.0 / std::pow(double(1 + rng.next() % o.users), 0.9);
+  Out log(dir / "user_log_format1.csv");
+  fmt::format_to(std::back_inserter(log.buf()), "user_id,item_id,cat_id,seller_id,brand_id,time_stamp,action_type\n");
+  std::uint64_t written = 0;
+  std::string prev;
+  for (std::uint64_t u = 0; u < o.users && written < o.rows; ++u) {
+    std::uint64_t n = static_cast<std::uint64_t>(double(o.rows) * w[u] / sum + rng.uniform());
+    if (u + 1 == o.users) n = o.rows - written;  // the last user takes the remainder
+    n = std::min(n, o.rows - written);
+    for (std::uint64_t i = 0; i < n; ++i, ++written) {
+      auto& b = log.buf();
+      const std::size_t start = b.size();
+      if (o.duplicates > 0 && !prev.empty() && rng.uniform() < o.duplicates) {
+        b.append(prev.data(), prev.data() + prev.size());
+      } else if (o.malformed > 0 && rng.uniform() < o.malformed) {
+        switch (rng.next() % 3) {
+          case 0: fmt::format_to(std::back_inserter(b), "{},{},{}\n", u + 1, rng.next() % 1000000, 7); break;
+          case 1: fmt::format_to(std::back_inserter(b), "{},x{},1,2,3,{},2\n", u + 1, rng.next() % 100, random_day(rng)); break;
+          default: fmt::format_to(std::back_inserter(b), "user{},1,2,3,4,{},2\n", u + 1, random_day(rng)); break;
+        }
+      } else {
+        const std::uint64_t item = 1 + static_cast<std::uint64_t>(std::pow(rng.uniform(), 2.0) * 1100000.0);
+        fmt::format_to(std::back_inserter(b), "{},{},{},{},{},{},{}\n", u + 1, item, 1 + item % 1600, 1 + item % 4900,
+                       item % 8400, random_day(rng), rng.pick(kActionCum));
+      }
+      prev.assign(b.data() + start, b.data() + b.size());
+      log.maybe_flush();
+    }
+  }
+  log.close();
+  r.log_rows = written;
+  r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  return r;
+}
+
+namespace {
+
+// A data row as JSON if it is 7 fields of which user_id, time_stamp and action_type are
+// integers; otherwise nullopt (sent raw: the analyzer rejects it, counted).
+bool to_json(std::string_view line, fmt::memory_buffer& out) {
+  std::string_view f[7];
+  std::size_t n = 0, start = 0;
+  for (;;) {
+    const std::size_t c = line.find(',', start);
+    if (n == 7) return false;
+    f[n++] = line.substr(start, c == std::string_view::npos ? std::string_view::npos : c - start);
+    if (c == std::string_view::npos) break;
+    start = c + 1;
+  }
+  if (n != 7) return false;
+  auto integer = [](std::string_view s) {
+    if (s.empty()) return false;
+    std::size_t i = s[0] == '-' ? 1 : 0;
+    if (i == s.size()) return false;
+    for (; i < s.size(); ++i)
+      if (s[i] < '0' || s[i] > '9') return false;
+    return true;
+  };
+  if (!integer(f[0]) || !integer(f[5]) || !integer(f[6])) return false;
+  auto val = [&](std::string_view s) -> std::string { return integer(s) ? std::string(s) : fmt::format("\"{}\"", s); };
+  fmt::format_to(std::back_inserter(out),
+                 R"({{"user_id":{},"item_id":{},"cat_id":{},"seller_id":{},"brand_id":{},"time_stamp":{},"action_type":{}}})"
+                 "\n",
+                 f[0], val(f[1]), val(f[2]), val(f[3]), val(f[4]), f[5], f[6]);
+  return true;
+}
+
+}  // namespace
+
+ReplayResult replay(const ReplayOptions& o) {
+  std::ifstream in(o.input);
+  if (!in) throw core::Error(fmt::format("cannot read {}", o.input.string()));
+  std::string header;
+  std::getline(in, header);
+  if (!header.empty() && header.back() == '\r') header.pop_back();
+  if (header != "user_id,item_id,cat_id,seller_id,brand_id,time_stamp,action_type")
+    throw core::Error(fmt::format("{}: the header is '{}', expected the user_log header "
+                                  "'user_id,item_id,cat_id,seller_id,brand_id,time_stamp,action_type'",
+                                  o.input.string(), header.substr(0, 100)));
+  std::filesystem::create_directories(o.out_dir);
+  const int c = std::max(1, o.concurrency);
+  ReplayResult r;
+  r.lines.assign(static_cast<std::size_t>(c), 0);
+  r.malformed.assign(static_cast<std::size_t>(c), 0);
+  for (int k = 0; k < c; ++k) r.files.push_back(o.out_dir / fmt::format("replay-{}.log", k));
+  // Writer k reads the input itself and takes every c-th chunk of lines: memory stays flat
+  // whatever the file size, and the page cache makes the extra reads cheap.
+  const auto t0 = std::chrono::steady_clock::now();
+  constexpr std::uint64_t kChunk = 4096;
+  std::vector<std::thread> writers;
+  for (int k = 0; k < c; ++k) {
+    writers.emplace_back([&, k] {
+      std::ifstream src(o.input);
+      std::string l;
+      std::getline(src, l);  // the header, checked above
+      std::FILE* f = std::fopen(r.files[static_cast<std::size_t>(k)].c_str(), "a");
+      if (f == nullptr) return;
+      fmt::memory_buffer buf;
+      const double per_writer_rate = o.rate > 0 ? o.rate / c : 0;
+      std::uint64_t sent = 0, row = 0;
+      while (std::getline(src, l)) {
+        if (!l.empty() && l.back() == '\r') l.pop_back();
+        if (l.empty()) continue;  // skipped, not sent
+        if ((row++ / kChunk) % static_cast<std::uint64_t>(c) != static_cast<std::uint64_t>(k)) continue;
+        if (!to_json(l, buf)) {
+          buf.append(l.data(), l.data() + l.size());
+          buf.push_back('\n');
+          ++r.malformed[static_cast<std::size_t>(k)];
+        }
+        ++sent;
+        if (buf.size() > (256 << 10)) {
+          std::fwrite(buf.data(), 1, buf.size(), f);
+          std::fflush(f);
+          buf.clear();
+        }
+        if (per_writer_rate > 0) {  // pacing the load generator to the asked rate
+          const auto due = t0 + std::chrono::duration<double>(double(sent) / per_writer_rate);
+          if (std::chrono::steady_clock::now() < due) {
+            std::fwrite(buf.data(), 1, buf.size(), f);
+            std::fflush(f);
+            buf.clear();
+            std::this_thread::sleep_until(due);
+          }
+        }
+      }
+      std::fwrite(buf.data(), 1, buf.size(), f);
+      std::fclose(f);
+      r.lines[static_cast<std::size_t>(k)] = sent;
+    });
+  }
+  for (auto& t : writers) t.join();
+  r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  return r;
+}
+
+}  // namespace tributary::tools

@@ -1,0 +1,44 @@
+// The paper's experiment data: a generator of Tianchi-shaped shopping logs and the replayer
+// that turns CSV rows into JSON event streams written by concurrent writers (the paper's
+// "script that transforms data into high-concurrency streams").
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+namespace tributary::tools {
+
+struct GenOptions {
+  std::uint64_t users = 10000;
+  std::uint64_t rows = 1000000;
+  std::uint64_t seed = 1;
+  double malformed = 0.0;   // fraction of rows written malformed (wrong field count, non-integers)
+  double duplicates = 0.0;  // fraction of rows that repeat the previous row exactly (two orders)
+};
+struct GenResult {
+  std::uint64_t info_rows = 0, log_rows = 0;
+  double seconds = 0;
+};
+// Writes DIR/user_log_format1.csv and DIR/user_info_format1.csv. Deterministic for a seed.
+GenResult generate_tianchi(const std::filesystem::path& dir, const GenOptions& o);
+
+struct ReplayOptions {
+  std::filesystem::path input;  // a user_log CSV with its header
+  std::filesystem::path out_dir;  // log files appear here: replay-<k>.log
+  int concurrency = 2;            // writers, one file each
+  double rate = 0;                // rows per second in total; 0 = as fast as possible
+};
+struct ReplayResult {
+  std::vector<std::filesystem::path> files;
+  std::vector<std::uint64_t> lines;      // per file: non-empty data lines written
+  std::vector<std::uint64_t> malformed;  // per file: of which sent raw (not convertible)
+  double seconds = 0;
+};
+// Converts each data row to a JSON event (malformed rows go as the raw line they are) and
+// appends it to one of `concurrency` files, written by as many threads. Throws core::Error for
+// a missing input or a header that is not the user_log header.
+ReplayResult replay(const ReplayOptions& o);
+
+}  // namespace tributary::tools
