@@ -2,15 +2,11 @@
 // file declares; SIGTERM or SIGINT drains and exits 0. SIGHUP does not reload the config (it
 // is logged and ignored): restart the agent instead; nothing is lost, tail resumes from the
 // channel's source table.
-#include <signal.h>
-#include <sys/signalfd.h>
 #include <unistd.h>
 
 #include <fmt/format.h>
 #include <fstream>
 #include <iostream>
-#include <spdlog/sinks/stdout_color_sinks.h>
-#include <spdlog/spdlog.h>
 #include <sstream>
 
 #include "commands.h"
@@ -70,23 +66,8 @@ void add_agent_commands(CLI::App& app, int& exit_code) {
       exit_code = 0;
       return;
     }
-    auto logger = spdlog::stderr_color_mt("agent");
-    sigset_t set;
-    sigemptyset(&set);
-    sigaddset(&set, SIGTERM);
-    sigaddset(&set, SIGINT);
-    sigaddset(&set, SIGHUP);
-    sigprocmask(SIG_BLOCK, &set, nullptr);
-    sigset_t stop_set;
-    sigemptyset(&stop_set);
-    sigaddset(&stop_set, SIGTERM);
-    sigaddset(&stop_set, SIGINT);
-    const int stop_fd = ::signalfd(-1, &stop_set, SFD_CLOEXEC | SFD_NONBLOCK);
-    ingest::Agent agent(r.config, [logger](std::string_view level, const std::string& msg) {
-      if (level == "error") logger->error("{}", msg);
-      else if (level == "warn") logger->warn("{}", msg);
-      else logger->info("{}", msg);
-    });
+    const int stop_fd = stop_signal_fd(true);  // SIGHUP: no reload (see the file comment)
+    ingest::Agent agent(r.config, stderr_log("agent"));
     exit_code = agent.run(stop_fd);
     ::close(stop_fd);
   });

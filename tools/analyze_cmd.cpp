@@ -1,12 +1,8 @@
 // `tributary analyze --config analyze.toml [--validate]`: the analyzer process (see
 // analytics/job.h). SIGTERM or SIGINT writes a last checkpoint and exits 0.
-#include <signal.h>
-#include <sys/signalfd.h>
 #include <unistd.h>
 
 #include <fmt/format.h>
-#include <spdlog/sinks/stdout_color_sinks.h>
-#include <spdlog/spdlog.h>
 
 #include "commands.h"
 #include "tributary/analytics/job.h"
@@ -36,18 +32,8 @@ void add_analyze_commands(CLI::App& app, int& exit_code) {
       exit_code = 0;
       return;
     }
-    sigset_t set;
-    sigemptyset(&set);
-    sigaddset(&set, SIGTERM);
-    sigaddset(&set, SIGINT);
-    sigprocmask(SIG_BLOCK, &set, nullptr);
-    const int stop_fd = ::signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
-    auto logger = spdlog::stderr_color_mt("analyze");
-    analytics::AnalyzeJob job(std::move(r.config), [logger](std::string_view level, const std::string& msg) {
-      if (level == "error") logger->error("{}", msg);
-      else if (level == "warn") logger->warn("{}", msg);
-      else logger->info("{}", msg);
-    });
+    const int stop_fd = stop_signal_fd();
+    analytics::AnalyzeJob job(std::move(r.config), stderr_log("analyze"));
     exit_code = job.run(stop_fd);
     ::close(stop_fd);
   });

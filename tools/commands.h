@@ -3,10 +3,19 @@
 #pragma once
 
 #include <CLI/CLI.hpp>
+#include <functional>
+#include <string>
+#include <string_view>
 
 namespace tributary::tools {
 
 // `exit_code` receives the status of the subcommand that ran.
+// Blocks SIGTERM and SIGINT (and SIGHUP, ignored, if asked) and returns a signalfd that
+// becomes readable when SIGTERM or SIGINT arrives.
+int stop_signal_fd(bool also_block_hup = false);
+// A (level, message) log function writing to stderr through spdlog, named `name`.
+std::function<void(std::string_view, const std::string&)> stderr_log(const std::string& name);
+
 void add_channel_commands(CLI::App& app, int& exit_code);
 void add_agent_commands(CLI::App& app, int& exit_code);
 void add_uplink_commands(CLI::App& app, int& exit_code);

@@ -217,53 +217,9 @@ topic = "{1}"
 bootstrap = "{2}"
 )",
                                                     work.string(), topic, bootstrap);
-  std::ofstream(work / "analyze.toml") << fmt::format(R"([input]
-type = "kafka"
-bootstrap = "{1}"
-topic = "{2}"
-group = "tributary-demo"
-format = "json"
-[fields]
-user_id = "/user_id"
-time_stamp = "/time_stamp"
-action_type = "/action_type"
-[checks]
-integers = ["user_id", "time_stamp", "action_type"]
-[filter]
-action_type = ["2"]
-[join]
-file = "{3}/user_info_format1.csv"
-key_column = "user_id"
-key_field = "user_id"
-columns = ["age_range", "gender"]
-[labels.age_range]
-map = {{ "1" = "<18", "2" = "18-24", "3" = "25-29", "4" = "30-34", "5" = "35-39", "6" = "40-49", "7" = ">=50", "8" = ">=50" }}
-order = ["<18", "18-24", "25-29", "30-34", "35-39", "40-49", ">=50", "unknown"]
-[labels.gender]
-map = {{ "0" = "female", "1" = "male" }}
-order = ["female", "male", "unknown"]
-[[outputs]]
-name = "orders_by_age"
-by = "age_range"
-file = "orders_by_age.csv"
-header = "age_range,orders,share"
-[[outputs]]
-name = "orders_by_gender"
-by = "gender"
-file = "orders_by_gender.csv"
-header = "gender,orders,share"
-[[outputs]]
-name = "orders_by_day"
-by = "time_stamp"
-file = "orders_by_day.csv"
-header = "day,orders"
-pad = 4
-share = false
-[state]
-dir = "{0}/analyzer"
-checkpoint_ms = 500
-)",
-                                                      work.string(), bootstrap, topic, data.string());
+  std::ofstream(work / "analyze.toml") << tianchi_analyze_config(
+      fmt::format("type = \"kafka\"\nbootstrap = \"{}\"\ntopic = \"{}\"\ngroup = \"tributary-demo\"\n", bootstrap, topic),
+      data / "user_info_format1.csv", work / "analyzer", 500);
 
   // The analyzer loads user_info before the stream starts; then the agent; then the replay.
   Proc analyzer({self, "analyze", "--config", (work / "analyze.toml").string()}, work / "analyzer.log");

@@ -254,4 +254,51 @@ ReplayResult replay(const ReplayOptions& o) {
   return r;
 }
 
+std::string tianchi_analyze_config(const std::string& input, const std::filesystem::path& user_info,
+                                   const std::filesystem::path& state_dir, int checkpoint_ms) {
+  return fmt::format(R"([input]
+{}format = "json"
+[fields]
+user_id = "/user_id"
+time_stamp = "/time_stamp"
+action_type = "/action_type"
+[checks]
+integers = ["user_id", "time_stamp", "action_type"]
+[filter]
+action_type = ["2"]
+[join]
+file = "{}"
+key_column = "user_id"
+key_field = "user_id"
+columns = ["age_range", "gender"]
+[labels.age_range]
+map = {{ "1" = "<18", "2" = "18-24", "3" = "25-29", "4" = "30-34", "5" = "35-39", "6" = "40-49", "7" = ">=50", "8" = ">=50" }}
+order = ["<18", "18-24", "25-29", "30-34", "35-39", "40-49", ">=50", "unknown"]
+[labels.gender]
+map = {{ "0" = "female", "1" = "male" }}
+order = ["female", "male", "unknown"]
+[[outputs]]
+name = "orders_by_age"
+by = "age_range"
+file = "orders_by_age.csv"
+header = "age_range,orders,share"
+[[outputs]]
+name = "orders_by_gender"
+by = "gender"
+file = "orders_by_gender.csv"
+header = "gender,orders,share"
+[[outputs]]
+name = "orders_by_day"
+by = "time_stamp"
+file = "orders_by_day.csv"
+header = "day,orders"
+pad = 4
+share = false
+[state]
+dir = "{}"
+checkpoint_ms = {}
+)",
+                     input, user_info.string(), state_dir.string(), checkpoint_ms);
+}
+
 }  // namespace tributary::tools

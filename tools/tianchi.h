@@ -41,4 +41,9 @@ struct ReplayResult {
 // a missing input or a header that is not the user_log header.
 ReplayResult replay(const ReplayOptions& o);
 
+// The analyzer configuration of the paper's experiment (orders by age range, gender and day,
+// user_info joined, labels of the design brief). `input` is the body of its [input] section.
+std::string tianchi_analyze_config(const std::string& input, const std::filesystem::path& user_info,
+                                   const std::filesystem::path& state_dir, int checkpoint_ms);
+
 }  // namespace tributary::tools

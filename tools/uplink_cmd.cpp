@@ -1,14 +1,10 @@
 // `tributary uplink`: ship one channel to a Kafka topic until SIGTERM.
 // `tributary broker`: librdkafka's mock Kafka cluster on loopback (no JVM) until SIGTERM.
-#include <signal.h>
-#include <sys/signalfd.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <fmt/format.h>
 #include <poll.h>
-#include <spdlog/sinks/stdout_color_sinks.h>
-#include <spdlog/spdlog.h>
 #include <thread>
 
 #include "commands.h"
@@ -18,16 +14,6 @@
 
 namespace tributary::tools {
 namespace {
-
-// Blocks SIGTERM/SIGINT and returns a signalfd that becomes readable when one arrives.
-int stop_signal_fd() {
-  sigset_t set;
-  sigemptyset(&set);
-  sigaddset(&set, SIGTERM);
-  sigaddset(&set, SIGINT);
-  sigprocmask(SIG_BLOCK, &set, nullptr);
-  return ::signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
-}
 
 uplink::Settings parse_settings(const std::vector<std::string>& kv) {
   uplink::Settings s;
@@ -55,8 +41,8 @@ void add_uplink_commands(CLI::App& app, int& exit_code) {
   up->add_option("--dead-letter", a->dead_letter, "Channel for events Kafka refuses for good (created if missing)");
   up->add_option("-X", a->settings, "librdkafka setting key=value (repeatable)");
   up->callback([a, &exit_code] {
-    auto logger = spdlog::stderr_color_mt("uplink");
     const int stop_fd = stop_signal_fd();
+    const auto log = stderr_log("uplink");
     core::Channel ch = core::Channel::open(a->channel);
     std::optional<core::Channel> dlq;
     uplink::UplinkOptions o;
@@ -71,11 +57,7 @@ void add_uplink_commands(CLI::App& app, int& exit_code) {
       dlq.emplace(core::Channel::open_or_create(a->dead_letter, cfg));
       o.dead_letter = &*dlq;
     }
-    uplink::Uplink u(ch, o, [logger](std::string_view level, const std::string& msg) {
-      if (level == "error") logger->error("{}", msg);
-      else if (level == "warn") logger->warn("{}", msg);
-      else logger->info("{}", msg);
-    });
+    uplink::Uplink u(ch, o, log);
     std::atomic<bool> stop{false};
     std::thread watcher([&] {
       pollfd p{stop_fd, POLLIN, 0};
@@ -83,13 +65,13 @@ void add_uplink_commands(CLI::App& app, int& exit_code) {
       }
       stop = true;
     });
-    logger->info("shipping {} to topic {} at {}", a->channel, a->topic, a->bootstrap);
+    log("info", fmt::format("shipping {} to topic {} at {}", a->channel, a->topic, a->bootstrap));
     u.run(stop);
     stop = true;
     watcher.join();
     const auto m = u.metrics();
-    logger->info("stopped: {} delivered, {} in flight, {} dead-lettered, {} rewinds", m.delivered, m.in_flight,
-                 m.dead_lettered, m.rewinds);
+    log("info", fmt::format("stopped: {} delivered, {} in flight, {} dead-lettered, {} rewinds", m.delivered,
+                            m.in_flight, m.dead_lettered, m.rewinds));
     exit_code = m.in_flight == 0 ? 0 : 3;
   });
 

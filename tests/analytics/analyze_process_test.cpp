@@ -8,6 +8,7 @@
 #include <thread>
 
 #include "support/channel_util.h"
+#include "support/kafka_util.h"
 #include "support/process.h"
 #include "support/temp_dir.h"
 #include "support/tianchi_util.h"
@@ -128,10 +129,7 @@ TEST(AnalyzeProcessTest, FromKafkaTheOutputsEqualARecount) {
   const std::uint64_t n = fill_channel(ch, d);
   {
     uplink::Uplink up(ch, {.name = "up", .topic = "tianchi", .kafka = {{"bootstrap.servers", mock.bootstrap()}}});
-    const auto deadline = std::chrono::steady_clock::now() + 30s;
-    while (up.metrics().committed != ch.stats().write_position && std::chrono::steady_clock::now() < deadline)
-      if (up.do_work() == 0) up.wait(20ms);
-    ASSERT_EQ(up.metrics().committed, ch.stats().write_position);
+    ASSERT_TRUE(testing::ship_all(up, ch, 30s));
   }
   testing::write_tianchi_analyze_config(dir / "analyze.toml",
                                         "type = \"kafka\"\nbootstrap = \"" + mock.bootstrap() + "\"\ntopic = \"tianchi\"\n",

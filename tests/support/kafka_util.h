@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "tributary/uplink/kafka.h"
+#include "tributary/uplink/uplink.h"
 
 namespace tributary::testing {
 
@@ -50,6 +51,18 @@ inline std::vector<KafkaRecord> read_topic(const std::string& bootstrap, const s
   }
   rd_kafka_consumer_close(rk.get());
   return out;
+}
+
+// Drives `u` until the channel is committed to its end (true) or `timeout` passes.
+inline bool ship_all(uplink::Uplink& u, core::Channel& ch,
+                     std::chrono::milliseconds timeout = std::chrono::milliseconds(60000)) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (u.do_work() == 0) u.wait(std::chrono::milliseconds(20));
+    const auto m = u.metrics();
+    if (m.in_flight == 0 && m.committed == ch.stats().write_position) return true;
+  }
+  return false;
 }
 
 }  // namespace tributary::testing

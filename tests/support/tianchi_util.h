@@ -11,6 +11,8 @@
 #include <string>
 #include <vector>
 
+#include "tianchi.h"
+
 namespace tributary::testing {
 
 struct TianchiRow {
@@ -83,51 +85,11 @@ struct TianchiData {
   }
 };
 
-// The analyzer configuration of the paper's experiment; `input` is the [input] section body.
+// The analyzer configuration of the paper's experiment (the one `tributary demo` uses).
 inline void write_tianchi_analyze_config(const std::filesystem::path& file, const std::string& input,
                                          const std::filesystem::path& info, const std::filesystem::path& state,
                                          int checkpoint_ms = 200) {
-  std::ofstream(file) << "[input]\n" << input << R"(
-format = "json"
-[fields]
-user_id = "/user_id"
-time_stamp = "/time_stamp"
-action_type = "/action_type"
-[checks]
-integers = ["user_id", "time_stamp", "action_type"]
-[filter]
-action_type = ["2"]
-[join]
-file = ")" << info.string() << R"("
-key_column = "user_id"
-key_field = "user_id"
-columns = ["age_range", "gender"]
-[labels.age_range]
-map = { "1" = "<18", "2" = "18-24", "3" = "25-29", "4" = "30-34", "5" = "35-39", "6" = "40-49", "7" = ">=50", "8" = ">=50" }
-order = ["<18", "18-24", "25-29", "30-34", "35-39", "40-49", ">=50", "unknown"]
-[labels.gender]
-map = { "0" = "female", "1" = "male" }
-order = ["female", "male", "unknown"]
-[[outputs]]
-name = "orders_by_age"
-by = "age_range"
-file = "orders_by_age.csv"
-header = "age_range,orders,share"
-[[outputs]]
-name = "orders_by_gender"
-by = "gender"
-file = "orders_by_gender.csv"
-header = "gender,orders,share"
-[[outputs]]
-name = "orders_by_day"
-by = "time_stamp"
-file = "orders_by_day.csv"
-header = "day,orders"
-pad = 4
-share = false
-[state]
-dir = ")" << state.string() << R"("
-checkpoint_ms = )" << checkpoint_ms << "\n";
+  std::ofstream(file) << tools::tianchi_analyze_config(input, info, state, checkpoint_ms);
 }
 
 }  // namespace tributary::testing

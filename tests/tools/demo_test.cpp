@@ -93,7 +93,7 @@ TEST(DemoTest, OutputsEqualAnIndependentRecountOfTheFiles) {
                                     kTributary, (dir / "data").string())
                             .c_str()),
             0);
-  const int port = 20000 + static_cast<int>(std::random_device{}() % 20000);
+  const int port = 20000 + static_cast<int>(std::random_device{}() % 12000);
   Child demo({kTributary, "demo", "--data", (dir / "data").string(), "--out", (dir / "out").string(), "--port",
               std::to_string(port), "--timeout", "240"});
   const int status = demo.wait(300s);

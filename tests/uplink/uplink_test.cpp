@@ -33,16 +33,7 @@ void fill(core::Channel& ch, std::uint64_t source, std::uint64_t n, std::size_t 
   for (std::uint64_t i = 0; i < n; ++i) ASSERT_EQ(p.append({source, i}, payload_for(source, i, len)), core::AppendStatus::kOk);
 }
 
-// Drives the uplink until the channel is committed to its end (or timeout).
-bool ship_all(Uplink& u, core::Channel& ch, std::chrono::milliseconds timeout = 60s) {
-  const auto deadline = std::chrono::steady_clock::now() + timeout;
-  while (std::chrono::steady_clock::now() < deadline) {
-    if (u.do_work() == 0) u.wait(20ms);
-    const auto m = u.metrics();
-    if (m.in_flight == 0 && m.committed == ch.stats().write_position) return true;
-  }
-  return false;
-}
+using testing::ship_all;
 
 // Every (source, seq) in [0, n) present, duplicates only with identical payload.
 void expect_each_at_least_once(const std::vector<testing::KafkaRecord>& got, std::uint64_t source, std::uint64_t n,

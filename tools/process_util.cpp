@@ -1,0 +1,40 @@
+// Shared by the long-running subcommands: stop signals as a descriptor, and a log function
+// that forwards a component's (level, message) lines to spdlog on stderr.
+#include <signal.h>
+#include <sys/signalfd.h>
+
+#include <spdlog/sinks/stdout_color_sinks.h>
+#include <spdlog/spdlog.h>
+
+#include "commands.h"
+
+namespace tributary::tools {
+
+int stop_signal_fd(bool also_block_hup) {
+  sigset_t block;
+  sigemptyset(&block);
+  sigaddset(&block, SIGTERM);
+  sigaddset(&block, SIGINT);
+  if (also_block_hup) sigaddset(&block, SIGHUP);
+  sigprocmask(SIG_BLOCK, &block, nullptr);
+  sigset_t stop;
+  sigemptyset(&stop);
+  sigaddset(&stop, SIGTERM);
+  sigaddset(&stop, SIGINT);
+  return ::signalfd(-1, &stop, SFD_CLOEXEC | SFD_NONBLOCK);
+}
+
+std::function<void(std::string_view, const std::string&)> stderr_log(const std::string& name) {
+  auto logger = spdlog::stderr_color_mt(name);
+  return [logger](std::string_view level, const std::string& msg) {
+    if (level == "error") {
+      logger->error("{}", msg);
+    } else if (level == "warn") {
+      logger->warn("{}", msg);
+    } else {
+      logger->info("{}", msg);
+    }
+  };
+}
+
+}  // namespace tributary::tools
