@@ -1,0 +1,126 @@
+// The Tianchi generator: deterministic for a seed, the real schema, and the shape the
+// experiment depends on (30-34 the largest group of buyers, more female than male orders,
+// Double 11 the busiest day); the replayer converts rows and passes malformed ones raw.
+#include "tianchi.h"
+
+#include <gtest/gtest.h>
+
+#include <fstream>
+#include <map>
+#include <sstream>
+
+#include "support/temp_dir.h"
+#include "tributary/core/error.h"
+
+namespace tributary::tools {
+namespace {
+
+using testing::TempDir;
+
+std::string slurp(const std::filesystem::path& p) {
+  std::ifstream f(p);
+  return std::string((std::istreambuf_iterator<char>(f)), {});
+}
+
+TEST(TianchiGeneratorTest, IsDeterministicForASeed) {
+  TempDir dir;
+  GenOptions o;
+  o.users = 2000;
+  o.rows = 50000;
+  o.malformed = 0.01;
+  o.duplicates = 0.01;
+  generate_tianchi(dir / "a", o);
+  generate_tianchi(dir / "b", o);
+  EXPECT_EQ(slurp(dir / "a" / "user_log_format1.csv"), slurp(dir / "b" / "user_log_format1.csv"));
+  EXPECT_EQ(slurp(dir / "a" / "user_info_format1.csv"), slurp(dir / "b" / "user_info_format1.csv"));
+  o.seed = 2;
+  generate_tianchi(dir / "c", o);
+  EXPECT_NE(slurp(dir / "a" / "user_log_format1.csv"), slurp(dir / "c" / "user_log_format1.csv"));
+}
+
+TEST(TianchiGeneratorTest, HasTheSchemaAndTheShapeOfTheRealData) {
+  TempDir dir;
+  GenOptions o;
+  o.users = 20000;
+  o.rows = 400000;
+  const GenResult r = generate_tianchi(dir.path(), o);
+  EXPECT_EQ(r.log_rows, 400000u);
+  std::ifstream info(dir / "user_info_format1.csv");
+  std::string line;
+  std::getline(info, line);
+  EXPECT_EQ(line, "user_id,age_range,gender");
+  std::map<std::string, std::pair<std::string, std::string>> users;
+  std::map<std::string, int> empty_codes;
+  while (std::getline(info, line)) {
+    std::stringstream ss(line);
+    std::string u, a, g;
+    std::getline(ss, u, ',');
+    std::getline(ss, a, ',');
+    std::getline(ss, g, ',');
+    users[u] = {a, g};
+    empty_codes["age"] += a.empty();
+    empty_codes["gender"] += g.empty();
+  }
+  EXPECT_LT(users.size(), o.users) << "some users are missing from user_info";
+  EXPECT_GT(empty_codes["age"], 0);
+  EXPECT_GT(empty_codes["gender"], 0);
+  std::ifstream log(dir / "user_log_format1.csv");
+  std::getline(log, line);
+  EXPECT_EQ(line, "user_id,item_id,cat_id,seller_id,brand_id,time_stamp,action_type");
+  std::map<std::string, int> by_age, by_gender, by_day;
+  std::uint64_t last_user = 0;
+  bool ordered = true;
+  while (std::getline(log, line)) {
+    std::vector<std::string> c;
+    std::stringstream ss(line);
+    std::string cell;
+    while (std::getline(ss, cell, ',')) c.push_back(cell);
+    ASSERT_EQ(c.size(), 7u) << line;
+    const std::uint64_t u = std::stoull(c[0]);
+    ordered = ordered && u >= last_user;
+    last_user = u;
+    if (c[6] != "2") continue;
+    const auto it = users.find(c[0]);
+    if (it != users.end()) {
+      ++by_age[it->second.first];
+      ++by_gender[it->second.second];
+    }
+    ++by_day[c[5]];
+  }
+  EXPECT_TRUE(ordered) << "the log is ordered by user, like the real one";
+  for (const auto& [code, n] : by_age) {
+    if (code != "4") {
+      EXPECT_GT(by_age["4"], n) << "30-34 (code 4) must be the largest group, not " << code;
+    }
+  }
+  EXPECT_GT(by_gender["0"], by_gender["1"]) << "more female than male orders";
+  for (const auto& [day, n] : by_day) {
+    if (day != "1111") {
+      EXPECT_GT(by_day["1111"], n) << "Double 11 is the busiest day, not " << day;
+    }
+  }
+}
+
+TEST(ReplayTest, ConvertsRowsToJsonAndSendsMalformedOnesRaw) {
+  TempDir dir;
+  std::ofstream(dir / "log.csv") << "user_id,item_id,cat_id,seller_id,brand_id,time_stamp,action_type\n"
+                                    "1,2,3,4,5,1111,2\n\nbad,row\n7,8,9,10,11,511,0\n";
+  ReplayOptions o;
+  o.input = dir / "log.csv";
+  o.out_dir = dir / "logs";
+  o.concurrency = 1;
+  const ReplayResult r = replay(o);
+  ASSERT_EQ(r.lines.size(), 1u);
+  EXPECT_EQ(r.lines[0], 3u) << "the empty line is skipped, not sent";
+  EXPECT_EQ(r.malformed[0], 1u);
+  EXPECT_EQ(slurp(r.files[0]),
+            "{\"user_id\":1,\"item_id\":2,\"cat_id\":3,\"seller_id\":4,\"brand_id\":5,\"time_stamp\":1111,\"action_type\":2}\n"
+            "bad,row\n"
+            "{\"user_id\":7,\"item_id\":8,\"cat_id\":9,\"seller_id\":10,\"brand_id\":11,\"time_stamp\":511,\"action_type\":0}\n");
+  std::ofstream(dir / "wrong.csv") << "a,b\n1,2\n";
+  o.input = dir / "wrong.csv";
+  EXPECT_THROW(replay(o), core::Error);
+}
+
+}  // namespace
+}  // namespace tributary::tools
