@@ -529,10 +529,11 @@ ChannelStats Channel::stats() const {
   s.bytes_written = h->retired_bytes.load();
   for (std::uint32_t i = 0; i < kProducerSlots; ++i) {
     const auto& p = st.producers[i];
-    if (p.pid.load() == 0) continue;
+    const std::uint32_t pid = p.pid.load();
+    if (pid == 0 || pid == kReclaimingPid) continue;
     s.records_written += p.records.load();
     s.bytes_written += p.bytes.load();
-    if (process_alive(p.pid.load(), p.start_time.load())) ++s.live_producers;
+    if (process_alive(pid, p.start_time.load())) ++s.live_producers;
   }
   s.abandoned_records = h->abandoned_records.load();
   s.abandoned_bytes = h->abandoned_bytes.load();

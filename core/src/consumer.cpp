@@ -66,7 +66,7 @@ struct Consumer::Impl {
     for (std::uint32_t i = 0; i < kProducerSlots; ++i) {
       ProducerSlot& s = st->producers[i];
       const std::uint32_t pid = s.pid.load(std::memory_order_acquire);
-      if (pid == 0) continue;
+      if (pid == 0 || pid == kReclaimingPid) continue;
       const std::uint64_t len = s.claim_len.load(std::memory_order_acquire);
       const std::uint64_t pos = s.claim_pos.load(std::memory_order_acquire);
       if (len == 0 || p < pos || p >= pos + len) continue;
@@ -79,12 +79,16 @@ struct Consumer::Impl {
     if (st->close_region(p, end, kSkipTag, false)) {
       st->hdr->abandoned_records.fetch_add(dead->claim_records.load());
       st->hdr->abandoned_bytes.fetch_add(end - p);
-      st->hdr->retired_records.fetch_add(dead->records.load());
-      st->hdr->retired_bytes.fetch_add(dead->bytes.load());
-      dead->records.store(0);
-      dead->bytes.store(0);
-      dead->claim_len.store(0);
-      dead->pid.compare_exchange_strong(dead_pid, 0);
+      // Retire its counters under a sentinel pid, so that a producer reusing the slot at the
+      // same moment cannot count them a second time.
+      if (dead->pid.compare_exchange_strong(dead_pid, kReclaimingPid)) {
+        st->hdr->retired_records.fetch_add(dead->records.load());
+        st->hdr->retired_bytes.fetch_add(dead->bytes.load());
+        dead->records.store(0);
+        dead->bytes.store(0);
+        dead->claim_len.store(0);
+        dead->pid.store(0, std::memory_order_release);
+      }
     }
     st->wake_consumers();
   }

@@ -291,7 +291,9 @@ Producer Channel::producer(const ProducerOptions& options) {
       if (s.pid.compare_exchange_strong(pid, self.pid)) impl->slot = &s;
       continue;
     }
-    // A dead producer's slot is reusable once nothing of it is outstanding.
+    // A dead producer's slot is reusable once nothing of it is outstanding (and no consumer is
+    // retiring it right now).
+    if (pid == kReclaimingPid) continue;
     const std::uint64_t len = s.claim_len.load();
     if (process_alive(pid, s.start_time.load())) continue;
     if (len != 0 && s.claim_pos.load() + len > floor) continue;

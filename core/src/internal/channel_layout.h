@@ -62,8 +62,12 @@ struct alignas(16) HeadWord {
   std::uint64_t gen;
 };
 
+// ProducerSlot::pid while a consumer moves a dead producer's counters to the retired totals:
+// nobody else may take the slot (and count them again) meanwhile.
+inline constexpr std::uint32_t kReclaimingPid = UINT32_MAX;
+
 struct alignas(kCacheLine) ProducerSlot {
-  std::atomic<std::uint32_t> pid;  // 0 = free
+  std::atomic<std::uint32_t> pid;  // 0 = free; kReclaimingPid = being retired
   std::atomic<std::uint32_t> unused;
   std::atomic<std::uint64_t> start_time;  // /proc start time: a reused pid is not the same writer
   std::atomic<std::uint64_t> claim_pos;   // reservation being attempted or written
