@@ -101,11 +101,17 @@ TEST(AnalyzeProcessTest, KilledAtRandomAndRestartedTheTotalsAreUnchanged) {
   std::mt19937_64 rng(seed);
   int mid_stream = 0;
   for (int k = 0; k < 8; ++k) {
+    const std::uint64_t before = accounted(dir / "out");
     Child job({kTributary, "analyze", "--config", (dir / "analyze.toml").string()});
-    std::this_thread::sleep_for(std::chrono::milliseconds(10 + rng() % 60));  // a random moment
+    // Wait (bounded) until this run has made progress, then kill it at a random moment after:
+    // the kills land mid-stream however slowly the build starts (sanitizers).
+    const auto deadline = std::chrono::steady_clock::now() + 20s;
+    while (accounted(dir / "out") == before && std::chrono::steady_clock::now() < deadline)
+      std::this_thread::sleep_for(2ms);
+    std::this_thread::sleep_for(std::chrono::milliseconds(rng() % 40));  // a random moment
     job.kill_and_reap();
     const std::uint64_t a = accounted(dir / "out");
-    mid_stream += a > 0 && a < n;
+    mid_stream += a > before && a < n;
   }
   EXPECT_GE(mid_stream, 2) << "the kills must land while events are being analyzed";
   Child job({kTributary, "analyze", "--config", (dir / "analyze.toml").string()});

@@ -111,6 +111,7 @@ TEST(BrokerProcessTest, AgentKilledMidStreamShipsEveryLineCopiesOnlyWithTheSameI
   std::string state;
   while (!shipped && std::chrono::steady_clock::now() < deadline) {
     std::this_thread::sleep_for(100ms);  // polling another process's progress, bounded above
+    if (!std::filesystem::exists(dir / "main.chan")) continue;  // a slow (sanitizer) start
     core::OpenOptions ro;
     ro.read_only = true;
     const auto ch = core::Channel::open(dir / "main.chan", ro);
