@@ -9,7 +9,6 @@
 #include <fmt/format.h>
 #include <functional>
 #include <set>
-#include <thread>
 #include <sstream>
 #include <toml++/toml.h>
 
@@ -261,7 +260,9 @@ struct AnalyzeJob::Impl {
     }
   }
 
-  void open_input() {
+  // Opens the input at the checkpointed position. False if `stop_fd` fired while waiting for
+  // the topic to appear.
+  bool open_input(int stop_fd) {
     if (cfg.input_type == "channel") {
       channel.emplace(core::Channel::open(cfg.channel));
       consumer.emplace(channel->consumer(cfg.consumer));
@@ -269,7 +270,7 @@ struct AnalyzeJob::Impl {
         throw core::Error(fmt::format("checkpoint position {} is not readable in {} (committed {})", channel_pos,
                                       cfg.channel.string(), consumer->committed()));
       if (channel_pos == 0) channel_pos = consumer->committed();
-      return;
+      return true;
     }
     topic_hash = std::hash<std::string>{}(cfg.topic);
     kafka = uplink::make_handle(RD_KAFKA_CONSUMER, uplink::make_conf({{"bootstrap.servers", cfg.bootstrap},
@@ -283,14 +284,15 @@ struct AnalyzeJob::Impl {
     for (int attempt = 0; partitions == 0; ++attempt) {
       rd_kafka_topic_t* t = rd_kafka_topic_new(kafka.get(), cfg.topic.c_str(), nullptr);
       const rd_kafka_metadata_t* md = nullptr;
-      if (rd_kafka_metadata(kafka.get(), 0, t, &md, 5000) == RD_KAFKA_RESP_ERR_NO_ERROR && md->topic_cnt == 1 &&
+      if (rd_kafka_metadata(kafka.get(), 0, t, &md, 1000) == RD_KAFKA_RESP_ERR_NO_ERROR && md->topic_cnt == 1 &&
           md->topics[0].err == RD_KAFKA_RESP_ERR_NO_ERROR)
         partitions = md->topics[0].partition_cnt;
       if (md) rd_kafka_metadata_destroy(md);
       rd_kafka_topic_destroy(t);
       if (partitions == 0) {
         if (attempt == 0) info(fmt::format("waiting for topic {} at {}", cfg.topic, cfg.bootstrap));
-        std::this_thread::sleep_for(std::chrono::milliseconds(500));  // the topic does not exist yet: retry
+        pollfd p{stop_fd, POLLIN, 0};  // the topic does not exist yet: retry in 500 ms unless stopped
+        if (::poll(&p, stop_fd >= 0 ? 1 : 0, 500) > 0) return false;
       }
     }
     rd_kafka_topic_partition_list_t* list = rd_kafka_topic_partition_list_new(partitions);
@@ -302,6 +304,7 @@ struct AnalyzeJob::Impl {
     rd_kafka_assign(kafka.get(), list);
     rd_kafka_topic_partition_list_destroy(list);
     info(fmt::format("reading {} partitions of {} at {}", partitions, cfg.topic, position()));
+    return true;
   }
 
   // Reads up to a batch of events into the analyzer; returns how many.
@@ -407,7 +410,6 @@ AnalyzeJob::AnalyzeJob(AnalyzeConfig config, JobLog log) : impl_(std::make_uniqu
     impl_->info(fmt::format("restored checkpoint: {} counted, resuming at {}", impl_->analyzer->stats().counted,
                             impl_->position()));
   }
-  impl_->open_input();
 }
 
 AnalyzeJob::~AnalyzeJob() {
@@ -416,6 +418,7 @@ AnalyzeJob::~AnalyzeJob() {
 
 int AnalyzeJob::run(int stop_fd) {
   Impl& j = *impl_;
+  if (!j.open_input(stop_fd)) return 0;  // stopped before the input existed: nothing to save
   auto next = Clock::now();
   for (;;) {
     j.pump();

@@ -79,7 +79,8 @@ class AnalyzeJob {
  public:
   AnalyzeJob(AnalyzeConfig config, JobLog log);
   ~AnalyzeJob();
-  // Runs until `stop_fd` is readable; checkpoints on the way and at the end. Exit status.
+  // Opens the input (waiting for a Kafka topic to exist), then runs until `stop_fd` is
+  // readable; checkpoints on the way and at the end. Exit status.
   int run(int stop_fd);
 
  private:
