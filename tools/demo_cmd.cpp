@@ -52,6 +52,7 @@ class Proc {
   Proc& operator=(const Proc&) = delete;
   ~Proc() { stop(); }
   [[nodiscard]] bool alive() const { return pid_ > 0 && ::waitpid(pid_, nullptr, WNOHANG) == 0; }
+  [[nodiscard]] pid_t pid() const { return pid_; }
   void stop() {
     if (pid_ <= 0) return;
     ::kill(pid_, SIGTERM);
@@ -64,6 +65,31 @@ class Proc {
  private:
   pid_t pid_ = -1;
 };
+
+// CPU seconds (user + system) and peak RSS of a running process, from /proc.
+struct Usage {
+  double cpu_s = 0;
+  std::uint64_t peak_rss_kb = 0;
+};
+Usage usage_of(pid_t pid) {
+  Usage u;
+  std::ifstream stat(fmt::format("/proc/{}/stat", pid));
+  std::string text((std::istreambuf_iterator<char>(stat)), {});
+  const auto close = text.rfind(')');
+  if (close != std::string::npos) {
+    std::istringstream rest(text.substr(close + 2));
+    std::string field;
+    double ticks = 0;
+    for (int i = 3; i <= 15 && rest >> field; ++i)
+      if (i == 14 || i == 15) ticks += std::stod(field);  // utime, stime
+    u.cpu_s = ticks / static_cast<double>(::sysconf(_SC_CLK_TCK));
+  }
+  std::ifstream status(fmt::format("/proc/{}/status", pid));
+  std::string line;
+  while (std::getline(status, line))
+    if (line.rfind("VmHWM:", 0) == 0) u.peak_rss_kb = std::strtoull(line.c_str() + 6, nullptr, 10);
+  return u;
+}
 
 std::string slurp(const fs::path& p) {
   std::ifstream f(p);
@@ -202,7 +228,7 @@ name = "demo"
 status_file = "{0}/agent.status.json"
 [channels.events]
 path = "{0}/demo.chan"
-capacity = "256M"
+capacity = "64M"
 [sources.log0]
 type = "tail"
 channels = ["events"]
@@ -259,6 +285,12 @@ bootstrap = "{2}"
   }
   if (tty) fmt::print("\n");
   const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  // CPU and peak memory of every process of the path, read before they stop.
+  std::vector<std::pair<std::string, Usage>> usage = {{"agent (tail + channel + uplink)", usage_of(agent.pid())},
+                                                      {"analyzer", usage_of(analyzer.pid())}};
+  if (kafka)
+    for (const auto& b : kafka->status())
+      if (b.pid != 0) usage.emplace_back(fmt::format("kafka broker {} (JVM)", b.node_id), usage_of(b.pid));
   analyzer.stop();  // final checkpoint and outputs
   agent.stop();
   status = slurp(work / "analyzer" / "status.json");
@@ -302,6 +334,14 @@ bootstrap = "{2}"
     html += "</table>\n";
   }
   fmt::print("\n{}: {} days with orders (see orders_by_day.csv)\n", tables[2].title, tables[2].rows.size());
+  fmt::print("\n  {:<34} {:>8} {:>12}\n", "process", "CPU s", "peak RSS");
+  html += "<h2>Processes</h2><table><tr><th>process</th><th>CPU s</th><th>peak RSS (MB)</th></tr>\n";
+  for (const auto& [name, u] : usage) {
+    fmt::print("  {:<34} {:>8.2f} {:>9.1f} MB\n", name, u.cpu_s, double(u.peak_rss_kb) / 1024.0);
+    html += fmt::format("<tr><td>{}</td><td>{:.2f}</td><td>{:.1f}</td></tr>\n", escape_xml(name), u.cpu_s,
+                        double(u.peak_rss_kb) / 1024.0);
+  }
+  html += "</table>\n";
   std::ofstream(out / "report.html") << html << "</body></html>\n";
   fmt::print("\n{} lines in {:.1f} s ({:.0f} events/s end to end); orders {}; rejected {}; copies dropped {}\n", total,
              secs, double(total) / secs, json_number(status, "counted"), json_number(status, "rejected"),
