@@ -325,12 +325,19 @@ bootstrap = "{2}"
   for (int i = 0; i < 3; ++i) {
     const std::string svg = svg_chart(tables[i]);
     std::ofstream(out / svgs[i]) << svg;
-    html += "<h2>" + tables[i].title + "</h2>\n" + svg + "<table><tr><th>" + tables[i].header + "</th></tr>\n";
+    auto cells = [](const std::string& line, const char* tag) {
+      std::string row = "<tr>";
+      std::stringstream ss(line);
+      std::string cell;
+      while (std::getline(ss, cell, ',')) row += fmt::format("<{0}>{1}</{0}>", tag, escape_xml(cell));
+      return row + "</tr>\n";
+    };
+    html += "<h2>" + tables[i].title + "</h2>\n" + svg + "<table>" + cells(tables[i].header, "th");
     if (i < 2) {
       fmt::print("\n{}\n  {}\n", tables[i].title, tables[i].header);
       for (const auto& l : tables[i].lines) fmt::print("  {}\n", l);
     }
-    for (const auto& l : tables[i].lines) html += "<tr><td>" + escape_xml(l) + "</td></tr>\n";
+    for (const auto& l : tables[i].lines) html += cells(l, "td");
     html += "</table>\n";
   }
   fmt::print("\n{}: {} days with orders (see orders_by_day.csv)\n", tables[2].title, tables[2].rows.size());

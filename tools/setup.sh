@@ -20,6 +20,7 @@ PACKAGES=(
   librdkafka-dev libconcurrentqueue-dev libsimdjson-dev libtomlplusplus-dev
   libcpp-httplib-dev liblz4-dev libzstd-dev nlohmann-json3-dev rapidjson-dev
   kcat python3-kafka python3-lz4
+  chromium
 )
 
 action="${1:-}"

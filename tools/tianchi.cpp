@@ -97,10 +97,11 @@ char* put(char* p, std::uint64_t v, char sep) {
 
 int random_day(Rng& rng) {
   if (rng.uniform() < 0.12) return 1111;  // Double 11
-  static constexpr int kDays[] = {31, 30, 31, 31, 30, 31, 12};  // May .. Nov 12
-  int n = static_cast<int>(rng.next() % 185);
+  // The log spans 11 May to 12 November, like the real one.
+  static constexpr int kDays[] = {21, 30, 31, 31, 30, 31, 12};  // May 11-31, June .. Nov 1-12
+  int n = static_cast<int>(rng.next() % 186);
   for (int m = 0; m < 7; ++m) {
-    if (n < kDays[m]) return (5 + m) * 100 + (m == 0 ? 11 + n % 21 : n + 1);
+    if (n < kDays[m]) return (5 + m) * 100 + (m == 0 ? 11 + n : n + 1);
     n -= kDays[m];
   }
   return 1111;

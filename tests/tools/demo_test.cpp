@@ -102,6 +102,25 @@ TEST(DemoTest, OutputsEqualAnIndependentRecountOfTheFiles) {
   for (const auto& [file, text] : recount(dir / "data")) EXPECT_EQ(slurp(dir / "out" / file), text) << file;
   for (const char* f : {"orders_by_age.svg", "orders_by_gender.svg", "orders_by_day.svg", "report.html"})
     EXPECT_TRUE(std::filesystem::file_size(dir / "out" / f) > 100) << f;
+  // The report as a person opens it: headless Chromium renders it with the three charts.
+  if (!have("chromium")) GTEST_SKIP() << "chromium not installed (apt-get install chromium): report not rendered";
+  const std::string flags = "--headless --no-sandbox --disable-gpu --disable-quic --no-first-run "
+                            "--disable-background-networking --disable-component-update --disable-sync --user-data-dir=" +
+                            (dir / "chromium").string();
+  const std::string url = "file://" + (dir / "out" / "report.html").string();
+  ASSERT_EQ(std::system(("timeout 120 chromium " + flags + " --dump-dom " + url + " > " + (dir / "dom.html").string() +
+                         " 2> /dev/null").c_str()),
+            0);
+  const std::string dom = slurp(dir / "dom.html");
+  std::size_t svgs = 0;
+  for (std::size_t at = dom.find("<svg"); at != std::string::npos; at = dom.find("<svg", at + 1)) ++svgs;
+  EXPECT_EQ(svgs, 3u) << "the three charts";
+  EXPECT_NE(dom.find("Orders by customer age range, gender and day"), std::string::npos);
+  ASSERT_EQ(std::system(("timeout 120 chromium " + flags + " --window-size=1000,1400 --screenshot=" +
+                         (dir / "report.png").string() + " " + url + " > /dev/null 2>&1")
+                            .c_str()),
+            0);
+  EXPECT_GT(std::filesystem::file_size(dir / "report.png"), 20000u) << "a rendered page, not a blank one";
 }
 
 TEST(DemoTest, BadDataGivesTheDocumentedErrors) {
