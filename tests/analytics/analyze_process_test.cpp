@@ -66,17 +66,24 @@ void expect_outputs(const std::filesystem::path& state, const TianchiData& d) {
   for (const auto& [file, text] : d.expected_outputs()) EXPECT_EQ(slurp(state / file), text) << file;
 }
 
-TEST(AnalyzeProcessTest, FromAChannelTheOutputsEqualARecount) {
-  TempDir dir;
-  const auto d = TianchiData::make(3, 500, 20000);
+// The data set's user_info, a channel holding its rows, and an analyzer config reading it.
+// Returns the number of events in the channel.
+std::uint64_t prepare_channel_job(const TempDir& dir, const TianchiData& d, std::uint64_t capacity, int checkpoint_ms) {
   d.write_info(dir / "user_info.csv");
   core::ChannelConfig cfg;
-  cfg.capacity = 16 << 20;
+  cfg.capacity = capacity;
   auto ch = core::Channel::create(dir / "c.chan", cfg);
   const std::uint64_t n = fill_channel(ch, d);
   testing::write_tianchi_analyze_config(dir / "analyze.toml",
                                         "type = \"channel\"\npath = \"" + (dir / "c.chan").string() + "\"\n",
-                                        dir / "user_info.csv", dir / "out");
+                                        dir / "user_info.csv", dir / "out", checkpoint_ms);
+  return n;
+}
+
+TEST(AnalyzeProcessTest, FromAChannelTheOutputsEqualARecount) {
+  TempDir dir;
+  const auto d = TianchiData::make(3, 500, 20000);
+  const std::uint64_t n = prepare_channel_job(dir, d, 16 << 20, 200);
   Child job({kTributary, "analyze", "--config", (dir / "analyze.toml").string()});
   ASSERT_TRUE(wait_accounted(dir / "out", n, 30s));
   job.signal(SIGTERM);
@@ -88,14 +95,7 @@ TEST(AnalyzeProcessTest, FromAChannelTheOutputsEqualARecount) {
 TEST(AnalyzeProcessTest, KilledAtRandomAndRestartedTheTotalsAreUnchanged) {
   TempDir dir;
   const auto d = TianchiData::make(5, 3000, 300000);
-  d.write_info(dir / "user_info.csv");
-  core::ChannelConfig cfg;
-  cfg.capacity = 128 << 20;
-  auto ch = core::Channel::create(dir / "c.chan", cfg);
-  const std::uint64_t n = fill_channel(ch, d);
-  testing::write_tianchi_analyze_config(dir / "analyze.toml",
-                                        "type = \"channel\"\npath = \"" + (dir / "c.chan").string() + "\"\n",
-                                        dir / "user_info.csv", dir / "out", 20);
+  const std::uint64_t n = prepare_channel_job(dir, d, 128 << 20, 20);
   const std::uint64_t seed = std::random_device{}();
   SCOPED_TRACE("seed " + std::to_string(seed));
   std::mt19937_64 rng(seed);
