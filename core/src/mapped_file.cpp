@@ -15,6 +15,7 @@
 #include <fmt/format.h>
 
 #include "tributary/core/error.h"
+#include "tributary/core/fd.h"
 
 namespace tributary::core {
 
@@ -25,32 +26,6 @@ void throw_errno(const std::string& what, int err) {
 }
 
 namespace {
-
-// Owns a file descriptor; closes it once.
-class Fd {
- public:
-  explicit Fd(int fd = -1) noexcept : fd_(fd) {}
-  Fd(Fd&& o) noexcept : fd_(o.release()) {}
-  Fd& operator=(Fd&& o) noexcept {
-    if (this != &o) {
-      reset();
-      fd_ = o.release();
-    }
-    return *this;
-  }
-  Fd(const Fd&) = delete;
-  Fd& operator=(const Fd&) = delete;
-  ~Fd() { reset(); }
-  [[nodiscard]] int get() const noexcept { return fd_; }
-  int release() noexcept { return std::exchange(fd_, -1); }
-  void reset() noexcept {
-    if (fd_ >= 0) ::close(fd_);
-    fd_ = -1;
-  }
-
- private:
-  int fd_;
-};
 
 std::string describe_owner(const std::filesystem::path& path) {
   struct stat st {};

@@ -13,6 +13,7 @@
 #include <thread>
 
 #include "tributary/core/error.h"
+#include "tributary/core/json.h"
 #include "tributary/uplink/uplink.h"
 
 namespace tributary::ingest {
@@ -20,20 +21,10 @@ namespace tributary::ingest {
 using Clock = std::chrono::steady_clock;
 
 namespace {
-// Minimal JSON string escaping for the status file (paths and error messages).
+// A JSON string's contents (without the quotes) for the status file.
 std::string esc(std::string_view in) {
-  std::string out;
-  for (const char c : in) {
-    if (c == '"' || c == '\\') {
-      out += '\\';
-      out += c;
-    } else if (static_cast<unsigned char>(c) < 0x20) {
-      out += fmt::format("\\u{:04x}", static_cast<int>(c));
-    } else {
-      out += c;
-    }
-  }
-  return out;
+  std::string out = core::json_string(in);
+  return out.substr(1, out.size() - 2);
 }
 }  // namespace
 
@@ -162,8 +153,10 @@ std::string Agent::status_json() const {
   for (const auto& [name, src] : a.sources) {
     const SourceMetrics m = src->metrics();
     out += fmt::format(
-        R"({}"{}":{{"events":{},"bytes":{},"rejected":{},"oversize":{},"rotations":{},"open_files":{},"errors":{}}})",
-        first ? "" : ",", name, m.events, m.bytes, m.rejected, m.oversize, m.rotations, m.open_files, m.errors);
+        R"({}"{}":{{"events":{},"bytes":{},"rejected":{},"oversize":{},"rotations":{},"open_files":{},"errors":{},)"
+        R"("restarts":{},"connections":{},"refused_connections":{},"malformed":{},"dropped":{},"endpoint":"{}"}})",
+        first ? "" : ",", name, m.events, m.bytes, m.rejected, m.oversize, m.rotations, m.open_files, m.errors,
+        m.restarts, m.connections, m.refused_connections, m.malformed, m.dropped, esc(src->endpoint()));
     first = false;
   }
   out += R"(},"uplinks":{)";

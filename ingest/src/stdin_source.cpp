@@ -9,8 +9,7 @@
 #include <cstring>
 #include <fmt/format.h>
 
-#include "internal/lines.h"
-#include "tributary/ingest/producer.h"
+#include "internal/stream.h"
 #include "tributary/ingest/source.h"
 
 namespace tributary::ingest {
@@ -19,9 +18,8 @@ namespace {
 class StdinSource final : public Source {
  public:
   StdinSource(std::size_t max_line, bool split, SourceContext ctx)
-      : max_line_(max_line), split_(split), ctx_(std::move(ctx)), id_(new_source_id()) {
-    for (core::Channel* ch : ctx_.channels) producers_.push_back(ch->producer(ctx_.producer_options));
-    buf_.resize(std::max<std::size_t>(max_line_ + 1, 1 << 20));
+      : ctx_(std::move(ctx)), framer_(max_line, split, detail::Framing::kLines, 1 << 20), emitter_(ctx_) {
+    detail::check_max_event(ctx_, "max_line", max_line);
     old_flags_ = ::fcntl(0, F_GETFL);
     if (old_flags_ >= 0) ::fcntl(0, F_SETFL, old_flags_ | O_NONBLOCK);
   }
@@ -30,92 +28,43 @@ class StdinSource final : public Source {
   }
 
   std::size_t do_work() override {
-    if (eof_ && fill_ == 0) return 0;
-    if (!eof_ && fill_ < buf_.size()) {
-      const ssize_t n = ::read(0, buf_.data() + fill_, buf_.size() - fill_);
-      if (n > 0) {
-        fill_ += static_cast<std::size_t>(n);
-      } else if (n == 0) {
-        eof_ = true;
-      } else if (errno != EAGAIN && errno != EINTR) {
-        ++metrics_.errors;
-        if (ctx_.log) ctx_.log("error", fmt::format("read stdin: {}", std::strerror(errno)));
-        eof_ = true;
-      }
-    }
-    std::size_t pos = 0;
-    batch_.clear();
-    std::span<const char> data(buf_.data(), fill_);
-    for (;;) {
-      const detail::NextLine l = detail::next_line(data.subspan(pos), max_line_);
-      if (l.kind == detail::LineKind::kPartial) {
-        if (eof_ && pos < fill_) {  // the last line, without '\n'
-          add(data.subspan(pos));
-          pos = fill_;
-        }
-        break;
-      }
-      if (l.kind == detail::LineKind::kOversize) {
-        ++metrics_.oversize;
-        if (!split_) {
-          ++metrics_.rejected;
-          skipping_ = true;
-          pos += l.consumed;
-          continue;
-        }
-      }
-      if (skipping_) {  // the tail of a rejected oversize line
-        skipping_ = l.kind != detail::LineKind::kLine;
-        pos += l.consumed;
-        continue;
-      }
-      add(data.subspan(pos, l.length));
-      pos += l.consumed;
-    }
-    if (!batch_.empty() && !append()) return 0;  // channel refused: keep the bytes, retry
-    const std::size_t n = batch_.size();
-    std::memmove(buf_.data(), buf_.data() + pos, fill_ - pos);
-    fill_ -= pos;
-    return n + (eof_ ? 1 : 0);
+    if (!emitter_.refused() && !eof_) read_some();
+    events_.clear();
+    const auto scan = framer_.scan(eof_, events_, 65536, emitter_.batch_bytes());
+    if (emitter_.emit(events_, metrics_) != detail::Emitter::Result::kOk) return 0;  // full: retry later
+    metrics_.oversize += scan.oversize;
+    metrics_.rejected += scan.rejected;
+    framer_.accept(scan);
+    return events_.size() + (scan.complete ? 0 : 1);
   }
 
-  [[nodiscard]] int wait_fd() const override { return eof_ ? -1 : 0; }
-  [[nodiscard]] bool finished() const override { return eof_ && fill_ == 0; }
+  [[nodiscard]] int wait_fd() const override { return eof_ || emitter_.refused() ? -1 : 0; }
+  [[nodiscard]] std::chrono::steady_clock::time_point next_deadline() const override { return emitter_.retry_at(); }
+  [[nodiscard]] bool finished() const override { return eof_ && framer_.buffered() == 0; }
   [[nodiscard]] SourceMetrics metrics() const override { return metrics_; }
 
  private:
-  void add(std::span<const char> line) {
-    batch_.push_back({{id_, next_ + batch_.size()}, std::as_bytes(line)});
-  }
-
-  bool append() {
-    for (std::size_t c = 0; c < producers_.size(); ++c) {
-      if (c < done_channels_) continue;
-      if (producers_[c].append_batch(batch_) != core::AppendStatus::kOk) {
-        done_channels_ = c;  // the ones before c have it: do not append it there twice
-        return false;
-      }
+  void read_some() {
+    const std::span<char> room = framer_.space();
+    if (room.empty()) return;
+    const ssize_t n = ::read(0, room.data(), room.size());
+    if (n > 0) {
+      framer_.filled(static_cast<std::size_t>(n));
+    } else if (n == 0) {
+      eof_ = true;
+    } else if (errno != EAGAIN && errno != EINTR) {
+      ++metrics_.errors;
+      if (ctx_.log) ctx_.log("error", fmt::format("read stdin: {}", std::strerror(errno)));
+      eof_ = true;
     }
-    done_channels_ = 0;
-    next_ += batch_.size();
-    metrics_.events += batch_.size();
-    for (const auto& e : batch_) metrics_.bytes += e.payload.size();
-    return true;
   }
 
-  std::size_t max_line_;
-  bool split_;
   SourceContext ctx_;
-  std::uint64_t id_;
-  std::uint64_t next_ = 0;
-  std::vector<core::Producer> producers_;
-  std::size_t done_channels_ = 0;
-  std::vector<char> buf_;
-  std::size_t fill_ = 0;
+  detail::Framer framer_;
+  detail::Emitter emitter_;
+  std::vector<std::span<const char>> events_;
   bool eof_ = false;
-  bool skipping_ = false;
   int old_flags_ = -1;
-  std::vector<core::Event> batch_;
   SourceMetrics metrics_;
 };
 

@@ -139,5 +139,29 @@ TEST(AgentProcessTest, StdinLinesReachTheChannelAndTheAgentExitsAtEof) {
   EXPECT_EQ(all[1000].payload, "last line without newline");
 }
 
+// The command of an exec source dies with the agent, even when the agent is SIGKILLed and
+// cannot clean up (PR_SET_PDEATHSIG); a SIGTERMed agent stops it and exits 0.
+TEST(AgentProcessTest, AnExecCommandDoesNotOutliveItsAgent) {
+  for (const int sig : {SIGKILL, SIGTERM}) {
+    TempDir dir;
+    write_config(dir, "[sources.cmd]\ntype = \"exec\"\nchannels = [\"main\"]\ncommand = \"echo $$; exec sleep 1000\"\n");
+    Child agent({kTributary, "agent", "--config", (dir / "agent.toml").string()});
+    ASSERT_TRUE(wait_records(dir / "main.chan", 1, 10s));
+    core::OpenOptions ro;
+    ro.read_only = true;
+    const pid_t command = std::stoi(testing::all_records(core::Channel::open(dir / "main.chan", ro)).at(0).payload);
+    ASSERT_EQ(::kill(command, 0), 0) << "the command runs";
+    agent.signal(sig);
+    const int status = agent.wait(10s);
+    if (sig == SIGTERM) {
+      ASSERT_TRUE(WIFEXITED(status)) << status;
+      EXPECT_EQ(WEXITSTATUS(status), 0);
+    }
+    // The command was re-parented to init (or a subreaper) and killed.
+    const bool gone = testing::wait_gone(command, 10s);
+    EXPECT_TRUE(gone) << "signal " << sig << ": command " << command << " still runs";
+  }
+}
+
 }  // namespace
 }  // namespace tributary::ingest

@@ -17,14 +17,17 @@ namespace tributary::testing {
 
 inline std::unique_ptr<ingest::Source> make_source(std::string_view type, std::vector<core::Channel*> channels,
                                                    const std::map<std::string, ingest::OptionValues::Value>& opts,
-                                                   std::string name = "test") {
+                                                   std::string name = "test",
+                                                   core::ProducerOptions producer = {
+                                                       .on_full = core::FullPolicy::kBlock,
+                                                       .max_wait = std::chrono::milliseconds(2000)}) {
   const ingest::SourceDescriptor* d = ingest::find_source(type);
   ingest::OptionValues v = ingest::defaults_of(*d);
   for (const auto& [k, val] : opts) v.set(k, val);
   ingest::SourceContext ctx;
   ctx.name = std::move(name);
   ctx.channels = std::move(channels);
-  ctx.producer_options.max_wait = std::chrono::milliseconds(2000);
+  ctx.producer_options = producer;
   return d->create(v, std::move(ctx));
 }
 

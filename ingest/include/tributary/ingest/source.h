@@ -61,6 +61,11 @@ struct SourceMetrics {
   std::uint64_t rotations = 0;  // new file generations seen (tail)
   std::uint64_t open_files = 0; // tail
   std::uint64_t errors = 0;     // I/O errors (logged once per state change)
+  std::uint64_t restarts = 0;   // exec: runs of the command after the first
+  std::uint64_t connections = 0;          // tcp, syslog: open now
+  std::uint64_t refused_connections = 0;  // tcp, syslog: closed at once, max_connections reached
+  std::uint64_t malformed = 0;  // syslog: messages that do not parse (kept, as the raw message)
+  std::uint64_t dropped = 0;    // udp, syslog: datagrams the kernel dropped (receive buffer full)
 };
 
 // What a source may touch: its channels and a logger. Nothing else of the agent.
@@ -87,6 +92,8 @@ class Source {
   // True once the source has nothing more to read ever (stdin at EOF).
   [[nodiscard]] virtual bool finished() const { return false; }
   [[nodiscard]] virtual SourceMetrics metrics() const = 0;
+  // Where the source listens ("127.0.0.1:5170"), once bound; empty for others.
+  [[nodiscard]] virtual std::string endpoint() const { return {}; }
 };
 
 struct SourceDescriptor {

@@ -1,0 +1,217 @@
+#include "internal/stream.h"
+
+#include <algorithm>
+#include <cstring>
+#include <fmt/format.h>
+
+#include "internal/lines.h"
+#include "tributary/core/error.h"
+#include "tributary/ingest/producer.h"
+
+namespace tributary::ingest::detail {
+
+// ---------------------------------------------------------------------------------- Framer
+
+namespace {
+constexpr std::size_t kMaxCountDigits = 10;  // an RFC 6587 frame length: "MSG-LEN SP"
+
+bool is_digit(char c) { return c >= '0' && c <= '9'; }
+}  // namespace
+
+Framer::Framer(std::size_t max_event, bool split_oversize, Framing framing, std::size_t initial)
+    : max_event_(max_event),
+      split_(split_oversize),
+      framing_(framing),
+      limit_(max_event + 1 + (framing == Framing::kSyslog ? kMaxCountDigits + 1 : 0)) {
+  initial_ = std::min(initial, limit_);
+}
+
+void Framer::resize(std::size_t cap) {
+  auto next = std::make_unique<char[]>(cap);
+  if (fill_ != 0) std::memcpy(next.get(), buf_.get(), fill_);
+  buf_ = std::move(next);
+  cap_ = cap;
+}
+
+std::span<char> Framer::space() {
+  if (cap_ == 0) resize(initial_);
+  if (fill_ == cap_ && cap_ < limit_) resize(std::min(limit_, cap_ * 2));
+  return {buf_.get() + fill_, cap_ - fill_};
+}
+
+Framer::Scan Framer::scan(bool at_eof, std::vector<std::span<const char>>& out, std::size_t max_events,
+                          std::size_t max_bytes) const {
+  Scan s;
+  s.mid = mid_;
+  s.skip_count = skip_count_;
+  const std::span<const char> data(buf_.get(), fill_);
+  std::size_t pos = 0;
+  std::size_t events = 0;
+  std::size_t bytes = 0;
+  auto emit = [&](std::span<const char> e) {
+    out.push_back(e);
+    ++events;
+    bytes += e.size();
+  };
+  while (pos < fill_) {
+    if (events >= max_events || bytes >= max_bytes) {
+      s.complete = false;
+      break;
+    }
+    if (s.mid == Mid::kSkippingCount) {  // the rest of a rejected octet-counted frame
+      const auto n = static_cast<std::size_t>(std::min<std::uint64_t>(s.skip_count, fill_ - pos));
+      pos += n;
+      s.skip_count -= n;
+      if (s.skip_count == 0) s.mid = Mid::kNone;
+      continue;
+    }
+    if (framing_ == Framing::kSyslog && s.mid == Mid::kNone) {
+      const char c = data[pos];
+      if (c == '\n' || c == '\r' || c == '\0' || c == ' ') {  // padding between messages
+        ++pos;
+        continue;
+      }
+      if (is_digit(c)) {  // octet counting: "LEN SP MSG"
+        std::size_t i = pos;
+        std::uint64_t len = 0;
+        while (i < fill_ && i - pos < kMaxCountDigits && is_digit(data[i])) len = len * 10 + (data[i++] - '0');
+        if (i == fill_ && !at_eof) break;  // the count is not all here yet
+        if (i < fill_ && data[i] == ' ' && len > 0) {
+          const std::size_t start = i + 1;
+          if (len > max_event_) {
+            ++s.oversize;
+            ++s.rejected;
+            pos = start;
+            s.mid = Mid::kSkippingCount;
+            s.skip_count = len;
+            continue;
+          }
+          if (fill_ - start < len) {
+            if (at_eof) {  // a frame cut short by the end of the stream: counted, dropped
+              ++s.rejected;
+              pos = fill_;
+            }
+            break;
+          }
+          emit(data.subspan(start, static_cast<std::size_t>(len)));
+          pos = start + static_cast<std::size_t>(len);
+          continue;
+        }
+        // Digits but no "LEN SP": not a count; the message is newline-terminated.
+      }
+    }
+    const NextLine l = next_line(data.subspan(pos), max_event_);
+    if (l.kind == LineKind::kPartial) {
+      if (at_eof) {  // the last line, without its newline
+        if (s.mid != Mid::kSkippingLine) emit(data.subspan(pos));
+        s.mid = Mid::kNone;
+        pos = fill_;
+      }
+      break;
+    }
+    if (l.kind == LineKind::kOversize) {
+      if (s.mid == Mid::kNone) ++s.oversize;
+      if (s.mid == Mid::kSkippingLine || !split_) {
+        if (s.mid == Mid::kNone) ++s.rejected;
+        s.mid = Mid::kSkippingLine;
+      } else {
+        emit(data.subspan(pos, l.length));
+        s.mid = Mid::kSplitting;
+      }
+      pos += l.consumed;
+      continue;
+    }
+    std::span<const char> line = data.subspan(pos, l.length);
+    if (framing_ == Framing::kSyslog && !line.empty() && line.back() == '\r') line = line.first(line.size() - 1);
+    const bool skip = s.mid == Mid::kSkippingLine || (s.mid == Mid::kSplitting && line.empty()) ||
+                      (framing_ == Framing::kSyslog && line.empty());
+    if (!skip) emit(line);
+    s.mid = Mid::kNone;
+    pos += l.consumed;
+  }
+  s.consumed = pos;
+  return s;
+}
+
+void Framer::accept(const Scan& s) {
+  mid_ = s.mid;
+  skip_count_ = s.skip_count;
+  if (s.consumed != 0) {
+    fill_ -= s.consumed;
+    if (fill_ != 0) std::memmove(buf_.get(), buf_.get() + s.consumed, fill_);
+  }
+  // Give back what a burst of long events grew, once it is no longer needed.
+  if (cap_ > initial_ && fill_ <= initial_ / 2) resize(initial_);
+}
+
+// --------------------------------------------------------------------------------- Emitter
+
+Emitter::Emitter(const SourceContext& ctx) : log_(ctx.log), id_(new_source_id()) {
+  std::uint64_t smallest = UINT64_MAX;
+  std::uint32_t max_payload = UINT32_MAX;
+  for (core::Channel* ch : ctx.channels) {
+    producers_.push_back(ch->producer(ctx.producer_options));
+    const core::ChannelStats st = ch->stats();
+    smallest = std::min(smallest, st.capacity);
+    max_payload = std::min(max_payload, st.max_payload);
+  }
+  batch_bytes_ = static_cast<std::size_t>(std::max<std::uint64_t>(std::min<std::uint64_t>(smallest / 8, 1 << 20), 1));
+  max_payload_ = max_payload;
+}
+
+void Emitter::new_identity() {
+  id_ = new_source_id();
+  next_ = 0;
+}
+
+Emitter::Result Emitter::emit(std::span<const std::span<const char>> events, SourceMetrics& m) {
+  if (events.empty()) return Result::kOk;
+  batch_.clear();
+  std::uint64_t bytes = 0;
+  for (std::size_t i = 0; i < events.size(); ++i) {
+    batch_.push_back({{id_, next_ + i}, std::as_bytes(events[i])});
+    bytes += events[i].size();
+  }
+  for (std::size_t c = done_channels_; c < producers_.size(); ++c) {
+    const core::AppendStatus st = producers_[c].append_batch(batch_);
+    if (st == core::AppendStatus::kOk) continue;
+    if (st == core::AppendStatus::kFull || st == core::AppendStatus::kTimeout) {
+      if (!refused_ && log_) log_("warn", fmt::format("channel full: holding {} events until there is room", events.size()));
+      done_channels_ = c;
+      refused_ = true;
+      refused_at_ = std::chrono::steady_clock::now();
+      return Result::kRefused;
+    }
+    // Never appendable as a batch: one by one, so that one bad event does not take the rest.
+    // What still fails is counted and leaves a gap in the sequence (seen downstream as one).
+    std::size_t failed = 0;
+    core::AppendStatus why = st;
+    for (const core::Event& e : batch_) {
+      const core::AppendStatus one = producers_[c].append(e.id, e.payload);
+      if (one == core::AppendStatus::kOk) continue;
+      ++failed;
+      why = one;
+    }
+    m.rejected += failed;
+    if (failed != 0 && log_)
+      log_("error", fmt::format("channel refused {} of {} events: {}", failed, batch_.size(), to_string(why)));
+  }
+  if (refused_ && log_) log_("info", "channel has room again");
+  refused_ = false;
+  done_channels_ = 0;
+  next_ += events.size();
+  m.events += events.size();
+  m.bytes += bytes;
+  return Result::kOk;
+}
+
+void check_max_event(const SourceContext& ctx, std::string_view option, std::size_t max_event) {
+  for (core::Channel* ch : ctx.channels) {
+    const std::uint32_t max_payload = ch->stats().max_payload;
+    if (max_event > max_payload)
+      throw core::Error(fmt::format("source '{}': {} = {} is larger than the max_payload ({}) of channel {}", ctx.name,
+                                    option, max_event, max_payload, ch->path().string()));
+  }
+}
+
+}  // namespace tributary::ingest::detail

@@ -1,0 +1,117 @@
+// Building blocks of the stream sources (stdin, exec, tcp, udp, syslog), which cannot replay
+// what they read and so are a new source identity per run (see Event identity in the brief):
+//
+//   Framer   a bounded buffer that cuts a byte stream into events: newline-terminated lines,
+//            or syslog messages (RFC 6587: octet-counted or newline-terminated, per message).
+//            Scanning is transactional: scan() says what it would consume, accept() applies
+//            it once the events are in the channel, so a refused batch is retried unchanged.
+//   Emitter  appends a batch of one source identity to every channel of the source, one
+//            transaction per channel; after a refusal the same batch is passed again and goes
+//            only to the channels that do not have it yet (never twice into one channel).
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "tributary/core/channel.h"
+#include "tributary/ingest/source.h"
+
+namespace tributary::ingest::detail {
+
+enum class Framing : std::uint8_t { kLines, kSyslog };
+
+class Framer {
+ public:
+  // Events are at most `max_event` bytes; longer lines are split into max_event pieces or
+  // rejected (counted), and octet-counted syslog frames longer than that are rejected.
+  // The buffer starts at `initial` bytes, grows to what max_event needs, and shrinks back
+  // when it empties (idle connections cost little).
+  Framer(std::size_t max_event, bool split_oversize, Framing framing = Framing::kLines,
+         std::size_t initial = 16 << 10);
+
+  // Room to read into; empty only when the buffer holds a whole maximal event (scan first).
+  [[nodiscard]] std::span<char> space();
+  void filled(std::size_t n) noexcept { fill_ += n; }
+  [[nodiscard]] std::size_t buffered() const noexcept { return fill_; }
+  [[nodiscard]] std::size_t capacity() const noexcept { return cap_; }
+
+  enum class Mid : std::uint8_t { kNone, kSplitting, kSkippingLine, kSkippingCount };
+  struct Scan {
+    std::size_t consumed = 0;
+    Mid mid = Mid::kNone;
+    std::uint64_t skip_count = 0;  // kSkippingCount: bytes of a rejected frame still to skip
+    std::uint64_t oversize = 0;    // events longer than max_event met in this scan
+    std::uint64_t rejected = 0;    // of those, dropped
+    bool complete = true;          // false: stopped at a limit with whole events left
+  };
+  // Appends the whole events in the buffer to `out` (views into the buffer, valid until the
+  // next space() or accept()), at most `max_events` / `max_bytes`. With `at_eof` a trailing
+  // unterminated event is whole too.
+  [[nodiscard]] Scan scan(bool at_eof, std::vector<std::span<const char>>& out, std::size_t max_events,
+                          std::size_t max_bytes) const;
+  void accept(const Scan& s);
+
+ private:
+  void resize(std::size_t cap);
+
+  std::size_t max_event_;
+  bool split_;
+  Framing framing_;
+  std::size_t initial_;
+  std::size_t limit_;  // largest buffer ever needed
+  std::unique_ptr<char[]> buf_;
+  std::size_t cap_ = 0;
+  std::size_t fill_ = 0;
+  Mid mid_ = Mid::kNone;
+  std::uint64_t skip_count_ = 0;
+};
+
+class Emitter {
+ public:
+  // Producers for every channel of the source and a fresh source identity.
+  explicit Emitter(const SourceContext& ctx);
+
+  // A new source identity (a fresh id, sequence from 0): a restarted command, say.
+  void new_identity();
+  [[nodiscard]] std::uint64_t source_id() const noexcept { return id_; }
+  [[nodiscard]] std::uint64_t next_sequence() const noexcept { return next_; }
+  // Payload bytes one transaction may carry (an eighth of the smallest channel).
+  [[nodiscard]] std::size_t batch_bytes() const noexcept { return batch_bytes_; }
+  // The largest payload every channel accepts.
+  [[nodiscard]] std::size_t max_payload() const noexcept { return max_payload_; }
+
+  enum class Result : std::uint8_t { kOk, kRefused };
+  // kOk: done with these events: in every channel, except any a channel can never take (too
+  // large, file broken), which are counted as rejected, logged, and leave a sequence gap.
+  // kRefused: a channel was full; pass the same events again later.
+  [[nodiscard]] Result emit(std::span<const std::span<const char>> events, SourceMetrics& metrics);
+  // True while a refused batch is waiting to be passed again; retry_at() says when (sources
+  // return it from next_deadline() and stop polling their input meanwhile).
+  [[nodiscard]] bool refused() const noexcept { return refused_; }
+  [[nodiscard]] std::chrono::steady_clock::time_point retry_at() const noexcept {
+    return refused_ ? refused_at_ + std::chrono::milliseconds(20) : std::chrono::steady_clock::time_point::max();
+  }
+
+ private:
+  std::function<void(std::string_view, const std::string&)> log_;
+  std::vector<core::Producer> producers_;
+  std::size_t done_channels_ = 0;  // of a refused batch: channels before this one have it
+  bool refused_ = false;
+  std::chrono::steady_clock::time_point refused_at_{};
+  std::uint64_t id_;
+  std::uint64_t next_ = 0;
+  std::size_t batch_bytes_;
+  std::size_t max_payload_;
+  std::vector<core::Event> batch_;
+};
+
+// Checks a source's max event size against its channels; throws core::Error naming both.
+void check_max_event(const SourceContext& ctx, std::string_view option, std::size_t max_event);
+
+}  // namespace tributary::ingest::detail

@@ -1,0 +1,266 @@
+#include "net/syslog.h"
+
+#include <cstring>
+#include <fmt/format.h>
+
+#include "tributary/core/json.h"
+
+namespace tributary::ingest::syslog {
+namespace {
+
+bool digit(char c) { return c >= '0' && c <= '9'; }
+
+// The token at `i` up to the next space (or the end); advances past it.
+std::string_view token(std::string_view s, std::size_t& i) {
+  const std::size_t start = i;
+  while (i < s.size() && s[i] != ' ') ++i;
+  return s.substr(start, i - start);
+}
+
+bool space(std::string_view s, std::size_t& i) {
+  if (i >= s.size() || s[i] != ' ') return false;
+  ++i;
+  return true;
+}
+
+std::string_view nil_to_empty(std::string_view t) { return t == "-" ? std::string_view() : t; }
+
+// "<PRI>": 1-3 digits, at most 191.
+bool parse_pri(std::string_view s, std::size_t& i, Message& m) {
+  if (s.empty() || s[0] != '<') return false;
+  int pri = 0;
+  std::size_t j = 1;
+  while (j < s.size() && j <= 4 && digit(s[j])) pri = pri * 10 + (s[j++] - '0');
+  if (j == 1 || j > 4 || j >= s.size() || s[j] != '>' || pri > 191) return false;
+  if (j > 2 && s[1] == '0') return false;  // no leading zeros (RFC 5424 6.2.1)
+  m.facility = pri / 8;
+  m.severity = pri % 8;
+  i = j + 1;
+  return true;
+}
+
+// RFC 5424 STRUCTURED-DATA: "-" or one or more [ID PARAM="value" ...]; values unescape
+// \" \\ \].
+bool parse_sd(std::string_view s, std::size_t& i, std::vector<Element>& out) {
+  if (i < s.size() && s[i] == '-') {
+    ++i;
+    return true;
+  }
+  if (i >= s.size() || s[i] != '[') return false;
+  while (i < s.size() && s[i] == '[') {
+    ++i;
+    Element e;
+    const std::size_t id_start = i;
+    while (i < s.size() && s[i] != ' ' && s[i] != ']' && s[i] != '=' && s[i] != '"') ++i;
+    e.id = s.substr(id_start, i - id_start);
+    if (e.id.empty()) return false;
+    while (i < s.size() && s[i] == ' ') {
+      ++i;
+      const std::size_t name_start = i;
+      while (i < s.size() && s[i] != '=' && s[i] != ' ' && s[i] != ']' && s[i] != '"') ++i;
+      Param p;
+      p.name = s.substr(name_start, i - name_start);
+      if (p.name.empty() || i + 1 >= s.size() || s[i] != '=' || s[i + 1] != '"') return false;
+      i += 2;
+      for (;;) {
+        if (i >= s.size()) return false;
+        const char c = s[i];
+        if (c == '"') {
+          ++i;
+          break;
+        }
+        if (c == '\\' && i + 1 < s.size() && (s[i + 1] == '"' || s[i + 1] == '\\' || s[i + 1] == ']')) {
+          p.value += s[i + 1];
+          i += 2;
+          continue;
+        }
+        p.value += c;
+        ++i;
+      }
+      e.params.push_back(std::move(p));
+    }
+    if (i >= s.size() || s[i] != ']') return false;
+    ++i;
+    out.push_back(std::move(e));
+  }
+  return true;
+}
+
+bool parse_5424(std::string_view s, std::size_t i, Message& m) {
+  // VERSION SP TIMESTAMP SP HOSTNAME SP APP-NAME SP PROCID SP MSGID SP STRUCTURED-DATA [SP MSG]
+  int version = 0;
+  const std::size_t v0 = i;
+  while (i < s.size() && digit(s[i]) && i - v0 < 3) version = version * 10 + (s[i++] - '0');
+  if (i == v0 || version == 0 || !space(s, i)) return false;
+  m.version = version;
+  const std::string_view ts = token(s, i);
+  if (ts.empty() || (ts != "-" && (ts.size() < 19 || !digit(ts[0]) || ts[4] != '-' || ts[10] != 'T'))) return false;
+  if (ts != "-") m.timestamp = std::string(ts);
+  std::string_view* fields[] = {&m.host, &m.app, &m.procid, &m.msgid};
+  for (std::string_view* f : fields) {
+    if (!space(s, i)) return false;
+    const std::string_view t = token(s, i);
+    if (t.empty()) return false;
+    *f = nil_to_empty(t);
+  }
+  if (!space(s, i) || !parse_sd(s, i, m.sd)) return false;
+  if (i < s.size()) {
+    if (!space(s, i)) return false;
+    std::string_view msg = s.substr(i);
+    if (msg.substr(0, 3) == "\xEF\xBB\xBF") msg.remove_prefix(3);  // the BOM of an UTF-8 MSG
+    m.message = msg;
+  }
+  return true;
+}
+
+constexpr const char* kMonths[] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
+
+// "Mmm dd hh:mm:ss" (day space-padded or not) at s[i]; on success fills the RFC 3339 form.
+bool parse_bsd_time(std::string_view s, std::size_t& i, std::time_t now, std::string& out) {
+  if (s.size() - i < 15) return false;
+  int month = -1;
+  for (int k = 0; k < 12; ++k)
+    if (s.compare(i, 3, kMonths[k]) == 0) month = k;
+  if (month < 0 || s[i + 3] != ' ') return false;
+  std::size_t j = i + 4;
+  if (s[j] == ' ') ++j;  // "Oct  1"
+  int day = 0;
+  const std::size_t d0 = j;
+  while (j < s.size() && digit(s[j]) && j - d0 < 2) day = day * 10 + (s[j++] - '0');
+  if (j == d0 || day < 1 || day > 31 || j + 9 > s.size() || s[j] != ' ') return false;
+  ++j;
+  const std::string_view t = s.substr(j, 8);
+  if (!digit(t[0]) || !digit(t[1]) || t[2] != ':' || !digit(t[3]) || !digit(t[4]) || t[5] != ':' || !digit(t[6]) ||
+      !digit(t[7]))
+    return false;
+  j += 8;
+  if (j < s.size() && s[j] != ' ') return false;
+  std::tm now_tm{};
+  ::gmtime_r(&now, &now_tm);
+  std::tm tm{};
+  tm.tm_year = now_tm.tm_year;
+  tm.tm_mon = month;
+  tm.tm_mday = day;
+  tm.tm_hour = (t[0] - '0') * 10 + (t[1] - '0');
+  tm.tm_min = (t[3] - '0') * 10 + (t[4] - '0');
+  tm.tm_sec = (t[6] - '0') * 10 + (t[7] - '0');
+  if (::timegm(&tm) > now + 86400) --tm.tm_year;  // December's lines read in January
+  out = fmt::format("{:04}-{:02}-{:02}T{}", tm.tm_year + 1900, month + 1, day, t);
+  i = j;
+  return true;
+}
+
+void parse_bsd(std::string_view s, std::size_t i, std::time_t now, Message& m) {
+  if (parse_bsd_time(s, i, now, m.timestamp)) {
+    space(s, i);
+    // HOSTNAME: a token followed by a space that is not itself a TAG ("su:" or "su[1]:").
+    std::size_t j = i;
+    const std::string_view host = token(s, j);
+    if (!host.empty() && j < s.size() && host.back() != ':' && host.find('[') == std::string_view::npos) {
+      m.host = host;
+      i = j + 1;
+    }
+  }
+  // TAG: up to 48 characters of [A-Za-z0-9_.-/] then "[PID]" and/or ':'.
+  std::size_t j = i;
+  while (j < s.size() && j - i < 48 && s[j] != ':' && s[j] != '[' && s[j] != ' ') ++j;
+  if (j > i && j < s.size() && (s[j] == ':' || s[j] == '[')) {
+    std::string_view app = s.substr(i, j - i);
+    std::string_view pid;
+    std::size_t k = j;
+    bool ok = true;
+    if (s[k] == '[') {
+      const std::size_t close = s.find(']', k);
+      ok = close != std::string_view::npos && close - k <= 129;
+      if (ok) {
+        pid = s.substr(k + 1, close - k - 1);
+        k = close + 1;
+      }
+    }
+    if (ok && k < s.size() && s[k] == ':') ++k;
+    else if (ok && !(k < s.size() && s[k] == ' ')) ok = false;  // "app[1]x" is no tag
+    if (ok) {
+      m.app = app;
+      m.procid = pid;
+      if (k < s.size() && s[k] == ' ') ++k;
+      i = k;
+    }
+  }
+  m.message = s.substr(i);
+}
+
+void field(std::string& out, std::string_view name, std::string_view value) {
+  if (value.empty()) return;
+  out += ",\"";
+  out += name;
+  out += "\":";
+  core::append_json_string(out, value);
+}
+
+}  // namespace
+
+bool parse(std::string_view in, std::time_t now, Message& out) {
+  out = Message{};
+  std::size_t i = 0;
+  if (!parse_pri(in, i, out)) return false;
+  if (i < in.size() && digit(in[i]) && in[i] != '0') {
+    // "<PRI>1 " is RFC 5424; BSD messages never have a digit right after the PRI, except
+    // senders that write an RFC 3339 time there ("<13>2026-11-26T10:00:00Z host app: msg").
+    std::size_t j = i;
+    while (j < in.size() && digit(in[j])) ++j;
+    if (j < in.size() && in[j] == ' ' && j - i <= 3) return parse_5424(in, i, out);
+    std::size_t k = i;
+    const std::string_view ts = token(in, k);
+    if (ts.size() >= 19 && ts[4] == '-' && ts[10] == 'T') {
+      out.timestamp = std::string(ts);
+      space(in, k);
+      std::size_t h = k;
+      const std::string_view host = token(in, h);
+      if (!host.empty() && h < in.size() && host.back() != ':' && host.find('[') == std::string_view::npos) {
+        out.host = host;
+        k = h + 1;
+      }
+      parse_bsd(in, k, now, out);
+      return true;
+    }
+  }
+  parse_bsd(in, i, now, out);
+  return true;
+}
+
+void append_json(const Message& m, std::string& out) {
+  out += fmt::format("{{\"facility\":{},\"severity\":{}", m.facility, m.severity);
+  if (m.version != 0) out += fmt::format(",\"version\":{}", m.version);
+  field(out, "timestamp", m.timestamp);
+  field(out, "host", m.host);
+  field(out, "app", m.app);
+  field(out, "procid", m.procid);
+  field(out, "msgid", m.msgid);
+  if (!m.sd.empty()) {
+    out += ",\"sd\":{";
+    for (std::size_t e = 0; e < m.sd.size(); ++e) {
+      if (e != 0) out += ',';
+      core::append_json_string(out, m.sd[e].id);
+      out += ":{";
+      for (std::size_t p = 0; p < m.sd[e].params.size(); ++p) {
+        if (p != 0) out += ',';
+        core::append_json_string(out, m.sd[e].params[p].name);
+        out += ':';
+        core::append_json_string(out, m.sd[e].params[p].value);
+      }
+      out += '}';
+    }
+    out += '}';
+  }
+  out += ",\"message\":";
+  core::append_json_string(out, m.message);
+  out += '}';
+}
+
+void append_raw_json(std::string_view in, std::string& out) {
+  out += "{\"message\":";
+  core::append_json_string(out, in);
+  out += '}';
+}
+
+}  // namespace tributary::ingest::syslog

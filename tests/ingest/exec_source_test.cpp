@@ -1,0 +1,175 @@
+// The exec source with real commands: lines collected, exit statuses logged, restart policy
+// (each run a new source), stderr modes, stop by SIGTERM to the process group with the last
+// lines collected, and no process left behind.
+#include <gtest/gtest.h>
+#include <signal.h>
+
+#include <fstream>
+#include <mutex>
+#include <thread>
+
+#include "support/process.h"
+#include "support/tail_util.h"
+#include "support/temp_dir.h"
+
+namespace tributary::ingest {
+namespace {
+
+using namespace std::chrono_literals;
+using testing::all_records;
+using testing::pump_until;
+using testing::TempDir;
+using testing::wait_gone;
+using Strings = std::vector<std::string>;
+
+struct Log {
+  std::mutex mu;
+  std::vector<std::string> lines;
+  bool contains(const std::string& text) {
+    std::lock_guard lock(mu);
+    for (const auto& l : lines)
+      if (l.find(text) != std::string::npos) return true;
+    return false;
+  }
+};
+
+struct Fixture {
+  TempDir dir;
+  core::Channel ch = core::Channel::create(dir / "c.chan", [] {
+    core::ChannelConfig c;
+    c.capacity = 4 << 20;
+    c.max_payload = 64 << 10;
+    c.source_slots = 64;
+    return c;
+  }());
+  Log log;
+
+  std::unique_ptr<Source> make(const std::map<std::string, OptionValues::Value>& opts) {
+    const SourceDescriptor* d = find_source("exec");
+    OptionValues v = defaults_of(*d);
+    v.set("max_line", std::int64_t{64 << 10});
+    v.set("restart_delay_ms", std::int64_t{10});
+    for (const auto& [k, val] : opts) v.set(k, val);
+    SourceContext ctx;
+    ctx.name = "exec";
+    ctx.channels = {&ch};
+    ctx.log = [this](std::string_view level, const std::string& m) {
+      std::lock_guard lock(log.mu);
+      log.lines.push_back(std::string(level) + ": " + m);
+    };
+    return d->create(v, std::move(ctx));
+  }
+
+  Strings payloads() {
+    Strings out;
+    for (const auto& r : all_records(ch)) out.push_back(r.payload);
+    return out;
+  }
+};
+
+TEST(ExecSourceTest, CollectsStdoutLinesIncludingAnUnterminatedLastOne) {
+  Fixture f;
+  auto src = f.make({{"command", std::string("printf 'a\\nb\\nlast'")}, {"restart", std::string("never")}});
+  ASSERT_TRUE(pump_until(*src, [&] { return src->finished(); }));
+  EXPECT_EQ(f.payloads(), (Strings{"a", "b", "last"}));
+  EXPECT_EQ(src->metrics().events, 3u);
+  EXPECT_EQ(src->metrics().errors, 0u);
+  EXPECT_TRUE(f.log.contains("exited with status 0"));
+}
+
+TEST(ExecSourceTest, RestartsOnFailureAsANewSourceEachRunAndLogsTheStatus) {
+  Fixture f;
+  auto src = f.make({{"command", std::string("echo one; echo two; exit 3")}});
+  ASSERT_TRUE(pump_until(*src, [&] { return src->metrics().restarts >= 2 && f.ch.stats().records_written >= 6; }));
+  const auto recs = all_records(f.ch);
+  std::set<std::uint64_t> sources;
+  for (std::size_t i = 0; i + 1 < recs.size(); i += 2) {
+    EXPECT_EQ(recs[i].payload, "one");
+    EXPECT_EQ(recs[i].id.sequence, 0u) << "each run starts its own sequence";
+    EXPECT_EQ(recs[i + 1].payload, "two");
+    EXPECT_EQ(recs[i + 1].id.source_id, recs[i].id.source_id);
+    sources.insert(recs[i].id.source_id);
+  }
+  EXPECT_EQ(sources.size(), recs.size() / 2) << "a run is a new source";
+  EXPECT_TRUE(f.log.contains("exited with status 3"));
+  EXPECT_GE(src->metrics().errors, 2u);
+}
+
+TEST(ExecSourceTest, OnFailureDoesNotRestartACleanExitButAlwaysDoes) {
+  Fixture f;
+  auto once = f.make({{"command", std::string("echo ok")}});
+  ASSERT_TRUE(pump_until(*once, [&] { return once->finished(); }));
+  EXPECT_EQ(once->metrics().restarts, 0u);
+  auto always = f.make({{"command", std::string("echo again")}, {"restart", std::string("always")}});
+  ASSERT_TRUE(pump_until(*always, [&] { return always->metrics().restarts >= 3; }));
+  EXPECT_FALSE(always->finished());
+}
+
+TEST(ExecSourceTest, ABrokenCommandIsLoggedWithItsStatus) {
+  Fixture f;
+  auto src = f.make({{"command", std::string("/no/such/program")}, {"restart", std::string("never")}});
+  ASSERT_TRUE(pump_until(*src, [&] { return src->finished(); }));
+  EXPECT_TRUE(f.log.contains("exited with status 127")) << "sh: command not found";
+  EXPECT_TRUE(f.log.contains("stderr:")) << "the shell's complaint reaches the log";
+  EXPECT_EQ(src->metrics().errors, 1u);
+}
+
+TEST(ExecSourceTest, StderrCanBeEventsOrDiscarded) {
+  Fixture f;
+  auto events = f.make({{"command", std::string("echo out; echo err >&2")},
+                        {"restart", std::string("never")},
+                        {"stderr", std::string("events")}});
+  ASSERT_TRUE(pump_until(*events, [&] { return events->finished(); }));
+  Strings got = f.payloads();
+  std::sort(got.begin(), got.end());
+  EXPECT_EQ(got, (Strings{"err", "out"}));
+  auto discard = f.make({{"command", std::string("echo hidden >&2")},
+                         {"restart", std::string("never")},
+                         {"stderr", std::string("discard")}});
+  ASSERT_TRUE(pump_until(*discard, [&] { return discard->finished(); }));
+  EXPECT_FALSE(f.log.contains("stderr: hidden"));
+  EXPECT_EQ(f.ch.stats().records_written, 2u);
+}
+
+TEST(ExecSourceTest, SplitsOrRejectsOversizeLines) {
+  Fixture f;
+  auto src = f.make({{"command", std::string("head -c 100 /dev/zero | tr '\\0' x; echo; echo small")},
+                     {"restart", std::string("never")},
+                     {"max_line", std::int64_t{40}},
+                     {"oversize", std::string("reject")}});
+  ASSERT_TRUE(pump_until(*src, [&] { return src->finished(); }));
+  EXPECT_EQ(f.payloads(), (Strings{"small"}));
+  EXPECT_EQ(src->metrics().rejected, 1u);
+  EXPECT_EQ(src->metrics().oversize, 1u);
+}
+
+TEST(ExecSourceTest, StopSendsSigtermToTheGroupAndCollectsTheLastLines) {
+  Fixture f;
+  // The shell starts a background child (a grandchild of the agent) and traps SIGTERM.
+  auto src = f.make({{"command", std::string("sleep 1000 & echo child $!; trap 'echo bye; exit 0' TERM; "
+                                             "while :; do sleep 0.02; done")}});
+  ASSERT_TRUE(pump_until(*src, [&] { return f.ch.stats().records_written >= 1; }));
+  const std::string first = f.payloads().at(0);
+  ASSERT_EQ(first.rfind("child ", 0), 0u) << first;
+  const pid_t grandchild = std::stoi(first.substr(6));
+  src->drain();
+  EXPECT_EQ(f.payloads(), (Strings{first, "bye"}));
+  EXPECT_TRUE(wait_gone(grandchild, 5s)) << "the background child must not outlive the source";
+  EXPECT_TRUE(src->finished());
+}
+
+TEST(ExecSourceTest, ACommandThatIgnoresSigtermIsKilledAfterTheTimeout) {
+  Fixture f;
+  auto src = f.make({{"command", std::string("trap '' TERM; echo $$; while :; do sleep 0.02; done")},
+                     {"stop_timeout_ms", std::int64_t{200}}});
+  ASSERT_TRUE(pump_until(*src, [&] { return f.ch.stats().records_written >= 1; }));
+  const pid_t shell = std::stoi(f.payloads().at(0));
+  const auto t0 = std::chrono::steady_clock::now();
+  src->drain();
+  EXPECT_GE(std::chrono::steady_clock::now() - t0, 200ms);
+  EXPECT_TRUE(wait_gone(shell, 5s));
+  EXPECT_TRUE(f.log.contains("killed by signal 9"));
+}
+
+}  // namespace
+}  // namespace tributary::ingest
