@@ -36,6 +36,13 @@ void add_agent_commands(CLI::App& app, int& exit_code) {
           fmt::print("  {:<18} {:<8} default {:<10} {}\n", o.name, o.required ? "required" : "",
                      o.default_value.empty() ? "-" : o.default_value, o.doc);
       }
+      for (const std::string_view type : {"grep", "fields"}) {
+        fmt::print("[[sources.NAME.interceptors]] type = \"{}\"\n", type);
+        for (const auto& o : ingest::interceptor_options(type))
+          fmt::print("  {:<18} {:<8} default {:<10} {}\n", o.name, "", o.default_value.empty() ? "-" : o.default_value,
+                     o.doc);
+        if (type == "fields") fmt::print("  {:<18} {:<8} default {:<10} {}\n", "add", "", "-", "Static fields: add = { env = \"prod\" }");
+      }
       fmt::print("[channels.NAME]\n");
       for (const auto& o : ingest::channel_options())
         fmt::print("  {:<18} {:<8} default {:<10} {}\n", o.name, o.required ? "required" : "",

@@ -74,21 +74,6 @@ void print_stats(const Channel& ch, bool json) {
   fmt::print("crc32c       {}\n", core::crc32c_is_hardware() ? "hardware (SSE4.2)" : "software");
 }
 
-// Printable prefix of a payload: text as is, other bytes escaped.
-std::string preview(std::span<const std::byte> p, std::size_t max) {
-  std::string out;
-  for (std::size_t i = 0; i < p.size() && i < max; ++i) {
-    const auto c = static_cast<unsigned char>(p[i]);
-    if (c >= 0x20 && c < 0x7f && c != '\\') {
-      out += static_cast<char>(c);
-    } else {
-      out += fmt::format("\\x{:02x}", c);
-    }
-  }
-  if (p.size() > max) out += "...";
-  return out;
-}
-
 struct DemoOptions {
   std::string dir = "/tmp/tributary-demo";
   int producers = 2;
@@ -266,7 +251,7 @@ void add_channel_commands(CLI::App& app, int& exit_code) {
     ch.walk(
         [&](const core::Record& r) {
           fmt::print("@{} seq={} ts={} source={} sseq={} len={} {}\n", r.position, r.channel_seq, r.timestamp_ns,
-                     r.id.source_id, r.id.sequence, r.payload.size(), preview(r.payload, dump_args->width));
+                     r.id.source_id, r.id.sequence, r.payload.size(), printable(r.payload, dump_args->width));
           return dump_args->limit == 0 || ++shown < dump_args->limit;
         },
         from);

@@ -3,7 +3,9 @@
 #pragma once
 
 #include <CLI/CLI.hpp>
+#include <cstddef>
 #include <functional>
+#include <span>
 #include <string>
 #include <string_view>
 
@@ -16,7 +18,11 @@ int stop_signal_fd(bool also_block_hup = false);
 // A (level, message) log function writing to stderr through spdlog, named `name`.
 std::function<void(std::string_view, const std::string&)> stderr_log(const std::string& name);
 
+// Printable prefix of a payload (at most `max` bytes): text as is, other bytes as \xNN.
+std::string printable(std::span<const std::byte> payload, std::size_t max);
+
 void add_channel_commands(CLI::App& app, int& exit_code);
+void add_tap_commands(CLI::App& app, int& exit_code);
 void add_agent_commands(CLI::App& app, int& exit_code);
 void add_uplink_commands(CLI::App& app, int& exit_code);
 void add_analyze_commands(CLI::App& app, int& exit_code);

@@ -11,6 +11,7 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
   int exit_code = 0;
   tributary::tools::add_channel_commands(app, exit_code);
+  tributary::tools::add_tap_commands(app, exit_code);
   tributary::tools::add_agent_commands(app, exit_code);
   tributary::tools::add_uplink_commands(app, exit_code);
   tributary::tools::add_analyze_commands(app, exit_code);

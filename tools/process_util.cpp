@@ -1,8 +1,9 @@
-// Shared by the long-running subcommands: stop signals as a descriptor, and a log function
-// that forwards a component's (level, message) lines to spdlog on stderr.
+// Shared by the subcommands: stop signals as a descriptor, a log function that forwards a
+// component's (level, message) lines to spdlog on stderr, printable payloads.
 #include <signal.h>
 #include <sys/signalfd.h>
 
+#include <fmt/format.h>
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
@@ -35,6 +36,20 @@ std::function<void(std::string_view, const std::string&)> stderr_log(const std::
       logger->info("{}", msg);
     }
   };
+}
+
+std::string printable(std::span<const std::byte> p, std::size_t max) {
+  std::string out;
+  for (std::size_t i = 0; i < p.size() && i < max; ++i) {
+    const auto c = static_cast<unsigned char>(p[i]);
+    if (c >= 0x20 && c < 0x7f && c != '\\') {
+      out += static_cast<char>(c);
+    } else {
+      out += fmt::format("\\x{:02x}", c);
+    }
+  }
+  if (p.size() > max) out += "...";
+  return out;
 }
 
 }  // namespace tributary::tools

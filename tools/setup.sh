@@ -17,7 +17,7 @@ PACKAGES=(
   build-essential cmake ninja-build ccache pkg-config
   libboost-dev libcli11-dev libfmt-dev libspdlog-dev
   libgtest-dev libgmock-dev libbenchmark-dev
-  librdkafka-dev libconcurrentqueue-dev libsimdjson-dev libtomlplusplus-dev
+  librdkafka-dev libconcurrentqueue-dev libsimdjson-dev libtomlplusplus-dev libre2-dev
   libcpp-httplib-dev liblz4-dev libzstd-dev nlohmann-json3-dev rapidjson-dev
   kcat python3-kafka python3-lz4
   chromium

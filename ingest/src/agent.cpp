@@ -14,6 +14,7 @@
 
 #include "tributary/core/error.h"
 #include "tributary/core/json.h"
+#include "internal/intercept.h"
 #include "tributary/uplink/uplink.h"
 
 namespace tributary::ingest {
@@ -79,6 +80,7 @@ Agent::Agent(const AgentConfig& config, LogFn log) : impl_(std::make_unique<Impl
     ctx.log = [log = impl_->log, name = s.name](std::string_view level, const std::string& msg) {
       if (log) log(level, fmt::format("[{}] {}", name, msg));
     };
+    if (!s.interceptors.empty()) ctx.interceptors = std::make_shared<const detail::InterceptorChain>(s.interceptors);
     impl_->sources.emplace_back(s.name, s.descriptor->create(s.options, std::move(ctx)));
   }
   for (const UplinkSpec& u : config.uplinks) {
@@ -154,9 +156,11 @@ std::string Agent::status_json() const {
     const SourceMetrics m = src->metrics();
     out += fmt::format(
         R"({}"{}":{{"events":{},"bytes":{},"rejected":{},"oversize":{},"rotations":{},"open_files":{},"errors":{},)"
-        R"("restarts":{},"connections":{},"refused_connections":{},"malformed":{},"dropped":{},"endpoint":"{}"}})",
+        R"("restarts":{},"connections":{},"refused_connections":{},"malformed":{},"dropped":{},"filtered":{},)"
+        R"("endpoint":"{}"}})",
         first ? "" : ",", name, m.events, m.bytes, m.rejected, m.oversize, m.rotations, m.open_files, m.errors,
-        m.restarts, m.connections, m.refused_connections, m.malformed, m.dropped, esc(src->endpoint()));
+        m.restarts, m.connections, m.refused_connections, m.malformed, m.dropped, m.filtered,
+        esc(src->endpoint()));
     first = false;
   }
   out += R"(},"uplinks":{)";

@@ -7,6 +7,8 @@
 #include <set>
 #include <toml++/toml.h>
 
+#include "internal/intercept.h"
+#include "tributary/core/error.h"
 #include "tributary/core/units.h"
 #include "tributary/ingest/agent.h"
 
@@ -50,6 +52,20 @@ constexpr OptionSpec kUplinkOptions[] = {
 constexpr OptionSpec kAgentOptions[] = {
     {"name", OptionType::kString, "tributary", "Name of this agent (logs, status)"},
     {"status_file", OptionType::kString, "", "JSON status written every second (for `tributary agent --status`)"},
+};
+
+constexpr OptionSpec kGrepOptions[] = {
+    {"include", OptionType::kString, "", "RE2 pattern: only events that match go on"},
+    {"exclude", OptionType::kString, "", "RE2 pattern: events that match are dropped (counted as filtered)"},
+};
+
+constexpr OptionSpec kFieldsOptions[] = {
+    {"host", OptionType::kString, "", "Key under which the host name is added (empty: not added)"},
+    {"timestamp", OptionType::kString, "",
+     "Key under which the ingest time is added, RFC 3339 UTC with ms (empty: not added)"},
+    {"wrap", OptionType::kString, "message",
+     "An event that is not a JSON object becomes {WRAP: event, ...} (empty: left as it is)"},
+    // `add = { key = "value", ... }`: static fields (a table of strings), parsed by hand.
 };
 
 struct Ctx {
@@ -151,9 +167,86 @@ void parse_options(Ctx& ctx, std::string_view section, std::span<const OptionSpe
   }
 }
 
+// [[sources.NAME.interceptors]]: an array of tables, each with a type and its options; the
+// chain is compiled here so that a bad regular expression is a config error with a line.
+void parse_interceptors(Ctx& ctx, const std::string& section, const toml::node& node, SourceSpec& s) {
+  const toml::array* a = node.as_array();
+  if (a == nullptr) {
+    ctx.error(node.source(), section, "must be an array of tables ([[" + section + "]])");
+    return;
+  }
+  const std::size_t before = ctx.errors.size();
+  for (std::size_t i = 0; i < a->size(); ++i) {
+    const std::string where = fmt::format("{}[{}]", section, i);
+    const toml::table* t = (*a)[i].as_table();
+    if (t == nullptr) {
+      ctx.error((*a)[i].source(), where, "must be a table");
+      continue;
+    }
+    InterceptorSpec spec;
+    const auto type = (*t)["type"].value<std::string>();
+    if (type == "grep") {
+      OptionValues v;
+      parse_options(ctx, where, kGrepOptions, *t, {"type"}, v);
+      if (ctx.errors.size() != before) continue;
+      spec.include = v.str("include");
+      spec.exclude = v.str("exclude");
+    } else if (type == "fields") {
+      OptionValues v;
+      parse_options(ctx, where, kFieldsOptions, *t, {"type", "add"}, v);
+      if (const toml::node* add = t->get("add")) {
+        if (const toml::table* at = add->as_table()) {
+          for (const auto& [k, val] : *at) {
+            if (auto str = val.value<std::string>()) spec.add.emplace_back(std::string(k.str()), *str);
+            else ctx.error(val.source(), where + ".add." + std::string(k.str()), "must be a string");
+          }
+        } else {
+          ctx.error(add->source(), where + ".add", "must be a table of strings: add = { env = \"prod\" }");
+        }
+      }
+      if (ctx.errors.size() != before) continue;
+      spec.host_key = v.str("host");
+      spec.timestamp_key = v.str("timestamp");
+      spec.wrap_key = v.str("wrap");
+    } else {
+      const toml::node* tn = t->get("type");
+      ctx.error(tn != nullptr ? tn->source() : t->source(), where + ".type", "must be one of: grep, fields");
+      continue;
+    }
+    spec.type = *type;
+    // Compiled here, so that a bad pattern is reported at its line.
+    auto check = [&](const InterceptorSpec& one, const toml::node* at, const std::string& key) {
+      try {
+        (void)detail::InterceptorChain({one});
+      } catch (const core::Error& e) {
+        const std::string_view what = e.what();
+        ctx.error(at != nullptr ? at->source() : t->source(), key, std::string(what.substr(what.find(": ") + 2)));
+      }
+    };
+    if (spec.type == "grep" && !(spec.include.empty() && spec.exclude.empty())) {
+      for (const char* key : {"include", "exclude"}) {
+        InterceptorSpec one;
+        one.type = "grep";
+        (key == std::string_view("include") ? one.include : one.exclude) =
+            key == std::string_view("include") ? spec.include : spec.exclude;
+        if (!one.include.empty() || !one.exclude.empty()) check(one, t->get(key), where + "." + key);
+      }
+    } else {
+      check(spec, nullptr, where);
+    }
+    s.interceptors.push_back(std::move(spec));
+  }
+}
+
 }  // namespace
 
 std::span<const OptionSpec> channel_options() { return kChannelOptions; }
+
+std::span<const OptionSpec> interceptor_options(std::string_view type) {
+  if (type == "grep") return kGrepOptions;
+  if (type == "fields") return kFieldsOptions;
+  return {};
+}
 
 ConfigResult load_agent_config(const std::filesystem::path& file) {
   ConfigResult r;
@@ -254,7 +347,8 @@ ConfigResult load_agent_config(const std::filesystem::path& file) {
       }
       if (chans != nullptr && s.channels.empty())
         ctx.error(chans->source(), section + ".channels", "must name at least one channel");
-      parse_options(ctx, section, s.descriptor->options, *t, {"type", "channels"}, s.options);
+      parse_options(ctx, section, s.descriptor->options, *t, {"type", "channels", "interceptors"}, s.options);
+      if (const toml::node* ic = t->get("interceptors")) parse_interceptors(ctx, section + ".interceptors", *ic, s);
       r.config.sources.push_back(std::move(s));
     }
   }

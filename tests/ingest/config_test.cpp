@@ -89,5 +89,60 @@ TEST(AgentConfigTest, RejectsUnknownSections) {
   EXPECT_NE(all.find("sinks: unknown section"), std::string::npos) << all;
 }
 
+TEST(AgentConfigTest, ParsesInterceptorsInOrder) {
+  TempDir dir;
+  auto r = load(dir, R"(
+[channels.main]
+path = "/tmp/x.chan"
+[sources.web]
+type = "tcp"
+channels = ["main"]
+[[sources.web.interceptors]]
+type = "grep"
+exclude = "GET /health"
+[[sources.web.interceptors]]
+type = "fields"
+add = { env = "prod", dc = "eu-1" }
+host = "host"
+timestamp = "ts"
+)");
+  ASSERT_TRUE(r.errors.empty()) << joined(r.errors);
+  const auto& ic = r.config.sources.at(0).interceptors;
+  ASSERT_EQ(ic.size(), 2u);
+  EXPECT_EQ(ic[0].type, "grep");
+  EXPECT_EQ(ic[0].exclude, "GET /health");
+  EXPECT_EQ(ic[1].add.size(), 2u);
+  EXPECT_EQ(ic[1].host_key, "host");
+  EXPECT_EQ(ic[1].timestamp_key, "ts");
+  EXPECT_EQ(ic[1].wrap_key, "message");
+}
+
+TEST(AgentConfigTest, InterceptorErrorsNameTheLineAndKey) {
+  TempDir dir;
+  auto r = load(dir, R"(
+[channels.main]
+path = "/tmp/x.chan"
+[sources.web]
+type = "tcp"
+channels = ["main"]
+[[sources.web.interceptors]]
+type = "grep"
+include = "unclosed("
+[[sources.web.interceptors]]
+type = "sed"
+[[sources.web.interceptors]]
+type = "fields"
+add = { n = 1 }
+hots = "host"
+)");
+  const std::string all = joined(r.errors);
+  EXPECT_NE(all.find("agent.toml:9: sources.web.interceptors[0].include: grep: include: bad regular expression 'unclosed('"),
+            std::string::npos) << all;
+  EXPECT_NE(all.find("agent.toml:11: sources.web.interceptors[1].type: must be one of: grep, fields"),
+            std::string::npos) << all;
+  EXPECT_NE(all.find("sources.web.interceptors[2].add.n: must be a string"), std::string::npos) << all;
+  EXPECT_NE(all.find("sources.web.interceptors[2].hots: unknown key"), std::string::npos) << all;
+}
+
 }  // namespace
 }  // namespace tributary::ingest

@@ -209,5 +209,39 @@ TEST(EmitterTest, ANewIdentityStartsItsSequenceAtZero) {
   EXPECT_EQ(recs[3].id.sequence, 1u);
 }
 
+TEST(EmitterTest, InterceptorsDropWithoutSequenceGapsAndCountOnceAcrossRetries) {
+  testing::TempDir dir;
+  auto ch = core::Channel::create(dir / "a.chan", small(64 << 10));
+  auto reader = ch.consumer("r");
+  InterceptorSpec g;
+  g.type = "grep";
+  g.exclude = "^drop";
+  SourceContext ctx;
+  ctx.channels = {&ch};
+  ctx.producer_options.on_full = core::FullPolicy::kFailFast;
+  ctx.interceptors = std::make_shared<const InterceptorChain>(std::vector<InterceptorSpec>{g});
+  Emitter em(ctx);
+  SourceMetrics m;
+  const std::string keep(900, 'k');
+  const std::string drop = "drop me";
+  std::vector<std::span<const char>> batch{{keep.data(), keep.size()}, {drop.data(), drop.size()},
+                                           {keep.data(), keep.size()}};
+  int rounds = 0;
+  while (em.emit(batch, m) == Emitter::Result::kOk) ++rounds;
+  for (int i = 0; i < 3; ++i) EXPECT_EQ(em.emit(batch, m), Emitter::Result::kRefused);
+  EXPECT_EQ(m.filtered, static_cast<std::uint64_t>(rounds));
+  std::vector<core::Record> recs(1000);
+  ASSERT_GT(reader.poll(recs), 0u);
+  reader.commit();
+  ASSERT_EQ(em.emit(batch, m), Emitter::Result::kOk);
+  EXPECT_EQ(m.filtered, static_cast<std::uint64_t>(rounds) + 1) << "a retried batch is filtered once";
+  EXPECT_EQ(m.events, 2u * (static_cast<std::uint64_t>(rounds) + 1));
+  const auto left = testing::all_records(ch);  // what the reader has not committed
+  ASSERT_FALSE(left.empty());
+  std::uint64_t seq = left.front().id.sequence;
+  for (const auto& r : left) EXPECT_EQ(r.id.sequence, seq++);
+  EXPECT_EQ(seq, em.next_sequence()) << "no gaps up to the last event";
+}
+
 }  // namespace
 }  // namespace tributary::ingest::detail

@@ -146,7 +146,8 @@ void Framer::accept(const Scan& s) {
 
 // --------------------------------------------------------------------------------- Emitter
 
-Emitter::Emitter(const SourceContext& ctx) : log_(ctx.log), id_(new_source_id()) {
+Emitter::Emitter(const SourceContext& ctx)
+    : log_(ctx.log), interceptors_(ctx.interceptors), id_(new_source_id()) {
   std::uint64_t smallest = UINT64_MAX;
   std::uint32_t max_payload = UINT32_MAX;
   for (core::Channel* ch : ctx.channels) {
@@ -166,12 +167,29 @@ void Emitter::new_identity() {
 
 Emitter::Result Emitter::emit(std::span<const std::span<const char>> events, SourceMetrics& m) {
   if (events.empty()) return Result::kOk;
-  batch_.clear();
-  std::uint64_t bytes = 0;
-  for (std::size_t i = 0; i < events.size(); ++i) {
-    batch_.push_back({{id_, next_ + i}, std::as_bytes(events[i])});
-    bytes += events[i].size();
+  if (!refused_) {  // a retry appends the batch built the first time
+    batch_.clear();
+    arena_.clear();
+    filtered_ = 0;
+    for (const auto& e : events) {
+      std::string_view payload(e.data(), e.size());
+      if (interceptors_) {
+        const auto kept = interceptors_->apply(payload, arena_);
+        if (!kept) {
+          ++filtered_;
+          continue;
+        }
+        payload = *kept;
+      }
+      batch_.push_back({{id_, next_ + batch_.size()}, std::as_bytes(std::span(payload.data(), payload.size()))});
+    }
   }
+  if (batch_.empty()) {  // every event filtered out
+    m.filtered += filtered_;
+    return Result::kOk;
+  }
+  std::uint64_t bytes = 0;
+  for (const auto& e : batch_) bytes += e.payload.size();
   for (std::size_t c = done_channels_; c < producers_.size(); ++c) {
     const core::AppendStatus st = producers_[c].append_batch(batch_);
     if (st == core::AppendStatus::kOk) continue;
@@ -199,9 +217,10 @@ Emitter::Result Emitter::emit(std::span<const std::span<const char>> events, Sou
   if (refused_ && log_) log_("info", "channel has room again");
   refused_ = false;
   done_channels_ = 0;
-  next_ += events.size();
-  m.events += events.size();
+  next_ += batch_.size();
+  m.events += batch_.size();
   m.bytes += bytes;
+  m.filtered += filtered_;
   return Result::kOk;
 }
 

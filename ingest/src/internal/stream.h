@@ -19,6 +19,7 @@
 #include <string>
 #include <vector>
 
+#include "internal/intercept.h"
 #include "tributary/core/channel.h"
 #include "tributary/ingest/source.h"
 
@@ -87,9 +88,11 @@ class Emitter {
   [[nodiscard]] std::size_t max_payload() const noexcept { return max_payload_; }
 
   enum class Result : std::uint8_t { kOk, kRefused };
-  // kOk: done with these events: in every channel, except any a channel can never take (too
-  // large, file broken), which are counted as rejected, logged, and leave a sequence gap.
-  // kRefused: a channel was full; pass the same events again later.
+  // The source's interceptors run first (events they drop are counted as filtered and take no
+  // sequence number). kOk: done with these events: in every channel, except any a channel
+  // can never take (too large, file broken), which are counted as rejected, logged, and
+  // leave a sequence gap. kRefused: a channel was full; pass the same events again later
+  // (they are not intercepted twice).
   [[nodiscard]] Result emit(std::span<const std::span<const char>> events, SourceMetrics& metrics);
   // True while a refused batch is waiting to be passed again; retry_at() says when (sources
   // return it from next_deadline() and stop polling their input meanwhile).
@@ -100,6 +103,9 @@ class Emitter {
 
  private:
   std::function<void(std::string_view, const std::string&)> log_;
+  std::shared_ptr<const InterceptorChain> interceptors_;
+  Arena arena_;
+  std::uint64_t filtered_ = 0;  // of the batch being appended
   std::vector<core::Producer> producers_;
   std::size_t done_channels_ = 0;  // of a refused batch: channels before this one have it
   bool refused_ = false;

@@ -21,6 +21,7 @@
 #include <map>
 #include <set>
 
+#include "../internal/intercept.h"
 #include "../internal/lines.h"
 #include "tail.h"
 #include "tributary/core/units.h"
@@ -267,6 +268,8 @@ class TailSource final : public Source {
         blocked_ = true;
         retry_at_ = Clock::now() + std::chrono::milliseconds(100);
         batch_.clear();  // its spans point into the read buffer; the lines are re-read on retry
+        arena_.clear();
+        batch_filtered_ = 0;
         return false;    // channels before c hold the batch already and will skip it by sequence
       }
       f.channel_next[c] = f.next_seq + batch_.size();
@@ -276,9 +279,12 @@ class TailSource final : public Source {
     retry_at_ = Clock::time_point::max();
     for (const auto& e : batch_) metrics_.bytes += e.payload.size();
     metrics_.events += batch_.size();
+    metrics_.filtered += batch_filtered_;
     f.next_seq += batch_.size();
     f.offset = new_offset;
     batch_.clear();
+    arena_.clear();
+    batch_filtered_ = 0;
     return true;
   }
 
@@ -333,10 +339,18 @@ class TailSource final : public Source {
           }
         }
         if (l.kind == detail::LineKind::kLine) f.splitting = false;
-        batch_.push_back({{f.source_id, f.next_seq + batch_.size()},
-                          std::as_bytes(std::span(data.data() + pos, l.length))});
-        batch_bytes += l.length;
+        std::string_view line(data.data() + pos, l.length);
         pos += l.consumed;
+        if (ctx_.interceptors) {  // a dropped line takes no sequence number
+          const auto kept = ctx_.interceptors->apply(line, arena_);
+          if (!kept) {
+            ++batch_filtered_;
+            continue;
+          }
+          line = *kept;
+        }
+        batch_.push_back({{f.source_id, f.next_seq + batch_.size()}, std::as_bytes(std::span(line.data(), line.size()))});
+        batch_bytes += line.size();
         if (batch_bytes >= batch_limit_ || batch_.size() >= 65536) {
           const std::size_t k = batch_.size();
           if (!commit(f, base + pos)) return events;
@@ -345,7 +359,7 @@ class TailSource final : public Source {
         }
       }
       if (f.rejecting) continue;
-      if (!batch_.empty()) {
+      if (!batch_.empty() || batch_filtered_ != 0) {  // filtered lines move the offset too
         const std::size_t k = batch_.size();
         if (!commit(f, base + pos)) return events;
         events += k;
@@ -388,6 +402,8 @@ class TailSource final : public Source {
   std::vector<std::unique_ptr<TailFile>> files_;
   std::vector<char> buf_;
   std::vector<core::Event> batch_;
+  detail::Arena arena_;            // lines rewritten by interceptors, until the batch is committed
+  std::uint64_t batch_filtered_ = 0;  // lines of the pending batch dropped by interceptors
   int inotify_fd_ = -1;
   std::map<int, std::string> watch_dirs_;             // inotify watch descriptor -> directory
   std::map<std::uint32_t, std::string> moved_from_;   // rename cookie -> old (matching) path

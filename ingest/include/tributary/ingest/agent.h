@@ -15,6 +15,14 @@
 //   channels = ["logs"]
 //   paths = ["/var/log/app/*.log"]
 //
+//   [[sources.weblog.interceptors]]         # optional, in order
+//   type = "grep"
+//   exclude = "GET /health"
+//   [[sources.weblog.interceptors]]
+//   type = "fields"
+//   add = { env = "prod" }
+//   host = "host"
+//
 //   [uplinks.kafka]
 //   channel = "logs"
 //   topic = "weblogs"
@@ -50,6 +58,7 @@ struct SourceSpec {
   const SourceDescriptor* descriptor = nullptr;
   OptionValues options;
   std::vector<std::string> channels;
+  std::vector<InterceptorSpec> interceptors;  // [[sources.NAME.interceptors]], in order
 };
 
 // [uplinks.NAME]: ship a channel to a Kafka topic (tributary::uplink), on its own thread.
@@ -73,6 +82,8 @@ struct AgentConfig {
 
 // The option table of [channels.NAME] (for docs and --help).
 [[nodiscard]] std::span<const OptionSpec> channel_options();
+// The options of an interceptor type ("grep", "fields"); empty for an unknown type.
+[[nodiscard]] std::span<const OptionSpec> interceptor_options(std::string_view type);
 
 // Parses and validates; every problem is listed as "FILE:LINE: KEY: what is wrong".
 struct ConfigResult {

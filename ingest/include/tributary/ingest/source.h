@@ -66,7 +66,22 @@ struct SourceMetrics {
   std::uint64_t refused_connections = 0;  // tcp, syslog: closed at once, max_connections reached
   std::uint64_t malformed = 0;  // syslog: messages that do not parse (kept, as the raw message)
   std::uint64_t dropped = 0;    // udp, syslog: datagrams the kernel dropped (receive buffer full)
+  std::uint64_t filtered = 0;   // events an interceptor dropped on purpose
 };
+
+// [[sources.NAME.interceptors]]: steps every event of a source passes, in order (see
+// ingest/src/internal/intercept.h): `grep` keeps or drops events by regular expression
+// (counted as `filtered`), `fields` adds static fields, the host name and the ingest time.
+struct InterceptorSpec {
+  std::string type;  // "grep" | "fields"
+  std::string include, exclude;                             // grep: RE2 patterns
+  std::vector<std::pair<std::string, std::string>> add;     // fields: static key = value
+  std::string host_key, timestamp_key, wrap_key = "message";  // fields: "" = none
+};
+
+namespace detail {
+class InterceptorChain;
+}
 
 // What a source may touch: its channels and a logger. Nothing else of the agent.
 struct SourceContext {
@@ -74,6 +89,7 @@ struct SourceContext {
   std::vector<core::Channel*> channels;  // replicating: every event goes to each
   core::ProducerOptions producer_options;
   std::function<void(std::string_view level, const std::string& message)> log;
+  std::shared_ptr<const detail::InterceptorChain> interceptors;  // null: none
 };
 
 class Source {
