@@ -5,9 +5,13 @@
 #include <charconv>
 #include <fmt/format.h>
 
+#include "text.h"
 #include "tributary/core/error.h"
 
 namespace tributary::analytics {
+
+using detail::escape;
+using detail::unescape;
 
 namespace {
 bool is_integer(std::string_view s) {
@@ -16,34 +20,35 @@ bool is_integer(std::string_view s) {
   return ec == std::errc{} && p == s.data() + s.size() && !s.empty();
 }
 
-// Checkpoint text: sections of "key<TAB>count" lines, strings escaped so tabs/newlines in
-// labels cannot break the framing.
-std::string escape(std::string_view s) {
-  std::string out;
-  for (char c : s) {
-    if (c == '\\') out += "\\\\";
-    else if (c == '\t') out += "\\t";
-    else if (c == '\n') out += "\\n";
-    else out += c;
-  }
-  return out;
-}
-std::string unescape(std::string_view s) {
-  std::string out;
-  for (std::size_t i = 0; i < s.size(); ++i) {
-    if (s[i] == '\\' && i + 1 < s.size()) {
-      const char n = s[++i];
-      out += n == 't' ? '\t' : n == 'n' ? '\n' : n;
-    } else {
-      out += s[i];
-    }
-  }
-  return out;
-}
 }  // namespace
 
 Analyzer::Analyzer(AnalyzerSpec spec, FieldExtractor extractor)
-    : spec_(std::move(spec)), extractor_(std::move(extractor)), totals_(spec_.groupings.size()) {}
+    : spec_(std::move(spec)), extractor_(std::move(extractor)), totals_(spec_.groupings.size()) {
+  for (const auto& w : spec_.windows) windows_.emplace_back(w.size_ms, w.slide_ms, w.lateness_ms);
+  times_.resize(windows_.size());
+  values_.resize(windows_.size());
+}
+
+void Analyzer::build_key(const std::vector<KeyPart>& parts) {
+  key_.clear();
+  bool first = true;
+  for (const KeyPart& part : parts) {
+    if (!first) key_ += '\x1f';
+    first = false;
+    std::optional<std::string_view> raw;
+    if (part.from == KeyPart::From::kEvent) {
+      raw = fields_[part.index];
+    } else if (spec_.table != nullptr) {
+      raw = spec_.table->get(fields_[spec_.join_field], part.index);
+    }
+    if (part.labels != nullptr) {
+      key_ += part.labels->apply(raw);
+    } else if (raw) {
+      if (raw->size() < part.pad) key_.append(part.pad - raw->size(), '0');
+      key_ += *raw;
+    }
+  }
+}
 
 Outcome Analyzer::reject(std::string_view reason, std::string_view payload) {
   ++stats_.rejected;
@@ -53,7 +58,7 @@ Outcome Analyzer::reject(std::string_view reason, std::string_view payload) {
   return Outcome::kRejected;
 }
 
-Outcome Analyzer::process(core::EventId id, std::string_view payload) {
+Outcome Analyzer::process(core::EventId id, std::string_view payload, std::int64_t ingest_ms) {
   if (!ledger_.mark(id)) {
     ++stats_.duplicates;
     return Outcome::kDuplicate;
@@ -68,26 +73,30 @@ Outcome Analyzer::process(core::EventId id, std::string_view payload) {
       return Outcome::kFiltered;
     }
   }
-  for (std::size_t g = 0; g < spec_.groupings.size(); ++g) {
-    key_.clear();
-    bool first = true;
-    for (const KeyPart& part : spec_.groupings[g].key) {
-      if (!first) key_ += '\x1f';
-      first = false;
-      std::optional<std::string_view> raw;
-      if (part.from == KeyPart::From::kEvent) {
-        raw = fields_[part.index];
-      } else if (spec_.table != nullptr) {
-        raw = spec_.table->get(fields_[spec_.join_field], part.index);
-      }
-      if (part.labels != nullptr) {
-        key_ += part.labels->apply(raw);
-      } else if (raw) {
-        if (raw->size() < part.pad) key_.append(part.pad - raw->size(), '0');
-        key_ += *raw;
-      }
+  // Everything that can reject the event is checked before anything counts it.
+  for (std::size_t w = 0; w < spec_.windows.size(); ++w) {
+    const auto& ws = spec_.windows[w];
+    if (ws.time_field) {
+      const auto t = ws.time_format.to_millis(fields_[*ws.time_field]);
+      if (!t) return reject("bad event time", payload);
+      times_[w] = *t;
+    } else {
+      times_[w] = ingest_ms;
     }
+    values_[w].reset();
+    if (ws.value_field) {
+      double v = 0;
+      if (!detail::parse_number(fields_[*ws.value_field], v)) return reject("value is not a number", payload);
+      values_[w] = v;
+    }
+  }
+  for (std::size_t g = 0; g < spec_.groupings.size(); ++g) {
+    build_key(spec_.groupings[g].key);
     ++totals_[g][key_];
+  }
+  for (std::size_t w = 0; w < spec_.windows.size(); ++w) {
+    build_key(spec_.windows[w].key);
+    if (windows_[w].add(times_[w], key_, values_[w]) != 0) ++stats_.late;
   }
   ++stats_.counted;
   return Outcome::kCounted;
@@ -95,12 +104,14 @@ Outcome Analyzer::process(core::EventId id, std::string_view payload) {
 
 std::string Analyzer::serialize(std::string_view position) const {
   std::string out = fmt::format("tributary-analyzer 1\nposition\t{}\n", escape(position));
-  out += fmt::format("stats\t{}\t{}\t{}\t{}\n", stats_.counted, stats_.filtered, stats_.duplicates, stats_.rejected);
+  out += fmt::format("stats\t{}\t{}\t{}\t{}\t{}\n", stats_.counted, stats_.filtered, stats_.duplicates,
+                     stats_.rejected, stats_.late);
   for (const auto& [reason, n] : stats_.rejected_by_reason) out += fmt::format("reject\t{}\t{}\n", escape(reason), n);
   for (const auto& [reason, v] : stats_.samples)
     for (const auto& s : v) out += fmt::format("sample\t{}\t{}\n", escape(reason), escape(s));
   for (std::size_t g = 0; g < totals_.size(); ++g)
     for (const auto& [key, n] : totals_[g]) out += fmt::format("total\t{}\t{}\t{}\n", g, escape(key), n);
+  for (std::size_t w = 0; w < windows_.size(); ++w) windows_[w].serialize(out, fmt::format("window{}", w));
   out += "ledger\n" + ledger_.serialize();
   return out;
 }
@@ -109,6 +120,8 @@ std::string Analyzer::restore(std::string_view state) {
   std::string position;
   AnalyzerStats stats;
   std::vector<std::map<std::string, std::uint64_t>> totals(spec_.groupings.size());
+  std::vector<WindowSet> windows;
+  for (const auto& w : spec_.windows) windows.emplace_back(w.size_ms, w.slide_ms, w.lateness_ms);
   std::size_t line_no = 0;
   auto bad = [&](std::string_view line) {
     return core::Error(fmt::format("analyzer checkpoint line {} does not parse: '{}'", line_no, line.substr(0, 80)));
@@ -120,16 +133,7 @@ std::string Analyzer::restore(std::string_view state) {
     ++line_no;
     return line;
   };
-  auto cols = [](std::string_view line) {
-    std::vector<std::string_view> c;
-    std::size_t s = 0;
-    for (;;) {
-      const auto t = line.find('\t', s);
-      c.push_back(line.substr(s, t == std::string_view::npos ? std::string_view::npos : t - s));
-      if (t == std::string_view::npos) return c;
-      s = t + 1;
-    }
-  };
+  const auto cols = detail::columns;
   auto num = [&](std::string_view s, std::string_view line) {
     std::uint64_t v = 0;
     const auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
@@ -147,15 +151,19 @@ std::string Analyzer::restore(std::string_view state) {
     const auto c = cols(line);
     if (c[0] == "position" && c.size() == 2) {
       position = unescape(c[1]);
-    } else if (c[0] == "stats" && c.size() == 5) {
+    } else if (c[0] == "stats" && (c.size() == 5 || c.size() == 6)) {
       stats.counted = num(c[1], line);
       stats.filtered = num(c[2], line);
       stats.duplicates = num(c[3], line);
       stats.rejected = num(c[4], line);
+      if (c.size() == 6) stats.late = num(c[5], line);
     } else if (c[0] == "reject" && c.size() == 3) {
       stats.rejected_by_reason[unescape(c[1])] = num(c[2], line);
     } else if (c[0] == "sample" && c.size() == 3) {
       stats.samples[unescape(c[1])].push_back(unescape(c[2]));
+    } else if (c[0].substr(0, 6) == "window") {
+      std::size_t w = 0;
+      if (!detail::parse_number(c[0].substr(6), w) || w >= windows.size() || !windows[w].parse_line(c)) throw bad(line);
     } else if (c[0] == "total" && c.size() == 4) {
       const std::uint64_t g = num(c[1], line);
       if (g >= totals.size()) throw bad(line);
@@ -166,6 +174,7 @@ std::string Analyzer::restore(std::string_view state) {
   }
   stats_ = std::move(stats);
   totals_ = std::move(totals);
+  windows_ = std::move(windows);
   return position;
 }
 

@@ -1,12 +1,14 @@
 // AnalyzeJob: config, inputs (Kafka topic / channel), checkpoint loop, outputs.
 #include "tributary/analytics/job.h"
 
+#include <fcntl.h>
 #include <poll.h>
 #include <unistd.h>
 
 #include <chrono>
 #include <cstdio>
 #include <fmt/format.h>
+#include <ctime>
 #include <functional>
 #include <set>
 #include <sstream>
@@ -14,6 +16,7 @@
 
 #include "tributary/analytics/checkpoint.h"
 #include "tributary/core/error.h"
+#include "tributary/core/fd.h"
 #include "tributary/uplink/kafka.h"
 
 namespace tributary::analytics {
@@ -68,7 +71,7 @@ AnalyzeConfigResult load_analyze_config(const fs::path& file) {
   };
   for (const auto& [k, n] : root) {
     static const std::set<std::string_view> sections = {"input", "fields", "checks", "filter", "join",
-                                                         "labels", "outputs", "state"};
+                                                         "labels", "outputs", "windows", "state"};
     if (!sections.count(k.str())) err(&n, k.str(), "unknown section");
   }
   const toml::table* in = root["input"].as_table();
@@ -169,7 +172,68 @@ AnalyzeConfigResult load_analyze_config(const fs::path& file) {
       c.outputs.push_back(std::move(o));
     }
   }
-  if (c.outputs.empty()) err(&root, "outputs", "declare at least one [[outputs]]");
+  if (const toml::node* wn = root.get("windows")) {
+    const toml::array* wins = wn->as_array();
+    if (wins == nullptr) err(wn, "windows", "must be an array of tables ([[windows]])");
+    for (std::size_t i = 0; wins != nullptr && i < wins->size(); ++i) {
+      const toml::table* t = (*wins)[i].as_table();
+      const std::string section = fmt::format("windows[{}]", i);
+      if (t == nullptr) {
+        err(&(*wins)[i], section, "must be a table");
+        continue;
+      }
+      known(*t, section, {"name", "by", "size", "slide", "lateness", "time", "time_format", "year", "value", "file"});
+      WindowOutputSpec w;
+      w.name = str(*t, section, "name", true);
+      w.by = list(t->get("by"), section + ".by");
+      for (const auto& b : w.by)
+        if (!names.count(b) && !joined.count(b))
+          err(t->get("by"), section + ".by", fmt::format("'{}' is neither a field nor a joined column", b));
+      auto duration = [&](std::string_view key, bool required, std::int64_t fallback) -> std::int64_t {
+        const toml::node* n = t->get(key);
+        if (n == nullptr) {
+          if (required) err(t, section + "." + std::string(key), "required key is missing");
+          return fallback;
+        }
+        std::optional<std::int64_t> v;
+        if (auto num = n->value<std::int64_t>()) v = *num;
+        else if (auto text = n->value<std::string>()) v = parse_duration_ms(*text);
+        if (!v || *v < 0) {
+          err(n, section + "." + std::string(key), "must be a duration such as \"500ms\", \"10s\", \"5m\", \"1h\", \"1d\"");
+          return fallback;
+        }
+        return *v;
+      };
+      w.size_ms = duration("size", true, 1);
+      w.slide_ms = duration("slide", false, w.size_ms);
+      w.lateness_ms = duration("lateness", false, 0);
+      if (w.size_ms <= 0) err(t->get("size"), section + ".size", "must be positive");
+      if (w.slide_ms <= 0 || w.slide_ms > w.size_ms)
+        err(t->get("slide"), section + ".slide", "must be positive and at most the size");
+      w.time = str(*t, section, "time", false, "ingest");
+      if (w.time != "ingest") field_known(t->get("time"), section + ".time", w.time);
+      int year = 1970;
+      {
+        const std::time_t now = std::time(nullptr);
+        std::tm tm{};
+        ::gmtime_r(&now, &tm);
+        year = tm.tm_year + 1900;
+      }
+      if (const toml::node* y = t->get("year")) {
+        if (auto v = y->value<std::int64_t>(); v && *v >= 1970 && *v <= 9999) year = static_cast<int>(*v);
+        else err(y, section + ".year", "must be a year (1970-9999)");
+      }
+      const std::string fmt_text = str(*t, section, "time_format", false, "epoch_ms");
+      if (auto f = TimeFormat::parse(fmt_text, year)) w.time_format = *f;
+      else err(t->get("time_format"), section + ".time_format",
+               "must be epoch_s, epoch_ms, rfc3339 or a pattern of %Y %m %d %H %M %S (e.g. \"%m%d\")");
+      w.value = str(*t, section, "value", false);
+      if (!w.value.empty()) field_known(t->get("value"), section + ".value", w.value);
+      w.file = str(*t, section, "file", false, w.name + ".csv");
+      c.windows.push_back(std::move(w));
+    }
+  }
+  if (c.outputs.empty() && c.windows.empty()) err(&root, "outputs", "declare at least one [[outputs]] or [[windows]]");
   if (const toml::table* s = root["state"].as_table()) {
     known(*s, "state", {"dir", "checkpoint_ms"});
     c.state_dir = str(*s, "state", "dir", false, c.state_dir.string());
@@ -195,6 +259,7 @@ struct AnalyzeJob::Impl {
   uplink::KafkaHandle kafka;
   std::map<int, std::int64_t> offsets;  // partition -> next offset
   std::uint64_t topic_hash = 0;
+  std::vector<std::uint64_t> window_bytes;  // per [[windows]]: bytes of its file the checkpoint covers
 
   void info(const std::string& m) const {
     if (log) log("info", m);
@@ -204,6 +269,23 @@ struct AnalyzeJob::Impl {
     for (std::size_t i = 0; i < cfg.fields.size(); ++i)
       if (cfg.fields[i].first == name) return i;
     return SIZE_MAX;
+  }
+
+  // A group-by key part: an event field or a joined column, labelled if labels are declared.
+  KeyPart key_part(const std::string& by, std::size_t pad) const {
+    KeyPart part;
+    const auto label = cfg.labels.find(by);
+    part.labels = label == cfg.labels.end() ? nullptr : &label->second;
+    part.pad = pad;
+    if (const std::size_t fi = field_index(by); fi != SIZE_MAX) {
+      part.from = KeyPart::From::kEvent;
+      part.index = fi;
+    } else {
+      part.from = KeyPart::From::kJoined;
+      part.index = static_cast<std::size_t>(std::find(cfg.join_columns.begin(), cfg.join_columns.end(), by) -
+                                            cfg.join_columns.begin());
+    }
+    return part;
   }
 
   void build() {
@@ -217,20 +299,18 @@ struct AnalyzeJob::Impl {
       info(fmt::format("dimension table {}: {} rows ({} rejected)", cfg.join_file.string(), table.rows(),
                        table.rejected_rows()));
     }
-    for (const OutputSpec& o : cfg.outputs) {
-      KeyPart part;
-      const auto label = cfg.labels.find(o.by);
-      part.labels = label == cfg.labels.end() ? nullptr : &label->second;
-      part.pad = o.pad;
-      if (const std::size_t fi = field_index(o.by); fi != SIZE_MAX) {
-        part.from = KeyPart::From::kEvent;
-        part.index = fi;
-      } else {
-        part.from = KeyPart::From::kJoined;
-        part.index = static_cast<std::size_t>(
-            std::find(cfg.join_columns.begin(), cfg.join_columns.end(), o.by) - cfg.join_columns.begin());
-      }
-      spec.groupings.push_back({o.name, {part}});
+    for (const OutputSpec& o : cfg.outputs) spec.groupings.push_back({o.name, {key_part(o.by, o.pad)}});
+    for (const WindowOutputSpec& w : cfg.windows) {
+      AnalyzerSpec::Window ws;
+      ws.name = w.name;
+      for (const auto& b : w.by) ws.key.push_back(key_part(b, 0));
+      ws.size_ms = w.size_ms;
+      ws.slide_ms = w.slide_ms;
+      ws.lateness_ms = w.lateness_ms;
+      if (w.time != "ingest") ws.time_field = field_index(w.time);
+      ws.time_format = w.time_format;
+      if (!w.value.empty()) ws.value_field = field_index(w.value);
+      spec.windows.push_back(std::move(ws));
     }
     std::vector<std::string> pointers;
     for (const auto& [name, where] : cfg.fields) pointers.push_back(where);
@@ -239,13 +319,31 @@ struct AnalyzeJob::Impl {
   }
 
   std::string position() const {
-    if (channel) return fmt::format("channel {}", channel_pos);
-    std::string s = "kafka";
-    for (const auto& [p, o] : offsets) s += fmt::format(" {}:{}", p, o);
+    std::string s;
+    if (channel) {
+      s = fmt::format("channel {}", channel_pos);
+    } else {
+      s = "kafka";
+      for (const auto& [p, o] : offsets) s += fmt::format(" {}:{}", p, o);
+    }
+    if (!window_bytes.empty()) {  // how much of each window file the checkpoint accounts for
+      s += "|windows";
+      for (const auto b : window_bytes) s += fmt::format(" {}", b);
+    }
     return s;
   }
 
-  void restore_position(const std::string& pos) {
+  void restore_position(const std::string& full) {
+    const auto bar = full.find('|');
+    const std::string pos = full.substr(0, bar);
+    if (bar != std::string::npos) {
+      std::istringstream win(full.substr(bar + 1));
+      std::string word;
+      win >> word;
+      std::uint64_t b = 0;
+      for (std::size_t w = 0; win >> b; ++w)
+        if (w < window_bytes.size()) window_bytes[w] = b;
+    }
     std::istringstream in(pos);
     std::string kind;
     in >> kind;
@@ -314,7 +412,9 @@ struct AnalyzeJob::Impl {
       core::Record recs[1024];
       const std::size_t k = consumer->poll(recs);
       for (std::size_t i = 0; i < k; ++i) {
-        (void)analyzer->process(recs[i].id, {reinterpret_cast<const char*>(recs[i].payload.data()), recs[i].payload.size()});
+        (void)analyzer->process(recs[i].id,
+                                {reinterpret_cast<const char*>(recs[i].payload.data()), recs[i].payload.size()},
+                                static_cast<std::int64_t>(recs[i].timestamp_ns / 1000000));
         channel_pos = recs[i].next;
       }
       if (k == 0) (void)consumer->wait(std::chrono::milliseconds(100));
@@ -328,7 +428,9 @@ struct AnalyzeJob::Impl {
         const core::EventId id = uplink::message_identity(m).value_or(
             core::EventId{(topic_hash ^ static_cast<std::uint64_t>(m->partition + 1)) | (1ull << 63),
                           static_cast<std::uint64_t>(m->offset)});
-        (void)analyzer->process(id, {static_cast<const char*>(m->payload), m->len});
+        rd_kafka_timestamp_type_t tstype;
+        const std::int64_t ts = rd_kafka_message_timestamp(m, &tstype);
+        (void)analyzer->process(id, {static_cast<const char*>(m->payload), m->len}, ts < 0 ? 0 : ts);
         offsets[m->partition] = m->offset + 1;
         ++n;
       } else if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF) {
@@ -380,13 +482,124 @@ struct AnalyzeJob::Impl {
     std::string reasons;
     for (const auto& [why, n] : s.rejected_by_reason)
       reasons += fmt::format(R"({}"{}":{})", reasons.empty() ? "" : ",", why, n);
+    std::string windows;
+    for (std::size_t w = 0; w < cfg.windows.size(); ++w) {
+      const WindowSet& ws = analyzer->window(w);
+      const auto wm = ws.watermark();
+      windows += fmt::format(R"({}"{}":{{"open":{},"closed":{},"late_events":{},"watermark":{}}})",
+                             windows.empty() ? "" : ",", cfg.windows[w].name, ws.open().size(), ws.closed_total(),
+                             ws.late_events(), wm ? "\"" + format_millis(*wm) + "\"" : "null");
+    }
+    write_window_snapshots();
     write_file(cfg.state_dir / "status.json",
-               fmt::format(R"({{"counted":{},"filtered":{},"rejected":{},"duplicates":{},"rejected_by_reason":{{{}}},"sources":[{}]}})"
+               fmt::format(R"({{"counted":{},"filtered":{},"rejected":{},"duplicates":{},"late":{},)"
+                           R"("rejected_by_reason":{{{}}},"windows":{{{}}},"sources":[{}]}})"
                            "\n",
-                           s.counted, s.filtered, s.rejected, s.duplicates, reasons, sources));
+                           s.counted, s.filtered, s.rejected, s.duplicates, s.late, reasons, windows, sources));
+  }
+
+  // ---- windows: closed rows appended exactly once, late and open rows as snapshots
+
+  static void csv_cell(std::string& out, std::string_view v) {
+    if (v.find_first_of(",\"\n\r") == std::string_view::npos) {
+      out += v;
+      return;
+    }
+    out += '"';
+    for (const char ch : v) {
+      if (ch == '"') out += '"';
+      out += ch;
+    }
+    out += '"';
+  }
+
+  static void key_cells(std::string& out, std::string_view key) {
+    for (std::size_t start = 0;;) {
+      const auto sep = key.find('\x1f', start);
+      out += ',';
+      csv_cell(out, key.substr(start, sep == std::string_view::npos ? std::string_view::npos : sep - start));
+      if (sep == std::string_view::npos) return;
+      start = sep + 1;
+    }
+  }
+
+  static std::string window_header(const WindowOutputSpec& w, std::string_view counts) {
+    std::string h = "window_start,window_end";
+    for (const auto& b : w.by) h += "," + b;
+    h += fmt::format(",{}", counts);
+    if (!w.value.empty() && counts == "count") h += fmt::format(",sum_{0},min_{0},max_{0}", w.value);
+    return h + "\n";
+  }
+
+  static void window_row(std::string& out, const WindowOutputSpec& w, const WindowRow& r) {
+    out += format_millis(r.start) + "," + format_millis(r.end);
+    if (!w.by.empty()) key_cells(out, r.key);
+    out += fmt::format(",{}", r.agg.count);
+    if (!w.value.empty()) out += fmt::format(",{},{},{}", r.agg.sum, r.agg.min, r.agg.max);
+    out += '\n';
+  }
+
+  // After a restore: each window file back to what the checkpoint accounts for (rows written
+  // after it are written again by the replay).
+  void trim_window_files() {
+    for (std::size_t w = 0; w < cfg.windows.size(); ++w) {
+      const fs::path p = cfg.state_dir / cfg.windows[w].file;
+      std::error_code ec;
+      const auto size = fs::exists(p, ec) ? fs::file_size(p, ec) : 0;
+      if (size > window_bytes[w]) {
+        fs::resize_file(p, window_bytes[w]);
+      } else if (size < window_bytes[w]) {
+        if (log)
+          log("warn", fmt::format("{} has {} bytes, the checkpoint accounts for {}: rows removed by someone else "
+                                  "are not written again",
+                                  p.string(), size, window_bytes[w]));
+        window_bytes[w] = size;
+      }
+    }
+  }
+
+  void append_closed_windows() {
+    for (std::size_t w = 0; w < cfg.windows.size(); ++w) {
+      std::vector<WindowRow> rows = analyzer->take_closed(w);
+      if (rows.empty()) continue;
+      const WindowOutputSpec& spec = cfg.windows[w];
+      std::string text;
+      if (window_bytes[w] == 0) text = window_header(spec, "count");
+      for (const auto& r : rows) window_row(text, spec, r);
+      const fs::path p = cfg.state_dir / spec.file;
+      const core::Fd fd(::open(p.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0644));
+      if (!fd.valid()) core::throw_errno("open " + p.string(), errno);
+      std::size_t done = 0;
+      while (done < text.size()) {
+        const ssize_t n = ::pwrite(fd.get(), text.data() + done, text.size() - done,
+                                   static_cast<off_t>(window_bytes[w] + done));
+        if (n < 0) core::throw_errno("write " + p.string(), errno);
+        done += static_cast<std::size_t>(n);
+      }
+      if (::fdatasync(fd.get()) != 0) core::throw_errno("fdatasync " + p.string(), errno);
+      window_bytes[w] += text.size();
+    }
+  }
+
+  void write_window_snapshots() const {
+    for (std::size_t w = 0; w < cfg.windows.size(); ++w) {
+      const WindowOutputSpec& spec = cfg.windows[w];
+      const WindowSet& ws = analyzer->window(w);
+      std::string open = window_header(spec, "count");
+      for (const auto& [k, agg] : ws.open()) window_row(open, spec, {k.first, k.first + ws.size(), k.second, agg});
+      write_file(cfg.state_dir / (spec.name + ".open.csv"), open);
+      std::string late = window_header(spec, "late");
+      for (const auto& [k, n] : ws.late()) {
+        late += format_millis(k.first) + "," + format_millis(k.first + ws.size());
+        if (!spec.by.empty()) key_cells(late, k.second);
+        late += fmt::format(",{}\n", n);
+      }
+      write_file(cfg.state_dir / (spec.name + ".late.csv"), late);
+    }
   }
 
   void checkpoint() {
+    append_closed_windows();  // before the checkpoint that records how far the files go
     write_checkpoint(cfg.state_dir / "checkpoint", analyzer->serialize(position()));
     write_outputs();
     // The input's own position only trails the checkpoint.
@@ -405,11 +618,13 @@ AnalyzeJob::AnalyzeJob(AnalyzeConfig config, JobLog log) : impl_(std::make_uniqu
   impl_->log = std::move(log);
   fs::create_directories(impl_->cfg.state_dir);
   impl_->build();
+  impl_->window_bytes.assign(impl_->cfg.windows.size(), 0);
   if (auto state = read_checkpoint(impl_->cfg.state_dir / "checkpoint")) {
     impl_->restore_position(impl_->analyzer->restore(*state));
     impl_->info(fmt::format("restored checkpoint: {} counted, resuming at {}", impl_->analyzer->stats().counted,
                             impl_->position()));
   }
+  impl_->trim_window_files();
 }
 
 AnalyzeJob::~AnalyzeJob() {

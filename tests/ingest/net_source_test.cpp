@@ -6,6 +6,9 @@
 #include <netinet/in.h>
 #include <sys/socket.h>
 
+#include <cstdio>
+#include <fmt/format.h>
+#include <fstream>
 #include <map>
 #include <simdjson.h>
 #include <thread>
@@ -99,6 +102,57 @@ TEST(TcpSourceTest, LinesFromSeveralClientsArriveEachInOrderUnderOneSource) {
     EXPECT_EQ(std::stoi(r.payload.substr(sp + 1)), next[r.payload.substr(0, sp)]++) << r.payload;
   }
   EXPECT_EQ(next.size(), 3u);
+}
+
+TEST(TcpSourceTest, AHundredConcurrentClientsAndAStalledOneAllGetThrough) {
+  TempDir dir;
+  auto ch = core::Channel::create(dir / "c.chan", cfg());
+  auto src = make_source("tcp", {&ch}, kAnyPort);
+  core::Fd stalled = connect_tcp(src->endpoint());
+  send_all(stalled.get(), "a line that never ends");  // then nothing: it must not hold anyone up
+  std::vector<core::Fd> clients;
+  for (int c = 0; c < 100; ++c) clients.push_back(connect_tcp(src->endpoint()));
+  for (int i = 0; i < 100; ++i)
+    for (int c = 0; c < 100; ++c) send_all(clients[c].get(), fmt::format("client {} line {}\n", c, i));
+  ASSERT_TRUE(pump_until(*src, [&] { return ch.stats().records_written == 10000; }));
+  EXPECT_EQ(src->metrics().connections, 101u);
+  std::map<int, int> next;
+  for (const auto& r : all_records(ch)) {
+    int c = -1, i = -1;
+    ASSERT_EQ(std::sscanf(r.payload.c_str(), "client %d line %d", &c, &i), 2) << r.payload;
+    EXPECT_EQ(i, next[c]++) << "client " << c;
+  }
+  EXPECT_EQ(next.size(), 100u);
+}
+
+TEST(TcpSourceTest, AGigabyteWithoutANewlineCostsOneLineOfMemory) {
+  TempDir dir;
+  auto ch = core::Channel::create(dir / "c.chan", cfg());
+  auto src = make_source("tcp", {&ch}, with(kAnyPort, {{"oversize", std::string("reject")}}));
+  core::Fd c = connect_tcp(src->endpoint());
+  const auto rss_kb = [] {
+    std::ifstream st("/proc/self/status");
+    std::string line;
+    while (std::getline(st, line))
+      if (line.rfind("VmRSS:", 0) == 0) return std::stol(line.substr(6));
+    return 0L;
+  };
+  const long before = rss_kb();
+  std::thread sender([&] {
+    const std::string junk(1 << 20, 'x');
+    for (int i = 0; i < 1024; ++i) send_all(c.get(), junk);  // 1 GiB, no newline
+    send_all(c.get(), "\nafter\n");
+  });
+  long peak = before;
+  ASSERT_TRUE(pump_until(*src, [&] {
+    peak = std::max(peak, rss_kb());
+    return ch.stats().records_written == 1;
+  }, 300s));
+  sender.join();
+  EXPECT_EQ(payloads(ch), (Strings{"after"}));
+  EXPECT_EQ(src->metrics().rejected, 1u);
+  // The sender's 1 MiB buffer and the source's one-line buffer (64 KiB): nothing near 1 GiB.
+  EXPECT_LT(peak - before, 32 * 1024) << "RSS grew by " << (peak - before) << " KiB";
 }
 
 TEST(TcpSourceTest, AnUnterminatedLastLineIsDeliveredWhenTheClientCloses) {

@@ -2,6 +2,7 @@
 //
 //   identity -> ledger (each event counted once) -> fields (JSON/CSV) -> integer checks
 //            -> filter -> join (dimension table, labels) -> group-by running totals
+//                                                        -> event-time windows (window.h)
 //
 // Every event that is not a duplicate is either counted, filtered out (valid but not wanted,
 // e.g. a click when counting orders) or rejected with a reason and kept as a sample: nothing
@@ -11,6 +12,7 @@
 
 #include <cstdint>
 #include <map>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -18,6 +20,7 @@
 #include "tributary/analytics/dimension.h"
 #include "tributary/analytics/extract.h"
 #include "tributary/analytics/ledger.h"
+#include "tributary/analytics/window.h"
 
 namespace tributary::analytics {
 
@@ -43,6 +46,15 @@ struct AnalyzerSpec {
     std::vector<KeyPart> key;
   };
   std::vector<Grouping> groupings;
+  struct Window {
+    std::string name;
+    std::vector<KeyPart> key;
+    std::int64_t size_ms = 0, slide_ms = 0, lateness_ms = 0;
+    std::optional<std::size_t> time_field;  // none: ingest time (the record's timestamp)
+    TimeFormat time_format;
+    std::optional<std::size_t> value_field;  // sum/min/max of this field
+  };
+  std::vector<Window> windows;
   std::size_t max_samples = 10;  // rejected events kept per reason, for the report
 };
 
@@ -50,6 +62,7 @@ enum class Outcome : std::uint8_t { kCounted, kFiltered, kDuplicate, kRejected }
 
 struct AnalyzerStats {
   std::uint64_t counted = 0, filtered = 0, duplicates = 0, rejected = 0;
+  std::uint64_t late = 0;  // counted events that came after one of their windows closed
   std::map<std::string, std::uint64_t> rejected_by_reason;
   std::map<std::string, std::vector<std::string>> samples;  // reason -> first raw events
 };
@@ -58,12 +71,17 @@ class Analyzer {
  public:
   Analyzer(AnalyzerSpec spec, FieldExtractor extractor);
 
-  Outcome process(core::EventId id, std::string_view payload);
+  // `ingest_ms`: when the event entered Tributary (channel record / Kafka timestamp), the time
+  // of windows without an event-time field.
+  Outcome process(core::EventId id, std::string_view payload, std::int64_t ingest_ms = 0);
 
   // Running totals of grouping `g`: key parts joined with '\x1f' -> count.
   [[nodiscard]] const std::map<std::string, std::uint64_t>& totals(std::size_t g) const { return totals_.at(g); }
   [[nodiscard]] const AnalyzerStats& stats() const noexcept { return stats_; }
   [[nodiscard]] const Ledger& ledger() const noexcept { return ledger_; }
+  [[nodiscard]] const WindowSet& window(std::size_t w) const { return windows_.at(w); }
+  // Closed rows of window `w` not yet handed out (the job appends them to its file).
+  std::vector<WindowRow> take_closed(std::size_t w) { return windows_.at(w).take_closed(); }
 
   // State + `position` (the caller's input offsets) for a checkpoint; restore returns position.
   [[nodiscard]] std::string serialize(std::string_view position) const;
@@ -71,10 +89,14 @@ class Analyzer {
 
  private:
   Outcome reject(std::string_view reason, std::string_view payload);
+  void build_key(const std::vector<KeyPart>& parts);
   AnalyzerSpec spec_;
   FieldExtractor extractor_;
   Ledger ledger_;
   std::vector<std::map<std::string, std::uint64_t>> totals_;
+  std::vector<WindowSet> windows_;
+  std::vector<std::int64_t> times_;                 // per window, of the current event
+  std::vector<std::optional<double>> values_;       // per window, of the current event
   AnalyzerStats stats_;
   std::vector<std::string_view> fields_;
   std::string key_;

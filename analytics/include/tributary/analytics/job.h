@@ -23,6 +23,9 @@
 //   file = "user_info_format1.csv" # key_column, key_field, columns = [...]
 //   [labels.age_range]             # map = { "1" = "<18" }, otherwise = "unknown", order = [...]
 //   [[outputs]]                    # name, by (a field or joined column), file, header, pad, share
+//   [[windows]]                    # name, by = [...], size = "1h", slide, lateness, time (a field
+//                                  # or "ingest"), time_format (epoch_s|epoch_ms|rfc3339|"%m%d"),
+//                                  # year, value (sum/min/max), file
 //   [state]
 //   dir = "out"                    # checkpoint, outputs, status.json; checkpoint_ms = 1000
 #pragma once
@@ -47,6 +50,20 @@ struct OutputSpec {
   bool share = true;   // a third column: count / all counted, %.4f
 };
 
+// [[windows]]: closed windows are appended to `file` exactly once (the checkpoint records its
+// length; a restart truncates it back and the replay appends the same rows again); late
+// events go to NAME.late.csv and the open windows to NAME.open.csv, both rewritten at each
+// checkpoint.
+struct WindowOutputSpec {
+  std::string name;
+  std::vector<std::string> by;  // fields or joined columns
+  std::int64_t size_ms = 0, slide_ms = 0, lateness_ms = 0;
+  std::string time = "ingest";  // a field, or "ingest"
+  TimeFormat time_format;
+  std::string value;  // a field, or empty
+  std::string file;
+};
+
 struct AnalyzeConfig {
   std::string input_type = "kafka";
   std::string bootstrap, topic, group = "tributary-analyzer";
@@ -63,6 +80,7 @@ struct AnalyzeConfig {
   std::map<std::string, LabelMap> labels;
   std::map<std::string, std::vector<std::string>> label_order;
   std::vector<OutputSpec> outputs;
+  std::vector<WindowOutputSpec> windows;
   std::filesystem::path state_dir = "analyzer-state";
   int checkpoint_ms = 1000;
 };

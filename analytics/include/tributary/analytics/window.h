@@ -1,0 +1,94 @@
+// Event-time windows: tumbling (slide = size) and hopping (slide < size), with a watermark and
+// allowed lateness, per group-by key; count, and sum/min/max of a numeric field.
+//
+//   event time t  ->  every window [start, start + size) with start = k * slide holding t
+//   watermark     =   the largest event time seen - lateness
+//   a window closes once watermark >= its end: its row goes to the closed rows (the job
+//   appends them to the window's file at the next checkpoint, exactly once)
+//   an event whose window has closed already is late: counted per (window, key) in the late
+//   rows, never dropped silently, never added to a closed window
+//
+// Deterministic: the same events in the same order give the same rows (no wall clock), so a
+// replay after a crash closes the same windows with the same counts.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+namespace tributary::analytics {
+
+// Event time from a field's text, in ms since the epoch (UTC).
+struct TimeFormat {
+  enum class Kind : std::uint8_t { kEpochSeconds, kEpochMillis, kRfc3339, kPattern } kind = Kind::kEpochMillis;
+  std::string pattern;  // kPattern: %Y %m %d %H %M %S and literal characters, e.g. "%m%d"
+  int year = 1970;      // kPattern without %Y: the year to assume
+
+  // "epoch_s" | "epoch_ms" | "rfc3339" | a pattern containing '%'; nullopt if none of these.
+  [[nodiscard]] static std::optional<TimeFormat> parse(std::string_view text, int year);
+  [[nodiscard]] std::optional<std::int64_t> to_millis(std::string_view value) const;
+};
+
+// "250ms", "10s", "5m", "1h", "1d" (or a number: ms); nullopt if not a duration.
+[[nodiscard]] std::optional<std::int64_t> parse_duration_ms(std::string_view text);
+// RFC 3339 UTC with ms precision only when needed: "2026-11-11T00:00:00Z".
+[[nodiscard]] std::string format_millis(std::int64_t ms);
+
+struct Aggregate {
+  std::uint64_t count = 0;
+  double sum = 0, min = 0, max = 0;  // of the value field, when there is one
+  void add(std::optional<double> v);
+};
+
+struct WindowRow {
+  std::int64_t start = 0, end = 0;
+  std::string key;  // key parts joined with '\x1f'
+  Aggregate agg;
+};
+
+class WindowSet {
+ public:
+  WindowSet(std::int64_t size_ms, std::int64_t slide_ms, std::int64_t lateness_ms);
+
+  // Adds one event at time `t` under `key`. Returns how many of its windows were already
+  // closed (late), 0 when it counted everywhere.
+  std::size_t add(std::int64_t t, std::string_view key, std::optional<double> value);
+
+  // Rows closed and not yet taken, in closing order; take_closed() hands them over.
+  [[nodiscard]] const std::vector<WindowRow>& closed() const noexcept { return closed_; }
+  std::vector<WindowRow> take_closed();
+  [[nodiscard]] const std::map<std::pair<std::int64_t, std::string>, Aggregate>& open() const noexcept {
+    return open_;
+  }
+  // Late events per (window start, key).
+  [[nodiscard]] const std::map<std::pair<std::int64_t, std::string>, std::uint64_t>& late() const noexcept {
+    return late_;
+  }
+  [[nodiscard]] std::optional<std::int64_t> watermark() const noexcept;
+  [[nodiscard]] std::int64_t size() const noexcept { return size_; }
+  [[nodiscard]] std::uint64_t late_events() const noexcept { return late_events_; }
+  [[nodiscard]] std::uint64_t closed_total() const noexcept { return closed_total_; }
+
+  // Checkpoint form: lines of tab-separated fields with the given prefix; parse_line() takes
+  // them back (false: not one of ours).
+  void serialize(std::string& out, std::string_view prefix) const;
+  [[nodiscard]] bool parse_line(const std::vector<std::string_view>& cols);
+
+ private:
+  void close_until(std::int64_t watermark);
+
+  std::int64_t size_, slide_, lateness_;
+  std::optional<std::int64_t> max_time_;
+  std::int64_t closed_until_ = INT64_MIN;  // every window with end <= this is closed
+  std::map<std::pair<std::int64_t, std::string>, Aggregate> open_;
+  std::vector<WindowRow> closed_;
+  std::map<std::pair<std::int64_t, std::string>, std::uint64_t> late_;
+  std::uint64_t late_events_ = 0;
+  std::uint64_t closed_total_ = 0;
+};
+
+}  // namespace tributary::analytics

@@ -1,0 +1,54 @@
+// The analyzer's configuration: [[windows]] parsed with defaults, and every mistake reported
+// with file, line and key.
+#include <gtest/gtest.h>
+
+#include <fstream>
+
+#include "support/temp_dir.h"
+#include "tributary/analytics/job.h"
+
+namespace tributary::analytics {
+namespace {
+
+AnalyzeConfigResult load(const testing::TempDir& dir, const std::string& text) {
+  std::ofstream(dir / "a.toml") << text;
+  return load_analyze_config(dir / "a.toml");
+}
+
+std::string joined(const std::vector<std::string>& v) {
+  std::string s;
+  for (const auto& e : v) s += e + "\n";
+  return s;
+}
+
+const std::string kHead = "[input]\ntype = \"channel\"\npath = \"x.chan\"\n[fields]\nts = \"/ts\"\nk = \"/k\"\n";
+
+TEST(AnalyzeConfigTest, ParsesWindowsWithDefaults) {
+  testing::TempDir dir;
+  auto r = load(dir, kHead + "[[windows]]\nname = \"w\"\nby = [\"k\"]\nsize = \"1h\"\nslide = \"15m\"\n"
+                             "time = \"ts\"\ntime_format = \"%m%d\"\nyear = 2015\n");
+  ASSERT_TRUE(r.errors.empty()) << joined(r.errors);
+  ASSERT_EQ(r.config.windows.size(), 1u);
+  const auto& w = r.config.windows[0];
+  EXPECT_EQ(w.size_ms, 3600000);
+  EXPECT_EQ(w.slide_ms, 900000);
+  EXPECT_EQ(w.lateness_ms, 0);
+  EXPECT_EQ(w.file, "w.csv");
+  EXPECT_EQ(w.time_format.to_millis("1111"), 1447200000000);
+}
+
+TEST(AnalyzeConfigTest, WindowMistakesNameTheLineAndKey) {
+  testing::TempDir dir;
+  auto r = load(dir, kHead + "[[windows]]\nname = \"w\"\nby = [\"nope\"]\nsize = \"1 hour\"\nslide = \"2h\"\n"
+                             "time = \"when\"\ntime_format = \"yyyy\"\nvalue = \"price\"\ncolour = 1\n");
+  const std::string all = joined(r.errors);
+  for (const std::string want :
+       {"a.toml:9: windows[0].by: 'nope' is neither a field nor a joined column", "a.toml:10: windows[0].size: must be a duration",
+        "a.toml:11: windows[0].slide: must be positive and at most the size", "a.toml:12: windows[0].time: no field named 'when'",
+        "a.toml:13: windows[0].time_format: must be epoch_s", "a.toml:14: windows[0].value: no field named 'price'",
+        "a.toml:15: windows[0].colour: unknown key"})
+    EXPECT_NE(all.find(want), std::string::npos) << want << "\nin:\n" << all;
+}
+
+}  // namespace
+}  // namespace tributary::analytics

@@ -1,0 +1,169 @@
+// Event-time windows: time formats, durations, tumbling and hopping windows with a watermark
+// and lateness checked against an independent brute-force reference on shuffled events,
+// lateness edges, sum/min/max, and a checkpoint in the middle changing nothing.
+#include "tributary/analytics/window.h"
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <map>
+#include <random>
+
+#include "text.h"
+
+namespace tributary::analytics {
+namespace {
+
+TEST(TimeFormatTest, ParsesEpochsRfc3339AndPatterns) {
+  const auto s = TimeFormat::parse("epoch_s", 2026);
+  const auto ms = TimeFormat::parse("epoch_ms", 2026);
+  const auto rfc = TimeFormat::parse("rfc3339", 2026);
+  const auto mmdd = TimeFormat::parse("%m%d", 2015);
+  const auto full = TimeFormat::parse("%Y-%m-%d %H:%M:%S", 1970);
+  ASSERT_TRUE(s && ms && rfc && mmdd && full);
+  EXPECT_EQ(s->to_millis("1700000000"), 1700000000000);
+  EXPECT_EQ(s->to_millis("1700000000.25"), 1700000000250);
+  EXPECT_EQ(ms->to_millis("1700000000123"), 1700000000123);
+  EXPECT_EQ(rfc->to_millis("2026-11-11T00:00:00Z"), 1794355200000);
+  EXPECT_EQ(rfc->to_millis("2026-11-11T01:30:00.5+01:30"), 1794355200500);
+  EXPECT_EQ(rfc->to_millis("2026-11-10T23:00:00-01:00"), 1794355200000);
+  EXPECT_EQ(mmdd->to_millis("1111"), 1447200000000) << "2015-11-11, the Tianchi data's year";
+  EXPECT_EQ(full->to_millis("2026-11-11 00:00:00"), 1794355200000);
+  for (const auto& bad : {"", "x", "12a"}) EXPECT_FALSE(ms->to_millis(bad)) << bad;
+  for (const auto& bad : {"2026-11-11", "2026-02-30T00:00:00Z", "2026-11-11T00:00:00", "2026-11-11T24:00:00Z",
+                          "2026-11-11T00:00:00+1:00"})
+    EXPECT_FALSE(rfc->to_millis(bad)) << bad;
+  EXPECT_FALSE(mmdd->to_millis("1131")) << "November has 30 days";
+  EXPECT_FALSE(mmdd->to_millis("111")) << "too short";
+  EXPECT_FALSE(TimeFormat::parse("%q", 2026));
+  EXPECT_FALSE(TimeFormat::parse("yyyy", 2026));
+}
+
+TEST(TimeFormatTest, DurationsAndFormatting) {
+  EXPECT_EQ(parse_duration_ms("250ms"), 250);
+  EXPECT_EQ(parse_duration_ms("10s"), 10000);
+  EXPECT_EQ(parse_duration_ms("5m"), 300000);
+  EXPECT_EQ(parse_duration_ms("1h"), 3600000);
+  EXPECT_EQ(parse_duration_ms("2d"), 172800000);
+  EXPECT_EQ(parse_duration_ms("42"), 42);
+  EXPECT_FALSE(parse_duration_ms("5 m"));
+  EXPECT_FALSE(parse_duration_ms("m"));
+  EXPECT_EQ(format_millis(1794355200000), "2026-11-11T00:00:00Z");
+  EXPECT_EQ(format_millis(1794355200007), "2026-11-11T00:00:00.007Z");
+  EXPECT_EQ(format_millis(0), "1970-01-01T00:00:00Z");
+  EXPECT_EQ(format_millis(951782400000), "2000-02-29T00:00:00Z");
+}
+
+struct Event {
+  std::int64_t t;
+  std::string key;
+  double value;
+};
+
+using Rows = std::map<std::pair<std::int64_t, std::string>, std::uint64_t>;
+
+// The reference: for each event in arrival order, the watermark before it (max time seen so
+// far - lateness, over the events before it); each window holding the event counts it if the
+// window's end is above the highest watermark reached so far, else it is late for that window.
+void reference(const std::vector<Event>& events, std::int64_t size, std::int64_t slide, std::int64_t lateness,
+               Rows& counted, Rows& late) {
+  std::int64_t high = INT64_MIN;  // highest watermark so far
+  for (const Event& e : events) {
+    for (std::int64_t s = -size * 4; s <= e.t; s += slide) {  // every window start, the slow way
+      if (!(s <= e.t && e.t < s + size)) continue;
+      if (s + size <= high) ++late[{s, e.key}];
+      else ++counted[{s, e.key}];
+    }
+    high = std::max(high, e.t - lateness);
+  }
+}
+
+void check_against_reference(std::int64_t size, std::int64_t slide, std::int64_t lateness, std::uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::vector<Event> events;
+  for (int i = 0; i < 3000; ++i) {
+    // Mostly ordered time with jitter: some events arrive a little late, some very late.
+    const std::int64_t base = i * 7;
+    const std::int64_t jitter = static_cast<std::int64_t>(rng() % 40) - (rng() % 10 == 0 ? 300 : 20);
+    events.push_back({std::max<std::int64_t>(0, base + jitter), "k" + std::to_string(rng() % 3), 1.0});
+  }
+  Rows want_counted, want_late;
+  reference(events, size, slide, lateness, want_counted, want_late);
+  WindowSet w(size, slide, lateness);
+  Rows got_counted;
+  std::uint64_t late_events = 0;
+  for (const Event& e : events) late_events += w.add(e.t, e.key, std::nullopt) != 0 ? 1 : 0;
+  for (const auto& r : w.take_closed()) {
+    EXPECT_EQ(r.end - r.start, size);
+    EXPECT_TRUE(got_counted.emplace(std::make_pair(r.start, r.key), r.agg.count).second) << "a window closed twice";
+  }
+  for (const auto& [k, a] : w.open()) got_counted[k] += a.count;  // not closed yet: count so far
+  EXPECT_EQ(got_counted, want_counted);
+  EXPECT_EQ(w.late(), want_late);
+  EXPECT_EQ(w.late_events(), late_events);
+  EXPECT_GT(late_events, 0u) << "the data has late events";
+}
+
+TEST(WindowSetTest, TumblingWindowsMatchABruteForceReference) { check_against_reference(100, 100, 50, 1); }
+TEST(WindowSetTest, HoppingWindowsMatchABruteForceReference) { check_against_reference(100, 25, 30, 2); }
+TEST(WindowSetTest, WithoutLatenessEveryOutOfOrderEventIsLate) { check_against_reference(50, 50, 0, 3); }
+
+TEST(WindowSetTest, AWindowClosesWhenTheWatermarkReachesItsEnd) {
+  WindowSet w(10, 10, 5);
+  w.add(3, "a", std::nullopt);
+  w.add(14, "a", std::nullopt);  // watermark 9: [0,10) still open
+  EXPECT_TRUE(w.closed().empty());
+  w.add(15, "a", std::nullopt);  // watermark 10 = the end of [0,10): closed
+  ASSERT_EQ(w.closed().size(), 1u);
+  EXPECT_EQ(w.closed()[0].start, 0);
+  EXPECT_EQ(w.closed()[0].agg.count, 1u);
+  EXPECT_EQ(w.add(9, "a", std::nullopt), 1u) << "its window is closed: late";
+  EXPECT_EQ(w.add(10, "a", std::nullopt), 0u) << "[10,20) is open";
+  EXPECT_EQ((w.late().at({0, "a"})), 1u);
+}
+
+TEST(WindowSetTest, AggregatesSumMinMax) {
+  WindowSet w(100, 100, 0);
+  for (const double v : {5.0, -2.5, 10.0}) w.add(1, "k", v);
+  w.add(200, "k", 1.0);
+  ASSERT_EQ(w.closed().size(), 1u);
+  const Aggregate& a = w.closed()[0].agg;
+  EXPECT_EQ(a.count, 3u);
+  EXPECT_DOUBLE_EQ(a.sum, 12.5);
+  EXPECT_DOUBLE_EQ(a.min, -2.5);
+  EXPECT_DOUBLE_EQ(a.max, 10.0);
+}
+
+TEST(WindowSetTest, ACheckpointInTheMiddleChangesNothing) {
+  std::mt19937_64 rng(5);
+  std::vector<Event> events;
+  for (int i = 0; i < 2000; ++i)
+    events.push_back({i * 3 + static_cast<std::int64_t>(rng() % 50), "k\t" + std::to_string(rng() % 4), 1.5});
+  WindowSet straight(60, 20, 10);
+  for (const auto& e : events) straight.add(e.t, e.key, e.value);
+  WindowSet first(60, 20, 10);
+  for (std::size_t i = 0; i < 1000; ++i) first.add(events[i].t, events[i].key, events[i].value);
+  std::string text;
+  first.serialize(text, "w0");
+  WindowSet resumed(60, 20, 10);
+  for (std::size_t start = 0; start < text.size();) {
+    const auto nl = text.find('\n', start);
+    ASSERT_TRUE(resumed.parse_line(detail::columns(std::string_view(text).substr(start, nl - start))));
+    start = nl + 1;
+  }
+  for (std::size_t i = 1000; i < events.size(); ++i) resumed.add(events[i].t, events[i].key, events[i].value);
+  auto a = straight.take_closed();
+  auto b = resumed.take_closed();
+  ASSERT_EQ(a.size(), b.size());
+  for (std::size_t i = 0; i < a.size(); ++i) {
+    EXPECT_EQ(a[i].start, b[i].start);
+    EXPECT_EQ(a[i].key, b[i].key);
+    EXPECT_EQ(a[i].agg.count, b[i].agg.count);
+    EXPECT_DOUBLE_EQ(a[i].agg.sum, b[i].agg.sum);
+  }
+  EXPECT_EQ(straight.open().size(), resumed.open().size());
+  EXPECT_EQ(straight.late(), resumed.late());
+}
+
+}  // namespace
+}  // namespace tributary::analytics
