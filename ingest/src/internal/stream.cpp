@@ -65,6 +65,17 @@ Framer::Scan Framer::scan(bool at_eof, std::vector<std::span<const char>>& out, 
       if (s.skip_count == 0) s.mid = Mid::kNone;
       continue;
     }
+    if (s.mid == Mid::kSkippingLine) {  // the rest of a rejected line: no need to buffer it
+      const void* nl = std::memchr(data.data() + pos, '\n', fill_ - pos);
+      if (nl == nullptr) {
+        pos = fill_;
+        if (at_eof) s.mid = Mid::kNone;
+        break;
+      }
+      pos = static_cast<std::size_t>(static_cast<const char*>(nl) - data.data()) + 1;
+      s.mid = Mid::kNone;
+      continue;
+    }
     if (framing_ == Framing::kSyslog && s.mid == Mid::kNone) {
       const char c = data[pos];
       if (c == '\n' || c == '\r' || c == '\0' || c == ' ') {  // padding between messages
@@ -140,8 +151,9 @@ void Framer::accept(const Scan& s) {
     fill_ -= s.consumed;
     if (fill_ != 0) std::memmove(buf_.get(), buf_.get() + s.consumed, fill_);
   }
-  // Give back what a burst of long events grew, once it is no longer needed.
-  if (cap_ > initial_ && fill_ <= initial_ / 2) resize(initial_);
+  // Give back what a long event grew once it is over (not between the pieces of a split
+  // line, which would reallocate for every piece).
+  if (cap_ > initial_ && fill_ <= initial_ / 2 && mid_ == Mid::kNone) resize(initial_);
 }
 
 // --------------------------------------------------------------------------------- Emitter
