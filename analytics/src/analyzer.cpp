@@ -27,6 +27,24 @@ Analyzer::Analyzer(AnalyzerSpec spec, FieldExtractor extractor)
   for (const auto& w : spec_.windows) windows_.emplace_back(w.size_ms, w.slide_ms, w.lateness_ms);
   times_.resize(windows_.size());
   values_.resize(windows_.size());
+  lookup_ = [this](const FieldRef& r) -> std::optional<std::string_view> {
+    if (!r.joined) {
+      const std::string_view v = fields_[r.index];
+      if (v.data() == nullptr) return std::nullopt;
+      return v;
+    }
+    if (spec_.table == nullptr || fields_[spec_.join_field].data() == nullptr) return std::nullopt;
+    return spec_.table->get(fields_[spec_.join_field], r.index);
+  };
+  if (spec_.where) {  // fields tested with exists() may be absent
+    std::vector<bool> optional;
+    for (const FieldRef& f : spec_.where->exists_fields()) {
+      if (f.joined) continue;
+      if (optional.size() <= f.index) optional.resize(f.index + 1);
+      optional[f.index] = true;
+    }
+    extractor_.set_optional(std::move(optional));
+  }
 }
 
 void Analyzer::build_key(const std::vector<KeyPart>& parts) {
@@ -72,6 +90,10 @@ Outcome Analyzer::process(core::EventId id, std::string_view payload, std::int64
       ++stats_.filtered;
       return Outcome::kFiltered;
     }
+  }
+  if (spec_.where && !spec_.where->eval(lookup_)) {
+    ++stats_.filtered;
+    return Outcome::kFiltered;
   }
   // Everything that can reject the event is checked before anything counts it.
   for (std::size_t w = 0; w < spec_.windows.size(); ++w) {

@@ -33,6 +33,8 @@ struct FieldExtractor::Impl {
   std::vector<std::size_t> wanted;  // column index of each field
   char separator = ',';
   std::vector<std::string_view> cells;
+  std::vector<bool> optional;  // per field: may be absent
+  bool is_optional(std::size_t i) const { return i < optional.size() && optional[i]; }
 
   Reject extract_json(std::string_view event, std::vector<std::string_view>& out, std::size_t* bad) {
     padded.assign(event);
@@ -52,6 +54,10 @@ struct FieldExtractor::Impl {
       simdjson::ondemand::value v;
       const auto err = doc.at_pointer(pointers[i]).get(v);
       if (err == simdjson::NO_SUCH_FIELD || err == simdjson::INVALID_JSON_POINTER || err == simdjson::INDEX_OUT_OF_BOUNDS) {
+        if (is_optional(i)) {
+          out[i] = std::string_view();
+          continue;
+        }
         if (bad) *bad = i;
         return Reject::kMissingField;
       }
@@ -84,6 +90,10 @@ struct FieldExtractor::Impl {
           break;
         }
         case simdjson::ondemand::json_type::null:
+          if (is_optional(i)) {
+            out[i] = std::string_view();
+            break;
+          }
           if (bad) *bad = i;
           return Reject::kMissingField;
         default:
@@ -110,13 +120,15 @@ struct FieldExtractor::Impl {
       return Reject::kFieldCount;
     }
     out.resize(wanted.size());
-    for (std::size_t i = 0; i < wanted.size(); ++i) out[i] = cells[wanted[i]];
+    for (std::size_t i = 0; i < wanted.size(); ++i)
+      out[i] = cells[wanted[i]].empty() && is_optional(i) ? std::string_view() : cells[wanted[i]];
     return Reject::kNone;
   }
 };
 
 FieldExtractor::FieldExtractor(std::unique_ptr<Impl> impl) noexcept : impl_(std::move(impl)) {}
 FieldExtractor::FieldExtractor(FieldExtractor&&) noexcept = default;
+void FieldExtractor::set_optional(std::vector<bool> optional) { impl_->optional = std::move(optional); }
 FieldExtractor& FieldExtractor::operator=(FieldExtractor&&) noexcept = default;
 FieldExtractor::~FieldExtractor() = default;
 

@@ -71,7 +71,7 @@ AnalyzeConfigResult load_analyze_config(const fs::path& file) {
   };
   for (const auto& [k, n] : root) {
     static const std::set<std::string_view> sections = {"input", "fields", "checks", "filter", "join",
-                                                         "labels", "outputs", "windows", "state"};
+                                                         "labels", "outputs", "windows", "state", "where"};
     if (!sections.count(k.str())) err(&n, k.str(), "unknown section");
   }
   const toml::table* in = root["input"].as_table();
@@ -132,6 +132,21 @@ AnalyzeConfigResult load_analyze_config(const fs::path& file) {
     field_known(j->get("key_field"), "join.key_field", c.join_key_field);
     c.join_columns = list(j->get("columns"), "join.columns");
     joined.insert(c.join_columns.begin(), c.join_columns.end());
+  }
+  if (const toml::node* w = root.get("where")) {
+    if (auto text = w->value<std::string>()) {
+      c.where = *text;
+      try {  // names checked here; the job parses it again with its field indices
+        (void)FilterExpr::parse(c.where, [&](std::string_view name) -> std::optional<FieldRef> {
+          if (names.count(std::string(name)) || joined.count(std::string(name))) return FieldRef{};
+          return std::nullopt;
+        });
+      } catch (const core::Error& e) {
+        err(w, "where", e.what());
+      }
+    } else {
+      err(w, "where", "must be a string: where = 'action_type == 2 and exists(user_id)'");
+    }
   }
   if (const toml::table* l = root["labels"].as_table()) {
     for (const auto& [k, n] : *l) {
@@ -292,6 +307,14 @@ struct AnalyzeJob::Impl {
     AnalyzerSpec spec;
     for (const auto& i : cfg.integers) spec.integer_fields.push_back(field_index(i));
     for (const auto& [f, values] : cfg.filters) spec.filters.push_back({field_index(f), values});
+    if (!cfg.where.empty())
+      spec.where = FilterExpr::parse(cfg.where, [&](std::string_view name) -> std::optional<FieldRef> {
+        if (const std::size_t fi = field_index(std::string(name)); fi != SIZE_MAX) return FieldRef{false, fi};
+        const auto it = std::find(cfg.join_columns.begin(), cfg.join_columns.end(), name);
+        if (it != cfg.join_columns.end())
+          return FieldRef{true, static_cast<std::size_t>(it - cfg.join_columns.begin())};
+        return std::nullopt;
+      });
     if (!cfg.join_file.empty()) {
       table = DimensionTable::load(cfg.join_file, cfg.join_key_column, cfg.join_columns);
       spec.table = &table;

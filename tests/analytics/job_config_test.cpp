@@ -50,5 +50,16 @@ TEST(AnalyzeConfigTest, WindowMistakesNameTheLineAndKey) {
     EXPECT_NE(all.find(want), std::string::npos) << want << "\nin:\n" << all;
 }
 
+TEST(AnalyzeConfigTest, AWhereExpressionIsCheckedAtLoad) {
+  testing::TempDir dir;
+  auto ok = load(dir, "where = 'ts > 5 and exists(k)'\n" + kHead + "[[windows]]\nname = \"w\"\nsize = \"1s\"\n");
+  EXPECT_TRUE(ok.errors.empty()) << joined(ok.errors);
+  EXPECT_EQ(ok.config.where, "ts > 5 and exists(k)");
+  auto bad = load(dir, "where = 'ts > 5 and colour == \"red\"'\n" + kHead + "[[windows]]\nname = \"w\"\nsize = \"1s\"\n");
+  EXPECT_NE(joined(bad.errors).find("a.toml:1: where: column 12: 'colour' is neither a field nor a joined column"),
+            std::string::npos)
+      << joined(bad.errors);
+}
+
 }  // namespace
 }  // namespace tributary::analytics

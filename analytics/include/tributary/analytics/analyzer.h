@@ -19,6 +19,7 @@
 
 #include "tributary/analytics/dimension.h"
 #include "tributary/analytics/extract.h"
+#include "tributary/analytics/filter.h"
 #include "tributary/analytics/ledger.h"
 #include "tributary/analytics/window.h"
 
@@ -39,6 +40,7 @@ struct AnalyzerSpec {
     std::vector<std::string> any_of;  // the field must equal one of these
   };
   std::vector<Filter> filters;  // all must hold
+  std::optional<FilterExpr> where;  // and this (the filter language)
   const DimensionTable* table = nullptr;
   std::size_t join_field = 0;  // event field holding the table key
   struct Grouping {
@@ -70,6 +72,8 @@ struct AnalyzerStats {
 class Analyzer {
  public:
   Analyzer(AnalyzerSpec spec, FieldExtractor extractor);
+  Analyzer(const Analyzer&) = delete;  // holds a lookup bound to itself
+  Analyzer& operator=(const Analyzer&) = delete;
 
   // `ingest_ms`: when the event entered Tributary (channel record / Kafka timestamp), the time
   // of windows without an event-time field.
@@ -97,6 +101,7 @@ class Analyzer {
   std::vector<WindowSet> windows_;
   std::vector<std::int64_t> times_;                 // per window, of the current event
   std::vector<std::optional<double>> values_;       // per window, of the current event
+  FilterExpr::Lookup lookup_;                        // a field or joined column of the current event
   AnalyzerStats stats_;
   std::vector<std::string_view> fields_;
   std::string key_;

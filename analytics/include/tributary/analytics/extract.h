@@ -28,6 +28,10 @@ class FieldExtractor {
   static FieldExtractor csv(std::vector<std::string> header, const std::vector<std::string>& fields,
                             char separator = ',');
 
+  // Fields that may be absent (missing or null; an empty CSV cell): extract() then gives a
+  // view with a null data() for them instead of rejecting the event.
+  void set_optional(std::vector<bool> optional);
+
   FieldExtractor(FieldExtractor&&) noexcept;
   FieldExtractor& operator=(FieldExtractor&&) noexcept;
   ~FieldExtractor();

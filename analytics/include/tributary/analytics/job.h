@@ -19,6 +19,7 @@
 //   integers = ["user_id"]         # rejected (counted, sampled) if not an integer
 //   [filter]
 //   action_type = ["2"]            # counted only if the field is one of these
+//   where = 'x > 5 and exists(y)'  # top-level key: the filter language (filter.h)
 //   [join]
 //   file = "user_info_format1.csv" # key_column, key_field, columns = [...]
 //   [labels.age_range]             # map = { "1" = "<18" }, otherwise = "unknown", order = [...]
@@ -74,6 +75,7 @@ struct AnalyzeConfig {
   std::vector<std::pair<std::string, std::string>> fields;  // name -> pointer/column, in order
   std::vector<std::string> integers;
   std::vector<std::pair<std::string, std::vector<std::string>>> filters;
+  std::string where;  // the filter language, empty: none
   std::filesystem::path join_file;
   std::string join_key_column, join_key_field;
   std::vector<std::string> join_columns;
