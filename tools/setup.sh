@@ -7,9 +7,11 @@
 #   bash tools/setup.sh test --sanitize address  ... the same under ASan+UBSan (build/asan)
 #   bash tools/setup.sh test --sanitize thread --labels concurrent   TSan leg (build/tsan)
 #   bash tools/setup.sh build                    install and build only
+#   bash tools/setup.sh fuzz [--seconds N]       clang + libFuzzer: build every fuzzer (build/fuzz)
+#                                                and run each N seconds (default 30) on its corpus
 #
 # Options: --labels REGEX (CTest label regex, default 'unit|concurrent|crash|kafka'),
-#          --jobs N (default: nproc), --no-install (skip apt-get).
+#          --jobs N (default: nproc), --no-install (skip apt-get), --seconds N (fuzz).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -29,12 +31,14 @@ sanitize=""
 labels="unit|concurrent|crash|kafka"
 jobs="$(nproc)"
 install=1
+seconds=30
 while [ $# -gt 0 ]; do
   case "$1" in
     --sanitize) sanitize="$2"; shift 2 ;;
     --labels) labels="$2"; shift 2 ;;
     --jobs) jobs="$2"; shift 2 ;;
     --no-install) install=0; shift ;;
+    --seconds) seconds="$2"; shift 2 ;;
     *) echo "setup.sh: unknown option '$1'" >&2; exit 2 ;;
   esac
 done
@@ -42,8 +46,10 @@ done
 install_packages() {
   local missing=()
   # Java and Maven only run and fetch the local Kafka broker (tests, demo, benchmarks).
-  command -v java > /dev/null || PACKAGES+=(openjdk-17-jre-headless)
-  command -v mvn > /dev/null || PACKAGES+=(maven)
+  if [ "$action" != fuzz ]; then
+    command -v java > /dev/null || PACKAGES+=(openjdk-17-jre-headless)
+    command -v mvn > /dev/null || PACKAGES+=(maven)
+  fi
   for p in "${PACKAGES[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
   done
@@ -83,13 +89,46 @@ run_tests() {
   (cd "$dir" && ctest --output-on-failure --no-tests=error -j "$jobs" -L "$labels")
 }
 
+# Each fuzzer on a scratch copy of its corpus (tests/fuzz/corpus/NAME): new inputs stay out of
+# the tree; a crash leaves its input in build/fuzz/crashes/ and fails.
+fuzz() {
+  local dir=build/fuzz
+  CC=clang CXX=clang++ cmake -S . -B "$dir" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DTRIBUTARY_WERROR=ON \
+    -DTRIBUTARY_SANITIZE=fuzz >/dev/null
+  cmake --build "$dir" -j "$jobs" --target fuzzers
+  mkdir -p "$dir/crashes"
+  export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"
+  local f name work status=0
+  for f in "$dir"/tests/fuzz/fuzz_*; do
+    name="${f##*/fuzz_}"
+    work="$(mktemp -d)"
+    [ -d "tests/fuzz/corpus/$name" ] && cp -r "tests/fuzz/corpus/$name/." "$work/"
+    echo "fuzz: $name for ${seconds}s"
+    if ! "$f" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
+        -artifact_prefix="$dir/crashes/$name-" "$work" > "$dir/crashes/$name.log" 2>&1; then
+      echo "fuzz: $name FAILED (input in $dir/crashes/, log $dir/crashes/$name.log)"
+      grep -E "ERROR|runtime error|SUMMARY" "$dir/crashes/$name.log" | head -5
+      status=1
+    else
+      grep -E "^stat::number_of_executed_units" "$dir/crashes/$name.log" | sed "s/^/fuzz: $name /"
+    fi
+    rm -rf "$work"
+  done
+  return $status
+}
+
+if [ "$action" = fuzz ]; then
+  PACKAGES=(clang libclang-rt-14-dev cmake ninja-build ccache pkg-config libboost-dev libfmt-dev libspdlog-dev
+            librdkafka-dev libsimdjson-dev libtomlplusplus-dev libre2-dev libcli11-dev)
+fi
 [ "$install" -eq 1 ] && install_packages
 case "$action" in
+  fuzz) fuzz ;;
   build) build ;;
   test) build; run_tests ;;
   demo)
     build
     # The paper's experiment end to end (a local Kafka is fetched and started on first use).
     ./build/release/tools/tributary demo --out "${TRIBUTARY_DEMO_OUT:-tributary-demo-out}" ;;
-  *) sed -n '2,14p' "$0"; exit 2 ;;
+  *) sed -n '2,16p' "$0"; exit 2 ;;
 esac

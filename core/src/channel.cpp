@@ -171,6 +171,7 @@ std::shared_ptr<ChannelState> attach(MappedFile file, const OpenOptions& options
 
 // True if a valid published record starts at `p` (tag, sane length inside the lap, CRC).
 bool valid_record_at(const ChannelState& st, std::uint64_t p, std::uint64_t* size_out) noexcept {
+  if ((p & (kRecordAlign - 1)) != 0) return false;  // a damaged cursor or head: no record there
   const RecordHeader* h = st.header_at(p);
   if (h->tag.load(std::memory_order_acquire) != make_tag(p, kRecordTag)) return false;
   const std::uint32_t len = h->length.load(std::memory_order_relaxed);
@@ -211,7 +212,11 @@ RecoveryReport recover(ChannelState& st) {
     if (st.consumers[i].state.load() == kRegistering) st.consumers[i].state.store(kFree);
   }
 
-  const std::uint64_t floor = st.compute_floor();
+  // Records start 8-aligned; a damaged head or cursor may not be: align the head down (the
+  // scan below moves misaligned cursors onto the next record boundary).
+  if (const std::uint64_t head = load_u64(&h->head.head); (head & (kRecordAlign - 1)) != 0)
+    __atomic_store_n(&h->head.head, head & ~std::uint64_t{kRecordAlign - 1}, __ATOMIC_RELEASE);
+  const std::uint64_t floor = st.compute_floor() & ~std::uint64_t{kRecordAlign - 1};
   const std::uint64_t limit = floor + st.capacity;
   const std::uint64_t stored_end = load_u64(&h->tail.pos);
   const std::uint64_t stored_seq = load_u64(&h->tail.seq);
@@ -561,6 +566,7 @@ std::uint64_t Channel::walk(const std::function<bool(const Record&)>& f, std::op
   }
   const std::uint64_t end = load_u64(&st.hdr->tail.pos);
   std::uint64_t n = 0;
+  if ((p & (kRecordAlign - 1)) != 0) return 0;  // not a record boundary
   while (p < end) {
     const RecordHeader* h = st.header_at(p);
     const std::uint64_t tag = h->tag.load(std::memory_order_acquire);
