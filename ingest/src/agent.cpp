@@ -10,10 +10,12 @@
 #include <fmt/format.h>
 #include <atomic>
 #include <map>
+#include <mutex>
 #include <thread>
 
 #include "tributary/core/error.h"
 #include "tributary/core/json.h"
+#include "tributary/core/metrics.h"
 #include "internal/intercept.h"
 #include "tributary/uplink/uplink.h"
 
@@ -38,6 +40,11 @@ struct Agent::Impl {
   std::atomic<bool> stop_uplinks{false};
   std::vector<std::thread> uplink_threads;
   Clock::time_point next_status{};
+  // What the metrics endpoint serves: refreshed by the agent's loop every second, read by the
+  // server's thread (sources and uplink counters are the loop's, not shared).
+  mutable std::mutex snapshot_mu;
+  std::string snapshot_json, snapshot_prom;
+  std::unique_ptr<core::MetricsServer> metrics;
 
   core::Channel* channel(const std::string& name) const {
     for (const auto& [n, ch] : channels)
@@ -103,8 +110,36 @@ Agent::~Agent() {
     if (t.joinable()) t.join();
 }
 
+void Agent::publish() {
+  Impl& a = *impl_;
+  std::string json = status_json();
+  std::string prom = prometheus();
+  a.write_status(json);
+  const std::lock_guard lock(a.snapshot_mu);
+  a.snapshot_json = std::move(json);
+  a.snapshot_prom = std::move(prom);
+}
+
+int Agent::metrics_port() const { return impl_->metrics ? impl_->metrics->port() : 0; }
+
 int Agent::run(int stop_fd) {
   Impl& a = *impl_;
+  if (!a.cfg.metrics.empty() && !a.metrics) {
+    publish();
+    a.metrics = std::make_unique<core::MetricsServer>(
+        a.cfg.metrics,
+        [&a] {
+          const std::lock_guard lock(a.snapshot_mu);
+          return a.snapshot_prom;
+        },
+        [&a] {
+          const std::lock_guard lock(a.snapshot_mu);
+          return a.snapshot_json;
+        });
+    if (a.log) a.log("info", fmt::format("metrics on http://{}:{}/metrics", a.cfg.metrics.substr(0, a.cfg.metrics.rfind(':')),
+                                         a.metrics->port()));
+    publish();  // the status file now names the endpoint's port
+  }
   if (a.log) a.log("info", fmt::format("agent '{}' running {} sources into {} channels", a.cfg.name, a.sources.size(),
                                        a.channels.size()));
   for (auto& [name, u] : a.uplinks) a.uplink_threads.emplace_back([&a, up = u.get()] { up->run(a.stop_uplinks); });
@@ -118,7 +153,7 @@ int Agent::run(int stop_fd) {
     }
     const auto now = Clock::now();
     if (now >= a.next_status) {
-      a.write_status(status_json());
+      publish();
       a.next_status = now + std::chrono::seconds(1);
     }
     if (all_finished) break;
@@ -143,14 +178,16 @@ int Agent::run(int stop_fd) {
   a.stop_uplinks = true;  // each uplink flushes what is in flight (bounded) before it returns
   for (auto& t : a.uplink_threads) t.join();
   a.uplink_threads.clear();
-  a.write_status(status_json());
+  publish();
   if (a.log) a.log("info", fmt::format("agent '{}' stopped", a.cfg.name));
   return 0;
 }
 
 std::string Agent::status_json() const {
   const Impl& a = *impl_;
-  std::string out = fmt::format(R"({{"agent":"{}","sources":{{)", a.cfg.name);
+  const std::string metrics =
+      a.metrics ? fmt::format("{}:{}", a.cfg.metrics.substr(0, a.cfg.metrics.rfind(':')), a.metrics->port()) : "";
+  std::string out = fmt::format(R"({{"agent":"{}","metrics":"{}","sources":{{)", esc(a.cfg.name), esc(metrics));
   bool first = true;
   for (const auto& [name, src] : a.sources) {
     const SourceMetrics m = src->metrics();
@@ -184,6 +221,90 @@ std::string Agent::status_json() const {
   }
   out += "}}\n";
   return out;
+}
+
+std::string Agent::prometheus() const {
+  const Impl& a = *impl_;
+  core::PrometheusText p;
+  const std::string_view agent = a.cfg.name;
+  struct SourceFamily {
+    const char* name;
+    const char* type;
+    const char* help;
+    std::uint64_t SourceMetrics::*field;
+  };
+  static constexpr SourceFamily kSource[] = {
+      {"tributary_source_events_total", "counter", "Events appended to the channels", &SourceMetrics::events},
+      {"tributary_source_bytes_total", "counter", "Payload bytes appended", &SourceMetrics::bytes},
+      {"tributary_source_rejected_total", "counter", "Events refused (oversize with reject, channel refused)",
+       &SourceMetrics::rejected},
+      {"tributary_source_oversize_total", "counter", "Lines or messages longer than the limit",
+       &SourceMetrics::oversize},
+      {"tributary_source_filtered_total", "counter", "Events an interceptor dropped", &SourceMetrics::filtered},
+      {"tributary_source_errors_total", "counter", "I/O errors and failed command runs", &SourceMetrics::errors},
+      {"tributary_source_rotations_total", "counter", "New file generations seen (tail)", &SourceMetrics::rotations},
+      {"tributary_source_open_files", "gauge", "Files open (tail)", &SourceMetrics::open_files},
+      {"tributary_source_restarts_total", "counter", "Command restarts (exec)", &SourceMetrics::restarts},
+      {"tributary_source_connections", "gauge", "Connections open (tcp, syslog)", &SourceMetrics::connections},
+      {"tributary_source_refused_connections_total", "counter", "Connections closed at max_connections",
+       &SourceMetrics::refused_connections},
+      {"tributary_source_malformed_total", "counter", "Syslog messages that did not parse", &SourceMetrics::malformed},
+      {"tributary_source_kernel_drops_total", "counter", "Datagrams the kernel dropped (udp, syslog)",
+       &SourceMetrics::dropped},
+  };
+  std::vector<std::pair<std::string, SourceMetrics>> sources;
+  for (const auto& [name, src] : a.sources) sources.emplace_back(name, src->metrics());
+  for (const SourceFamily& f : kSource) {
+    p.family(f.name, f.type, f.help);
+    for (const auto& [name, m] : sources)
+      p.sample(f.name, {{"agent", agent}, {"source", name}}, static_cast<double>(m.*(f.field)));
+  }
+  struct UplinkFamily {
+    const char* name;
+    const char* type;
+    const char* help;
+    std::uint64_t uplink::UplinkMetrics::*field;
+  };
+  static constexpr UplinkFamily kUplink[] = {
+      {"tributary_uplink_sent_total", "counter", "Events handed to librdkafka", &uplink::UplinkMetrics::sent},
+      {"tributary_uplink_delivered_total", "counter", "Events Kafka acknowledged", &uplink::UplinkMetrics::delivered},
+      {"tributary_uplink_failed_total", "counter", "Delivery failures (each re-sent or dead-lettered)",
+       &uplink::UplinkMetrics::failed},
+      {"tributary_uplink_in_flight", "gauge", "Events sent and not yet acknowledged", &uplink::UplinkMetrics::in_flight},
+      {"tributary_uplink_rewinds_total", "counter", "Rewinds to the first unacknowledged event",
+       &uplink::UplinkMetrics::rewinds},
+      {"tributary_uplink_dead_lettered_total", "counter", "Events Kafka refused for good",
+       &uplink::UplinkMetrics::dead_lettered},
+      {"tributary_uplink_dropped_total", "counter", "Events Kafka refused for good, with no dead-letter channel",
+       &uplink::UplinkMetrics::dropped},
+      {"tributary_uplink_committed_position", "gauge", "Channel position (bytes) committed after acknowledgement",
+       &uplink::UplinkMetrics::committed},
+  };
+  std::vector<std::pair<std::string, uplink::UplinkMetrics>> ups;
+  for (const auto& [name, u] : a.uplinks) ups.emplace_back(name, u->metrics());
+  for (const UplinkFamily& f : kUplink) {
+    p.family(f.name, f.type, f.help);
+    for (const auto& [name, m] : ups)
+      p.sample(f.name, {{"agent", agent}, {"uplink", name}}, static_cast<double>(m.*(f.field)));
+  }
+  std::vector<std::pair<std::string, core::ChannelStats>> chans;
+  for (const auto& [name, ch] : a.channels) chans.emplace_back(name, ch->stats());
+  auto channel_family = [&](const char* name, const char* type, const char* help, auto get) {
+    p.family(name, type, help);
+    for (const auto& [cname, st] : chans)
+      p.sample(name, {{"agent", agent}, {"channel", cname}}, static_cast<double>(get(st)));
+  };
+  channel_family("tributary_channel_capacity_bytes", "gauge", "Ring size",
+                 [](const core::ChannelStats& st) { return st.capacity; });
+  channel_family("tributary_channel_used_bytes", "gauge", "Bytes written and not yet consumed by every consumer",
+                 [](const core::ChannelStats& st) { return st.used_bytes; });
+  channel_family("tributary_channel_records_written_total", "counter", "Records written",
+                 [](const core::ChannelStats& st) { return st.records_written; });
+  channel_family("tributary_channel_full_rejections_total", "counter", "Appends refused or timed out: channel full",
+                 [](const core::ChannelStats& st) { return st.full_rejections; });
+  channel_family("tributary_channel_producer_waits_total", "counter", "Producer sleeps on a full channel",
+                 [](const core::ChannelStats& st) { return st.producer_waits; });
+  return p.text();
 }
 
 }  // namespace tributary::ingest

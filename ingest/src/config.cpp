@@ -52,6 +52,8 @@ constexpr OptionSpec kUplinkOptions[] = {
 constexpr OptionSpec kAgentOptions[] = {
     {"name", OptionType::kString, "tributary", "Name of this agent (logs, status)"},
     {"status_file", OptionType::kString, "", "JSON status written every second (for `tributary agent --status`)"},
+    {"metrics", OptionType::kString, "",
+     "HOST:PORT serving Prometheus /metrics and JSON /status (e.g. 127.0.0.1:9464; empty: off)"},
 };
 
 constexpr OptionSpec kGrepOptions[] = {
@@ -271,6 +273,7 @@ ConfigResult load_agent_config(const std::filesystem::path& file) {
     if (r.errors.empty()) {
       r.config.name = v.str("name");
       r.config.status_file = v.str("status_file");
+      r.config.metrics = v.str("metrics");
     }
   }
   std::set<std::string> declared_channels;  // even ones with errors: no cascade of "no channel named"

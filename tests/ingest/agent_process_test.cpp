@@ -2,10 +2,12 @@
 // random moments while tailing files that are still being written: after restarts, every line
 // is in the channel exactly once, in order.
 #include <gtest/gtest.h>
+#include <httplib.h>
 
 #include <fstream>
 #include <map>
 #include <random>
+#include <sstream>
 #include <thread>
 
 #include "support/process.h"
@@ -161,6 +163,61 @@ TEST(AgentProcessTest, AnExecCommandDoesNotOutliveItsAgent) {
     const bool gone = testing::wait_gone(command, 10s);
     EXPECT_TRUE(gone) << "signal " << sig << ": command " << command << " still runs";
   }
+}
+
+// The metrics endpoint as a scraper sees it: Prometheus text whose counters follow the
+// agent's work, and the JSON status; the status file names the port picked.
+TEST(AgentProcessTest, TheMetricsEndpointServesPrometheusAndStatus) {
+  TempDir dir;
+  write_config(dir, "[sources.cmd]\ntype = \"exec\"\nchannels = [\"main\"]\nrestart = \"never\"\n"
+                    "command = \"seq 1 250; exec sleep 1000\"\n");
+  {  // metrics on any free loopback port
+    std::string text;
+    {
+      std::ifstream in(dir / "agent.toml");
+      text.assign(std::istreambuf_iterator<char>(in), {});
+    }
+    text.insert(text.find("[channels.main]"), "metrics = \"127.0.0.1:0\"\n");
+    std::ofstream(dir / "agent.toml") << text;
+  }
+  Child agent({kTributary, "agent", "--config", (dir / "agent.toml").string()});
+  ASSERT_TRUE(wait_records(dir / "main.chan", 250, 10s));
+  int port = 0;
+  std::string metrics;
+  const auto deadline = std::chrono::steady_clock::now() + 10s;
+  while (std::chrono::steady_clock::now() < deadline) {  // until a scrape shows all 250
+    std::ifstream st(dir / "status.json");
+    const std::string json((std::istreambuf_iterator<char>(st)), {});
+    const std::string_view needle = "\"metrics\":\"127.0.0.1:";
+    const auto at = json.find(needle);
+    if (at != std::string::npos) port = std::atoi(json.c_str() + at + needle.size());
+    if (port > 0) {
+      httplib::Client http("127.0.0.1", port);
+      if (auto res = http.Get("/metrics"); res && res->status == 200) {
+        metrics = res->body;
+        if (metrics.find(R"(tributary_source_events_total{agent="t",source="cmd"} 250)") != std::string::npos) break;
+      }
+    }
+    std::this_thread::sleep_for(50ms);  // the agent refreshes its snapshot every second
+  }
+  ASSERT_GT(port, 0) << "the status file names the metrics port";
+  EXPECT_NE(metrics.find(R"(tributary_source_events_total{agent="t",source="cmd"} 250)"), std::string::npos) << metrics;
+  EXPECT_NE(metrics.find("# TYPE tributary_channel_records_written_total counter"), std::string::npos);
+  EXPECT_NE(metrics.find(R"(tributary_channel_records_written_total{agent="t",channel="main"} 250)"), std::string::npos);
+  // Every sample line is NAME{LABELS} VALUE.
+  std::istringstream lines(metrics);
+  for (std::string line; std::getline(lines, line);) {
+    if (line.empty() || line[0] == '#') continue;
+    EXPECT_TRUE(line.rfind("tributary_", 0) == 0 && line.find("} ") != std::string::npos) << line;
+  }
+  httplib::Client http("127.0.0.1", port);
+  auto status = http.Get("/status");
+  ASSERT_TRUE(status);
+  EXPECT_EQ(status->get_header_value("Content-Type"), "application/json");
+  EXPECT_NE(status->body.find(R"("events":250)"), std::string::npos) << status->body;
+  EXPECT_EQ(http.Get("/nothing")->status, 404);
+  agent.signal(SIGTERM);
+  EXPECT_EQ(agent.wait(10s), 0);
 }
 
 }  // namespace

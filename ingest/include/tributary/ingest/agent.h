@@ -4,6 +4,7 @@
 //   [agent]
 //   name = "web-1"
 //   status_file = "/run/tributary/web-1.status.json"   # optional: `tributary agent --status`
+//   metrics = "127.0.0.1:9464"                         # optional: Prometheus /metrics, /status
 //
 //   [channels.logs]
 //   path = "/var/lib/tributary/logs.chan"    # created if missing
@@ -75,6 +76,7 @@ struct UplinkSpec {
 struct AgentConfig {
   std::string name = "tributary";
   std::filesystem::path status_file;  // empty: none
+  std::string metrics;                // HOST:PORT of the /metrics endpoint; empty: none
   std::vector<ChannelSpec> channels;
   std::vector<SourceSpec> sources;
   std::vector<UplinkSpec> uplinks;
@@ -108,8 +110,13 @@ class Agent {
 
   // JSON: per-source counters and per-channel fill, as written to the status file.
   [[nodiscard]] std::string status_json() const;
+  // The same counters in the Prometheus text format (what /metrics serves).
+  [[nodiscard]] std::string prometheus() const;
+  // The port of the metrics endpoint once it listens (0: none).
+  [[nodiscard]] int metrics_port() const;
 
  private:
+  void publish();  // status file + the metrics endpoint's snapshot
   struct Impl;
   std::unique_ptr<Impl> impl_;
 };
