@@ -37,6 +37,8 @@ constexpr OptionSpec kChannelOptions[] = {
     {"abandon_timeout_ms", OptionType::kInt, "1000",
      "A record reserved by a dead writer is skipped after this (a live writer never is)", false, 10, 3600000},
     {"mode", OptionType::kString, "0600", "File mode at creation (0600 or 0660)"},
+    {"pretouch", OptionType::kBool, "false",
+     "Fault the whole mapping in at start: no page faults later, the full size resident from the start"},
 };
 
 constexpr OptionSpec kUplinkOptions[] = {
@@ -303,6 +305,7 @@ ConfigResult load_agent_config(const std::filesystem::path& file) {
                                    : sync == "interval" ? core::SyncPolicy::kInterval : core::SyncPolicy::kEveryCommit;
       c.open.sync_interval = std::chrono::milliseconds(v.integer("sync_interval_ms"));
       c.open.abandon_timeout = std::chrono::milliseconds(v.integer("abandon_timeout_ms"));
+      c.open.pretouch = v.boolean("pretouch");
       c.producer.on_full = v.str("on_full") == "block" ? core::FullPolicy::kBlock : core::FullPolicy::kFailFast;
       c.producer.max_wait = std::chrono::milliseconds(v.integer("max_wait_ms"));
       const std::uint64_t cap = c.create.capacity;

@@ -424,5 +424,34 @@ TEST(ChannelTest, ReadOnlyOpenCanStatAndWalkButNotProduce) {
   EXPECT_NE(error_of([&] { (void)ch.producer(); }).find("read-only"), std::string::npos);
 }
 
+// Resident file-backed and shared memory of this process, in kB.
+long resident_file_kb() {
+  std::ifstream st("/proc/self/status");
+  long total = 0;
+  for (std::string line; std::getline(st, line);)
+    if (line.rfind("RssFile:", 0) == 0 || line.rfind("RssShmem:", 0) == 0) total += std::stol(line.substr(9));
+  return total;
+}
+
+TEST(ChannelTest, PretouchFaultsTheWholeMappingInAtOpen) {
+  testing::TempDir dir;
+  ChannelConfig c;
+  c.capacity = 32 << 20;
+  // The creator keeps the channel open, so the openers below do not recover (a recovery
+  // scans the whole ring, which would fault it in by itself).
+  auto creator = Channel::create(dir / "a.chan", c);
+  const long before = resident_file_kb();
+  auto a = Channel::open(dir / "a.chan");
+  EXPECT_LT(resident_file_kb() - before, 16 * 1024) << "without pretouch pages come in as they are used";
+  OpenOptions eager;
+  eager.pretouch = true;
+  const long middle = resident_file_kb();
+  auto b = Channel::open(dir / "a.chan", eager);
+  EXPECT_GE(resident_file_kb() - middle, 32 * 1024) << "the whole 32 MiB ring is resident";
+  auto p = b.producer();
+  ASSERT_EQ(p.append({1, 0}, "still a channel"), AppendStatus::kOk);
+  EXPECT_EQ(a.stats().records_written, 1u);
+}
+
 }  // namespace
 }  // namespace tributary::core

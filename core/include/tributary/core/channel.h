@@ -77,6 +77,10 @@ struct OpenOptions {
   // pass over the payload on the read side for trusted, RAM-only channels.
   bool verify_on_read = true;
   bool read_only = false;  // map read-only: stat, dump and tap observers
+  // Fault the whole mapping in at open (MADV_POPULATE_WRITE), as Aeron pre-touches its log
+  // buffers: no page fault on the hot path later, at the cost of the channel's full size
+  // resident (shared, file-backed) from the start and a few ms per 100 MiB at open.
+  bool pretouch = false;
 };
 
 enum class AppendStatus : std::uint8_t {

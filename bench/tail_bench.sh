@@ -1,0 +1,134 @@
+#!/usr/bin/env bash
+# Tail of a file of 100-byte lines, side by side in one run: Tributary's agent (tail source
+# into a channel), rsyslog (imfile inotify -> Direct-queue ruleset -> async omfile), and
+# `cat file > /dev/null` as the I/O ceiling. Everything in /dev/shm (this measures CPU, not the
+# disk); each figure the median of --repeat runs; ratios against rsyslog and cat of the same run.
+#
+#   bash bench/tail_bench.sh [--lines N] [--repeat R]       (needs a release build and rsyslog)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+lines=2000000
+repeat=3
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --lines) lines="$2"; shift 2 ;;
+    --repeat) repeat="$2"; shift 2 ;;
+    *) echo "tail_bench.sh: unknown option '$1'" >&2; exit 2 ;;
+  esac
+done
+bin="$PWD/build/release/tools/tributary"
+[ -x "$bin" ] || bash tools/setup.sh build
+command -v rsyslogd > /dev/null || { echo "tail_bench.sh: needs rsyslog (apt-get install rsyslog)" >&2; exit 2; }
+work="$(mktemp -d /dev/shm/tributary-tail-bench.XXXXXX)"
+trap 'pkill -f "$work" 2>/dev/null || true; rm -rf "$work"' EXIT
+hz=$(getconf CLK_TCK)
+
+python3 - "$work/in.log" "$lines" <<'EOF'
+import sys
+path, n = sys.argv[1], int(sys.argv[2])
+with open(path, "w") as f:
+    for i in range(n):
+        head = f"{i} GET /item/{i * 7919 % 100000} user={i % 5000} "
+        f.write(head + "x" * (99 - len(head)) + "\n")   # 100 bytes with the newline
+EOF
+bytes=$(stat -c %s "$work/in.log")
+
+now() { date +%s.%N; }
+# CPU seconds and peak anonymous RSS (kB) of a running process.
+cpu_of() { awk -v hz="$hz" '{print ($14 + $15) / hz}' "/proc/$1/stat"; }
+rss_of() { awk '/^RssAnon:/ {print $2}' "/proc/$1/status"; }
+
+run_cat() {
+  local t0 t1
+  t0=$(now); cat "$work/in.log" > /dev/null; t1=$(now)
+  echo "$(echo "$t1 - $t0" | bc -l) 0 0"
+}
+
+# pretouch = true: the ring is faulted in at start (steady state, as after its first lap);
+# run_tributary_cold leaves it to fault page by page during the run.
+run_tributary() { tributary_with true; }
+run_tributary_cold() { tributary_with false; }
+tributary_with() {
+  local d="$work/t" t0 t1 pid cpu rss
+  rm -rf "$d"; mkdir -p "$d"
+  cat > "$d/agent.toml" <<EOF
+[agent]
+name = "bench"
+[channels.c]
+path = "$d/c.chan"
+capacity = "512M"
+max_payload = "64K"
+pretouch = $1
+[sources.log]
+type = "tail"
+channels = ["c"]
+paths = ["$work/in.log"]
+max_line = "64K"
+EOF
+  "$bin" channel create "$d/c.chan" --capacity 512M --max-payload 64K > /dev/null  # not timed
+  t0=$(now)
+  "$bin" agent --config "$d/agent.toml" 2> "$d/agent.log" &
+  pid=$!
+  until [ -e "$d/c.chan" ] && [ "$("$bin" channel stat --json "$d/c.chan" 2>/dev/null |
+        python3 -c 'import json,sys; print(json.load(sys.stdin)["records_written"])' 2>/dev/null || echo 0)" -ge "$lines" ]; do
+    sleep 0.02
+  done
+  t1=$(now)
+  cpu=$(cpu_of $pid); rss=$(rss_of $pid)
+  kill -TERM $pid; wait $pid || true
+  echo "$(echo "$t1 - $t0" | bc -l) $cpu $rss"
+}
+
+run_rsyslog() {
+  local d="$work/r" t0 t1 pid cpu rss want
+  rm -rf "$d"; mkdir -p "$d"
+  cat > "$d/rsyslog.conf" <<EOF
+global(workDirectory="$d" maxMessageSize="64k")
+module(load="imfile" mode="inotify")
+template(name="msgonly" type="string" string="%msg%\n")
+ruleset(name="out" queue.type="Direct") {
+  action(type="omfile" file="$d/out.log" template="msgonly" asyncWriting="on" ioBufferSize="1m"
+         flushOnTXEnd="off")
+}
+input(type="imfile" file="$work/in.log" tag="bench" ruleset="out" readMode="0" persistStateInterval="0")
+EOF
+  want=$bytes
+  t0=$(now)
+  rsyslogd -n -f "$d/rsyslog.conf" -i "$d/pid" 2> "$d/rsyslog.log" &
+  pid=$!
+  until [ "$(stat -c %s "$d/out.log" 2>/dev/null || echo 0)" -ge "$want" ]; do
+    sleep 0.02
+    kill -0 $pid 2>/dev/null || { echo "rsyslogd died: $(cat "$d/rsyslog.log")" >&2; return 1; }
+  done
+  t1=$(now)
+  cpu=$(cpu_of $pid); rss=$(rss_of $pid)
+  kill -TERM $pid; wait $pid || true
+  echo "$(echo "$t1 - $t0" | bc -l) $cpu $rss"
+}
+
+median() { sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+
+declare -A secs cpus rsss
+for name in cat tributary tributary_cold rsyslog; do
+  s=(); c=(); r=()
+  for i in $(seq 1 "$repeat"); do
+    read -r t cpu rss < <("run_$name")
+    s+=("$t"); c+=("$cpu"); r+=("$rss")
+    echo "  $name run $i: ${t}s, ${cpu} CPU-s, ${rss} kB anon RSS" >&2
+  done
+  secs[$name]=$(printf '%s\n' "${s[@]}" | median)
+  cpus[$name]=$(printf '%s\n' "${c[@]}" | median)
+  rsss[$name]=$(printf '%s\n' "${r[@]}" | median)
+done
+
+echo "lines: $lines x 100 B ($((bytes / 1048576)) MiB), median of $repeat, $(nproc) cores, $(uname -r)"
+printf '%-15s %12s %10s %14s %12s\n' "" "lines/s" "MB/s" "CPU-s/M lines" "anon RSS MB"
+for name in cat tributary tributary_cold rsyslog; do
+  t=${secs[$name]}
+  printf '%-15s %12.0f %10.1f %14.2f %12.1f\n' "$name" "$(echo "$lines / $t" | bc -l)" \
+    "$(echo "$bytes / $t / 1000000" | bc -l)" "$(echo "${cpus[$name]} * 1000000 / $lines" | bc -l)" \
+    "$(echo "${rsss[$name]} / 1024" | bc -l)"
+done
+echo "tributary / rsyslog, lines/s: $(echo "${secs[rsyslog]} / ${secs[tributary]}" | bc -l | cut -c1-5)x;" \
+     "CPU per line: $(echo "${cpus[tributary]} / ${cpus[rsyslog]}" | bc -l | cut -c1-5) of rsyslog's;" \
+     "tributary / cat: $(echo "${secs[cat]} / ${secs[tributary]}" | bc -l | cut -c1-5)"
