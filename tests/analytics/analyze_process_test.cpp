@@ -65,6 +65,25 @@ bool wait_accounted(const std::filesystem::path& state, std::uint64_t n, std::ch
   return false;
 }
 
+// Runs `tributary analyze` on DIR/analyze.toml `kills` times, each killed with SIGKILL at a
+// random moment after it has made progress (waited for, bounded: the kills land mid-stream
+// however slowly a sanitizer build starts). Returns how many kills landed mid-stream.
+int kill_at_random(const TempDir& dir, int kills, std::uint64_t total, std::mt19937_64& rng) {
+  int mid_stream = 0;
+  for (int k = 0; k < kills; ++k) {
+    const std::uint64_t before = accounted(dir / "out");
+    Child job({kTributary, "analyze", "--config", (dir / "analyze.toml").string()});
+    const auto deadline = std::chrono::steady_clock::now() + 20s;
+    while (accounted(dir / "out") == before && std::chrono::steady_clock::now() < deadline)
+      std::this_thread::sleep_for(2ms);
+    std::this_thread::sleep_for(std::chrono::milliseconds(rng() % 40));  // a random moment
+    job.kill_and_reap();
+    const std::uint64_t a = accounted(dir / "out");
+    mid_stream += a > before && a < total;
+  }
+  return mid_stream;
+}
+
 void expect_outputs(const std::filesystem::path& state, const TianchiData& d) {
   for (const auto& [file, text] : d.expected_outputs()) EXPECT_EQ(slurp(state / file), text) << file;
 }
@@ -102,21 +121,7 @@ TEST(AnalyzeProcessTest, KilledAtRandomAndRestartedTheTotalsAreUnchanged) {
   const std::uint64_t seed = std::random_device{}();
   SCOPED_TRACE("seed " + std::to_string(seed));
   std::mt19937_64 rng(seed);
-  int mid_stream = 0;
-  for (int k = 0; k < 8; ++k) {
-    const std::uint64_t before = accounted(dir / "out");
-    Child job({kTributary, "analyze", "--config", (dir / "analyze.toml").string()});
-    // Wait (bounded) until this run has made progress, then kill it at a random moment after:
-    // the kills land mid-stream however slowly the build starts (sanitizers).
-    const auto deadline = std::chrono::steady_clock::now() + 20s;
-    while (accounted(dir / "out") == before && std::chrono::steady_clock::now() < deadline)
-      std::this_thread::sleep_for(2ms);
-    std::this_thread::sleep_for(std::chrono::milliseconds(rng() % 40));  // a random moment
-    job.kill_and_reap();
-    const std::uint64_t a = accounted(dir / "out");
-    mid_stream += a > before && a < n;
-  }
-  EXPECT_GE(mid_stream, 2) << "the kills must land while events are being analyzed";
+  EXPECT_GE(kill_at_random(dir, 8, n, rng), 2) << "the kills must land while events are being analyzed";
   Child job({kTributary, "analyze", "--config", (dir / "analyze.toml").string()});
   ASSERT_TRUE(wait_accounted(dir / "out", n, 60s));
   job.signal(SIGTERM);
@@ -177,19 +182,7 @@ TEST(AnalyzeProcessTest, WindowRowsAreWrittenExactlyOnceAcrossKills) {
                                  analytics::format_millis(w.first + 1000), w.second, n));
   std::sort(want.begin(), want.end());
   ASSERT_GT(late, 0u);
-  int mid_stream = 0;
-  for (int k = 0; k < 6; ++k) {
-    const std::uint64_t before = accounted(dir / "out");
-    Child job({kTributary, "analyze", "--config", (dir / "analyze.toml").string()});
-    const auto deadline = std::chrono::steady_clock::now() + 20s;
-    while (accounted(dir / "out") == before && std::chrono::steady_clock::now() < deadline)
-      std::this_thread::sleep_for(2ms);
-    std::this_thread::sleep_for(std::chrono::milliseconds(rng() % 40));  // a random moment
-    job.kill_and_reap();
-    const std::uint64_t a = accounted(dir / "out");
-    mid_stream += a > before && a < events.size();
-  }
-  EXPECT_GE(mid_stream, 2) << "the kills must land while events are being analyzed";
+  EXPECT_GE(kill_at_random(dir, 6, events.size(), rng), 2) << "the kills must land while events are being analyzed";
   Child job({kTributary, "analyze", "--config", (dir / "analyze.toml").string()});
   ASSERT_TRUE(wait_accounted(dir / "out", events.size(), 60s));
   job.signal(SIGTERM);

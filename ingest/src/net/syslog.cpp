@@ -150,17 +150,20 @@ bool parse_bsd_time(std::string_view s, std::size_t& i, std::time_t now, std::st
   return true;
 }
 
-void parse_bsd(std::string_view s, std::size_t i, std::time_t now, Message& m) {
-  if (parse_bsd_time(s, i, now, m.timestamp)) {
-    space(s, i);
-    // HOSTNAME: a token followed by a space that is not itself a TAG ("su:" or "su[1]:").
-    std::size_t j = i;
-    const std::string_view host = token(s, j);
-    if (!host.empty() && j < s.size() && host.back() != ':' && host.find('[') == std::string_view::npos) {
-      m.host = host;
-      i = j + 1;
-    }
+// After a BSD timestamp: HOSTNAME, a token followed by a space that is not itself a TAG
+// ("su:" or "su[1]:"). Advances past it when there is one.
+void bsd_host(std::string_view s, std::size_t& i, Message& m) {
+  space(s, i);
+  std::size_t j = i;
+  const std::string_view host = token(s, j);
+  if (!host.empty() && j < s.size() && host.back() != ':' && host.find('[') == std::string_view::npos) {
+    m.host = host;
+    i = j + 1;
   }
+}
+
+void parse_bsd(std::string_view s, std::size_t i, std::time_t now, Message& m) {
+  if (parse_bsd_time(s, i, now, m.timestamp)) bsd_host(s, i, m);
   // TAG: up to 48 characters of [A-Za-z0-9_.-/] then "[PID]" and/or ':'.
   std::size_t j = i;
   while (j < s.size() && j - i < 48 && s[j] != ':' && s[j] != '[' && s[j] != ' ') ++j;
@@ -213,13 +216,7 @@ bool parse(std::string_view in, std::time_t now, Message& out) {
     const std::string_view ts = token(in, k);
     if (ts.size() >= 19 && ts[4] == '-' && ts[10] == 'T') {
       out.timestamp = std::string(ts);
-      space(in, k);
-      std::size_t h = k;
-      const std::string_view host = token(in, h);
-      if (!host.empty() && h < in.size() && host.back() != ':' && host.find('[') == std::string_view::npos) {
-        out.host = host;
-        k = h + 1;
-      }
+      bsd_host(in, k, out);
       parse_bsd(in, k, now, out);
       return true;
     }
