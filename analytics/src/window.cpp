@@ -100,7 +100,18 @@ std::optional<TimeFormat> TimeFormat::parse(std::string_view text, int year) {
   return f;
 }
 
-std::optional<std::int64_t> TimeFormat::to_millis(std::string_view v) const {
+namespace {
+// Event times Tributary accepts: 1970 to the end of 9999 (no overflow in window arithmetic).
+constexpr std::int64_t kMaxMillis = 253402300799999;
+std::optional<std::int64_t> in_range(std::optional<std::int64_t> t) {
+  if (!t || *t < 0 || *t > kMaxMillis) return std::nullopt;
+  return t;
+}
+}  // namespace
+
+std::optional<std::int64_t> TimeFormat::to_millis(std::string_view v) const { return in_range(parse_millis(v)); }
+
+std::optional<std::int64_t> TimeFormat::parse_millis(std::string_view v) const {
   switch (kind) {
     case Kind::kEpochSeconds:
     case Kind::kEpochMillis: {
@@ -108,8 +119,11 @@ std::optional<std::int64_t> TimeFormat::to_millis(std::string_view v) const {
       if (!detail::parse_number(v, n)) {
         double d = 0;  // "1700000000.25"
         if (!detail::parse_number(v, d)) return std::nullopt;
-        return static_cast<std::int64_t>(kind == Kind::kEpochSeconds ? d * 1000 : d);
+        const double ms = kind == Kind::kEpochSeconds ? d * 1000 : d;
+        if (!(ms >= 0 && ms <= static_cast<double>(kMaxMillis))) return std::nullopt;  // NaN too
+        return static_cast<std::int64_t>(ms);
       }
+      if (kind == Kind::kEpochSeconds && (n < 0 || n > kMaxMillis / 1000)) return std::nullopt;
       return kind == Kind::kEpochSeconds ? n * 1000 : n;
     }
     case Kind::kRfc3339: return parse_rfc3339(v);
@@ -183,8 +197,9 @@ void Aggregate::add(std::optional<double> v) {
   ++count;
   if (!v) return;
   sum += *v;
-  if (count == 1 || *v < min) min = *v;
-  if (count == 1 || *v > max) max = *v;
+  if (valued == 0 || *v < min) min = *v;
+  if (valued == 0 || *v > max) max = *v;
+  ++valued;
 }
 
 WindowSet::WindowSet(std::int64_t size_ms, std::int64_t slide_ms, std::int64_t lateness_ms)
@@ -234,11 +249,12 @@ std::vector<WindowRow> WindowSet::take_closed() { return std::exchange(closed_, 
 
 namespace {
 void agg_cols(std::string& out, const Aggregate& a) {
-  out += fmt::format("\t{}\t{}\t{}\t{}", a.count, a.sum, a.min, a.max);
+  out += fmt::format("\t{}\t{}\t{}\t{}\t{}", a.count, a.valued, a.sum, a.min, a.max);
 }
 bool parse_agg(const std::vector<std::string_view>& c, std::size_t at, Aggregate& a) {
-  return c.size() == at + 4 && detail::parse_number(c[at], a.count) && detail::parse_number(c[at + 1], a.sum) &&
-         detail::parse_number(c[at + 2], a.min) && detail::parse_number(c[at + 3], a.max);
+  return c.size() == at + 5 && detail::parse_number(c[at], a.count) && detail::parse_number(c[at + 1], a.valued) &&
+         detail::parse_number(c[at + 2], a.sum) && detail::parse_number(c[at + 3], a.min) &&
+         detail::parse_number(c[at + 4], a.max);
 }
 }  // namespace
 

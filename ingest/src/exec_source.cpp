@@ -54,8 +54,10 @@ struct ExecOptions {
 
 std::string describe_status(int status) {
   if (WIFEXITED(status)) return fmt::format("exited with status {}", WEXITSTATUS(status));
-  if (WIFSIGNALED(status))
-    return fmt::format("killed by signal {} ({})", WTERMSIG(status), ::sigabbrev_np(WTERMSIG(status)));
+  if (WIFSIGNALED(status)) {
+    const char* name = ::sigabbrev_np(WTERMSIG(status));  // null for real-time signals
+    return fmt::format("killed by signal {} ({})", WTERMSIG(status), name != nullptr ? name : "RT");
+  }
   return fmt::format("ended with wait status {:#x}", status);
 }
 
@@ -140,6 +142,7 @@ class ExecSource final : public Source {
       ::_exit(127);
     }
     pid_ = pid;
+    pgid_ = pid;  // setpgid(0, 0) in the child: its group id is its pid
     running_ = true;
     started_ = Clock::now();
     ++runs_;
@@ -273,23 +276,31 @@ class ExecSource final : public Source {
     delay_ = std::min(delay_ * 2, o_.max_restart_delay);
   }
 
-  // SIGTERM to the group, collect the last lines until it exits or `timeout`, then SIGKILL.
+  // SIGTERM to the group (also when the shell is gone but a background child still holds its
+  // stdout), collect the last lines until it exits or `timeout`, then SIGKILL; then append
+  // what was read, the last line without '\n' included, as far as the channel takes it.
   void stop_child(std::chrono::milliseconds timeout) {
-    if (pid_ <= 0) return;
+    if (!running_) return;
     stopping_ = true;
-    ::kill(-pid_, SIGTERM);
+    ::kill(-pgid_, SIGTERM);
     const auto deadline = Clock::now() + timeout;
     while (Clock::now() < deadline && (stdout_.valid() || pid_ > 0)) {
       if (!emitter_.refused()) poll_fds(20);
       emit();
     }
-    if (pid_ > 0) {
-      ::kill(-pid_, SIGKILL);
-      reap(true);
-    }
-    if (timeout.count() > 0) {  // whatever was read: a last line without '\n' included
-      stdout_eof_ = true;
-      emit();
+    ::kill(-pgid_, SIGKILL);  // whatever of the group is left
+    if (pid_ > 0) reap(true);
+    if (timeout.count() > 0) {
+      // A refused batch is retried as it was first; only then is the stream declared ended.
+      while (emitter_.refused() && Clock::now() < deadline + timeout) emit();
+      if (!emitter_.refused()) {
+        stdout_eof_ = true;
+        while (out_.buffered() != 0 && emit() != 0) {
+        }
+      }
+      if (out_.buffered() != 0 && ctx_.log)
+        ctx_.log("warn", fmt::format("`{}`: {} bytes of output not appended at stop (channel full)", o_.command,
+                                     out_.buffered()));
     }
     stdout_.reset();
     stderr_.reset();
@@ -309,6 +320,7 @@ class ExecSource final : public Source {
   Fd stderr_;
   Fd pidfd_;
   pid_t pid_ = -1;
+  pid_t pgid_ = -1;       // the command's process group (outlives the shell's exit)
   bool running_ = false;  // a run: from start until the process is gone and its output drained
   bool failed_ = false;
   std::string exit_;

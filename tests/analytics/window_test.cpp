@@ -34,6 +34,9 @@ TEST(TimeFormatTest, ParsesEpochsRfc3339AndPatterns) {
                           "2026-11-11T00:00:00+1:00"})
     EXPECT_FALSE(rfc->to_millis(bad)) << bad;
   EXPECT_FALSE(mmdd->to_millis("1131")) << "November has 30 days";
+  for (const auto& absurd : {"1e300", "nan", "-5", "9223372036854775807"})  // no overflow, no UB
+    EXPECT_FALSE(s->to_millis(absurd)) << absurd;
+  EXPECT_FALSE(ms->to_millis("253402300800000")) << "after 9999";
   EXPECT_FALSE(mmdd->to_millis("111")) << "too short";
   EXPECT_FALSE(TimeFormat::parse("%q", 2026));
   EXPECT_FALSE(TimeFormat::parse("yyyy", 2026));
@@ -132,6 +135,16 @@ TEST(WindowSetTest, AggregatesSumMinMax) {
   EXPECT_DOUBLE_EQ(a.sum, 12.5);
   EXPECT_DOUBLE_EQ(a.min, -2.5);
   EXPECT_DOUBLE_EQ(a.max, 10.0);
+  // Min and max come from the events that have a value, whatever came first.
+  WindowSet n(100, 100, 0);
+  n.add(1, "k", std::nullopt);
+  n.add(2, "k", -5.0);
+  n.add(3, "k", -7.0);
+  n.add(200, "k", 1.0);
+  ASSERT_EQ(n.closed().size(), 1u);
+  EXPECT_EQ(n.closed()[0].agg.count, 3u);
+  EXPECT_DOUBLE_EQ(n.closed()[0].agg.min, -7.0);
+  EXPECT_DOUBLE_EQ(n.closed()[0].agg.max, -5.0);
 }
 
 TEST(WindowSetTest, ACheckpointInTheMiddleChangesNothing) {

@@ -46,6 +46,10 @@ TEST(InterceptorTest, FieldsAddToJsonObjectsAndWrapTheRest) {
   EXPECT_EQ(run(chain, {R"({"a":1})", "  {}  ", "plain \"line\""}),
             (Strings{R"({"env":"prod","q":"a\"b","a":1})", R"({"env":"prod","q":"a\"b"})",
                      R"({"env":"prod","q":"a\"b","message":"plain \"line\""})"}));
+  InterceptorSpec only_wrap;
+  only_wrap.type = "fields";
+  InterceptorChain wrap_only({only_wrap});
+  EXPECT_EQ(run(wrap_only, {"{}", "x"}), (Strings{"{}", R"({"message":"x"})"}));
   f.wrap_key.clear();
   InterceptorChain no_wrap({f});
   EXPECT_EQ(run(no_wrap, {"plain"}), (Strings{"plain"})) << "without wrap a non-object passes unchanged";

@@ -121,7 +121,7 @@ class Fields final : public InterceptorChain::Step {
     }
     if (object) {
       const std::string_view body = trim(t.substr(1));  // after '{', through the closing '}'
-      if (body == "}") out.pop_back();                   // an empty object: no trailing comma
+      if (body == "}" && out.back() == ',') out.pop_back();  // an empty object: no trailing comma
       out += body;
     } else {
       out += core::json_string(wrap_key_);

@@ -141,6 +141,7 @@ Framer::Scan Framer::scan(bool at_eof, std::vector<std::span<const char>>& out, 
     pos += l.consumed;
   }
   s.consumed = pos;
+  if (at_eof && pos == fill_ && s.mid != Mid::kSkippingCount) s.mid = Mid::kNone;  // the stream ended the line
   return s;
 }
 

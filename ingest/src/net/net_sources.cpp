@@ -140,7 +140,9 @@ class TcpSource final : public Source {
   void drain() override {
     if (listener_.valid()) ::epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, listener_.get(), nullptr);
     listener_.reset();
-    for (auto& c : conns_) (void)read_some(*c);
+    // Reading now would change the buffers a refused batch points into: only when none waits.
+    if (!emitter_.refused())
+      for (auto& c : conns_) (void)read_some(*c);
     while (!dirty_.empty() && flush() != 0) {
     }
     conns_.clear();
@@ -246,7 +248,7 @@ class TcpSource final : public Source {
       const std::size_t before = messages_.size();
       const std::size_t left_events = kMaxBatchEvents - std::min(kMaxBatchEvents, before);
       const std::size_t left_bytes = emitter_.batch_bytes() - std::min(emitter_.batch_bytes(), bytes);
-      c->scan = c->framer.scan(c->eof, messages_, left_events, std::max<std::size_t>(left_bytes, 1));
+      c->scan = c->framer.scan(c->eof, messages_, left_events, left_bytes);  // 0 left: nothing taken
       for (std::size_t i = before; i < messages_.size(); ++i) bytes += messages_[i].size();
     }
     const std::uint64_t malformed = shaper_.shape(messages_, events_);
@@ -336,8 +338,10 @@ class UdpSource final : public Source {
     return m;
   }
   [[nodiscard]] std::string endpoint() const override { return endpoint_; }
+  // What is received already, and what the socket holds now, bounded: a sender that never
+  // pauses must not keep the agent from stopping.
   void drain() override {
-    while (do_work() != 0) {
+    for (int pass = 0; pass < 64 && do_work() != 0; ++pass) {
     }
   }
 

@@ -30,7 +30,11 @@ struct TimeFormat {
 
   // "epoch_s" | "epoch_ms" | "rfc3339" | a pattern containing '%'; nullopt if none of these.
   [[nodiscard]] static std::optional<TimeFormat> parse(std::string_view text, int year);
+  // nullopt also for times before 1970 or after 9999.
   [[nodiscard]] std::optional<std::int64_t> to_millis(std::string_view value) const;
+
+ private:
+  [[nodiscard]] std::optional<std::int64_t> parse_millis(std::string_view value) const;
 };
 
 // "250ms", "10s", "5m", "1h", "1d" (or a number: ms); nullopt if not a duration.
@@ -40,6 +44,7 @@ struct TimeFormat {
 
 struct Aggregate {
   std::uint64_t count = 0;
+  std::uint64_t valued = 0;          // events that had a value
   double sum = 0, min = 0, max = 0;  // of the value field, when there is one
   void add(std::optional<double> v);
 };
