@@ -234,8 +234,11 @@ TEST(TcpSourceTest, AFullChannelPausesReadingAndLosesNothing) {
   int next = 0;
   std::vector<core::Record> recs(64);
   const auto deadline = std::chrono::steady_clock::now() + 60s;
+  bool filled = false;  // the reader starts only once the ring has refused a batch
   while (next < kLines && std::chrono::steady_clock::now() < deadline) {
     (void)src->do_work();
+    filled = filled || ch.stats().full_rejections > 0;
+    if (!filled) continue;
     const std::size_t n = reader.poll(recs);
     for (std::size_t i = 0; i < n; ++i) {
       const std::string p(reinterpret_cast<const char*>(recs[i].payload.data()), recs[i].payload.size());
