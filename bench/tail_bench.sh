@@ -4,15 +4,18 @@
 # `cat file > /dev/null` as the I/O ceiling. Everything in /dev/shm (this measures CPU, not the
 # disk); each figure the median of --repeat runs; ratios against rsyslog and cat of the same run.
 #
-#   bash bench/tail_bench.sh [--lines N] [--repeat R]       (needs a release build and rsyslog)
+#   bash bench/tail_bench.sh [--lines N] [--repeat R] [--json FILE]   (needs a release build and rsyslog)
+# --json writes the figures for `tributary bench --suite ingest`, which runs this script.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 lines=2000000
 repeat=3
+json=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --lines) lines="$2"; shift 2 ;;
     --repeat) repeat="$2"; shift 2 ;;
+    --json) json="$2"; shift 2 ;;
     *) echo "tail_bench.sh: unknown option '$1'" >&2; exit 2 ;;
   esac
 done
@@ -132,3 +135,18 @@ done
 echo "tributary / rsyslog, lines/s: $(echo "${secs[rsyslog]} / ${secs[tributary]}" | bc -l | cut -c1-5)x;" \
      "CPU per line: $(echo "${cpus[tributary]} / ${cpus[rsyslog]}" | bc -l | cut -c1-5) of rsyslog's;" \
      "tributary / cat: $(echo "${secs[cat]} / ${secs[tributary]}" | bc -l | cut -c1-5)"
+if [ -n "$json" ]; then
+  {
+    echo '{"benchmarks": ['
+    sep=""
+    for name in cat tributary tributary_cold rsyslog; do
+      printf '%s  {"name": "%s", "items_per_second": %.0f, "cpu_us_per_line": %.4f, "anon_rss_kb": %s, "repetitions": %s}' \
+        "$sep" "$name" "$(echo "$lines / ${secs[$name]}" | bc -l)" "$(echo "${cpus[$name]} * 1000000 / $lines" | bc -l)" \
+        "${rsss[$name]}" "$repeat"
+      sep=$',\n'
+    done
+    printf '\n], "ratios": [\n'
+    printf '  {"name": "tail: tributary vs rsyslog (lines/s)", "value": %.4f},\n' "$(echo "${secs[rsyslog]} / ${secs[tributary]}" | bc -l)"
+    printf '  {"name": "tail: rsyslog CPU per line vs tributary", "value": %.4f}\n]}\n' "$(echo "${cpus[rsyslog]} / ${cpus[tributary]}" | bc -l)"
+  } > "$json"
+fi

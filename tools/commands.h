@@ -28,5 +28,6 @@ void add_uplink_commands(CLI::App& app, int& exit_code);
 void add_analyze_commands(CLI::App& app, int& exit_code);
 void add_tianchi_commands(CLI::App& app, int& exit_code);
 void add_demo_commands(CLI::App& app, int& exit_code);
+void add_bench_commands(CLI::App& app, int& exit_code);
 
 }  // namespace tributary::tools

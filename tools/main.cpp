@@ -17,6 +17,7 @@ int main(int argc, char** argv) {
   tributary::tools::add_analyze_commands(app, exit_code);
   tributary::tools::add_tianchi_commands(app, exit_code);
   tributary::tools::add_demo_commands(app, exit_code);
+  tributary::tools::add_bench_commands(app, exit_code);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

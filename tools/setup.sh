@@ -9,6 +9,9 @@
 #   bash tools/setup.sh build                    install and build only
 #   bash tools/setup.sh fuzz [--seconds N]       clang + libFuzzer: build every fuzzer (build/fuzz)
 #                                                and run each N seconds (default 30) on its corpus
+#   bash tools/setup.sh gate [--quick]           the throughput-regression gate: hot loops' instruction
+#                                                counts (callgrind) and same-run ratios, compared with
+#                                                bench/baseline.json (fails on a >10% regression)
 #
 # Options: --labels REGEX (CTest label regex, default 'unit|concurrent|crash|kafka'),
 #          --jobs N (default: nproc), --no-install (skip apt-get), --seconds N (fuzz).
@@ -21,7 +24,7 @@ PACKAGES=(
   libgtest-dev libgmock-dev libbenchmark-dev
   librdkafka-dev libconcurrentqueue-dev libsimdjson-dev libtomlplusplus-dev libre2-dev
   libcpp-httplib-dev liblz4-dev libzstd-dev nlohmann-json3-dev rapidjson-dev
-  kcat python3-kafka python3-lz4
+  kcat python3-kafka python3-lz4 valgrind
   chromium
 )
 
@@ -32,6 +35,7 @@ labels="unit|concurrent|crash|kafka"
 jobs="$(nproc)"
 install=1
 seconds=30
+quick=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --sanitize) sanitize="$2"; shift 2 ;;
@@ -39,6 +43,7 @@ while [ $# -gt 0 ]; do
     --jobs) jobs="$2"; shift 2 ;;
     --no-install) install=0; shift ;;
     --seconds) seconds="$2"; shift 2 ;;
+    --quick) quick="--quick"; shift ;;
     *) echo "setup.sh: unknown option '$1'" >&2; exit 2 ;;
   esac
 done
@@ -125,6 +130,12 @@ fi
 case "$action" in
   fuzz) fuzz ;;
   build) build ;;
+  gate)
+    build
+    # The baseline was measured on another machine: instruction counts are exact for one
+    # binary; ratios carry their own noise (see `tributary bench compare --help`).
+    ./build/release/tools/tributary bench --suite gate $quick --json build/release/bench-gate.json
+    ./build/release/tools/tributary bench compare bench/baseline.json build/release/bench-gate.json --max-regression 10% ;;
   test) build; run_tests ;;
   demo)
     build

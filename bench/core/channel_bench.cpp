@@ -7,6 +7,7 @@
 
 #include <boost/lockfree/spsc_queue.hpp>
 #include <concurrentqueue/concurrentqueue.h>
+#include <algorithm>
 #include <array>
 #include <cstring>
 #include <filesystem>
@@ -64,6 +65,75 @@ void BM_ChannelThreads(benchmark::State& state) {
 }
 BENCHMARK(BM_ChannelThreads)->ArgNames({"bytes", "batch"})->Args({64, 1})->Args({64, 64})->Args({1024, 1})->Args({1024, 64})->UseRealTime()->Unit(benchmark::kMillisecond);
 
+// Scaling, payload size: 16 B -> 64 KiB through one producer and one consumer thread, batches
+// of 64 (fewer events per iteration as they grow: 256 MiB of payload per iteration).
+void BM_ChannelPayloadScaling(benchmark::State& state) {
+  const auto size = static_cast<std::size_t>(state.range(0));
+  const std::uint64_t events = std::max<std::uint64_t>(4096, (256ull << 20) / size) / 64 * 64;
+  const auto path = bench_path("size");
+  std::filesystem::remove(path);
+  ChannelConfig cfg;
+  cfg.capacity = 64ull << 20;
+  cfg.max_payload = 64u << 10;
+  Channel ch = Channel::create(path, cfg);
+  Consumer con = ch.consumer("bench");
+  std::vector<std::byte> msg(size, std::byte{0x42}), out(size);
+  for (auto _ : state) {
+    std::thread prod([&] {
+      Producer p = ch.producer();
+      std::vector<Event> ev(64, Event{{1, 0}, msg});
+      for (std::uint64_t i = 0; i < events; i += 64) (void)p.append_batch(ev);
+    });
+    std::array<Record, 256> recs;
+    for (std::uint64_t got = 0; got < events;) {
+      const std::size_t k = con.poll(recs);
+      for (std::size_t i = 0; i < k; ++i) std::memcpy(out.data(), recs[i].payload.data(), size);
+      if (k != 0) con.commit();
+      got += k;
+    }
+    prod.join();
+  }
+  state.SetItemsProcessed(static_cast<std::int64_t>(state.iterations() * events));
+  state.SetBytesProcessed(static_cast<std::int64_t>(state.iterations() * events * size));
+  std::filesystem::remove(path);
+}
+BENCHMARK(BM_ChannelPayloadScaling)->ArgName("bytes")->RangeMultiplier(4)->Range(16, 64 << 10)->UseRealTime()->Unit(benchmark::kMillisecond);
+
+// Scaling, producers: 1 -> 8 producer threads (64 B, batches of 64) into one consumer thread,
+// on however many cores the machine has (2 here: the curve shows the cost of oversubscription).
+void BM_ChannelProducerScaling(benchmark::State& state) {
+  const auto producers = static_cast<std::uint64_t>(state.range(0));
+  const std::uint64_t per = kEventsPerIteration / producers / 64 * 64;
+  const auto path = bench_path("mp");
+  std::filesystem::remove(path);
+  ChannelConfig cfg;
+  cfg.capacity = 64ull << 20;
+  Channel ch = Channel::create(path, cfg);
+  Consumer con = ch.consumer("bench");
+  std::vector<std::byte> msg(64, std::byte{0x42}), out(64);
+  for (auto _ : state) {
+    std::vector<std::thread> threads;
+    for (std::uint64_t t = 0; t < producers; ++t)
+      threads.emplace_back([&] {
+        Producer p = ch.producer();
+        std::vector<Event> ev(64, Event{{1, 0}, msg});
+        for (std::uint64_t i = 0; i < per; i += 64) (void)p.append_batch(ev);
+      });
+    std::array<Record, 256> recs;
+    for (std::uint64_t got = 0; got < per * producers;) {
+      const std::size_t k = con.poll(recs);
+      for (std::size_t i = 0; i < k; ++i) std::memcpy(out.data(), recs[i].payload.data(), 64);
+      if (k != 0) con.commit();
+      got += k;
+      if (k == 0) std::this_thread::yield();  // oversubscribed: let the producers run
+    }
+    for (auto& t : threads) t.join();
+  }
+  state.SetItemsProcessed(static_cast<std::int64_t>(state.iterations() * per * producers));
+  std::filesystem::remove(path);
+}
+BENCHMARK(BM_ChannelProducerScaling)->ArgName("producers")->Arg(1)->Arg(2)->Arg(4)->Arg(8)->UseRealTime()->Unit(benchmark::kMillisecond);
+
 template <std::size_t Size>
 struct Msg {
   std::array<std::byte, Size> b;
@@ -111,22 +181,49 @@ void BM_MoodycamelConcurrentQueue(benchmark::State& state) {
   state.SetBytesProcessed(static_cast<std::int64_t>(state.iterations() * kEventsPerIteration * Size));
 }
 BENCHMARK(BM_MoodycamelConcurrentQueue<64>)->UseRealTime()->Unit(benchmark::kMillisecond);
+
+// The producer-scaling peer: moodycamel's MPMC queue, 1 -> 8 producers (tokens) into one consumer.
+void BM_MoodycamelProducerScaling(benchmark::State& state) {
+  const auto producers = static_cast<std::uint64_t>(state.range(0));
+  const std::uint64_t per = kEventsPerIteration / producers;
+  moodycamel::ConcurrentQueue<Msg<64>> q(65536);
+  Msg<64> m{};
+  for (auto _ : state) {
+    std::vector<std::thread> threads;
+    for (std::uint64_t t = 0; t < producers; ++t)
+      threads.emplace_back([&] {
+        moodycamel::ProducerToken tok(q);
+        for (std::uint64_t i = 0; i < per; ++i) q.enqueue(tok, m);
+      });
+    Msg<64> out;
+    moodycamel::ConsumerToken ctok(q);
+    for (std::uint64_t got = 0; got < per * producers;) {
+      if (q.try_dequeue(ctok, out)) ++got;
+      else std::this_thread::yield();
+    }
+    benchmark::DoNotOptimize(out);
+    for (auto& t : threads) t.join();
+  }
+  state.SetItemsProcessed(static_cast<std::int64_t>(state.iterations() * per * producers));
+}
+BENCHMARK(BM_MoodycamelProducerScaling)->ArgName("producers")->Arg(1)->Arg(2)->Arg(4)->Arg(8)->UseRealTime()->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_MoodycamelConcurrentQueue<1024>)->UseRealTime()->Unit(benchmark::kMillisecond);
 
 void BM_Memcpy(benchmark::State& state) {
   const auto size = static_cast<std::size_t>(state.range(0));
+  const std::uint64_t events = std::max<std::uint64_t>(4096, (256ull << 20) / size);  // as the scaling runs
   std::vector<std::byte> src(size, std::byte{1}), ring(32ull << 20);
   const std::uint64_t slots = ring.size() / size;
   for (auto _ : state) {
-    for (std::uint64_t i = 0; i < kEventsPerIteration; ++i) {
+    for (std::uint64_t i = 0; i < events; ++i) {
       std::memcpy(ring.data() + (i % slots) * size, src.data(), size);
       benchmark::ClobberMemory();
     }
   }
-  state.SetItemsProcessed(static_cast<std::int64_t>(state.iterations() * kEventsPerIteration));
-  state.SetBytesProcessed(static_cast<std::int64_t>(state.iterations() * kEventsPerIteration * size));
+  state.SetItemsProcessed(static_cast<std::int64_t>(state.iterations() * events));
+  state.SetBytesProcessed(static_cast<std::int64_t>(state.iterations() * events * size));
 }
-BENCHMARK(BM_Memcpy)->Arg(64)->Arg(1024)->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_Memcpy)->RangeMultiplier(4)->Range(16, 64 << 10)->Unit(benchmark::kMillisecond);
 
 // CRC32C alone, hardware vs portable: what the checksum costs per record.
 void BM_Crc32c(benchmark::State& state) {

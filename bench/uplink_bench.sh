@@ -1,0 +1,150 @@
+#!/usr/bin/env bash
+# Shipping events to Kafka, side by side in one run: Tributary's uplink (a channel -> a topic,
+# committing only what Kafka acknowledged) and kcat -P (a file -> a topic), both librdkafka
+# with the same producer settings (idempotent, acks=all, lz4, linger.ms=5, batch.size=1000000),
+# to the same broker. Events are Tianchi JSON lines of ~110 B. Each figure the median of
+# --repeat runs, timed from process start until every event is acknowledged (the uplink: its
+# cursor reached the end of the channel; kcat: it exited after delivering everything).
+# Memory: the uplink's RssAnon at the end (its own heap: the channel's pages are shared data
+# in /dev/shm), kcat's peak RSS (its input file is page cache, not RSS).
+#
+#   bash bench/uplink_bench.sh [--events N] [--repeat R] [--kafka mock|real] [--json FILE]
+#
+# mock: librdkafka's mock cluster (`tributary broker`, in memory: measures the producers);
+# real: the local Apache Kafka (`tributary kafka start`, first use fetches its jars).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+events=1000000
+repeat=3
+kafka=mock
+json=""
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --events) events="$2"; shift 2 ;;
+    --repeat) repeat="$2"; shift 2 ;;
+    --kafka) kafka="$2"; shift 2 ;;
+    --json) json="$2"; shift 2 ;;
+    *) echo "uplink_bench.sh: unknown option '$1'" >&2; exit 2 ;;
+  esac
+done
+bin="$PWD/build/release/tools/tributary"
+[ -x "$bin" ] || bash tools/setup.sh build
+command -v kcat > /dev/null || { echo "uplink_bench.sh: needs kcat (apt-get install kcat)" >&2; exit 2; }
+work="$(mktemp -d /dev/shm/tributary-uplink-bench.XXXXXX)"
+broker_pid=""
+cleanup() {
+  [ -n "$broker_pid" ] && kill "$broker_pid" 2> /dev/null || true
+  [ "$kafka" = real ] && "$bin" kafka stop --dir "$work/kafka" > /dev/null 2>&1 || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+hz=$(getconf CLK_TCK)
+now() { date +%s.%N; }
+cpu_of() { awk -v hz="$hz" '{print ($14 + $15) / hz}' "/proc/$1/stat"; }
+hwm_of() { awk '/^VmHWM:/ {print $2}' "/proc/$1/status"; }
+anon_of() { awk '/^RssAnon:/ {print $2}' "/proc/$1/status"; }
+stat_field() { "$bin" channel stat --json "$1" | grep -o "\"$2\":[0-9]*" | head -1 | cut -d: -f2; }
+committed_of() { "$bin" channel stat --json "$1" | grep -o '"name":"uplink","committed":[0-9]*' | cut -d: -f3; }
+
+# The events: `tributary gen tianchi` rows through `tributary replay` (the demo's JSON lines).
+"$bin" gen tianchi --users 10000 --rows "$events" --out "$work/gen" > /dev/null
+"$bin" replay "$work/gen/user_log_format1.csv" --to "tail:$work/replay" --concurrency 1 > /dev/null
+data="$work/replay/replay-0.log"
+lines=$(wc -l < "$data")
+bytes=$(stat -c %s "$data")
+
+# A channel holding them, filled once by a tail source (not timed); each run ships it again
+# under a fresh consumer name... a consumer name is durable, so each run copies the full file.
+"$bin" channel create "$work/full.chan" --capacity 512M --max-payload 64K > /dev/null
+cat > "$work/fill.toml" <<EOF
+[agent]
+name = "fill"
+[channels.c]
+path = "$work/full.chan"
+[sources.log]
+type = "tail"
+channels = ["c"]
+paths = ["$data"]
+EOF
+"$bin" agent --config "$work/fill.toml" 2> "$work/fill.log" &
+fill=$!
+until [ "$(stat_field "$work/full.chan" records_written)" -ge "$lines" ]; do sleep 0.05; done
+kill "$fill"; wait "$fill" 2> /dev/null || true
+
+if [ "$kafka" = mock ]; then
+  "$bin" broker --brokers 1 --topics "bench:4" > "$work/broker.out" 2> "$work/broker.log" &
+  broker_pid=$!
+  until grep -q '^bootstrap ' "$work/broker.out" 2> /dev/null; do sleep 0.05; done
+  boot=$(awk '/^bootstrap / {print $2}' "$work/broker.out")
+else
+  boot=$("$bin" kafka start --dir "$work/kafka" | tail -1)
+fi
+settings=(-X enable.idempotence=true -X acks=all -X compression.type=lz4 -X linger.ms=5 -X batch.size=1000000)
+
+run_tributary() {
+  local t0 t1 pid cpu hwm
+  cp "$work/full.chan" "$work/run.chan"  # the same channel, its uplink cursor at the start
+  t0=$(now)
+  "$bin" uplink --channel "$work/run.chan" --topic bench --bootstrap "$boot" 2> "$work/uplink.log" &
+  pid=$!
+  until [ "$(committed_of "$work/run.chan" || echo 0)" = "$(stat_field "$work/run.chan" write_position)" ]; do
+    kill -0 "$pid" 2> /dev/null || { echo "uplink died: $(tail -3 "$work/uplink.log")" >&2; return 1; }
+    sleep 0.02
+  done
+  t1=$(now)
+  # Its own memory: RssAnon. (VmHWM counts the channel pages it read, which live in /dev/shm
+  # whoever maps them; kcat's input file is in the page cache, not in its RSS, either.)
+  cpu=$(cpu_of "$pid"); hwm=$(anon_of "$pid")
+  kill "$pid"; wait "$pid" 2> /dev/null || true
+  rm -f "$work/run.chan"
+  echo "$(echo "$t1 - $t0" | bc -l) $cpu $hwm"
+}
+
+run_kcat() {
+  local t u s m
+  /usr/bin/time -o "$work/kcat.time" -f "%e %U %S %M" kcat -P -b "$boot" -t bench "${settings[@]}" -l "$data" 2> "$work/kcat.log" ||
+    { echo "kcat failed: $(tail -3 "$work/kcat.log")" >&2; return 1; }
+  read -r t u s m < "$work/kcat.time"
+  echo "$t $(echo "$u + $s" | bc -l) $m"
+}
+[ -x /usr/bin/time ] || { echo "uplink_bench.sh: needs /usr/bin/time (apt-get install time)" >&2; exit 2; }
+
+median() { sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+declare -A secs cpus hwms
+for name in tributary kcat; do
+  s=(); c=(); r=()
+  for i in $(seq 1 "$repeat"); do
+    read -r t cpu hwm < <("run_$name")
+    s+=("$t"); c+=("$cpu"); r+=("$hwm")
+    echo "  $name run $i: ${t}s, ${cpu} CPU-s, peak RSS ${hwm} kB" >&2
+  done
+  secs[$name]=$(printf '%s\n' "${s[@]}" | median)
+  cpus[$name]=$(printf '%s\n' "${c[@]}" | median)
+  hwms[$name]=$(printf '%s\n' "${r[@]}" | median)
+done
+
+echo "events: $lines ($((bytes / 1048576)) MiB of JSON lines) to $kafka Kafka, median of $repeat, $(nproc) cores"
+printf '%-12s %12s %10s %16s %12s\n' "" "events/s" "MB/s" "CPU-s/M events" "RSS MB"
+for name in tributary kcat; do
+  t=${secs[$name]}
+  printf '%-12s %12.0f %10.1f %16.2f %12.1f\n' "$name" "$(echo "$lines / $t" | bc -l)" \
+    "$(echo "$bytes / $t / 1000000" | bc -l)" "$(echo "${cpus[$name]} * 1000000 / $lines" | bc -l)" \
+    "$(echo "${hwms[$name]} / 1024" | bc -l)"
+done
+echo "tributary / kcat, events/s: $(echo "${secs[kcat]} / ${secs[tributary]}" | bc -l | cut -c1-5)x;" \
+     "CPU per event: $(echo "${cpus[tributary]} / ${cpus[kcat]}" | bc -l | cut -c1-5) of kcat's"
+if [ -n "$json" ]; then
+  {
+    echo '{"benchmarks": ['
+    sep=""
+    for name in tributary kcat; do
+      printf '%s  {"name": "%s", "items_per_second": %.0f, "cpu_us_per_event": %.4f, "peak_rss_kb": %s, "repetitions": %s}' \
+        "$sep" "$name" "$(echo "$lines / ${secs[$name]}" | bc -l)" "$(echo "${cpus[$name]} * 1000000 / $lines" | bc -l)" \
+        "${hwms[$name]}" "$repeat"
+      sep=$',\n'
+    done
+    printf '\n], "ratios": [\n'
+    printf '  {"name": "uplink (%s Kafka): tributary vs kcat (events/s)", "value": %.4f},\n' "$kafka" "$(echo "${secs[kcat]} / ${secs[tributary]}" | bc -l)"
+    printf '  {"name": "uplink (%s Kafka): kcat CPU per event vs tributary", "value": %.4f}\n]}\n' "$kafka" "$(echo "${cpus[kcat]} / ${cpus[tributary]}" | bc -l)"
+  } > "$json"
+fi

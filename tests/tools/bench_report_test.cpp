@@ -1,0 +1,176 @@
+// The regression gate's judgement: which metric fell, by how much, and when noise excuses it.
+#include "bench_report.h"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <fstream>
+
+#include "support/temp_dir.h"
+#include "tributary/core/error.h"
+
+namespace tributary::tools::bench {
+namespace {
+
+Metric instructions(std::string name, double v) { return {std::move(name), "instructions/event", v, 0, false, true, false}; }
+Metric ratio(std::string name, double v, double spread) { return {std::move(name), "x", v, spread, true, true, false}; }
+Metric reported(std::string name, double v) { return {std::move(name), "events/s", v, 0.3, true, false, false}; }
+
+const Verdict& find(const std::vector<Verdict>& v, const std::string& name) {
+  for (const auto& x : v)
+    if (x.name == name) return x;
+  throw std::runtime_error("no verdict for " + name);
+}
+
+TEST(BenchCompare, InstructionCountTwentyPercentHigherIsARegressionNamedInTheMessage) {
+  Report base, now;
+  base.metrics = {instructions("instructions/core/crc32c_1KiB", 440), instructions("instructions/analyze/extract_json", 2000)};
+  now.metrics = {instructions("instructions/core/crc32c_1KiB", 528), instructions("instructions/analyze/extract_json", 2010)};
+  CompareOptions o;
+  const auto v = compare(base, now, o);
+  EXPECT_TRUE(failed(v));
+  EXPECT_EQ(find(v, "instructions/core/crc32c_1KiB").status, Status::kRegressed);
+  EXPECT_NEAR(find(v, "instructions/core/crc32c_1KiB").worse_by, 0.20, 1e-9);
+  EXPECT_EQ(find(v, "instructions/analyze/extract_json").status, Status::kOk);
+  const auto text = format_verdicts(v, o);
+  EXPECT_NE(text.find("REGRESSION: instructions/core/crc32c_1KiB (instructions/event) is 20.0% worse: 440 -> 528"),
+            std::string::npos)
+      << text;
+  EXPECT_EQ(text.find("REGRESSION: instructions/analyze"), std::string::npos) << text;
+}
+
+TEST(BenchCompare, WithinTheThresholdPassesAndAnImprovementIsSaidNotFailed) {
+  Report base, now;
+  base.metrics = {instructions("a", 1000), instructions("b", 1000)};
+  now.metrics = {instructions("a", 1090), instructions("b", 700)};
+  const auto v = compare(base, now, {});
+  EXPECT_FALSE(failed(v));
+  EXPECT_EQ(find(v, "a").status, Status::kOk);
+  EXPECT_EQ(find(v, "b").status, Status::kImproved);
+}
+
+TEST(BenchCompare, AHigherIsBetterRatioFailsWhenItFalls) {
+  Report base, now;
+  base.metrics = {ratio("ratio/json vs nlohmann", 10.0, 0.01)};
+  now.metrics = {ratio("ratio/json vs nlohmann", 7.5, 0.01)};
+  const auto v = compare(base, now, {});
+  ASSERT_TRUE(failed(v));
+  EXPECT_NEAR(v[0].worse_by, 0.25, 1e-9);
+  now.metrics[0].value = 12;  // faster than the baseline: fine
+  EXPECT_FALSE(failed(compare(base, now, {})));
+}
+
+TEST(BenchCompare, ANoisyRatioWidensItsOwnMarginInsteadOfCryingWolf) {
+  Report base, now;
+  base.metrics = {ratio("r", 1.0, 0.05)};
+  now.metrics = {ratio("r", 0.8, 0.05)};  // 20% worse, but each run measured +-5%
+  const auto v = compare(base, now, {});  // margin: max(10%, 3 x (5% + 5%)) = 30%
+  EXPECT_FALSE(failed(v));
+  EXPECT_NEAR(v[0].allowed, 0.30, 1e-9);
+  now.metrics[0].value = 0.6;  // 40% worse: beyond even the noise
+  EXPECT_TRUE(failed(compare(base, now, {})));
+}
+
+TEST(BenchCompare, UngatedFiguresAreReportedNeverFailed) {
+  Report base, now;
+  base.metrics = {reported("channel-ipc/64B tributary", 26e6)};
+  now.metrics = {reported("channel-ipc/64B tributary", 5e6)};
+  const auto v = compare(base, now, {});
+  EXPECT_FALSE(failed(v));
+  EXPECT_EQ(v[0].status, Status::kReported);
+}
+
+TEST(BenchCompare, AGatedMetricMissingFromTheNewRunFailsAndANewOneIsListed) {
+  Report base, now;
+  base.metrics = {instructions("gone", 100)};
+  now.metrics = {instructions("added", 100)};
+  const auto v = compare(base, now, {});
+  ASSERT_EQ(v.size(), 2u);
+  EXPECT_EQ(find(v, "gone").status, Status::kMissing);
+  EXPECT_EQ(find(v, "added").status, Status::kAdded);
+  EXPECT_TRUE(failed(v));
+  EXPECT_NE(format_verdicts(v, {}).find("gated metric gone is missing"), std::string::npos);
+}
+
+TEST(BenchCompare, MaxRegressionIsTheUsersThreshold) {
+  Report base, now;
+  base.metrics = {instructions("a", 1000)};
+  now.metrics = {instructions("a", 1060)};
+  CompareOptions strict;
+  strict.max_regression = 0.05;
+  EXPECT_TRUE(failed(compare(base, now, strict)));
+  EXPECT_FALSE(failed(compare(base, now, {})));
+}
+
+TEST(BenchReport, RoundTripsThroughJsonWithContextAndRawBenchmarks) {
+  testing::TempDir dir;
+  Report r;
+  r.context = {{"cpu_model", "AMD EPYC \"test\""}, {"num_cpus", "2"}};
+  r.metrics = {instructions("instructions/x", 377.955), ratio("ratio/a vs b", 2.5, 0.014), reported("tail/rsyslog", 4.2e5)};
+  r.metrics[2].peer = true;
+  r.benchmarks_json = R"([{"name":"BM_X","real_time":1.5}])";
+  write_report(dir / "r.json", r);
+  const auto back = read_report(dir / "r.json");
+  EXPECT_EQ(back.context, r.context);
+  ASSERT_EQ(back.metrics.size(), 3u);
+  for (std::size_t i = 0; i < 3; ++i) {
+    EXPECT_EQ(back.metrics[i].name, r.metrics[i].name);
+    EXPECT_EQ(back.metrics[i].unit, r.metrics[i].unit);
+    EXPECT_NEAR(back.metrics[i].value, r.metrics[i].value, 1e-3 * r.metrics[i].value);
+    EXPECT_NEAR(back.metrics[i].spread, r.metrics[i].spread, 1e-4);
+    EXPECT_EQ(back.metrics[i].higher_is_better, r.metrics[i].higher_is_better);
+    EXPECT_EQ(back.metrics[i].gate, r.metrics[i].gate);
+    EXPECT_EQ(back.metrics[i].peer, r.metrics[i].peer);
+  }
+  EXPECT_EQ(back.benchmarks_json, r.benchmarks_json);
+  EXPECT_FALSE(failed(compare(r, back, {})));
+}
+
+TEST(BenchReport, ABadFileIsAnErrorNamingFileAndField) {
+  testing::TempDir dir;
+  auto expect_error = [&](const std::string& text, const std::string& wanted) {
+    std::ofstream(dir / "bad.json") << text;
+    try {
+      (void)read_report(dir / "bad.json");
+      ADD_FAILURE() << "accepted: " << text;
+    } catch (const core::Error& e) {
+      const std::string what = e.what();
+      EXPECT_NE(what.find((dir / "bad.json").string()), std::string::npos) << what;
+      EXPECT_NE(what.find(wanted), std::string::npos) << what;
+    }
+  };
+  expect_error("{", "");
+  expect_error("[]", "not a JSON object");
+  expect_error(R"({"context":{}})", "no \"metrics\" array");
+  expect_error(R"({"metrics":[{"name":"a","unit":"x","better":"higher"}]})", "metrics[0]: 'value'");
+  expect_error(R"({"metrics":[{"name":"a","unit":"x","value":1,"better":"up"}]})", "'better' is 'up'");
+  EXPECT_THROW((void)read_report(dir / "absent.json"), core::Error);
+}
+
+TEST(BenchReport, ParseFractionTakesPercentagesAndFractions) {
+  EXPECT_NEAR(*parse_fraction("10%"), 0.10, 1e-12);
+  EXPECT_NEAR(*parse_fraction("12.5 %"), 0.125, 1e-12);
+  EXPECT_NEAR(*parse_fraction("0.2"), 0.2, 1e-12);
+  EXPECT_FALSE(parse_fraction("ten"));
+  EXPECT_FALSE(parse_fraction("-5%"));
+  EXPECT_FALSE(parse_fraction("%"));
+  EXPECT_FALSE(parse_fraction("5%%"));
+}
+
+TEST(BenchChart, DrawsOneBarPerThroughputFigureGroupedByStage) {
+  Report r;
+  r.metrics = {reported("tail/tributary", 2.7e6), reported("tail/rsyslog <imfile>", 4.2e5), instructions("instructions/x", 10)};
+  r.metrics[1].peer = true;
+  const auto svg = throughput_svg(r, "T & co");
+  EXPECT_EQ(svg.rfind("<svg", 0), 0u);
+  EXPECT_NE(svg.find("T &amp; co"), std::string::npos);
+  EXPECT_NE(svg.find("rsyslog &lt;imfile&gt;"), std::string::npos);
+  EXPECT_NE(svg.find(">2.7M<"), std::string::npos);
+  EXPECT_EQ(svg.find("instructions"), std::string::npos);  // only events/s figures are drawn
+  std::size_t bars = 0;
+  for (std::size_t p = 0; (p = svg.find("<rect x=", p)) != std::string::npos; ++p) ++bars;
+  EXPECT_EQ(bars, 2u);
+}
+
+}  // namespace
+}  // namespace tributary::tools::bench
