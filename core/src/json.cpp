@@ -1,6 +1,7 @@
 #include "tributary/core/json.h"
 
 #include <cstdint>
+#include <cstring>
 
 namespace tributary::core {
 namespace {
@@ -28,6 +29,18 @@ std::size_t utf8_sequence(std::string_view s, std::size_t i) {
   return 0;
 }
 
+// True when none of the 8 bytes needs escaping or UTF-8 checking: no byte >= 0x80, < 0x20,
+// '"' or '\\' (the exact "has less / has zero" bit tests, 8 bytes per step).
+inline bool plain8(const char* p) {
+  std::uint64_t x;
+  std::memcpy(&x, p, 8);
+  constexpr std::uint64_t k01 = 0x0101010101010101ull, k80 = 0x8080808080808080ull;
+  const std::uint64_t q = x ^ (k01 * '"'), b = x ^ (k01 * '\\');
+  return ((x | ((x - k01 * 0x20) & ~x) | ((q - k01) & ~q) | ((b - k01) & ~b)) & k80) == 0;
+}
+
+inline bool plain(unsigned char c) { return c >= 0x20 && c < 0x80 && c != '"' && c != '\\'; }
+
 }  // namespace
 
 bool append_json_string(std::string& out, std::string_view text) {
@@ -38,13 +51,10 @@ bool append_json_string(std::string& out, std::string_view text) {
   std::size_t i = 0;
   while (i < text.size()) {
     const auto c = static_cast<unsigned char>(text[i]);
-    if (c >= 0x20 && c < 0x80 && c != '"' && c != '\\') {  // the common case: a run of plain ASCII
+    if (plain(c)) {  // the common case: a run of plain ASCII, 8 bytes at a time
       std::size_t j = i + 1;
-      while (j < text.size()) {
-        const auto d = static_cast<unsigned char>(text[j]);
-        if (d < 0x20 || d >= 0x80 || d == '"' || d == '\\') break;
-        ++j;
-      }
+      while (j + 8 <= text.size() && plain8(text.data() + j)) j += 8;
+      while (j < text.size() && plain(static_cast<unsigned char>(text[j]))) ++j;
       out.append(text.data() + i, j - i);
       i = j;
       continue;

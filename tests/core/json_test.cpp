@@ -37,5 +37,29 @@ TEST(JsonStringTest, ReplacesEachInvalidByteWithTheReplacementCharacter) {
   }
 }
 
+// The plain-ASCII run is scanned 8 bytes at a time: every byte value, at every offset of a
+// 24-byte string (before, inside and after each 8-byte step), must come out as the byte-by-byte
+// rules say.
+TEST(JsonStringTest, EveryByteValueAtEveryOffsetOfTheWordScanIsHandled) {
+  for (int c = 0; c < 256; ++c) {
+    for (std::size_t at = 0; at < 24; ++at) {
+      std::string in(24, 'a');
+      in[at] = static_cast<char>(c);
+      std::string want;
+      if (c == '"') want = "\\\"";
+      else if (c == '\\') want = "\\\\";
+      else if (c == '\n') want = "\\n";
+      else if (c == '\r') want = "\\r";
+      else if (c == '\t') want = "\\t";
+      else if (c < 0x20) want = "\\u00" + std::string(1, "0123456789abcdef"[c >> 4]) + "0123456789abcdef"[c & 15];
+      else if (c >= 0x80) want = "\xEF\xBF\xBD";  // alone, no byte >= 0x80 is valid UTF-8
+      else want = std::string(1, static_cast<char>(c));
+      std::string out;
+      EXPECT_EQ(append_json_string(out, in), c < 0x80) << c << " at " << at;
+      ASSERT_EQ(out, "\"" + std::string(at, 'a') + want + std::string(23 - at, 'a') + "\"") << c << " at " << at;
+    }
+  }
+}
+
 }  // namespace
 }  // namespace tributary::core

@@ -73,6 +73,18 @@ TEST(SyslogTest, ParsesBsdMessagesAndInfersTheYear) {
   EXPECT_EQ(m.message, "GET / 200");
 }
 
+TEST(SyslogTest, ABsdDateUpToOneDayAheadIsThisYearsAndLaterIsLastYears) {
+  Message m;  // now: 2026-11-26T12:00:00Z
+  ASSERT_TRUE(parse("<13>Nov 27 12:00:00 h app: clock a day fast", kNow, m));
+  EXPECT_EQ(m.timestamp, "2026-11-27T12:00:00");
+  ASSERT_TRUE(parse("<13>Nov 27 12:00:01 h app: more than a day ahead", kNow, m));
+  EXPECT_EQ(m.timestamp, "2025-11-27T12:00:01");
+  ASSERT_TRUE(parse("<13>Jan  1 00:00:00 h app: new year", 1798761600 /* 2027-01-01T00:00:00Z */, m));
+  EXPECT_EQ(m.timestamp, "2027-01-01T00:00:00");
+  ASSERT_TRUE(parse("<13>Dec 31 23:59:59 h app: old year", 1798761600, m));
+  EXPECT_EQ(m.timestamp, "2026-12-31T23:59:59");
+}
+
 TEST(SyslogTest, ReadsWhatSendersReallyWrite) {
   Message m;
   // No hostname (the local /dev/log form).

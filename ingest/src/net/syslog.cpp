@@ -1,8 +1,9 @@
 #include "net/syslog.h"
 
+#include <charconv>
 #include <cstring>
-#include <fmt/format.h>
 
+#include "tributary/core/civil_time.h"
 #include "tributary/core/json.h"
 
 namespace tributary::ingest::syslog {
@@ -135,17 +136,24 @@ bool parse_bsd_time(std::string_view s, std::size_t& i, std::time_t now, std::st
     return false;
   j += 8;
   if (j < s.size() && s[j] != ' ') return false;
-  std::tm now_tm{};
-  ::gmtime_r(&now, &now_tm);
-  std::tm tm{};
-  tm.tm_year = now_tm.tm_year;
-  tm.tm_mon = month;
-  tm.tm_mday = day;
-  tm.tm_hour = (t[0] - '0') * 10 + (t[1] - '0');
-  tm.tm_min = (t[3] - '0') * 10 + (t[4] - '0');
-  tm.tm_sec = (t[6] - '0') * 10 + (t[7] - '0');
-  if (::timegm(&tm) > now + 86400) --tm.tm_year;  // December's lines read in January
-  out = fmt::format("{:04}-{:02}-{:02}T{}", tm.tm_year + 1900, month + 1, day, t);
+  // The year: this year's, unless that puts the message more than a day ahead of `now`
+  // (December's lines read in January). Civil arithmetic, not timegm: no TZ state, no lock.
+  std::int64_t year = core::civil_from_days(core::floor_div(now, 86400)).year;
+  const std::int64_t secs = ((t[0] - '0') * 10 + (t[1] - '0')) * 3600 + ((t[3] - '0') * 10 + (t[4] - '0')) * 60 +
+                            (t[6] - '0') * 10 + (t[7] - '0');
+  if (core::days_from_civil(year, month + 1, day) * 86400 + secs > static_cast<std::int64_t>(now) + 86400) --year;
+  if (year < 0 || year > 9999) return false;
+  out.resize(11);
+  const auto put = [&out](std::size_t at, unsigned v, int width) {
+    for (int k = width - 1; k >= 0; --k, v /= 10) out[at + static_cast<std::size_t>(k)] = static_cast<char>('0' + v % 10);
+  };
+  put(0, static_cast<unsigned>(year), 4);
+  out[4] = '-';
+  put(5, static_cast<unsigned>(month + 1), 2);
+  out[7] = '-';
+  put(8, static_cast<unsigned>(day), 2);
+  out[10] = 'T';
+  out.append(t);
   i = j;
   return true;
 }
@@ -200,6 +208,12 @@ void field(std::string& out, std::string_view name, std::string_view value) {
   core::append_json_string(out, value);
 }
 
+void append_int(std::string& out, int v) {
+  char buf[16];
+  const auto r = std::to_chars(buf, buf + sizeof buf, v);
+  out.append(buf, r.ptr);
+}
+
 }  // namespace
 
 bool parse(std::string_view in, std::time_t now, Message& out) {
@@ -226,8 +240,14 @@ bool parse(std::string_view in, std::time_t now, Message& out) {
 }
 
 void append_json(const Message& m, std::string& out) {
-  out += fmt::format("{{\"facility\":{},\"severity\":{}", m.facility, m.severity);
-  if (m.version != 0) out += fmt::format(",\"version\":{}", m.version);
+  out += "{\"facility\":";
+  append_int(out, m.facility);
+  out += ",\"severity\":";
+  append_int(out, m.severity);
+  if (m.version != 0) {
+    out += ",\"version\":";
+    append_int(out, m.version);
+  }
   field(out, "timestamp", m.timestamp);
   field(out, "host", m.host);
   field(out, "app", m.app);
