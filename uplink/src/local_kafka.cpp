@@ -81,7 +81,12 @@ std::string tail_of(const fs::path& file, std::size_t bytes = 2000) {
 // A Kafka Uuid: 16 random bytes, base64url without padding (22 characters).
 std::string random_cluster_id() {
   unsigned char b[16];
-  if (::getrandom(b, sizeof b, 0) != static_cast<ssize_t>(sizeof b)) throw core::Error("getrandom failed");
+  // An id starting with '-' would read as an option to kafka-storage ("-t -rh0K..."): redraw,
+  // as Kafka's own Uuid.randomUuid() does. '-' is index 62 of the alphabet: the top six bits
+  // of the first byte are 0b111110.
+  do {
+    if (::getrandom(b, sizeof b, 0) != static_cast<ssize_t>(sizeof b)) throw core::Error("getrandom failed");
+  } while ((b[0] >> 2) == 62);
   static constexpr char kAlphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
   std::string out;
   std::uint32_t acc = 0;
