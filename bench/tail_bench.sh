@@ -7,6 +7,7 @@
 #   bash bench/tail_bench.sh [--lines N] [--repeat R] [--json FILE]   (needs a release build and rsyslog)
 # --json writes the figures for `tributary bench --suite ingest`, which runs this script.
 set -euo pipefail
+export LC_ALL=C PATH="$PATH:/usr/sbin"  # printf %f and bc agree on '.'; rsyslogd is in /usr/sbin
 cd "$(dirname "$0")/.."
 lines=2000000
 repeat=3

@@ -13,6 +13,7 @@
 # mock: librdkafka's mock cluster (`tributary broker`, in memory: measures the producers);
 # real: the local Apache Kafka (`tributary kafka start`, first use fetches its jars).
 set -euo pipefail
+export LC_ALL=C  # printf %f and bc agree on '.'
 cd "$(dirname "$0")/.."
 events=1000000
 repeat=3
@@ -31,9 +32,9 @@ bin="$PWD/build/release/tools/tributary"
 [ -x "$bin" ] || bash tools/setup.sh build
 command -v kcat > /dev/null || { echo "uplink_bench.sh: needs kcat (apt-get install kcat)" >&2; exit 2; }
 work="$(mktemp -d /dev/shm/tributary-uplink-bench.XXXXXX)"
-broker_pid=""
+broker_pid="" fill_pid="" uplink_pid=""
 cleanup() {
-  [ -n "$broker_pid" ] && kill "$broker_pid" 2> /dev/null || true
+  for p in $fill_pid $uplink_pid $broker_pid; do kill "$p" 2> /dev/null || true; done
   [ "$kafka" = real ] && "$bin" kafka stop --dir "$work/kafka" > /dev/null 2>&1 || true
   rm -rf "$work"
 }
@@ -41,7 +42,6 @@ trap cleanup EXIT
 hz=$(getconf CLK_TCK)
 now() { date +%s.%N; }
 cpu_of() { awk -v hz="$hz" '{print ($14 + $15) / hz}' "/proc/$1/stat"; }
-hwm_of() { awk '/^VmHWM:/ {print $2}' "/proc/$1/status"; }
 anon_of() { awk '/^RssAnon:/ {print $2}' "/proc/$1/status"; }
 stat_field() { "$bin" channel stat --json "$1" | grep -o "\"$2\":[0-9]*" | head -1 | cut -d: -f2; }
 committed_of() { "$bin" channel stat --json "$1" | grep -o '"name":"uplink","committed":[0-9]*' | cut -d: -f3; }
@@ -66,46 +66,55 @@ type = "tail"
 channels = ["c"]
 paths = ["$data"]
 EOF
+# Waits (bounded) until a condition holds while process $2 lives; $1 names what for errors.
+wait_for() {
+  local what="$1" pid="$2" log="$3" deadline=$((SECONDS + 300)); shift 3
+  until "$@"; do
+    kill -0 "$pid" 2> /dev/null || { echo "uplink_bench.sh: $what died: $(tail -3 "$log")" >&2; exit 1; }
+    [ $SECONDS -lt $deadline ] || { echo "uplink_bench.sh: $what: no progress in 300 s" >&2; exit 1; }
+    sleep 0.02
+  done
+}
+filled() { [ "$(stat_field "$work/full.chan" records_written || echo 0)" -ge "$lines" ]; }
 "$bin" agent --config "$work/fill.toml" 2> "$work/fill.log" &
-fill=$!
-until [ "$(stat_field "$work/full.chan" records_written)" -ge "$lines" ]; do sleep 0.05; done
-kill "$fill"; wait "$fill" 2> /dev/null || true
+fill_pid=$!
+wait_for "the agent filling the channel" "$fill_pid" "$work/fill.log" filled
+kill "$fill_pid"; wait "$fill_pid" 2> /dev/null || true; fill_pid=""
 
 if [ "$kafka" = mock ]; then
   "$bin" broker --brokers 1 --topics "bench:4" > "$work/broker.out" 2> "$work/broker.log" &
   broker_pid=$!
-  until grep -q '^bootstrap ' "$work/broker.out" 2> /dev/null; do sleep 0.05; done
+  wait_for "tributary broker" "$broker_pid" "$work/broker.log" grep -q '^bootstrap ' "$work/broker.out"
   boot=$(awk '/^bootstrap / {print $2}' "$work/broker.out")
 else
   boot=$("$bin" kafka start --dir "$work/kafka" | tail -1)
 fi
 settings=(-X enable.idempotence=true -X acks=all -X compression.type=lz4 -X linger.ms=5 -X batch.size=1000000)
 
+shipped() { [ "$(committed_of "$work/run.chan" || echo 0)" = "$(stat_field "$work/run.chan" write_position)" ]; }
+# Runs in the main shell (not a subshell) so that cleanup can stop the uplink; sets $result.
 run_tributary() {
-  local t0 t1 pid cpu hwm
+  local t0 t1 cpu hwm
   cp "$work/full.chan" "$work/run.chan"  # the same channel, its uplink cursor at the start
   t0=$(now)
   "$bin" uplink --channel "$work/run.chan" --topic bench --bootstrap "$boot" 2> "$work/uplink.log" &
-  pid=$!
-  until [ "$(committed_of "$work/run.chan" || echo 0)" = "$(stat_field "$work/run.chan" write_position)" ]; do
-    kill -0 "$pid" 2> /dev/null || { echo "uplink died: $(tail -3 "$work/uplink.log")" >&2; return 1; }
-    sleep 0.02
-  done
+  uplink_pid=$!
+  wait_for "tributary uplink" "$uplink_pid" "$work/uplink.log" shipped
   t1=$(now)
   # Its own memory: RssAnon. (VmHWM counts the channel pages it read, which live in /dev/shm
   # whoever maps them; kcat's input file is in the page cache, not in its RSS, either.)
-  cpu=$(cpu_of "$pid"); hwm=$(anon_of "$pid")
-  kill "$pid"; wait "$pid" 2> /dev/null || true
+  cpu=$(cpu_of "$uplink_pid"); hwm=$(anon_of "$uplink_pid")
+  kill "$uplink_pid"; wait "$uplink_pid" 2> /dev/null || true; uplink_pid=""
   rm -f "$work/run.chan"
-  echo "$(echo "$t1 - $t0" | bc -l) $cpu $hwm"
+  result="$(echo "$t1 - $t0" | bc -l) $cpu $hwm"
 }
 
 run_kcat() {
   local t u s m
-  /usr/bin/time -o "$work/kcat.time" -f "%e %U %S %M" kcat -P -b "$boot" -t bench "${settings[@]}" -l "$data" 2> "$work/kcat.log" ||
-    { echo "kcat failed: $(tail -3 "$work/kcat.log")" >&2; return 1; }
+  timeout 300 /usr/bin/time -o "$work/kcat.time" -f "%e %U %S %M" kcat -P -b "$boot" -t bench "${settings[@]}" \
+    -l "$data" 2> "$work/kcat.log" || { echo "uplink_bench.sh: kcat failed: $(tail -3 "$work/kcat.log")" >&2; exit 1; }
   read -r t u s m < "$work/kcat.time"
-  echo "$t $(echo "$u + $s" | bc -l) $m"
+  result="$t $(echo "$u + $s" | bc -l) $m"
 }
 [ -x /usr/bin/time ] || { echo "uplink_bench.sh: needs /usr/bin/time (apt-get install time)" >&2; exit 2; }
 
@@ -114,7 +123,8 @@ declare -A secs cpus hwms
 for name in tributary kcat; do
   s=(); c=(); r=()
   for i in $(seq 1 "$repeat"); do
-    read -r t cpu hwm < <("run_$name")
+    "run_$name"
+    read -r t cpu hwm <<< "$result"
     s+=("$t"); c+=("$cpu"); r+=("$hwm")
     echo "  $name run $i: ${t}s, ${cpu} CPU-s, peak RSS ${hwm} kB" >&2
   done

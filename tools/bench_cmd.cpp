@@ -26,6 +26,7 @@
 #include "bench_report.h"
 #include "commands.h"
 #include "tributary/core/error.h"
+#include "tributary/core/fd.h"
 
 extern char** environ;
 
@@ -41,38 +42,53 @@ using bench::Report;
 // given, else to ours; `capture` (if given) receives stdout instead. Returns the exit status
 // (128 + signal if killed); throws if the program cannot be started.
 int run(const std::vector<std::string>& argv, const fs::path* log = nullptr, std::string* capture = nullptr) {
-  posix_spawn_file_actions_t fa;
-  posix_spawn_file_actions_init(&fa);
-  int pipefd[2] = {-1, -1};
+  core::Fd read_end, write_end;
   if (capture != nullptr) {
-    if (::pipe2(pipefd, O_CLOEXEC) != 0) throw core::Error(fmt::format("pipe: {}", std::strerror(errno)));
-    posix_spawn_file_actions_adddup2(&fa, pipefd[1], 1);
+    int p[2];
+    if (::pipe2(p, O_CLOEXEC) != 0) throw core::Error(fmt::format("pipe: {}", std::strerror(errno)));
+    read_end.reset(p[0]);
+    write_end.reset(p[1]);
+  }
+  posix_spawn_file_actions_t fa;
+  if (posix_spawn_file_actions_init(&fa) != 0) throw core::Error("posix_spawn_file_actions_init failed");
+  int rc = 0;
+  if (capture != nullptr) {
+    rc = posix_spawn_file_actions_adddup2(&fa, write_end.get(), 1);
   } else if (log != nullptr) {
-    posix_spawn_file_actions_addopen(&fa, 1, log->c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    posix_spawn_file_actions_adddup2(&fa, 1, 2);
+    rc = posix_spawn_file_actions_addopen(&fa, 1, log->c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    if (rc == 0) rc = posix_spawn_file_actions_adddup2(&fa, 1, 2);
   }
   std::vector<char*> args;
   for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
   args.push_back(nullptr);
   pid_t pid = -1;
-  const int rc = ::posix_spawnp(&pid, args[0], &fa, nullptr, args.data(), environ);
+  if (rc == 0) rc = ::posix_spawnp(&pid, args[0], &fa, nullptr, args.data(), environ);
   posix_spawn_file_actions_destroy(&fa);
-  if (pipefd[1] >= 0) ::close(pipefd[1]);
-  if (rc != 0) {
-    if (pipefd[0] >= 0) ::close(pipefd[0]);
-    throw core::Error(fmt::format("cannot start {}: {}", argv[0], std::strerror(rc)));
-  }
+  write_end.reset();
+  if (rc != 0) throw core::Error(fmt::format("cannot start {}: {}", argv[0], std::strerror(rc)));
+  // Reap the child whatever happens below (a throw while reading included).
+  struct Reaper {
+    pid_t pid;
+    int status = 0;
+    bool done = false;
+    int wait() {
+      while (!done && ::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+      }
+      done = true;
+      return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+    }
+    ~Reaper() {
+      if (!done) (void)wait();
+    }
+  } child{pid};
   if (capture != nullptr) {
     char buf[4096];
     ssize_t n;
-    while ((n = ::read(pipefd[0], buf, sizeof buf)) > 0 || (n < 0 && errno == EINTR))
+    while ((n = ::read(read_end.get(), buf, sizeof buf)) > 0 || (n < 0 && errno == EINTR))
       if (n > 0) capture->append(buf, static_cast<std::size_t>(n));
-    ::close(pipefd[0]);
+    read_end.reset();
   }
-  int status = 0;
-  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
-  }
-  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  return child.wait();
 }
 
 std::string trim(std::string s) {
@@ -176,8 +192,9 @@ class Runner {
     }
     // Between runs these ratios move more than their spread within a run says (the VM's speed
     // shifts hit memory-bound and compute-bound loops differently: framer vs memchr moved 25%
-    // between two runs whose within-run spreads were under 10%), so their noise has a floor.
-    // The tight gate is the instruction counts; this one catches gross slowdowns (~1.5x).
+    // between two runs whose within-run spreads were under 10%), so their noise has a floor:
+    // the margin is then at least 3 x (0.08 + 0.08) = 48%, i.e. a loop must become ~1.5x
+    // slower against its peer to fail. The tight gate is the instruction counts.
     constexpr double kRatioNoiseFloor = 0.08;
     for (auto x : doc["ratios"].get_array())
       add({"ratio/" + std::string(x["name"].get_string().value()), "x", num(x["value"]),
@@ -271,7 +288,7 @@ class Runner {
     stage("ingest: tail against rsyslog imfile and cat{}", o_.quick ? " (quick)" : "");
     std::string where;
     try {
-      run({"rsyslogd", "-v"}, nullptr, &where);
+      run({fs::exists("/usr/sbin/rsyslogd") ? "/usr/sbin/rsyslogd" : "rsyslogd", "-v"}, nullptr, &where);
     } catch (const core::Error&) {
       std::printf("  skipped: rsyslog is not installed (apt-get install rsyslog)\n");
       r_.context["ingest"] = "skipped: no rsyslog";
@@ -305,7 +322,8 @@ class Runner {
       const std::string name(b["name"].get_string().value());
       add({"uplink/" + name, "events/s", num(b["items_per_second"]), 0, true, false, name != "tributary"});
       add({"uplink-cpu/" + name, "CPU us/event", num(b["cpu_us_per_event"]), 0, false, false, name != "tributary"});
-      add({"uplink-rss/" + name, "kB peak RSS", num(b["peak_rss_kb"]), 0, false, false, name != "tributary"});
+      add({"uplink-rss/" + name, name == "tributary" ? "kB RSS (anon)" : "kB peak RSS", num(b["peak_rss_kb"]), 0, false,
+           false, name != "tributary"});
     }
     for (auto x : doc["ratios"].get_array())
       add({"ratio/" + std::string(x["name"].get_string().value()), "x", num(x["value"]), 0, true, false, false});
@@ -352,7 +370,10 @@ class Runner {
     while (std::getline(f, line)) {
       if (line.rfind("summary:", 0) == 0 || line.rfind("totals:", 0) == 0) total = std::stod(line.substr(line.find(':') + 1));
     }
-    if (total < 0) throw core::Error(fmt::format("{}: no instruction total (not a callgrind output file?)", out.string()));
+    if (total <= 0)
+      throw core::Error(fmt::format("{}: no instructions counted (not a callgrind output file, or a hotloop_bench "
+                                    "built without valgrind's client requests?)",
+                                    out.string()));
     return total;
   }
   static std::string gbench_label(std::string_view run_name) {
@@ -366,13 +387,12 @@ class Runner {
   void add(Metric m) { r_.metrics.push_back(std::move(m)); }
   void append_raw(simdjson::dom::element arr) {
     const std::string a = simdjson::minify(arr);
-    if (a.size() < 2) return;
+    if (a.size() <= 2) return;  // "[]" or nothing
     if (r_.benchmarks_json.empty()) {
       r_.benchmarks_json = a;
     } else {
       r_.benchmarks_json.pop_back();
-      if (a != "[]") r_.benchmarks_json += "," + a.substr(1);
-      else r_.benchmarks_json += "]";
+      r_.benchmarks_json += "," + a.substr(1);
     }
   }
 
@@ -423,10 +443,32 @@ int run_suites(const Options& o) {
     std::printf("report: %s\n", o.json.c_str());
   }
   if (!o.svg.empty()) {
-    std::ofstream(o.svg) << bench::throughput_svg(rep, "Tributary: throughput per stage beside its peers");
+    std::ofstream f(o.svg);
+    f << bench::throughput_svg(rep, "Tributary: throughput per stage beside its peers");
+    if (!f.flush()) throw core::Error(fmt::format("cannot write {}", o.svg));
     std::printf("chart: %s\n", o.svg.c_str());
   }
   return 0;
+}
+
+void compare_reports(const std::string& base_file, const std::string& new_file, const std::string& max_regression,
+                     double noise_factor, int& exit_code) {
+  const auto frac = bench::parse_fraction(max_regression);
+  if (!frac) throw core::Error(fmt::format("--max-regression '{}': expected a percentage like 10%", max_regression));
+  bench::CompareOptions opt;
+  opt.max_regression = *frac;
+  opt.noise_factor = noise_factor;
+  const auto base = bench::read_report(base_file);
+  const auto now = bench::read_report(new_file);
+  const auto v = bench::compare(base, now, opt);
+  std::fputs(bench::format_verdicts(v, opt).c_str(), stdout);
+  const auto cpu = [](const Report& r) {
+    const auto it = r.context.find("cpu_model");
+    return it == r.context.end() ? std::string("?") : it->second;
+  };
+  if (cpu(base) != cpu(now))
+    std::printf("note: the baseline was measured on '%s', this run on '%s'\n", cpu(base).c_str(), cpu(now).c_str());
+  exit_code = bench::failed(v) ? 1 : 0;
 }
 
 }  // namespace
@@ -446,29 +488,19 @@ void add_bench_commands(CLI::App& app, int& exit_code) {
   b->require_subcommand(0, 1);
 
   auto c = std::make_shared<std::tuple<std::string, std::string, std::string, double>>("", "", "10%", 3.0);
-  CLI::App* cmp = b->add_subcommand("compare", "Compare two reports; non-zero exit on a regression of a gated metric");
+  CLI::App* cmp = b->add_subcommand("compare", "Compare two reports: exit 1 on a regression of a gated metric, 2 on a report it cannot read");
   cmp->add_option("BASE", std::get<0>(*c), "The baseline report (bench/baseline.json)")->required();
   cmp->add_option("NEW", std::get<1>(*c), "The report to judge")->required();
   cmp->add_option("--max-regression", std::get<2>(*c), "Largest tolerated worsening of a gated metric")->capture_default_str();
   cmp->add_option("--noise-factor", std::get<3>(*c), "Margin in spreads: max(max-regression, F x (spread BASE + spread NEW))")
       ->capture_default_str();
   cmp->callback([c, &exit_code] {
-    const auto frac = bench::parse_fraction(std::get<2>(*c));
-    if (!frac) throw core::Error(fmt::format("--max-regression '{}': expected a percentage like 10%", std::get<2>(*c)));
-    bench::CompareOptions opt;
-    opt.max_regression = *frac;
-    opt.noise_factor = std::get<3>(*c);
-    const auto base = bench::read_report(std::get<0>(*c));
-    const auto now = bench::read_report(std::get<1>(*c));
-    const auto v = bench::compare(base, now, opt);
-    std::fputs(bench::format_verdicts(v, opt).c_str(), stdout);
-    const auto cpu = [](const Report& r) {
-      const auto it = r.context.find("cpu_model");
-      return it == r.context.end() ? std::string("?") : it->second;
-    };
-    if (cpu(base) != cpu(now))
-      std::printf("note: the baseline was measured on '%s', this run on '%s'\n", cpu(base).c_str(), cpu(now).c_str());
-    exit_code = bench::failed(v) ? 1 : 0;
+    try {
+      compare_reports(std::get<0>(*c), std::get<1>(*c), std::get<2>(*c), std::get<3>(*c), exit_code);
+    } catch (const core::Error& e) {  // 2, not 1: a broken report is not a regression
+      std::fprintf(stderr, "tributary bench compare: %s\n", e.what());
+      exit_code = 2;
+    }
   });
 
   auto ch = std::make_shared<std::tuple<std::string, std::string, std::string>>("", "", "Tributary: throughput per stage");

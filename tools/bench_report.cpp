@@ -86,6 +86,8 @@ Report read_report(const std::filesystem::path& file) {
     x.peer = get_bool(o, "peer");
     if (!std::isfinite(x.value) || !std::isfinite(x.spread) || x.spread < 0)
       throw core::Error(fmt::format("{} ({}): value or spread out of range", at, x.name));
+    for (const auto& prev : r.metrics)
+      if (prev.name == x.name) throw core::Error(fmt::format("{}: metric '{}' appears twice", at, x.name));
     r.metrics.push_back(std::move(x));
   }
   simdjson::dom::array raw;
@@ -149,10 +151,21 @@ std::vector<Verdict> compare(const Report& base, const Report& now, const Compar
     }
     const Metric& n = *it->second;
     v.now = n.value;
-    if (b.value != 0) v.worse_by = b.higher_is_better ? (b.value - n.value) / b.value : (n.value - b.value) / b.value;
-    v.allowed = std::max(o.max_regression, o.noise_factor * (b.spread + n.spread));
+    // Worse by a factor (in log space, so that x2 slower and x2 faster are the same distance):
+    // worse_by = factor - 1, negative when better.
+    const bool comparable = b.unit == n.unit && b.higher_is_better == n.higher_is_better;
+    const bool positive = b.value > 0 && n.value > 0 && std::isfinite(b.value) && std::isfinite(n.value);
+    if (positive) {
+      const double factor = b.higher_is_better ? b.value / n.value : n.value / b.value;
+      v.worse_by = factor >= 1 ? factor - 1 : -(1 / factor - 1);
+    }
+    // The noise of this run counts at most twice the baseline's: a change that makes a loop
+    // slower and noisier must not excuse itself.
+    v.allowed = std::max(o.max_regression, o.noise_factor * (b.spread + std::min(n.spread, 2 * b.spread)));
     if (!b.gate)
       v.status = Status::kReported;
+    else if (!comparable || !positive)
+      v.status = Status::kInvalid;  // a unit or direction changed, or a count of 0: never a pass
     else if (v.worse_by > v.allowed)
       v.status = Status::kRegressed;
     else if (-v.worse_by > v.allowed)
@@ -177,7 +190,7 @@ std::vector<Verdict> compare(const Report& base, const Report& now, const Compar
 
 bool failed(const std::vector<Verdict>& v) {
   return std::any_of(v.begin(), v.end(), [](const Verdict& x) {
-    return x.status == Status::kRegressed || x.status == Status::kMissing;
+    return x.status == Status::kRegressed || x.status == Status::kMissing || x.status == Status::kInvalid;
   });
 }
 
@@ -192,6 +205,7 @@ std::string format_verdicts(const std::vector<Verdict>& v, const CompareOptions&
       case Status::kRegressed: verdict = "REGRESSED"; break;
       case Status::kImproved: verdict = "improved (update the baseline?)"; break;
       case Status::kMissing: verdict = "MISSING from new"; break;
+      case Status::kInvalid: verdict = "INVALID (zero, or unit/direction changed)"; break;
       case Status::kAdded: verdict = "new (not in base)"; break;
       case Status::kReported: verdict = "reported, not gated"; break;
     }
@@ -211,6 +225,12 @@ std::string format_verdicts(const std::vector<Verdict>& v, const CompareOptions&
     } else if (x.status == Status::kMissing) {
       ++regressions;
       fmt::format_to(std::back_inserter(t), "REGRESSION: gated metric {} is missing from the new report\n", x.name);
+    } else if (x.status == Status::kInvalid) {
+      ++regressions;
+      fmt::format_to(std::back_inserter(t),
+                     "REGRESSION: gated metric {} cannot be compared: {} -> {} (a value of 0 means nothing was "
+                     "measured; a changed unit or direction needs a new baseline)\n",
+                     x.name, number(x.base), number(x.now));
     }
   }
   const auto gated = static_cast<std::size_t>(std::count_if(v.begin(), v.end(), [](const Verdict& x) { return x.gate; }));
@@ -238,6 +258,7 @@ std::optional<double> parse_fraction(std::string_view text) {
   }
   if (used != s.size() || !std::isfinite(v)) return std::nullopt;
   if (percent) v /= 100;
+  else if (v > 1) return std::nullopt;  // "10" is not 10%: a bare number is a fraction
   if (v < 0 || v > 10) return std::nullopt;
   return v;
 }

@@ -7,9 +7,11 @@
 //   compare   BASE against NEW, metric by metric. Only gated metrics can fail: instruction
 //             counts of single-threaded loops (deterministic for one binary) and same-run
 //             ratios (a slow moment of the machine hits both sides). A gated metric fails when
-//             it worsened by more than --max-regression AND by more than its noise (a multiple
-//             of the spread measured in either run), so a noisy ratio widens its own margin
-//             instead of crying wolf. Everything else is reported, never failed on.
+//             it became worse by a factor above 1 + margin, margin = max(--max-regression,
+//             noise_factor x (spread in BASE + spread in NEW, the latter counted at most twice
+//             BASE's)): a noisy ratio widens its margin instead of crying wolf, but a change
+//             cannot excuse itself by adding noise. A gated value of 0, or a changed unit or
+//             direction, fails too. Everything else is reported, never failed on.
 #pragma once
 
 #include <filesystem>
@@ -44,15 +46,15 @@ void write_report(const std::filesystem::path& file, const Report& r);
 
 struct CompareOptions {
   double max_regression = 0.10;  // fraction
-  double noise_factor = 3;       // margin = noise_factor * (spread in BASE + spread in NEW)
+  double noise_factor = 3;       // margin >= noise_factor * (spread in BASE + capped spread in NEW)
 };
 
-enum class Status : std::uint8_t { kOk, kRegressed, kImproved, kMissing, kAdded, kReported };
+enum class Status : std::uint8_t { kOk, kRegressed, kImproved, kMissing, kInvalid, kAdded, kReported };
 
 struct Verdict {
   std::string name, unit;
   double base = 0, now = 0;
-  double worse_by = 0;  // fraction; negative: better
+  double worse_by = 0;  // worse by a factor of 1 + worse_by; negative: better by 1 - worse_by
   double allowed = 0;   // the margin this metric had
   bool gate = false;
   Status status = Status::kOk;
@@ -64,7 +66,7 @@ struct Verdict {
 [[nodiscard]] bool failed(const std::vector<Verdict>& v);
 // The table for a terminal, then one line per failure saying which metric fell and by how much.
 [[nodiscard]] std::string format_verdicts(const std::vector<Verdict>& v, const CompareOptions& o);
-// "10%", "0.1", "12.5 %" -> fraction; nullopt if not a percentage or fraction in [0, 10].
+// "10%", "0.1", "12.5 %" -> fraction; nullopt if not a percentage, or a bare number above 1.
 [[nodiscard]] std::optional<double> parse_fraction(std::string_view text);
 
 // An SVG bar chart (log scale) of the throughput metrics (unit "events/s") of `r`, grouped by

@@ -55,7 +55,7 @@ TEST(BenchCompare, AHigherIsBetterRatioFailsWhenItFalls) {
   now.metrics = {ratio("ratio/json vs nlohmann", 7.5, 0.01)};
   const auto v = compare(base, now, {});
   ASSERT_TRUE(failed(v));
-  EXPECT_NEAR(v[0].worse_by, 0.25, 1e-9);
+  EXPECT_NEAR(v[0].worse_by, 10.0 / 7.5 - 1, 1e-9);  // 1.33x slower against its peer
   now.metrics[0].value = 12;  // faster than the baseline: fine
   EXPECT_FALSE(failed(compare(base, now, {})));
 }
@@ -69,6 +69,37 @@ TEST(BenchCompare, ANoisyRatioWidensItsOwnMarginInsteadOfCryingWolf) {
   EXPECT_NEAR(v[0].allowed, 0.30, 1e-9);
   now.metrics[0].value = 0.6;  // 40% worse: beyond even the noise
   EXPECT_TRUE(failed(compare(base, now, {})));
+}
+
+TEST(BenchCompare, SlowerAndFasterByTheSameFactorAreTheSameDistance) {
+  Report base, now;
+  base.metrics = {ratio("r", 1.0, 0.0)};
+  now.metrics = {ratio("r", 0.5, 0.0)};
+  EXPECT_NEAR(compare(base, now, {})[0].worse_by, 1.0, 1e-9);  // half the ratio: 2x worse
+  now.metrics[0].value = 2.0;
+  EXPECT_NEAR(compare(base, now, {})[0].worse_by, -1.0, 1e-9);
+}
+
+TEST(BenchCompare, ANewRunCannotExcuseItsSlowdownByBeingNoisier) {
+  Report base, now;
+  base.metrics = {ratio("r", 1.0, 0.08)};
+  now.metrics = {ratio("r", 0.4, 0.60)};  // 2.5x worse, and all over the place
+  const auto v = compare(base, now, {});  // margin: 3 x (0.08 + min(0.60, 0.16)) = 0.72
+  EXPECT_NEAR(v[0].allowed, 0.72, 1e-9);
+  EXPECT_TRUE(failed(v));
+}
+
+TEST(BenchCompare, AGatedValueOfZeroOrAChangedUnitFailsInsteadOfPassing) {
+  Report base, now;
+  base.metrics = {instructions("a", 400), instructions("b", 400), instructions("c", 0)};
+  now.metrics = {instructions("a", 0), instructions("b", 400), instructions("c", 400)};
+  now.metrics[1].unit = "instructions/batch";
+  const auto v = compare(base, now, {});
+  EXPECT_EQ(find(v, "a").status, Status::kInvalid);  // nothing measured is no improvement
+  EXPECT_EQ(find(v, "b").status, Status::kInvalid);
+  EXPECT_EQ(find(v, "c").status, Status::kInvalid);
+  EXPECT_TRUE(failed(v));
+  EXPECT_NE(format_verdicts(v, {}).find("REGRESSION: gated metric a cannot be compared"), std::string::npos);
 }
 
 TEST(BenchCompare, UngatedFiguresAreReportedNeverFailed) {
@@ -144,6 +175,9 @@ TEST(BenchReport, ABadFileIsAnErrorNamingFileAndField) {
   expect_error(R"({"context":{}})", "no \"metrics\" array");
   expect_error(R"({"metrics":[{"name":"a","unit":"x","better":"higher"}]})", "metrics[0]: 'value'");
   expect_error(R"({"metrics":[{"name":"a","unit":"x","value":1,"better":"up"}]})", "'better' is 'up'");
+  expect_error(R"({"metrics":[{"name":"a","unit":"x","value":1,"better":"up"}]})", "metrics[0]");
+  expect_error(R"({"metrics":[{"name":"a","unit":"x","value":1,"better":"lower"},{"name":"a","unit":"x","value":2,"better":"lower"}]})",
+               "metric 'a' appears twice");
   EXPECT_THROW((void)read_report(dir / "absent.json"), core::Error);
 }
 
@@ -155,6 +189,8 @@ TEST(BenchReport, ParseFractionTakesPercentagesAndFractions) {
   EXPECT_FALSE(parse_fraction("-5%"));
   EXPECT_FALSE(parse_fraction("%"));
   EXPECT_FALSE(parse_fraction("5%%"));
+  EXPECT_FALSE(parse_fraction("10")) << "a bare 10 would be 1000%";
+  EXPECT_NEAR(*parse_fraction("1"), 1.0, 1e-12);
 }
 
 TEST(BenchChart, DrawsOneBarPerThroughputFigureGroupedByStage) {

@@ -1,6 +1,7 @@
 // Civil dates (proleptic Gregorian, UTC) to and from days since 1970-01-01, without the C
 // library's time-zone machinery (timegm and gmtime_r take locks and read TZ state; these are
-// a few multiplications): Howard Hinnant's algorithms, valid for any year an int64 holds.
+// a few multiplications): Howard Hinnant's algorithms, exact for years within +-10^14 (far
+// beyond any clock; nothing checks for overflow past that).
 #pragma once
 
 #include <cstdint>
