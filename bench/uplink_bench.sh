@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Shipping events to Kafka, side by side in one run: Tributary's uplink (a channel -> a topic,
-# committing only what Kafka acknowledged) and kcat -P (a file -> a topic), both librdkafka
+# committing only what Kafka acknowledged; per-event records, and packed mode: many events of
+# one source per Kafka record) and kcat -P (a file -> a topic), both librdkafka
 # with the same producer settings (idempotent, acks=all, lz4, linger.ms=5, batch.size=1000000),
 # to the same broker. Events are Tianchi JSON lines of ~110 B. Each figure the median of
 # --repeat runs, timed from process start until every event is acknowledged (the uplink: its
@@ -93,11 +94,13 @@ settings=(-X enable.idempotence=true -X acks=all -X compression.type=lz4 -X ling
 
 shipped() { [ "$(committed_of "$work/run.chan" || echo 0)" = "$(stat_field "$work/run.chan" write_position)" ]; }
 # Runs in the main shell (not a subshell) so that cleanup can stop the uplink; sets $result.
-run_tributary() {
+run_tributary() { uplink_with; }
+run_tributary_packed() { uplink_with --packed; }
+uplink_with() {
   local t0 t1 cpu hwm
   cp "$work/full.chan" "$work/run.chan"  # the same channel, its uplink cursor at the start
   t0=$(now)
-  "$bin" uplink --channel "$work/run.chan" --topic bench --bootstrap "$boot" 2> "$work/uplink.log" &
+  "$bin" uplink --channel "$work/run.chan" --topic bench --bootstrap "$boot" "$@" 2> "$work/uplink.log" &
   uplink_pid=$!
   wait_for "tributary uplink" "$uplink_pid" "$work/uplink.log" shipped
   t1=$(now)
@@ -120,7 +123,7 @@ run_kcat() {
 
 median() { sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 declare -A secs cpus hwms
-for name in tributary kcat; do
+for name in tributary tributary_packed kcat; do
   s=(); c=(); r=()
   for i in $(seq 1 "$repeat"); do
     "run_$name"
@@ -134,20 +137,22 @@ for name in tributary kcat; do
 done
 
 echo "events: $lines ($((bytes / 1048576)) MiB of JSON lines) to $kafka Kafka, median of $repeat, $(nproc) cores"
-printf '%-12s %12s %10s %16s %12s\n' "" "events/s" "MB/s" "CPU-s/M events" "RSS MB"
-for name in tributary kcat; do
+printf '%-17s %12s %10s %16s %12s\n' "" "events/s" "MB/s" "CPU-s/M events" "RSS MB"
+for name in tributary tributary_packed kcat; do
   t=${secs[$name]}
-  printf '%-12s %12.0f %10.1f %16.2f %12.1f\n' "$name" "$(echo "$lines / $t" | bc -l)" \
+  printf '%-17s %12.0f %10.1f %16.2f %12.1f\n' "$name" "$(echo "$lines / $t" | bc -l)" \
     "$(echo "$bytes / $t / 1000000" | bc -l)" "$(echo "${cpus[$name]} * 1000000 / $lines" | bc -l)" \
     "$(echo "${hwms[$name]} / 1024" | bc -l)"
 done
 echo "tributary / kcat, events/s: $(echo "${secs[kcat]} / ${secs[tributary]}" | bc -l | cut -c1-5)x;" \
-     "CPU per event: $(echo "${cpus[tributary]} / ${cpus[kcat]}" | bc -l | cut -c1-5) of kcat's"
+     "CPU per event: $(echo "${cpus[tributary]} / ${cpus[kcat]}" | bc -l | cut -c1-5) of kcat's;" \
+     "packed: $(echo "${secs[kcat]} / ${secs[tributary_packed]}" | bc -l | cut -c1-5)x kcat's events/s at" \
+     "$(echo "${cpus[tributary_packed]} / ${cpus[kcat]}" | bc -l | cut -c1-5) of its CPU per event"
 if [ -n "$json" ]; then
   {
     echo '{"benchmarks": ['
     sep=""
-    for name in tributary kcat; do
+    for name in tributary tributary_packed kcat; do
       printf '%s  {"name": "%s", "items_per_second": %.0f, "cpu_us_per_event": %.4f, "peak_rss_kb": %s, "repetitions": %s}' \
         "$sep" "$name" "$(echo "$lines / ${secs[$name]}" | bc -l)" "$(echo "${cpus[$name]} * 1000000 / $lines" | bc -l)" \
         "${hwms[$name]}" "$repeat"
@@ -155,6 +160,8 @@ if [ -n "$json" ]; then
     done
     printf '\n], "ratios": [\n'
     printf '  {"name": "uplink (%s Kafka): tributary vs kcat (events/s)", "value": %.4f},\n' "$kafka" "$(echo "${secs[kcat]} / ${secs[tributary]}" | bc -l)"
-    printf '  {"name": "uplink (%s Kafka): kcat CPU per event vs tributary", "value": %.4f}\n]}\n' "$kafka" "$(echo "${cpus[kcat]} / ${cpus[tributary]}" | bc -l)"
+    printf '  {"name": "uplink (%s Kafka): kcat CPU per event vs tributary", "value": %.4f},\n' "$kafka" "$(echo "${cpus[kcat]} / ${cpus[tributary]}" | bc -l)"
+    printf '  {"name": "uplink (%s Kafka): tributary packed vs kcat (events/s)", "value": %.4f},\n' "$kafka" "$(echo "${secs[kcat]} / ${secs[tributary_packed]}" | bc -l)"
+    printf '  {"name": "uplink (%s Kafka): kcat CPU per event vs tributary packed", "value": %.4f}\n]}\n' "$kafka" "$(echo "${cpus[kcat]} / ${cpus[tributary_packed]}" | bc -l)"
   } > "$json"
 fi

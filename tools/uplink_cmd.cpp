@@ -9,6 +9,7 @@
 
 #include "commands.h"
 #include "tributary/core/error.h"
+#include "tributary/core/units.h"
 #include "tributary/uplink/local_kafka.h"
 #include "tributary/uplink/uplink.h"
 
@@ -31,6 +32,8 @@ void add_uplink_commands(CLI::App& app, int& exit_code) {
   struct Args {
     std::string channel, topic, bootstrap, name = "uplink", dead_letter;
     std::vector<std::string> settings;
+    bool packed = false;
+    std::string pack_bytes = "256K";
   };
   auto a = std::make_shared<Args>();
   CLI::App* up = app.add_subcommand("uplink", "Ship a channel to a Kafka topic (commits only what Kafka acknowledged)");
@@ -40,6 +43,8 @@ void add_uplink_commands(CLI::App& app, int& exit_code) {
   up->add_option("--name", a->name, "Durable consumer name in the channel");
   up->add_option("--dead-letter", a->dead_letter, "Channel for events Kafka refuses for good (created if missing)");
   up->add_option("-X", a->settings, "librdkafka setting key=value (repeatable)");
+  up->add_flag("--packed", a->packed, "Many events of one source per Kafka record (the analyzer reads them natively)");
+  up->add_option("--pack-bytes", a->pack_bytes, "Largest packed record")->capture_default_str();
   up->callback([a, &exit_code] {
     const int stop_fd = stop_signal_fd();
     const auto log = stderr_log("uplink");
@@ -50,6 +55,11 @@ void add_uplink_commands(CLI::App& app, int& exit_code) {
     o.topic = a->topic;
     o.kafka = parse_settings(a->settings);
     o.kafka["bootstrap.servers"] = a->bootstrap;
+    o.packed = a->packed;
+    const auto pack_bytes = core::parse_size(a->pack_bytes);
+    if (!pack_bytes || *pack_bytes < 4096 || *pack_bytes > 900000)
+      throw core::Error(fmt::format("--pack-bytes '{}': expected a size from 4K to 900000 bytes", a->pack_bytes));
+    o.pack_bytes = static_cast<std::size_t>(*pack_bytes);
     if (!a->dead_letter.empty()) {
       core::ChannelConfig cfg;
       cfg.capacity = 16 << 20;

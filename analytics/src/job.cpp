@@ -447,15 +447,29 @@ struct AnalyzeJob::Impl {
       rd_kafka_message_t* m = rd_kafka_consumer_poll(kafka.get(), i == 0 ? 100 : 0);
       if (m == nullptr) break;
       if (m->err == RD_KAFKA_RESP_ERR_NO_ERROR) {
+        const std::string_view value(static_cast<const char*>(m->payload), m->len);
         // Tributary records carry their identity; others are identified by partition and offset.
-        const core::EventId id = uplink::message_identity(m).value_or(
-            core::EventId{(topic_hash ^ static_cast<std::uint64_t>(m->partition + 1)) | (1ull << 63),
-                          static_cast<std::uint64_t>(m->offset)});
-        rd_kafka_timestamp_type_t tstype;
-        const std::int64_t ts = rd_kafka_message_timestamp(m, &tstype);
-        (void)analyzer->process(id, {static_cast<const char*>(m->payload), m->len}, ts < 0 ? 0 : ts);
+        const core::EventId fallback{(topic_hash ^ static_cast<std::uint64_t>(m->partition + 1)) | (1ull << 63),
+                                     static_cast<std::uint64_t>(m->offset)};
+        bool done = false;
+        if (uplink::is_packed(m)) {  // many events, each with its identity (uplink packed mode)
+          std::size_t events = 0;
+          done = uplink::for_each_packed(value, [&](const uplink::PackedEvent& e) {
+            (void)analyzer->process(e.id, e.payload, e.timestamp_ns / 1000000);
+            ++events;
+          });
+          n += events;
+          // A damaged pack: the events before the damage were counted; the record itself is
+          // rejected (counted and sampled as not JSON) under its partition/offset identity.
+          if (!done && log) log("warn", fmt::format("partition {} offset {}: a damaged packed record", m->partition, m->offset));
+        }
+        if (!done) {
+          rd_kafka_timestamp_type_t tstype;
+          const std::int64_t ts = rd_kafka_message_timestamp(m, &tstype);
+          (void)analyzer->process(uplink::message_identity(m).value_or(fallback), value, ts < 0 ? 0 : ts);
+          ++n;
+        }
         offsets[m->partition] = m->offset + 1;
-        ++n;
       } else if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF) {
         if (log) log("warn", fmt::format("consume: {}", rd_kafka_message_errstr(m)));
       }

@@ -96,6 +96,8 @@ Agent::Agent(const AgentConfig& config, LogFn log) : impl_(std::make_unique<Impl
     o.topic = u.topic;
     o.kafka = u.kafka;
     o.max_in_flight = static_cast<std::size_t>(u.max_in_flight);
+    o.packed = u.packed;
+    o.pack_bytes = static_cast<std::size_t>(u.pack_bytes);
     if (!u.dead_letter.empty()) o.dead_letter = impl_->channel(u.dead_letter);
     auto log_fn = [log = impl_->log, name = u.name](std::string_view level, const std::string& msg) {
       if (log) log(level, fmt::format("[{}] {}", name, msg));

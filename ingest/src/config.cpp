@@ -49,6 +49,10 @@ constexpr OptionSpec kUplinkOptions[] = {
     {"dead_letter", OptionType::kString, "", "A [channels.X] for events Kafka refuses for good"},
     {"max_in_flight", OptionType::kInt, "100000",
      "Events handed to librdkafka and not yet acknowledged: more is faster, more memory", false, 1, 10000000},
+    {"packed", OptionType::kBool, "false",
+     "Many events of one source per Kafka record (the analyzer reads them; other consumers see packs)"},
+    {"pack_bytes", OptionType::kSize, "256K", "Largest packed record (below the topic's max.message.bytes)", false, 4096,
+     900000},
 };
 
 constexpr OptionSpec kAgentOptions[] = {
@@ -392,6 +396,8 @@ ConfigResult load_agent_config(const std::filesystem::path& file) {
       u.consumer = v.str("consumer");
       u.dead_letter = v.str("dead_letter");
       u.max_in_flight = v.integer("max_in_flight");
+      u.packed = v.boolean("packed");
+      u.pack_bytes = static_cast<std::uint64_t>(v.integer("pack_bytes"));
       u.kafka["bootstrap.servers"] = v.str("bootstrap");
       for (const std::string& c : {u.channel, u.dead_letter}) {
         if (!c.empty() && declared_channels.count(c) == 0)

@@ -148,5 +148,117 @@ TEST(UplinkTest, AnEventKafkaRefusesForGoodGoesToTheDeadLetterChannel) {
   EXPECT_EQ(u.metrics().dead_lettered, 1u);
 }
 
+// Decodes packed records back into events (identity, payload, partition).
+std::vector<testing::KafkaRecord> unpack(const std::vector<testing::KafkaRecord>& records) {
+  std::vector<testing::KafkaRecord> events;
+  for (const auto& r : records) {
+    EXPECT_TRUE(for_each_packed(r.payload, [&](const PackedEvent& e) {
+      events.push_back({e.id, std::string(e.payload), r.partition});
+    })) << "a damaged pack";
+  }
+  return events;
+}
+
+TEST(UplinkTest, PackedModeShipsEveryEventOnceInFewRecordsEachSourceInOnePartition) {
+  TempDir dir;
+  MockCluster mock(1);
+  mock.create_topic("events", 4);
+  auto ch = core::Channel::create(dir / "c.chan", cfg());
+  fill(ch, 7, 10000);
+  fill(ch, 8, 10000);
+  Uplink u(ch, {.name = "up", .topic = "events", .kafka = {{"bootstrap.servers", mock.bootstrap()}},
+                .packed = true, .pack_bytes = 16 << 10});
+  ASSERT_TRUE(ship_all(u, ch));
+  const auto records = testing::read_topic(mock.bootstrap(), "events", 4, 1000000, 30s, 2s);
+  EXPECT_LT(records.size(), 20000u / 50) << "packs of ~16 KiB hold ~180 events of 60 B";
+  const auto events = unpack(records);
+  std::vector<testing::KafkaRecord> of7, of8;
+  std::map<std::uint64_t, std::set<int>> partitions;
+  for (const auto& e : events) {
+    (e.id.source_id == 7 ? of7 : of8).push_back(e);
+    partitions[e.id.source_id].insert(e.partition);
+  }
+  std::size_t dups = 1;
+  expect_each_at_least_once(of7, 7, 10000, &dups);
+  EXPECT_EQ(dups, 0u);
+  expect_each_at_least_once(of8, 8, 10000, &dups);
+  EXPECT_EQ(dups, 0u);
+  EXPECT_EQ(partitions[7].size(), 1u);
+  EXPECT_EQ(partitions[8].size(), 1u);
+  for (std::size_t i = 1; i < of7.size(); ++i) ASSERT_EQ(of7[i].id.sequence, of7[i - 1].id.sequence + 1) << "order kept";
+  EXPECT_EQ(u.metrics().delivered, 20000u);
+  EXPECT_EQ(ch.stats().consumers.at(0).committed, ch.stats().write_position);
+}
+
+TEST(UplinkTest, PackedModeLosesNothingThroughInjectedProduceErrors) {
+  TempDir dir;
+  MockCluster mock(1);
+  mock.create_topic("events", 1);
+  auto ch = core::Channel::create(dir / "c.chan", cfg());
+  fill(ch, 9, 10000);
+  rd_kafka_mock_push_request_errors(mock.raw(), kProduceApi, 4, RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION,
+                                    RD_KAFKA_RESP_ERR_REQUEST_TIMED_OUT, RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS,
+                                    RD_KAFKA_RESP_ERR_LEADER_NOT_AVAILABLE);
+  Uplink u(ch, {.name = "up", .topic = "events",
+                .kafka = {{"bootstrap.servers", mock.bootstrap()}, {"retry.backoff.ms", "10"}},
+                .packed = true, .pack_bytes = 8 << 10});
+  ASSERT_TRUE(ship_all(u, ch));
+  expect_each_at_least_once(unpack(testing::read_topic(mock.bootstrap(), "events", 1, 1000000, 30s, 2s)), 9, 10000);
+}
+
+TEST(UplinkTest, PackedModeSendsAnOversizedEventAloneSoOnlyItIsDeadLettered) {
+  TempDir dir;
+  MockCluster mock(1);
+  mock.create_topic("events", 1);
+  auto ch = core::Channel::create(dir / "c.chan", cfg());
+  auto dlq = core::Channel::create(dir / "dlq.chan", cfg());
+  {
+    core::Producer p = ch.producer();
+    ASSERT_EQ(p.append({5, 0}, "small"), core::AppendStatus::kOk);
+    ASSERT_EQ(p.append({5, 1}, std::string(200000, 'L')), core::AppendStatus::kOk);
+    ASSERT_EQ(p.append({5, 2}, "small again"), core::AppendStatus::kOk);
+  }
+  Uplink u(ch, {.name = "up", .topic = "events",
+                .kafka = {{"bootstrap.servers", mock.bootstrap()}, {"message.max.bytes", "100000"}},
+                .dead_letter = &dlq, .packed = true, .pack_bytes = 64 << 10});
+  ASSERT_TRUE(ship_all(u, ch));
+  const auto events = unpack(testing::read_topic(mock.bootstrap(), "events", 1, 2, 20s));
+  ASSERT_EQ(events.size(), 2u);
+  EXPECT_EQ(events[0].payload, "small");
+  EXPECT_EQ(events[1].payload, "small again");
+  core::Consumer dead_reader = dlq.consumer("check");
+  const auto dead = testing::drain(dead_reader, 1, 1s);
+  ASSERT_EQ(dead.size(), 1u);
+  EXPECT_EQ(dead[0].id.sequence, 1u);
+  EXPECT_EQ(u.metrics().dead_lettered, 1u);
+}
+
+TEST(PackedFormatTest, RoundTripsAndADamagedPackStopsAtTheDamage) {
+  std::string pack;
+  const std::string a = "first", b(70000, 'x'), c;
+  append_packed(pack, {1, 10}, 111, std::as_bytes(std::span(a)));
+  append_packed(pack, {1, 11}, 222, std::as_bytes(std::span(b)));
+  append_packed(pack, {2, 0}, -5, std::as_bytes(std::span(c)));
+  ASSERT_EQ(pack.substr(0, 4), "TPK1");
+  std::vector<PackedEvent> got;
+  ASSERT_TRUE(for_each_packed(pack, [&](const PackedEvent& e) { got.push_back(e); }));
+  ASSERT_EQ(got.size(), 3u);
+  EXPECT_EQ(got[0].id.source_id, 1u);
+  EXPECT_EQ(got[0].id.sequence, 10u);
+  EXPECT_EQ(got[0].timestamp_ns, 111);
+  EXPECT_EQ(got[0].payload, a);
+  EXPECT_EQ(got[1].payload, b);
+  EXPECT_EQ(got[2].id.source_id, 2u);
+  EXPECT_EQ(got[2].timestamp_ns, -5);
+  EXPECT_TRUE(got[2].payload.empty());
+  for (std::size_t cut : {pack.size() - 1, std::size_t{4 + 28 + 5 + 10}, std::size_t{3}}) {
+    std::size_t seen = 0;
+    EXPECT_FALSE(for_each_packed(std::string_view(pack).substr(0, cut), [&](const PackedEvent&) { ++seen; })) << cut;
+    EXPECT_LE(seen, 2u);
+  }
+  EXPECT_FALSE(for_each_packed("TPK2" + pack.substr(4), [](const PackedEvent&) {}));
+  EXPECT_TRUE(for_each_packed("TPK1", [](const PackedEvent&) { ADD_FAILURE(); })) << "an empty pack is well formed";
+}
+
 }  // namespace
 }  // namespace tributary::uplink

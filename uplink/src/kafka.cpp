@@ -52,6 +52,52 @@ std::optional<core::EventId> message_identity(const rd_kafka_message_t* m) noexc
   return decode_identity(v, n);
 }
 
+namespace {
+void put_le(std::string& out, std::uint64_t v, int bytes) {
+  for (int i = 0; i < bytes; ++i) out += static_cast<char>((v >> (8 * i)) & 0xFF);
+}
+std::uint64_t get_le(const char* p, int bytes) {
+  std::uint64_t v = 0;
+  for (int i = bytes - 1; i >= 0; --i) v = (v << 8) | static_cast<unsigned char>(p[i]);
+  return v;
+}
+}  // namespace
+
+void append_packed(std::string& pack, core::EventId id, std::int64_t timestamp_ns, std::span<const std::byte> payload) {
+  if (pack.empty()) pack = "TPK1";
+  put_le(pack, payload.size(), 4);
+  put_le(pack, id.source_id, 8);
+  put_le(pack, id.sequence, 8);
+  put_le(pack, static_cast<std::uint64_t>(timestamp_ns), 8);
+  pack.append(reinterpret_cast<const char*>(payload.data()), payload.size());
+}
+
+bool for_each_packed(std::string_view v, const std::function<void(const PackedEvent&)>& fn) {
+  if (v.size() < kPackedMagicSize || v.substr(0, kPackedMagicSize) != "TPK1") return false;
+  std::size_t at = kPackedMagicSize;
+  while (at < v.size()) {
+    if (v.size() - at < kPackedEntryHeader) return false;
+    const char* h = v.data() + at;
+    const std::uint64_t len = get_le(h, 4);
+    if (v.size() - at - kPackedEntryHeader < len) return false;
+    PackedEvent e;
+    e.id = {get_le(h + 4, 8), get_le(h + 12, 8)};
+    e.timestamp_ns = static_cast<std::int64_t>(get_le(h + 20, 8));
+    e.payload = v.substr(at + kPackedEntryHeader, len);
+    fn(e);
+    at += kPackedEntryHeader + len;
+  }
+  return true;
+}
+
+bool is_packed(const rd_kafka_message_t* m) noexcept {
+  rd_kafka_headers_t* hdrs = nullptr;
+  if (rd_kafka_message_headers(m, &hdrs) != RD_KAFKA_RESP_ERR_NO_ERROR) return false;
+  const void* v = nullptr;
+  std::size_t n = 0;
+  return rd_kafka_header_get_last(hdrs, kPackedHeader, &v, &n) == RD_KAFKA_RESP_ERR_NO_ERROR;
+}
+
 MockCluster::MockCluster(int brokers) {
   handle_ = make_handle(RD_KAFKA_PRODUCER, make_conf({{"test.mock.num.brokers", std::to_string(brokers)},
                                                       {"log_level", "0"}}));

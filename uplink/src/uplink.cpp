@@ -38,6 +38,8 @@ struct Entry {
   std::span<const std::byte> payload;
   State state = State::kPending;
   rd_kafka_resp_err_t err = RD_KAFKA_RESP_ERR_NO_ERROR;
+  std::uint32_t events = 1;  // > 1 or an empty payload: a pack of the records in [pos, next)
+  bool pack = false;
 };
 
 }  // namespace
@@ -49,6 +51,8 @@ struct Uplink::Impl {
   core::Consumer consumer;
   KafkaHandle rk;
   std::deque<Entry> inflight;  // in channel order
+  std::size_t inflight_events = 0;  // events in `inflight` (a pack holds many)
+  std::string pack;                 // packed mode: the record being built
   std::uint64_t front_ticket = 0;  // ticket of inflight.front(); a message's opaque is its ticket
   std::optional<core::Producer> dlq;
   bool rewinding = false;
@@ -114,19 +118,30 @@ struct Uplink::Impl {
     e.err = msg->err;
     if (msg->err == RD_KAFKA_RESP_ERR_NO_ERROR) {
       e.state = State::kDone;
-      ++m.delivered;
+      m.delivered += e.events;
       note_ok();
     } else if (permanent(msg->err)) {
       e.state = State::kPermanent;
     } else {
       e.state = State::kFailed;
-      ++m.failed;
+      m.failed += e.events;
       note_error(msg->err, fmt::format("delivery failed: {}", rd_kafka_err2str(msg->err)));
     }
   }
 
-  // Moves a permanently failed event to the dead-letter channel (or counts it dropped).
+  // Moves a permanently failed event (each event of a pack, read again from the channel,
+  // which still holds them: the cursor is not past them) to the dead-letter channel.
   void dead_letter(const Entry& e) {
+    if (e.pack) {
+      (void)channel.walk(
+          [&](const core::Record& r) {
+            if (r.position >= e.next) return false;
+            dead_letter(Entry{r.position, r.next, r.id, r.payload, State::kPermanent, e.err, 1, false});
+            return true;
+          },
+          e.pos);
+      return;
+    }
     const std::string why = rd_kafka_err2str(e.err);
     if (dlq) {
       if (dlq->append(e.id, e.payload) == core::AppendStatus::kOk) {
@@ -153,6 +168,7 @@ struct Uplink::Impl {
       }
       if (e.state != State::kDone) break;
       commit_to = e.next;
+      inflight_events -= e.events;
       inflight.pop_front();
       ++front_ticket;
       ++n;
@@ -170,6 +186,7 @@ struct Uplink::Impl {
           if (e.state == State::kPermanent) dead_letter(e);  // never re-send those
         front_ticket += inflight.size();
         inflight.clear();
+        inflight_events = 0;
         (void)consumer.seek(back);
         ++m.rewinds;
         rewinding = false;
@@ -188,6 +205,86 @@ struct Uplink::Impl {
 
   std::size_t produce() {
     if (rewinding || Clock::now() < resume_at) return 0;
+    return opts.packed ? produce_packs() : produce_events();
+  }
+
+  // Packed mode: consecutive records of one source go into one Kafka record (kafka.h has the
+  // format), at most opts.pack_bytes; a pack is cut at a change of source and at the end of
+  // what the channel has now (latency over fill: librdkafka's linger batches the packs).
+  std::size_t produce_packs() {
+    std::size_t sent = 0;
+    core::Record recs[512];
+    std::uint64_t pos = 0, next = 0;
+    core::EventId first{};
+    std::uint32_t count = 0;
+    std::uint64_t bytes = 0;
+    // Hands the pack to librdkafka; false: refused for now (the caller stops; the channel is
+    // rewound to the pack's first record).
+    auto flush = [&]() -> bool {
+      if (count == 0) return true;
+      unsigned char key[8];
+      for (int b = 0; b < 8; ++b) key[b] = static_cast<unsigned char>(first.source_id >> (56 - 8 * b));
+      const std::uint64_t ticket = front_ticket + inflight.size();
+      inflight.push_back({pos, next, first, {}, State::kPending, RD_KAFKA_RESP_ERR_NO_ERROR, count, true});
+      inflight_events += count;
+      const rd_kafka_resp_err_t err = rd_kafka_producev(
+          rk.get(), RD_KAFKA_V_TOPIC(opts.topic.c_str()), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+          RD_KAFKA_V_VALUE(pack.data(), pack.size()), RD_KAFKA_V_KEY(key, sizeof key),
+          RD_KAFKA_V_HEADER(kPackedHeader, "1", 1),
+          RD_KAFKA_V_OPAQUE(reinterpret_cast<void*>(static_cast<std::uintptr_t>(ticket))), RD_KAFKA_V_END);
+      const std::uint32_t n = count;
+      pack.clear();
+      count = 0;
+      if (err == RD_KAFKA_RESP_ERR_NO_ERROR || permanent(err)) {
+        if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+          inflight.back().state = State::kPermanent;
+          inflight.back().err = err;
+        } else {
+          sent += n;
+          m.sent += n;
+          m.bytes += bytes;
+        }
+        bytes = 0;
+        return true;
+      }
+      inflight_events -= inflight.back().events;
+      inflight.pop_back();
+      (void)consumer.seek(pos);
+      if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL) {
+        note_error(err, fmt::format("produce refused: {}", rd_kafka_err2str(err)));
+        resume_at = Clock::now() + opts.retry_backoff;
+      }
+      return false;
+    };
+    while (inflight_events < opts.max_in_flight) {
+      const std::size_t want = std::min<std::size_t>(512, opts.max_in_flight - inflight_events);
+      const std::size_t n = consumer.poll(std::span(recs, want));
+      if (n == 0) break;
+      for (std::size_t i = 0; i < n; ++i) {
+        const core::Record& r = recs[i];
+        const bool alone = kPackedMagicSize + kPackedEntryHeader + r.payload.size() > opts.pack_bytes;
+        if (count != 0 && (alone || r.id.source_id != first.source_id ||
+                           pack.size() + kPackedEntryHeader + r.payload.size() > opts.pack_bytes)) {
+          if (!flush()) return sent;
+        }
+        if (count == 0) {
+          pos = r.position;
+          first = r.id;
+        }
+        append_packed(pack, r.id, r.timestamp_ns, r.payload);
+        next = r.next;
+        bytes += r.payload.size();
+        ++count;
+        // An event larger than a pack travels alone, so that a refusal of it (too large for
+        // the topic) dead-letters it and not its neighbours.
+        if (alone && !flush()) return sent;
+      }
+    }
+    (void)flush();
+    return sent;
+  }
+
+  std::size_t produce_events() {
     std::size_t sent = 0;
     core::Record recs[512];
     while (inflight.size() < opts.max_in_flight) {
@@ -202,6 +299,7 @@ struct Uplink::Impl {
         for (int b = 0; b < 8; ++b) key[b] = static_cast<unsigned char>(r.id.source_id >> (56 - 8 * b));
         const std::uint64_t ticket = front_ticket + inflight.size();
         inflight.push_back({r.position, r.next, r.id, r.payload});
+        ++inflight_events;
         const rd_kafka_resp_err_t err = rd_kafka_producev(
             rk.get(), RD_KAFKA_V_TOPIC(opts.topic.c_str()),
             RD_KAFKA_V_VALUE(const_cast<std::byte*>(r.payload.data()), r.payload.size()),  // no copy
@@ -220,6 +318,7 @@ struct Uplink::Impl {
         }
         // Queue full or a transient refusal: take it back and resume from this record later.
         inflight.pop_back();
+        --inflight_events;
         (void)consumer.seek(r.position);
         if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL) {
           note_error(err, fmt::format("produce refused: {}", rd_kafka_err2str(err)));
@@ -242,7 +341,7 @@ std::size_t Uplink::do_work() {
   rd_kafka_poll(u.rk.get(), 0);
   std::size_t n = u.advance();
   n += u.produce();
-  u.m.in_flight = u.inflight.size();
+  u.m.in_flight = u.inflight_events;
   u.m.committed = u.consumer.committed();
   std::lock_guard lock(u.metrics_mu);
   u.published = u.m;

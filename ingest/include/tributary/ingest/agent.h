@@ -70,6 +70,8 @@ struct UplinkSpec {
   std::string consumer;     // durable consumer name in the channel
   std::string dead_letter;  // a [channels.X] name, or empty
   std::int64_t max_in_flight = 100000;
+  bool packed = false;             // many events of one source per Kafka record
+  std::uint64_t pack_bytes = 256 << 10;
   std::map<std::string, std::string> kafka;  // bootstrap.servers and librdkafka settings
 };
 

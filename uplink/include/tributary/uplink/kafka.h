@@ -7,10 +7,13 @@
 #include <librdkafka/rdkafka_mock.h>
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
+#include <span>
 #include <string>
+#include <string_view>
 
 #include "tributary/core/channel.h"
 
@@ -39,6 +42,34 @@ inline constexpr const char* kIdentityHeader = "tributary-id";
 void encode_identity(core::EventId id, unsigned char out[16]) noexcept;
 [[nodiscard]] std::optional<core::EventId> decode_identity(const void* value, std::size_t size) noexcept;
 [[nodiscard]] std::optional<core::EventId> message_identity(const rd_kafka_message_t* m) noexcept;
+
+// Packed records (UplinkOptions::packed): many events of one source in one Kafka record, so
+// librdkafka and the broker handle a record per pack instead of per event. The record has the
+// header "tributary-packed" = "1" (and no "tributary-id"), the source id as its key, and the
+// value
+//   "TPK1"                                   magic, version 1
+//   then per event, in channel order:
+//     u32  payload length   (little-endian)
+//     u64  source id        (little-endian)
+//     u64  sequence         (little-endian)
+//     i64  timestamp, ns since the epoch (the channel record's)
+//     payload bytes
+// The analyzer reads it natively; other consumers can split it with this description.
+inline constexpr const char* kPackedHeader = "tributary-packed";
+inline constexpr std::size_t kPackedMagicSize = 4;
+inline constexpr std::size_t kPackedEntryHeader = 28;
+struct PackedEvent {
+  core::EventId id;
+  std::int64_t timestamp_ns = 0;
+  std::string_view payload;
+};
+// Appends one event to a pack (the magic first, if `pack` is empty).
+void append_packed(std::string& pack, core::EventId id, std::int64_t timestamp_ns, std::span<const std::byte> payload);
+// Calls fn(event) for each event of a packed value, in order. False (having called fn for the
+// events before it) if the value is not a well-formed pack.
+[[nodiscard]] bool for_each_packed(std::string_view value, const std::function<void(const PackedEvent&)>& fn);
+// True if the message carries the "tributary-packed" header.
+[[nodiscard]] bool is_packed(const rd_kafka_message_t* m) noexcept;
 
 // librdkafka's mock cluster on loopback (ports chosen by the OS). Owns the handle it needs.
 class MockCluster {
