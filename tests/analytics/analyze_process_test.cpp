@@ -200,7 +200,10 @@ TEST(AnalyzeProcessTest, WindowRowsAreWrittenExactlyOnceAcrossKills) {
   EXPECT_NE(status.find(fmt::format(R"("late":{})", late)), std::string::npos) << status;
 }
 
-TEST(AnalyzeProcessTest, FromKafkaTheOutputsEqualARecount) {
+// Ships a Tianchi channel to a mock Kafka with the given uplinks (each a durable consumer: a
+// second one re-sends everything), runs `tributary analyze` on the topic until every event and
+// every expected copy is accounted for, and checks the outputs against the recount.
+void analyze_from_kafka(const std::vector<uplink::UplinkOptions>& uplinks) {
   TempDir dir;
   const auto d = TianchiData::make(9, 400, 20000);
   d.write_info(dir / "user_info.csv");
@@ -210,8 +213,9 @@ TEST(AnalyzeProcessTest, FromKafkaTheOutputsEqualARecount) {
   cfg.capacity = 16 << 20;
   auto ch = core::Channel::create(dir / "c.chan", cfg);
   const std::uint64_t n = fill_channel(ch, d);
-  {
-    uplink::Uplink up(ch, {.name = "up", .topic = "tianchi", .kafka = {{"bootstrap.servers", mock.bootstrap()}}});
+  for (uplink::UplinkOptions o : uplinks) {
+    o.kafka["bootstrap.servers"] = mock.bootstrap();
+    uplink::Uplink up(ch, o);
     ASSERT_TRUE(testing::ship_all(up, ch, 30s));
   }
   testing::write_tianchi_analyze_config(dir / "analyze.toml",
@@ -219,47 +223,36 @@ TEST(AnalyzeProcessTest, FromKafkaTheOutputsEqualARecount) {
                                         dir / "user_info.csv", dir / "out");
   Child job({kTributary, "analyze", "--config", (dir / "analyze.toml").string()});
   ASSERT_TRUE(wait_accounted(dir / "out", n, 60s));
+  // Every copy read and dropped (status.json: "duplicates" reaches them), none counted twice.
+  const std::uint64_t copies = n * (uplinks.size() - 1);
+  const auto deadline = std::chrono::steady_clock::now() + 60s;
+  std::uint64_t c = 0, f = 0, r = 0, dups = 0;
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (std::sscanf(slurp(dir / "out" / "status.json").c_str(), R"({"counted":%lu,"filtered":%lu,"rejected":%lu,"duplicates":%lu)",
+                    &c, &f, &r, &dups) == 4 && dups == copies)
+      break;
+    std::this_thread::sleep_for(50ms);  // another process's progress: polled, bounded above
+  }
+  EXPECT_EQ(dups, copies);
+  EXPECT_EQ(c + f + r, n);
   job.signal(SIGTERM);
   ASSERT_EQ(job.wait(10s), 0);
   expect_outputs(dir / "out", d);
 }
 
+TEST(AnalyzeProcessTest, FromKafkaTheOutputsEqualARecount) {
+  analyze_from_kafka({{.name = "up", .topic = "tianchi", .kafka = {}}});
+}
+
 // Packed records, and every event shipped twice (a second uplink re-sends the whole channel):
 // the analyzer reads packs natively and drops the copies by identity.
 TEST(AnalyzeProcessTest, FromPackedKafkaRecordsShippedTwiceTheOutputsEqualARecount) {
-  TempDir dir;
-  const auto d = TianchiData::make(9, 400, 20000);
-  d.write_info(dir / "user_info.csv");
-  uplink::MockCluster mock(1);
-  mock.create_topic("tianchi", 2);
-  core::ChannelConfig cfg;
-  cfg.capacity = 16 << 20;
-  auto ch = core::Channel::create(dir / "c.chan", cfg);
-  const std::uint64_t n = fill_channel(ch, d);
-  for (const char* name : {"up", "again"}) {
-    uplink::Uplink up(ch, {.name = name, .topic = "tianchi", .kafka = {{"bootstrap.servers", mock.bootstrap()}},
-                           .packed = true, .pack_bytes = 32 << 10});
-    ASSERT_TRUE(testing::ship_all(up, ch, 30s));
-  }
-  testing::write_tianchi_analyze_config(dir / "analyze.toml",
-                                        "type = \"kafka\"\nbootstrap = \"" + mock.bootstrap() + "\"\ntopic = \"tianchi\"\n",
-                                        dir / "user_info.csv", dir / "out");
-  Child job({kTributary, "analyze", "--config", (dir / "analyze.toml").string()});
-  ASSERT_TRUE(wait_accounted(dir / "out", n, 60s));
-  // Every copy read and dropped (status.json: "duplicates" reaches n), none counted twice.
-  const auto deadline = std::chrono::steady_clock::now() + 60s;
-  std::uint64_t c = 0, f = 0, r = 0, dups = 0;
-  while (std::chrono::steady_clock::now() < deadline) {
-    if (std::sscanf(slurp(dir / "out" / "status.json").c_str(), R"({"counted":%lu,"filtered":%lu,"rejected":%lu,"duplicates":%lu)",
-                    &c, &f, &r, &dups) == 4 && dups == n)
-      break;
-    std::this_thread::sleep_for(50ms);  // another process's progress: polled, bounded above
-  }
-  EXPECT_EQ(dups, n);
-  EXPECT_EQ(c + f + r, n);
-  job.signal(SIGTERM);
-  ASSERT_EQ(job.wait(10s), 0);
-  expect_outputs(dir / "out", d);
+  uplink::UplinkOptions packed{.name = "up", .topic = "tianchi", .kafka = {}};
+  packed.packed = true;
+  packed.pack_bytes = 32 << 10;
+  uplink::UplinkOptions again = packed;
+  again.name = "again";
+  analyze_from_kafka({packed, again});
 }
 
 TEST(AnalyzeProcessTest, ValidateListsConfigErrorsWithLines) {

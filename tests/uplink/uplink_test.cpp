@@ -120,7 +120,20 @@ TEST(UplinkTest, InjectedProduceErrorsLoseNothing) {
   expect_each_at_least_once(testing::read_topic(mock.bootstrap(), "events", 1, 10000, 30s), 9, 10000);
 }
 
-TEST(UplinkTest, AnEventKafkaRefusesForGoodGoesToTheDeadLetterChannel) {
+// Decodes packed records back into events (identity, payload, partition).
+std::vector<testing::KafkaRecord> unpack(const std::vector<testing::KafkaRecord>& records) {
+  std::vector<testing::KafkaRecord> events;
+  for (const auto& r : records) {
+    EXPECT_TRUE(for_each_packed(r.payload, [&](const PackedEvent& e) {
+      events.push_back({e.id, std::string(e.payload), r.partition});
+    })) << "a damaged pack";
+  }
+  return events;
+}
+
+// Three events, the middle one larger than the topic accepts: it goes to the dead-letter
+// channel, its neighbours to Kafka (per-event records, or packs with the big one alone).
+void expect_only_the_oversized_event_dead_lettered(bool packed) {
   TempDir dir;
   MockCluster mock(1);
   mock.create_topic("events", 1);
@@ -134,9 +147,10 @@ TEST(UplinkTest, AnEventKafkaRefusesForGoodGoesToTheDeadLetterChannel) {
   }
   Uplink u(ch, {.name = "up", .topic = "events",
                 .kafka = {{"bootstrap.servers", mock.bootstrap()}, {"message.max.bytes", "100000"}},
-                .dead_letter = &dlq});
+                .dead_letter = &dlq, .packed = packed, .pack_bytes = 64 << 10});
   ASSERT_TRUE(ship_all(u, ch));
-  const auto got = testing::read_topic(mock.bootstrap(), "events", 1, 2, 20s);
+  auto got = testing::read_topic(mock.bootstrap(), "events", 1, 2, 20s);
+  if (packed) got = unpack(got);
   ASSERT_EQ(got.size(), 2u);
   EXPECT_EQ(got[0].payload, "small");
   EXPECT_EQ(got[1].payload, "small again");
@@ -148,15 +162,12 @@ TEST(UplinkTest, AnEventKafkaRefusesForGoodGoesToTheDeadLetterChannel) {
   EXPECT_EQ(u.metrics().dead_lettered, 1u);
 }
 
-// Decodes packed records back into events (identity, payload, partition).
-std::vector<testing::KafkaRecord> unpack(const std::vector<testing::KafkaRecord>& records) {
-  std::vector<testing::KafkaRecord> events;
-  for (const auto& r : records) {
-    EXPECT_TRUE(for_each_packed(r.payload, [&](const PackedEvent& e) {
-      events.push_back({e.id, std::string(e.payload), r.partition});
-    })) << "a damaged pack";
-  }
-  return events;
+TEST(UplinkTest, AnEventKafkaRefusesForGoodGoesToTheDeadLetterChannel) {
+  expect_only_the_oversized_event_dead_lettered(false);
+}
+
+TEST(UplinkTest, PackedModeSendsAnOversizedEventAloneSoOnlyItIsDeadLettered) {
+  expect_only_the_oversized_event_dead_lettered(true);
 }
 
 TEST(UplinkTest, PackedModeShipsEveryEventOnceInFewRecordsEachSourceInOnePartition) {
@@ -204,33 +215,6 @@ TEST(UplinkTest, PackedModeLosesNothingThroughInjectedProduceErrors) {
                 .packed = true, .pack_bytes = 8 << 10});
   ASSERT_TRUE(ship_all(u, ch));
   expect_each_at_least_once(unpack(testing::read_topic(mock.bootstrap(), "events", 1, 1000000, 30s, 2s)), 9, 10000);
-}
-
-TEST(UplinkTest, PackedModeSendsAnOversizedEventAloneSoOnlyItIsDeadLettered) {
-  TempDir dir;
-  MockCluster mock(1);
-  mock.create_topic("events", 1);
-  auto ch = core::Channel::create(dir / "c.chan", cfg());
-  auto dlq = core::Channel::create(dir / "dlq.chan", cfg());
-  {
-    core::Producer p = ch.producer();
-    ASSERT_EQ(p.append({5, 0}, "small"), core::AppendStatus::kOk);
-    ASSERT_EQ(p.append({5, 1}, std::string(200000, 'L')), core::AppendStatus::kOk);
-    ASSERT_EQ(p.append({5, 2}, "small again"), core::AppendStatus::kOk);
-  }
-  Uplink u(ch, {.name = "up", .topic = "events",
-                .kafka = {{"bootstrap.servers", mock.bootstrap()}, {"message.max.bytes", "100000"}},
-                .dead_letter = &dlq, .packed = true, .pack_bytes = 64 << 10});
-  ASSERT_TRUE(ship_all(u, ch));
-  const auto events = unpack(testing::read_topic(mock.bootstrap(), "events", 1, 2, 20s));
-  ASSERT_EQ(events.size(), 2u);
-  EXPECT_EQ(events[0].payload, "small");
-  EXPECT_EQ(events[1].payload, "small again");
-  core::Consumer dead_reader = dlq.consumer("check");
-  const auto dead = testing::drain(dead_reader, 1, 1s);
-  ASSERT_EQ(dead.size(), 1u);
-  EXPECT_EQ(dead[0].id.sequence, 1u);
-  EXPECT_EQ(u.metrics().dead_lettered, 1u);
 }
 
 TEST(PackedFormatTest, RoundTripsAndADamagedPackStopsAtTheDamage) {
