@@ -25,6 +25,25 @@ void add_tianchi_commands(CLI::App& app, int& exit_code) {
     exit_code = 0;
   });
 
+  // The experiment's analyzer configuration, for scripts that run the pieces themselves
+  // (bench/paper_vs_tributary.sh): one definition, the one `tributary demo` uses.
+  struct ConfigArgs {
+    std::string input, user_info, state_dir;
+    int checkpoint_ms = 1000;
+  };
+  auto ca = std::make_shared<ConfigArgs>();
+  CLI::App* cfg = gen->add_subcommand("tianchi-config", "Print the experiment's analyzer configuration (TOML)");
+  cfg->add_option("--input", ca->input, "Body of its [input] section, e.g. 'type = \"kafka\"' lines")->required();
+  cfg->add_option("--user-info", ca->user_info, "user_info_format1.csv to join")->required();
+  cfg->add_option("--state-dir", ca->state_dir, "The analyzer's state and output directory")->required();
+  cfg->add_option("--checkpoint-ms", ca->checkpoint_ms, "Checkpoint interval")->capture_default_str();
+  cfg->callback([ca, &exit_code] {
+    std::string input = ca->input;
+    if (!input.empty() && input.back() != '\n') input += '\n';
+    fmt::print("{}", tianchi_analyze_config(input, ca->user_info, ca->state_dir, ca->checkpoint_ms));
+    exit_code = 0;
+  });
+
   auto ro = std::make_shared<ReplayOptions>();
   auto to = std::make_shared<std::string>();
   CLI::App* rp = app.add_subcommand("replay", "Turn user_log rows into JSON event streams written by concurrent writers");
