@@ -443,7 +443,7 @@ struct AnalyzeJob::Impl {
       if (k == 0) (void)consumer->wait(std::chrono::milliseconds(100));
       return k;
     }
-    for (int i = 0; i < 10000; ++i) {
+    for (int i = 0; i < 10000 && n < 10000; ++i) {  // events, not records: a pack holds thousands
       rd_kafka_message_t* m = rd_kafka_consumer_poll(kafka.get(), i == 0 ? 100 : 0);
       if (m == nullptr) break;
       if (m->err == RD_KAFKA_RESP_ERR_NO_ERROR) {
@@ -455,7 +455,7 @@ struct AnalyzeJob::Impl {
         if (uplink::is_packed(m)) {  // many events, each with its identity (uplink packed mode)
           std::size_t events = 0;
           done = uplink::for_each_packed(value, [&](const uplink::PackedEvent& e) {
-            (void)analyzer->process(e.id, e.payload, e.timestamp_ns / 1000000);
+            (void)analyzer->process(e.id, e.payload, e.timestamp_ns < 0 ? 0 : e.timestamp_ns / 1000000);
             ++events;
           });
           n += events;

@@ -11,6 +11,7 @@
 #include "support/channel_util.h"
 #include "support/kafka_util.h"
 #include "support/temp_dir.h"
+#include "tributary/core/error.h"
 
 namespace tributary::uplink {
 namespace {
@@ -72,38 +73,6 @@ TEST(UplinkTest, DeliversEveryEventOnceWithItsIdentityAndCommitsAfterAcks) {
   EXPECT_EQ(ch.stats().consumers.at(0).committed, ch.stats().write_position);
 }
 
-TEST(UplinkTest, BrokerOutageLongerThanTheDeliveryTimeoutLosesNothing) {
-  TempDir dir;
-  MockCluster mock(1);
-  mock.create_topic("events", 1);
-  auto ch = core::Channel::create(dir / "c.chan", cfg());
-  fill(ch, 7, 5000);
-  std::vector<std::pair<std::string, std::string>> logs;
-  Uplink u(ch,
-           {.name = "up", .topic = "events",
-            .kafka = {{"bootstrap.servers", mock.bootstrap()}, {"message.timeout.ms", "1500"}}},
-           [&](std::string_view level, const std::string& msg) { logs.emplace_back(level, msg); });
-  ASSERT_TRUE(ship_all(u, ch));
-  rd_kafka_mock_broker_set_down(mock.raw(), 1);
-  core::Producer p = ch.producer();
-  for (std::uint64_t i = 5000; i < 10000; ++i) ASSERT_EQ(p.append({7, i}, payload_for(7, i, 60)), core::AppendStatus::kOk);
-  // Three delivery timeouts with the broker away: the events wait in the channel.
-  const auto until = std::chrono::steady_clock::now() + 4500ms;
-  while (std::chrono::steady_clock::now() < until) {
-    if (u.do_work() == 0) u.wait(20ms);
-  }
-  EXPECT_LT(u.metrics().committed, ch.stats().write_position) << "nothing is committed while Kafka is away";
-  EXPECT_GE(u.metrics().rewinds, 1u);
-  rd_kafka_mock_broker_set_up(mock.raw(), 1);
-  ASSERT_TRUE(ship_all(u, ch));
-  expect_each_at_least_once(testing::read_topic(mock.bootstrap(), "events", 1, 10000, 30s), 7, 10000);
-  // Reported once per change of state, not once per failed message.
-  std::size_t warnings = 0;
-  for (const auto& [level, msg] : logs) warnings += level == "warn";
-  EXPECT_LE(warnings, 10u);
-  EXPECT_GE(warnings, 1u);
-}
-
 TEST(UplinkTest, InjectedProduceErrorsLoseNothing) {
   TempDir dir;
   MockCluster mock(1);
@@ -124,11 +93,70 @@ TEST(UplinkTest, InjectedProduceErrorsLoseNothing) {
 std::vector<testing::KafkaRecord> unpack(const std::vector<testing::KafkaRecord>& records) {
   std::vector<testing::KafkaRecord> events;
   for (const auto& r : records) {
+    std::optional<std::uint64_t> source;  // a pack holds one source's events
     EXPECT_TRUE(for_each_packed(r.payload, [&](const PackedEvent& e) {
+      if (!source) source = e.id.source_id;
+      EXPECT_EQ(e.id.source_id, *source) << "a pack mixes sources";
       events.push_back({e.id, std::string(e.payload), r.partition});
     })) << "a damaged pack";
   }
   return events;
+}
+
+// Kafka away for longer than message.timeout.ms: the uplink rewinds and re-sends from the
+// channel; nothing is committed meanwhile and nothing is lost (per-event records or packs).
+void expect_an_outage_loses_nothing(bool packed) {
+  TempDir dir;
+  MockCluster mock(1);
+  mock.create_topic("events", 1);
+  auto ch = core::Channel::create(dir / "c.chan", cfg());
+  fill(ch, 7, 5000);
+  std::vector<std::pair<std::string, std::string>> logs;
+  Uplink u(ch,
+           {.name = "up", .topic = "events",
+            .kafka = {{"bootstrap.servers", mock.bootstrap()}, {"message.timeout.ms", "1500"}},
+            .packed = packed,
+            .pack_bytes = 8 << 10},
+           [&](std::string_view level, const std::string& msg) { logs.emplace_back(level, msg); });
+  ASSERT_TRUE(ship_all(u, ch));
+  rd_kafka_mock_broker_set_down(mock.raw(), 1);
+  core::Producer p = ch.producer();
+  for (std::uint64_t i = 5000; i < 10000; ++i) ASSERT_EQ(p.append({7, i}, payload_for(7, i, 60)), core::AppendStatus::kOk);
+  // Three delivery timeouts with the broker away: the events wait in the channel.
+  const auto until = std::chrono::steady_clock::now() + 4500ms;
+  while (std::chrono::steady_clock::now() < until) {
+    if (u.do_work() == 0) u.wait(20ms);
+  }
+  EXPECT_LT(u.metrics().committed, ch.stats().write_position) << "nothing is committed while Kafka is away";
+  EXPECT_GE(u.metrics().rewinds, 1u);
+  rd_kafka_mock_broker_set_up(mock.raw(), 1);
+  ASSERT_TRUE(ship_all(u, ch));
+  auto got = testing::read_topic(mock.bootstrap(), "events", 1, packed ? 1000000 : 10000, 30s, packed ? 2s : 0s);
+  if (packed) got = unpack(got);
+  expect_each_at_least_once(got, 7, 10000);
+  // Reported once per change of state, not once per failed message.
+  std::size_t warnings = 0;
+  for (const auto& [level, msg] : logs) warnings += level == "warn";
+  EXPECT_LE(warnings, 10u);
+  EXPECT_GE(warnings, 1u);
+}
+
+TEST(UplinkTest, BrokerOutageLongerThanTheDeliveryTimeoutLosesNothing) { expect_an_outage_loses_nothing(false); }
+
+TEST(UplinkTest, PackedModeLosesNothingThroughABrokerOutage) { expect_an_outage_loses_nothing(true); }
+
+TEST(UplinkTest, PackedModeRefusesAPackSizeKafkaWouldRefuse) {
+  TempDir dir;
+  auto ch = core::Channel::create(dir / "c.chan", cfg());
+  try {
+    Uplink u(ch, {.name = "up", .topic = "events",
+                  .kafka = {{"bootstrap.servers", "127.0.0.1:1"}, {"message.max.bytes", "200000"}},
+                  .packed = true, .pack_bytes = 256 << 10});
+    FAIL() << "accepted packs larger than message.max.bytes";
+  } catch (const core::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("pack_bytes 262144 does not fit message.max.bytes 200000"), std::string::npos)
+        << e.what();
+  }
 }
 
 // Three events, the middle one larger than the topic accepts: it goes to the dead-letter
@@ -196,7 +224,8 @@ TEST(UplinkTest, PackedModeShipsEveryEventOnceInFewRecordsEachSourceInOnePartiti
   EXPECT_EQ(dups, 0u);
   EXPECT_EQ(partitions[7].size(), 1u);
   EXPECT_EQ(partitions[8].size(), 1u);
-  for (std::size_t i = 1; i < of7.size(); ++i) ASSERT_EQ(of7[i].id.sequence, of7[i - 1].id.sequence + 1) << "order kept";
+  for (const auto* of : {&of7, &of8})
+    for (std::size_t i = 1; i < of->size(); ++i) ASSERT_EQ((*of)[i].id.sequence, (*of)[i - 1].id.sequence + 1) << "order kept";
   EXPECT_EQ(u.metrics().delivered, 20000u);
   EXPECT_EQ(ch.stats().consumers.at(0).committed, ch.stats().write_position);
 }

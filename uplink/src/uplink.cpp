@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cstdlib>
 #include <deque>
 #include <fmt/format.h>
 #include <mutex>
@@ -65,6 +66,15 @@ struct Uplink::Impl {
   Impl(core::Channel& ch, UplinkOptions o, LogFn l)
       : channel(ch), opts(std::move(o)), log(std::move(l)), consumer(ch.consumer(opts.name)) {
     if (opts.topic.empty()) throw core::Error("uplink: a topic is required");
+    if (opts.packed) {
+      // A pack Kafka refuses for size would send all its events to the dead-letter channel.
+      const auto it = opts.kafka.find("message.max.bytes");
+      const std::uint64_t limit = it == opts.kafka.end() ? 1000000 : std::strtoull(it->second.c_str(), nullptr, 10);
+      if (opts.pack_bytes + 1024 > limit)
+        throw core::Error(fmt::format("uplink {}: pack_bytes {} does not fit message.max.bytes {} (with 1 KiB for the "
+                                      "record's key, header and framing): lower pack_bytes",
+                                      opts.name, opts.pack_bytes, limit));
+    }
     if (opts.dead_letter != nullptr) dlq.emplace(opts.dead_letter->producer());
     create_producer();
   }
@@ -133,13 +143,22 @@ struct Uplink::Impl {
   // which still holds them: the cursor is not past them) to the dead-letter channel.
   void dead_letter(const Entry& e) {
     if (e.pack) {
+      std::uint32_t visited = 0;
       (void)channel.walk(
           [&](const core::Record& r) {
             if (r.position >= e.next) return false;
             dead_letter(Entry{r.position, r.next, r.id, r.payload, State::kPermanent, e.err, 1, false});
+            ++visited;
             return true;
           },
           e.pos);
+      if (visited < e.events) {  // the walk stops at a damaged record: say what it could not reach
+        m.dropped += e.events - visited;
+        if (log)
+          log("error", fmt::format("uplink {}: {} events of a refused pack from {}/{} dropped: a damaged channel "
+                                   "record stopped the walk to the dead-letter channel",
+                                   opts.name, e.events - visited, e.id.source_id, e.id.sequence));
+      }
       return;
     }
     const std::string why = rd_kafka_err2str(e.err);
@@ -181,9 +200,9 @@ struct Uplink::Impl {
       const bool unresolved = std::any_of(inflight.begin(), inflight.end(),
                                           [](const Entry& e) { return e.state == State::kPending; });
       if (!unresolved) {
+        // Everything from `back` is read and sent again, refused events included: they are
+        // dead-lettered when they come back refused (doing it here too would do it twice).
         const std::uint64_t back = inflight.empty() ? consumer.read_position() : inflight.front().pos;
-        for (const Entry& e : inflight)
-          if (e.state == State::kPermanent) dead_letter(e);  // never re-send those
         front_ticket += inflight.size();
         inflight.clear();
         inflight_events = 0;
@@ -256,8 +275,8 @@ struct Uplink::Impl {
       }
       return false;
     };
-    while (inflight_events < opts.max_in_flight) {
-      const std::size_t want = std::min<std::size_t>(512, opts.max_in_flight - inflight_events);
+    while (inflight_events + count < opts.max_in_flight) {
+      const std::size_t want = std::min<std::size_t>(512, opts.max_in_flight - inflight_events - count);
       const std::size_t n = consumer.poll(std::span(recs, want));
       if (n == 0) break;
       for (std::size_t i = 0; i < n; ++i) {
@@ -304,6 +323,9 @@ struct Uplink::Impl {
             rk.get(), RD_KAFKA_V_TOPIC(opts.topic.c_str()),
             RD_KAFKA_V_VALUE(const_cast<std::byte*>(r.payload.data()), r.payload.size()),  // no copy
             RD_KAFKA_V_KEY(key, sizeof key), RD_KAFKA_V_HEADER(kIdentityHeader, idh, sizeof idh),
+            // The event's time (the channel record's), not the send time: a re-sent event keeps it,
+            // and ingest-time windows agree with packed mode, which carries it per event.
+            RD_KAFKA_V_TIMESTAMP(r.timestamp_ns / 1000000),
             RD_KAFKA_V_OPAQUE(reinterpret_cast<void*>(static_cast<std::uintptr_t>(ticket))), RD_KAFKA_V_END);
         if (err == RD_KAFKA_RESP_ERR_NO_ERROR) {
           ++sent;

@@ -47,10 +47,11 @@ struct UplinkOptions {
 };
 
 struct UplinkMetrics {
-  std::uint64_t sent = 0;           // produce calls accepted by librdkafka
-  std::uint64_t bytes = 0;
-  std::uint64_t delivered = 0;      // successful delivery reports
-  std::uint64_t failed = 0;         // failed delivery reports (re-sent later)
+  // Counts of events (in packed mode too: a pack counts its events).
+  std::uint64_t sent = 0;           // events handed to librdkafka
+  std::uint64_t bytes = 0;          // their payload bytes
+  std::uint64_t delivered = 0;      // events with a successful delivery report
+  std::uint64_t failed = 0;         // events whose delivery failed (re-sent later)
   std::uint64_t dead_lettered = 0;  // permanent failures moved to the dead-letter channel
   std::uint64_t dropped = 0;        // permanent failures with no dead-letter channel configured
   std::uint64_t rewinds = 0;        // times the uplink went back to re-send
