@@ -12,7 +12,9 @@
 #   bash bench/uplink_bench.sh [--events N] [--repeat R] [--kafka mock|real] [--json FILE]
 #
 # mock: librdkafka's mock cluster (`tributary broker`, in memory: measures the producers);
-# real: the local Apache Kafka (`tributary kafka start`, first use fetches its jars).
+# real: the local Apache Kafka (`tributary kafka start`, first use fetches its jars), with
+# Kafka's own kafka-producer-perf-test (ProducerPerformance, same lines and settings) as a third
+# peer; its wall time includes the JVM's start, as the uplink's includes its own start.
 set -euo pipefail
 export LC_ALL=C  # printf %f and bc agree on '.'
 cd "$(dirname "$0")/.."
@@ -121,9 +123,24 @@ run_kcat() {
 }
 [ -x /usr/bin/time ] || { echo "uplink_bench.sh: needs /usr/bin/time (apt-get install time)" >&2; exit 2; }
 
+# Kafka's own producer benchmark (real broker only: it is a JVM client from the broker's jars),
+# sending the same lines (--payload-file) with the same settings.
+run_perf_test() {
+  local t u s m jars="${TRIBUTARY_KAFKA_JARS:-$HOME/.cache/tributary/kafka-4.1.1/jars}"
+  timeout 300 /usr/bin/time -o "$work/perf.time" -f "%e %U %S %M" java -Xmx512m -cp "$jars/*" \
+    org.apache.kafka.tools.ProducerPerformance --topic bench --num-records "$lines" --throughput -1 \
+    --payload-file "$data" --producer-props bootstrap.servers="$boot" enable.idempotence=true acks=all \
+    compression.type=lz4 linger.ms=5 batch.size=1000000 > "$work/perf.log" 2>&1 ||
+    { echo "uplink_bench.sh: kafka-producer-perf-test failed: $(tail -3 "$work/perf.log")" >&2; exit 1; }
+  read -r t u s m < "$work/perf.time"
+  result="$t $(echo "$u + $s" | bc -l) $m"
+}
+peers=(kcat)
+[ "$kafka" = real ] && peers+=(perf_test)
+
 median() { sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 declare -A secs cpus hwms
-for name in tributary tributary_packed kcat; do
+for name in tributary tributary_packed "${peers[@]}"; do
   s=(); c=(); r=()
   for i in $(seq 1 "$repeat"); do
     "run_$name"
@@ -138,7 +155,7 @@ done
 
 echo "events: $lines ($((bytes / 1048576)) MiB of JSON lines) to $kafka Kafka, median of $repeat, $(nproc) cores"
 printf '%-17s %12s %10s %16s %12s\n' "" "events/s" "MB/s" "CPU-s/M events" "RSS MB"
-for name in tributary tributary_packed kcat; do
+for name in tributary tributary_packed "${peers[@]}"; do
   t=${secs[$name]}
   printf '%-17s %12.0f %10.1f %16.2f %12.1f\n' "$name" "$(echo "$lines / $t" | bc -l)" \
     "$(echo "$bytes / $t / 1000000" | bc -l)" "$(echo "${cpus[$name]} * 1000000 / $lines" | bc -l)" \
@@ -152,7 +169,7 @@ if [ -n "$json" ]; then
   {
     echo '{"benchmarks": ['
     sep=""
-    for name in tributary tributary_packed kcat; do
+    for name in tributary tributary_packed "${peers[@]}"; do
       printf '%s  {"name": "%s", "items_per_second": %.0f, "cpu_us_per_event": %.4f, "peak_rss_kb": %s, "repetitions": %s}' \
         "$sep" "$name" "$(echo "$lines / ${secs[$name]}" | bc -l)" "$(echo "${cpus[$name]} * 1000000 / $lines" | bc -l)" \
         "${hwms[$name]}" "$repeat"
