@@ -224,8 +224,9 @@ ReplayResult replay(const ReplayOptions& o) {
   r.lines.assign(static_cast<std::size_t>(c), 0);
   r.malformed.assign(static_cast<std::size_t>(c), 0);
   for (int k = 0; k < c; ++k) r.files.push_back(o.out_dir / fmt::format("replay-{}.log", k));
-  // Writer k reads the input itself and takes every c-th chunk of lines: memory stays flat
-  // whatever the file size, and the page cache makes the extra reads cheap.
+  // Writer k reads the input itself and takes every c-th chunk of lines (every c-th line when
+  // paced): memory stays flat whatever the file size, and the page cache makes the extra
+  // reads cheap.
   const auto t0 = std::chrono::steady_clock::now();
   constexpr std::uint64_t kChunk = 4096;
   std::vector<std::thread> writers;
@@ -237,12 +238,16 @@ ReplayResult replay(const ReplayOptions& o) {
       std::FILE* f = std::fopen(r.files[static_cast<std::size_t>(k)].c_str(), "a");
       if (f == nullptr) return;
       fmt::memory_buffer buf;
-      const double per_writer_rate = o.rate > 0 ? o.rate / c : 0;
+      // Paced, the rows are dealt one by one and each is due at its place in the whole stream
+      // (row / rate): the total rate is the one asked for and the files are even. (Dealt in
+      // chunks and paced per writer, a short input went mostly to one writer at rate / c.)
+      const std::uint64_t chunk = o.rate > 0 ? 1 : kChunk;
       std::uint64_t sent = 0, row = 0;
       while (std::getline(src, l)) {
         if (!l.empty() && l.back() == '\r') l.pop_back();
         if (l.empty()) continue;  // skipped, not sent
-        if ((row++ / kChunk) % static_cast<std::uint64_t>(c) != static_cast<std::uint64_t>(k)) continue;
+        const std::uint64_t index = row++;
+        if ((index / chunk) % static_cast<std::uint64_t>(c) != static_cast<std::uint64_t>(k)) continue;
         if (!to_json(l, buf)) {
           buf.append(l.data(), l.data() + l.size());
           buf.push_back('\n');
@@ -254,8 +259,8 @@ ReplayResult replay(const ReplayOptions& o) {
           std::fflush(f);
           buf.clear();
         }
-        if (per_writer_rate > 0) {  // pacing the load generator to the asked rate
-          const auto due = t0 + std::chrono::duration<double>(double(sent) / per_writer_rate);
+        if (o.rate > 0) {  // pacing the load generator to the asked rate
+          const auto due = t0 + std::chrono::duration<double>(double(index + 1) / o.rate);
           if (std::chrono::steady_clock::now() < due) {
             std::fwrite(buf.data(), 1, buf.size(), f);
             std::fflush(f);

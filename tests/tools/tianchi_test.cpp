@@ -122,5 +122,27 @@ TEST(ReplayTest, ConvertsRowsToJsonAndSendsMalformedOnesRaw) {
   EXPECT_THROW(replay(o), core::Error);
 }
 
+// Paced, the rows are shared evenly and the whole stream keeps the asked rate: 600 rows at
+// 3000/s by 2 writers take at least 0.2 s (each row waits for its place in the stream) and
+// give 300 lines per file. (Dealt in 4096-line chunks, they all went to one writer at 1500/s.)
+TEST(ReplayTest, PacedRowsAreSharedEvenlyAndKeepTheTotalRate) {
+  TempDir dir;
+  {
+    std::ofstream f(dir / "log.csv");
+    f << "user_id,item_id,cat_id,seller_id,brand_id,time_stamp,action_type\n";
+    for (int i = 0; i < 600; ++i) f << i << ",2,3,4,5,1111," << i % 4 << "\n";
+  }
+  ReplayOptions o;
+  o.input = dir / "log.csv";
+  o.out_dir = dir / "logs";
+  o.concurrency = 2;
+  o.rate = 3000;
+  const ReplayResult r = replay(o);
+  ASSERT_EQ(r.lines.size(), 2u);
+  EXPECT_EQ(r.lines[0], 300u);
+  EXPECT_EQ(r.lines[1], 300u);
+  EXPECT_GE(r.seconds, 0.199) << "rows went out before their time";
+}
+
 }  // namespace
 }  // namespace tributary::tools
