@@ -86,6 +86,13 @@ std::string log_text(std::size_t lines) {
   return t;
 }
 
+// Group-by keys of the window loops: 64 (age, gender, day) triples joined with '\x1f'.
+std::vector<std::string> window_keys() {
+  std::vector<std::string> keys;
+  for (int k = 0; k < 64; ++k) keys.push_back(fmt::format("{}\x1f{}\x1f{}", k % 9, k % 3, 1100 + k));
+  return keys;
+}
+
 // One loop: prepare once, then run(n) processes n events.
 class Loop {
  public:
@@ -372,7 +379,7 @@ class ExtractRapidjson final : public Loop {
 // Tumbling 1-minute windows over 64 keys, time advancing one second per 100 events.
 class WindowCount final : public Loop {
  public:
-  WindowCount() { make_keys(); }
+  WindowCount() : keys_(window_keys()) {}
   void run(std::uint64_t n) override {
     for (std::uint64_t i = 0; i < n; ++i, ++t_) {
       sink(w_.add(static_cast<std::int64_t>(t_ * 10), keys_[i & 63], std::nullopt));
@@ -381,9 +388,6 @@ class WindowCount final : public Loop {
   }
 
  private:
-  void make_keys() {
-    for (int k = 0; k < 64; ++k) keys_.push_back(fmt::format("{}\x1f{}\x1f{}", k % 9, k % 3, 1100 + k));
-  }
   analytics::WindowSet w_{60000, 60000, 0};
   std::vector<std::string> keys_;
   std::uint64_t t_ = 0;
@@ -392,9 +396,7 @@ class WindowCount final : public Loop {
 // The naive way: one hash map of (minute, key) -> count, no watermark, nothing closed.
 class NaiveWindowCount final : public Loop {
  public:
-  NaiveWindowCount() {
-    for (int k = 0; k < 64; ++k) keys_.push_back(fmt::format("{}\x1f{}\x1f{}", k % 9, k % 3, 1100 + k));
-  }
+  NaiveWindowCount() : keys_(window_keys()) {}
   void run(std::uint64_t n) override {
     for (std::uint64_t i = 0; i < n; ++i, ++t_) {
       const std::int64_t start = static_cast<std::int64_t>(t_ * 10) / 60000 * 60000;
