@@ -42,13 +42,14 @@ void print_stats(const Channel& ch, bool json) {
         R"({{"path":"{}","capacity":{},"max_payload":{},"write_position":{},"next_channel_seq":{},"oldest_retained":{},"used_bytes":{},)"
         R"("records_written":{},"bytes_written":{},"abandoned_records":{},"abandoned_bytes":{},"corrupt_records":{},"corrupt_bytes":{},)"
         R"("producer_waits":{},"full_rejections":{},"oversize_rejections":{},"live_producers":{},"consumers":[{}],)"
-        R"("last_recovery":{{"ran":{},"salvaged":{},"dropped_records":{},"dropped_bytes":{},"abandoned_claims":{},"cursors_moved":{}}}}})"
+        R"("last_recovery":{{"ran":{},"salvaged":{},"dropped_records":{},"dropped_bytes":{},"abandoned_claims":{},"cursors_moved":{},"file_bytes_found":{}}}}})"
         "\n",
         ch.path().string(), s.capacity, s.max_payload, s.write_position, s.next_channel_seq, s.oldest_retained,
         s.used_bytes, s.records_written, s.bytes_written, s.abandoned_records, s.abandoned_bytes, s.corrupt_records,
         s.corrupt_bytes, s.producer_waits, s.full_rejections, s.oversize_rejections, s.live_producers, consumers,
         s.last_recovery.ran, s.last_recovery.records_salvaged, s.last_recovery.records_dropped,
-        s.last_recovery.bytes_dropped, s.last_recovery.abandoned_claims, s.last_recovery.cursors_moved);
+        s.last_recovery.bytes_dropped, s.last_recovery.abandoned_claims, s.last_recovery.cursors_moved,
+        s.last_recovery.file_bytes_found);
     return;
   }
   fmt::print("channel      {}\n", ch.path().string());
@@ -71,6 +72,9 @@ void print_stats(const Channel& ch, bool json) {
     fmt::print("recovery     salvaged {} records; dropped {} records / {} bytes; closed {} dead claims; moved {} cursors\n",
                s.last_recovery.records_salvaged, s.last_recovery.records_dropped, s.last_recovery.bytes_dropped,
                s.last_recovery.abandoned_claims, s.last_recovery.cursors_moved);
+  if (s.last_recovery.file_bytes_found != 0)
+    fmt::print("truncated    the file had been cut to {} bytes; grown back and recovered\n",
+               s.last_recovery.file_bytes_found);
   fmt::print("crc32c       {}\n", core::crc32c_is_hardware() ? "hardware (SSE4.2)" : "software");
 }
 

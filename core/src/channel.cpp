@@ -145,7 +145,9 @@ void validate_header(const Header* h, const MappedFile& f) {
     throw Error(fmt::format("{} has an inconsistent channel header (capacity {}, source slots {}, header {} bytes)",
                             path, h->capacity, h->source_slots, h->header_size));
   if (f.size() < h->file_size)
-    throw Error(fmt::format("{} is truncated: {} bytes on disk, the channel needs {}", path, f.size(), h->file_size));
+    throw Error(fmt::format("{} is truncated: {} bytes on disk, the channel needs {} (the first process to open it "
+                            "for writing grows it back and keeps every record before the cut)",
+                            path, f.size(), h->file_size));
   if (h->max_payload == 0 || record_size(h->max_payload) > h->capacity / 4)
     throw Error(fmt::format("{} has max payload {} which does not fit a quarter of its capacity {}", path,
                             h->max_payload, h->capacity));
@@ -218,7 +220,31 @@ RecoveryReport recover(ChannelState& st) {
   // scan below moves misaligned cursors onto the next record boundary).
   if (const std::uint64_t head = load_u64(&h->head.head); (head & (kRecordAlign - 1)) != 0)
     __atomic_store_n(&h->head.head, head & ~std::uint64_t{kRecordAlign - 1}, __ATOMIC_RELEASE);
-  const std::uint64_t floor = st.compute_floor() & ~std::uint64_t{kRecordAlign - 1};
+  std::uint64_t floor = st.compute_floor() & ~std::uint64_t{kRecordAlign - 1};
+  // After a power loss the cursors and the retention head may be older than the data: the
+  // page holding them was not written back while the ring went on, lapping them. Records
+  // say where they belong (the tag is the absolute position): a valid record more than a lap
+  // past the floor proves the live cursors had reached (its end - capacity), since producers
+  // never overwrite what a consumer still needs. Start there, or that whole newer lap would
+  // be lost as "not continuing the sequence". (Consumed records may be re-read: duplicates
+  // of known identity, never a loss.)
+  std::uint64_t newest_end = 0;
+  for (std::uint64_t off = 0; off < st.capacity; off += kRecordAlign) {
+    const std::uint64_t tag = st.header_at(off)->tag.load(std::memory_order_relaxed);
+    const std::uint64_t pos = tag & ~std::uint64_t{kRecordAlign - 1};
+    if ((tag & (kRecordAlign - 1)) != kRecordTag || (pos & st.mask) != off || pos < floor + st.capacity) continue;
+    std::uint64_t size = 0;
+    if (pos >= newest_end && valid_record_at(st, pos, &size)) newest_end = pos + size;
+  }
+  if (newest_end > floor + st.capacity) {
+    floor = newest_end - st.capacity;  // 8-aligned, as records are
+    for (std::uint32_t i = 0; i < kConsumerSlots; ++i)
+      if (st.consumers[i].state.load() == kActive && st.consumers[i].cursor.load() < floor) {
+        st.consumers[i].cursor.store(floor);
+        ++rep.cursors_moved;
+      }
+    if (load_u64(&h->head.head) < floor) __atomic_store_n(&h->head.head, floor, __ATOMIC_RELEASE);
+  }
   const std::uint64_t limit = floor + st.capacity;
   const std::uint64_t stored_end = load_u64(&h->tail.pos);
   const std::uint64_t stored_seq = load_u64(&h->tail.seq);
@@ -294,9 +320,33 @@ RecoveryReport recover(ChannelState& st) {
     rep.bytes_dropped += q - p;
     h->corrupt_bytes.fetch_add(q - p);
     h->corrupt_records.fetch_add(have_seq ? seq - last_seq - 1 : 0);
-    st.close_region(p, q, kSkipTag, true);
-    pass_to(p, q);
+    if (q - p >= kMinSkip || q == st.lap_end(p)) {  // a skip, or a pad (its tag alone)
+      st.close_region(p, q, kSkipTag, true);
+      pass_to(p, q);
+    } else {
+      // Too small to hold a skip header (it would overwrite the record at q). Records are
+      // contiguous within a lap and a lost pad ends at the lap end (handled above), so this
+      // is only ever the start of the scan: a damaged cursor, or the start of a lap found by
+      // the scan above. Nothing reads from p: move whatever points there onto the record.
+      for (std::uint32_t i = 0; i < kConsumerSlots; ++i) {
+        const std::uint64_t at = st.consumers[i].cursor.load();
+        if (st.consumers[i].state.load() == kActive && at >= p && at < q) {
+          st.consumers[i].cursor.store(q);
+          ++rep.cursors_moved;
+        }
+      }
+      if (const std::uint64_t head = load_u64(&h->head.head); head >= p && head < q)
+        __atomic_store_n(&h->head.head, q, __ATOMIC_RELEASE);
+      while (next_cursor < cursors.size() && cursors[next_cursor].first < q) ++next_cursor;
+    }
     p = q;
+  }
+  // Past the end, a record header that reached the disk without its payload (a power loss)
+  // still carries its own position: a consumer would take it for the next record, fail its
+  // CRC and step over whatever producers write there next. Clear every such tag.
+  for (std::uint64_t q = p; q < limit; q += kRecordAlign) {
+    std::atomic<std::uint64_t>& tag = st.header_at(q)->tag;
+    if ((tag.load(std::memory_order_relaxed) & ~std::uint64_t{kRecordAlign - 1}) == q) tag.store(0);
   }
   // Records the stored write head says were written after the last valid one (a torn tail),
   // less the reservations of dead writers closed above.
@@ -356,14 +406,36 @@ void pretouch(std::byte* base, std::uint64_t size) noexcept {
     __atomic_fetch_add(reinterpret_cast<std::uint64_t*>(base + off), 0, __ATOMIC_RELAXED);
 }
 
+// A channel file shorter than its header says (its tail lost): grown back with zeros, so that
+// recovery can keep every record before the cut. Only by the exclusive opener, and only when
+// the header is ours and consistent; anything else is left for validate_header to name.
+// Returns the size found, or 0 when the file was whole.
+std::uint64_t restore_truncated(MappedFile& file) {
+  if (file.size() < sizeof(Header)) return 0;
+  const auto* h = reinterpret_cast<const Header*>(file.data());
+  if (std::memcmp(h->magic, kMagic, sizeof kMagic) != 0 || h->version != kChannelFormatVersion ||
+      h->layout_size != sizeof(Header) || !std::has_single_bit(h->capacity) || h->capacity < kMinCapacity ||
+      !std::has_single_bit(h->source_slots) || h->capacity > (std::uint64_t{1} << 48))
+    return 0;
+  const Layout l = Layout::compute(h->capacity, h->source_slots);
+  if (l.file_size != h->file_size || file.size() >= l.file_size) return 0;
+  const std::uint64_t found = file.size();
+  file.extend(l.file_size);
+  return found;
+}
+
 // `fresh`: the file was just created by us; there is nothing to recover.
 std::shared_ptr<ChannelState> open_state(const std::filesystem::path& path, const OpenOptions& options,
                                          bool fresh = false) {
   auto file = MappedFile::open(path, options.read_only ? MappedFile::Access::kReadOnly : MappedFile::Access::kReadWrite);
   const bool exclusive = !options.read_only && file.try_lock_exclusive();
+  const std::uint64_t found = exclusive && !fresh ? restore_truncated(file) : 0;
   auto st = attach(std::move(file), options);
   if (options.pretouch && !options.read_only) pretouch(st->file.data(), st->file.size());
-  if (exclusive && !fresh) recover(*st);
+  if (exclusive && !fresh) {
+    recover(*st);
+    st->hdr->recovery_file_bytes.store(found);
+  }
   if (!options.read_only) st->file.lock_shared();  // downgrade (or wait for a recovering opener)
   start_syncer(*st);
   return st;
@@ -568,6 +640,7 @@ ChannelStats Channel::stats() const {
   s.last_recovery.bytes_dropped = h->recovery_dropped_bytes.load();
   s.last_recovery.abandoned_claims = h->recovery_abandoned.load();
   s.last_recovery.cursors_moved = h->recovery_cursors_moved.load();
+  s.last_recovery.file_bytes_found = h->recovery_file_bytes.load();
   return s;
 }
 

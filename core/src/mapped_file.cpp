@@ -115,6 +115,17 @@ bool MappedFile::intact() const noexcept {
   return static_cast<std::uint64_t>(st.st_size) >= size();
 }
 
+void MappedFile::extend(std::uint64_t size) {
+  const auto& path = impl_->path;
+  if (const int err = ::posix_fallocate(impl_->fd.get(), 0, static_cast<off_t>(size)); err != 0)
+    throw_errno(fmt::format("cannot extend {} to {} bytes (is the disk full?)", path.string(), size), err);
+  try {
+    impl_->region = bip::mapped_region(impl_->mapping, bip::read_write, 0, static_cast<std::size_t>(size));
+  } catch (const bip::interprocess_exception& e) {
+    throw Error(fmt::format("cannot map {}: {}", path.string(), e.what()));
+  }
+}
+
 void MappedFile::sync(std::uint64_t offset, std::uint64_t len, bool wait) const noexcept {
   const std::uint64_t page = static_cast<std::uint64_t>(::sysconf(_SC_PAGESIZE));
   const std::uint64_t begin = offset / page * page;

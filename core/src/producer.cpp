@@ -20,6 +20,8 @@ struct Producer::Impl {
   std::uint64_t limit = 0;  // cached floor + capacity: below it, no need to look at consumers
   std::uint64_t records = 0;
   std::uint64_t bytes = 0;
+  std::uint64_t pad_at = kNoPad;  // a pad this reservation wrote (synced with its records)
+  static constexpr std::uint64_t kNoPad = UINT64_MAX;
 
   ~Impl() {
     if (slot == nullptr) return;
@@ -92,6 +94,7 @@ struct Producer::Impl {
       slot->claim_records.store(count, std::memory_order_relaxed);
       slot->claim_len.store(pad + size, std::memory_order_relaxed);
       if (cas16(&h->tail, lo, hi, end, hi + count)) {
+        pad_at = pad != 0 ? lo : kNoPad;
         if (pad != 0) st->header_at(lo)->tag.store(make_tag(lo, kPadTag), std::memory_order_release);
         pos = lo + pad;
         seq = hi;
@@ -125,7 +128,9 @@ struct Producer::Impl {
     h->crc = record_crc(st->crc, pos, h, static_cast<std::uint32_t>(payload.size()));
   }
 
-  void finish(std::uint64_t first_pos, std::uint64_t end_pos, std::uint64_t n, std::uint64_t payload_bytes) noexcept {
+  // `src`: the source-table slot this transaction updated (synced with the records).
+  void finish(std::uint64_t first_pos, std::uint64_t end_pos, std::uint64_t n, std::uint64_t payload_bytes,
+              const SourceSlot* src = nullptr) noexcept {
     Header* h = st->hdr;
     // Dekker pair with Consumer::wait: publish, then check for a sleeping consumer.
     if (st->store_then_check(st->header_at(first_pos)->tag, make_tag(first_pos, kRecordTag), h->data_waiters))
@@ -136,10 +141,15 @@ struct Producer::Impl {
     slot->bytes.store(bytes, std::memory_order_relaxed);
     slot->claim_len.store(0, std::memory_order_release);
     if (st->options.sync == SyncPolicy::kEveryCommit) {
-      const std::uint64_t a = first_pos & st->mask;
-      const std::uint64_t len = end_pos - first_pos;
-      st->file.sync(static_cast<std::uint64_t>(st->data - st->file.data()) + a, len, true);
+      // What a reader needs after a power loss: the pad that leads to the records (without
+      // it the lap ends in garbage), the records, the write head, the source's checkpoint.
+      const auto data_off = static_cast<std::uint64_t>(st->data - st->file.data());
+      if (pad_at != kNoPad) st->file.sync(data_off + (pad_at & st->mask), sizeof(std::uint64_t), true);
+      st->file.sync(data_off + (first_pos & st->mask), end_pos - first_pos, true);
       st->file.sync(0, sizeof(Header), true);
+      if (src != nullptr)
+        st->file.sync(static_cast<std::uint64_t>(reinterpret_cast<const std::byte*>(src) - st->file.data()),
+                      sizeof(SourceSlot), true);
     }
   }
 };
@@ -229,7 +239,7 @@ AppendStatus Producer::append_batch(std::span<const Event> events, const SourceP
     q -= record_size(events[i].payload.size());
     st.header_at(q)->tag.store(make_tag(q, kRecordTag), std::memory_order_release);
   }
-  p.finish(pos, pos + total, events.size(), payload_bytes);
+  p.finish(pos, pos + total, events.size(), payload_bytes, src);
   if (src != nullptr)
     write_state([&] {
       src->next_sequence.store(state->next_sequence, std::memory_order_release);

@@ -372,12 +372,44 @@ TEST(ChannelTest, RefusesAFileThatIsNotAChannel) {
   EXPECT_NE(error_of([&] { Channel::open(dir / "missing"); }).find("does not exist"), std::string::npos);
 }
 
-TEST(ChannelTest, RefusesATruncatedFileWithAClearError) {
+TEST(ChannelTest, ATruncatedFileIsGrownBackAndKeepsEveryRecordBeforeTheCut) {
   TempDir dir;
-  { Channel ch = Channel::create(dir / "a.chan", small_config()); }
-  std::filesystem::resize_file(dir / "a.chan", 70000);
-  const std::string msg = error_of([&] { Channel::open(dir / "a.chan"); });
+  std::vector<std::uint64_t> ends;  // file offset where each record ends
+  std::uint64_t data_offset = 0;
+  {
+    Channel ch = Channel::create(dir / "a.chan", small_config());
+    Consumer c = ch.consumer("reader");
+    Producer p = ch.producer();
+    for (std::uint64_t i = 0; i < 150; ++i) ASSERT_EQ(p.append({1, i}, payload_for(1, i, 300)), AppendStatus::kOk);
+    std::ifstream f(dir / "a.chan", std::ios::binary);
+    f.seekg(12);  // Header::header_size: where the data region starts
+    std::uint32_t v = 0;
+    f.read(reinterpret_cast<char*>(&v), sizeof v);
+    data_offset = v;
+    ch.walk([&](const Record& r) {
+      ends.push_back(data_offset + r.next);
+      return true;
+    });
+  }
+  const std::uint64_t cut = ends[70] + 100;  // inside record 71
+  std::filesystem::resize_file(dir / "a.chan", cut);
+
+  // A read-only observer cannot repair: it says what is wrong.
+  const std::string msg = error_of([&] { Channel::open(dir / "a.chan", {.read_only = true}); });
   EXPECT_NE(msg.find("truncated"), std::string::npos) << msg;
+
+  Channel ch = Channel::open(dir / "a.chan");
+  EXPECT_EQ(std::filesystem::file_size(dir / "a.chan"), data_offset + 64 * 1024) << "grown back to its full size";
+  const RecoveryReport rep = ch.stats().last_recovery;
+  EXPECT_EQ(rep.file_bytes_found, cut);
+  EXPECT_EQ(rep.records_dropped, 150u - 71u);
+  Consumer c = ch.consumer("reader");
+  const auto seen = drain(c, 150, std::chrono::milliseconds(100));
+  ASSERT_EQ(seen.size(), 71u);
+  for (std::uint64_t i = 0; i < seen.size(); ++i) EXPECT_EQ(seen[i].payload, payload_for(1, i, 300));
+  Producer p = ch.producer();
+  ASSERT_EQ(p.append({1, 71}, payload_for(1, 71, 300)), AppendStatus::kOk) << "the channel goes on after the cut";
+  EXPECT_EQ(drain(c, 1).at(0).id.sequence, 71u);
 }
 
 TEST(ChannelTest, OpeningWithoutWritePermissionNamesTheFile) {

@@ -12,9 +12,10 @@ namespace tributary::testing {
 
 class TempDir {
  public:
-  TempDir() {
-    const char* base = std::getenv("TMPDIR");
-    std::string tmpl = std::string(base != nullptr ? base : "/tmp") + "/tributary-test-XXXXXX";
+  TempDir() : TempDir(std::getenv("TMPDIR") != nullptr ? std::getenv("TMPDIR") : "/tmp") {}
+  // Under `base`: /dev/shm for tests that sync a lot and model the disk themselves.
+  explicit TempDir(const std::filesystem::path& base) {
+    std::string tmpl = (base / "tributary-test-XXXXXX").string();
     if (::mkdtemp(tmpl.data()) == nullptr) throw std::system_error(errno, std::generic_category(), "mkdtemp");
     path_ = tmpl;
   }

@@ -30,6 +30,8 @@ enum TagKind : std::uint64_t {
   kPadTag = 2,     // skip to the end of this lap (a record never wraps)
   kSkipTag = 3,    // skip `length` bytes: an abandoned claim or a corrupt region closed by recovery
 };
+// A skip region must hold its tag, CRC and length fields (a pad needs only the tag).
+inline constexpr std::uint64_t kMinSkip = 16;
 [[nodiscard]] constexpr std::uint64_t make_tag(std::uint64_t pos, TagKind kind) noexcept { return pos | kind; }
 
 struct RecordHeader {
@@ -142,6 +144,7 @@ struct alignas(kCacheLine) Header {
   std::atomic<std::uint64_t> recovery_dropped_bytes;
   std::atomic<std::uint64_t> recovery_abandoned;
   std::atomic<std::uint64_t> recovery_cursors_moved;
+  std::atomic<std::uint64_t> recovery_file_bytes;  // size found when the file was truncated; 0 = whole
 };
 
 [[nodiscard]] constexpr std::uint64_t align_up(std::uint64_t v, std::uint64_t a) noexcept { return (v + a - 1) / a * a; }

@@ -15,7 +15,8 @@
 // - A producer killed between reserve and publish is detected by consumers after
 //   `abandon_timeout`, and only when its process (pid + start time) is gone; the slot is
 //   then skipped and counted. A slow producer is never skipped.
-// - On open with no other process attached, the file is recovered: records from the oldest
+// - On open with no other process attached, the file is recovered (a file cut short is first
+//   grown back to its size): records from the oldest
 //   committed cursor are validated; torn/corrupt ones are skipped (resynchronising on the
 //   next valid header), counted and never delivered; the write head is put after the last
 //   record that continues the channel sequence.
@@ -141,6 +142,10 @@ struct RecoveryReport {
   std::uint64_t bytes_dropped = 0;     // corrupt or torn bytes skipped
   std::uint64_t abandoned_claims = 0;  // reservations of dead producers closed
   std::uint64_t cursors_moved = 0;     // consumer cursors moved to a record boundary
+  // Non-zero: the file had been cut to this many bytes (a file system losing its tail in a
+  // power failure, or a careless `truncate`); it was grown back with zeros before recovery,
+  // so every record before the cut is kept and the rest counted as dropped.
+  std::uint64_t file_bytes_found = 0;
 };
 
 struct ChannelStats {

@@ -42,6 +42,10 @@ class MappedFile {
   // and on open, and report instead of crashing.
   [[nodiscard]] bool intact() const noexcept;
 
+  // Grows the file to `size` bytes (zeros, preallocated) and maps it whole again: pointers
+  // into the old mapping are invalid afterwards. For a channel file found truncated.
+  void extend(std::uint64_t size);
+
   // msync of [offset, offset+len) (page-aligned outward); `wait` selects MS_SYNC.
   void sync(std::uint64_t offset, std::uint64_t len, bool wait) const noexcept;
 
