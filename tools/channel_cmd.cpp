@@ -41,12 +41,12 @@ void print_stats(const Channel& ch, bool json) {
     fmt::print(
         R"({{"path":"{}","capacity":{},"max_payload":{},"write_position":{},"next_channel_seq":{},"oldest_retained":{},"used_bytes":{},)"
         R"("records_written":{},"bytes_written":{},"abandoned_records":{},"abandoned_bytes":{},"corrupt_records":{},"corrupt_bytes":{},)"
-        R"("producer_waits":{},"full_rejections":{},"oversize_rejections":{},"live_producers":{},"consumers":[{}],)"
+        R"("producer_waits":{},"full_rejections":{},"oversize_rejections":{},"sync_failures":{},"live_producers":{},"consumers":[{}],)"
         R"("last_recovery":{{"ran":{},"salvaged":{},"dropped_records":{},"dropped_bytes":{},"abandoned_claims":{},"cursors_moved":{},"file_bytes_found":{}}}}})"
         "\n",
         ch.path().string(), s.capacity, s.max_payload, s.write_position, s.next_channel_seq, s.oldest_retained,
         s.used_bytes, s.records_written, s.bytes_written, s.abandoned_records, s.abandoned_bytes, s.corrupt_records,
-        s.corrupt_bytes, s.producer_waits, s.full_rejections, s.oversize_rejections, s.live_producers, consumers,
+        s.corrupt_bytes, s.producer_waits, s.full_rejections, s.oversize_rejections, s.sync_failures, s.live_producers, consumers,
         s.last_recovery.ran, s.last_recovery.records_salvaged, s.last_recovery.records_dropped,
         s.last_recovery.bytes_dropped, s.last_recovery.abandoned_claims, s.last_recovery.cursors_moved,
         s.last_recovery.file_bytes_found);
@@ -62,6 +62,8 @@ void print_stats(const Channel& ch, bool json) {
   fmt::print("corrupt      {} records ({} bytes) detected and skipped\n", s.corrupt_records, s.corrupt_bytes);
   fmt::print("full         {} producer waits, {} rejected appends; {} oversize rejected\n", s.producer_waits,
              s.full_rejections, s.oversize_rejections);
+  if (s.sync_failures != 0)
+    fmt::print("sync         {} msync calls FAILED: what they covered is not known to be on disk\n", s.sync_failures);
   fmt::print("producers    {} live\n", s.live_producers);
   fmt::print("consumers    {}\n", s.consumers.size());
   for (const auto& c : s.consumers)

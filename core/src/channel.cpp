@@ -27,6 +27,7 @@ std::string_view to_string(AppendStatus s) noexcept {
     case AppendStatus::kTooLarge: return "too large";
     case AppendStatus::kNoSlot: return "source table full";
     case AppendStatus::kBroken: return "channel file truncated";
+    case AppendStatus::kSyncFailed: return "written but not synced to disk (msync failed)";
   }
   return "unknown";
 }
@@ -54,10 +55,20 @@ ChannelState::~ChannelState() {
     sync_cv.notify_all();
     syncer.join();
   }
-  if (file.writable() && options.sync != SyncPolicy::kNone) sync_all(true);
+  if (file.writable() && options.sync != SyncPolicy::kNone) (void)sync_all(true);
 }
 
-void ChannelState::sync_all(bool wait) const noexcept { file.sync(0, file.size(), wait); }
+bool ChannelState::sync_all(bool wait) const noexcept {
+  if (file.sync(0, file.size(), wait) == 0) return true;
+  hdr->sync_failures.fetch_add(1, std::memory_order_relaxed);
+  return false;
+}
+
+bool ChannelState::sync_range(std::uint64_t offset, std::uint64_t len) const noexcept {
+  if (file.sync(offset, len, true) == 0) return true;
+  hdr->sync_failures.fetch_add(1, std::memory_order_relaxed);
+  return false;
+}
 
 void ChannelState::wake_consumers() noexcept {
   hdr->data_futex.fetch_add(1, std::memory_order_seq_cst);
@@ -388,7 +399,7 @@ void start_syncer(ChannelState& st) {
     std::unique_lock lock(st.sync_mu);
     while (!st.sync_cv.wait_for(lock, st.options.sync_interval, [&] { return st.stopping; })) {
       lock.unlock();
-      st.sync_all(true);
+      (void)st.sync_all(true);  // a failure is counted; the next tick writes the pages again
       lock.lock();
     }
   });
@@ -479,7 +490,11 @@ Channel Channel::create(const std::filesystem::path& path, const ChannelConfig& 
     h->consumer_slots = kConsumerSlots;
     h->layout_size = sizeof(Header);
     h->created_ns = realtime_ns(true);
-    file.sync(0, l.header_size, true);
+    if (const int err = file.sync(0, l.header_size, true); err != 0) {
+      std::error_code ignored;
+      std::filesystem::remove(tmp, ignored);
+      throw_errno(fmt::format("cannot write the header of {} to disk", path.string()), err);
+    }
   }
   std::error_code ec;
   if (std::filesystem::exists(path, ec)) {
@@ -511,7 +526,7 @@ Channel Channel::open_or_create(const std::filesystem::path& path, const Channel
 }
 
 const std::filesystem::path& Channel::path() const noexcept { return state_->file.path(); }
-void Channel::sync() const noexcept { state_->sync_all(true); }
+bool Channel::sync() const noexcept { return state_->sync_all(true); }
 
 bool Channel::remove_consumer(std::string_view name) {
   for (std::uint32_t i = 0; i < kConsumerSlots; ++i) {
@@ -634,6 +649,7 @@ ChannelStats Channel::stats() const {
   s.producer_waits = h->producer_waits.load();
   s.full_rejections = h->full_rejections.load();
   s.oversize_rejections = h->oversize_rejections.load();
+  s.sync_failures = h->sync_failures.load();
   s.last_recovery.ran = h->recovery_ns.load() != 0;
   s.last_recovery.records_salvaged = h->recovery_salvaged.load();
   s.last_recovery.records_dropped = h->recovery_dropped_records.load();

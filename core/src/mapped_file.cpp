@@ -7,9 +7,13 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <signal.h>
+
+#include <atomic>
 #include <boost/interprocess/file_mapping.hpp>
 #include <boost/interprocess/mapped_region.hpp>
 #include <cerrno>
+#include <mutex>
 #include <cstring>
 #include <utility>
 #include <fmt/format.h>
@@ -34,6 +38,71 @@ std::string describe_owner(const std::filesystem::path& path) {
                      st.st_mode & 07777, st.st_uid, st.st_gid, ::geteuid(), ::getegid());
 }
 
+// --- SIGBUS guard (see MappedFile::faulted) ---------------------------------------------
+struct GuardedRange {
+  std::atomic<std::uintptr_t> begin{0};  // 0: free slot
+  std::atomic<std::uintptr_t> end{0};
+  std::atomic<bool> faulted{false};
+};
+constexpr std::size_t kGuardSlots = 256;  // mappings guarded at once; more go unguarded
+constexpr std::uintptr_t kReserved = 1;   // `begin` of a slot being filled
+GuardedRange g_guarded[kGuardSlots];
+struct sigaction g_previous_sigbus {};
+std::uintptr_t g_page = 4096;
+
+void on_sigbus(int sig, siginfo_t* info, void* ctx) {
+  const auto at = reinterpret_cast<std::uintptr_t>(info->si_addr);
+  for (auto& r : g_guarded) {
+    const std::uintptr_t b = r.begin.load(std::memory_order_acquire), e = r.end.load(std::memory_order_acquire);
+    if (b <= kReserved || at < b || at >= e) continue;
+    const std::uintptr_t page = at & ~(g_page - 1);
+    // mmap is a plain system call: safe here in practice, if not on POSIX's list.
+    if (::mmap(reinterpret_cast<void*>(page), e - page, PROT_READ | PROT_WRITE,
+               MAP_FIXED | MAP_PRIVATE | MAP_ANONYMOUS, -1, 0) != MAP_FAILED) {
+      r.faulted.store(true, std::memory_order_release);
+      return;  // the faulting access runs again, on zero pages
+    }
+    break;
+  }
+  if ((g_previous_sigbus.sa_flags & SA_SIGINFO) != 0 && g_previous_sigbus.sa_sigaction != nullptr) {
+    g_previous_sigbus.sa_sigaction(sig, info, ctx);
+    return;
+  }
+  if (g_previous_sigbus.sa_handler != SIG_DFL && g_previous_sigbus.sa_handler != SIG_IGN &&
+      g_previous_sigbus.sa_handler != nullptr) {
+    g_previous_sigbus.sa_handler(sig);
+    return;
+  }
+  ::signal(SIGBUS, SIG_DFL);  // not ours: the access faults again and the process dies as usual
+}
+
+// Guards [begin, begin+size); returns the slot, or kGuardSlots when the table is full.
+std::size_t guard(const void* begin, std::uint64_t size) noexcept {
+  static std::once_flag installed;
+  std::call_once(installed, [] {
+    g_page = static_cast<std::uintptr_t>(::sysconf(_SC_PAGESIZE));
+    struct sigaction sa {};
+    sa.sa_sigaction = on_sigbus;
+    sa.sa_flags = SA_SIGINFO | SA_NODEFER;
+    sigemptyset(&sa.sa_mask);
+    ::sigaction(SIGBUS, &sa, &g_previous_sigbus);
+  });
+  const auto b = reinterpret_cast<std::uintptr_t>(begin);
+  for (std::size_t i = 0; i < kGuardSlots; ++i) {
+    std::uintptr_t expected = 0;
+    if (!g_guarded[i].begin.compare_exchange_strong(expected, kReserved, std::memory_order_acquire)) continue;
+    g_guarded[i].end.store(b + size, std::memory_order_relaxed);
+    g_guarded[i].faulted.store(false, std::memory_order_relaxed);
+    g_guarded[i].begin.store(b, std::memory_order_release);
+    return i;
+  }
+  return kGuardSlots;
+}
+
+void unguard(std::size_t slot) noexcept {
+  if (slot < kGuardSlots) g_guarded[slot].begin.store(0, std::memory_order_release);
+}
+
 }  // namespace
 
 struct MappedFile::Impl {
@@ -42,6 +111,9 @@ struct MappedFile::Impl {
   bip::file_mapping mapping;
   bip::mapped_region region;
   bool writable = false;
+  std::size_t guard_slot = kGuardSlots;
+
+  ~Impl() { unguard(guard_slot); }
 };
 
 MappedFile::MappedFile(std::unique_ptr<Impl> impl) noexcept : impl_(std::move(impl)) {}
@@ -70,8 +142,9 @@ MappedFile MappedFile::create(const std::filesystem::path& path, std::uint64_t s
     throw_errno(fmt::format("cannot give {} to group {}", path.string(), *opts.group), errno);
   if (const int err = ::posix_fallocate(fd.get(), 0, static_cast<off_t>(size)); err != 0)
     throw_errno(fmt::format("cannot preallocate {} bytes for {} (is the disk full?)", size, path.string()), err);
+  MappedFile f = open(path, Access::kReadWrite);
   keep = true;
-  return open(path, Access::kReadWrite);
+  return f;
 }
 
 MappedFile MappedFile::open(const std::filesystem::path& path, Access access) {
@@ -101,6 +174,7 @@ MappedFile MappedFile::open(const std::filesystem::path& path, Access access) {
     throw Error(fmt::format("cannot map {}: {}", path.string(), e.what()));
   }
   impl->fd = std::move(fd);
+  impl->guard_slot = guard(impl->region.get_address(), impl->region.get_size());
   return MappedFile(std::move(impl));
 }
 
@@ -109,7 +183,12 @@ std::uint64_t MappedFile::size() const noexcept { return impl_->region.get_size(
 const std::filesystem::path& MappedFile::path() const noexcept { return impl_->path; }
 bool MappedFile::writable() const noexcept { return impl_->writable; }
 
+bool MappedFile::faulted() const noexcept {
+  return impl_->guard_slot < kGuardSlots && g_guarded[impl_->guard_slot].faulted.load(std::memory_order_acquire);
+}
+
 bool MappedFile::intact() const noexcept {
+  if (faulted()) return false;
   struct stat st {};
   if (::fstat(impl_->fd.get(), &st) != 0) return false;
   return static_cast<std::uint64_t>(st.st_size) >= size();
@@ -119,19 +198,22 @@ void MappedFile::extend(std::uint64_t size) {
   const auto& path = impl_->path;
   if (const int err = ::posix_fallocate(impl_->fd.get(), 0, static_cast<off_t>(size)); err != 0)
     throw_errno(fmt::format("cannot extend {} to {} bytes (is the disk full?)", path.string(), size), err);
+  unguard(impl_->guard_slot);
+  impl_->guard_slot = kGuardSlots;
   try {
     impl_->region = bip::mapped_region(impl_->mapping, bip::read_write, 0, static_cast<std::size_t>(size));
   } catch (const bip::interprocess_exception& e) {
     throw Error(fmt::format("cannot map {}: {}", path.string(), e.what()));
   }
+  impl_->guard_slot = guard(impl_->region.get_address(), impl_->region.get_size());
 }
 
-void MappedFile::sync(std::uint64_t offset, std::uint64_t len, bool wait) const noexcept {
+int MappedFile::sync(std::uint64_t offset, std::uint64_t len, bool wait) const noexcept {
   const std::uint64_t page = static_cast<std::uint64_t>(::sysconf(_SC_PAGESIZE));
   const std::uint64_t begin = offset / page * page;
   const std::uint64_t end = std::min(size(), (offset + len + page - 1) / page * page);
-  if (end <= begin) return;
-  ::msync(data() + begin, end - begin, wait ? MS_SYNC : MS_ASYNC);
+  if (end <= begin) return 0;
+  return ::msync(data() + begin, end - begin, wait ? MS_SYNC : MS_ASYNC) == 0 ? 0 : errno;
 }
 
 bool MappedFile::try_lock_exclusive() const noexcept { return ::flock(impl_->fd.get(), LOCK_EX | LOCK_NB) == 0; }

@@ -128,9 +128,10 @@ struct Producer::Impl {
     h->crc = record_crc(st->crc, pos, h, static_cast<std::uint32_t>(payload.size()));
   }
 
-  // `src`: the source-table slot this transaction updated (synced with the records).
-  void finish(std::uint64_t first_pos, std::uint64_t end_pos, std::uint64_t n, std::uint64_t payload_bytes,
-              const SourceSlot* src = nullptr) noexcept {
+  // `src`: the source-table slot this transaction updated (synced with the records). Returns
+  // kSyncFailed if every-commit could not make the transaction durable.
+  AppendStatus finish(std::uint64_t first_pos, std::uint64_t end_pos, std::uint64_t n, std::uint64_t payload_bytes,
+                      const SourceSlot* src = nullptr) noexcept {
     Header* h = st->hdr;
     // Dekker pair with Consumer::wait: publish, then check for a sleeping consumer.
     if (st->store_then_check(st->header_at(first_pos)->tag, make_tag(first_pos, kRecordTag), h->data_waiters))
@@ -140,17 +141,21 @@ struct Producer::Impl {
     slot->records.store(records, std::memory_order_relaxed);
     slot->bytes.store(bytes, std::memory_order_relaxed);
     slot->claim_len.store(0, std::memory_order_release);
-    if (st->options.sync == SyncPolicy::kEveryCommit) {
-      // What a reader needs after a power loss: the pad that leads to the records (without
-      // it the lap ends in garbage), the records, the write head, the source's checkpoint.
-      const auto data_off = static_cast<std::uint64_t>(st->data - st->file.data());
-      if (pad_at != kNoPad) st->file.sync(data_off + (pad_at & st->mask), sizeof(std::uint64_t), true);
-      st->file.sync(data_off + (first_pos & st->mask), end_pos - first_pos, true);
-      st->file.sync(0, sizeof(Header), true);
-      if (src != nullptr)
-        st->file.sync(static_cast<std::uint64_t>(reinterpret_cast<const std::byte*>(src) - st->file.data()),
-                      sizeof(SourceSlot), true);
-    }
+    // The file was cut under us and these records went to zero pages (MappedFile::faulted).
+    if (st->file.faulted()) [[unlikely]] return AppendStatus::kBroken;
+    if (st->options.sync != SyncPolicy::kEveryCommit) return AppendStatus::kOk;
+    // What a reader needs after a power loss: the pad that leads to the records (recovery
+    // would rebuild it, but it costs one msync per lap), the records, the write head, the
+    // source's checkpoint.
+    const auto data_off = static_cast<std::uint64_t>(st->data - st->file.data());
+    bool ok = true;
+    if (pad_at != kNoPad) ok &= st->sync_range(data_off + (pad_at & st->mask), sizeof(std::uint64_t));
+    ok &= st->sync_range(data_off + (first_pos & st->mask), end_pos - first_pos);
+    ok &= st->sync_range(0, sizeof(Header));
+    if (src != nullptr)
+      ok &= st->sync_range(static_cast<std::uint64_t>(reinterpret_cast<const std::byte*>(src) - st->file.data()),
+                           sizeof(SourceSlot));
+    return ok ? AppendStatus::kOk : AppendStatus::kSyncFailed;
   }
 };
 
@@ -169,8 +174,7 @@ AppendStatus Producer::append(EventId id, std::span<const std::byte> payload) no
   std::uint64_t pos = 0, seq = 0;
   if (const AppendStatus s = p.reserve(size, 1, pos, seq); s != AppendStatus::kOk) return s;
   p.write(pos, seq, realtime_ns(p.opts.precise_timestamps), id, payload);
-  p.finish(pos, pos + size, 1, payload.size());
-  return AppendStatus::kOk;
+  return p.finish(pos, pos + size, 1, payload.size());
 }
 
 AppendStatus Producer::append_batch(std::span<const Event> events, const SourcePosition* state) noexcept {
@@ -239,14 +243,14 @@ AppendStatus Producer::append_batch(std::span<const Event> events, const SourceP
     q -= record_size(events[i].payload.size());
     st.header_at(q)->tag.store(make_tag(q, kRecordTag), std::memory_order_release);
   }
-  p.finish(pos, pos + total, events.size(), payload_bytes, src);
+  const AppendStatus durable = p.finish(pos, pos + total, events.size(), payload_bytes, src);
   if (src != nullptr)
     write_state([&] {
       src->next_sequence.store(state->next_sequence, std::memory_order_release);
       src->position.store(state->position, std::memory_order_release);
       src->pending_at.store(0, std::memory_order_release);
     });
-  return AppendStatus::kOk;
+  return durable;
 }
 
 AppendStatus Producer::claim(EventId id, std::size_t size, Claim& out) noexcept {
@@ -271,8 +275,8 @@ AppendStatus Producer::claim(EventId id, std::size_t size, Claim& out) noexcept 
   return AppendStatus::kOk;
 }
 
-void Producer::publish(Claim& c) noexcept {
-  if (c.header_ == nullptr) return;
+AppendStatus Producer::publish(Claim& c) noexcept {
+  if (c.header_ == nullptr) return AppendStatus::kOk;
   Impl& p = *impl_;
   auto* h = reinterpret_cast<RecordHeader*>(c.header_);
   const auto len = static_cast<std::uint32_t>(c.payload_.size());
@@ -281,8 +285,8 @@ void Producer::publish(Claim& c) noexcept {
   h->source_id = c.id_.source_id;
   h->source_seq = c.id_.sequence;
   h->crc = record_crc(p.st->crc, c.position_, h, len);
-  p.finish(c.position_, c.position_ + record_size(len), 1, len);
   c.header_ = nullptr;
+  return p.finish(c.position_, c.position_ + record_size(len), 1, len);
 }
 
 Producer Channel::producer(const ProducerOptions& options) {

@@ -306,6 +306,11 @@ std::string Agent::prometheus() const {
                  [](const core::ChannelStats& st) { return st.full_rejections; });
   channel_family("tributary_channel_producer_waits_total", "counter", "Producer sleeps on a full channel",
                  [](const core::ChannelStats& st) { return st.producer_waits; });
+  channel_family("tributary_channel_corrupt_records_total", "counter", "Records found corrupt and never delivered",
+                 [](const core::ChannelStats& st) { return st.corrupt_records; });
+  channel_family("tributary_channel_sync_failures_total", "counter",
+                 "msync calls that failed: what they covered is not known to be on disk",
+                 [](const core::ChannelStats& st) { return st.sync_failures; });
   return p.text();
 }
 

@@ -92,7 +92,7 @@ int claim(char** a) {
   say("claimed");
   int sig = 0;
   sigwait(&set, &sig);
-  p.publish(c);
+  if (p.publish(c) != AppendStatus::kOk) return 1;
   say("published");
   return 0;
 }

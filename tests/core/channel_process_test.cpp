@@ -2,6 +2,10 @@
 // killed with SIGKILL at the worst moments.
 #include <gtest/gtest.h>
 
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <fstream>
 #include <random>
 #include <thread>
 
@@ -200,6 +204,68 @@ TEST(ChannelProcessTest, CollectorKilledAtRandomResumesFromTheSourceTableWithout
   ASSERT_TRUE(sp.has_value());
   EXPECT_EQ(sp->next_sequence, kCount);
   EXPECT_GE(kills, 1);
+}
+
+// A file cut short under a running writer: its next write lands past the end of the file,
+// which is SIGBUS. The writer must survive, refuse the append (kBroken) and say so; the next
+// opener grows the file back and keeps every record before the cut.
+TEST(ChannelProcessTest, AFileTruncatedUnderAWriterIsReportedNotACrash) {
+  TempDir dir;
+  const auto path = dir / "a.chan";
+  std::uint64_t data_offset = 0;
+  {
+    Channel ch = Channel::create(path, config(256 * 1024));
+    Consumer keep = ch.consumer("reader");  // holds every record: nothing is overwritten
+    std::ifstream f(path, std::ios::binary);
+    f.seekg(12);  // Header::header_size: where the data region starts
+    std::uint32_t v = 0;
+    f.read(reinterpret_cast<char*>(&v), sizeof v);
+    data_offset = v;
+  }
+  int ready[2], go[2];
+  ASSERT_EQ(::pipe(ready), 0);
+  ASSERT_EQ(::pipe(go), 0);
+  const pid_t pid = ::fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {  // the writer
+    int code = 0;
+    {
+      Channel ch = Channel::open(path);
+      Producer p = ch.producer({FullPolicy::kFailFast});
+      for (std::uint64_t i = 0; i < 100; ++i)
+        if (p.append({1, i}, payload_for(1, i, 200)) != AppendStatus::kOk) ::_exit(10);
+      char b = 'r';
+      (void)!::write(ready[1], &b, 1);
+      (void)!::read(go[0], &b, 1);  // the parent has cut the file
+      std::uint64_t i = 100;
+      for (; i < 2000; ++i)
+        if (p.append({1, i}, payload_for(1, i, 200)) != AppendStatus::kOk) break;
+      code = i < 2000 && p.append({1, i}, payload_for(1, i, 200)) == AppendStatus::kBroken ? 0 : 11;
+      (void)!::write(ready[1], &i, sizeof i);  // the first append refused
+    }
+    ::_exit(code);
+  }
+  char b = 0;
+  ASSERT_EQ(::read(ready[0], &b, 1), 1);
+  // Cut at a page boundary past the 100 records (248 bytes each): a write beyond it faults.
+  const std::uint64_t cut = data_offset + 7 * 4096;
+  const std::uint64_t whole = 7 * 4096 / 248;  // records that fit before the cut
+  std::filesystem::resize_file(path, cut);
+  ASSERT_EQ(::write(go[1], &b, 1), 1);
+  int status = 0;
+  ASSERT_EQ(::waitpid(pid, &status, 0), pid);
+  ASSERT_FALSE(WIFSIGNALED(status)) << "the writer died of signal " << WTERMSIG(status);
+  ASSERT_EQ(WEXITSTATUS(status), 0) << "10: could not write before the cut; 11: no kBroken after it";
+  std::uint64_t refused = 0;
+  ASSERT_EQ(::read(ready[0], &refused, sizeof refused), static_cast<ssize_t>(sizeof refused));
+  EXPECT_EQ(refused, whole) << "the first append that crossed the cut is the one refused";
+
+  Channel ch = Channel::open(path);
+  EXPECT_EQ(ch.stats().last_recovery.file_bytes_found, cut);
+  Consumer c = ch.consumer("reader");
+  const auto seen = drain(c, 2000, 200ms);
+  ASSERT_EQ(seen.size(), whole) << "every acknowledged record, all before the cut";
+  for (std::uint64_t i = 0; i < seen.size(); ++i) EXPECT_EQ(seen[i].payload, payload_for(1, i, 200));
 }
 
 }  // namespace

@@ -286,7 +286,7 @@ TEST(ChannelTest, ZeroCopyClaimIsInvisibleUntilPublished) {
   ASSERT_EQ(other.append({6, 0}, "after"), AppendStatus::kOk);
   std::vector<Record> buf(4);
   EXPECT_EQ(c.poll(buf), 0u) << "the unpublished claim blocks what follows, in order";
-  p.publish(claim);
+  ASSERT_EQ(p.publish(claim), AppendStatus::kOk);
   auto got = drain(c, 2);
   ASSERT_EQ(got.size(), 2u);
   EXPECT_EQ(got[0].payload, "zero-copy!!");

@@ -136,6 +136,7 @@ struct alignas(kCacheLine) Header {
   std::atomic<std::uint64_t> producer_waits;
   std::atomic<std::uint64_t> full_rejections;
   std::atomic<std::uint64_t> oversize_rejections;
+  std::atomic<std::uint64_t> sync_failures;  // msync calls that failed (data not known durable)
 
   // --- last recovery ---
   alignas(kCacheLine) std::atomic<std::int64_t> recovery_ns;
@@ -199,7 +200,10 @@ struct ChannelState {
   // it (false if another consumer did first). `exclusive` (recovery) overwrites whatever is
   // there, a torn record included.
   bool close_region(std::uint64_t from, std::uint64_t to, TagKind kind, bool exclusive) noexcept;
-  void sync_all(bool wait) const noexcept;
+  // msync of the whole file; false (and counted in the header) if it failed.
+  bool sync_all(bool wait) const noexcept;
+  // msync of [offset, offset+len) of the file; false (and counted) if it failed.
+  bool sync_range(std::uint64_t offset, std::uint64_t len) const noexcept;
   void wake_consumers() noexcept;
   void wake_producers() noexcept;
 

@@ -206,8 +206,10 @@ Emitter::Result Emitter::emit(std::span<const std::span<const char>> events, Sou
   for (std::size_t c = done_channels_; c < producers_.size(); ++c) {
     const core::AppendStatus st = producers_[c].append_batch(batch_);
     if (st == core::AppendStatus::kOk) continue;
-    if (st == core::AppendStatus::kFull || st == core::AppendStatus::kTimeout) {
-      if (!refused_ && log_) log_("warn", fmt::format("channel full: holding {} events until there is room", events.size()));
+    if (st == core::AppendStatus::kFull || st == core::AppendStatus::kTimeout || st == core::AppendStatus::kSyncFailed) {
+      // kSyncFailed: in the channel but not known durable; appended again (same identities).
+      if (!refused_ && log_)
+        log_("warn", fmt::format("{}: holding {} events and retrying", core::to_string(st), events.size()));
       done_channels_ = c;
       refused_ = true;
       refused_at_ = std::chrono::steady_clock::now();

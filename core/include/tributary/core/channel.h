@@ -90,7 +90,11 @@ enum class AppendStatus : std::uint8_t {
   kTimeout,   // no space within the producer's max wait
   kTooLarge,  // payload > max_payload, or a batch larger than a quarter of the ring
   kNoSlot,    // source table full (only when a source position is given)
-  kBroken,    // the file was truncated under us
+  kBroken,    // the file was truncated under us: reopen it (recovery grows it back)
+  // every-commit only: the records are in the channel (consumers may read them) but msync
+  // failed, so they are not known to be on disk. Do not acknowledge them upstream: append
+  // them again (same identities; downstream drops the duplicates), as for kFull.
+  kSyncFailed,
 };
 [[nodiscard]] std::string_view to_string(AppendStatus s) noexcept;
 
@@ -164,6 +168,7 @@ struct ChannelStats {
   std::uint64_t producer_waits = 0;   // futex sleeps on a full channel
   std::uint64_t full_rejections = 0;  // kFull / kTimeout returned
   std::uint64_t oversize_rejections = 0;
+  std::uint64_t sync_failures = 0;  // msync calls that failed: what they covered is not known durable
   std::uint32_t live_producers = 0;
   std::vector<ConsumerInfo> consumers;
   RecoveryReport last_recovery;
@@ -209,7 +214,8 @@ class Producer {
     EventId id_;
   };
   [[nodiscard]] AppendStatus claim(EventId id, std::size_t size, Claim& out) noexcept;
-  void publish(Claim& claim) noexcept;
+  // kOk, or kSyncFailed (every-commit: published but not known durable).
+  [[nodiscard]] AppendStatus publish(Claim& claim) noexcept;
 
  private:
   friend class Channel;
@@ -287,8 +293,8 @@ class Channel {
 
   [[nodiscard]] ChannelStats stats() const;
   [[nodiscard]] const std::filesystem::path& path() const noexcept;
-  // Flushes the mapping to disk now (MS_SYNC).
-  void sync() const noexcept;
+  // Flushes the mapping to disk now (MS_SYNC). False if msync failed (counted in stats()).
+  bool sync() const noexcept;
 
  private:
   explicit Channel(std::shared_ptr<detail::ChannelState> state) noexcept;

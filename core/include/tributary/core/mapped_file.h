@@ -37,17 +37,25 @@ class MappedFile {
   [[nodiscard]] const std::filesystem::path& path() const noexcept;
   [[nodiscard]] bool writable() const noexcept;
 
-  // False when the file on disk is now shorter than the mapping (someone truncated it):
-  // touching the lost pages would raise SIGBUS, so callers check this before blocking waits
-  // and on open, and report instead of crashing.
+  // False when the file on disk is now shorter than the mapping (someone truncated it), or
+  // when a touch of the lost pages already raised SIGBUS (see faulted()).
   [[nodiscard]] bool intact() const noexcept;
+
+  // True once this process touched a page of the mapping that the file no longer backs. The
+  // SIGBUS that raises is caught: a process-wide handler (signals are process-wide, so its
+  // table of guarded mappings is the one piece of global state in core) maps zero pages over
+  // the rest of the mapping so the access completes, and marks the mapping faulted; the
+  // channel then refuses appends (kBroken) instead of the process dying. Faults outside any
+  // guarded mapping go to the handler that was installed before, or kill as usual.
+  [[nodiscard]] bool faulted() const noexcept;
 
   // Grows the file to `size` bytes (zeros, preallocated) and maps it whole again: pointers
   // into the old mapping are invalid afterwards. For a channel file found truncated.
   void extend(std::uint64_t size);
 
-  // msync of [offset, offset+len) (page-aligned outward); `wait` selects MS_SYNC.
-  void sync(std::uint64_t offset, std::uint64_t len, bool wait) const noexcept;
+  // msync of [offset, offset+len) (page-aligned outward); `wait` selects MS_SYNC. Returns 0,
+  // or the errno of a failed msync (EIO: the disk did not take the pages; ENOMEM, ...).
+  [[nodiscard]] int sync(std::uint64_t offset, std::uint64_t len, bool wait) const noexcept;
 
   // Advisory whole-file locks (flock), released by the kernel when the process dies.
   [[nodiscard]] bool try_lock_exclusive() const noexcept;
