@@ -114,7 +114,15 @@ Outcome Analyzer::process(core::EventId id, std::string_view payload, std::int64
   }
   for (std::size_t g = 0; g < spec_.groupings.size(); ++g) {
     build_key(spec_.groupings[g].key);
-    ++totals_[g][key_];
+    auto& totals = totals_[g];
+    if (const auto it = totals.find(key_); it != totals.end()) {
+      ++it->second;
+    } else if (totals.size() < spec_.groupings[g].max_groups) {
+      totals.emplace(key_, 1);
+    } else {
+      ++totals[std::string(kOtherKey)];
+      ++stats_.overflowed;
+    }
   }
   for (std::size_t w = 0; w < spec_.windows.size(); ++w) {
     build_key(spec_.windows[w].key);
@@ -126,8 +134,8 @@ Outcome Analyzer::process(core::EventId id, std::string_view payload, std::int64
 
 std::string Analyzer::serialize(std::string_view position) const {
   std::string out = fmt::format("tributary-analyzer 1\nposition\t{}\n", escape(position));
-  out += fmt::format("stats\t{}\t{}\t{}\t{}\t{}\n", stats_.counted, stats_.filtered, stats_.duplicates,
-                     stats_.rejected, stats_.late);
+  out += fmt::format("stats\t{}\t{}\t{}\t{}\t{}\t{}\n", stats_.counted, stats_.filtered, stats_.duplicates,
+                     stats_.rejected, stats_.late, stats_.overflowed);
   for (const auto& [reason, n] : stats_.rejected_by_reason) out += fmt::format("reject\t{}\t{}\n", escape(reason), n);
   for (const auto& [reason, v] : stats_.samples)
     for (const auto& s : v) out += fmt::format("sample\t{}\t{}\n", escape(reason), escape(s));
@@ -173,12 +181,13 @@ std::string Analyzer::restore(std::string_view state) {
     const auto c = cols(line);
     if (c[0] == "position" && c.size() == 2) {
       position = unescape(c[1]);
-    } else if (c[0] == "stats" && (c.size() == 5 || c.size() == 6)) {
+    } else if (c[0] == "stats" && c.size() >= 5 && c.size() <= 7) {
       stats.counted = num(c[1], line);
       stats.filtered = num(c[2], line);
       stats.duplicates = num(c[3], line);
       stats.rejected = num(c[4], line);
-      if (c.size() == 6) stats.late = num(c[5], line);
+      if (c.size() >= 6) stats.late = num(c[5], line);
+      if (c.size() == 7) stats.overflowed = num(c[6], line);
     } else if (c[0] == "reject" && c.size() == 3) {
       stats.rejected_by_reason[unescape(c[1])] = num(c[2], line);
     } else if (c[0] == "sample" && c.size() == 3) {

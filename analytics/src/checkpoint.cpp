@@ -58,8 +58,11 @@ void write_checkpoint(const std::filesystem::path& path, const std::string& payl
 }
 
 std::optional<std::string> read_checkpoint(const std::filesystem::path& path) {
+  std::error_code ec;
+  if (!std::filesystem::exists(path, ec) && !ec) return std::nullopt;  // no checkpoint yet: a fresh start
   std::ifstream f(path, std::ios::binary);
-  if (!f) return std::nullopt;
+  // One that exists but cannot be read (permissions, I/O) is an error, never a silent reset.
+  if (!f) core::throw_errno(fmt::format("cannot read the checkpoint {}", path.string()), errno != 0 ? errno : EIO);
   char magic[8];
   std::uint64_t len = 0;
   std::uint32_t crc = 0;

@@ -174,7 +174,7 @@ AnalyzeConfigResult load_analyze_config(const fs::path& file) {
     for (const auto& n : *outs) {
       const toml::table* t = n.as_table();
       if (t == nullptr) continue;
-      known(*t, "outputs", {"name", "by", "file", "header", "pad", "share"});
+      known(*t, "outputs", {"name", "by", "file", "header", "pad", "share", "max_groups"});
       OutputSpec o;
       o.name = str(*t, "outputs", "name", true);
       o.by = str(*t, "outputs", "by", true);
@@ -182,6 +182,11 @@ AnalyzeConfigResult load_analyze_config(const fs::path& file) {
       o.header = str(*t, "outputs", "header", false, o.by + ",count,share");
       o.pad = static_cast<std::size_t>(t->get("pad") ? t->get("pad")->value_or<std::int64_t>(0) : 0);
       o.share = t->get("share") ? t->get("share")->value_or(true) : true;
+      if (const toml::node* mg = t->get("max_groups")) {
+        const std::int64_t v = mg->value_or<std::int64_t>(0);
+        if (v < 1) err(mg, "outputs.max_groups", "must be a whole number of at least 1");
+        o.max_groups = static_cast<std::size_t>(std::max<std::int64_t>(v, 1));
+      }
       if (!names.count(o.by) && !joined.count(o.by))
         err(t->get("by"), "outputs.by", fmt::format("'{}' is neither a field nor a joined column", o.by));
       c.outputs.push_back(std::move(o));
@@ -322,7 +327,7 @@ struct AnalyzeJob::Impl {
       info(fmt::format("dimension table {}: {} rows ({} rejected)", cfg.join_file.string(), table.rows(),
                        table.rejected_rows()));
     }
-    for (const OutputSpec& o : cfg.outputs) spec.groupings.push_back({o.name, {key_part(o.by, o.pad)}});
+    for (const OutputSpec& o : cfg.outputs) spec.groupings.push_back({o.name, {key_part(o.by, o.pad)}, o.max_groups});
     for (const WindowOutputSpec& w : cfg.windows) {
       AnalyzerSpec::Window ws;
       ws.name = w.name;
@@ -496,8 +501,9 @@ struct AnalyzeJob::Impl {
       const auto& totals = analyzer->totals(g);
       std::string text = o.header + "\n";
       auto row = [&](const std::string& key, std::uint64_t n) {
-        text += o.share ? fmt::format("{},{},{:.4f}\n", key, n, total == 0 ? 0.0 : double(n) / double(total))
-                        : fmt::format("{},{}\n", key, n);
+        csv_cell(text, key);  // event text: a comma, quote or newline in it must not break the file
+        text += o.share ? fmt::format(",{},{:.4f}\n", n, total == 0 ? 0.0 : double(n) / double(total))
+                        : fmt::format(",{}\n", n);
       };
       std::set<std::string> done;
       if (const auto order = cfg.label_order.find(o.by); order != cfg.label_order.end()) {
@@ -529,10 +535,11 @@ struct AnalyzeJob::Impl {
     }
     write_window_snapshots();
     write_file(cfg.state_dir / "status.json",
-               fmt::format(R"({{"counted":{},"filtered":{},"rejected":{},"duplicates":{},"late":{},)"
+               fmt::format(R"({{"counted":{},"filtered":{},"rejected":{},"duplicates":{},"late":{},"overflowed":{},)"
                            R"("rejected_by_reason":{{{}}},"windows":{{{}}},"sources":[{}]}})"
                            "\n",
-                           s.counted, s.filtered, s.rejected, s.duplicates, s.late, reasons, windows, sources));
+                           s.counted, s.filtered, s.rejected, s.duplicates, s.late, s.overflowed, reasons, windows,
+                           sources));
   }
 
   // ---- windows: closed rows appended exactly once, late and open rows as snapshots

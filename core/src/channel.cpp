@@ -446,6 +446,8 @@ std::shared_ptr<ChannelState> open_state(const std::filesystem::path& path, cons
   if (exclusive && !fresh) {
     recover(*st);
     st->hdr->recovery_file_bytes.store(found);
+    if (st->file.faulted())  // the file shrank while recovery read it: what it wrote is not to be trusted
+      throw Error(fmt::format("{} was truncated while it was being recovered; open it again", path.string()));
   }
   if (!options.read_only) st->file.lock_shared();  // downgrade (or wait for a recovering opener)
   start_syncer(*st);

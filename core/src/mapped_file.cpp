@@ -14,6 +14,7 @@
 #include <boost/interprocess/mapped_region.hpp>
 #include <cerrno>
 #include <mutex>
+#include <span>
 #include <cstring>
 #include <utility>
 #include <fmt/format.h>
@@ -42,6 +43,7 @@ std::string describe_owner(const std::filesystem::path& path) {
 struct GuardedRange {
   std::atomic<std::uintptr_t> begin{0};  // 0: free slot
   std::atomic<std::uintptr_t> end{0};
+  std::atomic<int> fd{-1};               // the mapped file: is the faulting page past its end?
   std::atomic<bool> faulted{false};
 };
 constexpr std::size_t kGuardSlots = 256;  // mappings guarded at once; more go unguarded
@@ -52,10 +54,17 @@ std::uintptr_t g_page = 4096;
 
 void on_sigbus(int sig, siginfo_t* info, void* ctx) {
   const auto at = reinterpret_cast<std::uintptr_t>(info->si_addr);
-  for (auto& r : g_guarded) {
-    const std::uintptr_t b = r.begin.load(std::memory_order_acquire), e = r.end.load(std::memory_order_acquire);
-    if (b <= kReserved || at < b || at >= e) continue;
+  // Only a nonexistent page of the object (BUS_ADRERR) past the file's end is a truncation; a
+  // hardware or I/O error (BUS_MCEERR_*, BUS_OBJERR) or a SIGBUS sent by kill must not be
+  // papered over with zeros.
+  for (auto& r : info->si_code == BUS_ADRERR ? g_guarded : std::span<GuardedRange>{}) {
+    const std::uintptr_t b = r.begin.load(std::memory_order_acquire);
+    const std::uintptr_t e = r.end.load(std::memory_order_acquire);
+    const int fd = r.fd.load(std::memory_order_acquire);
+    if (b <= kReserved || at < b || at >= e || r.begin.load(std::memory_order_acquire) != b) continue;
     const std::uintptr_t page = at & ~(g_page - 1);
+    struct stat st {};
+    if (::fstat(fd, &st) != 0 || static_cast<std::uintptr_t>(st.st_size) > page - b) break;  // backed: not ours
     // mmap is a plain system call: safe here in practice, if not on POSIX's list.
     if (::mmap(reinterpret_cast<void*>(page), e - page, PROT_READ | PROT_WRITE,
                MAP_FIXED | MAP_PRIVATE | MAP_ANONYMOUS, -1, 0) != MAP_FAILED) {
@@ -76,8 +85,9 @@ void on_sigbus(int sig, siginfo_t* info, void* ctx) {
   ::signal(SIGBUS, SIG_DFL);  // not ours: the access faults again and the process dies as usual
 }
 
-// Guards [begin, begin+size); returns the slot, or kGuardSlots when the table is full.
-std::size_t guard(const void* begin, std::uint64_t size) noexcept {
+// Guards [begin, begin+size) of the file open as `fd`; returns the slot, or kGuardSlots when
+// the table is full.
+std::size_t guard(const void* begin, std::uint64_t size, int fd) noexcept {
   static std::once_flag installed;
   std::call_once(installed, [] {
     g_page = static_cast<std::uintptr_t>(::sysconf(_SC_PAGESIZE));
@@ -92,6 +102,7 @@ std::size_t guard(const void* begin, std::uint64_t size) noexcept {
     std::uintptr_t expected = 0;
     if (!g_guarded[i].begin.compare_exchange_strong(expected, kReserved, std::memory_order_acquire)) continue;
     g_guarded[i].end.store(b + size, std::memory_order_relaxed);
+    g_guarded[i].fd.store(fd, std::memory_order_relaxed);
     g_guarded[i].faulted.store(false, std::memory_order_relaxed);
     g_guarded[i].begin.store(b, std::memory_order_release);
     return i;
@@ -174,7 +185,7 @@ MappedFile MappedFile::open(const std::filesystem::path& path, Access access) {
     throw Error(fmt::format("cannot map {}: {}", path.string(), e.what()));
   }
   impl->fd = std::move(fd);
-  impl->guard_slot = guard(impl->region.get_address(), impl->region.get_size());
+  impl->guard_slot = guard(impl->region.get_address(), impl->region.get_size(), impl->fd.get());
   return MappedFile(std::move(impl));
 }
 
@@ -205,7 +216,7 @@ void MappedFile::extend(std::uint64_t size) {
   } catch (const bip::interprocess_exception& e) {
     throw Error(fmt::format("cannot map {}: {}", path.string(), e.what()));
   }
-  impl_->guard_slot = guard(impl_->region.get_address(), impl_->region.get_size());
+  impl_->guard_slot = guard(impl_->region.get_address(), impl_->region.get_size(), impl_->fd.get());
 }
 
 int MappedFile::sync(std::uint64_t offset, std::uint64_t len, bool wait) const noexcept {

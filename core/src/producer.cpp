@@ -133,6 +133,14 @@ struct Producer::Impl {
   AppendStatus finish(std::uint64_t first_pos, std::uint64_t end_pos, std::uint64_t n, std::uint64_t payload_bytes,
                       const SourceSlot* src = nullptr) noexcept {
     Header* h = st->hdr;
+    if (st->file.faulted()) [[unlikely]] {
+      // The file was cut under us and these records went (partly) to zero pages
+      // (MappedFile::faulted): never publish them; close the reservation so readers skip it.
+      st->close_region(first_pos, end_pos, kSkipTag, false);
+      slot->claim_len.store(0, std::memory_order_release);
+      st->wake_consumers();
+      return AppendStatus::kBroken;
+    }
     // Dekker pair with Consumer::wait: publish, then check for a sleeping consumer.
     if (st->store_then_check(st->header_at(first_pos)->tag, make_tag(first_pos, kRecordTag), h->data_waiters))
       st->wake_consumers();
@@ -141,8 +149,6 @@ struct Producer::Impl {
     slot->records.store(records, std::memory_order_relaxed);
     slot->bytes.store(bytes, std::memory_order_relaxed);
     slot->claim_len.store(0, std::memory_order_release);
-    // The file was cut under us and these records went to zero pages (MappedFile::faulted).
-    if (st->file.faulted()) [[unlikely]] return AppendStatus::kBroken;
     if (st->options.sync != SyncPolicy::kEveryCommit) return AppendStatus::kOk;
     // What a reader needs after a power loss: the pad that leads to the records (recovery
     // would rebuild it, but it costs one msync per lap), the records, the write head, the
@@ -244,7 +250,9 @@ AppendStatus Producer::append_batch(std::span<const Event> events, const SourceP
     st.header_at(q)->tag.store(make_tag(q, kRecordTag), std::memory_order_release);
   }
   const AppendStatus durable = p.finish(pos, pos + total, events.size(), payload_bytes, src);
-  if (src != nullptr)
+  // Only a durable, published batch moves the checkpoint. Otherwise the pending entry stays:
+  // it counts exactly when the batch's first record is in the channel (source_position).
+  if (src != nullptr && durable == AppendStatus::kOk)
     write_state([&] {
       src->next_sequence.store(state->next_sequence, std::memory_order_release);
       src->position.store(state->position, std::memory_order_release);

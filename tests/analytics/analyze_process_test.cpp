@@ -255,6 +255,85 @@ TEST(AnalyzeProcessTest, FromPackedKafkaRecordsShippedTwiceTheOutputsEqualARecou
   analyze_from_kafka({packed, again});
 }
 
+// Kafka faults through the mock cluster's injection API while the analyzer reads: fetch errors
+// and disconnects, offset-commit errors, both partition leaders moved, the group coordinator
+// moved, a slow broker. The outputs must still equal the recount: nothing lost, nothing
+// counted twice (and nothing was sent twice, so no copy to drop either).
+TEST(AnalyzeProcessTest, FromKafkaThroughFetchAndCommitErrorsAndMovingLeadersTheOutputsEqualARecount) {
+  constexpr std::int16_t kFetchApi = 1, kOffsetCommitApi = 8;
+  TempDir dir;
+  const auto d = TianchiData::make(21, 400, 20000);
+  d.write_info(dir / "user_info.csv");
+  uplink::MockCluster mock(3);
+  mock.create_topic("tianchi", 2, 3);
+  core::ChannelConfig cfg;
+  cfg.capacity = 16 << 20;
+  auto ch = core::Channel::create(dir / "c.chan", cfg);
+  const std::uint64_t n = fill_channel(ch, d);
+  {
+    uplink::Uplink up(ch, {.name = "up", .topic = "tianchi", .kafka = {{"bootstrap.servers", mock.bootstrap()}}});
+    ASSERT_TRUE(testing::ship_all(up, ch, 30s));
+  }
+  testing::write_tianchi_analyze_config(
+      dir / "analyze.toml",
+      "type = \"kafka\"\nbootstrap = \"" + mock.bootstrap() + "\"\ntopic = \"tianchi\"\ngroup = \"faults\"\n",
+      dir / "user_info.csv", dir / "out", 100);
+  rd_kafka_mock_push_request_errors(mock.raw(), kFetchApi, 6, RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION,
+                                    RD_KAFKA_RESP_ERR__TRANSPORT, RD_KAFKA_RESP_ERR_REQUEST_TIMED_OUT,
+                                    RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART, RD_KAFKA_RESP_ERR__TRANSPORT,
+                                    RD_KAFKA_RESP_ERR_LEADER_NOT_AVAILABLE);
+  rd_kafka_mock_push_request_errors(mock.raw(), kOffsetCommitApi, 4, RD_KAFKA_RESP_ERR_REQUEST_TIMED_OUT,
+                                    RD_KAFKA_RESP_ERR_COORDINATOR_NOT_AVAILABLE, RD_KAFKA_RESP_ERR__TRANSPORT,
+                                    RD_KAFKA_RESP_ERR_NOT_COORDINATOR);
+  Child job({kTributary, "analyze", "--config", (dir / "analyze.toml").string()});
+  // Mid-stream: leaders and the coordinator move, one broker turns slow.
+  const auto deadline = std::chrono::steady_clock::now() + 60s;
+  while (accounted(dir / "out") == 0 && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(5ms);  // another process's progress: polled, bounded above
+  rd_kafka_mock_partition_set_leader(mock.raw(), "tianchi", 0, 2);
+  rd_kafka_mock_partition_set_leader(mock.raw(), "tianchi", 1, 3);
+  rd_kafka_mock_coordinator_set(mock.raw(), "group", "faults", 3);
+  rd_kafka_mock_broker_set_rtt(mock.raw(), 2, 200);
+  rd_kafka_mock_push_request_errors(mock.raw(), kFetchApi, 2, RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION,
+                                    RD_KAFKA_RESP_ERR__TRANSPORT);
+  ASSERT_TRUE(wait_accounted(dir / "out", n, 120s)) << "accounted " << accounted(dir / "out") << " of " << n;
+  job.signal(SIGTERM);
+  ASSERT_EQ(job.wait(20s), 0);
+  expect_outputs(dir / "out", d);
+  std::uint64_t c = 0, f = 0, r = 0, dups = 0;
+  ASSERT_EQ(std::sscanf(slurp(dir / "out" / "status.json").c_str(),
+                        R"({"counted":%lu,"filtered":%lu,"rejected":%lu,"duplicates":%lu)", &c, &f, &r, &dups),
+            4);
+  EXPECT_EQ(c + f + r, n);
+  EXPECT_EQ(dups, 0u) << "re-fetching after an error must not count anything twice (it was sent once)";
+}
+
+// Group keys are event text: a comma, quote or newline in one is quoted in the output CSV
+// (RFC 4180), so the file still has one key per row and reads back exactly.
+TEST(AnalyzeProcessTest, KeysWithCommasQuotesAndNewlinesAreQuotedInTheOutputs) {
+  TempDir dir;
+  core::ChannelConfig cfg;
+  cfg.capacity = 1 << 20;
+  cfg.max_payload = 4096;
+  {
+    auto ch = core::Channel::create(dir / "c.chan", cfg);
+    core::Producer p = ch.producer();
+    std::uint64_t seq = 0;
+    for (const char* e : {R"({"k":"a,b"})", R"({"k":"plain"})", R"({"k":"say \"hi\""})", R"({"k":"two\nlines"})",
+                          R"({"k":"plain"})"})
+      ASSERT_EQ(p.append({1, seq++}, e), core::AppendStatus::kOk);
+  }
+  std::ofstream(dir / "analyze.toml") << "[input]\ntype = \"channel\"\npath = \"" << (dir / "c.chan").string()
+                                      << "\"\n[fields]\nk = \"/k\"\n[[outputs]]\nname = \"by_k\"\nby = \"k\"\n"
+                                      << "share = false\nheader = \"k,count\"\n[state]\ndir = \""
+                                      << (dir / "out").string() << "\"\ncheckpoint_ms = 100\n";
+  Child job({kTributary, "analyze", "--config", (dir / "analyze.toml").string()});
+  ASSERT_TRUE(wait_accounted(dir / "out", 5, 60s));
+  job.signal(SIGTERM);
+  ASSERT_EQ(job.wait(20s), 0);
+  EXPECT_EQ(slurp(dir / "out" / "by_k.csv"), "k,count\n\"a,b\",1\nplain,2\n\"say \"\"hi\"\"\",1\n\"two\nlines\",1\n");
+}
+
 TEST(AnalyzeProcessTest, ValidateListsConfigErrorsWithLines) {
   TempDir dir;
   std::ofstream(dir / "bad.toml") << "[input]\ntype = \"pigeon\"\n[fields]\nuser_id = 5\n[[outputs]]\nname = \"x\"\nby = \"nope\"\n";

@@ -11,6 +11,7 @@
 #include <map>
 #include <random>
 
+#include "support/rss.h"
 #include "support/temp_dir.h"
 #include "tributary/core/error.h"
 
@@ -139,6 +140,59 @@ TEST_F(AnalyzerTest, ResumesFromACheckpointWithTheSameTotals) {
   for (int g = 0; g < 3; ++g) EXPECT_EQ(b.totals(static_cast<std::size_t>(g)), recount(g));
   EXPECT_EQ(b.stats().duplicates, 500u);
   EXPECT_THROW((void)make().restore("garbage"), core::Error);
+}
+
+// 1 M distinct group keys against max_groups = 10,000: the first 10,000 keys get their rows,
+// every later new key is counted under "(other)", the total stays exact, and memory stays
+// near what 10,000 keys cost (1 M map entries would be about 100 MB).
+TEST(AnalyzerBoundsTest, AMillionDistinctKeysStayWithinMaxGroupsAndTheTotalStaysExact) {
+  AnalyzerSpec s;
+  s.groupings = {{"user", {{KeyPart::From::kEvent, 0, nullptr, 0}}, 10'000}};
+  Analyzer a(s, FieldExtractor::json({"/user_id"}));
+  const long before = testing::rss_kb();
+  std::string ev;
+  for (std::uint64_t i = 0; i < 1'000'000; ++i) {
+    ev.clear();
+    fmt::format_to(std::back_inserter(ev), R"({{"user_id":{}}})", i);
+    ASSERT_EQ(a.process({1, i}, ev), Outcome::kCounted);
+  }
+  const long grown = testing::rss_kb() - before;
+  const auto& totals = a.totals(0);
+  EXPECT_EQ(totals.size(), 10'001u);
+  EXPECT_EQ(totals.at(std::string(kOtherKey)), 990'000u);
+  EXPECT_EQ(totals.at("9999"), 1u);
+  EXPECT_EQ(totals.count("10000"), 0u);
+  EXPECT_EQ(a.stats().counted, 1'000'000u);
+  EXPECT_EQ(a.stats().overflowed, 990'000u);
+  EXPECT_LT(grown, 32 * 1024) << "RSS grew by " << grown << " KiB";
+  // The bound and the overflow survive a checkpoint.
+  Analyzer b(s, FieldExtractor::json({"/user_id"}));
+  b.restore(a.serialize("pos"));
+  EXPECT_EQ(b.totals(0), totals);
+  EXPECT_EQ(b.stats().overflowed, 990'000u);
+}
+
+// An event time the windows cannot place (not a number, before 1970, past 9999, overflowing)
+// rejects the event with its reason before anything counts it: no total, no window, no late.
+TEST(AnalyzerBoundsTest, AnAbsurdEventTimeIsRejectedWithItsReasonAndCountsNowhere) {
+  AnalyzerSpec s;
+  s.groupings = {{"k", {{KeyPart::From::kEvent, 1, nullptr, 0}}}};
+  AnalyzerSpec::Window w;
+  w.name = "w";
+  w.key = {{KeyPart::From::kEvent, 1, nullptr, 0}};
+  w.size_ms = w.slide_ms = 1000;
+  w.time_field = 0;
+  w.time_format.kind = TimeFormat::Kind::kEpochMillis;
+  s.windows = {w};
+  Analyzer a(s, FieldExtractor::json({"/ts", "/k"}));
+  std::uint64_t seq = 0;
+  for (const char* ts : {"\"nan\"", "-5", "1e300", "9223372036854775807", "253402300800001", "\"soon\""})
+    EXPECT_EQ(a.process({1, seq++}, fmt::format(R"({{"ts":{},"k":"x"}})", ts)), Outcome::kRejected) << ts;
+  EXPECT_EQ(a.stats().rejected_by_reason.at("bad event time"), 6u);
+  EXPECT_EQ(a.stats().counted, 0u);
+  EXPECT_TRUE(a.totals(0).empty());
+  EXPECT_TRUE(a.window(0).open().empty());
+  EXPECT_EQ(a.process({1, seq++}, R"({"ts":1000,"k":"x"})"), Outcome::kCounted) << "a sane time still counts";
 }
 
 }  // namespace

@@ -3,6 +3,10 @@
 
 #include <gtest/gtest.h>
 
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include <fstream>
 
 #include "support/temp_dir.h"
@@ -41,6 +45,34 @@ TEST(CheckpointTest, ADamagedOrTruncatedCheckpointIsAnErrorNotAReset) {
   EXPECT_THROW((void)read_checkpoint(dir / "state"), core::Error);
   std::ofstream(dir / "other") << "not a checkpoint at all";
   EXPECT_THROW((void)read_checkpoint(dir / "other"), core::Error);
+}
+
+// A checkpoint that is there but cannot be read (here: a user without permission) must stop
+// the analyzer with the cause, not let it start over from nothing and count everything again.
+TEST(CheckpointTest, AnUnreadableCheckpointIsAnErrorNotAReset) {
+  TempDir dir;
+  ::chmod(dir.path().c_str(), 0755);
+  write_checkpoint(dir / "state", "totals");
+  ::chmod((dir / "state").c_str(), 0);  // unreadable to its owner too (root ignores it: see below)
+  // Root reads anything, so the attempt runs in a child as an unprivileged user.
+  const pid_t pid = ::fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    if (::geteuid() == 0 && (::setgid(65534) != 0 || ::setuid(65534) != 0)) ::_exit(3);
+    try {
+      (void)read_checkpoint(dir / "state");
+    } catch (const core::Error& e) {
+      const std::string m = e.what();
+      ::_exit(m.find("cannot read the checkpoint") != std::string::npos && m.find("Permission denied") != std::string::npos
+                  ? 0
+                  : 1);
+    }
+    ::_exit(2);
+  }
+  int status = 0;
+  ASSERT_EQ(::waitpid(pid, &status, 0), pid);
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 0) << "1: wrong message, 2: read as if absent or readable, 3: could not drop privileges";
 }
 
 }  // namespace

@@ -61,5 +61,18 @@ TEST(AnalyzeConfigTest, AWhereExpressionIsCheckedAtLoad) {
       << joined(bad.errors);
 }
 
+TEST(AnalyzeConfigTest, MaxGroupsBoundsAnOutputAndMustBePositive) {
+  testing::TempDir dir;
+  auto ok = load(dir, kHead + "[[outputs]]\nname = \"o\"\nby = \"k\"\nmax_groups = 500\n");
+  ASSERT_TRUE(ok.errors.empty()) << joined(ok.errors);
+  EXPECT_EQ(ok.config.outputs.at(0).max_groups, 500u);
+  EXPECT_EQ(load(dir, kHead + "[[outputs]]\nname = \"o\"\nby = \"k\"\n").config.outputs.at(0).max_groups, 100'000u)
+      << "bounded by default";
+  auto bad = load(dir, kHead + "[[outputs]]\nname = \"o\"\nby = \"k\"\nmax_groups = 0\n");
+  EXPECT_NE(joined(bad.errors).find("a.toml:10: outputs.max_groups: must be a whole number of at least 1"),
+            std::string::npos)
+      << joined(bad.errors);
+}
+
 }  // namespace
 }  // namespace tributary::analytics

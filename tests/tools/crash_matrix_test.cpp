@@ -118,11 +118,11 @@ TEST(CrashMatrixTest, EveryProcessOfThePathKilledAtRandomNothingLostNothingCount
   ko.dir = dir / "kafka";
   ko.port = 20000 + static_cast<int>(rng() % 12000);
   uplink::LocalKafka kafka(ko);
-  const std::string bootstrap = kafka.start();
-  struct Stop {
+  struct Stop {  // also when start() throws half-way
     uplink::LocalKafka& k;
     ~Stop() { k.stop(std::chrono::seconds(5)); }
   } stop_kafka{kafka};
+  const std::string bootstrap = kafka.start();
 
   const TianchiData data = TianchiData::make(seed, 400, rows);
   data.write_info(dir / "user_info.csv");
@@ -176,12 +176,15 @@ paths = ["{}"]
       std::this_thread::sleep_for(10ms);  // the pace of the scenario, not a wait for a result
     }
   });
-  struct Join {
+  struct Join {  // on a failed assertion or an exception below, release the writer first
     std::thread& t;
+    std::atomic<int>& done;
+    int all;
     ~Join() {
+      done = all;
       if (t.joinable()) t.join();
     }
-  } join_writer{writer};
+  } join_writer{writer, kills_done, kills};
   // 0 agent, 1 uplink, 2 analyzer, 3 broker, each killed; 4: the broker frozen (SIGSTOP)
   // past the uplink's delivery timeout, the uplink killed meanwhile and restarted (a new
   // producer id), then the broker thawed: it appends what it had received, which the
@@ -205,6 +208,7 @@ paths = ["{}"]
         break;
       default: {
         const pid_t broker = kafka.status().at(0).pid;
+        ASSERT_GT(broker, 0) << "the broker is not running";  // kill(0, ...) would stop ctest itself
         ::kill(broker, SIGSTOP);
         ++kills_done;  // the next lines are written, read and sent while the broker is frozen
         std::this_thread::sleep_for(6500ms);  // past message.timeout.ms (5 s): deliveries time out

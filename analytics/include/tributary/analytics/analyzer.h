@@ -46,6 +46,10 @@ struct AnalyzerSpec {
   struct Grouping {
     std::string name;
     std::vector<KeyPart> key;
+    // Memory bound: at most this many keys; events of further new keys are counted under
+    // kOtherKey (and in AnalyzerStats::overflowed), so 1 M distinct user ids cannot grow the
+    // process without limit and the total stays exact.
+    std::size_t max_groups = SIZE_MAX;
   };
   std::vector<Grouping> groupings;
   struct Window {
@@ -62,9 +66,13 @@ struct AnalyzerSpec {
 
 enum class Outcome : std::uint8_t { kCounted, kFiltered, kDuplicate, kRejected };
 
+// The row that collects the events of new keys once a grouping holds max_groups keys.
+inline constexpr std::string_view kOtherKey = "(other)";
+
 struct AnalyzerStats {
   std::uint64_t counted = 0, filtered = 0, duplicates = 0, rejected = 0;
   std::uint64_t late = 0;  // counted events that came after one of their windows closed
+  std::uint64_t overflowed = 0;  // counted under kOtherKey: their grouping had max_groups keys
   std::map<std::string, std::uint64_t> rejected_by_reason;
   std::map<std::string, std::vector<std::string>> samples;  // reason -> first raw events
 };

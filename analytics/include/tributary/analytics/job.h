@@ -49,6 +49,7 @@ struct OutputSpec {
   std::string header;  // first line
   std::size_t pad = 0;
   bool share = true;   // a third column: count / all counted, %.4f
+  std::size_t max_groups = 100'000;  // more keys are counted under "(other)" (memory bound)
 };
 
 // [[windows]]: closed windows are appended to `file` exactly once (the checkpoint records its
