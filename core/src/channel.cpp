@@ -204,7 +204,10 @@ RecoveryReport recover(ChannelState& st) {
   rep.ran = true;
   Header* h = st.hdr;
 
-  // All attached processes are gone: collect the reservations of dead producers.
+  // All attached processes are gone: collect the reservations of dead producers. Their slots
+  // are cleared only at the end: recovery itself may be killed, and the next one must still
+  // know which regions were reserved and never published (without that, a batch published
+  // half-way, last record first, would be salvaged as if it had been written whole).
   struct Claim {
     std::uint64_t pos, end, records;
   };
@@ -215,12 +218,6 @@ RecoveryReport recover(ChannelState& st) {
     if (const std::uint64_t len = s.claim_len.load(); len != 0) {
       claims.push_back({s.claim_pos.load(), s.claim_pos.load() + len, s.claim_records.load()});
     }
-    h->retired_records.fetch_add(s.records.load());
-    h->retired_bytes.fetch_add(s.bytes.load());
-    s.records.store(0);
-    s.bytes.store(0);
-    s.claim_len.store(0);
-    s.pid.store(0);
   }
   for (std::uint32_t i = 0; i < kConsumerSlots; ++i) {
     st.consumers[i].owner_pid.store(0);
@@ -381,6 +378,17 @@ RecoveryReport recover(ChannelState& st) {
   const std::uint64_t next_seq = have_seq ? last_seq + 1 : load_u64(&h->tail.seq);
   __atomic_store_n(&h->tail.pos, p, __ATOMIC_RELEASE);
   __atomic_store_n(&h->tail.seq, std::max(next_seq, have_seq ? last_seq + 1 : 0), __ATOMIC_RELEASE);
+  // Now the dead producers' slots can go (their claims are closed in the ring).
+  for (std::uint32_t i = 0; i < kProducerSlots; ++i) {
+    auto& s = st.producers[i];
+    if (s.pid.load() == 0) continue;
+    h->retired_records.fetch_add(s.records.load());
+    h->retired_bytes.fetch_add(s.bytes.load());
+    s.records.store(0);
+    s.bytes.store(0);
+    s.claim_len.store(0);
+    s.pid.store(0);
+  }
 
   timespec ts{};
   ::clock_gettime(CLOCK_REALTIME, &ts);

@@ -145,6 +145,17 @@ int Agent::run(int stop_fd) {
   if (a.log) a.log("info", fmt::format("agent '{}' running {} sources into {} channels", a.cfg.name, a.sources.size(),
                                        a.channels.size()));
   for (auto& [name, u] : a.uplinks) a.uplink_threads.emplace_back([&a, up = u.get()] { up->run(a.stop_uplinks); });
+  // A source that throws (a channel cut short under us) stops the agent: the uplinks flush
+  // what is in flight and are joined first, then the error goes up to the caller.
+  struct StopUplinks {
+    Impl& a;
+    ~StopUplinks() {
+      a.stop_uplinks = true;
+      for (auto& t : a.uplink_threads)
+        if (t.joinable()) t.join();
+      a.uplink_threads.clear();
+    }
+  } stop_uplinks_on_exit{a};
   std::vector<pollfd> fds;
   for (;;) {
     std::size_t work = 0;

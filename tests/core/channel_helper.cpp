@@ -110,6 +110,15 @@ int consume(char** a) {
   return 0;
 }
 
+// open PATH: opens the channel for writing (recovering it, if nobody else has it open), says
+// "open", then hangs: the test kills it, also part-way through recovery.
+int open_only(char** a) {
+  Channel ch = Channel::open(a[0]);
+  say("open");
+  pause();
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -120,6 +129,7 @@ int main(int argc, char** argv) {
     if (mode == "resume" && argc == 6) return resume(argv + 2);
     if (mode == "claim" && argc == 5) return claim(argv + 2);
     if (mode == "consume" && argc == 6) return consume(argv + 2);
+    if (mode == "open" && argc == 3) return open_only(argv + 2);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "channel_helper %s: %s\n", mode.c_str(), e.what());
     return 4;

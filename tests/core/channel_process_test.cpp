@@ -148,6 +148,51 @@ TEST(ChannelProcessTest, RecoveryClosesADeadWritersClaimWhenNobodyIsAttached) {
   ASSERT_EQ(c.poll(buf), 10u) << "readable at once, without waiting out a timeout";
 }
 
+// Recovery is itself killed part-way, again and again: the next one must still know the dead
+// writer's claim (its slot is cleared only when recovery ends) and close it as abandoned, not
+// mistake it for corruption or, for a batch published last record first, salvage half of it.
+TEST(ChannelProcessTest, RecoveryKilledPartWayStillClosesTheDeadWritersClaim) {
+  TempDir dir;
+  const auto path = dir / "a.chan";
+  constexpr std::uint64_t kBefore = 200'000;
+  {
+    Channel ch = Channel::create(path, config(64 << 20));
+    (void)ch.consumer("reader");  // holds everything: recovery validates all of it, which takes a while
+    Producer p = ch.producer();
+    for (std::uint64_t i = 0; i < kBefore; ++i) ASSERT_EQ(p.append({3, i}, payload_for(3, i, 100)), AppendStatus::kOk);
+  }
+  {
+    Child claimer({kHelper, "claim", path.string(), "1", "0"});
+    ASSERT_EQ(claimer.read_line(10s), "claimed");
+    Child after({kHelper, "produce", path.string(), "2", "10", "1", "20"});
+    ASSERT_EQ(after.read_line(10s), "ready");
+    ASSERT_EQ(after.read_line(10s), "done");
+    claimer.kill_and_reap();
+  }
+  const std::uint64_t seed = std::random_device{}();
+  SCOPED_TRACE("seed " + std::to_string(seed));
+  std::mt19937_64 rng(seed);
+  int opened = 0;
+  for (int k = 0; k < 20; ++k) {
+    Child opener({kHelper, "open", path.string()});
+    std::this_thread::sleep_for(std::chrono::microseconds(rng() % 30'000));  // a random moment of recovery
+    if (opener.read_line(0ms) == "open") ++opened;
+    opener.kill_and_reap();
+  }
+  Channel ch = Channel::open(path);
+  const ChannelStats s = ch.stats();
+  EXPECT_EQ(s.abandoned_records, 1u) << "the claim was closed as the dead writer's";
+  EXPECT_EQ(s.corrupt_records, 0u) << "the claim was taken for damage";
+  Consumer c = ch.consumer("reader");
+  const auto seen = drain(c, kBefore + 10, 200ms);
+  ASSERT_EQ(seen.size(), kBefore + 10);
+  for (std::uint64_t i = 0; i < 10; ++i) {
+    EXPECT_EQ(seen[kBefore + i].id.source_id, 2u);
+    EXPECT_EQ(seen[kBefore + i].id.sequence, i);
+  }
+  RecordProperty("recoveries_completed_before_the_kill", opened);
+}
+
 TEST(ChannelProcessTest, ConsumerKilledBeforeCommitRereadsFromItsLastCommit) {
   TempDir dir;
   const auto path = dir / "a.chan";

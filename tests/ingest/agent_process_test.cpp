@@ -13,6 +13,7 @@
 #include "support/process.h"
 #include "support/tail_util.h"
 #include "support/temp_dir.h"
+#include "tributary/core/error.h"
 
 namespace tributary::ingest {
 namespace {
@@ -36,7 +37,10 @@ bool wait_records(const std::filesystem::path& chan, std::uint64_t n, std::chron
     if (std::filesystem::exists(chan)) {
       core::OpenOptions ro;
       ro.read_only = true;
-      if (core::Channel::open(chan, ro).stats().records_written >= n) return true;
+      try {
+        if (core::Channel::open(chan, ro).stats().records_written >= n) return true;
+      } catch (const core::Error&) {  // cut short, not yet grown back by the agent
+      }
     }
     std::this_thread::sleep_for(20ms);  // polling another process's progress, bounded above
   }
@@ -65,6 +69,52 @@ TEST(AgentProcessTest, ValidateListsErrorsAndExitsNonZero) {
   const int status = v.wait(10s);
   ASSERT_TRUE(WIFEXITED(status));
   EXPECT_EQ(WEXITSTATUS(status), 1);
+}
+
+// The channel file cut short under a running agent: its next write past the cut is a SIGBUS,
+// caught; the agent stops with exit 1 and says what happened and what to do, instead of dying
+// of the signal or spinning on retries. Started again, it grows the file back and every line
+// ends up in the channel exactly once.
+TEST(AgentProcessTest, AChannelTruncatedUnderTheAgentStopsItWithTheCauseAndARestartRecovers) {
+  TempDir dir;
+  write_config(dir, "[sources.t]\ntype = \"tail\"\nchannels = [\"main\"]\npaths = [\"" + (dir / "*.log").string() +
+                        "\"]\n");
+  testing::append_lines(dir / "a.log", "a", 0, 500);
+  const std::vector<std::string> run = {"/bin/sh", "-c", "exec \"$0\" agent --config \"$1\" 2>&1", kTributary,
+                                        (dir / "agent.toml").string()};
+  {
+    Child agent(run);
+    ASSERT_TRUE(wait_records(dir / "main.chan", 500, 10s));
+    std::ifstream f(dir / "main.chan", std::ios::binary);
+    f.seekg(12);  // Header::header_size: where the data region starts
+    std::uint32_t data_offset = 0;
+    f.read(reinterpret_cast<char*>(&data_offset), sizeof data_offset);
+    std::filesystem::resize_file(dir / "main.chan", data_offset + 64 * 1024);  // past the 500 lines
+    testing::append_lines(dir / "a.log", "a", 500, 3000);
+    bool said = false;
+    for (auto line = agent.read_line(20s); line && !said; line = agent.read_line(20s))
+      said = line->find("was truncated under this process") != std::string::npos;
+    EXPECT_TRUE(said) << "no error naming the cause";
+    const int status = agent.wait(20s);
+    ASSERT_TRUE(WIFEXITED(status)) << "died of signal " << (WIFSIGNALED(status) ? WTERMSIG(status) : 0);
+    EXPECT_EQ(WEXITSTATUS(status), 1);
+  }
+  {
+    Child agent({kTributary, "agent", "--config", (dir / "agent.toml").string()});
+    ASSERT_TRUE(wait_records(dir / "main.chan", 3000, 30s));
+    agent.signal(SIGTERM);
+    ASSERT_EQ(agent.wait(10s), 0);
+  }
+  core::OpenOptions ro;
+  ro.read_only = true;
+  auto ch = core::Channel::open(dir / "main.chan", ro);
+  int next = 0;
+  ch.walk([&](const core::Record& r) {
+    EXPECT_EQ(testing::as_string(r.payload), testing::line_text("a", next)) << "lost or repeated line";
+    ++next;
+    return true;
+  });
+  EXPECT_EQ(next, 3000);
 }
 
 TEST(AgentProcessTest, KilledAtRandomWhileTailingEveryLineLandsExactlyOnce) {

@@ -165,6 +165,7 @@ Emitter::Emitter(const SourceContext& ctx)
   std::uint32_t max_payload = UINT32_MAX;
   for (core::Channel* ch : ctx.channels) {
     producers_.push_back(ch->producer(ctx.producer_options));
+    channel_paths_.push_back(ch->path());
     const core::ChannelStats st = ch->stats();
     smallest = std::min(smallest, st.capacity);
     max_payload = std::min(max_payload, st.max_payload);
@@ -206,6 +207,7 @@ Emitter::Result Emitter::emit(std::span<const std::span<const char>> events, Sou
   for (std::size_t c = done_channels_; c < producers_.size(); ++c) {
     const core::AppendStatus st = producers_[c].append_batch(batch_);
     if (st == core::AppendStatus::kOk) continue;
+    if (st == core::AppendStatus::kBroken) throw_broken(channel_paths_[c]);
     if (st == core::AppendStatus::kFull || st == core::AppendStatus::kTimeout || st == core::AppendStatus::kSyncFailed) {
       // kSyncFailed: in the channel but not known durable; appended again (same identities).
       if (!refused_ && log_)
@@ -237,6 +239,12 @@ Emitter::Result Emitter::emit(std::span<const std::span<const char>> events, Sou
   m.bytes += bytes;
   m.filtered += filtered_;
   return Result::kOk;
+}
+
+void throw_broken(const std::filesystem::path& channel) {
+  throw core::Error(fmt::format("channel {} was truncated under this process: stopping, nothing acknowledged is "
+                                "lost (run again: opening the channel grows it back and recovers every record)",
+                                channel.string()));
 }
 
 void check_max_event(const SourceContext& ctx, std::string_view option, std::size_t max_event) {

@@ -10,6 +10,8 @@
 //            only to the channels that do not have it yet (never twice into one channel).
 #pragma once
 
+#include <filesystem>
+
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
@@ -107,6 +109,7 @@ class Emitter {
   Arena arena_;
   std::uint64_t filtered_ = 0;  // of the batch being appended
   std::vector<core::Producer> producers_;
+  std::vector<std::filesystem::path> channel_paths_;  // for errors, per producer
   std::size_t done_channels_ = 0;  // of a refused batch: channels before this one have it
   bool refused_ = false;
   std::chrono::steady_clock::time_point refused_at_{};
@@ -116,6 +119,10 @@ class Emitter {
   std::size_t max_payload_;
   std::vector<core::Event> batch_;
 };
+
+// A channel file cut short under us (core::AppendStatus::kBroken): throws core::Error saying
+// so and what to do. The process must stop: only a fresh open can restore the file.
+[[noreturn]] void throw_broken(const std::filesystem::path& channel);
 
 // Checks a source's max event size against its channels; throws core::Error naming both.
 void check_max_event(const SourceContext& ctx, std::string_view option, std::size_t max_event);

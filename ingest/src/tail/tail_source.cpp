@@ -23,6 +23,7 @@
 
 #include "../internal/intercept.h"
 #include "../internal/lines.h"
+#include "../internal/stream.h"
 #include "tail.h"
 #include "tributary/core/units.h"
 
@@ -263,6 +264,7 @@ class TailSource final : public Source {
       const core::SourcePosition sp{f.source_id, f.next_seq + batch_.size(), new_offset};
       const core::AppendStatus s =
           producers_[c].append_batch(std::span(batch_).subspan(skip), &sp);
+      if (s == core::AppendStatus::kBroken) detail::throw_broken(ctx_.channels[c]->path());
       if (s != core::AppendStatus::kOk) {
         if (!blocked_) log("warn", fmt::format("channel refused a batch from {}: {}", f.path, core::to_string(s)));
         blocked_ = true;
