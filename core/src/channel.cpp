@@ -367,6 +367,9 @@ RecoveryReport recover(ChannelState& st) {
       ++rep.cursors_moved;
     }
   }
+  // A writer killed inside a source update left its version odd (see source_position).
+  for (std::uint32_t i = 0; i < st.source_slots; ++i)
+    if (const std::uint32_t v = st.sources[i].version.load(); (v & 1u) != 0) st.sources[i].version.store(v + 1);
   // Source transactions whose first record is not in the channel never happened.
   for (std::uint32_t i = 0; i < st.source_slots; ++i) {
     const std::uint64_t at = st.sources[i].pending_at.load();
@@ -585,11 +588,20 @@ std::optional<SourcePosition> Channel::source_position(std::uint64_t source_id) 
   SourceSlot* s = find_source(st, source_id, false);
   if (s == nullptr) return std::nullopt;
   std::uint64_t next = 0, pos = 0, at = 0, pseq = 0, ppos = 0;
+  // A writer killed inside its update leaves the version odd for good. Its stores are ordered
+  // so that the fields read consistently even then (pending_at is set last and cleared last),
+  // so after a second of an odd version the fields are taken as they are, rather than
+  // spinning forever (a restarted collector would hang here while an uplink keeps the channel
+  // open, and so unrecovered).
+  const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(1);
   for (;;) {
-    const std::uint32_t v1 = s->version.load(std::memory_order_acquire);
-    if (v1 & 1u) {
-      ::sched_yield();
-      continue;
+    std::uint32_t v1 = s->version.load(std::memory_order_acquire);
+    if ((v1 & 1u) != 0) {
+      if (std::chrono::steady_clock::now() < give_up) {
+        ::sched_yield();
+        continue;
+      }
+      v1 = UINT32_MAX;  // read once, unversioned
     }
     // Acquire loads (not a fence: TSan understands these): the re-read of the version below
     // cannot move above them.
@@ -598,7 +610,7 @@ std::optional<SourcePosition> Channel::source_position(std::uint64_t source_id) 
     at = s->pending_at.load(std::memory_order_acquire);
     pseq = s->pending_sequence.load(std::memory_order_acquire);
     ppos = s->pending_position.load(std::memory_order_acquire);
-    if (s->version.load(std::memory_order_relaxed) == v1) break;
+    if (v1 == UINT32_MAX || s->version.load(std::memory_order_relaxed) == v1) break;
   }
   if (at != 0) {
     // An unfinished transaction: it counts if its first record was published (the batch is

@@ -13,6 +13,7 @@
 
 #include "support/channel_util.h"
 #include "support/temp_dir.h"
+#include "internal/channel_layout.h"
 #include "tributary/core/error.h"
 
 namespace tributary::core {
@@ -483,6 +484,61 @@ TEST(ChannelTest, PretouchFaultsTheWholeMappingInAtOpen) {
   auto p = b.producer();
   ASSERT_EQ(p.append({1, 0}, "still a channel"), AppendStatus::kOk);
   EXPECT_EQ(a.stats().records_written, 1u);
+}
+
+// A collector killed inside a source-table update leaves the slot's seqlock version odd. A
+// restarted collector must still read its checkpoint: at once after recovery, within a second
+// while another process keeps the channel open (no recovery), never spinning forever.
+TEST(ChannelTest, ASourceUpdateLeftHalfDoneByADeadWriterStillReads) {
+  TempDir dir;
+  const auto path = dir / "a.chan";
+  const ChannelConfig cfg = small_config();
+  {
+    Channel ch = Channel::create(path, cfg);
+    Producer p = ch.producer();
+    const std::string line = payload_for(7, 0, 20);
+    const Event ev{{7, 0}, std::as_bytes(std::span(line.data(), line.size()))};
+    const SourcePosition state{7, 1, 21};
+    ASSERT_EQ(p.append_batch(std::span(&ev, 1), &state), AppendStatus::kOk);
+  }
+  // Make the version odd, as a writer killed between its two version stores leaves it.
+  const detail::Layout l = detail::Layout::compute(cfg.capacity, cfg.source_slots);
+  {
+    std::fstream f(path, std::ios::in | std::ios::out | std::ios::binary);
+    bool found = false;
+    for (std::uint32_t i = 0; i < cfg.source_slots && !found; ++i) {
+      const auto at = static_cast<std::streamoff>(l.sources_off + i * sizeof(detail::SourceSlot));
+      std::uint64_t id = 0;
+      f.seekg(at);
+      f.read(reinterpret_cast<char*>(&id), sizeof id);
+      if (id != 7) continue;
+      std::uint32_t version = 0;
+      f.seekg(at + 8);
+      f.read(reinterpret_cast<char*>(&version), sizeof version);
+      version |= 1u;
+      f.seekp(at + 8);
+      f.write(reinterpret_cast<const char*>(&version), sizeof version);
+      found = true;
+    }
+    ASSERT_TRUE(found);
+  }
+  {
+    OpenOptions ro;
+    ro.read_only = true;  // takes no lock and runs no recovery: the odd version stays
+    Channel observer = Channel::open(path, ro);
+    const auto t0 = std::chrono::steady_clock::now();
+    const auto sp = observer.source_position(7);
+    EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(5));
+    ASSERT_TRUE(sp.has_value());
+    EXPECT_EQ(sp->next_sequence, 1u);
+    EXPECT_EQ(sp->position, 21u);
+  }
+  Channel ch = Channel::open(path);  // recovery evens the version out
+  const auto t0 = std::chrono::steady_clock::now();
+  const auto sp = ch.source_position(7);
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::milliseconds(500)) << "recovery left it odd";
+  ASSERT_TRUE(sp.has_value());
+  EXPECT_EQ(sp->next_sequence, 1u);
 }
 
 }  // namespace
