@@ -179,5 +179,81 @@ TEST_F(RealKafkaTest, TransactionsAndConsumerGroupsWorkWithDebiansLibrdkafka) {
   for (const auto& v : got) EXPECT_EQ(v.rfind("kept-", 0), 0u) << v;
 }
 
+// Failover on a real 3-broker cluster (replication 3, min.insync.replicas 2, acks=all): the
+// leader of a partition is killed mid-stream; later a second broker is killed too, so no
+// partition has enough replicas for longer than the (shortened) delivery timeout, and every
+// message in flight times out; then both come back. Every event must be in the topic, as an
+// independent reader sees it; copies only with the same identity.
+TEST(RealKafkaClusterTest, TheLeaderKilledAndTwoBrokersDownPastTheDeliveryTimeoutLoseNothing) {
+  if (!have("java") || !have("mvn")) GTEST_SKIP() << "java and mvn are needed to run Kafka";
+  testing::TempDir dir;
+  LocalKafkaOptions o;
+  o.dir = dir / "kafka";
+  o.brokers = 3;
+  o.heap = "384m";
+  o.port = 20000 + static_cast<int>(std::random_device{}() % 12000);
+  LocalKafka kafka(o);
+  struct Stop {
+    LocalKafka& k;
+    ~Stop() { k.stop(std::chrono::seconds(5)); }
+  } stop{kafka};
+  const std::string bootstrap = kafka.start(std::chrono::seconds(120));
+  core::ChannelConfig cfg;
+  cfg.capacity = 64 << 20;
+  auto ch = core::Channel::create(dir / "c.chan", cfg);
+  constexpr std::uint64_t kEvents = 150'000;
+  {
+    core::Producer p = ch.producer();
+    for (std::uint64_t i = 0; i < kEvents; ++i) ASSERT_EQ(p.append({9, i}, payload_for(9, i, 80)), core::AppendStatus::kOk);
+  }
+  Uplink u(ch, {.name = "up", .topic = "failover",
+                .kafka = {{"bootstrap.servers", bootstrap}, {"message.timeout.ms", "6000"}, {"linger.ms", "10"}}});
+  const std::uint64_t end = ch.stats().write_position;
+  // Ship a third, as far as the broker acknowledged it.
+  const auto ship_until = [&](std::uint64_t committed, std::chrono::seconds limit) {
+    const auto deadline = std::chrono::steady_clock::now() + limit;
+    while (u.metrics().committed < committed && std::chrono::steady_clock::now() < deadline)
+      if (u.do_work() == 0) u.wait(10ms);
+    return u.metrics().committed >= committed;
+  };
+  ASSERT_TRUE(ship_until(end / 3, 60s));
+  // The leader of partition 0, from the cluster's own metadata.
+  int leader = 0;
+  {
+    auto rk = make_handle(RD_KAFKA_PRODUCER, make_conf({{"bootstrap.servers", bootstrap}}));
+    rd_kafka_topic_t* t = rd_kafka_topic_new(rk.get(), "failover", nullptr);
+    const rd_kafka_metadata_t* md = nullptr;
+    ASSERT_EQ(rd_kafka_metadata(rk.get(), 0, t, &md, 10000), RD_KAFKA_RESP_ERR_NO_ERROR);
+    for (int i = 0; i < md->topics[0].partition_cnt; ++i)
+      if (md->topics[0].partitions[i].id == 0) leader = md->topics[0].partitions[i].leader;
+    rd_kafka_metadata_destroy(md);
+    rd_kafka_topic_destroy(t);
+  }
+  ASSERT_GE(leader, 1);
+  kafka.kill_broker(leader);
+  ASSERT_TRUE(ship_until(2 * end / 3, 120s)) << "no progress after the leader of partition 0 died";
+  const int second = leader % 3 + 1;
+  kafka.kill_broker(second);  // one broker left: below min.insync.replicas for every partition
+  const auto back_at = std::chrono::steady_clock::now() + 10s;  // past the 6 s delivery timeout
+  const std::uint64_t stuck = u.metrics().committed;
+  while (std::chrono::steady_clock::now() < back_at)
+    if (u.do_work() == 0) u.wait(20ms);
+  EXPECT_LT(u.metrics().committed, end) << "nothing can be acknowledged without enough replicas";
+  EXPECT_GE(u.metrics().committed, stuck);
+  kafka.start(std::chrono::seconds(120));  // both back
+  ASSERT_TRUE(testing::ship_all(u, ch, 180s)) << "the backlog did not drain after the brokers came back";
+  const auto got = testing::read_topic(bootstrap, "failover", 2, kEvents * 2, 120s, 5s);
+  std::map<std::uint64_t, int> seen;
+  for (const auto& r : got) {
+    ASSERT_EQ(r.id.source_id, 9u);
+    ASSERT_EQ(r.payload, payload_for(9, r.id.sequence, 80)) << "same identity, different content";
+    ++seen[r.id.sequence];
+  }
+  EXPECT_EQ(seen.size(), kEvents) << "events lost through the failovers";
+  std::size_t copies = 0;
+  for (const auto& [seq, n] : seen) copies += static_cast<std::size_t>(n - 1);
+  RecordProperty("copies", static_cast<int>(copies));
+}
+
 }  // namespace
 }  // namespace tributary::uplink
