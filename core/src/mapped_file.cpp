@@ -82,7 +82,10 @@ void on_sigbus(int sig, siginfo_t* info, void* ctx) {
     g_previous_sigbus.sa_handler(sig);
     return;
   }
-  ::signal(SIGBUS, SIG_DFL);  // not ours: the access faults again and the process dies as usual
+  // Not ours: the default action. A fault repeats when we return and kills as usual; a SIGBUS
+  // sent with kill() does not repeat, so it is raised again.
+  ::signal(SIGBUS, SIG_DFL);
+  if (info->si_code <= 0) ::raise(SIGBUS);
 }
 
 // Guards [begin, begin+size) of the file open as `fd`; returns the slot, or kGuardSlots when

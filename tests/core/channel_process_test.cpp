@@ -313,5 +313,22 @@ TEST(ChannelProcessTest, AFileTruncatedUnderAWriterIsReportedNotACrash) {
   for (std::uint64_t i = 0; i < seen.size(); ++i) EXPECT_EQ(seen[i].payload, payload_for(1, i, 200));
 }
 
+// The SIGBUS guard catches only faults on pages a channel file no longer backs: a SIGBUS sent
+// with kill() still ends the process (by the default action, or a sanitizer's handler).
+TEST(ChannelProcessTest, ASigbusSentWithKillIsNotSwallowedByTheGuard) {
+  TempDir dir;
+  { Channel ch = Channel::create(dir / "a.chan", config(256 * 1024)); }
+  const pid_t pid = ::fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    Channel ch = Channel::open(dir / "a.chan");  // installs the guard
+    ::kill(::getpid(), SIGBUS);
+    ::_exit(0);  // reached only if the signal was swallowed
+  }
+  int status = 0;
+  ASSERT_EQ(::waitpid(pid, &status, 0), pid);
+  EXPECT_FALSE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "the SIGBUS was swallowed";
+}
+
 }  // namespace
 }  // namespace tributary::core
