@@ -140,6 +140,12 @@ MappedFile MappedFile::create(const std::filesystem::path& path, std::uint64_t s
   if (fd.get() < 0) {
     const int err = errno;
     if (err == EEXIST) throw Error(fmt::format("cannot create {}: the file already exists", path.string()));
+    if (err == EACCES || err == EPERM || err == EROFS) {
+      const auto dir = path.has_parent_path() ? path.parent_path() : std::filesystem::path(".");
+      throw Error(fmt::format("cannot create {}: {} in directory {}{}", path.string(),
+                              err == EROFS ? "read-only file system" : "permission denied", dir.string(),
+                              describe_owner(dir)));
+    }
     throw_errno(fmt::format("cannot create {}", path.string()), err);
   }
   bool keep = false;

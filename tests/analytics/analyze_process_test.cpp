@@ -334,6 +334,30 @@ TEST(AnalyzeProcessTest, KeysWithCommasQuotesAndNewlinesAreQuotedInTheOutputs) {
   EXPECT_EQ(slurp(dir / "out" / "by_k.csv"), "k,count\n\"a,b\",1\nplain,2\n\"say \"\"hi\"\"\",1\n\"two\nlines\",1\n");
 }
 
+// Kafka unreachable when the analyzer starts: it says it is waiting for the topic (not an
+// error, not a crash, not a busy loop) and stops cleanly on SIGTERM, having counted nothing.
+TEST(AnalyzeProcessTest, KafkaUnreachableAtStartItWaitsSaysSoAndStopsCleanly) {
+  TempDir dir;
+  const auto d = TianchiData::make(3, 50, 10);
+  d.write_info(dir / "user_info.csv");
+  testing::write_tianchi_analyze_config(dir / "analyze.toml",
+                                        "type = \"kafka\"\nbootstrap = \"127.0.0.1:1\"\ntopic = \"nowhere\"\n",
+                                        dir / "user_info.csv", dir / "out");
+  Child job({"/bin/sh", "-c", "exec \"$0\" analyze --config \"$1\" 2>&1", kTributary, (dir / "analyze.toml").string()});
+  bool waiting = false;
+  while (!waiting) {
+    const auto line = job.read_line(20s);
+    if (!line) break;
+    waiting = line->find("waiting for topic nowhere") != std::string::npos;
+  }
+  EXPECT_TRUE(waiting) << "no word that it waits for Kafka";
+  job.signal(SIGTERM);
+  const int status = job.wait(20s);
+  ASSERT_TRUE(WIFEXITED(status)) << "did not stop on SIGTERM";
+  EXPECT_EQ(WEXITSTATUS(status), 0);
+  EXPECT_EQ(accounted(dir / "out"), 0u);
+}
+
 TEST(AnalyzeProcessTest, ValidateListsConfigErrorsWithLines) {
   TempDir dir;
   std::ofstream(dir / "bad.toml") << "[input]\ntype = \"pigeon\"\n[fields]\nuser_id = 5\n[[outputs]]\nname = \"x\"\nby = \"nope\"\n";

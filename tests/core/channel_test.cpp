@@ -413,6 +413,33 @@ TEST(ChannelTest, ATruncatedFileIsGrownBackAndKeepsEveryRecordBeforeTheCut) {
   EXPECT_EQ(drain(c, 1).at(0).id.sequence, 71u);
 }
 
+TEST(ChannelTest, CreatingInADirectoryWithoutWritePermissionNamesTheDirectory) {
+  TempDir dir;
+  ::chmod(dir.path().c_str(), 0555);
+  // Root ignores directory modes, so the attempt runs in a child as an unprivileged user.
+  const pid_t pid = ::fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    if (::geteuid() == 0 && (::setgid(65534) != 0 || ::setuid(65534) != 0)) ::_exit(3);
+    try {
+      Channel::create(dir / "a.chan", small_config());
+    } catch (const Error& e) {
+      const std::string m = e.what();
+      ::_exit(m.find("permission denied in directory " + dir.path().string()) != std::string::npos &&
+                      m.find("file mode 0555") != std::string::npos
+                  ? 0
+                  : 1);
+    }
+    ::_exit(2);
+  }
+  int status = 0;
+  ASSERT_EQ(::waitpid(pid, &status, 0), pid);
+  ::chmod(dir.path().c_str(), 0700);
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 0) << "1: wrong message, 2: created, 3: could not drop privileges";
+  EXPECT_TRUE(std::filesystem::is_empty(dir.path())) << "nothing half-made left behind";
+}
+
 TEST(ChannelTest, OpeningWithoutWritePermissionNamesTheFile) {
   TempDir dir;
   { Channel ch = Channel::create(dir / "a.chan", small_config()); }

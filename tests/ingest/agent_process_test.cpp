@@ -92,8 +92,11 @@ TEST(AgentProcessTest, AChannelTruncatedUnderTheAgentStopsItWithTheCauseAndARest
     std::filesystem::resize_file(dir / "main.chan", data_offset + 64 * 1024);  // past the 500 lines
     testing::append_lines(dir / "a.log", "a", 500, 3000);
     bool said = false;
-    for (auto line = agent.read_line(20s); line && !said; line = agent.read_line(20s))
+    while (!said) {
+      const auto line = agent.read_line(20s);
+      if (!line) break;
       said = line->find("was truncated under this process") != std::string::npos;
+    }
     EXPECT_TRUE(said) << "no error naming the cause";
     const int status = agent.wait(20s);
     ASSERT_TRUE(WIFEXITED(status)) << "died of signal " << (WIFSIGNALED(status) ? WTERMSIG(status) : 0);

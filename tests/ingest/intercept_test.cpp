@@ -55,6 +55,21 @@ TEST(InterceptorTest, FieldsAddToJsonObjectsAndWrapTheRest) {
   EXPECT_EQ(run(no_wrap, {"plain"}), (Strings{"plain"})) << "without wrap a non-object passes unchanged";
 }
 
+// A line shaped like an object that is not JSON is text: wrapped (valid JSON out), never
+// spliced into an object that would come out invalid.
+TEST(InterceptorTest, FieldsTreatAnObjectShapedLineThatIsNotJsonAsText) {
+  InterceptorSpec f;
+  f.type = "fields";
+  f.add = {{"env", "prod"}};
+  InterceptorChain chain({f});
+  const Strings out = run(chain, {"{oops}", R"({"a":1}})", "{\"a\":\xff}", R"({"ok":true})"});
+  EXPECT_EQ(out, (Strings{R"({"env":"prod","message":"{oops}"})", R"({"env":"prod","message":"{\"a\":1}}"})",
+                          "{\"env\":\"prod\",\"message\":\"{\\\"a\\\":\xef\xbf\xbd}\"}",
+                          R"({"env":"prod","ok":true})"}));
+  simdjson::dom::parser p;
+  for (const auto& o : out) EXPECT_FALSE(p.parse(o).error()) << "invalid JSON out: " << o;
+}
+
 TEST(InterceptorTest, FieldsAddHostAndAnRfc3339Timestamp) {
   InterceptorSpec f;
   f.type = "fields";

@@ -152,6 +152,33 @@ void expect_an_outage_loses_nothing(bool packed) {
 
 TEST(UplinkTest, BrokerOutageLongerThanTheDeliveryTimeoutLosesNothing) { expect_an_outage_loses_nothing(false); }
 
+// Kafka unreachable from the very start: the uplink starts anyway, commits nothing, warns (a
+// few times, not once per message), and ships everything once Kafka is there.
+TEST(UplinkTest, KafkaUnreachableAtStartCommitsNothingAndShipsOnceItAppears) {
+  TempDir dir;
+  MockCluster mock(1);
+  mock.create_topic("events", 1);
+  rd_kafka_mock_broker_set_down(mock.raw(), 1);
+  auto ch = core::Channel::create(dir / "c.chan", cfg());
+  fill(ch, 7, 3000);
+  std::vector<std::pair<std::string, std::string>> logs;
+  Uplink u(ch,
+           {.name = "up", .topic = "events",
+            .kafka = {{"bootstrap.servers", mock.bootstrap()}, {"message.timeout.ms", "1500"}}},
+           [&](std::string_view level, const std::string& msg) { logs.emplace_back(level, msg); });
+  const auto until = std::chrono::steady_clock::now() + 3500ms;  // two delivery timeouts
+  while (std::chrono::steady_clock::now() < until)
+    if (u.do_work() == 0) u.wait(20ms);
+  EXPECT_EQ(u.metrics().committed, 0u) << "nothing is committed before Kafka acknowledged it";
+  rd_kafka_mock_broker_set_up(mock.raw(), 1);
+  ASSERT_TRUE(ship_all(u, ch));
+  expect_each_at_least_once(testing::read_topic(mock.bootstrap(), "events", 1, 6000, 30s, 2s), 7, 3000);
+  std::size_t warnings = 0;
+  for (const auto& [level, msg] : logs) warnings += level == "warn";
+  EXPECT_GE(warnings, 1u) << "an unreachable Kafka must be said";
+  EXPECT_LE(warnings, 10u) << "said once per change of state, not per message";
+}
+
 TEST(UplinkTest, PackedModeLosesNothingThroughABrokerOutage) { expect_an_outage_loses_nothing(true); }
 
 TEST(UplinkTest, PackedModeRefusesAPackSizeKafkaWouldRefuse) {

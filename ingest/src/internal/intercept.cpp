@@ -7,6 +7,7 @@
 #include <ctime>
 #include <fmt/format.h>
 #include <re2/re2.h>
+#include <simdjson.h>
 
 #include "tributary/core/error.h"
 #include "tributary/core/json.h"
@@ -108,7 +109,10 @@ class Fields final : public InterceptorChain::Step {
 
   std::optional<std::string_view> apply(std::string_view e, Arena& arena) const override {
     const std::string_view t = trim(e);
-    const bool object = t.size() >= 2 && t.front() == '{' && t.back() == '}';
+    // Spliced into only if it really is a JSON object: "{oops}" would come out as invalid
+    // JSON; it is treated as text instead (wrapped, or passed on as it is).
+    bool object = t.size() >= 2 && t.front() == '{' && t.back() == '}';
+    if (object) object = !parser_.parse(t.data(), t.size(), true).error();
     if (!object && wrap_key_.empty()) return e;
     std::string& out = scratch_;
     out.clear();
@@ -133,6 +137,8 @@ class Fields final : public InterceptorChain::Step {
   }
 
  private:
+  mutable simdjson::dom::parser parser_;  // validates object-shaped events; reused, no allocation per event
+
   void add_field(const std::string& k, const std::string& v) {
     static_ += core::json_string(k);
     static_ += ':';
