@@ -133,7 +133,8 @@ Outcome Analyzer::process(core::EventId id, std::string_view payload, std::int64
 }
 
 std::string Analyzer::serialize(std::string_view position) const {
-  std::string out = fmt::format("tributary-analyzer 1\nposition\t{}\n", escape(position));
+  // Version 2: the stats line has an `overflowed` column (version 1 is read too).
+  std::string out = fmt::format("tributary-analyzer 2\nposition\t{}\n", escape(position));
   out += fmt::format("stats\t{}\t{}\t{}\t{}\t{}\t{}\n", stats_.counted, stats_.filtered, stats_.duplicates,
                      stats_.rejected, stats_.late, stats_.overflowed);
   for (const auto& [reason, n] : stats_.rejected_by_reason) out += fmt::format("reject\t{}\t{}\n", escape(reason), n);
@@ -171,7 +172,11 @@ std::string Analyzer::restore(std::string_view state) {
     return v;
   };
   std::string_view rest = state;
-  if (next_line(rest) != "tributary-analyzer 1") throw core::Error("not an analyzer checkpoint (version line missing)");
+  if (const std::string_view v = next_line(rest); v != "tributary-analyzer 1" && v != "tributary-analyzer 2")
+    throw core::Error(v.rfind("tributary-analyzer ", 0) == 0
+                          ? fmt::format("analyzer checkpoint of a newer format ({}); this build reads versions 1 and 2",
+                                        v.substr(19))
+                          : std::string("not an analyzer checkpoint (version line missing)"));
   while (!rest.empty()) {
     const std::string_view line = next_line(rest);
     if (line == "ledger") {

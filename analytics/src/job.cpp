@@ -660,7 +660,15 @@ struct AnalyzeJob::Impl {
 AnalyzeJob::AnalyzeJob(AnalyzeConfig config, JobLog log) : impl_(std::make_unique<Impl>()) {
   impl_->cfg = std::move(config);
   impl_->log = std::move(log);
-  fs::create_directories(impl_->cfg.state_dir);
+  // The state directory must be writable now, not at the first checkpoint after work is done.
+  const fs::path& state_dir = impl_->cfg.state_dir;
+  std::error_code ec;
+  fs::create_directories(state_dir, ec);
+  if (ec)
+    throw core::Error(
+        fmt::format("cannot create the analyzer's state directory {}: {}", state_dir.string(), ec.message()));
+  if (::access(state_dir.c_str(), W_OK | X_OK) != 0)
+    core::throw_errno(fmt::format("the analyzer's state directory {} is not writable", state_dir.string()), errno);
   impl_->build();
   impl_->window_bytes.assign(impl_->cfg.windows.size(), 0);
   if (auto state = read_checkpoint(impl_->cfg.state_dir / "checkpoint")) {

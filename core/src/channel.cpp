@@ -272,6 +272,30 @@ RecoveryReport recover(ChannelState& st) {
     }
   };
 
+  // Closes [from, to) so that readers step over it: a skip record, or a pad when it runs to
+  // the end of the lap (a pad is its tag alone). A region too small for a skip header (it would
+  // overwrite the record at `to`) can only be the start of the scan, since records are
+  // contiguous within a lap: a damaged cursor, a scan starting inside a dead writer's claim,
+  // or the start of a lap found by the pre-scan. Nothing reads from there, so whatever points
+  // into it (cursors, the retention head) is moved onto `to` instead.
+  auto close_gap = [&](std::uint64_t from, std::uint64_t to) {
+    if (to - from >= kMinSkip || to == st.lap_end(from)) {
+      st.close_region(from, to, kSkipTag, true);
+      pass_to(from, to);
+      return;
+    }
+    for (std::uint32_t i = 0; i < kConsumerSlots; ++i) {
+      const std::uint64_t at = st.consumers[i].cursor.load();
+      if (st.consumers[i].state.load() == kActive && at >= from && at < to) {
+        st.consumers[i].cursor.store(to);
+        ++rep.cursors_moved;
+      }
+    }
+    if (const std::uint64_t head = load_u64(&h->head.head); head >= from && head < to)
+      __atomic_store_n(&h->head.head, to, __ATOMIC_RELEASE);
+    while (next_cursor < cursors.size() && cursors[next_cursor].first < to) ++next_cursor;
+  };
+
   bool have_seq = false;
   std::uint64_t last_seq = 0;
   std::uint64_t p = floor;
@@ -306,12 +330,11 @@ RecoveryReport recover(ChannelState& st) {
     // A dead producer's reservation: close it.
     auto c = std::find_if(claims.begin(), claims.end(), [&](const Claim& cl) { return p >= cl.pos && p < cl.end; });
     if (c != claims.end()) {
-      st.close_region(p, c->end, kSkipTag, true);
+      close_gap(p, c->end);
       h->abandoned_records.fetch_add(c->records);
       abandoned_seqs += c->records;
       h->abandoned_bytes.fetch_add(c->end - p);
       ++rep.abandoned_claims;
-      pass_to(p, c->end);
       p = c->end;
       claims.erase(c);
       continue;
@@ -328,25 +351,7 @@ RecoveryReport recover(ChannelState& st) {
     rep.bytes_dropped += q - p;
     h->corrupt_bytes.fetch_add(q - p);
     h->corrupt_records.fetch_add(have_seq ? seq - last_seq - 1 : 0);
-    if (q - p >= kMinSkip || q == st.lap_end(p)) {  // a skip, or a pad (its tag alone)
-      st.close_region(p, q, kSkipTag, true);
-      pass_to(p, q);
-    } else {
-      // Too small to hold a skip header (it would overwrite the record at q). Records are
-      // contiguous within a lap and a lost pad ends at the lap end (handled above), so this
-      // is only ever the start of the scan: a damaged cursor, or the start of a lap found by
-      // the scan above. Nothing reads from p: move whatever points there onto the record.
-      for (std::uint32_t i = 0; i < kConsumerSlots; ++i) {
-        const std::uint64_t at = st.consumers[i].cursor.load();
-        if (st.consumers[i].state.load() == kActive && at >= p && at < q) {
-          st.consumers[i].cursor.store(q);
-          ++rep.cursors_moved;
-        }
-      }
-      if (const std::uint64_t head = load_u64(&h->head.head); head >= p && head < q)
-        __atomic_store_n(&h->head.head, q, __ATOMIC_RELEASE);
-      while (next_cursor < cursors.size() && cursors[next_cursor].first < q) ++next_cursor;
-    }
+    close_gap(p, q);
     p = q;
   }
   // Past the end, a record header that reached the disk without its payload (a power loss)

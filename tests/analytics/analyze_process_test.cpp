@@ -2,6 +2,7 @@
 // outputs equal an independent recount; killed with SIGKILL at random moments and restarted,
 // the final outputs are unchanged and the audit is clean (each event accounted once).
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 
 #include <algorithm>
 #include <fstream>
@@ -9,6 +10,7 @@
 #include <sstream>
 #include <thread>
 
+#include "support/analyzer_status.h"
 #include "support/channel_util.h"
 #include "support/kafka_util.h"
 #include "support/process.h"
@@ -24,13 +26,11 @@ using namespace std::chrono_literals;
 using testing::Child;
 using testing::TempDir;
 using testing::TianchiData;
+using testing::accounted;
+using testing::slurp;
+using testing::wait_accounted;
 
 const std::string kTributary = TRIBUTARY_BIN;
-
-std::string slurp(const std::filesystem::path& p) {
-  std::ifstream f(p);
-  return std::string((std::istreambuf_iterator<char>(f)), {});
-}
 
 // Fills a channel: source 1 the JSON rows, source 2 a few malformed raw lines.
 std::uint64_t fill_channel(core::Channel& ch, const TianchiData& d) {
@@ -40,29 +40,6 @@ std::uint64_t fill_channel(core::Channel& ch, const TianchiData& d) {
   EXPECT_EQ(p.append({2, 0}, "12,34,5,6,7,1111,2"), core::AppendStatus::kOk);
   EXPECT_EQ(p.append({2, 1}, R"({"user_id":"x","time_stamp":1111,"action_type":2})"), core::AppendStatus::kOk);
   return d.rows.size() + 2;
-}
-
-// counted + filtered + rejected in status.json (0 if not there yet).
-std::uint64_t accounted(const std::filesystem::path& state) {
-  std::uint64_t counted = 0, filtered = 0, rejected = 0;
-  if (std::sscanf(slurp(state / "status.json").c_str(), R"({"counted":%lu,"filtered":%lu,"rejected":%lu)", &counted,
-                  &filtered, &rejected) != 3)
-    return 0;
-  return counted + filtered + rejected;
-}
-
-// Waits (bounded) until status.json says every event was accounted for.
-bool wait_accounted(const std::filesystem::path& state, std::uint64_t n, std::chrono::seconds timeout) {
-  const auto deadline = std::chrono::steady_clock::now() + timeout;
-  while (std::chrono::steady_clock::now() < deadline) {
-    const std::string s = slurp(state / "status.json");
-    std::uint64_t counted = 0, filtered = 0, rejected = 0;
-    if (std::sscanf(s.c_str(), R"({"counted":%lu,"filtered":%lu,"rejected":%lu)", &counted, &filtered, &rejected) == 3 &&
-        counted + filtered + rejected == n)
-      return true;
-    std::this_thread::sleep_for(50ms);  // another process's progress: polled, bounded above
-  }
-  return false;
 }
 
 // Runs `tributary analyze` on DIR/analyze.toml `kills` times, each killed with SIGKILL at a
@@ -356,6 +333,39 @@ TEST(AnalyzeProcessTest, KafkaUnreachableAtStartItWaitsSaysSoAndStopsCleanly) {
   ASSERT_TRUE(WIFEXITED(status)) << "did not stop on SIGTERM";
   EXPECT_EQ(WEXITSTATUS(status), 0);
   EXPECT_EQ(accounted(dir / "out"), 0u);
+}
+
+// A state directory the analyzer may not write: a clear error naming it at start-up, before
+// any work that could not be checkpointed.
+TEST(AnalyzeProcessTest, AStateDirectoryWithoutWritePermissionIsAClearErrorAtStart) {
+  TempDir dir;
+  const auto d = TianchiData::make(3, 50, 10);
+  d.write_info(dir / "user_info.csv");
+  std::filesystem::create_directories(dir / "locked" / "out");
+  ::chmod(dir.path().c_str(), 0755);
+  ::chmod((dir / "user_info.csv").c_str(), 0644);
+  ::chmod((dir / "locked").c_str(), 0555);
+  ::chmod((dir / "locked" / "out").c_str(), 0555);
+  testing::write_tianchi_analyze_config(dir / "analyze.toml",
+                                        "type = \"kafka\"\nbootstrap = \"127.0.0.1:1\"\ntopic = \"t\"\n",
+                                        dir / "user_info.csv", dir / "locked" / "out");
+  ::chmod((dir / "analyze.toml").c_str(), 0644);
+  // Root writes anywhere, so the analyzer runs as an unprivileged user (setpriv, util-linux).
+  if (::geteuid() == 0 && std::system("command -v setpriv > /dev/null") != 0) GTEST_SKIP() << "setpriv not installed";
+  std::vector<std::string> argv = {"/bin/sh", "-c", "exec \"$@\" 2>&1", "sh"};
+  if (::geteuid() == 0) argv.insert(argv.end(), {"setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"});
+  argv.insert(argv.end(), {kTributary, "analyze", "--config", (dir / "analyze.toml").string()});
+  Child job(argv);
+  std::string out;
+  while (const auto line = job.read_line(20s)) out += *line + "\n";
+  const int status = job.wait(20s);
+  ::chmod((dir / "locked").c_str(), 0755);
+  ::chmod((dir / "locked" / "out").c_str(), 0755);
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 1) << out;
+  EXPECT_NE(out.find("the analyzer's state directory " + (dir / "locked" / "out").string() + " is not writable"),
+            std::string::npos)
+      << out;
 }
 
 TEST(AnalyzeProcessTest, ValidateListsConfigErrorsWithLines) {

@@ -39,6 +39,17 @@ OpenOptions fast_abandon() {
   return o;
 }
 
+// A writer (source 1) killed with SIGKILL between reserve and publish, and ten records
+// (source 2) published after its claim by another process.
+void leave_a_dead_claim_then_ten_records(const std::filesystem::path& path) {
+  Child claimer({kHelper, "claim", path.string(), "1", "0"});
+  ASSERT_EQ(claimer.read_line(10s), "claimed");
+  Child after({kHelper, "produce", path.string(), "2", "10", "1", "20"});
+  ASSERT_EQ(after.read_line(10s), "ready");
+  ASSERT_EQ(after.read_line(10s), "done");
+  claimer.kill_and_reap();
+}
+
 TEST(ChannelProcessTest, ProducerProcessesToOneConsumerEveryEventExactlyOnce) {
   TempDir dir;
   const auto path = dir / "a.chan";
@@ -133,14 +144,7 @@ TEST(ChannelProcessTest, RecoveryClosesADeadWritersClaimWhenNobodyIsAttached) {
     Channel ch = Channel::create(path, config());
     (void)ch.consumer("reader");
   }
-  {
-    Child claimer({kHelper, "claim", path.string(), "1", "0"});
-    ASSERT_EQ(claimer.read_line(10s), "claimed");
-    Child after({kHelper, "produce", path.string(), "2", "10", "1", "20"});
-    ASSERT_EQ(after.read_line(10s), "ready");
-    ASSERT_EQ(after.read_line(10s), "done");
-    claimer.kill_and_reap();
-  }
+  ASSERT_NO_FATAL_FAILURE(leave_a_dead_claim_then_ten_records(path));
   Channel ch = Channel::open(path);  // default 1 s abandon timeout: recovery must not need it
   EXPECT_EQ(ch.stats().last_recovery.abandoned_claims, 1u);
   Consumer c = ch.consumer("reader");
@@ -161,14 +165,7 @@ TEST(ChannelProcessTest, RecoveryKilledPartWayStillClosesTheDeadWritersClaim) {
     Producer p = ch.producer();
     for (std::uint64_t i = 0; i < kBefore; ++i) ASSERT_EQ(p.append({3, i}, payload_for(3, i, 100)), AppendStatus::kOk);
   }
-  {
-    Child claimer({kHelper, "claim", path.string(), "1", "0"});
-    ASSERT_EQ(claimer.read_line(10s), "claimed");
-    Child after({kHelper, "produce", path.string(), "2", "10", "1", "20"});
-    ASSERT_EQ(after.read_line(10s), "ready");
-    ASSERT_EQ(after.read_line(10s), "done");
-    claimer.kill_and_reap();
-  }
+  ASSERT_NO_FATAL_FAILURE(leave_a_dead_claim_then_ten_records(path));
   const std::uint64_t seed = std::random_device{}();
   SCOPED_TRACE("seed " + std::to_string(seed));
   std::mt19937_64 rng(seed);

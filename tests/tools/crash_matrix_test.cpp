@@ -29,6 +29,7 @@
 #include <set>
 #include <thread>
 
+#include "support/analyzer_status.h"
 #include "support/kafka_util.h"
 #include "support/process.h"
 #include "support/temp_dir.h"
@@ -43,13 +44,10 @@ using namespace std::chrono_literals;
 using testing::Child;
 using testing::TempDir;
 using testing::TianchiData;
+using testing::accounted;
+using testing::slurp;
 
 const std::string kTributary = TRIBUTARY_BIN;
-
-std::string slurp(const std::filesystem::path& p) {
-  std::ifstream f(p);
-  return std::string((std::istreambuf_iterator<char>(f)), {});
-}
 
 std::uint64_t env_or(const char* name, std::uint64_t fallback) {
   const char* v = std::getenv(name);
@@ -57,15 +55,6 @@ std::uint64_t env_or(const char* name, std::uint64_t fallback) {
 }
 
 bool have(const char* exe) { return std::system((std::string("command -v ") + exe + " > /dev/null").c_str()) == 0; }
-
-// counted + filtered + rejected in the analyzer's status.json (0 before it exists).
-std::uint64_t accounted(const std::filesystem::path& state) {
-  std::uint64_t c = 0, f = 0, r = 0;
-  if (std::sscanf(slurp(state / "status.json").c_str(), R"({"counted":%lu,"filtered":%lu,"rejected":%lu)", &c, &f,
-                  &r) != 3)
-    return 0;
-  return c + f + r;
-}
 
 // One of the path's processes, its output appended to a log file, restartable.
 class Proc {

@@ -10,6 +10,7 @@
 #include <random>
 #include <sstream>
 
+#include "support/analyzer_status.h"
 #include "support/process.h"
 #include "support/temp_dir.h"
 
@@ -18,14 +19,10 @@ namespace {
 
 using namespace std::chrono_literals;
 using testing::Child;
+using testing::slurp;
 using testing::TempDir;
 
 const std::string kTributary = TRIBUTARY_BIN;
-
-std::string slurp(const std::filesystem::path& p) {
-  std::ifstream f(p);
-  return std::string((std::istreambuf_iterator<char>(f)), {});
-}
 
 bool is_int(const std::string& s) {
   if (s.empty()) return false;
