@@ -51,6 +51,24 @@ AnalyzeConfigResult load_analyze_config(const fs::path& file) {
     err(n, fmt::format("{}.{}", section, key), "must be a string");
     return fallback;
   };
+  // A whole number in [lo, hi], or the fallback with an error naming the line (never silently
+  // the default for a value of the wrong type, such as checkpoint_ms = "1s").
+  auto integer = [&](const toml::node* n, const std::string& key, std::int64_t lo, std::int64_t hi,
+                     std::int64_t fallback) -> std::int64_t {
+    if (n == nullptr) return fallback;
+    const auto v = n->value<std::int64_t>();
+    if (!v || !n->is_integer() || *v < lo || *v > hi) {
+      err(n, key, fmt::format("must be a whole number from {} to {}", lo, hi));
+      return fallback;
+    }
+    return *v;
+  };
+  auto boolean = [&](const toml::node* n, const std::string& key, bool fallback) -> bool {
+    if (n == nullptr) return fallback;
+    if (const auto v = n->value<bool>(); v && n->is_boolean()) return *v;
+    err(n, key, "must be true or false");
+    return fallback;
+  };
   auto list = [&](const toml::node* n, std::string_view key) {
     std::vector<std::string> out;
     if (n == nullptr) return out;
@@ -180,13 +198,10 @@ AnalyzeConfigResult load_analyze_config(const fs::path& file) {
       o.by = str(*t, "outputs", "by", true);
       o.file = str(*t, "outputs", "file", false, o.name + ".csv");
       o.header = str(*t, "outputs", "header", false, o.by + ",count,share");
-      o.pad = static_cast<std::size_t>(t->get("pad") ? t->get("pad")->value_or<std::int64_t>(0) : 0);
-      o.share = t->get("share") ? t->get("share")->value_or(true) : true;
-      if (const toml::node* mg = t->get("max_groups")) {
-        const std::int64_t v = mg->value_or<std::int64_t>(0);
-        if (v < 1) err(mg, "outputs.max_groups", "must be a whole number of at least 1");
-        o.max_groups = static_cast<std::size_t>(std::max<std::int64_t>(v, 1));
-      }
+      o.pad = static_cast<std::size_t>(integer(t->get("pad"), "outputs.pad", 0, 64, 0));
+      o.share = boolean(t->get("share"), "outputs.share", true);
+      o.max_groups =
+          static_cast<std::size_t>(integer(t->get("max_groups"), "outputs.max_groups", 1, INT64_MAX, 100'000));
       if (!names.count(o.by) && !joined.count(o.by))
         err(t->get("by"), "outputs.by", fmt::format("'{}' is neither a field nor a joined column", o.by));
       c.outputs.push_back(std::move(o));
@@ -258,7 +273,7 @@ AnalyzeConfigResult load_analyze_config(const fs::path& file) {
     known(*s, "state", {"dir", "checkpoint_ms"});
     c.state_dir = str(*s, "state", "dir", false, c.state_dir.string());
     if (c.state_dir.is_relative()) c.state_dir = file.parent_path() / c.state_dir;
-    if (const toml::node* ms = s->get("checkpoint_ms")) c.checkpoint_ms = static_cast<int>(ms->value_or<std::int64_t>(1000));
+    c.checkpoint_ms = static_cast<int>(integer(s->get("checkpoint_ms"), "state.checkpoint_ms", 10, 3'600'000, 1000));
   }
   return r;
 }

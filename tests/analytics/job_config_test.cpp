@@ -69,9 +69,21 @@ TEST(AnalyzeConfigTest, MaxGroupsBoundsAnOutputAndMustBePositive) {
   EXPECT_EQ(load(dir, kHead + "[[outputs]]\nname = \"o\"\nby = \"k\"\n").config.outputs.at(0).max_groups, 100'000u)
       << "bounded by default";
   auto bad = load(dir, kHead + "[[outputs]]\nname = \"o\"\nby = \"k\"\nmax_groups = 0\n");
-  EXPECT_NE(joined(bad.errors).find("a.toml:10: outputs.max_groups: must be a whole number of at least 1"),
+  EXPECT_NE(joined(bad.errors).find("a.toml:10: outputs.max_groups: must be a whole number from 1 to"),
             std::string::npos)
       << joined(bad.errors);
+}
+
+// A value of the wrong type is an error naming its line, never silently the default.
+TEST(AnalyzeConfigTest, ValuesOfTheWrongTypeAreErrorsNotDefaults) {
+  testing::TempDir dir;
+  auto r = load(dir, kHead + "[[outputs]]\nname = \"o\"\nby = \"k\"\npad = \"4\"\nshare = \"no\"\n"
+                             "[state]\ncheckpoint_ms = \"1s\"\n");
+  const std::string all = joined(r.errors);
+  for (const std::string want : {"a.toml:10: outputs.pad: must be a whole number from 0 to 64",
+                                 "a.toml:11: outputs.share: must be true or false",
+                                 "a.toml:13: state.checkpoint_ms: must be a whole number from 10 to 3600000"})
+    EXPECT_NE(all.find(want), std::string::npos) << want << "\nin:\n" << all;
 }
 
 }  // namespace
