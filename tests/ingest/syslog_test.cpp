@@ -114,6 +114,28 @@ TEST(SyslogTest, RejectsWhatIsNotSyslog) {
   }
 }
 
+// A timestamp of the right shape but a date or time that does not exist is never passed on as
+// a time. RFC 5424: the line is not syslog, kept whole as {"message": ...} (counted malformed).
+// BSD (RFC 3164, lenient as rsyslog is): a message without a timestamp, its text kept whole.
+TEST(SyslogTest, ImpossibleDatesAndTimesAreNotTakenForTimestamps) {
+  Message m;
+  for (std::string_view bad : {"<13>1 2003-13-45T22:14:15Z h a - - - x", "<13>1 2003-10-11T99:99:99Z h a - - - x",
+                               "<13>1 2003-02-29T10:00:00Z h a - - - x", "<13>1 2003-10-1xT22:14:15Z h a - - - x"}) {
+    EXPECT_FALSE(parse(bad, kNow, m)) << bad;
+    EXPECT_NE(json_of(bad).find("\"message\""), std::string::npos) << bad;
+  }
+  for (std::string_view bsd : {"<13>Feb 31 10:00:00 h a: x", "<13>Oct 11 25:00:00 h a: x", "<13>Oct 11 22:61:00 h a: x",
+                               "<13>Apr 31 10:00:00 h a: x"}) {
+    m = Message{};
+    ASSERT_TRUE(parse(bsd, kNow, m)) << bsd;
+    EXPECT_TRUE(m.timestamp.empty()) << bsd << ": taken as " << m.timestamp;
+    EXPECT_EQ(m.message, bsd.substr(4)) << "the text kept whole";
+  }
+  for (std::string_view good : {"<13>1 2004-02-29T10:00:00Z h a - - - x", "<13>1 2016-12-31T23:59:60Z h a - - - x",
+                                "<13>Oct 11 23:59:59 h a: x"})
+    EXPECT_TRUE(parse(good, kNow, m)) << good;
+}
+
 TEST(SyslogTest, JsonIsValidForAnyBytes) {
   static constexpr char kBytes[] = "<13>Nov 26 10:00:00 h a: bad \xFF\xFE utf8 \"q\" \x01 nul\0!";
   EXPECT_EQ(json_of(std::string_view(kBytes, sizeof kBytes - 1)),

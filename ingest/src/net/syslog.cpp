@@ -87,6 +87,33 @@ bool parse_sd(std::string_view s, std::size_t& i, std::vector<Element>& out) {
   return true;
 }
 
+int two(std::string_view t, std::size_t at) { return (t[at] - '0') * 10 + (t[at + 1] - '0'); }
+
+bool leap_year(int y) { return (y % 4 == 0 && y % 100 != 0) || y % 400 == 0; }
+
+int days_in_month(int year, int month) {  // month 1..12
+  static constexpr int kDays[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+  return month == 2 && leap_year(year) ? 29 : kDays[month - 1];
+}
+
+// "hh:mm:ss" with hh <= 23, mm <= 59, ss <= 60 (a leap second).
+bool clock_time(std::string_view t) {
+  for (std::size_t k : {0, 1, 3, 4, 6, 7})
+    if (!digit(t[k])) return false;
+  return t[2] == ':' && t[5] == ':' && two(t, 0) <= 23 && two(t, 3) <= 59 && two(t, 6) <= 60;
+}
+
+// RFC 5424 FULL-DATE "T" the time: a date that exists and a time of day that does. The fraction
+// and offset after it are kept as sent.
+bool rfc5424_time(std::string_view ts) {
+  if (ts.size() < 19 || ts[4] != '-' || ts[7] != '-' || ts[10] != 'T') return false;
+  for (std::size_t k : {0, 1, 2, 3, 5, 6, 8, 9})
+    if (!digit(ts[k])) return false;
+  const int year = (ts[0] - '0') * 1000 + (ts[1] - '0') * 100 + two(ts, 2);
+  const int month = two(ts, 5), day = two(ts, 8);
+  return month >= 1 && month <= 12 && day >= 1 && day <= days_in_month(year, month) && clock_time(ts.substr(11, 8));
+}
+
 bool parse_5424(std::string_view s, std::size_t i, Message& m) {
   // VERSION SP TIMESTAMP SP HOSTNAME SP APP-NAME SP PROCID SP MSGID SP STRUCTURED-DATA [SP MSG]
   int version = 0;
@@ -95,7 +122,7 @@ bool parse_5424(std::string_view s, std::size_t i, Message& m) {
   if (i == v0 || version == 0 || !space(s, i)) return false;
   m.version = version;
   const std::string_view ts = token(s, i);
-  if (ts.empty() || (ts != "-" && (ts.size() < 19 || !digit(ts[0]) || ts[4] != '-' || ts[10] != 'T'))) return false;
+  if (ts.empty() || (ts != "-" && !rfc5424_time(ts))) return false;
   if (ts != "-") m.timestamp = std::string(ts);
   std::string_view* fields[] = {&m.host, &m.app, &m.procid, &m.msgid};
   for (std::string_view* f : fields) {
@@ -131,9 +158,7 @@ bool parse_bsd_time(std::string_view s, std::size_t& i, std::time_t now, std::st
   if (j == d0 || day < 1 || day > 31 || j + 9 > s.size() || s[j] != ' ') return false;
   ++j;
   const std::string_view t = s.substr(j, 8);
-  if (!digit(t[0]) || !digit(t[1]) || t[2] != ':' || !digit(t[3]) || !digit(t[4]) || t[5] != ':' || !digit(t[6]) ||
-      !digit(t[7]))
-    return false;
+  if (!clock_time(t) || day > days_in_month(2000, month + 1)) return false;  // Feb 29 allowed; the year comes next
   j += 8;
   if (j < s.size() && s[j] != ' ') return false;
   // The year: this year's, unless that puts the message more than a day ahead of `now`
@@ -142,7 +167,7 @@ bool parse_bsd_time(std::string_view s, std::size_t& i, std::time_t now, std::st
   const std::int64_t secs = ((t[0] - '0') * 10 + (t[1] - '0')) * 3600 + ((t[3] - '0') * 10 + (t[4] - '0')) * 60 +
                             (t[6] - '0') * 10 + (t[7] - '0');
   if (core::days_from_civil(year, month + 1, day) * 86400 + secs > static_cast<std::int64_t>(now) + 86400) --year;
-  if (year < 0 || year > 9999) return false;
+  if (year < 0 || year > 9999 || day > days_in_month(static_cast<int>(year), month + 1)) return false;
   out.resize(11);
   const auto put = [&out](std::size_t at, unsigned v, int width) {
     for (int k = width - 1; k >= 0; --k, v /= 10) out[at + static_cast<std::size_t>(k)] = static_cast<char>('0' + v % 10);
