@@ -55,14 +55,10 @@ ChannelState::~ChannelState() {
     sync_cv.notify_all();
     syncer.join();
   }
-  if (file.writable() && options.sync != SyncPolicy::kNone) (void)sync_all(true);
+  if (file.writable() && options.sync != SyncPolicy::kNone) (void)sync_all();
 }
 
-bool ChannelState::sync_all(bool wait) const noexcept {
-  if (file.sync(0, file.size(), wait) == 0) return true;
-  hdr->sync_failures.fetch_add(1, std::memory_order_relaxed);
-  return false;
-}
+bool ChannelState::sync_all() const noexcept { return sync_range(0, file.size()); }
 
 bool ChannelState::sync_range(std::uint64_t offset, std::uint64_t len) const noexcept {
   if (file.sync(offset, len, true) == 0) return true;
@@ -415,7 +411,7 @@ void start_syncer(ChannelState& st) {
     std::unique_lock lock(st.sync_mu);
     while (!st.sync_cv.wait_for(lock, st.options.sync_interval, [&] { return st.stopping; })) {
       lock.unlock();
-      (void)st.sync_all(true);  // a failure is counted; the next tick writes the pages again
+      (void)st.sync_all();  // a failure is counted; the next tick writes the pages again
       lock.lock();
     }
   });
@@ -544,7 +540,7 @@ Channel Channel::open_or_create(const std::filesystem::path& path, const Channel
 }
 
 const std::filesystem::path& Channel::path() const noexcept { return state_->file.path(); }
-bool Channel::sync() const noexcept { return state_->sync_all(true); }
+bool Channel::sync() const noexcept { return state_->sync_all(); }
 
 bool Channel::remove_consumer(std::string_view name) {
   for (std::uint32_t i = 0; i < kConsumerSlots; ++i) {

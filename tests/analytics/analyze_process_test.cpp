@@ -351,7 +351,7 @@ TEST(AnalyzeProcessTest, AStateDirectoryWithoutWritePermissionIsAClearErrorAtSta
                                         dir / "user_info.csv", dir / "locked" / "out");
   ::chmod((dir / "analyze.toml").c_str(), 0644);
   // Root writes anywhere, so the analyzer runs as an unprivileged user (setpriv, util-linux).
-  if (::geteuid() == 0 && std::system("command -v setpriv > /dev/null") != 0) GTEST_SKIP() << "setpriv not installed";
+  if (::geteuid() == 0 && !testing::have_command("setpriv")) GTEST_SKIP() << "setpriv not installed";
   std::vector<std::string> argv = {"/bin/sh", "-c", "exec \"$@\" 2>&1", "sh"};
   if (::geteuid() == 0) argv.insert(argv.end(), {"setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"});
   argv.insert(argv.end(), {kTributary, "analyze", "--config", (dir / "analyze.toml").string()});

@@ -83,12 +83,6 @@ const std::byte* mapping_of(const std::filesystem::path& path) {
   return nullptr;
 }
 
-std::uint64_t header_size_of(const std::vector<std::byte>& file) {
-  std::uint32_t v = 0;
-  std::memcpy(&v, file.data() + 12, sizeof v);  // Header::header_size
-  return v;
-}
-
 struct Written {
   EventId id;
   std::uint64_t position = 0;  // filled in from the live run's own walk
@@ -141,7 +135,7 @@ std::string run_case(const TempDir& dir, const Case& k, std::uint64_t& delivered
     disk.size = std::filesystem::file_size(live_path);
     disk.shadow.assign(disk.size, std::byte{0});
     // Creation synced the header; the rest of a fresh file is zeros on disk too.
-    std::memcpy(disk.shadow.data(), disk.base, header_size_of(std::vector<std::byte>(disk.base, disk.base + 64)));
+    std::memcpy(disk.shadow.data(), disk.base, testing::data_offset(live_path));
     g_disk = &disk;
     Consumer c = ch.consumer("reader");
     ch.sync();  // the agent's set-up: channel and consumer exist on disk
@@ -219,7 +213,7 @@ std::string run_case(const TempDir& dir, const Case& k, std::uint64_t& delivered
     }
     g_disk = nullptr;
 
-    const std::uint64_t data_off = header_size_of(live);
+    const std::uint64_t data_off = testing::data_offset(live_path);
     std::uint64_t file_len = image.size();
     switch (k.damage) {
       case Damage::kNone:

@@ -258,11 +258,7 @@ TEST(ChannelProcessTest, AFileTruncatedUnderAWriterIsReportedNotACrash) {
   {
     Channel ch = Channel::create(path, config(256 * 1024));
     Consumer keep = ch.consumer("reader");  // holds every record: nothing is overwritten
-    std::ifstream f(path, std::ios::binary);
-    f.seekg(12);  // Header::header_size: where the data region starts
-    std::uint32_t v = 0;
-    f.read(reinterpret_cast<char*>(&v), sizeof v);
-    data_offset = v;
+    data_offset = testing::data_offset(path);
   }
   int ready[2], go[2];
   ASSERT_EQ(::pipe(ready), 0);

@@ -15,6 +15,7 @@
 namespace tributary::core {
 namespace {
 
+using testing::data_offset;
 using testing::drain;
 using testing::payload_for;
 using testing::TempDir;
@@ -29,15 +30,6 @@ ChannelConfig config() {
   return c;
 }
 
-// Offset of the data region in the file: the header size is the first page-aligned value
-// after the tables; read it from the header (bytes 12..15).
-std::uint64_t data_offset(const std::filesystem::path& p) {
-  std::ifstream f(p, std::ios::binary);
-  f.seekg(12);
-  std::uint32_t v = 0;
-  f.read(reinterpret_cast<char*>(&v), sizeof v);
-  return v;
-}
 
 void flip_bit(const std::filesystem::path& p, std::uint64_t offset, int bit) {
   std::fstream f(p, std::ios::in | std::ios::out | std::ios::binary);

@@ -382,11 +382,7 @@ TEST(ChannelTest, ATruncatedFileIsGrownBackAndKeepsEveryRecordBeforeTheCut) {
     Consumer c = ch.consumer("reader");
     Producer p = ch.producer();
     for (std::uint64_t i = 0; i < 150; ++i) ASSERT_EQ(p.append({1, i}, payload_for(1, i, 300)), AppendStatus::kOk);
-    std::ifstream f(dir / "a.chan", std::ios::binary);
-    f.seekg(12);  // Header::header_size: where the data region starts
-    std::uint32_t v = 0;
-    f.read(reinterpret_cast<char*>(&v), sizeof v);
-    data_offset = v;
+    data_offset = testing::data_offset(dir / "a.chan");
     ch.walk([&](const Record& r) {
       ends.push_back(data_offset + r.next);
       return true;

@@ -10,6 +10,7 @@
 #include <sstream>
 #include <thread>
 
+#include "support/channel_util.h"
 #include "support/process.h"
 #include "support/tail_util.h"
 #include "support/temp_dir.h"
@@ -85,11 +86,8 @@ TEST(AgentProcessTest, AChannelTruncatedUnderTheAgentStopsItWithTheCauseAndARest
   {
     Child agent(run);
     ASSERT_TRUE(wait_records(dir / "main.chan", 500, 10s));
-    std::ifstream f(dir / "main.chan", std::ios::binary);
-    f.seekg(12);  // Header::header_size: where the data region starts
-    std::uint32_t data_offset = 0;
-    f.read(reinterpret_cast<char*>(&data_offset), sizeof data_offset);
-    std::filesystem::resize_file(dir / "main.chan", data_offset + 64 * 1024);  // past the 500 lines
+    // Cut 64 KiB into the data region: past the 500 lines, before what comes next.
+    std::filesystem::resize_file(dir / "main.chan", testing::data_offset(dir / "main.chan") + 64 * 1024);
     testing::append_lines(dir / "a.log", "a", 500, 3000);
     bool said = false;
     while (!said) {

@@ -5,6 +5,8 @@
 #include <chrono>
 #include <algorithm>
 #include <cstdint>
+#include <filesystem>
+#include <fstream>
 #include <span>
 #include <string>
 #include <vector>
@@ -12,6 +14,16 @@
 #include "tributary/core/channel.h"
 
 namespace tributary::testing {
+
+// Offset of the data region in a channel file (Header::header_size, bytes 12..15): tests that
+// damage or cut the file aim at records with it.
+inline std::uint64_t data_offset(const std::filesystem::path& p) {
+  std::ifstream f(p, std::ios::binary);
+  f.seekg(12);
+  std::uint32_t v = 0;
+  f.read(reinterpret_cast<char*>(&v), sizeof v);
+  return v;
+}
 
 // Payload of event (source, seq): self-describing text padded to `len` bytes (>= 0).
 inline std::string payload_for(std::uint64_t source, std::uint64_t seq, std::size_t len) {

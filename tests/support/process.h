@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cstdlib>
 #include <fstream>
 #include <iterator>
 #include <optional>
@@ -20,6 +21,11 @@
 extern char** environ;
 
 namespace tributary::testing {
+
+// True if `exe` is on the PATH (tests skip, saying what to install, when a peer is missing).
+inline bool have_command(const std::string& exe) {
+  return std::system(("command -v " + exe + " > /dev/null").c_str()) == 0;
+}
 
 class Child {
  public:

@@ -54,7 +54,6 @@ std::uint64_t env_or(const char* name, std::uint64_t fallback) {
   return v != nullptr ? std::strtoull(v, nullptr, 10) : fallback;
 }
 
-bool have(const char* exe) { return std::system((std::string("command -v ") + exe + " > /dev/null").c_str()) == 0; }
 
 // One of the path's processes, its output appended to a log file, restartable.
 class Proc {
@@ -92,7 +91,7 @@ class Proc {
 };
 
 TEST(CrashMatrixTest, EveryProcessOfThePathKilledAtRandomNothingLostNothingCountedTwice) {
-  if (!have("java") || !have("mvn"))
+  if (!testing::have_command("java") || !testing::have_command("mvn"))
     GTEST_SKIP() << "java and mvn are needed to run Kafka (apt-get install openjdk-17-jre-headless maven)";
   const std::uint64_t seed = env_or("TRIBUTARY_CRASH_SEED", std::random_device{}());
   const int kills = static_cast<int>(env_or("TRIBUTARY_CRASH_KILLS", 6));

@@ -80,10 +80,9 @@ std::map<std::string, std::string> recount(const std::filesystem::path& data) {
   return {{"orders_by_age.csv", a}, {"orders_by_gender.csv", g}, {"orders_by_day.csv", d}};
 }
 
-bool have(const char* exe) { return std::system((std::string("command -v ") + exe + " > /dev/null").c_str()) == 0; }
 
 TEST(DemoTest, OutputsEqualAnIndependentRecountOfTheFiles) {
-  if (!have("java") || !have("mvn")) GTEST_SKIP() << "java and mvn run the local Kafka (apt-get install openjdk-17-jre-headless maven)";
+  if (!testing::have_command("java") || !testing::have_command("mvn")) GTEST_SKIP() << "java and mvn run the local Kafka (apt-get install openjdk-17-jre-headless maven)";
   TempDir dir;
   ASSERT_EQ(std::system(fmt::format("{} gen tianchi --users 8000 --rows 200000 --seed 5 --malformed 0.002 "
                                     "--duplicates 0.002 --out {} > /dev/null",
@@ -100,7 +99,7 @@ TEST(DemoTest, OutputsEqualAnIndependentRecountOfTheFiles) {
   for (const char* f : {"orders_by_age.svg", "orders_by_gender.svg", "orders_by_day.svg", "report.html"})
     EXPECT_TRUE(std::filesystem::file_size(dir / "out" / f) > 100) << f;
   // The report as a person opens it: headless Chromium renders it with the three charts.
-  if (!have("chromium")) GTEST_SKIP() << "chromium not installed (apt-get install chromium): report not rendered";
+  if (!testing::have_command("chromium")) GTEST_SKIP() << "chromium not installed (apt-get install chromium): report not rendered";
   const std::string flags = "--headless --no-sandbox --disable-gpu --disable-quic --no-first-run "
                             "--disable-background-networking --disable-component-update --disable-sync --user-data-dir=" +
                             (dir / "chromium").string();

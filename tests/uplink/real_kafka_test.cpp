@@ -11,6 +11,7 @@
 
 #include "support/channel_util.h"
 #include "support/kafka_util.h"
+#include "support/process.h"
 #include "support/temp_dir.h"
 #include "tributary/uplink/local_kafka.h"
 #include "tributary/uplink/uplink.h"
@@ -21,12 +22,11 @@ namespace {
 using namespace std::chrono_literals;
 using testing::payload_for;
 
-bool have(const char* exe) { return std::system((std::string("command -v ") + exe + " > /dev/null").c_str()) == 0; }
 
 class RealKafkaTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    if (!have("java") || !have("mvn")) return;  // each test skips with the reason
+    if (!testing::have_command("java") || !testing::have_command("mvn")) return;  // each test skips with the reason
     dir_ = new testing::TempDir();
     LocalKafkaOptions o;
     o.dir = dir_->path() / "kafka";
@@ -185,7 +185,7 @@ TEST_F(RealKafkaTest, TransactionsAndConsumerGroupsWorkWithDebiansLibrdkafka) {
 // message in flight times out; then both come back. Every event must be in the topic, as an
 // independent reader sees it; copies only with the same identity.
 TEST(RealKafkaClusterTest, TheLeaderKilledAndTwoBrokersDownPastTheDeliveryTimeoutLoseNothing) {
-  if (!have("java") || !have("mvn")) GTEST_SKIP() << "java and mvn are needed to run Kafka";
+  if (!testing::have_command("java") || !testing::have_command("mvn")) GTEST_SKIP() << "java and mvn are needed to run Kafka";
   testing::TempDir dir;
   LocalKafkaOptions o;
   o.dir = dir / "kafka";

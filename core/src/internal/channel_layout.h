@@ -200,8 +200,8 @@ struct ChannelState {
   // it (false if another consumer did first). `exclusive` (recovery) overwrites whatever is
   // there, a torn record included.
   bool close_region(std::uint64_t from, std::uint64_t to, TagKind kind, bool exclusive) noexcept;
-  // msync of the whole file; false (and counted in the header) if it failed.
-  bool sync_all(bool wait) const noexcept;
+  // msync (MS_SYNC) of the whole file; false (and counted in the header) if it failed.
+  bool sync_all() const noexcept;
   // msync of [offset, offset+len) of the file; false (and counted) if it failed.
   bool sync_range(std::uint64_t offset, std::uint64_t len) const noexcept;
   void wake_consumers() noexcept;
