@@ -1,5 +1,6 @@
-// `tributary analyze --config analyze.toml [--validate]`: the analyzer process (see
-// analytics/job.h). SIGTERM or SIGINT writes a last checkpoint and exits 0.
+// `tributary analyze --config analyze.toml [--validate] [--materialize]`: the analyzer process
+// (see analytics/job.h). SIGTERM or SIGINT writes a last checkpoint (commits a last
+// transaction) and exits 0.
 #include <unistd.h>
 
 #include <fmt/format.h>
@@ -14,11 +15,14 @@ void add_analyze_commands(CLI::App& app, int& exit_code) {
   struct Args {
     std::string config;
     bool validate = false;
+    bool materialize = false;
   };
   auto a = std::make_shared<Args>();
   CLI::App* cmd = app.add_subcommand("analyze", "Analyze a topic or channel into exactly-once totals");
   cmd->add_option("--config,-c", a->config, "Analyzer configuration (TOML)")->required();
   cmd->add_flag("--validate", a->validate, "Check the configuration, list every error, do not run");
+  cmd->add_flag("--materialize", a->materialize,
+                "Kafka-transaction mode: only write the state dir's files from the output topic (read_committed)");
   cmd->callback([a, &exit_code] {
     auto r = analytics::load_analyze_config(a->config);
     if (!r.errors.empty()) {
@@ -34,7 +38,7 @@ void add_analyze_commands(CLI::App& app, int& exit_code) {
     }
     const int stop_fd = stop_signal_fd();
     analytics::AnalyzeJob job(std::move(r.config), stderr_log("analyze"));
-    exit_code = job.run(stop_fd);
+    exit_code = a->materialize ? job.materialize(stop_fd) : job.run(stop_fd);
     ::close(stop_fd);
   });
 }

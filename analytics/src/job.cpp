@@ -12,8 +12,11 @@
 #include <functional>
 #include <set>
 #include <sstream>
+#include <thread>
 #include <toml++/toml.h>
 
+#include "render.h"
+#include "transactional.h"
 #include "tributary/analytics/checkpoint.h"
 #include "tributary/core/error.h"
 #include "tributary/core/fd.h"
@@ -88,8 +91,8 @@ AnalyzeConfigResult load_analyze_config(const fs::path& file) {
       if (!keys.count(k.str())) err(&n, fmt::format("{}.{}", section, k.str()), "unknown key");
   };
   for (const auto& [k, n] : root) {
-    static const std::set<std::string_view> sections = {"input", "fields", "checks", "filter", "join",
-                                                         "labels", "outputs", "windows", "state", "where"};
+    static const std::set<std::string_view> sections = {"input",   "fields",  "checks", "filter", "join",  "labels",
+                                                         "outputs", "windows", "state",  "where",  "transaction"};
     if (!sections.count(k.str())) err(&n, k.str(), "unknown section");
   }
   const toml::table* in = root["input"].as_table();
@@ -269,11 +272,42 @@ AnalyzeConfigResult load_analyze_config(const fs::path& file) {
     }
   }
   if (c.outputs.empty() && c.windows.empty()) err(&root, "outputs", "declare at least one [[outputs]] or [[windows]]");
+  // Names become parts of output-topic keys ("t/OUTPUT/P/KEY"): no '/' in them.
+  for (const auto& o : c.outputs)
+    if (o.name.find('/') != std::string::npos) err(&root, "outputs.name", fmt::format("'{}': no '/' in a name", o.name));
+  for (const auto& w : c.windows)
+    if (w.name.find('/') != std::string::npos) err(&root, "windows.name", fmt::format("'{}': no '/' in a name", w.name));
   if (const toml::table* s = root["state"].as_table()) {
     known(*s, "state", {"dir", "checkpoint_ms"});
     c.state_dir = str(*s, "state", "dir", false, c.state_dir.string());
     if (c.state_dir.is_relative()) c.state_dir = file.parent_path() / c.state_dir;
     c.checkpoint_ms = static_cast<int>(integer(s->get("checkpoint_ms"), "state.checkpoint_ms", 10, 3'600'000, 1000));
+  }
+  if (const toml::node* tn = root.get("transaction")) {
+    const toml::table* t = tn->as_table();
+    if (t == nullptr) {
+      err(tn, "transaction", "must be a table");
+    } else {
+      known(*t, "transaction", {"topic", "changelog", "id", "timeout_ms", "session_timeout_ms", "materialize"});
+      auto& x = c.transaction;
+      x.topic = str(*t, "transaction", "topic", true);
+      x.changelog = str(*t, "transaction", "changelog", false, c.group + "-changelog");
+      x.id = str(*t, "transaction", "id", false);
+      if (x.id.empty()) {  // stable for this instance (host and state dir), unique in the group
+        char host[256] = {};
+        ::gethostname(host, sizeof host - 1);
+        x.id = fmt::format("{}-{}-{:08x}", c.group, host,
+                           static_cast<std::uint32_t>(std::hash<std::string>{}(fs::absolute(c.state_dir).string())));
+      }
+      x.timeout_ms = static_cast<int>(integer(t->get("timeout_ms"), "transaction.timeout_ms", 1000, 900'000, 30000));
+      x.session_timeout_ms = static_cast<int>(
+          integer(t->get("session_timeout_ms"), "transaction.session_timeout_ms", 1000, 3'600'000, 10000));
+      x.materialize = boolean(t->get("materialize"), "transaction.materialize", true);
+      if (c.input_type != "kafka") err(tn, "transaction", "the Kafka-transaction mode needs input.type = \"kafka\"");
+      if (x.topic == c.topic && !x.topic.empty()) err(t->get("topic"), "transaction.topic", "must not be the input topic");
+      if (x.changelog == x.topic || x.changelog == c.topic)
+        err(t->get("changelog"), "transaction.changelog", "must differ from the input and output topics");
+    }
   }
   return r;
 }
@@ -285,6 +319,7 @@ struct AnalyzeJob::Impl {
   AnalyzeConfig cfg;
   JobLog log;
   DimensionTable table;
+  AnalyzerSpec analyzer_spec;
   std::unique_ptr<Analyzer> analyzer;
   // channel input
   std::optional<core::Channel> channel;
@@ -355,10 +390,16 @@ struct AnalyzeJob::Impl {
       if (!w.value.empty()) ws.value_field = field_index(w.value);
       spec.windows.push_back(std::move(ws));
     }
+    analyzer_spec = std::move(spec);
+    analyzer = make_analyzer();
+  }
+
+  // A fresh engine (the Kafka-transaction mode keeps one per input partition).
+  std::unique_ptr<Analyzer> make_analyzer() const {
     std::vector<std::string> pointers;
     for (const auto& [name, where] : cfg.fields) pointers.push_back(where);
-    analyzer = std::make_unique<Analyzer>(
-        spec, cfg.csv ? FieldExtractor::csv(cfg.csv_header, pointers) : FieldExtractor::json(pointers));
+    return std::make_unique<Analyzer>(
+        analyzer_spec, cfg.csv ? FieldExtractor::csv(cfg.csv_header, pointers) : FieldExtractor::json(pointers));
   }
 
   std::string position() const {
@@ -422,20 +463,7 @@ struct AnalyzeJob::Impl {
                                                                      {"log_level", "3"}}));
     // Every partition of the topic, at the checkpointed offsets (the topic may not exist yet).
     int partitions = 0;
-    for (int attempt = 0; partitions == 0; ++attempt) {
-      rd_kafka_topic_t* t = rd_kafka_topic_new(kafka.get(), cfg.topic.c_str(), nullptr);
-      const rd_kafka_metadata_t* md = nullptr;
-      if (rd_kafka_metadata(kafka.get(), 0, t, &md, 1000) == RD_KAFKA_RESP_ERR_NO_ERROR && md->topic_cnt == 1 &&
-          md->topics[0].err == RD_KAFKA_RESP_ERR_NO_ERROR)
-        partitions = md->topics[0].partition_cnt;
-      if (md) rd_kafka_metadata_destroy(md);
-      rd_kafka_topic_destroy(t);
-      if (partitions == 0) {
-        if (attempt == 0) info(fmt::format("waiting for topic {} at {}", cfg.topic, cfg.bootstrap));
-        pollfd p{stop_fd, POLLIN, 0};  // the topic does not exist yet: retry in 500 ms unless stopped
-        if (::poll(&p, stop_fd >= 0 ? 1 : 0, 500) > 0) return false;
-      }
-    }
+    if (!detail::wait_for_topic(kafka.get(), cfg.topic, cfg.bootstrap, stop_fd, partitions, log)) return false;
     rd_kafka_topic_partition_list_t* list = rd_kafka_topic_partition_list_new(partitions);
     for (int p = 0; p < partitions; ++p) {
       const auto it = offsets.find(p);
@@ -467,28 +495,7 @@ struct AnalyzeJob::Impl {
       rd_kafka_message_t* m = rd_kafka_consumer_poll(kafka.get(), i == 0 ? 100 : 0);
       if (m == nullptr) break;
       if (m->err == RD_KAFKA_RESP_ERR_NO_ERROR) {
-        const std::string_view value(static_cast<const char*>(m->payload), m->len);
-        // Tributary records carry their identity; others are identified by partition and offset.
-        const core::EventId fallback{(topic_hash ^ static_cast<std::uint64_t>(m->partition + 1)) | (1ull << 63),
-                                     static_cast<std::uint64_t>(m->offset)};
-        bool done = false;
-        if (uplink::is_packed(m)) {  // many events, each with its identity (uplink packed mode)
-          std::size_t events = 0;
-          done = uplink::for_each_packed(value, [&](const uplink::PackedEvent& e) {
-            (void)analyzer->process(e.id, e.payload, e.timestamp_ns < 0 ? 0 : e.timestamp_ns / 1000000);
-            ++events;
-          });
-          n += events;
-          // A damaged pack: the events before the damage were counted; the record itself is
-          // rejected (counted and sampled as not JSON) under its partition/offset identity.
-          if (!done && log) log("warn", fmt::format("partition {} offset {}: a damaged packed record", m->partition, m->offset));
-        }
-        if (!done) {
-          rd_kafka_timestamp_type_t tstype;
-          const std::int64_t ts = rd_kafka_message_timestamp(m, &tstype);
-          (void)analyzer->process(uplink::message_identity(m).value_or(fallback), value, ts < 0 ? 0 : ts);
-          ++n;
-        }
+        n += detail::process_message(*analyzer, m, topic_hash, log);
         offsets[m->partition] = m->offset + 1;
       } else if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF) {
         if (log) log("warn", fmt::format("consume: {}", rd_kafka_message_errstr(m)));
@@ -498,48 +505,15 @@ struct AnalyzeJob::Impl {
     return n;
   }
 
-  void write_file(const fs::path& p, const std::string& text) const {
-    const auto tmp = fs::path(p).concat(".tmp");
-    if (FILE* f = std::fopen(tmp.c_str(), "w")) {
-      std::fputs(text.c_str(), f);
-      std::fclose(f);
-      std::rename(tmp.c_str(), p.c_str());
-    } else {
-      throw core::Error(fmt::format("cannot write {}", p.string()));
-    }
-  }
-
   void write_outputs() const {
     const std::uint64_t total = analyzer->stats().counted;
     for (std::size_t g = 0; g < cfg.outputs.size(); ++g) {
       const OutputSpec& o = cfg.outputs[g];
-      const auto& totals = analyzer->totals(g);
-      std::string text = o.header + "\n";
-      auto row = [&](const std::string& key, std::uint64_t n) {
-        csv_cell(text, key);  // event text: a comma, quote or newline in it must not break the file
-        text += o.share ? fmt::format(",{},{:.4f}\n", n, total == 0 ? 0.0 : double(n) / double(total))
-                        : fmt::format(",{}\n", n);
-      };
-      std::set<std::string> done;
-      if (const auto order = cfg.label_order.find(o.by); order != cfg.label_order.end()) {
-        for (const auto& label : order->second) {  // every label, in order, even with 0
-          const auto it = totals.find(label);
-          row(label, it == totals.end() ? 0 : it->second);
-          done.insert(label);
-        }
-      }
-      for (const auto& [key, n] : totals)
-        if (!done.count(key)) row(key, n);
-      write_file(cfg.state_dir / o.file, text);
+      const auto order = cfg.label_order.find(o.by);
+      render::write_file(cfg.state_dir / o.file,
+                         render::totals_csv(o, analyzer->totals(g), total,
+                                            order == cfg.label_order.end() ? nullptr : &order->second));
     }
-    const AnalyzerStats& s = analyzer->stats();
-    std::string sources;
-    for (const auto& a : analyzer->ledger().audit())
-      sources += fmt::format(R"({}{{"source":{},"accounted":{},"gaps":{},"duplicates":{},"ranges":{}}})",
-                             sources.empty() ? "" : ",", a.source_id, a.counted, a.gaps, a.duplicates, a.ranges.size());
-    std::string reasons;
-    for (const auto& [why, n] : s.rejected_by_reason)
-      reasons += fmt::format(R"({}"{}":{})", reasons.empty() ? "" : ",", why, n);
     std::string windows;
     for (std::size_t w = 0; w < cfg.windows.size(); ++w) {
       const WindowSet& ws = analyzer->window(w);
@@ -549,54 +523,11 @@ struct AnalyzeJob::Impl {
                              ws.late_events(), wm ? "\"" + format_millis(*wm) + "\"" : "null");
     }
     write_window_snapshots();
-    write_file(cfg.state_dir / "status.json",
-               fmt::format(R"({{"counted":{},"filtered":{},"rejected":{},"duplicates":{},"late":{},"overflowed":{},)"
-                           R"("rejected_by_reason":{{{}}},"windows":{{{}}},"sources":[{}]}})"
-                           "\n",
-                           s.counted, s.filtered, s.rejected, s.duplicates, s.late, s.overflowed, reasons, windows,
-                           sources));
+    render::write_file(cfg.state_dir / "status.json",
+                       render::status_json(analyzer->stats(), analyzer->ledger().audit(), windows));
   }
 
   // ---- windows: closed rows appended exactly once, late and open rows as snapshots
-
-  static void csv_cell(std::string& out, std::string_view v) {
-    if (v.find_first_of(",\"\n\r") == std::string_view::npos) {
-      out += v;
-      return;
-    }
-    out += '"';
-    for (const char ch : v) {
-      if (ch == '"') out += '"';
-      out += ch;
-    }
-    out += '"';
-  }
-
-  static void key_cells(std::string& out, std::string_view key) {
-    for (std::size_t start = 0;;) {
-      const auto sep = key.find('\x1f', start);
-      out += ',';
-      csv_cell(out, key.substr(start, sep == std::string_view::npos ? std::string_view::npos : sep - start));
-      if (sep == std::string_view::npos) return;
-      start = sep + 1;
-    }
-  }
-
-  static std::string window_header(const WindowOutputSpec& w, std::string_view counts) {
-    std::string h = "window_start,window_end";
-    for (const auto& b : w.by) h += "," + b;
-    h += fmt::format(",{}", counts);
-    if (!w.value.empty() && counts == "count") h += fmt::format(",sum_{0},min_{0},max_{0}", w.value);
-    return h + "\n";
-  }
-
-  static void window_row(std::string& out, const WindowOutputSpec& w, const WindowRow& r) {
-    out += format_millis(r.start) + "," + format_millis(r.end);
-    if (!w.by.empty()) key_cells(out, r.key);
-    out += fmt::format(",{}", r.agg.count);
-    if (!w.value.empty()) out += fmt::format(",{},{},{}", r.agg.sum, r.agg.min, r.agg.max);
-    out += '\n';
-  }
 
   // After a restore: each window file back to what the checkpoint accounts for (rows written
   // after it are written again by the replay).
@@ -623,8 +554,8 @@ struct AnalyzeJob::Impl {
       if (rows.empty()) continue;
       const WindowOutputSpec& spec = cfg.windows[w];
       std::string text;
-      if (window_bytes[w] == 0) text = window_header(spec, "count");
-      for (const auto& r : rows) window_row(text, spec, r);
+      if (window_bytes[w] == 0) text = render::window_header(spec, "count");
+      for (const auto& r : rows) render::window_row(text, spec, r);
       const fs::path p = cfg.state_dir / spec.file;
       const core::Fd fd(::open(p.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0644));
       if (!fd.valid()) core::throw_errno("open " + p.string(), errno);
@@ -644,16 +575,17 @@ struct AnalyzeJob::Impl {
     for (std::size_t w = 0; w < cfg.windows.size(); ++w) {
       const WindowOutputSpec& spec = cfg.windows[w];
       const WindowSet& ws = analyzer->window(w);
-      std::string open = window_header(spec, "count");
-      for (const auto& [k, agg] : ws.open()) window_row(open, spec, {k.first, k.first + ws.size(), k.second, agg});
-      write_file(cfg.state_dir / (spec.name + ".open.csv"), open);
-      std::string late = window_header(spec, "late");
+      std::string open = render::window_header(spec, "count");
+      for (const auto& [k, agg] : ws.open())
+        render::window_row(open, spec, {k.first, k.first + ws.size(), k.second, agg});
+      render::write_file(cfg.state_dir / (spec.name + ".open.csv"), open);
+      std::string late = render::window_header(spec, "late");
       for (const auto& [k, n] : ws.late()) {
         late += format_millis(k.first) + "," + format_millis(k.first + ws.size());
-        if (!spec.by.empty()) key_cells(late, k.second);
+        if (!spec.by.empty()) render::key_cells(late, k.second);
         late += fmt::format(",{}\n", n);
       }
-      write_file(cfg.state_dir / (spec.name + ".late.csv"), late);
+      render::write_file(cfg.state_dir / (spec.name + ".late.csv"), late);
     }
   }
 
@@ -686,6 +618,7 @@ AnalyzeJob::AnalyzeJob(AnalyzeConfig config, JobLog log) : impl_(std::make_uniqu
     core::throw_errno(fmt::format("the analyzer's state directory {} is not writable", state_dir.string()), errno);
   impl_->build();
   impl_->window_bytes.assign(impl_->cfg.windows.size(), 0);
+  if (impl_->cfg.transactional()) return;  // state lives in the changelog topic, not in a file
   if (auto state = read_checkpoint(impl_->cfg.state_dir / "checkpoint")) {
     impl_->restore_position(impl_->analyzer->restore(*state));
     impl_->info(fmt::format("restored checkpoint: {} counted, resuming at {}", impl_->analyzer->stats().counted,
@@ -700,6 +633,33 @@ AnalyzeJob::~AnalyzeJob() {
 
 int AnalyzeJob::run(int stop_fd) {
   Impl& j = *impl_;
+  if (j.cfg.transactional()) {
+    // The files are written by a separate reader of the output topic, in its own thread with
+    // its own stop signal (given after the last commit, so it can read that one too).
+    int stop_reader[2] = {-1, -1};
+    if (j.cfg.transaction.materialize && ::pipe2(stop_reader, O_CLOEXEC) != 0) core::throw_errno("pipe", errno);
+    const core::Fd reader_read(stop_reader[0]), reader_write(stop_reader[1]);
+    std::thread reader;
+    struct Join {
+      std::thread& t;
+      const core::Fd& fd;
+      ~Join() {
+        if (!t.joinable()) return;
+        const char c = 1;
+        (void)!::write(fd.get(), &c, 1);
+        t.join();
+      }
+    } join{reader, reader_write};
+    if (j.cfg.transaction.materialize)
+      reader = std::thread([&] {
+        try {
+          (void)detail::run_materializer(j.cfg, j.log, reader_read.get());
+        } catch (const std::exception& e) {
+          if (j.log) j.log("error", fmt::format("output reader: {}", e.what()));
+        }
+      });
+    return detail::run_transactional(j.cfg, [&j] { return j.make_analyzer(); }, j.log, stop_fd);
+  }
   if (!j.open_input(stop_fd)) return 0;  // stopped before the input existed: nothing to save
   auto next = Clock::now();
   for (;;) {
@@ -713,6 +673,12 @@ int AnalyzeJob::run(int stop_fd) {
   }
   j.checkpoint();
   return 0;
+}
+
+int AnalyzeJob::materialize(int stop_fd) {
+  if (!impl_->cfg.transactional())
+    throw core::Error("--materialize reads the output topic of the Kafka-transaction mode: add [transaction] topic");
+  return detail::run_materializer(impl_->cfg, impl_->log, stop_fd);
 }
 
 }  // namespace tributary::analytics

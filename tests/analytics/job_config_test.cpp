@@ -86,5 +86,33 @@ TEST(AnalyzeConfigTest, ValuesOfTheWrongTypeAreErrorsNotDefaults) {
     EXPECT_NE(all.find(want), std::string::npos) << want << "\nin:\n" << all;
 }
 
+// [transaction]: defaults derived from the group and this instance; mistakes named.
+TEST(AnalyzeConfigTest, TheTransactionModeHasStableDefaultsAndNamesItsMistakes) {
+  testing::TempDir dir;
+  const std::string kafka = "[input]\ntype = \"kafka\"\nbootstrap = \"b:9092\"\ntopic = \"in\"\ngroup = \"g\"\n"
+                            "[fields]\nk = \"/k\"\n[[outputs]]\nname = \"o\"\nby = \"k\"\n";
+  auto r = load(dir, kafka + "[transaction]\ntopic = \"out\"\n");
+  ASSERT_TRUE(r.errors.empty()) << joined(r.errors);
+  const auto& x = r.config.transaction;
+  EXPECT_TRUE(r.config.transactional());
+  EXPECT_EQ(x.changelog, "g-changelog");
+  EXPECT_EQ(x.id.rfind("g-", 0), 0u) << x.id;
+  EXPECT_EQ(load(dir, kafka + "[transaction]\ntopic = \"out\"\n").config.transaction.id, x.id)
+      << "the transactional.id of an instance must be the same at every start";
+  EXPECT_EQ(x.timeout_ms, 30000);
+  EXPECT_TRUE(x.materialize);
+  EXPECT_FALSE(load(dir, kafka).config.transactional());
+
+  auto bad = load(dir, kafka + "[transaction]\ntopic = \"in\"\ntimeout_ms = 5\nfoo = 1\n");
+  const std::string all = joined(bad.errors);
+  for (const std::string want : {"a.toml:12: transaction.topic: must not be the input topic",
+                                 "a.toml:13: transaction.timeout_ms: must be a whole number from 1000 to 900000",
+                                 "a.toml:14: transaction.foo: unknown key"})
+    EXPECT_NE(all.find(want), std::string::npos) << want << "\nin:\n" << all;
+  auto channel = load(dir, kHead + "[[outputs]]\nname = \"o\"\nby = \"k\"\n[transaction]\ntopic = \"out\"\n");
+  EXPECT_NE(joined(channel.errors).find("the Kafka-transaction mode needs input.type = \"kafka\""), std::string::npos)
+      << joined(channel.errors);
+}
+
 }  // namespace
 }  // namespace tributary::analytics

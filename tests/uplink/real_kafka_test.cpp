@@ -11,6 +11,7 @@
 
 #include "support/channel_util.h"
 #include "support/kafka_util.h"
+#include "support/local_kafka.h"
 #include "support/process.h"
 #include "support/temp_dir.h"
 #include "tributary/uplink/local_kafka.h"
@@ -23,32 +24,7 @@ using namespace std::chrono_literals;
 using testing::payload_for;
 
 
-class RealKafkaTest : public ::testing::Test {
- protected:
-  static void SetUpTestSuite() {
-    if (!testing::have_command("java") || !testing::have_command("mvn")) return;  // each test skips with the reason
-    dir_ = new testing::TempDir();
-    LocalKafkaOptions o;
-    o.dir = dir_->path() / "kafka";
-    o.port = 20000 + static_cast<int>(std::random_device{}() % 12000);
-    kafka_ = new LocalKafka(o);
-    bootstrap_ = kafka_->start();
-  }
-  static void TearDownTestSuite() {
-    if (kafka_ != nullptr) kafka_->stop();
-    delete kafka_;
-    delete dir_;
-    kafka_ = nullptr;
-    dir_ = nullptr;
-  }
-  void SetUp() override {
-    if (kafka_ == nullptr) GTEST_SKIP() << "java and mvn are needed to run Kafka (apt-get install openjdk-17-jre-headless maven)";
-  }
-
-  static inline testing::TempDir* dir_ = nullptr;
-  static inline LocalKafka* kafka_ = nullptr;
-  static inline std::string bootstrap_;
-};
+class RealKafkaTest : public testing::LocalKafkaSuite {};
 
 TEST_F(RealKafkaTest, EveryEventArrivesOnceByIdentityAsAnIndependentClientSeesIt) {
   testing::TempDir dir;

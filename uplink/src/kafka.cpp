@@ -1,6 +1,9 @@
 // librdkafka helpers: configuration with named errors, identity headers, the mock cluster.
 #include "tributary/uplink/kafka.h"
 
+#include <chrono>
+#include <thread>
+
 #include <fmt/format.h>
 
 #include "tributary/core/error.h"
@@ -50,6 +53,55 @@ std::optional<core::EventId> message_identity(const rd_kafka_message_t* m) noexc
   std::size_t n = 0;
   if (rd_kafka_header_get_last(hdrs, kIdentityHeader, &v, &n) != RD_KAFKA_RESP_ERR_NO_ERROR) return std::nullopt;
   return decode_identity(v, n);
+}
+
+int partition_count(rd_kafka_t* rk, const std::string& topic, int timeout_ms) {
+  // The metadata of all topics: a request naming the topic would have a broker with
+  // auto.create.topics.enable create it, with the broker's default partition count.
+  const rd_kafka_metadata_t* md = nullptr;
+  int n = 0;
+  if (rd_kafka_metadata(rk, 1, nullptr, &md, timeout_ms) == RD_KAFKA_RESP_ERR_NO_ERROR) {
+    for (int i = 0; i < md->topic_cnt; ++i)
+      if (topic == md->topics[i].topic && md->topics[i].err == RD_KAFKA_RESP_ERR_NO_ERROR)
+        n = md->topics[i].partition_cnt;
+  }
+  if (md) rd_kafka_metadata_destroy(md);
+  return n;
+}
+
+int ensure_topic(rd_kafka_t* rk, const std::string& topic, int partitions, int replication, const Settings& configs) {
+  if (const int have = partition_count(rk, topic); have > 0) return have;
+  char errstr[512];
+  rd_kafka_NewTopic_t* nt = rd_kafka_NewTopic_new(topic.c_str(), partitions, replication, errstr, sizeof errstr);
+  if (nt == nullptr) throw core::Error(fmt::format("topic {}: {}", topic, errstr));
+  for (const auto& [k, v] : configs) rd_kafka_NewTopic_set_config(nt, k.c_str(), v.c_str());
+  rd_kafka_queue_t* q = rd_kafka_queue_new(rk);
+  rd_kafka_CreateTopics(rk, &nt, 1, nullptr, q);
+  rd_kafka_NewTopic_destroy(nt);
+  rd_kafka_event_t* ev = rd_kafka_queue_poll(q, 30000);
+  rd_kafka_queue_destroy(q);
+  if (ev == nullptr) throw core::Error(fmt::format("topic {}: no answer to CreateTopics within 30 s", topic));
+  std::string error;
+  if (rd_kafka_event_error(ev) != RD_KAFKA_RESP_ERR_NO_ERROR) {
+    error = rd_kafka_event_error_string(ev);
+  } else if (const rd_kafka_CreateTopics_result_t* res = rd_kafka_event_CreateTopics_result(ev)) {
+    size_t n = 0;
+    const rd_kafka_topic_result_t** results = rd_kafka_CreateTopics_result_topics(res, &n);
+    for (size_t i = 0; i < n; ++i) {
+      const auto err = rd_kafka_topic_result_error(results[i]);
+      if (err != RD_KAFKA_RESP_ERR_NO_ERROR && err != RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS)  // another creator won
+        error = rd_kafka_topic_result_error_string(results[i]);
+    }
+  }
+  rd_kafka_event_destroy(ev);
+  if (!error.empty()) throw core::Error(fmt::format("topic {}: cannot create: {}", topic, error));
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  for (;;) {
+    if (const int have = partition_count(rk, topic, 1000); have > 0) return have;
+    if (std::chrono::steady_clock::now() > deadline)
+      throw core::Error(fmt::format("topic {}: created but not in the metadata after 30 s", topic));
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));  // metadata propagates: ask again shortly
+  }
 }
 
 namespace {

@@ -215,6 +215,9 @@ void LocalKafka::start_broker(int id) const {
       << "transaction.state.log.replication.factor=" << rf << "\n"
       << "transaction.state.log.min.isr=" << (rf == 3 ? 2 : 1) << "\n"
       << "group.initial.rebalance.delay.ms=0\n"
+      // A dead producer's open transaction is aborted within a second of its timeout (default
+      // 10 s after it), so a partition's new owner waits for it no longer than needed.
+      << "transaction.abort.timed.out.transaction.cleanup.interval.ms=1000\n"
       << "auto.create.topics.enable=true\n";
   std::ofstream(node / "log4j2.properties") << "rootLogger.level = WARN\n"
                                                "rootLogger.appenderRef.stdout.ref = STDOUT\n"

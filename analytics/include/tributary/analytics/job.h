@@ -6,7 +6,25 @@
 // checkpoint: it bounds retention, it is not the truth. On restart the job restores the
 // checkpoint and seeks its input there, so a crash anywhere neither loses nor double-counts.
 // In this mode the job assigns itself every partition of the topic: taking a partition over
-// from another node is not offered (that is the Kafka-transaction mode, still to come).
+// from another node is not offered (use the Kafka-transaction mode for that).
+//
+// Kafka-transaction mode ([transaction] topic = "..."; Kafka input only): Kafka Streams' design.
+// The job is a member of the consumer group `input.group`, so several analyzers share the
+// input's partitions and take over each other's. State is per input partition. Every
+// checkpoint_ms, in one Kafka transaction, for each partition that consumed anything:
+//   - the output topic gets the changes (compacted: the latest record per key is the value):
+//       key "t/OUTPUT/P/KEY"          value "COUNT"                  running total
+//       key "w/WINDOW/P/START_MS/KEY" value "END_MS\tCOUNT\tVALUED\tSUM\tMIN\tMAX"  closed window
+//       key "s/P"                     value the partition's counters and audit (lines)
+//     (P is the input partition; KEY the group-by key, parts joined with '\x1f'; a reader sums
+//     over P);
+//   - the changelog topic (compacted, partition P) gets the partition's whole state, in chunks;
+//   - the consumed offsets are sent to the transaction (send_offsets_to_transaction).
+// Either all three are committed or none: on restart or takeover a partition's state is read
+// back from the changelog (read_committed) and its input resumes at the committed offset, which
+// must be the state's own; a zombie is fenced by the group generation (KIP-447). The files of
+// [state] dir are written by a separate read_committed reader of the output topic (`materialize`,
+// also `tributary analyze --materialize`), never by the transaction; there is no checkpoint file.
 //
 //   [input]
 //   type = "kafka"                 # or "channel" (path, consumer)
@@ -29,6 +47,10 @@
 //                                  # year, value (sum/min/max), file
 //   [state]
 //   dir = "out"                    # checkpoint, outputs, status.json; checkpoint_ms = 1000
+//   [transaction]                  # the Kafka-transaction mode: topic (output), changelog
+//                                  # (default GROUP-changelog), id (transactional.id, default
+//                                  # GROUP-HOST-hash of the state dir), timeout_ms = 30000,
+//                                  # session_timeout_ms = 10000, materialize = true
 #pragma once
 
 #include <filesystem>
@@ -85,7 +107,17 @@ struct AnalyzeConfig {
   std::vector<OutputSpec> outputs;
   std::vector<WindowOutputSpec> windows;
   std::filesystem::path state_dir = "analyzer-state";
-  int checkpoint_ms = 1000;
+  int checkpoint_ms = 1000;  // in the Kafka-transaction mode: how often a transaction commits
+  struct Transaction {
+    std::string topic;      // the output topic; empty: the checkpoint-file mode
+    std::string changelog;  // the state topic
+    std::string id;         // transactional.id: stable across restarts of this instance, unique
+    int timeout_ms = 30000;           // transaction.timeout.ms: how long a dead member's open
+                                      // transaction holds its partitions back
+    int session_timeout_ms = 10000;   // how soon the group notices a dead member
+    bool materialize = true;          // run the reader that writes the [state] dir files
+  } transaction;
+  [[nodiscard]] bool transactional() const noexcept { return !transaction.topic.empty(); }
 };
 
 struct AnalyzeConfigResult {
@@ -103,6 +135,9 @@ class AnalyzeJob {
   // Opens the input (waiting for a Kafka topic to exist), then runs until `stop_fd` is
   // readable; checkpoints on the way and at the end. Exit status.
   int run(int stop_fd);
+  // Kafka-transaction mode only: just the reader of the output topic that writes the files of
+  // the state dir (read_committed), until `stop_fd` is readable.
+  int materialize(int stop_fd);
 
  private:
   struct Impl;

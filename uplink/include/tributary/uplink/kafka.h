@@ -36,6 +36,13 @@ using Settings = std::map<std::string, std::string>;
 // rd_kafka_new; the conf is consumed. Throws core::Error with librdkafka's message.
 [[nodiscard]] KafkaHandle make_handle(rd_kafka_type_t type, ConfHandle conf);
 
+// Partitions of `topic` in the cluster's metadata; 0 if it does not exist (or no answer).
+[[nodiscard]] int partition_count(rd_kafka_t* rk, const std::string& topic, int timeout_ms = 2000);
+// Creates `topic` with the given topic configs (Admin CreateTopics) unless it exists, and waits
+// until the metadata shows it. Returns its partition count (an existing topic's own). Throws
+// core::Error naming the topic and the broker's reason.
+int ensure_topic(rd_kafka_t* rk, const std::string& topic, int partitions, int replication, const Settings& configs = {});
+
 // Every Kafka record Tributary writes carries the event identity in one header:
 // "tributary-id" = source id (8 bytes, big-endian) + sequence (8 bytes, big-endian).
 inline constexpr const char* kIdentityHeader = "tributary-id";

@@ -1,0 +1,41 @@
+// How the analyzer's results look on disk, shared by the checkpoint job (which renders its own
+// state) and the Kafka-transaction mode's materializer (which renders what it read back from the
+// output topic): CSV cells and rows, the totals and window files, status.json, atomic rewrites.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <map>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "tributary/analytics/analyzer.h"
+#include "tributary/analytics/job.h"
+
+namespace tributary::analytics::render {
+
+// One CSV cell: quoted (RFC 4180) when it holds a comma, quote or line break.
+void csv_cell(std::string& out, std::string_view v);
+// ",part,part" for a key whose parts are joined with '\x1f'.
+void key_cells(std::string& out, std::string_view key);
+
+// "window_start,window_end,<by...>,<counts>[,sum_v,min_v,max_v]\n"
+[[nodiscard]] std::string window_header(const WindowOutputSpec& w, std::string_view counts);
+void window_row(std::string& out, const WindowOutputSpec& w, const WindowRow& r);
+
+// An [[outputs]] file: the header, the labels of `order` first (each, even at 0), then every
+// other key; a share column of `counted` when the output asks for one.
+[[nodiscard]] std::string totals_csv(const OutputSpec& o, const std::map<std::string, std::uint64_t>& totals,
+                                     std::uint64_t counted, const std::vector<std::string>* order);
+
+// status.json: the counters, rejections by reason, per-window figures (already rendered
+// "name":{...} members, comma-separated) and the per-source audit.
+[[nodiscard]] std::string status_json(const AnalyzerStats& s, const std::vector<Ledger::SourceAudit>& sources,
+                                      std::string_view windows, std::string_view extra = {});
+
+// Writes `text` to a temporary file and renames it over `p`: readers see the old or the new file.
+// Throws core::Error naming the file.
+void write_file(const std::filesystem::path& p, const std::string& text);
+
+}  // namespace tributary::analytics::render

@@ -1,0 +1,752 @@
+// The Kafka-transaction mode: per-partition state, one transaction per commit holding outputs,
+// changelog and consumed offsets; restore on assignment; the output topic's reader.
+#include "transactional.h"
+
+#include <poll.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <charconv>
+#include <chrono>
+#include <fmt/format.h>
+#include <map>
+#include <optional>
+#include <random>
+#include <set>
+
+#include "render.h"
+#include "tributary/core/error.h"
+#include "tributary/uplink/kafka.h"
+
+namespace tributary::analytics::detail {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+using std::chrono::milliseconds;
+
+// A partition's state is written to the changelog in chunks of at most this many bytes (the
+// broker's default record limit is 1 MB), each "tributary-state ID I N\n" + bytes.
+constexpr std::size_t kChunkBytes = 512 * 1024;
+
+struct ErrorDeleter {
+  void operator()(rd_kafka_error_t* e) const noexcept { rd_kafka_error_destroy(e); }
+};
+using ErrorHandle = std::unique_ptr<rd_kafka_error_t, ErrorDeleter>;
+struct ListDeleter {
+  void operator()(rd_kafka_topic_partition_list_t* l) const noexcept { rd_kafka_topic_partition_list_destroy(l); }
+};
+using PartitionList = std::unique_ptr<rd_kafka_topic_partition_list_t, ListDeleter>;
+struct GroupMetadataDeleter {
+  void operator()(rd_kafka_consumer_group_metadata_t* g) const noexcept { rd_kafka_consumer_group_metadata_destroy(g); }
+};
+struct MessageDeleter {
+  void operator()(rd_kafka_message_t* m) const noexcept { rd_kafka_message_destroy(m); }
+};
+using Message = std::unique_ptr<rd_kafka_message_t, MessageDeleter>;
+
+bool stopped(int stop_fd, int timeout_ms = 0) {
+  if (stop_fd < 0) return false;
+  pollfd p{stop_fd, POLLIN, 0};
+  return ::poll(&p, 1, timeout_ms) > 0;
+}
+
+std::vector<std::string_view> split(std::string_view s, char sep, std::size_t max_parts) {
+  std::vector<std::string_view> out;
+  while (out.size() + 1 < max_parts) {
+    const auto at = s.find(sep);
+    if (at == std::string_view::npos) break;
+    out.push_back(s.substr(0, at));
+    s.remove_prefix(at + 1);
+  }
+  out.push_back(s);
+  return out;
+}
+
+template <class T>
+bool number(std::string_view s, T& v) {
+  const auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+  return ec == std::errc{} && p == s.data() + s.size();
+}
+
+int broker_count(rd_kafka_t* rk) {
+  const rd_kafka_metadata_t* md = nullptr;
+  int n = 1;
+  if (rd_kafka_metadata(rk, 0, nullptr, &md, 5000) == RD_KAFKA_RESP_ERR_NO_ERROR) n = md->broker_cnt;
+  if (md) rd_kafka_metadata_destroy(md);
+  return std::max(n, 1);
+}
+
+// A compacted topic (the latest record per key is the value) with `partitions` partitions; an
+// existing changelog must have at least that many (the state of input partition P lives in its
+// partition P). Small segments, so that the cleaner keeps a restore's read short.
+int ensure_compacted_topic(rd_kafka_t* rk, const std::string& topic, int partitions, bool exact_partitions,
+                           const JobLog& log) {
+  const int before = uplink::partition_count(rk, topic);
+  const int replication = std::min(3, broker_count(rk));
+  const int have = uplink::ensure_topic(
+      rk, topic, partitions, replication,
+      {{"cleanup.policy", "compact"}, {"segment.ms", "60000"}, {"min.cleanable.dirty.ratio", "0.1"}});
+  if (exact_partitions && have < partitions)
+    throw core::Error(fmt::format("topic {} has {} partitions, the input has {}: the state of input partition P "
+                                  "lives in its partition P; delete it or name another changelog",
+                                  topic, have, partitions));
+  if (before == 0 && log)
+    log("info", fmt::format("created compacted topic {} ({} partitions, replication {})", topic, partitions, replication));
+  return have;
+}
+
+// Puts a partition's chunked state back together from its changelog records, in log order:
+// the newest snapshot whose chunks are all there wins.
+class SnapshotAssembler {
+ public:
+  // False if the record is not a state chunk.
+  bool feed(std::string_view value) {
+    const auto nl = value.find('\n');
+    if (nl == std::string_view::npos) return false;
+    const auto h = split(value.substr(0, nl), ' ', 4);
+    std::uint64_t id = 0;
+    std::size_t i = 0, n = 0;
+    if (h.size() != 4 || h[0] != "tributary-state" || !number(h[1], id) || !number(h[2], i) || !number(h[3], n) ||
+        n == 0 || i >= n)
+      return false;
+    Pending& p = pending_[id];
+    p.chunks.resize(n);
+    if (!p.chunks[i]) ++p.have;
+    p.chunks[i] = std::string(value.substr(nl + 1));
+    if (p.have == n) {
+      std::string whole;
+      for (auto& c : p.chunks) whole += *c;
+      latest_ = std::move(whole);
+      pending_.clear();  // older and partial snapshots are superseded
+    }
+    return true;
+  }
+  [[nodiscard]] const std::optional<std::string>& latest() const noexcept { return latest_; }
+
+ private:
+  struct Pending {
+    std::vector<std::optional<std::string>> chunks;
+    std::size_t have = 0;
+  };
+  std::map<std::uint64_t, Pending> pending_;
+  std::optional<std::string> latest_;
+};
+
+// "kafka P:OFFSET" (a partition's position inside its state) -> OFFSET.
+std::optional<std::int64_t> state_offset(const std::string& position, int partition) {
+  const std::string prefix = fmt::format("kafka {}:", partition);
+  std::int64_t v = 0;
+  if (position.rfind(prefix, 0) != 0 || !number(std::string_view(position).substr(prefix.size()), v)) return std::nullopt;
+  return v;
+}
+
+// A partition's counters and audit, the value of its "s/P" output record.
+std::string stats_record(const Analyzer& a, const AnalyzeConfig& cfg) {
+  const AnalyzerStats& s = a.stats();
+  std::string out = fmt::format("stats\t{}\t{}\t{}\t{}\t{}\t{}\n", s.counted, s.filtered, s.duplicates, s.rejected,
+                                s.late, s.overflowed);
+  for (const auto& [why, n] : s.rejected_by_reason) out += fmt::format("reject\t{}\t{}\n", why, n);
+  for (std::size_t w = 0; w < cfg.windows.size(); ++w) {
+    const WindowSet& ws = a.window(w);
+    const auto wm = ws.watermark();
+    out += fmt::format("window\t{}\t{}\t{}\t{}\t{}\n", cfg.windows[w].name, ws.open().size(), ws.closed_total(),
+                       ws.late_events(), wm ? std::to_string(*wm) : "-");
+  }
+  for (const auto& src : a.ledger().audit()) {
+    out += fmt::format("source\t{}\t{}\t{}\t", src.source_id, src.counted, src.duplicates);
+    for (std::size_t i = 0; i < src.ranges.size(); ++i)
+      out += fmt::format("{}{}-{}", i ? "," : "", src.ranges[i].first, src.ranges[i].second);
+    out += '\n';
+  }
+  return out;
+}
+
+class TransactionalRunner {
+ public:
+  TransactionalRunner(const AnalyzeConfig& cfg, const AnalyzerFactory& make, const JobLog& log)
+      : cfg_(cfg), make_(make), log_(log), topic_hash_(std::hash<std::string>{}(cfg.topic)) {}
+
+  int run(int stop_fd) {
+    const auto& x = cfg_.transaction;
+    producer_ = uplink::make_handle(
+        RD_KAFKA_PRODUCER, uplink::make_conf({{"bootstrap.servers", cfg_.bootstrap},
+                                              {"transactional.id", x.id},
+                                              {"transaction.timeout.ms", std::to_string(x.timeout_ms)},
+                                              {"socket.timeout.ms", std::to_string(std::min(x.timeout_ms, 60000))},
+                                              {"acks", "all"},
+                                              {"compression.type", "lz4"},
+                                              {"linger.ms", "5"},
+                                              {"log_level", "3"}}));
+    int partitions = 0;
+    if (!wait_for_topic(producer_.get(), cfg_.topic, cfg_.bootstrap, stop_fd, partitions, log_)) return 0;
+    (void)ensure_compacted_topic(producer_.get(), x.changelog, partitions, true, log_);
+    output_partitions_ = ensure_compacted_topic(producer_.get(), x.topic, partitions, false, log_);
+    // Fences an older incarnation with the same transactional.id and aborts what it left open.
+    for (const auto deadline = Clock::now() + milliseconds(2 * x.timeout_ms + 30000);;) {
+      ErrorHandle e(rd_kafka_init_transactions(producer_.get(), x.timeout_ms + 10000));
+      if (!e) break;
+      if (!rd_kafka_error_is_retriable(e.get()) || Clock::now() > deadline)
+        throw core::Error(fmt::format("transactional.id {}: init_transactions: {}", x.id, rd_kafka_error_string(e.get())));
+      info(fmt::format("init_transactions: {} (retrying)", rd_kafka_error_string(e.get())));
+      if (stopped(stop_fd, 500)) return 0;
+    }
+    uplink::ConfHandle cc = uplink::make_conf({{"bootstrap.servers", cfg_.bootstrap},
+                                               {"group.id", cfg_.group},
+                                               // Static membership (KIP-345): a restarted instance
+                                               // gets its partitions back with no rebalance.
+                                               {"group.instance.id", x.id},
+                                               {"enable.auto.commit", "false"},
+                                               {"enable.auto.offset.store", "false"},
+                                               {"auto.offset.reset", "earliest"},
+                                               {"isolation.level", "read_committed"},
+                                               {"session.timeout.ms", std::to_string(x.session_timeout_ms)},
+                                               {"heartbeat.interval.ms", std::to_string(std::max(x.session_timeout_ms / 5, 100))},
+                                               {"fetch.wait.max.ms", "100"},
+                                               {"log_level", "3"}});
+    rd_kafka_conf_set_rebalance_cb(cc.get(), &TransactionalRunner::on_rebalance);
+    rd_kafka_conf_set_opaque(cc.get(), this);
+    consumer_ = uplink::make_handle(RD_KAFKA_CONSUMER, std::move(cc));
+    rd_kafka_poll_set_consumer(consumer_.get());
+    restorer_ = uplink::make_handle(RD_KAFKA_CONSUMER, uplink::make_conf({{"bootstrap.servers", cfg_.bootstrap},
+                                                                         {"group.id", cfg_.group + "-restore"},
+                                                                         {"enable.auto.commit", "false"},
+                                                                         {"isolation.level", "read_committed"},
+                                                                         {"enable.partition.eof", "true"},
+                                                                         {"fetch.wait.max.ms", "50"},
+                                                                         {"log_level", "3"}}));
+    PartitionList topics(rd_kafka_topic_partition_list_new(1));
+    rd_kafka_topic_partition_list_add(topics.get(), cfg_.topic.c_str(), RD_KAFKA_PARTITION_UA);
+    if (const auto err = rd_kafka_subscribe(consumer_.get(), topics.get()); err != RD_KAFKA_RESP_ERR_NO_ERROR)
+      throw core::Error(fmt::format("subscribe to {}: {}", cfg_.topic, rd_kafka_err2str(err)));
+    info(fmt::format("member of group {} on {} ({} partitions), transactional.id {}, committing every {} ms",
+                     cfg_.group, cfg_.topic, partitions, x.id, cfg_.checkpoint_ms));
+    auto next = Clock::now() + milliseconds(cfg_.checkpoint_ms);
+    for (;;) {
+      pump();
+      rethrow();
+      if (Clock::now() >= next) {
+        commit();
+        next = Clock::now() + milliseconds(cfg_.checkpoint_ms);
+      }
+      if (stopped(stop_fd)) break;
+    }
+    commit();
+    rd_kafka_consumer_close(consumer_.get());  // the revoke commits nothing more: all is clean
+    rethrow();
+    info(fmt::format("stopped after {} transactions ({} aborted)", commits_, aborts_));
+    return 0;
+  }
+
+ private:
+  struct Part {
+    std::unique_ptr<Analyzer> analyzer;
+    std::int64_t next = RD_KAFKA_OFFSET_BEGINNING;  // the next input offset
+    bool dirty = false;                              // consumed since the last commit
+    std::vector<std::map<std::string, std::uint64_t>> emitted;  // per grouping: what the output holds
+  };
+
+  void info(const std::string& m) const {
+    if (log_) log_("info", m);
+  }
+  void warn(const std::string& m) const {
+    if (log_) log_("warn", m);
+  }
+  void rethrow() {
+    if (!fatal_.empty()) throw core::Error(fatal_);
+  }
+
+  static void on_rebalance(rd_kafka_t* rk, rd_kafka_resp_err_t err, rd_kafka_topic_partition_list_t* list,
+                           void* opaque) {
+    auto* self = static_cast<TransactionalRunner*>(opaque);
+    try {
+      if (!self->fatal_.empty()) {
+        rd_kafka_assign(rk, nullptr);
+      } else if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
+        self->restore(list);
+        rd_kafka_assign(rk, list);
+      } else {
+        if (rd_kafka_assignment_lost(rk)) {
+          // Out of the group: another member may own these now. Nothing uncommitted is kept.
+          self->warn(fmt::format("lost {} partitions (out of the group); their uncommitted work is dropped", list->cnt));
+        } else {
+          self->commit(false);  // handed over clean; on an abort the next owner resumes from before it
+        }
+        self->parts_.clear();
+        rd_kafka_assign(rk, nullptr);
+      }
+    } catch (const std::exception& e) {
+      self->fatal_ = e.what();
+      rd_kafka_assign(rk, nullptr);
+    }
+  }
+
+  // Reads partition `p`'s newest complete state from the changelog (read_committed, to its end).
+  std::optional<std::string> read_changelog(int p) {
+    PartitionList list(rd_kafka_topic_partition_list_new(1));
+    rd_kafka_topic_partition_list_add(list.get(), cfg_.transaction.changelog.c_str(), p)->offset =
+        RD_KAFKA_OFFSET_BEGINNING;
+    rd_kafka_assign(restorer_.get(), list.get());
+    SnapshotAssembler snapshots;
+    std::size_t records = 0;
+    const auto deadline = Clock::now() + milliseconds(cfg_.transaction.timeout_ms + 60000);
+    for (bool eof = false; !eof;) {
+      if (Clock::now() > deadline) {
+        rd_kafka_assign(restorer_.get(), nullptr);
+        throw core::Error(fmt::format("changelog {} partition {}: not read to its end within {} ms",
+                                      cfg_.transaction.changelog, p, cfg_.transaction.timeout_ms + 60000));
+      }
+      Message m(rd_kafka_consumer_poll(restorer_.get(), 200));
+      if (!m) continue;
+      if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
+        eof = true;
+      } else if (m->err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+        warn(fmt::format("changelog {} partition {}: {}", cfg_.transaction.changelog, p, rd_kafka_message_errstr(m.get())));
+      } else if (!snapshots.feed({static_cast<const char*>(m->payload), m->len})) {
+        throw core::Error(fmt::format("changelog {} partition {} offset {}: not a state chunk",
+                                      cfg_.transaction.changelog, p, m->offset));
+      } else {
+        ++records;
+      }
+    }
+    rd_kafka_assign(restorer_.get(), nullptr);
+    return snapshots.latest();
+  }
+
+  // The group's committed offsets of `list` (stable: a pending transaction's offsets are waited
+  // for, KIP-447). RD_KAFKA_OFFSET_INVALID where nothing is committed.
+  std::map<int, std::int64_t> committed(const rd_kafka_topic_partition_list_t* list) {
+    const auto deadline = Clock::now() + milliseconds(2 * cfg_.transaction.timeout_ms + 30000);
+    for (;;) {
+      PartitionList copy(rd_kafka_topic_partition_list_copy(list));
+      auto err = rd_kafka_committed(consumer_.get(), copy.get(), 10000);
+      for (int i = 0; err == RD_KAFKA_RESP_ERR_NO_ERROR && i < copy->cnt; ++i) err = copy->elems[i].err;
+      if (err == RD_KAFKA_RESP_ERR_NO_ERROR) {
+        std::map<int, std::int64_t> out;
+        for (int i = 0; i < copy->cnt; ++i) out[copy->elems[i].partition] = copy->elems[i].offset;
+        return out;
+      }
+      if (Clock::now() > deadline)
+        throw core::Error(fmt::format("group {}: the committed offsets of {} cannot be read: {}", cfg_.group,
+                                      cfg_.topic, rd_kafka_err2str(err)));
+      info(fmt::format("group {}: committed offsets not readable yet ({}); waiting for the open transaction "
+                       "of the previous owner to end",
+                       cfg_.group, rd_kafka_err2str(err)));
+      ::poll(nullptr, 0, 500);
+    }
+  }
+
+  // For each partition of `list`: its state from the changelog, checked against the committed
+  // offset (they commit in one transaction, so they agree once the last one is fully visible);
+  // sets the list's offsets to resume from.
+  void restore(rd_kafka_topic_partition_list_t* list) {
+    const std::map<int, std::int64_t> offsets = committed(list);
+    parts_.clear();
+    std::string where;
+    for (int i = 0; i < list->cnt; ++i) {
+      const int p = list->elems[i].partition;
+      const std::int64_t want = offsets.count(p) ? offsets.at(p) : RD_KAFKA_OFFSET_INVALID;
+      Part part;
+      const auto deadline = Clock::now() + milliseconds(cfg_.transaction.timeout_ms + 30000);
+      for (;;) {
+        part.analyzer = make_();
+        part.next = RD_KAFKA_OFFSET_BEGINNING;
+        const std::optional<std::string> state = read_changelog(p);
+        std::optional<std::int64_t> at;
+        if (state) {
+          const std::string position = part.analyzer->restore(*state);
+          at = state_offset(position, p);
+          if (!at)
+            throw core::Error(fmt::format("changelog {} partition {}: the state is of another partition ({})",
+                                          cfg_.transaction.changelog, p, position));
+          part.next = *at;
+        }
+        if (want < 0 || (at && *at == want)) break;
+        // The commit markers reach the changelog a little after the offsets: read again.
+        if (Clock::now() > deadline)
+          throw core::Error(fmt::format(
+              "partition {}: group {} committed offset {} but changelog {} holds {}: the state topic was "
+              "deleted or rewritten; refusing to count from a state that does not match",
+              p, cfg_.group, want, cfg_.transaction.changelog, at ? fmt::format("the state at {}", *at) : "no state"));
+        ::poll(nullptr, 0, 200);
+      }
+      if (want < 0 && part.next >= 0)
+        warn(fmt::format("partition {}: no committed offset (expired?); resuming at {} from the changelog", p, part.next));
+      for (std::size_t g = 0; g < cfg_.outputs.size(); ++g) part.emitted.push_back(part.analyzer->totals(g));
+      list->elems[i].offset = part.next;
+      where += fmt::format(" {}:{}", p, part.next >= 0 ? std::to_string(part.next) : "start");
+      parts_[p] = std::move(part);
+    }
+    info(fmt::format("assigned {} partitions of {}, resuming at{}", list->cnt, cfg_.topic, where));
+  }
+
+  void pump() {
+    for (int i = 0, events = 0; i < 10000 && events < 10000; ++i) {
+      Message m(rd_kafka_consumer_poll(consumer_.get(), i == 0 ? 100 : 0));
+      if (!m) break;
+      if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) continue;
+      if (m->err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+        warn(fmt::format("consume: {}", rd_kafka_message_errstr(m.get())));
+        continue;
+      }
+      const auto it = parts_.find(m->partition);
+      if (it == parts_.end() || m->offset < it->second.next) continue;  // not ours (any more), or before the state
+      events += static_cast<int>(process_message(*it->second.analyzer, m.get(), topic_hash_, log_));
+      it->second.next = m->offset + 1;
+      it->second.dirty = true;
+    }
+  }
+
+  void produce(const std::string& topic, int partition, const std::string& key, const std::string& value) {
+    for (;;) {
+      const auto err = rd_kafka_producev(
+          producer_.get(), RD_KAFKA_V_TOPIC(topic.c_str()), RD_KAFKA_V_PARTITION(partition),
+          RD_KAFKA_V_KEY(key.data(), key.size()), RD_KAFKA_V_VALUE(const_cast<char*>(value.data()), value.size()),
+          RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END);
+      if (err == RD_KAFKA_RESP_ERR_NO_ERROR) return;
+      if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL) {
+        produce_error_ = fmt::format("produce to {} [{}]: {}", topic, partition, rd_kafka_err2str(err));
+        return;
+      }
+      rd_kafka_poll(producer_.get(), 50);
+    }
+  }
+
+  void emit(int p, Part& part) {
+    Analyzer& a = *part.analyzer;
+    const int out = p % std::max(output_partitions_, 1);
+    const std::string& topic = cfg_.transaction.topic;
+    for (std::size_t g = 0; g < cfg_.outputs.size(); ++g) {
+      const auto& sent = part.emitted[g];
+      for (const auto& [key, n] : a.totals(g)) {
+        const auto it = sent.find(key);
+        if (it == sent.end() || it->second != n)
+          produce(topic, out, fmt::format("t/{}/{}/{}", cfg_.outputs[g].name, p, key), std::to_string(n));
+      }
+    }
+    for (std::size_t w = 0; w < cfg_.windows.size(); ++w)
+      for (const WindowRow& r : a.take_closed(w))
+        produce(topic, out, fmt::format("w/{}/{}/{}/{}", cfg_.windows[w].name, p, r.start, r.key),
+                fmt::format("{}\t{}\t{}\t{}\t{}\t{}", r.end, r.agg.count, r.agg.valued, r.agg.sum, r.agg.min, r.agg.max));
+    produce(topic, out, fmt::format("s/{}", p), stats_record(a, cfg_));
+    const std::string state = a.serialize(fmt::format("kafka {}:{}", p, part.next));
+    const std::uint64_t id = rng_();
+    const std::size_t chunks = std::max<std::size_t>(1, (state.size() + kChunkBytes - 1) / kChunkBytes);
+    for (std::size_t i = 0; i < chunks; ++i)
+      produce(cfg_.transaction.changelog, p, fmt::format("p{}/{}", p, i),
+              fmt::format("tributary-state {} {} {}\n", id, i, chunks) + state.substr(i * kChunkBytes, kChunkBytes));
+  }
+
+  // An error of a transactional call: false if the transaction must be aborted, throws if the
+  // producer cannot go on (fenced: another instance took this transactional.id or partitions).
+  bool ok(rd_kafka_error_t* raw, const char* what) {
+    ErrorHandle e(raw);
+    if (!e) return true;
+    if (rd_kafka_error_is_fatal(e.get()))
+      throw core::Error(fmt::format("transactional.id {}: {}: {} (fatal: fenced by another instance?)",
+                                    cfg_.transaction.id, what, rd_kafka_error_string(e.get())));
+    warn(fmt::format("{}: {}", what, rd_kafka_error_string(e.get())));
+    return false;
+  }
+
+  // One transaction: outputs, changelog and offsets of every partition that consumed anything.
+  // On an abort, the assigned partitions go back to their committed state (`rewind`), unless
+  // they are being revoked.
+  void commit(bool rewind_on_abort = true) {
+    std::vector<int> dirty;
+    for (const auto& [p, part] : parts_)
+      if (part.dirty) dirty.push_back(p);
+    if (dirty.empty()) return;
+    produce_error_.clear();
+    bool good = ok(rd_kafka_begin_transaction(producer_.get()), "begin_transaction");
+    if (good) {
+      for (const int p : dirty) emit(p, parts_[p]);
+      PartitionList offsets(rd_kafka_topic_partition_list_new(static_cast<int>(dirty.size())));
+      for (const int p : dirty) rd_kafka_topic_partition_list_add(offsets.get(), cfg_.topic.c_str(), p)->offset = parts_[p].next;
+      std::unique_ptr<rd_kafka_consumer_group_metadata_t, GroupMetadataDeleter> group(
+          rd_kafka_consumer_group_metadata(consumer_.get()));
+      good = produce_error_.empty() &&
+             ok(rd_kafka_send_offsets_to_transaction(producer_.get(), offsets.get(), group.get(), -1),
+                "send_offsets_to_transaction");
+      // Delivered before the end of the transaction (librdkafka issue #4849: an abort during
+      // AddPartitionsToTxn fails with INVALID_TXN_STATE).
+      if (rd_kafka_flush(producer_.get(), cfg_.transaction.timeout_ms) != RD_KAFKA_RESP_ERR_NO_ERROR) good = false;
+      if (!produce_error_.empty()) warn(produce_error_);
+      for (int attempt = 0; good; ++attempt) {
+        ErrorHandle e(rd_kafka_commit_transaction(producer_.get(), -1));
+        if (!e) break;
+        if (rd_kafka_error_is_fatal(e.get()))
+          throw core::Error(fmt::format("transactional.id {}: commit_transaction: {} (fatal: fenced by another instance?)",
+                                        cfg_.transaction.id, rd_kafka_error_string(e.get())));
+        warn(fmt::format("commit_transaction: {}", rd_kafka_error_string(e.get())));
+        if (!rd_kafka_error_is_retriable(e.get()) || attempt == 5) good = false;
+      }
+    }
+    if (good) {
+      ++commits_;
+      for (const int p : dirty) {
+        Part& part = parts_[p];
+        part.dirty = false;
+        for (std::size_t g = 0; g < cfg_.outputs.size(); ++g) part.emitted[g] = part.analyzer->totals(g);
+      }
+      return;
+    }
+    // Nothing of this transaction counts: abort it, and go back to the last committed state.
+    ++aborts_;
+    for (int attempt = 0;; ++attempt) {
+      ErrorHandle e(rd_kafka_abort_transaction(producer_.get(), -1));
+      if (!e) break;
+      if (rd_kafka_error_is_fatal(e.get()) || !rd_kafka_error_is_retriable(e.get()) || attempt == 5)
+        throw core::Error(fmt::format("transactional.id {}: abort_transaction: {}", cfg_.transaction.id,
+                                      rd_kafka_error_string(e.get())));
+    }
+    if (rewind_on_abort) rewind();
+  }
+
+  // After an abort: every assigned partition back to its committed state and offset.
+  void rewind() {
+    rd_kafka_topic_partition_list_t* raw = nullptr;
+    if (rd_kafka_assignment(consumer_.get(), &raw) != RD_KAFKA_RESP_ERR_NO_ERROR) return;
+    PartitionList list(raw);
+    warn(fmt::format("transaction aborted; {} partitions rewound to their committed state", list->cnt));
+    restore(list.get());
+    rd_kafka_assign(consumer_.get(), list.get());
+  }
+
+  const AnalyzeConfig& cfg_;
+  const AnalyzerFactory& make_;
+  const JobLog& log_;
+  std::uint64_t topic_hash_;
+  uplink::KafkaHandle producer_, consumer_, restorer_;
+  int output_partitions_ = 1;
+  std::map<int, Part> parts_;
+  std::string fatal_;          // set in a librdkafka callback, thrown by the loop
+  std::string produce_error_;  // this transaction cannot commit
+  std::mt19937_64 rng_{std::random_device{}()};
+  std::uint64_t commits_ = 0, aborts_ = 0;
+};
+
+// ---- the reader of the output topic
+
+struct SourceTotals {
+  std::uint64_t counted = 0, duplicates = 0;
+  std::vector<std::pair<std::uint64_t, std::uint64_t>> ranges;
+};
+
+class Materializer {
+ public:
+  Materializer(const AnalyzeConfig& cfg, const JobLog& log) : cfg_(cfg), log_(log) {}
+
+  int run(int stop_fd) {
+    auto rk = uplink::make_handle(RD_KAFKA_CONSUMER, uplink::make_conf({{"bootstrap.servers", cfg_.bootstrap},
+                                                                       {"group.id", cfg_.group + "-materialize"},
+                                                                       {"enable.auto.commit", "false"},
+                                                                       {"isolation.level", "read_committed"},
+                                                                       {"fetch.wait.max.ms", "100"},
+                                                                       {"log_level", "3"}}));
+    int partitions = 0;
+    if (!wait_for_topic(rk.get(), cfg_.transaction.topic, cfg_.bootstrap, stop_fd, partitions, log_)) return 0;
+    PartitionList list(rd_kafka_topic_partition_list_new(partitions));
+    for (int p = 0; p < partitions; ++p)
+      rd_kafka_topic_partition_list_add(list.get(), cfg_.transaction.topic.c_str(), p)->offset = RD_KAFKA_OFFSET_BEGINNING;
+    rd_kafka_assign(rk.get(), list.get());
+    bool changed = true;
+    auto next = Clock::now();
+    for (;;) {
+      for (int i = 0; i < 10000; ++i) {
+        Message m(rd_kafka_consumer_poll(rk.get(), i == 0 ? 100 : 0));
+        if (!m) break;
+        if (m->err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+          if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF && log_)
+            log_("warn", fmt::format("output topic {}: {}", cfg_.transaction.topic, rd_kafka_message_errstr(m.get())));
+          continue;
+        }
+        if (m->key == nullptr) continue;
+        std::string key(static_cast<const char*>(m->key), m->key_len);
+        if (m->payload == nullptr) latest_.erase(key);  // a tombstone
+        else latest_[std::move(key)].assign(static_cast<const char*>(m->payload), m->len);
+        changed = true;
+      }
+      if (changed && Clock::now() >= next) {
+        write();
+        changed = false;
+        next = Clock::now() + milliseconds(std::min(cfg_.checkpoint_ms, 1000));
+      }
+      if (stopped(stop_fd)) break;
+    }
+    if (changed) write();
+    rd_kafka_consumer_close(rk.get());
+    return 0;
+  }
+
+ private:
+  void write() const {
+    std::map<std::string, std::map<std::string, std::uint64_t>> totals;  // output -> key -> sum over partitions
+    std::map<std::string, std::map<std::pair<std::int64_t, std::string>, WindowRow>> windows;
+    AnalyzerStats stats;
+    struct WindowStatus {
+      std::uint64_t open = 0, closed = 0, late = 0;
+      std::optional<std::int64_t> watermark;  // the lowest of the partitions': every one is past it
+      bool unknown = false;                   // a partition without a watermark yet
+    };
+    std::map<std::string, WindowStatus> wstatus;
+    std::map<std::uint64_t, SourceTotals> sources;
+    std::size_t stat_partitions = 0;
+    for (const auto& [key, value] : latest_) {
+      if (key.rfind("t/", 0) == 0) {
+        const auto k = split(std::string_view(key).substr(2), '/', 3);  // OUTPUT, P, KEY
+        std::uint64_t n = 0;
+        if (k.size() == 3 && number(value, n)) totals[std::string(k[0])][std::string(k[2])] += n;
+      } else if (key.rfind("w/", 0) == 0) {
+        const auto k = split(std::string_view(key).substr(2), '/', 4);  // WINDOW, P, START, KEY
+        const auto v = split(value, '\t', 6);
+        std::int64_t start = 0;
+        WindowRow r;
+        if (k.size() != 4 || v.size() != 6 || !number(k[2], start) || !number(v[0], r.end) ||
+            !number(v[1], r.agg.count) || !number(v[2], r.agg.valued))
+          continue;
+        r.start = start;
+        r.key = std::string(k[3]);
+        r.agg.sum = std::stod(std::string(v[3]));
+        r.agg.min = std::stod(std::string(v[4]));
+        r.agg.max = std::stod(std::string(v[5]));
+        auto [it, fresh] = windows[std::string(k[0])].try_emplace({start, r.key}, r);
+        if (!fresh) {  // the same window and key closed by another partition: combine
+          Aggregate& a = it->second.agg;
+          if (r.agg.valued > 0) {
+            a.min = a.valued > 0 ? std::min(a.min, r.agg.min) : r.agg.min;
+            a.max = a.valued > 0 ? std::max(a.max, r.agg.max) : r.agg.max;
+          }
+          a.count += r.agg.count;
+          a.valued += r.agg.valued;
+          a.sum += r.agg.sum;
+        }
+      } else if (key.rfind("s/", 0) == 0) {
+        ++stat_partitions;
+        std::string_view rest = value;
+        while (!rest.empty()) {
+          const auto nl = rest.find('\n');
+          const std::string_view line = rest.substr(0, nl);
+          rest.remove_prefix(nl == std::string_view::npos ? rest.size() : nl + 1);
+          const auto c = split(line, '\t', 8);
+          std::uint64_t a = 0, b = 0, d = 0;
+          if (c[0] == "stats" && c.size() == 7) {
+            std::uint64_t v[6] = {};
+            for (int i = 0; i < 6; ++i) (void)number(c[i + 1], v[i]);
+            stats.counted += v[0];
+            stats.filtered += v[1];
+            stats.duplicates += v[2];
+            stats.rejected += v[3];
+            stats.late += v[4];
+            stats.overflowed += v[5];
+          } else if (c[0] == "reject" && c.size() == 3 && number(c[2], a)) {
+            stats.rejected_by_reason[std::string(c[1])] += a;
+          } else if (c[0] == "window" && c.size() == 6 && number(c[2], a) && number(c[3], b) && number(c[4], d)) {
+            WindowStatus& ws = wstatus[std::string(c[1])];
+            ws.open += a;
+            ws.closed += b;
+            ws.late += d;
+            std::int64_t wm = 0;
+            if (number(c[5], wm)) ws.watermark = ws.watermark ? std::min(*ws.watermark, wm) : wm;
+            else ws.unknown = true;
+          } else if (c[0] == "source" && c.size() == 5 && number(c[1], a) && number(c[2], b) && number(c[3], d)) {
+            SourceTotals& s = sources[a];
+            s.counted += b;
+            s.duplicates += d;
+            for (const auto range : split(c[4], ',', SIZE_MAX)) {
+              const auto dash = range.find('-');
+              std::uint64_t first = 0, last = 0;
+              if (dash != std::string_view::npos && number(range.substr(0, dash), first) &&
+                  number(range.substr(dash + 1), last))
+                s.ranges.emplace_back(first, last);
+            }
+          }
+        }
+      }
+    }
+    for (const OutputSpec& o : cfg_.outputs) {
+      const auto order = cfg_.label_order.find(o.by);
+      render::write_file(cfg_.state_dir / o.file,
+                         render::totals_csv(o, totals[o.name], stats.counted,
+                                            order == cfg_.label_order.end() ? nullptr : &order->second));
+    }
+    std::string wjson;
+    for (const WindowOutputSpec& w : cfg_.windows) {
+      std::string text = render::window_header(w, "count");
+      for (const auto& [k, row] : windows[w.name]) render::window_row(text, w, row);
+      render::write_file(cfg_.state_dir / w.file, text);
+      const WindowStatus& ws = wstatus[w.name];
+      wjson += fmt::format(R"({}"{}":{{"open":{},"closed":{},"late_events":{},"watermark":{}}})",
+                           wjson.empty() ? "" : ",", w.name, ws.open, ws.closed, ws.late,
+                           ws.watermark && !ws.unknown ? "\"" + format_millis(*ws.watermark) + "\"" : "null");
+    }
+    // A source spread over partitions (another partition key than the source id) is one source.
+    std::vector<Ledger::SourceAudit> audit;
+    for (auto& [id, s] : sources) {
+      Ledger::SourceAudit a;
+      a.source_id = id;
+      a.counted = s.counted;
+      a.duplicates = s.duplicates;
+      std::sort(s.ranges.begin(), s.ranges.end());
+      for (const auto& r : s.ranges) {
+        if (!a.ranges.empty() && r.first <= a.ranges.back().second + 1) a.ranges.back().second = std::max(a.ranges.back().second, r.second);
+        else a.ranges.push_back(r);
+      }
+      std::uint64_t covered = 0;
+      for (const auto& r : a.ranges) covered += r.second - r.first + 1;
+      a.gaps = a.ranges.empty() ? 0 : a.ranges.back().second + 1 - covered;
+      audit.push_back(std::move(a));
+    }
+    render::write_file(cfg_.state_dir / "status.json",
+                       render::status_json(stats, audit, wjson, fmt::format(R"(,"partitions":{})", stat_partitions)));
+  }
+
+  const AnalyzeConfig& cfg_;
+  const JobLog& log_;
+  std::map<std::string, std::string> latest_;  // the output topic as a table: key -> newest value
+};
+
+}  // namespace
+
+bool wait_for_topic(rd_kafka_t* rk, const std::string& topic, const std::string& where, int stop_fd, int& out,
+                    const JobLog& log) {
+  for (int attempt = 0;; ++attempt) {
+    if ((out = uplink::partition_count(rk, topic)) > 0) return true;
+    if (attempt == 0 && log) log("info", fmt::format("waiting for topic {} at {}", topic, where));
+    if (stopped(stop_fd, 500)) return false;  // not there yet: retry in 500 ms unless stopped
+  }
+}
+
+std::size_t process_message(Analyzer& a, const rd_kafka_message_t* m, std::uint64_t topic_hash, const JobLog& log) {
+  const std::string_view value(static_cast<const char*>(m->payload), m->len);
+  if (uplink::is_packed(m)) {  // many events, each with its identity (uplink packed mode)
+    std::size_t events = 0;
+    if (uplink::for_each_packed(value, [&](const uplink::PackedEvent& e) {
+          (void)a.process(e.id, e.payload, e.timestamp_ns < 0 ? 0 : e.timestamp_ns / 1000000);
+          ++events;
+        }))
+      return events;
+    // A damaged pack: the events before the damage were counted; the record itself is rejected
+    // (counted and sampled as not JSON) under its partition/offset identity.
+    if (log) log("warn", fmt::format("partition {} offset {}: a damaged packed record", m->partition, m->offset));
+  }
+  // Tributary records carry their identity; others are identified by partition and offset.
+  const core::EventId fallback{(topic_hash ^ static_cast<std::uint64_t>(m->partition + 1)) | (1ull << 63),
+                               static_cast<std::uint64_t>(m->offset)};
+  rd_kafka_timestamp_type_t tstype;
+  const std::int64_t ts = rd_kafka_message_timestamp(m, &tstype);
+  (void)a.process(uplink::message_identity(m).value_or(fallback), value, ts < 0 ? 0 : ts);
+  return 1;
+}
+
+int run_transactional(const AnalyzeConfig& cfg, const AnalyzerFactory& make, const JobLog& log, int stop_fd) {
+  TransactionalRunner runner(cfg, make, log);
+  return runner.run(stop_fd);
+}
+
+int run_materializer(const AnalyzeConfig& cfg, const JobLog& log, int stop_fd) {
+  Materializer m(cfg, log);
+  return m.run(stop_fd);
+}
+
+}  // namespace tributary::analytics::detail

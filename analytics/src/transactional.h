@@ -1,0 +1,36 @@
+// The analyzer's Kafka-transaction mode (see job.h): a consumer-group member whose outputs,
+// state changelog and consumed offsets commit in one Kafka transaction, and the read_committed
+// reader of its output topic that writes the state dir's files.
+#pragma once
+
+#include <librdkafka/rdkafka.h>
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+
+#include "tributary/analytics/analyzer.h"
+#include "tributary/analytics/job.h"
+
+namespace tributary::analytics::detail {
+
+using AnalyzerFactory = std::function<std::unique_ptr<Analyzer>()>;
+
+// Runs until `stop_fd` is readable; commits what it has on the way out. Exit status. Throws
+// core::Error when it cannot go on (fenced by another instance with the same transactional.id,
+// a changelog that disagrees with the committed offsets).
+int run_transactional(const AnalyzeConfig& cfg, const AnalyzerFactory& make, const JobLog& log, int stop_fd);
+
+// Reads the output topic (read_committed) from the beginning and keeps the state dir's files
+// (outputs, closed windows, status.json) equal to what it holds, until `stop_fd` is readable.
+int run_materializer(const AnalyzeConfig& cfg, const JobLog& log, int stop_fd);
+
+// One Kafka record into `a`: a Tributary record under its identity header, a packed record as
+// its events, anything else under an identity made of partition and offset. Returns the events.
+std::size_t process_message(Analyzer& a, const rd_kafka_message_t* m, std::uint64_t topic_hash, const JobLog& log);
+
+// Waits for `topic` to exist (false if `stop_fd` fired first); its partition count in `out`.
+bool wait_for_topic(rd_kafka_t* rk, const std::string& topic, const std::string& where, int stop_fd, int& out,
+                    const JobLog& log);
+
+}  // namespace tributary::analytics::detail
