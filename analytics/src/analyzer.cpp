@@ -73,10 +73,12 @@ Outcome Analyzer::reject(std::string_view reason, std::string_view payload) {
   ++stats_.rejected_by_reason[std::string(reason)];
   auto& s = stats_.samples[std::string(reason)];
   if (s.size() < spec_.max_samples) s.emplace_back(payload.substr(0, 500));
+  if (reject_sink_) reject_sink_(current_, reason, payload);
   return Outcome::kRejected;
 }
 
 Outcome Analyzer::process(core::EventId id, std::string_view payload, std::int64_t ingest_ms) {
+  current_ = id;
   if (!ledger_.mark(id)) {
     ++stats_.duplicates;
     return Outcome::kDuplicate;

@@ -10,6 +10,7 @@
 #include <fmt/format.h>
 #include <ctime>
 #include <functional>
+#include <mutex>
 #include <set>
 #include <sstream>
 #include <thread>
@@ -20,6 +21,8 @@
 #include "tributary/analytics/checkpoint.h"
 #include "tributary/core/error.h"
 #include "tributary/core/fd.h"
+#include "tributary/core/json.h"
+#include "tributary/core/metrics.h"
 #include "tributary/uplink/kafka.h"
 
 namespace tributary::analytics {
@@ -278,7 +281,12 @@ AnalyzeConfigResult load_analyze_config(const fs::path& file) {
   for (const auto& w : c.windows)
     if (w.name.find('/') != std::string::npos) err(&root, "windows.name", fmt::format("'{}': no '/' in a name", w.name));
   if (const toml::table* s = root["state"].as_table()) {
-    known(*s, "state", {"dir", "checkpoint_ms"});
+    known(*s, "state", {"dir", "checkpoint_ms", "metrics", "dead_letter", "dead_letter_max_mb"});
+    c.metrics = str(*s, "state", "metrics", false);
+    c.dead_letter = str(*s, "state", "dead_letter", false, c.dead_letter);
+    c.dead_letter_max_bytes =
+        static_cast<std::uint64_t>(integer(s->get("dead_letter_max_mb"), "state.dead_letter_max_mb", 1, 1 << 20, 64))
+        << 20;
     c.state_dir = str(*s, "state", "dir", false, c.state_dir.string());
     if (c.state_dir.is_relative()) c.state_dir = file.parent_path() / c.state_dir;
     c.checkpoint_ms = static_cast<int>(integer(s->get("checkpoint_ms"), "state.checkpoint_ms", 10, 3'600'000, 1000));
@@ -329,7 +337,17 @@ struct AnalyzeJob::Impl {
   uplink::KafkaHandle kafka;
   std::map<int, std::int64_t> offsets;  // partition -> next offset
   std::uint64_t topic_hash = 0;
-  std::vector<std::uint64_t> window_bytes;  // per [[windows]]: bytes of its file the checkpoint covers
+  // Bytes of each appended file the checkpoint covers: per [[windows]], then the dead-letter file.
+  std::vector<std::uint64_t> file_bytes;
+  std::string dead_letters;  // rejected events since the last checkpoint, as dead-letter lines
+  std::uint64_t dead_letter_skipped = 0;  // rejected events not written: the file reached its limit
+  std::int32_t cur_partition = -1;        // where the event being processed was read
+  std::int64_t cur_offset = -1;
+  // The metrics endpoint ([state] metrics) serves the snapshot of the last checkpoint.
+  std::unique_ptr<core::MetricsServer> metrics;
+  int metrics_port = 0;
+  std::mutex snapshot_mu;
+  std::string snapshot_status = "{}\n", snapshot_prom;
 
   void info(const std::string& m) const {
     if (log) log("info", m);
@@ -392,6 +410,17 @@ struct AnalyzeJob::Impl {
     }
     analyzer_spec = std::move(spec);
     analyzer = make_analyzer();
+    if (!cfg.dead_letter.empty() && !cfg.transactional())
+      analyzer->on_reject([this](core::EventId id, std::string_view reason, std::string_view payload) {
+        if (file_bytes.back() + dead_letters.size() >= cfg.dead_letter_max_bytes) {
+          ++dead_letter_skipped;  // counted (status.json), the file stays bounded
+          return;
+        }
+        render::dead_letter_line(dead_letters, id, reason,
+                                 cur_partition < 0 ? fmt::format("channel {}", cur_offset)
+                                                   : fmt::format("kafka {} {}:{}", cfg.topic, cur_partition, cur_offset),
+                                 payload);
+      });
   }
 
   // A fresh engine (the Kafka-transaction mode keeps one per input partition).
@@ -410,9 +439,9 @@ struct AnalyzeJob::Impl {
       s = "kafka";
       for (const auto& [p, o] : offsets) s += fmt::format(" {}:{}", p, o);
     }
-    if (!window_bytes.empty()) {  // how much of each window file the checkpoint accounts for
+    if (!file_bytes.empty()) {  // how much of each appended file the checkpoint accounts for
       s += "|windows";
-      for (const auto b : window_bytes) s += fmt::format(" {}", b);
+      for (const auto b : file_bytes) s += fmt::format(" {}", b);
     }
     return s;
   }
@@ -426,7 +455,7 @@ struct AnalyzeJob::Impl {
       win >> word;
       std::uint64_t b = 0;
       for (std::size_t w = 0; win >> b; ++w)
-        if (w < window_bytes.size()) window_bytes[w] = b;
+        if (w < file_bytes.size()) file_bytes[w] = b;
     }
     std::istringstream in(pos);
     std::string kind;
@@ -483,6 +512,7 @@ struct AnalyzeJob::Impl {
       core::Record recs[1024];
       const std::size_t k = consumer->poll(recs);
       for (std::size_t i = 0; i < k; ++i) {
+        cur_offset = static_cast<std::int64_t>(recs[i].position);
         (void)analyzer->process(recs[i].id,
                                 {reinterpret_cast<const char*>(recs[i].payload.data()), recs[i].payload.size()},
                                 static_cast<std::int64_t>(recs[i].timestamp_ns / 1000000));
@@ -495,6 +525,8 @@ struct AnalyzeJob::Impl {
       rd_kafka_message_t* m = rd_kafka_consumer_poll(kafka.get(), i == 0 ? 100 : 0);
       if (m == nullptr) break;
       if (m->err == RD_KAFKA_RESP_ERR_NO_ERROR) {
+        cur_partition = m->partition;
+        cur_offset = m->offset;
         n += detail::process_message(*analyzer, m, topic_hash, log);
         offsets[m->partition] = m->offset + 1;
       } else if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF) {
@@ -505,7 +537,7 @@ struct AnalyzeJob::Impl {
     return n;
   }
 
-  void write_outputs() const {
+  void write_outputs() {
     const std::uint64_t total = analyzer->stats().counted;
     for (std::size_t g = 0; g < cfg.outputs.size(); ++g) {
       const OutputSpec& o = cfg.outputs[g];
@@ -514,38 +546,94 @@ struct AnalyzeJob::Impl {
                          render::totals_csv(o, analyzer->totals(g), total,
                                             order == cfg.label_order.end() ? nullptr : &order->second));
     }
-    std::string windows;
+    render::Figures f;
+    f.stats = analyzer->stats();
+    f.sources = analyzer->ledger().audit();
     for (std::size_t w = 0; w < cfg.windows.size(); ++w) {
       const WindowSet& ws = analyzer->window(w);
-      const auto wm = ws.watermark();
-      windows += fmt::format(R"({}"{}":{{"open":{},"closed":{},"late_events":{},"watermark":{}}})",
-                             windows.empty() ? "" : ",", cfg.windows[w].name, ws.open().size(), ws.closed_total(),
-                             ws.late_events(), wm ? "\"" + format_millis(*wm) + "\"" : "null");
+      f.windows.push_back({cfg.windows[w].name, ws.open().size(), ws.closed_total(), ws.late_events(), ws.watermark()});
     }
+    if (!cfg.dead_letter.empty())
+      f.extra = fmt::format(R"(,"dead_letter":{{"file":{},"bytes":{},"skipped":{}}})", core::json_string(cfg.dead_letter),
+                            file_bytes.back(), dead_letter_skipped);
     write_window_snapshots();
-    render::write_file(cfg.state_dir / "status.json",
-                       render::status_json(analyzer->stats(), analyzer->ledger().audit(), windows));
+    publish(f);
+  }
+
+  // status.json and the metrics endpoint's snapshot, from the same figures.
+  void publish(render::Figures& f) {
+    if (metrics_port > 0) f.extra += fmt::format(R"(,"metrics":"{}")", metrics_address());
+    std::string status = render::status_json(f);
+    render::write_file(cfg.state_dir / "status.json", status);
+    if (!metrics) return;
+    std::string prom = render::prometheus(f);
+    const std::lock_guard lock(snapshot_mu);
+    snapshot_status = std::move(status);
+    snapshot_prom = std::move(prom);
+  }
+
+  // The endpoint's address with the port it got ("127.0.0.1:0" -> "127.0.0.1:41234").
+  std::string metrics_address() const {
+    return cfg.metrics.substr(0, cfg.metrics.rfind(':')) + ":" + std::to_string(metrics_port);
+  }
+
+  void start_metrics() {
+    if (cfg.metrics.empty() || metrics) return;
+    metrics = std::make_unique<core::MetricsServer>(
+        cfg.metrics,
+        [this] {
+          const std::lock_guard lock(snapshot_mu);
+          return snapshot_prom;
+        },
+        [this] {
+          const std::lock_guard lock(snapshot_mu);
+          return snapshot_status;
+        });
+    metrics_port = metrics->port();
+    info(fmt::format("metrics on http://{}/metrics and /status", metrics_address()));
   }
 
   // ---- windows: closed rows appended exactly once, late and open rows as snapshots
 
-  // After a restore: each window file back to what the checkpoint accounts for (rows written
+  // The files appended exactly once: each [[windows]] file, then the dead-letter file.
+  fs::path appended_file(std::size_t i) const {
+    return cfg.state_dir / (i < cfg.windows.size() ? cfg.windows[i].file : cfg.dead_letter);
+  }
+
+  // After a restore: each appended file back to what the checkpoint accounts for (rows written
   // after it are written again by the replay).
-  void trim_window_files() {
-    for (std::size_t w = 0; w < cfg.windows.size(); ++w) {
-      const fs::path p = cfg.state_dir / cfg.windows[w].file;
+  void trim_appended_files() {
+    for (std::size_t w = 0; w < file_bytes.size(); ++w) {
+      if (w == cfg.windows.size() && cfg.dead_letter.empty()) continue;
+      const fs::path p = appended_file(w);
       std::error_code ec;
       const auto size = fs::exists(p, ec) ? fs::file_size(p, ec) : 0;
-      if (size > window_bytes[w]) {
-        fs::resize_file(p, window_bytes[w]);
-      } else if (size < window_bytes[w]) {
+      if (size > file_bytes[w]) {
+        fs::resize_file(p, file_bytes[w]);
+      } else if (size < file_bytes[w]) {
         if (log)
           log("warn", fmt::format("{} has {} bytes, the checkpoint accounts for {}: rows removed by someone else "
                                   "are not written again",
-                                  p.string(), size, window_bytes[w]));
-        window_bytes[w] = size;
+                                  p.string(), size, file_bytes[w]));
+        file_bytes[w] = size;
       }
     }
+  }
+
+  // Appends `text` to appended file `i` where the last checkpoint left it, durably.
+  void append_at(std::size_t i, const std::string& text) {
+    const fs::path p = appended_file(i);
+    const core::Fd fd(::open(p.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0644));
+    if (!fd.valid()) core::throw_errno("open " + p.string(), errno);
+    std::size_t done = 0;
+    while (done < text.size()) {
+      const ssize_t n =
+          ::pwrite(fd.get(), text.data() + done, text.size() - done, static_cast<off_t>(file_bytes[i] + done));
+      if (n < 0) core::throw_errno("write " + p.string(), errno);
+      done += static_cast<std::size_t>(n);
+    }
+    if (::fdatasync(fd.get()) != 0) core::throw_errno("fdatasync " + p.string(), errno);
+    file_bytes[i] += text.size();
   }
 
   void append_closed_windows() {
@@ -554,20 +642,13 @@ struct AnalyzeJob::Impl {
       if (rows.empty()) continue;
       const WindowOutputSpec& spec = cfg.windows[w];
       std::string text;
-      if (window_bytes[w] == 0) text = render::window_header(spec, "count");
+      if (file_bytes[w] == 0) text = render::window_header(spec, "count");
       for (const auto& r : rows) render::window_row(text, spec, r);
-      const fs::path p = cfg.state_dir / spec.file;
-      const core::Fd fd(::open(p.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0644));
-      if (!fd.valid()) core::throw_errno("open " + p.string(), errno);
-      std::size_t done = 0;
-      while (done < text.size()) {
-        const ssize_t n = ::pwrite(fd.get(), text.data() + done, text.size() - done,
-                                   static_cast<off_t>(window_bytes[w] + done));
-        if (n < 0) core::throw_errno("write " + p.string(), errno);
-        done += static_cast<std::size_t>(n);
-      }
-      if (::fdatasync(fd.get()) != 0) core::throw_errno("fdatasync " + p.string(), errno);
-      window_bytes[w] += text.size();
+      append_at(w, text);
+    }
+    if (!dead_letters.empty()) {
+      append_at(cfg.windows.size(), dead_letters);
+      dead_letters.clear();
     }
   }
 
@@ -617,14 +698,14 @@ AnalyzeJob::AnalyzeJob(AnalyzeConfig config, JobLog log) : impl_(std::make_uniqu
   if (::access(state_dir.c_str(), W_OK | X_OK) != 0)
     core::throw_errno(fmt::format("the analyzer's state directory {} is not writable", state_dir.string()), errno);
   impl_->build();
-  impl_->window_bytes.assign(impl_->cfg.windows.size(), 0);
+  impl_->file_bytes.assign(impl_->cfg.windows.size() + 1, 0);
   if (impl_->cfg.transactional()) return;  // state lives in the changelog topic, not in a file
   if (auto state = read_checkpoint(impl_->cfg.state_dir / "checkpoint")) {
     impl_->restore_position(impl_->analyzer->restore(*state));
     impl_->info(fmt::format("restored checkpoint: {} counted, resuming at {}", impl_->analyzer->stats().counted,
                             impl_->position()));
   }
-  impl_->trim_window_files();
+  impl_->trim_appended_files();
 }
 
 AnalyzeJob::~AnalyzeJob() {
@@ -633,6 +714,7 @@ AnalyzeJob::~AnalyzeJob() {
 
 int AnalyzeJob::run(int stop_fd) {
   Impl& j = *impl_;
+  j.start_metrics();
   if (j.cfg.transactional()) {
     // The files are written by a separate reader of the output topic, in its own thread with
     // its own stop signal (given after the last commit, so it can read that one too).
@@ -653,7 +735,7 @@ int AnalyzeJob::run(int stop_fd) {
     if (j.cfg.transaction.materialize)
       reader = std::thread([&] {
         try {
-          (void)detail::run_materializer(j.cfg, j.log, reader_read.get());
+          (void)detail::run_materializer(j.cfg, j.log, reader_read.get(), [&j](render::Figures& f) { j.publish(f); });
         } catch (const std::exception& e) {
           if (j.log) j.log("error", fmt::format("output reader: {}", e.what()));
         }
@@ -678,7 +760,9 @@ int AnalyzeJob::run(int stop_fd) {
 int AnalyzeJob::materialize(int stop_fd) {
   if (!impl_->cfg.transactional())
     throw core::Error("--materialize reads the output topic of the Kafka-transaction mode: add [transaction] topic");
-  return detail::run_materializer(impl_->cfg, impl_->log, stop_fd);
+  Impl& j = *impl_;
+  j.start_metrics();
+  return detail::run_materializer(j.cfg, j.log, stop_fd, [&j](render::Figures& f) { j.publish(f); });
 }
 
 }  // namespace tributary::analytics

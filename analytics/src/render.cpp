@@ -6,6 +6,8 @@
 #include <set>
 
 #include "tributary/core/error.h"
+#include "tributary/core/json.h"
+#include "tributary/core/metrics.h"
 
 namespace tributary::analytics::render {
 
@@ -69,20 +71,68 @@ std::string totals_csv(const OutputSpec& o, const std::map<std::string, std::uin
   return text;
 }
 
-std::string status_json(const AnalyzerStats& s, const std::vector<Ledger::SourceAudit>& sources,
-                        std::string_view windows, std::string_view extra) {
+std::string status_json(const Figures& f) {
+  const AnalyzerStats& s = f.stats;
   std::string src;
-  for (const auto& a : sources)
+  for (const auto& a : f.sources)
     src += fmt::format(R"({}{{"source":{},"accounted":{},"gaps":{},"duplicates":{},"ranges":{}}})",
                        src.empty() ? "" : ",", a.source_id, a.counted, a.gaps, a.duplicates, a.ranges.size());
   std::string reasons;
   for (const auto& [why, n] : s.rejected_by_reason)
     reasons += fmt::format(R"({}"{}":{})", reasons.empty() ? "" : ",", why, n);
+  std::string windows;
+  for (const auto& w : f.windows)
+    windows += fmt::format(R"({}"{}":{{"open":{},"closed":{},"late_events":{},"watermark":{}}})",
+                           windows.empty() ? "" : ",", w.name, w.open, w.closed, w.late_events,
+                           w.watermark ? "\"" + format_millis(*w.watermark) + "\"" : "null");
   return fmt::format(R"({{"counted":{},"filtered":{},"rejected":{},"duplicates":{},"late":{},"overflowed":{},)"
                      R"("rejected_by_reason":{{{}}},"windows":{{{}}},"sources":[{}]{}}})"
                      "\n",
                      s.counted, s.filtered, s.rejected, s.duplicates, s.late, s.overflowed, reasons, windows, src,
-                     extra);
+                     f.extra);
+}
+
+std::string prometheus(const Figures& f) {
+  const AnalyzerStats& s = f.stats;
+  core::PrometheusText p;
+  p.family("tributary_analyzer_events_total", "counter", "Events read, by what became of them");
+  const std::pair<const char*, std::uint64_t> outcomes[] = {
+      {"counted", s.counted}, {"filtered", s.filtered}, {"rejected", s.rejected}, {"duplicate", s.duplicates}};
+  for (const auto& [outcome, n] : outcomes) p.sample("tributary_analyzer_events_total", {{"outcome", outcome}}, double(n));
+  p.family("tributary_analyzer_late_events_total", "counter", "Counted events that came after a window of theirs closed");
+  p.sample("tributary_analyzer_late_events_total", {}, double(s.late));
+  p.family("tributary_analyzer_overflowed_events_total", "counter", "Events counted under (other): max_groups reached");
+  p.sample("tributary_analyzer_overflowed_events_total", {}, double(s.overflowed));
+  p.family("tributary_analyzer_rejected_events_total", "counter", "Rejected events by reason");
+  for (const auto& [why, n] : s.rejected_by_reason) p.sample("tributary_analyzer_rejected_events_total", {{"reason", why}}, double(n));
+  p.family("tributary_analyzer_source_accounted_total", "counter", "Events of a source accounted for, once each");
+  for (const auto& a : f.sources)
+    p.sample("tributary_analyzer_source_accounted_total", {{"source", std::to_string(a.source_id)}}, double(a.counted));
+  p.family("tributary_analyzer_source_gaps", "gauge", "Sequences of a source below its highest that never arrived");
+  for (const auto& a : f.sources)
+    p.sample("tributary_analyzer_source_gaps", {{"source", std::to_string(a.source_id)}}, double(a.gaps));
+  p.family("tributary_analyzer_source_duplicates_total", "counter", "Copies of a source's events dropped by identity");
+  for (const auto& a : f.sources)
+    p.sample("tributary_analyzer_source_duplicates_total", {{"source", std::to_string(a.source_id)}}, double(a.duplicates));
+  p.family("tributary_analyzer_window_open", "gauge", "Open windows (window and key)");
+  for (const auto& w : f.windows) p.sample("tributary_analyzer_window_open", {{"window", w.name}}, double(w.open));
+  p.family("tributary_analyzer_window_closed_total", "counter", "Window rows closed and written");
+  for (const auto& w : f.windows) p.sample("tributary_analyzer_window_closed_total", {{"window", w.name}}, double(w.closed));
+  p.family("tributary_analyzer_window_watermark_seconds", "gauge", "Event time every window of this name is past");
+  for (const auto& w : f.windows)
+    if (w.watermark) p.sample("tributary_analyzer_window_watermark_seconds", {{"window", w.name}}, double(*w.watermark) / 1000.0);
+  return p.text();
+}
+
+void dead_letter_line(std::string& out, core::EventId id, std::string_view reason, std::string_view input,
+                      std::string_view payload) {
+  out += "{\"reason\":";
+  core::append_json_string(out, reason);
+  out += fmt::format(R"(,"source":{},"seq":{},"input":)", id.source_id, id.sequence);
+  core::append_json_string(out, input);
+  out += ",\"event\":";
+  core::append_json_string(out, payload);
+  out += "}\n";
 }
 
 void write_file(const std::filesystem::path& p, const std::string& text) {

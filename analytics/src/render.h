@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <map>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -29,10 +30,27 @@ void window_row(std::string& out, const WindowOutputSpec& w, const WindowRow& r)
 [[nodiscard]] std::string totals_csv(const OutputSpec& o, const std::map<std::string, std::uint64_t>& totals,
                                      std::uint64_t counted, const std::vector<std::string>* order);
 
-// status.json: the counters, rejections by reason, per-window figures (already rendered
-// "name":{...} members, comma-separated) and the per-source audit.
-[[nodiscard]] std::string status_json(const AnalyzerStats& s, const std::vector<Ledger::SourceAudit>& sources,
-                                      std::string_view windows, std::string_view extra = {});
+// What status.json and the metrics endpoint report, from either mode.
+struct WindowFigures {
+  std::string name;
+  std::uint64_t open = 0, closed = 0, late_events = 0;
+  std::optional<std::int64_t> watermark;  // none until every partition has one
+};
+struct Figures {
+  AnalyzerStats stats;
+  std::vector<Ledger::SourceAudit> sources;
+  std::vector<WindowFigures> windows;
+  std::string extra;  // more members for status.json: ,"key":value...
+};
+// status.json: the counters, rejections by reason, per-window figures, the per-source audit.
+[[nodiscard]] std::string status_json(const Figures& f);
+// The same figures in the Prometheus text format (the analyzer's /metrics).
+[[nodiscard]] std::string prometheus(const Figures& f);
+
+// One dead-letter line (JSON): {"reason":..,"source":..,"seq":..,"input":..,"event":..}\n, the
+// event as a JSON string (invalid UTF-8 bytes become U+FFFD; `input` says where it was read).
+void dead_letter_line(std::string& out, core::EventId id, std::string_view reason, std::string_view input,
+                      std::string_view payload);
 
 // Writes `text` to a temporary file and renames it over `p`: readers see the old or the new file.
 // Throws core::Error naming the file.

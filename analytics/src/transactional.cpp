@@ -182,6 +182,11 @@ class TransactionalRunner {
     if (!wait_for_topic(producer_.get(), cfg_.topic, cfg_.bootstrap, stop_fd, partitions, log_)) return 0;
     (void)ensure_compacted_topic(producer_.get(), x.changelog, partitions, true, log_);
     output_partitions_ = ensure_compacted_topic(producer_.get(), x.topic, partitions, false, log_);
+    if (!cfg_.dead_letter.empty()) {  // rejected events, in the same transactions
+      dead_letter_topic_ = x.topic + "-dead-letter";
+      dead_letter_partitions_ = uplink::ensure_topic(producer_.get(), dead_letter_topic_, partitions,
+                                                     std::min(3, broker_count(producer_.get())));
+    }
     // Fences an older incarnation with the same transactional.id and aborts what it left open.
     for (const auto deadline = Clock::now() + milliseconds(2 * x.timeout_ms + 30000);;) {
       ErrorHandle e(rd_kafka_init_transactions(producer_.get(), x.timeout_ms + 10000));
@@ -208,6 +213,16 @@ class TransactionalRunner {
     rd_kafka_conf_set_opaque(cc.get(), this);
     consumer_ = uplink::make_handle(RD_KAFKA_CONSUMER, std::move(cc));
     rd_kafka_poll_set_consumer(consumer_.get());
+    // However run() ends, the consumer is closed here, before the members its rebalance
+    // callback uses are destroyed; after an error, the revoke commits nothing.
+    struct CloseGuard {
+      TransactionalRunner& r;
+      ~CloseGuard() {
+        if (r.closed_) return;
+        r.closing_ = true;
+        rd_kafka_consumer_close(r.consumer_.get());
+      }
+    } close_guard{*this};
     restorer_ = uplink::make_handle(RD_KAFKA_CONSUMER, uplink::make_conf({{"bootstrap.servers", cfg_.bootstrap},
                                                                          {"group.id", cfg_.group + "-restore"},
                                                                          {"enable.auto.commit", "false"},
@@ -233,6 +248,7 @@ class TransactionalRunner {
     }
     commit();
     rd_kafka_consumer_close(consumer_.get());  // the revoke commits nothing more: all is clean
+    closed_ = true;
     rethrow();
     info(fmt::format("stopped after {} transactions ({} aborted)", commits_, aborts_));
     return 0;
@@ -243,6 +259,8 @@ class TransactionalRunner {
     std::unique_ptr<Analyzer> analyzer;
     std::int64_t next = RD_KAFKA_OFFSET_BEGINNING;  // the next input offset
     bool dirty = false;                              // consumed since the last commit
+    std::string dead_letters;                        // rejected since the last commit, JSON lines
+    std::int64_t offset = -1;                        // of the record being processed
     std::vector<std::map<std::string, std::uint64_t>> emitted;  // per grouping: what the output holds
   };
 
@@ -260,7 +278,8 @@ class TransactionalRunner {
                            void* opaque) {
     auto* self = static_cast<TransactionalRunner*>(opaque);
     try {
-      if (!self->fatal_.empty()) {
+      if (!self->fatal_.empty() || self->closing_) {
+        self->parts_.clear();
         rd_kafka_assign(rk, nullptr);
       } else if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
         self->restore(list);
@@ -375,6 +394,12 @@ class TransactionalRunner {
       for (std::size_t g = 0; g < cfg_.outputs.size(); ++g) part.emitted.push_back(part.analyzer->totals(g));
       list->elems[i].offset = part.next;
       where += fmt::format(" {}:{}", p, part.next >= 0 ? std::to_string(part.next) : "start");
+      if (!dead_letter_topic_.empty())
+        part.analyzer->on_reject([this, p](core::EventId id, std::string_view reason, std::string_view payload) {
+          Part& owner = parts_.at(p);
+          render::dead_letter_line(owner.dead_letters, id, reason,
+                                   fmt::format("kafka {} {}:{}", cfg_.topic, p, owner.offset), payload);
+        });
       parts_[p] = std::move(part);
     }
     info(fmt::format("assigned {} partitions of {}, resuming at{}", list->cnt, cfg_.topic, where));
@@ -385,12 +410,23 @@ class TransactionalRunner {
       Message m(rd_kafka_consumer_poll(consumer_.get(), i == 0 ? 100 : 0));
       if (!m) break;
       if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) continue;
+      if (m->err == RD_KAFKA_RESP_ERR__FATAL) {  // e.g. FENCED_INSTANCE_ID: another process has this id
+        char why[512] = {};
+        rd_kafka_fatal_error(consumer_.get(), why, sizeof why);
+        throw core::Error(fmt::format("group {} member {}: {} (is another analyzer running with this id?)", cfg_.group,
+                                      cfg_.transaction.id, why));
+      }
+      if (m->err == RD_KAFKA_RESP_ERR_INVALID_SESSION_TIMEOUT)
+        throw core::Error(fmt::format("transaction.session_timeout_ms = {} is outside what the broker allows "
+                                      "(group.min.session.timeout.ms, default 6000, to group.max.session.timeout.ms)",
+                                      cfg_.transaction.session_timeout_ms));
       if (m->err != RD_KAFKA_RESP_ERR_NO_ERROR) {
         warn(fmt::format("consume: {}", rd_kafka_message_errstr(m.get())));
         continue;
       }
       const auto it = parts_.find(m->partition);
       if (it == parts_.end() || m->offset < it->second.next) continue;  // not ours (any more), or before the state
+      it->second.offset = m->offset;
       events += static_cast<int>(process_message(*it->second.analyzer, m.get(), topic_hash_, log_));
       it->second.next = m->offset + 1;
       it->second.dirty = true;
@@ -429,6 +465,13 @@ class TransactionalRunner {
         produce(topic, out, fmt::format("w/{}/{}/{}/{}", cfg_.windows[w].name, p, r.start, r.key),
                 fmt::format("{}\t{}\t{}\t{}\t{}\t{}", r.end, r.agg.count, r.agg.valued, r.agg.sum, r.agg.min, r.agg.max));
     produce(topic, out, fmt::format("s/{}", p), stats_record(a, cfg_));
+    const std::string key = std::to_string(p);
+    for (std::size_t at = 0; at < part.dead_letters.size();) {  // one record per rejected event
+      const std::size_t nl = part.dead_letters.find('\n', at);
+      produce(dead_letter_topic_, p % std::max(dead_letter_partitions_, 1), key,
+              part.dead_letters.substr(at, nl - at));
+      at = nl + 1;
+    }
     const std::string state = a.serialize(fmt::format("kafka {}:{}", p, part.next));
     const std::uint64_t id = rng_();
     const std::size_t chunks = std::max<std::size_t>(1, (state.size() + kChunkBytes - 1) / kChunkBytes);
@@ -472,14 +515,20 @@ class TransactionalRunner {
       // AddPartitionsToTxn fails with INVALID_TXN_STATE).
       if (rd_kafka_flush(producer_.get(), cfg_.transaction.timeout_ms) != RD_KAFKA_RESP_ERR_NO_ERROR) good = false;
       if (!produce_error_.empty()) warn(produce_error_);
-      for (int attempt = 0; good; ++attempt) {
-        ErrorHandle e(rd_kafka_commit_transaction(producer_.get(), -1));
+      // A retriable error (a timeout, a coordinator moving) is retried with the same
+      // transaction until it commits, needs an abort, or the producer is fenced.
+      const auto deadline = Clock::now() + milliseconds(2 * cfg_.transaction.timeout_ms + 30000);
+      while (good) {
+        ErrorHandle e(rd_kafka_commit_transaction(producer_.get(), cfg_.transaction.timeout_ms));
         if (!e) break;
         if (rd_kafka_error_is_fatal(e.get()))
           throw core::Error(fmt::format("transactional.id {}: commit_transaction: {} (fatal: fenced by another instance?)",
                                         cfg_.transaction.id, rd_kafka_error_string(e.get())));
         warn(fmt::format("commit_transaction: {}", rd_kafka_error_string(e.get())));
-        if (!rd_kafka_error_is_retriable(e.get()) || attempt == 5) good = false;
+        if (rd_kafka_error_txn_requires_abort(e.get()) || !rd_kafka_error_is_retriable(e.get())) good = false;
+        else if (Clock::now() > deadline)
+          throw core::Error(fmt::format("transactional.id {}: commit_transaction did not complete: {}",
+                                        cfg_.transaction.id, rd_kafka_error_string(e.get())));
       }
     }
     if (good) {
@@ -487,16 +536,17 @@ class TransactionalRunner {
       for (const int p : dirty) {
         Part& part = parts_[p];
         part.dirty = false;
+        part.dead_letters.clear();
         for (std::size_t g = 0; g < cfg_.outputs.size(); ++g) part.emitted[g] = part.analyzer->totals(g);
       }
       return;
     }
     // Nothing of this transaction counts: abort it, and go back to the last committed state.
     ++aborts_;
-    for (int attempt = 0;; ++attempt) {
-      ErrorHandle e(rd_kafka_abort_transaction(producer_.get(), -1));
+    for (const auto deadline = Clock::now() + milliseconds(2 * cfg_.transaction.timeout_ms + 30000);;) {
+      ErrorHandle e(rd_kafka_abort_transaction(producer_.get(), cfg_.transaction.timeout_ms));
       if (!e) break;
-      if (rd_kafka_error_is_fatal(e.get()) || !rd_kafka_error_is_retriable(e.get()) || attempt == 5)
+      if (rd_kafka_error_is_fatal(e.get()) || !rd_kafka_error_is_retriable(e.get()) || Clock::now() > deadline)
         throw core::Error(fmt::format("transactional.id {}: abort_transaction: {}", cfg_.transaction.id,
                                       rd_kafka_error_string(e.get())));
     }
@@ -519,8 +569,12 @@ class TransactionalRunner {
   std::uint64_t topic_hash_;
   uplink::KafkaHandle producer_, consumer_, restorer_;
   int output_partitions_ = 1;
+  std::string dead_letter_topic_;  // empty: none
+  int dead_letter_partitions_ = 1;
   std::map<int, Part> parts_;
   std::string fatal_;          // set in a librdkafka callback, thrown by the loop
+  bool closing_ = false;       // closed after an error: hand nothing over
+  bool closed_ = false;
   std::string produce_error_;  // this transaction cannot commit
   std::mt19937_64 rng_{std::random_device{}()};
   std::uint64_t commits_ = 0, aborts_ = 0;
@@ -535,13 +589,15 @@ struct SourceTotals {
 
 class Materializer {
  public:
-  Materializer(const AnalyzeConfig& cfg, const JobLog& log) : cfg_(cfg), log_(log) {}
+  Materializer(const AnalyzeConfig& cfg, const JobLog& log, const std::function<void(render::Figures&)>& publish)
+      : cfg_(cfg), log_(log), publish_(publish) {}
 
   int run(int stop_fd) {
     auto rk = uplink::make_handle(RD_KAFKA_CONSUMER, uplink::make_conf({{"bootstrap.servers", cfg_.bootstrap},
                                                                        {"group.id", cfg_.group + "-materialize"},
                                                                        {"enable.auto.commit", "false"},
                                                                        {"isolation.level", "read_committed"},
+                                                                       {"enable.partition.eof", "true"},
                                                                        {"fetch.wait.max.ms", "100"},
                                                                        {"log_level", "3"}}));
     int partitions = 0;
@@ -550,37 +606,54 @@ class Materializer {
     for (int p = 0; p < partitions; ++p)
       rd_kafka_topic_partition_list_add(list.get(), cfg_.transaction.topic.c_str(), p)->offset = RD_KAFKA_OFFSET_BEGINNING;
     rd_kafka_assign(rk.get(), list.get());
-    bool changed = true;
-    auto next = Clock::now();
-    for (;;) {
+    std::set<int> at_end;  // partitions read to their last stable offset, nothing newer since
+    bool changed = false, caught_up = false;
+    auto consume = [&] {
       for (int i = 0; i < 10000; ++i) {
         Message m(rd_kafka_consumer_poll(rk.get(), i == 0 ? 100 : 0));
         if (!m) break;
-        if (m->err != RD_KAFKA_RESP_ERR_NO_ERROR) {
-          if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF && log_)
-            log_("warn", fmt::format("output topic {}: {}", cfg_.transaction.topic, rd_kafka_message_errstr(m.get())));
+        if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
+          at_end.insert(m->partition);
           continue;
         }
+        if (m->err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+          if (log_) log_("warn", fmt::format("output topic {}: {}", cfg_.transaction.topic, rd_kafka_message_errstr(m.get())));
+          continue;
+        }
+        at_end.erase(m->partition);
         if (m->key == nullptr) continue;
         std::string key(static_cast<const char*>(m->key), m->key_len);
         if (m->payload == nullptr) latest_.erase(key);  // a tombstone
         else latest_[std::move(key)].assign(static_cast<const char*>(m->payload), m->len);
         changed = true;
       }
-      if (changed && Clock::now() >= next) {
+    };
+    // The files are written once the whole topic has been read (never a half-read history that
+    // shows smaller totals than the last run did), then at most once a second as it changes.
+    auto next = Clock::now();
+    for (;;) {
+      consume();
+      caught_up = caught_up || static_cast<int>(at_end.size()) == partitions;
+      if (caught_up && changed && Clock::now() >= next) {
         write();
         changed = false;
         next = Clock::now() + milliseconds(std::min(cfg_.checkpoint_ms, 1000));
       }
       if (stopped(stop_fd)) break;
     }
-    if (changed) write();
+    // Stopping: what was committed until now (the analyzer's last transaction) is read first,
+    // bounded, then written.
+    for (int round = 0, deadline_rounds = 100; round < deadline_rounds; ++round) {  // 0.3 s to 10 s
+      consume();  // each round waits up to 100 ms for a message: a fetch cycle
+      if (round >= 2 && static_cast<int>(at_end.size()) == partitions) break;
+    }
+    if (changed && static_cast<int>(at_end.size()) == partitions) write();
     rd_kafka_consumer_close(rk.get());
     return 0;
   }
 
  private:
-  void write() const {
+  void write() {
     std::map<std::string, std::map<std::string, std::uint64_t>> totals;  // output -> key -> sum over partitions
     std::map<std::string, std::map<std::pair<std::int64_t, std::string>, WindowRow>> windows;
     AnalyzerStats stats;
@@ -670,18 +743,15 @@ class Materializer {
                          render::totals_csv(o, totals[o.name], stats.counted,
                                             order == cfg_.label_order.end() ? nullptr : &order->second));
     }
-    std::string wjson;
+    render::Figures f;
     for (const WindowOutputSpec& w : cfg_.windows) {
       std::string text = render::window_header(w, "count");
       for (const auto& [k, row] : windows[w.name]) render::window_row(text, w, row);
       render::write_file(cfg_.state_dir / w.file, text);
       const WindowStatus& ws = wstatus[w.name];
-      wjson += fmt::format(R"({}"{}":{{"open":{},"closed":{},"late_events":{},"watermark":{}}})",
-                           wjson.empty() ? "" : ",", w.name, ws.open, ws.closed, ws.late,
-                           ws.watermark && !ws.unknown ? "\"" + format_millis(*ws.watermark) + "\"" : "null");
+      f.windows.push_back({w.name, ws.open, ws.closed, ws.late, ws.unknown ? std::nullopt : ws.watermark});
     }
     // A source spread over partitions (another partition key than the source id) is one source.
-    std::vector<Ledger::SourceAudit> audit;
     for (auto& [id, s] : sources) {
       Ledger::SourceAudit a;
       a.source_id = id;
@@ -695,14 +765,16 @@ class Materializer {
       std::uint64_t covered = 0;
       for (const auto& r : a.ranges) covered += r.second - r.first + 1;
       a.gaps = a.ranges.empty() ? 0 : a.ranges.back().second + 1 - covered;
-      audit.push_back(std::move(a));
+      f.sources.push_back(std::move(a));
     }
-    render::write_file(cfg_.state_dir / "status.json",
-                       render::status_json(stats, audit, wjson, fmt::format(R"(,"partitions":{})", stat_partitions)));
+    f.stats = std::move(stats);
+    f.extra = fmt::format(R"(,"partitions":{})", stat_partitions);
+    publish_(f);
   }
 
   const AnalyzeConfig& cfg_;
   const JobLog& log_;
+  const std::function<void(render::Figures&)>& publish_;
   std::map<std::string, std::string> latest_;  // the output topic as a table: key -> newest value
 };
 
@@ -744,8 +816,9 @@ int run_transactional(const AnalyzeConfig& cfg, const AnalyzerFactory& make, con
   return runner.run(stop_fd);
 }
 
-int run_materializer(const AnalyzeConfig& cfg, const JobLog& log, int stop_fd) {
-  Materializer m(cfg, log);
+int run_materializer(const AnalyzeConfig& cfg, const JobLog& log, int stop_fd,
+                     const std::function<void(render::Figures&)>& publish) {
+  Materializer m(cfg, log, publish);
   return m.run(stop_fd);
 }
 

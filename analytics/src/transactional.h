@@ -10,6 +10,7 @@
 #include <memory>
 
 #include "tributary/analytics/analyzer.h"
+#include "render.h"
 #include "tributary/analytics/job.h"
 
 namespace tributary::analytics::detail {
@@ -23,7 +24,9 @@ int run_transactional(const AnalyzeConfig& cfg, const AnalyzerFactory& make, con
 
 // Reads the output topic (read_committed) from the beginning and keeps the state dir's files
 // (outputs, closed windows, status.json) equal to what it holds, until `stop_fd` is readable.
-int run_materializer(const AnalyzeConfig& cfg, const JobLog& log, int stop_fd);
+// `publish` writes status.json (and feeds the metrics endpoint) from the figures it summed.
+int run_materializer(const AnalyzeConfig& cfg, const JobLog& log, int stop_fd,
+                     const std::function<void(render::Figures&)>& publish);
 
 // One Kafka record into `a`: a Tributary record under its identity header, a packed record as
 // its events, anything else under an identity made of partition and offset. Returns the events.

@@ -2,6 +2,7 @@
 // outputs equal an independent recount; killed with SIGKILL at random moments and restarted,
 // the final outputs are unchanged and the audit is clean (each event accounted once).
 #include <gtest/gtest.h>
+#include <httplib.h>
 #include <sys/stat.h>
 
 #include <algorithm>
@@ -91,10 +92,61 @@ TEST(AnalyzeProcessTest, FromAChannelTheOutputsEqualARecount) {
   EXPECT_NE(slurp(dir / "out" / "status.json").find(R"("rejected":2)"), std::string::npos);
 }
 
+// [state] metrics: /metrics (Prometheus) and /status serve the last checkpoint's figures; and
+// `analyze --status` prints status.json and the open windows, or says there is none yet.
+TEST(AnalyzeProcessTest, TheMetricsEndpointAndStatusShowTheCountsAndTheOpenWindows) {
+  TempDir dir;
+  const auto d = TianchiData::make(4, 300, 5000);
+  const std::uint64_t n = prepare_channel_job(dir, d, 16 << 20, 100);
+  {
+    Child none({kTributary, "analyze", "--config", (dir / "analyze.toml").string(), "--status"});
+    EXPECT_NE(none.wait(10s), 0) << "no status before the analyzer ran";
+  }
+  std::ofstream(dir / "analyze.toml", std::ios::app)
+      << "metrics = \"127.0.0.1:0\"\n"  // still in [state]: any free loopback port
+      << "[[windows]]\nname = \"per_hour\"\nby = [\"gender\"]\nsize = \"1h\"\n";  // ingest time: all open
+  Child job({kTributary, "analyze", "--config", (dir / "analyze.toml").string()});
+  ASSERT_TRUE(wait_accounted(dir / "out", n, 30s));
+  const std::string status = slurp(dir / "out" / "status.json");
+  const std::string_view needle = "\"metrics\":\"127.0.0.1:";
+  const auto at = status.find(needle);
+  ASSERT_NE(at, std::string::npos) << "status.json names the metrics address: " << status;
+  httplib::Client http("127.0.0.1", std::atoi(status.c_str() + at + needle.size()));
+  std::string metrics;
+  const auto deadline = std::chrono::steady_clock::now() + 10s;
+  while (std::chrono::steady_clock::now() < deadline) {  // until a scrape shows every event
+    if (auto res = http.Get("/metrics"); res && res->status == 200) metrics = res->body;
+    if (metrics.find(R"(tributary_analyzer_source_accounted_total{source="1"} 5000)") != std::string::npos) break;
+    std::this_thread::sleep_for(50ms);  // the snapshot is refreshed at each checkpoint
+  }
+  EXPECT_NE(metrics.find(R"(tributary_analyzer_source_accounted_total{source="1"} 5000)"), std::string::npos) << metrics;
+  EXPECT_NE(metrics.find(R"(tributary_analyzer_events_total{outcome="rejected"} 2)"), std::string::npos) << metrics;
+  EXPECT_NE(metrics.find(R"(tributary_analyzer_window_open{window="per_hour"} )"), std::string::npos) << metrics;
+  auto res = http.Get("/status");
+  ASSERT_TRUE(res && res->status == 200);
+  EXPECT_NE(res->body.find(R"("rejected":2)"), std::string::npos) << res->body;
+
+  Child query({kTributary, "analyze", "--config", (dir / "analyze.toml").string(), "--status"});
+  std::string printed;
+  while (auto line = query.read_line(10s)) printed += *line + "\n";
+  EXPECT_EQ(query.wait(10s), 0);
+  EXPECT_NE(printed.find(R"("rejected":2)"), std::string::npos) << printed;
+  EXPECT_NE(printed.find("open windows of per_hour:\nwindow_start,window_end,gender,count\n20"), std::string::npos)
+      << printed;
+  job.signal(SIGTERM);
+  ASSERT_EQ(job.wait(10s), 0);
+}
+
 TEST(AnalyzeProcessTest, KilledAtRandomAndRestartedTheTotalsAreUnchanged) {
   TempDir dir;
   const auto d = TianchiData::make(5, 3000, 300000);
   const std::uint64_t n = prepare_channel_job(dir, d, 128 << 20, 20);
+  std::map<std::uint64_t, std::uint64_t> at;  // sequence of source 2 (the malformed events) -> position
+  core::Channel::open(dir / "c.chan").walk([&](const core::Record& r) {
+    if (r.id.source_id == 2) at[r.id.sequence] = r.position;
+    return true;
+  });
+  ASSERT_EQ(at.size(), 2u);
   const std::uint64_t seed = std::random_device{}();
   SCOPED_TRACE("seed " + std::to_string(seed));
   std::mt19937_64 rng(seed);
@@ -106,6 +158,16 @@ TEST(AnalyzeProcessTest, KilledAtRandomAndRestartedTheTotalsAreUnchanged) {
   expect_outputs(dir / "out", d);
   const std::string status = slurp(dir / "out" / "status.json");
   EXPECT_NE(status.find(R"({"source":1,"accounted":300000,"gaps":0)"), std::string::npos) << status;
+  // The two malformed events in the dead-letter file once each, whatever the kills cut, with
+  // the channel positions they were read at.
+  EXPECT_EQ(slurp(dir / "out" / "dead_letter.jsonl"),
+            fmt::format(R"({{"reason":"not a JSON object","source":2,"seq":0,"input":"channel {}",)"
+                        R"("event":"12,34,5,6,7,1111,2"}})"
+                        "\n"
+                        R"({{"reason":"field is not an integer","source":2,"seq":1,"input":"channel {}",)"
+                        R"("event":"{{\"user_id\":\"x\",\"time_stamp\":1111,\"action_type\":2}}"}})"
+                        "\n",
+                        at[0], at[1]));
 }
 
 // Windows through crashes: events with an event-time field, some out of order and late,

@@ -5,6 +5,7 @@
 // analyzers in one group, one killed: the other takes its partitions over, counts unchanged.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <atomic>
 #include <condition_variable>
 #include <fstream>
@@ -186,6 +187,19 @@ TEST_F(AnalyzeTransactionTest, KilledTwentyTimesWhileEventsArriveTheCommittedCou
                                  std::string(R"("rejected":2)")})
     EXPECT_NE(status.find(want), std::string::npos) << want << "\nin " << status;
 
+  // The two malformed events are in the dead-letter topic once each, with their reasons,
+  // through every kill (the lines commit with the transactions that counted them).
+  const auto dead = testing::read_topic(bootstrap_, "orders-counts-dead-letter", 3, 100, 30s, 3s, true);
+  ASSERT_EQ(dead.size(), 2u);
+  std::vector<std::string> lines;
+  for (const auto& r : dead) lines.push_back(r.payload);
+  std::sort(lines.begin(), lines.end());
+  EXPECT_NE(lines[0].find(R"("reason":"field is not an integer","source":2,"seq":1,"input":"kafka orders )"), std::string::npos)
+      << lines[0];
+  EXPECT_NE(lines[1].find(R"("reason":"not a JSON object","source":2,"seq":0,"input":"kafka orders )"), std::string::npos)
+      << lines[1];
+  EXPECT_NE(lines[1].find(R"("event":"12,34,5,6,7,1111,2")"), std::string::npos) << lines[1];
+
   // An independent reader of the output topic (read_committed) writes the same files.
   {
     std::string text = slurp(dir / "analyze.toml");
@@ -232,10 +246,22 @@ TEST_F(AnalyzeTransactionTest, TwoAnalyzersInOneGroupOneKilledTheOtherTakesItsPa
          std::chrono::steady_clock::now() < deadline)
     std::this_thread::sleep_for(20ms);
   ASSERT_NE(slurp(dir / "b.log").find("assigned 2 partitions"), std::string::npos) << slurp(dir / "b.log");
-  // A dies; the second half (and a copy of everything) arrives on all four partitions, two of
-  // which only A owned: B must take them over from A's last committed state.
+  // The second half arrives on all four partitions while A dies: two of them only A owned, with
+  // a transaction of A's likely open. B must take them over from A's last committed state.
+  std::atomic<std::size_t> shipped{n / 2};
+  std::thread feeder([&] {
+    for (std::size_t from = n / 2; from < n;) {
+      const std::size_t to = std::min(n, from + 200);
+      ship(ch, up, feed, from, to);
+      shipped = from = to;
+      std::this_thread::sleep_for(5ms);  // a producer's rhythm
+    }
+  });
+  const auto midway = std::chrono::steady_clock::now() + 60s;
+  while (shipped < n / 2 + n / 8 && std::chrono::steady_clock::now() < midway) std::this_thread::sleep_for(2ms);
   a.kill_and_reap();
-  ship(ch, up, feed, n / 2, n);
+  EXPECT_LT(shipped, n) << "A must die while the second half is arriving";
+  feeder.join();
   ASSERT_TRUE(testing::ship_all(again, ch, 60s));
   ASSERT_TRUE(wait_done(dir / "b", n, n, 120s)) << slurp(dir / "b" / "status.json") << slurp(dir / "b.log");
   EXPECT_NE(slurp(dir / "b.log").find("assigned 4 partitions"), std::string::npos) << slurp(dir / "b.log");

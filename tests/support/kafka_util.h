@@ -19,14 +19,18 @@ struct KafkaRecord {
 };
 
 // Stops after `want` records, at `timeout`, or (with `idle` > 0) once `idle` passes without a
-// new record after at least one arrived: reading past the end to catch copies.
+// new record after at least one arrived: reading past the end to catch copies. With
+// `committed_only`, records of aborted transactions are not seen (read_committed).
 inline std::vector<KafkaRecord> read_topic(const std::string& bootstrap, const std::string& topic, int partitions,
                                            std::size_t want, std::chrono::milliseconds timeout,
-                                           std::chrono::milliseconds idle = std::chrono::milliseconds(0)) {
-  auto rk = uplink::make_handle(RD_KAFKA_CONSUMER, uplink::make_conf({{"bootstrap.servers", bootstrap},
-                                                                      {"group.id", "tributary-test-reader"},
-                                                                      {"enable.auto.commit", "false"},
-                                                                      {"log_level", "3"}}));
+                                           std::chrono::milliseconds idle = std::chrono::milliseconds(0),
+                                           bool committed_only = false) {
+  auto rk = uplink::make_handle(
+      RD_KAFKA_CONSUMER, uplink::make_conf({{"bootstrap.servers", bootstrap},
+                                            {"group.id", "tributary-test-reader"},
+                                            {"enable.auto.commit", "false"},
+                                            {"isolation.level", committed_only ? "read_committed" : "read_uncommitted"},
+                                            {"log_level", "3"}}));
   rd_kafka_topic_partition_list_t* parts = rd_kafka_topic_partition_list_new(partitions);
   for (int p = 0; p < partitions; ++p)
     rd_kafka_topic_partition_list_add(parts, topic.c_str(), p)->offset = RD_KAFKA_OFFSET_BEGINNING;

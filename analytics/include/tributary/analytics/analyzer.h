@@ -11,6 +11,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <optional>
 #include <string>
@@ -95,6 +96,10 @@ class Analyzer {
   // Closed rows of window `w` not yet handed out (the job appends them to its file).
   std::vector<WindowRow> take_closed(std::size_t w) { return windows_.at(w).take_closed(); }
 
+  // Called with each rejected event (the dead-letter output): identity, reason, raw event.
+  using RejectSink = std::function<void(core::EventId id, std::string_view reason, std::string_view payload)>;
+  void on_reject(RejectSink sink) { reject_sink_ = std::move(sink); }
+
   // State + `position` (the caller's input offsets) for a checkpoint; restore returns position.
   [[nodiscard]] std::string serialize(std::string_view position) const;
   std::string restore(std::string_view state);
@@ -111,6 +116,8 @@ class Analyzer {
   std::vector<std::optional<double>> values_;       // per window, of the current event
   FilterExpr::Lookup lookup_;                        // a field or joined column of the current event
   AnalyzerStats stats_;
+  RejectSink reject_sink_;
+  core::EventId current_;  // the event being processed
   std::vector<std::string_view> fields_;
   std::string key_;
 };

@@ -19,10 +19,15 @@
 //     (P is the input partition; KEY the group-by key, parts joined with '\x1f'; a reader sums
 //     over P);
 //   - the changelog topic (compacted, partition P) gets the partition's whole state, in chunks;
+//   - the dead-letter topic (OUTPUT-dead-letter, unless [state] dead_letter = "") gets each
+//     rejected event as a dead-letter line (see [state]);
 //   - the consumed offsets are sent to the transaction (send_offsets_to_transaction).
 // Either all three are committed or none: on restart or takeover a partition's state is read
 // back from the changelog (read_committed) and its input resumes at the committed offset, which
-// must be the state's own; a zombie is fenced by the group generation (KIP-447). The files of
+// must be the state's own; a zombie is fenced by the group generation (KIP-447). Copies are
+// recognised within an input partition (the uplink keys by source, so a source's copies share
+// its partition); a copy that lands in another partition, after the topic gained partitions or
+// from a producer keyed otherwise, is counted there. The files of
 // [state] dir are written by a separate read_committed reader of the output topic (`materialize`,
 // also `tributary analyze --materialize`), never by the transaction; there is no checkpoint file.
 //
@@ -47,6 +52,11 @@
 //                                  # year, value (sum/min/max), file
 //   [state]
 //   dir = "out"                    # checkpoint, outputs, status.json; checkpoint_ms = 1000
+//   metrics = "127.0.0.1:9465"     # optional: Prometheus /metrics and /status (status.json)
+//   dead_letter = "dead_letter.jsonl"  # rejected events, one JSON line each: reason, identity,
+//                                  # where read, the raw event; appended exactly once like a
+//                                  # window file; "" for none; dead_letter_max_mb = 64 (beyond:
+//                                  # counted in status.json "skipped", not written)
 //   [transaction]                  # the Kafka-transaction mode: topic (output), changelog
 //                                  # (default GROUP-changelog), id (transactional.id, default
 //                                  # GROUP-HOST-hash of the state dir), timeout_ms = 30000,
@@ -107,6 +117,9 @@ struct AnalyzeConfig {
   std::vector<OutputSpec> outputs;
   std::vector<WindowOutputSpec> windows;
   std::filesystem::path state_dir = "analyzer-state";
+  std::string metrics;       // HOST:PORT of the metrics endpoint (port 0: any); empty: none
+  std::string dead_letter = "dead_letter.jsonl";  // in the state dir; empty: none
+  std::uint64_t dead_letter_max_bytes = 64ull << 20;
   int checkpoint_ms = 1000;  // in the Kafka-transaction mode: how often a transaction commits
   struct Transaction {
     std::string topic;      // the output topic; empty: the checkpoint-file mode
