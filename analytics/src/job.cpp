@@ -718,9 +718,12 @@ int AnalyzeJob::run(int stop_fd) {
   if (j.cfg.transactional()) {
     // The files are written by a separate reader of the output topic, in its own thread with
     // its own stop signal (given after the last commit, so it can read that one too).
-    int stop_reader[2] = {-1, -1};
-    if (j.cfg.transaction.materialize && ::pipe2(stop_reader, O_CLOEXEC) != 0) core::throw_errno("pipe", errno);
+    int stop_reader[2] = {-1, -1}, reader_failed[2] = {-1, -1};
+    if (j.cfg.transaction.materialize &&
+        (::pipe2(stop_reader, O_CLOEXEC) != 0 || ::pipe2(reader_failed, O_CLOEXEC) != 0))
+      core::throw_errno("pipe", errno);
     const core::Fd reader_read(stop_reader[0]), reader_write(stop_reader[1]);
+    const core::Fd failed_read(reader_failed[0]), failed_write(reader_failed[1]);
     std::thread reader;
     struct Join {
       std::thread& t;
@@ -738,9 +741,11 @@ int AnalyzeJob::run(int stop_fd) {
           (void)detail::run_materializer(j.cfg, j.log, reader_read.get(), [&j](render::Figures& f) { j.publish(f); });
         } catch (const std::exception& e) {
           if (j.log) j.log("error", fmt::format("output reader: {}", e.what()));
+          const char c = 1;
+          (void)!::write(failed_write.get(), &c, 1);
         }
       });
-    return detail::run_transactional(j.cfg, [&j] { return j.make_analyzer(); }, j.log, stop_fd);
+    return detail::run_transactional(j.cfg, [&j] { return j.make_analyzer(); }, j.log, stop_fd, failed_read.get());
   }
   if (!j.open_input(stop_fd)) return 0;  // stopped before the input existed: nothing to save
   auto next = Clock::now();

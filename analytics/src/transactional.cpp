@@ -8,12 +8,14 @@
 #include <algorithm>
 #include <charconv>
 #include <chrono>
+#include <cstdlib>
 #include <fmt/format.h>
 #include <map>
 #include <optional>
 #include <random>
 #include <set>
 
+#include "changelog.h"
 #include "render.h"
 #include "tributary/core/error.h"
 #include "tributary/uplink/kafka.h"
@@ -25,9 +27,6 @@ namespace {
 using Clock = std::chrono::steady_clock;
 using std::chrono::milliseconds;
 
-// A partition's state is written to the changelog in chunks of at most this many bytes (the
-// broker's default record limit is 1 MB), each "tributary-state ID I N\n" + bytes.
-constexpr std::size_t kChunkBytes = 512 * 1024;
 
 struct ErrorDeleter {
   void operator()(rd_kafka_error_t* e) const noexcept { rd_kafka_error_destroy(e); }
@@ -51,24 +50,6 @@ bool stopped(int stop_fd, int timeout_ms = 0) {
   return ::poll(&p, 1, timeout_ms) > 0;
 }
 
-std::vector<std::string_view> split(std::string_view s, char sep, std::size_t max_parts) {
-  std::vector<std::string_view> out;
-  while (out.size() + 1 < max_parts) {
-    const auto at = s.find(sep);
-    if (at == std::string_view::npos) break;
-    out.push_back(s.substr(0, at));
-    s.remove_prefix(at + 1);
-  }
-  out.push_back(s);
-  return out;
-}
-
-template <class T>
-bool number(std::string_view s, T& v) {
-  const auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
-  return ec == std::errc{} && p == s.data() + s.size();
-}
-
 int broker_count(rd_kafka_t* rk) {
   const rd_kafka_metadata_t* md = nullptr;
   int n = 1;
@@ -87,6 +68,14 @@ int ensure_compacted_topic(rd_kafka_t* rk, const std::string& topic, int partiti
   const int have = uplink::ensure_topic(
       rk, topic, partitions, replication,
       {{"cleanup.policy", "compact"}, {"segment.ms", "60000"}, {"min.cleanable.dirty.ratio", "0.1"}});
+  // The latest record per key is the value: with the delete policy, keys that stop changing
+  // would expire after retention.ms, and totals would silently shrink. (A topic created here
+  // is compacted; one that existed is checked.)
+  if (const auto policy = before > 0 ? uplink::topic_config(rk, topic, "cleanup.policy") : std::nullopt;
+      policy && policy->find("compact") == std::string::npos)
+    throw core::Error(fmt::format("topic {} has cleanup.policy={}: the analyzer's state and outputs need a compacted "
+                                  "topic (kafka-configs --alter --add-config cleanup.policy=compact), or name another",
+                                  topic, *policy));
   if (exact_partitions && have < partitions)
     throw core::Error(fmt::format("topic {} has {} partitions, the input has {}: the state of input partition P "
                                   "lives in its partition P; delete it or name another changelog",
@@ -95,43 +84,6 @@ int ensure_compacted_topic(rd_kafka_t* rk, const std::string& topic, int partiti
     log("info", fmt::format("created compacted topic {} ({} partitions, replication {})", topic, partitions, replication));
   return have;
 }
-
-// Puts a partition's chunked state back together from its changelog records, in log order:
-// the newest snapshot whose chunks are all there wins.
-class SnapshotAssembler {
- public:
-  // False if the record is not a state chunk.
-  bool feed(std::string_view value) {
-    const auto nl = value.find('\n');
-    if (nl == std::string_view::npos) return false;
-    const auto h = split(value.substr(0, nl), ' ', 4);
-    std::uint64_t id = 0;
-    std::size_t i = 0, n = 0;
-    if (h.size() != 4 || h[0] != "tributary-state" || !number(h[1], id) || !number(h[2], i) || !number(h[3], n) ||
-        n == 0 || i >= n)
-      return false;
-    Pending& p = pending_[id];
-    p.chunks.resize(n);
-    if (!p.chunks[i]) ++p.have;
-    p.chunks[i] = std::string(value.substr(nl + 1));
-    if (p.have == n) {
-      std::string whole;
-      for (auto& c : p.chunks) whole += *c;
-      latest_ = std::move(whole);
-      pending_.clear();  // older and partial snapshots are superseded
-    }
-    return true;
-  }
-  [[nodiscard]] const std::optional<std::string>& latest() const noexcept { return latest_; }
-
- private:
-  struct Pending {
-    std::vector<std::optional<std::string>> chunks;
-    std::size_t have = 0;
-  };
-  std::map<std::uint64_t, Pending> pending_;
-  std::optional<std::string> latest_;
-};
 
 // "kafka P:OFFSET" (a partition's position inside its state) -> OFFSET.
 std::optional<std::int64_t> state_offset(const std::string& position, int partition) {
@@ -167,52 +119,20 @@ class TransactionalRunner {
   TransactionalRunner(const AnalyzeConfig& cfg, const AnalyzerFactory& make, const JobLog& log)
       : cfg_(cfg), make_(make), log_(log), topic_hash_(std::hash<std::string>{}(cfg.topic)) {}
 
-  int run(int stop_fd) {
+  int run(int stop_fd, int failed_fd) {
     const auto& x = cfg_.transaction;
-    producer_ = uplink::make_handle(
-        RD_KAFKA_PRODUCER, uplink::make_conf({{"bootstrap.servers", cfg_.bootstrap},
-                                              {"transactional.id", x.id},
-                                              {"transaction.timeout.ms", std::to_string(x.timeout_ms)},
-                                              {"socket.timeout.ms", std::to_string(std::min(x.timeout_ms, 60000))},
-                                              {"acks", "all"},
-                                              {"compression.type", "lz4"},
-                                              {"linger.ms", "5"},
-                                              {"log_level", "3"}}));
+    producer_ = make_producer();
     int partitions = 0;
     if (!wait_for_topic(producer_.get(), cfg_.topic, cfg_.bootstrap, stop_fd, partitions, log_)) return 0;
-    (void)ensure_compacted_topic(producer_.get(), x.changelog, partitions, true, log_);
+    changelog_partitions_ = ensure_compacted_topic(producer_.get(), x.changelog, partitions, true, log_);
     output_partitions_ = ensure_compacted_topic(producer_.get(), x.topic, partitions, false, log_);
     if (!cfg_.dead_letter.empty()) {  // rejected events, in the same transactions
       dead_letter_topic_ = x.topic + "-dead-letter";
       dead_letter_partitions_ = uplink::ensure_topic(producer_.get(), dead_letter_topic_, partitions,
                                                      std::min(3, broker_count(producer_.get())));
     }
-    // Fences an older incarnation with the same transactional.id and aborts what it left open.
-    for (const auto deadline = Clock::now() + milliseconds(2 * x.timeout_ms + 30000);;) {
-      ErrorHandle e(rd_kafka_init_transactions(producer_.get(), x.timeout_ms + 10000));
-      if (!e) break;
-      if (!rd_kafka_error_is_retriable(e.get()) || Clock::now() > deadline)
-        throw core::Error(fmt::format("transactional.id {}: init_transactions: {}", x.id, rd_kafka_error_string(e.get())));
-      info(fmt::format("init_transactions: {} (retrying)", rd_kafka_error_string(e.get())));
-      if (stopped(stop_fd, 500)) return 0;
-    }
-    uplink::ConfHandle cc = uplink::make_conf({{"bootstrap.servers", cfg_.bootstrap},
-                                               {"group.id", cfg_.group},
-                                               // Static membership (KIP-345): a restarted instance
-                                               // gets its partitions back with no rebalance.
-                                               {"group.instance.id", x.id},
-                                               {"enable.auto.commit", "false"},
-                                               {"enable.auto.offset.store", "false"},
-                                               {"auto.offset.reset", "earliest"},
-                                               {"isolation.level", "read_committed"},
-                                               {"session.timeout.ms", std::to_string(x.session_timeout_ms)},
-                                               {"heartbeat.interval.ms", std::to_string(std::max(x.session_timeout_ms / 5, 100))},
-                                               {"fetch.wait.max.ms", "100"},
-                                               {"log_level", "3"}});
-    rd_kafka_conf_set_rebalance_cb(cc.get(), &TransactionalRunner::on_rebalance);
-    rd_kafka_conf_set_opaque(cc.get(), this);
-    consumer_ = uplink::make_handle(RD_KAFKA_CONSUMER, std::move(cc));
-    rd_kafka_poll_set_consumer(consumer_.get());
+    if (!init_transactions(stop_fd)) return 0;
+    consumer_ = make_consumer();
     // However run() ends, the consumer is closed here, before the members its rebalance
     // callback uses are destroyed; after an error, the revoke commits nothing.
     struct CloseGuard {
@@ -230,10 +150,6 @@ class TransactionalRunner {
                                                                          {"enable.partition.eof", "true"},
                                                                          {"fetch.wait.max.ms", "50"},
                                                                          {"log_level", "3"}}));
-    PartitionList topics(rd_kafka_topic_partition_list_new(1));
-    rd_kafka_topic_partition_list_add(topics.get(), cfg_.topic.c_str(), RD_KAFKA_PARTITION_UA);
-    if (const auto err = rd_kafka_subscribe(consumer_.get(), topics.get()); err != RD_KAFKA_RESP_ERR_NO_ERROR)
-      throw core::Error(fmt::format("subscribe to {}: {}", cfg_.topic, rd_kafka_err2str(err)));
     info(fmt::format("member of group {} on {} ({} partitions), transactional.id {}, committing every {} ms",
                      cfg_.group, cfg_.topic, partitions, x.id, cfg_.checkpoint_ms));
     auto next = Clock::now() + milliseconds(cfg_.checkpoint_ms);
@@ -245,12 +161,17 @@ class TransactionalRunner {
         next = Clock::now() + milliseconds(cfg_.checkpoint_ms);
       }
       if (stopped(stop_fd)) break;
+      if (stopped(failed_fd)) {  // the output reader died: its files would freeze; stop, say why
+        commit();
+        throw core::Error("the reader of the output topic failed (see above); stopping after a last commit");
+      }
     }
     commit();
     rd_kafka_consumer_close(consumer_.get());  // the revoke commits nothing more: all is clean
     closed_ = true;
     rethrow();
-    info(fmt::format("stopped after {} transactions ({} aborted)", commits_, aborts_));
+    info(fmt::format("stopped after {} transactions ({} aborted, {} producers replaced)", commits_, aborts_,
+                     producers_replaced_));
     return 0;
   }
 
@@ -359,6 +280,14 @@ class TransactionalRunner {
   // offset (they commit in one transaction, so they agree once the last one is fully visible);
   // sets the list's offsets to resume from.
   void restore(rd_kafka_topic_partition_list_t* list) {
+    for (int i = 0; i < list->cnt; ++i)  // the input grew: partition P's state has no partition P
+      if (list->elems[i].partition >= changelog_partitions_ &&
+          (changelog_partitions_ = uplink::partition_count(producer_.get(), cfg_.transaction.changelog)) <=
+              list->elems[i].partition)
+        throw core::Error(fmt::format("input partition {} has no partition in changelog {} ({} partitions): add "
+                                      "partitions to the changelog to match {}",
+                                      list->elems[i].partition, cfg_.transaction.changelog, changelog_partitions_,
+                                      cfg_.topic));
     const std::map<int, std::int64_t> offsets = committed(list);
     parts_.clear();
     std::string where;
@@ -410,11 +339,14 @@ class TransactionalRunner {
       Message m(rd_kafka_consumer_poll(consumer_.get(), i == 0 ? 100 : 0));
       if (!m) break;
       if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) continue;
-      if (m->err == RD_KAFKA_RESP_ERR__FATAL) {  // e.g. FENCED_INSTANCE_ID: another process has this id
+      if (m->err == RD_KAFKA_RESP_ERR__FATAL) {
         char why[512] = {};
-        rd_kafka_fatal_error(consumer_.get(), why, sizeof why);
-        throw core::Error(fmt::format("group {} member {}: {} (is another analyzer running with this id?)", cfg_.group,
-                                      cfg_.transaction.id, why));
+        const auto code = rd_kafka_fatal_error(consumer_.get(), why, sizeof why);
+        if (code != RD_KAFKA_RESP_ERR_FENCED_INSTANCE_ID)
+          throw core::Error(fmt::format("group {} member {}: {}", cfg_.group, cfg_.transaction.id, why));
+        m.reset();
+        replace_consumer(why);
+        return;
       }
       if (m->err == RD_KAFKA_RESP_ERR_INVALID_SESSION_TIMEOUT)
         throw core::Error(fmt::format("transaction.session_timeout_ms = {} is outside what the broker allows "
@@ -472,35 +404,128 @@ class TransactionalRunner {
               part.dead_letters.substr(at, nl - at));
       at = nl + 1;
     }
-    const std::string state = a.serialize(fmt::format("kafka {}:{}", p, part.next));
-    const std::uint64_t id = rng_();
-    const std::size_t chunks = std::max<std::size_t>(1, (state.size() + kChunkBytes - 1) / kChunkBytes);
-    for (std::size_t i = 0; i < chunks; ++i)
-      produce(cfg_.transaction.changelog, p, fmt::format("p{}/{}", p, i),
-              fmt::format("tributary-state {} {} {}\n", id, i, chunks) + state.substr(i * kChunkBytes, kChunkBytes));
+    const auto chunks = state_chunks(a.serialize(fmt::format("kafka {}:{}", p, part.next)), rng_());
+    for (std::size_t i = 0; i < chunks.size(); ++i)
+      produce(cfg_.transaction.changelog, p, fmt::format("p{}/{}", p, i), chunks[i]);
   }
 
-  // An error of a transactional call: false if the transaction must be aborted, throws if the
-  // producer cannot go on (fenced: another instance took this transactional.id or partitions).
+  // A member of the group, subscribed to the input topic.
+  uplink::KafkaHandle make_consumer() {
+    const auto& x = cfg_.transaction;
+    uplink::ConfHandle cc = uplink::make_conf({{"bootstrap.servers", cfg_.bootstrap},
+                                               {"group.id", cfg_.group},
+                                               // Static membership (KIP-345): a restarted instance
+                                               // gets its partitions back with no rebalance.
+                                               {"group.instance.id", x.id},
+                                               {"enable.auto.commit", "false"},
+                                               {"enable.auto.offset.store", "false"},
+                                               {"auto.offset.reset", "earliest"},
+                                               {"isolation.level", "read_committed"},
+                                               {"session.timeout.ms", std::to_string(x.session_timeout_ms)},
+                                               {"heartbeat.interval.ms", std::to_string(std::max(x.session_timeout_ms / 5, 100))},
+                                               {"fetch.wait.max.ms", "100"},
+                                               {"log_level", "3"}});
+    rd_kafka_conf_set_rebalance_cb(cc.get(), &TransactionalRunner::on_rebalance);
+    rd_kafka_conf_set_opaque(cc.get(), this);
+    uplink::KafkaHandle c = uplink::make_handle(RD_KAFKA_CONSUMER, std::move(cc));
+    rd_kafka_poll_set_consumer(c.get());
+    PartitionList topics(rd_kafka_topic_partition_list_new(1));
+    rd_kafka_topic_partition_list_add(topics.get(), cfg_.topic.c_str(), RD_KAFKA_PARTITION_UA);
+    if (const auto err = rd_kafka_subscribe(c.get(), topics.get()); err != RD_KAFKA_RESP_ERR_NO_ERROR)
+      throw core::Error(fmt::format("subscribe to {}: {}", cfg_.topic, rd_kafka_err2str(err)));
+    return c;
+  }
+
+  // The consumer was fenced as a static member (FENCED_INSTANCE_ID). librdkafka 2.0.2 can
+  // fence its own member after the group coordinator fails over; a new consumer with the same
+  // group.instance.id rejoins, and its partitions are restored from the changelog. Another
+  // process with the same id would fence it back: more than 3 fences in 10 minutes stop the job.
+  void replace_consumer(const std::string& why) {
+    const auto now = Clock::now();
+    while (!fences_.empty() && now - fences_.front() > std::chrono::minutes(10)) fences_.erase(fences_.begin());
+    fences_.push_back(now);
+    if (fences_.size() > 3)
+      throw core::Error(fmt::format("group {} member {}: {} ({} times in 10 minutes: is another analyzer running "
+                                    "with this id?)",
+                                    cfg_.group, cfg_.transaction.id, why, fences_.size()));
+    warn(fmt::format("{}: rejoining with a new consumer; uncommitted work is dropped and redone", why));
+    closing_ = true;  // the revoke hands nothing over: the transaction state is clean between commits
+    rd_kafka_consumer_close(consumer_.get());
+    closing_ = false;
+    parts_.clear();
+    consumer_.reset();
+    consumer_ = make_consumer();
+  }
+
+  uplink::KafkaHandle make_producer() const {
+    const auto& x = cfg_.transaction;
+    return uplink::make_handle(
+        RD_KAFKA_PRODUCER, uplink::make_conf({{"bootstrap.servers", cfg_.bootstrap},
+                                              {"transactional.id", x.id},
+                                              {"transaction.timeout.ms", std::to_string(x.timeout_ms)},
+                                              {"socket.timeout.ms", std::to_string(std::min(x.timeout_ms, 60000))},
+                                              {"acks", "all"},
+                                              {"compression.type", "lz4"},
+                                              {"linger.ms", "5"},
+                                              {"log_level", "3"}}));
+  }
+
+  // Fences an older producer with the same transactional.id and aborts what it left open.
+  // False if `stop_fd` fired while the coordinator was not reachable.
+  bool init_transactions(int stop_fd) {
+    const auto& x = cfg_.transaction;
+    for (const auto deadline = Clock::now() + milliseconds(2 * x.timeout_ms + 30000);;) {
+      ErrorHandle e(rd_kafka_init_transactions(producer_.get(), x.timeout_ms + 10000));
+      if (!e) return true;
+      if (!rd_kafka_error_is_retriable(e.get()) || Clock::now() > deadline)
+        throw core::Error(fmt::format("transactional.id {}: init_transactions: {}", x.id, rd_kafka_error_string(e.get())));
+      info(fmt::format("init_transactions: {} (retrying)", rd_kafka_error_string(e.get())));
+      if (stopped(stop_fd, 500)) return false;
+    }
+  }
+
+  // After a fatal producer error. Fenced (another instance took this transactional.id): throws,
+  // the other one owns the work now. Anything else (librdkafka 2.0.2 can turn a transaction
+  // coordinator's failover into a fatal INVALID_TXN_STATE): a new producer with the same
+  // transactional.id, whose init_transactions aborts what the old one left open.
+  void replace_producer(const std::string& what) {
+    char reason[512] = {};
+    const rd_kafka_resp_err_t code = rd_kafka_fatal_error(producer_.get(), reason, sizeof reason);
+    if (code == RD_KAFKA_RESP_ERR__FENCED || code == RD_KAFKA_RESP_ERR_PRODUCER_FENCED ||
+        code == RD_KAFKA_RESP_ERR_TRANSACTIONAL_ID_AUTHORIZATION_FAILED)
+      throw core::Error(fmt::format("transactional.id {}: {}: {} (fenced: is another analyzer running with this id?)",
+                                    cfg_.transaction.id, what, reason));
+    if (++replaced_in_a_row_ > 5)
+      throw core::Error(fmt::format("transactional.id {}: {} (fatal, {} producers in a row)", cfg_.transaction.id, what,
+                                    replaced_in_a_row_));
+    warn(fmt::format("{} (fatal for this producer: a new one takes over the transactional.id)", what));
+    producer_.reset();
+    producer_ = make_producer();
+    (void)init_transactions(-1);
+    ++producers_replaced_;
+  }
+
+  // The outcome of a transactional call: true if it succeeded. A failure is logged; a fatal one
+  // is remembered (`fatal_call_`): the producer must be replaced before the next transaction.
   bool ok(rd_kafka_error_t* raw, const char* what) {
     ErrorHandle e(raw);
     if (!e) return true;
-    if (rd_kafka_error_is_fatal(e.get()))
-      throw core::Error(fmt::format("transactional.id {}: {}: {} (fatal: fenced by another instance?)",
-                                    cfg_.transaction.id, what, rd_kafka_error_string(e.get())));
-    warn(fmt::format("{}: {}", what, rd_kafka_error_string(e.get())));
+    const std::string text = fmt::format("{}: {}", what, rd_kafka_error_string(e.get()));
+    if (rd_kafka_error_is_fatal(e.get())) fatal_call_ = text;
+    else warn(text);
     return false;
   }
 
   // One transaction: outputs, changelog and offsets of every partition that consumed anything.
-  // On an abort, the assigned partitions go back to their committed state (`rewind`), unless
-  // they are being revoked.
+  // Anything short of a commit aborts it, and the assigned partitions go back to their committed
+  // state (`rewind`), unless they are being revoked.
   void commit(bool rewind_on_abort = true) {
     std::vector<int> dirty;
     for (const auto& [p, part] : parts_)
       if (part.dirty) dirty.push_back(p);
     if (dirty.empty()) return;
     produce_error_.clear();
+    fatal_call_.clear();
     bool good = ok(rd_kafka_begin_transaction(producer_.get()), "begin_transaction");
     if (good) {
       for (const int p : dirty) emit(p, parts_[p]);
@@ -516,23 +541,19 @@ class TransactionalRunner {
       if (rd_kafka_flush(producer_.get(), cfg_.transaction.timeout_ms) != RD_KAFKA_RESP_ERR_NO_ERROR) good = false;
       if (!produce_error_.empty()) warn(produce_error_);
       // A retriable error (a timeout, a coordinator moving) is retried with the same
-      // transaction until it commits, needs an abort, or the producer is fenced.
+      // transaction until it commits, needs an abort, or turns fatal.
       const auto deadline = Clock::now() + milliseconds(2 * cfg_.transaction.timeout_ms + 30000);
       while (good) {
-        ErrorHandle e(rd_kafka_commit_transaction(producer_.get(), cfg_.transaction.timeout_ms));
-        if (!e) break;
-        if (rd_kafka_error_is_fatal(e.get()))
-          throw core::Error(fmt::format("transactional.id {}: commit_transaction: {} (fatal: fenced by another instance?)",
-                                        cfg_.transaction.id, rd_kafka_error_string(e.get())));
-        warn(fmt::format("commit_transaction: {}", rd_kafka_error_string(e.get())));
-        if (rd_kafka_error_txn_requires_abort(e.get()) || !rd_kafka_error_is_retriable(e.get())) good = false;
-        else if (Clock::now() > deadline)
-          throw core::Error(fmt::format("transactional.id {}: commit_transaction did not complete: {}",
-                                        cfg_.transaction.id, rd_kafka_error_string(e.get())));
+        rd_kafka_error_t* e = rd_kafka_commit_transaction(producer_.get(), cfg_.transaction.timeout_ms);
+        if (e == nullptr) break;
+        const bool retry = rd_kafka_error_is_retriable(e) && !rd_kafka_error_txn_requires_abort(e) &&
+                           !rd_kafka_error_is_fatal(e) && Clock::now() < deadline;
+        good = !ok(e, "commit_transaction") && retry;
       }
     }
     if (good) {
       ++commits_;
+      replaced_in_a_row_ = 0;
       for (const int p : dirty) {
         Part& part = parts_[p];
         part.dirty = false;
@@ -541,15 +562,18 @@ class TransactionalRunner {
       }
       return;
     }
-    // Nothing of this transaction counts: abort it, and go back to the last committed state.
+    // Nothing of this transaction counts: abort it (or, after a fatal error, replace the producer,
+    // which aborts it), and go back to the last committed state.
     ++aborts_;
-    for (const auto deadline = Clock::now() + milliseconds(2 * cfg_.transaction.timeout_ms + 30000);;) {
-      ErrorHandle e(rd_kafka_abort_transaction(producer_.get(), cfg_.transaction.timeout_ms));
-      if (!e) break;
-      if (rd_kafka_error_is_fatal(e.get()) || !rd_kafka_error_is_retriable(e.get()) || Clock::now() > deadline)
-        throw core::Error(fmt::format("transactional.id {}: abort_transaction: {}", cfg_.transaction.id,
-                                      rd_kafka_error_string(e.get())));
+    for (const auto deadline = Clock::now() + milliseconds(2 * cfg_.transaction.timeout_ms + 30000);
+         fatal_call_.empty();) {
+      rd_kafka_error_t* e = rd_kafka_abort_transaction(producer_.get(), cfg_.transaction.timeout_ms);
+      if (e == nullptr) break;
+      const bool retry = rd_kafka_error_is_retriable(e) && !rd_kafka_error_is_fatal(e) && Clock::now() < deadline;
+      if (!ok(e, "abort_transaction") && !retry && fatal_call_.empty())
+        fatal_call_ = "abort_transaction failed";  // not abortable: a new producer aborts it
     }
+    if (!fatal_call_.empty()) replace_producer(fatal_call_);
     if (rewind_on_abort) rewind();
   }
 
@@ -569,6 +593,7 @@ class TransactionalRunner {
   std::uint64_t topic_hash_;
   uplink::KafkaHandle producer_, consumer_, restorer_;
   int output_partitions_ = 1;
+  int changelog_partitions_ = 0;
   std::string dead_letter_topic_;  // empty: none
   int dead_letter_partitions_ = 1;
   std::map<int, Part> parts_;
@@ -577,7 +602,10 @@ class TransactionalRunner {
   bool closed_ = false;
   std::string produce_error_;  // this transaction cannot commit
   std::mt19937_64 rng_{std::random_device{}()};
-  std::uint64_t commits_ = 0, aborts_ = 0;
+  std::uint64_t commits_ = 0, aborts_ = 0, producers_replaced_ = 0;
+  int replaced_in_a_row_ = 0;
+  std::string fatal_call_;  // the fatal error of this transaction's calls, if any
+  std::vector<Clock::time_point> fences_;  // when the consumer was fenced as a static member
 };
 
 // ---- the reader of the output topic
@@ -680,9 +708,10 @@ class Materializer {
           continue;
         r.start = start;
         r.key = std::string(k[3]);
-        r.agg.sum = std::stod(std::string(v[3]));
-        r.agg.min = std::stod(std::string(v[4]));
-        r.agg.max = std::stod(std::string(v[5]));
+        auto real = [](std::string_view t) { return std::strtod(std::string(t).c_str(), nullptr); };  // never throws
+        r.agg.sum = real(v[3]);
+        r.agg.min = real(v[4]);
+        r.agg.max = real(v[5]);
         auto [it, fresh] = windows[std::string(k[0])].try_emplace({start, r.key}, r);
         if (!fresh) {  // the same window and key closed by another partition: combine
           Aggregate& a = it->second.agg;
@@ -811,9 +840,10 @@ std::size_t process_message(Analyzer& a, const rd_kafka_message_t* m, std::uint6
   return 1;
 }
 
-int run_transactional(const AnalyzeConfig& cfg, const AnalyzerFactory& make, const JobLog& log, int stop_fd) {
+int run_transactional(const AnalyzeConfig& cfg, const AnalyzerFactory& make, const JobLog& log, int stop_fd,
+                      int failed_fd) {
   TransactionalRunner runner(cfg, make, log);
-  return runner.run(stop_fd);
+  return runner.run(stop_fd, failed_fd);
 }
 
 int run_materializer(const AnalyzeConfig& cfg, const JobLog& log, int stop_fd,

@@ -20,7 +20,9 @@ using AnalyzerFactory = std::function<std::unique_ptr<Analyzer>()>;
 // Runs until `stop_fd` is readable; commits what it has on the way out. Exit status. Throws
 // core::Error when it cannot go on (fenced by another instance with the same transactional.id,
 // a changelog that disagrees with the committed offsets).
-int run_transactional(const AnalyzeConfig& cfg, const AnalyzerFactory& make, const JobLog& log, int stop_fd);
+// `failed_fd` readable: the output reader died; stops with an error after a last commit.
+int run_transactional(const AnalyzeConfig& cfg, const AnalyzerFactory& make, const JobLog& log, int stop_fd,
+                      int failed_fd = -1);
 
 // Reads the output topic (read_committed) from the beginning and keeps the state dir's files
 // (outputs, closed windows, status.json) equal to what it holds, until `stop_fd` is readable.

@@ -104,6 +104,38 @@ int ensure_topic(rd_kafka_t* rk, const std::string& topic, int partitions, int r
   }
 }
 
+std::optional<std::string> topic_config(rd_kafka_t* rk, const std::string& topic, const std::string& name) {
+  rd_kafka_ConfigResource_t* res = rd_kafka_ConfigResource_new(RD_KAFKA_RESOURCE_TOPIC, topic.c_str());
+  rd_kafka_queue_t* q = rd_kafka_queue_new(rk);
+  rd_kafka_DescribeConfigs(rk, &res, 1, nullptr, q);
+  rd_kafka_ConfigResource_destroy(res);
+  rd_kafka_event_t* ev = rd_kafka_queue_poll(q, 30000);
+  rd_kafka_queue_destroy(q);
+  if (ev == nullptr) throw core::Error(fmt::format("topic {}: no answer to DescribeConfigs within 30 s", topic));
+  std::optional<std::string> value;
+  std::string error;
+  if (rd_kafka_event_error(ev) != RD_KAFKA_RESP_ERR_NO_ERROR) {
+    error = rd_kafka_event_error_string(ev);
+  } else if (const rd_kafka_DescribeConfigs_result_t* r = rd_kafka_event_DescribeConfigs_result(ev)) {
+    size_t n = 0;
+    const rd_kafka_ConfigResource_t** rs = rd_kafka_DescribeConfigs_result_resources(r, &n);
+    for (size_t i = 0; i < n; ++i) {
+      if (rd_kafka_ConfigResource_error(rs[i]) != RD_KAFKA_RESP_ERR_NO_ERROR) {
+        error = rd_kafka_ConfigResource_error_string(rs[i]);
+        continue;
+      }
+      size_t entries = 0;
+      const rd_kafka_ConfigEntry_t** e = rd_kafka_ConfigResource_configs(rs[i], &entries);
+      for (size_t k = 0; k < entries; ++k)
+        if (name == rd_kafka_ConfigEntry_name(e[k]) && rd_kafka_ConfigEntry_value(e[k]) != nullptr)
+          value = rd_kafka_ConfigEntry_value(e[k]);
+    }
+  }
+  rd_kafka_event_destroy(ev);
+  if (!error.empty()) throw core::Error(fmt::format("topic {}: cannot read its configuration: {}", topic, error));
+  return value;
+}
+
 namespace {
 void put_le(std::string& out, std::uint64_t v, int bytes) {
   for (int i = 0; i < bytes; ++i) out += static_cast<char>((v >> (8 * i)) & 0xFF);

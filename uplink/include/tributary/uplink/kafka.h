@@ -43,6 +43,10 @@ using Settings = std::map<std::string, std::string>;
 // core::Error naming the topic and the broker's reason.
 int ensure_topic(rd_kafka_t* rk, const std::string& topic, int partitions, int replication, const Settings& configs = {});
 
+// A topic's configuration value (DescribeConfigs), e.g. "cleanup.policy"; nullopt if the broker
+// does not say. Throws core::Error naming the topic if the request fails.
+[[nodiscard]] std::optional<std::string> topic_config(rd_kafka_t* rk, const std::string& topic, const std::string& name);
+
 // Every Kafka record Tributary writes carries the event identity in one header:
 // "tributary-id" = source id (8 bytes, big-endian) + sequence (8 bytes, big-endian).
 inline constexpr const char* kIdentityHeader = "tributary-id";
