@@ -103,7 +103,8 @@ AnalyzeConfigResult load_analyze_config(const fs::path& file) {
     r.errors.push_back(fmt::format("{}: [input] is required", file.string()));
     return r;
   }
-  known(*in, "input", {"type", "bootstrap", "topic", "group", "path", "consumer", "format", "csv_header"});
+  known(*in, "input", {"type", "bootstrap", "topic", "group", "path", "consumer", "format", "csv_header", "fetch_queue_mb"});
+  c.fetch_queue_mb = static_cast<int>(integer(in->get("fetch_queue_mb"), "input.fetch_queue_mb", 1, 2047, c.fetch_queue_mb));
   c.input_type = str(*in, "input", "type", false, "kafka");
   if (c.input_type == "kafka") {
     c.bootstrap = str(*in, "input", "bootstrap", true);
@@ -484,12 +485,13 @@ struct AnalyzeJob::Impl {
       return true;
     }
     topic_hash = std::hash<std::string>{}(cfg.topic);
-    kafka = uplink::make_handle(RD_KAFKA_CONSUMER, uplink::make_conf({{"bootstrap.servers", cfg.bootstrap},
-                                                                     {"group.id", cfg.group},
-                                                                     {"enable.auto.commit", "false"},
-                                                                     {"enable.auto.offset.store", "false"},
-                                                                     {"fetch.wait.max.ms", "100"},
-                                                                     {"log_level", "3"}}));
+    uplink::Settings settings = {{"bootstrap.servers", cfg.bootstrap},
+                                 {"group.id", cfg.group},
+                                 {"enable.auto.commit", "false"},
+                                 {"enable.auto.offset.store", "false"},
+                                 {"log_level", "3"}};
+    detail::add_fetch_settings(settings, cfg);
+    kafka = uplink::make_handle(RD_KAFKA_CONSUMER, uplink::make_conf(settings));
     // Every partition of the topic, at the checkpointed offsets (the topic may not exist yet).
     int partitions = 0;
     if (!detail::wait_for_topic(kafka.get(), cfg.topic, cfg.bootstrap, stop_fd, partitions, log)) return false;

@@ -412,19 +412,20 @@ class TransactionalRunner {
   // A member of the group, subscribed to the input topic.
   uplink::KafkaHandle make_consumer() {
     const auto& x = cfg_.transaction;
-    uplink::ConfHandle cc = uplink::make_conf({{"bootstrap.servers", cfg_.bootstrap},
-                                               {"group.id", cfg_.group},
-                                               // Static membership (KIP-345): a restarted instance
-                                               // gets its partitions back with no rebalance.
-                                               {"group.instance.id", x.id},
-                                               {"enable.auto.commit", "false"},
-                                               {"enable.auto.offset.store", "false"},
-                                               {"auto.offset.reset", "earliest"},
-                                               {"isolation.level", "read_committed"},
-                                               {"session.timeout.ms", std::to_string(x.session_timeout_ms)},
-                                               {"heartbeat.interval.ms", std::to_string(std::max(x.session_timeout_ms / 5, 100))},
-                                               {"fetch.wait.max.ms", "100"},
-                                               {"log_level", "3"}});
+    uplink::Settings settings = {{"bootstrap.servers", cfg_.bootstrap},
+                                 {"group.id", cfg_.group},
+                                 // Static membership (KIP-345): a restarted instance gets its
+                                 // partitions back with no rebalance.
+                                 {"group.instance.id", x.id},
+                                 {"enable.auto.commit", "false"},
+                                 {"enable.auto.offset.store", "false"},
+                                 {"auto.offset.reset", "earliest"},
+                                 {"isolation.level", "read_committed"},
+                                 {"session.timeout.ms", std::to_string(x.session_timeout_ms)},
+                                 {"heartbeat.interval.ms", std::to_string(std::max(x.session_timeout_ms / 5, 100))},
+                                 {"log_level", "3"}};
+    add_fetch_settings(settings, cfg_);
+    uplink::ConfHandle cc = uplink::make_conf(settings);
     rd_kafka_conf_set_rebalance_cb(cc.get(), &TransactionalRunner::on_rebalance);
     rd_kafka_conf_set_opaque(cc.get(), this);
     uplink::KafkaHandle c = uplink::make_handle(RD_KAFKA_CONSUMER, std::move(cc));
@@ -808,6 +809,12 @@ class Materializer {
 };
 
 }  // namespace
+
+void add_fetch_settings(uplink::Settings& s, const AnalyzeConfig& cfg) {
+  s["queued.min.messages"] = "10000000";
+  s["queued.max.messages.kbytes"] = std::to_string(cfg.fetch_queue_mb * 1024);
+  s["fetch.wait.max.ms"] = "100";
+}
 
 bool wait_for_topic(rd_kafka_t* rk, const std::string& topic, const std::string& where, int stop_fd, int& out,
                     const JobLog& log) {

@@ -12,6 +12,7 @@
 #include "tributary/analytics/analyzer.h"
 #include "render.h"
 #include "tributary/analytics/job.h"
+#include "tributary/uplink/kafka.h"
 
 namespace tributary::analytics::detail {
 
@@ -33,6 +34,13 @@ int run_materializer(const AnalyzeConfig& cfg, const JobLog& log, int stop_fd,
 // One Kafka record into `a`: a Tributary record under its identity header, a packed record as
 // its events, anything else under an identity made of partition and offset. Returns the events.
 std::size_t process_message(Analyzer& a, const rd_kafka_message_t* m, std::uint64_t topic_hash, const JobLog& log);
+
+// The consumer's fetch settings, in both modes. librdkafka 2.0.2 stops fetching a partition for
+// a fixed second once its local queue holds queued.min.messages (default 100,000) or
+// queued.max.messages.kbytes: an analyzer that parses slower than the broker sends would idle
+// most of each second. The count threshold is lifted and the byte bound is the budget
+// ([input] fetch_queue_mb): about a second of events at full speed keeps it busy.
+void add_fetch_settings(uplink::Settings& s, const AnalyzeConfig& cfg);
 
 // Waits for `topic` to exist (false if `stop_fd` fired first); its partition count in `out`.
 bool wait_for_topic(rd_kafka_t* rk, const std::string& topic, const std::string& where, int stop_fd, int& out,

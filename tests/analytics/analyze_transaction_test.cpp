@@ -112,23 +112,48 @@ void expect_outputs(const std::filesystem::path& state, const TianchiData& d) {
   for (const auto& [file, text] : d.expected_outputs()) EXPECT_EQ(slurp(state / file), text) << file;
 }
 
-TEST_F(AnalyzeTransactionTest, KilledTwentyTimesWhileEventsArriveTheCommittedCountsEqualARecount) {
+// What every test here feeds: a Tianchi data set (its user_info written), its events as a Feed
+// in a topic of `partitions`, and a channel with two uplinks to the topic: "up" ships as the
+// test says, "again" re-sends everything at the end (registered now, so the channel keeps
+// every event for it).
+struct Rig {
   TempDir dir;
-  const auto d = TianchiData::make(21, 2000, 150000);
-  const Feed feed(d, 500);
-  d.write_info(dir / "user_info.csv");
-  create_topic("orders", 3);
+  TianchiData d;
+  Feed feed;
+  core::Channel ch;
+  uplink::Uplink up, again;
+  std::size_t n;
+
+  Rig(const std::string& bootstrap, const std::string& topic, int partitions, int replication, std::uint64_t seed,
+      int rows, std::size_t twins)
+      : d(TianchiData::make(seed, 1500, rows)),
+        feed(d, twins),
+        ch(make_channel(dir / "c.chan")),
+        up(ch, {.name = "up", .topic = topic, .kafka = {{"bootstrap.servers", bootstrap}}}),
+        again(ch, {.name = "again", .topic = topic, .kafka = {{"bootstrap.servers", bootstrap}}}),
+        n(feed.events.size()) {
+    d.write_info(dir / "user_info.csv");
+    EXPECT_EQ(create_topic_at(bootstrap, topic, partitions, replication), partitions);
+  }
+  static core::Channel make_channel(const std::filesystem::path& p) {
+    core::ChannelConfig cc;
+    cc.capacity = 64 << 20;
+    return core::Channel::create(p, cc);
+  }
+};
+
+// `tributary analyze --config CONFIG` with its log in LOG.
+Child analyze_logged(const std::filesystem::path& config, const std::filesystem::path& log) {
+  return Child({"/bin/sh", "-c", fmt::format("exec {} analyze --config {} 2> {}", kTributary, config.string(), log.string())});
+}
+
+TEST_F(AnalyzeTransactionTest, KilledTwentyTimesWhileEventsArriveTheCommittedCountsEqualARecount) {
+  Rig rig(bootstrap_, "orders", 3, 1, 21, 150000, 500);
+  auto& [dir, d, feed, ch, up, again, n] = rig;
   write_config(dir / "analyze.toml", bootstrap_, dir / "user_info.csv", dir / "out", "orders", "kills", "kills-1");
-  core::ChannelConfig cc;
-  cc.capacity = 64 << 20;
-  auto ch = core::Channel::create(dir / "c.chan", cc);
-  uplink::Uplink up(ch, {.name = "up", .topic = "orders", .kafka = {{"bootstrap.servers", bootstrap_}}});
-  // Registered now, so that the channel keeps every event for it: at the end it re-sends all.
-  uplink::Uplink again(ch, {.name = "again", .topic = "orders", .kafka = {{"bootstrap.servers", bootstrap_}}});
   const std::uint64_t seed = std::random_device{}();
   SCOPED_TRACE("seed " + std::to_string(seed));
   std::mt19937_64 rng(seed);
-  const std::size_t n = feed.events.size();
   // Events keep arriving through the whole kill loop: a feeder ships them in small batches,
   // paced (a producer's rhythm, not a wait for a condition), each run's share released as the
   // run goes, so every kill lands while events are arriving and being analyzed.
@@ -239,27 +264,14 @@ TEST_F(AnalyzeTransactionTest, KilledTwentyTimesWhileEventsArriveTheCommittedCou
 }
 
 TEST_F(AnalyzeTransactionTest, TwoAnalyzersInOneGroupOneKilledTheOtherTakesItsPartitionsOver) {
-  TempDir dir;
-  const auto d = TianchiData::make(22, 1500, 40000);
-  const Feed feed(d, 200);
-  d.write_info(dir / "user_info.csv");
-  create_topic("shared", 4);
+  Rig rig(bootstrap_, "shared", 4, 1, 22, 40000, 200);
+  auto& [dir, d, feed, ch, up, again, n] = rig;
   write_config(dir / "a.toml", bootstrap_, dir / "user_info.csv", dir / "a", "shared", "pair", "pair-a");
   write_config(dir / "b.toml", bootstrap_, dir / "user_info.csv", dir / "b", "shared", "pair", "pair-b");
-  core::ChannelConfig cc;
-  cc.capacity = 64 << 20;
-  auto ch = core::Channel::create(dir / "c.chan", cc);
-  uplink::Uplink up(ch, {.name = "up", .topic = "shared", .kafka = {{"bootstrap.servers", bootstrap_}}});
-  uplink::Uplink again(ch, {.name = "again", .topic = "shared", .kafka = {{"bootstrap.servers", bootstrap_}}});
-  const std::size_t n = feed.events.size();
   ship(ch, up, feed, 0, n / 2);
 
   // A alone owns all four partitions and counts the first half.
-  auto run = [&](const char* name) {
-    return Child({"/bin/sh", "-c",
-                  fmt::format("exec {} analyze --config {} 2> {}", kTributary, (dir / name).string() + ".toml",
-                              (dir / name).string() + ".log")});
-  };
+  auto run = [&](const std::string& name) { return analyze_logged(dir / (name + ".toml"), dir / (name + ".log")); };
   Child a = run("a");
   ASSERT_TRUE(wait_done(dir / "a", n / 2, 0, 90s)) << slurp(dir / "a" / "status.json") << slurp(dir / "a.log");
   // B joins: the group splits the partitions between them.
@@ -304,9 +316,7 @@ TEST_F(AnalyzeTransactionTest, AnOutputTopicThatIsNotCompactedIsRefusedAtStart) 
   create_topic("plain", 1);
   create_topic("plain-counts", 1);  // cleanup.policy=delete, the broker's default
   write_config(dir / "analyze.toml", bootstrap_, dir / "user_info.csv", dir / "out", "plain", "plain", "plain-1");
-  Child job({"/bin/sh", "-c",
-             fmt::format("exec {} analyze --config {} 2> {}", kTributary, (dir / "analyze.toml").string(),
-                         (dir / "analyze.log").string())});
+  Child job = analyze_logged(dir / "analyze.toml", dir / "analyze.log");
   EXPECT_NE(job.wait(60s), 0);
   EXPECT_NE(slurp(dir / "analyze.log").find("topic plain-counts has cleanup.policy=delete"), std::string::npos)
       << slurp(dir / "analyze.log");
@@ -339,9 +349,9 @@ int transaction_coordinator(const std::string& bootstrap, const std::string& id)
 // still equal the recount, every event once.
 TEST(AnalyzeTransactionClusterTest, TheTransactionCoordinatorKilledMidStreamTwiceTheCountsEqualARecount) {
   if (!testing::have_command("java") || !testing::have_command("mvn")) GTEST_SKIP() << "java and mvn are needed to run Kafka";
-  TempDir dir;
+  TempDir kafka_dir;
   uplink::LocalKafkaOptions o;
-  o.dir = dir / "kafka";
+  o.dir = kafka_dir / "kafka";
   o.brokers = 3;
   o.heap = "384m";
   o.port = 20000 + static_cast<int>(std::random_device{}() % 12000);
@@ -351,20 +361,10 @@ TEST(AnalyzeTransactionClusterTest, TheTransactionCoordinatorKilledMidStreamTwic
     ~Stop() { k.stop(std::chrono::seconds(5)); }
   } stop{kafka};
   const std::string bootstrap = kafka.start(std::chrono::seconds(120));
-  const auto d = TianchiData::make(23, 1500, 60000);
-  const Feed feed(d, 300);
-  d.write_info(dir / "user_info.csv");
-  ASSERT_EQ(create_topic_at(bootstrap, "orders", 3, 3), 3);
+  Rig rig(bootstrap, "orders", 3, 3, 23, 60000, 300);
+  auto& [dir, d, feed, ch, up, again, n] = rig;
   write_config(dir / "analyze.toml", bootstrap, dir / "user_info.csv", dir / "out", "orders", "coord", "coord-1");
-  core::ChannelConfig cc;
-  cc.capacity = 64 << 20;
-  auto ch = core::Channel::create(dir / "c.chan", cc);
-  uplink::Uplink up(ch, {.name = "up", .topic = "orders", .kafka = {{"bootstrap.servers", bootstrap}}});
-  uplink::Uplink again(ch, {.name = "again", .topic = "orders", .kafka = {{"bootstrap.servers", bootstrap}}});
-  const std::size_t n = feed.events.size();
-  Child job({"/bin/sh", "-c",
-             fmt::format("exec {} analyze --config {} 2> {}", kTributary, (dir / "analyze.toml").string(),
-                         (dir / "analyze.log").string())});
+  Child job = analyze_logged(dir / "analyze.toml", dir / "analyze.log");
   std::atomic<std::size_t> shipped{0};
   std::jthread feeder([&] {  // joined however the test ends: it ships a bounded amount
     for (std::size_t from = 0; from < n;) {
