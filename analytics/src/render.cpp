@@ -79,11 +79,11 @@ std::string status_json(const Figures& f) {
                        src.empty() ? "" : ",", a.source_id, a.counted, a.gaps, a.duplicates, a.ranges.size());
   std::string reasons;
   for (const auto& [why, n] : s.rejected_by_reason)
-    reasons += fmt::format(R"({}"{}":{})", reasons.empty() ? "" : ",", why, n);
+    reasons += fmt::format(R"({}{}:{})", reasons.empty() ? "" : ",", core::json_string(why), n);
   std::string windows;
   for (const auto& w : f.windows)
-    windows += fmt::format(R"({}"{}":{{"open":{},"closed":{},"late_events":{},"watermark":{}}})",
-                           windows.empty() ? "" : ",", w.name, w.open, w.closed, w.late_events,
+    windows += fmt::format(R"({}{}:{{"open":{},"closed":{},"late_events":{},"watermark":{}}})",
+                           windows.empty() ? "" : ",", core::json_string(w.name), w.open, w.closed, w.late_events,
                            w.watermark ? "\"" + format_millis(*w.watermark) + "\"" : "null");
   return fmt::format(R"({{"counted":{},"filtered":{},"rejected":{},"duplicates":{},"late":{},"overflowed":{},)"
                      R"("rejected_by_reason":{{{}}},"windows":{{{}}},"sources":[{}]{}}})"

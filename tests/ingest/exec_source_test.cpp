@@ -145,8 +145,10 @@ TEST(ExecSourceTest, SplitsOrRejectsOversizeLines) {
 
 TEST(ExecSourceTest, StopSendsSigtermToTheGroupAndCollectsTheLastLines) {
   Fixture f;
-  // The shell starts a background child (a grandchild of the agent) and traps SIGTERM.
-  auto src = f.make({{"command", std::string("sleep 1000 & echo child $!; trap 'echo bye; exit 0' TERM; "
+  // The shell traps SIGTERM, then starts a background child (a grandchild of the agent) and
+  // says so: once its line is read, the trap is in place (set after it, a SIGTERM landing in
+  // between killed the shell before it could say "bye").
+  auto src = f.make({{"command", std::string("trap 'echo bye; exit 0' TERM; sleep 1000 & echo child $!; "
                                              "while :; do sleep 0.02; done")}});
   ASSERT_TRUE(pump_until(*src, [&] { return f.ch.stats().records_written >= 1; }));
   const std::string first = f.payloads().at(0);

@@ -1,0 +1,24 @@
+// status.json and the Prometheus text are rendered from one set of figures: text that comes
+// from configuration or input (rejection reasons, window names) is escaped, never spliced.
+#include <gtest/gtest.h>
+
+#include "render.h"
+
+namespace tributary::analytics::render {
+namespace {
+
+TEST(RenderTest, StatusJsonEscapesReasonsAndWindowNames) {
+  Figures f;
+  f.stats.rejected = 2;
+  f.stats.rejected_by_reason["bad \"x\"\n"] = 2;
+  f.windows.push_back({"w\"1", 1, 2, 3, std::nullopt});
+  const std::string j = status_json(f);
+  EXPECT_NE(j.find(R"("rejected_by_reason":{"bad \"x\"\n":2})"), std::string::npos) << j;
+  EXPECT_NE(j.find(R"("windows":{"w\"1":{"open":1,"closed":2,"late_events":3,"watermark":null}})"), std::string::npos)
+      << j;
+  const std::string p = prometheus(f);
+  EXPECT_NE(p.find(R"(tributary_analyzer_rejected_events_total{reason="bad \"x\"\n"} 2)"), std::string::npos) << p;
+}
+
+}  // namespace
+}  // namespace tributary::analytics::render
