@@ -485,17 +485,27 @@ class TransactionalRunner {
     }
   }
 
-  // After a fatal producer error. Fenced (another instance took this transactional.id): throws,
-  // the other one owns the work now. Anything else (librdkafka 2.0.2 can turn a transaction
-  // coordinator's failover into a fatal INVALID_TXN_STATE): a new producer with the same
-  // transactional.id, whose init_transactions aborts what the old one left open.
+  // After a fatal producer error: a new producer with the same transactional.id, whose
+  // init_transactions aborts what the old one left open. librdkafka 2.0.2 turns a transaction
+  // coordinator's failover into a fatal INVALID_TXN_STATE, and a coordinator that aborts a
+  // transaction past its timeout bumps the epoch: the producer reads that as fenced "by a newer
+  // instance" though there is none. A real second instance with this id fences again and again:
+  // more than 3 fences in 10 minutes stop the job with the cause.
   void replace_producer(const std::string& what) {
     char reason[512] = {};
     const rd_kafka_resp_err_t code = rd_kafka_fatal_error(producer_.get(), reason, sizeof reason);
-    if (code == RD_KAFKA_RESP_ERR__FENCED || code == RD_KAFKA_RESP_ERR_PRODUCER_FENCED ||
-        code == RD_KAFKA_RESP_ERR_TRANSACTIONAL_ID_AUTHORIZATION_FAILED)
-      throw core::Error(fmt::format("transactional.id {}: {}: {} (fenced: is another analyzer running with this id?)",
-                                    cfg_.transaction.id, what, reason));
+    if (code == RD_KAFKA_RESP_ERR_TRANSACTIONAL_ID_AUTHORIZATION_FAILED)
+      throw core::Error(fmt::format("transactional.id {}: {}: {}", cfg_.transaction.id, what, reason));
+    if (code == RD_KAFKA_RESP_ERR__FENCED || code == RD_KAFKA_RESP_ERR_PRODUCER_FENCED) {
+      const auto now = Clock::now();
+      while (!producer_fences_.empty() && now - producer_fences_.front() > std::chrono::minutes(10))
+        producer_fences_.erase(producer_fences_.begin());
+      producer_fences_.push_back(now);
+      if (producer_fences_.size() > 3)
+        throw core::Error(fmt::format("transactional.id {}: {}: {} ({} times in 10 minutes: is another analyzer "
+                                      "running with this id?)",
+                                      cfg_.transaction.id, what, reason, producer_fences_.size()));
+    }
     if (++replaced_in_a_row_ > 5)
       throw core::Error(fmt::format("transactional.id {}: {} (fatal, {} producers in a row)", cfg_.transaction.id, what,
                                     replaced_in_a_row_));
@@ -607,6 +617,7 @@ class TransactionalRunner {
   int replaced_in_a_row_ = 0;
   std::string fatal_call_;  // the fatal error of this transaction's calls, if any
   std::vector<Clock::time_point> fences_;  // when the consumer was fenced as a static member
+  std::vector<Clock::time_point> producer_fences_;  // when the producer was fenced
 };
 
 // ---- the reader of the output topic
