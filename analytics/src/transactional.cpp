@@ -595,7 +595,14 @@ class TransactionalRunner {
     PartitionList list(raw);
     warn(fmt::format("transaction aborted; {} partitions rewound to their committed state", list->cnt));
     restore(list.get());
-    rd_kafka_assign(consumer_.get(), list.get());
+    // A seek, not a second assign: assigning outside the rebalance callback while the group
+    // rebalances trips an assertion in librdkafka 2.0.2 (rd_kafka_assignment_partition_stopped).
+    if (ErrorHandle e(rd_kafka_seek_partitions(consumer_.get(), list.get(), 30000)); e)
+      throw core::Error(fmt::format("rewinding {} after an abort: {}", cfg_.topic, rd_kafka_error_string(e.get())));
+    for (int i = 0; i < list->cnt; ++i)
+      if (list->elems[i].err != RD_KAFKA_RESP_ERR_NO_ERROR)
+        throw core::Error(fmt::format("rewinding {} [{}] after an abort: {}", cfg_.topic, list->elems[i].partition,
+                                      rd_kafka_err2str(list->elems[i].err)));
   }
 
   const AnalyzeConfig& cfg_;
