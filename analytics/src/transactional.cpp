@@ -228,7 +228,6 @@ class TransactionalRunner {
         RD_KAFKA_OFFSET_BEGINNING;
     rd_kafka_assign(restorer_.get(), list.get());
     SnapshotAssembler snapshots;
-    std::size_t records = 0;
     const auto deadline = Clock::now() + milliseconds(cfg_.transaction.timeout_ms + 60000);
     for (bool eof = false; !eof;) {
       if (Clock::now() > deadline) {
@@ -245,8 +244,6 @@ class TransactionalRunner {
       } else if (!snapshots.feed({static_cast<const char*>(m->payload), m->len})) {
         throw core::Error(fmt::format("changelog {} partition {} offset {}: not a state chunk",
                                       cfg_.transaction.changelog, p, m->offset));
-      } else {
-        ++records;
       }
     }
     rd_kafka_assign(restorer_.get(), nullptr);
