@@ -77,7 +77,26 @@ class Child {
     }
   }
 
-  void signal(int sig) const { ::kill(pid_, sig); }
+  // Sends `sig`, once the child handles it: blocked (for a signalfd) or caught, waiting up to
+  // 10 s for that. A stop signal that arrives before the program set up its handling kills it,
+  // which is not what a test of its stop path means to send. SIGKILL goes at once.
+  void signal(int sig) const {
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    while (sig != SIGKILL && !handles(sig) && std::chrono::steady_clock::now() < deadline)
+      ::usleep(1000);  // bounded poll: /proc has no change notification
+    ::kill(pid_, sig);
+  }
+
+  // True if the child blocks or catches `sig` (its SigBlk / SigCgt masks in /proc).
+  [[nodiscard]] bool handles(int sig) const {
+    std::ifstream status("/proc/" + std::to_string(pid_) + "/status");
+    std::string line;
+    const std::uint64_t bit = 1ull << (sig - 1);
+    while (std::getline(status, line))
+      if (line.rfind("SigBlk:", 0) == 0 || line.rfind("SigCgt:", 0) == 0)
+        if ((std::stoull(line.substr(7), nullptr, 16) & bit) != 0) return true;
+    return false;
+  }
 
   // Waits for exit; returns the wait status (-1 if it did not end within `timeout`).
   int wait(std::chrono::milliseconds timeout) {
