@@ -15,6 +15,13 @@ using detail::unescape;
 
 namespace {
 bool is_integer(std::string_view s) {
+  // Up to 18 digits always fit in an int64: checked without parsing.
+  const std::size_t sign = !s.empty() && s[0] == '-' ? 1 : 0;
+  if (s.size() > sign && s.size() - sign <= 18) {
+    for (std::size_t i = sign; i < s.size(); ++i)
+      if (static_cast<unsigned char>(s[i] - '0') > 9) return false;
+    return true;
+  }
   std::int64_t v = 0;
   const auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
   return ec == std::errc{} && p == s.data() + s.size() && !s.empty();
@@ -33,8 +40,7 @@ Analyzer::Analyzer(AnalyzerSpec spec, FieldExtractor extractor)
       if (v.data() == nullptr) return std::nullopt;
       return v;
     }
-    if (spec_.table == nullptr || fields_[spec_.join_field].data() == nullptr) return std::nullopt;
-    return spec_.table->get(fields_[spec_.join_field], r.index);
+    return joined(r.index);
   };
   if (spec_.where) {  // fields tested with exists() may be absent
     std::vector<bool> optional;
@@ -47,6 +53,16 @@ Analyzer::Analyzer(AnalyzerSpec spec, FieldExtractor extractor)
   }
 }
 
+std::optional<std::string_view> Analyzer::joined(std::size_t column) {
+  if (spec_.table == nullptr || fields_[spec_.join_field].data() == nullptr) return std::nullopt;
+  if (!row_known_) {  // one table lookup per event, however many joined columns it reads
+    row_ = spec_.table->row_of(fields_[spec_.join_field]);
+    row_known_ = true;
+  }
+  if (row_ == DimensionTable::kNoRow) return std::nullopt;
+  return spec_.table->cell(row_, column);
+}
+
 void Analyzer::build_key(const std::vector<KeyPart>& parts) {
   key_.clear();
   bool first = true;
@@ -56,8 +72,8 @@ void Analyzer::build_key(const std::vector<KeyPart>& parts) {
     std::optional<std::string_view> raw;
     if (part.from == KeyPart::From::kEvent) {
       raw = fields_[part.index];
-    } else if (spec_.table != nullptr) {
-      raw = spec_.table->get(fields_[spec_.join_field], part.index);
+    } else {
+      raw = joined(part.index);
     }
     if (part.labels != nullptr) {
       key_ += part.labels->apply(raw);
@@ -68,25 +84,41 @@ void Analyzer::build_key(const std::vector<KeyPart>& parts) {
   }
 }
 
-Outcome Analyzer::reject(std::string_view reason, std::string_view payload) {
+Outcome Analyzer::reject(const Event& e, std::string_view reason) {
   ++stats_.rejected;
   ++stats_.rejected_by_reason[std::string(reason)];
   auto& s = stats_.samples[std::string(reason)];
-  if (s.size() < spec_.max_samples) s.emplace_back(payload.substr(0, 500));
-  if (reject_sink_) reject_sink_(current_, reason, payload);
+  if (s.size() < spec_.max_samples) s.emplace_back(e.payload.substr(0, 500));
+  if (reject_sink_) reject_sink_(e, reason);
   return Outcome::kRejected;
 }
 
-Outcome Analyzer::process(core::EventId id, std::string_view payload, std::int64_t ingest_ms) {
-  current_ = id;
-  if (!ledger_.mark(id)) {
+Outcome Analyzer::process(const Event& e) {
+  if (!ledger_.mark(e.id)) {
     ++stats_.duplicates;
     return Outcome::kDuplicate;
   }
-  std::size_t bad = 0;
-  if (const Reject r = extractor_.extract(payload, fields_, &bad); r != Reject::kNone) return reject(to_string(r), payload);
+  return count(e, extractor_.extract(e.payload, fields_));
+}
+
+void Analyzer::process_batch(std::span<const Event> events) {
+  payloads_.clear();
+  for (const Event& e : events) payloads_.push_back(e.payload);
+  // A copy is parsed with the batch but not counted: the ledger decides, in order, as process().
+  extractor_.extract_batch(payloads_, fields_, [&](std::size_t i, Reject r, std::size_t) {
+    if (!ledger_.mark(events[i].id)) {
+      ++stats_.duplicates;
+      return;
+    }
+    (void)count(events[i], r);
+  });
+}
+
+Outcome Analyzer::count(const Event& e, Reject extracted) {
+  row_known_ = false;
+  if (extracted != Reject::kNone) return reject(e, to_string(extracted));
   for (const std::size_t f : spec_.integer_fields)
-    if (!is_integer(fields_[f])) return reject("field is not an integer", payload);
+    if (!is_integer(fields_[f])) return reject(e, "field is not an integer");
   for (const auto& flt : spec_.filters) {
     if (std::find(flt.any_of.begin(), flt.any_of.end(), fields_[flt.field]) == flt.any_of.end()) {
       ++stats_.filtered;
@@ -102,15 +134,15 @@ Outcome Analyzer::process(core::EventId id, std::string_view payload, std::int64
     const auto& ws = spec_.windows[w];
     if (ws.time_field) {
       const auto t = ws.time_format.to_millis(fields_[*ws.time_field]);
-      if (!t) return reject("bad event time", payload);
+      if (!t) return reject(e, "bad event time");
       times_[w] = *t;
     } else {
-      times_[w] = ingest_ms;
+      times_[w] = e.ingest_ms;
     }
     values_[w].reset();
     if (ws.value_field) {
       double v = 0;
-      if (!detail::parse_number(fields_[*ws.value_field], v)) return reject("value is not a number", payload);
+      if (!detail::parse_number(fields_[*ws.value_field], v)) return reject(e, "value is not a number");
       values_[w] = v;
     }
   }

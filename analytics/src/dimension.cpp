@@ -2,6 +2,7 @@
 #include "tributary/analytics/dimension.h"
 
 #include <algorithm>
+#include <bit>
 #include <charconv>
 #include <fmt/format.h>
 #include <fstream>
@@ -70,7 +71,8 @@ DimensionTable DimensionTable::load(const std::filesystem::path& file, std::stri
     const auto k = cells[key];
     bool fresh = true;
     if (auto n = as_uint(k)) {
-      fresh = t.int_keys_.emplace(*n, row).second;
+      fresh = t.row_of(k) == kNoRow;
+      if (fresh) t.index_int(*n, row);
     } else {
       fresh = t.str_keys_.emplace(std::string(k), row).second;
     }
@@ -89,19 +91,49 @@ DimensionTable DimensionTable::load(const std::filesystem::path& file, std::stri
   return t;
 }
 
-const std::uint32_t* DimensionTable::row(std::string_view key) const {
+namespace {
+std::size_t slot_of(std::uint64_t key, int shift) {
+  return shift >= 64 ? 0 : static_cast<std::size_t>((key * 0x9e3779b97f4a7c15ull) >> shift);  // Fibonacci hashing
+}
+}  // namespace
+
+void DimensionTable::index_int(std::uint64_t key, std::uint32_t row) {
+  if (2 * (int_count_ + 1) > int_rows_.size()) {  // grow to keep the table at most half full
+    std::vector<std::uint64_t> keys = std::move(int_keys_);
+    std::vector<std::uint32_t> rows = std::move(int_rows_);
+    const std::size_t size = std::max<std::size_t>(64, rows.size() * 2);
+    int_keys_.assign(size, 0);
+    int_rows_.assign(size, kNoRow);
+    int_shift_ = 64 - std::countr_zero(size);
+    int_count_ = 0;
+    for (std::size_t i = 0; i < rows.size(); ++i)
+      if (rows[i] != kNoRow) index_int(keys[i], rows[i]);
+  }
+  const std::size_t mask = int_rows_.size() - 1;
+  std::size_t i = slot_of(key, int_shift_);
+  while (int_rows_[i] != kNoRow) i = (i + 1) & mask;
+  int_keys_[i] = key;
+  int_rows_[i] = row;
+  ++int_count_;
+}
+
+std::uint32_t DimensionTable::row_of(std::string_view key) const {
   if (auto n = as_uint(key)) {
-    const auto it = int_keys_.find(*n);
-    return it == int_keys_.end() ? nullptr : &it->second;
+    if (int_rows_.empty()) return kNoRow;
+    const std::size_t mask = int_rows_.size() - 1;
+    for (std::size_t i = slot_of(*n, int_shift_);; i = (i + 1) & mask) {
+      if (int_rows_[i] == kNoRow) return kNoRow;
+      if (int_keys_[i] == *n) return int_rows_[i];
+    }
   }
   const auto it = str_keys_.find(std::string(key));
-  return it == str_keys_.end() ? nullptr : &it->second;
+  return it == str_keys_.end() ? kNoRow : it->second;
 }
 
 std::optional<std::string_view> DimensionTable::get(std::string_view key, std::size_t column) const {
-  const std::uint32_t* r = row(key);
-  if (r == nullptr) return std::nullopt;
-  return dict_[column][cells_[std::size_t{*r} * columns_ + column]];
+  const std::uint32_t r = row_of(key);
+  if (r == kNoRow) return std::nullopt;
+  return cell(r, column);
 }
 
 }  // namespace tributary::analytics

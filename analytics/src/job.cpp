@@ -322,13 +322,80 @@ AnalyzeConfigResult load_analyze_config(const fs::path& file) {
 }
 
 // ------------------------------------------------------------------------------------------
+// The engine: the configuration turned into an Analyzer
+
+namespace {
+std::size_t field_index(const AnalyzeConfig& cfg, std::string_view name) {
+  for (std::size_t i = 0; i < cfg.fields.size(); ++i)
+    if (cfg.fields[i].first == name) return i;
+  return SIZE_MAX;
+}
+
+// A group-by key part: an event field or a joined column, labelled if labels are declared.
+KeyPart key_part(const AnalyzeConfig& cfg, const std::string& by, std::size_t pad) {
+  KeyPart part;
+  const auto label = cfg.labels.find(by);
+  part.labels = label == cfg.labels.end() ? nullptr : &label->second;
+  part.pad = pad;
+  if (const std::size_t fi = field_index(cfg, by); fi != SIZE_MAX) {
+    part.from = KeyPart::From::kEvent;
+    part.index = fi;
+  } else {
+    part.from = KeyPart::From::kJoined;
+    part.index = static_cast<std::size_t>(std::find(cfg.join_columns.begin(), cfg.join_columns.end(), by) -
+                                          cfg.join_columns.begin());
+  }
+  return part;
+}
+}  // namespace
+
+AnalyzeEngine::AnalyzeEngine(AnalyzeConfig config) : cfg_(std::move(config)) {
+  const AnalyzeConfig& cfg = cfg_;
+  for (const auto& [name, where] : cfg.fields) pointers_.push_back(where);
+  for (const auto& i : cfg.integers) spec_.integer_fields.push_back(field_index(cfg, i));
+  for (const auto& [f, values] : cfg.filters) spec_.filters.push_back({field_index(cfg, f), values});
+  if (!cfg.where.empty())
+    spec_.where = FilterExpr::parse(cfg.where, [&](std::string_view name) -> std::optional<FieldRef> {
+      if (const std::size_t fi = field_index(cfg, name); fi != SIZE_MAX) return FieldRef{false, fi};
+      const auto it = std::find(cfg.join_columns.begin(), cfg.join_columns.end(), name);
+      if (it != cfg.join_columns.end()) return FieldRef{true, static_cast<std::size_t>(it - cfg.join_columns.begin())};
+      return std::nullopt;
+    });
+  if (!cfg.join_file.empty()) {
+    table_ = std::make_unique<DimensionTable>(
+        DimensionTable::load(cfg.join_file, cfg.join_key_column, cfg.join_columns));
+    spec_.table = table_.get();
+    spec_.join_field = field_index(cfg, cfg.join_key_field);
+  }
+  for (const OutputSpec& o : cfg.outputs) spec_.groupings.push_back({o.name, {key_part(cfg, o.by, o.pad)}, o.max_groups});
+  for (const WindowOutputSpec& w : cfg.windows) {
+    AnalyzerSpec::Window ws;
+    ws.name = w.name;
+    for (const auto& b : w.by) ws.key.push_back(key_part(cfg, b, 0));
+    ws.size_ms = w.size_ms;
+    ws.slide_ms = w.slide_ms;
+    ws.lateness_ms = w.lateness_ms;
+    if (w.time != "ingest") ws.time_field = field_index(cfg, w.time);
+    ws.time_format = w.time_format;
+    if (!w.value.empty()) ws.value_field = field_index(cfg, w.value);
+    spec_.windows.push_back(std::move(ws));
+  }
+}
+
+AnalyzeEngine::~AnalyzeEngine() = default;
+
+std::unique_ptr<Analyzer> AnalyzeEngine::make() const {
+  return std::make_unique<Analyzer>(spec_, cfg_.csv ? FieldExtractor::csv(cfg_.csv_header, pointers_)
+                                                    : FieldExtractor::json(pointers_));
+}
+
+// ------------------------------------------------------------------------------------------
 // The job
 
 struct AnalyzeJob::Impl {
   AnalyzeConfig cfg;
   JobLog log;
-  DimensionTable table;
-  AnalyzerSpec analyzer_spec;
+  std::unique_ptr<AnalyzeEngine> engine;
   std::unique_ptr<Analyzer> analyzer;
   // channel input
   std::optional<core::Channel> channel;
@@ -342,8 +409,8 @@ struct AnalyzeJob::Impl {
   std::vector<std::uint64_t> file_bytes;
   std::string dead_letters;  // rejected events since the last checkpoint, as dead-letter lines
   std::uint64_t dead_letter_skipped = 0;  // rejected events not written: the file reached its limit
-  std::int32_t cur_partition = -1;        // where the event being processed was read
-  std::int64_t cur_offset = -1;
+  std::int32_t cur_partition = -1;        // the Kafka partition being processed (-1: channel input)
+  std::vector<Event> batch;               // channel input: the events of one poll
   // The metrics endpoint ([state] metrics) serves the snapshot of the last checkpoint.
   std::unique_ptr<core::MetricsServer> metrics;
   int metrics_port = 0;
@@ -354,87 +421,29 @@ struct AnalyzeJob::Impl {
     if (log) log("info", m);
   }
 
-  std::size_t field_index(const std::string& name) const {
-    for (std::size_t i = 0; i < cfg.fields.size(); ++i)
-      if (cfg.fields[i].first == name) return i;
-    return SIZE_MAX;
-  }
-
-  // A group-by key part: an event field or a joined column, labelled if labels are declared.
-  KeyPart key_part(const std::string& by, std::size_t pad) const {
-    KeyPart part;
-    const auto label = cfg.labels.find(by);
-    part.labels = label == cfg.labels.end() ? nullptr : &label->second;
-    part.pad = pad;
-    if (const std::size_t fi = field_index(by); fi != SIZE_MAX) {
-      part.from = KeyPart::From::kEvent;
-      part.index = fi;
-    } else {
-      part.from = KeyPart::From::kJoined;
-      part.index = static_cast<std::size_t>(std::find(cfg.join_columns.begin(), cfg.join_columns.end(), by) -
-                                            cfg.join_columns.begin());
-    }
-    return part;
-  }
-
   void build() {
-    AnalyzerSpec spec;
-    for (const auto& i : cfg.integers) spec.integer_fields.push_back(field_index(i));
-    for (const auto& [f, values] : cfg.filters) spec.filters.push_back({field_index(f), values});
-    if (!cfg.where.empty())
-      spec.where = FilterExpr::parse(cfg.where, [&](std::string_view name) -> std::optional<FieldRef> {
-        if (const std::size_t fi = field_index(std::string(name)); fi != SIZE_MAX) return FieldRef{false, fi};
-        const auto it = std::find(cfg.join_columns.begin(), cfg.join_columns.end(), name);
-        if (it != cfg.join_columns.end())
-          return FieldRef{true, static_cast<std::size_t>(it - cfg.join_columns.begin())};
-        return std::nullopt;
-      });
-    if (!cfg.join_file.empty()) {
-      table = DimensionTable::load(cfg.join_file, cfg.join_key_column, cfg.join_columns);
-      spec.table = &table;
-      spec.join_field = field_index(cfg.join_key_field);
-      info(fmt::format("dimension table {}: {} rows ({} rejected)", cfg.join_file.string(), table.rows(),
-                       table.rejected_rows()));
-    }
-    for (const OutputSpec& o : cfg.outputs) spec.groupings.push_back({o.name, {key_part(o.by, o.pad)}, o.max_groups});
-    for (const WindowOutputSpec& w : cfg.windows) {
-      AnalyzerSpec::Window ws;
-      ws.name = w.name;
-      for (const auto& b : w.by) ws.key.push_back(key_part(b, 0));
-      ws.size_ms = w.size_ms;
-      ws.slide_ms = w.slide_ms;
-      ws.lateness_ms = w.lateness_ms;
-      if (w.time != "ingest") ws.time_field = field_index(w.time);
-      ws.time_format = w.time_format;
-      if (!w.value.empty()) ws.value_field = field_index(w.value);
-      spec.windows.push_back(std::move(ws));
-    }
-    analyzer_spec = std::move(spec);
-    analyzer = make_analyzer();
+    engine = std::make_unique<AnalyzeEngine>(cfg);
+    if (const DimensionTable* t = engine->table())
+      info(fmt::format("dimension table {}: {} rows ({} rejected)", cfg.join_file.string(), t->rows(),
+                       t->rejected_rows()));
+    analyzer = engine->make();
     if (!cfg.dead_letter.empty() && !cfg.transactional())
-      analyzer->on_reject([this](core::EventId id, std::string_view reason, std::string_view payload) {
+      analyzer->on_reject([this](const Event& e, std::string_view reason) {
         if (file_bytes.back() + dead_letters.size() >= cfg.dead_letter_max_bytes) {
           ++dead_letter_skipped;  // counted (status.json), the file stays bounded
           return;
         }
-        render::dead_letter_line(dead_letters, id, reason,
-                                 cur_partition < 0 ? fmt::format("channel {}", cur_offset)
-                                                   : fmt::format("kafka {} {}:{}", cfg.topic, cur_partition, cur_offset),
-                                 payload);
+        render::dead_letter_line(dead_letters, e.id, reason,
+                                 cur_partition < 0 ? fmt::format("channel {}", e.where)
+                                                   : fmt::format("kafka {} {}:{}", cfg.topic, cur_partition, e.where),
+                                 e.payload);
       });
   }
 
-  // A fresh engine (the Kafka-transaction mode keeps one per input partition).
-  std::unique_ptr<Analyzer> make_analyzer() const {
-    std::vector<std::string> pointers;
-    for (const auto& [name, where] : cfg.fields) pointers.push_back(where);
-    return std::make_unique<Analyzer>(
-        analyzer_spec, cfg.csv ? FieldExtractor::csv(cfg.csv_header, pointers) : FieldExtractor::json(pointers));
-  }
 
   std::string position() const {
     std::string s;
-    if (channel) {
+    if (channel || cfg.input_type == "channel") {  // (not yet open when a restore is logged)
       s = fmt::format("channel {}", channel_pos);
     } else {
       s = "kafka";
@@ -513,13 +522,14 @@ struct AnalyzeJob::Impl {
     if (consumer) {
       core::Record recs[1024];
       const std::size_t k = consumer->poll(recs);
-      for (std::size_t i = 0; i < k; ++i) {
-        cur_offset = static_cast<std::int64_t>(recs[i].position);
-        (void)analyzer->process(recs[i].id,
-                                {reinterpret_cast<const char*>(recs[i].payload.data()), recs[i].payload.size()},
-                                static_cast<std::int64_t>(recs[i].timestamp_ns / 1000000));
-        channel_pos = recs[i].next;
-      }
+      batch.clear();
+      for (std::size_t i = 0; i < k; ++i)
+        batch.push_back({recs[i].id,
+                         {reinterpret_cast<const char*>(recs[i].payload.data()), recs[i].payload.size()},
+                         static_cast<std::int64_t>(recs[i].timestamp_ns / 1000000),
+                         static_cast<std::int64_t>(recs[i].position)});
+      analyzer->process_batch(batch);
+      if (k > 0) channel_pos = recs[k - 1].next;
       if (k == 0) (void)consumer->wait(std::chrono::milliseconds(100));
       return k;
     }
@@ -528,8 +538,7 @@ struct AnalyzeJob::Impl {
       if (m == nullptr) break;
       if (m->err == RD_KAFKA_RESP_ERR_NO_ERROR) {
         cur_partition = m->partition;
-        cur_offset = m->offset;
-        n += detail::process_message(*analyzer, m, topic_hash, log);
+        n += detail::process_message(*analyzer, m, topic_hash, log, batch);
         offsets[m->partition] = m->offset + 1;
       } else if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF) {
         if (log) log("warn", fmt::format("consume: {}", rd_kafka_message_errstr(m)));
@@ -747,7 +756,7 @@ int AnalyzeJob::run(int stop_fd) {
           (void)!::write(failed_write.get(), &c, 1);
         }
       });
-    return detail::run_transactional(j.cfg, [&j] { return j.make_analyzer(); }, j.log, stop_fd, failed_read.get());
+    return detail::run_transactional(j.cfg, [&j] { return j.engine->make(); }, j.log, stop_fd, failed_read.get());
   }
   if (!j.open_input(stop_fd)) return 0;  // stopped before the input existed: nothing to save
   auto next = Clock::now();

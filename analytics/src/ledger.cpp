@@ -10,7 +10,13 @@
 namespace tributary::analytics {
 
 bool Ledger::mark(core::EventId id) {
-  Source& s = sources_[id.source_id];
+  // Events come in runs of one source: the last source's entry is kept (unordered_map
+  // references stay valid when it grows).
+  if (last_ == nullptr || last_id_ != id.source_id) {
+    last_ = &sources_[id.source_id];
+    last_id_ = id.source_id;
+  }
+  Source& s = *last_;
   auto& r = s.ranges;
   const std::uint64_t seq = id.sequence;
   // In order: extends the highest range.

@@ -181,7 +181,6 @@ class TransactionalRunner {
     std::int64_t next = RD_KAFKA_OFFSET_BEGINNING;  // the next input offset
     bool dirty = false;                              // consumed since the last commit
     std::string dead_letters;                        // rejected since the last commit, JSON lines
-    std::int64_t offset = -1;                        // of the record being processed
     std::vector<std::map<std::string, std::uint64_t>> emitted;  // per grouping: what the output holds
   };
 
@@ -321,10 +320,9 @@ class TransactionalRunner {
       list->elems[i].offset = part.next;
       where += fmt::format(" {}:{}", p, part.next >= 0 ? std::to_string(part.next) : "start");
       if (!dead_letter_topic_.empty())
-        part.analyzer->on_reject([this, p](core::EventId id, std::string_view reason, std::string_view payload) {
-          Part& owner = parts_.at(p);
-          render::dead_letter_line(owner.dead_letters, id, reason,
-                                   fmt::format("kafka {} {}:{}", cfg_.topic, p, owner.offset), payload);
+        part.analyzer->on_reject([this, p](const Event& e, std::string_view reason) {
+          render::dead_letter_line(parts_.at(p).dead_letters, e.id, reason, fmt::format("kafka {} {}:{}", cfg_.topic, p, e.where),
+                                   e.payload);
         });
       parts_[p] = std::move(part);
     }
@@ -355,8 +353,7 @@ class TransactionalRunner {
       }
       const auto it = parts_.find(m->partition);
       if (it == parts_.end() || m->offset < it->second.next) continue;  // not ours (any more), or before the state
-      it->second.offset = m->offset;
-      events += static_cast<int>(process_message(*it->second.analyzer, m.get(), topic_hash_, log_));
+      events += static_cast<int>(process_message(*it->second.analyzer, m.get(), topic_hash_, log_, batch_));
       it->second.next = m->offset + 1;
       it->second.dirty = true;
     }
@@ -606,6 +603,7 @@ class TransactionalRunner {
   const AnalyzerFactory& make_;
   const JobLog& log_;
   std::uint64_t topic_hash_;
+  std::vector<Event> batch_;  // scratch: the events of one packed record
   uplink::KafkaHandle producer_, consumer_, restorer_;
   int output_partitions_ = 1;
   int changelog_partitions_ = 0;
@@ -840,17 +838,18 @@ bool wait_for_topic(rd_kafka_t* rk, const std::string& topic, const std::string&
   }
 }
 
-std::size_t process_message(Analyzer& a, const rd_kafka_message_t* m, std::uint64_t topic_hash, const JobLog& log) {
+std::size_t process_message(Analyzer& a, const rd_kafka_message_t* m, std::uint64_t topic_hash, const JobLog& log,
+                            std::vector<Event>& batch) {
   const std::string_view value(static_cast<const char*>(m->payload), m->len);
   if (uplink::is_packed(m)) {  // many events, each with its identity (uplink packed mode)
-    std::size_t events = 0;
-    if (uplink::for_each_packed(value, [&](const uplink::PackedEvent& e) {
-          (void)a.process(e.id, e.payload, e.timestamp_ns < 0 ? 0 : e.timestamp_ns / 1000000);
-          ++events;
-        }))
-      return events;
-    // A damaged pack: the events before the damage were counted; the record itself is rejected
-    // (counted and sampled as not JSON) under its partition/offset identity.
+    batch.clear();
+    const bool whole = uplink::for_each_packed(value, [&](const uplink::PackedEvent& e) {
+      batch.push_back({e.id, e.payload, e.timestamp_ns < 0 ? 0 : e.timestamp_ns / 1000000, m->offset});
+    });
+    a.process_batch(batch);  // the events before a damage are counted either way
+    if (whole) return batch.size();
+    // A damaged pack: the record itself is rejected (counted and sampled as not JSON) under its
+    // partition/offset identity.
     if (log) log("warn", fmt::format("partition {} offset {}: a damaged packed record", m->partition, m->offset));
   }
   // Tributary records carry their identity; others are identified by partition and offset.
@@ -858,7 +857,7 @@ std::size_t process_message(Analyzer& a, const rd_kafka_message_t* m, std::uint6
                                static_cast<std::uint64_t>(m->offset)};
   rd_kafka_timestamp_type_t tstype;
   const std::int64_t ts = rd_kafka_message_timestamp(m, &tstype);
-  (void)a.process(uplink::message_identity(m).value_or(fallback), value, ts < 0 ? 0 : ts);
+  (void)a.process(Event{uplink::message_identity(m).value_or(fallback), value, ts < 0 ? 0 : ts, m->offset});
   return 1;
 }
 

@@ -32,8 +32,10 @@ int run_materializer(const AnalyzeConfig& cfg, const JobLog& log, int stop_fd,
                      const std::function<void(render::Figures&)>& publish);
 
 // One Kafka record into `a`: a Tributary record under its identity header, a packed record as
-// its events, anything else under an identity made of partition and offset. Returns the events.
-std::size_t process_message(Analyzer& a, const rd_kafka_message_t* m, std::uint64_t topic_hash, const JobLog& log);
+// its events (one batch; `batch` is scratch space), anything else under an identity made of
+// partition and offset. Each event's `where` is the record's offset. Returns the events.
+std::size_t process_message(Analyzer& a, const rd_kafka_message_t* m, std::uint64_t topic_hash, const JobLog& log,
+                            std::vector<Event>& batch);
 
 // The consumer's fetch settings, in both modes. librdkafka 2.0.2 stops fetching a partition for
 // a fixed second once its local queue holds queued.min.messages (default 100,000) or

@@ -4,6 +4,10 @@
 
 #include <gtest/gtest.h>
 
+#include <fmt/format.h>
+
+#include <random>
+
 #include "tributary/core/error.h"
 
 namespace tributary::analytics {
@@ -49,6 +53,115 @@ TEST(FieldExtractorTest, ReadsCsvFieldsByHeaderNameAndChecksTheFieldCount) {
   EXPECT_EQ(x.extract("328862,323294,833", out), Reject::kFieldCount);
   EXPECT_EQ(x.extract("1,2,3,4,5,6,7,8", out), Reject::kFieldCount);
   EXPECT_THROW((void)FieldExtractor::csv({"a", "b"}, {"c"}), core::Error);
+}
+
+// The batch form (iterate_many over one copy of many events) must give every event exactly
+// what extract() gives it: the same reason, the same bad field, the same field texts, also
+// when the batch holds events that are not one document each.
+struct Outcome {
+  Reject reject;
+  std::size_t bad;
+  std::vector<std::string> fields;
+  bool operator==(const Outcome&) const = default;
+};
+
+std::vector<Outcome> one_by_one(FieldExtractor& x, const std::vector<std::string>& events) {
+  std::vector<Outcome> v;
+  Views out;
+  for (const auto& e : events) {
+    std::size_t bad = 0;
+    const Reject r = x.extract(e, out, &bad);
+    v.push_back({r, r == Reject::kNone ? 0 : bad, r == Reject::kNone ? std::vector<std::string>(out.begin(), out.end())
+                                                                     : std::vector<std::string>{}});
+  }
+  return v;
+}
+
+std::vector<Outcome> batched(FieldExtractor& x, const std::vector<std::string>& events) {
+  std::vector<Outcome> v;
+  const std::vector<std::string_view> views(events.begin(), events.end());
+  Views out;
+  std::size_t expect = 0;
+  x.extract_batch(views, out, [&](std::size_t i, Reject r, std::size_t bad) {
+    EXPECT_EQ(i, expect++) << "events are handed out once each, in order";
+    v.push_back({r, r == Reject::kNone ? 0 : bad, r == Reject::kNone ? std::vector<std::string>(out.begin(), out.end())
+                                                                     : std::vector<std::string>{}});
+  });
+  return v;
+}
+
+TEST(FieldExtractorBatchTest, EveryEventGetsWhatItGetsAloneWhateverItsNeighbours) {
+  const std::vector<std::string> kinds = {
+      R"({"user_id":1,"item_id":2,"time_stamp":1111,"action_type":2})",
+      R"({"action_type":0,"time_stamp":511,"user_id":"u\"7"})",  // another order, an escaped string
+      R"({"user_id":3,"user_id":4,"time_stamp":5,"action_type":1})",  // a duplicate key: the first wins
+      R"({"user_id":3,"time_stamp":5})",                               // a missing field
+      R"({"user_id":[1],"time_stamp":5,"action_type":1})",             // a wrong type
+      R"({"user_id":1,"time_stamp":null,"action_type":1})",            // null
+      R"({"a":{"b":[1,{"c":2}]},"user_id":9,"time_stamp":8,"action_type":7})",
+      "328862,1,2,3,4,1111,2",                                         // a raw CSV line
+      R"({"user_id":1,"time_stamp":2,"action_type":3}{"user_id":4})",  // two documents in one event
+      R"({"user_id":1,"time_stamp":)",                                 // half a document ...
+      R"(2,"action_type":3})",                                         // ... and its other half
+      R"( {"user_id":1,"time_stamp":2,"action_type":3})",              // leading blank
+      "{\"user_id\":1,\n\"time_stamp\":2,\"action_type\":3}\n",      // newlines of its own
+      "[1,2]", "17", "\"text\"", "", "{}", "{", "}", "nul", R"({"user_id":1e999,"time_stamp":2,"action_type":3})",
+      R"({"user_id":-0.5e3,"time_stamp":true,"action_type":false})",
+      R"({"user_id":1,"time_stamp":2,"action_type":3,"rest":[1,2,)",  // broken after the fields
+      R"({"user_id":1,"time_stamp":2,"action_type":3,"y":"a"=)",      // found by libFuzzer: parsed
+      R"({"user_id":2,:2})",                                          // alone, rejected for its end
+  };
+  auto x = FieldExtractor::json({"user_id", "time_stamp", "action_type"});
+  auto y = FieldExtractor::json({"user_id", "time_stamp", "action_type"});
+  {
+    const std::vector<std::string> good(50, kinds[0]);
+    ASSERT_EQ(batched(x, good), one_by_one(y, good));
+    EXPECT_EQ(x.parsed_in_batches(), 50u) << "well-formed events are parsed together";
+  }
+  std::mt19937_64 rng(5);
+  for (int round = 0; round < 300; ++round) {
+    std::vector<std::string> events(1 + rng() % 40);
+    for (auto& e : events) e = kinds[rng() % (rng() % 4 == 0 ? kinds.size() : 1)];  // mostly well-formed
+    ASSERT_EQ(batched(x, events), one_by_one(y, events)) << "round " << round;
+  }
+  {  // found by libFuzzer: the second event's fields come before its broken end
+    auto p = FieldExtractor::json({"user_id", "time_stamp", "note"});
+    auto q = FieldExtractor::json({"user_id", "time_stamp", "note"});
+    p.set_optional({false, false, true});
+    q.set_optional({false, false, true});
+    const std::vector<std::string> events = {R"({"user_id":0,"time_stammp":3})", R"({"user_id":3,"time_stamp":4,"note":"a\"b"=)",
+                                             R"({"user_id":2,:2})", R"({"user_id":3,"time_stamp":2,"note":"a\"b"})", R"({"user_id":5,)"};
+    ASSERT_EQ(batched(p, events), one_by_one(q, events));
+  }
+  // Each kind alone among well-formed neighbours, in every position.
+  for (std::size_t k = 0; k < kinds.size(); ++k)
+    for (std::size_t at = 0; at < 3; ++at) {
+      std::vector<std::string> events(3, kinds[0]);
+      events[at] = kinds[k];
+      ASSERT_EQ(batched(x, events), one_by_one(y, events)) << "kind " << k << " at " << at;
+    }
+  EXPECT_GT(x.parsed_in_batches(), 3000u) << "the mixed rounds were mostly parsed in batches";
+}
+
+TEST(FieldExtractorBatchTest, OptionalFieldsAndBatchesLargerThanOneParsePass) {
+  auto x = FieldExtractor::json({"user_id", "note"});
+  auto y = FieldExtractor::json({"user_id", "note"});
+  x.set_optional({false, true});
+  y.set_optional({false, true});
+  std::vector<std::string> events;
+  for (int i = 0; i < 3000; ++i)  // ~200 KiB: cut into several iterate_many passes
+    events.push_back(i % 7 == 0 ? fmt::format(R"({{"user_id":{},"pad":"{}"}})", i, std::string(40, 'x'))
+                                : fmt::format(R"({{"user_id":{},"note":"n{}","pad":"{}"}})", i, i, std::string(20, 'y')));
+  events[1500] = std::string(100000, ' ') + "{}";  // one event larger than a pass, alone
+  ASSERT_EQ(batched(x, events), one_by_one(y, events));
+  EXPECT_GT(x.parsed_in_batches(), 2900u);
+}
+
+TEST(FieldExtractorBatchTest, CsvBatchesAreExtractedOneByOne) {
+  auto x = FieldExtractor::csv({"a", "b", "c"}, {"c", "a"});
+  auto y = FieldExtractor::csv({"a", "b", "c"}, {"c", "a"});
+  const std::vector<std::string> events = {"1,2,3", "4,5", "6,7,8\r", ",,"};
+  ASSERT_EQ(batched(x, events), one_by_one(y, events));
 }
 
 }  // namespace

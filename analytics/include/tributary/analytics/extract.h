@@ -4,7 +4,9 @@
 // analyzer counts it, keeps a sample, and goes on.
 #pragma once
 
+#include <functional>
 #include <memory>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -41,6 +43,17 @@ class FieldExtractor {
   // given) is the index of the offending field (or out.size() when the event itself is bad).
   [[nodiscard]] Reject extract(std::string_view event, std::vector<std::string_view>& out,
                                std::size_t* bad_field = nullptr);
+
+  // The same for many events, in order: `each(i, reject, bad_field)` is called once per event
+  // with `out` filled as extract() fills it, and gives every event the outcome extract() gives
+  // it. JSON events are parsed together (simdjson iterate_many over one copy of the batch), and
+  // each document is checked to be exactly its event: an event that is not one document (not
+  // JSON, two documents, half of one) and the rest of the batch after it are parsed one by one.
+  using EachEvent = std::function<void(std::size_t index, Reject reject, std::size_t bad_field)>;
+  void extract_batch(std::span<const std::string_view> events, std::vector<std::string_view>& out,
+                     const EachEvent& each);
+  // Events of batches whose document was parsed with the batch (the others were parsed alone).
+  [[nodiscard]] std::uint64_t parsed_in_batches() const noexcept;
 
  private:
   struct Impl;

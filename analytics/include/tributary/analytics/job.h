@@ -141,6 +141,26 @@ struct AnalyzeConfigResult {
 };
 [[nodiscard]] AnalyzeConfigResult load_analyze_config(const std::filesystem::path& file);
 
+// The engine of a job without its input and outputs: the dimension table loaded and the spec
+// built from the configuration, exactly as `AnalyzeJob` runs them, so that benchmarks and tests
+// drive the same pipeline from memory. Throws core::Error for an unreadable dimension table.
+class AnalyzeEngine {
+ public:
+  explicit AnalyzeEngine(AnalyzeConfig config);
+  AnalyzeEngine(const AnalyzeEngine&) = delete;  // the spec points into the table and labels
+  AnalyzeEngine& operator=(const AnalyzeEngine&) = delete;
+  ~AnalyzeEngine();
+  // A fresh Analyzer (the Kafka-transaction mode keeps one per input partition).
+  [[nodiscard]] std::unique_ptr<Analyzer> make() const;
+  [[nodiscard]] const DimensionTable* table() const noexcept { return table_.get(); }
+
+ private:
+  AnalyzeConfig cfg_;  // the labels the spec points at live here
+  std::vector<std::string> pointers_;
+  std::unique_ptr<DimensionTable> table_;
+  AnalyzerSpec spec_;
+};
+
 using JobLog = std::function<void(std::string_view level, const std::string& message)>;
 
 class AnalyzeJob {

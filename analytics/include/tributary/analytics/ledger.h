@@ -20,6 +20,22 @@ namespace tributary::analytics {
 
 class Ledger {
  public:
+  Ledger() = default;
+  // A copy starts without the cache of the last source (it points into the original's map);
+  // a move keeps it (the map's nodes move with it).
+  Ledger(const Ledger& o) : sources_(o.sources_), duplicates_(o.duplicates_) {}
+  Ledger& operator=(const Ledger& o) {
+    if (this != &o) {
+      sources_ = o.sources_;
+      duplicates_ = o.duplicates_;
+      last_ = nullptr;
+    }
+    return *this;
+  }
+  Ledger(Ledger&&) noexcept = default;
+  Ledger& operator=(Ledger&&) noexcept = default;
+  ~Ledger() = default;
+
   // True if `id` is new (count it); false if it was counted before.
   [[nodiscard]] bool mark(core::EventId id);
 
@@ -46,6 +62,8 @@ class Ledger {
   };
   std::unordered_map<std::uint64_t, Source> sources_;
   std::uint64_t duplicates_ = 0;
+  Source* last_ = nullptr;  // the entry of source last_id_, the last one marked
+  std::uint64_t last_id_ = 0;
 };
 
 }  // namespace tributary::analytics
