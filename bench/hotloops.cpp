@@ -23,6 +23,8 @@
 
 #include <re2/re2.h>
 #include <rapidjson/document.h>
+#include <simdjson.h>
+#include <stdlib.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -45,7 +47,9 @@
 #include "internal/intercept.h"
 #include "internal/stream.h"
 #include "net/syslog.h"
+#include "tianchi.h"
 #include "tributary/analytics/extract.h"
+#include "tributary/analytics/job.h"
 #include "tributary/analytics/window.h"
 #include "tributary/core/channel.h"
 #include "tributary/core/crc32c.h"
@@ -411,6 +415,188 @@ class NaiveWindowCount final : public Loop {
   std::uint64_t t_ = 0;
 };
 
+// ---- analytics: the paper's whole pipeline beside the same job hand-written on peers ----
+//
+// The events and the dimension table are the paper's experiment as the demo runs it: a
+// generated Tianchi data set (100k users, ordered by user like the real log), each row
+// replayed to a JSON line by `tributary replay`'s own code, joined with user_info.
+
+struct PipelineData {
+  std::filesystem::path dir;
+  std::vector<std::string> events;
+  std::string stream;  // the same events, newline-separated, with simdjson's padding after
+  std::size_t stream_size = 0;
+  ~PipelineData() {
+    std::error_code ec;
+    std::filesystem::remove_all(dir, ec);
+  }
+};
+
+const PipelineData& pipeline_data() {
+  static const PipelineData d = [] {
+    PipelineData p;
+    char tmpl[] = "/tmp/tributary-hotloop-XXXXXX";
+    if (::mkdtemp(tmpl) == nullptr) std::abort();
+    p.dir = tmpl;
+    tools::GenOptions g;
+    g.users = 100000;
+    g.rows = 65536;
+    g.seed = 11;
+    tools::generate_tianchi(p.dir, g);
+    tools::ReplayOptions r;
+    r.input = p.dir / "user_log_format1.csv";
+    r.out_dir = p.dir / "replay";
+    r.concurrency = 1;
+    const auto res = tools::replay(r);
+    std::ifstream in(res.files.at(0));
+    for (std::string line; std::getline(in, line);) {
+      p.events.push_back(line);
+      p.stream += line;
+      p.stream += '\n';
+    }
+    p.stream_size = p.stream.size();
+    p.stream.resize(p.stream.size() + simdjson::SIMDJSON_PADDING, '\0');
+    return p;
+  }();
+  return d;
+}
+
+// The Analyzer exactly as `tributary demo` configures it: integer checks, filter
+// action_type == 2, join user_id -> age_range, gender, labels, three group-by totals, the
+// per-source exactly-once ledger.
+// `batch` > 1: events handed over as the channel input polls them (process_batch), else one by
+// one as single Kafka records are.
+class Pipeline final : public Loop {
+ public:
+  explicit Pipeline(std::size_t batch) : engine_(config()), a_(engine_.make()), batch_(batch) {}
+  void run(std::uint64_t n) override {
+    const auto& ev = pipeline_data().events;
+    if (batch_ <= 1) {
+      for (std::uint64_t i = 0; i < n; ++i, ++seq_)
+        sink(static_cast<std::uint64_t>(a_->process({1, seq_}, ev[seq_ % ev.size()])));
+      return;
+    }
+    for (std::uint64_t done = 0; done < n;) {
+      events_.clear();
+      for (; events_.size() < batch_ && done < n; ++done, ++seq_)
+        events_.push_back({{1, seq_}, ev[seq_ % ev.size()]});
+      a_->process_batch(events_);
+    }
+    sink(a_->stats().counted);
+  }
+
+ private:
+  static analytics::AnalyzeConfig config() {
+    const auto& d = pipeline_data();
+    const auto file = d.dir / "analyze.toml";
+    std::ofstream(file) << tools::tianchi_analyze_config("type = \"channel\"\npath = \"unused\"\n",
+                                                         d.dir / "user_info_format1.csv", d.dir / "state", 1000);
+    auto r = analytics::load_analyze_config(file);
+    if (!r.errors.empty()) std::abort();
+    return std::move(r.config);
+  }
+  analytics::AnalyzeEngine engine_;
+  std::unique_ptr<analytics::Analyzer> a_;
+  std::size_t batch_;
+  std::vector<analytics::Event> events_;
+  std::uint64_t seq_ = 0;
+};
+
+// The minimal job the peers do with their parser: the same filter, an integer-keyed hash join
+// of the same user_info, the same three counts (age range, gender, day), no ledger, no labels.
+class MiniJob {
+ public:
+  MiniJob() {
+    std::ifstream in(pipeline_data().dir / "user_info_format1.csv");
+    std::string line;
+    std::getline(in, line);
+    while (std::getline(in, line)) {
+      const auto a = line.find(','), b = line.find(',', a + 1);
+      const auto age = std::strtoul(line.c_str() + a + 1, nullptr, 10);
+      const auto gender = b + 1 < line.size() ? std::strtoul(line.c_str() + b + 1, nullptr, 10) : 2;
+      users_.emplace(std::strtoull(line.c_str(), nullptr, 10),
+                     std::pair<std::uint8_t, std::uint8_t>(static_cast<std::uint8_t>(std::min(age, 9ul)),
+                                                           static_cast<std::uint8_t>(std::min(gender, 2ul))));
+    }
+  }
+  void count(std::uint64_t user, std::uint64_t day, std::uint64_t action) {
+    if (action != 2) return;
+    const auto it = users_.find(user);
+    if (it == users_.end()) {
+      ++by_age_[9];
+      ++by_gender_[3];
+    } else {
+      ++by_age_[it->second.first];
+      ++by_gender_[it->second.second];
+    }
+    ++by_day_[day % 1232];
+  }
+  ~MiniJob() { sink(by_age_[4] + by_gender_[0] + by_day_[1111]); }
+
+ private:
+  std::unordered_map<std::uint64_t, std::pair<std::uint8_t, std::uint8_t>> users_;
+  std::uint64_t by_age_[10] = {}, by_gender_[4] = {}, by_day_[1232] = {};
+};
+
+class PipelineNlohmann final : public Loop {
+ public:
+  void run(std::uint64_t n) override {
+    const auto& ev = pipeline_data().events;
+    for (std::uint64_t i = 0; i < n; ++i, ++k_) {
+      const auto j = nlohmann::json::parse(ev[k_ % ev.size()]);
+      job_.count(j.at("user_id").get<std::uint64_t>(), j.at("time_stamp").get<std::uint64_t>(),
+                 j.at("action_type").get<std::uint64_t>());
+    }
+  }
+
+ private:
+  MiniJob job_;
+  std::uint64_t k_ = 0;
+};
+
+// RapidJSON's fastest mode: in-situ parsing of a mutable copy.
+class PipelineRapidjsonInsitu final : public Loop {
+ public:
+  void run(std::uint64_t n) override {
+    const auto& ev = pipeline_data().events;
+    for (std::uint64_t i = 0; i < n; ++i, ++k_) {
+      const auto& e = ev[k_ % ev.size()];
+      buf_.assign(e.begin(), e.end());
+      buf_.push_back('\0');
+      rapidjson::Document d;
+      d.ParseInsitu(buf_.data());
+      if (d.HasParseError() || !d.IsObject()) std::abort();
+      job_.count(d["user_id"].GetUint64(), d["time_stamp"].GetUint64(), d["action_type"].GetUint64());
+    }
+  }
+
+ private:
+  MiniJob job_;
+  std::vector<char> buf_;
+  std::uint64_t k_ = 0;
+};
+
+// simdjson's own ceiling: iterate_many over the same bytes, each document's root opened and
+// nothing read from it.
+class BareIterateMany final : public Loop {
+ public:
+  void run(std::uint64_t n) override {
+    const auto& d = pipeline_data();
+    std::uint64_t done = 0;
+    while (done < n) {
+      simdjson::ondemand::document_stream docs;
+      if (parser_.iterate_many(d.stream.data(), d.stream_size, 1 << 20).get(docs) != simdjson::SUCCESS) std::abort();
+      for (auto it = docs.begin(); it != docs.end(); ++it) {
+        sink(it.current_index());
+        if (++done == n) break;
+      }
+    }
+  }
+
+ private:
+  simdjson::ondemand::parser parser_;
+};
+
 const std::vector<LoopInfo>& loops() {
   static const std::vector<LoopInfo> all = {
       {"core/crc32c_1KiB", "CRC32C of 1 KiB", nullptr, 200000, [] { return std::make_unique<Crc1K>(); }},
@@ -438,6 +624,16 @@ const std::vector<LoopInfo>& loops() {
        [] { return std::make_unique<ExtractNlohmann>(); }},
       {"peer/rapidjson", "the same 3 fields with RapidJSON (DOM)", "analyze/extract_json", 100000,
        [] { return std::make_unique<ExtractRapidjson>(); }},
+      {"analyze/pipeline", "the paper's analyzer (as the demo runs it) on batches of 1024 events: ledger, 3 fields, checks, filter, join, labels, 3 totals",
+       nullptr, 200000, [] { return std::make_unique<Pipeline>(1024); }},
+      {"analyze/pipeline_single", "the same, one event at a time (single Kafka records)", nullptr, 100000,
+       [] { return std::make_unique<Pipeline>(1); }},
+      {"peer/nlohmann_pipeline", "3 fields with nlohmann::json::parse + filter, hash join, 3 counts", "analyze/pipeline",
+       30000, [] { return std::make_unique<PipelineNlohmann>(); }},
+      {"peer/rapidjson_insitu_pipeline", "3 fields with RapidJSON ParseInsitu (copy) + filter, hash join, 3 counts",
+       "analyze/pipeline", 100000, [] { return std::make_unique<PipelineRapidjsonInsitu>(); }},
+      {"baseline/simdjson_iterate_many", "simdjson iterate_many over the same bytes, documents only",
+       "analyze/pipeline", 200000, [] { return std::make_unique<BareIterateMany>(); }},
       {"analyze/window_count", "tumbling 1-min window count, 64 keys", nullptr, 100000,
        [] { return std::make_unique<WindowCount>(); }},
       {"baseline/hashmap_count", "unordered_map (minute|key) -> count", "analyze/window_count", 100000,
