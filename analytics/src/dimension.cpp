@@ -67,6 +67,8 @@ DimensionTable DimensionTable::load(const std::filesystem::path& file, std::stri
       ++t.rejected_;
       continue;
     }
+    if (t.rows_ >= kNoRow)
+      throw core::Error(fmt::format("{}: more than {} rows; a dimension table holds fewer", file.string(), kNoRow - 1));
     const auto row = static_cast<std::uint32_t>(t.rows_);
     const auto k = cells[key];
     bool fresh = true;

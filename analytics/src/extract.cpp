@@ -129,7 +129,8 @@ struct FieldExtractor::Impl {
       for (std::size_t i = 0; i < names.size(); ++i) {
         if ((found >> i & 1) != 0) continue;
         const Pattern& p = patterns[i];
-        // Longer names: simdjson's comparison, which never reads past the key's closing quote.
+        // Longer names: simdjson's comparison (it may read as many bytes as the name from a
+        // shorter key: inside the padding up to 64, byte by byte beyond).
         if (p.fits ? ((lo & p.mask_lo) != p.lo) | ((hi & p.mask_hi) != p.hi) : !raw_key.unsafe_is_equal(names[i]))
           continue;
         if (const Reject r = take(f.value(), i, out, bad, copy_strings); r != Reject::kNone) return r;
@@ -249,7 +250,9 @@ struct FieldExtractor::Impl {
     if (starts.size() < 2) return 0;
     std::memset(batch_buf.data() + at, 0, simdjson::SIMDJSON_PADDING);
     simdjson::ondemand::document_stream docs;
-    if (batch_parser.iterate_many(batch_buf.data(), at, std::max<std::size_t>(at, 4096)).get(docs) != simdjson::SUCCESS)
+    // One capacity for every batch (at <= kBatchBytes whenever two events frame): the parser's
+    // buffers are allocated once, not at every batch of another size.
+    if (batch_parser.iterate_many(batch_buf.data(), at, std::max(at, kBatchBytes)).get(docs) != simdjson::SUCCESS)
       return 0;
     out.resize(pointers.size());
     held.resize(pointers.size());

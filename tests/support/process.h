@@ -77,23 +77,26 @@ class Child {
     }
   }
 
-  // Sends `sig`, once the child handles it: blocked (for a signalfd) or caught, waiting up to
-  // 10 s for that. A stop signal that arrives before the program set up its handling kills it,
-  // which is not what a test of its stop path means to send. SIGKILL goes at once.
+  // Sends `sig`. A stop or reload signal (TERM, INT, HUP, USR1, USR2) goes once the child
+  // handles it (blocked for a signalfd, caught or ignored), waiting up to 10 s for that: one
+  // that arrives before the program set up its handling kills it, which is not what a test of
+  // its stop path means to send. Any other signal (KILL, STOP, CONT, ...) goes at once.
   void signal(int sig) const {
+    const bool handled_by_programs = sig == SIGTERM || sig == SIGINT || sig == SIGHUP || sig == SIGUSR1 || sig == SIGUSR2;
     const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
-    while (sig != SIGKILL && !handles(sig) && std::chrono::steady_clock::now() < deadline)
+    while (handled_by_programs && !handles(sig) && std::chrono::steady_clock::now() < deadline)
       ::usleep(1000);  // bounded poll: /proc has no change notification
     ::kill(pid_, sig);
   }
 
-  // True if the child blocks or catches `sig` (its SigBlk / SigCgt masks in /proc).
+  // True if the child blocks, catches or ignores `sig` (its masks in /proc/PID/status).
   [[nodiscard]] bool handles(int sig) const {
+    if (sig < 1 || sig > 64) return false;
     std::ifstream status("/proc/" + std::to_string(pid_) + "/status");
     std::string line;
     const std::uint64_t bit = 1ull << (sig - 1);
     while (std::getline(status, line))
-      if (line.rfind("SigBlk:", 0) == 0 || line.rfind("SigCgt:", 0) == 0)
+      if (line.rfind("SigBlk:", 0) == 0 || line.rfind("SigCgt:", 0) == 0 || line.rfind("SigIgn:", 0) == 0)
         if ((std::stoull(line.substr(7), nullptr, 16) & bit) != 0) return true;
     return false;
   }

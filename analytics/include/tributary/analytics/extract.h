@@ -39,7 +39,9 @@ class FieldExtractor {
   ~FieldExtractor();
 
   // Fills `out` with the text of each field, in the order given: strings unescaped, numbers and
-  // booleans as written. Views stay valid until the next call. On a reject, `bad_field` (if
+  // booleans as written. Top-level fields ("/name") are read in one pass over the object (the
+  // first occurrence of a name wins; a reject names the first offending field in the event's
+  // own order), deeper ones with at_pointer. Views stay valid until the next call. On a reject, `bad_field` (if
   // given) is the index of the offending field (or out.size() when the event itself is bad).
   [[nodiscard]] Reject extract(std::string_view event, std::vector<std::string_view>& out,
                                std::size_t* bad_field = nullptr);
@@ -48,7 +50,8 @@ class FieldExtractor {
   // with `out` filled as extract() fills it, and gives every event the outcome extract() gives
   // it. JSON events are parsed together (simdjson iterate_many over one copy of the batch), and
   // each document is checked to be exactly its event: an event that is not one document (not
-  // JSON, two documents, half of one) and the rest of the batch after it are parsed one by one.
+  // JSON, two documents, half of one) is parsed alone and batching resumes after it (a few
+  // times per 64 KiB; past that, the rest is parsed one by one).
   using EachEvent = std::function<void(std::size_t index, Reject reject, std::size_t bad_field)>;
   void extract_batch(std::span<const std::string_view> events, std::vector<std::string_view>& out,
                      const EachEvent& each);

@@ -12,6 +12,7 @@
 #include <string>
 #include <string_view>
 #include <unordered_map>
+#include <utility>
 #include <vector>
 
 #include "tributary/core/channel.h"
@@ -32,8 +33,16 @@ class Ledger {
     }
     return *this;
   }
-  Ledger(Ledger&&) noexcept = default;
-  Ledger& operator=(Ledger&&) noexcept = default;
+  Ledger(Ledger&& o) noexcept
+      : sources_(std::move(o.sources_)), duplicates_(o.duplicates_), last_(std::exchange(o.last_, nullptr)),
+        last_id_(o.last_id_) {}
+  Ledger& operator=(Ledger&& o) noexcept {
+    sources_ = std::move(o.sources_);
+    duplicates_ = o.duplicates_;
+    last_ = std::exchange(o.last_, nullptr);  // the moved-from ledger must not write into ours
+    last_id_ = o.last_id_;
+    return *this;
+  }
   ~Ledger() = default;
 
   // True if `id` is new (count it); false if it was counted before.
