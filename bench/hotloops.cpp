@@ -110,6 +110,9 @@ struct LoopInfo {
   const char* peer_of;  // the Tributary loop this one does the same job as (nullptr: it is one)
   std::uint64_t events;  // default N per measured pass
   std::function<std::unique_ptr<Loop>()> make;
+  // Whether the gate fails on this pair's ratio. Off for a pair whose ratio the VM's speed
+  // shifts move beyond the gate's margin (one memory-bound side, one compute-bound side).
+  bool gate_ratio = true;
 };
 
 // ---- core: CRC32C and the channel ----
@@ -632,8 +635,10 @@ const std::vector<LoopInfo>& loops() {
        30000, [] { return std::make_unique<PipelineNlohmann>(); }},
       {"peer/rapidjson_insitu_pipeline", "3 fields with RapidJSON ParseInsitu (copy) + filter, hash join, 3 counts",
        "analyze/pipeline", 100000, [] { return std::make_unique<PipelineRapidjsonInsitu>(); }},
+      // Not gated: between runs this ratio moved from 0.23 to 0.34 (the bare walk is memory-bound,
+      // the pipeline is not), beyond the gate's margin; the pipeline's instructions are gated.
       {"baseline/simdjson_iterate_many", "simdjson iterate_many over the same bytes, documents only",
-       "analyze/pipeline", 200000, [] { return std::make_unique<BareIterateMany>(); }},
+       "analyze/pipeline", 200000, [] { return std::make_unique<BareIterateMany>(); }, false},
       {"analyze/window_count", "tumbling 1-min window count, 64 keys", nullptr, 100000,
        [] { return std::make_unique<WindowCount>(); }},
       {"baseline/hashmap_count", "unordered_map (minute|key) -> count", "analyze/window_count", 100000,
@@ -717,8 +722,10 @@ int run_timed(const std::vector<const LoopInfo*>& sel, int reps, double scale, c
       for (int r = 0; r < reps; ++r) ratio.push_back(ns[i][static_cast<std::size_t>(r)] / ns[k][static_cast<std::size_t>(r)]);
       const double med = median(ratio);
       fmt::format_to(std::back_inserter(j),
-                     "{}    {{\"name\": \"{} vs {}\", \"value\": {:.4f}, \"spread\": {:.4f}, \"repetitions\": {}}}",
-                     first ? "" : ",\n", sel[k]->name, sel[i]->name, med, rel_spread(ratio), reps);
+                     "{}    {{\"name\": \"{} vs {}\", \"value\": {:.4f}, \"spread\": {:.4f}, \"repetitions\": {}, "
+                     "\"gate\": {}}}",
+                     first ? "" : ",\n", sel[k]->name, sel[i]->name, med, rel_spread(ratio), reps,
+                     sel[i]->gate_ratio ? "true" : "false");
       first = false;
       std::printf("%-50s x%.2f (spread %.1f%%)\n", fmt::format("{} vs {}", sel[k]->name, sel[i]->name).c_str(), med,
                   100 * rel_spread(ratio));
