@@ -5,14 +5,21 @@
 // November with the Double-11 spike.
 #include "tianchi.h"
 
+#include <sys/socket.h>
+
+#include <cerrno>
 #include <charconv>
 #include <cmath>
 #include <cstdio>
 #include <fmt/format.h>
+#include <exception>
 #include <fstream>
+#include <memory>
 #include <thread>
 
+#include "net/socket.h"
 #include "tributary/core/error.h"
+#include "tributary/core/fd.h"
 
 namespace tributary::tools {
 namespace {
@@ -206,6 +213,64 @@ bool to_json(std::string_view line, fmt::memory_buffer& out) {
   return true;
 }
 
+// Where one writer's lines go: its log file (appended, flushed per write so that a tail
+// collector sees whole chunks), or its own TCP connection (all bytes sent or an error).
+class Sink {
+ public:
+  static std::unique_ptr<Sink> file(const std::filesystem::path& p) {
+    auto s = std::unique_ptr<Sink>(new Sink(p.string()));
+    s->f_ = std::fopen(p.c_str(), "a");
+    if (s->f_ == nullptr) core::throw_errno(fmt::format("replay: cannot open {} for appending", p.string()), errno);
+    return s;
+  }
+  static std::unique_ptr<Sink> tcp(const std::string& address) {
+    auto s = std::unique_ptr<Sink>(new Sink(address));
+    s->fd_ = ingest::net::connect_tcp(address, "replay --to tcp");
+    return s;
+  }
+  Sink(const Sink&) = delete;
+  Sink& operator=(const Sink&) = delete;
+  ~Sink() {
+    if (f_ != nullptr) std::fclose(f_);
+  }
+
+  void write(const char* p, std::size_t n) {
+    if (f_ != nullptr) {
+      if (std::fwrite(p, 1, n, f_) != n || std::fflush(f_) != 0)
+        core::throw_errno(fmt::format("replay: writing {}", name_), errno);
+      return;
+    }
+    while (n > 0) {
+      const ssize_t w = ::send(fd_.get(), p, n, MSG_NOSIGNAL);
+      if (w < 0) {
+        if (errno == EINTR) continue;
+        core::throw_errno(fmt::format("replay: sending to {}", name_), errno);
+      }
+      p += w;
+      n -= static_cast<std::size_t>(w);
+    }
+  }
+
+  // Everything written: the file closed, or the connection's sending side shut (the receiver
+  // reads to its end) and then closed.
+  void close() {
+    if (f_ != nullptr) {
+      const int rc = std::fclose(f_);
+      f_ = nullptr;
+      if (rc != 0) core::throw_errno(fmt::format("replay: closing {}", name_), errno);
+    } else if (fd_.valid()) {
+      ::shutdown(fd_.get(), SHUT_WR);
+      fd_ = core::Fd();
+    }
+  }
+
+ private:
+  explicit Sink(std::string name) : name_(std::move(name)) {}
+  std::string name_;
+  std::FILE* f_ = nullptr;
+  core::Fd fd_;
+};
+
 }  // namespace
 
 ReplayResult replay(const ReplayOptions& o) {
@@ -218,63 +283,79 @@ ReplayResult replay(const ReplayOptions& o) {
     throw core::Error(fmt::format("{}: the header is '{}', expected the user_log header "
                                   "'user_id,item_id,cat_id,seller_id,brand_id,time_stamp,action_type'",
                                   o.input.string(), header.substr(0, 100)));
-  std::filesystem::create_directories(o.out_dir);
   const int c = std::max(1, o.concurrency);
   ReplayResult r;
   r.lines.assign(static_cast<std::size_t>(c), 0);
   r.malformed.assign(static_cast<std::size_t>(c), 0);
-  for (int k = 0; k < c; ++k) r.files.push_back(o.out_dir / fmt::format("replay-{}.log", k));
+  if (o.tcp.empty()) {
+    std::filesystem::create_directories(o.out_dir);
+    for (int k = 0; k < c; ++k) {
+      r.files.push_back(o.out_dir / fmt::format("replay-{}.log", k));
+      r.destinations.push_back(r.files.back().string());
+    }
+  } else {
+    for (int k = 0; k < c; ++k) r.destinations.push_back(fmt::format("{} connection {}", o.tcp, k));
+  }
+  // Every connection is made before any row is sent: a refused address fails the replay
+  // before anything went out.
+  std::vector<std::unique_ptr<Sink>> sinks;
+  for (int k = 0; k < c; ++k)
+    sinks.push_back(o.tcp.empty() ? Sink::file(r.files[static_cast<std::size_t>(k)]) : Sink::tcp(o.tcp));
   // Writer k reads the input itself and takes every c-th chunk of lines (every c-th line when
   // paced): memory stays flat whatever the file size, and the page cache makes the extra
   // reads cheap.
   const auto t0 = std::chrono::steady_clock::now();
   constexpr std::uint64_t kChunk = 4096;
   std::vector<std::thread> writers;
+  std::vector<std::exception_ptr> failed(static_cast<std::size_t>(c));
   for (int k = 0; k < c; ++k) {
     writers.emplace_back([&, k] {
-      std::ifstream src(o.input);
-      std::string l;
-      std::getline(src, l);  // the header, checked above
-      std::FILE* f = std::fopen(r.files[static_cast<std::size_t>(k)].c_str(), "a");
-      if (f == nullptr) return;
-      fmt::memory_buffer buf;
-      // Paced, the rows are dealt one by one and each is due at its place in the whole stream
-      // (row / rate): the total rate is the one asked for and the files are even. (Dealt in
-      // chunks and paced per writer, a short input went mostly to one writer at rate / c.)
-      const std::uint64_t chunk = o.rate > 0 ? 1 : kChunk;
-      std::uint64_t sent = 0, row = 0;
-      while (std::getline(src, l)) {
-        if (!l.empty() && l.back() == '\r') l.pop_back();
-        if (l.empty()) continue;  // skipped, not sent
-        const std::uint64_t index = row++;
-        if ((index / chunk) % static_cast<std::uint64_t>(c) != static_cast<std::uint64_t>(k)) continue;
-        if (!to_json(l, buf)) {
-          buf.append(l.data(), l.data() + l.size());
-          buf.push_back('\n');
-          ++r.malformed[static_cast<std::size_t>(k)];
-        }
-        ++sent;
-        if (buf.size() > (256 << 10)) {
-          std::fwrite(buf.data(), 1, buf.size(), f);
-          std::fflush(f);
-          buf.clear();
-        }
-        if (o.rate > 0) {  // pacing the load generator to the asked rate
-          const auto due = t0 + std::chrono::duration<double>(double(index + 1) / o.rate);
-          if (std::chrono::steady_clock::now() < due) {
-            std::fwrite(buf.data(), 1, buf.size(), f);
-            std::fflush(f);
+      try {
+        Sink& out = *sinks[static_cast<std::size_t>(k)];
+        std::ifstream src(o.input);
+        std::string l;
+        std::getline(src, l);  // the header, checked above
+        fmt::memory_buffer buf;
+        // Paced, the rows are dealt one by one and each is due at its place in the whole stream
+        // (row / rate): the total rate is the one asked for and the writers are even. (Dealt in
+        // chunks and paced per writer, a short input went mostly to one writer at rate / c.)
+        const std::uint64_t chunk = o.rate > 0 ? 1 : kChunk;
+        std::uint64_t sent = 0, row = 0;
+        while (std::getline(src, l)) {
+          if (!l.empty() && l.back() == '\r') l.pop_back();
+          if (l.empty()) continue;  // skipped, not sent
+          const std::uint64_t index = row++;
+          if ((index / chunk) % static_cast<std::uint64_t>(c) != static_cast<std::uint64_t>(k)) continue;
+          if (!to_json(l, buf)) {
+            buf.append(l.data(), l.data() + l.size());
+            buf.push_back('\n');
+            ++r.malformed[static_cast<std::size_t>(k)];
+          }
+          ++sent;
+          if (buf.size() > (256 << 10)) {
+            out.write(buf.data(), buf.size());
             buf.clear();
-            std::this_thread::sleep_until(due);
+          }
+          if (o.rate > 0) {  // pacing the load generator to the asked rate
+            const auto due = t0 + std::chrono::duration<double>(double(index + 1) / o.rate);
+            if (std::chrono::steady_clock::now() < due) {
+              out.write(buf.data(), buf.size());
+              buf.clear();
+              std::this_thread::sleep_until(due);
+            }
           }
         }
+        out.write(buf.data(), buf.size());
+        out.close();
+        r.lines[static_cast<std::size_t>(k)] = sent;
+      } catch (...) {
+        failed[static_cast<std::size_t>(k)] = std::current_exception();
       }
-      std::fwrite(buf.data(), 1, buf.size(), f);
-      std::fclose(f);
-      r.lines[static_cast<std::size_t>(k)] = sent;
     });
   }
   for (auto& t : writers) t.join();
+  for (const auto& e : failed)
+    if (e) std::rethrow_exception(e);
   r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   return r;
 }

@@ -26,19 +26,24 @@ GenResult generate_tianchi(const std::filesystem::path& dir, const GenOptions& o
 
 struct ReplayOptions {
   std::filesystem::path input;  // a user_log CSV with its header
-  std::filesystem::path out_dir;  // log files appear here: replay-<k>.log
-  int concurrency = 2;            // writers, one file each
+  std::filesystem::path out_dir;  // log files appear here: replay-<k>.log (tail collectors watch)
+  std::string tcp;                // or HOST:PORT: each writer sends over its own TCP connection
+                                  // (an agent's tcp source) instead of writing a file
+  int concurrency = 2;            // writers, one file or connection each
   double rate = 0;                // rows per second in total; 0 = as fast as possible
 };
 struct ReplayResult {
-  std::vector<std::filesystem::path> files;
-  std::vector<std::uint64_t> lines;      // per file: non-empty data lines written
-  std::vector<std::uint64_t> malformed;  // per file: of which sent raw (not convertible)
+  std::vector<std::filesystem::path> files;  // the log files (not with tcp)
+  std::vector<std::string> destinations;     // per writer: its file, or "HOST:PORT connection k"
+  std::vector<std::uint64_t> lines;          // per writer: non-empty data lines written
+  std::vector<std::uint64_t> malformed;      // per writer: of which sent raw (not convertible)
   double seconds = 0;
 };
 // Converts each data row to a JSON event (malformed rows go as the raw line they are) and
-// appends it to one of `concurrency` files, written by as many threads. Throws core::Error for
-// a missing input or a header that is not the user_log header.
+// appends it to one of `concurrency` files, or sends it over one of `concurrency` TCP
+// connections, written by as many threads. Throws core::Error for a missing input, a header
+// that is not the user_log header, a file that cannot be written, or a connection refused or
+// lost (naming the file or the address).
 ReplayResult replay(const ReplayOptions& o);
 
 // The analyzer configuration of the paper's experiment (orders by age range, gender and day,

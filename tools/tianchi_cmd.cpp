@@ -48,16 +48,22 @@ void add_tianchi_commands(CLI::App& app, int& exit_code) {
   auto to = std::make_shared<std::string>();
   CLI::App* rp = app.add_subcommand("replay", "Turn user_log rows into JSON event streams written by concurrent writers");
   rp->add_option("file", ro->input, "user_log CSV (with its header)")->required();
-  rp->add_option("--to", *to, "tail:DIR (log files that tail collectors watch)")->required();
+  rp->add_option("--to", *to, "tail:DIR (log files that tail collectors watch) or tcp:HOST:PORT (an agent's tcp source)")
+      ->required();
   rp->add_option("--rate", ro->rate, "Rows per second in total (0: as fast as possible)");
-  rp->add_option("--concurrency", ro->concurrency, "Writers (one file each)")->check(CLI::Range(1, 64));
+  rp->add_option("--concurrency", ro->concurrency, "Writers (one file or connection each)")->check(CLI::Range(1, 64));
   rp->callback([ro, to, &exit_code] {
-    if (to->rfind("tail:", 0) != 0) throw core::Error(fmt::format("--to {}: only tail:DIR is supported", *to));
-    ro->out_dir = to->substr(5);
+    if (to->rfind("tail:", 0) == 0) {
+      ro->out_dir = to->substr(5);
+    } else if (to->rfind("tcp:", 0) == 0) {
+      ro->tcp = to->substr(4);
+    } else {
+      throw core::Error(fmt::format("--to {}: expected tail:DIR or tcp:HOST:PORT", *to));
+    }
     const ReplayResult r = replay(*ro);
     std::uint64_t total = 0;
-    for (std::size_t k = 0; k < r.files.size(); ++k) {
-      fmt::print("{}: {} lines ({} sent raw as malformed)\n", r.files[k].string(), r.lines[k], r.malformed[k]);
+    for (std::size_t k = 0; k < r.destinations.size(); ++k) {
+      fmt::print("{}: {} lines ({} sent raw as malformed)\n", r.destinations[k], r.lines[k], r.malformed[k]);
       total += r.lines[k];
     }
     fmt::print("sent {} lines in {:.2f} s\n", total, r.seconds);

@@ -5,9 +5,16 @@
 
 #include <gtest/gtest.h>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include <fstream>
 #include <map>
+#include <set>
 #include <sstream>
+#include <thread>
 
 #include "support/temp_dir.h"
 #include "tributary/core/error.h"
@@ -142,6 +149,117 @@ TEST(ReplayTest, PacedRowsAreSharedEvenlyAndKeepTheTotalRate) {
   EXPECT_EQ(r.lines[0], 300u);
   EXPECT_EQ(r.lines[1], 300u);
   EXPECT_GE(r.seconds, 0.199) << "rows went out before their time";
+}
+
+// A plain TCP receiver (what an agent's tcp source sees): accepts `connections` clients on a
+// loopback port and reads each to its end.
+class Receiver {
+ public:
+  explicit Receiver(int connections) : texts_(static_cast<std::size_t>(connections)) {
+    fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof a;
+    if (::bind(fd_, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 || ::listen(fd_, 16) != 0 ||
+        ::getsockname(fd_, reinterpret_cast<sockaddr*>(&a), &len) != 0)
+      throw std::runtime_error("cannot listen");
+    port_ = ntohs(a.sin_port);
+    for (int k = 0; k < connections; ++k)
+      readers_.emplace_back([this, k] {
+        const int c = ::accept(fd_, nullptr, nullptr);  // one client per reader; blocks until the replay connects
+        if (c < 0) return;
+        char buf[65536];
+        for (ssize_t n; (n = ::read(c, buf, sizeof buf)) > 0;) texts_[static_cast<std::size_t>(k)].append(buf, static_cast<std::size_t>(n));
+        ::close(c);
+      });
+  }
+  ~Receiver() {
+    ::shutdown(fd_, SHUT_RDWR);  // wakes readers still in accept()
+    for (auto& t : readers_) t.join();
+    ::close(fd_);
+  }
+  // Waits for every connection to end; the texts received, one per connection.
+  std::vector<std::string> texts() {
+    for (auto& t : readers_) t.join();
+    readers_.clear();
+    return texts_;
+  }
+  [[nodiscard]] int port() const { return port_; }
+
+ private:
+  int fd_ = -1;
+  int port_ = 0;
+  std::vector<std::string> texts_;
+  std::vector<std::thread> readers_;
+};
+
+std::multiset<std::string> lines_of(const std::string& text) {
+  std::multiset<std::string> s;
+  std::istringstream in(text);
+  for (std::string l; std::getline(in, l);) s.insert(l);
+  return s;
+}
+
+TEST(ReplayTest, OverTcpEachWriterSendsItsShareOnItsOwnConnection) {
+  TempDir dir;
+  {
+    std::ofstream f(dir / "log.csv");
+    f << "user_id,item_id,cat_id,seller_id,brand_id,time_stamp,action_type\n";
+    for (int i = 0; i < 20000; ++i) f << (i % 997 == 0 ? "bad," : "") << i << ",2,3,4,5,1111," << i % 4 << "\n";
+  }
+  ReplayOptions o;
+  o.input = dir / "log.csv";
+  o.out_dir = dir / "logs";
+  o.concurrency = 3;
+  const ReplayResult files = replay(o);  // the reference: the same replay into files
+  Receiver rx(3);
+  o.tcp = "127.0.0.1:" + std::to_string(rx.port());
+  const ReplayResult r = replay(o);
+  const auto texts = rx.texts();
+  EXPECT_TRUE(r.files.empty());
+  ASSERT_EQ(r.destinations.size(), 3u);
+  EXPECT_EQ(r.destinations[0], o.tcp + " connection 0");
+  std::multiset<std::string> got, want;
+  std::multiset<std::uint64_t> per_connection, per_writer;
+  for (std::size_t k = 0; k < 3; ++k) {
+    const auto l = lines_of(texts[k]);
+    got.insert(l.begin(), l.end());
+    per_connection.insert(l.size());
+    per_writer.insert(r.lines[k]);
+    const auto w = lines_of(slurp(files.files[k]));
+    want.insert(w.begin(), w.end());
+  }
+  EXPECT_EQ(got, want) << "the same lines as the file replay, each once";
+  EXPECT_EQ(per_connection, per_writer) << "each connection carries its writer's reported share";
+  EXPECT_EQ(got.size(), 20000u);
+  EXPECT_EQ(r.malformed[0] + r.malformed[1] + r.malformed[2], 21u);
+}
+
+TEST(ReplayTest, ARefusedConnectionOrAnUnwritableDirectoryIsAnErrorNamingIt) {
+  TempDir dir;
+  std::ofstream(dir / "log.csv") << "user_id,item_id,cat_id,seller_id,brand_id,time_stamp,action_type\n1,2,3,4,5,1111,2\n";
+  int port = 0;
+  {  // a port nothing listens on: bound, then closed
+    Receiver gone(0);
+    port = gone.port();
+  }
+  ReplayOptions o;
+  o.input = dir / "log.csv";
+  o.tcp = "127.0.0.1:" + std::to_string(port);
+  try {
+    (void)replay(o);
+    ADD_FAILURE() << "replay to a closed port succeeded";
+  } catch (const core::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("cannot connect to 127.0.0.1:" + std::to_string(port)), std::string::npos)
+        << e.what();
+  }
+  o.tcp = "nowhere";
+  EXPECT_THROW((void)replay(o), core::Error);
+  o.tcp.clear();
+  std::ofstream(dir / "file") << "x";
+  o.out_dir = dir / "file" / "logs";  // under a regular file: cannot be created
+  EXPECT_THROW((void)replay(o), std::exception);
 }
 
 }  // namespace

@@ -24,8 +24,9 @@ struct AddrInfo {
   }
 };
 
-// Resolves "HOST:PORT" / "[V6]:PORT" for a passive socket of `type`.
-void resolve(const std::string& address, int type, const std::string& what, AddrInfo& out) {
+// Resolves "HOST:PORT" / "[V6]:PORT" for a socket of `type`: one to bind (passive) or to
+// connect to.
+void resolve(const std::string& address, int type, const std::string& what, AddrInfo& out, bool passive = true) {
   std::string host;
   std::string port;
   if (!address.empty() && address[0] == '[') {
@@ -47,7 +48,7 @@ void resolve(const std::string& address, int type, const std::string& what, Addr
   addrinfo hints{};
   hints.ai_family = AF_UNSPEC;
   hints.ai_socktype = type;
-  hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
+  hints.ai_flags = (passive ? AI_PASSIVE : 0) | AI_NUMERICSERV;
   if (const int rc = ::getaddrinfo(host.c_str(), port.c_str(), &hints, &out.list); rc != 0)
     throw core::Error(fmt::format("{}: cannot resolve '{}': {}", what, address, ::gai_strerror(rc)));
 }
@@ -87,6 +88,22 @@ core::Fd bind_udp(const std::string& address, std::size_t receive_buffer, const 
       ::setsockopt(fd.get(), SOL_SOCKET, SO_RCVBUF, &size, sizeof size);
   }
   return fd;
+}
+
+core::Fd connect_tcp(const std::string& address, const std::string& what) {
+  AddrInfo ai;
+  resolve(address, SOCK_STREAM, what, ai, /*passive=*/false);
+  int last = 0;
+  for (const addrinfo* a = ai.list; a != nullptr; a = a->ai_next) {
+    core::Fd fd(::socket(a->ai_family, a->ai_socktype | SOCK_CLOEXEC, a->ai_protocol));
+    if (!fd.valid()) {
+      last = errno;
+      continue;
+    }
+    if (::connect(fd.get(), a->ai_addr, a->ai_addrlen) == 0) return fd;
+    last = errno;
+  }
+  throw core::Error(fmt::format("{}: cannot connect to {}: {}", what, address, std::strerror(last)));
 }
 
 std::string local_address(int fd) {
