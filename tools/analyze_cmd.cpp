@@ -18,6 +18,7 @@ void add_analyze_commands(CLI::App& app, int& exit_code) {
   struct Args {
     std::string config;
     bool validate = false;
+    bool drain = false;
     bool materialize = false;
     bool status = false;
   };
@@ -25,6 +26,8 @@ void add_analyze_commands(CLI::App& app, int& exit_code) {
   CLI::App* cmd = app.add_subcommand("analyze", "Analyze a topic or channel into exactly-once totals");
   cmd->add_option("--config,-c", a->config, "Analyzer configuration (TOML)")->required();
   cmd->add_flag("--validate", a->validate, "Check the configuration, list every error, do not run");
+  cmd->add_flag("--drain", a->drain,
+                "Stop once the input has nothing more to read (checkpoint mode): a batch run over what is there");
   cmd->add_flag("--status", a->status,
                 "Print the analyzer's last status (status.json) and its open windows (NAME.open.csv)");
   cmd->add_flag("--materialize", a->materialize,
@@ -58,7 +61,7 @@ void add_analyze_commands(CLI::App& app, int& exit_code) {
     }
     const int stop_fd = stop_signal_fd();
     analytics::AnalyzeJob job(std::move(r.config), stderr_log("analyze"));
-    exit_code = a->materialize ? job.materialize(stop_fd) : job.run(stop_fd);
+    exit_code = a->materialize ? job.materialize(stop_fd) : job.run(stop_fd, a->drain);
     ::close(stop_fd);
   });
 }

@@ -411,6 +411,9 @@ struct AnalyzeJob::Impl {
   std::uint64_t dead_letter_skipped = 0;  // rejected events not written: the file reached its limit
   std::int32_t cur_partition = -1;        // the Kafka partition being processed (-1: channel input)
   std::vector<Event> batch;               // channel input: the events of one poll
+  bool drain = false;                     // run(): stop once the input has nothing more to read
+  int partitions = 0;                     // Kafka input: how many the job assigned itself
+  std::set<int> at_end;                   // Kafka input, drain: partitions read to their end
   // The metrics endpoint ([state] metrics) serves the snapshot of the last checkpoint.
   std::unique_ptr<core::MetricsServer> metrics;
   int metrics_port = 0;
@@ -500,9 +503,9 @@ struct AnalyzeJob::Impl {
                                  {"enable.auto.offset.store", "false"},
                                  {"log_level", "3"}};
     detail::add_fetch_settings(settings, cfg);
+    if (drain) settings["enable.partition.eof"] = "true";  // tells when a partition is read to its end
     kafka = uplink::make_handle(RD_KAFKA_CONSUMER, uplink::make_conf(settings));
     // Every partition of the topic, at the checkpointed offsets (the topic may not exist yet).
-    int partitions = 0;
     if (!detail::wait_for_topic(kafka.get(), cfg.topic, cfg.bootstrap, stop_fd, partitions, log)) return false;
     rd_kafka_topic_partition_list_t* list = rd_kafka_topic_partition_list_new(partitions);
     for (int p = 0; p < partitions; ++p) {
@@ -540,7 +543,10 @@ struct AnalyzeJob::Impl {
         cur_partition = m->partition;
         n += detail::process_message(*analyzer, m, topic_hash, log, batch);
         offsets[m->partition] = m->offset + 1;
-      } else if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF) {
+        at_end.erase(m->partition);
+      } else if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
+        at_end.insert(m->partition);
+      } else {
         if (log) log("warn", fmt::format("consume: {}", rd_kafka_message_errstr(m)));
       }
       rd_kafka_message_destroy(m);
@@ -723,8 +729,11 @@ AnalyzeJob::~AnalyzeJob() {
   if (impl_->kafka) rd_kafka_consumer_close(impl_->kafka.get());
 }
 
-int AnalyzeJob::run(int stop_fd) {
+int AnalyzeJob::run(int stop_fd, bool drain) {
   Impl& j = *impl_;
+  if (drain && j.cfg.transactional())
+    throw core::Error("--drain is for the checkpoint mode; the Kafka-transaction mode is a group member that runs until stopped");
+  j.drain = drain;
   j.start_metrics();
   if (j.cfg.transactional()) {
     // The files are written by a separate reader of the output topic, in its own thread with
@@ -761,7 +770,12 @@ int AnalyzeJob::run(int stop_fd) {
   if (!j.open_input(stop_fd)) return 0;  // stopped before the input existed: nothing to save
   auto next = Clock::now();
   for (;;) {
-    j.pump();
+    const std::size_t n = j.pump();
+    // Drained: a poll that found nothing, with every Kafka partition at its end.
+    if (j.drain && n == 0 && (j.channel || static_cast<int>(j.at_end.size()) == j.partitions)) {
+      j.info("the input is drained: stopping");
+      break;
+    }
     if (Clock::now() >= next) {
       j.checkpoint();
       next = Clock::now() + std::chrono::milliseconds(j.cfg.checkpoint_ms);

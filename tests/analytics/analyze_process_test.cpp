@@ -92,6 +92,21 @@ TEST(AnalyzeProcessTest, FromAChannelTheOutputsEqualARecount) {
   EXPECT_NE(slurp(dir / "out" / "status.json").find(R"("rejected":2)"), std::string::npos);
 }
 
+// --drain: a batch run over what the channel holds, ending by itself after a last checkpoint.
+TEST(AnalyzeProcessTest, DrainingAChannelStopsByItselfWithTheOutputsOfARecount) {
+  TempDir dir;
+  const auto d = TianchiData::make(4, 500, 20000);
+  const std::uint64_t n = prepare_channel_job(dir, d, 16 << 20, 60000);  // no checkpoint but the last
+  Child job({kTributary, "analyze", "--config", (dir / "analyze.toml").string(), "--drain"});
+  ASSERT_EQ(job.wait(60s), 0) << "it stops by itself, cleanly";
+  EXPECT_EQ(accounted(dir / "out"), n);
+  expect_outputs(dir / "out", d);
+  // Run again: the checkpoint says everything was read; nothing is counted twice.
+  Child again({kTributary, "analyze", "--config", (dir / "analyze.toml").string(), "--drain"});
+  ASSERT_EQ(again.wait(60s), 0);
+  expect_outputs(dir / "out", d);
+}
+
 // [state] metrics: /metrics (Prometheus) and /status serve the last checkpoint's figures; and
 // `analyze --status` prints status.json and the open windows, or says there is none yet.
 TEST(AnalyzeProcessTest, TheMetricsEndpointAndStatusShowTheCountsAndTheOpenWindows) {
@@ -277,6 +292,36 @@ void analyze_from_kafka(const std::vector<uplink::UplinkOptions>& uplinks) {
   job.signal(SIGTERM);
   ASSERT_EQ(job.wait(10s), 0);
   expect_outputs(dir / "out", d);
+}
+
+// --drain on Kafka: every partition read to its end (two partitions), then a clean stop.
+TEST(AnalyzeProcessTest, DrainingATopicStopsOnceEveryPartitionIsReadToItsEnd) {
+  TempDir dir;
+  const auto d = TianchiData::make(5, 400, 20000);
+  d.write_info(dir / "user_info.csv");
+  uplink::MockCluster mock(1);
+  mock.create_topic("tianchi", 2);
+  core::ChannelConfig cfg;
+  cfg.capacity = 16 << 20;
+  auto ch = core::Channel::create(dir / "c.chan", cfg);
+  const std::uint64_t n = fill_channel(ch, d);
+  {
+    uplink::Uplink up(ch, {.name = "up", .topic = "tianchi", .kafka = {{"bootstrap.servers", mock.bootstrap()}}});
+    ASSERT_TRUE(testing::ship_all(up, ch, 30s));
+  }
+  testing::write_tianchi_analyze_config(dir / "analyze.toml",
+                                        "type = \"kafka\"\nbootstrap = \"" + mock.bootstrap() + "\"\ntopic = \"tianchi\"\n",
+                                        dir / "user_info.csv", dir / "out");
+  Child job({kTributary, "analyze", "--config", (dir / "analyze.toml").string(), "--drain"});
+  ASSERT_EQ(job.wait(60s), 0) << "it stops by itself, cleanly";
+  EXPECT_EQ(accounted(dir / "out"), n);
+  expect_outputs(dir / "out", d);
+  // The Kafka-transaction mode runs as a group member until stopped: --drain is refused.
+  std::ofstream(dir / "analyze.toml", std::ios::app) << "[transaction]\ntopic = \"counts\"\n";
+  Child refused({kTributary, "analyze", "--config", (dir / "analyze.toml").string(), "--drain"});
+  const int status = refused.wait(30s);
+  ASSERT_NE(status, -1);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) != 0);
 }
 
 TEST(AnalyzeProcessTest, FromKafkaTheOutputsEqualARecount) {

@@ -168,8 +168,11 @@ class AnalyzeJob {
   AnalyzeJob(AnalyzeConfig config, JobLog log);
   ~AnalyzeJob();
   // Opens the input (waiting for a Kafka topic to exist), then runs until `stop_fd` is
-  // readable; checkpoints on the way and at the end. Exit status.
-  int run(int stop_fd);
+  // readable; checkpoints on the way and at the end. Exit status. With `drain`, it also stops
+  // by itself once the input has nothing more to read (the channel has no committed record
+  // left, every Kafka partition is at its end): a batch run over what is there, like kcat -e.
+  // The checkpoint mode only (throws core::Error in the Kafka-transaction mode).
+  int run(int stop_fd, bool drain = false);
   // Kafka-transaction mode only: just the reader of the output topic that writes the files of
   // the state dir (read_committed), until `stop_fd` is readable.
   int materialize(int stop_fd);
