@@ -241,10 +241,11 @@ paths = ["{0}/logs/replay-1.log"]
 channel = "events"
 topic = "{1}"
 bootstrap = "{2}"
+packed = true
 )",
                                                     work.string(), topic, bootstrap);
   std::ofstream(work / "analyze.toml") << tianchi_analyze_config(
-      fmt::format("type = \"kafka\"\nbootstrap = \"{}\"\ntopic = \"{}\"\ngroup = \"tributary-demo\"\n", bootstrap, topic),
+      fmt::format("type = \"kafka\"\nbootstrap = \"{}\"\ntopic = \"{}\"\ngroup = \"tributary-demo\"\nfetch_queue_mb = 64\n", bootstrap, topic),
       data / "user_info_format1.csv", work / "analyzer", 500);
 
   // The analyzer loads user_info before the stream starts; then the agent; then the replay.
