@@ -12,6 +12,7 @@
 set -euo pipefail
 export LC_ALL=C
 cd "$(dirname "$0")/.."
+source bench/lib.sh
 events=2000000
 repeat=3
 users=100000
@@ -64,11 +65,6 @@ until "$bin" channel stat "$work/events.chan" 2> /dev/null | grep -q "written *$
 done
 kill "$agent_pid"; wait "$agent_pid" 2> /dev/null || true; agent_pid=""
 
-accounted() {  # counted + filtered + rejected in $1/status.json
-  grep -o '"counted":[0-9]*,"filtered":[0-9]*,"rejected":[0-9]*' "$1/status.json" 2> /dev/null |
-    grep -o '[0-9]*' | paste -sd+ | bc 2> /dev/null || echo 0
-}
-
 # One drained run of the analyzer with checkpoints every $2 ms, on a fresh copy of the filled
 # channel (a channel frees what every registered consumer has read, so a second consumer of
 # the same file would find it empty); sets $result to "seconds cpu-seconds peak-anon-kB".
@@ -86,7 +82,7 @@ run_analyzer() {
   while kill -0 "$pid" 2> /dev/null; do
     [ -n "$child" ] || child=$(pgrep -P "$pid" 2> /dev/null | head -1 || true)
     if [ -n "$child" ]; then
-      a=$(awk '/^RssAnon:/ {print $2}' "/proc/$child/status" 2> /dev/null || true)
+      a=$(anon_of "$child" 2> /dev/null || true)
       [ "${a:-0}" -gt "$anon" ] && anon=$a
     fi
     [ $SECONDS -lt $deadline ] || { kill "$pid"; echo "analyzer_channel_bench.sh: no end in 600 s" >&2; exit 1; }
@@ -99,24 +95,15 @@ run_analyzer() {
   result="$t $(echo "$u + $s" | bc -l) $anon"
 }
 
-median() { sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+run_checkpoints_1s() { run_analyzer "checkpoints_1s-$1" 1000; }
+run_checkpoints_off() { run_analyzer "checkpoints_off-$1" 3600000; }  # the interval's maximum: one at the end
 names=(checkpoints_1s checkpoints_off)
-declare -A secs cpus hwms
-for i in $(seq 1 "$repeat"); do  # interleaved: a slow moment of the machine hits both
-  for name in "${names[@]}"; do
-    if [ "$name" = checkpoints_1s ]; then run_analyzer "$name-$i" 1000; else run_analyzer "$name-$i" 3600000; fi
-    read -r t cpu hwm <<< "$result"
-    echo "  $name run $i: ${t}s, ${cpu} CPU-s, peak anonymous RSS ${hwm} kB" >&2
-    echo "$t" >> "$work/secs.$name"; echo "$cpu" >> "$work/cpus.$name"; echo "$hwm" >> "$work/hwms.$name"
-  done
-done
-for name in "${names[@]}"; do
-  secs[$name]=$(median < "$work/secs.$name"); cpus[$name]=$(median < "$work/cpus.$name"); hwms[$name]=$(median < "$work/hwms.$name")
-done
+declare -A secs cpus mems
+interleave "$repeat" "$work" "${names[@]}"
 echo "events: $lines ($((bytes / 1048576)) MiB of JSON lines) in a channel on /dev/shm, $users users, median of $repeat, $(nproc) cores"
 printf '%-16s %12s %16s %16s\n' "" "events/s" "CPU-s/M events" "peak anon RSS MB"
 for name in "${names[@]}"; do
   printf '%-16s %12.0f %16.2f %16.1f\n' "$name" "$(echo "$lines / ${secs[$name]}" | bc -l)" \
-    "$(echo "${cpus[$name]} * 1000000 / $lines" | bc -l)" "$(echo "${hwms[$name]} / 1024" | bc -l)"
+    "$(echo "${cpus[$name]} * 1000000 / $lines" | bc -l)" "$(echo "${mems[$name]} / 1024" | bc -l)"
 done
 echo "checkpoints every second vs off: $(echo "${secs[checkpoints_off]} / ${secs[checkpoints_1s]}" | bc -l | cut -c1-5)x"

@@ -50,10 +50,7 @@ cleanup() {
   rm -rf "$work"
 }
 trap cleanup EXIT
-hz=$(getconf CLK_TCK)
-now() { date +%s.%N; }
-cpu_of() { awk -v hz="$hz" '{print ($14 + $15) / hz}' "/proc/$1/stat"; }
-hwm_of() { awk '/^VmHWM:/ {print $2}' "/proc/$1/status"; }
+source bench/lib.sh
 
 "$bin" gen tianchi --users "$users" --rows "$events" --out "$work/gen" > /dev/null
 "$bin" replay "$work/gen/user_log_format1.csv" --to "tail:$work/replay" --concurrency 1 > /dev/null
@@ -63,11 +60,6 @@ bytes=$(stat -c %s "$data")
 boot=$("$bin" kafka start --dir "$work/kafka" | tail -1)
 kcat -P -b "$boot" -t bench -X enable.idempotence=true -X linger.ms=5 -X batch.size=1000000 -X compression.type=lz4 \
   -l "$data" 2> "$work/load.log" || { echo "analyzer_kafka_bench.sh: loading the topic failed: $(tail -3 "$work/load.log")" >&2; exit 1; }
-
-accounted() {  # counted + filtered + rejected in $1/status.json
-  grep -o '"counted":[0-9]*,"filtered":[0-9]*,"rejected":[0-9]*' "$1/status.json" 2> /dev/null |
-    grep -o '[0-9]*' | paste -sd+ | bc 2> /dev/null || echo 0
-}
 
 # The analyzer, in the mode $1 (checkpoint | transaction), run $2; sets $result.
 run_analyzer() {
@@ -111,25 +103,14 @@ run_perf_test() {
   result="$t $(echo "$u + $s" | bc -l) $m"
 }
 
-median() { sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 names=(kcat perf_test checkpoint transaction)
-declare -A secs cpus hwms
-for i in $(seq 1 "$repeat"); do  # interleaved: a slow moment of the machine hits every reader
-  for name in "${names[@]}"; do
-    "run_$name" "$i"
-    read -r t cpu hwm <<< "$result"
-    echo "  $name run $i: ${t}s, ${cpu} CPU-s, peak RSS ${hwm} kB" >&2
-    echo "$t" >> "$work/secs.$name"; echo "$cpu" >> "$work/cpus.$name"; echo "$hwm" >> "$work/hwms.$name"
-  done
-done
-for name in "${names[@]}"; do
-  secs[$name]=$(median < "$work/secs.$name"); cpus[$name]=$(median < "$work/cpus.$name"); hwms[$name]=$(median < "$work/hwms.$name")
-done
+declare -A secs cpus mems
+interleave "$repeat" "$work" "${names[@]}"
 echo "events: $lines ($((bytes / 1048576)) MiB of JSON lines) in the local Kafka, median of $repeat, $(nproc) cores, checkpoint_ms $checkpoint_ms, fetch_queue_mb $fetch_queue_mb"
 printf '%-12s %12s %16s %12s\n' "" "events/s" "CPU-s/M events" "peak RSS MB"
 for name in "${names[@]}"; do
   printf '%-12s %12.0f %16.2f %12.1f\n' "$name" "$(echo "$lines / ${secs[$name]}" | bc -l)" \
-    "$(echo "${cpus[$name]} * 1000000 / $lines" | bc -l)" "$(echo "${hwms[$name]} / 1024" | bc -l)"
+    "$(echo "${cpus[$name]} * 1000000 / $lines" | bc -l)" "$(echo "${mems[$name]} / 1024" | bc -l)"
 done
 echo "analyzer (checkpoint) vs kcat -C: $(echo "${secs[kcat]} / ${secs[checkpoint]}" | bc -l | cut -c1-5)x;" \
      "vs kafka-consumer-perf-test: $(echo "${secs[perf_test]} / ${secs[checkpoint]}" | bc -l | cut -c1-5)x;" \

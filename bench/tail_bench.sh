@@ -25,7 +25,6 @@ bin="$PWD/build/release/tools/tributary"
 command -v rsyslogd > /dev/null || { echo "tail_bench.sh: needs rsyslog (apt-get install rsyslog)" >&2; exit 2; }
 work="$(mktemp -d /dev/shm/tributary-tail-bench.XXXXXX)"
 trap 'pkill -f "$work" 2>/dev/null || true; rm -rf "$work"' EXIT
-hz=$(getconf CLK_TCK)
 
 python3 - "$work/in.log" "$lines" <<'EOF'
 import sys
@@ -37,10 +36,7 @@ with open(path, "w") as f:
 EOF
 bytes=$(stat -c %s "$work/in.log")
 
-now() { date +%s.%N; }
-# CPU seconds and peak anonymous RSS (kB) of a running process.
-cpu_of() { awk -v hz="$hz" '{print ($14 + $15) / hz}' "/proc/$1/stat"; }
-rss_of() { awk '/^RssAnon:/ {print $2}' "/proc/$1/status"; }
+source bench/lib.sh  # now, cpu_of, anon_of (peak anonymous RSS, kB), median
 
 run_cat() {
   local t0 t1
@@ -78,7 +74,7 @@ EOF
     sleep 0.02
   done
   t1=$(now)
-  cpu=$(cpu_of $pid); rss=$(rss_of $pid)
+  cpu=$(cpu_of $pid); rss=$(anon_of $pid)
   kill -TERM $pid; wait $pid || true
   echo "$(echo "$t1 - $t0" | bc -l) $cpu $rss"
 }
@@ -105,12 +101,11 @@ EOF
     kill -0 $pid 2>/dev/null || { echo "rsyslogd died: $(cat "$d/rsyslog.log")" >&2; return 1; }
   done
   t1=$(now)
-  cpu=$(cpu_of $pid); rss=$(rss_of $pid)
+  cpu=$(cpu_of $pid); rss=$(anon_of $pid)
   kill -TERM $pid; wait $pid || true
   echo "$(echo "$t1 - $t0" | bc -l) $cpu $rss"
 }
 
-median() { sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 
 declare -A secs cpus rsss
 for name in cat tributary tributary_cold rsyslog; do

@@ -42,10 +42,7 @@ cleanup() {
   rm -rf "$work"
 }
 trap cleanup EXIT
-hz=$(getconf CLK_TCK)
-now() { date +%s.%N; }
-cpu_of() { awk -v hz="$hz" '{print ($14 + $15) / hz}' "/proc/$1/stat"; }
-anon_of() { awk '/^RssAnon:/ {print $2}' "/proc/$1/status"; }
+source bench/lib.sh
 stat_field() { "$bin" channel stat --json "$1" | grep -o "\"$2\":[0-9]*" | head -1 | cut -d: -f2; }
 committed_of() { "$bin" channel stat --json "$1" | grep -o '"name":"uplink","committed":[0-9]*' | cut -d: -f3; }
 
@@ -138,7 +135,6 @@ run_perf_test() {
 peers=(kcat)
 [ "$kafka" = real ] && peers+=(perf_test)
 
-median() { sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 declare -A secs cpus hwms
 for name in tributary tributary_packed "${peers[@]}"; do
   s=(); c=(); r=()

@@ -254,14 +254,12 @@ TEST(AnalyzeProcessTest, WindowRowsAreWrittenExactlyOnceAcrossKills) {
   EXPECT_NE(status.find(fmt::format(R"("late":{})", late)), std::string::npos) << status;
 }
 
-// Ships a Tianchi channel to a mock Kafka with the given uplinks (each a durable consumer: a
-// second one re-sends everything), runs `tributary analyze` on the topic until every event and
-// every expected copy is accounted for, and checks the outputs against the recount.
-void analyze_from_kafka(const std::vector<uplink::UplinkOptions>& uplinks) {
-  TempDir dir;
-  const auto d = TianchiData::make(9, 400, 20000);
+// A data set's user_info, a channel holding its rows shipped to topic "tianchi" (2 partitions)
+// of `mock` by the given uplinks (each a durable consumer: a second one re-sends everything),
+// and an analyzer config reading the topic into dir/out. Returns the number of events.
+std::uint64_t ship_to_mock(const TempDir& dir, const TianchiData& d, uplink::MockCluster& mock,
+                           const std::vector<uplink::UplinkOptions>& uplinks) {
   d.write_info(dir / "user_info.csv");
-  uplink::MockCluster mock(1);
   mock.create_topic("tianchi", 2);
   core::ChannelConfig cfg;
   cfg.capacity = 16 << 20;
@@ -270,11 +268,22 @@ void analyze_from_kafka(const std::vector<uplink::UplinkOptions>& uplinks) {
   for (uplink::UplinkOptions o : uplinks) {
     o.kafka["bootstrap.servers"] = mock.bootstrap();
     uplink::Uplink up(ch, o);
-    ASSERT_TRUE(testing::ship_all(up, ch, 30s));
+    EXPECT_TRUE(testing::ship_all(up, ch, 30s));
   }
   testing::write_tianchi_analyze_config(dir / "analyze.toml",
                                         "type = \"kafka\"\nbootstrap = \"" + mock.bootstrap() + "\"\ntopic = \"tianchi\"\n",
                                         dir / "user_info.csv", dir / "out");
+  return n;
+}
+
+// Ships a Tianchi channel to a mock Kafka with the given uplinks, runs `tributary analyze` on
+// the topic until every event and every expected copy is accounted for, and checks the outputs
+// against the recount.
+void analyze_from_kafka(const std::vector<uplink::UplinkOptions>& uplinks) {
+  TempDir dir;
+  const auto d = TianchiData::make(9, 400, 20000);
+  uplink::MockCluster mock(1);
+  const std::uint64_t n = ship_to_mock(dir, d, mock, uplinks);
   Child job({kTributary, "analyze", "--config", (dir / "analyze.toml").string()});
   ASSERT_TRUE(wait_accounted(dir / "out", n, 60s));
   // Every copy read and dropped (status.json: "duplicates" reaches them), none counted twice.
@@ -298,20 +307,8 @@ void analyze_from_kafka(const std::vector<uplink::UplinkOptions>& uplinks) {
 TEST(AnalyzeProcessTest, DrainingATopicStopsOnceEveryPartitionIsReadToItsEnd) {
   TempDir dir;
   const auto d = TianchiData::make(5, 400, 20000);
-  d.write_info(dir / "user_info.csv");
   uplink::MockCluster mock(1);
-  mock.create_topic("tianchi", 2);
-  core::ChannelConfig cfg;
-  cfg.capacity = 16 << 20;
-  auto ch = core::Channel::create(dir / "c.chan", cfg);
-  const std::uint64_t n = fill_channel(ch, d);
-  {
-    uplink::Uplink up(ch, {.name = "up", .topic = "tianchi", .kafka = {{"bootstrap.servers", mock.bootstrap()}}});
-    ASSERT_TRUE(testing::ship_all(up, ch, 30s));
-  }
-  testing::write_tianchi_analyze_config(dir / "analyze.toml",
-                                        "type = \"kafka\"\nbootstrap = \"" + mock.bootstrap() + "\"\ntopic = \"tianchi\"\n",
-                                        dir / "user_info.csv", dir / "out");
+  const std::uint64_t n = ship_to_mock(dir, d, mock, {{.name = "up", .topic = "tianchi", .kafka = {}}});
   Child job({kTributary, "analyze", "--config", (dir / "analyze.toml").string(), "--drain"});
   ASSERT_EQ(job.wait(60s), 0) << "it stops by itself, cleanly";
   EXPECT_EQ(accounted(dir / "out"), n);

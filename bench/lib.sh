@@ -1,0 +1,33 @@
+# Shared helpers of the bench/ scripts: `source "$(dirname "$0")/lib.sh"` (bash).
+hz=$(getconf CLK_TCK)
+now() { date +%s.%N; }
+# CPU seconds, peak RSS (kB) and anonymous RSS (kB) of a running process.
+cpu_of() { awk -v hz="$hz" '{print ($14 + $15) / hz}' "/proc/$1/stat"; }
+hwm_of() { awk '/^VmHWM:/ {print $2}' "/proc/$1/status"; }
+anon_of() { awk '/^RssAnon:/ {print $2}' "/proc/$1/status"; }
+# The median of the numbers on stdin, one per line.
+median() { sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+# Events an analyzer accounted for (counted + filtered + rejected) in STATE_DIR/status.json.
+accounted() {
+  grep -o '"counted":[0-9]*,"filtered":[0-9]*,"rejected":[0-9]*' "$1/status.json" 2> /dev/null |
+    grep -o '[0-9]*' | paste -sd+ | bc 2> /dev/null || echo 0
+}
+# interleave REPEAT WORKDIR NAME...: for each repetition I, runs `run_NAME I` for every NAME in
+# turn (a slow moment of the machine hits them all), each setting $result to "seconds
+# cpu-seconds memory-kB"; logs every run on stderr and leaves the medians in the associative
+# arrays secs, cpus and mems (declare -A them first).
+interleave() {
+  local repeat="$1" dir="$2" i name t cpu mem
+  shift 2
+  for i in $(seq 1 "$repeat"); do
+    for name in "$@"; do
+      "run_$name" "$i"
+      read -r t cpu mem <<< "$result"
+      echo "  $name run $i: ${t}s, ${cpu} CPU-s, ${mem} kB" >&2
+      echo "$t" >> "$dir/secs.$name"; echo "$cpu" >> "$dir/cpus.$name"; echo "$mem" >> "$dir/mems.$name"
+    done
+  done
+  for name in "$@"; do
+    secs[$name]=$(median < "$dir/secs.$name"); cpus[$name]=$(median < "$dir/cpus.$name"); mems[$name]=$(median < "$dir/mems.$name")
+  done
+}
