@@ -2,9 +2,8 @@
 # The single-node path: the analyzer reading a local channel (no Kafka), on the paper's
 # experiment (parse, filter, join, labels, three group-bys, dedup), with `analyze --drain` so
 # that each run ends by itself once the channel is read. Two settings side by side, interleaved:
-# checkpoints every second (the default) and checkpoints off (one at the end: the interval at
-# its maximum, an hour), for the cost of
-# exactly-once. The channel is filled once by an agent tailing the replayed log (not timed).
+# checkpoints every second (the default) and checkpoints off (one at the start and one at the
+# end: the interval at its maximum, an hour), for the cost of checkpointing. The channel is filled once by an agent tailing the replayed log (not timed).
 # Each figure the median of --repeat runs, timed from process start to exit (dimension-table
 # load included).
 #
@@ -85,7 +84,7 @@ run_analyzer() {
       a=$(anon_of "$child" 2> /dev/null || true)
       [ "${a:-0}" -gt "$anon" ] && anon=$a
     fi
-    [ $SECONDS -lt $deadline ] || { kill "$pid"; echo "analyzer_channel_bench.sh: no end in 600 s" >&2; exit 1; }
+    [ $SECONDS -lt $deadline ] || { kill ${child:+"$child"} "$pid"; echo "analyzer_channel_bench.sh: no end in 600 s" >&2; exit 1; }
     sleep 0.02
   done
   wait "$pid" || { echo "analyzer_channel_bench.sh: the analyzer failed: $(tail -3 "$work/analyze.log")" >&2; exit 1; }

@@ -6,12 +6,14 @@
 #include "tianchi.h"
 
 #include <sys/socket.h>
+#include <sys/time.h>
 
 #include <cerrno>
 #include <charconv>
 #include <cmath>
 #include <cstdio>
 #include <fmt/format.h>
+#include <atomic>
 #include <exception>
 #include <fstream>
 #include <memory>
@@ -214,18 +216,25 @@ bool to_json(std::string_view line, fmt::memory_buffer& out) {
 }
 
 // Where one writer's lines go: its log file (appended, flushed per write so that a tail
-// collector sees whole chunks), or its own TCP connection (all bytes sent or an error).
+// collector sees whole chunks), or its own TCP connection. A connection that takes no byte
+// for kStall fails the replay, and at the end the replay waits (as long again at most) for
+// the receiver to close its side after reading everything: an agent's tcp source does that
+// once every line is in its channel.
 class Sink {
  public:
+  static constexpr int kStallSeconds = 60;
   static std::unique_ptr<Sink> file(const std::filesystem::path& p) {
     auto s = std::unique_ptr<Sink>(new Sink(p.string()));
     s->f_ = std::fopen(p.c_str(), "a");
     if (s->f_ == nullptr) core::throw_errno(fmt::format("replay: cannot open {} for appending", p.string()), errno);
     return s;
   }
-  static std::unique_ptr<Sink> tcp(const std::string& address) {
-    auto s = std::unique_ptr<Sink>(new Sink(address));
+  static std::unique_ptr<Sink> tcp(const std::string& address, const std::string& name) {
+    auto s = std::unique_ptr<Sink>(new Sink(name));
     s->fd_ = ingest::net::connect_tcp(address, "replay --to tcp");
+    const timeval stall{kStallSeconds, 0};
+    ::setsockopt(s->fd_.get(), SOL_SOCKET, SO_SNDTIMEO, &stall, sizeof stall);
+    ::setsockopt(s->fd_.get(), SOL_SOCKET, SO_RCVTIMEO, &stall, sizeof stall);
     return s;
   }
   Sink(const Sink&) = delete;
@@ -244,6 +253,8 @@ class Sink {
       const ssize_t w = ::send(fd_.get(), p, n, MSG_NOSIGNAL);
       if (w < 0) {
         if (errno == EINTR) continue;
+        if (errno == EAGAIN || errno == EWOULDBLOCK)
+          throw core::Error(fmt::format("replay: {} took no byte for {} s", name_, kStallSeconds));
         core::throw_errno(fmt::format("replay: sending to {}", name_), errno);
       }
       p += w;
@@ -251,17 +262,33 @@ class Sink {
     }
   }
 
-  // Everything written: the file closed, or the connection's sending side shut (the receiver
-  // reads to its end) and then closed.
+  // Everything written: the file closed; or the connection's sending side shut and the
+  // receiver's close awaited (it has read to the end).
   void close() {
     if (f_ != nullptr) {
       const int rc = std::fclose(f_);
       f_ = nullptr;
       if (rc != 0) core::throw_errno(fmt::format("replay: closing {}", name_), errno);
-    } else if (fd_.valid()) {
-      ::shutdown(fd_.get(), SHUT_WR);
-      fd_ = core::Fd();
+      return;
     }
+    if (!fd_.valid()) return;
+    if (::shutdown(fd_.get(), SHUT_WR) != 0) core::throw_errno(fmt::format("replay: ending the stream to {}", name_), errno);
+    char scratch[4096];
+    for (;;) {
+      const ssize_t r = ::recv(fd_.get(), scratch, sizeof scratch, 0);
+      if (r == 0) break;  // the receiver closed: it read everything
+      if (r > 0 || errno == EINTR) continue;
+      if (errno == EAGAIN || errno == EWOULDBLOCK)
+        throw core::Error(fmt::format("replay: {} did not close within {} s of the end of the stream", name_, kStallSeconds));
+      core::throw_errno(fmt::format("replay: waiting for {} to read to the end", name_), errno);
+    }
+    // The socket stays open until the Sink goes (after every writer is joined): abort() from
+    // another writer never meets a closed or reused descriptor.
+  }
+
+  // Another writer failed: a send blocked on this connection returns at once.
+  void abort() noexcept {
+    if (fd_.valid()) ::shutdown(fd_.get(), SHUT_RDWR);
   }
 
  private:
@@ -300,7 +327,7 @@ ReplayResult replay(const ReplayOptions& o) {
   // before anything went out.
   std::vector<std::unique_ptr<Sink>> sinks;
   for (int k = 0; k < c; ++k)
-    sinks.push_back(o.tcp.empty() ? Sink::file(r.files[static_cast<std::size_t>(k)]) : Sink::tcp(o.tcp));
+    sinks.push_back(o.tcp.empty() ? Sink::file(r.files[static_cast<std::size_t>(k)]) : Sink::tcp(o.tcp, r.destinations[static_cast<std::size_t>(k)]));
   // Writer k reads the input itself and takes every c-th chunk of lines (every c-th line when
   // paced): memory stays flat whatever the file size, and the page cache makes the extra
   // reads cheap.
@@ -308,6 +335,7 @@ ReplayResult replay(const ReplayOptions& o) {
   constexpr std::uint64_t kChunk = 4096;
   std::vector<std::thread> writers;
   std::vector<std::exception_ptr> failed(static_cast<std::size_t>(c));
+  std::atomic<bool> stop{false};  // a writer failed: the others stop too
   for (int k = 0; k < c; ++k) {
     writers.emplace_back([&, k] {
       try {
@@ -321,7 +349,7 @@ ReplayResult replay(const ReplayOptions& o) {
         // chunks and paced per writer, a short input went mostly to one writer at rate / c.)
         const std::uint64_t chunk = o.rate > 0 ? 1 : kChunk;
         std::uint64_t sent = 0, row = 0;
-        while (std::getline(src, l)) {
+        while (!stop.load(std::memory_order_relaxed) && std::getline(src, l)) {
           if (!l.empty() && l.back() == '\r') l.pop_back();
           if (l.empty()) continue;  // skipped, not sent
           const std::uint64_t index = row++;
@@ -350,6 +378,8 @@ ReplayResult replay(const ReplayOptions& o) {
         r.lines[static_cast<std::size_t>(k)] = sent;
       } catch (...) {
         failed[static_cast<std::size_t>(k)] = std::current_exception();
+        stop = true;
+        for (auto& sink : sinks) sink->abort();
       }
     });
   }

@@ -41,9 +41,12 @@ struct ReplayResult {
 };
 // Converts each data row to a JSON event (malformed rows go as the raw line they are) and
 // appends it to one of `concurrency` files, or sends it over one of `concurrency` TCP
-// connections, written by as many threads. Throws core::Error for a missing input, a header
-// that is not the user_log header, a file that cannot be written, or a connection refused or
-// lost (naming the file or the address).
+// connections, written by as many threads. Over TCP, a writer ends by shutting its sending
+// side and waiting for the receiver to close (it has read everything). Throws core::Error for
+// a missing input, a header that is not the user_log header, a file that cannot be written, a
+// connection refused, lost, or taking nothing for 60 s (naming the file or the address; one
+// writer's failure stops the others); an out_dir that cannot be created throws
+// std::filesystem::filesystem_error naming it.
 ReplayResult replay(const ReplayOptions& o);
 
 // The analyzer configuration of the paper's experiment (orders by age range, gender and day,

@@ -771,8 +771,12 @@ int AnalyzeJob::run(int stop_fd, bool drain) {
   auto next = Clock::now();
   for (;;) {
     const std::size_t n = j.pump();
-    // Drained: a poll that found nothing, with every Kafka partition at its end.
-    if (j.drain && n == 0 && (j.channel || static_cast<int>(j.at_end.size()) == j.partitions)) {
+    // Drained: a poll that found nothing, with the channel read up to its write position (not
+    // held at a record still being written or left by a dead writer, which wait() reclaims)
+    // or every Kafka partition at its end.
+    if (j.drain && n == 0 &&
+        (j.channel ? j.consumer->read_position() >= j.channel->stats().write_position
+                   : static_cast<int>(j.at_end.size()) == j.partitions)) {
       j.info("the input is drained: stopping");
       break;
     }

@@ -96,7 +96,7 @@ TEST(AnalyzeProcessTest, FromAChannelTheOutputsEqualARecount) {
 TEST(AnalyzeProcessTest, DrainingAChannelStopsByItselfWithTheOutputsOfARecount) {
   TempDir dir;
   const auto d = TianchiData::make(4, 500, 20000);
-  const std::uint64_t n = prepare_channel_job(dir, d, 16 << 20, 60000);  // no checkpoint but the last
+  const std::uint64_t n = prepare_channel_job(dir, d, 16 << 20, 60000);  // checkpoints at the start and the end only
   Child job({kTributary, "analyze", "--config", (dir / "analyze.toml").string(), "--drain"});
   ASSERT_EQ(job.wait(60s), 0) << "it stops by itself, cleanly";
   EXPECT_EQ(accounted(dir / "out"), n);

@@ -10,6 +10,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <fstream>
 #include <map>
 #include <set>
@@ -234,6 +235,51 @@ TEST(ReplayTest, OverTcpEachWriterSendsItsShareOnItsOwnConnection) {
   EXPECT_EQ(per_connection, per_writer) << "each connection carries its writer's reported share";
   EXPECT_EQ(got.size(), 20000u);
   EXPECT_EQ(r.malformed[0] + r.malformed[1] + r.malformed[2], 21u);
+}
+
+// One connection dropped by its receiver, the other never read: the failure of the first
+// stops the second at once (its blocked send is cut), and the replay says which one failed.
+TEST(ReplayTest, OneLostConnectionStopsEveryWriterWithAnError) {
+  TempDir dir;
+  {
+    std::ofstream f(dir / "log.csv");
+    f << "user_id,item_id,cat_id,seller_id,brand_id,time_stamp,action_type\n";
+    for (int i = 0; i < 400000; ++i) f << i << ",2,3,4,5,1111," << i % 4 << "\n";  // ~45 MB of JSON
+  }
+  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof a;
+  ASSERT_EQ(::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
+  ASSERT_EQ(::listen(fd, 16), 0);
+  ASSERT_EQ(::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len), 0);
+  std::vector<int> accepted;
+  std::thread acceptor([&] {
+    const int first = ::accept(fd, nullptr, nullptr);
+    const int second = ::accept(fd, nullptr, nullptr);
+    linger reset{1, 0};  // close with a reset: the writer's next send fails
+    ::setsockopt(first, SOL_SOCKET, SO_LINGER, &reset, sizeof reset);
+    ::close(first);
+    accepted.push_back(second);  // never read
+  });
+  ReplayOptions o;
+  o.input = dir / "log.csv";
+  o.tcp = "127.0.0.1:" + std::to_string(ntohs(a.sin_port));
+  o.concurrency = 2;
+  const auto t0 = std::chrono::steady_clock::now();
+  std::string error;
+  try {
+    (void)replay(o);
+  } catch (const core::Error& e) {
+    error = e.what();
+  }
+  acceptor.join();
+  for (const int c : accepted) ::close(c);
+  ::close(fd);
+  EXPECT_NE(error.find(o.tcp + " connection"), std::string::npos) << "the error names the connection: " << error;
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(30))
+      << "the unread connection did not hold the replay until its 60 s stall limit";
 }
 
 TEST(ReplayTest, ARefusedConnectionOrAnUnwritableDirectoryIsAnErrorNamingIt) {

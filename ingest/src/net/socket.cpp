@@ -93,7 +93,7 @@ core::Fd bind_udp(const std::string& address, std::size_t receive_buffer, const 
 core::Fd connect_tcp(const std::string& address, const std::string& what) {
   AddrInfo ai;
   resolve(address, SOCK_STREAM, what, ai, /*passive=*/false);
-  int last = 0;
+  int last = EADDRNOTAVAIL;  // (an empty address list)
   for (const addrinfo* a = ai.list; a != nullptr; a = a->ai_next) {
     core::Fd fd(::socket(a->ai_family, a->ai_socktype | SOCK_CLOEXEC, a->ai_protocol));
     if (!fd.valid()) {

@@ -169,8 +169,9 @@ class AnalyzeJob {
   ~AnalyzeJob();
   // Opens the input (waiting for a Kafka topic to exist), then runs until `stop_fd` is
   // readable; checkpoints on the way and at the end. Exit status. With `drain`, it also stops
-  // by itself once the input has nothing more to read (the channel has no committed record
-  // left, every Kafka partition is at its end): a batch run over what is there, like kcat -e.
+  // by itself once the input has nothing more to read (the channel read up to its write
+  // position, every Kafka partition at its end): a batch run over what is there, like kcat -e.
+  // A partition that never reaches its end (its leader gone) keeps it running until stopped.
   // The checkpoint mode only (throws core::Error in the Kafka-transaction mode).
   int run(int stop_fd, bool drain = false);
   // Kafka-transaction mode only: just the reader of the output topic that writes the files of
