@@ -3,7 +3,8 @@
 # experiment (parse, filter, join, labels, three group-bys, dedup), with `analyze --drain` so
 # that each run ends by itself once the channel is read. Two settings side by side, interleaved:
 # checkpoints every second (the default) and checkpoints off (one at the start and one at the
-# end: the interval at its maximum, an hour), for the cost of checkpointing. The channel is filled once by an agent tailing the replayed log (not timed).
+# end: the interval at its maximum, an hour), for the cost of checkpointing. The channel is
+# filled once by an agent tailing the replayed log (not timed).
 # Each figure the median of --repeat runs, timed from process start to exit (dimension-table
 # load included).
 #

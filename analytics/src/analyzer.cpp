@@ -93,11 +93,14 @@ Outcome Analyzer::reject(const Event& e, std::string_view reason) {
   return Outcome::kRejected;
 }
 
+bool Analyzer::first_time(const Event& e) {
+  if (ledger_.mark(e.id)) return true;
+  ++stats_.duplicates;
+  return false;
+}
+
 Outcome Analyzer::process(const Event& e) {
-  if (!ledger_.mark(e.id)) {
-    ++stats_.duplicates;
-    return Outcome::kDuplicate;
-  }
+  if (!first_time(e)) return Outcome::kDuplicate;
   return count(e, extractor_.extract(e.payload, fields_));
 }
 
@@ -106,11 +109,7 @@ void Analyzer::process_batch(std::span<const Event> events) {
   for (const Event& e : events) payloads_.push_back(e.payload);
   // A copy is parsed with the batch but not counted: the ledger decides, in order, as process().
   extractor_.extract_batch(payloads_, fields_, [&](std::size_t i, Reject r, std::size_t) {
-    if (!ledger_.mark(events[i].id)) {
-      ++stats_.duplicates;
-      return;
-    }
-    (void)count(events[i], r);
+    if (first_time(events[i])) (void)count(events[i], r);
   });
 }
 

@@ -122,6 +122,7 @@ class Analyzer {
  private:
   Outcome reject(const Event& e, std::string_view reason);
   Outcome count(const Event& e, Reject extracted);  // everything after the field extraction
+  bool first_time(const Event& e);  // the ledger: false (a copy, counted as such) if seen before
   void build_key(const std::vector<KeyPart>& parts);
   std::optional<std::string_view> joined(std::size_t column);  // of the current event
   AnalyzerSpec spec_;
