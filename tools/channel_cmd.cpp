@@ -1,4 +1,4 @@
-// `tributary channel create|stat|dump|demo`: manage and inspect channel files, and the
+// `tributary channel create|stat|dump|recover|demo`: manage and inspect channel files, and the
 // channel's own demonstration (several producer processes -> one consumer, checked exactly once).
 #include <sys/wait.h>
 #include <unistd.h>
@@ -42,14 +42,15 @@ void print_stats(const Channel& ch, bool json) {
         R"({{"path":"{}","capacity":{},"max_payload":{},"write_position":{},"next_channel_seq":{},"oldest_retained":{},"used_bytes":{},)"
         R"("records_written":{},"bytes_written":{},"abandoned_records":{},"abandoned_bytes":{},"corrupt_records":{},"corrupt_bytes":{},)"
         R"("producer_waits":{},"full_rejections":{},"oversize_rejections":{},"sync_failures":{},"live_producers":{},"consumers":[{}],)"
-        R"("last_recovery":{{"ran":{},"salvaged":{},"dropped_records":{},"dropped_bytes":{},"abandoned_claims":{},"cursors_moved":{},"file_bytes_found":{}}}}})"
+        R"("last_recovery":{{"ran":{},"at_ns":{},"salvaged":{},"dropped_records":{},"dropped_bytes":{},"abandoned_claims":{},"cursors_moved":{},"file_bytes_found":{}}},)"
+        R"("opened_after_clean_close":{},"closed_cleanly":{}}})"
         "\n",
         ch.path().string(), s.capacity, s.max_payload, s.write_position, s.next_channel_seq, s.oldest_retained,
         s.used_bytes, s.records_written, s.bytes_written, s.abandoned_records, s.abandoned_bytes, s.corrupt_records,
         s.corrupt_bytes, s.producer_waits, s.full_rejections, s.oversize_rejections, s.sync_failures, s.live_producers, consumers,
-        s.last_recovery.ran, s.last_recovery.records_salvaged, s.last_recovery.records_dropped,
+        s.last_recovery.ran, s.last_recovery.at_ns, s.last_recovery.records_salvaged, s.last_recovery.records_dropped,
         s.last_recovery.bytes_dropped, s.last_recovery.abandoned_claims, s.last_recovery.cursors_moved,
-        s.last_recovery.file_bytes_found);
+        s.last_recovery.file_bytes_found, s.opened_after_clean_close, s.closed_cleanly);
     return;
   }
   fmt::print("channel      {}\n", ch.path().string());
@@ -77,6 +78,8 @@ void print_stats(const Channel& ch, bool json) {
   if (s.last_recovery.file_bytes_found != 0)
     fmt::print("truncated    the file had been cut to {} bytes; grown back and recovered\n",
                s.last_recovery.file_bytes_found);
+  if (s.opened_after_clean_close) fmt::print("last open    after a clean close: no recovery scan\n");
+  if (s.closed_cleanly) fmt::print("closed       cleanly: the next opener skips the recovery scan\n");
   fmt::print("crc32c       {}\n", core::crc32c_is_hardware() ? "hardware (SSE4.2)" : "software");
 }
 
@@ -261,6 +264,25 @@ void add_channel_commands(CLI::App& app, int& exit_code) {
           return dump_args->limit == 0 || ++shown < dump_args->limit;
         },
         from);
+    exit_code = 0;
+  });
+
+  auto recover_path = std::make_shared<std::string>();
+  CLI::App* recover = chan->add_subcommand(
+      "recover", "Run the full recovery scan now, even after a clean close (a file suspected damaged since)");
+  recover->add_option("path", *recover_path, "Channel file")->required();
+  recover->callback([recover_path, &exit_code] {
+    core::OpenOptions oo;
+    oo.trust_clean_close = false;
+    const auto before = std::chrono::system_clock::now();
+    Channel ch = Channel::open(*recover_path, oo);
+    const core::ChannelStats s = ch.stats();
+    if (std::chrono::system_clock::time_point(std::chrono::nanoseconds(s.last_recovery.at_ns)) < before) {
+      fmt::print(stderr, "{} is open in another process: recovery runs when the last one detaches\n", *recover_path);
+      exit_code = 1;
+      return;
+    }
+    print_stats(ch, false);
     exit_code = 0;
   });
 

@@ -46,6 +46,46 @@ bool cas16(void* addr, std::uint64_t& lo, std::uint64_t& hi, std::uint64_t new_l
 }
 
 
+// --- The clean-close mark ------------------------------------------------------------------
+// Recovery reads the whole ring: O(capacity), and for a file on disk a read of all of it back
+// into the page cache. It rebuilds what a crash may have left half-done. A process that
+// detaches last, with no writer dead inside the file, leaves nothing half-done: it writes a
+// mark that lets the next exclusive opener skip the scan, as a Kafka broker skips log recovery
+// after a clean shutdown. The mark is a digest of the write head, the sequence, the retention
+// head and the consumers' cursors (any append or commit after it makes it stale), mixed with
+// either
+//   - the boot id: trusted only while the page cache it describes is the running kernel's (a
+//     power loss or a kernel crash means a new boot, and so a full scan); or
+//   - nothing, when the closer synced the whole file before the mark and the mark after it
+//     (sync policy interval or every-commit): trusted across reboots.
+// The low bit says which. Every writable opener clears the mark before it writes anything, and
+// syncs the clearing when the mark was durable.
+std::uint64_t clean_close_mark(const Header* h, const ConsumerSlot* consumers, bool durable, std::uint64_t boot) noexcept {
+  auto mix = [](std::uint64_t z) {  // splitmix64's finaliser
+    z += 0x9E3779B97F4A7C15ull;
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+  };
+  std::uint64_t x = mix(durable ? 0 : boot);
+  for (const std::uint64_t v : {load_u64(&h->tail.pos), load_u64(&h->tail.seq), load_u64(&h->head.head), h->capacity})
+    x = mix(x ^ v);
+  for (std::uint32_t i = 0; i < kConsumerSlots; ++i)  // the cursors a scan would move onto records
+    x = mix(x ^ (consumers[i].cursor.load() + consumers[i].state.load()));
+  return (x & ~std::uint64_t{3}) | 2u | (durable ? 1u : 0u);  // never 0
+}
+
+void ChannelState::mark_clean_close(bool synced) noexcept {
+  for (std::uint32_t i = 0; i < kProducerSlots; ++i)
+    if (producers[i].pid.load() != 0) return;  // a writer died in the file: the next opener recovers
+  if (synced) {
+    hdr->clean_close.store(clean_close_mark(hdr, consumers, true, 0));
+    if (sync_range(0, sizeof(Header))) return;
+  }
+  const std::uint64_t boot = boot_id_digest();
+  hdr->clean_close.store(boot == 0 ? 0 : clean_close_mark(hdr, consumers, false, boot));
+}
+
 ChannelState::~ChannelState() {
   if (syncer.joinable()) {
     {
@@ -55,7 +95,12 @@ ChannelState::~ChannelState() {
     sync_cv.notify_all();
     syncer.join();
   }
-  if (file.writable() && options.sync != SyncPolicy::kNone) (void)sync_all();
+  if (!file.writable() || !opened) return;
+  // Last to detach? The upgrade fails while any other open of the file holds its lock (and
+  // drops ours then, as closing the file is about to).
+  const bool last = !file.faulted() && file.intact() && file.try_lock_exclusive();
+  const bool synced = options.sync != SyncPolicy::kNone && sync_all();
+  if (last) mark_clean_close(synced);
 }
 
 bool ChannelState::sync_all() const noexcept { return sync_range(0, file.size()); }
@@ -447,6 +492,27 @@ std::uint64_t restore_truncated(MappedFile& file) {
   return found;
 }
 
+// Clears the clean-close mark before this process writes anything; returns what it was.
+std::uint64_t take_clean_close(ChannelState& st) {
+  const std::uint64_t mark = st.hdr->clean_close.exchange(0);
+  if ((mark & 1u) != 0)
+    if (const int err = st.file.sync(0, sizeof(Header), true); err != 0)
+      throw_errno(fmt::format("cannot clear the clean-close mark of {} on disk", st.file.path().string()), err);
+  return mark;
+}
+
+// True if `mark` (taken by the exclusive opener) vouches for the file as it is now.
+bool clean_close_holds(const ChannelState& st, std::uint64_t mark) noexcept {
+  if (mark == 0) return false;
+  const bool durable = (mark & 1u) != 0;
+  const std::uint64_t boot = durable ? 0 : boot_id_digest();
+  if (!durable && boot == 0) return false;
+  if (clean_close_mark(st.hdr, st.consumers, durable, boot) != mark) return false;
+  for (std::uint32_t i = 0; i < kProducerSlots; ++i)
+    if (st.producers[i].pid.load() != 0) return false;
+  return true;
+}
+
 // `fresh`: the file was just created by us; there is nothing to recover.
 std::shared_ptr<ChannelState> open_state(const std::filesystem::path& path, const OpenOptions& options,
                                          bool fresh = false) {
@@ -456,13 +522,28 @@ std::shared_ptr<ChannelState> open_state(const std::filesystem::path& path, cons
   auto st = attach(std::move(file), options);
   if (options.pretouch && !options.read_only) pretouch(st->file.data(), st->file.size());
   if (exclusive && !fresh) {
-    recover(*st);
-    st->hdr->recovery_file_bytes.store(found);
-    if (st->file.faulted())  // the file shrank while recovery read it: what it wrote is not to be trusted
-      throw Error(fmt::format("{} was truncated while it was being recovered; open it again", path.string()));
+    const std::uint64_t mark = take_clean_close(*st);
+    if (found == 0 && options.trust_clean_close && clean_close_holds(*st, mark)) {
+      // Every process detached cleanly: nothing is half-done. Only the owners are stale.
+      for (std::uint32_t i = 0; i < kConsumerSlots; ++i) {
+        st->consumers[i].owner_pid.store(0);
+        if (st->consumers[i].state.load() == kRegistering) st->consumers[i].state.store(kFree);
+      }
+      st->hdr->last_open.store(kOpenedAfterCleanClose);
+    } else {
+      recover(*st);
+      st->hdr->recovery_file_bytes.store(found);
+      st->hdr->last_open.store(kOpenedAfterScan);
+      if (st->file.faulted())  // the file shrank while recovery read it: what it wrote is not to be trusted
+        throw Error(fmt::format("{} was truncated while it was being recovered; open it again", path.string()));
+    }
   }
-  if (!options.read_only) st->file.lock_shared();  // downgrade (or wait for a recovering opener)
+  if (!options.read_only) {
+    st->file.lock_shared();  // downgrade (or wait for a recovering or closing process)
+    if (!exclusive) (void)take_clean_close(*st);
+  }
   start_syncer(*st);
+  st->opened = true;
   return st;
 }
 
@@ -673,13 +754,16 @@ ChannelStats Channel::stats() const {
   s.full_rejections = h->full_rejections.load();
   s.oversize_rejections = h->oversize_rejections.load();
   s.sync_failures = h->sync_failures.load();
-  s.last_recovery.ran = h->recovery_ns.load() != 0;
+  s.last_recovery.at_ns = h->recovery_ns.load();
+  s.last_recovery.ran = s.last_recovery.at_ns != 0;
   s.last_recovery.records_salvaged = h->recovery_salvaged.load();
   s.last_recovery.records_dropped = h->recovery_dropped_records.load();
   s.last_recovery.bytes_dropped = h->recovery_dropped_bytes.load();
   s.last_recovery.abandoned_claims = h->recovery_abandoned.load();
   s.last_recovery.cursors_moved = h->recovery_cursors_moved.load();
   s.last_recovery.file_bytes_found = h->recovery_file_bytes.load();
+  s.opened_after_clean_close = h->last_open.load() == kOpenedAfterCleanClose;
+  s.closed_cleanly = h->clean_close.load() != 0;
   return s;
 }
 
@@ -701,8 +785,12 @@ std::uint64_t Channel::walk(const std::function<bool(const Record&)>& f, std::op
       p = st.lap_end(p);
       continue;
     }
-    if (tag == make_tag(p, kSkipTag) && h->length.load() >= 16) {
-      p += h->length.load();
+    if (tag == make_tag(p, kSkipTag)) {
+      // A skip written by us is 8-aligned and inside its lap; anything else is damage at rest
+      // (after a clean close no scan has vouched for the ring): stop there.
+      const std::uint32_t len = h->length.load();
+      if (len < kMinSkip || len % kRecordAlign != 0 || p + len > st.lap_end(p)) break;
+      p += len;
       continue;
     }
     std::uint64_t size = 0;

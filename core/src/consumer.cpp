@@ -122,7 +122,7 @@ std::size_t Consumer::poll(std::span<Record> out) noexcept {
       p = st.lap_end(p);
     } else if (tag == make_tag(p, kSkipTag)) {
       const std::uint32_t len = h->length.load(std::memory_order_relaxed);
-      if (len < 16 || len % kRecordAlign != 0) break;
+      if (len < kMinSkip || len % kRecordAlign != 0 || p + len > st.lap_end(p)) break;  // damage, not ours
       p += len;
     } else {
       break;

@@ -152,6 +152,63 @@ TEST(ChannelProcessTest, RecoveryClosesADeadWritersClaimWhenNobodyIsAttached) {
   ASSERT_EQ(c.poll(buf), 10u) << "readable at once, without waiting out a timeout";
 }
 
+// With `ch` open here: a helper process claims one record and is killed with SIGKILL before it
+// publishes it; ten records of source 2 are appended behind its claim.
+void ten_records_behind_a_dead_claim(Channel& ch) {
+  Child claimer({kHelper, "claim", ch.path().string(), "1", "0"});
+  ASSERT_EQ(claimer.read_line(10s), "claimed");
+  Producer p = ch.producer();
+  for (std::uint64_t i = 0; i < 10; ++i) ASSERT_EQ(p.append({2, i}, payload_for(2, i, 50)), AppendStatus::kOk);
+  claimer.kill_and_reap();
+}
+
+// A writer killed with SIGKILL leaves its producer slot behind. The process that detaches last
+// after it, cleanly, must not vouch for the file: the next opener scans and closes the claim.
+TEST(ChannelProcessTest, ADeadWritersSlotKeepsTheLastCloserFromMarkingTheFileClean) {
+  TempDir dir;
+  const auto path = dir / "a.chan";
+  {
+    Channel ch = Channel::create(path, config());
+    (void)ch.consumer("reader");
+    ASSERT_NO_FATAL_FAILURE(ten_records_behind_a_dead_claim(ch));
+  }  // the last to detach, cleanly, with the dead writer's slot still in the file
+  {
+    Channel observer = Channel::open(path, {.read_only = true});
+    EXPECT_FALSE(observer.stats().closed_cleanly);
+  }
+  Channel ch = Channel::open(path);
+  EXPECT_FALSE(ch.stats().opened_after_clean_close);
+  EXPECT_EQ(ch.stats().last_recovery.abandoned_claims, 1u);
+  Consumer c = ch.consumer("reader");
+  std::vector<Record> buf(16);
+  ASSERT_EQ(c.poll(buf), 10u) << "readable at once, without waiting out a timeout";
+}
+
+// Once a consumer has closed the dead writer's claim and given its slot back, nothing in the
+// file is half-done: a clean close is trusted, and the next open does not scan.
+TEST(ChannelProcessTest, AfterADeadWritersClaimIsClosedACleanCloseIsTrusted) {
+  TempDir dir;
+  const auto path = dir / "a.chan";
+  {
+    Channel ch = Channel::create(path, config(), fast_abandon());
+    Consumer c = ch.consumer("reader");
+    ASSERT_NO_FATAL_FAILURE(ten_records_behind_a_dead_claim(ch));
+    ASSERT_EQ(drain(c, 10, 10s).size(), 10u);
+    c.commit();
+    ASSERT_EQ(ch.stats().abandoned_records, 1u);
+  }
+  Channel ch = Channel::open(path);
+  EXPECT_TRUE(ch.stats().opened_after_clean_close);
+  EXPECT_EQ(ch.stats().abandoned_records, 1u);
+  Producer p = ch.producer();
+  ASSERT_EQ(p.append({2, 10}, payload_for(2, 10, 50)), AppendStatus::kOk);
+  Consumer c = ch.consumer("reader");
+  std::vector<Record> buf(16);
+  ASSERT_EQ(c.poll(buf), 1u);
+  EXPECT_EQ(buf[0].id.sequence, 10u);
+  EXPECT_EQ(buf[0].channel_seq, 11u) << "the sequence goes on after the abandoned record and the ten";
+}
+
 // Recovery is itself killed part-way, again and again: the next one must still know the dead
 // writer's claim (its slot is cleared only when recovery ends) and close it as abandoned, not
 // mistake it for corruption or, for a batch published last record first, salvage half of it.

@@ -1,6 +1,7 @@
 // Recovery on open: bit flips, torn tails, stale laps and lost header updates. Every test
 // checks what is delivered against what was written: corrupt records never come out, and
-// every record not touched by the damage does.
+// every record not touched by the damage does. The damage models a power loss, so each test
+// also drops the clean-close mark, as the reboot after it would (forget_clean_close).
 #include <gtest/gtest.h>
 
 #include <fstream>
@@ -17,6 +18,7 @@ namespace {
 
 using testing::data_offset;
 using testing::drain;
+using testing::forget_clean_close;
 using testing::payload_for;
 using testing::TempDir;
 
@@ -87,6 +89,7 @@ TEST(ChannelRecoveryTest, NeverDeliversABitFlippedRecordAndKeepsEveryUntouchedOn
       for (const auto& w : written)
         if (off >= w.position && off < w.position + w.size) touched.insert(w.seq);
     }
+    forget_clean_close(path);
     Channel ch = Channel::open(path);
     Consumer c = ch.consumer("reader");
     auto got = drain(c, written.size(), std::chrono::milliseconds(50));
@@ -112,6 +115,7 @@ TEST(ChannelRecoveryTest, TornLastRecordIsDroppedAndWritingContinuesTheSequence)
   const auto& last = written.back();
   // Tear the last record: its second half never reached the disk.
   write_bytes(path, data_offset(path) + last.position + last.size / 2, std::string(last.size - last.size / 2, '\0'));
+  forget_clean_close(path);
   Channel ch = Channel::open(path);
   EXPECT_EQ(ch.stats().write_position, last.position) << "write head after the last record that continues";
   EXPECT_EQ(ch.stats().next_channel_seq, last.seq);
@@ -170,6 +174,7 @@ TEST(ChannelRecoveryTest, HeaderShapedBytesInsideAPayloadAreNotARecord) {
   const std::uint64_t fake_tag = fake_pos | 1;
   write_bytes(path, data_offset(path) + fake_pos, std::string(reinterpret_cast<const char*>(&fake_tag), 8));
   write_bytes(path, data_offset(path) + w.position, std::string(8, '\x55'));
+  forget_clean_close(path);
   Channel ch = Channel::open(path);
   Consumer c = ch.consumer("reader");
   auto got = drain(c, written.size(), std::chrono::milliseconds(50));
@@ -193,6 +198,7 @@ TEST(ChannelRecoveryTest, CursorInsideADamagedRegionMovesToTheNextRecord) {
   }
   // Destroy records 11 and 12: the cursor's record is gone.
   write_bytes(path, data_offset(path) + written[11].position, std::string(written[11].size + written[12].size, '\x77'));
+  forget_clean_close(path);
   Channel ch = Channel::open(path);
   Consumer c = ch.consumer("late");
   EXPECT_EQ(c.committed(), written[13].position);

@@ -545,6 +545,7 @@ TEST(ChannelTest, ASourceUpdateLeftHalfDoneByADeadWriterStillReads) {
     }
     ASSERT_TRUE(found);
   }
+  testing::forget_clean_close(path);  // the killed writer never closed
   {
     OpenOptions ro;
     ro.read_only = true;  // takes no lock and runs no recovery: the odd version stays
@@ -562,6 +563,166 @@ TEST(ChannelTest, ASourceUpdateLeftHalfDoneByADeadWriterStillReads) {
   EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::milliseconds(500)) << "recovery left it odd";
   ASSERT_TRUE(sp.has_value());
   EXPECT_EQ(sp->next_sequence, 1u);
+}
+
+static_assert(offsetof(detail::Header, clean_close) == testing::kCleanCloseOffset, "tests damage the file by offset");
+
+std::uint64_t clean_close_word(const std::filesystem::path& path) {
+  std::ifstream f(path, std::ios::binary);
+  f.seekg(static_cast<std::streamoff>(testing::kCleanCloseOffset));
+  std::uint64_t v = 0;
+  f.read(reinterpret_cast<char*>(&v), sizeof v);
+  return v;
+}
+
+// Writes `n` records of source 1, half of them consumed and committed by "reader".
+void write_and_close(const std::filesystem::path& path, std::uint64_t n, const OpenOptions& options = {}) {
+  Channel ch = Channel::create(path, small_config(), options);
+  Consumer c = ch.consumer("reader");
+  Producer p = ch.producer();
+  for (std::uint64_t i = 0; i < n; ++i) ASSERT_EQ(p.append({1, i}, payload_for(1, i, 40)), AppendStatus::kOk);
+  ASSERT_EQ(drain(c, n / 2).size(), n / 2);
+  c.commit();
+}
+
+TEST(ChannelTest, OpeningAfterACleanCloseSkipsTheRecoveryScanAndGoesOn) {
+  TempDir dir;
+  const auto path = dir / "a.chan";
+  write_and_close(path, 100);
+  {
+    Channel observer = Channel::open(path, {.read_only = true});
+    EXPECT_TRUE(observer.stats().closed_cleanly);
+  }
+  Channel ch = Channel::open(path);
+  EXPECT_TRUE(ch.stats().opened_after_clean_close);
+  EXPECT_FALSE(ch.stats().last_recovery.ran) << "no scan since the file was created";
+  EXPECT_FALSE(ch.stats().closed_cleanly) << "a writable opener clears the mark before it writes";
+  EXPECT_EQ(clean_close_word(path), 0u);
+  Producer p = ch.producer();
+  ASSERT_EQ(p.append({1, 100}, payload_for(1, 100, 40)), AppendStatus::kOk);
+  Consumer c = ch.consumer("reader");
+  const auto seen = drain(c, 51);
+  ASSERT_EQ(seen.size(), 51u);
+  for (std::uint64_t i = 0; i < 51; ++i) {
+    EXPECT_EQ(seen[i].id.sequence, 50 + i);
+    EXPECT_EQ(seen[i].channel_seq, 50 + i);
+    EXPECT_EQ(seen[i].payload, payload_for(1, 50 + i, 40));
+  }
+}
+
+TEST(ChannelTest, AMarkThatDoesNotMatchTheFileIsNotTrusted) {
+  TempDir dir;
+  const auto path = dir / "a.chan";
+  write_and_close(path, 100);
+  const std::uint64_t mark = clean_close_word(path) ^ (std::uint64_t{1} << 40);  // not this file's state
+  {
+    std::fstream f(path, std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(static_cast<std::streamoff>(testing::kCleanCloseOffset));
+    f.write(reinterpret_cast<const char*>(&mark), sizeof mark);
+  }
+  Channel ch = Channel::open(path);
+  EXPECT_FALSE(ch.stats().opened_after_clean_close);
+  EXPECT_TRUE(ch.stats().last_recovery.ran);
+  EXPECT_EQ(ch.stats().last_recovery.records_salvaged, 50u) << "the scan walks from the committed cursor";
+}
+
+TEST(ChannelTest, ACursorDamagedAfterACleanCloseMakesTheOpenScan) {
+  TempDir dir;
+  const auto path = dir / "a.chan";
+  write_and_close(path, 100);
+  const detail::Layout l = detail::Layout::compute(small_config().capacity, small_config().source_slots);
+  const auto at = static_cast<std::streamoff>(l.consumers_off + offsetof(detail::ConsumerSlot, cursor));
+  {
+    std::fstream f(path, std::ios::in | std::ios::out | std::ios::binary);
+    std::uint64_t cursor = 0;
+    f.seekg(at);
+    f.read(reinterpret_cast<char*>(&cursor), sizeof cursor);
+    ASSERT_NE(cursor, 0u) << "reader committed half of the records";
+    cursor += 3;  // inside a record
+    f.seekp(at);
+    f.write(reinterpret_cast<const char*>(&cursor), sizeof cursor);
+  }
+  Channel ch = Channel::open(path);
+  EXPECT_FALSE(ch.stats().opened_after_clean_close) << "the mark covers the cursors";
+  EXPECT_EQ(ch.stats().last_recovery.cursors_moved, 1u);
+  Consumer c = ch.consumer("reader");
+  const auto seen = drain(c, 50, std::chrono::milliseconds(100));
+  ASSERT_EQ(seen.size(), 49u) << "the cursor moved onto the next record boundary";
+  EXPECT_EQ(seen.front().id.sequence, 51u);
+}
+
+TEST(ChannelTest, OnlyTheLastHandleToDetachMarksTheFileClean) {
+  TempDir dir;
+  const auto path = dir / "a.chan";
+  write_and_close(path, 10);
+  auto first = std::make_optional(Channel::open(path));
+  {
+    Channel second = Channel::open(path);  // its own open file, as another process's would be
+    Producer p = second.producer();
+    ASSERT_EQ(p.append({1, 10}, "x"), AppendStatus::kOk);
+  }
+  EXPECT_EQ(clean_close_word(path), 0u) << "another open of the file was still attached";
+  first.reset();
+  EXPECT_NE(clean_close_word(path), 0u);
+}
+
+TEST(ChannelTest, UnderASyncPolicyTheMarkIsDurableAndItsClearingIsSynced) {
+  TempDir dir;
+  const auto path = dir / "a.chan";
+  write_and_close(path, 10);
+  EXPECT_EQ(clean_close_word(path) & 1u, 0u) << "sync none: the mark is bound to this boot";
+  {
+    Channel ch = Channel::open(path, {.sync = SyncPolicy::kInterval});
+    EXPECT_TRUE(ch.stats().opened_after_clean_close);
+  }
+  EXPECT_EQ(clean_close_word(path) & 1u, 1u) << "synced before the mark: trusted across a reboot";
+  Channel ch = Channel::open(path);
+  EXPECT_TRUE(ch.stats().opened_after_clean_close);
+  EXPECT_EQ(clean_close_word(path), 0u);
+}
+
+TEST(ChannelTest, RecoverScansEvenAfterACleanClose) {
+  TempDir dir;
+  const auto path = dir / "a.chan";
+  write_and_close(path, 100);
+  Channel ch = Channel::open(path, {.trust_clean_close = false});
+  EXPECT_FALSE(ch.stats().opened_after_clean_close);
+  EXPECT_TRUE(ch.stats().last_recovery.ran);
+  EXPECT_EQ(ch.stats().last_recovery.records_salvaged, 50u);
+}
+
+// Damage at rest after a clean close, on the same boot (something wrote into the file): the
+// open does not scan, but a consumer verifies every record: the damaged one is counted, never
+// delivered, and every other one is.
+TEST(ChannelTest, ARecordDamagedAfterACleanCloseIsNeverDelivered) {
+  TempDir dir;
+  const auto path = dir / "a.chan";
+  write_and_close(path, 100);
+  std::uint64_t at = 0;
+  {
+    Channel observer = Channel::open(path, {.read_only = true});
+    observer.walk([&](const Record& r) {
+      if (r.id.sequence == 70) at = r.position + kRecordHeaderSize + 10;
+      return r.id.sequence < 70;
+    });
+  }
+  ASSERT_NE(at, 0u);
+  {
+    std::fstream f(path, std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(static_cast<std::streamoff>(testing::data_offset(path) + at));
+    f.put('!');
+  }
+  Channel ch = Channel::open(path);
+  ASSERT_TRUE(ch.stats().opened_after_clean_close);
+  Consumer c = ch.consumer("reader");
+  const auto seen = drain(c, 50, std::chrono::milliseconds(100));
+  ASSERT_EQ(seen.size(), 49u);
+  for (const auto& r : seen) {
+    EXPECT_NE(r.id.sequence, 70u);
+    EXPECT_EQ(r.payload, payload_for(1, r.id.sequence, 40));
+  }
+  EXPECT_EQ(c.skipped_records(), 1u);
+  EXPECT_EQ(ch.stats().corrupt_records, 1u);
 }
 
 }  // namespace

@@ -25,6 +25,20 @@ inline std::uint64_t data_offset(const std::filesystem::path& p) {
   return v;
 }
 
+// Offset of Header::clean_close (channel_test checks it against the layout).
+inline constexpr std::uint64_t kCleanCloseOffset = 504;
+
+// What a crash or a reboot leaves: no clean-close mark the next opener can trust (a killed
+// process never closes; a reboot changes the boot id a mark is bound to). Tests that damage a
+// cleanly closed file to model a power loss call it, so that opening runs recovery as it
+// would after that power loss.
+inline void forget_clean_close(const std::filesystem::path& p) {
+  std::fstream f(p, std::ios::in | std::ios::out | std::ios::binary);
+  const std::uint64_t zero = 0;
+  f.seekp(static_cast<std::streamoff>(kCleanCloseOffset));
+  f.write(reinterpret_cast<const char*>(&zero), sizeof zero);
+}
+
 // Payload of event (source, seq): self-describing text padded to `len` bytes (>= 0).
 inline std::string payload_for(std::uint64_t source, std::uint64_t seq, std::size_t len) {
   std::string s = "s" + std::to_string(source) + "q" + std::to_string(seq) + ":";

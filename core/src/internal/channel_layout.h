@@ -115,7 +115,7 @@ struct alignas(kCacheLine) Header {
   std::uint32_t producer_slots;
   std::uint32_t consumer_slots;
   std::uint32_t layout_size;  // sizeof(Header): catches a build with a different layout
-  std::uint32_t unused0;
+  std::atomic<std::uint32_t> last_open;  // LastOpen: how the last exclusive opener made the file consistent
   std::int64_t created_ns;
 
   // --- hot words, each on its own cache line ---
@@ -146,7 +146,12 @@ struct alignas(kCacheLine) Header {
   std::atomic<std::uint64_t> recovery_abandoned;
   std::atomic<std::uint64_t> recovery_cursors_moved;
   std::atomic<std::uint64_t> recovery_file_bytes;  // size found when the file was truncated; 0 = whole
+  // Set by the last process to detach cleanly, cleared by every writable opener: see
+  // clean_close_mark() in channel.cpp. 0 = not closed cleanly since the last attach.
+  std::atomic<std::uint64_t> clean_close;
 };
+static_assert(sizeof(Header) == 8 * kCacheLine, "the header layout is part of the file format");
+enum LastOpen : std::uint32_t { kNeverOpened = 0, kOpenedAfterScan = 1, kOpenedAfterCleanClose = 2 };
 
 [[nodiscard]] constexpr std::uint64_t align_up(std::uint64_t v, std::uint64_t a) noexcept { return (v + a - 1) / a * a; }
 
@@ -178,6 +183,7 @@ struct ChannelState {
   std::uint32_t source_slots = 0;
   Crc32cFn crc = crc32c_function();  // resolved once: no feature check per record
   bool asymmetric = false;           // membarrier available: see os.h
+  bool opened = false;               // validated and recovered: only then may closing mark it clean
 
   // Interval syncer (SyncPolicy::kInterval).
   std::mutex sync_mu;
@@ -204,6 +210,8 @@ struct ChannelState {
   bool sync_all() const noexcept;
   // msync of [offset, offset+len) of the file; false (and counted) if it failed.
   bool sync_range(std::uint64_t offset, std::uint64_t len) const noexcept;
+  // Called by the last process to detach (it holds the exclusive lock): see channel.cpp.
+  void mark_clean_close(bool synced) noexcept;
   void wake_consumers() noexcept;
   void wake_producers() noexcept;
 

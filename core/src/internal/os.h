@@ -18,6 +18,10 @@ struct ProcessIdentity {
 [[nodiscard]] std::uint64_t process_start_time(std::uint32_t pid) noexcept;
 // True while a process with this pid and start time exists.
 [[nodiscard]] bool process_alive(std::uint32_t pid, std::uint64_t start_time) noexcept;
+// A 64-bit digest of this boot's id (/proc/sys/kernel/random/boot_id): it changes with every
+// boot, so what it is mixed into is known to come from the running kernel's page cache.
+// 0 when it cannot be read.
+[[nodiscard]] std::uint64_t boot_id_digest() noexcept;
 
 // FUTEX_WAIT without the private flag: works across processes mapping the same file.
 // Returns when woken, on timeout, on a signal, or at once if *word != expected.

@@ -19,7 +19,9 @@
 //   grown back to its size): records from the oldest
 //   committed cursor are validated; torn/corrupt ones are skipped (resynchronising on the
 //   next valid header), counted and never delivered; the write head is put after the last
-//   record that continues the channel sequence.
+//   record that continues the channel sequence. After a clean close (the last process
+//   detached with no writer dead in the file) on this boot, or one synced under a sync
+//   policy, the scan is skipped: see OpenOptions::trust_clean_close.
 // - A per-source state table (source id -> last sequence, opaque position) is updated in the
 //   same transaction as a batch, so collectors resume exactly after a crash.
 #pragma once
@@ -82,6 +84,12 @@ struct OpenOptions {
   // buffers: no page fault on the hot path later, at the cost of the channel's full size
   // resident (shared, file-backed) from the start and a few ms per 100 MiB at open.
   bool pretouch = false;
+  // When the last process to detach closed cleanly (no writer died in the file since the last
+  // recovery), the next exclusive opener skips the recovery scan: opening is O(1) instead of a
+  // read of the whole ring. The mark it trusts is bound to this boot, or, under a sync policy,
+  // written after the whole file was synced (channel.cpp, "The clean-close mark"). false scans
+  // anyway: a file suspected damaged since it was closed (`tributary channel recover`).
+  bool trust_clean_close = true;
 };
 
 enum class AppendStatus : std::uint8_t {
@@ -141,6 +149,7 @@ struct ConsumerInfo {
 
 struct RecoveryReport {
   bool ran = false;
+  std::int64_t at_ns = 0;              // when it ran (CLOCK_REALTIME)
   std::uint64_t records_salvaged = 0;  // valid records walked
   std::uint64_t records_dropped = 0;   // from gaps in the channel sequence
   std::uint64_t bytes_dropped = 0;     // corrupt or torn bytes skipped
@@ -171,7 +180,11 @@ struct ChannelStats {
   std::uint64_t sync_failures = 0;  // msync calls that failed: what they covered is not known durable
   std::uint32_t live_producers = 0;
   std::vector<ConsumerInfo> consumers;
-  RecoveryReport last_recovery;
+  RecoveryReport last_recovery;  // the last recovery scan
+  // The last exclusive opener trusted a clean close and did not scan (last_recovery is older).
+  bool opened_after_clean_close = false;
+  // No process has opened the file for writing since the last clean close.
+  bool closed_cleanly = false;
 };
 
 class Channel;
