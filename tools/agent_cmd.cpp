@@ -1,19 +1,132 @@
 // `tributary agent --config F [--validate | --status]`: run the collectors and channels a TOML
-// file declares; SIGTERM or SIGINT drains and exits 0. SIGHUP does not reload the config (it
-// is logged and ignored): restart the agent instead; nothing is lost, tail resumes from the
-// channel's source table.
+// file declares; SIGTERM or SIGINT drains and exits 0; SIGHUP reloads the file (Reloader).
+#include <poll.h>
+#include <signal.h>
+#include <sys/eventfd.h>
+#include <sys/signalfd.h>
 #include <unistd.h>
 
+#include <cerrno>
+#include <cstring>
 #include <fmt/format.h>
 #include <fstream>
 #include <iostream>
+#include <mutex>
+#include <optional>
 #include <sstream>
+#include <thread>
 
 #include "commands.h"
 #include "tributary/core/error.h"
+#include "tributary/core/fd.h"
 #include "tributary/ingest/agent.h"
 
 namespace tributary::tools {
+namespace {
+
+using LogFn = std::function<void(std::string_view, const std::string&)>;
+
+// SIGHUP, as Fluent Bit's hot reload does it: the file is read again and checked on a thread
+// of its own while the agent runs on. An invalid file is logged, every error, and the agent
+// goes on untouched. A valid one stops the agent as SIGTERM would (sources drained, uplinks
+// flushed, channels closed cleanly) and starts it again from the new file in the same process.
+// A tail resumes from its channel's source table: no line lost or repeated. Sources that cannot
+// replay start under new source ids, as after a restart; a UDP datagram sent in the moment the
+// socket is closed is lost, an exec command is restarted.
+class Reloader {
+ public:
+  Reloader(std::filesystem::path config, LogFn log)
+      : config_(std::move(config)), log_(std::move(log)), signals_(stop_signal_fd(true)),
+        stop_(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)), quit_(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) {
+    if (!signals_.valid() || !stop_.valid() || !quit_.valid())
+      throw core::Error(fmt::format("agent: cannot set up its signal handling: {}", std::strerror(errno)));
+    thread_ = std::thread([this] { watch(); });
+  }
+  ~Reloader() {
+    const std::uint64_t one = 1;
+    (void)!::write(quit_.get(), &one, sizeof one);
+    thread_.join();
+  }
+  Reloader(const Reloader&) = delete;
+  Reloader& operator=(const Reloader&) = delete;
+
+  // What Agent::run waits on: readable once the agent is to stop (a signal, or a checked reload).
+  [[nodiscard]] int stop_fd() const noexcept { return stop_.get(); }
+
+  // After Agent::run returned: the configuration to start next, or nothing to exit.
+  std::optional<ingest::AgentConfig> next() {
+    std::uint64_t n = 0;
+    (void)!::read(stop_.get(), &n, sizeof n);  // re-arm
+    const std::lock_guard lock(mu_);
+    if (exit_) return std::nullopt;
+    return std::exchange(reload_, std::nullopt);  // none: every source finished by itself
+  }
+
+ private:
+  void watch() {
+    for (;;) {
+      pollfd p[2] = {{signals_.get(), POLLIN, 0}, {quit_.get(), POLLIN, 0}};
+      if (::poll(p, 2, -1) < 0) {
+        if (errno == EINTR) continue;
+        return;
+      }
+      if ((p[1].revents & POLLIN) != 0) return;
+      signalfd_siginfo si{};
+      if (::read(signals_.get(), &si, sizeof si) != static_cast<ssize_t>(sizeof si)) continue;
+      if (si.ssi_signo == SIGHUP) {
+        ingest::ConfigResult r = ingest::load_agent_config(config_);
+        if (!r.errors.empty()) {
+          for (const auto& e : r.errors) log_("error", e);
+          log_("error", fmt::format("SIGHUP: {} has {} error{}; the agent goes on with the configuration it runs",
+                                    config_.string(), r.errors.size(), r.errors.size() == 1 ? "" : "s"));
+          continue;
+        }
+        log_("info", fmt::format("SIGHUP: {} checked; stopping the agent to start it again from it", config_.string()));
+        const std::lock_guard lock(mu_);
+        reload_ = std::move(r.config);
+      } else {
+        const std::lock_guard lock(mu_);
+        exit_ = true;
+      }
+      const std::uint64_t one = 1;
+      (void)!::write(stop_.get(), &one, sizeof one);
+    }
+  }
+
+  const std::filesystem::path config_;
+  const LogFn log_;
+  core::Fd signals_, stop_, quit_;
+  std::mutex mu_;
+  std::optional<ingest::AgentConfig> reload_;
+  bool exit_ = false;
+  std::thread thread_;
+};
+
+// Runs the agent until SIGTERM/SIGINT or until every source finished; restarts it on a reload.
+int run_agent(const std::filesystem::path& file, ingest::AgentConfig config) {
+  const LogFn log = stderr_log("agent");
+  Reloader reloader(file, log);
+  std::optional<ingest::Agent> agent;
+  agent.emplace(config, log);
+  for (;;) {
+    const int rc = agent->run(reloader.stop_fd());
+    std::optional<ingest::AgentConfig> next = reloader.next();
+    if (!next) return rc;
+    agent.reset();  // every channel closed cleanly: reopening it does not scan
+    try {
+      agent.emplace(*next, log);
+      config = std::move(*next);
+      log("info", fmt::format("reloaded {}: {} sources into {} channels", file.string(), config.sources.size(),
+                              config.channels.size()));
+    } catch (const core::Error& e) {
+      log("error", fmt::format("reload of {} failed: {}; starting again with the configuration it ran", file.string(),
+                               e.what()));
+      agent.emplace(config, log);
+    }
+  }
+}
+
+}  // namespace
 
 void add_agent_commands(CLI::App& app, int& exit_code) {
   struct Args {
@@ -73,10 +186,7 @@ void add_agent_commands(CLI::App& app, int& exit_code) {
       exit_code = 0;
       return;
     }
-    const int stop_fd = stop_signal_fd(true);  // SIGHUP: no reload (see the file comment)
-    ingest::Agent agent(r.config, stderr_log("agent"));
-    exit_code = agent.run(stop_fd);
-    ::close(stop_fd);
+    exit_code = run_agent(args->config, std::move(r.config));
   });
 }
 

@@ -12,9 +12,9 @@
 namespace tributary::tools {
 
 // `exit_code` receives the status of the subcommand that ran.
-// Blocks SIGTERM and SIGINT (and SIGHUP, ignored, if asked) and returns a signalfd that
-// becomes readable when SIGTERM or SIGINT arrives.
-int stop_signal_fd(bool also_block_hup = false);
+// Blocks SIGTERM and SIGINT (and SIGHUP, if asked) and returns a non-blocking signalfd that
+// becomes readable when one of them arrives.
+int stop_signal_fd(bool with_hup = false);
 // A (level, message) log function writing to stderr through spdlog, named `name`.
 std::function<void(std::string_view, const std::string&)> stderr_log(const std::string& name);
 

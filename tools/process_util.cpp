@@ -11,18 +11,14 @@
 
 namespace tributary::tools {
 
-int stop_signal_fd(bool also_block_hup) {
-  sigset_t block;
-  sigemptyset(&block);
-  sigaddset(&block, SIGTERM);
-  sigaddset(&block, SIGINT);
-  if (also_block_hup) sigaddset(&block, SIGHUP);
-  sigprocmask(SIG_BLOCK, &block, nullptr);
-  sigset_t stop;
-  sigemptyset(&stop);
-  sigaddset(&stop, SIGTERM);
-  sigaddset(&stop, SIGINT);
-  return ::signalfd(-1, &stop, SFD_CLOEXEC | SFD_NONBLOCK);
+int stop_signal_fd(bool with_hup) {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGTERM);
+  sigaddset(&set, SIGINT);
+  if (with_hup) sigaddset(&set, SIGHUP);
+  sigprocmask(SIG_BLOCK, &set, nullptr);
+  return ::signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
 }
 
 std::function<void(std::string_view, const std::string&)> stderr_log(const std::string& name) {

@@ -1,6 +1,6 @@
-// The agent as a real process: SIGTERM drains and exits 0; stdin to a channel; and kill -9 at
-// random moments while tailing files that are still being written: after restarts, every line
-// is in the channel exactly once, in order.
+// The agent as a real process: SIGTERM drains and exits 0; SIGHUP reloads its configuration;
+// stdin to a channel; and kill -9 at random moments while tailing files that are still being
+// written: after restarts, every line is in the channel exactly once, in order.
 #include <gtest/gtest.h>
 #include <httplib.h>
 
@@ -46,6 +46,20 @@ bool wait_records(const std::filesystem::path& chan, std::uint64_t n, std::chron
     std::this_thread::sleep_for(20ms);  // polling another process's progress, bounded above
   }
   return false;
+}
+
+// Every record of the channel, by the file its line came from, must be that file's lines
+// 0..n-1 in order, once each.
+void expect_lines_once(const std::filesystem::path& chan, const std::map<char, int>& want) {
+  auto ch = core::Channel::open(chan, {.read_only = true});
+  std::map<char, int> next;
+  ch.walk([&](const core::Record& r) {
+    const std::string p = testing::as_string(r.payload);
+    EXPECT_EQ(p, testing::line_text(std::string(1, p[0]), next[p[0]])) << "lost or repeated line";
+    ++next[p[0]];
+    return true;
+  });
+  EXPECT_EQ(next, want);
 }
 
 TEST(AgentProcessTest, SigtermDrainsAndExitsZero) {
@@ -155,22 +169,88 @@ TEST(AgentProcessTest, KilledAtRandomWhileTailingEveryLineLandsExactlyOnce) {
     agent.signal(SIGTERM);
     ASSERT_EQ(agent.wait(10s), 0);
   }
-  core::OpenOptions ro;
-  ro.read_only = true;
-  auto ch = core::Channel::open(dir / "main.chan", ro);
-  std::map<char, int> next;
-  std::uint64_t n = 0;
-  ch.walk([&](const core::Record& r) {
-    const std::string p = testing::as_string(r.payload);
-    const char file = p[0];
-    EXPECT_EQ(p, testing::line_text(std::string(1, file), next[file])) << "lost or repeated line";
-    ++next[file];
-    ++n;
-    return true;
+  expect_lines_once(dir / "main.chan", {{'a', kLines}, {'b', kLines}});
+}
+
+// The agent with its log (stderr) on the child's stdout, to wait for what it says.
+std::unique_ptr<Child> agent_with_log(const TempDir& dir) {
+  return std::make_unique<Child>(std::vector<std::string>{"/bin/sh", "-c", "exec \"$0\" agent --config \"$1\" 2>&1",
+                                                          kTributary, (dir / "agent.toml").string()});
+}
+
+// Reads the agent's log until a line contains `what` (bounded); the lines read are appended to `log`.
+bool wait_log(Child& agent, const std::string& what, std::string& log) {
+  const auto deadline = std::chrono::steady_clock::now() + 20s;
+  while (std::chrono::steady_clock::now() < deadline) {
+    const auto line = agent.read_line(1s);
+    if (!line) continue;
+    log += *line + "\n";
+    if (line->find(what) != std::string::npos) return true;
+  }
+  return false;
+}
+
+std::string tail_source(const std::string& name, const std::filesystem::path& file) {
+  return "[sources." + name + "]\ntype = \"tail\"\nchannels = [\"main\"]\npaths = [\"" + file.string() + "\"]\n";
+}
+
+// SIGHUP while a file is being written at speed: the new file's source is added, the running
+// one goes on from its channel's source table, no line is lost or repeated, and the counters
+// of the status file are the new agent's.
+TEST(AgentProcessTest, SighupReloadsTheConfigurationWithoutLosingOrRepeatingALine) {
+  TempDir dir;
+  write_config(dir, tail_source("a", dir / "a.log"));
+  testing::append_lines(dir / "a.log", "a", 0, 1000);
+  auto agent = agent_with_log(dir);
+  ASSERT_TRUE(wait_records(dir / "main.chan", 1000, 10s));
+  constexpr int kLines = 40'000;
+  std::thread writer([&] {
+    for (int i = 1000; i < kLines; i += 500) {  // paced over ~0.6 s: the reload lands mid-stream
+      testing::append_lines(dir / "a.log", "a", i, i + 500);
+      std::this_thread::sleep_for(8ms);
+    }
   });
-  EXPECT_EQ(n, 2u * kLines);
-  EXPECT_EQ(next['a'], kLines);
-  EXPECT_EQ(next['b'], kLines);
+  write_config(dir, tail_source("a", dir / "a.log") + tail_source("b", dir / "b.log"));
+  testing::append_lines(dir / "b.log", "b", 0, 300);
+  agent->signal(SIGHUP);
+  std::string log;
+  const bool reloaded = wait_log(*agent, "reloaded", log);
+  writer.join();
+  ASSERT_TRUE(reloaded) << log;
+  ASSERT_TRUE(wait_records(dir / "main.chan", kLines + 300, 30s));
+  agent->signal(SIGTERM);
+  const int status = agent->wait(10s);
+  ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
+  expect_lines_once(dir / "main.chan", {{'a', kLines}, {'b', 300}});
+  std::ifstream st(dir / "status.json");
+  const std::string json((std::istreambuf_iterator<char>(st)), {});
+  EXPECT_NE(json.find("\"b\":{\"events\":300,"), std::string::npos) << json;
+}
+
+// A file with an error on SIGHUP: every error is logged and the agent goes on as it ran; a
+// corrected file on the next SIGHUP is taken.
+TEST(AgentProcessTest, AnInvalidConfigurationOnSighupIsRefusedAndTheAgentGoesOn) {
+  TempDir dir;
+  write_config(dir, tail_source("a", dir / "a.log"));
+  testing::append_lines(dir / "a.log", "a", 0, 100);
+  auto agent = agent_with_log(dir);
+  ASSERT_TRUE(wait_records(dir / "main.chan", 100, 10s));
+  write_config(dir, tail_source("a", dir / "a.log") + "colour = \"blue\"\n");
+  agent->signal(SIGHUP);
+  std::string log;
+  ASSERT_TRUE(wait_log(*agent, "the agent goes on with the configuration it runs", log)) << log;
+  EXPECT_NE(log.find("colour"), std::string::npos) << "the error names the key:\n" << log;
+  testing::append_lines(dir / "a.log", "a", 100, 200);
+  ASSERT_TRUE(wait_records(dir / "main.chan", 200, 10s)) << "still collecting";
+  write_config(dir, tail_source("a", dir / "a.log") + tail_source("b", dir / "b.log"));
+  testing::append_lines(dir / "b.log", "b", 0, 50);
+  agent->signal(SIGHUP);
+  ASSERT_TRUE(wait_log(*agent, "reloaded", log)) << log;
+  ASSERT_TRUE(wait_records(dir / "main.chan", 250, 10s));
+  agent->signal(SIGTERM);
+  const int status = agent->wait(10s);
+  ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
+  expect_lines_once(dir / "main.chan", {{'a', 200}, {'b', 50}});
 }
 
 TEST(AgentProcessTest, StdinLinesReachTheChannelAndTheAgentExitsAtEof) {
