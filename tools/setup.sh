@@ -25,7 +25,7 @@ PACKAGES=(
   librdkafka-dev libconcurrentqueue-dev libsimdjson-dev libtomlplusplus-dev libre2-dev
   libcpp-httplib-dev liblz4-dev libzstd-dev nlohmann-json3-dev rapidjson-dev
   kcat python3-kafka python3-lz4 valgrind
-  chromium
+  chromium libpng-dev
 )
 
 action="${1:-}"

@@ -3,7 +3,9 @@
 // outputs equal an independent recount of the CSV files done here; bad inputs give the
 // documented errors.
 #include <gtest/gtest.h>
+#include <png.h>
 
+#include <algorithm>
 #include <fmt/format.h>
 #include <fstream>
 #include <map>
@@ -81,6 +83,51 @@ std::map<std::string, std::string> recount(const std::filesystem::path& data) {
 }
 
 
+// The bars a screenshot shows: runs of pixel rows holding the bars' colour (#3b7dd8, the
+// inside of a bar, never anti-aliased). 0 if the file is not a PNG.
+std::size_t bars_in_screenshot(const std::filesystem::path& png) {
+  png_image img{};
+  img.version = PNG_IMAGE_VERSION;
+  if (png_image_begin_read_from_file(&img, png.c_str()) == 0) return 0;
+  img.format = PNG_FORMAT_RGB;
+  std::vector<std::uint8_t> px(PNG_IMAGE_SIZE(img));
+  if (png_image_finish_read(&img, nullptr, px.data(), 0, nullptr) == 0) return 0;
+  std::size_t runs = 0;
+  bool in_bar = false;
+  for (std::uint32_t y = 0; y < img.height; ++y) {
+    bool bar = false;
+    for (std::uint32_t x = 0; x < img.width && !bar; ++x) {
+      const std::uint8_t* p = &px[(std::size_t{y} * img.width + x) * 3];
+      bar = p[0] == 0x3b && p[1] == 0x7d && p[2] == 0xd8;
+    }
+    if (bar && !in_bar) ++runs;
+    in_bar = bar;
+  }
+  return runs;
+}
+
+// The bars the three charts must show: one per output row whose bar is at least a pixel wide
+// (a chart is 460 px wide at its largest value).
+std::size_t bars_expected(const std::filesystem::path& out) {
+  std::size_t n = 0;
+  for (const char* file : {"orders_by_age.csv", "orders_by_gender.csv", "orders_by_day.csv"}) {
+    std::ifstream f(out / file);
+    std::string line;
+    std::getline(f, line);  // header
+    std::vector<std::uint64_t> v;
+    while (std::getline(f, line)) {
+      std::stringstream ss(line);
+      std::string key, orders;  // every file's second column is the orders
+      std::getline(ss, key, ',');
+      std::getline(ss, orders, ',');
+      v.push_back(std::stoull(orders));
+    }
+    const std::uint64_t max = std::max<std::uint64_t>(1, v.empty() ? 1 : *std::max_element(v.begin(), v.end()));
+    for (const std::uint64_t x : v) n += static_cast<int>(460.0 * double(x) / double(max)) > 0;
+  }
+  return n;
+}
+
 TEST(DemoTest, OutputsEqualAnIndependentRecountOfTheFiles) {
   if (!testing::have_command("java") || !testing::have_command("mvn")) GTEST_SKIP() << "java and mvn run the local Kafka (apt-get install openjdk-17-jre-headless maven)";
   TempDir dir;
@@ -112,11 +159,14 @@ TEST(DemoTest, OutputsEqualAnIndependentRecountOfTheFiles) {
   for (std::size_t at = dom.find("<svg"); at != std::string::npos; at = dom.find("<svg", at + 1)) ++svgs;
   EXPECT_EQ(svgs, 3u) << "the three charts";
   EXPECT_NE(dom.find("Orders by customer age range, gender and day"), std::string::npos);
-  ASSERT_EQ(std::system(("timeout 120 chromium " + flags + " --window-size=1000,1400 --screenshot=" +
+  // Tall enough for the whole page (the day chart has a bar per day, 22 px each).
+  ASSERT_EQ(std::system(("timeout 120 chromium " + flags + " --window-size=1000,14000 --screenshot=" +
                          (dir / "report.png").string() + " " + url + " > /dev/null 2>&1")
                             .c_str()),
             0);
-  EXPECT_GT(std::filesystem::file_size(dir / "report.png"), 20000u) << "a rendered page, not a blank one";
+  const std::size_t want = bars_expected(dir / "out");
+  EXPECT_GT(want, 10u);
+  EXPECT_EQ(bars_in_screenshot(dir / "report.png"), want) << "every bar of the three charts, drawn";
 }
 
 TEST(DemoTest, BadDataGivesTheDocumentedErrors) {
