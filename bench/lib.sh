@@ -31,3 +31,21 @@ interleave() {
     secs[$name]=$(median < "$dir/secs.$name"); cpus[$name]=$(median < "$dir/cpus.$name"); mems[$name]=$(median < "$dir/mems.$name")
   done
 }
+# make_lines FILE N [FIRST]: N lines of 100 bytes (newline included), numbered from FIRST.
+make_lines() {
+  python3 - "$1" "$2" "${3:-0}" <<'PY'
+import sys
+path, n, first = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+with open(path, "w") as f:
+    for i in range(first, first + n):
+        head = f"{i} GET /item/{i * 7919 % 100000} user={i % 5000} "
+        f.write(head + "x" * (99 - len(head)) + "\n")
+PY
+}
+# records_in CHANNEL: records written into a channel file so far (0 if it cannot be read yet).
+# Needs $bin, the tributary executable.
+records_in() {
+  local n
+  n=$("$bin" channel stat --json "$1" 2> /dev/null | grep -o '"records_written":[0-9]*' | cut -d: -f2) || true
+  echo "${n:-0}"
+}

@@ -26,17 +26,9 @@ command -v rsyslogd > /dev/null || { echo "tail_bench.sh: needs rsyslog (apt-get
 work="$(mktemp -d /dev/shm/tributary-tail-bench.XXXXXX)"
 trap 'pkill -f "$work" 2>/dev/null || true; rm -rf "$work"' EXIT
 
-python3 - "$work/in.log" "$lines" <<'EOF'
-import sys
-path, n = sys.argv[1], int(sys.argv[2])
-with open(path, "w") as f:
-    for i in range(n):
-        head = f"{i} GET /item/{i * 7919 % 100000} user={i % 5000} "
-        f.write(head + "x" * (99 - len(head)) + "\n")   # 100 bytes with the newline
-EOF
+source bench/lib.sh  # now, cpu_of, anon_of (peak anonymous RSS, kB), median, make_lines, records_in
+make_lines "$work/in.log" "$lines"
 bytes=$(stat -c %s "$work/in.log")
-
-source bench/lib.sh  # now, cpu_of, anon_of (peak anonymous RSS, kB), median
 
 run_cat() {
   local t0 t1
@@ -69,8 +61,7 @@ EOF
   t0=$(now)
   "$bin" agent --config "$d/agent.toml" 2> "$d/agent.log" &
   pid=$!
-  until [ -e "$d/c.chan" ] && [ "$("$bin" channel stat --json "$d/c.chan" 2>/dev/null |
-        python3 -c 'import json,sys; print(json.load(sys.stdin)["records_written"])' 2>/dev/null || echo 0)" -ge "$lines" ]; do
+  until [ "$(records_in "$d/c.chan")" -ge "$lines" ]; do
     sleep 0.02
   done
   t1=$(now)
