@@ -3,6 +3,8 @@
 # into a channel), rsyslog (imfile inotify -> Direct-queue ruleset -> async omfile), and
 # `cat file > /dev/null` as the I/O ceiling. Everything in /dev/shm (this measures CPU, not the
 # disk); each figure the median of --repeat runs; ratios against rsyslog and cat of the same run.
+# Timed two ways: from the collector's start, and with the collector already running when the
+# file appears (the *_running figures).
 #
 #   bash bench/tail_bench.sh [--lines N] [--repeat R] [--json FILE]   (needs a release build and rsyslog)
 # --json writes the figures for `tributary bench --suite ingest`, which runs this script.
@@ -98,8 +100,73 @@ EOF
 }
 
 
+# The collectors already running, as on a node: each watches a directory holding a probe file of
+# 3 lines (300 B: a tail reads no file shorter than its 256-byte fingerprint); once the probe is
+# through (a readiness condition, not a sleep), the clock starts and the log file is hard-linked
+# into the directory (the file appears whole at once). Start-up and the ring's pre-faulting are
+# outside these figures.
+make_lines "$work/probe.log" 3 900000000  # first bytes unlike the log's: not taken for a copy of it
+link_and_wait() {  # link_and_wait PID DIR DONE: $result as "seconds cpu-seconds anon-kB" of PID
+  local pid="$1" dir="$2" done="$3" cpu0 t0 t1
+  cpu0=$(cpu_of "$pid"); t0=$(now)
+  ln "$work/in.log" "$dir/a.log"
+  until $done; do
+    sleep 0.01
+    kill -0 "$pid" 2> /dev/null || { echo "tail_bench.sh: the collector died (see $dir/..)" >&2; return 1; }
+  done
+  t1=$(now)
+  local figures
+  figures="$(echo "$t1 - $t0" | bc -l) $(echo "$(cpu_of "$pid") - $cpu0" | bc -l) $(anon_of "$pid")"
+  kill -TERM "$pid"; wait "$pid" || true  # gone before the caller reads the figures and goes on
+  echo "$figures"
+}
+agent_has() { [ "$(records_in "$work/tr/c.chan")" -ge "$1" ]; }
+run_tributary_running() {
+  local d="$work/tr" pid
+  rm -rf "$d"; mkdir -p "$d/in"
+  cp "$work/probe.log" "$d/in/0.log"
+  cat > "$d/agent.toml" <<EOF
+[agent]
+name = "bench"
+[channels.c]
+path = "$d/c.chan"
+capacity = "512M"
+max_payload = "64K"
+pretouch = true
+[sources.log]
+type = "tail"
+channels = ["c"]
+paths = ["$d/in/*.log"]
+max_line = "64K"
+EOF
+  "$bin" agent --config "$d/agent.toml" 2> "$d/agent.log" &
+  pid=$!
+  until agent_has 3; do sleep 0.01; done
+  link_and_wait $pid "$d/in" "agent_has $((lines + 3))"
+}
+rsyslog_has() { [ "$(stat -c %s "$work/rr/out.log" 2> /dev/null || echo 0)" -ge "$1" ]; }
+run_rsyslog_running() {
+  local d="$work/rr" pid
+  rm -rf "$d"; mkdir -p "$d/in"
+  cp "$work/probe.log" "$d/in/0.log"
+  cat > "$d/rsyslog.conf" <<EOF
+global(workDirectory="$d" maxMessageSize="64k")
+module(load="imfile" mode="inotify")
+template(name="msgonly" type="string" string="%msg%\n")
+ruleset(name="out" queue.type="Direct") {
+  action(type="omfile" file="$d/out.log" template="msgonly" asyncWriting="on" ioBufferSize="1m"
+         flushOnTXEnd="off")
+}
+input(type="imfile" file="$d/in/*.log" tag="bench" ruleset="out" readMode="0" persistStateInterval="0")
+EOF
+  rsyslogd -n -f "$d/rsyslog.conf" -i "$d/pid" 2> "$d/rsyslog.log" &
+  pid=$!
+  until rsyslog_has 300; do sleep 0.01; done
+  link_and_wait $pid "$d/in" "rsyslog_has $((bytes + 300))"
+}
+
 declare -A secs cpus rsss
-for name in cat tributary tributary_cold rsyslog; do
+for name in cat tributary tributary_cold rsyslog tributary_running rsyslog_running; do
   s=(); c=(); r=()
   for i in $(seq 1 "$repeat"); do
     read -r t cpu rss < <("run_$name")
@@ -112,21 +179,23 @@ for name in cat tributary tributary_cold rsyslog; do
 done
 
 echo "lines: $lines x 100 B ($((bytes / 1048576)) MiB), median of $repeat, $(nproc) cores, $(uname -r)"
-printf '%-15s %12s %10s %14s %12s\n' "" "lines/s" "MB/s" "CPU-s/M lines" "anon RSS MB"
-for name in cat tributary tributary_cold rsyslog; do
+printf '%-18s %12s %10s %14s %12s\n' "" "lines/s" "MB/s" "CPU-s/M lines" "anon RSS MB"
+for name in cat tributary tributary_cold rsyslog tributary_running rsyslog_running; do
   t=${secs[$name]}
-  printf '%-15s %12.0f %10.1f %14.2f %12.1f\n' "$name" "$(echo "$lines / $t" | bc -l)" \
+  printf '%-18s %12.0f %10.1f %14.2f %12.1f\n' "$name" "$(echo "$lines / $t" | bc -l)" \
     "$(echo "$bytes / $t / 1000000" | bc -l)" "$(echo "${cpus[$name]} * 1000000 / $lines" | bc -l)" \
     "$(echo "${rsss[$name]} / 1024" | bc -l)"
 done
 echo "tributary / rsyslog, lines/s: $(echo "${secs[rsyslog]} / ${secs[tributary]}" | bc -l | cut -c1-5)x;" \
      "CPU per line: $(echo "${cpus[tributary]} / ${cpus[rsyslog]}" | bc -l | cut -c1-5) of rsyslog's;" \
      "tributary / cat: $(echo "${secs[cat]} / ${secs[tributary]}" | bc -l | cut -c1-5)"
+echo "already running: tributary / rsyslog, lines/s: $(echo "${secs[rsyslog_running]} / ${secs[tributary_running]}" | bc -l | cut -c1-5)x;" \
+     "CPU per line: $(echo "${cpus[tributary_running]} / ${cpus[rsyslog_running]}" | bc -l | cut -c1-5) of rsyslog's"
 if [ -n "$json" ]; then
   {
     echo '{"benchmarks": ['
     sep=""
-    for name in cat tributary tributary_cold rsyslog; do
+    for name in cat tributary tributary_cold rsyslog tributary_running rsyslog_running; do
       printf '%s  {"name": "%s", "items_per_second": %.0f, "cpu_us_per_line": %.4f, "anon_rss_kb": %s, "repetitions": %s}' \
         "$sep" "$name" "$(echo "$lines / ${secs[$name]}" | bc -l)" "$(echo "${cpus[$name]} * 1000000 / $lines" | bc -l)" \
         "${rsss[$name]}" "$repeat"
@@ -134,6 +203,10 @@ if [ -n "$json" ]; then
     done
     printf '\n], "ratios": [\n'
     printf '  {"name": "tail: tributary vs rsyslog (lines/s)", "value": %.4f},\n' "$(echo "${secs[rsyslog]} / ${secs[tributary]}" | bc -l)"
-    printf '  {"name": "tail: rsyslog CPU per line vs tributary", "value": %.4f}\n]}\n' "$(echo "${cpus[rsyslog]} / ${cpus[tributary]}" | bc -l)"
+    printf '  {"name": "tail: rsyslog CPU per line vs tributary", "value": %.4f},\n' "$(echo "${cpus[rsyslog]} / ${cpus[tributary]}" | bc -l)"
+    printf '  {"name": "tail, already running: tributary vs rsyslog (lines/s)", "value": %.4f},\n' \
+      "$(echo "${secs[rsyslog_running]} / ${secs[tributary_running]}" | bc -l)"
+    printf '  {"name": "tail, already running: rsyslog CPU per line vs tributary", "value": %.4f}\n]}\n' \
+      "$(echo "${cpus[rsyslog_running]} / ${cpus[tributary_running]}" | bc -l)"
   } > "$json"
 fi
