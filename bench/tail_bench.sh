@@ -38,6 +38,37 @@ run_cat() {
   echo "$(echo "$t1 - $t0" | bc -l) 0 0"
 }
 
+# agent_toml DIR PATH PRETOUCH and rsyslog_conf DIR PATH: each collector's configuration,
+# reading PATH (a file or a glob) into DIR.
+agent_toml() {
+  cat > "$1/agent.toml" <<EOF
+[agent]
+name = "bench"
+[channels.c]
+path = "$1/c.chan"
+capacity = "512M"
+max_payload = "64K"
+pretouch = $3
+[sources.log]
+type = "tail"
+channels = ["c"]
+paths = ["$2"]
+max_line = "64K"
+EOF
+}
+rsyslog_conf() {
+  cat > "$1/rsyslog.conf" <<EOF
+global(workDirectory="$1" maxMessageSize="64k")
+module(load="imfile" mode="inotify")
+template(name="msgonly" type="string" string="%msg%\n")
+ruleset(name="out" queue.type="Direct") {
+  action(type="omfile" file="$1/out.log" template="msgonly" asyncWriting="on" ioBufferSize="1m"
+         flushOnTXEnd="off")
+}
+input(type="imfile" file="$2" tag="bench" ruleset="out" readMode="0" persistStateInterval="0")
+EOF
+}
+
 # pretouch = true: the ring is faulted in at start (steady state, as after its first lap);
 # run_tributary_cold leaves it to fault page by page during the run.
 run_tributary() { tributary_with true; }
@@ -45,20 +76,7 @@ run_tributary_cold() { tributary_with false; }
 tributary_with() {
   local d="$work/t" t0 t1 pid cpu rss
   rm -rf "$d"; mkdir -p "$d"
-  cat > "$d/agent.toml" <<EOF
-[agent]
-name = "bench"
-[channels.c]
-path = "$d/c.chan"
-capacity = "512M"
-max_payload = "64K"
-pretouch = $1
-[sources.log]
-type = "tail"
-channels = ["c"]
-paths = ["$work/in.log"]
-max_line = "64K"
-EOF
+  agent_toml "$d" "$work/in.log" "$1"
   "$bin" channel create "$d/c.chan" --capacity 512M --max-payload 64K > /dev/null  # not timed
   t0=$(now)
   "$bin" agent --config "$d/agent.toml" 2> "$d/agent.log" &
@@ -75,16 +93,7 @@ EOF
 run_rsyslog() {
   local d="$work/r" t0 t1 pid cpu rss want
   rm -rf "$d"; mkdir -p "$d"
-  cat > "$d/rsyslog.conf" <<EOF
-global(workDirectory="$d" maxMessageSize="64k")
-module(load="imfile" mode="inotify")
-template(name="msgonly" type="string" string="%msg%\n")
-ruleset(name="out" queue.type="Direct") {
-  action(type="omfile" file="$d/out.log" template="msgonly" asyncWriting="on" ioBufferSize="1m"
-         flushOnTXEnd="off")
-}
-input(type="imfile" file="$work/in.log" tag="bench" ruleset="out" readMode="0" persistStateInterval="0")
-EOF
+  rsyslog_conf "$d" "$work/in.log"
   want=$bytes
   t0=$(now)
   rsyslogd -n -f "$d/rsyslog.conf" -i "$d/pid" 2> "$d/rsyslog.log" &
@@ -125,20 +134,7 @@ run_tributary_running() {
   local d="$work/tr" pid
   rm -rf "$d"; mkdir -p "$d/in"
   cp "$work/probe.log" "$d/in/0.log"
-  cat > "$d/agent.toml" <<EOF
-[agent]
-name = "bench"
-[channels.c]
-path = "$d/c.chan"
-capacity = "512M"
-max_payload = "64K"
-pretouch = true
-[sources.log]
-type = "tail"
-channels = ["c"]
-paths = ["$d/in/*.log"]
-max_line = "64K"
-EOF
+  agent_toml "$d" "$d/in/*.log" true
   "$bin" agent --config "$d/agent.toml" 2> "$d/agent.log" &
   pid=$!
   until agent_has 3; do sleep 0.01; done
@@ -149,16 +145,7 @@ run_rsyslog_running() {
   local d="$work/rr" pid
   rm -rf "$d"; mkdir -p "$d/in"
   cp "$work/probe.log" "$d/in/0.log"
-  cat > "$d/rsyslog.conf" <<EOF
-global(workDirectory="$d" maxMessageSize="64k")
-module(load="imfile" mode="inotify")
-template(name="msgonly" type="string" string="%msg%\n")
-ruleset(name="out" queue.type="Direct") {
-  action(type="omfile" file="$d/out.log" template="msgonly" asyncWriting="on" ioBufferSize="1m"
-         flushOnTXEnd="off")
-}
-input(type="imfile" file="$d/in/*.log" tag="bench" ruleset="out" readMode="0" persistStateInterval="0")
-EOF
+  rsyslog_conf "$d" "$d/in/*.log"
   rsyslogd -n -f "$d/rsyslog.conf" -i "$d/pid" 2> "$d/rsyslog.log" &
   pid=$!
   until rsyslog_has 300; do sleep 0.01; done
