@@ -134,6 +134,8 @@ Outcome Analyzer::count(const Event& e, Reject extracted) {
     if (ws.time_field) {
       const auto t = ws.time_format.to_millis(fields_[*ws.time_field]);
       if (!t) return reject(e, "bad event time");
+      if (ws.max_future_ms > 0 && e.ingest_ms > 0 && *t - e.ingest_ms > ws.max_future_ms)
+        return reject(e, "event time in the future");
       times_[w] = *t;
     } else {
       times_[w] = e.ingest_ms;

@@ -224,7 +224,7 @@ AnalyzeConfigResult load_analyze_config(const fs::path& file) {
         err(&(*wins)[i], section, "must be a table");
         continue;
       }
-      known(*t, section, {"name", "by", "size", "slide", "lateness", "time", "time_format", "year", "value", "file"});
+      known(*t, section, {"name", "by", "size", "slide", "lateness", "max_future", "time", "time_format", "year", "value", "file"});
       WindowOutputSpec w;
       w.name = str(*t, section, "name", true);
       w.by = list(t->get("by"), section + ".by");
@@ -249,6 +249,7 @@ AnalyzeConfigResult load_analyze_config(const fs::path& file) {
       w.size_ms = duration("size", true, 1);
       w.slide_ms = duration("slide", false, w.size_ms);
       w.lateness_ms = duration("lateness", false, 0);
+      w.max_future_ms = duration("max_future", false, w.max_future_ms);
       if (w.size_ms <= 0) err(t->get("size"), section + ".size", "must be positive");
       if (w.slide_ms <= 0 || w.slide_ms > w.size_ms)
         err(t->get("slide"), section + ".slide", "must be positive and at most the size");
@@ -375,6 +376,7 @@ AnalyzeEngine::AnalyzeEngine(AnalyzeConfig config) : cfg_(std::move(config)) {
     ws.size_ms = w.size_ms;
     ws.slide_ms = w.slide_ms;
     ws.lateness_ms = w.lateness_ms;
+    ws.max_future_ms = w.max_future_ms;
     if (w.time != "ingest") ws.time_field = field_index(cfg, w.time);
     ws.time_format = w.time_format;
     if (!w.value.empty()) ws.value_field = field_index(cfg, w.value);

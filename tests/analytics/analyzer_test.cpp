@@ -233,5 +233,35 @@ TEST(AnalyzerBoundsTest, AnAbsurdEventTimeIsRejectedWithItsReasonAndCountsNowher
   EXPECT_EQ(a.process({1, seq++}, R"({"ts":1000,"k":"x"})"), Outcome::kCounted) << "a sane time still counts";
 }
 
+// One event stamped ten days ahead of when it was ingested (a skewed clock, a mistyped year):
+// rejected with its reason, it moves no watermark, so the events after it are not late. Within
+// max_future it counts (clocks are a little apart); without an ingest time it is not judged.
+TEST(AnalyzerBoundsTest, AnEventTimeFarAheadOfItsIngestTimeIsRejectedAndClosesNoWindow) {
+  AnalyzerSpec s;
+  AnalyzerSpec::Window w;
+  w.name = "w";
+  w.key = {{KeyPart::From::kEvent, 1, nullptr, 0}};
+  w.size_ms = w.slide_ms = 1000;
+  w.time_field = 0;
+  w.time_format.kind = TimeFormat::Kind::kEpochMillis;
+  w.max_future_ms = 3'600'000;
+  s.windows = {w};
+  Analyzer a(s, FieldExtractor::json({"/ts", "/k"}));
+  const std::int64_t ingest = 1'700'000'000'000;
+  std::uint64_t seq = 0;
+  auto at = [&](std::int64_t ts, std::int64_t ingest_ms) {
+    const std::string payload = fmt::format(R"({{"ts":{},"k":"x"}})", ts);
+    return a.process(Event{{1, seq++}, payload, ingest_ms});
+  };
+  EXPECT_EQ(at(ingest - 5000, ingest), Outcome::kCounted);
+  EXPECT_EQ(at(ingest + 10LL * 86'400'000, ingest), Outcome::kRejected);
+  EXPECT_EQ(a.stats().rejected_by_reason.at("event time in the future"), 1u);
+  EXPECT_EQ(a.window(0).watermark(), ingest - 5000) << "the rejected event moved the watermark";
+  EXPECT_EQ(at(ingest - 4500, ingest + 10), Outcome::kCounted);
+  EXPECT_EQ(a.stats().late, 0u);
+  EXPECT_EQ(at(ingest + 1'800'000, ingest), Outcome::kCounted) << "half an hour ahead: within max_future";
+  EXPECT_EQ(at(ingest + 10LL * 86'400'000, 0), Outcome::kCounted) << "no ingest time: nothing to judge it by";
+}
+
 }  // namespace
 }  // namespace tributary::analytics

@@ -33,6 +33,7 @@ TEST(AnalyzeConfigTest, ParsesWindowsWithDefaults) {
   EXPECT_EQ(w.size_ms, 3600000);
   EXPECT_EQ(w.slide_ms, 900000);
   EXPECT_EQ(w.lateness_ms, 0);
+  EXPECT_EQ(w.max_future_ms, 3600000) << "an hour ahead of the ingest time, by default";
   EXPECT_EQ(w.file, "w.csv");
   EXPECT_EQ(w.time_format.to_millis("1111"), 1447200000000);
 }
@@ -40,13 +41,14 @@ TEST(AnalyzeConfigTest, ParsesWindowsWithDefaults) {
 TEST(AnalyzeConfigTest, WindowMistakesNameTheLineAndKey) {
   testing::TempDir dir;
   auto r = load(dir, kHead + "[[windows]]\nname = \"w\"\nby = [\"nope\"]\nsize = \"1 hour\"\nslide = \"2h\"\n"
-                             "time = \"when\"\ntime_format = \"yyyy\"\nvalue = \"price\"\ncolour = 1\n");
+                             "time = \"when\"\ntime_format = \"yyyy\"\nvalue = \"price\"\ncolour = 1\n"
+                             "max_future = \"soon\"\n");
   const std::string all = joined(r.errors);
   for (const std::string want :
        {"a.toml:9: windows[0].by: 'nope' is neither a field nor a joined column", "a.toml:10: windows[0].size: must be a duration",
         "a.toml:11: windows[0].slide: must be positive and at most the size", "a.toml:12: windows[0].time: no field named 'when'",
         "a.toml:13: windows[0].time_format: must be epoch_s", "a.toml:14: windows[0].value: no field named 'price'",
-        "a.toml:15: windows[0].colour: unknown key"})
+        "a.toml:15: windows[0].colour: unknown key", "a.toml:16: windows[0].max_future: must be a duration"})
     EXPECT_NE(all.find(want), std::string::npos) << want << "\nin:\n" << all;
 }
 

@@ -59,6 +59,11 @@ struct AnalyzerSpec {
     std::vector<KeyPart> key;
     std::int64_t size_ms = 0, slide_ms = 0, lateness_ms = 0;
     std::optional<std::size_t> time_field;  // none: ingest time (the record's timestamp)
+    // With a time field: an event whose time is more than this after its own ingest time is
+    // rejected ("event time in the future"), so that one clock-skewed or mistyped event cannot
+    // move the watermark ahead and close every window early. 0: no bound. The ingest time,
+    // not the clock of the moment, so that a replay decides the same.
+    std::int64_t max_future_ms = 0;
     TimeFormat time_format;
     std::optional<std::size_t> value_field;  // sum/min/max of this field
   };

@@ -93,6 +93,7 @@ struct WindowOutputSpec {
   std::string name;
   std::vector<std::string> by;  // fields or joined columns
   std::int64_t size_ms = 0, slide_ms = 0, lateness_ms = 0;
+  std::int64_t max_future_ms = 3'600'000;  // with a time field (AnalyzerSpec::Window); 0: none
   std::string time = "ingest";  // a field, or "ingest"
   TimeFormat time_format;
   std::string value;  // a field, or empty
