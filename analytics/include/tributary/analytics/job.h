@@ -50,7 +50,7 @@
 //   [[outputs]]                    # name, by (a field or joined column), file, header, pad, share
 //   [[windows]]                    # name, by = [...], size = "1h", slide, lateness, time (a field
 //                                  # or "ingest"), time_format (epoch_s|epoch_ms|rfc3339|"%m%d"),
-//                                  # year, value (sum/min/max), file
+//                                  # year, value (sum/min/max), file, max_future = "1h"
 //   [state]
 //   dir = "out"                    # checkpoint, outputs, status.json; checkpoint_ms = 1000
 //   metrics = "127.0.0.1:9465"     # optional: Prometheus /metrics and /status (status.json)
