@@ -278,7 +278,8 @@ void add_channel_commands(CLI::App& app, int& exit_code) {
     Channel ch = Channel::open(*recover_path, oo);
     const core::ChannelStats s = ch.stats();
     if (std::chrono::system_clock::time_point(std::chrono::nanoseconds(s.last_recovery.at_ns)) < before) {
-      fmt::print(stderr, "{} is open in another process: recovery runs when the last one detaches\n", *recover_path);
+      fmt::print(stderr, "{} is open in another process: no recovery scan can run now; run this again once no process has "
+                 "it open\n", *recover_path);
       exit_code = 1;
       return;
     }

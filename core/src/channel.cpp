@@ -96,10 +96,16 @@ ChannelState::~ChannelState() {
     syncer.join();
   }
   if (!file.writable() || !opened) return;
+  // A forked child shares the parent's open file description, whose lock an upgrade would
+  // convert from under the parent: only the process that opened the file marks it.
+  const bool opener = static_cast<std::uint32_t>(::getpid()) == opener_pid;
   // Last to detach? The upgrade fails while any other open of the file holds its lock (and
   // drops ours then, as closing the file is about to).
-  const bool last = !file.faulted() && file.intact() && file.try_lock_exclusive();
-  const bool synced = options.sync != SyncPolicy::kNone && sync_all();
+  const bool last = opener && !file.faulted() && file.intact() && file.try_lock_exclusive();
+  // Durable only if no msync failed since this process opened the file: a failed writeback is
+  // reported once, and a later msync that succeeds does not bring those pages back.
+  const bool synced = options.sync != SyncPolicy::kNone && sync_all() &&
+                      hdr->sync_failures.load() == sync_failures_at_open;
   if (last) mark_clean_close(synced);
 }
 
@@ -237,6 +243,23 @@ bool valid_record_at(const ChannelState& st, std::uint64_t p, std::uint64_t* siz
   if (record_crc(st.crc, p, h, len) != h->crc) return false;
   *size_out = size;
   return true;
+}
+
+// The source table's repairs, by the exclusive opener, with the data in [floor, end). Also
+// after a clean close: a writer killed inside a source update whose slot was given back while
+// others ran leaves its version odd, and a clean close does not make it even.
+void settle_sources(ChannelState& st, std::uint64_t floor, std::uint64_t end) noexcept {
+  // A writer killed inside a source update left its version odd (see source_position).
+  for (std::uint32_t i = 0; i < st.source_slots; ++i)
+    if (const std::uint32_t v = st.sources[i].version.load(); (v & 1u) != 0) st.sources[i].version.store(v + 1);
+  // Source transactions whose first record is not in the channel never happened.
+  for (std::uint32_t i = 0; i < st.source_slots; ++i) {
+    const std::uint64_t at = st.sources[i].pending_at.load();
+    if (at == 0) continue;
+    std::uint64_t size = 0;
+    if (at - 1 < floor || (at - 1 < end && valid_record_at(st, at - 1, &size))) continue;  // resolved on read
+    st.sources[i].pending_at.store(0);
+  }
 }
 
 // Recovery after every process has detached (we hold the exclusive lock). See channel.h.
@@ -413,17 +436,7 @@ RecoveryReport recover(ChannelState& st) {
       ++rep.cursors_moved;
     }
   }
-  // A writer killed inside a source update left its version odd (see source_position).
-  for (std::uint32_t i = 0; i < st.source_slots; ++i)
-    if (const std::uint32_t v = st.sources[i].version.load(); (v & 1u) != 0) st.sources[i].version.store(v + 1);
-  // Source transactions whose first record is not in the channel never happened.
-  for (std::uint32_t i = 0; i < st.source_slots; ++i) {
-    const std::uint64_t at = st.sources[i].pending_at.load();
-    if (at == 0) continue;
-    std::uint64_t size = 0;
-    if (at - 1 < floor || (at - 1 < p && valid_record_at(st, at - 1, &size))) continue;  // resolved on read
-    st.sources[i].pending_at.store(0);
-  }
+  settle_sources(st, floor, p);
   const std::uint64_t next_seq = have_seq ? last_seq + 1 : load_u64(&h->tail.seq);
   __atomic_store_n(&h->tail.pos, p, __ATOMIC_RELEASE);
   __atomic_store_n(&h->tail.seq, std::max(next_seq, have_seq ? last_seq + 1 : 0), __ATOMIC_RELEASE);
@@ -524,11 +537,13 @@ std::shared_ptr<ChannelState> open_state(const std::filesystem::path& path, cons
   if (exclusive && !fresh) {
     const std::uint64_t mark = take_clean_close(*st);
     if (found == 0 && options.trust_clean_close && clean_close_holds(*st, mark)) {
-      // Every process detached cleanly: nothing is half-done. Only the owners are stale.
+      // Every process detached cleanly and no writer is dead in the ring: only the owners are
+      // stale, and the source table may hold what a writer killed mid-update left.
       for (std::uint32_t i = 0; i < kConsumerSlots; ++i) {
         st->consumers[i].owner_pid.store(0);
         if (st->consumers[i].state.load() == kRegistering) st->consumers[i].state.store(kFree);
       }
+      settle_sources(*st, st->compute_floor() & ~std::uint64_t{kRecordAlign - 1}, load_u64(&st->hdr->tail.pos));
       st->hdr->last_open.store(kOpenedAfterCleanClose);
     } else {
       recover(*st);
@@ -543,6 +558,8 @@ std::shared_ptr<ChannelState> open_state(const std::filesystem::path& path, cons
     if (!exclusive) (void)take_clean_close(*st);
   }
   start_syncer(*st);
+  st->opener_pid = static_cast<std::uint32_t>(::getpid());
+  st->sync_failures_at_open = st->hdr->sync_failures.load();
   st->opened = true;
   return st;
 }

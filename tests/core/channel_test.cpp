@@ -3,6 +3,8 @@
 #include "tributary/core/channel.h"
 
 #include <gtest/gtest.h>
+#include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -512,7 +514,13 @@ TEST(ChannelTest, PretouchFaultsTheWholeMappingInAtOpen) {
 // A collector killed inside a source-table update leaves the slot's seqlock version odd. A
 // restarted collector must still read its checkpoint: at once after recovery, within a second
 // while another process keeps the channel open (no recovery), never spinning forever.
+// A writer killed between its two version stores leaves the source's version odd. Whether the
+// file is then recovered (nobody closed it) or opened after a clean close (the writer's slot
+// was given back while others ran, and the last of them closed cleanly), the exclusive opener
+// evens it out.
 TEST(ChannelTest, ASourceUpdateLeftHalfDoneByADeadWriterStillReads) {
+  for (const bool clean_close : {false, true}) {
+  SCOPED_TRACE(clean_close ? "after a clean close" : "after a crash");
   TempDir dir;
   const auto path = dir / "a.chan";
   const ChannelConfig cfg = small_config();
@@ -545,7 +553,7 @@ TEST(ChannelTest, ASourceUpdateLeftHalfDoneByADeadWriterStillReads) {
     }
     ASSERT_TRUE(found);
   }
-  testing::forget_clean_close(path);  // the killed writer never closed
+  if (!clean_close) testing::forget_clean_close(path);  // the killed writer never closed
   {
     OpenOptions ro;
     ro.read_only = true;  // takes no lock and runs no recovery: the odd version stays
@@ -557,12 +565,14 @@ TEST(ChannelTest, ASourceUpdateLeftHalfDoneByADeadWriterStillReads) {
     EXPECT_EQ(sp->next_sequence, 1u);
     EXPECT_EQ(sp->position, 21u);
   }
-  Channel ch = Channel::open(path);  // recovery evens the version out
+  Channel ch = Channel::open(path);  // recovery, or the clean open, evens the version out
+  EXPECT_EQ(ch.stats().opened_after_clean_close, clean_close);
   const auto t0 = std::chrono::steady_clock::now();
   const auto sp = ch.source_position(7);
   EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::milliseconds(500)) << "recovery left it odd";
   ASSERT_TRUE(sp.has_value());
   EXPECT_EQ(sp->next_sequence, 1u);
+  }
 }
 
 static_assert(offsetof(detail::Header, clean_close) == testing::kCleanCloseOffset, "tests damage the file by offset");
@@ -663,6 +673,32 @@ TEST(ChannelTest, OnlyTheLastHandleToDetachMarksTheFileClean) {
   }
   EXPECT_EQ(clean_close_word(path), 0u) << "another open of the file was still attached";
   first.reset();
+  EXPECT_NE(clean_close_word(path), 0u);
+}
+
+// A forked child shares its parent's open file description: destroying the channel it
+// inherited must neither mark the file clean nor convert the parent's lock to exclusive.
+TEST(ChannelTest, AForkedChildClosingWhatItInheritedDoesNotMarkTheFile) {
+  TempDir dir;
+  const auto path = dir / "a.chan";
+  write_and_close(path, 10);
+  auto parent = std::make_optional(Channel::open(path));
+  ASSERT_EQ(clean_close_word(path), 0u);
+  const pid_t pid = ::fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    parent.reset();
+    ::_exit(0);
+  }
+  int status = 0;
+  ASSERT_EQ(::waitpid(pid, &status, 0), pid);
+  ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  EXPECT_EQ(clean_close_word(path), 0u) << "the parent still has the file open";
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  ASSERT_GE(fd, 0);
+  EXPECT_EQ(::flock(fd, LOCK_SH | LOCK_NB), 0) << "the parent's shared lock was converted to exclusive";
+  ::close(fd);
+  parent.reset();
   EXPECT_NE(clean_close_word(path), 0u);
 }
 

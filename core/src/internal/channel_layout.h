@@ -184,6 +184,8 @@ struct ChannelState {
   Crc32cFn crc = crc32c_function();  // resolved once: no feature check per record
   bool asymmetric = false;           // membarrier available: see os.h
   bool opened = false;               // validated and recovered: only then may closing mark it clean
+  std::uint32_t opener_pid = 0;      // a forked child holding this state does not mark the file
+  std::uint64_t sync_failures_at_open = 0;
 
   // Interval syncer (SyncPolicy::kInterval).
   std::mutex sync_mu;
