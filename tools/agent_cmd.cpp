@@ -53,13 +53,15 @@ class Reloader {
   // What Agent::run waits on: readable once the agent is to stop (a signal, or a checked reload).
   [[nodiscard]] int stop_fd() const noexcept { return stop_.get(); }
 
-  // After Agent::run returned: the configuration to start next, or nothing to exit.
+  // After Agent::run returned: the configuration to start next, or nothing to exit (a stop
+  // signal, or every source finished by itself). The stop token and what it stands for are
+  // written together and taken together, under the lock: a token always has its reason.
   std::optional<ingest::AgentConfig> next() {
+    const std::lock_guard lock(mu_);
     std::uint64_t n = 0;
     (void)!::read(stop_.get(), &n, sizeof n);  // re-arm
-    const std::lock_guard lock(mu_);
     if (exit_) return std::nullopt;
-    return std::exchange(reload_, std::nullopt);  // none: every source finished by itself
+    return std::exchange(reload_, std::nullopt);
   }
 
  private:
@@ -68,12 +70,18 @@ class Reloader {
       pollfd p[2] = {{signals_.get(), POLLIN, 0}, {quit_.get(), POLLIN, 0}};
       if (::poll(p, 2, -1) < 0) {
         if (errno == EINTR) continue;
+        log_("error", fmt::format("agent: waiting for signals failed ({}): stopping", std::strerror(errno)));
+        stop(std::nullopt);  // never left running with SIGTERM blocked and unread
         return;
       }
       if ((p[1].revents & POLLIN) != 0) return;
       signalfd_siginfo si{};
       if (::read(signals_.get(), &si, sizeof si) != static_cast<ssize_t>(sizeof si)) continue;
-      if (si.ssi_signo == SIGHUP) {
+      if (si.ssi_signo != SIGHUP) {
+        stop(std::nullopt);
+        continue;
+      }
+      try {
         ingest::ConfigResult r = ingest::load_agent_config(config_);
         if (!r.errors.empty()) {
           for (const auto& e : r.errors) log_("error", e);
@@ -82,15 +90,23 @@ class Reloader {
           continue;
         }
         log_("info", fmt::format("SIGHUP: {} checked; stopping the agent to start it again from it", config_.string()));
-        const std::lock_guard lock(mu_);
-        reload_ = std::move(r.config);
-      } else {
-        const std::lock_guard lock(mu_);
-        exit_ = true;
+        stop(std::move(r.config));
+      } catch (const std::exception& e) {
+        log_("error", fmt::format("SIGHUP: {} could not be read ({}); the agent goes on", config_.string(), e.what()));
       }
-      const std::uint64_t one = 1;
-      (void)!::write(stop_.get(), &one, sizeof one);
     }
+  }
+
+  // Asks the agent to stop: to start again from `reload`, or (none) to exit.
+  void stop(std::optional<ingest::AgentConfig> reload) {
+    const std::lock_guard lock(mu_);
+    if (reload) {
+      reload_ = std::move(reload);
+    } else {
+      exit_ = true;
+    }
+    const std::uint64_t one = 1;
+    (void)!::write(stop_.get(), &one, sizeof one);
   }
 
   const std::filesystem::path config_;
@@ -114,11 +130,11 @@ int run_agent(const std::filesystem::path& file, ingest::AgentConfig config) {
     if (!next) return rc;
     agent.reset();  // every channel closed cleanly: reopening it does not scan
     try {
-      agent.emplace(*next, log);
+      agent.emplace(*next, log);  // opens the channels, builds the sources, binds the metrics port
       config = std::move(*next);
       log("info", fmt::format("reloaded {}: {} sources into {} channels", file.string(), config.sources.size(),
                               config.channels.size()));
-    } catch (const core::Error& e) {
+    } catch (const std::exception& e) {
       log("error", fmt::format("reload of {} failed: {}; starting again with the configuration it ran", file.string(),
                                e.what()));
       agent.emplace(config, log);

@@ -104,6 +104,25 @@ Agent::Agent(const AgentConfig& config, LogFn log) : impl_(std::make_unique<Impl
     };
     impl_->uplinks.emplace_back(u.name, std::make_unique<uplink::Uplink>(*impl_->channel(u.channel), o, log_fn));
   }
+  // The endpoint is bound here, not in run(): an address in use is a construction error, which
+  // a reload (tools/agent_cmd.cpp) answers by starting the previous configuration again.
+  Impl& a = *impl_;
+  if (!a.cfg.metrics.empty()) {
+    publish();
+    a.metrics = std::make_unique<core::MetricsServer>(
+        a.cfg.metrics,
+        [&a] {
+          const std::lock_guard lock(a.snapshot_mu);
+          return a.snapshot_prom;
+        },
+        [&a] {
+          const std::lock_guard lock(a.snapshot_mu);
+          return a.snapshot_json;
+        });
+    if (a.log) a.log("info", fmt::format("metrics on http://{}:{}/metrics", a.cfg.metrics.substr(0, a.cfg.metrics.rfind(':')),
+                                         a.metrics->port()));
+    publish();  // the status file now names the endpoint's port
+  }
 }
 
 Agent::~Agent() {
@@ -126,22 +145,6 @@ int Agent::metrics_port() const { return impl_->metrics ? impl_->metrics->port()
 
 int Agent::run(int stop_fd) {
   Impl& a = *impl_;
-  if (!a.cfg.metrics.empty() && !a.metrics) {
-    publish();
-    a.metrics = std::make_unique<core::MetricsServer>(
-        a.cfg.metrics,
-        [&a] {
-          const std::lock_guard lock(a.snapshot_mu);
-          return a.snapshot_prom;
-        },
-        [&a] {
-          const std::lock_guard lock(a.snapshot_mu);
-          return a.snapshot_json;
-        });
-    if (a.log) a.log("info", fmt::format("metrics on http://{}:{}/metrics", a.cfg.metrics.substr(0, a.cfg.metrics.rfind(':')),
-                                         a.metrics->port()));
-    publish();  // the status file now names the endpoint's port
-  }
   if (a.log) a.log("info", fmt::format("agent '{}' running {} sources into {} channels", a.cfg.name, a.sources.size(),
                                        a.channels.size()));
   for (auto& [name, u] : a.uplinks) a.uplink_threads.emplace_back([&a, up = u.get()] { up->run(a.stop_uplinks); });

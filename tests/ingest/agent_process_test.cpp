@@ -2,7 +2,10 @@
 // stdin to a channel; and kill -9 at random moments while tailing files that are still being
 // written: after restarts, every line is in the channel exactly once, in order.
 #include <gtest/gtest.h>
+#include <arpa/inet.h>
 #include <httplib.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 
 #include <fstream>
 #include <map>
@@ -251,6 +254,42 @@ TEST(AgentProcessTest, AnInvalidConfigurationOnSighupIsRefusedAndTheAgentGoesOn)
   const int status = agent->wait(10s);
   ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
   expect_lines_once(dir / "main.chan", {{'a', 200}, {'b', 50}});
+}
+
+// A reload to a configuration that cannot start (its metrics address is taken): the agent says
+// so and starts the configuration it ran again; nothing is lost, it still exits 0 on SIGTERM.
+TEST(AgentProcessTest, AReloadThatCannotStartFallsBackToTheRunningConfiguration) {
+  TempDir dir;
+  const int taken = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  ASSERT_GE(taken, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof addr;
+  ASSERT_EQ(::bind(taken, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+  ASSERT_EQ(::listen(taken, 1), 0);
+  ASSERT_EQ(::getsockname(taken, reinterpret_cast<sockaddr*>(&addr), &len), 0);
+  auto config = [&](const std::string& metrics) {
+    std::ofstream(dir / "agent.toml") << "[agent]\nname = \"t\"\nmetrics = \"" << metrics << "\"\n[channels.main]\npath = \""
+                                      << (dir / "main.chan").string() << "\"\ncapacity = \"64M\"\n"
+                                      << tail_source("a", dir / "a.log");
+  };
+  config("127.0.0.1:0");
+  testing::append_lines(dir / "a.log", "a", 0, 100);
+  auto agent = agent_with_log(dir);
+  ASSERT_TRUE(wait_records(dir / "main.chan", 100, 10s));
+  config("127.0.0.1:" + std::to_string(ntohs(addr.sin_port)));
+  agent->signal(SIGHUP);
+  std::string log;
+  ASSERT_TRUE(wait_log(*agent, "starting again with the configuration it ran", log)) << log;
+  EXPECT_NE(log.find("cannot listen on"), std::string::npos) << log;
+  testing::append_lines(dir / "a.log", "a", 100, 200);
+  ASSERT_TRUE(wait_records(dir / "main.chan", 200, 10s)) << "collecting again under the previous configuration";
+  agent->signal(SIGTERM);
+  const int status = agent->wait(10s);
+  ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
+  ::close(taken);
+  expect_lines_once(dir / "main.chan", {{'a', 200}});
 }
 
 TEST(AgentProcessTest, StdinLinesReachTheChannelAndTheAgentExitsAtEof) {

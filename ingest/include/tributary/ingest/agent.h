@@ -100,7 +100,8 @@ using LogFn = std::function<void(std::string_view level, const std::string& mess
 
 class Agent {
  public:
-  // Opens (or creates) the channels and builds the sources. Throws core::Error.
+  // Opens (or creates) the channels, builds the sources and binds the metrics endpoint.
+  // Throws core::Error.
   Agent(const AgentConfig& config, LogFn log);
   ~Agent();
   Agent(const Agent&) = delete;
