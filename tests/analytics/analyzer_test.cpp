@@ -212,16 +212,21 @@ TEST(AnalyzerBoundsTest, AMillionDistinctKeysStayWithinMaxGroupsAndTheTotalStays
 
 // An event time the windows cannot place (not a number, before 1970, past 9999, overflowing)
 // rejects the event with its reason before anything counts it: no total, no window, no late.
-TEST(AnalyzerBoundsTest, AnAbsurdEventTimeIsRejectedWithItsReasonAndCountsNowhere) {
-  AnalyzerSpec s;
-  s.groupings = {{"k", {{KeyPart::From::kEvent, 1, nullptr, 0}}}};
+// A one-second window per field 1, its time field 0 in epoch milliseconds.
+AnalyzerSpec::Window epoch_ms_window() {
   AnalyzerSpec::Window w;
   w.name = "w";
   w.key = {{KeyPart::From::kEvent, 1, nullptr, 0}};
   w.size_ms = w.slide_ms = 1000;
   w.time_field = 0;
   w.time_format.kind = TimeFormat::Kind::kEpochMillis;
-  s.windows = {w};
+  return w;
+}
+
+TEST(AnalyzerBoundsTest, AnAbsurdEventTimeIsRejectedWithItsReasonAndCountsNowhere) {
+  AnalyzerSpec s;
+  s.groupings = {{"k", {{KeyPart::From::kEvent, 1, nullptr, 0}}}};
+  s.windows = {epoch_ms_window()};
   Analyzer a(s, FieldExtractor::json({"/ts", "/k"}));
   std::uint64_t seq = 0;
   for (const char* ts : {"\"nan\"", "-5", "1e300", "9223372036854775807", "253402300800001", "\"soon\""})
@@ -238,12 +243,7 @@ TEST(AnalyzerBoundsTest, AnAbsurdEventTimeIsRejectedWithItsReasonAndCountsNowher
 // max_future it counts (clocks are a little apart); without an ingest time it is not judged.
 TEST(AnalyzerBoundsTest, AnEventTimeFarAheadOfItsIngestTimeIsRejectedAndClosesNoWindow) {
   AnalyzerSpec s;
-  AnalyzerSpec::Window w;
-  w.name = "w";
-  w.key = {{KeyPart::From::kEvent, 1, nullptr, 0}};
-  w.size_ms = w.slide_ms = 1000;
-  w.time_field = 0;
-  w.time_format.kind = TimeFormat::Kind::kEpochMillis;
+  AnalyzerSpec::Window w = epoch_ms_window();
   w.max_future_ms = 3'600'000;
   s.windows = {w};
   Analyzer a(s, FieldExtractor::json({"/ts", "/k"}));
