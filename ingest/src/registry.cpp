@@ -39,7 +39,7 @@ constexpr OptionSpec kTailOptions[] = {
     {"read_buffer", OptionType::kSize, "1M", "Bytes read per call: larger is fewer syscalls, more memory", false,
      4096, 64 << 20},
     {"batch_bytes", OptionType::kSize, "1M",
-     "Payload bytes per channel transaction (capped at 1/8 of the channel)", false, 4096, 64 << 20},
+     "Bytes per channel transaction, record headers included (capped at 1/8 of the channel)", false, 4096, 64 << 20},
     {"rotate_wait_ms", OptionType::kInt, "2000",
      "How long a rotated or deleted file is still read after its last byte", false, 0, 3600000},
 };

@@ -66,6 +66,20 @@ TEST(TailSourceTest, ReadsExistingLinesThenFollowsAppends) {
   EXPECT_EQ(src->metrics().events, 150u);
 }
 
+// Short lines are mostly record headers in the ring: a batch budgeted by payload bytes alone
+// (60 KB of 10 000 lines, under an eighth of this 1 MiB ring) took 560 KB of records, more than
+// the quarter one transaction may take, and the tail retried the same refused batch forever.
+TEST(TailSourceTest, ShortLinesIntoASmallChannelAreBatchedByTheRecordBytesTheyTake) {
+  TempDir dir;
+  append_lines(dir / "a.log", "a", 0, 10000, 0);
+  auto ch = core::Channel::create(dir / "c.chan", cfg(1 << 20));
+  auto src = make_source("tail", {&ch}, {{"paths", Strings{(dir / "*.log").string()}}});
+  ASSERT_TRUE(pump_until(*src, [&] { return ch.stats().records_written == 10000; }, std::chrono::seconds(10)))
+      << ch.stats().records_written << " records";
+  EXPECT_EQ(src->metrics().events, 10000u);
+  EXPECT_EQ(all_payloads(ch).back(), line_text("a", 9999, 0));
+}
+
 TEST(TailSourceTest, HoldsAPartialLastLineUntilItsNewlineArrives) {
   TempDir dir;
   append_lines(dir / "a.log", "a", 0, 10);

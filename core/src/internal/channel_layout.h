@@ -46,9 +46,7 @@ struct RecordHeader {
 static_assert(sizeof(RecordHeader) == kRecordHeaderSize, "record header is part of the file format");
 static_assert(std::atomic<std::uint64_t>::is_always_lock_free, "tags must be lock-free to live in shared memory");
 
-[[nodiscard]] constexpr std::uint64_t record_size(std::uint64_t payload) noexcept {
-  return (kRecordHeaderSize + payload + kRecordAlign - 1) & ~std::uint64_t{kRecordAlign - 1};
-}
+[[nodiscard]] constexpr std::uint64_t record_size(std::uint64_t payload) noexcept { return record_bytes(payload); }
 
 // {write position, next channel sequence}, swapped together with one cmpxchg16b so that the
 // channel sequence follows position order across producers.

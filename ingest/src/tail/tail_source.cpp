@@ -62,7 +62,8 @@ class TailSource final : public Source {
   TailSource(TailOptions opts, SourceContext ctx) : opts_(std::move(opts)), ctx_(std::move(ctx)) {
     for (core::Channel* ch : ctx_.channels) {
       producers_.push_back(ch->producer(ctx_.producer_options));
-      // A transaction must fit a quarter of the ring: keep batches well under it.
+      // A transaction must fit a quarter of the ring, counted in record bytes (headers
+      // included): keep batches at an eighth.
       batch_limit_ = std::min<std::size_t>(opts_.batch_bytes, ch->stats().capacity / 8);
     }
     buf_.resize(std::max(opts_.read_buffer, opts_.max_line + 1));
@@ -352,7 +353,7 @@ class TailSource final : public Source {
           line = *kept;
         }
         batch_.push_back({{f.source_id, f.next_seq + batch_.size()}, std::as_bytes(std::span(line.data(), line.size()))});
-        batch_bytes += line.size();
+        batch_bytes += core::record_bytes(line.size());  // what the batch takes in the ring
         if (batch_bytes >= batch_limit_ || batch_.size() >= 65536) {
           const std::size_t k = batch_.size();
           if (!commit(f, base + pos)) return events;

@@ -47,6 +47,13 @@ inline constexpr std::size_t kRecordHeaderSize = 48;
 inline constexpr std::size_t kRecordAlign = 8;
 inline constexpr std::size_t kMaxConsumerName = 47;
 
+// Bytes a record of `payload` bytes takes in the ring: its header and payload, 8-aligned. A
+// batch (one transaction) may take at most a quarter of the capacity counted this way: a batch
+// of many small events is mostly headers.
+[[nodiscard]] constexpr std::uint64_t record_bytes(std::uint64_t payload) noexcept {
+  return (kRecordHeaderSize + payload + kRecordAlign - 1) & ~std::uint64_t{kRecordAlign - 1};
+}
+
 // Identity of an event (see design brief, "Event identity"): dense sequence per source.
 struct EventId {
   std::uint64_t source_id = 0;  // 0 means "no identity"
