@@ -2,10 +2,7 @@
 // stdin to a channel; and kill -9 at random moments while tailing files that are still being
 // written: after restarts, every line is in the channel exactly once, in order.
 #include <gtest/gtest.h>
-#include <arpa/inet.h>
 #include <httplib.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
 
 #include <fstream>
 #include <map>
@@ -17,6 +14,7 @@
 #include "support/process.h"
 #include "support/tail_util.h"
 #include "support/temp_dir.h"
+#include "net/socket.h"
 #include "tributary/core/error.h"
 
 namespace tributary::ingest {
@@ -260,15 +258,7 @@ TEST(AgentProcessTest, AnInvalidConfigurationOnSighupIsRefusedAndTheAgentGoesOn)
 // so and starts the configuration it ran again; nothing is lost, it still exits 0 on SIGTERM.
 TEST(AgentProcessTest, AReloadThatCannotStartFallsBackToTheRunningConfiguration) {
   TempDir dir;
-  const int taken = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  ASSERT_GE(taken, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof addr;
-  ASSERT_EQ(::bind(taken, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
-  ASSERT_EQ(::listen(taken, 1), 0);
-  ASSERT_EQ(::getsockname(taken, reinterpret_cast<sockaddr*>(&addr), &len), 0);
+  const core::Fd taken = net::listen_tcp("127.0.0.1:0", "the port the reload asks for");
   auto config = [&](const std::string& metrics) {
     std::ofstream(dir / "agent.toml") << "[agent]\nname = \"t\"\nmetrics = \"" << metrics << "\"\n[channels.main]\npath = \""
                                       << (dir / "main.chan").string() << "\"\ncapacity = \"64M\"\n"
@@ -278,7 +268,7 @@ TEST(AgentProcessTest, AReloadThatCannotStartFallsBackToTheRunningConfiguration)
   testing::append_lines(dir / "a.log", "a", 0, 100);
   auto agent = agent_with_log(dir);
   ASSERT_TRUE(wait_records(dir / "main.chan", 100, 10s));
-  config("127.0.0.1:" + std::to_string(ntohs(addr.sin_port)));
+  config(net::local_address(taken.get()));
   agent->signal(SIGHUP);
   std::string log;
   ASSERT_TRUE(wait_log(*agent, "starting again with the configuration it ran", log)) << log;
@@ -288,7 +278,6 @@ TEST(AgentProcessTest, AReloadThatCannotStartFallsBackToTheRunningConfiguration)
   agent->signal(SIGTERM);
   const int status = agent->wait(10s);
   ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
-  ::close(taken);
   expect_lines_once(dir / "main.chan", {{'a', 200}});
 }
 
