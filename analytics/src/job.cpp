@@ -675,17 +675,8 @@ struct AnalyzeJob::Impl {
     for (std::size_t w = 0; w < cfg.windows.size(); ++w) {
       const WindowOutputSpec& spec = cfg.windows[w];
       const WindowSet& ws = analyzer->window(w);
-      std::string open = render::window_header(spec, "count");
-      for (const auto& [k, agg] : ws.open())
-        render::window_row(open, spec, {k.first, k.first + ws.size(), k.second, agg});
-      render::write_file(cfg.state_dir / (spec.name + ".open.csv"), open);
-      std::string late = render::window_header(spec, "late");
-      for (const auto& [k, n] : ws.late()) {
-        late += format_millis(k.first) + "," + format_millis(k.first + ws.size());
-        if (!spec.by.empty()) render::key_cells(late, k.second);
-        late += fmt::format(",{}\n", n);
-      }
-      render::write_file(cfg.state_dir / (spec.name + ".late.csv"), late);
+      render::write_file(cfg.state_dir / (spec.name + ".open.csv"), render::open_csv(spec, ws.open()));
+      render::write_file(cfg.state_dir / (spec.name + ".late.csv"), render::late_csv(spec, ws.late()));
     }
   }
 

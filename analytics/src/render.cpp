@@ -50,6 +50,22 @@ void window_row(std::string& out, const WindowOutputSpec& w, const WindowRow& r)
   out += '\n';
 }
 
+std::string open_csv(const WindowOutputSpec& w, const std::map<WindowKey, Aggregate>& open) {
+  std::string text = window_header(w, "count");
+  for (const auto& [k, agg] : open) window_row(text, w, {k.first, k.first + w.size_ms, k.second, agg});
+  return text;
+}
+
+std::string late_csv(const WindowOutputSpec& w, const std::map<WindowKey, std::uint64_t>& late) {
+  std::string text = window_header(w, "late");
+  for (const auto& [k, n] : late) {
+    text += format_millis(k.first) + "," + format_millis(k.first + w.size_ms);
+    if (!w.by.empty()) key_cells(text, k.second);
+    text += fmt::format(",{}\n", n);
+  }
+  return text;
+}
+
 std::string totals_csv(const OutputSpec& o, const std::map<std::string, std::uint64_t>& totals, std::uint64_t counted,
                        const std::vector<std::string>* order) {
   std::string text = o.header + "\n";

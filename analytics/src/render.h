@@ -24,6 +24,10 @@ void key_cells(std::string& out, std::string_view key);
 // "window_start,window_end,<by...>,<counts>[,sum_v,min_v,max_v]\n"
 [[nodiscard]] std::string window_header(const WindowOutputSpec& w, std::string_view counts);
 void window_row(std::string& out, const WindowOutputSpec& w, const WindowRow& r);
+// NAME.open.csv: the rows of the windows still open, as they stand.
+[[nodiscard]] std::string open_csv(const WindowOutputSpec& w, const std::map<WindowKey, Aggregate>& open);
+// NAME.late.csv: "window_start,window_end,<by...>,late", the late events per window and key.
+[[nodiscard]] std::string late_csv(const WindowOutputSpec& w, const std::map<WindowKey, std::uint64_t>& late);
 
 // An [[outputs]] file: the header, the labels of `order` first (each, even at 0), then every
 // other key; a share column of `counted` when the output asks for one.

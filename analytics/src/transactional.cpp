@@ -93,6 +93,21 @@ std::optional<std::int64_t> state_offset(const std::string& position, int partit
   return v;
 }
 
+// A window row's value in the output topic ("w/" and "o/" records): END COUNT VALUED SUM MIN
+// MAX, tab-separated; the doubles in their shortest exact form.
+std::string window_value(std::int64_t end, const Aggregate& a) {
+  return fmt::format("{}\t{}\t{}\t{}\t{}\t{}", end, a.count, a.valued, a.sum, a.min, a.max);
+}
+bool parse_window_value(std::string_view value, WindowRow& r) {
+  const auto v = split(value, '\t', 6);
+  if (v.size() != 6 || !number(v[0], r.end) || !number(v[1], r.agg.count) || !number(v[2], r.agg.valued)) return false;
+  auto real = [](std::string_view t) { return std::strtod(std::string(t).c_str(), nullptr); };  // never throws
+  r.agg.sum = real(v[3]);
+  r.agg.min = real(v[4]);
+  r.agg.max = real(v[5]);
+  return true;
+}
+
 // A partition's counters and audit, the value of its "s/P" output record.
 std::string stats_record(const Analyzer& a, const AnalyzeConfig& cfg) {
   const AnalyzerStats& s = a.stats();
@@ -182,6 +197,21 @@ class TransactionalRunner {
     bool dirty = false;                              // consumed since the last commit
     std::string dead_letters;                        // rejected since the last commit, JSON lines
     std::vector<std::map<std::string, std::uint64_t>> emitted;  // per grouping: what the output holds
+    // Per window: the open rows and the late counts the output holds (the committed state's).
+    std::vector<std::map<WindowKey, Aggregate>> open_sent;
+    std::vector<std::map<WindowKey, std::uint64_t>> late_sent;
+
+    // What the output holds once this partition's transaction committed: its state now.
+    void sent(const AnalyzeConfig& cfg) {
+      emitted.resize(cfg.outputs.size());
+      for (std::size_t g = 0; g < cfg.outputs.size(); ++g) emitted[g] = analyzer->totals(g);
+      open_sent.resize(cfg.windows.size());
+      late_sent.resize(cfg.windows.size());
+      for (std::size_t w = 0; w < cfg.windows.size(); ++w) {
+        open_sent[w] = analyzer->window(w).open();
+        late_sent[w] = analyzer->window(w).late();
+      }
+    }
   };
 
   void info(const std::string& m) const {
@@ -316,7 +346,7 @@ class TransactionalRunner {
       }
       if (want < 0 && part.next >= 0)
         warn(fmt::format("partition {}: no committed offset (expired?); resuming at {} from the changelog", p, part.next));
-      for (std::size_t g = 0; g < cfg_.outputs.size(); ++g) part.emitted.push_back(part.analyzer->totals(g));
+      part.sent(cfg_);  // the changelog's state and the outputs committed in one transaction
       list->elems[i].offset = part.next;
       where += fmt::format(" {}:{}", p, part.next >= 0 ? std::to_string(part.next) : "start");
       if (!dead_letter_topic_.empty())
@@ -359,11 +389,14 @@ class TransactionalRunner {
     }
   }
 
-  void produce(const std::string& topic, int partition, const std::string& key, const std::string& value) {
+  // A record of `key`; a tombstone (a null value: the key is gone from the compacted topic)
+  // when `value` is null.
+  void produce(const std::string& topic, int partition, const std::string& key, const std::string* value) {
     for (;;) {
       const auto err = rd_kafka_producev(
           producer_.get(), RD_KAFKA_V_TOPIC(topic.c_str()), RD_KAFKA_V_PARTITION(partition),
-          RD_KAFKA_V_KEY(key.data(), key.size()), RD_KAFKA_V_VALUE(const_cast<char*>(value.data()), value.size()),
+          RD_KAFKA_V_KEY(key.data(), key.size()),
+          RD_KAFKA_V_VALUE(value ? const_cast<char*>(value->data()) : nullptr, value ? value->size() : 0),
           RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END);
       if (err == RD_KAFKA_RESP_ERR_NO_ERROR) return;
       if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL) {
@@ -372,6 +405,9 @@ class TransactionalRunner {
       }
       rd_kafka_poll(producer_.get(), 50);
     }
+  }
+  void produce(const std::string& topic, int partition, const std::string& key, const std::string& value) {
+    produce(topic, partition, key, &value);
   }
 
   void emit(int p, Part& part) {
@@ -386,10 +422,24 @@ class TransactionalRunner {
           produce(topic, out, fmt::format("t/{}/{}/{}", cfg_.outputs[g].name, p, key), std::to_string(n));
       }
     }
-    for (std::size_t w = 0; w < cfg_.windows.size(); ++w)
+    // Windows: closed rows once each ("w/"); the open rows as they change ("o/", a tombstone
+    // once closed) and the late counts ("l/"), so the reader can show both.
+    for (std::size_t w = 0; w < cfg_.windows.size(); ++w) {
+      const std::string& name = cfg_.windows[w].name;
       for (const WindowRow& r : a.take_closed(w))
-        produce(topic, out, fmt::format("w/{}/{}/{}/{}", cfg_.windows[w].name, p, r.start, r.key),
-                fmt::format("{}\t{}\t{}\t{}\t{}\t{}", r.end, r.agg.count, r.agg.valued, r.agg.sum, r.agg.min, r.agg.max));
+        produce(topic, out, fmt::format("w/{}/{}/{}/{}", name, p, r.start, r.key), window_value(r.end, r.agg));
+      const WindowSet& ws = a.window(w);
+      const auto& open_sent = part.open_sent[w];
+      for (const auto& [k, agg] : ws.open())
+        if (const auto it = open_sent.find(k); it == open_sent.end() || !(it->second == agg))
+          produce(topic, out, fmt::format("o/{}/{}/{}/{}", name, p, k.first, k.second), window_value(k.first + ws.size(), agg));
+      for (const auto& [k, agg] : open_sent)
+        if (!ws.open().contains(k)) produce(topic, out, fmt::format("o/{}/{}/{}/{}", name, p, k.first, k.second), nullptr);
+      const auto& late_sent = part.late_sent[w];
+      for (const auto& [k, n] : ws.late())
+        if (const auto it = late_sent.find(k); it == late_sent.end() || it->second != n)
+          produce(topic, out, fmt::format("l/{}/{}/{}/{}", name, p, k.first, k.second), std::to_string(n));
+    }
     produce(topic, out, fmt::format("s/{}", p), stats_record(a, cfg_));
     const std::string key = std::to_string(p);
     for (std::size_t at = 0; at < part.dead_letters.size();) {  // one record per rejected event
@@ -563,7 +613,7 @@ class TransactionalRunner {
         Part& part = parts_[p];
         part.dirty = false;
         part.dead_letters.clear();
-        for (std::size_t g = 0; g < cfg_.outputs.size(); ++g) part.emitted[g] = part.analyzer->totals(g);
+        part.sent(cfg_);
       }
       return;
     }
@@ -697,7 +747,8 @@ class Materializer {
  private:
   void write() {
     std::map<std::string, std::map<std::string, std::uint64_t>> totals;  // output -> key -> sum over partitions
-    std::map<std::string, std::map<std::pair<std::int64_t, std::string>, WindowRow>> windows;
+    std::map<std::string, std::map<WindowKey, Aggregate>> closed, open;  // window -> rows, partitions summed
+    std::map<std::string, std::map<WindowKey, std::uint64_t>> late;
     AnalyzerStats stats;
     struct WindowStatus {
       std::uint64_t open = 0, closed = 0, late = 0;
@@ -712,31 +763,17 @@ class Materializer {
         const auto k = split(std::string_view(key).substr(2), '/', 3);  // OUTPUT, P, KEY
         std::uint64_t n = 0;
         if (k.size() == 3 && number(value, n)) totals[std::string(k[0])][std::string(k[2])] += n;
-      } else if (key.rfind("w/", 0) == 0) {
+      } else if (key.rfind("w/", 0) == 0 || key.rfind("o/", 0) == 0) {  // a closed or an open row
         const auto k = split(std::string_view(key).substr(2), '/', 4);  // WINDOW, P, START, KEY
-        const auto v = split(value, '\t', 6);
-        std::int64_t start = 0;
         WindowRow r;
-        if (k.size() != 4 || v.size() != 6 || !number(k[2], start) || !number(v[0], r.end) ||
-            !number(v[1], r.agg.count) || !number(v[2], r.agg.valued))
-          continue;
-        r.start = start;
-        r.key = std::string(k[3]);
-        auto real = [](std::string_view t) { return std::strtod(std::string(t).c_str(), nullptr); };  // never throws
-        r.agg.sum = real(v[3]);
-        r.agg.min = real(v[4]);
-        r.agg.max = real(v[5]);
-        auto [it, fresh] = windows[std::string(k[0])].try_emplace({start, r.key}, r);
-        if (!fresh) {  // the same window and key closed by another partition: combine
-          Aggregate& a = it->second.agg;
-          if (r.agg.valued > 0) {
-            a.min = a.valued > 0 ? std::min(a.min, r.agg.min) : r.agg.min;
-            a.max = a.valued > 0 ? std::max(a.max, r.agg.max) : r.agg.max;
-          }
-          a.count += r.agg.count;
-          a.valued += r.agg.valued;
-          a.sum += r.agg.sum;
-        }
+        if (k.size() != 4 || !number(k[2], r.start) || !parse_window_value(value, r)) continue;
+        auto& rows = key[0] == 'w' ? closed[std::string(k[0])] : open[std::string(k[0])];
+        rows[{r.start, std::string(k[3])}].merge(r.agg);  // the same window and key of other partitions: summed
+      } else if (key.rfind("l/", 0) == 0) {
+        const auto k = split(std::string_view(key).substr(2), '/', 4);  // WINDOW, P, START, KEY
+        std::int64_t start = 0;
+        std::uint64_t n = 0;
+        if (k.size() == 4 && number(k[2], start) && number(value, n)) late[std::string(k[0])][{start, std::string(k[3])}] += n;
       } else if (key.rfind("s/", 0) == 0) {
         ++stat_partitions;
         std::string_view rest = value;
@@ -789,8 +826,10 @@ class Materializer {
     render::Figures f;
     for (const WindowOutputSpec& w : cfg_.windows) {
       std::string text = render::window_header(w, "count");
-      for (const auto& [k, row] : windows[w.name]) render::window_row(text, w, row);
+      for (const auto& [k, agg] : closed[w.name]) render::window_row(text, w, {k.first, k.first + w.size_ms, k.second, agg});
       render::write_file(cfg_.state_dir / w.file, text);
+      render::write_file(cfg_.state_dir / (w.name + ".open.csv"), render::open_csv(w, open[w.name]));
+      render::write_file(cfg_.state_dir / (w.name + ".late.csv"), render::late_csv(w, late[w.name]));
       const WindowStatus& ws = wstatus[w.name];
       f.windows.push_back({w.name, ws.open, ws.closed, ws.late, ws.unknown ? std::nullopt : ws.watermark});
     }

@@ -185,6 +185,16 @@ void Aggregate::add(std::optional<double> v) {
   ++valued;
 }
 
+void Aggregate::merge(const Aggregate& other) {
+  if (other.valued > 0) {
+    min = valued > 0 ? std::min(min, other.min) : other.min;
+    max = valued > 0 ? std::max(max, other.max) : other.max;
+  }
+  count += other.count;
+  valued += other.valued;
+  sum += other.sum;
+}
+
 WindowSet::WindowSet(std::int64_t size_ms, std::int64_t slide_ms, std::int64_t lateness_ms)
     : size_(size_ms), slide_(slide_ms), lateness_(lateness_ms) {}
 

@@ -16,6 +16,7 @@
 #include <functional>
 #include <mutex>
 #include <random>
+#include <set>
 #include <thread>
 
 #include "support/analyzer_status.h"
@@ -24,6 +25,7 @@
 #include "support/process.h"
 #include "support/temp_dir.h"
 #include "support/tianchi_util.h"
+#include "tributary/analytics/window.h"
 #include "tributary/uplink/local_kafka.h"
 #include "tributary/uplink/uplink.h"
 
@@ -81,12 +83,92 @@ struct Feed {
   }
 };
 
-// Appends events [from, to) of the feed to the channel and ships them with `up`.
-void ship(core::Channel& ch, uplink::Uplink& up, const Feed& f, std::size_t from, std::size_t to) {
+using Events = std::vector<std::pair<core::EventId, std::string>>;
+
+// Appends events [from, to) to the channel and ships them with `up`.
+void ship(core::Channel& ch, uplink::Uplink& up, const Events& events, std::size_t from, std::size_t to) {
   core::Producer p = ch.producer();
   for (std::size_t i = from; i < to; ++i)
-    ASSERT_EQ(p.append(f.events[i].first, f.events[i].second), core::AppendStatus::kOk);
+    ASSERT_EQ(p.append(events[i].first, events[i].second), core::AppendStatus::kOk);
   ASSERT_TRUE(testing::ship_all(up, ch, 60s));
+}
+void ship(core::Channel& ch, uplink::Uplink& up, const Feed& f, std::size_t from, std::size_t to) {
+  ship(ch, up, f.events, from, to);
+}
+
+// Ships `events` on its own thread in small batches at a producer's rhythm (paced, not a wait
+// for a condition), as far as release() lets it; released to the end and joined however the
+// test ends.
+class PacedFeeder {
+ public:
+  PacedFeeder(core::Channel& ch, uplink::Uplink& up, const Events& events, std::size_t batch)
+      : t_([this, &ch, &up, &events, batch] {
+          for (std::size_t from = 0; from < events.size() && ok_;) {
+            {
+              std::unique_lock lock(mu_);
+              released_.wait(lock, [&] { return allowed_ > from; });
+            }
+            const std::size_t to = std::min({events.size(), from + batch, allowed()});
+            ship(ch, up, events, from, to);
+            if (::testing::Test::HasFatalFailure()) ok_ = false;
+            shipped_ = from = to;
+            std::this_thread::sleep_for(10ms);
+          }
+        }) {}
+  ~PacedFeeder() { (void)join(); }
+  PacedFeeder(const PacedFeeder&) = delete;
+  PacedFeeder& operator=(const PacedFeeder&) = delete;
+
+  void release(std::size_t upto) {
+    {
+      std::lock_guard lock(mu_);
+      allowed_ = std::max(allowed_, upto);
+    }
+    released_.notify_one();
+  }
+  [[nodiscard]] std::size_t shipped() const { return shipped_; }
+  // Releases everything and waits for it: true if every event was shipped.
+  bool join() {
+    if (t_.joinable()) {
+      release(SIZE_MAX);
+      t_.join();
+    }
+    return ok_;
+  }
+
+ private:
+  std::size_t allowed() {
+    std::lock_guard lock(mu_);
+    return allowed_;
+  }
+  std::mutex mu_;
+  std::condition_variable released_;
+  std::size_t allowed_ = 0;
+  std::atomic<std::size_t> shipped_{0};
+  std::atomic<bool> ok_{true};
+  std::thread t_;  // last: started once the members it uses exist
+};
+
+// `kills` runs of `tributary analyze --config CONFIG`, each SIGKILLed at a random moment while
+// `feeder` ships its share of the `n` events (run k: the first half of share k released at its
+// start, the second once it has committed something, so every kill lands while events arrive).
+// Returns {runs that committed something, runs killed before everything shipped was counted}.
+std::pair<int, int> kill_while_feeding(const std::filesystem::path& config, const std::filesystem::path& state,
+                                       PacedFeeder& feeder, std::size_t n, int kills, std::mt19937_64& rng) {
+  int progressed = 0, mid_stream = 0;
+  for (int k = 0; k < kills; ++k) {
+    const std::uint64_t before = accounted(state);
+    Child job({kTributary, "analyze", "--config", config.string()});
+    feeder.release(n * (2 * k + 1) / (2 * kills));
+    const auto deadline = std::chrono::steady_clock::now() + 30s;
+    while (accounted(state) <= before && std::chrono::steady_clock::now() < deadline) std::this_thread::sleep_for(2ms);
+    progressed += accounted(state) > before;
+    feeder.release(k + 1 == kills ? n : n * (k + 1) / kills);
+    std::this_thread::sleep_for(std::chrono::milliseconds(rng() % 300));  // a random moment
+    job.kill_and_reap();
+    mid_stream += accounted(state) < feeder.shipped();
+  }
+  return {progressed, mid_stream};
 }
 
 // counted, filtered, rejected, duplicates of STATE/status.json (zeros before it exists).
@@ -155,70 +237,11 @@ TEST_F(AnalyzeTransactionTest, KilledTwentyTimesWhileEventsArriveTheCommittedCou
   const std::uint64_t seed = std::random_device{}();
   SCOPED_TRACE("seed " + std::to_string(seed));
   std::mt19937_64 rng(seed);
-  // Events keep arriving through the whole kill loop: a feeder ships them in small batches,
-  // paced (a producer's rhythm, not a wait for a condition), each run's share released as the
-  // run goes, so every kill lands while events are arriving and being analyzed.
+  // Events keep arriving through the whole kill loop.
   constexpr int kKills = 20;
-  std::mutex mu;
-  std::condition_variable released;
-  std::size_t allowed = 0;
-  std::atomic<std::size_t> shipped{0};
-  std::atomic<bool> feeder_ok{true};
-  struct Feeder {  // released and joined however the test ends
-    std::thread t;
-    std::function<void()> release_all;
-    ~Feeder() {
-      if (!t.joinable()) return;
-      release_all();
-      t.join();
-    }
-  } feeder;
-  feeder.release_all = [&] {
-    {
-      std::lock_guard lock(mu);
-      allowed = n;
-    }
-    released.notify_one();
-  };
-  feeder.t = std::thread([&] {
-    for (std::size_t from = 0; from < n && feeder_ok;) {
-      {
-        std::unique_lock lock(mu);
-        released.wait(lock, [&] { return allowed > from; });
-      }
-      const std::size_t to = std::min({n, from + 150, allowed});
-      ship(ch, up, feed, from, to);
-      if (::testing::Test::HasFatalFailure()) feeder_ok = false;
-      shipped = from = to;
-      std::this_thread::sleep_for(10ms);
-    }
-  });
-  int progressed = 0, mid_stream = 0;
-  for (int k = 0; k < kKills; ++k) {
-    const std::uint64_t before = accounted(dir / "out");
-    Child job({kTributary, "analyze", "--config", (dir / "analyze.toml").string()});
-    auto release = [&](std::size_t upto) {
-      {
-        std::lock_guard lock(mu);
-        allowed = upto;
-      }
-      released.notify_one();
-    };
-    // The first half of this run's share now, the second once it has committed something:
-    // however long a start takes, the kill lands while the second half is arriving.
-    release(n * (2 * k + 1) / (2 * kKills));
-    const auto deadline = std::chrono::steady_clock::now() + 30s;
-    while (accounted(dir / "out") <= before && std::chrono::steady_clock::now() < deadline)
-      std::this_thread::sleep_for(2ms);
-    progressed += accounted(dir / "out") > before;
-    release(k + 1 == kKills ? n : n * (k + 1) / kKills);
-    std::this_thread::sleep_for(std::chrono::milliseconds(rng() % 300));  // a random moment
-    job.kill_and_reap();
-    mid_stream += accounted(dir / "out") < shipped;
-  }
-  feeder.t.join();
-  ASSERT_TRUE(feeder_ok);
-  ASSERT_EQ(shipped, n);
+  PacedFeeder feeder(ch, up, feed.events, 150);
+  const auto [progressed, mid_stream] = kill_while_feeding(dir / "analyze.toml", dir / "out", feeder, n, kKills, rng);
+  ASSERT_TRUE(feeder.join());
   EXPECT_GE(progressed, kKills / 2) << "most runs must commit something before they are killed";
   EXPECT_GE(mid_stream, kKills / 4) << "the kills must land while events are being analyzed";
   // Every event once more, under the same identity (an uplink that re-sends everything).
@@ -307,6 +330,128 @@ TEST_F(AnalyzeTransactionTest, TwoAnalyzersInOneGroupOneKilledTheOtherTakesItsPa
   const std::string status = slurp(dir / "b" / "status.json");
   EXPECT_NE(status.find(fmt::format(R"({{"source":1,"accounted":{},"gaps":0,)", d.rows.size())), std::string::npos)
       << status;
+}
+
+// Event-time windows in the transaction mode, through kills while events arrive: the closed
+// rows reach the output exactly once, and the reader shows the open windows and the late
+// events. Two sources, each in its own partition with its own watermark, over the same seconds:
+// the reader sums their parts of a window (count, sum, min, max). The reference simulates each
+// partition's windows from the events in their order.
+TEST_F(AnalyzeTransactionTest, WindowRowsCommitExactlyOnceThroughKillsAndTheReaderShowsOpenAndLateRows) {
+  TempDir dir;
+  create_topic("clicks", 2);
+  const std::uint64_t seed = std::random_device{}();
+  SCOPED_TRACE("seed " + std::to_string(seed));
+  std::mt19937_64 rng(seed);
+  struct Ev {
+    std::int64_t t;
+    std::string k;
+    int v;
+  };
+  constexpr std::uint64_t kSources[2] = {1, 4};  // CRC32 of the key: partitions 1 and 0
+  constexpr int kPerSource = 30000;
+  std::vector<Ev> by_source[2];
+  const std::int64_t t0 = 1794355200000;  // 2026-11-11T00:00:00Z
+  for (int s = 0; s < 2; ++s)
+    for (int i = 0; i < kPerSource; ++i) {
+      // Mostly in order, some 2 s behind: late once their window has closed.
+      const std::int64_t jitter = static_cast<std::int64_t>(rng() % 100) - (rng() % 50 == 0 ? 2000 : 50);
+      by_source[s].push_back({t0 + 2 * i + jitter, std::string(1, static_cast<char>('a' + rng() % 3)),
+                              static_cast<int>(rng() % 1000) - 500});
+    }
+  Events events;  // the two sources interleaved, as they arrive at one agent
+  for (int i = 0; i < kPerSource; ++i)
+    for (int s = 0; s < 2; ++s) {
+      const Ev& e = by_source[s][i];
+      events.push_back({{kSources[s], static_cast<std::uint64_t>(i)},
+                        fmt::format(R"({{"ts":{},"k":"{}","v":{}}})", e.t, e.k, e.v)});
+    }
+  const std::size_t n = events.size();
+  core::ChannelConfig cc;
+  cc.capacity = 32 << 20;
+  core::Channel ch = core::Channel::create(dir / "c.chan", cc);
+  uplink::Uplink up(ch, {.name = "up", .topic = "clicks", .kafka = {{"bootstrap.servers", bootstrap_}}});
+  uplink::Uplink again(ch, {.name = "again", .topic = "clicks", .kafka = {{"bootstrap.servers", bootstrap_}}});
+  std::ofstream(dir / "analyze.toml") << fmt::format(
+      "[input]\ntype = \"kafka\"\nbootstrap = \"{}\"\ntopic = \"clicks\"\ngroup = \"clicks\"\n"
+      "[fields]\nts = \"/ts\"\nk = \"/k\"\nv = \"/v\"\n"
+      "[[windows]]\nname = \"per_second\"\nby = [\"k\"]\nsize = \"1s\"\nlateness = \"500ms\"\ntime = \"ts\"\n"
+      "time_format = \"epoch_ms\"\nvalue = \"v\"\n"
+      "[state]\ndir = \"{}\"\ncheckpoint_ms = 100\n"
+      "[transaction]\ntopic = \"clicks-counts\"\nid = \"clicks-1\"\ntimeout_ms = 5000\nsession_timeout_ms = 6000\n",
+      bootstrap_, (dir / "out").string());
+
+  constexpr int kKills = 6;
+  PacedFeeder feeder(ch, up, events, 400);
+  const auto [progressed, mid_stream] = kill_while_feeding(dir / "analyze.toml", dir / "out", feeder, n, kKills, rng);
+  ASSERT_TRUE(feeder.join());
+  EXPECT_GE(progressed, kKills / 2) << "most runs must commit something before they are killed";
+  EXPECT_GE(mid_stream, kKills / 4) << "the kills must land while events are being analyzed";
+  ASSERT_TRUE(testing::ship_all(again, ch, 60s));  // every event once more, same identity
+  Child job = analyze_logged(dir / "analyze.toml", dir / "analyze.log");
+  ASSERT_TRUE(wait_done(dir / "out", n, n, 120s)) << slurp(dir / "out" / "status.json") << slurp(dir / "analyze.log");
+  job.signal(SIGTERM);
+  ASSERT_EQ(job.wait(30s), 0) << slurp(dir / "analyze.log");
+
+  // Each source went to one partition, the two to different ones (keyed by source id).
+  std::map<std::uint64_t, std::set<int>> partitions;
+  for (const auto& r : testing::read_topic(bootstrap_, "clicks", 2, 2 * n, 60s, 3s, false))
+    partitions[r.id.source_id].insert(r.partition);
+  ASSERT_EQ(partitions[kSources[0]].size(), 1u);
+  ASSERT_EQ(partitions[kSources[1]].size(), 1u);
+  ASSERT_NE(*partitions[kSources[0]].begin(), *partitions[kSources[1]].begin()) << "one partition: pick other ids";
+
+  // The reference: per partition (one source), windows [s, s+1000) close once the largest time
+  // seen minus 500 ms reaches their end; an event for a closed window is late.
+  struct Agg {
+    std::uint64_t count = 0;
+    std::int64_t sum = 0, min = INT64_MAX, max = INT64_MIN;
+  };
+  std::map<std::pair<std::int64_t, std::string>, Agg> closed, open;
+  std::map<std::pair<std::int64_t, std::string>, std::uint64_t> late;
+  std::uint64_t late_events = 0;
+  for (const auto& evs : by_source) {
+    std::map<std::pair<std::int64_t, std::string>, Agg> counted;
+    std::int64_t watermark = INT64_MIN;
+    for (const Ev& e : evs) {
+      const std::pair<std::int64_t, std::string> w{e.t - e.t % 1000, e.k};
+      if (w.first + 1000 <= watermark) {
+        ++late[w];
+        ++late_events;
+      } else {
+        Agg& a = counted[w];
+        ++a.count;
+        a.sum += e.v;
+        a.min = std::min<std::int64_t>(a.min, e.v);
+        a.max = std::max<std::int64_t>(a.max, e.v);
+      }
+      watermark = std::max(watermark, e.t - 500);
+    }
+    for (const auto& [w, a] : counted) {
+      Agg& into = (w.first + 1000 <= watermark ? closed : open)[w];
+      into.count += a.count;
+      into.sum += a.sum;
+      into.min = std::min(into.min, a.min);
+      into.max = std::max(into.max, a.max);
+    }
+  }
+  ASSERT_GT(late_events, 0u);
+  ASSERT_FALSE(open.empty());
+  auto rows = [](const std::map<std::pair<std::int64_t, std::string>, Agg>& m) {
+    std::string text = "window_start,window_end,k,count,sum_v,min_v,max_v\n";
+    for (const auto& [w, a] : m)
+      text += fmt::format("{},{},{},{},{},{},{}\n", format_millis(w.first), format_millis(w.first + 1000), w.second,
+                          a.count, a.sum, a.min, a.max);
+    return text;
+  };
+  std::string late_text = "window_start,window_end,k,late\n";
+  for (const auto& [w, c] : late)
+    late_text += fmt::format("{},{},{},{}\n", format_millis(w.first), format_millis(w.first + 1000), w.second, c);
+  EXPECT_EQ(slurp(dir / "out" / "per_second.csv"), rows(closed));
+  EXPECT_EQ(slurp(dir / "out" / "per_second.open.csv"), rows(open));
+  EXPECT_EQ(slurp(dir / "out" / "per_second.late.csv"), late_text);
+  EXPECT_NE(slurp(dir / "out" / "status.json").find(fmt::format(R"("late":{})", late_events)), std::string::npos)
+      << slurp(dir / "out" / "status.json");
 }
 
 // An output topic that exists with the delete policy would lose totals that stop changing

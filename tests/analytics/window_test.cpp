@@ -147,6 +147,27 @@ TEST(WindowSetTest, AggregatesSumMinMax) {
   EXPECT_DOUBLE_EQ(n.closed()[0].agg.max, -5.0);
 }
 
+// Parts of one window from several partitions merge into what one aggregate of all their
+// events would be; a part without values leaves min and max alone, whichever side it is on.
+TEST(WindowSetTest, MergedPartsEqualOneAggregateOfAllTheirEvents) {
+  const std::vector<std::vector<std::optional<double>>> parts = {
+      {std::nullopt}, {4.0, std::nullopt, -1.5}, {}, {9.0}, {std::nullopt, std::nullopt}, {-3.0, 2.0}};
+  Aggregate all, merged;
+  for (const auto& part : parts) {
+    Aggregate one;
+    for (const auto v : part) {
+      one.add(v);
+      all.add(v);
+    }
+    merged.merge(one);
+  }
+  EXPECT_EQ(merged, all);
+  EXPECT_EQ(merged.count, 9u);
+  EXPECT_EQ(merged.valued, 5u);
+  EXPECT_DOUBLE_EQ(merged.min, -3.0);
+  EXPECT_DOUBLE_EQ(merged.max, 9.0);
+}
+
 TEST(WindowSetTest, ACheckpointInTheMiddleChangesNothing) {
   std::mt19937_64 rng(5);
   std::vector<Event> events;

@@ -15,6 +15,9 @@
 //   - the output topic gets the changes (compacted: the latest record per key is the value):
 //       key "t/OUTPUT/P/KEY"          value "COUNT"                  running total
 //       key "w/WINDOW/P/START_MS/KEY" value "END_MS\tCOUNT\tVALUED\tSUM\tMIN\tMAX"  closed window
+//       key "o/WINDOW/P/START_MS/KEY" the same value                 open window (a tombstone
+//                                                                    once it closes)
+//       key "l/WINDOW/P/START_MS/KEY" value "COUNT"                  late events of a window
 //       key "s/P"                     value the partition's counters and audit (lines)
 //     (P is the input partition; KEY the group-by key, parts joined with '\x1f'; a reader sums
 //     over P);

@@ -47,7 +47,12 @@ struct Aggregate {
   std::uint64_t valued = 0;          // events that had a value
   double sum = 0, min = 0, max = 0;  // of the value field, when there is one
   void add(std::optional<double> v);
+  // Adds another part of the same window and key (another input partition's).
+  void merge(const Aggregate& other);
+  bool operator==(const Aggregate&) const = default;
 };
+
+using WindowKey = std::pair<std::int64_t, std::string>;  // window start, key
 
 struct WindowRow {
   std::int64_t start = 0, end = 0;
@@ -66,13 +71,9 @@ class WindowSet {
   // Rows closed and not yet taken, in closing order; take_closed() hands them over.
   [[nodiscard]] const std::vector<WindowRow>& closed() const noexcept { return closed_; }
   std::vector<WindowRow> take_closed();
-  [[nodiscard]] const std::map<std::pair<std::int64_t, std::string>, Aggregate>& open() const noexcept {
-    return open_;
-  }
+  [[nodiscard]] const std::map<WindowKey, Aggregate>& open() const noexcept { return open_; }
   // Late events per (window start, key).
-  [[nodiscard]] const std::map<std::pair<std::int64_t, std::string>, std::uint64_t>& late() const noexcept {
-    return late_;
-  }
+  [[nodiscard]] const std::map<WindowKey, std::uint64_t>& late() const noexcept { return late_; }
   [[nodiscard]] std::optional<std::int64_t> watermark() const noexcept;
   [[nodiscard]] std::int64_t size() const noexcept { return size_; }
   [[nodiscard]] std::uint64_t late_events() const noexcept { return late_events_; }
@@ -89,9 +90,9 @@ class WindowSet {
   std::int64_t size_, slide_, lateness_;
   std::optional<std::int64_t> max_time_;
   std::int64_t closed_until_ = INT64_MIN;  // every window with end <= this is closed
-  std::map<std::pair<std::int64_t, std::string>, Aggregate> open_;
+  std::map<WindowKey, Aggregate> open_;
   std::vector<WindowRow> closed_;
-  std::map<std::pair<std::int64_t, std::string>, std::uint64_t> late_;
+  std::map<WindowKey, std::uint64_t> late_;
   std::uint64_t late_events_ = 0;
   std::uint64_t closed_total_ = 0;
 };
