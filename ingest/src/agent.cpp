@@ -289,6 +289,8 @@ std::string Agent::prometheus() const {
       {"tributary_uplink_in_flight", "gauge", "Events sent and not yet acknowledged", &uplink::UplinkMetrics::in_flight},
       {"tributary_uplink_rewinds_total", "counter", "Rewinds to the first unacknowledged event",
        &uplink::UplinkMetrics::rewinds},
+      {"tributary_uplink_resent_refused_total", "counter", "Events of batches Kafka refused for good, sent again",
+       &uplink::UplinkMetrics::resent_refused},
       {"tributary_uplink_dead_lettered_total", "counter", "Events Kafka refused for good",
        &uplink::UplinkMetrics::dead_lettered},
       {"tributary_uplink_dropped_total", "counter", "Events Kafka refused for good, with no dead-letter channel",

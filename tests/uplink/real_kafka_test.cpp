@@ -5,6 +5,7 @@
 #include <sys/socket.h>
 
 #include <fstream>
+#include <iostream>
 #include <map>
 #include <random>
 #include <thread>
@@ -93,6 +94,58 @@ TEST_F(RealKafkaTest, KafkaStoppedForTenSecondsMidRunLosesNothing) {
     ++seen[r.id.sequence];
   }
   EXPECT_EQ(seen.size(), i) << "events lost across the outage";
+}
+
+// A topic whose max.message.bytes (8 KiB) is far below the uplink's batches (1 MB) and packs
+// (64 KiB): the broker refuses whole batches for size. Every event still arrives, none is
+// dead-lettered (each fits alone), and the uplink settles on batches and packs that fit.
+TEST_F(RealKafkaTest, ATopicWithSmallMaxMessageBytesGetsEveryEventAndDeadLettersNone) {
+  for (const bool packed : {false, true}) {
+    SCOPED_TRACE(packed ? "packed" : "per-event records");
+    testing::TempDir dir;
+    core::ChannelConfig cfg;
+    cfg.capacity = 64 << 20;
+    auto ch = core::Channel::create(dir / "c.chan", cfg);
+    auto dlq = core::Channel::create(dir / "dlq.chan", cfg);
+    const std::string topic = packed ? "small-packed" : "small-events";
+    {
+      auto admin = make_handle(RD_KAFKA_PRODUCER, make_conf({{"bootstrap.servers", bootstrap_}, {"log_level", "3"}}));
+      ASSERT_EQ(ensure_topic(admin.get(), topic, 1, 1, {{"max.message.bytes", "8192"}}), 1);
+    }
+    constexpr std::uint64_t kEvents = 50'000;
+    {
+      core::Producer p = ch.producer();
+      for (std::uint64_t i = 0; i < kEvents; ++i)
+        ASSERT_EQ(p.append({31, i}, payload_for(31, i, 100)), core::AppendStatus::kOk);
+    }
+    std::vector<std::string> warnings;
+    Uplink u(ch, {.name = "up", .topic = topic, .kafka = {{"bootstrap.servers", bootstrap_}}, .dead_letter = &dlq,
+                  .packed = packed, .pack_bytes = 64 << 10},
+             [&](std::string_view level, const std::string& m) {
+               if (level == "warn") warnings.push_back(m);
+             });
+    ASSERT_TRUE(testing::ship_all(u, ch, 180s));
+    const auto m = u.metrics();
+    EXPECT_EQ(m.dead_lettered, 0u);
+    EXPECT_GT(m.resent_refused, 0u) << "the broker refused no batch: the scenario did not happen";
+    core::Consumer dead_reader = dlq.consumer("check");
+    EXPECT_TRUE(testing::drain(dead_reader, 1, 200ms).empty());
+    auto got = testing::read_topic(bootstrap_, topic, 1, packed ? SIZE_MAX : 2 * kEvents, 60s, 3s);
+    std::map<std::uint64_t, int> seen;
+    for (const auto& r : got) {
+      if (!packed) {
+        ASSERT_EQ(r.payload, payload_for(31, r.id.sequence, 100));
+        ++seen[r.id.sequence];
+        continue;
+      }
+      ASSERT_TRUE(for_each_packed(r.payload, [&](const PackedEvent& e) {
+        EXPECT_EQ(std::string(e.payload), payload_for(31, e.id.sequence, 100));
+        ++seen[e.id.sequence];
+      }));
+    }
+    EXPECT_EQ(seen.size(), kEvents) << "events missing from the topic";
+    for (const auto& w : warnings) std::cout << "uplink: " << w << "\n";  // how the batches shrank, for the record
+  }
 }
 
 // The reason for the Kafka version pinned in uplink/kafka/pom.xml: Debian 12's librdkafka 2.0.2

@@ -5,6 +5,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <map>
 #include <set>
 
@@ -232,6 +233,76 @@ TEST(UplinkTest, AnEventKafkaRefusesForGoodGoesToTheDeadLetterChannel) {
 
 TEST(UplinkTest, PackedModeSendsAnOversizedEventAloneSoOnlyItIsDeadLettered) {
   expect_only_the_oversized_event_dead_lettered(true);
+}
+
+// Kafka refuses a batch for good (MSG_SIZE_TOO_LARGE, as for a batch or a pack larger than the
+// topic's max.message.bytes): its events go again in halved batches (and packs) and reach the
+// topic; none is dead-lettered.
+void expect_a_refused_batch_resent_smaller(bool packed) {
+  TempDir dir;
+  MockCluster mock(1);
+  mock.create_topic("events", 1);
+  auto ch = core::Channel::create(dir / "c.chan", cfg());
+  auto dlq = core::Channel::create(dir / "dlq.chan", cfg());
+  fill(ch, 9, 10000);
+  rd_kafka_mock_push_request_errors(mock.raw(), kProduceApi, 1, RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE);
+  std::vector<std::string> warnings;
+  Uplink u(ch, {.name = "up", .topic = "events", .kafka = {{"bootstrap.servers", mock.bootstrap()}},
+                .dead_letter = &dlq, .packed = packed, .pack_bytes = 16 << 10},
+           [&](std::string_view level, const std::string& m) {
+             if (level == "warn") warnings.push_back(m);
+           });
+  ASSERT_TRUE(ship_all(u, ch));
+  auto got = testing::read_topic(mock.bootstrap(), "events", 1, 1000000, 30s, 2s);
+  if (packed) got = unpack(got);
+  expect_each_at_least_once(got, 9, 10000);
+  const auto m = u.metrics();
+  EXPECT_GE(m.resent_refused, 1u);
+  EXPECT_EQ(m.dead_lettered, 0u);
+  EXPECT_EQ(m.dropped, 0u);
+  core::Consumer dead_reader = dlq.consumer("check");
+  EXPECT_TRUE(testing::drain(dead_reader, 1, 200ms).empty()) << "an event Kafka takes alone was dead-lettered";
+  const auto said = std::find_if(warnings.begin(), warnings.end(),
+                                 [](const std::string& w) { return w.find("was refused") != std::string::npos; });
+  ASSERT_NE(said, warnings.end()) << "the refusal is logged";
+  EXPECT_NE(said->find("batches are at most 500000 bytes"), std::string::npos) << *said;
+}
+
+TEST(UplinkTest, ABatchKafkaRefusesForSizeIsSentAgainInSmallerBatchesAndNothingIsDeadLettered) {
+  expect_a_refused_batch_resent_smaller(false);
+}
+
+TEST(UplinkTest, PackedModeSendsTheEventsOfAPackRefusedForSizeAgainInSmallerPacksAndNothingIsDeadLettered) {
+  expect_a_refused_batch_resent_smaller(true);
+}
+
+// Kafka refuses a batch for good for another cause than size (INVALID_RECORD: one bad record
+// fails its whole batch): the events go again one at a time, so a refusal names its event. The
+// second injected refusal meets the first event sent alone: that one event, and only it, is
+// dead-lettered; every other event reaches the topic.
+TEST(UplinkTest, ABatchRefusedForOneBadRecordIsSentAgainOneAtATimeAndOnlyTheRefusedEventIsDeadLettered) {
+  TempDir dir;
+  MockCluster mock(1);
+  mock.create_topic("events", 1);
+  auto ch = core::Channel::create(dir / "c.chan", cfg());
+  auto dlq = core::Channel::create(dir / "dlq.chan", cfg());
+  fill(ch, 9, 2000);
+  rd_kafka_mock_push_request_errors(mock.raw(), kProduceApi, 2, RD_KAFKA_RESP_ERR_INVALID_RECORD,
+                                    RD_KAFKA_RESP_ERR_INVALID_RECORD);
+  Uplink u(ch, {.name = "up", .topic = "events", .kafka = {{"bootstrap.servers", mock.bootstrap()}},
+                .dead_letter = &dlq});
+  ASSERT_TRUE(ship_all(u, ch));
+  core::Consumer dead_reader = dlq.consumer("check");
+  const auto dead = testing::drain(dead_reader, 2, 1s);
+  ASSERT_EQ(dead.size(), 1u);
+  EXPECT_EQ(u.metrics().dead_lettered, 1u);
+  EXPECT_GE(u.metrics().resent_refused, 1u);
+  const std::uint64_t bad = dead[0].id.sequence;
+  EXPECT_EQ(dead[0].payload, payload_for(9, bad, 60));
+  std::set<std::uint64_t> seen;
+  for (const auto& r : testing::read_topic(mock.bootstrap(), "events", 1, 1000000, 30s, 2s)) seen.insert(r.id.sequence);
+  EXPECT_EQ(seen.size(), 1999u);
+  EXPECT_FALSE(seen.contains(bad));
 }
 
 TEST(UplinkTest, PackedModeShipsEveryEventOnceInFewRecordsEachSourceInOnePartition) {

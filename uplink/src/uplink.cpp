@@ -30,7 +30,18 @@ bool permanent(rd_kafka_resp_err_t err) {
   }
 }
 
-enum class State : std::uint8_t { kPending, kDone, kFailed, kPermanent };
+// Kafka refuses a whole record batch (librdkafka's batch of records; a pack is one too) for one
+// cause: the batch larger than the topic's max.message.bytes, or one invalid record in it. So a
+// refusal for good is an event's own only when it travelled alone (kPermanent: dead-lettered).
+// Otherwise the refused events are sent again (after a rewind): kShrink, in halved batches and
+// packs, for a refusal for size; kSplit, one at a time, for any other refusal, or once batches
+// and packs cannot shrink any more.
+enum class State : std::uint8_t { kPending, kDone, kFailed, kPermanent, kShrink, kSplit };
+
+// A refusal for size: smaller batches (and packs) may pass.
+bool too_large(rd_kafka_resp_err_t err) {
+  return err == RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE || err == RD_KAFKA_RESP_ERR_RECORD_LIST_TOO_LARGE;
+}
 
 struct Entry {
   std::uint64_t pos;   // channel position of the record (rewind target)
@@ -41,6 +52,7 @@ struct Entry {
   rd_kafka_resp_err_t err = RD_KAFKA_RESP_ERR_NO_ERROR;
   std::uint32_t events = 1;  // > 1 or an empty payload: a pack of the records in [pos, next)
   bool pack = false;
+  bool alone = false;  // sent with nothing else in flight: a refusal is this record's own
 };
 
 }  // namespace
@@ -54,6 +66,10 @@ struct Uplink::Impl {
   std::deque<Entry> inflight;  // in channel order
   std::size_t inflight_events = 0;  // events in `inflight` (a pack holds many)
   std::string pack;                 // packed mode: the record being built
+  std::size_t pack_limit = 0;       // packed mode: opts.pack_bytes, halved by packs refused for size
+  std::uint64_t batch_limit = 0;    // librdkafka's batch.size, halved by batches refused for size
+  std::uint64_t producer_batch = 0; // the batch.size of the current producer
+  std::uint64_t alone_until = 0;    // records before this position are sent one at a time
   std::uint64_t front_ticket = 0;  // ticket of inflight.front(); a message's opaque is its ticket
   std::optional<core::Producer> dlq;
   bool rewinding = false;
@@ -75,6 +91,7 @@ struct Uplink::Impl {
                                       "record's key, header and framing): lower pack_bytes",
                                       opts.name, opts.pack_bytes, limit));
     }
+    pack_limit = opts.pack_bytes;
     if (opts.dead_letter != nullptr) dlq.emplace(opts.dead_letter->producer());
     create_producer();
   }
@@ -91,6 +108,9 @@ struct Uplink::Impl {
                   {"log_level", "4"}};
     for (const auto& [k, v] : opts.kafka) s[k] = v;
     if (s.count("bootstrap.servers") == 0) throw core::Error("uplink: kafka bootstrap.servers is required");
+    if (batch_limit == 0) batch_limit = std::strtoull(s["batch.size"].c_str(), nullptr, 10);
+    else s["batch.size"] = std::to_string(batch_limit);  // lowered after a refusal for size
+    producer_batch = batch_limit;
     ConfHandle conf = make_conf(s);
     rd_kafka_conf_set_opaque(conf.get(), this);
     rd_kafka_conf_set_dr_msg_cb(conf.get(), [](rd_kafka_t*, const rd_kafka_message_t* msg, void* opaque) {
@@ -130,6 +150,8 @@ struct Uplink::Impl {
       e.state = State::kDone;
       m.delivered += e.events;
       note_ok();
+    } else if (permanent(msg->err) && !e.alone) {
+      refused_in_batch(e, msg->len);
     } else if (permanent(msg->err)) {
       e.state = State::kPermanent;
     } else {
@@ -137,6 +159,47 @@ struct Uplink::Impl {
       m.failed += e.events;
       note_error(msg->err, fmt::format("delivery failed: {}", rd_kafka_err2str(msg->err)));
     }
+  }
+
+  // `e`, a Kafka record of `len` bytes, refused for good by the broker, which may have refused
+  // its batch for another record's fault or for the batch's size.
+  void refused_in_batch(Entry& e, std::size_t len) {
+    const bool one_event = !e.pack || e.events == 1;
+    if (too_large(e.err) && one_event && len >= producer_batch) {  // alone in its batch: its own size
+      e.state = State::kPermanent;
+      return;
+    }
+    m.resent_refused += e.events;
+    // For size: halved batches (from the sending producer's, once per producer: the batches it
+    // has in flight may all come back refused), or, once a pack fills at least half a batch,
+    // halved packs (from this one's size); neither below 1 KiB.
+    const std::size_t pack_before = pack_limit;
+    const std::uint64_t batch_before = batch_limit;
+    if (too_large(e.err)) {
+      if (e.pack && e.events > 1 && 2 * len > producer_batch)
+        pack_limit = std::max<std::size_t>(1024, std::min(pack_limit, len / 2));
+      else
+        batch_limit = std::max<std::uint64_t>(1024, std::min(batch_limit, producer_batch / 2));
+    }
+    // Sent again in smaller batches or packs than it went in; else one at a time.
+    const bool smaller = batch_limit < producer_batch || (e.pack && e.events > 1 && pack_limit < len);
+    if (too_large(e.err) && smaller) {
+      e.state = State::kShrink;
+    } else {
+      e.state = State::kSplit;
+      alone_until = std::max(alone_until, e.next);
+    }
+    if (log && (pack_limit != pack_before || batch_limit != batch_before || e.state == State::kSplit))
+      log("warn", fmt::format("uplink {} -> {}: a batch holding {} was refused ({}): {}", opts.name, opts.topic,
+                              e.pack ? fmt::format("a pack of {} events, {} bytes,", e.events, len) : "an event",
+                              rd_kafka_err2str(e.err),
+                              e.state == State::kSplit
+                                  ? "its events are sent again one at a time"
+                                  : fmt::format("its events are sent again, and from now on {}batches are at most {} "
+                                                "bytes (is the topic's max.message.bytes small?)",
+                                                opts.packed ? fmt::format("packs are at most {} bytes and ", pack_limit)
+                                                            : "",
+                                                batch_limit)));
   }
 
   // Moves a permanently failed event (each event of a pack, read again from the channel,
@@ -193,7 +256,9 @@ struct Uplink::Impl {
       ++n;
     }
     if (commit_to != 0) consumer.commit(commit_to);
-    if (!inflight.empty() && inflight.front().state == State::kFailed) rewinding = true;
+    if (!inflight.empty() && (inflight.front().state == State::kFailed || inflight.front().state == State::kShrink ||
+                              inflight.front().state == State::kSplit))
+      rewinding = true;
     if (rewinding) {
       // Wait until librdkafka has resolved every message (it holds pointers into the channel
       // only until then), then go back to the first undelivered event.
@@ -216,11 +281,18 @@ struct Uplink::Impl {
           if (log) log("warn", fmt::format("uplink {}: producer fatal error ({}): new producer", opts.name, reason));
           rk.reset();
           create_producer();
+        } else if (producer_batch != batch_limit) {  // nothing in flight: a producer with smaller batches
+          rk.reset();
+          create_producer();
         }
       }
     }
     return n;
   }
+
+  // The record just produced goes out now, alone (flush overrides linger.ms), and its delivery
+  // report is served if it comes within 100 ms; else at the next do_work().
+  void send_alone() { (void)rd_kafka_flush(rk.get(), 100); }
 
   std::size_t produce() {
     if (rewinding || Clock::now() < resume_at) return 0;
@@ -255,9 +327,10 @@ struct Uplink::Impl {
       pack.clear();
       count = 0;
       if (err == RD_KAFKA_RESP_ERR_NO_ERROR || permanent(err)) {
-        if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
-          inflight.back().state = State::kPermanent;
+        if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {  // refused before sending: this pack's own fault
           inflight.back().err = err;
+          if (n > 1) refused_in_batch(inflight.back(), 0);  // (not expected: pack_bytes fits message.max.bytes)
+          else inflight.back().state = State::kPermanent;
         } else {
           sent += n;
           m.sent += n;
@@ -281,10 +354,15 @@ struct Uplink::Impl {
       if (n == 0) break;
       for (std::size_t i = 0; i < n; ++i) {
         const core::Record& r = recs[i];
-        const bool alone = kPackedMagicSize + kPackedEntryHeader + r.payload.size() > opts.pack_bytes;
+        const bool one_at_a_time = r.position < alone_until;
+        const bool alone = one_at_a_time || kPackedMagicSize + kPackedEntryHeader + r.payload.size() > pack_limit;
         if (count != 0 && (alone || r.id.source_id != first.source_id ||
-                           pack.size() + kPackedEntryHeader + r.payload.size() > opts.pack_bytes)) {
+                           pack.size() + kPackedEntryHeader + r.payload.size() > pack_limit)) {
           if (!flush()) return sent;
+        }
+        if (one_at_a_time && !inflight.empty()) {  // after the one in flight is resolved
+          (void)consumer.seek(r.position);
+          return sent;
         }
         if (count == 0) {
           pos = r.position;
@@ -297,6 +375,12 @@ struct Uplink::Impl {
         // An event larger than a pack travels alone, so that a refusal of it (too large for
         // the topic) dead-letters it and not its neighbours.
         if (alone && !flush()) return sent;
+        if (one_at_a_time) {
+          if (!inflight.empty()) inflight.back().alone = true;
+          (void)consumer.seek(r.next);
+          send_alone();
+          return sent;
+        }
       }
     }
     (void)flush();
@@ -316,8 +400,14 @@ struct Uplink::Impl {
         encode_identity(r.id, idh);
         unsigned char key[8];
         for (int b = 0; b < 8; ++b) key[b] = static_cast<unsigned char>(r.id.source_id >> (56 - 8 * b));
+        const bool one_at_a_time = r.position < alone_until;
+        if (one_at_a_time && !inflight.empty()) {  // after the one in flight is resolved
+          (void)consumer.seek(r.position);
+          return sent;
+        }
         const std::uint64_t ticket = front_ticket + inflight.size();
         inflight.push_back({r.position, r.next, r.id, r.payload});
+        inflight.back().alone = one_at_a_time;
         ++inflight_events;
         const rd_kafka_resp_err_t err = rd_kafka_producev(
             rk.get(), RD_KAFKA_V_TOPIC(opts.topic.c_str()),
@@ -331,11 +421,16 @@ struct Uplink::Impl {
           ++sent;
           ++m.sent;
           m.bytes += r.payload.size();
-          continue;
-        }
-        if (permanent(err)) {  // refused before sending (e.g. larger than message.max.bytes)
+        } else if (permanent(err)) {  // refused before sending (e.g. larger than message.max.bytes)
           inflight.back().state = State::kPermanent;
           inflight.back().err = err;
+        }
+        if (err == RD_KAFKA_RESP_ERR_NO_ERROR || permanent(err)) {
+          if (one_at_a_time) {
+            (void)consumer.seek(r.next);
+            send_alone();
+            return sent;
+          }
           continue;
         }
         // Queue full or a transient refusal: take it back and resume from this record later.

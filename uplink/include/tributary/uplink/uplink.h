@@ -41,6 +41,10 @@ struct UplinkOptions {
   // Packed mode (opt-in): consecutive events of one source in one Kafka record of at most
   // pack_bytes (format in kafka.h; the analyzer reads it natively; plain Kafka consumers see
   // packs). Far fewer records for librdkafka and the broker; per-event records stay the default.
+  // Kafka refuses a whole batch (or pack) for good when it is larger than the topic's
+  // max.message.bytes or holds one invalid record: its events are sent again, after a refusal
+  // for size in packs and batches halved until they fit, else one at a time. Only an event
+  // Kafka refuses alone goes to the dead-letter channel.
   bool packed = false;
   std::size_t pack_bytes = 256 << 10;
   std::chrono::milliseconds retry_backoff{500};
@@ -55,6 +59,7 @@ struct UplinkMetrics {
   std::uint64_t dead_lettered = 0;  // permanent failures moved to the dead-letter channel
   std::uint64_t dropped = 0;        // permanent failures with no dead-letter channel configured
   std::uint64_t rewinds = 0;        // times the uplink went back to re-send
+  std::uint64_t resent_refused = 0; // events of batches Kafka refused for good, sent again
   std::uint64_t in_flight = 0;
   std::uint64_t committed = 0;      // channel position committed
   std::string last_error;           // empty when healthy
