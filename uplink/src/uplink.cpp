@@ -69,6 +69,7 @@ struct Uplink::Impl {
   std::size_t pack_limit = 0;       // packed mode: opts.pack_bytes, halved by packs refused for size
   std::uint64_t batch_limit = 0;    // librdkafka's batch.size, halved by batches refused for size
   std::uint64_t producer_batch = 0; // the batch.size of the current producer
+  std::uint64_t batch_first = 0;    // the batch.size configured (the floor is 1 KiB or this)
   std::uint64_t alone_until = 0;    // records before this position are sent one at a time
   std::uint64_t front_ticket = 0;  // ticket of inflight.front(); a message's opaque is its ticket
   std::optional<core::Producer> dlq;
@@ -108,7 +109,7 @@ struct Uplink::Impl {
                   {"log_level", "4"}};
     for (const auto& [k, v] : opts.kafka) s[k] = v;
     if (s.count("bootstrap.servers") == 0) throw core::Error("uplink: kafka bootstrap.servers is required");
-    if (batch_limit == 0) batch_limit = std::strtoull(s["batch.size"].c_str(), nullptr, 10);
+    if (batch_limit == 0) batch_limit = batch_first = std::strtoull(s["batch.size"].c_str(), nullptr, 10);
     else s["batch.size"] = std::to_string(batch_limit);  // lowered after a refusal for size
     producer_batch = batch_limit;
     ConfHandle conf = make_conf(s);
@@ -177,9 +178,9 @@ struct Uplink::Impl {
     const std::uint64_t batch_before = batch_limit;
     if (too_large(e.err)) {
       if (e.pack && e.events > 1 && 2 * len > producer_batch)
-        pack_limit = std::max<std::size_t>(1024, std::min(pack_limit, len / 2));
+        pack_limit = std::max<std::size_t>(std::min<std::size_t>(1024, opts.pack_bytes), std::min(pack_limit, len / 2));
       else
-        batch_limit = std::max<std::uint64_t>(1024, std::min(batch_limit, producer_batch / 2));
+        batch_limit = std::max<std::uint64_t>(std::min<std::uint64_t>(1024, batch_first), std::min(batch_limit, producer_batch / 2));
     }
     // Sent again in smaller batches or packs than it went in; else one at a time.
     const bool smaller = batch_limit < producer_batch || (e.pack && e.events > 1 && pack_limit < len);
@@ -291,7 +292,8 @@ struct Uplink::Impl {
   }
 
   // The record just produced goes out now, alone (flush overrides linger.ms), and its delivery
-  // report is served if it comes within 100 ms; else at the next do_work().
+  // report is served if it comes within 100 ms; else at the next do_work(). (on_delivery only
+  // changes entries, never adds or removes one: references into `inflight` stay valid.)
   void send_alone() { (void)rd_kafka_flush(rk.get(), 100); }
 
   std::size_t produce() {
@@ -324,12 +326,13 @@ struct Uplink::Impl {
           RD_KAFKA_V_HEADER(kPackedHeader, "1", 1),
           RD_KAFKA_V_OPAQUE(reinterpret_cast<void*>(static_cast<std::uintptr_t>(ticket))), RD_KAFKA_V_END);
       const std::uint32_t n = count;
+      const std::size_t len = pack.size();
       pack.clear();
       count = 0;
       if (err == RD_KAFKA_RESP_ERR_NO_ERROR || permanent(err)) {
         if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {  // refused before sending: this pack's own fault
           inflight.back().err = err;
-          if (n > 1) refused_in_batch(inflight.back(), 0);  // (not expected: pack_bytes fits message.max.bytes)
+          if (n > 1) refused_in_batch(inflight.back(), len);  // (not expected: pack_bytes fits message.max.bytes)
           else inflight.back().state = State::kPermanent;
         } else {
           sent += n;
@@ -349,7 +352,10 @@ struct Uplink::Impl {
       return false;
     };
     while (inflight_events + count < opts.max_in_flight) {
-      const std::size_t want = std::min<std::size_t>(512, opts.max_in_flight - inflight_events - count);
+      // One at a time: read one (the rest would be read again after each).
+      const std::size_t want = consumer.read_position() < alone_until
+                                   ? 1
+                                   : std::min<std::size_t>(512, opts.max_in_flight - inflight_events - count);
       const std::size_t n = consumer.poll(std::span(recs, want));
       if (n == 0) break;
       for (std::size_t i = 0; i < n; ++i) {
@@ -391,7 +397,9 @@ struct Uplink::Impl {
     std::size_t sent = 0;
     core::Record recs[512];
     while (inflight.size() < opts.max_in_flight) {
-      const std::size_t want = std::min<std::size_t>(512, opts.max_in_flight - inflight.size());
+      const std::size_t want = consumer.read_position() < alone_until
+                                   ? 1
+                                   : std::min<std::size_t>(512, opts.max_in_flight - inflight.size());
       const std::size_t n = consumer.poll(std::span(recs, want));
       if (n == 0) break;
       for (std::size_t i = 0; i < n; ++i) {
