@@ -200,6 +200,9 @@ class TransactionalRunner {
     // Per window: the open rows and the late counts the output holds (the committed state's).
     std::vector<std::map<WindowKey, Aggregate>> open_sent;
     std::vector<std::map<WindowKey, std::uint64_t>> late_sent;
+    // Restored: the next transaction writes every open row and late count again, unchanged or
+    // not (a changelog written before the output carried them, or any doubt about the output).
+    bool republish = false;
 
     // What the output holds once this partition's transaction committed: its state now.
     void sent(const AnalyzeConfig& cfg) {
@@ -211,6 +214,7 @@ class TransactionalRunner {
         open_sent[w] = analyzer->window(w).open();
         late_sent[w] = analyzer->window(w).late();
       }
+      republish = false;
     }
   };
 
@@ -347,6 +351,7 @@ class TransactionalRunner {
       if (want < 0 && part.next >= 0)
         warn(fmt::format("partition {}: no committed offset (expired?); resuming at {} from the changelog", p, part.next));
       part.sent(cfg_);  // the changelog's state and the outputs committed in one transaction
+      part.republish = !cfg_.windows.empty();
       list->elems[i].offset = part.next;
       where += fmt::format(" {}:{}", p, part.next >= 0 ? std::to_string(part.next) : "start");
       if (!dead_letter_topic_.empty())
@@ -431,13 +436,13 @@ class TransactionalRunner {
       const WindowSet& ws = a.window(w);
       const auto& open_sent = part.open_sent[w];
       for (const auto& [k, agg] : ws.open())
-        if (const auto it = open_sent.find(k); it == open_sent.end() || !(it->second == agg))
+        if (const auto it = open_sent.find(k); part.republish || it == open_sent.end() || !(it->second == agg))
           produce(topic, out, fmt::format("o/{}/{}/{}/{}", name, p, k.first, k.second), window_value(k.first + ws.size(), agg));
       for (const auto& [k, agg] : open_sent)
         if (!ws.open().contains(k)) produce(topic, out, fmt::format("o/{}/{}/{}/{}", name, p, k.first, k.second), nullptr);
       const auto& late_sent = part.late_sent[w];
       for (const auto& [k, n] : ws.late())
-        if (const auto it = late_sent.find(k); it == late_sent.end() || it->second != n)
+        if (const auto it = late_sent.find(k); part.republish || it == late_sent.end() || it->second != n)
           produce(topic, out, fmt::format("l/{}/{}/{}/{}", name, p, k.first, k.second), std::to_string(n));
     }
     produce(topic, out, fmt::format("s/{}", p), stats_record(a, cfg_));
