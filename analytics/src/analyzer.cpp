@@ -2,6 +2,7 @@
 #include "tributary/analytics/analyzer.h"
 
 #include <algorithm>
+#include <cmath>
 #include <charconv>
 #include <fmt/format.h>
 
@@ -31,7 +32,7 @@ bool is_integer(std::string_view s) {
 
 Analyzer::Analyzer(AnalyzerSpec spec, FieldExtractor extractor)
     : spec_(std::move(spec)), extractor_(std::move(extractor)), totals_(spec_.groupings.size()) {
-  for (const auto& w : spec_.windows) windows_.emplace_back(w.size_ms, w.slide_ms, w.lateness_ms);
+  for (const auto& w : spec_.windows) windows_.emplace_back(w.size_ms, w.slide_ms, w.lateness_ms, w.max_keys);
   times_.resize(windows_.size());
   values_.resize(windows_.size());
   lookup_ = [this](const FieldRef& r) -> std::optional<std::string_view> {
@@ -143,7 +144,9 @@ Outcome Analyzer::count(const Event& e, Reject extracted) {
     values_[w].reset();
     if (ws.value_field) {
       double v = 0;
-      if (!detail::parse_number(fields_[*ws.value_field], v)) return reject(e, "value is not a number");
+      // from_chars takes "nan" and "inf": one such value would poison the window's sum for good.
+      if (!detail::parse_number(fields_[*ws.value_field], v) || !std::isfinite(v))
+        return reject(e, "value is not a number");
       values_[w] = v;
     }
   }
@@ -161,7 +164,9 @@ Outcome Analyzer::count(const Event& e, Reject extracted) {
   }
   for (std::size_t w = 0; w < spec_.windows.size(); ++w) {
     build_key(spec_.windows[w].key);
+    const std::uint64_t overflowed = windows_[w].overflowed_events();
     if (windows_[w].add(times_[w], key_, values_[w]) != 0) ++stats_.late;
+    if (windows_[w].overflowed_events() != overflowed) ++stats_.overflowed;
   }
   ++stats_.counted;
   return Outcome::kCounted;
@@ -187,7 +192,7 @@ std::string Analyzer::restore(std::string_view state) {
   AnalyzerStats stats;
   std::vector<std::map<std::string, std::uint64_t>> totals(spec_.groupings.size());
   std::vector<WindowSet> windows;
-  for (const auto& w : spec_.windows) windows.emplace_back(w.size_ms, w.slide_ms, w.lateness_ms);
+  for (const auto& w : spec_.windows) windows.emplace_back(w.size_ms, w.slide_ms, w.lateness_ms, w.max_keys);
   std::size_t line_no = 0;
   auto bad = [&](std::string_view line) {
     return core::Error(fmt::format("analyzer checkpoint line {} does not parse: '{}'", line_no, line.substr(0, 80)));

@@ -224,7 +224,9 @@ AnalyzeConfigResult load_analyze_config(const fs::path& file) {
         err(&(*wins)[i], section, "must be a table");
         continue;
       }
-      known(*t, section, {"name", "by", "size", "slide", "lateness", "max_future", "time", "time_format", "year", "value", "file"});
+      known(*t, section,
+            {"name", "by", "size", "slide", "lateness", "max_future", "time", "time_format", "year", "value", "file",
+             "max_groups"});
       WindowOutputSpec w;
       w.name = str(*t, section, "name", true);
       w.by = list(t->get("by"), section + ".by");
@@ -273,6 +275,8 @@ AnalyzeConfigResult load_analyze_config(const fs::path& file) {
       w.value = str(*t, section, "value", false);
       if (!w.value.empty()) field_known(t->get("value"), section + ".value", w.value);
       w.file = str(*t, section, "file", false, w.name + ".csv");
+      w.max_groups = static_cast<std::size_t>(
+          integer(t->get("max_groups"), section + ".max_groups", 1, INT64_MAX, static_cast<std::int64_t>(w.max_groups)));
       c.windows.push_back(std::move(w));
     }
   }
@@ -377,6 +381,7 @@ AnalyzeEngine::AnalyzeEngine(AnalyzeConfig config) : cfg_(std::move(config)) {
     ws.slide_ms = w.slide_ms;
     ws.lateness_ms = w.lateness_ms;
     ws.max_future_ms = w.max_future_ms;
+    ws.max_keys = w.max_groups;
     if (w.time != "ingest") ws.time_field = field_index(cfg, w.time);
     ws.time_format = w.time_format;
     if (!w.value.empty()) ws.value_field = field_index(cfg, w.value);

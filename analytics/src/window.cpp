@@ -195,8 +195,22 @@ void Aggregate::merge(const Aggregate& other) {
   sum += other.sum;
 }
 
-WindowSet::WindowSet(std::int64_t size_ms, std::int64_t slide_ms, std::int64_t lateness_ms)
-    : size_(size_ms), slide_(slide_ms), lateness_(lateness_ms) {}
+WindowSet::WindowSet(std::int64_t size_ms, std::int64_t slide_ms, std::int64_t lateness_ms, std::size_t max_keys)
+    : size_(size_ms), slide_(slide_ms), lateness_(lateness_ms), max_keys_(max_keys) {}
+
+template <typename Rows>
+typename Rows::mapped_type& WindowSet::row(Rows& rows, std::map<std::int64_t, std::size_t>& keys, std::int64_t start,
+                                           std::string_view key, bool& over) {
+  if (max_keys_ == 0) return rows[{start, std::string(key)}];
+  if (const auto it = rows.find({start, std::string(key)}); it != rows.end()) return it->second;
+  std::size_t& n = keys[start];
+  if (max_keys_ != 0 && n >= max_keys_ && key != kOtherWindowKey) {
+    over = true;
+    return row(rows, keys, start, kOtherWindowKey, over);
+  }
+  ++n;
+  return rows[{start, std::string(key)}];
+}
 
 std::optional<std::int64_t> WindowSet::watermark() const noexcept {
   if (!max_time_) return std::nullopt;
@@ -209,16 +223,18 @@ std::int64_t floor_div(std::int64_t a, std::int64_t b) { return a / b - ((a % b 
 
 std::size_t WindowSet::add(std::int64_t t, std::string_view key, std::optional<double> value) {
   std::size_t late = 0;
+  bool over = false;
   // Windows [s, s + size) with s = k * slide and s <= t < s + size: newest first.
   for (std::int64_t s = floor_div(t, slide_) * slide_; s > t - size_; s -= slide_) {
     if (s + size_ <= closed_until_) {
-      ++late_[{s, std::string(key)}];
+      ++row(late_, late_keys_, s, key, over);
       ++late;
       continue;
     }
-    open_[{s, std::string(key)}].add(value);
+    row(open_, open_keys_, s, key, over).add(value);
   }
   if (late != 0) ++late_events_;
+  if (over) ++overflowed_events_;
   if (!max_time_ || t > *max_time_) {
     max_time_ = t;
     close_until(t - lateness_);
@@ -236,6 +252,7 @@ void WindowSet::close_until(std::int64_t watermark) {
     ++closed_total_;
     it = open_.erase(it);
   }
+  open_keys_.erase(open_keys_.begin(), open_keys_.lower_bound(watermark - size_ + 1));
 }
 
 std::vector<WindowRow> WindowSet::take_closed() { return std::exchange(closed_, {}); }
@@ -252,8 +269,8 @@ bool parse_agg(const std::vector<std::string_view>& c, std::size_t at, Aggregate
 }  // namespace
 
 void WindowSet::serialize(std::string& out, std::string_view prefix) const {
-  out += fmt::format("{}\tstate\t{}\t{}\t{}\t{}\n", prefix, max_time_ ? fmt::format("{}", *max_time_) : "-",
-                     closed_until_, late_events_, closed_total_);
+  out += fmt::format("{}\tstate\t{}\t{}\t{}\t{}\t{}\n", prefix, max_time_ ? fmt::format("{}", *max_time_) : "-",
+                     closed_until_, late_events_, closed_total_, overflowed_events_);
   for (const auto& [k, a] : open_) {
     out += fmt::format("{}\topen\t{}\t{}", prefix, k.first, detail::escape(k.second));
     agg_cols(out, a);
@@ -269,7 +286,8 @@ void WindowSet::serialize(std::string& out, std::string_view prefix) const {
 
 bool WindowSet::parse_line(const std::vector<std::string_view>& c) {
   if (c.size() < 2) return false;
-  if (c[1] == "state" && c.size() == 6) {
+  if (c[1] == "state" && (c.size() == 6 || c.size() == 7)) {  // 6: before overflowed_events
+    if (c.size() == 7 && !detail::parse_number(c[6], overflowed_events_)) return false;
     if (c[2] == "-") {
       max_time_.reset();
     } else {
@@ -283,14 +301,20 @@ bool WindowSet::parse_line(const std::vector<std::string_view>& c) {
   std::int64_t start = 0;
   if (c.size() < 4 || !detail::parse_number(c[2], start)) return false;
   const std::string key = detail::unescape(c[3]);
-  if (c[1] == "open") return parse_agg(c, 4, open_[{start, key}]);
+  if (c[1] == "open") {
+    if (!open_.contains({start, key})) ++open_keys_[start];
+    return parse_agg(c, 4, open_[{start, key}]);
+  }
   if (c[1] == "closed") {
     WindowRow r{start, start + size_, key, {}};
     if (!parse_agg(c, 4, r.agg)) return false;
     closed_.push_back(std::move(r));
     return true;
   }
-  if (c[1] == "late" && c.size() == 5) return detail::parse_number(c[4], late_[{start, key}]);
+  if (c[1] == "late" && c.size() == 5) {
+    if (!late_.contains({start, key})) ++late_keys_[start];
+    return detail::parse_number(c[4], late_[{start, key}]);
+  }
   return false;
 }
 

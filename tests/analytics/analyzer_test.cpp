@@ -210,6 +210,35 @@ TEST(AnalyzerBoundsTest, AMillionDistinctKeysStayWithinMaxGroupsAndTheTotalStays
   EXPECT_EQ(b.stats().overflowed, 990'000u);
 }
 
+// The same bound for windows: a million distinct keys in one window cost what max_keys do;
+// the window's total stays exact, and the overflow is in the stats.
+TEST(AnalyzerBoundsTest, AMillionDistinctKeysInOneWindowStayWithinItsBound) {
+  AnalyzerSpec s;
+  AnalyzerSpec::Window w;
+  w.name = "w";
+  w.key = {{KeyPart::From::kEvent, 0, nullptr, 0}};
+  w.size_ms = w.slide_ms = 3'600'000;  // ingest time: every event in one open window
+  w.max_keys = 10'000;
+  s.windows = {w};
+  Analyzer a(s, FieldExtractor::json({"/user_id"}));
+  const long before = testing::rss_kb();
+  std::string ev;
+  for (std::uint64_t i = 0; i < 1'000'000; ++i) {
+    ev.clear();
+    fmt::format_to(std::back_inserter(ev), R"({{"user_id":{}}})", i);
+    ASSERT_EQ(a.process(Event{{1, i}, ev, 1000}), Outcome::kCounted);
+  }
+  const long grown = testing::rss_kb() - before;
+  const auto& open = a.window(0).open();
+  EXPECT_EQ(open.size(), 10'001u);
+  EXPECT_EQ(open.at({0, std::string(kOtherWindowKey)}).count, 990'000u);
+  std::uint64_t total = 0;
+  for (const auto& [k, agg] : open) total += agg.count;
+  EXPECT_EQ(total, 1'000'000u);
+  EXPECT_EQ(a.stats().overflowed, 990'000u);
+  EXPECT_LT(grown, 32 * 1024) << "RSS grew by " << grown << " KiB";
+}
+
 // An event time the windows cannot place (not a number, before 1970, past 9999, overflowing)
 // rejects the event with its reason before anything counts it: no total, no window, no late.
 // A one-second window per field 1, its time field 0 in epoch milliseconds.
@@ -236,6 +265,25 @@ TEST(AnalyzerBoundsTest, AnAbsurdEventTimeIsRejectedWithItsReasonAndCountsNowher
   EXPECT_TRUE(a.totals(0).empty());
   EXPECT_TRUE(a.window(0).open().empty());
   EXPECT_EQ(a.process({1, seq++}, R"({"ts":1000,"k":"x"})"), Outcome::kCounted) << "a sane time still counts";
+}
+
+// A window's value that is not a finite number ("nan", "inf", text) rejects the event with its
+// reason: one NaN would make the window's sum NaN for good.
+TEST(AnalyzerBoundsTest, AValueThatIsNotAFiniteNumberIsRejectedAndTheSumStaysExact) {
+  AnalyzerSpec s;
+  AnalyzerSpec::Window w = epoch_ms_window();
+  w.value_field = 2;
+  s.windows = {w};
+  Analyzer a(s, FieldExtractor::json({"/ts", "/k", "/v"}));
+  std::uint64_t seq = 0;
+  for (const char* v : {"\"nan\"", "\"inf\"", "\"-infinity\"", "\"NaN\"", "\"12x\"", "1e999"})
+    EXPECT_EQ(a.process({1, seq++}, fmt::format(R"({{"ts":1000,"k":"x","v":{}}})", v)), Outcome::kRejected) << v;
+  EXPECT_EQ(a.stats().rejected_by_reason.at("value is not a number"), 6u);
+  EXPECT_EQ(a.process({1, seq++}, R"({"ts":1000,"k":"x","v":2.5})"), Outcome::kCounted);
+  EXPECT_EQ(a.process({1, seq++}, R"({"ts":1000,"k":"x","v":"-1"})"), Outcome::kCounted);
+  const Aggregate& agg = a.window(0).open().at({1000, "x"});
+  EXPECT_EQ(agg.count, 2u);
+  EXPECT_DOUBLE_EQ(agg.sum, 1.5);
 }
 
 // One event stamped ten days ahead of when it was ingested (a skewed clock, a mistyped year):

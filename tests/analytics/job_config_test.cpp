@@ -35,6 +35,7 @@ TEST(AnalyzeConfigTest, ParsesWindowsWithDefaults) {
   EXPECT_EQ(w.lateness_ms, 0);
   EXPECT_EQ(w.max_future_ms, 3600000) << "an hour ahead of the ingest time, by default";
   EXPECT_EQ(w.file, "w.csv");
+  EXPECT_EQ(w.max_groups, 100'000u);
   EXPECT_EQ(w.time_format.to_millis("1111"), 1447200000000);
 }
 
@@ -42,13 +43,14 @@ TEST(AnalyzeConfigTest, WindowMistakesNameTheLineAndKey) {
   testing::TempDir dir;
   auto r = load(dir, kHead + "[[windows]]\nname = \"w\"\nby = [\"nope\"]\nsize = \"1 hour\"\nslide = \"2h\"\n"
                              "time = \"when\"\ntime_format = \"yyyy\"\nvalue = \"price\"\ncolour = 1\n"
-                             "max_future = \"soon\"\n");
+                             "max_future = \"soon\"\nmax_groups = 0\n");
   const std::string all = joined(r.errors);
   for (const std::string want :
        {"a.toml:9: windows[0].by: 'nope' is neither a field nor a joined column", "a.toml:10: windows[0].size: must be a duration",
         "a.toml:11: windows[0].slide: must be positive and at most the size", "a.toml:12: windows[0].time: no field named 'when'",
         "a.toml:13: windows[0].time_format: must be epoch_s", "a.toml:14: windows[0].value: no field named 'price'",
-        "a.toml:15: windows[0].colour: unknown key", "a.toml:16: windows[0].max_future: must be a duration"})
+        "a.toml:15: windows[0].colour: unknown key", "a.toml:16: windows[0].max_future: must be a duration",
+        "a.toml:17: windows[0].max_groups: must be"})
     EXPECT_NE(all.find(want), std::string::npos) << want << "\nin:\n" << all;
 }
 

@@ -168,6 +168,42 @@ TEST(WindowSetTest, MergedPartsEqualOneAggregateOfAllTheirEvents) {
   EXPECT_DOUBLE_EQ(merged.max, 9.0);
 }
 
+// A window holds at most max_keys keys, open and late rows each; the events of further keys
+// count under "(other)" in that window, and the bound and the overflow survive a checkpoint.
+// Each window start has its own keys: a new window takes new keys again.
+TEST(WindowSetTest, AWindowKeepsAtMostMaxKeysAndCountsTheRestUnderOther) {
+  WindowSet w(100, 100, 0, 3);
+  for (const char* k : {"a", "b", "c", "d", "e", "a", "d"}) w.add(10, k, 2.0);
+  const std::string other(kOtherWindowKey);
+  ASSERT_EQ(w.open().size(), 4u);
+  EXPECT_EQ(w.open().at({0, "a"}).count, 2u);
+  EXPECT_EQ(w.open().at({0, other}).count, 3u);  // d, e, d
+  EXPECT_DOUBLE_EQ(w.open().at({0, other}).sum, 6.0);
+  EXPECT_FALSE(w.open().contains({0, "d"}));
+  EXPECT_EQ(w.overflowed_events(), 3u);
+  // A checkpoint: the bound holds after it.
+  std::string text;
+  w.serialize(text, "w0");
+  WindowSet resumed(100, 100, 0, 3);
+  for (std::size_t start = 0; start < text.size();) {
+    const auto nl = text.find('\n', start);
+    ASSERT_TRUE(resumed.parse_line(detail::columns(std::string_view(text).substr(start, nl - start))));
+    start = nl + 1;
+  }
+  EXPECT_EQ(resumed.overflowed_events(), 3u);
+  resumed.add(20, "f", 1.0);
+  EXPECT_EQ(resumed.open().at({0, other}).count, 4u);
+  // The next window takes three new keys; then [0,100) closes and its late rows are bounded too.
+  for (const char* k : {"x", "y", "z", "w"}) resumed.add(150, k, 1.0);
+  EXPECT_TRUE(resumed.open().contains({100, "z"}));
+  EXPECT_EQ(resumed.open().at({100, other}).count, 1u);
+  resumed.add(250, "x", 1.0);  // watermark 250: [0,100) and [100,200) closed
+  for (const char* k : {"p", "q", "r", "s", "t"}) EXPECT_EQ(resumed.add(30, k, 1.0), 1u) << "late";
+  EXPECT_EQ(resumed.late().size(), 4u);
+  EXPECT_EQ(resumed.late().at({0, other}), 2u);
+  EXPECT_EQ(resumed.overflowed_events(), 3u + 1 + 1 + 2);
+}
+
 TEST(WindowSetTest, ACheckpointInTheMiddleChangesNothing) {
   std::mt19937_64 rng(5);
   std::vector<Event> events;

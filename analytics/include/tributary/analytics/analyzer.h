@@ -66,6 +66,7 @@ struct AnalyzerSpec {
     std::int64_t max_future_ms = 0;
     TimeFormat time_format;
     std::optional<std::size_t> value_field;  // sum/min/max of this field
+    std::size_t max_keys = 0;  // per window; more keys count under kOtherWindowKey. 0: no bound
   };
   std::vector<Window> windows;
   std::size_t max_samples = 10;  // rejected events kept per reason, for the report
@@ -89,7 +90,7 @@ inline constexpr std::string_view kOtherKey = "(other)";
 struct AnalyzerStats {
   std::uint64_t counted = 0, filtered = 0, duplicates = 0, rejected = 0;
   std::uint64_t late = 0;  // counted events that came after one of their windows closed
-  std::uint64_t overflowed = 0;  // counted under kOtherKey: their grouping had max_groups keys
+  std::uint64_t overflowed = 0;  // counted under "(other)", per grouping or window at its max_groups keys
   std::map<std::string, std::uint64_t> rejected_by_reason;
   std::map<std::string, std::vector<std::string>> samples;  // reason -> first raw events
 };

@@ -53,7 +53,8 @@
 //   [[outputs]]                    # name, by (a field or joined column), file, header, pad, share
 //   [[windows]]                    # name, by = [...], size = "1h", slide, lateness, time (a field
 //                                  # or "ingest"), time_format (epoch_s|epoch_ms|rfc3339|"%m%d"),
-//                                  # year, value (sum/min/max), file, max_future = "1h"
+//                                  # year, value (sum/min/max), file, max_future = "1h",
+//                                  # max_groups = 100000 (keys per window; beyond: "(other)")
 //   [state]
 //   dir = "out"                    # checkpoint, outputs, status.json; checkpoint_ms = 1000
 //   metrics = "127.0.0.1:9465"     # optional: Prometheus /metrics and /status (status.json)
@@ -101,6 +102,7 @@ struct WindowOutputSpec {
   TimeFormat time_format;
   std::string value;  // a field, or empty
   std::string file;
+  std::size_t max_groups = 100'000;  // keys per window; more are counted under "(other)" (memory bound)
 };
 
 struct AnalyzeConfig {

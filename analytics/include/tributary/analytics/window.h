@@ -7,6 +7,9 @@
 //   appends them to the window's file at the next checkpoint, exactly once)
 //   an event whose window has closed already is late: counted per (window, key) in the late
 //   rows, never dropped silently, never added to a closed window
+//   a window holds at most max_keys keys (memory bound); the events of further keys count
+//   under kOtherWindowKey, "(other)", in that window (and its late rows), and in
+//   overflowed_events()
 //
 // Deterministic: the same events in the same order give the same rows (no wall clock), so a
 // replay after a crash closes the same windows with the same counts.
@@ -60,9 +63,13 @@ struct WindowRow {
   Aggregate agg;
 };
 
+// The key that collects the events of new keys once a window holds max_keys keys.
+inline constexpr std::string_view kOtherWindowKey = "(other)";
+
 class WindowSet {
  public:
-  WindowSet(std::int64_t size_ms, std::int64_t slide_ms, std::int64_t lateness_ms);
+  // max_keys: per window (one start), open and late rows each; 0: no bound.
+  WindowSet(std::int64_t size_ms, std::int64_t slide_ms, std::int64_t lateness_ms, std::size_t max_keys = 0);
 
   // Adds one event at time `t` under `key`. Returns how many of its windows were already
   // closed (late), 0 when it counted everywhere.
@@ -78,6 +85,8 @@ class WindowSet {
   [[nodiscard]] std::int64_t size() const noexcept { return size_; }
   [[nodiscard]] std::uint64_t late_events() const noexcept { return late_events_; }
   [[nodiscard]] std::uint64_t closed_total() const noexcept { return closed_total_; }
+  // Events counted under kOtherWindowKey in at least one of their windows.
+  [[nodiscard]] std::uint64_t overflowed_events() const noexcept { return overflowed_events_; }
 
   // Checkpoint form: lines of tab-separated fields with the given prefix; parse_line() takes
   // them back (false: not one of ours).
@@ -86,6 +95,11 @@ class WindowSet {
 
  private:
   void close_until(std::int64_t watermark);
+  // The row of (start, key) in `rows`, or of (start, kOtherWindowKey) once `keys[start]` is at
+  // the bound (`over` set).
+  template <typename Rows>
+  typename Rows::mapped_type& row(Rows& rows, std::map<std::int64_t, std::size_t>& keys, std::int64_t start,
+                                  std::string_view key, bool& over);
 
   std::int64_t size_, slide_, lateness_;
   std::optional<std::int64_t> max_time_;
@@ -95,6 +109,9 @@ class WindowSet {
   std::map<WindowKey, std::uint64_t> late_;
   std::uint64_t late_events_ = 0;
   std::uint64_t closed_total_ = 0;
+  std::size_t max_keys_;
+  std::map<std::int64_t, std::size_t> open_keys_, late_keys_;  // rows per window start
+  std::uint64_t overflowed_events_ = 0;
 };
 
 }  // namespace tributary::analytics
