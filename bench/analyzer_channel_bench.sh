@@ -57,12 +57,8 @@ paths = ["$data"]
 EOF
 "$bin" agent --config "$work/agent.toml" 2> "$work/agent.log" &
 agent_pid=$!
-deadline=$((SECONDS + 300))
-until "$bin" channel stat "$work/events.chan" 2> /dev/null | grep -q "written *$lines records"; do
-  kill -0 "$agent_pid" 2> /dev/null || { echo "analyzer_channel_bench.sh: the agent died: $(tail -3 "$work/agent.log")" >&2; exit 1; }
-  [ $SECONDS -lt $deadline ] || { echo "analyzer_channel_bench.sh: the channel did not fill in 300 s" >&2; exit 1; }
-  sleep 0.1
-done
+filled() { "$bin" channel stat "$work/events.chan" 2> /dev/null | grep -q "written *$lines records"; }
+wait_until 300 "$agent_pid" "the agent filling the channel (see $work/agent.log)" filled || exit 1
 kill "$agent_pid"; wait "$agent_pid" 2> /dev/null || true; agent_pid=""
 
 # One drained run of the analyzer with checkpoints every $2 ms, on a fresh copy of the filled

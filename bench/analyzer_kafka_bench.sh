@@ -61,9 +61,10 @@ boot=$("$bin" kafka start --dir "$work/kafka" | tail -1)
 kcat -P -b "$boot" -t bench -X enable.idempotence=true -X linger.ms=5 -X batch.size=1000000 -X compression.type=lz4 \
   -l "$data" 2> "$work/load.log" || { echo "analyzer_kafka_bench.sh: loading the topic failed: $(tail -3 "$work/load.log")" >&2; exit 1; }
 
+all_accounted() { [ "$(accounted "$1")" = "$lines" ]; }
 # The analyzer, in the mode $1 (checkpoint | transaction), run $2; sets $result.
 run_analyzer() {
-  local mode="$1" i="$2" state="$work/state-$1-$2" t0 t1 cpu hwm deadline=$((SECONDS + 600))
+  local mode="$1" i="$2" state="$work/state-$1-$2" t0 t1 cpu hwm
   "$bin" gen tianchi-config --input "$(printf 'type = "kafka"\nbootstrap = "%s"\ntopic = "bench"\ngroup = "%s-%s"\nfetch_queue_mb = %s' \
     "$boot" "$mode" "$i" "$fetch_queue_mb")" --user-info "$work/gen/user_info_format1.csv" --state-dir "$state" \
     --checkpoint-ms "$checkpoint_ms" > "$work/analyze.toml"
@@ -71,11 +72,7 @@ run_analyzer() {
   t0=$(now)
   "$bin" analyze --config "$work/analyze.toml" 2> "$work/analyze.log" &
   job_pid=$!
-  until [ "$(accounted "$state")" = "$lines" ]; do
-    kill -0 "$job_pid" 2> /dev/null || { echo "analyzer_kafka_bench.sh: the analyzer died: $(tail -3 "$work/analyze.log")" >&2; exit 1; }
-    [ $SECONDS -lt $deadline ] || { echo "analyzer_kafka_bench.sh: the analyzer made no end in 600 s" >&2; exit 1; }
-    sleep 0.02
-  done
+  wait_until 600 "$job_pid" "the analyzer (see $work/analyze.log)" all_accounted "$state" || exit 1
   t1=$(now)
   cpu=$(cpu_of "$job_pid"); hwm=$(hwm_of "$job_pid")
   kill "$job_pid"; wait "$job_pid" 2> /dev/null || true; job_pid=""

@@ -1,12 +1,30 @@
 # Shared helpers of the bench/ scripts: `source "$(dirname "$0")/lib.sh"` (bash).
 hz=$(getconf CLK_TCK)
 now() { date +%s.%N; }
+# wait_until SECONDS PID WHAT CMD...: runs CMD every 10 ms until it succeeds, while process PID
+# lives ("-": no process to watch); fails, naming WHAT, once PID is gone or SECONDS have passed.
+# Every wait of the bench scripts is bounded by it.
+wait_until() {
+  local limit="$1" pid="$2" what="$3" deadline=$((SECONDS + $1))
+  shift 3
+  until "$@"; do
+    if [ "$pid" != - ] && ! kill -0 "$pid" 2> /dev/null; then
+      echo "$(basename "$0"): $what: the process died" >&2
+      return 1
+    fi
+    [ "$SECONDS" -lt "$deadline" ] || { echo "$(basename "$0"): $what: not done within $limit s" >&2; return 1; }
+    sleep 0.01
+  done
+}
 # CPU seconds, peak RSS (kB) and anonymous RSS (kB) of a running process.
 cpu_of() { awk -v hz="$hz" '{print ($14 + $15) / hz}' "/proc/$1/stat"; }
 hwm_of() { awk '/^VmHWM:/ {print $2}' "/proc/$1/status"; }
 anon_of() { awk '/^RssAnon:/ {print $2}' "/proc/$1/status"; }
 # The median of the numbers on stdin, one per line.
 median() { sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+# channel_has CHANNEL N: the channel file holds at least N records; file_has FILE N: at least N bytes.
+channel_has() { [ "$(records_in "$1")" -ge "$2" ]; }
+file_has() { [ "$(stat -c %s "$1" 2> /dev/null || echo 0)" -ge "$2" ]; }
 # Events an analyzer accounted for (counted + filtered + rejected) in STATE_DIR/status.json.
 accounted() {
   grep -o '"counted":[0-9]*,"filtered":[0-9]*,"rejected":[0-9]*' "$1/status.json" 2> /dev/null |

@@ -81,9 +81,7 @@ tributary_with() {
   t0=$(now)
   "$bin" agent --config "$d/agent.toml" 2> "$d/agent.log" &
   pid=$!
-  until [ "$(records_in "$d/c.chan")" -ge "$lines" ]; do
-    sleep 0.02
-  done
+  wait_until 300 $pid "the agent reading $lines lines (see $d/agent.log)" channel_has "$d/c.chan" "$lines" || return 1
   t1=$(now)
   cpu=$(cpu_of $pid); rss=$(anon_of $pid)
   kill -TERM $pid; wait $pid || true
@@ -98,10 +96,7 @@ run_rsyslog() {
   t0=$(now)
   rsyslogd -n -f "$d/rsyslog.conf" -i "$d/pid" 2> "$d/rsyslog.log" &
   pid=$!
-  until [ "$(stat -c %s "$d/out.log" 2>/dev/null || echo 0)" -ge "$want" ]; do
-    sleep 0.02
-    kill -0 $pid 2>/dev/null || { echo "rsyslogd died: $(cat "$d/rsyslog.log")" >&2; return 1; }
-  done
+  wait_until 300 $pid "rsyslogd writing $want bytes (see $d/rsyslog.log)" file_has "$d/out.log" "$want" || return 1
   t1=$(now)
   cpu=$(cpu_of $pid); rss=$(anon_of $pid)
   kill -TERM $pid; wait $pid || true
@@ -119,17 +114,14 @@ link_and_wait() {  # link_and_wait PID DIR DONE: $result as "seconds cpu-seconds
   local pid="$1" dir="$2" done="$3" cpu0 t0 t1
   cpu0=$(cpu_of "$pid"); t0=$(now)
   ln "$work/in.log" "$dir/a.log"
-  until $done; do
-    sleep 0.01
-    kill -0 "$pid" 2> /dev/null || { echo "tail_bench.sh: the collector died (see $dir/..)" >&2; return 1; }
-  done
+  wait_until 300 "$pid" "the collector reading the log (see $dir/..)" $done || return 1
   t1=$(now)
   local figures
   figures="$(echo "$t1 - $t0" | bc -l) $(echo "$(cpu_of "$pid") - $cpu0" | bc -l) $(anon_of "$pid")"
   kill -TERM "$pid"; wait "$pid" || true  # gone before the caller reads the figures and goes on
   echo "$figures"
 }
-agent_has() { [ "$(records_in "$work/tr/c.chan")" -ge "$1" ]; }
+agent_has() { channel_has "$work/tr/c.chan" "$1"; }
 run_tributary_running() {
   local d="$work/tr" pid
   rm -rf "$d"; mkdir -p "$d/in"
@@ -137,10 +129,10 @@ run_tributary_running() {
   agent_toml "$d" "$d/in/*.log" true
   "$bin" agent --config "$d/agent.toml" 2> "$d/agent.log" &
   pid=$!
-  until agent_has 3; do sleep 0.01; done
+  wait_until 60 $pid "the agent reading the probe file" agent_has 3 || return 1
   link_and_wait $pid "$d/in" "agent_has $((lines + 3))"
 }
-rsyslog_has() { [ "$(stat -c %s "$work/rr/out.log" 2> /dev/null || echo 0)" -ge "$1" ]; }
+rsyslog_has() { file_has "$work/rr/out.log" "$1"; }
 run_rsyslog_running() {
   local d="$work/rr" pid
   rm -rf "$d"; mkdir -p "$d/in"
@@ -148,7 +140,7 @@ run_rsyslog_running() {
   rsyslog_conf "$d" "$d/in/*.log"
   rsyslogd -n -f "$d/rsyslog.conf" -i "$d/pid" 2> "$d/rsyslog.log" &
   pid=$!
-  until rsyslog_has 300; do sleep 0.01; done
+  wait_until 60 $pid "rsyslogd reading the probe file" rsyslog_has 300 || return 1
   link_and_wait $pid "$d/in" "rsyslog_has $((bytes + 300))"
 }
 

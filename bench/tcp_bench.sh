@@ -35,9 +35,6 @@ lines=$((each * clients))
 for c in $(seq 1 "$clients"); do make_lines "$work/in.$c" "$each" $(((c - 1) * each)); done
 bytes=$((lines * 100))
 
-# past T0 SECONDS: true once SECONDS have gone by since T0 (a bound on every wait here).
-past() { [ "$(echo "$(now) - $1 > $2" | bc -l)" = 1 ]; }
-
 # The clients: one bash process per file, writing it whole into its own connection.
 send_all() {
   local port="$1" c pids=()
@@ -80,11 +77,7 @@ timed_transfer() {
   wait_listening "$port"
   cpu0=$(cpu_of "$pid"); t0=$(now)
   send_all "$port"
-  until $done; do
-    sleep 0.01
-    kill -0 "$pid" 2> /dev/null || { echo "tcp_bench.sh: the receiver died (see $work)" >&2; return 1; }
-    past "$t0" 120 && { echo "tcp_bench.sh: '$done' still false after 120 s" >&2; return 1; }
-  done
+  wait_until 120 "$pid" "the receiver: '$done' (see $work)" $done || return 1
   t1=$(now)
   result="$(echo "$t1 - $t0" | bc -l) $(echo "$(cpu_of "$pid") - $cpu0" | bc -l) $(anon_of "$pid")"
   kill -TERM "$pid"; wait "$pid" || true

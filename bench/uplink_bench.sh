@@ -66,25 +66,16 @@ type = "tail"
 channels = ["c"]
 paths = ["$data"]
 EOF
-# Waits (bounded) until a condition holds while process $2 lives; $1 names what for errors.
-wait_for() {
-  local what="$1" pid="$2" log="$3" deadline=$((SECONDS + 300)); shift 3
-  until "$@"; do
-    kill -0 "$pid" 2> /dev/null || { echo "uplink_bench.sh: $what died: $(tail -3 "$log")" >&2; exit 1; }
-    [ $SECONDS -lt $deadline ] || { echo "uplink_bench.sh: $what: no progress in 300 s" >&2; exit 1; }
-    sleep 0.02
-  done
-}
 filled() { [ "$(stat_field "$work/full.chan" records_written || echo 0)" -ge "$lines" ]; }
 "$bin" agent --config "$work/fill.toml" 2> "$work/fill.log" &
 fill_pid=$!
-wait_for "the agent filling the channel" "$fill_pid" "$work/fill.log" filled
+wait_until 300 "$fill_pid" "the agent filling the channel (see $work/fill.log)" filled || exit 1
 kill "$fill_pid"; wait "$fill_pid" 2> /dev/null || true; fill_pid=""
 
 if [ "$kafka" = mock ]; then
   "$bin" broker --brokers 1 --topics "bench:4" > "$work/broker.out" 2> "$work/broker.log" &
   broker_pid=$!
-  wait_for "tributary broker" "$broker_pid" "$work/broker.log" grep -q '^bootstrap ' "$work/broker.out"
+  wait_until 300 "$broker_pid" "tributary broker (see $work/broker.log)" grep -q '^bootstrap ' "$work/broker.out" || exit 1
   boot=$(awk '/^bootstrap / {print $2}' "$work/broker.out")
 else
   boot=$("$bin" kafka start --dir "$work/kafka" | tail -1)
@@ -101,7 +92,7 @@ uplink_with() {
   t0=$(now)
   "$bin" uplink --channel "$work/run.chan" --topic bench --bootstrap "$boot" "$@" 2> "$work/uplink.log" &
   uplink_pid=$!
-  wait_for "tributary uplink" "$uplink_pid" "$work/uplink.log" shipped
+  wait_until 300 "$uplink_pid" "tributary uplink (see $work/uplink.log)" shipped || exit 1
   t1=$(now)
   # Its own memory: RssAnon. (VmHWM counts the channel pages it read, which live in /dev/shm
   # whoever maps them; kcat's input file is in the page cache, not in its RSS, either.)
