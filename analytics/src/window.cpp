@@ -201,15 +201,18 @@ WindowSet::WindowSet(std::int64_t size_ms, std::int64_t slide_ms, std::int64_t l
 template <typename Rows>
 typename Rows::mapped_type& WindowSet::row(Rows& rows, std::map<std::int64_t, std::size_t>& keys, std::int64_t start,
                                            std::string_view key, bool& over) {
-  if (max_keys_ == 0) return rows[{start, std::string(key)}];
-  if (const auto it = rows.find({start, std::string(key)}); it != rows.end()) return it->second;
-  std::size_t& n = keys[start];
-  if (max_keys_ != 0 && n >= max_keys_ && key != kOtherWindowKey) {
-    over = true;
-    return row(rows, keys, start, kOtherWindowKey, over);
+  WindowKey k{start, std::string(key)};
+  const auto it = rows.lower_bound(k);  // one walk of the tree, found or not
+  if (it != rows.end() && it->first == k) return it->second;
+  if (max_keys_ != 0) {
+    std::size_t& n = keys[start];
+    if (n >= max_keys_ && key != kOtherWindowKey) {
+      over = true;
+      return row(rows, keys, start, kOtherWindowKey, over);
+    }
+    ++n;
   }
-  ++n;
-  return rows[{start, std::string(key)}];
+  return rows.emplace_hint(it, std::move(k), typename Rows::mapped_type{})->second;
 }
 
 std::optional<std::int64_t> WindowSet::watermark() const noexcept {
@@ -252,7 +255,7 @@ void WindowSet::close_until(std::int64_t watermark) {
     ++closed_total_;
     it = open_.erase(it);
   }
-  open_keys_.erase(open_keys_.begin(), open_keys_.lower_bound(watermark - size_ + 1));
+  if (!open_keys_.empty()) open_keys_.erase(open_keys_.begin(), open_keys_.lower_bound(watermark - size_ + 1));
 }
 
 std::vector<WindowRow> WindowSet::take_closed() { return std::exchange(closed_, {}); }
