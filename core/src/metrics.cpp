@@ -64,7 +64,13 @@ MetricsServer::MetricsServer(const std::string& address, Body metrics, Body stat
   impl_->server.Get("/status", [status](const httplib::Request&, httplib::Response& res) {
     res.set_content(status(), "application/json");
   });
-  impl_->server.new_task_queue = [] { return new httplib::ThreadPool(1); };  // a scrape at a time
+  // Two workers, one request per connection, 1 s to send it: neither a scraper's kept-alive
+  // connection nor a client that connects and says nothing holds the endpoint from the others
+  // for long (httplib waits 5 s for a request by default, and one worker served them in turn).
+  impl_->server.new_task_queue = [] { return new httplib::ThreadPool(2); };
+  impl_->server.set_keep_alive_max_count(1);
+  impl_->server.set_keep_alive_timeout(1);  // the wait for a connection's (first) request
+  impl_->server.set_read_timeout(std::chrono::seconds(1));
   // httplib's default adds SO_REUSEPORT: a second agent on the same port would then bind too
   // and take half the scrapes. Only SO_REUSEADDR here, so the second one fails loudly.
   impl_->server.set_socket_options([](int sock) {
