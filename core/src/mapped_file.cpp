@@ -238,9 +238,9 @@ int MappedFile::sync(std::uint64_t offset, std::uint64_t len, bool wait) const n
 
 bool MappedFile::try_lock_exclusive() const noexcept { return ::flock(impl_->fd.get(), LOCK_EX | LOCK_NB) == 0; }
 
-void MappedFile::lock_shared() const noexcept {
-  while (::flock(impl_->fd.get(), LOCK_SH) != 0 && errno == EINTR) {
-  }
+void MappedFile::lock_shared() const {
+  while (::flock(impl_->fd.get(), LOCK_SH) != 0)
+    if (errno != EINTR) throw_errno(fmt::format("cannot lock {} (flock, shared)", impl_->path.string()), errno);
 }
 
 }  // namespace tributary::core

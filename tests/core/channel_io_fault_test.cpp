@@ -1,6 +1,6 @@
 // I/O errors, injected the way SQLite's test VFS does: the test binary is linked with
-// -Wl,--wrap for open, posix_fallocate, mmap and msync, and the Nth of those calls fails
-// with the error a real system gives there (EMFILE, ENOSPC, ENOMEM, EIO). N grows from 1
+// -Wl,--wrap for open, posix_fallocate, mmap, msync and flock, and the Nth of those calls fails
+// with the error a real system gives there (EMFILE, ENOSPC, ENOMEM, EIO, ENOLCK). N grows from 1
 // until a whole run completes without reaching it. Every run must end in a consistent
 // channel: an operation either works or fails with an error naming the file and the cause;
 // no half-created file is left behind; an append whose msync failed under every-commit is
@@ -70,6 +70,14 @@ void* __wrap_mmap(void* addr, size_t len, int prot, int flags, int fd, off_t off
     return MAP_FAILED;
   }
   return __real_mmap(addr, len, prot, flags, fd, off);
+}
+int __real_flock(int fd, int op);
+int __wrap_flock(int fd, int op) {
+  if (fail_now("flock")) {
+    errno = ENOLCK;
+    return -1;
+  }
+  return __real_flock(fd, op);
 }
 int __real_msync(void* addr, size_t len, int flags);
 int __wrap_msync(void* addr, size_t len, int flags) {
@@ -156,6 +164,7 @@ bool run_with_fault_at(long n, const std::filesystem::path& dir) {
     const std::string cause = failed == "open"              ? std::strerror(EMFILE)
                               : failed == "posix_fallocate" ? std::strerror(ENOSPC)
                               : failed == "mmap"            ? std::string("cannot map")
+                              : failed == "flock"           ? std::strerror(ENOLCK)
                                                             : std::strerror(EIO);
     EXPECT_NE(error.find(cause), std::string::npos) << where << ": the error does not say why: " << error;
   }

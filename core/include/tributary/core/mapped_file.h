@@ -58,8 +58,11 @@ class MappedFile {
   [[nodiscard]] int sync(std::uint64_t offset, std::uint64_t len, bool wait) const noexcept;
 
   // Advisory whole-file locks (flock), released by the kernel when the process dies.
+  // try_lock_exclusive: false if another process holds a lock (or the lock cannot be had);
+  // lock_shared waits for it, and throws core::Error naming the file if the kernel refuses it
+  // (ENOLCK, say): going on unlocked would let another opener recover the ring under us.
   [[nodiscard]] bool try_lock_exclusive() const noexcept;
-  void lock_shared() const noexcept;
+  void lock_shared() const;
 
  private:
   struct Impl;
