@@ -9,6 +9,7 @@ wait_until() {
   shift 3
   until "$@"; do
     if [ "$pid" != - ] && ! kill -0 "$pid" 2> /dev/null; then
+      "$@" && return 0  # it got there, then ended
       echo "$(basename "$0"): $what: the process died" >&2
       return 1
     fi

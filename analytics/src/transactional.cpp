@@ -351,7 +351,7 @@ class TransactionalRunner {
       if (want < 0 && part.next >= 0)
         warn(fmt::format("partition {}: no committed offset (expired?); resuming at {} from the changelog", p, part.next));
       part.sent(cfg_);  // the changelog's state and the outputs committed in one transaction
-      part.republish = !cfg_.windows.empty();
+      part.republish = !cfg_.windows.empty() && part.next >= 0;  // a state with windows came back
       list->elems[i].offset = part.next;
       where += fmt::format(" {}:{}", p, part.next >= 0 ? std::to_string(part.next) : "start");
       if (!dead_letter_topic_.empty())
@@ -581,8 +581,8 @@ class TransactionalRunner {
   // state (`rewind`), unless they are being revoked.
   void commit(bool rewind_on_abort = true) {
     std::vector<int> dirty;
-    for (const auto& [p, part] : parts_)
-      if (part.dirty) dirty.push_back(p);
+    for (const auto& [p, part] : parts_)  // a restored partition republishes without new input too
+      if (part.dirty || part.republish) dirty.push_back(p);
     if (dirty.empty()) return;
     produce_error_.clear();
     fatal_call_.clear();

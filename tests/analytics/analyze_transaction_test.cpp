@@ -454,6 +454,77 @@ TEST_F(AnalyzeTransactionTest, WindowRowsCommitExactlyOnceThroughKillsAndTheRead
       << slurp(dir / "out" / "status.json");
 }
 
+// An output topic that lacks a partition's open rows (written before the output carried them,
+// or deleted: here by tombstones) gets them back when the partition is restored, with no new
+// input to trigger a transaction.
+TEST_F(AnalyzeTransactionTest, ARestoredPartitionRepublishesItsOpenWindowsWithoutNewInput) {
+  TempDir dir;
+  create_topic("idle", 1);
+  core::ChannelConfig cc;
+  cc.capacity = 8 << 20;
+  core::Channel ch = core::Channel::create(dir / "c.chan", cc);
+  uplink::Uplink up(ch, {.name = "up", .topic = "idle", .kafka = {{"bootstrap.servers", bootstrap_}}});
+  const std::int64_t t0 = 1794355200000;  // 2026-11-11T00:00:00Z: one window, never closed
+  const std::vector<std::string> keys = {"a", "b", "c"};
+  Events events;
+  for (std::uint64_t i = 0; i < 90; ++i)
+    events.push_back({{1, i}, fmt::format(R"({{"ts":{},"k":"{}"}})", t0 + static_cast<std::int64_t>(i), keys[i % 3])});
+  ship(ch, up, events, 0, events.size());
+  auto config = [&](const std::filesystem::path& state) {
+    return fmt::format(
+        "[input]\ntype = \"kafka\"\nbootstrap = \"{}\"\ntopic = \"idle\"\ngroup = \"idle\"\n"
+        "[fields]\nts = \"/ts\"\nk = \"/k\"\n"
+        "[[windows]]\nname = \"w\"\nby = [\"k\"]\nsize = \"1h\"\ntime = \"ts\"\ntime_format = \"epoch_ms\"\n"
+        "[state]\ndir = \"{}\"\ncheckpoint_ms = 100\n"
+        "[transaction]\ntopic = \"idle-counts\"\nid = \"idle-1\"\ntimeout_ms = 5000\nsession_timeout_ms = 6000\n",
+        bootstrap_, state.string());
+  };
+  std::ofstream(dir / "analyze.toml") << config(dir / "out");
+  const std::string start = format_millis(t0 - t0 % 3'600'000), end = format_millis(t0 - t0 % 3'600'000 + 3'600'000);
+  const std::string open = fmt::format("window_start,window_end,k,count\n{0},{1},a,30\n{0},{1},b,30\n{0},{1},c,30\n",
+                                       start, end);
+  {
+    Child job = analyze_logged(dir / "analyze.toml", dir / "first.log");
+    ASSERT_TRUE(wait_done(dir / "out", events.size(), 0, 60s)) << slurp(dir / "first.log");
+    job.signal(SIGTERM);
+    ASSERT_EQ(job.wait(30s), 0) << slurp(dir / "first.log");
+  }
+  ASSERT_EQ(slurp(dir / "out" / "w.open.csv"), open);
+  // The open rows deleted from the output topic (tombstones, outside any transaction).
+  {
+    auto rk = uplink::make_handle(RD_KAFKA_PRODUCER, uplink::make_conf({{"bootstrap.servers", bootstrap_}, {"log_level", "3"}}));
+    for (const auto& k : keys) {
+      const std::string key = fmt::format("o/w/0/{}/{}", t0 - t0 % 3'600'000, k);
+      ASSERT_EQ(rd_kafka_producev(rk.get(), RD_KAFKA_V_TOPIC("idle-counts"), RD_KAFKA_V_PARTITION(0),
+                                  RD_KAFKA_V_KEY(key.data(), key.size()), RD_KAFKA_V_VALUE(nullptr, 0),
+                                  RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END),
+                RD_KAFKA_RESP_ERR_NO_ERROR);
+    }
+    ASSERT_EQ(rd_kafka_flush(rk.get(), 30000), RD_KAFKA_RESP_ERR_NO_ERROR);
+  }
+  const std::string none = "window_start,window_end,k,count\n";
+  auto wait_open = [&](const std::filesystem::path& state, const std::string& want) {
+    const auto deadline = std::chrono::steady_clock::now() + 60s;
+    while (slurp(state / "w.open.csv") != want && std::chrono::steady_clock::now() < deadline)
+      std::this_thread::sleep_for(50ms);  // another process's progress: polled, bounded above
+    return slurp(state / "w.open.csv") == want;
+  };
+  {  // An independent reader sees the rows gone.
+    std::ofstream(dir / "reader.toml") << config(dir / "reader");
+    Child reader({kTributary, "analyze", "--config", (dir / "reader.toml").string(), "--materialize"});
+    EXPECT_TRUE(wait_open(dir / "reader", none)) << slurp(dir / "reader" / "w.open.csv");
+    reader.signal(SIGTERM);
+    ASSERT_EQ(reader.wait(30s), 0);
+  }
+  // Restarted with no new event (the same group and transactional.id, files in a fresh
+  // directory, so that only what it reads back can fill them): the restore republishes them.
+  std::ofstream(dir / "again.toml") << config(dir / "again");
+  Child job = analyze_logged(dir / "again.toml", dir / "again.log");
+  EXPECT_TRUE(wait_open(dir / "again", open)) << slurp(dir / "again" / "w.open.csv") << slurp(dir / "again.log");
+  job.signal(SIGTERM);
+  ASSERT_EQ(job.wait(30s), 0) << slurp(dir / "again.log");
+}
+
 // An output topic that exists with the delete policy would lose totals that stop changing
 // after retention.ms: the analyzer refuses it at start, naming the topic and the fix.
 TEST_F(AnalyzeTransactionTest, AnOutputTopicThatIsNotCompactedIsRefusedAtStart) {
