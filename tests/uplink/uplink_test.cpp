@@ -196,14 +196,20 @@ TEST(UplinkTest, PackedModeRefusesAPackSizeKafkaWouldRefuse) {
   }
 }
 
+// A mock cluster with topic "events" (one partition), a channel and a dead-letter channel.
+struct DeadLetterRig {
+  TempDir dir;
+  MockCluster mock{1};
+  core::Channel ch = core::Channel::create(dir / "c.chan", cfg());
+  core::Channel dlq = core::Channel::create(dir / "dlq.chan", cfg());
+  DeadLetterRig() { mock.create_topic("events", 1); }
+};
+
 // Three events, the middle one larger than the topic accepts: it goes to the dead-letter
 // channel, its neighbours to Kafka (per-event records, or packs with the big one alone).
 void expect_only_the_oversized_event_dead_lettered(bool packed) {
-  TempDir dir;
-  MockCluster mock(1);
-  mock.create_topic("events", 1);
-  auto ch = core::Channel::create(dir / "c.chan", cfg());
-  auto dlq = core::Channel::create(dir / "dlq.chan", cfg());
+  DeadLetterRig rig;
+  auto& [dir, mock, ch, dlq] = rig;
   {
     core::Producer p = ch.producer();
     ASSERT_EQ(p.append({5, 0}, "small"), core::AppendStatus::kOk);
@@ -239,11 +245,8 @@ TEST(UplinkTest, PackedModeSendsAnOversizedEventAloneSoOnlyItIsDeadLettered) {
 // topic's max.message.bytes): its events go again in halved batches (and packs) and reach the
 // topic; none is dead-lettered.
 void expect_a_refused_batch_resent_smaller(bool packed) {
-  TempDir dir;
-  MockCluster mock(1);
-  mock.create_topic("events", 1);
-  auto ch = core::Channel::create(dir / "c.chan", cfg());
-  auto dlq = core::Channel::create(dir / "dlq.chan", cfg());
+  DeadLetterRig rig;
+  auto& [dir, mock, ch, dlq] = rig;
   fill(ch, 9, 10000);
   rd_kafka_mock_push_request_errors(mock.raw(), kProduceApi, 1, RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE);
   std::vector<std::string> warnings;
@@ -282,11 +285,8 @@ TEST(UplinkTest, PackedModeSendsTheEventsOfAPackRefusedForSizeAgainInSmallerPack
 // (of one, but not known to be alone), once sent alone: that event, and only it, is
 // dead-lettered.
 TEST(UplinkTest, ABatchRefusedForOneBadRecordIsSentAgainOneAtATimeAndOnlyAnEventRefusedAloneIsDeadLettered) {
-  TempDir dir;
-  MockCluster mock(1);
-  mock.create_topic("events", 1);
-  auto ch = core::Channel::create(dir / "c.chan", cfg());
-  auto dlq = core::Channel::create(dir / "dlq.chan", cfg());
+  DeadLetterRig rig;
+  auto& [dir, mock, ch, dlq] = rig;
   fill(ch, 9, 2000);
   rd_kafka_mock_push_request_errors(mock.raw(), kProduceApi, 1, RD_KAFKA_RESP_ERR_INVALID_RECORD);
   Uplink u(ch, {.name = "up", .topic = "events", .kafka = {{"bootstrap.servers", mock.bootstrap()}},
