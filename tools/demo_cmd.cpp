@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cstring>
 #include <chrono>
 #include <fmt/format.h>
@@ -304,10 +305,25 @@ packed = true
     for (std::size_t k = 0; k < sent.files.size(); ++k) files += fmt::format(" {}={}", sent.files[k].filename().string(), sent.lines[k]);
     std::string got;
     for (auto n : per_source) got += fmt::format(" {}", n);
+    // Where the lines stopped: read by the tail collectors, written to the channel, delivered
+    // to Kafka, accounted by the analyzer.
+    const std::string agent_status = slurp(work / "agent.status.json");
+    std::string read;
+    for (std::size_t at = agent_status.find("{\"events\":"); at != std::string::npos;
+         at = agent_status.find("{\"events\":", at + 1))
+      if (std::isdigit(static_cast<unsigned char>(agent_status[at + 10])) != 0)  // not the channel named "events"
+        read += fmt::format(" {}", json_number(agent_status, "events", at));
+    const auto error_at = agent_status.find("\"last_error\":\"");
+    const std::string last_error =
+        error_at == std::string::npos ? "" : agent_status.substr(error_at + 14, agent_status.find('"', error_at + 14) - error_at - 14);
     fmt::print(stderr,
-               "demo: the analyzer accounted for {} of {} lines after {:.0f} s (sent per file:{}; accounted per "
+               "demo: the analyzer accounted for {} of {} lines after {:.0f} s (sent per file:{}; read per tail "
+               "source:{}; in the channel {}; delivered to Kafka {}, failed {}, dead-lettered {}{}; accounted per "
                "source:{}); see {}\n",
-               accounted, total, secs, files, got, work.string());
+               accounted, total, secs, files, read, json_number(agent_status, "records_written"),
+               json_number(agent_status, "delivered"), json_number(agent_status, "failed"),
+               json_number(agent_status, "dead_lettered"), last_error.empty() ? "" : ", last error: " + last_error, got,
+               work.string());
     return 1;
   }
   for (const char* f : {"orders_by_age.csv", "orders_by_gender.csv", "orders_by_day.csv"})

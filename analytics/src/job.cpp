@@ -504,11 +504,8 @@ struct AnalyzeJob::Impl {
       return true;
     }
     topic_hash = std::hash<std::string>{}(cfg.topic);
-    uplink::Settings settings = {{"bootstrap.servers", cfg.bootstrap},
-                                 {"group.id", cfg.group},
-                                 {"enable.auto.commit", "false"},
-                                 {"enable.auto.offset.store", "false"},
-                                 {"log_level", "3"}};
+    uplink::Settings settings = detail::reader_settings(cfg.bootstrap, cfg.group);
+    settings["enable.auto.offset.store"] = "false";
     detail::add_fetch_settings(settings, cfg);
     if (drain) settings["enable.partition.eof"] = "true";  // tells when a partition is read to its end
     kafka = uplink::make_handle(RD_KAFKA_CONSUMER, uplink::make_conf(settings));

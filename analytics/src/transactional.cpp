@@ -158,13 +158,9 @@ class TransactionalRunner {
         rd_kafka_consumer_close(r.consumer_.get());
       }
     } close_guard{*this};
-    restorer_ = uplink::make_handle(RD_KAFKA_CONSUMER, uplink::make_conf({{"bootstrap.servers", cfg_.bootstrap},
-                                                                         {"group.id", cfg_.group + "-restore"},
-                                                                         {"enable.auto.commit", "false"},
-                                                                         {"isolation.level", "read_committed"},
-                                                                         {"enable.partition.eof", "true"},
-                                                                         {"fetch.wait.max.ms", "50"},
-                                                                         {"log_level", "3"}}));
+    uplink::Settings restore = reader_settings(cfg_.bootstrap, cfg_.group + "-restore");
+    restore.insert({{"isolation.level", "read_committed"}, {"enable.partition.eof", "true"}, {"fetch.wait.max.ms", "50"}});
+    restorer_ = uplink::make_handle(RD_KAFKA_CONSUMER, uplink::make_conf(restore));
     info(fmt::format("member of group {} on {} ({} partitions), transactional.id {}, committing every {} ms",
                      cfg_.group, cfg_.topic, partitions, x.id, cfg_.checkpoint_ms));
     auto next = Clock::now() + milliseconds(cfg_.checkpoint_ms);
@@ -461,18 +457,13 @@ class TransactionalRunner {
   // A member of the group, subscribed to the input topic.
   uplink::KafkaHandle make_consumer() {
     const auto& x = cfg_.transaction;
-    uplink::Settings settings = {{"bootstrap.servers", cfg_.bootstrap},
-                                 {"group.id", cfg_.group},
-                                 // Static membership (KIP-345): a restarted instance gets its
-                                 // partitions back with no rebalance.
-                                 {"group.instance.id", x.id},
-                                 {"enable.auto.commit", "false"},
-                                 {"enable.auto.offset.store", "false"},
-                                 {"auto.offset.reset", "earliest"},
-                                 {"isolation.level", "read_committed"},
-                                 {"session.timeout.ms", std::to_string(x.session_timeout_ms)},
-                                 {"heartbeat.interval.ms", std::to_string(std::max(x.session_timeout_ms / 5, 100))},
-                                 {"log_level", "3"}};
+    uplink::Settings settings = reader_settings(cfg_.bootstrap, cfg_.group);
+    // Static membership (KIP-345): a restarted instance gets its partitions back with no rebalance.
+    settings.insert({{"group.instance.id", x.id},
+                     {"enable.auto.offset.store", "false"},
+                     {"isolation.level", "read_committed"},
+                     {"session.timeout.ms", std::to_string(x.session_timeout_ms)},
+                     {"heartbeat.interval.ms", std::to_string(std::max(x.session_timeout_ms / 5, 100))}});
     add_fetch_settings(settings, cfg_);
     uplink::ConfHandle cc = uplink::make_conf(settings);
     rd_kafka_conf_set_rebalance_cb(cc.get(), &TransactionalRunner::on_rebalance);
@@ -690,13 +681,9 @@ class Materializer {
       : cfg_(cfg), log_(log), publish_(publish) {}
 
   int run(int stop_fd) {
-    auto rk = uplink::make_handle(RD_KAFKA_CONSUMER, uplink::make_conf({{"bootstrap.servers", cfg_.bootstrap},
-                                                                       {"group.id", cfg_.group + "-materialize"},
-                                                                       {"enable.auto.commit", "false"},
-                                                                       {"isolation.level", "read_committed"},
-                                                                       {"enable.partition.eof", "true"},
-                                                                       {"fetch.wait.max.ms", "100"},
-                                                                       {"log_level", "3"}}));
+    uplink::Settings settings = reader_settings(cfg_.bootstrap, cfg_.group + "-materialize");
+    settings.insert({{"isolation.level", "read_committed"}, {"enable.partition.eof", "true"}, {"fetch.wait.max.ms", "100"}});
+    auto rk = uplink::make_handle(RD_KAFKA_CONSUMER, uplink::make_conf(settings));
     int partitions = 0;
     if (!wait_for_topic(rk.get(), cfg_.transaction.topic, cfg_.bootstrap, stop_fd, partitions, log_)) return 0;
     PartitionList list(rd_kafka_topic_partition_list_new(partitions));
@@ -866,6 +853,14 @@ class Materializer {
 };
 
 }  // namespace
+
+uplink::Settings reader_settings(const std::string& bootstrap, const std::string& group) {
+  return {{"bootstrap.servers", bootstrap},
+          {"group.id", group},
+          {"enable.auto.commit", "false"},
+          {"auto.offset.reset", "earliest"},
+          {"log_level", "4"}};
+}
 
 void add_fetch_settings(uplink::Settings& s, const AnalyzeConfig& cfg) {
   s["queued.min.messages"] = "10000000";

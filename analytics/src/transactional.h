@@ -44,6 +44,15 @@ std::size_t process_message(Analyzer& a, const rd_kafka_message_t* m, std::uint6
 // ([input] fetch_queue_mb): about a second of events at full speed keeps it busy.
 void add_fetch_settings(uplink::Settings& s, const AnalyzeConfig& cfg);
 
+// The settings every Kafka reader of the analyzer starts from: the input (both modes), the
+// changelog's restorer and the output topic's reader. A partition whose position librdkafka has
+// to reset (a fetch answered "offset out of range", a failed query of its start) goes back to
+// its start, never to its end, librdkafka's default: from the end, every event not read yet
+// would be skipped for good, and a restore would come back empty. Read again from the start,
+// events are dropped by the ledger, and changelog and output rows are the newest per key anyway.
+// librdkafka's warnings (an offset reset is one) reach stderr with its errors.
+uplink::Settings reader_settings(const std::string& bootstrap, const std::string& group);
+
 // Waits for `topic` to exist (false if `stop_fd` fired first); its partition count in `out`.
 bool wait_for_topic(rd_kafka_t* rk, const std::string& topic, const std::string& where, int stop_fd, int& out,
                     const JobLog& log);

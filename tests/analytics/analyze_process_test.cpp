@@ -389,6 +389,41 @@ TEST(AnalyzeProcessTest, FromKafkaThroughFetchAndCommitErrorsAndMovingLeadersThe
   EXPECT_EQ(dups, 0u) << "re-fetching after an error must not count anything twice (it was sent once)";
 }
 
+// A fetch answered "offset out of range" makes librdkafka reset the partition's position (its
+// auto.offset.reset). To the end would skip every event not read yet, for good: the position
+// goes back to the start, the ledger drops what it counted before, and the log says so. Once
+// at the first fetch (nothing read yet) and once after everything was counted.
+TEST(AnalyzeProcessTest, AnOffsetResetRereadsFromTheStartAndCountsNothingTwice) {
+  constexpr std::int16_t kFetchApi = 1;
+  TempDir dir;
+  const auto d = TianchiData::make(23, 400, 20000);
+  uplink::MockCluster mock(1);
+  const std::uint64_t n = ship_to_mock(dir, d, mock, {{.name = "up", .topic = "tianchi", .kafka = {}}});
+  rd_kafka_mock_push_request_errors(mock.raw(), kFetchApi, 1, RD_KAFKA_RESP_ERR_OFFSET_OUT_OF_RANGE);
+  const std::string log = (dir / "analyzer.log").string();
+  Child job({"/bin/sh", "-c", "exec \"$0\" analyze --config \"$1\" 2> \"$2\"", kTributary,
+             (dir / "analyze.toml").string(), log});
+  ASSERT_TRUE(wait_accounted(dir / "out", n, 60s)) << "accounted " << accounted(dir / "out") << " of " << n;
+  rd_kafka_mock_push_request_errors(mock.raw(), kFetchApi, 1, RD_KAFKA_RESP_ERR_OFFSET_OUT_OF_RANGE);
+  std::uint64_t c = 0, f = 0, r = 0, dups = 0;
+  const auto deadline = std::chrono::steady_clock::now() + 60s;
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (std::sscanf(slurp(dir / "out" / "status.json").c_str(), R"({"counted":%lu,"filtered":%lu,"rejected":%lu,"duplicates":%lu)",
+                    &c, &f, &r, &dups) == 4 && dups > 0)
+      break;
+    std::this_thread::sleep_for(50ms);  // another process's progress: polled, bounded above
+  }
+  EXPECT_GT(dups, 0u) << "read again from the start after the second reset";
+  job.signal(SIGTERM);
+  ASSERT_EQ(job.wait(20s), 0);
+  expect_outputs(dir / "out", d);
+  ASSERT_EQ(std::sscanf(slurp(dir / "out" / "status.json").c_str(),
+                        R"({"counted":%lu,"filtered":%lu,"rejected":%lu,"duplicates":%lu)", &c, &f, &r, &dups),
+            4);
+  EXPECT_EQ(c + f + r, n);
+  EXPECT_NE(slurp(log).find("offset reset"), std::string::npos) << slurp(log);
+}
+
 // Group keys are event text: a comma, quote or newline in one is quoted in the output CSV
 // (RFC 4180), so the file still has one key per row and reads back exactly.
 TEST(AnalyzeProcessTest, KeysWithCommasQuotesAndNewlinesAreQuotedInTheOutputs) {

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <chrono>
+#include <cstdio>
 #include <map>
 #include <string>
 #include <vector>
@@ -30,6 +31,9 @@ inline std::vector<KafkaRecord> read_topic(const std::string& bootstrap, const s
                                             {"group.id", "tributary-test-reader"},
                                             {"enable.auto.commit", "false"},
                                             {"isolation.level", committed_only ? "read_committed" : "read_uncommitted"},
+                                            // A reset of a position would hide records or show
+                                            // them twice: an error, said on stderr, instead.
+                                            {"auto.offset.reset", "error"},
                                             {"log_level", "3"}}));
   rd_kafka_topic_partition_list_t* parts = rd_kafka_topic_partition_list_new(partitions);
   for (int p = 0; p < partitions; ++p)
@@ -50,6 +54,8 @@ inline std::vector<KafkaRecord> read_topic(const std::string& bootstrap, const s
       auto id = uplink::message_identity(m);
       out.push_back({id.value_or(core::EventId{}), std::string(static_cast<const char*>(m->payload), m->len),
                      m->partition});
+    } else if (m->err == RD_KAFKA_RESP_ERR__AUTO_OFFSET_RESET) {
+      std::fprintf(stderr, "read_topic %s [%d]: %s\n", topic.c_str(), m->partition, rd_kafka_message_errstr(m));
     }
     rd_kafka_message_destroy(m);
   }
