@@ -242,8 +242,9 @@ AnalyzeConfigResult load_analyze_config(const fs::path& file) {
         std::optional<std::int64_t> v;
         if (auto num = n->value<std::int64_t>()) v = *num;
         else if (auto text = n->value<std::string>()) v = parse_duration_ms(*text);
-        if (!v || *v < 0) {
-          err(n, section + "." + std::string(key), "must be a duration such as \"500ms\", \"10s\", \"5m\", \"1h\", \"1d\"");
+        if (!v || *v < 0 || *v > kMaxMillis) {
+          err(n, section + "." + std::string(key),
+              "must be a duration such as \"500ms\", \"10s\", \"5m\", \"1h\", \"1d\" (at most 253402300799999 ms, the span of event times)");
           return fallback;
         }
         return *v;
@@ -255,6 +256,10 @@ AnalyzeConfigResult load_analyze_config(const fs::path& file) {
       if (w.size_ms <= 0) err(t->get("size"), section + ".size", "must be positive");
       if (w.slide_ms <= 0 || w.slide_ms > w.size_ms)
         err(t->get("slide"), section + ".slide", "must be positive and at most the size");
+      else if (w.size_ms / w.slide_ms > kMaxWindowsPerEvent)  // each event is added to size/slide windows
+        err(t->get("slide"), section + ".slide",
+            fmt::format("puts each event in {} windows (size / slide): at most {}", w.size_ms / w.slide_ms,
+                        kMaxWindowsPerEvent));
       w.time = str(*t, section, "time", false, "ingest");
       if (w.time != "ingest") field_known(t->get("time"), section + ".time", w.time);
       int year = 1970;

@@ -94,8 +94,6 @@ std::optional<TimeFormat> TimeFormat::parse(std::string_view text, int year) {
 }
 
 namespace {
-// Event times Tributary accepts: 1970 to the end of 9999 (no overflow in window arithmetic).
-constexpr std::int64_t kMaxMillis = 253402300799999;
 std::optional<std::int64_t> in_range(std::optional<std::int64_t> t) {
   if (!t || *t < 0 || *t > kMaxMillis) return std::nullopt;
   return t;

@@ -125,6 +125,22 @@ TEST(WindowSetTest, AWindowClosesWhenTheWatermarkReachesItsEnd) {
   EXPECT_EQ((w.late().at({0, "a"})), 1u);
 }
 
+// The config's largest durations with the first and last event times: no overflow (UBSan in the
+// sanitizer leg), and the windows still open, close and count late as at small scale.
+TEST(WindowSetTest, TheLargestDurationsAndEventTimesDoNotOverflow) {
+  WindowSet w(kMaxMillis, kMaxMillis, 0);
+  w.add(kMaxMillis / 2, "a", std::nullopt);
+  EXPECT_TRUE(w.closed().empty()) << "[0, kMaxMillis) is open";
+  w.add(kMaxMillis, "a", 1.0);
+  EXPECT_EQ(w.add(0, "a", std::nullopt), 1u) << "[0, kMaxMillis) closed when the watermark reached its end: late";
+  ASSERT_EQ(w.closed().size(), 1u);
+  EXPECT_EQ(w.closed()[0].agg.count, 1u);
+  WindowSet late(1, 1, kMaxMillis);
+  late.add(kMaxMillis, "a", std::nullopt);
+  EXPECT_EQ(late.add(0, "a", std::nullopt), 0u) << "within the lateness";
+  EXPECT_EQ(late.watermark(), 0);
+}
+
 TEST(WindowSetTest, AggregatesSumMinMax) {
   WindowSet w(100, 100, 0);
   for (const double v : {5.0, -2.5, 10.0}) w.add(1, "k", v);

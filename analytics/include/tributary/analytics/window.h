@@ -25,6 +25,12 @@
 
 namespace tributary::analytics {
 
+// The latest event time Tributary accepts, 9999-12-31T23:59:59.999Z (the earliest is the epoch),
+// and the longest window size, slide, lateness or max_future: window arithmetic cannot overflow.
+inline constexpr std::int64_t kMaxMillis = 253402300799999;
+// Hopping windows put each event in size / slide windows: at most this many.
+inline constexpr std::int64_t kMaxWindowsPerEvent = 10000;
+
 // Event time from a field's text, in ms since the epoch (UTC).
 struct TimeFormat {
   enum class Kind : std::uint8_t { kEpochSeconds, kEpochMillis, kRfc3339, kPattern } kind = Kind::kEpochMillis;
