@@ -34,6 +34,7 @@ void add_uplink_commands(CLI::App& app, int& exit_code) {
     std::vector<std::string> settings;
     bool packed = false;
     std::string pack_bytes = "256K";
+    int regrow_after_s = 600;
   };
   auto a = std::make_shared<Args>();
   CLI::App* up = app.add_subcommand("uplink", "Ship a channel to a Kafka topic (commits only what Kafka acknowledged)");
@@ -45,6 +46,10 @@ void add_uplink_commands(CLI::App& app, int& exit_code) {
   up->add_option("-X", a->settings, "librdkafka setting key=value (repeatable)");
   up->add_flag("--packed", a->packed, "Many events of one source per Kafka record (the analyzer reads them natively)");
   up->add_option("--pack-bytes", a->pack_bytes, "Largest packed record")->capture_default_str();
+  up->add_option("--regrow-after", a->regrow_after_s,
+                 "Seconds without a refusal for size after which halved batches and packs are tried twice as large")
+      ->check(CLI::Range(1, 86400))
+      ->capture_default_str();
   up->callback([a, &exit_code] {
     const int stop_fd = stop_signal_fd();
     const auto log = stderr_log("uplink");
@@ -60,6 +65,7 @@ void add_uplink_commands(CLI::App& app, int& exit_code) {
     if (!pack_bytes || *pack_bytes < 4096 || *pack_bytes > 900000)
       throw core::Error(fmt::format("--pack-bytes '{}': expected a size from 4K to 900000 bytes", a->pack_bytes));
     o.pack_bytes = static_cast<std::size_t>(*pack_bytes);
+    o.regrow_after = std::chrono::seconds(a->regrow_after_s);
     if (!a->dead_letter.empty()) {
       core::ChannelConfig cfg;
       cfg.capacity = 16 << 20;

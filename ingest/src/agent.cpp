@@ -98,6 +98,7 @@ Agent::Agent(const AgentConfig& config, LogFn log) : impl_(std::make_unique<Impl
     o.max_in_flight = static_cast<std::size_t>(u.max_in_flight);
     o.packed = u.packed;
     o.pack_bytes = static_cast<std::size_t>(u.pack_bytes);
+    o.regrow_after = std::chrono::seconds(u.regrow_after_s);
     if (!u.dead_letter.empty()) o.dead_letter = impl_->channel(u.dead_letter);
     auto log_fn = [log = impl_->log, name = u.name](std::string_view level, const std::string& msg) {
       if (log) log(level, fmt::format("[{}] {}", name, msg));
@@ -221,9 +222,10 @@ std::string Agent::status_json() const {
   for (const auto& [name, u] : a.uplinks) {
     const uplink::UplinkMetrics m = u->metrics();
     out += fmt::format(
-        R"({}"{}":{{"sent":{},"delivered":{},"failed":{},"in_flight":{},"rewinds":{},"dead_lettered":{},"committed":{},"last_error":"{}"}})",
+        R"({}"{}":{{"sent":{},"delivered":{},"failed":{},"in_flight":{},"rewinds":{},"dead_lettered":{},"committed":{},)"
+        R"("batch_bytes":{},"pack_bytes":{},"last_error":"{}"}})",
         first ? "" : ",", name, m.sent, m.delivered, m.failed, m.in_flight, m.rewinds, m.dead_lettered, m.committed,
-        esc(m.last_error));
+        m.batch_bytes, m.pack_bytes, esc(m.last_error));
     first = false;
   }
   out += R"(},"channels":{)";
@@ -297,6 +299,10 @@ std::string Agent::prometheus() const {
        &uplink::UplinkMetrics::dropped},
       {"tributary_uplink_committed_position", "gauge", "Channel position (bytes) committed after acknowledgement",
        &uplink::UplinkMetrics::committed},
+      {"tributary_uplink_batch_bytes", "gauge", "librdkafka batch.size in use (halved by refusals for size)",
+       &uplink::UplinkMetrics::batch_bytes},
+      {"tributary_uplink_pack_bytes", "gauge", "Largest pack in use in packed mode (halved by refusals for size)",
+       &uplink::UplinkMetrics::pack_bytes},
   };
   std::vector<std::pair<std::string, uplink::UplinkMetrics>> ups;
   for (const auto& [name, u] : a.uplinks) ups.emplace_back(name, u->metrics());

@@ -53,6 +53,10 @@ constexpr OptionSpec kUplinkOptions[] = {
      "Many events of one source per Kafka record (the analyzer reads them; other consumers see packs)"},
     {"pack_bytes", OptionType::kSize, "256K", "Largest packed record (below the topic's max.message.bytes)", false, 4096,
      900000},
+    {"regrow_after_s", OptionType::kInt, "600",
+     "Batches and packs halved by a refusal for size are tried twice as large again after this many seconds without "
+     "another",
+     false, 1, 86400},
 };
 
 constexpr OptionSpec kAgentOptions[] = {
@@ -398,6 +402,7 @@ ConfigResult load_agent_config(const std::filesystem::path& file) {
       u.max_in_flight = v.integer("max_in_flight");
       u.packed = v.boolean("packed");
       u.pack_bytes = static_cast<std::uint64_t>(v.integer("pack_bytes"));
+      u.regrow_after_s = v.integer("regrow_after_s");
       u.kafka["bootstrap.servers"] = v.str("bootstrap");
       for (const std::string& c : {u.channel, u.dead_letter}) {
         if (!c.empty() && declared_channels.count(c) == 0)

@@ -279,6 +279,53 @@ TEST(UplinkTest, PackedModeSendsTheEventsOfAPackRefusedForSizeAgainInSmallerPack
   expect_a_refused_batch_resent_smaller(true);
 }
 
+// After a refusal for size, batches (or packs) are halved; with no other refusal for
+// regrow_after they go back to their configured size, and every event still arrives.
+void expect_halved_sizes_to_grow_back(bool packed) {
+  DeadLetterRig rig;
+  auto& [dir, mock, ch, dlq] = rig;
+  fill(ch, 9, 2000);
+  rd_kafka_mock_push_request_errors(mock.raw(), kProduceApi, 1, RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE);
+  std::vector<std::string> said;
+  // Packed: packs of 16 KiB fill most of a 20 kB batch, so the pack is what gets halved.
+  const std::uint64_t batch = packed ? 20000 : 64000, pack = 16 << 10;
+  Uplink u(ch, {.name = "up", .topic = "events",
+                .kafka = {{"bootstrap.servers", mock.bootstrap()}, {"batch.size", std::to_string(batch)}},
+                .dead_letter = &dlq, .packed = packed, .pack_bytes = pack, .regrow_after = 300ms},
+           [&](std::string_view, const std::string& m) { said.push_back(m); });
+  ASSERT_TRUE(ship_all(u, ch));
+  const auto refused = std::find_if(said.begin(), said.end(), [](const std::string& m) { return m.find("was refused") != std::string::npos; });
+  ASSERT_NE(refused, said.end()) << "the refusal for size did not happen";
+  EXPECT_NE(refused->find(packed ? "packs are at most " : "batches are at most 32000 bytes"), std::string::npos) << *refused;
+  const auto halved = refused - said.begin();  // an index: `said` grows below
+  // Grown back, driven by the uplink's own loop with nothing to send.
+  const auto deadline = std::chrono::steady_clock::now() + 20s;
+  while (std::chrono::steady_clock::now() < deadline &&
+         (u.metrics().batch_bytes != batch || u.metrics().pack_bytes != (packed ? pack : 0))) {
+    if (u.do_work() == 0) u.wait(20ms);
+  }
+  EXPECT_EQ(u.metrics().batch_bytes, batch);
+  EXPECT_EQ(u.metrics().pack_bytes, packed ? pack : 0);
+  const auto grown = std::find_if(said.begin() + halved, said.end(),
+                                  [](const std::string& m) { return m.find("no refusal for size") != std::string::npos; });
+  ASSERT_NE(grown, said.end()) << "the return to the configured size is logged";
+  EXPECT_NE(grown->find("batches are at most " + std::to_string(batch) + " bytes again"), std::string::npos) << *grown;
+  // More events at full size: all of them, and the first 2000, are in the topic.
+  {
+    core::Producer p = ch.producer();
+    for (std::uint64_t i = 2000; i < 4000; ++i) ASSERT_EQ(p.append({9, i}, payload_for(9, i, 60)), core::AppendStatus::kOk);
+  }
+  ASSERT_TRUE(ship_all(u, ch));
+  auto got = testing::read_topic(mock.bootstrap(), "events", 1, 1000000, 30s, 2s);
+  if (packed) got = unpack(got);
+  expect_each_at_least_once(got, 9, 4000);
+  EXPECT_EQ(u.metrics().dead_lettered, 0u);
+}
+
+TEST(UplinkTest, BatchesHalvedByARefusalForSizeGrowBackWhenNoOtherFollows) { expect_halved_sizes_to_grow_back(false); }
+
+TEST(UplinkTest, PacksHalvedByARefusalForSizeGrowBackWhenNoOtherFollows) { expect_halved_sizes_to_grow_back(true); }
+
 // Kafka refuses a batch for good for another cause than size (INVALID_RECORD: one bad record
 // fails its whole batch): its events go again one at a time, and Kafka takes them all, so
 // nothing is dead-lettered. Then one event alone in flight, refused twice: once with its batch

@@ -71,6 +71,7 @@ struct Uplink::Impl {
   std::uint64_t producer_batch = 0; // the batch.size of the current producer
   std::uint64_t batch_first = 0;    // the batch.size configured (the floor is 1 KiB or this)
   std::uint64_t alone_until = 0;    // records before this position are sent one at a time
+  Clock::time_point regrow_at = Clock::time_point::max();  // halved batches or packs tried larger then
   std::uint64_t front_ticket = 0;  // ticket of inflight.front(); a message's opaque is its ticket
   std::optional<core::Producer> dlq;
   bool rewinding = false;
@@ -177,6 +178,7 @@ struct Uplink::Impl {
     const std::size_t pack_before = pack_limit;
     const std::uint64_t batch_before = batch_limit;
     if (too_large(e.err)) {
+      regrow_at = Clock::now() + opts.regrow_after;
       if (e.pack && e.events > 1 && 2 * len > producer_batch)
         pack_limit = std::max<std::size_t>(std::min<std::size_t>(1024, opts.pack_bytes), std::min(pack_limit, len / 2));
       else
@@ -298,7 +300,31 @@ struct Uplink::Impl {
 
   std::size_t produce() {
     if (rewinding || Clock::now() < resume_at) return 0;
+    if (Clock::now() >= regrow_at && !regrow()) return 0;
     return opts.packed ? produce_packs() : produce_events();
+  }
+
+  // regrow_after without a refusal for size: packs and batches twice as large again, up to the
+  // configured sizes. A new batch.size needs a new producer, made once nothing is in flight
+  // (false until then: nothing new is sent meanwhile, a pause of about a round trip).
+  bool regrow() {
+    if (batch_limit < batch_first && !inflight.empty()) return false;
+    const std::size_t pack_before = pack_limit;
+    const std::uint64_t batch_before = batch_limit;
+    pack_limit = std::min(opts.pack_bytes, pack_limit * 2);
+    if (batch_limit < batch_first) {
+      batch_limit = std::min(batch_first, batch_limit * 2);
+      rk.reset();
+      create_producer();
+    }
+    const bool smaller = pack_limit < opts.pack_bytes || batch_limit < batch_first;
+    regrow_at = smaller ? Clock::now() + opts.regrow_after : Clock::time_point::max();
+    if (log && (pack_limit != pack_before || batch_limit != batch_before))
+      log("info", fmt::format("uplink {} -> {}: no refusal for size in {} s: {}batches are at most {} bytes again",
+                              opts.name, opts.topic, opts.regrow_after.count() / 1000.0,
+                              opts.packed ? fmt::format("packs are at most {} bytes and ", pack_limit) : "",
+                              batch_limit));
+    return true;
   }
 
   // Packed mode: consecutive records of one source go into one Kafka record (kafka.h has the
@@ -468,6 +494,8 @@ std::size_t Uplink::do_work() {
   n += u.produce();
   u.m.in_flight = u.inflight_events;
   u.m.committed = u.consumer.committed();
+  u.m.batch_bytes = u.batch_limit;
+  u.m.pack_bytes = u.opts.packed ? u.pack_limit : 0;
   std::lock_guard lock(u.metrics_mu);
   u.published = u.m;
   return n;

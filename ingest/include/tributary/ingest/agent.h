@@ -72,6 +72,7 @@ struct UplinkSpec {
   std::int64_t max_in_flight = 100000;
   bool packed = false;             // many events of one source per Kafka record
   std::uint64_t pack_bytes = 256 << 10;
+  std::int64_t regrow_after_s = 600;  // halved batches and packs tried larger again after this
   std::map<std::string, std::string> kafka;  // bootstrap.servers and librdkafka settings
 };
 

@@ -48,6 +48,11 @@ struct UplinkOptions {
   bool packed = false;
   std::size_t pack_bytes = 256 << 10;
   std::chrono::milliseconds retry_backoff{500};
+  // Batches and packs halved by a refusal for size are tried at twice their size again after
+  // this long without another (up to librdkafka's batch.size and pack_bytes as configured): a
+  // topic whose max.message.bytes was raised gets full batches back, one that was not costs
+  // one refused batch, sent again, per period.
+  std::chrono::milliseconds regrow_after{std::chrono::minutes(10)};
 };
 
 struct UplinkMetrics {
@@ -62,6 +67,8 @@ struct UplinkMetrics {
   std::uint64_t resent_refused = 0; // events of batches Kafka refused for good, sent again
   std::uint64_t in_flight = 0;
   std::uint64_t committed = 0;      // channel position committed
+  std::uint64_t batch_bytes = 0;    // librdkafka's batch.size in use (halved by refusals for size)
+  std::uint64_t pack_bytes = 0;     // packed mode: the largest pack in use (likewise); else 0
   std::string last_error;           // empty when healthy
 };
 
