@@ -99,14 +99,16 @@ ChannelState::~ChannelState() {
   // A forked child shares the parent's open file description, whose lock an upgrade would
   // convert from under the parent: only the process that opened the file marks it.
   const bool opener = static_cast<std::uint32_t>(::getpid()) == opener_pid;
+  // The bulk of the writeback before the lock below: a process opening the channel meanwhile
+  // waits on that lock only for the pages written since, not for a whole ring's msync.
+  const bool durable = options.sync != SyncPolicy::kNone;
+  const bool written_back = durable && sync_all();
   // Last to detach? The upgrade fails while any other open of the file holds its lock (and
   // drops ours then, as closing the file is about to).
   const bool last = opener && !file.faulted() && file.intact() && file.try_lock_exclusive();
   // Durable only if no msync failed since this process opened the file: a failed writeback is
   // reported once, and a later msync that succeeds does not bring those pages back.
-  const bool synced = options.sync != SyncPolicy::kNone && sync_all() &&
-                      hdr->sync_failures.load() == sync_failures_at_open;
-  if (last) mark_clean_close(synced);
+  if (last) mark_clean_close(written_back && sync_all() && hdr->sync_failures.load() == sync_failures_at_open);
 }
 
 bool ChannelState::sync_all() const noexcept { return sync_range(0, file.size()); }
