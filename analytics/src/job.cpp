@@ -256,9 +256,10 @@ AnalyzeConfigResult load_analyze_config(const fs::path& file) {
       if (w.size_ms <= 0) err(t->get("size"), section + ".size", "must be positive");
       if (w.slide_ms <= 0 || w.slide_ms > w.size_ms)
         err(t->get("slide"), section + ".slide", "must be positive and at most the size");
-      else if (w.size_ms / w.slide_ms > kMaxWindowsPerEvent)  // each event is added to size/slide windows
+      else if (const std::int64_t per_event = w.size_ms / w.slide_ms + (w.size_ms % w.slide_ms != 0);
+               per_event > kMaxWindowsPerEvent)  // each event is added to size / slide windows, rounded up
         err(t->get("slide"), section + ".slide",
-            fmt::format("puts each event in {} windows (size / slide): at most {}", w.size_ms / w.slide_ms,
+            fmt::format("puts each event in {} windows (size / slide, rounded up): at most {}", per_event,
                         kMaxWindowsPerEvent));
       w.time = str(*t, section, "time", false, "ingest");
       if (w.time != "ingest") field_known(t->get("time"), section + ".time", w.time);

@@ -691,6 +691,7 @@ class Materializer {
       rd_kafka_topic_partition_list_add(list.get(), cfg_.transaction.topic.c_str(), p)->offset = RD_KAFKA_OFFSET_BEGINNING;
     rd_kafka_assign(rk.get(), list.get());
     std::set<int> at_end;  // partitions read to their last stable offset, nothing newer since
+    std::map<int, std::int64_t> after;  // per partition: the offset after the last record read
     bool changed = false, caught_up = false;
     auto consume = [&] {
       for (int i = 0; i < 10000; ++i) {
@@ -705,6 +706,11 @@ class Materializer {
           continue;
         }
         at_end.erase(m->partition);
+        // Read again from an earlier offset (librdkafka reset the position): older values come
+        // back before the newest, so the files wait until the topic is read to its end again.
+        const auto [it, first] = after.try_emplace(m->partition, m->offset + 1);
+        if (!first && m->offset < it->second) caught_up = false;
+        it->second = m->offset + 1;
         if (m->key == nullptr) continue;
         std::string key(static_cast<const char*>(m->key), m->key_len);
         if (m->payload == nullptr) latest_.erase(key);  // a tombstone

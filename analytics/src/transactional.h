@@ -49,7 +49,8 @@ void add_fetch_settings(uplink::Settings& s, const AnalyzeConfig& cfg);
 // to reset (a fetch answered "offset out of range", a failed query of its start) goes back to
 // its start, never to its end, librdkafka's default: from the end, every event not read yet
 // would be skipped for good, and a restore would come back empty. Read again from the start,
-// events are dropped by the ledger, and changelog and output rows are the newest per key anyway.
+// events are dropped by the ledger, a restore keeps the newest changelog value per key, and the
+// output reader writes its files again only once it is back at the end of the topic.
 // librdkafka's warnings (an offset reset is one) reach stderr with its errors.
 uplink::Settings reader_settings(const std::string& bootstrap, const std::string& group);
 

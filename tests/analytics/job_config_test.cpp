@@ -44,7 +44,8 @@ TEST(AnalyzeConfigTest, WindowMistakesNameTheLineAndKey) {
   auto r = load(dir, kHead + "[[windows]]\nname = \"w\"\nby = [\"nope\"]\nsize = \"1 hour\"\nslide = \"2h\"\n"
                              "time = \"when\"\ntime_format = \"yyyy\"\nvalue = \"price\"\ncolour = 1\n"
                              "max_future = \"soon\"\nmax_groups = 0\nlateness = \"99999999999d\"\n"
-                             "[[windows]]\nname = \"dense\"\nsize = \"1d\"\nslide = \"1s\"\n");
+                             "[[windows]]\nname = \"dense\"\nsize = \"1d\"\nslide = \"1s\"\n"
+                             "[[windows]]\nname = \"one_over\"\nsize = 20001\nslide = 2\n");
   const std::string all = joined(r.errors);
   for (const std::string want :
        {"a.toml:9: windows[0].by: 'nope' is neither a field nor a joined column", "a.toml:10: windows[0].size: must be a duration",
@@ -54,7 +55,8 @@ TEST(AnalyzeConfigTest, WindowMistakesNameTheLineAndKey) {
         "a.toml:17: windows[0].max_groups: must be",
         "a.toml:18: windows[0].lateness: must be a duration such as \"500ms\", \"10s\", \"5m\", \"1h\", \"1d\" (at most "
         "253402300799999 ms",
-        "a.toml:22: windows[1].slide: puts each event in 86400 windows (size / slide): at most 10000"})
+        "a.toml:22: windows[1].slide: puts each event in 86400 windows (size / slide, rounded up): at most 10000",
+        "a.toml:26: windows[2].slide: puts each event in 10001 windows (size / slide, rounded up): at most 10000"})
     EXPECT_NE(all.find(want), std::string::npos) << want << "\nin:\n" << all;
 }
 

@@ -291,9 +291,22 @@ void expect_halved_sizes_to_grow_back(bool packed) {
   const std::uint64_t batch = packed ? 20000 : 64000, pack = 16 << 10;
   Uplink u(ch, {.name = "up", .topic = "events",
                 .kafka = {{"bootstrap.servers", mock.bootstrap()}, {"batch.size", std::to_string(batch)}},
-                .dead_letter = &dlq, .packed = packed, .pack_bytes = pack, .regrow_after = 300ms},
+                .dead_letter = &dlq, .packed = packed, .pack_bytes = pack, .retry_backoff = 10ms,
+                .regrow_after = 1s},
            [&](std::string_view, const std::string& m) { said.push_back(m); });
-  ASSERT_TRUE(ship_all(u, ch));
+  // Shipped by hand to see the sizes in use: halved after the refusal (the resend uses them:
+  // it starts 10 ms later, the sizes grow back a second later).
+  std::uint64_t least_batch = batch, least_pack = pack;
+  for (const auto deadline = std::chrono::steady_clock::now() + 30s; std::chrono::steady_clock::now() < deadline;) {
+    if (u.do_work() == 0) u.wait(20ms);
+    const auto m = u.metrics();
+    least_batch = std::min(least_batch, m.batch_bytes);
+    if (packed) least_pack = std::min(least_pack, m.pack_bytes);
+    if (m.in_flight == 0 && m.committed == ch.stats().write_position) break;
+  }
+  ASSERT_EQ(u.metrics().committed, ch.stats().write_position);
+  if (packed) EXPECT_LT(least_pack, pack) << "the pack was halved";
+  else EXPECT_EQ(least_batch, batch / 2) << "the batch was halved";
   const auto refused = std::find_if(said.begin(), said.end(), [](const std::string& m) { return m.find("was refused") != std::string::npos; });
   ASSERT_NE(refused, said.end()) << "the refusal for size did not happen";
   EXPECT_NE(refused->find(packed ? "packs are at most " : "batches are at most 32000 bytes"), std::string::npos) << *refused;

@@ -84,6 +84,9 @@ struct Uplink::Impl {
   Impl(core::Channel& ch, UplinkOptions o, LogFn l)
       : channel(ch), opts(std::move(o)), log(std::move(l)), consumer(ch.consumer(opts.name)) {
     if (opts.topic.empty()) throw core::Error("uplink: a topic is required");
+    if (opts.regrow_after < std::chrono::milliseconds(1) || opts.regrow_after > std::chrono::hours(24))
+      throw core::Error(fmt::format("uplink {}: regrow_after {} ms: expected 1 ms to 24 h", opts.name,
+                                    opts.regrow_after.count()));
     if (opts.packed) {
       // A pack Kafka refuses for size would send all its events to the dead-letter channel.
       const auto it = opts.kafka.find("message.max.bytes");
