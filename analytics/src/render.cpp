@@ -117,7 +117,8 @@ std::string prometheus(const Figures& f) {
   for (const auto& [outcome, n] : outcomes) p.sample("tributary_analyzer_events_total", {{"outcome", outcome}}, double(n));
   p.family("tributary_analyzer_late_events_total", "counter", "Counted events that came after a window of theirs closed");
   p.sample("tributary_analyzer_late_events_total", {}, double(s.late));
-  p.family("tributary_analyzer_overflowed_events_total", "counter", "Events counted under (other): max_groups reached");
+  p.family("tributary_analyzer_overflowed_events_total", "counter",
+           "Counts that went under (other), one per event and grouping or window at its max_groups keys");
   p.sample("tributary_analyzer_overflowed_events_total", {}, double(s.overflowed));
   p.family("tributary_analyzer_rejected_events_total", "counter", "Rejected events by reason");
   for (const auto& [why, n] : s.rejected_by_reason) p.sample("tributary_analyzer_rejected_events_total", {{"reason", why}}, double(n));
