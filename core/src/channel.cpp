@@ -101,8 +101,7 @@ ChannelState::~ChannelState() {
   const bool opener = static_cast<std::uint32_t>(::getpid()) == opener_pid;
   // The bulk of the writeback before the lock below: a process opening the channel meanwhile
   // waits on that lock only for the pages written since, not for a whole ring's msync.
-  const bool durable = options.sync != SyncPolicy::kNone;
-  const bool written_back = durable && sync_all();
+  const bool written_back = options.sync != SyncPolicy::kNone && sync_all();
   // Last to detach? The upgrade fails while any other open of the file holds its lock (and
   // drops ours then, as closing the file is about to).
   const bool last = opener && !file.faulted() && file.intact() && file.try_lock_exclusive();

@@ -302,8 +302,9 @@ struct Uplink::Impl {
   void send_alone() { (void)rd_kafka_flush(rk.get(), 100); }
 
   std::size_t produce() {
-    if (rewinding || Clock::now() < resume_at) return 0;
-    if (Clock::now() >= regrow_at && !regrow()) return 0;
+    const auto now = Clock::now();
+    if (rewinding || now < resume_at) return 0;
+    if (now >= regrow_at && !regrow()) return 0;
     return opts.packed ? produce_packs() : produce_events();
   }
 
