@@ -32,7 +32,7 @@ bool is_integer(std::string_view s) {
 
 Analyzer::Analyzer(AnalyzerSpec spec, FieldExtractor extractor)
     : spec_(std::move(spec)), extractor_(std::move(extractor)), totals_(spec_.groupings.size()) {
-  for (const auto& w : spec_.windows) windows_.emplace_back(w.size_ms, w.slide_ms, w.lateness_ms, w.max_keys);
+  for (const auto& w : spec_.windows) windows_.emplace_back(w.size_ms, w.slide_ms, w.lateness_ms, w.max_keys, w.late_retention_ms);
   times_.resize(windows_.size());
   values_.resize(windows_.size());
   lookup_ = [this](const FieldRef& r) -> std::optional<std::string_view> {
@@ -192,7 +192,7 @@ std::string Analyzer::restore(std::string_view state) {
   AnalyzerStats stats;
   std::vector<std::map<std::string, std::uint64_t>> totals(spec_.groupings.size());
   std::vector<WindowSet> windows;
-  for (const auto& w : spec_.windows) windows.emplace_back(w.size_ms, w.slide_ms, w.lateness_ms, w.max_keys);
+  for (const auto& w : spec_.windows) windows.emplace_back(w.size_ms, w.slide_ms, w.lateness_ms, w.max_keys, w.late_retention_ms);
   std::size_t line_no = 0;
   auto bad = [&](std::string_view line) {
     return core::Error(fmt::format("analyzer checkpoint line {} does not parse: '{}'", line_no, line.substr(0, 80)));

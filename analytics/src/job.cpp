@@ -225,8 +225,8 @@ AnalyzeConfigResult load_analyze_config(const fs::path& file) {
         continue;
       }
       known(*t, section,
-            {"name", "by", "size", "slide", "lateness", "max_future", "time", "time_format", "year", "value", "file",
-             "max_groups"});
+            {"name", "by", "size", "slide", "lateness", "late_retention", "max_future", "time", "time_format", "year",
+             "value", "file", "max_groups"});
       WindowOutputSpec w;
       w.name = str(*t, section, "name", true);
       w.by = list(t->get("by"), section + ".by");
@@ -252,6 +252,7 @@ AnalyzeConfigResult load_analyze_config(const fs::path& file) {
       w.size_ms = duration("size", true, 1);
       w.slide_ms = duration("slide", false, w.size_ms);
       w.lateness_ms = duration("lateness", false, 0);
+      w.late_retention_ms = duration("late_retention", false, w.late_retention_ms);
       w.max_future_ms = duration("max_future", false, w.max_future_ms);
       if (w.size_ms <= 0) err(t->get("size"), section + ".size", "must be positive");
       if (w.slide_ms <= 0 || w.slide_ms > w.size_ms)
@@ -388,6 +389,7 @@ AnalyzeEngine::AnalyzeEngine(AnalyzeConfig config) : cfg_(std::move(config)) {
     ws.lateness_ms = w.lateness_ms;
     ws.max_future_ms = w.max_future_ms;
     ws.max_keys = w.max_groups;
+    ws.late_retention_ms = w.late_retention_ms;
     if (w.time != "ingest") ws.time_field = field_index(cfg, w.time);
     ws.time_format = w.time_format;
     if (!w.value.empty()) ws.value_field = field_index(cfg, w.value);
@@ -418,7 +420,8 @@ struct AnalyzeJob::Impl {
   uplink::KafkaHandle kafka;
   std::map<int, std::int64_t> offsets;  // partition -> next offset
   std::uint64_t topic_hash = 0;
-  // Bytes of each appended file the checkpoint covers: per [[windows]], then the dead-letter file.
+  // Bytes of each appended file the checkpoint covers (appended_file()): per [[windows]], the
+  // dead-letter file, then per [[windows]] its final late rows.
   std::vector<std::uint64_t> file_bytes;
   std::string dead_letters;  // rejected events since the last checkpoint, as dead-letter lines
   std::uint64_t dead_letter_skipped = 0;  // rejected events not written: the file reached its limit
@@ -445,7 +448,7 @@ struct AnalyzeJob::Impl {
     analyzer = engine->make();
     if (!cfg.dead_letter.empty() && !cfg.transactional())
       analyzer->on_reject([this](const Event& e, std::string_view reason) {
-        if (file_bytes.back() + dead_letters.size() >= cfg.dead_letter_max_bytes) {
+        if (file_bytes[cfg.windows.size()] + dead_letters.size() >= cfg.dead_letter_max_bytes) {
           ++dead_letter_skipped;  // counted (status.json), the file stays bounded
           return;
         }
@@ -578,11 +581,12 @@ struct AnalyzeJob::Impl {
     f.sources = analyzer->ledger().audit();
     for (std::size_t w = 0; w < cfg.windows.size(); ++w) {
       const WindowSet& ws = analyzer->window(w);
-      f.windows.push_back({cfg.windows[w].name, ws.open().size(), ws.closed_total(), ws.late_events(), ws.watermark()});
+      f.windows.push_back({cfg.windows[w].name, ws.open().size(), ws.closed_total(), ws.late_events(),
+                           ws.expired_events(), ws.watermark()});
     }
     if (!cfg.dead_letter.empty())
       f.extra = fmt::format(R"(,"dead_letter":{{"file":{},"bytes":{},"skipped":{}}})", core::json_string(cfg.dead_letter),
-                            file_bytes.back(), dead_letter_skipped);
+                            file_bytes[cfg.windows.size()], dead_letter_skipped);
     write_window_snapshots();
     publish(f);
   }
@@ -622,9 +626,13 @@ struct AnalyzeJob::Impl {
 
   // ---- windows: closed rows appended exactly once, late and open rows as snapshots
 
-  // The files appended exactly once: each [[windows]] file, then the dead-letter file.
+  // The files appended exactly once: each [[windows]] file, the dead-letter file, then each
+  // window's NAME.late.csv (the late rows made final).
   fs::path appended_file(std::size_t i) const {
-    return cfg.state_dir / (i < cfg.windows.size() ? cfg.windows[i].file : cfg.dead_letter);
+    const std::size_t n = cfg.windows.size();
+    if (i < n) return cfg.state_dir / cfg.windows[i].file;
+    if (i == n) return cfg.state_dir / cfg.dead_letter;
+    return cfg.state_dir / (cfg.windows[i - n - 1].name + ".late.csv");
   }
 
   // After a restore: each appended file back to what the checkpoint accounts for (rows written
@@ -673,6 +681,15 @@ struct AnalyzeJob::Impl {
       for (const auto& r : rows) render::window_row(text, spec, r);
       append_at(w, text);
     }
+    for (std::size_t w = 0; w < cfg.windows.size(); ++w) {
+      const std::vector<LateRow> rows = analyzer->take_retired(w);
+      if (rows.empty()) continue;
+      const std::size_t file = cfg.windows.size() + 1 + w;
+      std::string text;
+      if (file_bytes[file] == 0) text = render::window_header(cfg.windows[w], "late");
+      for (const auto& [k, n] : rows) render::late_row(text, cfg.windows[w], k, n);
+      append_at(file, text);
+    }
     if (!dead_letters.empty()) {
       append_at(cfg.windows.size(), dead_letters);
       dead_letters.clear();
@@ -684,7 +701,7 @@ struct AnalyzeJob::Impl {
       const WindowOutputSpec& spec = cfg.windows[w];
       const WindowSet& ws = analyzer->window(w);
       render::write_file(cfg.state_dir / (spec.name + ".open.csv"), render::open_csv(spec, ws.open()));
-      render::write_file(cfg.state_dir / (spec.name + ".late.csv"), render::late_csv(spec, ws.late()));
+      render::write_file(cfg.state_dir / (spec.name + ".late.open.csv"), render::late_csv(spec, ws.late()));
     }
   }
 
@@ -716,7 +733,7 @@ AnalyzeJob::AnalyzeJob(AnalyzeConfig config, JobLog log) : impl_(std::make_uniqu
   if (::access(state_dir.c_str(), W_OK | X_OK) != 0)
     core::throw_errno(fmt::format("the analyzer's state directory {} is not writable", state_dir.string()), errno);
   impl_->build();
-  impl_->file_bytes.assign(impl_->cfg.windows.size() + 1, 0);
+  impl_->file_bytes.assign(2 * impl_->cfg.windows.size() + 1, 0);
   if (impl_->cfg.transactional()) return;  // state lives in the changelog topic, not in a file
   if (auto state = read_checkpoint(impl_->cfg.state_dir / "checkpoint")) {
     impl_->restore_position(impl_->analyzer->restore(*state));

@@ -56,13 +56,15 @@ std::string open_csv(const WindowOutputSpec& w, const std::map<WindowKey, Aggreg
   return text;
 }
 
+void late_row(std::string& out, const WindowOutputSpec& w, const WindowKey& k, std::uint64_t n) {
+  out += format_millis(k.first) + "," + format_millis(k.first + w.size_ms);
+  if (!w.by.empty()) key_cells(out, k.second);
+  out += fmt::format(",{}\n", n);
+}
+
 std::string late_csv(const WindowOutputSpec& w, const std::map<WindowKey, std::uint64_t>& late) {
   std::string text = window_header(w, "late");
-  for (const auto& [k, n] : late) {
-    text += format_millis(k.first) + "," + format_millis(k.first + w.size_ms);
-    if (!w.by.empty()) key_cells(text, k.second);
-    text += fmt::format(",{}\n", n);
-  }
+  for (const auto& [k, n] : late) late_row(text, w, k, n);
   return text;
 }
 
@@ -98,9 +100,9 @@ std::string status_json(const Figures& f) {
     reasons += fmt::format(R"({}{}:{})", reasons.empty() ? "" : ",", core::json_string(why), n);
   std::string windows;
   for (const auto& w : f.windows)
-    windows += fmt::format(R"({}{}:{{"open":{},"closed":{},"late_events":{},"watermark":{}}})",
+    windows += fmt::format(R"({}{}:{{"open":{},"closed":{},"late_events":{},"expired":{},"watermark":{}}})",
                            windows.empty() ? "" : ",", core::json_string(w.name), w.open, w.closed, w.late_events,
-                           w.watermark ? "\"" + format_millis(*w.watermark) + "\"" : "null");
+                           w.expired, w.watermark ? "\"" + format_millis(*w.watermark) + "\"" : "null");
   return fmt::format(R"({{"counted":{},"filtered":{},"rejected":{},"duplicates":{},"late":{},"overflowed":{},)"
                      R"("rejected_by_reason":{{{}}},"windows":{{{}}},"sources":[{}]{}}})"
                      "\n",
@@ -135,6 +137,10 @@ std::string prometheus(const Figures& f) {
   for (const auto& w : f.windows) p.sample("tributary_analyzer_window_open", {{"window", w.name}}, double(w.open));
   p.family("tributary_analyzer_window_closed_total", "counter", "Window rows closed and written");
   for (const auto& w : f.windows) p.sample("tributary_analyzer_window_closed_total", {{"window", w.name}}, double(w.closed));
+  p.family("tributary_analyzer_window_expired_events_total", "counter",
+           "Late events of a window whose late rows were final already (late_retention): in no row");
+  for (const auto& w : f.windows)
+    p.sample("tributary_analyzer_window_expired_events_total", {{"window", w.name}}, double(w.expired));
   p.family("tributary_analyzer_window_watermark_seconds", "gauge", "Event time every window of this name is past");
   for (const auto& w : f.windows)
     if (w.watermark) p.sample("tributary_analyzer_window_watermark_seconds", {{"window", w.name}}, double(*w.watermark) / 1000.0);

@@ -26,8 +26,11 @@ void key_cells(std::string& out, std::string_view key);
 void window_row(std::string& out, const WindowOutputSpec& w, const WindowRow& r);
 // NAME.open.csv: the rows of the windows still open, as they stand.
 [[nodiscard]] std::string open_csv(const WindowOutputSpec& w, const std::map<WindowKey, Aggregate>& open);
-// NAME.late.csv: "window_start,window_end,<by...>,late", the late events per window and key.
+// Late rows, "window_start,window_end,<by...>,late": the late events per window and key.
+// late_csv(): the header and `late` (NAME.late.open.csv, or NAME.late.csv of the reader);
+// late_row(): one row (appended to NAME.late.csv once it is final).
 [[nodiscard]] std::string late_csv(const WindowOutputSpec& w, const std::map<WindowKey, std::uint64_t>& late);
+void late_row(std::string& out, const WindowOutputSpec& w, const WindowKey& k, std::uint64_t n);
 
 // An [[outputs]] file: the header, the labels of `order` first (each, even at 0), then every
 // other key; a share column of `counted` when the output asks for one.
@@ -38,6 +41,7 @@ void window_row(std::string& out, const WindowOutputSpec& w, const WindowRow& r)
 struct WindowFigures {
   std::string name;
   std::uint64_t open = 0, closed = 0, late_events = 0;
+  std::uint64_t expired = 0;  // late events of windows whose late rows were final (in no row)
   std::optional<std::int64_t> watermark;  // none until every partition has one
 };
 struct Figures {

@@ -117,8 +117,8 @@ std::string stats_record(const Analyzer& a, const AnalyzeConfig& cfg) {
   for (std::size_t w = 0; w < cfg.windows.size(); ++w) {
     const WindowSet& ws = a.window(w);
     const auto wm = ws.watermark();
-    out += fmt::format("window\t{}\t{}\t{}\t{}\t{}\n", cfg.windows[w].name, ws.open().size(), ws.closed_total(),
-                       ws.late_events(), wm ? std::to_string(*wm) : "-");
+    out += fmt::format("window\t{}\t{}\t{}\t{}\t{}\t{}\n", cfg.windows[w].name, ws.open().size(), ws.closed_total(),
+                       ws.late_events(), wm ? std::to_string(*wm) : "-", ws.expired_events());
   }
   for (const auto& src : a.ledger().audit()) {
     out += fmt::format("source\t{}\t{}\t{}\t", src.source_id, src.counted, src.duplicates);
@@ -424,7 +424,8 @@ class TransactionalRunner {
       }
     }
     // Windows: closed rows once each ("w/"); the open rows as they change ("o/", a tombstone
-    // once closed) and the late counts ("l/"), so the reader can show both.
+    // once closed) and the late counts ("l/", a tombstone once final, then "f/" once), so the
+    // reader can show them all.
     for (std::size_t w = 0; w < cfg_.windows.size(); ++w) {
       const std::string& name = cfg_.windows[w].name;
       for (const WindowRow& r : a.take_closed(w))
@@ -440,6 +441,11 @@ class TransactionalRunner {
       for (const auto& [k, n] : ws.late())
         if (const auto it = late_sent.find(k); part.republish || it == late_sent.end() || it->second != n)
           produce(topic, out, fmt::format("l/{}/{}/{}/{}", name, p, k.first, k.second), std::to_string(n));
+      // Late rows made final (late_retention): "f/" once each, their "l/" deleted.
+      for (const auto& [k, n] : a.take_retired(w)) {
+        produce(topic, out, fmt::format("f/{}/{}/{}/{}", name, p, k.first, k.second), std::to_string(n));
+        produce(topic, out, fmt::format("l/{}/{}/{}/{}", name, p, k.first, k.second), nullptr);
+      }
     }
     produce(topic, out, fmt::format("s/{}", p), stats_record(a, cfg_));
     const std::string key = std::to_string(p);
@@ -746,10 +752,10 @@ class Materializer {
   void write() {
     std::map<std::string, std::map<std::string, std::uint64_t>> totals;  // output -> key -> sum over partitions
     std::map<std::string, std::map<WindowKey, Aggregate>> closed, open;  // window -> rows, partitions summed
-    std::map<std::string, std::map<WindowKey, std::uint64_t>> late;
+    std::map<std::string, std::map<WindowKey, std::uint64_t>> late, final_late;  // window -> rows, summed
     AnalyzerStats stats;
     struct WindowStatus {
-      std::uint64_t open = 0, closed = 0, late = 0;
+      std::uint64_t open = 0, closed = 0, late = 0, expired = 0;
       std::optional<std::int64_t> watermark;  // the lowest of the partitions': every one is past it
       bool unknown = false;                   // a partition without a watermark yet
     };
@@ -767,11 +773,13 @@ class Materializer {
         if (k.size() != 4 || !number(k[2], r.start) || !parse_window_value(value, r)) continue;
         auto& rows = key[0] == 'w' ? closed[std::string(k[0])] : open[std::string(k[0])];
         rows[{r.start, std::string(k[3])}].merge(r.agg);  // the same window and key of other partitions: summed
-      } else if (key.rfind("l/", 0) == 0) {
+      } else if (key.rfind("l/", 0) == 0 || key.rfind("f/", 0) == 0) {  // a late row, growing or final
         const auto k = split(std::string_view(key).substr(2), '/', 4);  // WINDOW, P, START, KEY
         std::int64_t start = 0;
         std::uint64_t n = 0;
-        if (k.size() == 4 && number(k[2], start) && number(value, n)) late[std::string(k[0])][{start, std::string(k[3])}] += n;
+        if (k.size() != 4 || !number(k[2], start) || !number(value, n)) continue;
+        auto& rows = key[0] == 'l' ? late[std::string(k[0])] : final_late[std::string(k[0])];
+        rows[{start, std::string(k[3])}] += n;
       } else if (key.rfind("s/", 0) == 0) {
         ++stat_partitions;
         std::string_view rest = value;
@@ -792,11 +800,13 @@ class Materializer {
             stats.overflowed += v[5];
           } else if (c[0] == "reject" && c.size() == 3 && number(c[2], a)) {
             stats.rejected_by_reason[std::string(c[1])] += a;
-          } else if (c[0] == "window" && c.size() == 6 && number(c[2], a) && number(c[3], b) && number(c[4], d)) {
+          } else if (c[0] == "window" && (c.size() == 6 || c.size() == 7) && number(c[2], a) && number(c[3], b) &&
+                     number(c[4], d)) {  // 6: before the expired column
             WindowStatus& ws = wstatus[std::string(c[1])];
             ws.open += a;
             ws.closed += b;
             ws.late += d;
+            if (std::uint64_t e = 0; c.size() == 7 && number(c[6], e)) ws.expired += e;
             std::int64_t wm = 0;
             if (number(c[5], wm)) ws.watermark = ws.watermark ? std::min(*ws.watermark, wm) : wm;
             else ws.unknown = true;
@@ -827,9 +837,10 @@ class Materializer {
       for (const auto& [k, agg] : closed[w.name]) render::window_row(text, w, {k.first, k.first + w.size_ms, k.second, agg});
       render::write_file(cfg_.state_dir / w.file, text);
       render::write_file(cfg_.state_dir / (w.name + ".open.csv"), render::open_csv(w, open[w.name]));
-      render::write_file(cfg_.state_dir / (w.name + ".late.csv"), render::late_csv(w, late[w.name]));
+      render::write_file(cfg_.state_dir / (w.name + ".late.csv"), render::late_csv(w, final_late[w.name]));
+      render::write_file(cfg_.state_dir / (w.name + ".late.open.csv"), render::late_csv(w, late[w.name]));
       const WindowStatus& ws = wstatus[w.name];
-      f.windows.push_back({w.name, ws.open, ws.closed, ws.late, ws.unknown ? std::nullopt : ws.watermark});
+      f.windows.push_back({w.name, ws.open, ws.closed, ws.late, ws.expired, ws.unknown ? std::nullopt : ws.watermark});
     }
     // A source spread over partitions (another partition key than the source id) is one source.
     for (auto& [id, s] : sources) {

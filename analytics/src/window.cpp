@@ -193,8 +193,9 @@ void Aggregate::merge(const Aggregate& other) {
   sum += other.sum;
 }
 
-WindowSet::WindowSet(std::int64_t size_ms, std::int64_t slide_ms, std::int64_t lateness_ms, std::size_t max_keys)
-    : size_(size_ms), slide_(slide_ms), lateness_(lateness_ms), max_keys_(max_keys) {}
+WindowSet::WindowSet(std::int64_t size_ms, std::int64_t slide_ms, std::int64_t lateness_ms, std::size_t max_keys,
+                     std::int64_t late_retention_ms)
+    : size_(size_ms), slide_(slide_ms), lateness_(lateness_ms), late_retention_(late_retention_ms), max_keys_(max_keys) {}
 
 template <typename Rows>
 typename Rows::mapped_type& WindowSet::row(Rows& rows, std::map<std::int64_t, std::size_t>& keys, std::int64_t start,
@@ -224,10 +225,15 @@ std::int64_t floor_div(std::int64_t a, std::int64_t b) { return a / b - ((a % b 
 
 std::size_t WindowSet::add(std::int64_t t, std::string_view key, std::optional<double> value) {
   std::size_t late = 0;
-  bool over = false;
+  bool over = false, expired = false;
   // Windows [s, s + size) with s = k * slide and s <= t < s + size: newest first.
   for (std::int64_t s = floor_div(t, slide_) * slide_; s > t - size_; s -= slide_) {
     if (s + size_ <= closed_until_) {
+      if (late_retention_ != 0 && s + size_ + late_retention_ <= closed_until_) {
+        expired = true;  // its late row is final already (close_until)
+        ++late;
+        continue;
+      }
       ++row(late_, late_keys_, s, key, over);
       ++late;
       continue;
@@ -235,6 +241,7 @@ std::size_t WindowSet::add(std::int64_t t, std::string_view key, std::optional<d
     row(open_, open_keys_, s, key, over).add(value);
   }
   if (late != 0) ++late_events_;
+  if (expired) ++expired_events_;
   if (over) ++overflowed_events_;
   if (!max_time_ || t > *max_time_) {
     max_time_ = t;
@@ -254,9 +261,19 @@ void WindowSet::close_until(std::int64_t watermark) {
     it = open_.erase(it);
   }
   if (!open_keys_.empty()) open_keys_.erase(open_keys_.begin(), open_keys_.lower_bound(watermark - size_ + 1));
+  if (late_retention_ == 0) return;
+  // Late rows of windows that ended late_retention or more before the watermark are final: a
+  // prefix of late_ too.
+  const std::int64_t last_final = watermark - size_ - late_retention_;  // the latest final start
+  while (!late_.empty() && late_.begin()->first.first <= last_final) {
+    auto node = late_.extract(late_.begin());
+    retired_.emplace_back(std::move(node.key()), node.mapped());
+  }
+  late_keys_.erase(late_keys_.begin(), late_keys_.upper_bound(last_final));
 }
 
 std::vector<WindowRow> WindowSet::take_closed() { return std::exchange(closed_, {}); }
+std::vector<LateRow> WindowSet::take_retired() { return std::exchange(retired_, {}); }
 
 namespace {
 void agg_cols(std::string& out, const Aggregate& a) {
@@ -270,8 +287,8 @@ bool parse_agg(const std::vector<std::string_view>& c, std::size_t at, Aggregate
 }  // namespace
 
 void WindowSet::serialize(std::string& out, std::string_view prefix) const {
-  out += fmt::format("{}\tstate\t{}\t{}\t{}\t{}\t{}\n", prefix, max_time_ ? fmt::format("{}", *max_time_) : "-",
-                     closed_until_, late_events_, closed_total_, overflowed_events_);
+  out += fmt::format("{}\tstate\t{}\t{}\t{}\t{}\t{}\t{}\n", prefix, max_time_ ? fmt::format("{}", *max_time_) : "-",
+                     closed_until_, late_events_, closed_total_, overflowed_events_, expired_events_);
   for (const auto& [k, a] : open_) {
     out += fmt::format("{}\topen\t{}\t{}", prefix, k.first, detail::escape(k.second));
     agg_cols(out, a);
@@ -283,12 +300,16 @@ void WindowSet::serialize(std::string& out, std::string_view prefix) const {
     out += '\n';
   }
   for (const auto& [k, n] : late_) out += fmt::format("{}\tlate\t{}\t{}\t{}\n", prefix, k.first, detail::escape(k.second), n);
+  for (const auto& [k, n] : retired_)
+    out += fmt::format("{}\tretired\t{}\t{}\t{}\n", prefix, k.first, detail::escape(k.second), n);
 }
 
 bool WindowSet::parse_line(const std::vector<std::string_view>& c) {
   if (c.size() < 2) return false;
-  if (c[1] == "state" && (c.size() == 6 || c.size() == 7)) {  // 6: before overflowed_events
-    if (c.size() == 7 && !detail::parse_number(c[6], overflowed_events_)) return false;
+  // 6 columns: before overflowed_events, 7: before expired_events.
+  if (c[1] == "state" && c.size() >= 6 && c.size() <= 8) {
+    if (c.size() >= 7 && !detail::parse_number(c[6], overflowed_events_)) return false;
+    if (c.size() == 8 && !detail::parse_number(c[7], expired_events_)) return false;
     if (c[2] == "-") {
       max_time_.reset();
     } else {
@@ -315,6 +336,12 @@ bool WindowSet::parse_line(const std::vector<std::string_view>& c) {
   if (c[1] == "late" && c.size() == 5) {
     if (!late_.contains({start, key})) ++late_keys_[start];
     return detail::parse_number(c[4], late_[{start, key}]);
+  }
+  if (c[1] == "retired" && c.size() == 5) {
+    std::uint64_t n = 0;
+    if (!detail::parse_number(c[4], n)) return false;
+    retired_.emplace_back(WindowKey{start, key}, n);
+    return true;
   }
   return false;
 }

@@ -189,7 +189,7 @@ TEST(AnalyzeProcessTest, KilledAtRandomAndRestartedTheTotalsAreUnchanged) {
 // in a channel; the analyzer is killed at random moments and restarted. The closed-window
 // file must hold each closed window exactly once with the count an independent reference
 // computes, and the late events must be accounted for.
-TEST(AnalyzeProcessTest, WindowRowsAreWrittenExactlyOnceAcrossKills) {
+TEST(AnalyzeProcessTest, WindowRowsAndFinalLateRowsAreWrittenExactlyOnceAcrossKills) {
   TempDir dir;
   const std::uint64_t seed = std::random_device{}();
   SCOPED_TRACE("seed " + std::to_string(seed));
@@ -217,41 +217,57 @@ TEST(AnalyzeProcessTest, WindowRowsAreWrittenExactlyOnceAcrossKills) {
                                       << "\"\n[fields]\nts = \"/ts\"\nk = \"/k\"\n"
                                       << "[[windows]]\nname = \"per_second\"\nby = [\"k\"]\nsize = \"1s\"\n"
                                       << "lateness = \"500ms\"\ntime = \"ts\"\ntime_format = \"epoch_ms\"\n"
+                                      << "late_retention = \"1s\"\n"
                                       << "[state]\ndir = \"" << (dir / "out").string() << "\"\ncheckpoint_ms = 20\n";
-  // The reference: counts per (window, key) of events that arrived before their window closed.
-  std::map<std::pair<std::int64_t, std::string>, std::uint64_t> counted;
-  std::int64_t high = INT64_MIN, max_t = INT64_MIN;
-  std::uint64_t late = 0;
+  // The reference: counts per (window, key) of events that arrived before their window closed;
+  // the late ones per (window, key) while the watermark is less than 1 s (late_retention) past
+  // the window's end, final after that, and expired (in no row) if they come later still.
+  using Rows = std::map<std::pair<std::int64_t, std::string>, std::uint64_t>;
+  Rows counted, late_rows;
+  std::int64_t high = INT64_MIN;
+  std::uint64_t late = 0, expired = 0;
   for (const Ev& e : events) {
     const std::int64_t start = e.t - (e.t % 1000);
-    if (start + 1000 <= high) ++late;
-    else ++counted[{start, e.k}];
-    max_t = std::max(max_t, e.t);
+    if (start + 1000 > high) ++counted[{start, e.k}];
+    else if (++late; start + 2000 <= high) ++expired;
+    else ++late_rows[{start, e.k}];
     high = std::max(high, e.t - 500);
   }
-  std::vector<std::string> want;
-  for (const auto& [w, n] : counted)
-    if (w.first + 1000 <= max_t - 500)
-      want.push_back(fmt::format("{},{},{},{}", analytics::format_millis(w.first),
-                                 analytics::format_millis(w.first + 1000), w.second, n));
-  std::sort(want.begin(), want.end());
-  ASSERT_GT(late, 0u);
+  auto lines = [](const Rows& rows, std::int64_t below, bool want_below) {
+    std::vector<std::string> out;
+    for (const auto& [w, n] : rows)
+      if ((w.first <= below) == want_below)
+        out.push_back(fmt::format("{},{},{},{}", analytics::format_millis(w.first),
+                                  analytics::format_millis(w.first + 1000), w.second, n));
+    std::sort(out.begin(), out.end());
+    return out;
+  };
+  const auto want = lines(counted, high - 1000, true);  // closed: ended by the watermark
+  const auto want_final = lines(late_rows, high - 2000, true), want_open = lines(late_rows, high - 2000, false);
+  ASSERT_GT(expired, 0u);
+  ASSERT_FALSE(want_final.empty());
   EXPECT_GE(kill_at_random(dir, 6, events.size(), rng), 2) << "the kills must land while events are being analyzed";
   Child job({kTributary, "analyze", "--config", (dir / "analyze.toml").string()});
   ASSERT_TRUE(wait_accounted(dir / "out", events.size(), 60s));
   job.signal(SIGTERM);
   ASSERT_EQ(job.wait(10s), 0);
-  std::istringstream file(slurp(dir / "out" / "per_second.csv"));
-  std::string line;
-  std::getline(file, line);
-  EXPECT_EQ(line, "window_start,window_end,k,count");
-  std::vector<std::string> got;
-  while (std::getline(file, line)) got.push_back(line);
-  std::sort(got.begin(), got.end());
-  EXPECT_EQ(std::adjacent_find(got.begin(), got.end()), got.end()) << "a window row written twice";
-  EXPECT_EQ(got, want);
+  auto rows_of = [&](const std::string& name, const std::string& header) {
+    std::istringstream file(slurp(dir / "out" / name));
+    std::string line;
+    std::getline(file, line);
+    EXPECT_EQ(line, header) << name;
+    std::vector<std::string> got;
+    while (std::getline(file, line)) got.push_back(line);
+    std::sort(got.begin(), got.end());
+    EXPECT_EQ(std::adjacent_find(got.begin(), got.end()), got.end()) << "a row of " << name << " written twice";
+    return got;
+  };
+  EXPECT_EQ(rows_of("per_second.csv", "window_start,window_end,k,count"), want);
+  EXPECT_EQ(rows_of("per_second.late.csv", "window_start,window_end,k,late"), want_final);
+  EXPECT_EQ(rows_of("per_second.late.open.csv", "window_start,window_end,k,late"), want_open);
   const std::string status = slurp(dir / "out" / "status.json");
   EXPECT_NE(status.find(fmt::format(R"("late":{})", late)), std::string::npos) << status;
+  EXPECT_NE(status.find(fmt::format(R"("late_events":{},"expired":{})", late, expired)), std::string::npos) << status;
 }
 
 // A data set's user_info, a channel holding its rows shipped to topic "tianchi" (2 partitions)

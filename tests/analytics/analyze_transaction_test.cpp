@@ -337,7 +337,7 @@ TEST_F(AnalyzeTransactionTest, TwoAnalyzersInOneGroupOneKilledTheOtherTakesItsPa
 // events. Two sources, each in its own partition with its own watermark, over the same seconds:
 // the reader sums their parts of a window (count, sum, min, max). The reference simulates each
 // partition's windows from the events in their order.
-TEST_F(AnalyzeTransactionTest, WindowRowsCommitExactlyOnceThroughKillsAndTheReaderShowsOpenAndLateRows) {
+TEST_F(AnalyzeTransactionTest, WindowRowsCommitExactlyOnceThroughKillsAndTheReaderShowsOpenLateAndFinalLateRows) {
   TempDir dir;
   create_topic("clicks", 2);
   const std::uint64_t seed = std::random_device{}();
@@ -376,7 +376,7 @@ TEST_F(AnalyzeTransactionTest, WindowRowsCommitExactlyOnceThroughKillsAndTheRead
       "[input]\ntype = \"kafka\"\nbootstrap = \"{}\"\ntopic = \"clicks\"\ngroup = \"clicks\"\n"
       "[fields]\nts = \"/ts\"\nk = \"/k\"\nv = \"/v\"\n"
       "[[windows]]\nname = \"per_second\"\nby = [\"k\"]\nsize = \"1s\"\nlateness = \"500ms\"\ntime = \"ts\"\n"
-      "time_format = \"epoch_ms\"\nvalue = \"v\"\n"
+      "time_format = \"epoch_ms\"\nvalue = \"v\"\nlate_retention = \"1s\"\n"
       "[state]\ndir = \"{}\"\ncheckpoint_ms = 100\n"
       "[transaction]\ntopic = \"clicks-counts\"\nid = \"clicks-1\"\ntimeout_ms = 5000\nsession_timeout_ms = 6000\n",
       bootstrap_, (dir / "out").string());
@@ -402,22 +402,26 @@ TEST_F(AnalyzeTransactionTest, WindowRowsCommitExactlyOnceThroughKillsAndTheRead
   ASSERT_NE(*partitions[kSources[0]].begin(), *partitions[kSources[1]].begin()) << "one partition: pick other ids";
 
   // The reference: per partition (one source), windows [s, s+1000) close once the largest time
-  // seen minus 500 ms reaches their end; an event for a closed window is late.
+  // seen minus 500 ms reaches their end; an event for a closed window is late; its late row is
+  // final once that watermark is 1 s (late_retention) past the window's end, and a later event
+  // of the window is expired: in no row.
   struct Agg {
     std::uint64_t count = 0;
     std::int64_t sum = 0, min = INT64_MAX, max = INT64_MIN;
   };
   std::map<std::pair<std::int64_t, std::string>, Agg> closed, open;
-  std::map<std::pair<std::int64_t, std::string>, std::uint64_t> late;
-  std::uint64_t late_events = 0;
+  std::map<std::pair<std::int64_t, std::string>, std::uint64_t> late, final_late;
+  std::uint64_t late_events = 0, expired = 0;
   for (const auto& evs : by_source) {
     std::map<std::pair<std::int64_t, std::string>, Agg> counted;
+    std::map<std::pair<std::int64_t, std::string>, std::uint64_t> late_here;
     std::int64_t watermark = INT64_MIN;
     for (const Ev& e : evs) {
       const std::pair<std::int64_t, std::string> w{e.t - e.t % 1000, e.k};
       if (w.first + 1000 <= watermark) {
-        ++late[w];
         ++late_events;
+        if (w.first + 2000 <= watermark) ++expired;
+        else ++late_here[w];
       } else {
         Agg& a = counted[w];
         ++a.count;
@@ -427,6 +431,7 @@ TEST_F(AnalyzeTransactionTest, WindowRowsCommitExactlyOnceThroughKillsAndTheRead
       }
       watermark = std::max(watermark, e.t - 500);
     }
+    for (const auto& [w, c] : late_here) (w.first + 2000 <= watermark ? final_late : late)[w] += c;
     for (const auto& [w, a] : counted) {
       Agg& into = (w.first + 1000 <= watermark ? closed : open)[w];
       into.count += a.count;
@@ -435,7 +440,9 @@ TEST_F(AnalyzeTransactionTest, WindowRowsCommitExactlyOnceThroughKillsAndTheRead
       into.max = std::max(into.max, a.max);
     }
   }
-  ASSERT_GT(late_events, 0u);
+  ASSERT_GT(expired, 0u);
+  ASSERT_FALSE(final_late.empty());
+  ASSERT_FALSE(late.empty());
   ASSERT_FALSE(open.empty());
   auto rows = [](const std::map<std::pair<std::int64_t, std::string>, Agg>& m) {
     std::string text = "window_start,window_end,k,count,sum_v,min_v,max_v\n";
@@ -444,14 +451,20 @@ TEST_F(AnalyzeTransactionTest, WindowRowsCommitExactlyOnceThroughKillsAndTheRead
                           a.count, a.sum, a.min, a.max);
     return text;
   };
-  std::string late_text = "window_start,window_end,k,late\n";
-  for (const auto& [w, c] : late)
-    late_text += fmt::format("{},{},{},{}\n", format_millis(w.first), format_millis(w.first + 1000), w.second, c);
+  auto late_rows = [](const std::map<std::pair<std::int64_t, std::string>, std::uint64_t>& m) {
+    std::string text = "window_start,window_end,k,late\n";
+    for (const auto& [w, c] : m)
+      text += fmt::format("{},{},{},{}\n", format_millis(w.first), format_millis(w.first + 1000), w.second, c);
+    return text;
+  };
   EXPECT_EQ(slurp(dir / "out" / "per_second.csv"), rows(closed));
   EXPECT_EQ(slurp(dir / "out" / "per_second.open.csv"), rows(open));
-  EXPECT_EQ(slurp(dir / "out" / "per_second.late.csv"), late_text);
-  EXPECT_NE(slurp(dir / "out" / "status.json").find(fmt::format(R"("late":{})", late_events)), std::string::npos)
-      << slurp(dir / "out" / "status.json");
+  EXPECT_EQ(slurp(dir / "out" / "per_second.late.csv"), late_rows(final_late));
+  EXPECT_EQ(slurp(dir / "out" / "per_second.late.open.csv"), late_rows(late));
+  const std::string status = slurp(dir / "out" / "status.json");
+  EXPECT_NE(status.find(fmt::format(R"("late":{})", late_events)), std::string::npos) << status;
+  EXPECT_NE(status.find(fmt::format(R"("late_events":{},"expired":{})", late_events, expired)), std::string::npos)
+      << status;
 }
 
 // An output topic that lacks a partition's open rows (written before the output carried them,

@@ -36,14 +36,18 @@ TEST(AnalyzeConfigTest, ParsesWindowsWithDefaults) {
   EXPECT_EQ(w.max_future_ms, 3600000) << "an hour ahead of the ingest time, by default";
   EXPECT_EQ(w.file, "w.csv");
   EXPECT_EQ(w.max_groups, 100'000u);
+  EXPECT_EQ(w.late_retention_ms, 3600000) << "late rows final an hour after their window closed, by default";
   EXPECT_EQ(w.time_format.to_millis("1111"), 1447200000000);
+  auto forever = load(dir, kHead + "[[windows]]\nname = \"w\"\nsize = \"1s\"\nlate_retention = 0\n");
+  ASSERT_TRUE(forever.errors.empty()) << joined(forever.errors);
+  EXPECT_EQ(forever.config.windows[0].late_retention_ms, 0);
 }
 
 TEST(AnalyzeConfigTest, WindowMistakesNameTheLineAndKey) {
   testing::TempDir dir;
   auto r = load(dir, kHead + "[[windows]]\nname = \"w\"\nby = [\"nope\"]\nsize = \"1 hour\"\nslide = \"2h\"\n"
                              "time = \"when\"\ntime_format = \"yyyy\"\nvalue = \"price\"\ncolour = 1\n"
-                             "max_future = \"soon\"\nmax_groups = 0\nlateness = \"99999999999d\"\n"
+                             "max_future = \"soon\"\nmax_groups = 0\nlateness = \"99999999999d\"\nlate_retention = -1\n"
                              "[[windows]]\nname = \"dense\"\nsize = \"1d\"\nslide = \"1s\"\n"
                              "[[windows]]\nname = \"one_over\"\nsize = 20001\nslide = 2\n");
   const std::string all = joined(r.errors);
@@ -55,8 +59,9 @@ TEST(AnalyzeConfigTest, WindowMistakesNameTheLineAndKey) {
         "a.toml:17: windows[0].max_groups: must be",
         "a.toml:18: windows[0].lateness: must be a duration such as \"500ms\", \"10s\", \"5m\", \"1h\", \"1d\" (at most "
         "253402300799999 ms",
-        "a.toml:22: windows[1].slide: puts each event in 86400 windows (size / slide, rounded up): at most 10000",
-        "a.toml:26: windows[2].slide: puts each event in 10001 windows (size / slide, rounded up): at most 10000"})
+        "a.toml:19: windows[0].late_retention: must be a duration",
+        "a.toml:23: windows[1].slide: puts each event in 86400 windows (size / slide, rounded up): at most 10000",
+        "a.toml:27: windows[2].slide: puts each event in 10001 windows (size / slide, rounded up): at most 10000"})
     EXPECT_NE(all.find(want), std::string::npos) << want << "\nin:\n" << all;
 }
 

@@ -11,13 +11,14 @@ TEST(RenderTest, StatusJsonEscapesReasonsAndWindowNames) {
   Figures f;
   f.stats.rejected = 2;
   f.stats.rejected_by_reason["bad \"x\"\n"] = 2;
-  f.windows.push_back({"w\"1", 1, 2, 3, std::nullopt});
+  f.windows.push_back({"w\"1", 1, 2, 3, 1, std::nullopt});
   const std::string j = status_json(f);
   EXPECT_NE(j.find(R"("rejected_by_reason":{"bad \"x\"\n":2})"), std::string::npos) << j;
-  EXPECT_NE(j.find(R"("windows":{"w\"1":{"open":1,"closed":2,"late_events":3,"watermark":null}})"), std::string::npos)
+  EXPECT_NE(j.find(R"("windows":{"w\"1":{"open":1,"closed":2,"late_events":3,"expired":1,"watermark":null}})"), std::string::npos)
       << j;
   const std::string p = prometheus(f);
   EXPECT_NE(p.find(R"(tributary_analyzer_rejected_events_total{reason="bad \"x\"\n"} 2)"), std::string::npos) << p;
+  EXPECT_NE(p.find(R"(tributary_analyzer_window_expired_events_total{window="w\"1"} 1)"), std::string::npos) << p;
 }
 
 }  // namespace

@@ -1,6 +1,7 @@
 // Event-time windows: time formats, durations, tumbling and hopping windows with a watermark
 // and lateness checked against an independent brute-force reference on shuffled events,
-// lateness edges, sum/min/max, and a checkpoint in the middle changing nothing.
+// lateness edges, late rows made final after a retention (bounded memory), sum/min/max, and a
+// checkpoint in the middle changing nothing.
 #include "tributary/analytics/window.h"
 
 #include <gtest/gtest.h>
@@ -67,49 +68,120 @@ using Rows = std::map<std::pair<std::int64_t, std::string>, std::uint64_t>;
 
 // The reference: for each event in arrival order, the watermark before it (max time seen so
 // far - lateness, over the events before it); each window holding the event counts it if the
-// window's end is above the highest watermark reached so far, else it is late for that window.
-void reference(const std::vector<Event>& events, std::int64_t size, std::int64_t slide, std::int64_t lateness,
-               Rows& counted, Rows& late) {
+// window's end is above the highest watermark reached so far, else it is late for that window,
+// and expired (in no row) if the window's end + retention is not above it either. A late row is
+// final once the highest watermark is retention past its window's end.
+struct Reference {
+  Rows counted, late, final_late;
+  std::uint64_t late_events = 0, expired_events = 0;
+};
+Reference reference(const std::vector<Event>& events, std::int64_t size, std::int64_t slide, std::int64_t lateness,
+                    std::int64_t retention) {
+  Reference r;
   std::int64_t high = INT64_MIN;  // highest watermark so far
   for (const Event& e : events) {
+    bool late = false, expired = false;
     for (std::int64_t s = -size * 4; s <= e.t; s += slide) {  // every window start, the slow way
       if (!(s <= e.t && e.t < s + size)) continue;
-      if (s + size <= high) ++late[{s, e.key}];
-      else ++counted[{s, e.key}];
+      if (s + size > high) {
+        ++r.counted[{s, e.key}];
+        continue;
+      }
+      late = true;
+      if (retention != 0 && s + size + retention <= high) expired = true;
+      else ++r.late[{s, e.key}];
     }
+    r.late_events += late;
+    r.expired_events += expired;
     high = std::max(high, e.t - lateness);
   }
+  for (auto it = r.late.begin(); retention != 0 && it != r.late.end();) {
+    if (it->first.first + size + retention > high) {
+      ++it;
+      continue;
+    }
+    r.final_late.insert(*it);
+    it = r.late.erase(it);
+  }
+  return r;
 }
 
-void check_against_reference(std::int64_t size, std::int64_t slide, std::int64_t lateness, std::uint64_t seed) {
+void check_against_reference(std::int64_t size, std::int64_t slide, std::int64_t lateness, std::uint64_t seed,
+                             std::int64_t retention = 0) {
   std::mt19937_64 rng(seed);
   std::vector<Event> events;
   for (int i = 0; i < 3000; ++i) {
     // Mostly ordered time with jitter: some events arrive a little late, some very late.
     const std::int64_t base = i * 7;
-    const std::int64_t jitter = static_cast<std::int64_t>(rng() % 40) - (rng() % 10 == 0 ? 300 : 20);
+    const std::int64_t jitter =
+        static_cast<std::int64_t>(rng() % 40) - (rng() % 10 == 0 ? 100 + static_cast<std::int64_t>(rng() % 300) : 20);
     events.push_back({std::max<std::int64_t>(0, base + jitter), "k" + std::to_string(rng() % 3), 1.0});
   }
-  Rows want_counted, want_late;
-  reference(events, size, slide, lateness, want_counted, want_late);
-  WindowSet w(size, slide, lateness);
-  Rows got_counted;
+  const Reference want = reference(events, size, slide, lateness, retention);
+  WindowSet w(size, slide, lateness, 0, retention);
+  Rows got_counted, got_final;
   std::uint64_t late_events = 0;
-  for (const Event& e : events) late_events += w.add(e.t, e.key, std::nullopt) != 0 ? 1 : 0;
+  for (const Event& e : events) {
+    late_events += w.add(e.t, e.key, std::nullopt) != 0 ? 1 : 0;
+    for (const auto& [k, n] : w.take_retired()) EXPECT_TRUE(got_final.emplace(k, n).second) << "final twice";
+  }
   for (const auto& r : w.take_closed()) {
     EXPECT_EQ(r.end - r.start, size);
     EXPECT_TRUE(got_counted.emplace(std::make_pair(r.start, r.key), r.agg.count).second) << "a window closed twice";
   }
   for (const auto& [k, a] : w.open()) got_counted[k] += a.count;  // not closed yet: count so far
-  EXPECT_EQ(got_counted, want_counted);
-  EXPECT_EQ(w.late(), want_late);
+  EXPECT_EQ(got_counted, want.counted);
+  EXPECT_EQ(w.late(), want.late);
+  EXPECT_EQ(got_final, want.final_late);
   EXPECT_EQ(w.late_events(), late_events);
+  EXPECT_EQ(w.late_events(), want.late_events);
+  EXPECT_EQ(w.expired_events(), want.expired_events);
   EXPECT_GT(late_events, 0u) << "the data has late events";
+  if (retention != 0) {
+    EXPECT_GT(want.expired_events, 0u) << "the data has expired events";
+    EXPECT_GT(want.final_late.size(), 0u) << "the data has final late rows";
+    EXPECT_GT(want.late.size(), 0u) << "the data has late rows that can still grow";
+  }
 }
 
 TEST(WindowSetTest, TumblingWindowsMatchABruteForceReference) { check_against_reference(100, 100, 50, 1); }
 TEST(WindowSetTest, HoppingWindowsMatchABruteForceReference) { check_against_reference(100, 25, 30, 2); }
 TEST(WindowSetTest, WithoutLatenessEveryOutOfOrderEventIsLate) { check_against_reference(50, 50, 0, 3); }
+TEST(WindowSetTest, TumblingLateRowsTurnFinalAfterTheRetentionAsABruteForceReferenceSays) {
+  check_against_reference(100, 100, 50, 7, 250);
+}
+TEST(WindowSetTest, HoppingLateRowsTurnFinalAfterTheRetentionAsABruteForceReferenceSays) {
+  check_against_reference(100, 25, 30, 5, 200);
+}
+
+// A run of any length keeps the late rows of the last late_retention only: memory does not
+// grow with time, and every late event is either in a row (final or not) or expired.
+TEST(WindowSetTest, LateRowsStayBoundedOverALongRunAndEveryLateEventIsAccountedFor) {
+  constexpr std::int64_t kSize = 1000, kRetention = 3000;
+  constexpr int kKeys = 20;
+  std::mt19937_64 rng(6);
+  WindowSet bounded(kSize, kSize, 0, 0, kRetention), unbounded(kSize, kSize, 0);
+  std::uint64_t final_sum = 0;
+  std::size_t most = 0;
+  for (int i = 0; i < 200000; ++i) {
+    std::int64_t t = 100000 + i * 10;  // 2000 s of event time, 100 events a second
+    if (rng() % 20 == 0) t -= static_cast<std::int64_t>(rng() % 6000);  // up to 6 windows late
+    const std::string key = "k" + std::to_string(rng() % kKeys);
+    bounded.add(t, key, std::nullopt);
+    unbounded.add(t, key, std::nullopt);
+    for (const auto& [k, n] : bounded.take_retired()) final_sum += n;
+    most = std::max(most, bounded.late().size());
+  }
+  // Late rows can only be for the windows that ended within the retention: 3 of them, plus the
+  // one the watermark is in, each with at most kKeys keys.
+  EXPECT_LE(most, static_cast<std::size_t>((kRetention / kSize + 1) * kKeys));
+  EXPECT_GT(unbounded.late().size(), 20 * most) << "without a retention the late rows grow with the run";
+  std::uint64_t open_sum = 0;
+  for (const auto& [k, n] : bounded.late()) open_sum += n;
+  EXPECT_GT(bounded.expired_events(), 0u);
+  EXPECT_EQ(bounded.late_events(), unbounded.late_events());
+  EXPECT_EQ(final_sum + open_sum + bounded.expired_events(), bounded.late_events());
+}
 
 TEST(WindowSetTest, AWindowClosesWhenTheWatermarkReachesItsEnd) {
   WindowSet w(10, 10, 5);
@@ -220,18 +292,21 @@ TEST(WindowSetTest, AWindowKeepsAtMostMaxKeysAndCountsTheRestUnderOther) {
   EXPECT_EQ(resumed.overflowed_events(), 3u + 1 + 1 + 2);
 }
 
-TEST(WindowSetTest, ACheckpointInTheMiddleChangesNothing) {
-  std::mt19937_64 rng(5);
+void check_checkpoint_in_the_middle(std::int64_t retention) {
+  std::mt19937_64 rng(9);
   std::vector<Event> events;
-  for (int i = 0; i < 2000; ++i)
-    events.push_back({i * 3 + static_cast<std::int64_t>(rng() % 50), "k\t" + std::to_string(rng() % 4), 1.5});
-  WindowSet straight(60, 20, 10);
+  for (int i = 0; i < 2000; ++i) {
+    std::int64_t t = i * 3 + static_cast<std::int64_t>(rng() % 50);
+    if (rng() % 20 == 0) t = std::max<std::int64_t>(0, t - static_cast<std::int64_t>(rng() % 200));
+    events.push_back({t, "k\t" + std::to_string(rng() % 4), 1.5});
+  }
+  WindowSet straight(60, 20, 10, 0, retention);
   for (const auto& e : events) straight.add(e.t, e.key, e.value);
-  WindowSet first(60, 20, 10);
+  WindowSet first(60, 20, 10, 0, retention);
   for (std::size_t i = 0; i < 1000; ++i) first.add(events[i].t, events[i].key, events[i].value);
   std::string text;
-  first.serialize(text, "w0");
-  WindowSet resumed(60, 20, 10);
+  first.serialize(text, "w0");  // closed and final late rows not taken yet: in the checkpoint too
+  WindowSet resumed(60, 20, 10, 0, retention);
   for (std::size_t start = 0; start < text.size();) {
     const auto nl = text.find('\n', start);
     ASSERT_TRUE(resumed.parse_line(detail::columns(std::string_view(text).substr(start, nl - start))));
@@ -249,7 +324,16 @@ TEST(WindowSetTest, ACheckpointInTheMiddleChangesNothing) {
   }
   EXPECT_EQ(straight.open().size(), resumed.open().size());
   EXPECT_EQ(straight.late(), resumed.late());
+  EXPECT_EQ(straight.take_retired(), resumed.take_retired());
+  EXPECT_EQ(straight.late_events(), resumed.late_events());
+  EXPECT_EQ(straight.expired_events(), resumed.expired_events());
+  if (retention != 0) {
+    EXPECT_GT(straight.expired_events(), 0u);
+  }
 }
+
+TEST(WindowSetTest, ACheckpointInTheMiddleChangesNothing) { check_checkpoint_in_the_middle(0); }
+TEST(WindowSetTest, ACheckpointInTheMiddleChangesNothingWithFinalLateRows) { check_checkpoint_in_the_middle(40); }
 
 }  // namespace
 }  // namespace tributary::analytics

@@ -67,6 +67,7 @@ struct AnalyzerSpec {
     TimeFormat time_format;
     std::optional<std::size_t> value_field;  // sum/min/max of this field
     std::size_t max_keys = 0;  // per window; more keys count under kOtherWindowKey. 0: no bound
+    std::int64_t late_retention_ms = 0;  // how long a late row can grow (WindowSet); 0: forever
   };
   std::vector<Window> windows;
   std::size_t max_samples = 10;  // rejected events kept per reason, for the report
@@ -116,6 +117,7 @@ class Analyzer {
   [[nodiscard]] const WindowSet& window(std::size_t w) const { return windows_.at(w); }
   // Closed rows of window `w` not yet handed out (the job appends them to its file).
   std::vector<WindowRow> take_closed(std::size_t w) { return windows_.at(w).take_closed(); }
+  std::vector<LateRow> take_retired(std::size_t w) { return windows_.at(w).take_retired(); }
 
   // Called with each rejected event (the dead-letter output) and the reason.
   using RejectSink = std::function<void(const Event& event, std::string_view reason)>;

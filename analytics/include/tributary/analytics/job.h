@@ -18,6 +18,9 @@
 //       key "o/WINDOW/P/START_MS/KEY" the same value                 open window (a tombstone
 //                                                                    once it closes)
 //       key "l/WINDOW/P/START_MS/KEY" value "COUNT"                  late events of a window
+//                                                                    (a tombstone once final)
+//       key "f/WINDOW/P/START_MS/KEY" value "COUNT"                  final late events of a
+//                                                                    window (late_retention)
 //       key "s/P"                     value the partition's counters and audit (lines)
 //     (P is the input partition; KEY the group-by key, parts joined with '\x1f'; a reader sums
 //     over P);
@@ -54,7 +57,8 @@
 //   [[windows]]                    # name, by = [...], size = "1h", slide, lateness, time (a field
 //                                  # or "ingest"), time_format (epoch_s|epoch_ms|rfc3339|"%m%d"),
 //                                  # year, value (sum/min/max), file, max_future = "1h",
-//                                  # max_groups = 100000 (keys per window; beyond: "(other)")
+//                                  # max_groups = 100000 (keys per window; beyond: "(other)"),
+//                                  # late_retention = "1h" (then a late row is final, 0: never)
 //   [state]
 //   dir = "out"                    # checkpoint, outputs, status.json; checkpoint_ms = 1000
 //   metrics = "127.0.0.1:9465"     # optional: Prometheus /metrics and /status (status.json)
@@ -90,9 +94,9 @@ struct OutputSpec {
 };
 
 // [[windows]]: closed windows are appended to `file` exactly once (the checkpoint records its
-// length; a restart truncates it back and the replay appends the same rows again); late
-// events go to NAME.late.csv and the open windows to NAME.open.csv, both rewritten at each
-// checkpoint.
+// length; a restart truncates it back and the replay appends the same rows again), and so are
+// the final late rows to NAME.late.csv; the late rows that can still grow go to
+// NAME.late.open.csv and the open windows to NAME.open.csv, both rewritten at each checkpoint.
 struct WindowOutputSpec {
   std::string name;
   std::vector<std::string> by;  // fields or joined columns
@@ -103,6 +107,10 @@ struct WindowOutputSpec {
   std::string value;  // a field, or empty
   std::string file;
   std::size_t max_groups = 100'000;  // keys per window; more are counted under "(other)" (memory bound)
+  // A late row can grow for this long after its window closed, then it is appended to
+  // NAME.late.csv and leaves memory; later events of that window are expired (counted only).
+  // 0: late rows stay in memory, in NAME.late.open.csv, for the whole run.
+  std::int64_t late_retention_ms = 3'600'000;
 };
 
 struct AnalyzeConfig {

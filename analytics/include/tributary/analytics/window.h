@@ -7,6 +7,10 @@
 //   appends them to the window's file at the next checkpoint, exactly once)
 //   an event whose window has closed already is late: counted per (window, key) in the late
 //   rows, never dropped silently, never added to a closed window
+//   a late row can grow until the watermark passes its window's end + late_retention: then it
+//   is final (take_retired(); the job appends it to NAME.late.csv once) and leaves memory; a
+//   later event of that window is expired: counted in late_events() and expired_events(), in
+//   no row, so memory stays bounded however long the run and however late the events
 //   a window holds at most max_keys keys (memory bound); the events of further keys count
 //   under kOtherWindowKey, "(other)", in that window (and its late rows), and in
 //   overflowed_events()
@@ -62,6 +66,7 @@ struct Aggregate {
 };
 
 using WindowKey = std::pair<std::int64_t, std::string>;  // window start, key
+using LateRow = std::pair<WindowKey, std::uint64_t>;     // late events of a window and key
 
 struct WindowRow {
   std::int64_t start = 0, end = 0;
@@ -75,21 +80,31 @@ inline constexpr std::string_view kOtherWindowKey = "(other)";
 class WindowSet {
  public:
   // max_keys: per window (one start), open and late rows each; 0: no bound.
-  WindowSet(std::int64_t size_ms, std::int64_t slide_ms, std::int64_t lateness_ms, std::size_t max_keys = 0);
+  // late_retention_ms: how long after its window closed a late row can still grow; 0: forever
+  // (late rows are then never final and grow with the run).
+  WindowSet(std::int64_t size_ms, std::int64_t slide_ms, std::int64_t lateness_ms, std::size_t max_keys = 0,
+            std::int64_t late_retention_ms = 0);
 
   // Adds one event at time `t` under `key`. Returns how many of its windows were already
-  // closed (late), 0 when it counted everywhere.
+  // closed (late or expired), 0 when it counted everywhere.
   std::size_t add(std::int64_t t, std::string_view key, std::optional<double> value);
 
   // Rows closed and not yet taken, in closing order; take_closed() hands them over.
   [[nodiscard]] const std::vector<WindowRow>& closed() const noexcept { return closed_; }
   std::vector<WindowRow> take_closed();
   [[nodiscard]] const std::map<WindowKey, Aggregate>& open() const noexcept { return open_; }
-  // Late events per (window start, key).
+  // Late events per (window start, key), rows that can still grow.
   [[nodiscard]] const std::map<WindowKey, std::uint64_t>& late() const noexcept { return late_; }
+  // Late rows made final (past late_retention) and not yet taken, by window start;
+  // take_retired() hands them over.
+  [[nodiscard]] const std::vector<LateRow>& retired() const noexcept { return retired_; }
+  std::vector<LateRow> take_retired();
   [[nodiscard]] std::optional<std::int64_t> watermark() const noexcept;
   [[nodiscard]] std::int64_t size() const noexcept { return size_; }
+  // Events that came after one of their windows closed (expired ones included).
   [[nodiscard]] std::uint64_t late_events() const noexcept { return late_events_; }
+  // Events that came after one of their windows' late rows was final: in no row.
+  [[nodiscard]] std::uint64_t expired_events() const noexcept { return expired_events_; }
   [[nodiscard]] std::uint64_t closed_total() const noexcept { return closed_total_; }
   // Events counted under kOtherWindowKey in at least one of their windows.
   [[nodiscard]] std::uint64_t overflowed_events() const noexcept { return overflowed_events_; }
@@ -107,13 +122,14 @@ class WindowSet {
   typename Rows::mapped_type& row(Rows& rows, std::map<std::int64_t, std::size_t>& keys, std::int64_t start,
                                   std::string_view key, bool& over);
 
-  std::int64_t size_, slide_, lateness_;
+  std::int64_t size_, slide_, lateness_, late_retention_;
   std::optional<std::int64_t> max_time_;
   std::int64_t closed_until_ = INT64_MIN;  // every window with end <= this is closed
   std::map<WindowKey, Aggregate> open_;
   std::vector<WindowRow> closed_;
   std::map<WindowKey, std::uint64_t> late_;
-  std::uint64_t late_events_ = 0;
+  std::vector<LateRow> retired_;
+  std::uint64_t late_events_ = 0, expired_events_ = 0;
   std::uint64_t closed_total_ = 0;
   std::size_t max_keys_;
   std::map<std::int64_t, std::size_t> open_keys_, late_keys_;  // rows per window start
