@@ -1,8 +1,12 @@
-// The changelog's record format, for the Kafka-transaction mode: a partition's state in chunks
-// (records of one transaction), and putting it back together from a (possibly compacted) log.
+// The Kafka-transaction mode's topics as their readers see them.
 //
+// The changelog: a partition's state in chunks (records of one transaction), and putting it back
+// together from a (possibly compacted) log.
 //   value = "tributary-state ID I N\n" + bytes I of N of snapshot ID (a random 64-bit number)
 //   key   = "pP/I" (compaction keeps the newest chunk I of partition P)
+//
+// The output topic (job.h): the latest value per key, an input partition's records taken only
+// once its part of a transaction is read whole.
 #pragma once
 
 #include <algorithm>
@@ -87,6 +91,69 @@ class SnapshotAssembler {
   };
   std::map<std::uint64_t, Pending> pending_;
   std::optional<std::string> latest_;
+};
+
+// The output topic's latest value per key, for its reader. In a transaction the analyzer writes
+// each input partition's rows, then that partition's "s/P" record: a row read is held back until
+// the "s/P" after it, so the view never shows part of an input partition's transaction (a
+// fetch that stops in the middle, another member's transaction interleaved in the same output
+// partition), only whole ones; or, at the end of the output partition, as they are (written
+// outside the analyzer's transactions, by hand say).
+class OutputView {
+ public:
+  // A record of output partition `out`; no value: a tombstone. True if the view changed (an
+  // "s/P" record: P's rows held back, then itself).
+  bool add(int out, std::string key, std::optional<std::string_view> value) {
+    const std::string_view k = key;
+    const auto slash = k.find('/');
+    if (slash == std::string_view::npos) return apply(std::move(key), value);  // not ours: as it is
+    // The input partition: "s/P", or the second part of "X/NAME/P/...".
+    const auto parts = split(k.substr(slash + 1), '/', 3);
+    const std::string_view p = k.substr(0, slash) == "s" ? parts[0] : parts.size() >= 2 ? parts[1] : std::string_view();
+    int in = 0;
+    if (!number(p, in)) return apply(std::move(key), value);
+    auto& held = pending_[{out, in}];
+    if (k.substr(0, slash) != "s") {
+      held.emplace_back(std::move(key), value ? std::optional<std::string>(*value) : std::nullopt);
+      return false;
+    }
+    for (auto& [hk, hv] : held) apply(std::move(hk), hv);
+    pending_.erase({out, in});
+    return apply(std::move(key), value);
+  }
+  // Output partition `out` is read to its end (its last stable offset: no transaction is cut
+  // there): what it still holds back was written outside a transaction, shown as it is. True if
+  // the view changed.
+  bool at_end(int out) {
+    const auto first = pending_.lower_bound({out, INT32_MIN}), last = pending_.lower_bound({out + 1, INT32_MIN});
+    bool changed = false;
+    for (auto it = first; it != last; ++it)
+      for (auto& [hk, hv] : it->second) changed = apply(std::move(hk), hv);
+    pending_.erase(first, last);
+    return changed;
+  }
+  // Output partition `out` is read again from an earlier offset: the rows it held back come
+  // again.
+  void rewind(int out) {
+    pending_.erase(pending_.lower_bound({out, INT32_MIN}), pending_.lower_bound({out + 1, INT32_MIN}));
+  }
+  [[nodiscard]] const std::map<std::string, std::string>& latest() const noexcept { return latest_; }
+  // Records held back, waiting for their "s/P".
+  [[nodiscard]] std::size_t held_back() const noexcept {
+    std::size_t n = 0;
+    for (const auto& [at, held] : pending_) n += held.size();
+    return n;
+  }
+
+ private:
+  template <class V>
+  bool apply(std::string key, const V& value) {
+    if (!value) latest_.erase(key);
+    else latest_[std::move(key)].assign(value->data(), value->size());
+    return true;
+  }
+  std::map<std::string, std::string> latest_;
+  std::map<std::pair<int, int>, std::vector<std::pair<std::string, std::optional<std::string>>>> pending_;
 };
 
 }  // namespace tributary::analytics::detail

@@ -705,6 +705,7 @@ class Materializer {
         if (!m) break;
         if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
           at_end.insert(m->partition);
+          if (view_.at_end(m->partition)) changed = true;
           continue;
         }
         if (m->err != RD_KAFKA_RESP_ERR_NO_ERROR) {
@@ -715,13 +716,16 @@ class Materializer {
         // Read again from an earlier offset (librdkafka reset the position): older values come
         // back before the newest, so the files wait until the topic is read to its end again.
         const auto [it, first] = after.try_emplace(m->partition, m->offset + 1);
-        if (!first && m->offset < it->second) caught_up = false;
+        if (!first && m->offset < it->second) {
+          caught_up = false;
+          view_.rewind(m->partition);
+        }
         it->second = m->offset + 1;
         if (m->key == nullptr) continue;
         std::string key(static_cast<const char*>(m->key), m->key_len);
-        if (m->payload == nullptr) latest_.erase(key);  // a tombstone
-        else latest_[std::move(key)].assign(static_cast<const char*>(m->payload), m->len);
-        changed = true;
+        std::optional<std::string_view> value;  // none: a tombstone
+        if (m->payload != nullptr) value.emplace(static_cast<const char*>(m->payload), m->len);
+        if (view_.add(m->partition, std::move(key), value)) changed = true;
       }
     };
     // The files are written once the whole topic has been read (never a half-read history that
@@ -762,7 +766,7 @@ class Materializer {
     std::map<std::string, WindowStatus> wstatus;
     std::map<std::uint64_t, SourceTotals> sources;
     std::size_t stat_partitions = 0;
-    for (const auto& [key, value] : latest_) {
+    for (const auto& [key, value] : view_.latest()) {
       if (key.rfind("t/", 0) == 0) {
         const auto k = split(std::string_view(key).substr(2), '/', 3);  // OUTPUT, P, KEY
         std::uint64_t n = 0;
@@ -866,7 +870,7 @@ class Materializer {
   const AnalyzeConfig& cfg_;
   const JobLog& log_;
   const std::function<void(render::Figures&)>& publish_;
-  std::map<std::string, std::string> latest_;  // the output topic as a table: key -> newest value
+  OutputView view_;  // the output topic as a table: key -> newest value, whole transactions only
 };
 
 }  // namespace

@@ -1,6 +1,7 @@
 // The Kafka-transaction mode's changelog records: a state cut into chunks comes back whole;
 // from a log with several snapshots, compacted or not, the newest complete one wins and an
-// incomplete newer one never replaces it.
+// incomplete newer one never replaces it. The output topic's reader shows an input partition's
+// rows only once its part of a transaction was read whole.
 #include <gtest/gtest.h>
 
 #include "changelog.h"
@@ -66,6 +67,66 @@ TEST(ChangelogTest, ARecordThatIsNotAChunkIsRefused) {
                                 "tributary-state x 0 1\nx", "tributary-state 1 0 0\nx"})
     EXPECT_FALSE(a.feed(bad)) << bad;
   EXPECT_FALSE(a.latest());
+}
+
+using Table = std::map<std::string, std::string>;
+
+TEST(OutputViewTest, AnInputPartitionsRowsShowOnlyWithTheStatsRecordThatEndsItsPartOfATransaction) {
+  OutputView v;
+  EXPECT_FALSE(v.add(0, "t/by_age/0/a", "5"));
+  EXPECT_FALSE(v.add(0, "w/per_second/0/1000/a", "2000\t1\t0\t0\t0\t0"));
+  EXPECT_TRUE(v.latest().empty()) << "half of a transaction is not shown";
+  EXPECT_EQ(v.held_back(), 2u);
+  EXPECT_TRUE(v.add(0, "s/0", "stats"));
+  EXPECT_EQ(v.latest(), (Table{{"t/by_age/0/a", "5"}, {"w/per_second/0/1000/a", "2000\t1\t0\t0\t0\t0"}, {"s/0", "stats"}}));
+  EXPECT_EQ(v.held_back(), 0u);
+  // The next transaction: a tombstone and a new value, held back together.
+  EXPECT_FALSE(v.add(0, "w/per_second/0/1000/a", std::nullopt));
+  EXPECT_FALSE(v.add(0, "t/by_age/0/a", "9"));
+  EXPECT_EQ(v.latest().at("t/by_age/0/a"), "5");
+  EXPECT_TRUE(v.add(0, "s/0", "stats 2"));
+  EXPECT_EQ(v.latest(), (Table{{"t/by_age/0/a", "9"}, {"s/0", "stats 2"}}));
+}
+
+TEST(OutputViewTest, TwoInputPartitionsInterleavedInOneOutputPartitionShowEachWhenItsOwnPartEnds) {
+  OutputView v;  // input partitions 0 and 2 write to output partition 0 (another member's transaction)
+  EXPECT_FALSE(v.add(0, "t/o/0/a", "1"));
+  EXPECT_FALSE(v.add(0, "t/o/2/b", "1"));
+  EXPECT_FALSE(v.add(0, "l/w/2/0/b", "3"));
+  EXPECT_TRUE(v.add(0, "s/0", "x"));
+  EXPECT_EQ(v.latest(), (Table{{"t/o/0/a", "1"}, {"s/0", "x"}})) << "partition 2's rows wait for s/2";
+  EXPECT_TRUE(v.add(0, "s/2", "y"));
+  EXPECT_EQ(v.latest().size(), 5u);
+  EXPECT_EQ(v.latest().at("l/w/2/0/b"), "3");
+}
+
+TEST(OutputViewTest, ARewoundOutputPartitionDropsOnlyWhatItHeldBack) {
+  OutputView v;
+  EXPECT_FALSE(v.add(0, "t/o/0/a", "1"));
+  EXPECT_FALSE(v.add(1, "t/o/1/b", "1"));
+  v.rewind(0);  // read again from an earlier offset: t/o/0/a comes again
+  EXPECT_EQ(v.held_back(), 1u);
+  EXPECT_TRUE(v.add(0, "s/0", "x"));
+  EXPECT_EQ(v.latest(), (Table{{"s/0", "x"}}));
+  EXPECT_TRUE(v.add(1, "s/1", "y"));
+  EXPECT_EQ(v.latest(), (Table{{"s/0", "x"}, {"t/o/1/b", "1"}, {"s/1", "y"}}));
+}
+
+TEST(OutputViewTest, RowsWrittenOutsideATransactionShowAtTheEndOfTheirOutputPartition) {
+  OutputView v;
+  EXPECT_FALSE(v.add(0, "o/w/0/0/a", "1"));  // a tombstone or a row by hand: no s/0 follows
+  EXPECT_FALSE(v.add(1, "o/w/1/0/b", "1"));
+  EXPECT_FALSE(v.at_end(2)) << "nothing held there";
+  EXPECT_TRUE(v.at_end(0));
+  EXPECT_EQ(v.latest(), (Table{{"o/w/0/0/a", "1"}}));
+  EXPECT_EQ(v.held_back(), 1u) << "partition 1 is not at its end";
+}
+
+TEST(OutputViewTest, AKeyOfNoKnownShapeIsShownAsItIs) {
+  OutputView v;
+  EXPECT_TRUE(v.add(0, "plain", "1"));
+  EXPECT_TRUE(v.add(0, "t/o/x/a", "2")) << "no partition number";
+  EXPECT_EQ(v.latest(), (Table{{"plain", "1"}, {"t/o/x/a", "2"}}));
 }
 
 }  // namespace
