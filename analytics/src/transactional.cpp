@@ -44,11 +44,15 @@ struct MessageDeleter {
 };
 using Message = std::unique_ptr<rd_kafka_message_t, MessageDeleter>;
 
+// Whether `stop_fd` is readable, waiting up to `timeout_ms` for it (without one: just waits).
 bool stopped(int stop_fd, int timeout_ms = 0) {
-  if (stop_fd < 0) return false;
-  pollfd p{stop_fd, POLLIN, 0};
-  return ::poll(&p, 1, timeout_ms) > 0;
+  pollfd p{stop_fd, POLLIN, 0};  // a negative fd is ignored by poll()
+  return ::poll(&p, 1, timeout_ms) > 0 && stop_fd >= 0;
 }
+
+// Thrown out of a restore (a wait for the changelog or the committed offsets) once the job is
+// asked to stop: the rebalance callback gives the partitions up unrestored.
+struct Stopping {};
 
 int broker_count(rd_kafka_t* rk) {
   const rd_kafka_metadata_t* md = nullptr;
@@ -136,6 +140,7 @@ class TransactionalRunner {
 
   int run(int stop_fd, int failed_fd) {
     const auto& x = cfg_.transaction;
+    stop_fd_ = stop_fd;
     producer_ = make_producer();
     int partitions = 0;
     if (!wait_for_topic(producer_.get(), cfg_.topic, cfg_.bootstrap, stop_fd, partitions, log_)) return 0;
@@ -232,8 +237,14 @@ class TransactionalRunner {
         self->parts_.clear();
         rd_kafka_assign(rk, nullptr);
       } else if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
-        self->restore(list);
-        rd_kafka_assign(rk, list);
+        try {
+          self->restore(list);
+          rd_kafka_assign(rk, list);
+        } catch (const Stopping&) {  // asked to stop while waiting: nothing restored, nothing counted
+          self->info(fmt::format("stopped while restoring {} partitions; they are left to the group", list->cnt));
+          self->parts_.clear();
+          rd_kafka_assign(rk, nullptr);
+        }
       } else {
         if (rd_kafka_assignment_lost(rk)) {
           // Out of the group: another member may own these now. Nothing uncommitted is kept.
@@ -259,6 +270,10 @@ class TransactionalRunner {
     SnapshotAssembler snapshots;
     const auto deadline = Clock::now() + milliseconds(cfg_.transaction.timeout_ms + 60000);
     for (bool eof = false; !eof;) {
+      if (stopped(stop_fd_)) {
+        rd_kafka_assign(restorer_.get(), nullptr);
+        throw Stopping{};
+      }
       if (Clock::now() > deadline) {
         rd_kafka_assign(restorer_.get(), nullptr);
         throw core::Error(fmt::format("changelog {} partition {}: not read to its end within {} ms",
@@ -285,7 +300,7 @@ class TransactionalRunner {
     const auto deadline = Clock::now() + milliseconds(2 * cfg_.transaction.timeout_ms + 30000);
     for (;;) {
       PartitionList copy(rd_kafka_topic_partition_list_copy(list));
-      auto err = rd_kafka_committed(consumer_.get(), copy.get(), 10000);
+      auto err = rd_kafka_committed(consumer_.get(), copy.get(), 2000);
       for (int i = 0; err == RD_KAFKA_RESP_ERR_NO_ERROR && i < copy->cnt; ++i) err = copy->elems[i].err;
       if (err == RD_KAFKA_RESP_ERR_NO_ERROR) {
         std::map<int, std::int64_t> out;
@@ -298,7 +313,7 @@ class TransactionalRunner {
       info(fmt::format("group {}: committed offsets not readable yet ({}); waiting for the open transaction "
                        "of the previous owner to end",
                        cfg_.group, rd_kafka_err2str(err)));
-      ::poll(nullptr, 0, 500);
+      if (stopped(stop_fd_, 500)) throw Stopping{};
     }
   }
 
@@ -322,6 +337,7 @@ class TransactionalRunner {
       const std::int64_t want = offsets.count(p) ? offsets.at(p) : RD_KAFKA_OFFSET_INVALID;
       Part part;
       const auto deadline = Clock::now() + milliseconds(cfg_.transaction.timeout_ms + 30000);
+      bool told = false;  // of the mismatch, once
       for (;;) {
         part.analyzer = make_();
         part.next = RD_KAFKA_OFFSET_BEGINNING;
@@ -337,12 +353,17 @@ class TransactionalRunner {
         }
         if (want < 0 || (at && *at == want)) break;
         // The commit markers reach the changelog a little after the offsets: read again.
+        const std::string holds = at ? fmt::format("the state at {}", *at) : "no state";
         if (Clock::now() > deadline)
           throw core::Error(fmt::format(
               "partition {}: group {} committed offset {} but changelog {} holds {}: the state topic was "
               "deleted or rewritten; refusing to count from a state that does not match",
-              p, cfg_.group, want, cfg_.transaction.changelog, at ? fmt::format("the state at {}", *at) : "no state"));
-        ::poll(nullptr, 0, 200);
+              p, cfg_.group, want, cfg_.transaction.changelog, holds));
+        if (!std::exchange(told, true))
+          info(fmt::format("partition {}: group {} committed offset {} but changelog {} holds {}; reading it again "
+                           "for up to {} ms (its commit markers may come late)",
+                           p, cfg_.group, want, cfg_.transaction.changelog, holds, cfg_.transaction.timeout_ms + 30000));
+        if (stopped(stop_fd_, 200)) throw Stopping{};
       }
       if (want < 0 && part.next >= 0)
         warn(fmt::format("partition {}: no committed offset (expired?); resuming at {} from the changelog", p, part.next));
@@ -663,6 +684,7 @@ class TransactionalRunner {
   int dead_letter_partitions_ = 1;
   std::map<int, Part> parts_;
   std::string fatal_;          // set in a librdkafka callback, thrown by the loop
+  int stop_fd_ = -1;           // readable once the job is asked to stop (restore() gives up then)
   bool closing_ = false;       // closed after an error: hand nothing over
   bool closed_ = false;
   std::string produce_error_;  // this transaction cannot commit

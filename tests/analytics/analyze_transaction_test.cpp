@@ -552,6 +552,40 @@ TEST_F(AnalyzeTransactionTest, AnOutputTopicThatIsNotCompactedIsRefusedAtStart) 
       << slurp(dir / "analyze.log");
 }
 
+// A committed offset the changelog holds no state for (the state topic deleted, offsets set by
+// hand): the analyzer says so and reads the changelog again until its deadline (the commit
+// markers may be late), and a SIGTERM during that wait stops it at once and cleanly, with
+// nothing restored and nothing counted.
+TEST_F(AnalyzeTransactionTest, WhileTheChangelogDisagreesWithTheCommittedOffsetASigtermStopsTheWait) {
+  TempDir dir;
+  TianchiData::make(25, 10, 10).write_info(dir / "user_info.csv");
+  create_topic("orphan", 1);
+  {
+    auto c = uplink::make_handle(RD_KAFKA_CONSUMER, uplink::make_conf({{"bootstrap.servers", bootstrap_},
+                                                                      {"group.id", "orphan"},
+                                                                      {"log_level", "3"}}));
+    rd_kafka_topic_partition_list_t* offsets = rd_kafka_topic_partition_list_new(1);
+    rd_kafka_topic_partition_list_add(offsets, "orphan", 0)->offset = 5;
+    const auto err = rd_kafka_commit(c.get(), offsets, 0);
+    rd_kafka_topic_partition_list_destroy(offsets);
+    ASSERT_EQ(err, RD_KAFKA_RESP_ERR_NO_ERROR) << rd_kafka_err2str(err);
+    rd_kafka_consumer_close(c.get());
+  }
+  write_config(dir / "analyze.toml", bootstrap_, dir / "user_info.csv", dir / "out", "orphan", "orphan", "orphan-1");
+  Child job = analyze_logged(dir / "analyze.toml", dir / "analyze.log");
+  const std::string waiting = "partition 0: group orphan committed offset 5 but changelog orphan-changelog holds no state";
+  const auto deadline = std::chrono::steady_clock::now() + 60s;
+  while (slurp(dir / "analyze.log").find(waiting) == std::string::npos && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(50ms);  // another process's progress: polled, bounded above
+  ASSERT_NE(slurp(dir / "analyze.log").find(waiting), std::string::npos) << slurp(dir / "analyze.log");
+  job.signal(SIGTERM);
+  // Its own deadline is 35 s away (timeout_ms + 30 s): only a stop that sees SIGTERM is this quick.
+  EXPECT_EQ(job.wait(10s), 0) << slurp(dir / "analyze.log");
+  const std::string log = slurp(dir / "analyze.log");
+  EXPECT_NE(log.find("stopped while restoring 1 partitions"), std::string::npos) << log;
+  EXPECT_EQ(log.find("refusing to count"), std::string::npos) << log;
+}
+
 // The broker that coordinates transactional.id `id`: the leader of its __transaction_state
 // partition, Utils.abs(id.hashCode()) % partitions as Kafka computes it. 0 if unknown yet.
 int transaction_coordinator(const std::string& bootstrap, const std::string& id) {
