@@ -153,6 +153,43 @@ void expect_an_outage_loses_nothing(bool packed) {
 
 TEST(UplinkTest, BrokerOutageLongerThanTheDeliveryTimeoutLosesNothing) { expect_an_outage_loses_nothing(false); }
 
+// Every broker answering 2.5 s late with a delivery timeout of 1.5 s, then the partitions' leaders
+// moved: the produce requests time out in flight although the brokers appended them (librdkafka's
+// POSSIBLY_PERSISTED), so the uplink rewinds and sends them again under the same identity, and
+// the new leaders take the rest. Nothing is lost or committed early; the copies are the
+// analyzer's to drop.
+TEST(UplinkTest, SlowBrokersThenMovedLeadersLoseNothingAndCopiesKeepTheirIdentity) {
+  TempDir dir;
+  MockCluster mock(3);
+  mock.create_topic("events", 2, 3);
+  auto ch = core::Channel::create(dir / "c.chan", cfg());
+  fill(ch, 5, 3000);
+  std::vector<std::pair<std::string, std::string>> logs;
+  Uplink u(ch,
+           {.name = "up", .topic = "events",
+            .kafka = {{"bootstrap.servers", mock.bootstrap()}, {"message.timeout.ms", "1500"}}},
+           [&](std::string_view level, const std::string& msg) { logs.emplace_back(level, msg); });
+  ASSERT_TRUE(ship_all(u, ch));  // connected, leaders known: the next requests reach the brokers
+  for (int b = 1; b <= 3; ++b) rd_kafka_mock_broker_set_rtt(mock.raw(), b, 2500);
+  core::Producer p = ch.producer();
+  for (std::uint64_t i = 3000; i < 6000; ++i) ASSERT_EQ(p.append({5, i}, payload_for(5, i, 60)), core::AppendStatus::kOk);
+  const auto until = std::chrono::steady_clock::now() + 4s;  // two delivery timeouts
+  while (std::chrono::steady_clock::now() < until)
+    if (u.do_work() == 0) u.wait(20ms);
+  EXPECT_LT(u.metrics().committed, ch.stats().write_position) << "nothing is committed without an acknowledgement";
+  EXPECT_GE(u.metrics().rewinds, 1u);
+  for (int b = 1; b <= 3; ++b) rd_kafka_mock_broker_set_rtt(mock.raw(), b, 0);
+  rd_kafka_mock_partition_set_leader(mock.raw(), "events", 0, 2);
+  rd_kafka_mock_partition_set_leader(mock.raw(), "events", 1, 3);
+  ASSERT_TRUE(ship_all(u, ch));
+  std::size_t copies = 0;
+  expect_each_at_least_once(testing::read_topic(mock.bootstrap(), "events", 2, 100000, 30s, 2s), 5, 6000, &copies);
+  EXPECT_GT(copies, 0u) << "requests that timed out in flight were appended all the same: their events come twice";
+  std::size_t warnings = 0;
+  for (const auto& [level, msg] : logs) warnings += level == "warn";
+  EXPECT_LE(warnings, 10u) << "said once per change of state, not per message";
+}
+
 // Kafka unreachable from the very start: the uplink starts anyway, commits nothing, warns (a
 // few times, not once per message), and ships everything once Kafka is there.
 TEST(UplinkTest, KafkaUnreachableAtStartCommitsNothingAndShipsOnceItAppears) {
