@@ -173,16 +173,21 @@ Outcome Analyzer::count(const Event& e, Reject extracted) {
 }
 
 std::string Analyzer::serialize(std::string_view position) const {
-  // Version 2: the stats line has an `overflowed` column (version 1 is read too).
-  std::string out = fmt::format("tributary-analyzer 2\nposition\t{}\n", escape(position));
+  // Version 2: the stats line has an `overflowed` column; version 3: totals and windows by name
+  // (an output or window added, removed or moved in the config leaves the others' state where
+  // it was; a removed one's is dropped), the windows' state lines have `expired` and `retired
+  // through` columns, and final late rows not yet taken. Versions 1 and 2 are read too.
+  std::string out = fmt::format("tributary-analyzer 3\nposition\t{}\n", escape(position));
   out += fmt::format("stats\t{}\t{}\t{}\t{}\t{}\t{}\n", stats_.counted, stats_.filtered, stats_.duplicates,
                      stats_.rejected, stats_.late, stats_.overflowed);
   for (const auto& [reason, n] : stats_.rejected_by_reason) out += fmt::format("reject\t{}\t{}\n", escape(reason), n);
   for (const auto& [reason, v] : stats_.samples)
     for (const auto& s : v) out += fmt::format("sample\t{}\t{}\n", escape(reason), escape(s));
   for (std::size_t g = 0; g < totals_.size(); ++g)
-    for (const auto& [key, n] : totals_[g]) out += fmt::format("total\t{}\t{}\t{}\n", g, escape(key), n);
-  for (std::size_t w = 0; w < windows_.size(); ++w) windows_[w].serialize(out, fmt::format("window{}", w));
+    for (const auto& [key, n] : totals_[g])
+      out += fmt::format("output\t{}\t{}\t{}\n", escape(spec_.groupings[g].name), escape(key), n);
+  for (std::size_t w = 0; w < windows_.size(); ++w)
+    windows_[w].serialize(out, "window:" + escape(spec_.windows[w].name));
   out += "ledger\n" + ledger_.serialize();
   return out;
 }
@@ -212,9 +217,10 @@ std::string Analyzer::restore(std::string_view state) {
     return v;
   };
   std::string_view rest = state;
-  if (const std::string_view v = next_line(rest); v != "tributary-analyzer 1" && v != "tributary-analyzer 2")
+  if (const std::string_view v = next_line(rest);
+      v != "tributary-analyzer 1" && v != "tributary-analyzer 2" && v != "tributary-analyzer 3")
     throw core::Error(v.rfind("tributary-analyzer ", 0) == 0
-                          ? fmt::format("analyzer checkpoint of a newer format ({}); this build reads versions 1 and 2",
+                          ? fmt::format("analyzer checkpoint of a newer format ({}); this build reads versions 1 to 3",
                                         v.substr(19))
                           : std::string("not an analyzer checkpoint (version line missing)"));
   while (!rest.empty()) {
@@ -237,10 +243,21 @@ std::string Analyzer::restore(std::string_view state) {
       stats.rejected_by_reason[unescape(c[1])] = num(c[2], line);
     } else if (c[0] == "sample" && c.size() == 3) {
       stats.samples[unescape(c[1])].push_back(unescape(c[2]));
-    } else if (c[0].substr(0, 6) == "window") {
+    } else if (c[0].substr(0, 7) == "window:") {
+      const std::string name = unescape(c[0].substr(7));
+      const auto it = std::find_if(spec_.windows.begin(), spec_.windows.end(), [&](const auto& w) { return w.name == name; });
+      if (it == spec_.windows.end()) continue;  // a window no longer configured
+      if (!windows[static_cast<std::size_t>(it - spec_.windows.begin())].parse_line(c)) throw bad(line);
+    } else if (c[0].substr(0, 6) == "window") {  // versions 1 and 2: by place
       std::size_t w = 0;
       if (!detail::parse_number(c[0].substr(6), w) || w >= windows.size() || !windows[w].parse_line(c)) throw bad(line);
-    } else if (c[0] == "total" && c.size() == 4) {
+    } else if (c[0] == "output" && c.size() == 4) {
+      const std::string name = unescape(c[1]);
+      const auto it =
+          std::find_if(spec_.groupings.begin(), spec_.groupings.end(), [&](const auto& g) { return g.name == name; });
+      if (it == spec_.groupings.end()) continue;  // an output no longer configured
+      totals[static_cast<std::size_t>(it - spec_.groupings.begin())][unescape(c[2])] = num(c[3], line);
+    } else if (c[0] == "total" && c.size() == 4) {  // versions 1 and 2: by place
       const std::uint64_t g = num(c[1], line);
       if (g >= totals.size()) throw bad(line);
       totals[g][unescape(c[2])] = num(c[3], line);
@@ -248,6 +265,7 @@ std::string Analyzer::restore(std::string_view state) {
       throw bad(line);
     }
   }
+  for (auto& w : windows) w.restored();
   stats_ = std::move(stats);
   totals_ = std::move(totals);
   windows_ = std::move(windows);

@@ -6,11 +6,12 @@
 //   key   = "pP/I" (compaction keeps the newest chunk I of partition P)
 //
 // The output topic (job.h): the latest value per key, an input partition's records taken only
-// once its part of a transaction is read whole.
+// once its part of a transaction is read whole (OutputView).
 #pragma once
 
 #include <algorithm>
 #include <charconv>
+#include <chrono>
 #include <cstdint>
 #include <map>
 #include <optional>
@@ -97,13 +98,16 @@ class SnapshotAssembler {
 // each input partition's rows, then that partition's "s/P" record: a row read is held back until
 // the "s/P" after it, so the view never shows part of an input partition's transaction (a
 // fetch that stops in the middle, another member's transaction interleaved in the same output
-// partition), only whole ones; or, at the end of the output partition, as they are (written
-// outside the analyzer's transactions, by hand say).
+// partition), only whole ones. Rows with no "s/P" after them for longer than any transaction
+// can stay open were written outside the analyzer's transactions (by hand, say): release()
+// shows them as they are.
 class OutputView {
  public:
-  // A record of output partition `out`; no value: a tombstone. True if the view changed (an
-  // "s/P" record: P's rows held back, then itself).
-  bool add(int out, std::string key, std::optional<std::string_view> value) {
+  using Clock = std::chrono::steady_clock;
+
+  // A record of output partition `out`, read at `now`; no value: a tombstone. True if the view
+  // changed (an "s/P" record: P's rows held back, then itself).
+  bool add(int out, std::string key, std::optional<std::string_view> value, Clock::time_point now) {
     const std::string_view k = key;
     const auto slash = k.find('/');
     if (slash == std::string_view::npos) return apply(std::move(key), value);  // not ours: as it is
@@ -112,24 +116,31 @@ class OutputView {
     const std::string_view p = k.substr(0, slash) == "s" ? parts[0] : parts.size() >= 2 ? parts[1] : std::string_view();
     int in = 0;
     if (!number(p, in)) return apply(std::move(key), value);
-    auto& held = pending_[{out, in}];
     if (k.substr(0, slash) != "s") {
-      held.emplace_back(std::move(key), value ? std::optional<std::string>(*value) : std::nullopt);
+      Held& held = pending_[{out, in}];
+      if (held.rows.empty()) held.since = now;
+      held.rows.emplace_back(std::move(key), value ? std::optional<std::string>(*value) : std::nullopt);
       return false;
     }
-    for (auto& [hk, hv] : held) apply(std::move(hk), hv);
-    pending_.erase({out, in});
+    if (const auto it = pending_.find({out, in}); it != pending_.end()) {
+      for (auto& [hk, hv] : it->second.rows) apply(std::move(hk), hv);
+      pending_.erase(it);
+    }
     return apply(std::move(key), value);
   }
-  // Output partition `out` is read to its end (its last stable offset: no transaction is cut
-  // there): what it still holds back was written outside a transaction, shown as it is. True if
-  // the view changed.
-  bool at_end(int out) {
-    const auto first = pending_.lower_bound({out, INT32_MIN}), last = pending_.lower_bound({out + 1, INT32_MIN});
+  // Output partition `out` is read to its end: the rows it has held back since before
+  // `held_before` are shown as they are (an open transaction ends, committed or aborted, within
+  // its timeout: rows still waiting after it are not part of one). True if the view changed.
+  bool release(int out, Clock::time_point held_before) {
     bool changed = false;
-    for (auto it = first; it != last; ++it)
-      for (auto& [hk, hv] : it->second) changed = apply(std::move(hk), hv);
-    pending_.erase(first, last);
+    for (auto it = pending_.lower_bound({out, INT32_MIN}); it != pending_.end() && it->first.first == out;) {
+      if (it->second.since >= held_before) {
+        ++it;
+        continue;
+      }
+      for (auto& [hk, hv] : it->second.rows) changed = apply(std::move(hk), hv);
+      it = pending_.erase(it);
+    }
     return changed;
   }
   // Output partition `out` is read again from an earlier offset: the rows it held back come
@@ -141,11 +152,15 @@ class OutputView {
   // Records held back, waiting for their "s/P".
   [[nodiscard]] std::size_t held_back() const noexcept {
     std::size_t n = 0;
-    for (const auto& [at, held] : pending_) n += held.size();
+    for (const auto& [at, held] : pending_) n += held.rows.size();
     return n;
   }
 
  private:
+  struct Held {
+    Clock::time_point since;  // when the first of `rows` was read
+    std::vector<std::pair<std::string, std::optional<std::string>>> rows;
+  };
   template <class V>
   bool apply(std::string key, const V& value) {
     if (!value) latest_.erase(key);
@@ -153,7 +168,7 @@ class OutputView {
     return true;
   }
   std::map<std::string, std::string> latest_;
-  std::map<std::pair<int, int>, std::vector<std::pair<std::string, std::optional<std::string>>>> pending_;
+  std::map<std::pair<int, int>, Held> pending_;  // (output partition, input partition) -> rows
 };
 
 }  // namespace tributary::analytics::detail

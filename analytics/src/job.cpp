@@ -12,6 +12,7 @@
 #include <functional>
 #include <mutex>
 #include <set>
+#include <iomanip>
 #include <sstream>
 #include <thread>
 #include <toml++/toml.h>
@@ -417,6 +418,7 @@ struct AnalyzeJob::Impl {
   std::optional<core::Consumer> consumer;
   std::uint64_t channel_pos = 0;
   // kafka input
+  detail::HandleContext kafka_ctx{&log};  // the opaque of `kafka`: its log lines into `log`
   uplink::KafkaHandle kafka;
   std::map<int, std::int64_t> offsets;  // partition -> next offset
   std::uint64_t topic_hash = 0;
@@ -468,9 +470,12 @@ struct AnalyzeJob::Impl {
       s = "kafka";
       for (const auto& [p, o] : offsets) s += fmt::format(" {}:{}", p, o);
     }
-    if (!file_bytes.empty()) {  // how much of each appended file the checkpoint accounts for
-      s += "|windows";
-      for (const auto b : file_bytes) s += fmt::format(" {}", b);
+    if (!file_bytes.empty()) {  // how much of each appended file the checkpoint accounts for, by name
+      std::ostringstream files;
+      files << "|files";
+      for (std::size_t i = 0; i < file_bytes.size(); ++i)
+        files << ' ' << std::quoted(appended_name(i)) << ' ' << file_bytes[i];
+      s += files.str();
     }
     return s;
   }
@@ -482,9 +487,18 @@ struct AnalyzeJob::Impl {
       std::istringstream win(full.substr(bar + 1));
       std::string word;
       win >> word;
-      std::uint64_t b = 0;
-      for (std::size_t w = 0; win >> b; ++w)
-        if (w < file_bytes.size()) file_bytes[w] = b;
+      if (word == "files") {  // by name: a window added or removed since moves no other file's count
+        std::map<std::string, std::uint64_t> bytes;
+        std::string name;
+        std::uint64_t b = 0;
+        while (win >> std::quoted(name) >> b) bytes[name] = b;
+        for (std::size_t i = 0; i < file_bytes.size(); ++i)
+          if (const auto it = bytes.find(appended_name(i)); it != bytes.end()) file_bytes[i] = it->second;
+      } else {  // "windows": by place, as checkpoints before version 3 wrote them
+        std::uint64_t b = 0;
+        for (std::size_t w = 0; win >> b; ++w)
+          if (w < file_bytes.size()) file_bytes[w] = b;
+      }
     }
     std::istringstream in(pos);
     std::string kind;
@@ -517,7 +531,7 @@ struct AnalyzeJob::Impl {
     settings["enable.auto.offset.store"] = "false";
     detail::add_fetch_settings(settings, cfg);
     if (drain) settings["enable.partition.eof"] = "true";  // tells when a partition is read to its end
-    kafka = uplink::make_handle(RD_KAFKA_CONSUMER, uplink::make_conf(settings));
+    kafka = uplink::make_handle(RD_KAFKA_CONSUMER, detail::logged_conf(settings, &kafka_ctx));
     // Every partition of the topic, at the checkpointed offsets (the topic may not exist yet).
     if (!detail::wait_for_topic(kafka.get(), cfg.topic, cfg.bootstrap, stop_fd, partitions, log)) return false;
     rd_kafka_topic_partition_list_t* list = rd_kafka_topic_partition_list_new(partitions);
@@ -628,12 +642,13 @@ struct AnalyzeJob::Impl {
 
   // The files appended exactly once: each [[windows]] file, the dead-letter file, then each
   // window's NAME.late.csv (the late rows made final).
-  fs::path appended_file(std::size_t i) const {
+  std::string appended_name(std::size_t i) const {  // relative to the state dir
     const std::size_t n = cfg.windows.size();
-    if (i < n) return cfg.state_dir / cfg.windows[i].file;
-    if (i == n) return cfg.state_dir / cfg.dead_letter;
-    return cfg.state_dir / (cfg.windows[i - n - 1].name + ".late.csv");
+    if (i < n) return cfg.windows[i].file;
+    if (i == n) return cfg.dead_letter;
+    return cfg.windows[i - n - 1].name + ".late.csv";
   }
+  fs::path appended_file(std::size_t i) const { return cfg.state_dir / appended_name(i); }
 
   // After a restore: each appended file back to what the checkpoint accounts for (rows written
   // after it are written again by the replay).

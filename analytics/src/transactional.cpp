@@ -165,7 +165,7 @@ class TransactionalRunner {
     } close_guard{*this};
     uplink::Settings restore = reader_settings(cfg_.bootstrap, cfg_.group + "-restore");
     restore.insert({{"isolation.level", "read_committed"}, {"enable.partition.eof", "true"}, {"fetch.wait.max.ms", "50"}});
-    restorer_ = uplink::make_handle(RD_KAFKA_CONSUMER, uplink::make_conf(restore));
+    restorer_ = uplink::make_handle(RD_KAFKA_CONSUMER, logged_conf(restore, &handles_));
     info(fmt::format("member of group {} on {} ({} partitions), transactional.id {}, committing every {} ms",
                      cfg_.group, cfg_.topic, partitions, x.id, cfg_.checkpoint_ms));
     auto next = Clock::now() + milliseconds(cfg_.checkpoint_ms);
@@ -231,7 +231,7 @@ class TransactionalRunner {
 
   static void on_rebalance(rd_kafka_t* rk, rd_kafka_resp_err_t err, rd_kafka_topic_partition_list_t* list,
                            void* opaque) {
-    auto* self = static_cast<TransactionalRunner*>(opaque);
+    auto* self = static_cast<TransactionalRunner*>(static_cast<HandleContext*>(opaque)->owner);
     try {
       if (!self->fatal_.empty() || self->closing_) {
         self->parts_.clear();
@@ -298,7 +298,7 @@ class TransactionalRunner {
   // for, KIP-447). RD_KAFKA_OFFSET_INVALID where nothing is committed.
   std::map<int, std::int64_t> committed(const rd_kafka_topic_partition_list_t* list) {
     const auto deadline = Clock::now() + milliseconds(2 * cfg_.transaction.timeout_ms + 30000);
-    for (;;) {
+    for (bool told = false;;) {
       PartitionList copy(rd_kafka_topic_partition_list_copy(list));
       auto err = rd_kafka_committed(consumer_.get(), copy.get(), 2000);
       for (int i = 0; err == RD_KAFKA_RESP_ERR_NO_ERROR && i < copy->cnt; ++i) err = copy->elems[i].err;
@@ -310,9 +310,10 @@ class TransactionalRunner {
       if (Clock::now() > deadline)
         throw core::Error(fmt::format("group {}: the committed offsets of {} cannot be read: {}", cfg_.group,
                                       cfg_.topic, rd_kafka_err2str(err)));
-      info(fmt::format("group {}: committed offsets not readable yet ({}); waiting for the open transaction "
-                       "of the previous owner to end",
-                       cfg_.group, rd_kafka_err2str(err)));
+      if (!std::exchange(told, true))
+        info(fmt::format("group {}: committed offsets not readable yet ({}); waiting for the open transaction "
+                         "of the previous owner to end",
+                         cfg_.group, rd_kafka_err2str(err)));
       if (stopped(stop_fd_, 500)) throw Stopping{};
     }
   }
@@ -492,9 +493,8 @@ class TransactionalRunner {
                      {"session.timeout.ms", std::to_string(x.session_timeout_ms)},
                      {"heartbeat.interval.ms", std::to_string(std::max(x.session_timeout_ms / 5, 100))}});
     add_fetch_settings(settings, cfg_);
-    uplink::ConfHandle cc = uplink::make_conf(settings);
+    uplink::ConfHandle cc = logged_conf(settings, &handles_);
     rd_kafka_conf_set_rebalance_cb(cc.get(), &TransactionalRunner::on_rebalance);
-    rd_kafka_conf_set_opaque(cc.get(), this);
     uplink::KafkaHandle c = uplink::make_handle(RD_KAFKA_CONSUMER, std::move(cc));
     rd_kafka_poll_set_consumer(c.get());
     PartitionList topics(rd_kafka_topic_partition_list_new(1));
@@ -525,17 +525,18 @@ class TransactionalRunner {
     consumer_ = make_consumer();
   }
 
-  uplink::KafkaHandle make_producer() const {
+  uplink::KafkaHandle make_producer() {
     const auto& x = cfg_.transaction;
-    return uplink::make_handle(
-        RD_KAFKA_PRODUCER, uplink::make_conf({{"bootstrap.servers", cfg_.bootstrap},
-                                              {"transactional.id", x.id},
-                                              {"transaction.timeout.ms", std::to_string(x.timeout_ms)},
-                                              {"socket.timeout.ms", std::to_string(std::min(x.timeout_ms, 60000))},
-                                              {"acks", "all"},
-                                              {"compression.type", "lz4"},
-                                              {"linger.ms", "5"},
-                                              {"log_level", "3"}}));
+    return uplink::make_handle(RD_KAFKA_PRODUCER,
+                               logged_conf({{"bootstrap.servers", cfg_.bootstrap},
+                                            {"transactional.id", x.id},
+                                            {"transaction.timeout.ms", std::to_string(x.timeout_ms)},
+                                            {"socket.timeout.ms", std::to_string(std::min(x.timeout_ms, 60000))},
+                                            {"acks", "all"},
+                                            {"compression.type", "lz4"},
+                                            {"linger.ms", "5"},
+                                            {"log_level", "3"}},
+                                           &handles_));
   }
 
   // Fences an older producer with the same transactional.id and aborts what it left open.
@@ -661,7 +662,13 @@ class TransactionalRunner {
     if (rd_kafka_assignment(consumer_.get(), &raw) != RD_KAFKA_RESP_ERR_NO_ERROR) return;
     PartitionList list(raw);
     warn(fmt::format("transaction aborted; {} partitions rewound to their committed state", list->cnt));
-    restore(list.get());
+    try {
+      restore(list.get());
+    } catch (const Stopping&) {  // asked to stop meanwhile: what was aborted stays uncommitted
+      parts_.clear();
+      info("stopped while rewinding after an abort; nothing more is committed");
+      return;
+    }
     // A seek, not a second assign: assigning outside the rebalance callback while the group
     // rebalances trips an assertion in librdkafka 2.0.2 (rd_kafka_assignment_partition_stopped).
     if (ErrorHandle e(rd_kafka_seek_partitions(consumer_.get(), list.get(), 30000)); e)
@@ -677,6 +684,7 @@ class TransactionalRunner {
   const JobLog& log_;
   std::uint64_t topic_hash_;
   std::vector<Event> batch_;  // scratch: the events of one packed record
+  HandleContext handles_{&log_, this};  // the opaque of the handles below (declared before them)
   uplink::KafkaHandle producer_, consumer_, restorer_;
   int output_partitions_ = 1;
   int changelog_partitions_ = 0;
@@ -711,7 +719,8 @@ class Materializer {
   int run(int stop_fd) {
     uplink::Settings settings = reader_settings(cfg_.bootstrap, cfg_.group + "-materialize");
     settings.insert({{"isolation.level", "read_committed"}, {"enable.partition.eof", "true"}, {"fetch.wait.max.ms", "100"}});
-    auto rk = uplink::make_handle(RD_KAFKA_CONSUMER, uplink::make_conf(settings));
+    HandleContext ctx{&log_};
+    auto rk = uplink::make_handle(RD_KAFKA_CONSUMER, logged_conf(settings, &ctx));
     int partitions = 0;
     if (!wait_for_topic(rk.get(), cfg_.transaction.topic, cfg_.bootstrap, stop_fd, partitions, log_)) return 0;
     PartitionList list(rd_kafka_topic_partition_list_new(partitions));
@@ -727,7 +736,6 @@ class Materializer {
         if (!m) break;
         if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
           at_end.insert(m->partition);
-          if (view_.at_end(m->partition)) changed = true;
           continue;
         }
         if (m->err != RD_KAFKA_RESP_ERR_NO_ERROR) {
@@ -747,14 +755,19 @@ class Materializer {
         std::string key(static_cast<const char*>(m->key), m->key_len);
         std::optional<std::string_view> value;  // none: a tombstone
         if (m->payload != nullptr) value.emplace(static_cast<const char*>(m->payload), m->len);
-        if (view_.add(m->partition, std::move(key), value)) changed = true;
+        if (view_.add(m->partition, std::move(key), value, Clock::now())) changed = true;
       }
     };
     // The files are written once the whole topic has been read (never a half-read history that
     // shows smaller totals than the last run did), then at most once a second as it changes.
     auto next = Clock::now();
+    // Rows held back longer than a transaction can stay open (its timeout, then the broker's
+    // abort of it, checked every 10 s by default) were not written by one.
+    const auto grace = milliseconds(2 * cfg_.transaction.timeout_ms + 10000);
     for (;;) {
       consume();
+      for (const int p : at_end)
+        if (view_.release(p, Clock::now() - grace)) changed = true;
       caught_up = caught_up || static_cast<int>(at_end.size()) == partitions;
       if (caught_up && changed && Clock::now() >= next) {
         write();
@@ -896,6 +909,18 @@ class Materializer {
 };
 
 }  // namespace
+
+uplink::ConfHandle logged_conf(const uplink::Settings& settings, HandleContext* ctx) {
+  uplink::ConfHandle conf = uplink::make_conf(settings);
+  rd_kafka_conf_set_opaque(conf.get(), ctx);
+  rd_kafka_conf_set_log_cb(conf.get(), [](const rd_kafka_t* rk, int level, const char* fac, const char* buf) {
+    const auto* c = static_cast<const HandleContext*>(rd_kafka_opaque(rk));
+    if (c == nullptr || c->log == nullptr || !*c->log) return;
+    (*c->log)(level <= 3 ? "error" : level == 4 ? "warn" : "info",
+              fmt::format("librdkafka {} {}: {}", rd_kafka_name(rk), fac, buf));
+  });
+  return conf;
+}
 
 uplink::Settings reader_settings(const std::string& bootstrap, const std::string& group) {
   return {{"bootstrap.servers", bootstrap},

@@ -51,8 +51,20 @@ void add_fetch_settings(uplink::Settings& s, const AnalyzeConfig& cfg);
 // would be skipped for good, and a restore would come back empty. Read again from the start,
 // events are dropped by the ledger, a restore keeps the newest changelog value per key, and the
 // output reader writes its files again only once it is back at the end of the topic.
-// librdkafka's warnings (an offset reset is one) reach stderr with its errors.
+// librdkafka's warnings (an offset reset is one) reach the job's log with its errors
+// (logged_conf()).
 uplink::Settings reader_settings(const std::string& bootstrap, const std::string& group);
+
+// The opaque of each of the analyzer's librdkafka handles: where librdkafka's own log lines go
+// (the job's log, as its other lines, instead of librdkafka's "%4|..." lines on stderr) and,
+// for the group consumer, the runner its rebalance callback belongs to. It outlives the handle.
+struct HandleContext {
+  const JobLog* log = nullptr;  // called from librdkafka's threads too
+  void* owner = nullptr;
+};
+// A librdkafka conf of `settings` with `ctx` as its opaque and its log lines into ctx->log
+// (levels 0-3 "error", 4 "warn", else "info"), each "librdkafka HANDLE FACILITY: message".
+uplink::ConfHandle logged_conf(const uplink::Settings& settings, HandleContext* ctx);
 
 // Waits for `topic` to exist (false if `stop_fd` fired first); its partition count in `out`.
 bool wait_for_topic(rd_kafka_t* rk, const std::string& topic, const std::string& where, int stop_fd, int& out,

@@ -229,8 +229,8 @@ std::size_t WindowSet::add(std::int64_t t, std::string_view key, std::optional<d
   // Windows [s, s + size) with s = k * slide and s <= t < s + size: newest first.
   for (std::int64_t s = floor_div(t, slide_) * slide_; s > t - size_; s -= slide_) {
     if (s + size_ <= closed_until_) {
-      if (late_retention_ != 0 && s + size_ + late_retention_ <= closed_until_) {
-        expired = true;  // its late row is final already (close_until)
+      if (s <= retired_through_) {
+        expired = true;  // its late row is final already (retire())
         ++late;
         continue;
       }
@@ -261,16 +261,25 @@ void WindowSet::close_until(std::int64_t watermark) {
     it = open_.erase(it);
   }
   if (!open_keys_.empty()) open_keys_.erase(open_keys_.begin(), open_keys_.lower_bound(watermark - size_ + 1));
+  retire();
+}
+
+void WindowSet::retire() {
   if (late_retention_ == 0) return;
   // Late rows of windows that ended late_retention or more before the watermark are final: a
-  // prefix of late_ too.
-  const std::int64_t last_final = watermark - size_ - late_retention_;  // the latest final start
+  // prefix of late_ too. Once final, a window stays so (a larger retention after a restart
+  // does not make a second row of it).
+  const std::int64_t last_final = closed_until_ - size_ - late_retention_;  // the latest final start
+  if (last_final <= retired_through_) return;
+  retired_through_ = last_final;
   while (!late_.empty() && late_.begin()->first.first <= last_final) {
     auto node = late_.extract(late_.begin());
     retired_.emplace_back(std::move(node.key()), node.mapped());
   }
   late_keys_.erase(late_keys_.begin(), late_keys_.upper_bound(last_final));
 }
+
+void WindowSet::restored() { retire(); }
 
 std::vector<WindowRow> WindowSet::take_closed() { return std::exchange(closed_, {}); }
 std::vector<LateRow> WindowSet::take_retired() { return std::exchange(retired_, {}); }
@@ -287,8 +296,8 @@ bool parse_agg(const std::vector<std::string_view>& c, std::size_t at, Aggregate
 }  // namespace
 
 void WindowSet::serialize(std::string& out, std::string_view prefix) const {
-  out += fmt::format("{}\tstate\t{}\t{}\t{}\t{}\t{}\t{}\n", prefix, max_time_ ? fmt::format("{}", *max_time_) : "-",
-                     closed_until_, late_events_, closed_total_, overflowed_events_, expired_events_);
+  out += fmt::format("{}\tstate\t{}\t{}\t{}\t{}\t{}\t{}\t{}\n", prefix, max_time_ ? fmt::format("{}", *max_time_) : "-",
+                     closed_until_, late_events_, closed_total_, overflowed_events_, expired_events_, retired_through_);
   for (const auto& [k, a] : open_) {
     out += fmt::format("{}\topen\t{}\t{}", prefix, k.first, detail::escape(k.second));
     agg_cols(out, a);
@@ -306,10 +315,11 @@ void WindowSet::serialize(std::string& out, std::string_view prefix) const {
 
 bool WindowSet::parse_line(const std::vector<std::string_view>& c) {
   if (c.size() < 2) return false;
-  // 6 columns: before overflowed_events, 7: before expired_events.
-  if (c[1] == "state" && c.size() >= 6 && c.size() <= 8) {
+  // 6 columns: before overflowed_events, 7: before late_retention (version 3: 9).
+  if (c[1] == "state" && (c.size() == 6 || c.size() == 7 || c.size() == 9)) {
     if (c.size() >= 7 && !detail::parse_number(c[6], overflowed_events_)) return false;
-    if (c.size() == 8 && !detail::parse_number(c[7], expired_events_)) return false;
+    if (c.size() == 9 && (!detail::parse_number(c[7], expired_events_) || !detail::parse_number(c[8], retired_through_)))
+      return false;
     if (c[2] == "-") {
       max_time_.reset();
     } else {

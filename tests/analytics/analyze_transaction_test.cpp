@@ -354,8 +354,10 @@ TEST_F(AnalyzeTransactionTest, WindowRowsCommitExactlyOnceThroughKillsAndTheRead
   const std::int64_t t0 = 1794355200000;  // 2026-11-11T00:00:00Z
   for (int s = 0; s < 2; ++s)
     for (int i = 0; i < kPerSource; ++i) {
-      // Mostly in order, some 2 s behind: late once their window has closed.
-      const std::int64_t jitter = static_cast<std::int64_t>(rng() % 100) - (rng() % 50 == 0 ? 2000 : 50);
+      // Mostly in order, some 0.6 to 2 s behind: late once their window has closed, and the
+      // latest of those after their late row is final (expired), or not yet.
+      const std::int64_t behind = rng() % 50 == 0 ? 600 + static_cast<std::int64_t>(rng() % 1400) : 50;
+      const std::int64_t jitter = static_cast<std::int64_t>(rng() % 100) - behind;
       by_source[s].push_back({t0 + 2 * i + jitter, std::string(1, static_cast<char>('a' + rng() % 3)),
                               static_cast<int>(rng() % 1000) - 500});
     }

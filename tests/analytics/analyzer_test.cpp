@@ -255,6 +255,31 @@ AnalyzerSpec::Window epoch_ms_window() {
   return w;
 }
 
+// A checkpoint names each output's totals and each window's state: restored into a config with
+// an output and a window added in front, a removed one, each keeps its own; nothing moves to a
+// neighbour's place.
+TEST(AnalyzerCheckpointTest, RestoresTotalsAndWindowsByNameWhateverTheirPlaceInTheConfig) {
+  AnalyzerSpec before;
+  before.groupings = {{"by_key", {{KeyPart::From::kEvent, 1, nullptr, 0}}}, {"gone", {{KeyPart::From::kEvent, 1, nullptr, 0}}}};
+  const AnalyzerSpec::Window w = epoch_ms_window();
+  before.windows = {w};
+  Analyzer a(before, FieldExtractor::json({"/t", "/k"}));
+  for (std::uint64_t i = 0; i < 30; ++i)
+    ASSERT_EQ(a.process({1, i}, fmt::format(R"({{"t":{},"k":"{}"}})", 1000 + i, i % 2 ? "x" : "y")), Outcome::kCounted);
+  AnalyzerSpec after;
+  after.groupings = {{"new", {{KeyPart::From::kEvent, 1, nullptr, 0}}}, before.groupings[0]};
+  AnalyzerSpec::Window fresh = w;
+  fresh.name = "fresh";
+  after.windows = {fresh, w};
+  Analyzer b(after, FieldExtractor::json({"/t", "/k"}));
+  EXPECT_EQ(b.restore(a.serialize("here")), "here");
+  EXPECT_TRUE(b.totals(0).empty()) << "the new output starts empty";
+  EXPECT_EQ(b.totals(1), a.totals(0));
+  EXPECT_TRUE(b.window(0).open().empty()) << "the new window starts empty";
+  EXPECT_EQ(b.window(1).open(), a.window(0).open());
+  EXPECT_EQ(b.stats().counted, 30u);
+}
+
 TEST(AnalyzerBoundsTest, AnAbsurdEventTimeIsRejectedWithItsReasonAndCountsNowhere) {
   AnalyzerSpec s;
   s.groupings = {{"k", {{KeyPart::From::kEvent, 1, nullptr, 0}}}};

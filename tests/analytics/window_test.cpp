@@ -332,6 +332,43 @@ void check_checkpoint_in_the_middle(std::int64_t retention) {
   }
 }
 
+// A checkpoint taken with one late_retention, restored with another.
+WindowSet resumed_with(const WindowSet& before, std::int64_t retention) {
+  std::string text;
+  before.serialize(text, "w0");
+  WindowSet after(1000, 1000, 0, 0, retention);
+  for (std::size_t start = 0; start < text.size();) {
+    const auto nl = text.find('\n', start);
+    EXPECT_TRUE(after.parse_line(detail::columns(std::string_view(text).substr(start, nl - start))));
+    start = nl + 1;
+  }
+  after.restored();
+  return after;
+}
+
+TEST(WindowSetTest, ALargerRetentionAfterARestartNeverMakesASecondRowOfAFinalWindow) {
+  WindowSet w(1000, 1000, 0, 0, 1000);
+  w.add(5000, "k", std::nullopt);  // watermark 5000: late rows of windows starting by 3000 are final
+  w.add(4200, "k", std::nullopt);  // late, window 4000
+  w.add(6000, "k", std::nullopt);  // window 4000's late row final
+  ASSERT_EQ(w.take_retired(), (std::vector<LateRow>{{{4000, "k"}, 1}}));
+  WindowSet wider = resumed_with(w, 5000);
+  EXPECT_EQ(wider.add(4500, "k", std::nullopt), 1u);
+  EXPECT_TRUE(wider.late().empty()) << "window 4000 is final: its row went out once already";
+  EXPECT_EQ(wider.expired_events(), 1u);
+}
+
+TEST(WindowSetTest, ASmallerRetentionAfterARestartMakesTheOlderLateRowsFinalAtOnce) {
+  WindowSet w(1000, 1000, 0, 0, 10000);
+  w.add(5000, "k", std::nullopt);
+  w.add(3200, "k", std::nullopt);
+  w.add(4200, "k", std::nullopt);
+  ASSERT_EQ(w.late().size(), 2u);
+  WindowSet narrower = resumed_with(w, 1000);  // final now: windows starting by 5000 - 2000
+  EXPECT_EQ(narrower.retired(), (std::vector<LateRow>{{{3000, "k"}, 1}}));
+  EXPECT_EQ(narrower.late(), (std::map<WindowKey, std::uint64_t>{{{4000, "k"}, 1}}));
+}
+
 TEST(WindowSetTest, ACheckpointInTheMiddleChangesNothing) { check_checkpoint_in_the_middle(0); }
 TEST(WindowSetTest, ACheckpointInTheMiddleChangesNothingWithFinalLateRows) { check_checkpoint_in_the_middle(40); }
 

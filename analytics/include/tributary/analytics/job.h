@@ -175,6 +175,8 @@ class AnalyzeEngine {
   AnalyzerSpec spec_;
 };
 
+// The job's log: level "info", "warn" or "error", and a line. Called from librdkafka's threads
+// too (its own log lines): it must be thread-safe.
 using JobLog = std::function<void(std::string_view level, const std::string& message)>;
 
 class AnalyzeJob {

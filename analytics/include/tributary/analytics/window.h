@@ -113,9 +113,13 @@ class WindowSet {
   // them back (false: not one of ours).
   void serialize(std::string& out, std::string_view prefix) const;
   [[nodiscard]] bool parse_line(const std::vector<std::string_view>& cols);
+  // After the last parse_line(): late rows past this set's late_retention (a checkpoint taken
+  // with a larger one) are made final now.
+  void restored();
 
  private:
   void close_until(std::int64_t watermark);
+  void retire();  // late rows of windows ended late_retention before closed_until_ become final
   // The row of (start, key) in `rows`, or of (start, kOtherWindowKey) once `keys[start]` is at
   // the bound (`over` set).
   template <typename Rows>
@@ -129,6 +133,7 @@ class WindowSet {
   std::vector<WindowRow> closed_;
   std::map<WindowKey, std::uint64_t> late_;
   std::vector<LateRow> retired_;
+  std::int64_t retired_through_ = INT64_MIN;  // every window starting by this has its late rows final
   std::uint64_t late_events_ = 0, expired_events_ = 0;
   std::uint64_t closed_total_ = 0;
   std::size_t max_keys_;
