@@ -117,13 +117,11 @@ class OutputView {
     int in = 0;
     if (!number(p, in)) return apply(std::move(key), value);
     if (k.substr(0, slash) != "s") {
-      Held& held = pending_[{out, in}];
-      if (held.rows.empty()) held.since = now;
-      held.rows.emplace_back(std::move(key), value ? std::optional<std::string>(*value) : std::nullopt);
+      pending_[{out, in}].push_back({now, std::move(key), value ? std::optional<std::string>(*value) : std::nullopt});
       return false;
     }
     if (const auto it = pending_.find({out, in}); it != pending_.end()) {
-      for (auto& [hk, hv] : it->second.rows) apply(std::move(hk), hv);
+      for (Held& h : it->second) apply(std::move(h.key), h.value);
       pending_.erase(it);
     }
     return apply(std::move(key), value);
@@ -134,12 +132,11 @@ class OutputView {
   bool release(int out, Clock::time_point held_before) {
     bool changed = false;
     for (auto it = pending_.lower_bound({out, INT32_MIN}); it != pending_.end() && it->first.first == out;) {
-      if (it->second.since >= held_before) {
-        ++it;
-        continue;
-      }
-      for (auto& [hk, hv] : it->second.rows) changed = apply(std::move(hk), hv);
-      it = pending_.erase(it);
+      auto& rows = it->second;  // in the order read: the ones held long enough are a prefix
+      std::size_t n = 0;
+      for (; n < rows.size() && rows[n].since < held_before; ++n) changed = apply(std::move(rows[n].key), rows[n].value);
+      rows.erase(rows.begin(), rows.begin() + static_cast<std::ptrdiff_t>(n));
+      it = rows.empty() ? pending_.erase(it) : std::next(it);
     }
     return changed;
   }
@@ -152,14 +149,15 @@ class OutputView {
   // Records held back, waiting for their "s/P".
   [[nodiscard]] std::size_t held_back() const noexcept {
     std::size_t n = 0;
-    for (const auto& [at, held] : pending_) n += held.rows.size();
+    for (const auto& [at, held] : pending_) n += held.size();
     return n;
   }
 
  private:
   struct Held {
-    Clock::time_point since;  // when the first of `rows` was read
-    std::vector<std::pair<std::string, std::optional<std::string>>> rows;
+    Clock::time_point since;  // when it was read
+    std::string key;
+    std::optional<std::string> value;
   };
   template <class V>
   bool apply(std::string key, const V& value) {
@@ -168,7 +166,7 @@ class OutputView {
     return true;
   }
   std::map<std::string, std::string> latest_;
-  std::map<std::pair<int, int>, Held> pending_;  // (output partition, input partition) -> rows
+  std::map<std::pair<int, int>, std::vector<Held>> pending_;  // (output partition, input partition) -> rows
 };
 
 }  // namespace tributary::analytics::detail

@@ -331,6 +331,35 @@ AnalyzeConfigResult load_analyze_config(const fs::path& file) {
         err(t->get("changelog"), "transaction.changelog", "must differ from the input and output topics");
     }
   }
+  // Each output and window has its own name (the state keeps them by name) and every file the
+  // job writes in the state dir has one writer (two would corrupt it, or the checkpoint would
+  // count one's bytes for the other).
+  std::map<std::string, std::string> writers;  // file, normalized -> who writes it
+  auto claim = [&](const toml::node* n, const std::string& section, const std::string& f, const std::string& what) {
+    if (f.empty()) return;
+    const auto [it, fresh] = writers.emplace(fs::path(f).lexically_normal().string(), what);
+    if (!fresh) err(n, section, fmt::format("{} writes {}, which {} writes too: give each its own file", what, f, it->second));
+  };
+  claim(nullptr, "state", "checkpoint", "the checkpoint");
+  claim(nullptr, "state", "status.json", "status.json");
+  claim(root["state"]["dead_letter"].node(), "state.dead_letter", c.dead_letter, "the dead-letter output");
+  std::set<std::string> taken;  // names of outputs, then of windows
+  for (std::size_t i = 0; i < c.outputs.size(); ++i) {
+    const OutputSpec& o = c.outputs[i];
+    const toml::node* n = root["outputs"][i].node();
+    if (!taken.insert(o.name).second) err(n, "outputs.name", fmt::format("'{}' names two [[outputs]]", o.name));
+    claim(n, "outputs.file", o.file, fmt::format("output '{}'", o.name));
+  }
+  taken.clear();
+  for (std::size_t i = 0; i < c.windows.size(); ++i) {
+    const WindowOutputSpec& w = c.windows[i];
+    const toml::node* n = root["windows"][i].node();
+    const std::string section = fmt::format("windows[{}]", i);
+    if (!taken.insert(w.name).second) err(n, section + ".name", fmt::format("'{}' names two [[windows]]", w.name));
+    const std::string what = fmt::format("window '{}'", w.name);
+    claim(n, section + ".file", w.file, what);
+    for (const char* suffix : {".open.csv", ".late.csv", ".late.open.csv"}) claim(n, section, w.name + suffix, what);
+  }
   return r;
 }
 
@@ -425,6 +454,7 @@ struct AnalyzeJob::Impl {
   // Bytes of each appended file the checkpoint covers (appended_file()): per [[windows]], the
   // dead-letter file, then per [[windows]] its final late rows.
   std::vector<std::uint64_t> file_bytes;
+  bool unrecorded_files = false;  // restore: files the checkpoint does not know (kept, to be recorded)
   std::string dead_letters;  // rejected events since the last checkpoint, as dead-letter lines
   std::uint64_t dead_letter_skipped = 0;  // rejected events not written: the file reached its limit
   std::int32_t cur_partition = -1;        // the Kafka partition being processed (-1: channel input)
@@ -492,8 +522,25 @@ struct AnalyzeJob::Impl {
         std::string name;
         std::uint64_t b = 0;
         while (win >> std::quoted(name) >> b) bytes[name] = b;
-        for (std::size_t i = 0; i < file_bytes.size(); ++i)
-          if (const auto it = bytes.find(appended_name(i)); it != bytes.end()) file_bytes[i] = it->second;
+        for (std::size_t i = 0; i < file_bytes.size(); ++i) {
+          if (const auto it = bytes.find(appended_name(i)); it != bytes.end()) {
+            file_bytes[i] = it->second;
+            continue;
+          }
+          // A file this checkpoint does not know (a window added, or added back, since): what
+          // it holds is an earlier run's, kept; the new rows go after it. Recorded by a
+          // checkpoint before anything is appended (the constructor), so that a crash cannot
+          // make this run's own rows look like an earlier run's.
+          std::error_code ec;
+          const fs::path p = appended_file(i);
+          if (appended_name(i).empty() || !fs::exists(p, ec)) continue;
+          file_bytes[i] = fs::file_size(p, ec);
+          if (log)
+            log("warn", fmt::format("{} is not in the checkpoint: its {} bytes are kept as they are, new rows go after "
+                                    "them",
+                                    p.string(), file_bytes[i]));
+          unrecorded_files = true;
+        }
       } else {  // "windows": by place, as checkpoints before version 3 wrote them
         std::uint64_t b = 0;
         for (std::size_t w = 0; win >> b; ++w)
@@ -659,6 +706,9 @@ struct AnalyzeJob::Impl {
       std::error_code ec;
       const auto size = fs::exists(p, ec) ? fs::file_size(p, ec) : 0;
       if (size > file_bytes[w]) {
+        info(fmt::format("{}: {} bytes after what the checkpoint accounts for are cut (rows written after it, "
+                         "written again by the replay)",
+                         p.string(), size - file_bytes[w]));
         fs::resize_file(p, file_bytes[w]);
       } else if (size < file_bytes[w]) {
         if (log)
@@ -756,6 +806,8 @@ AnalyzeJob::AnalyzeJob(AnalyzeConfig config, JobLog log) : impl_(std::make_uniqu
                             impl_->position()));
   }
   impl_->trim_appended_files();
+  if (impl_->unrecorded_files)  // recorded before this run appends anything to them
+    write_checkpoint(impl_->cfg.state_dir / "checkpoint", impl_->analyzer->serialize(impl_->position()));
 }
 
 AnalyzeJob::~AnalyzeJob() {

@@ -265,7 +265,7 @@ void WindowSet::close_until(std::int64_t watermark) {
 }
 
 void WindowSet::retire() {
-  if (late_retention_ == 0) return;
+  if (late_retention_ == 0 || closed_until_ == INT64_MIN) return;  // no retention, or nothing closed yet
   // Late rows of windows that ended late_retention or more before the watermark are final: a
   // prefix of late_ too. Once final, a window stays so (a larger retention after a restart
   // does not make a second row of it).
@@ -315,11 +315,11 @@ void WindowSet::serialize(std::string& out, std::string_view prefix) const {
 
 bool WindowSet::parse_line(const std::vector<std::string_view>& c) {
   if (c.size() < 2) return false;
-  // 6 columns: before overflowed_events, 7: before late_retention (version 3: 9).
-  if (c[1] == "state" && (c.size() == 6 || c.size() == 7 || c.size() == 9)) {
+  // 6 columns: before overflowed_events, 7: before late_retention, 8: before retired_through.
+  if (c[1] == "state" && c.size() >= 6 && c.size() <= 9) {
     if (c.size() >= 7 && !detail::parse_number(c[6], overflowed_events_)) return false;
-    if (c.size() == 9 && (!detail::parse_number(c[7], expired_events_) || !detail::parse_number(c[8], retired_through_)))
-      return false;
+    if (c.size() >= 8 && !detail::parse_number(c[7], expired_events_)) return false;
+    if (c.size() == 9 && !detail::parse_number(c[8], retired_through_)) return false;
     if (c[2] == "-") {
       max_time_.reset();
     } else {

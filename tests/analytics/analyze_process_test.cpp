@@ -273,7 +273,8 @@ TEST(AnalyzeProcessTest, WindowRowsAndFinalLateRowsAreWrittenExactlyOnceAcrossKi
 // The checkpoint says how far each appended file goes by the file's name: a window added in
 // front of another between two runs leaves the other's window and final-late files as a
 // straight run writes them (by place, the other's count would go to the new one's file and its
-// own file would be cut to a stranger's length).
+// own file would be cut to a stranger's length); a window removed and added back keeps what its
+// file held.
 TEST(AnalyzeProcessTest, AWindowAddedBetweenRunsLeavesTheOtherWindowsFilesAsAStraightRunWritesThem) {
   TempDir dir;
   const std::int64_t t0 = 1794355200000;  // 2026-11-11T00:00:00Z
@@ -313,6 +314,20 @@ TEST(AnalyzeProcessTest, AWindowAddedBetweenRunsLeavesTheOtherWindowsFilesAsAStr
     EXPECT_EQ(slurp(dir / "twice" / file), slurp(dir / "straight" / file)) << file;
   }
   EXPECT_GT(slurp(dir / "twice" / "b.csv").size(), 40u) << "the new window counted the second half";
+  // Removed, then added back: what its files hold from before is kept, the new rows go after it.
+  const std::string b_before = slurp(dir / "twice" / "b.csv");
+  ASSERT_EQ(drain(config("twice", a)), 0);
+  fill(dir / "twice.chan", kEvents, kEvents + 5000);
+  const std::string log = (dir / "again.log").string();
+  Child again({"/bin/sh", "-c", "exec \"$0\" analyze --config \"$1\" --drain 2> \"$2\"", kTributary,
+               config("twice", b + a), log});
+  ASSERT_EQ(again.wait(60s), 0) << slurp(log);
+  const std::string b_after = slurp(dir / "twice" / "b.csv");
+  EXPECT_EQ(b_after.substr(0, b_before.size()), b_before);
+  EXPECT_GT(b_after.size(), b_before.size() + 40) << "the rows of the last 5000 events";
+  EXPECT_NE(slurp(log).find("b.csv is not in the checkpoint: its " + std::to_string(b_before.size()) + " bytes are kept"),
+            std::string::npos)
+      << slurp(log);
 }
 
 // A data set's user_info, a channel holding its rows shipped to topic "tianchi" (2 partitions)

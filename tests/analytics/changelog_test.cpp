@@ -119,6 +119,18 @@ TEST(OutputViewTest, AtTheEndOfAPartitionRowsShowAsTheyAreOnlyOnceNoTransactionC
   EXPECT_EQ(v.latest(), (Table{{"t/o/0/a", "1"}, {"o/w/1/0/b", "1"}}));
 }
 
+TEST(OutputViewTest, ARowByHandReleasedDoesNotTakeTheYoungerRowsOfATransactionWithIt) {
+  using namespace std::chrono_literals;
+  OutputView v;
+  EXPECT_FALSE(v.add(0, "o/w/0/0/a", std::nullopt, t0));  // by hand, long ago
+  EXPECT_FALSE(v.add(0, "t/o/0/x", "7", t0 + 1h));        // a transaction's first part, just read
+  EXPECT_TRUE(v.release(0, t0 + 1min));
+  EXPECT_EQ(v.held_back(), 1u) << "the transaction's row waits for its s/0";
+  EXPECT_TRUE(v.latest().empty());
+  EXPECT_TRUE(v.add(0, "s/0", "x", t0 + 1h));
+  EXPECT_EQ(v.latest(), (Table{{"t/o/0/x", "7"}, {"s/0", "x"}}));
+}
+
 TEST(OutputViewTest, ARewoundOutputPartitionDropsOnlyWhatItHeldBack) {
   OutputView v;
   EXPECT_FALSE(v.add(0, "t/o/0/a", "1", t0));

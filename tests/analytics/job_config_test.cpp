@@ -65,6 +65,22 @@ TEST(AnalyzeConfigTest, WindowMistakesNameTheLineAndKey) {
     EXPECT_NE(all.find(want), std::string::npos) << want << "\nin:\n" << all;
 }
 
+TEST(AnalyzeConfigTest, TwoOutputsOrWindowsOfOneNameOrOneFileAreRefused) {
+  testing::TempDir dir;
+  auto r = load(dir, kHead + "[[outputs]]\nname = \"o\"\nby = \"k\"\n[[outputs]]\nname = \"o\"\nby = \"ts\"\nfile = \"x.csv\"\n"
+                             "[[windows]]\nname = \"w\"\nsize = \"1s\"\n[[windows]]\nname = \"w\"\nsize = \"2s\"\nfile = \"y.csv\"\n"
+                             "[[windows]]\nname = \"v\"\nsize = \"1s\"\nfile = \"./o.csv\"\n"
+                             "[[windows]]\nname = \"u\"\nsize = \"1s\"\nfile = \"w.late.csv\"\n"
+                             "[state]\ndead_letter = \"status.json\"\n");
+  const std::string all = joined(r.errors);
+  for (const std::string want :
+       {"a.toml:10: outputs.name: 'o' names two [[outputs]]", "a.toml:17: windows[1].name: 'w' names two [[windows]]",
+        "windows[2].file: window 'v' writes ./o.csv, which output 'o' writes too",
+        "windows[3].file: window 'u' writes w.late.csv, which window 'w' writes too",
+        "state.dead_letter: the dead-letter output writes status.json, which status.json writes too"})
+    EXPECT_NE(all.find(want), std::string::npos) << want << "\nin:\n" << all;
+}
+
 TEST(AnalyzeConfigTest, AWhereExpressionIsCheckedAtLoad) {
   testing::TempDir dir;
   auto ok = load(dir, "where = 'ts > 5 and exists(k)'\n" + kHead + "[[windows]]\nname = \"w\"\nsize = \"1s\"\n");

@@ -358,6 +358,15 @@ TEST(WindowSetTest, ALargerRetentionAfterARestartNeverMakesASecondRowOfAFinalWin
   EXPECT_EQ(wider.expired_events(), 1u);
 }
 
+TEST(WindowSetTest, AWindowRestoredBeforeItsFirstEventKeepsLateRowsAsAFreshOne) {
+  WindowSet w(1000, 1000, 0, 0, 1000);  // a checkpoint taken before any event: nothing closed yet
+  WindowSet resumed = resumed_with(w, 1000);
+  resumed.add(5000, "k", std::nullopt);
+  EXPECT_EQ(resumed.add(4200, "k", std::nullopt), 1u);
+  EXPECT_EQ(resumed.late(), (std::map<WindowKey, std::uint64_t>{{{4000, "k"}, 1}})) << "late, not expired";
+  EXPECT_EQ(resumed.expired_events(), 0u);
+}
+
 TEST(WindowSetTest, ASmallerRetentionAfterARestartMakesTheOlderLateRowsFinalAtOnce) {
   WindowSet w(1000, 1000, 0, 0, 10000);
   w.add(5000, "k", std::nullopt);
