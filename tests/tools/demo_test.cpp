@@ -2,8 +2,12 @@
 // users missing from user_info and empty codes) against a local real Kafka: the three CSV
 // outputs equal an independent recount of the CSV files done here; bad inputs give the
 // documented errors.
+#include <arpa/inet.h>
 #include <gtest/gtest.h>
+#include <netinet/in.h>
 #include <png.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <fmt/format.h>
@@ -194,6 +198,21 @@ TEST(DemoTest, BadDataGivesTheDocumentedErrors) {
   auto [rc3, e3] = run("--out " + (dir / "file" / "sub").string());
   EXPECT_NE(rc3, 0);
   EXPECT_NE(e3.find("cannot write there"), std::string::npos) << e3;
+  // The local Kafka's port taken by someone else: said before anything starts.
+  const int taken = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  ASSERT_GE(taken, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof a;
+  ASSERT_EQ(::bind(taken, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
+  ASSERT_EQ(::listen(taken, 1), 0);
+  ASSERT_EQ(::getsockname(taken, reinterpret_cast<sockaddr*>(&a), &len), 0);
+  const int port = ntohs(a.sin_port);
+  auto [rc4, e4] = run(fmt::format("--rows 1000 --port {} --out {}", port, (dir / "o4").string()));
+  ::close(taken);
+  EXPECT_NE(rc4, 0);
+  EXPECT_NE(e4.find(fmt::format("port {} is in use: pick another with --port", port)), std::string::npos) << e4;
 }
 
 }  // namespace
