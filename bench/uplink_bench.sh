@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # Shipping events to Kafka, side by side in one run: Tributary's uplink (a channel -> a topic,
 # committing only what Kafka acknowledged; per-event records, and packed mode: many events of
-# one source per Kafka record) and kcat -P (a file -> a topic), both librdkafka
-# with the same producer settings (idempotent, acks=all, lz4, linger.ms=5, batch.size=1000000),
-# to the same broker. Events are Tianchi JSON lines of ~110 B. Each figure the median of
+# one source per Kafka record), kcat -P (a file -> a topic) and rsyslog's omkafka (imfile
+# reading the file -> omkafka), all librdkafka with the same producer settings (idempotent,
+# acks=all, lz4, linger.ms=5, batch.size=1000000), to the same broker. Events are Tianchi JSON lines of ~110 B. Each figure the median of
 # --repeat runs, timed from process start until every event is acknowledged (the uplink: its
-# cursor reached the end of the channel; kcat: it exited after delivering everything).
+# cursor reached the end of the channel; kcat: it exited after delivering everything; rsyslog:
+# the topic's end offsets grew by the number of lines, polled every 50 ms by one Python
+# kafka client, as omkafka says nothing when a message is acknowledged).
 # Memory: the uplink's RssAnon at the end (its own heap: the channel's pages are shared data
 # in /dev/shm), kcat's peak RSS (its input file is page cache, not RSS).
 #
@@ -33,11 +35,15 @@ while [ $# -gt 0 ]; do
 done
 bin="$PWD/build/release/tools/tributary"
 [ -x "$bin" ] || bash tools/setup.sh build
+export PATH="$PATH:/usr/sbin"  # rsyslogd
 command -v kcat > /dev/null || { echo "uplink_bench.sh: needs kcat (apt-get install kcat)" >&2; exit 2; }
+command -v rsyslogd > /dev/null && [ -e /usr/lib/x86_64-linux-gnu/rsyslog/omkafka.so ] ||
+  { echo "uplink_bench.sh: needs rsyslog's omkafka (apt-get install rsyslog rsyslog-kafka)" >&2; exit 2; }
+/usr/bin/python3 -c 'import kafka' 2> /dev/null || { echo "uplink_bench.sh: needs python3-kafka (apt-get install python3-kafka)" >&2; exit 2; }
 work="$(mktemp -d /dev/shm/tributary-uplink-bench.XXXXXX)"
-broker_pid="" fill_pid="" uplink_pid=""
+broker_pid="" fill_pid="" uplink_pid="" rsyslog_pid=""
 cleanup() {
-  for p in $fill_pid $uplink_pid $broker_pid; do kill "$p" 2> /dev/null || true; done
+  for p in $fill_pid $uplink_pid $rsyslog_pid $broker_pid; do kill "$p" 2> /dev/null || true; done
   [ "$kafka" = real ] && "$bin" kafka stop --dir "$work/kafka" > /dev/null 2>&1 || true
   rm -rf "$work"
 }
@@ -123,7 +129,51 @@ run_perf_test() {
   read -r t u s m < "$work/perf.time"
   result="$t $(echo "$u + $s" | bc -l) $m"
 }
-peers=(kcat)
+# rsyslog: imfile (inotify, from the file's start) -> a Direct-queue ruleset -> omkafka, the
+# message text alone (no syslog header), the same producer settings.
+end_offsets() {  # end_offsets [TARGET]: the sum of the topic's end offsets; with TARGET, waits for it
+  /usr/bin/python3 - "$boot" bench "${1:-}" <<'PY'  # Debian's, with python3-kafka
+import sys, time
+from kafka import KafkaConsumer, TopicPartition
+boot, topic, target = sys.argv[1], sys.argv[2], sys.argv[3]
+c = KafkaConsumer(bootstrap_servers=boot)
+parts = [TopicPartition(topic, p) for p in sorted(c.partitions_for_topic(topic) or [])]
+deadline = time.time() + 300
+while True:
+    n = sum(c.end_offsets(parts).values())
+    if not target or n >= int(target) or time.time() > deadline:
+        print(n)
+        sys.exit(0 if not target or n >= int(target) else 1)
+    time.sleep(0.05)
+PY
+}
+run_rsyslog() {
+  local d="$work/rsyslog" t0 t1 cpu rss base
+  rm -rf "$d"; mkdir -p "$d"
+  cat > "$d/rsyslog.conf" <<CONF
+global(workDirectory="$d" maxMessageSize="64k")
+module(load="imfile" mode="inotify")
+module(load="omkafka")
+template(name="msgonly" type="string" string="%msg%")
+ruleset(name="out" queue.type="Direct") {
+  action(type="omkafka" broker=["$boot"] topic="bench" template="msgonly" partitions.auto="on"
+         confParam=["enable.idempotence=true", "acks=all", "compression.type=lz4", "linger.ms=5",
+                    "batch.size=1000000"])
+}
+input(type="imfile" file="$data" tag="bench" ruleset="out" readMode="0" persistStateInterval="0")
+CONF
+  base=$(end_offsets)
+  t0=$(now)
+  rsyslogd -n -f "$d/rsyslog.conf" -i "$d/pid" 2> "$d/rsyslog.log" &
+  rsyslog_pid=$!
+  end_offsets $((base + lines)) > /dev/null ||
+    { echo "uplink_bench.sh: rsyslog did not deliver $lines lines within 300 s (see $d/rsyslog.log)" >&2; exit 1; }
+  t1=$(now)
+  cpu=$(cpu_of "$rsyslog_pid"); rss=$(hwm_of "$rsyslog_pid")  # peak, as for kcat (imfile reads, it maps nothing)
+  kill -TERM "$rsyslog_pid"; wait "$rsyslog_pid" 2> /dev/null || true; rsyslog_pid=""
+  result="$(echo "$t1 - $t0" | bc -l) $cpu $rss"
+}
+peers=(kcat rsyslog)
 [ "$kafka" = real ] && peers+=(perf_test)
 
 declare -A secs cpus hwms
@@ -152,6 +202,10 @@ echo "tributary / kcat, events/s: $(echo "${secs[kcat]} / ${secs[tributary]}" | 
      "CPU per event: $(echo "${cpus[tributary]} / ${cpus[kcat]}" | bc -l | cut -c1-5) of kcat's;" \
      "packed: $(echo "${secs[kcat]} / ${secs[tributary_packed]}" | bc -l | cut -c1-5)x kcat's events/s at" \
      "$(echo "${cpus[tributary_packed]} / ${cpus[kcat]}" | bc -l | cut -c1-5) of its CPU per event"
+echo "tributary / rsyslog omkafka, events/s: $(echo "${secs[rsyslog]} / ${secs[tributary]}" | bc -l | cut -c1-5)x;" \
+     "CPU per event: $(echo "${cpus[tributary]} / ${cpus[rsyslog]}" | bc -l | cut -c1-5) of rsyslog's;" \
+     "packed: $(echo "${secs[rsyslog]} / ${secs[tributary_packed]}" | bc -l | cut -c1-5)x its events/s at" \
+     "$(echo "${cpus[tributary_packed]} / ${cpus[rsyslog]}" | bc -l | cut -c1-5) of its CPU per event"
 if [ -n "$json" ]; then
   {
     echo '{"benchmarks": ['
@@ -166,6 +220,8 @@ if [ -n "$json" ]; then
     printf '  {"name": "uplink (%s Kafka): tributary vs kcat (events/s)", "value": %.4f},\n' "$kafka" "$(echo "${secs[kcat]} / ${secs[tributary]}" | bc -l)"
     printf '  {"name": "uplink (%s Kafka): kcat CPU per event vs tributary", "value": %.4f},\n' "$kafka" "$(echo "${cpus[kcat]} / ${cpus[tributary]}" | bc -l)"
     printf '  {"name": "uplink (%s Kafka): tributary packed vs kcat (events/s)", "value": %.4f},\n' "$kafka" "$(echo "${secs[kcat]} / ${secs[tributary_packed]}" | bc -l)"
-    printf '  {"name": "uplink (%s Kafka): kcat CPU per event vs tributary packed", "value": %.4f}\n]}\n' "$kafka" "$(echo "${cpus[kcat]} / ${cpus[tributary_packed]}" | bc -l)"
+    printf '  {"name": "uplink (%s Kafka): kcat CPU per event vs tributary packed", "value": %.4f},\n' "$kafka" "$(echo "${cpus[kcat]} / ${cpus[tributary_packed]}" | bc -l)"
+    printf '  {"name": "uplink (%s Kafka): tributary vs rsyslog omkafka (events/s)", "value": %.4f},\n' "$kafka" "$(echo "${secs[rsyslog]} / ${secs[tributary]}" | bc -l)"
+    printf '  {"name": "uplink (%s Kafka): rsyslog omkafka CPU per event vs tributary", "value": %.4f}\n]}\n' "$kafka" "$(echo "${cpus[rsyslog]} / ${cpus[tributary]}" | bc -l)"
   } > "$json"
 fi

@@ -316,9 +316,10 @@ class Runner {
       add({"ratio/" + std::string(x["name"].get_string().value()), "x", num(x["value"]), 0, true, false, false});
   }
 
-  // Channel -> Kafka against kcat -P from a file, same librdkafka settings (reported only).
+  // Channel -> Kafka against kcat -P from a file and rsyslog imfile -> omkafka, same librdkafka
+  // settings (reported only).
   void uplink() {
-    stage("uplink: channel -> mock Kafka beside kcat -P{}", o_.quick ? " (quick)" : "");
+    stage("uplink: channel -> mock Kafka beside kcat -P and rsyslog omkafka{}", o_.quick ? " (quick)" : "");
     const fs::path uj = work_ / "uplink.json";
     check(run({"bash", (fs::path(TRIBUTARY_SOURCE_DIR) / "bench/uplink_bench.sh").string(), "--events",
                o_.quick ? "200000" : "1000000", "--repeat", o_.quick ? "1" : "3", "--kafka", "mock", "--json", uj.string()}),
