@@ -1,12 +1,17 @@
 #!/usr/bin/env bash
 # Tail of a file of 100-byte lines, side by side in one run: Tributary's agent (tail source
-# into a channel), rsyslog (imfile inotify -> Direct-queue ruleset -> async omfile), and
+# into a channel), rsyslog (imfile inotify -> Direct-queue ruleset -> async omfile), syslog-ng
+# (file source, no parsing, a flow-control window of 100,000 -> file destination), and
 # `cat file > /dev/null` as the I/O ceiling. Everything in /dev/shm (this measures CPU, not the
 # disk); each figure the median of --repeat runs; ratios against rsyslog and cat of the same run.
 # Timed two ways: from the collector's start, and with the collector already running when the
 # file appears (the *_running figures).
 #
-#   bash bench/tail_bench.sh [--lines N] [--repeat R] [--json FILE]   (needs a release build and rsyslog)
+#   bash bench/tail_bench.sh [--lines N] [--repeat R] [--json FILE]   (needs a release build and rsyslog or
+#                                                                      syslog-ng; the peers found run)
+# Debian's syslog-ng-core conflicts with rsyslog: unless it is installed, it is unpacked beside
+# rsyslog (apt-get download + dpkg -x, into $TRIBUTARY_SYSLOG_NG, default
+# ~/.cache/tributary/syslog-ng) and run from there.
 # --json writes the figures for `tributary bench --suite ingest`, which runs this script.
 set -euo pipefail
 export LC_ALL=C PATH="$PATH:/usr/sbin"  # printf %f and bc agree on '.'; rsyslogd is in /usr/sbin
@@ -24,7 +29,32 @@ while [ $# -gt 0 ]; do
 done
 bin="$PWD/build/release/tools/tributary"
 [ -x "$bin" ] || bash tools/setup.sh build
-command -v rsyslogd > /dev/null || { echo "tail_bench.sh: needs rsyslog (apt-get install rsyslog)" >&2; exit 2; }
+peers=()
+command -v rsyslogd > /dev/null && peers+=(rsyslog)
+sng_root="${TRIBUTARY_SYSLOG_NG:-$HOME/.cache/tributary/syslog-ng}"
+sng=()
+if command -v syslog-ng > /dev/null; then
+  sng=(syslog-ng)
+else
+  if [ ! -x "$sng_root/usr/sbin/syslog-ng" ] && command -v apt-get > /dev/null; then
+    mkdir -p "$sng_root"
+    (cd "$sng_root" && apt-get download syslog-ng-core > /dev/null 2>&1 && dpkg -x syslog-ng-core_*.deb .) || true
+  fi
+  if [ -x "$sng_root/usr/sbin/syslog-ng" ]; then
+    sng_modules=$(find "$sng_root/usr/lib/syslog-ng" -mindepth 1 -maxdepth 1 -type d -name '[0-9]*' | head -1)
+    sng=(env LD_LIBRARY_PATH="$sng_root/usr/lib/syslog-ng" "$sng_root/usr/sbin/syslog-ng" --module-path="$sng_modules")
+  fi
+fi
+if [ ${#sng[@]} -gt 0 ] && "${sng[@]}" --version > /dev/null 2>&1; then
+  peers+=(syslogng)
+else
+  echo "tail_bench.sh: no syslog-ng (unpack syslog-ng-core into $sng_root, and apt-get install the libraries" \
+       "ldd names): its figures are left out" >&2
+fi
+[ ${#peers[@]} -gt 0 ] ||
+  { echo "tail_bench.sh: needs rsyslog or syslog-ng (apt-get install rsyslog, or syslog-ng-core)" >&2; exit 2; }
+names=(cat tributary tributary_cold "${peers[@]}" tributary_running)
+[ "${peers[0]}" = rsyslog ] && names+=(rsyslog_running)
 work="$(mktemp -d /dev/shm/tributary-tail-bench.XXXXXX)"
 trap 'pkill -f "$work" 2>/dev/null || true; rm -rf "$work"' EXIT
 
@@ -103,6 +133,28 @@ run_rsyslog() {
   echo "$(echo "$t1 - $t0" | bc -l) $cpu $rss"
 }
 
+# syslog-ng 3.38: the file read from its start (no persist state yet), each line the message
+# as it is (no-parse), written back with a newline; flow control with a window of 100,000
+# messages (its default of 100 would throttle it to the destination's every write).
+run_syslogng() {
+  local d="$work/s" t0 t1 pid cpu rss
+  rm -rf "$d"; mkdir -p "$d"
+  cat > "$d/syslog-ng.conf" <<CONF
+@version: 3.35
+options { log-msg-size(65536); log-fifo-size(200000); flush-lines(1000); stats-freq(0); };
+source s { file("$work/in.log" flags(no-parse) follow-freq(1) log-iw-size(100000) log-fetch-limit(1000)); };
+destination d { file("$d/out.log" template("\${MESSAGE}\n")); };
+log { source(s); destination(d); };
+CONF
+  t0=$(now)
+  "${sng[@]}" -F --no-caps -f "$d/syslog-ng.conf" -R "$d/persist" -p "$d/pid" -c "$d/ctl" 2> "$d/syslog-ng.log" &
+  pid=$!
+  wait_until 300 $pid "syslog-ng writing $bytes bytes (see $d/syslog-ng.log)" file_has "$d/out.log" "$bytes" || return 1
+  t1=$(now)
+  cpu=$(cpu_of $pid); rss=$(anon_of $pid)
+  kill -TERM $pid; wait $pid || true
+  echo "$(echo "$t1 - $t0" | bc -l) $cpu $rss"
+}
 
 # The collectors already running, as on a node: each watches a directory holding a probe file of
 # 3 lines (300 B: a tail reads no file shorter than its 256-byte fingerprint); once the probe is
@@ -145,7 +197,7 @@ run_rsyslog_running() {
 }
 
 declare -A secs cpus rsss
-for name in cat tributary tributary_cold rsyslog tributary_running rsyslog_running; do
+for name in "${names[@]}"; do
   s=(); c=(); r=()
   for i in $(seq 1 "$repeat"); do
     read -r t cpu rss < <("run_$name")
@@ -159,33 +211,40 @@ done
 
 echo "lines: $lines x 100 B ($((bytes / 1048576)) MiB), median of $repeat, $(nproc) cores, $(uname -r)"
 printf '%-18s %12s %10s %14s %12s\n' "" "lines/s" "MB/s" "CPU-s/M lines" "anon RSS MB"
-for name in cat tributary tributary_cold rsyslog tributary_running rsyslog_running; do
+for name in "${names[@]}"; do
   t=${secs[$name]}
   printf '%-18s %12.0f %10.1f %14.2f %12.1f\n' "$name" "$(echo "$lines / $t" | bc -l)" \
     "$(echo "$bytes / $t / 1000000" | bc -l)" "$(echo "${cpus[$name]} * 1000000 / $lines" | bc -l)" \
     "$(echo "${rsss[$name]} / 1024" | bc -l)"
 done
-echo "tributary / rsyslog, lines/s: $(echo "${secs[rsyslog]} / ${secs[tributary]}" | bc -l | cut -c1-5)x;" \
-     "CPU per line: $(echo "${cpus[tributary]} / ${cpus[rsyslog]}" | bc -l | cut -c1-5) of rsyslog's;" \
-     "tributary / cat: $(echo "${secs[cat]} / ${secs[tributary]}" | bc -l | cut -c1-5)"
-echo "already running: tributary / rsyslog, lines/s: $(echo "${secs[rsyslog_running]} / ${secs[tributary_running]}" | bc -l | cut -c1-5)x;" \
-     "CPU per line: $(echo "${cpus[tributary_running]} / ${cpus[rsyslog_running]}" | bc -l | cut -c1-5) of rsyslog's"
+ratio_lines=()  # "name|value" of each same-run ratio, for the terminal and the JSON
+ratio() { ratio_lines+=("$1|$2"); echo "$1: $(echo "$2" | cut -c1-6)"; }
+ratio "tail: tributary vs cat (lines/s)" "$(echo "${secs[cat]} / ${secs[tributary]}" | bc -l)"
+for peer in "${peers[@]}"; do
+  label=$([ "$peer" = syslogng ] && echo syslog-ng || echo "$peer")
+  ratio "tail: tributary vs $label (lines/s)" "$(echo "${secs[$peer]} / ${secs[tributary]}" | bc -l)"
+  ratio "tail: $label CPU per line vs tributary" "$(echo "${cpus[$peer]} / ${cpus[tributary]}" | bc -l)"
+done
+if [ "${peers[0]}" = rsyslog ]; then
+  ratio "tail, already running: tributary vs rsyslog (lines/s)" "$(echo "${secs[rsyslog_running]} / ${secs[tributary_running]}" | bc -l)"
+  ratio "tail, already running: rsyslog CPU per line vs tributary" "$(echo "${cpus[rsyslog_running]} / ${cpus[tributary_running]}" | bc -l)"
+fi
 if [ -n "$json" ]; then
   {
     echo '{"benchmarks": ['
     sep=""
-    for name in cat tributary tributary_cold rsyslog tributary_running rsyslog_running; do
+    for name in "${names[@]}"; do
       printf '%s  {"name": "%s", "items_per_second": %.0f, "cpu_us_per_line": %.4f, "anon_rss_kb": %s, "repetitions": %s}' \
         "$sep" "$name" "$(echo "$lines / ${secs[$name]}" | bc -l)" "$(echo "${cpus[$name]} * 1000000 / $lines" | bc -l)" \
         "${rsss[$name]}" "$repeat"
       sep=$',\n'
     done
     printf '\n], "ratios": [\n'
-    printf '  {"name": "tail: tributary vs rsyslog (lines/s)", "value": %.4f},\n' "$(echo "${secs[rsyslog]} / ${secs[tributary]}" | bc -l)"
-    printf '  {"name": "tail: rsyslog CPU per line vs tributary", "value": %.4f},\n' "$(echo "${cpus[rsyslog]} / ${cpus[tributary]}" | bc -l)"
-    printf '  {"name": "tail, already running: tributary vs rsyslog (lines/s)", "value": %.4f},\n' \
-      "$(echo "${secs[rsyslog_running]} / ${secs[tributary_running]}" | bc -l)"
-    printf '  {"name": "tail, already running: rsyslog CPU per line vs tributary", "value": %.4f}\n]}\n' \
-      "$(echo "${cpus[rsyslog_running]} / ${cpus[tributary_running]}" | bc -l)"
+    sep=""
+    for r in "${ratio_lines[@]}"; do
+      printf '%s  {"name": "%s", "value": %.4f}' "$sep" "${r%%|*}" "${r#*|}"
+      sep=$',\n'
+    done
+    printf '\n]}\n'
   } > "$json"
 fi
