@@ -3,7 +3,7 @@
 # into a channel), rsyslog (imfile inotify -> Direct-queue ruleset -> async omfile), syslog-ng
 # (file source, no parsing, a flow-control window of 100,000 -> file destination), and
 # `cat file > /dev/null` as the I/O ceiling. Everything in /dev/shm (this measures CPU, not the
-# disk); each figure the median of --repeat runs; ratios against rsyslog and cat of the same run.
+# disk); each figure the median of --repeat runs; ratios against each peer and cat of the same run.
 # Timed two ways: from the collector's start, and with the collector already running when the
 # file appears (the *_running figures).
 #
@@ -38,19 +38,24 @@ if command -v syslog-ng > /dev/null; then
 else
   if [ ! -x "$sng_root/usr/sbin/syslog-ng" ] && command -v apt-get > /dev/null; then
     mkdir -p "$sng_root"
-    (cd "$sng_root" && apt-get download syslog-ng-core > /dev/null 2>&1 && dpkg -x syslog-ng-core_*.deb .) || true
+    (cd "$sng_root" && apt-get download syslog-ng-core > /dev/null 2>&1 &&
+      dpkg -x "$(ls -t syslog-ng-core_*.deb | head -1)" .) || true
   fi
   if [ -x "$sng_root/usr/sbin/syslog-ng" ]; then
     sng_modules=$(find "$sng_root/usr/lib/syslog-ng" -mindepth 1 -maxdepth 1 -type d -name '[0-9]*' | head -1)
     sng=(env LD_LIBRARY_PATH="$sng_root/usr/lib/syslog-ng" "$sng_root/usr/sbin/syslog-ng" --module-path="$sng_modules")
   fi
 fi
-if [ ${#sng[@]} -gt 0 ] && "${sng[@]}" --version > /dev/null 2>&1; then
+# Usable: it parses a config with a file source and destination (its affile module loads).
+sng_check="$(mktemp /tmp/tributary-syslog-ng-check.XXXXXX)"
+printf '@version: 3.38\nsource s { file("/dev/null"); };\ndestination d { file("/dev/null"); };\nlog { source(s); destination(d); };\n' > "$sng_check"
+if [ ${#sng[@]} -gt 0 ] && "${sng[@]}" --syntax-only -f "$sng_check" > /dev/null 2>&1; then
   peers+=(syslogng)
 else
   echo "tail_bench.sh: no syslog-ng (unpack syslog-ng-core into $sng_root, and apt-get install the libraries" \
        "ldd names): its figures are left out" >&2
 fi
+rm -f "$sng_check"
 [ ${#peers[@]} -gt 0 ] ||
   { echo "tail_bench.sh: needs rsyslog or syslog-ng (apt-get install rsyslog, or syslog-ng-core)" >&2; exit 2; }
 names=(cat tributary tributary_cold "${peers[@]}" tributary_running)
@@ -134,17 +139,18 @@ run_rsyslog() {
 }
 
 # syslog-ng 3.38: the file read from its start (no persist state yet), each line the message
-# as it is (no-parse), written back with a newline; flow control with a window of 100,000
-# messages (its default of 100 would throttle it to the destination's every write).
+# as it is (no-parse), written back with a newline; flow control (flags(flow-control): nothing
+# dropped when the destination lags) with a source window of 100,000 messages (its default of
+# 100 would throttle it to the destination's every write).
 run_syslogng() {
   local d="$work/s" t0 t1 pid cpu rss
   rm -rf "$d"; mkdir -p "$d"
   cat > "$d/syslog-ng.conf" <<CONF
-@version: 3.35
+@version: 3.38
 options { log-msg-size(65536); log-fifo-size(200000); flush-lines(1000); stats-freq(0); };
 source s { file("$work/in.log" flags(no-parse) follow-freq(1) log-iw-size(100000) log-fetch-limit(1000)); };
 destination d { file("$d/out.log" template("\${MESSAGE}\n")); };
-log { source(s); destination(d); };
+log { source(s); destination(d); flags(flow-control); };
 CONF
   t0=$(now)
   "${sng[@]}" -F --no-caps -f "$d/syslog-ng.conf" -R "$d/persist" -p "$d/pid" -c "$d/ctl" 2> "$d/syslog-ng.log" &

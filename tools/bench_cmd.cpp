@@ -290,9 +290,10 @@ class Runner {
     }
   }
 
-  // Tail of a file against rsyslog and cat (cross-process, reported only).
+  // Tail of a file against rsyslog, syslog-ng and cat (cross-process, reported only; the
+  // script runs the peers it finds).
   void ingest() {
-    stage("ingest: tail against rsyslog imfile and cat{}", o_.quick ? " (quick)" : "");
+    stage("ingest: tail against rsyslog imfile, syslog-ng and cat{}", o_.quick ? " (quick)" : "");
     std::string where;
     try {
       run({fs::exists("/usr/sbin/rsyslogd") ? "/usr/sbin/rsyslogd" : "rsyslogd", "-v"}, nullptr, &where);
@@ -494,8 +495,8 @@ void add_bench_commands(CLI::App& app, int& exit_code) {
   auto o = std::make_shared<Options>();
   CLI::App* b = app.add_subcommand("bench", "Benchmark suites beside their peers; the regression gate");
   b->add_option("--suite", o->suites,
-                "gate (hot loops of every stage: time ratios + instruction counts), channel, ingest (tail vs rsyslog), "
-                "uplink (vs kcat), analyze (JSON vs nlohmann, RapidJSON; windows), e2e (the demo), all")
+                "gate (hot loops of every stage: time ratios + instruction counts), channel, ingest (tail vs rsyslog, "
+                "syslog-ng), uplink (vs kcat, rsyslog omkafka), analyze (JSON vs nlohmann, RapidJSON; windows), e2e (the demo), all")
       ->take_all();
   b->add_option("--json", o->json, "Write the report here (compare it with `tributary bench compare`)");
   b->add_option("--svg", o->svg, "Also draw the throughput chart here");
