@@ -198,6 +198,7 @@ std::string Analyzer::restore(std::string_view state) {
   std::vector<std::map<std::string, std::uint64_t>> totals(spec_.groupings.size());
   std::vector<WindowSet> windows;
   for (const auto& w : spec_.windows) windows.emplace_back(w.size_ms, w.slide_ms, w.lateness_ms, w.max_keys, w.late_retention_ms);
+  std::vector<std::string> dropped;
   std::size_t line_no = 0;
   auto bad = [&](std::string_view line) {
     return core::Error(fmt::format("analyzer checkpoint line {} does not parse: '{}'", line_no, line.substr(0, 80)));
@@ -246,7 +247,10 @@ std::string Analyzer::restore(std::string_view state) {
     } else if (c[0].substr(0, 7) == "window:") {
       const std::string name = unescape(c[0].substr(7));
       const auto it = std::find_if(spec_.windows.begin(), spec_.windows.end(), [&](const auto& w) { return w.name == name; });
-      if (it == spec_.windows.end()) continue;  // a window no longer configured
+      if (it == spec_.windows.end()) {  // a window no longer configured
+        if (std::find(dropped.begin(), dropped.end(), "window " + name) == dropped.end()) dropped.push_back("window " + name);
+        continue;
+      }
       if (!windows[static_cast<std::size_t>(it - spec_.windows.begin())].parse_line(c)) throw bad(line);
     } else if (c[0].substr(0, 6) == "window") {  // versions 1 and 2: by place
       std::size_t w = 0;
@@ -255,7 +259,10 @@ std::string Analyzer::restore(std::string_view state) {
       const std::string name = unescape(c[1]);
       const auto it =
           std::find_if(spec_.groupings.begin(), spec_.groupings.end(), [&](const auto& g) { return g.name == name; });
-      if (it == spec_.groupings.end()) continue;  // an output no longer configured
+      if (it == spec_.groupings.end()) {  // an output no longer configured
+        if (std::find(dropped.begin(), dropped.end(), "output " + name) == dropped.end()) dropped.push_back("output " + name);
+        continue;
+      }
       totals[static_cast<std::size_t>(it - spec_.groupings.begin())][unescape(c[2])] = num(c[3], line);
     } else if (c[0] == "total" && c.size() == 4) {  // versions 1 and 2: by place
       const std::uint64_t g = num(c[1], line);
@@ -269,6 +276,7 @@ std::string Analyzer::restore(std::string_view state) {
   stats_ = std::move(stats);
   totals_ = std::move(totals);
   windows_ = std::move(windows);
+  dropped_ = std::move(dropped);
   return position;
 }
 

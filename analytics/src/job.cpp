@@ -804,6 +804,10 @@ AnalyzeJob::AnalyzeJob(AnalyzeConfig config, JobLog log) : impl_(std::make_uniqu
     impl_->restore_position(impl_->analyzer->restore(*state));
     impl_->info(fmt::format("restored checkpoint: {} counted, resuming at {}", impl_->analyzer->stats().counted,
                             impl_->position()));
+    for (const std::string& gone : impl_->analyzer->dropped_on_restore())
+      if (impl_->log)
+        impl_->log("warn", fmt::format("the checkpoint holds the state of {}, which the config no longer has: dropped",
+                                       gone));
   }
   impl_->trim_appended_files();
   if (impl_->unrecorded_files)  // recorded before this run appends anything to them

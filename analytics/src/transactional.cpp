@@ -368,6 +368,9 @@ class TransactionalRunner {
       }
       if (want < 0 && part.next >= 0)
         warn(fmt::format("partition {}: no committed offset (expired?); resuming at {} from the changelog", p, part.next));
+      for (const std::string& gone : part.analyzer->dropped_on_restore())
+        warn(fmt::format("partition {}: the changelog holds the state of {}, which the config no longer has: dropped",
+                         p, gone));
       part.sent(cfg_);  // the changelog's state and the outputs committed in one transaction
       part.republish = !cfg_.windows.empty() && part.next >= 0;  // a state with windows came back
       list->elems[i].offset = part.next;

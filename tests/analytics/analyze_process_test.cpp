@@ -316,7 +316,13 @@ TEST(AnalyzeProcessTest, AWindowAddedBetweenRunsLeavesTheOtherWindowsFilesAsAStr
   EXPECT_GT(slurp(dir / "twice" / "b.csv").size(), 40u) << "the new window counted the second half";
   // Removed, then added back: what its files hold from before is kept, the new rows go after it.
   const std::string b_before = slurp(dir / "twice" / "b.csv");
-  ASSERT_EQ(drain(config("twice", a)), 0);
+  const std::string without = (dir / "without.log").string();
+  Child removed({"/bin/sh", "-c", "exec \"$0\" analyze --config \"$1\" --drain 2> \"$2\"", kTributary,
+                 config("twice", a), without});
+  ASSERT_EQ(removed.wait(60s), 0) << slurp(without);
+  EXPECT_NE(slurp(without).find("the checkpoint holds the state of window b, which the config no longer has: dropped"),
+            std::string::npos)
+      << slurp(without);
   fill(dir / "twice.chan", kEvents, kEvents + 5000);
   const std::string log = (dir / "again.log").string();
   Child again({"/bin/sh", "-c", "exec \"$0\" analyze --config \"$1\" --drain 2> \"$2\"", kTributary,

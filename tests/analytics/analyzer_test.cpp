@@ -278,6 +278,7 @@ TEST(AnalyzerCheckpointTest, RestoresTotalsAndWindowsByNameWhateverTheirPlaceInT
   EXPECT_TRUE(b.window(0).open().empty()) << "the new window starts empty";
   EXPECT_EQ(b.window(1).open(), a.window(0).open());
   EXPECT_EQ(b.stats().counted, 30u);
+  EXPECT_EQ(b.dropped_on_restore(), std::vector<std::string>{"output gone"}) << "said, not silent";
 }
 
 TEST(AnalyzerBoundsTest, AnAbsurdEventTimeIsRejectedWithItsReasonAndCountsNowhere) {

@@ -126,6 +126,9 @@ class Analyzer {
   // State + `position` (the caller's input offsets) for a checkpoint; restore returns position.
   [[nodiscard]] std::string serialize(std::string_view position) const;
   std::string restore(std::string_view state);
+  // The outputs and windows the last restore() found state of but the spec no longer has
+  // ("output NAME", "window NAME"): their state was dropped, for the job to say so.
+  [[nodiscard]] const std::vector<std::string>& dropped_on_restore() const noexcept { return dropped_; }
 
  private:
   Outcome reject(const Event& e, std::string_view reason);
@@ -146,6 +149,7 @@ class Analyzer {
   std::vector<std::string_view> payloads_;  // of the batch being processed
   std::vector<std::string_view> fields_;
   std::string key_;
+  std::vector<std::string> dropped_;  // by the last restore()
   bool row_known_ = false;  // row_ is the current event's table row
   std::uint32_t row_ = 0;
 };
