@@ -2,12 +2,8 @@
 // users missing from user_info and empty codes) against a local real Kafka: the three CSV
 // outputs equal an independent recount of the CSV files done here; bad inputs give the
 // documented errors.
-#include <arpa/inet.h>
 #include <gtest/gtest.h>
-#include <netinet/in.h>
 #include <png.h>
-#include <sys/socket.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <fmt/format.h>
@@ -17,6 +13,7 @@
 #include <sstream>
 
 #include "support/analyzer_status.h"
+#include "support/net_util.h"
 #include "support/process.h"
 #include "support/temp_dir.h"
 
@@ -199,18 +196,9 @@ TEST(DemoTest, BadDataGivesTheDocumentedErrors) {
   EXPECT_NE(rc3, 0);
   EXPECT_NE(e3.find("cannot write there"), std::string::npos) << e3;
   // The local Kafka's port taken by someone else: said before anything starts.
-  const int taken = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  ASSERT_GE(taken, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof a;
-  ASSERT_EQ(::bind(taken, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
-  ASSERT_EQ(::listen(taken, 1), 0);
-  ASSERT_EQ(::getsockname(taken, reinterpret_cast<sockaddr*>(&a), &len), 0);
-  const int port = ntohs(a.sin_port);
+  const testing::LoopbackListener taken;
+  const int port = taken.port();
   auto [rc4, e4] = run(fmt::format("--rows 1000 --port {} --out {}", port, (dir / "o4").string()));
-  ::close(taken);
   EXPECT_NE(rc4, 0);
   EXPECT_NE(e4.find(fmt::format("port {} is in use: pick another with --port", port)), std::string::npos) << e4;
 }

@@ -17,6 +17,7 @@
 #include <sstream>
 #include <thread>
 
+#include "support/net_util.h"
 #include "support/temp_dir.h"
 #include "tributary/core/error.h"
 
@@ -157,18 +158,9 @@ TEST(ReplayTest, PacedRowsAreSharedEvenlyAndKeepTheTotalRate) {
 class Receiver {
  public:
   explicit Receiver(int connections) : texts_(static_cast<std::size_t>(connections)) {
-    fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    socklen_t len = sizeof a;
-    if (::bind(fd_, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 || ::listen(fd_, 16) != 0 ||
-        ::getsockname(fd_, reinterpret_cast<sockaddr*>(&a), &len) != 0)
-      throw std::runtime_error("cannot listen");
-    port_ = ntohs(a.sin_port);
     for (int k = 0; k < connections; ++k)
       readers_.emplace_back([this, k] {
-        const int c = ::accept(fd_, nullptr, nullptr);  // one client per reader; blocks until the replay connects
+        const int c = ::accept(listener_.fd(), nullptr, nullptr);  // one client per reader; blocks until the replay connects
         if (c < 0) return;
         char buf[65536];
         for (ssize_t n; (n = ::read(c, buf, sizeof buf)) > 0;) texts_[static_cast<std::size_t>(k)].append(buf, static_cast<std::size_t>(n));
@@ -176,9 +168,8 @@ class Receiver {
       });
   }
   ~Receiver() {
-    ::shutdown(fd_, SHUT_RDWR);  // wakes readers still in accept()
+    ::shutdown(listener_.fd(), SHUT_RDWR);  // wakes readers still in accept()
     for (auto& t : readers_) t.join();
-    ::close(fd_);
   }
   // Waits for every connection to end; the texts received, one per connection.
   std::vector<std::string> texts() {
@@ -186,11 +177,10 @@ class Receiver {
     readers_.clear();
     return texts_;
   }
-  [[nodiscard]] int port() const { return port_; }
+  [[nodiscard]] int port() const { return listener_.port(); }
 
  private:
-  int fd_ = -1;
-  int port_ = 0;
+  testing::LoopbackListener listener_;
   std::vector<std::string> texts_;
   std::vector<std::thread> readers_;
 };
@@ -246,14 +236,8 @@ TEST(ReplayTest, OneLostConnectionStopsEveryWriterWithAnError) {
     f << "user_id,item_id,cat_id,seller_id,brand_id,time_stamp,action_type\n";
     for (int i = 0; i < 400000; ++i) f << i << ",2,3,4,5,1111," << i % 4 << "\n";  // ~45 MB of JSON
   }
-  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof a;
-  ASSERT_EQ(::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
-  ASSERT_EQ(::listen(fd, 16), 0);
-  ASSERT_EQ(::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len), 0);
+  const testing::LoopbackListener listener;
+  const int fd = listener.fd();
   std::vector<int> accepted;
   std::thread acceptor([&] {
     const int first = ::accept(fd, nullptr, nullptr);
@@ -265,7 +249,7 @@ TEST(ReplayTest, OneLostConnectionStopsEveryWriterWithAnError) {
   });
   ReplayOptions o;
   o.input = dir / "log.csv";
-  o.tcp = "127.0.0.1:" + std::to_string(ntohs(a.sin_port));
+  o.tcp = "127.0.0.1:" + std::to_string(listener.port());
   o.concurrency = 2;
   const auto t0 = std::chrono::steady_clock::now();
   std::string error;
@@ -276,7 +260,6 @@ TEST(ReplayTest, OneLostConnectionStopsEveryWriterWithAnError) {
   }
   acceptor.join();
   for (const int c : accepted) ::close(c);
-  ::close(fd);
   EXPECT_NE(error.find(o.tcp + " connection"), std::string::npos) << "the error names the connection: " << error;
   EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(30))
       << "the unread connection did not hold the replay until its 60 s stall limit";
