@@ -67,6 +67,18 @@ source bench/lib.sh  # now, cpu_of, anon_of (peak anonymous RSS, kB), median, ma
 make_lines "$work/in.log" "$lines"
 bytes=$(stat -c %s "$work/in.log")
 
+# timed PID T0 WHAT CMD...: waits (300 s at most) until CMD succeeds, then prints "seconds
+# cpu-seconds anon-kB" of collector PID since T0, and stops it.
+timed() {
+  local pid="$1" t0="$2" what="$3" t1 cpu rss
+  shift 3
+  wait_until 300 "$pid" "$what" "$@" || return 1
+  t1=$(now)
+  cpu=$(cpu_of "$pid"); rss=$(anon_of "$pid")
+  kill -TERM "$pid"; wait "$pid" || true
+  echo "$(echo "$t1 - $t0" | bc -l) $cpu $rss"
+}
+
 run_cat() {
   local t0 t1
   t0=$(now); cat "$work/in.log" > /dev/null; t1=$(now)
@@ -109,33 +121,22 @@ EOF
 run_tributary() { tributary_with true; }
 run_tributary_cold() { tributary_with false; }
 tributary_with() {
-  local d="$work/t" t0 t1 pid cpu rss
+  local d="$work/t" t0
   rm -rf "$d"; mkdir -p "$d"
   agent_toml "$d" "$work/in.log" "$1"
   "$bin" channel create "$d/c.chan" --capacity 512M --max-payload 64K > /dev/null  # not timed
   t0=$(now)
   "$bin" agent --config "$d/agent.toml" 2> "$d/agent.log" &
-  pid=$!
-  wait_until 300 $pid "the agent reading $lines lines (see $d/agent.log)" channel_has "$d/c.chan" "$lines" || return 1
-  t1=$(now)
-  cpu=$(cpu_of $pid); rss=$(anon_of $pid)
-  kill -TERM $pid; wait $pid || true
-  echo "$(echo "$t1 - $t0" | bc -l) $cpu $rss"
+  timed $! "$t0" "the agent reading $lines lines (see $d/agent.log)" channel_has "$d/c.chan" "$lines"
 }
 
 run_rsyslog() {
-  local d="$work/r" t0 t1 pid cpu rss want
+  local d="$work/r" t0
   rm -rf "$d"; mkdir -p "$d"
   rsyslog_conf "$d" "$work/in.log"
-  want=$bytes
   t0=$(now)
   rsyslogd -n -f "$d/rsyslog.conf" -i "$d/pid" 2> "$d/rsyslog.log" &
-  pid=$!
-  wait_until 300 $pid "rsyslogd writing $want bytes (see $d/rsyslog.log)" file_has "$d/out.log" "$want" || return 1
-  t1=$(now)
-  cpu=$(cpu_of $pid); rss=$(anon_of $pid)
-  kill -TERM $pid; wait $pid || true
-  echo "$(echo "$t1 - $t0" | bc -l) $cpu $rss"
+  timed $! "$t0" "rsyslogd writing $bytes bytes (see $d/rsyslog.log)" file_has "$d/out.log" "$bytes"
 }
 
 # syslog-ng 3.38: the file read from its start (no persist state yet), each line the message
@@ -143,7 +144,7 @@ run_rsyslog() {
 # dropped when the destination lags) with a source window of 100,000 messages (its default of
 # 100 would throttle it to the destination's every write).
 run_syslogng() {
-  local d="$work/s" t0 t1 pid cpu rss
+  local d="$work/s" t0
   rm -rf "$d"; mkdir -p "$d"
   cat > "$d/syslog-ng.conf" <<CONF
 @version: 3.38
@@ -154,12 +155,7 @@ log { source(s); destination(d); flags(flow-control); };
 CONF
   t0=$(now)
   "${sng[@]}" -F --no-caps -f "$d/syslog-ng.conf" -R "$d/persist" -p "$d/pid" -c "$d/ctl" 2> "$d/syslog-ng.log" &
-  pid=$!
-  wait_until 300 $pid "syslog-ng writing $bytes bytes (see $d/syslog-ng.log)" file_has "$d/out.log" "$bytes" || return 1
-  t1=$(now)
-  cpu=$(cpu_of $pid); rss=$(anon_of $pid)
-  kill -TERM $pid; wait $pid || true
-  echo "$(echo "$t1 - $t0" | bc -l) $cpu $rss"
+  timed $! "$t0" "syslog-ng writing $bytes bytes (see $d/syslog-ng.log)" file_has "$d/out.log" "$bytes"
 }
 
 # The collectors already running, as on a node: each watches a directory holding a probe file of
