@@ -112,11 +112,12 @@ class OutputView {
     const auto slash = k.find('/');
     if (slash == std::string_view::npos) return apply(std::move(key), value);  // not ours: as it is
     // The input partition: "s/P", or the second part of "X/NAME/P/...".
+    const bool stats = k.substr(0, slash) == "s";
     const auto parts = split(k.substr(slash + 1), '/', 3);
-    const std::string_view p = k.substr(0, slash) == "s" ? parts[0] : parts.size() >= 2 ? parts[1] : std::string_view();
+    const std::string_view p = stats ? parts[0] : parts.size() >= 2 ? parts[1] : std::string_view();
     int in = 0;
     if (!number(p, in)) return apply(std::move(key), value);
-    if (k.substr(0, slash) != "s") {
+    if (!stats) {
       pending_[{out, in}].push_back({now, std::move(key), value ? std::optional<std::string>(*value) : std::nullopt});
       return false;
     }

@@ -229,13 +229,9 @@ std::size_t WindowSet::add(std::int64_t t, std::string_view key, std::optional<d
   // Windows [s, s + size) with s = k * slide and s <= t < s + size: newest first.
   for (std::int64_t s = floor_div(t, slide_) * slide_; s > t - size_; s -= slide_) {
     if (s + size_ <= closed_until_) {
-      if (s <= retired_through_) {
-        expired = true;  // its late row is final already (retire())
-        ++late;
-        continue;
-      }
-      ++row(late_, late_keys_, s, key, over);
       ++late;
+      if (s <= retired_through_) expired = true;  // its late row is final already (retire())
+      else ++row(late_, late_keys_, s, key, over);
       continue;
     }
     row(open_, open_keys_, s, key, over).add(value);
