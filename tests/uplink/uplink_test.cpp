@@ -154,10 +154,12 @@ void expect_an_outage_loses_nothing(bool packed) {
 TEST(UplinkTest, BrokerOutageLongerThanTheDeliveryTimeoutLosesNothing) { expect_an_outage_loses_nothing(false); }
 
 // Every broker answering 2.5 s late with a delivery timeout of 1.5 s, then the partitions' leaders
-// moved: the produce requests time out in flight although the brokers appended them (librdkafka's
-// POSSIBLY_PERSISTED), so the uplink rewinds and sends them again under the same identity, and
-// the new leaders take the rest. Nothing is lost or committed early; the copies are the
-// analyzer's to drop.
+// moved: the produce requests time out in flight, possibly after the brokers appended them
+// (librdkafka's POSSIBLY_PERSISTED), so the uplink rewinds and sends them again under the same
+// identity, and the new leaders take the rest. Nothing is lost or committed early; any copy has
+// its event's identity and payload (the analyzer's to drop). Whether the mock appended before
+// its late answer depends on timing (an ASan run had none): the copies are counted, not
+// required.
 TEST(UplinkTest, SlowBrokersThenMovedLeadersLoseNothingAndCopiesKeepTheirIdentity) {
   TempDir dir;
   MockCluster mock(3);
@@ -184,7 +186,7 @@ TEST(UplinkTest, SlowBrokersThenMovedLeadersLoseNothingAndCopiesKeepTheirIdentit
   ASSERT_TRUE(ship_all(u, ch));
   std::size_t copies = 0;
   expect_each_at_least_once(testing::read_topic(mock.bootstrap(), "events", 2, 100000, 30s, 2s), 5, 6000, &copies);
-  EXPECT_GT(copies, 0u) << "requests that timed out in flight were appended all the same: their events come twice";
+  ::testing::Test::RecordProperty("copies", static_cast<int>(copies));
   std::size_t warnings = 0;
   for (const auto& [level, msg] : logs) warnings += level == "warn";
   EXPECT_LE(warnings, 10u) << "said once per change of state, not per message";
