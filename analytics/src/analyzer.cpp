@@ -52,6 +52,13 @@ Analyzer::Analyzer(AnalyzerSpec spec, FieldExtractor extractor)
     }
     extractor_.set_optional(std::move(optional));
   }
+  index_totals();
+}
+
+void Analyzer::index_totals() {
+  index_.assign(totals_.size(), {});
+  for (std::size_t g = 0; g < totals_.size(); ++g)
+    for (auto& [key, n] : totals_[g]) index_[g].emplace(key, &n);
 }
 
 std::optional<std::string_view> Analyzer::joined(std::size_t column) {
@@ -120,7 +127,8 @@ Outcome Analyzer::count(const Event& e, Reject extracted) {
   for (const std::size_t f : spec_.integer_fields)
     if (!is_integer(fields_[f])) return reject(e, "field is not an integer");
   for (const auto& flt : spec_.filters) {
-    if (std::find(flt.any_of.begin(), flt.any_of.end(), fields_[flt.field]) == flt.any_of.end()) {
+    const std::string_view v = fields_[flt.field];
+    if (std::none_of(flt.any_of.begin(), flt.any_of.end(), [v](const std::string& a) { return detail::same_text(a, v); })) {
       ++stats_.filtered;
       return Outcome::kFiltered;
     }
@@ -153,12 +161,16 @@ Outcome Analyzer::count(const Event& e, Reject extracted) {
   for (std::size_t g = 0; g < spec_.groupings.size(); ++g) {
     build_key(spec_.groupings[g].key);
     auto& totals = totals_[g];
-    if (const auto it = totals.find(key_); it != totals.end()) {
-      ++it->second;
+    auto& index = index_[g];
+    if (const auto it = index.find(key_); it != index.end()) {
+      ++*it->second;
     } else if (totals.size() < spec_.groupings[g].max_groups) {
-      totals.emplace(key_, 1);
+      const auto node = totals.emplace(key_, 1).first;
+      index.emplace(node->first, &node->second);
     } else {
-      ++totals[std::string(kOtherKey)];
+      const auto [node, added] = totals.try_emplace(std::string(kOtherKey), 0);
+      if (added) index.emplace(node->first, &node->second);
+      ++node->second;
       ++stats_.overflowed;
     }
   }
@@ -275,6 +287,7 @@ std::string Analyzer::restore(std::string_view state) {
   for (auto& w : windows) w.restored();
   stats_ = std::move(stats);
   totals_ = std::move(totals);
+  index_totals();
   windows_ = std::move(windows);
   dropped_ = std::move(dropped);
   return position;

@@ -4,6 +4,8 @@
 #include <simdjson.h>
 
 #include <algorithm>
+#include <array>
+#include <bit>
 #include <cstring>
 #include <fmt/format.h>
 
@@ -48,6 +50,9 @@ struct FieldExtractor::Impl {
     bool fits = false;
   };
   std::vector<Pattern> patterns;
+  // The names whose first (second) byte, as written with the closing quote, is the index: a
+  // member's key is compared only with the names that agree on both, usually none or one.
+  std::array<std::uint64_t, 256> first_byte{}, second_byte{};
 
   static Pattern pattern_of(std::string_view name) {
     Pattern p;
@@ -117,6 +122,7 @@ struct FieldExtractor::Impl {
     // order the names are asked in, and the pass stops once all are found (On-Demand validates
     // what it reads, not the rest).
     const std::uint64_t all = names.size() == 64 ? ~0ull : (1ull << names.size()) - 1;
+    const Pattern* const pattern = patterns.data();
     std::uint64_t found = 0;
     for (auto member : obj) {
       simdjson::ondemand::field f;
@@ -126,9 +132,12 @@ struct FieldExtractor::Impl {
       std::uint64_t lo, hi;
       std::memcpy(&lo, key, 8);
       std::memcpy(&hi, key + 8, 8);
-      for (std::size_t i = 0; i < names.size(); ++i) {
-        if ((found >> i & 1) != 0) continue;
-        const Pattern& p = patterns[i];
+      // Only the names not found yet whose first two bytes agree with the key's, lowest first.
+      std::uint64_t todo = all & ~found & first_byte[static_cast<unsigned char>(lo)] &
+                           second_byte[static_cast<unsigned char>(lo >> 8)];
+      for (; todo != 0; todo &= todo - 1) {
+        const auto i = static_cast<std::size_t>(std::countr_zero(todo));
+        const Pattern& p = pattern[i];
         // Longer names: simdjson's comparison (it may read as many bytes as the name from a
         // shorter key: inside the padding up to 64, byte by byte beyond).
         if (p.fits ? ((lo & p.mask_lo) != p.lo) | ((hi & p.mask_hi) != p.hi) : !raw_key.unsafe_is_equal(names[i]))
@@ -181,7 +190,6 @@ struct FieldExtractor::Impl {
   simdjson::ondemand::parser batch_parser;
   std::vector<char> batch_buf;
   std::vector<std::size_t> starts;  // where each event's copy begins in batch_buf
-  std::vector<std::string_view> held;  // the fields of the event whose document is not yet proven
   std::uint64_t in_batches = 0;
 
   // Batches are cut at this many bytes: enough to spread stage 1's cost, small enough that the
@@ -254,16 +262,14 @@ struct FieldExtractor::Impl {
     // buffers are allocated once, not at every batch of another size.
     if (batch_parser.iterate_many(batch_buf.data(), at, std::max(at, kBatchBytes)).get(docs) != simdjson::SUCCESS)
       return 0;
-    out.resize(pointers.size());
-    held.resize(pointers.size());
     std::size_t k = 0;  // the document the iterator is at is event k's, if proven
-    bool pending = false;  // event k-1 was parsed and waits for its proof
+    // Event k-1 was parsed (into `out`) and waits for its proof, which comes before the next
+    // document is parsed: its fields are still there when it is handed out.
+    bool pending = false;
     Reject pending_reject = Reject::kNone;
     std::size_t pending_bad = 0;
     auto hand_out = [&] {
-      out.swap(held);
       each(k - 1, pending_reject, pending_bad);
-      out.swap(held);
       pending = false;
     };
     for (auto it = docs.begin(); it != docs.end(); ++it) {
@@ -272,7 +278,8 @@ struct FieldExtractor::Impl {
       simdjson::ondemand::document_reference doc;
       if ((*it).get(doc) != simdjson::SUCCESS) return k;
       std::size_t bad = 0;
-      const Reject r = fields_of(doc, held, &bad, /*copy_strings=*/true);
+      out.resize(pointers.size());
+      const Reject r = fields_of(doc, out, &bad, /*copy_strings=*/true);
       if (r == Reject::kNotJson) return k;  // perhaps not framed as assumed: one by one from here
       pending = true;
       pending_reject = r;
@@ -325,6 +332,14 @@ FieldExtractor FieldExtractor::json(std::vector<std::string> pointers) {
       return c == '/' || c == '~' || c == '"' || c == '\\' || static_cast<unsigned char>(c) < 0x20;
     });
     impl->top_level = impl->top_level && plain;
+    const std::uint64_t bit = 1ull << (impl->names.size() % 64);
+    const std::string quoted = std::string(name) + '"';  // as the key is written
+    impl->first_byte[static_cast<unsigned char>(quoted[0])] |= bit;
+    if (quoted.size() >= 2) {
+      impl->second_byte[static_cast<unsigned char>(quoted[1])] |= bit;
+    } else {  // the empty name: whatever follows its quote
+      for (auto& m : impl->second_byte) m |= bit;
+    }
     impl->names.emplace_back(name);
     impl->patterns.push_back(Impl::pattern_of(name));
   }

@@ -1,5 +1,6 @@
-// Text helpers of the analyzer's checkpoint format: one record per line, tab-separated
-// columns, strings escaped so that tabs and newlines in keys and labels cannot break it.
+// Text helpers of the analyzer: a short-text comparison for the per-event path, and the
+// checkpoint format: one record per line, tab-separated columns, strings escaped so that tabs
+// and newlines in keys and labels cannot break it.
 #pragma once
 
 #include <charconv>
@@ -8,6 +9,19 @@
 #include <vector>
 
 namespace tributary::analytics::detail {
+
+// a == b, without a call to memcmp for the short texts of field values and keys.
+inline bool same_text(std::string_view a, std::string_view b) noexcept {
+  if (a.size() != b.size()) return false;
+  if (a.size() > 16) return a == b;
+  for (std::size_t i = 0; i < a.size(); ++i)
+    if (a[i] != b[i]) return false;
+  return true;
+}
+
+struct SameText {
+  bool operator()(std::string_view a, std::string_view b) const noexcept { return same_text(a, b); }
+};
 
 inline std::string escape(std::string_view s) {
   std::string out;

@@ -27,6 +27,22 @@ TEST(FieldExtractorTest, ReadsJsonFieldsByPointerAsText) {
   EXPECT_EQ(out[4], "x\xc3\xa9");
 }
 
+TEST(FieldExtractorTest, TellsApartTopLevelNamesThatShareTheirFirstBytes) {
+  // Prefixes of one another, one-letter names, the empty name, a name longer than 16 bytes,
+  // and keys in the event that agree with a wanted name on their first two bytes only.
+  const std::string long_name = "a_name_longer_than_sixteen";
+  auto x = FieldExtractor::json({"/ab", "/a", "/abc", "/", "/" + long_name, "/b"});
+  Views out;
+  const std::string event = R"({"abd": 0, "a_": 0, "abc": 3, "a_name_longer_than_sixteeN": 0, "a": 1, "": 4, "ab": 2, ")" +
+                            long_name + R"(": 5, "bb": 0, "b": 6})";
+  ASSERT_EQ(x.extract(event, out), Reject::kNone);
+  EXPECT_EQ(out, (Views{"2", "1", "3", "4", "5", "6"}));
+  std::size_t bad = 99;
+  EXPECT_EQ(x.extract(R"({"ab": 2, "a": 1, "abc": 3, "": 4, "a_name_longer_than_sixteeN": 5, "b": 6})", out, &bad),
+            Reject::kMissingField);
+  EXPECT_EQ(bad, 4u) << "a key that differs from the long name in its last byte is not it";
+}
+
 TEST(FieldExtractorTest, RejectsMalformedEventsWithTheirReason) {
   auto x = FieldExtractor::json({"/user_id", "/action_type"});
   Views out;
