@@ -131,6 +131,23 @@ struct Uplink::Impl {
       if (self != nullptr && self->log && level <= 2) self->log("error", fmt::format("librdkafka {}: {}", fac, buf));
     });
     rk = make_handle(RD_KAFKA_PRODUCER, std::move(conf));
+    topic_known = false;
+  }
+
+  // A producer learns a topic's partitions from a metadata request made when it first meets the
+  // topic; librdkafka 2.0.2 does not send one while no broker connection is up yet (always the
+  // case right after the producer is made) and asks again only at its topic scan, once a
+  // second: each start of the uplink held its first events back for about a second. Asked here
+  // once per producer, before its first record, bounded by that second (Kafka down: nothing is
+  // lost by waiting, the events are in the channel).
+  bool topic_known = false;
+  void learn_topic() {
+    topic_known = true;
+    const std::unique_ptr<rd_kafka_topic_t, decltype(&rd_kafka_topic_destroy)> t(
+        rd_kafka_topic_new(rk.get(), opts.topic.c_str(), nullptr), &rd_kafka_topic_destroy);
+    const rd_kafka_metadata_t* md = nullptr;
+    if (t != nullptr && rd_kafka_metadata(rk.get(), 0, t.get(), &md, 1000) == RD_KAFKA_RESP_ERR_NO_ERROR)
+      rd_kafka_metadata_destroy(md);
   }
 
   void note_error(rd_kafka_resp_err_t err, const std::string& reason) {
@@ -305,6 +322,7 @@ struct Uplink::Impl {
     const auto now = Clock::now();
     if (rewinding || now < resume_at) return 0;
     if (now >= regrow_at && !regrow()) return 0;
+    if (!topic_known) learn_topic();
     return opts.packed ? produce_packs() : produce_events();
   }
 
