@@ -23,7 +23,7 @@ PACKAGES=(
   libboost-dev libcli11-dev libfmt-dev libspdlog-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   librdkafka-dev libconcurrentqueue-dev libsimdjson-dev libtomlplusplus-dev libre2-dev
-  libcpp-httplib-dev liblz4-dev libzstd-dev nlohmann-json3-dev rapidjson-dev
+  libcpp-httplib-dev liblz4-dev libzstd-dev libjemalloc-dev nlohmann-json3-dev rapidjson-dev
   kcat python3-kafka python3-lz4 valgrind
   chromium libpng-dev
 )
