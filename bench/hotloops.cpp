@@ -435,6 +435,14 @@ struct PipelineData {
   }
 };
 
+// --event-bytes N (scaling runs): each event padded to N bytes (newline included) with a string
+// member between the ones the pipeline reads, as a URL or user agent would be; fewer events
+// above 1 KiB, so that the data set stays at 64 MiB. 0: the events as replayed (~110 B).
+std::size_t& event_bytes() {
+  static std::size_t n = 0;  // set by main() before any loop runs
+  return n;
+}
+
 const PipelineData& pipeline_data() {
   static const PipelineData d = [] {
     PipelineData p;
@@ -443,7 +451,7 @@ const PipelineData& pipeline_data() {
     p.dir = tmpl;
     tools::GenOptions g;
     g.users = 100000;
-    g.rows = 65536;
+    g.rows = event_bytes() > 1024 ? std::max<std::size_t>(256, (64u << 20) / event_bytes()) : 65536;
     g.seed = 11;
     tools::generate_tianchi(p.dir, g);
     tools::ReplayOptions r;
@@ -453,6 +461,11 @@ const PipelineData& pipeline_data() {
     const auto res = tools::replay(r);
     std::ifstream in(res.files.at(0));
     for (std::string line; std::getline(in, line);) {
+      if (const std::size_t at = line.find(",\"time_stamp\""); event_bytes() > 0 && at != std::string::npos) {
+        const std::string member = ",\"referer\":\"";  // + padding + '"'
+        if (line.size() + 1 + member.size() + 1 < event_bytes())
+          line.insert(at, member + std::string(event_bytes() - line.size() - 1 - member.size() - 1, 'r') + '"');
+      }
       p.events.push_back(line);
       p.stream += line;
       p.stream += '\n';
@@ -747,7 +760,8 @@ int usage() {
   std::fprintf(stderr,
                "usage: hotloop_bench --list\n"
                "       hotloop_bench --loop NAME [--events N]\n"
-               "       hotloop_bench --time [--reps R] [--scale X] [--json FILE] [--loop NAME]...\n");
+               "       hotloop_bench --time [--reps R] [--scale X] [--json FILE] [--loop NAME]...\n"
+               "       (either form: --event-bytes N pads the analyzer's events to N bytes)\n");
   return 2;
 }
 
@@ -787,6 +801,8 @@ int main(int argc, char** argv) {
         scale = std::stod(value());
       } else if (a == "--json") {
         json = value();
+      } else if (a == "--event-bytes") {
+        event_bytes() = std::stoull(value());
       } else {
         return usage();
       }

@@ -2,7 +2,7 @@
 // writes one report (bench_report.h), compares two reports for the regression gate, and draws
 // the throughput chart.
 //
-//   tributary bench [--suite gate|channel|ingest|uplink|analyze|e2e|all]... [--json FILE] [--svg FILE] [--quick]
+//   tributary bench [--suite gate|channel|ingest|uplink|analyze|scaling|e2e|all]... [--json FILE] [--svg FILE] [--quick]
 //   tributary bench compare BASE.json NEW.json [--max-regression 10%]
 //   tributary bench chart REPORT.json --svg FILE
 #include <fcntl.h>
@@ -338,6 +338,26 @@ class Runner {
       add({"ratio/" + std::string(x["name"].get_string().value()), "x", num(x["value"]), 0, true, false, false});
   }
 
+  // The cost curves: ingest, uplink and analyze as the payload grows (16 B -> 64 KiB) and as
+  // producers grow (1 -> 8), each point beside its peer of the same run (reported only).
+  void scaling() {
+    stage("scaling: ingest, uplink, analyze by payload size and producers{}", o_.quick ? " (quick)" : "");
+    const fs::path sj = work_ / "scaling.json";
+    std::vector<std::string> args = {"bash", (fs::path(TRIBUTARY_SOURCE_DIR) / "bench/scaling.sh").string(), "--repeat",
+                                     o_.quick ? "1" : "3", "--json", sj.string()};
+    if (o_.quick) args.emplace_back("--quick");
+    check(run(args), "bench/scaling.sh");
+    simdjson::dom::parser p;
+    const auto doc = load_json(p, sj);
+    for (auto b : doc["benchmarks"].get_array()) {
+      const std::string name(b["name"].get_string().value());
+      const std::string peer(b["peer"].get_string().value());
+      add({"scaling/" + name, "events/s", num(b["items_per_second"]), 0, true, false, false});
+      add({"scaling/" + name + " (" + peer + ")", "events/s", num(b["peer_items_per_second"]), 0, true, false, true});
+      add({"ratio/scaling/" + name + " vs " + peer, "x", num(b["ratio"]), 0, true, false, false});
+    }
+  }
+
   // The paper's experiment end to end on a local real Kafka (`tributary demo`; reported only).
   void e2e() {
     const char* rows = o_.quick ? "200000" : "2000000";
@@ -412,13 +432,13 @@ class Runner {
 };
 
 int run_suites(const Options& o) {
-  static const std::set<std::string> kKnown = {"gate", "channel", "ingest", "uplink", "analyze", "e2e", "all"};
+  static const std::set<std::string> kKnown = {"gate", "channel", "ingest", "uplink", "analyze", "scaling", "e2e", "all"};
   std::set<std::string> want(o.suites.begin(), o.suites.end());
   if (want.empty()) want.insert("gate");
   for (const auto& s : want)
     if (kKnown.count(s) == 0)
-      throw core::Error(fmt::format("unknown suite '{}' (gate, channel, ingest, uplink, analyze, e2e, all)", s));
-  if (want.count("all") != 0) want = {"gate", "channel", "ingest", "uplink", "e2e"};  // gate has analyze's loops
+      throw core::Error(fmt::format("unknown suite '{}' (gate, channel, ingest, uplink, analyze, scaling, e2e, all)", s));
+  if (want.count("all") != 0) want = {"gate", "channel", "ingest", "uplink", "scaling", "e2e"};  // gate has analyze's loops
   fs::path dir = o.bench_dir;
   if (dir.empty()) dir = fs::read_symlink("/proc/self/exe").parent_path().parent_path() / "bench";
   char tmpl[] = "/tmp/tributary-bench.XXXXXX";
@@ -450,6 +470,7 @@ int run_suites(const Options& o) {
   suite("ingest", &Runner::ingest);
   suite("uplink", &Runner::uplink);
   if (want.count("gate") == 0) suite("analyze", &Runner::analyze);
+  suite("scaling", &Runner::scaling);
   suite("e2e", &Runner::e2e);
   std::printf("== done in %.0f s\n", std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
   const auto& rep = r.report();
@@ -496,7 +517,8 @@ void add_bench_commands(CLI::App& app, int& exit_code) {
   CLI::App* b = app.add_subcommand("bench", "Benchmark suites beside their peers; the regression gate");
   b->add_option("--suite", o->suites,
                 "gate (hot loops of every stage: time ratios + instruction counts), channel, ingest (tail vs rsyslog, "
-                "syslog-ng), uplink (vs kcat, rsyslog omkafka), analyze (JSON vs nlohmann, RapidJSON; windows), e2e (the demo), all")
+                "syslog-ng), uplink (vs kcat, rsyslog omkafka), analyze (JSON vs nlohmann, RapidJSON; windows), scaling (payload "
+                "16 B-64 KiB and 1-8 producers: ingest vs socat, uplink vs kcat, analyze vs iterate_many), e2e (the demo), all")
       ->take_all();
   b->add_option("--json", o->json, "Write the report here (compare it with `tributary bench compare`)");
   b->add_option("--svg", o->svg, "Also draw the throughput chart here");

@@ -272,7 +272,8 @@ std::string throughput_svg(const Report& r, const std::string& title) {
   std::vector<Bar> bars;
   double lo = 1e300, hi = 0;
   for (const auto& m : r.metrics) {
-    if (m.unit != "events/s" || m.value <= 0) continue;
+    // A point per stage and peer; the scaling curves (dozens of points) are in the report only.
+    if (m.unit != "events/s" || m.value <= 0 || m.name.rfind("scaling/", 0) == 0) continue;
     const auto slash = m.name.find('/');
     bars.push_back({m.name.substr(0, slash), slash == std::string::npos ? m.name : m.name.substr(slash + 1), m.value, m.peer});
     lo = std::min(lo, m.value);

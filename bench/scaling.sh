@@ -1,0 +1,351 @@
+#!/usr/bin/env bash
+# Scaling: the cost curve of each stage as the payload grows (16 B -> 64 KiB) and as producers
+# grow (1 -> 8 on this machine's cores), each point beside a peer doing the same job in the
+# same run, so that the curve is read as ratios, not as this VM's speed of the moment.
+#
+#   ingest   the agent's TCP source into a channel, beside socat accepting the same clients and
+#            discarding what it reads (the ceiling of loopback TCP here);
+#            payload: one client, lines of S bytes; producers: P clients, lines of 100 B.
+#   uplink   files -> Kafka (librdkafka's mock cluster, `tributary broker`), beside kcat -P with
+#            the same producer settings;
+#            payload: a channel of lines of S bytes shipped by `tributary uplink`, kcat -P -l
+#            of the same file; producers: P agents tailing P files into one channel while one
+#            uplink ships it, beside P kcat -P processes at once (lines of 100 B).
+#   analyze  the paper's pipeline from memory (hotloop_bench analyze/pipeline), events padded
+#            to S bytes with a string member between the fields it reads, beside simdjson's
+#            bare iterate_many over the same bytes (the channel's producer scaling is in
+#            RESULTS.md's channel section: Google Benchmark, threads).
+# Each figure is the median of --repeat runs, the two sides interleaved; wall time from the
+# first byte sent (ingest) or the process start (uplink) until the last event is in the
+# channel / acknowledged.
+#
+#   bash bench/scaling.sh [--stage ingest|uplink|analyze|all] [--repeat R] [--quick] [--json FILE]
+set -euo pipefail
+export LC_ALL=C PATH="$PATH:/usr/sbin"
+cd "$(dirname "$0")/.."
+stage=all
+repeat=3
+quick=no
+json=""
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --stage) stage="$2"; shift 2 ;;
+    --repeat) repeat="$2"; shift 2 ;;
+    --quick) quick=yes; shift ;;
+    --json) json="$2"; shift 2 ;;
+    *) echo "scaling.sh: unknown option '$1'" >&2; exit 2 ;;
+  esac
+done
+case "$stage" in ingest|uplink|analyze|all) ;; *) echo "scaling.sh: unknown stage '$stage'" >&2; exit 2 ;; esac
+bin="$PWD/build/release/tools/tributary"
+hotloop="$PWD/build/release/bench/hotloop_bench"
+[ -x "$bin" ] && [ -x "$hotloop" ] || bash tools/setup.sh build
+need=(bc python3)
+case "$stage" in ingest) need+=(socat) ;; uplink) need+=(kcat /usr/bin/time) ;; all) need+=(socat kcat /usr/bin/time) ;; esac
+for tool in "${need[@]}"; do
+  command -v "$tool" > /dev/null ||
+    { echo "scaling.sh: needs $tool (apt-get install bc socat kcat time)" >&2; exit 2; }
+done
+work="$(mktemp -d /dev/shm/tributary-scaling.XXXXXX)"
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2> /dev/null || true; done
+  rm -rf "$work"
+}
+trap cleanup EXIT
+source bench/lib.sh
+
+sizes=(16 64 256 1024 4096 16384 65536)
+producers=(1 2 4 8)
+budget=$((64 << 20))  # bytes per payload point (at least 2 000 events, at most 1 M)
+total_p=1000000        # events per producer point
+if [ "$quick" = yes ]; then budget=$((8 << 20)); total_p=100000; fi
+events_for() { local n=$((budget / $1)); [ "$n" -lt 2000 ] && n=2000; [ "$n" -gt 1000000 ] && n=1000000; echo "$n"; }
+rows=()  # "stage|dimension|point|tributary events/s|peer events/s|tributary MB/s|peer name|bytes per event"
+
+# sized_lines FILE N BYTES FIRST: N lines of BYTES bytes each, newline included, numbered from FIRST.
+sized_lines() {
+  python3 - "$@" <<'PY'
+import sys
+path, n, size, first = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+with open(path, "w") as f:
+    for i in range(first, first + n):
+        head = f"{i} "
+        f.write(head + "x" * (size - 1 - len(head)) + "\n")
+PY
+}
+# run_pair R A B: interleaves run_A and run_B R times (each sets $result to "seconds cpu"), and
+# leaves their median seconds in $sec_a and $sec_b and CPU seconds in $cpu_a and $cpu_b.
+run_pair() {
+  local r="$1" a="$2" b="$3" i ta=() tb=() ca=() cb=() t c
+  for i in $(seq 1 "$r"); do
+    "run_$a"; read -r t c <<< "$result"; ta+=("$t"); ca+=("$c"); echo "    $a run $i: ${t}s, ${c} CPU-s" >&2
+    "run_$b"; read -r t c <<< "$result"; tb+=("$t"); cb+=("$c"); echo "    $b run $i: ${t}s, ${c} CPU-s" >&2
+  done
+  sec_a=$(printf '%s\n' "${ta[@]}" | median); sec_b=$(printf '%s\n' "${tb[@]}" | median)
+  cpu_a=$(printf '%s\n' "${ca[@]}" | median); cpu_b=$(printf '%s\n' "${cb[@]}" | median)
+}
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+wait_listening() {
+  local i
+  for i in $(seq 1 500); do
+    (exec 3<> "/dev/tcp/127.0.0.1/$1") 2> /dev/null && return 0
+    sleep 0.01
+  done
+  echo "scaling.sh: nothing listens on $1" >&2
+  return 1
+}
+# The channel capacity (a power of two, MiB) for N events of S bytes: 48-byte header and
+# alignment each, and slack.
+capacity_for() {
+  local need=$((($1 * ($2 + 64)) / 1048576 + 64)) c=64
+  while [ "$c" -lt "$need" ]; do c=$((c * 2)); done
+  echo "${c}M"
+}
+
+# ---- ingest: TCP source -> channel, beside socat
+
+# send_files PORT FILE...: one client per file, each writing it whole into its own connection.
+send_files() {
+  local port="$1" f ps=()
+  shift
+  for f in "$@"; do
+    bash -c 'cat "$1" > "/dev/tcp/127.0.0.1/$2"' _ "$f" "$port" &
+    ps+=($!)
+  done
+  wait "${ps[@]}"
+}
+ingest_files=() ingest_lines=0 ingest_bytes=0
+run_socat() {
+  local port pid t0 t1
+  port=$(free_port)
+  socat -u "TCP-LISTEN:$port,bind=127.0.0.1,fork,reuseaddr" OPEN:/dev/null &
+  pid=$!; pids+=("$pid")
+  wait_listening "$port"
+  t0=$(now); send_files "$port" "${ingest_files[@]}"; t1=$(now)
+  kill "$pid"; wait "$pid" 2> /dev/null || true
+  result="$(echo "$t1 - $t0" | bc -l) 0"
+}
+run_tcp_agent() {
+  local d="$work/agent" port pid cpu0 t0 t1
+  rm -rf "$d"; mkdir -p "$d"
+  port=$(free_port)
+  cat > "$d/agent.toml" <<EOF
+[agent]
+name = "scaling"
+[channels.c]
+path = "$d/c.chan"
+capacity = "$(capacity_for "$ingest_lines" "$((ingest_bytes / ingest_lines))")"
+max_payload = "128K"
+pretouch = true
+[sources.net]
+type = "tcp"
+channels = ["c"]
+listen = "127.0.0.1:$port"
+max_line = "128K"
+EOF
+  "$bin" agent --config "$d/agent.toml" 2> "$d/agent.log" &
+  pid=$!; pids+=("$pid")
+  wait_listening "$port"
+  cpu0=$(cpu_of "$pid"); t0=$(now)
+  send_files "$port" "${ingest_files[@]}"
+  wait_until 300 "$pid" "the agent's tcp source (see $d/agent.log)" channel_has "$d/c.chan" "$ingest_lines" || exit 1
+  t1=$(now)
+  result="$(echo "$t1 - $t0" | bc -l) $(echo "$(cpu_of "$pid") - $cpu0" | bc -l)"
+  kill -TERM "$pid"; wait "$pid" 2> /dev/null || true
+}
+ingest_point() {  # DIMENSION POINT BYTES-PER-LINE
+  run_pair "$repeat" tcp_agent socat
+  echo "  ingest $1 $2: tributary $(echo "$ingest_lines / $sec_a" | bc -l | cut -d. -f1) lines/s," \
+       "socat $(echo "$ingest_lines / $sec_b" | bc -l | cut -d. -f1) lines/s" >&2
+  rows+=("ingest|$1|$2|$(echo "$ingest_lines / $sec_a" | bc -l)|$(echo "$ingest_lines / $sec_b" | bc -l)|$(echo "$ingest_bytes / $sec_a / 1000000" | bc -l)|socat|$3")
+}
+ingest() {
+  echo "ingest: the TCP source into a channel beside socat (payload: 1 client; producers: P clients, 100 B lines)" >&2
+  local s n p
+  for s in "${sizes[@]}"; do
+    n=$(events_for "$s")
+    sized_lines "$work/lines" "$n" "$s" 0
+    ingest_files=("$work/lines") ingest_lines=$n ingest_bytes=$((n * s))
+    ingest_point payload "$s" "$s"
+  done
+  for p in "${producers[@]}"; do
+    ingest_files=()
+    for i in $(seq 1 "$p"); do
+      sized_lines "$work/lines.$i" $((total_p / p)) 100 $(((i - 1) * (total_p / p)))
+      ingest_files+=("$work/lines.$i")
+    done
+    ingest_lines=$((total_p / p * p)) ingest_bytes=$((total_p / p * p * 100))
+    ingest_point producers "$p" 100
+    rm -f "$work"/lines.*
+  done
+}
+
+# ---- uplink: files -> mock Kafka, beside kcat -P
+
+broker_pid="" boot=""
+settings=(-X enable.idempotence=true -X acks=all -X compression.type=lz4 -X linger.ms=5 -X batch.size=1000000)
+start_broker() {
+  "$bin" broker --brokers 1 --topics "bench:4" > "$work/broker.out" 2> "$work/broker.log" &
+  broker_pid=$!; pids+=("$broker_pid")
+  wait_until 60 "$broker_pid" "tributary broker (see $work/broker.log)" grep -q '^bootstrap ' "$work/broker.out" || exit 1
+  boot=$(awk '/^bootstrap / {print $2}' "$work/broker.out")
+  # The first producer of a fresh mock cluster waits about a second for the topic's metadata:
+  # one message first, so that neither side of the first run pays for it.
+  echo warm | timeout 60 kcat -P -b "$boot" -t bench "${settings[@]}" ||
+    { echo "scaling.sh: the mock cluster at $boot does not take a message" >&2; exit 1; }
+}
+stop_broker() { kill "$broker_pid" 2> /dev/null || true; wait "$broker_pid" 2> /dev/null || true; }
+stat_field() { "$bin" channel stat --json "$1" | grep -o "\"$2\":[0-9]*" | head -1 | cut -d: -f2; }
+committed_of() { "$bin" channel stat --json "$1" | grep -o '"name":"uplink","committed":[0-9]*' | cut -d: -f3; }
+shipped() {  # CHANNEL N: N records written and the uplink's cursor at the write position
+  [ "$(stat_field "$1" records_written || echo 0)" -ge "$2" ] &&
+    [ "$(committed_of "$1" || echo 0)" = "$(stat_field "$1" write_position)" ]
+}
+up_files=() up_lines=0 up_bytes=0
+# fill_agent NAME CHANNEL FILE: an agent tailing FILE into CHANNEL (started, pid in $agent_pid).
+fill_agent() {
+  cat > "$work/$1.toml" <<EOF
+[agent]
+name = "$1"
+[channels.c]
+path = "$2"
+[sources.log]
+type = "tail"
+channels = ["c"]
+paths = ["$3"]
+max_line = "128K"
+EOF
+  "$bin" agent --config "$work/$1.toml" 2> "$work/$1.log" &
+  agent_pid=$!; pids+=("$agent_pid")
+}
+# The payload points ship a channel filled beforehand (not timed): the uplink's own cost.
+run_uplink_full() {
+  local t0 t1 pid cpu
+  cp "$work/full.chan" "$work/run.chan"
+  t0=$(now)
+  "$bin" uplink --channel "$work/run.chan" --topic bench --bootstrap "$boot" 2> "$work/uplink.log" &
+  pid=$!; pids+=("$pid")
+  wait_until 300 "$pid" "tributary uplink (see $work/uplink.log)" shipped "$work/run.chan" "$up_lines" || exit 1
+  t1=$(now); cpu=$(cpu_of "$pid")
+  kill "$pid"; wait "$pid" 2> /dev/null || true
+  rm -f "$work/run.chan"
+  result="$(echo "$t1 - $t0" | bc -l) $cpu"
+}
+# The producer points run the whole path live: P agents tail P files into one channel while one
+# uplink ships it; CPU is the uplink's and the agents'.
+run_uplink_live() {
+  local t0 t1 pid cpu i agents=()
+  rm -f "$work/live.chan"
+  "$bin" channel create "$work/live.chan" --capacity "$(capacity_for "$up_lines" 100)" --max-payload 128K > /dev/null
+  t0=$(now)
+  "$bin" uplink --channel "$work/live.chan" --topic bench --bootstrap "$boot" 2> "$work/uplink.log" &
+  pid=$!; pids+=("$pid")
+  for i in "${!up_files[@]}"; do fill_agent "live$i" "$work/live.chan" "${up_files[$i]}"; agents+=("$agent_pid"); done
+  wait_until 300 "$pid" "tributary uplink (see $work/uplink.log)" shipped "$work/live.chan" "$up_lines" || exit 1
+  t1=$(now); cpu=$(cpu_of "$pid")
+  for i in "${agents[@]}"; do cpu=$(echo "$cpu + $(cpu_of "$i")" | bc -l); kill "$i" 2> /dev/null || true; done
+  kill "$pid"; wait "$pid" "${agents[@]}" 2> /dev/null || true
+  result="$(echo "$t1 - $t0" | bc -l) $cpu"
+}
+run_kcat() {  # one kcat -P per file, at once
+  local t0 t1 f ps=() cpu=0 i=0
+  t0=$(now)
+  for f in "${up_files[@]}"; do
+    /usr/bin/time -o "$work/kcat.$i.time" -f "%U %S" kcat -P -b "$boot" -t bench "${settings[@]}" -l "$f" 2> "$work/kcat.$i.log" &
+    ps+=($!); i=$((i + 1))
+  done
+  for i in "${!ps[@]}"; do
+    wait "${ps[$i]}" || { echo "scaling.sh: kcat failed: $(tail -3 "$work/kcat.$i.log")" >&2; exit 1; }
+  done
+  t1=$(now)
+  for i in "${!ps[@]}"; do cpu=$(echo "$cpu + $(awk '{print $1 + $2}' "$work/kcat.$i.time")" | bc -l); done
+  result="$(echo "$t1 - $t0" | bc -l) $cpu"
+}
+uplink_point() {  # DIMENSION POINT BYTES-PER-EVENT TRIBUTARY-RUN
+  run_pair "$repeat" "$4" kcat
+  echo "  uplink $1 $2: tributary $(echo "$up_lines / $sec_a" | bc -l | cut -d. -f1) events/s ($cpu_a CPU-s)," \
+       "kcat $(echo "$up_lines / $sec_b" | bc -l | cut -d. -f1) events/s ($cpu_b CPU-s)" >&2
+  rows+=("uplink|$1|$2|$(echo "$up_lines / $sec_a" | bc -l)|$(echo "$up_lines / $sec_b" | bc -l)|$(echo "$up_bytes / $sec_a / 1000000" | bc -l)|kcat -P|$3|$(echo "$cpu_a / $cpu_b" | bc -l)")
+}
+uplink() {
+  echo "uplink: to librdkafka's mock cluster beside kcat -P (payload: a filled channel; producers: P agents live)" >&2
+  local s n p
+  for s in "${sizes[@]}"; do
+    n=$(events_for "$s")
+    sized_lines "$work/lines" "$n" "$s" 0
+    up_files=("$work/lines") up_lines=$n up_bytes=$((n * s))
+    rm -f "$work/full.chan"
+    "$bin" channel create "$work/full.chan" --capacity "$(capacity_for "$n" "$s")" --max-payload 128K > /dev/null
+    fill_agent fill "$work/full.chan" "$work/lines"
+    wait_until 300 "$agent_pid" "the agent filling the channel (see $work/fill.log)" channel_has "$work/full.chan" "$n" || exit 1
+    kill "$agent_pid"; wait "$agent_pid" 2> /dev/null || true
+    start_broker  # a fresh one per point: the mock cluster keeps every message in memory
+    uplink_point payload "$s" "$s" uplink_full
+    stop_broker
+    rm -f "$work/full.chan"
+  done
+  for p in "${producers[@]}"; do
+    up_files=()
+    for i in $(seq 1 "$p"); do
+      sized_lines "$work/lines.$i" $((total_p / p)) 100 $(((i - 1) * (total_p / p)))
+      up_files+=("$work/lines.$i")
+    done
+    up_lines=$((total_p / p * p)) up_bytes=$((total_p / p * p * 100))
+    start_broker
+    uplink_point producers "$p" 100 uplink_live
+    stop_broker
+    rm -f "$work"/lines.*
+  done
+}
+
+# ---- analyze: the pipeline from memory, beside bare iterate_many
+
+analyze() {
+  echo "analyze: the paper's pipeline from memory beside bare iterate_many, events padded to S bytes" >&2
+  local s scale j reps=5 ours peer
+  [ "$quick" = yes ] && reps=3
+  for s in 0 256 1024 4096 16384 65536; do
+    # about the same bytes per repetition at every size (the natural events are ~110 B)
+    scale=$(echo "x = 256 / ($s + 110); if (x > 1) x = 1; x" | bc -l)
+    [ "$quick" = yes ] && scale=$(echo "$scale / 4" | bc -l)
+    j="$work/analyze.$s.json"
+    "$hotloop" --time --reps "$reps" --scale "$scale" --event-bytes "$s" --loop analyze/pipeline \
+      --loop baseline/simdjson_iterate_many --json "$j" > "$work/analyze.$s.log" 2>&1 ||
+      { echo "scaling.sh: hotloop_bench failed: $(tail -3 "$work/analyze.$s.log")" >&2; exit 1; }
+    ours=$(python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); print({b["name"]: b["items_per_second"] for b in d["benchmarks"]}[sys.argv[2]])' "$j" analyze/pipeline)
+    peer=$(python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); print({b["name"]: b["items_per_second"] for b in d["benchmarks"]}[sys.argv[2]])' "$j" baseline/simdjson_iterate_many)
+    local bytes=$s
+    [ "$s" = 0 ] && bytes=110
+    echo "  analyze payload $bytes: pipeline $(echo "$ours" | cut -d. -f1) events/s, iterate_many $(echo "$peer" | cut -d. -f1)" >&2
+    rows+=("analyze|payload|$bytes|$ours|$peer|$(echo "$ours * $bytes / 1000000" | bc -l)|iterate_many|$bytes")
+  done
+}
+
+case "$stage" in
+  all) ingest; uplink; analyze ;;
+  *) "$stage" ;;
+esac
+
+echo
+echo "Scaling, median of $repeat, $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')"
+printf '%-8s %-10s %7s %14s %14s %9s %8s %-13s\n' stage dimension point "events/s" "peer events/s" "MB/s" ratio peer
+for r in "${rows[@]}"; do
+  IFS='|' read -r st dim pt ours peer mbs pname _ <<< "$r"
+  printf '%-8s %-10s %7s %14.0f %14.0f %9.1f %8.2f %-13s\n' "$st" "$dim" "$pt" "$ours" "$peer" "$mbs" \
+    "$(echo "$ours / $peer" | bc -l)" "$pname"
+done
+if [ -n "$json" ]; then
+  {
+    echo '{"context": {"cores": '"$(nproc)"', "repetitions": '"$repeat"', "quick": "'"$quick"'"}, "benchmarks": ['
+    sep=""
+    for r in "${rows[@]}"; do
+      IFS='|' read -r st dim pt ours peer mbs pname bpe cpu <<< "$r"
+      printf '%s  {"name": "%s/%s/%s", "items_per_second": %.0f, "peer": "%s", "peer_items_per_second": %.0f, "mb_per_second": %.2f, "bytes_per_event": %s, "ratio": %.4f%s}' \
+        "$sep" "$st" "$dim" "$pt" "$ours" "$pname" "$peer" "$mbs" "$bpe" "$(echo "$ours / $peer" | bc -l)" \
+        "$([ -n "${cpu:-}" ] && printf ', "cpu_vs_peer": %.4f' "$cpu")"
+      sep=$',\n'
+    done
+    printf '\n]}\n'
+  } > "$json"
+fi
