@@ -280,9 +280,12 @@ RecoveryReport recover(ChannelState& st) {
   for (std::uint32_t i = 0; i < kProducerSlots; ++i) {
     auto& s = st.producers[i];
     if (s.pid.load() == 0) continue;
-    if (const std::uint64_t len = s.claim_len.load(); len != 0) {
-      claims.push_back({s.claim_pos.load(), s.claim_pos.load() + len, s.claim_records.load()});
-    }
+    const std::uint64_t pos = s.claim_pos.load(), len = s.claim_len.load();
+    // A reservation is whole records (after a pad to the end of a lap, perhaps): record-aligned,
+    // at most a lap of pad and a lap of records. A slot that says otherwise is damaged: its
+    // region is left to the scan, which salvages what is valid there.
+    if (len != 0 && (pos | len) % kRecordAlign == 0 && len <= 2 * st.capacity)
+      claims.push_back({pos, pos + len, s.claim_records.load()});
   }
   for (std::uint32_t i = 0; i < kConsumerSlots; ++i) {
     st.consumers[i].owner_pid.store(0);

@@ -5,10 +5,12 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cstddef>
 #include <fstream>
 #include <random>
 #include <thread>
 
+#include "internal/channel_layout.h"
 #include "support/channel_util.h"
 #include "support/process.h"
 #include "support/temp_dir.h"
@@ -150,6 +152,46 @@ TEST(ChannelProcessTest, RecoveryClosesADeadWritersClaimWhenNobodyIsAttached) {
   Consumer c = ch.consumer("reader");
   std::vector<Record> buf(16);
   ASSERT_EQ(c.poll(buf), 10u) << "readable at once, without waiting out a timeout";
+}
+
+// A dead writer's producer slot damaged so that its claim cannot be a reservation (not on a
+// record boundary; the fuzzer's find): recovery does not trust it, and the scan salvages the
+// records behind it as it would after any damage.
+TEST(ChannelProcessTest, RecoveryDoesNotTrustADeadWritersClaimOffTheRecordBoundaries) {
+  TempDir dir;
+  const auto path = dir / "a.chan";
+  {
+    Channel ch = Channel::create(path, config());
+    (void)ch.consumer("reader");
+  }
+  ASSERT_NO_FATAL_FAILURE(leave_a_dead_claim_then_ten_records(path));
+  {
+    std::fstream f(path, std::ios::in | std::ios::out | std::ios::binary);
+    const std::uint64_t first = detail::Layout::compute(0, 0).producers_off;
+    int damaged = 0;
+    for (std::uint32_t i = 0; i < detail::kProducerSlots; ++i) {
+      const std::uint64_t at = first + i * sizeof(detail::ProducerSlot);
+      std::uint32_t pid = 0;
+      std::uint64_t len = 0;
+      f.seekg(static_cast<std::streamoff>(at + offsetof(detail::ProducerSlot, pid)));
+      f.read(reinterpret_cast<char*>(&pid), sizeof pid);
+      f.seekg(static_cast<std::streamoff>(at + offsetof(detail::ProducerSlot, claim_len)));
+      f.read(reinterpret_cast<char*>(&len), sizeof len);
+      if (pid == 0 || len == 0) continue;
+      len += 3;  // covers the unpublished record and ends off the record boundaries
+      f.seekp(static_cast<std::streamoff>(at + offsetof(detail::ProducerSlot, claim_len)));
+      f.write(reinterpret_cast<const char*>(&len), sizeof len);
+      ++damaged;
+    }
+    ASSERT_TRUE(f.flush());
+    ASSERT_EQ(damaged, 1) << "the dead writer's slot";
+  }
+  Channel ch = Channel::open(path);
+  EXPECT_EQ(ch.stats().last_recovery.abandoned_claims, 0u) << "the damaged claim is not closed as one";
+  Consumer c = ch.consumer("reader");
+  std::vector<Record> buf(16);
+  ASSERT_EQ(c.poll(buf), 10u) << "the ten records behind it are salvaged";
+  for (std::size_t i = 0; i < 10; ++i) EXPECT_EQ(buf[i].id.source_id, 2u);
 }
 
 // With `ch` open here: a helper process claims one record and is killed with SIGKILL before it
