@@ -25,6 +25,7 @@ struct Consumer::Impl {
   std::uint64_t skipped = 0;
   std::uint64_t tail_seen = 0;  // the write head as last read by poll(): a bound for its prefetch
   std::uint64_t fetched = 0;    // poll() has prefetched the lines below this position
+  bool behind = true;           // the last batch poll came back full: a backlog to prefetch
   std::uint64_t stall_pos = UINT64_MAX;
   std::uint32_t stall_spins = 0;
   bool stall_timing = false;
@@ -113,21 +114,22 @@ std::size_t Consumer::poll(std::span<Record> out) noexcept {
   const ChannelState& st = *c.st;
   std::uint64_t p = c.read_pos;
   std::size_t n = 0;
-  // Small records: each header's place depends on the previous one's length, a chain of
-  // dependent loads that the hardware prefetcher does not run ahead of (a backlog read from a
-  // cold mapping spent a quarter of its time on these loads). Ask for every line up to a page
-  // ahead, within the lap and below the write head (lines a producer is still writing stay its
-  // own). The write head is read again only when the prefetch could reach the value last read:
-  // once a page while a backlog is read, at each poll near the head. Batch reads only: a poll
-  // of one record is a reader at the head that wants its latency, and nothing is ahead of it.
-  bool small = out.size() >= kPrefetchBatch;  // the last record framed was small
-  if (small && c.tail_seen < p + kPrefetchAhead) c.tail_seen = load_u64(&st.hdr->tail.pos);
+  // A backlog of small records: each header's place depends on the previous one's length, a
+  // chain of dependent loads that the hardware prefetcher does not run ahead of (an analyzer
+  // draining a cold mapping spent a quarter of its time on these loads). Ask for every line up
+  // to a page ahead, within the lap and a page short of the reserved write head (lines that
+  // producers may still be writing stay theirs). Only while the reader is behind: its last
+  // batch poll came back full. Then the write head is read once a page; a reader at the head
+  // (its polls not full, and single-record polls) reads no shared line for it.
+  bool small = c.behind && out.size() >= kPrefetchBatch;  // the last record framed was small
+  if (small && c.tail_seen < p + 2 * kPrefetchAhead) c.tail_seen = load_u64(&st.hdr->tail.pos);
+  const std::uint64_t head = c.tail_seen > kPrefetchAhead ? c.tail_seen - kPrefetchAhead : 0;
   std::uint64_t fetched = std::max(c.fetched, p);
   while (n < out.size()) {
     const RecordHeader* h = st.header_at(p);
     if (small) {
       if (fetched < p) fetched = p;
-      for (const std::uint64_t until = std::min({p + kPrefetchAhead, c.tail_seen, st.lap_end(p)}); fetched < until;
+      for (const std::uint64_t until = std::min({p + kPrefetchAhead, head, st.lap_end(p)}); fetched < until;
            fetched += 64)
         __builtin_prefetch(st.header_at(fetched));
     }
@@ -156,6 +158,7 @@ std::size_t Consumer::poll(std::span<Record> out) noexcept {
   }
   c.read_pos = p;
   c.fetched = fetched;
+  c.behind = out.size() >= kPrefetchBatch && n == out.size();
   if (n == 0) {
     c.check_stall(p, false);
     return 0;
