@@ -132,22 +132,25 @@ struct Uplink::Impl {
     });
     rk = make_handle(RD_KAFKA_PRODUCER, std::move(conf));
     topic_known = false;
+    topic_retry_at = {};
   }
 
   // A producer learns a topic's partitions from a metadata request made when it first meets the
   // topic; librdkafka 2.0.2 does not send one while no broker connection is up yet (always the
   // case right after the producer is made) and asks again only at its topic scan, once a
   // second: each start of the uplink held its first events back for about a second. Asked here
-  // once per producer, before its first record, bounded by that second (Kafka down: nothing is
-  // lost by waiting, the events are in the channel).
+  // before a new producer's first record, each wait bounded by half a second (a broker answers
+  // in milliseconds); while Kafka does not answer, again every 5 s (nothing is lost meanwhile:
+  // the events are in the channel, and librdkafka's own scan still runs).
   bool topic_known = false;
+  Clock::time_point topic_retry_at{};
   void learn_topic() {
-    topic_known = true;
     const std::unique_ptr<rd_kafka_topic_t, decltype(&rd_kafka_topic_destroy)> t(
         rd_kafka_topic_new(rk.get(), opts.topic.c_str(), nullptr), &rd_kafka_topic_destroy);
     const rd_kafka_metadata_t* md = nullptr;
-    if (t != nullptr && rd_kafka_metadata(rk.get(), 0, t.get(), &md, 1000) == RD_KAFKA_RESP_ERR_NO_ERROR)
-      rd_kafka_metadata_destroy(md);
+    topic_known = t != nullptr && rd_kafka_metadata(rk.get(), 0, t.get(), &md, 500) == RD_KAFKA_RESP_ERR_NO_ERROR;
+    if (topic_known) rd_kafka_metadata_destroy(md);
+    else topic_retry_at = Clock::now() + std::chrono::seconds(5);
   }
 
   void note_error(rd_kafka_resp_err_t err, const std::string& reason) {
@@ -322,7 +325,7 @@ struct Uplink::Impl {
     const auto now = Clock::now();
     if (rewinding || now < resume_at) return 0;
     if (now >= regrow_at && !regrow()) return 0;
-    if (!topic_known) learn_topic();
+    if (!topic_known && now >= topic_retry_at) learn_topic();
     return opts.packed ? produce_packs() : produce_events();
   }
 
