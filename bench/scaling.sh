@@ -4,7 +4,7 @@
 # same run, so that the curve is read as ratios, not as this VM's speed of the moment.
 #
 #   ingest   the agent's TCP source into a channel, beside socat accepting the same clients and
-#            discarding what it reads (the ceiling of loopback TCP here);
+#            appending what it reads to a file in /dev/shm (about the ceiling of loopback TCP);
 #            payload: one client, lines of S bytes; producers: P clients, lines of 100 B.
 #   uplink   files -> Kafka (librdkafka's mock cluster, `tributary broker`), beside kcat -P with
 #            the same producer settings;
@@ -18,6 +18,8 @@
 # Each figure is the median of --repeat runs, the two sides interleaved; wall time from the
 # first byte sent (ingest) or the process start (uplink) until the last event is in the
 # channel / acknowledged.
+#
+# MB/s counts the lines' bytes, newline included.
 #
 #   bash bench/scaling.sh [--stage ingest|uplink|analyze|all] [--repeat R] [--quick] [--json FILE]
 set -euo pipefail
@@ -47,9 +49,12 @@ for tool in "${need[@]}"; do
     { echo "scaling.sh: needs $tool (apt-get install bc socat kcat time)" >&2; exit 2; }
 done
 work="$(mktemp -d /dev/shm/tributary-scaling.XXXXXX)"
-pids=()
+pids=()  # the long-running processes started and not yet reaped
+untrack() { local keep=() p; for p in "${pids[@]}"; do [ "$p" = "$1" ] || keep+=("$p"); done; pids=("${keep[@]}"); }
+stop() { kill "$@" 2> /dev/null || true; wait "$@" 2> /dev/null || true; local p; for p in "$@"; do untrack "$p"; done; }
 cleanup() {
   for p in "${pids[@]}"; do kill "$p" 2> /dev/null || true; done
+  pkill -f "$work" 2> /dev/null || true  # clients, kcats and agents: each names a file in $work
   rm -rf "$work"
 }
 trap cleanup EXIT
@@ -113,17 +118,25 @@ send_files() {
     bash -c 'cat "$1" > "/dev/tcp/127.0.0.1/$2"' _ "$f" "$port" &
     ps+=($!)
   done
-  wait "${ps[@]}"
+  local bad=0 q
+  for q in "${ps[@]}"; do wait "$q" || bad=1; done
+  [ "$bad" = 0 ] || { echo "scaling.sh: a client could not send its lines to port $port" >&2; exit 1; }
 }
 ingest_files=() ingest_lines=0 ingest_bytes=0
+# socat appends what it reads to a file in /dev/shm (the agent too writes every line to
+# memory), and its clock stops when the file holds every byte, not when the clients are done.
 run_socat() {
   local port pid t0 t1
   port=$(free_port)
-  socat -u "TCP-LISTEN:$port,bind=127.0.0.1,fork,reuseaddr" OPEN:/dev/null &
+  rm -f "$work/socat.out"
+  socat -u "TCP-LISTEN:$port,bind=127.0.0.1,fork,reuseaddr" "OPEN:$work/socat.out,creat,append" &
   pid=$!; pids+=("$pid")
   wait_listening "$port"
-  t0=$(now); send_files "$port" "${ingest_files[@]}"; t1=$(now)
-  kill "$pid"; wait "$pid" 2> /dev/null || true
+  t0=$(now); send_files "$port" "${ingest_files[@]}"
+  wait_until 300 "$pid" "socat writing $ingest_bytes bytes" file_has "$work/socat.out" "$ingest_bytes" || exit 1
+  t1=$(now)
+  stop "$pid"
+  rm -f "$work/socat.out"
   result="$(echo "$t1 - $t0" | bc -l) 0"
 }
 run_tcp_agent() {
@@ -152,7 +165,7 @@ EOF
   wait_until 300 "$pid" "the agent's tcp source (see $d/agent.log)" channel_has "$d/c.chan" "$ingest_lines" || exit 1
   t1=$(now)
   result="$(echo "$t1 - $t0" | bc -l) $(echo "$(cpu_of "$pid") - $cpu0" | bc -l)"
-  kill -TERM "$pid"; wait "$pid" 2> /dev/null || true
+  stop "$pid"
 }
 ingest_point() {  # DIMENSION POINT BYTES-PER-LINE
   run_pair "$repeat" tcp_agent socat
@@ -195,7 +208,7 @@ start_broker() {
   echo warm | timeout 60 kcat -P -b "$boot" -t bench "${settings[@]}" ||
     { echo "scaling.sh: the mock cluster at $boot does not take a message" >&2; exit 1; }
 }
-stop_broker() { kill "$broker_pid" 2> /dev/null || true; wait "$broker_pid" 2> /dev/null || true; }
+stop_broker() { stop "$broker_pid"; }
 stat_field() { "$bin" channel stat --json "$1" | grep -o "\"$2\":[0-9]*" | head -1 | cut -d: -f2; }
 committed_of() { "$bin" channel stat --json "$1" | grep -o '"name":"uplink","committed":[0-9]*' | cut -d: -f3; }
 shipped() {  # CHANNEL N: N records written and the uplink's cursor at the write position
@@ -228,7 +241,7 @@ run_uplink_full() {
   pid=$!; pids+=("$pid")
   wait_until 300 "$pid" "tributary uplink (see $work/uplink.log)" shipped "$work/run.chan" "$up_lines" || exit 1
   t1=$(now); cpu=$(cpu_of "$pid")
-  kill "$pid"; wait "$pid" 2> /dev/null || true
+  stop "$pid"
   rm -f "$work/run.chan"
   result="$(echo "$t1 - $t0" | bc -l) $cpu"
 }
@@ -244,8 +257,8 @@ run_uplink_live() {
   for i in "${!up_files[@]}"; do fill_agent "live$i" "$work/live.chan" "${up_files[$i]}"; agents+=("$agent_pid"); done
   wait_until 300 "$pid" "tributary uplink (see $work/uplink.log)" shipped "$work/live.chan" "$up_lines" || exit 1
   t1=$(now); cpu=$(cpu_of "$pid")
-  for i in "${agents[@]}"; do cpu=$(echo "$cpu + $(cpu_of "$i")" | bc -l); kill "$i" 2> /dev/null || true; done
-  kill "$pid"; wait "$pid" "${agents[@]}" 2> /dev/null || true
+  for i in "${agents[@]}"; do cpu=$(echo "$cpu + $(cpu_of "$i")" | bc -l); done
+  stop "$pid" "${agents[@]}"
   result="$(echo "$t1 - $t0" | bc -l) $cpu"
 }
 run_kcat() {  # one kcat -P per file, at once
@@ -279,7 +292,7 @@ uplink() {
     "$bin" channel create "$work/full.chan" --capacity "$(capacity_for "$n" "$s")" --max-payload 128K > /dev/null
     fill_agent fill "$work/full.chan" "$work/lines"
     wait_until 300 "$agent_pid" "the agent filling the channel (see $work/fill.log)" channel_has "$work/full.chan" "$n" || exit 1
-    kill "$agent_pid"; wait "$agent_pid" 2> /dev/null || true
+    stop "$agent_pid"
     start_broker  # a fresh one per point: the mock cluster keeps every message in memory
     uplink_point payload "$s" "$s" uplink_full
     stop_broker
