@@ -129,7 +129,7 @@ run_socat() {
   local port pid t0 t1
   port=$(free_port)
   rm -f "$work/socat.out"
-  socat -u "TCP-LISTEN:$port,bind=127.0.0.1,fork,reuseaddr" "OPEN:$work/socat.out,creat,append" &
+  socat -u "TCP-LISTEN:$port,bind=127.0.0.1,fork,reuseaddr,backlog=128" "OPEN:$work/socat.out,creat,append" &
   pid=$!; pids+=("$pid")
   wait_listening "$port"
   t0=$(now); send_files "$port" "${ingest_files[@]}"
