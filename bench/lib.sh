@@ -68,3 +68,15 @@ records_in() {
   n=$("$bin" channel stat --json "$1" 2> /dev/null | grep -o '"records_written":[0-9]*' | cut -d: -f2) || true
   echo "${n:-0}"
 }
+# free_port: a free loopback port (the kernel picks it; a race with another program is
+# possible, not likely). wait_listening PORT: until something accepts on PORT (at most 5 s).
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+wait_listening() {
+  local i
+  for i in $(seq 1 500); do
+    (exec 3<> "/dev/tcp/127.0.0.1/$1") 2> /dev/null && return 0
+    sleep 0.01
+  done
+  echo "$(basename "$0"): nothing listens on $1" >&2
+  return 1
+}

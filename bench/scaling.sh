@@ -90,16 +90,6 @@ run_pair() {
   sec_a=$(printf '%s\n' "${ta[@]}" | median); sec_b=$(printf '%s\n' "${tb[@]}" | median)
   cpu_a=$(printf '%s\n' "${ca[@]}" | median); cpu_b=$(printf '%s\n' "${cb[@]}" | median)
 }
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_listening() {
-  local i
-  for i in $(seq 1 500); do
-    (exec 3<> "/dev/tcp/127.0.0.1/$1") 2> /dev/null && return 0
-    sleep 0.01
-  done
-  echo "scaling.sh: nothing listens on $1" >&2
-  return 1
-}
 # The channel capacity (a power of two, MiB) for N events of S bytes: 48-byte header and
 # alignment each, and slack.
 capacity_for() {

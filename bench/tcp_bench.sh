@@ -45,18 +45,6 @@ send_all() {
   wait "${pids[@]}"
 }
 
-# A free loopback port (the kernel picks it; a race with another program is possible, not likely).
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_listening() {
-  local port="$1" i
-  for i in $(seq 1 500); do
-    (exec 3<> "/dev/tcp/127.0.0.1/$port") 2> /dev/null && return 0
-    sleep 0.01
-  done
-  echo "tcp_bench.sh: nothing listens on $port" >&2
-  return 1
-}
-
 # The ceiling: socat accepting every connection and discarding what it reads.
 run_socat() {
   local port pid t0 t1

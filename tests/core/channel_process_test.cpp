@@ -139,14 +139,20 @@ TEST(ChannelProcessTest, ProducerKilledMidWriteIsSkippedWithinTheTimeout) {
   EXPECT_EQ(ch.stats().live_producers, 1u);
 }
 
-TEST(ChannelProcessTest, RecoveryClosesADeadWritersClaimWhenNobodyIsAttached) {
-  TempDir dir;
-  const auto path = dir / "a.chan";
+// A new channel with a consumer "reader", closed, then left by
+// leave_a_dead_claim_then_ten_records.
+void a_dead_claim_in_a_new_channel(const std::filesystem::path& path) {
   {
     Channel ch = Channel::create(path, config());
     (void)ch.consumer("reader");
   }
   ASSERT_NO_FATAL_FAILURE(leave_a_dead_claim_then_ten_records(path));
+}
+
+TEST(ChannelProcessTest, RecoveryClosesADeadWritersClaimWhenNobodyIsAttached) {
+  TempDir dir;
+  const auto path = dir / "a.chan";
+  ASSERT_NO_FATAL_FAILURE(a_dead_claim_in_a_new_channel(path));
   Channel ch = Channel::open(path);  // default 1 s abandon timeout: recovery must not need it
   EXPECT_EQ(ch.stats().last_recovery.abandoned_claims, 1u);
   Consumer c = ch.consumer("reader");
@@ -160,11 +166,7 @@ TEST(ChannelProcessTest, RecoveryClosesADeadWritersClaimWhenNobodyIsAttached) {
 TEST(ChannelProcessTest, RecoveryDoesNotTrustADeadWritersClaimOffTheRecordBoundaries) {
   TempDir dir;
   const auto path = dir / "a.chan";
-  {
-    Channel ch = Channel::create(path, config());
-    (void)ch.consumer("reader");
-  }
-  ASSERT_NO_FATAL_FAILURE(leave_a_dead_claim_then_ten_records(path));
+  ASSERT_NO_FATAL_FAILURE(a_dead_claim_in_a_new_channel(path));
   {
     std::fstream f(path, std::ios::in | std::ios::out | std::ios::binary);
     const std::uint64_t first = detail::Layout::compute(0, 0).producers_off;
