@@ -93,6 +93,10 @@ else
   boot=$("$bin" kafka start --dir "$work/kafka" | tail -1)
 fi
 settings=(-X enable.idempotence=true -X acks=all -X compression.type=lz4 -X linger.ms=5 -X batch.size=1000000)
+# One message first: the topic is created (real Kafka: auto-created on first use, about a second
+# of leader election) and its metadata is ready before any timed run, not inside the first.
+echo warm | timeout 120 kcat -P -b "$boot" -t bench "${settings[@]}" ||
+  { echo "uplink_bench.sh: Kafka at $boot does not take a message to topic bench" >&2; exit 1; }
 
 shipped() { [ "$(committed_of "$work/run.chan" || echo 0)" = "$(stat_field "$work/run.chan" write_position)" ]; }
 # Runs in the main shell (not a subshell) so that cleanup can stop the uplink; sets $result.

@@ -3,6 +3,7 @@
 // the throughput chart.
 //
 //   tributary bench [--suite gate|channel|ingest|uplink|analyze|scaling|e2e|all]... [--json FILE] [--svg FILE] [--quick]
+//                   [--kafka mock|real]
 //   tributary bench compare BASE.json NEW.json [--max-regression 10%]
 //   tributary bench chart REPORT.json --svg FILE
 #include <fcntl.h>
@@ -156,6 +157,7 @@ struct Options {
   bool quick = false;
   bool no_callgrind = false;
   std::string bench_dir;
+  std::string kafka = "mock";  // the uplink suite's broker: mock, or real (+ kafka-producer-perf-test)
 };
 
 class Runner {
@@ -318,12 +320,13 @@ class Runner {
   }
 
   // Channel -> Kafka against kcat -P from a file and rsyslog imfile -> omkafka, same librdkafka
-  // settings (reported only).
+  // settings; on the real local Kafka also Kafka's kafka-producer-perf-test (reported only).
   void uplink() {
-    stage("uplink: channel -> mock Kafka beside kcat -P and rsyslog omkafka{}", o_.quick ? " (quick)" : "");
+    stage("uplink: channel -> {} Kafka beside kcat -P, rsyslog omkafka{}{}", o_.kafka,
+          o_.kafka == "real" ? " and kafka-producer-perf-test" : "", o_.quick ? " (quick)" : "");
     const fs::path uj = work_ / "uplink.json";
     check(run({"bash", (fs::path(TRIBUTARY_SOURCE_DIR) / "bench/uplink_bench.sh").string(), "--events",
-               o_.quick ? "200000" : "1000000", "--repeat", o_.quick ? "1" : "3", "--kafka", "mock", "--json", uj.string()}),
+               o_.quick ? "200000" : "1000000", "--repeat", o_.quick ? "1" : "3", "--kafka", o_.kafka, "--json", uj.string()}),
           "bench/uplink_bench.sh");
     simdjson::dom::parser p;
     const auto doc = load_json(p, uj);
@@ -525,6 +528,11 @@ void add_bench_commands(CLI::App& app, int& exit_code) {
   b->add_flag("--quick", o->quick, "Fewer repetitions and events: a smoke run");
   b->add_flag("--no-callgrind", o->no_callgrind, "Skip the instruction counts (no valgrind)");
   b->add_option("--bench-dir", o->bench_dir, "Where the benchmark binaries are (default: ../bench beside this program)");
+  b->add_option("--kafka", o->kafka,
+                "The uplink suite's broker: mock (librdkafka's mock cluster) or real (the local Kafka, first use fetches "
+                "its jars; adds Kafka's kafka-producer-perf-test as a peer)")
+      ->check(CLI::IsMember({"mock", "real"}))
+      ->capture_default_str();
   b->require_subcommand(0, 1);
 
   auto c = std::make_shared<std::tuple<std::string, std::string, std::string, double>>("", "", "10%", 3.0);
