@@ -247,8 +247,20 @@ void Consumer::commit(std::uint64_t position) noexcept {
         p += h->length.load(std::memory_order_relaxed);
       }
     }
-    n = std::min(n, c.uncommitted_records);
   }
+  commit_counted(position, n);
+}
+
+void Consumer::commit(std::uint64_t position, std::uint64_t records) noexcept {
+  Impl& c = *impl_;
+  if (position <= c.committed || position > c.read_pos) return;
+  commit_counted(position, position == c.read_pos ? c.uncommitted_records : records);
+}
+
+void Consumer::commit_counted(std::uint64_t position, std::uint64_t n) noexcept {
+  Impl& c = *impl_;
+  ChannelState& st = *c.st;
+  n = std::min(n, c.uncommitted_records);
   c.uncommitted_records -= n;
   c.committed = position;
   c.slot->records_committed.store(c.slot->records_committed.load(std::memory_order_relaxed) + n,

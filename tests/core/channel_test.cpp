@@ -176,6 +176,37 @@ TEST(ChannelTest, ConsumerRereadsFromItsCommittedCursorAfterReopen) {
   EXPECT_EQ(ch.stats().consumers.at(0).records_committed, 5u);
 }
 
+TEST(ChannelTest, APartialCommitToldItsRecordCountMovesTheCursorAsTheWalkingOneDoes) {
+  TempDir dir;
+  Channel ch = Channel::create(dir / "a.chan", small_config());
+  Producer p = ch.producer();
+  for (int i = 0; i < 10; ++i) ASSERT_EQ(p.append({1, static_cast<std::uint64_t>(i)}, payload_for(1, i, 20)), AppendStatus::kOk);
+  Consumer told = ch.consumer("told");
+  Consumer walked = ch.consumer("walked");
+  Consumer capped = ch.consumer("capped");
+  ASSERT_EQ(drain(told, 10).size(), 10u);
+  const auto got = drain(walked, 10);
+  ASSERT_EQ(got.size(), 10u);
+  told.commit(got[4].position, 4);  // records 0..3
+  walked.commit(got[4].position);
+  told.commit(got[7].position, 3);
+  walked.commit(got[7].position);
+  EXPECT_EQ(told.committed(), walked.committed());
+  told.commit(told.read_position(), 99);  // the whole read: the count is its own, whatever it is told
+  walked.commit();
+  EXPECT_EQ(told.committed(), walked.committed());
+  const auto stats = ch.stats().consumers;
+  ASSERT_EQ(stats.size(), 3u);
+  EXPECT_EQ(stats.at(0).records_committed, 10u);
+  EXPECT_EQ(stats.at(1).records_committed, 10u);
+  // Never more than what was read: a count larger than the records read is capped.
+  const auto again = drain(capped, 10);
+  ASSERT_EQ(again.size(), 10u);
+  capped.commit(again[2].position, 50);
+  capped.commit();
+  EXPECT_EQ(ch.stats().consumers.at(2).records_committed, 10u);
+}
+
 TEST(ChannelTest, SeekRereadsUncommittedRecordsButNotBeforeTheCursor) {
   TempDir dir;
   Channel ch = Channel::create(dir / "a.chan", small_config());

@@ -262,6 +262,10 @@ class Consumer {
   // Commits everything read so far (or up to `position`, a record boundary already read).
   void commit() noexcept;
   void commit(std::uint64_t position) noexcept;
+  // The same, told how many records poll returned below `position` since the last commit (the
+  // caller counted them): a partial commit need not walk the records again to count them for
+  // stats().
+  void commit(std::uint64_t position, std::uint64_t records) noexcept;
   // Moves the read position to `position` (>= committed cursor, a record boundary: a
   // Record::position or Record::next); the next poll reads from there.
   [[nodiscard]] bool seek(std::uint64_t position) noexcept;
@@ -277,6 +281,7 @@ class Consumer {
   friend class Channel;
   struct Impl;
   explicit Consumer(std::unique_ptr<Impl> impl) noexcept;
+  void commit_counted(std::uint64_t position, std::uint64_t records) noexcept;
   std::unique_ptr<Impl> impl_;
 };
 
