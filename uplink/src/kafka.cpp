@@ -137,8 +137,8 @@ std::optional<std::string> topic_config(rd_kafka_t* rk, const std::string& topic
 }
 
 namespace {
-void put_le(std::string& out, std::uint64_t v, int bytes) {
-  for (int i = 0; i < bytes; ++i) out += static_cast<char>((v >> (8 * i)) & 0xFF);
+void put_le(char* out, std::uint64_t v, int bytes) {
+  for (int i = 0; i < bytes; ++i) out[i] = static_cast<char>((v >> (8 * i)) & 0xFF);
 }
 std::uint64_t get_le(const char* p, int bytes) {
   std::uint64_t v = 0;
@@ -149,10 +149,12 @@ std::uint64_t get_le(const char* p, int bytes) {
 
 void append_packed(std::string& pack, core::EventId id, std::int64_t timestamp_ns, std::span<const std::byte> payload) {
   if (pack.empty()) pack = "TPK1";
-  put_le(pack, payload.size(), 4);
-  put_le(pack, id.source_id, 8);
-  put_le(pack, id.sequence, 8);
-  put_le(pack, static_cast<std::uint64_t>(timestamp_ns), 8);
+  char h[kPackedEntryHeader];  // built here, appended once
+  put_le(h, payload.size(), 4);
+  put_le(h + 4, id.source_id, 8);
+  put_le(h + 12, id.sequence, 8);
+  put_le(h + 20, static_cast<std::uint64_t>(timestamp_ns), 8);
+  pack.append(h, sizeof h);
   pack.append(reinterpret_cast<const char*>(payload.data()), payload.size());
 }
 

@@ -53,6 +53,7 @@ struct Entry {
   std::uint32_t events = 1;  // > 1 or an empty payload: a pack of the records in [pos, next)
   bool pack = false;
   bool alone = false;  // sent with nothing else in flight: a refusal is this record's own
+  std::string packed = {};  // a pack's bytes: librdkafka reads them until the delivery report
 };
 
 }  // namespace
@@ -267,7 +268,7 @@ struct Uplink::Impl {
   // Pops delivered (and dead-lettered) events from the front; commits the channel up to them.
   std::size_t advance() {
     std::size_t n = 0;
-    std::uint64_t commit_to = 0;
+    std::uint64_t commit_to = 0, records = 0;
     while (!inflight.empty()) {
       Entry& e = inflight.front();
       if (e.state == State::kPermanent) {
@@ -276,12 +277,13 @@ struct Uplink::Impl {
       }
       if (e.state != State::kDone) break;
       commit_to = e.next;
+      records += e.events;
       inflight_events -= e.events;
       inflight.pop_front();
       ++front_ticket;
       ++n;
     }
-    if (commit_to != 0) consumer.commit(commit_to);
+    if (commit_to != 0) consumer.commit(commit_to, records);  // the entries' own count: no walk
     if (!inflight.empty() && (inflight.front().state == State::kFailed || inflight.front().state == State::kShrink ||
                               inflight.front().state == State::kSplit))
       rewinding = true;
@@ -371,14 +373,19 @@ struct Uplink::Impl {
       const std::uint64_t ticket = front_ticket + inflight.size();
       inflight.push_back({pos, next, first, {}, State::kPending, RD_KAFKA_RESP_ERR_NO_ERROR, count, true});
       inflight_events += count;
+      // The pack's bytes move to its entry (a deque: they stay put) and librdkafka reads them
+      // there, without a copy; a pack cut well short of its reserved size gives the rest back.
+      std::string& bytes_held = inflight.back().packed;
+      bytes_held = std::move(pack);
+      if (bytes_held.size() < bytes_held.capacity() / 2) bytes_held.shrink_to_fit();
+      pack = std::string();
       const rd_kafka_resp_err_t err = rd_kafka_producev(
-          rk.get(), RD_KAFKA_V_TOPIC(opts.topic.c_str()), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-          RD_KAFKA_V_VALUE(pack.data(), pack.size()), RD_KAFKA_V_KEY(key, sizeof key),
+          rk.get(), RD_KAFKA_V_TOPIC(opts.topic.c_str()), RD_KAFKA_V_MSGFLAGS(0),
+          RD_KAFKA_V_VALUE(bytes_held.data(), bytes_held.size()), RD_KAFKA_V_KEY(key, sizeof key),
           RD_KAFKA_V_HEADER(kPackedHeader, "1", 1),
           RD_KAFKA_V_OPAQUE(reinterpret_cast<void*>(static_cast<std::uintptr_t>(ticket))), RD_KAFKA_V_END);
       const std::uint32_t n = count;
-      const std::size_t len = pack.size();
-      pack.clear();
+      const std::size_t len = bytes_held.size();
       count = 0;
       if (err == RD_KAFKA_RESP_ERR_NO_ERROR || permanent(err)) {
         if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {  // refused before sending: this pack's own fault
@@ -425,6 +432,9 @@ struct Uplink::Impl {
           pos = r.position;
           first = r.id;
         }
+        // Room for a whole pack at once (appending never moves it); flush() gives back what a
+        // short pack does not use.
+        if (pack.empty()) pack.reserve(std::max<std::size_t>(pack_limit, kPackedMagicSize + kPackedEntryHeader + r.payload.size()));
         append_packed(pack, r.id, r.timestamp_ns, r.payload);
         next = r.next;
         bytes += r.payload.size();
