@@ -446,6 +446,7 @@ struct AnalyzeJob::Impl {
   std::optional<core::Channel> channel;
   std::optional<core::Consumer> consumer;
   std::uint64_t channel_pos = 0;
+  std::uint64_t channel_records = 0;  // polled below channel_pos since the last commit
   // kafka input
   detail::HandleContext kafka_ctx{&log};  // the opaque of `kafka`: its log lines into `log`
   uplink::KafkaHandle kafka;
@@ -607,6 +608,7 @@ struct AnalyzeJob::Impl {
                          static_cast<std::int64_t>(recs[i].position)});
       analyzer->process_batch(batch);
       if (k > 0) channel_pos = recs[k - 1].next;
+      channel_records += k;
       if (k == 0) (void)consumer->wait(std::chrono::milliseconds(100));
       return k;
     }
@@ -775,7 +777,10 @@ struct AnalyzeJob::Impl {
     write_checkpoint(cfg.state_dir / "checkpoint", analyzer->serialize(position()));
     write_outputs();
     // The input's own position only trails the checkpoint.
-    if (consumer) consumer->commit(channel_pos);
+    if (consumer) {  // counted here: a commit short of the read position need not walk the records
+      consumer->commit(channel_pos, channel_records);
+      channel_records = 0;
+    }
     if (kafka && !offsets.empty()) {
       rd_kafka_topic_partition_list_t* list = rd_kafka_topic_partition_list_new(static_cast<int>(offsets.size()));
       for (const auto& [p, o] : offsets) rd_kafka_topic_partition_list_add(list, cfg.topic.c_str(), p)->offset = o;
