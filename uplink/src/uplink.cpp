@@ -63,8 +63,10 @@ struct Uplink::Impl {
   UplinkOptions opts;
   LogFn log;
   core::Consumer consumer;
-  KafkaHandle rk;
+  // Declared before the producer, so destroyed after it: librdkafka's threads may read a
+  // queued pack's bytes (held by its entry) until rd_kafka_destroy has joined them.
   std::deque<Entry> inflight;  // in channel order
+  KafkaHandle rk;
   std::size_t inflight_events = 0;  // events in `inflight` (a pack holds many)
   std::string pack;                 // packed mode: the record being built
   std::size_t pack_limit = 0;       // packed mode: opts.pack_bytes, halved by packs refused for size
