@@ -958,16 +958,22 @@ std::size_t process_message(Analyzer& a, const rd_kafka_message_t* m, std::uint6
     });
     a.process_batch(batch);  // the events before a damage are counted either way
     if (whole) return batch.size();
-    // A damaged pack: the record itself is rejected (counted and sampled as not JSON) under its
-    // partition/offset identity.
-    if (log) log("warn", fmt::format("partition {} offset {}: a damaged packed record", m->partition, m->offset));
   }
   // Tributary records carry their identity; others are identified by partition and offset.
   const core::EventId fallback{(topic_hash ^ static_cast<std::uint64_t>(m->partition + 1)) | (1ull << 63),
                                static_cast<std::uint64_t>(m->offset)};
   rd_kafka_timestamp_type_t tstype;
   const std::int64_t ts = rd_kafka_message_timestamp(m, &tstype);
-  (void)a.process(Event{uplink::message_identity(m).value_or(fallback), value, ts < 0 ? 0 : ts, m->offset});
+  const Event e{uplink::message_identity(m).value_or(fallback), value, ts < 0 ? 0 : ts, m->offset};
+  if (uplink::is_packed(m)) {
+    // A damaged pack: its events after the damage are gaps of their own sources; the record
+    // itself is rejected (counted, sampled, dead-lettered) under no identity of its own, so
+    // that the audit shows no source for it.
+    if (log) log("warn", fmt::format("partition {} offset {}: a damaged packed record", m->partition, m->offset));
+    a.reject_record(e, "damaged packed record");
+    return batch.size() + 1;
+  }
+  (void)a.process(e);
   return 1;
 }
 

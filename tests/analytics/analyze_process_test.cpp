@@ -513,6 +513,40 @@ TEST(AnalyzeProcessTest, AnOffsetResetRereadsFromTheStartAndCountsNothingTwice) 
   EXPECT_EQ(text.find("%4|"), std::string::npos) << text;
 }
 
+// A packed record whose bytes are damaged (a pack cut inside an entry's header): rejected
+// with its reason, and no source appears in the audit for it (it has no identity of its own).
+TEST(AnalyzeProcessTest, ADamagedPackIsRejectedWithItsReasonAndAddsNoSourceToTheAudit) {
+  TempDir dir;
+  const auto d = TianchiData::make(31, 300, 20000);
+  uplink::MockCluster mock(1);
+  uplink::UplinkOptions packed{.name = "up", .topic = "tianchi", .kafka = {}};
+  packed.packed = true;
+  const std::uint64_t n = ship_to_mock(dir, d, mock, {packed});
+  {
+    uplink::KafkaHandle rk = uplink::make_handle(RD_KAFKA_PRODUCER, uplink::make_conf({{"bootstrap.servers", mock.bootstrap()}}));
+    const std::string damaged = std::string("TPK1") + std::string("\x10\x00\x00", 3);  // an entry's header, cut
+    ASSERT_EQ(rd_kafka_producev(rk.get(), RD_KAFKA_V_TOPIC("tianchi"), RD_KAFKA_V_PARTITION(0),
+                                RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+                                RD_KAFKA_V_VALUE(const_cast<char*>(damaged.data()), damaged.size()),
+                                RD_KAFKA_V_HEADER(uplink::kPackedHeader, "1", 1), RD_KAFKA_V_END),
+              RD_KAFKA_RESP_ERR_NO_ERROR);
+    ASSERT_EQ(rd_kafka_flush(rk.get(), 10000), RD_KAFKA_RESP_ERR_NO_ERROR);
+  }
+  Child job({kTributary, "analyze", "--config", (dir / "analyze.toml").string(), "--drain"});
+  ASSERT_EQ(job.wait(60s), 0);
+  EXPECT_EQ(accounted(dir / "out"), n + 1) << "every event, and the damaged record as one rejection";
+  expect_outputs(dir / "out", d);
+  const std::string status = slurp(dir / "out" / "status.json");
+  EXPECT_NE(status.find(R"("damaged packed record":1)"), std::string::npos) << status;
+  // The audit lists the two sources of the channel and nothing else.
+  std::size_t sources = 0;
+  for (std::size_t at = status.find(R"("source":)"); at != std::string::npos; at = status.find(R"("source":)", at + 1))
+    ++sources;
+  EXPECT_EQ(sources, 2u) << status;
+  EXPECT_NE(status.find(R"({"source":1,)"), std::string::npos) << status;
+  EXPECT_NE(status.find(R"({"source":2,)"), std::string::npos) << status;
+}
+
 // Group keys are event text: a comma, quote or newline in one is quoted in the output CSV
 // (RFC 4180), so the file still has one key per row and reads back exactly.
 TEST(AnalyzeProcessTest, KeysWithCommasQuotesAndNewlinesAreQuotedInTheOutputs) {

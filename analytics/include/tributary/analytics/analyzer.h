@@ -111,6 +111,11 @@ class Analyzer {
   // (FieldExtractor::extract_batch). Outcomes are counted in stats().
   void process_batch(std::span<const Event> events);
 
+  // An input record that holds no event to count and has no identity of its own (a damaged
+  // pack): rejected (counted, sampled, handed to the dead-letter sink) with `reason`, and kept
+  // out of the ledger, so that no source the audit does not know appears for it.
+  void reject_record(const Event& e, std::string_view reason) { (void)reject(e, reason); }
+
   // Running totals of grouping `g`: key parts joined with '\x1f' -> count.
   [[nodiscard]] const std::map<std::string, std::uint64_t>& totals(std::size_t g) const { return totals_.at(g); }
   [[nodiscard]] const AnalyzerStats& stats() const noexcept { return stats_; }
