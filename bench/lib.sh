@@ -80,3 +80,21 @@ wait_listening() {
   echo "$(basename "$0"): nothing listens on $1" >&2
   return 1
 }
+# stat_field CHANNEL FIELD: a number of `channel stat --json`; committed_of CHANNEL: the cursor
+# of its consumer "uplink". Need $bin.
+stat_field() { "$bin" channel stat --json "$1" | grep -o "\"$2\":[0-9]*" | head -1 | cut -d: -f2; }
+committed_of() { "$bin" channel stat --json "$1" | grep -o '"name":"uplink","committed":[0-9]*' | cut -d: -f3; }
+# tail_agent_toml FILE NAME CHANNEL INPUT [MAX_LINE]: an agent NAME tailing INPUT into CHANNEL.
+tail_agent_toml() {
+  cat > "$1" <<EOF
+[agent]
+name = "$2"
+[channels.c]
+path = "$3"
+[sources.log]
+type = "tail"
+channels = ["c"]
+paths = ["$4"]
+${5:+max_line = \"$5\"}
+EOF
+}

@@ -199,8 +199,6 @@ start_broker() {
     { echo "scaling.sh: the mock cluster at $boot does not take a message" >&2; exit 1; }
 }
 stop_broker() { stop "$broker_pid"; }
-stat_field() { "$bin" channel stat --json "$1" | grep -o "\"$2\":[0-9]*" | head -1 | cut -d: -f2; }
-committed_of() { "$bin" channel stat --json "$1" | grep -o '"name":"uplink","committed":[0-9]*' | cut -d: -f3; }
 shipped() {  # CHANNEL N: N records written and the uplink's cursor at the write position
   [ "$(stat_field "$1" records_written || echo 0)" -ge "$2" ] &&
     [ "$(committed_of "$1" || echo 0)" = "$(stat_field "$1" write_position)" ]
@@ -208,17 +206,7 @@ shipped() {  # CHANNEL N: N records written and the uplink's cursor at the write
 up_files=() up_lines=0 up_bytes=0
 # fill_agent NAME CHANNEL FILE: an agent tailing FILE into CHANNEL (started, pid in $agent_pid).
 fill_agent() {
-  cat > "$work/$1.toml" <<EOF
-[agent]
-name = "$1"
-[channels.c]
-path = "$2"
-[sources.log]
-type = "tail"
-channels = ["c"]
-paths = ["$3"]
-max_line = "128K"
-EOF
+  tail_agent_toml "$work/$1.toml" "$1" "$2" "$3" 128K
   "$bin" agent --config "$work/$1.toml" 2> "$work/$1.log" &
   agent_pid=$!; pids+=("$agent_pid")
 }

@@ -55,8 +55,6 @@ cleanup() {
 }
 trap cleanup EXIT
 source bench/lib.sh
-stat_field() { "$bin" channel stat --json "$1" | grep -o "\"$2\":[0-9]*" | head -1 | cut -d: -f2; }
-committed_of() { "$bin" channel stat --json "$1" | grep -o '"name":"uplink","committed":[0-9]*' | cut -d: -f3; }
 
 # The events: `tributary gen tianchi` rows through `tributary replay` (the demo's JSON lines).
 "$bin" gen tianchi --users 10000 --rows "$events" --out "$work/gen" > /dev/null
@@ -68,16 +66,7 @@ bytes=$(stat -c %s "$data")
 # A channel holding them, filled once by a tail source (not timed); each run ships it again
 # under a fresh consumer name... a consumer name is durable, so each run copies the full file.
 "$bin" channel create "$work/full.chan" --capacity 512M --max-payload 64K > /dev/null
-cat > "$work/fill.toml" <<EOF
-[agent]
-name = "fill"
-[channels.c]
-path = "$work/full.chan"
-[sources.log]
-type = "tail"
-channels = ["c"]
-paths = ["$data"]
-EOF
+tail_agent_toml "$work/fill.toml" fill "$work/full.chan" "$data"
 filled() { [ "$(stat_field "$work/full.chan" records_written || echo 0)" -ge "$lines" ]; }
 "$bin" agent --config "$work/fill.toml" 2> "$work/fill.log" &
 fill_pid=$!

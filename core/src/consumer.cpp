@@ -1,6 +1,7 @@
 // Consumer: named durable reader. Reads records in place by their tags (no shared read of the
-// write position on the hot path), commits a cursor that bounds what producers may reuse, and
-// closes the reservations of dead writers after abandon_timeout.
+// write position on the hot path; a reader behind a backlog reads it only to bound its
+// prefetch, when it gets near the value last read), commits a cursor that bounds what producers
+// may reuse, and closes the reservations of dead writers after abandon_timeout.
 #include <fmt/format.h>
 
 #include <algorithm>
@@ -119,8 +120,9 @@ std::size_t Consumer::poll(std::span<Record> out) noexcept {
   // draining a cold mapping spent a quarter of its time on these loads). Ask for every line up
   // to a page ahead, within the lap and a page short of the reserved write head (lines that
   // producers may still be writing stay theirs). Only while the reader is behind: its last
-  // batch poll came back full. Then the write head is read once a page; a reader at the head
-  // (its polls not full, and single-record polls) reads no shared line for it.
+  // batch poll came back full. Then the write head is read again only when the prefetch gets
+  // within two pages of the value last read; a reader at the head (its polls not full, and
+  // single-record polls) reads no shared line for it.
   bool small = c.behind && out.size() >= kPrefetchBatch;  // the last record framed was small
   if (small && c.tail_seen < p + 2 * kPrefetchAhead) c.tail_seen = load_u64(&st.hdr->tail.pos);
   const std::uint64_t head = c.tail_seen > kPrefetchAhead ? c.tail_seen - kPrefetchAhead : 0;
