@@ -11,10 +11,11 @@
 #            payload: a channel of lines of S bytes shipped by `tributary uplink`, kcat -P -l
 #            of the same file; producers: P agents tailing P files into one channel while one
 #            uplink ships it, beside P kcat -P processes at once (lines of 100 B).
-#   analyze  the paper's pipeline from memory (hotloop_bench analyze/pipeline), events padded
-#            to S bytes with a string member between the fields it reads, beside simdjson's
-#            bare iterate_many over the same bytes (the channel's producer scaling is in
-#            RESULTS.md's channel section: Google Benchmark, threads).
+#   analyze  payload: the paper's pipeline from memory (hotloop_bench analyze/pipeline), events
+#            padded to S bytes with a string member between the fields it reads, beside
+#            simdjson's bare iterate_many over the same bytes; producers: `tributary analyze`
+#            on a channel that P agents write live (each tailing one of P replayed logs),
+#            beside the same analyzer draining the same events from a channel filled before.
 # Each figure is the median of --repeat runs, the two sides interleaved; wall time from the
 # first byte sent (ingest) or the process start (uplink) until the last event is in the
 # channel / acknowledged.
@@ -43,7 +44,7 @@ bin="$PWD/build/release/tools/tributary"
 hotloop="$PWD/build/release/bench/hotloop_bench"
 [ -x "$bin" ] && [ -x "$hotloop" ] || bash tools/setup.sh build
 need=(bc python3)
-case "$stage" in ingest) need+=(socat) ;; uplink) need+=(kcat /usr/bin/time) ;; all) need+=(socat kcat /usr/bin/time) ;; esac
+case "$stage" in ingest) need+=(socat) ;; uplink | analyze) need+=(kcat /usr/bin/time) ;; all) need+=(socat kcat /usr/bin/time) ;; esac
 for tool in "${need[@]}"; do
   command -v "$tool" > /dev/null ||
     { echo "scaling.sh: needs $tool (apt-get install bc socat kcat time)" >&2; exit 2; }
@@ -311,6 +312,68 @@ analyze() {
     echo "  analyze payload $bytes: pipeline $(echo "$ours" | cut -d. -f1) events/s, iterate_many $(echo "$peer" | cut -d. -f1)" >&2
     rows+=("analyze|payload|$bytes|$ours|$peer|$(echo "$ours * $bytes / 1000000" | bc -l)|iterate_many|$bytes")
   done
+  # Producers: the paper's analyzer reading a channel live while P agents tail P replayed logs
+  # into it, against the same analyzer draining the same events from a channel filled before
+  # (no producer running): what P concurrent producers on the same 2 cores cost the stage.
+  # status.json is written every 50 ms (the checkpoint interval) and the clock stops at the
+  # first one that accounts for every event: the live figure is low by at most 50 ms.
+  echo "analyze: the paper's analyzer on a channel, P agents writing it live vs a drained filled channel" >&2
+  local p
+  "$bin" gen tianchi --users 10000 --rows "$total_p" --out "$work/agen" > /dev/null
+  for p in "${producers[@]}"; do
+    rm -rf "$work/areplay"
+    "$bin" replay "$work/agen/user_log_format1.csv" --to "tail:$work/areplay" --concurrency "$p" > /dev/null
+    an_files=("$work"/areplay/replay-*.log)
+    an_lines=$(cat "${an_files[@]}" | wc -l)
+    an_bytes=$(cat "${an_files[@]}" | wc -c)
+    run_pair "$repeat" analyze_live analyze_drained
+    echo "  analyze producers $p: live $(echo "$an_lines / $sec_a" | bc -l | cut -d. -f1) events/s," \
+         "drained $(echo "$an_lines / $sec_b" | bc -l | cut -d. -f1) events/s" >&2
+    rows+=("analyze|producers|$p|$(echo "$an_lines / $sec_a" | bc -l)|$(echo "$an_lines / $sec_b" | bc -l)|$(echo "$an_bytes / $sec_a / 1000000" | bc -l)|drained|$((an_bytes / an_lines))")
+  done
+}
+an_files=() an_lines=0 an_bytes=0
+# analyze_config CHANNEL STATE: the paper's analyzer on CHANNEL, checkpoints every 50 ms.
+analyze_config() {
+  "$bin" gen tianchi-config --input "$(printf 'type = "channel"\npath = "%s"' "$1")" \
+    --user-info "$work/agen/user_info_format1.csv" --state-dir "$2" --checkpoint-ms 50 > "$work/analyze.toml"
+}
+# fill_channel_with_agents CHANNEL: one agent per file of an_files (pids in $agents).
+fill_channel_with_agents() {
+  local i
+  agents=()
+  "$bin" channel create "$1" --capacity "$(capacity_for "$an_lines" $((an_bytes / an_lines)))" > /dev/null
+  for i in "${!an_files[@]}"; do fill_agent "an$i" "$1" "${an_files[$i]}"; agents+=("$agent_pid"); done
+}
+all_accounted() { [ "$(accounted "$1")" = "$an_lines" ]; }
+run_analyze_live() {
+  local t0 t1 pid cpu i
+  rm -rf "$work/an.chan" "$work/astate"
+  analyze_config "$work/an.chan" "$work/astate"
+  t0=$(now)
+  fill_channel_with_agents "$work/an.chan"
+  "$bin" analyze --config "$work/analyze.toml" 2> "$work/analyze.log" &
+  pid=$!; pids+=("$pid")
+  wait_until 300 "$pid" "the analyzer reading live (see $work/analyze.log)" all_accounted "$work/astate" || exit 1
+  t1=$(now); cpu=$(cpu_of "$pid")
+  for i in "${agents[@]}"; do cpu=$(echo "$cpu + $(cpu_of "$i")" | bc -l); done
+  stop "$pid" "${agents[@]}"
+  result="$(echo "$t1 - $t0" | bc -l) $cpu"
+}
+run_analyze_drained() {
+  local t0 t1 u s
+  rm -rf "$work/an.chan" "$work/astate"
+  fill_channel_with_agents "$work/an.chan"
+  wait_until 300 - "the agents filling the channel" channel_has "$work/an.chan" "$an_lines" || exit 1
+  stop "${agents[@]}"
+  analyze_config "$work/an.chan" "$work/astate"
+  t0=$(now)
+  /usr/bin/time -o "$work/an.time" -f "%U %S" "$bin" analyze --config "$work/analyze.toml" --drain 2> "$work/analyze.log" ||
+    { echo "scaling.sh: analyze --drain failed (see $work/analyze.log)" >&2; exit 1; }
+  t1=$(now)
+  all_accounted "$work/astate" || { echo "scaling.sh: the drained analyzer accounted for $(accounted "$work/astate") of $an_lines" >&2; exit 1; }
+  read -r u s < "$work/an.time"
+  result="$(echo "$t1 - $t0" | bc -l) $(echo "$u + $s" | bc -l)"
 }
 
 case "$stage" in
