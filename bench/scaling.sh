@@ -80,6 +80,16 @@ with open(path, "w") as f:
         f.write(head + "x" * (size - 1 - len(head)) + "\n")
 PY
 }
+# split_lines P: the producer points' input, $total_p lines of 100 B numbered across P files
+# (work/lines.1 .. lines.P, listed in $split_files).
+split_lines() {
+  local i
+  split_files=()
+  for i in $(seq 1 "$1"); do
+    sized_lines "$work/lines.$i" $((total_p / $1)) 100 $(((i - 1) * (total_p / $1)))
+    split_files+=("$work/lines.$i")
+  done
+}
 # run_pair R A B: interleaves run_A and run_B R times (each sets $result to "seconds cpu"), and
 # leaves their median seconds in $sec_a and $sec_b and CPU seconds in $cpu_a and $cpu_b.
 run_pair() {
@@ -174,12 +184,8 @@ ingest() {
     ingest_point payload "$s" "$s"
   done
   for p in "${producers[@]}"; do
-    ingest_files=()
-    for i in $(seq 1 "$p"); do
-      sized_lines "$work/lines.$i" $((total_p / p)) 100 $(((i - 1) * (total_p / p)))
-      ingest_files+=("$work/lines.$i")
-    done
-    ingest_lines=$((total_p / p * p)) ingest_bytes=$((total_p / p * p * 100))
+    split_lines "$p"
+    ingest_files=("${split_files[@]}") ingest_lines=$((total_p / p * p)) ingest_bytes=$((total_p / p * p * 100))
     ingest_point producers "$p" 100
     rm -f "$work"/lines.*
   done
@@ -278,12 +284,8 @@ uplink() {
     rm -f "$work/full.chan"
   done
   for p in "${producers[@]}"; do
-    up_files=()
-    for i in $(seq 1 "$p"); do
-      sized_lines "$work/lines.$i" $((total_p / p)) 100 $(((i - 1) * (total_p / p)))
-      up_files+=("$work/lines.$i")
-    done
-    up_lines=$((total_p / p * p)) up_bytes=$((total_p / p * p * 100))
+    split_lines "$p"
+    up_files=("${split_files[@]}") up_lines=$((total_p / p * p)) up_bytes=$((total_p / p * p * 100))
     start_broker
     uplink_point producers "$p" 100 uplink_live
     stop_broker

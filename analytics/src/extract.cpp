@@ -133,10 +133,10 @@ struct FieldExtractor::Impl {
       std::memcpy(&lo, key, 8);
       std::memcpy(&hi, key + 8, 8);
       // Only the names not found yet whose first two bytes agree with the key's, lowest first.
-      std::uint64_t todo = all & ~found & first_byte[static_cast<unsigned char>(lo)] &
-                           second_byte[static_cast<unsigned char>(lo >> 8)];
-      for (; todo != 0; todo &= todo - 1) {
-        const auto i = static_cast<std::size_t>(std::countr_zero(todo));
+      std::uint64_t candidates = all & ~found & first_byte[static_cast<unsigned char>(lo)] &
+                                 second_byte[static_cast<unsigned char>(lo >> 8)];
+      for (; candidates != 0; candidates &= candidates - 1) {
+        const auto i = static_cast<std::size_t>(std::countr_zero(candidates));
         const Pattern& p = pattern[i];
         // Longer names: simdjson's comparison (it may read as many bytes as the name from a
         // shorter key: inside the padding up to 64, byte by byte beyond).
