@@ -1,4 +1,4 @@
-// `tributary channel create|stat|dump|recover|demo`: manage and inspect channel files, and the
+// `tributary channel create|stat|dump|recover|remove-consumer|demo`: manage and inspect channel files, and the
 // channel's own demonstration (several producer processes -> one consumer, checked exactly once).
 #include <sys/wait.h>
 #include <unistd.h>
@@ -284,6 +284,25 @@ void add_channel_commands(CLI::App& app, int& exit_code) {
       return;
     }
     print_stats(ch, false);
+    exit_code = 0;
+  });
+
+  // A consumer nobody reads any more (a renamed uplink, a retired analyzer) holds the ring's
+  // floor: producers stop at full. Removing it is the operator's decision, never automatic.
+  auto remove_path = std::make_shared<std::string>();
+  auto remove_name = std::make_shared<std::string>();
+  CLI::App* remove = chan->add_subcommand(
+      "remove-consumer", "Remove a named consumer that is no longer used, so that it stops holding back producers");
+  remove->add_option("path", *remove_path, "Channel file")->required();
+  remove->add_option("name", *remove_name, "Consumer name (as `channel stat` lists it)")->required();
+  remove->callback([remove_path, remove_name, &exit_code] {
+    Channel ch = Channel::open(*remove_path);
+    if (!ch.remove_consumer(*remove_name)) {
+      fmt::print(stderr, "{} has no consumer named '{}'\n", *remove_path, *remove_name);
+      exit_code = 1;
+      return;
+    }
+    fmt::print("removed consumer '{}' of {}\n", *remove_name, *remove_path);
     exit_code = 0;
   });
 

@@ -1,5 +1,6 @@
-// `tributary channel stat|recover` as a user runs them: stat says whether the file was closed
-// cleanly, and recover runs the full scan that a clean close lets an opener skip.
+// `tributary channel stat|recover|remove-consumer` as a user runs them: stat says whether the
+// file was closed cleanly, recover runs the full scan that a clean close lets an opener skip,
+// and remove-consumer frees the space an unused consumer holds.
 #include <gtest/gtest.h>
 #include <sys/wait.h>
 
@@ -64,6 +65,44 @@ TEST(ChannelCommandTest, RecoverRefusesAFileInUseAndSaysSo) {
   EXPECT_EQ(output_of(recover), "");
   const int status = recover.wait(10s);
   EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 1) << "another process has it open: no scan could run";
+}
+
+// A consumer nobody reads any more holds the floor: producers hit full. The operator removes it
+// by name, and producers go on; a name that is not there is an error, not a silent no-op.
+TEST(ChannelCommandTest, RemoveConsumerReleasesTheSpaceAnUnusedConsumerHeld) {
+  TempDir dir;
+  const auto path = dir / "c.chan";
+  core::ChannelConfig cfg;
+  cfg.capacity = 64 * 1024;
+  cfg.max_payload = 1024;
+  cfg.source_slots = 16;
+  {
+    core::Channel ch = core::Channel::create(path, cfg);
+    (void)ch.consumer("old-uplink");
+    core::Consumer reader = ch.consumer("reader");
+    core::Producer p = ch.producer({core::FullPolicy::kFailFast});
+    std::vector<core::Record> buf(64);
+    std::uint64_t i = 0;
+    for (; i < 10'000; ++i) {
+      if (p.append({1, i}, testing::payload_for(1, i, 500)) != core::AppendStatus::kOk) break;
+      while (reader.poll(buf) != 0) reader.commit();
+    }
+    ASSERT_LT(i, 10'000u) << "the unused consumer should have filled the channel";
+  }
+  Child unknown({kTributary, "channel", "remove-consumer", path.string(), "no-such"});
+  EXPECT_EQ(output_of(unknown), "");
+  const int status = unknown.wait(10s);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 1);
+
+  Child remove({kTributary, "channel", "remove-consumer", path.string(), "old-uplink"});
+  EXPECT_EQ(output_of(remove), "removed consumer 'old-uplink' of " + path.string() + "\n");
+  EXPECT_EQ(remove.wait(10s), 0);
+
+  core::Channel ch = core::Channel::open(path);
+  ASSERT_EQ(ch.stats().consumers.size(), 1u);
+  EXPECT_EQ(ch.stats().consumers[0].name, "reader");
+  core::Producer p = ch.producer({core::FullPolicy::kFailFast});
+  EXPECT_EQ(p.append({2, 0}, testing::payload_for(2, 0, 500)), core::AppendStatus::kOk);
 }
 
 }  // namespace
