@@ -282,35 +282,58 @@ RecoveryReport recover(ChannelState& st) {
     if (s.pid.load() == 0) continue;
     const std::uint64_t pos = s.claim_pos.load(), len = s.claim_len.load();
     // A reservation is whole records (after a pad to the end of a lap, perhaps): record-aligned,
-    // at most a lap of pad and a lap of records. A slot that says otherwise is damaged: its
+    // a pad shorter than one record and at most a quarter of the ring of records (a larger
+    // batch is refused), so at most half the ring. A slot that says otherwise is damaged: its
     // region is left to the scan, which salvages what is valid there.
-    if (len != 0 && (pos | len) % kRecordAlign == 0 && len <= 2 * st.capacity)
+    if (len != 0 && (pos | len) % kRecordAlign == 0 && len <= st.capacity / 2)
       claims.push_back({pos, pos + len, s.claim_records.load()});
   }
+  // Consumers killed while registering never existed. A slot that is neither free nor a
+  // registered consumer with a name (a damaged header) is freed: left active, it would hold
+  // the ring's floor back for good and block every producer.
   for (std::uint32_t i = 0; i < kConsumerSlots; ++i) {
-    st.consumers[i].owner_pid.store(0);
-    if (st.consumers[i].state.load() == kRegistering) st.consumers[i].state.store(kFree);
+    ConsumerSlot& c = st.consumers[i];
+    c.owner_pid.store(0);
+    const std::uint32_t state = c.state.load();
+    const bool named = c.name[0] != '\0' && std::memchr(c.name, '\0', sizeof c.name) != nullptr;
+    if (state != kFree && (state != kActive || !named)) c.state.store(kFree);
   }
 
   // Records start 8-aligned; a damaged head or cursor may not be: align the head down (the
   // scan below moves misaligned cursors onto the next record boundary).
   if (const std::uint64_t head = load_u64(&h->head.head); (head & (kRecordAlign - 1)) != 0)
     __atomic_store_n(&h->head.head, head & ~std::uint64_t{kRecordAlign - 1}, __ATOMIC_RELEASE);
+  // Producers raise the retention head only to the lowest live cursor, and a consumer registers
+  // at or after it: a cursor below the head on file is stale (its page older than the header's
+  // after a power loss, or zeroed by a cut) and the head is the better bound of where it was.
+  // A head past the stored write head is damage; the write head bounds it.
+  if (const std::uint64_t head = load_u64(&h->head.head), tail = load_u64(&h->tail.pos); head > tail)
+    __atomic_store_n(&h->head.head, tail & ~std::uint64_t{kRecordAlign - 1}, __ATOMIC_RELEASE);
+  for (std::uint32_t i = 0; i < kConsumerSlots; ++i)
+    if (const std::uint64_t head = load_u64(&h->head.head);
+        st.consumers[i].state.load() == kActive && st.consumers[i].cursor.load() < head) {
+      st.consumers[i].cursor.store(head);
+      ++rep.cursors_moved;
+    }
   std::uint64_t floor = st.compute_floor() & ~std::uint64_t{kRecordAlign - 1};
   // After a power loss the cursors and the retention head may be older than the data: the
   // page holding them was not written back while the ring went on, lapping them. Records
-  // say where they belong (the tag is the absolute position): a valid record more than a lap
-  // past the floor proves the live cursors had reached (its end - capacity), since producers
-  // never overwrite what a consumer still needs. Start there, or that whole newer lap would
-  // be lost as "not continuing the sequence". (Consumed records may be re-read: duplicates
-  // of known identity, never a loss.)
+  // say where they belong (the tag is the absolute position): a valid record ending more
+  // than a lap past the floor proves the live cursors had reached (its end - capacity), since
+  // producers never overwrite what a consumer still needs. Start there, or that whole newer
+  // lap would be lost as "not continuing the sequence". (Consumed records may be re-read:
+  // duplicates of known identity, never a loss.) The end counts, not the start: a record
+  // starting just short of a lap past the floor may still reach over it.
   std::uint64_t newest_end = 0;
   for (std::uint64_t off = 0; off < st.capacity; off += kRecordAlign) {
-    const std::uint64_t tag = st.header_at(off)->tag.load(std::memory_order_relaxed);
+    const RecordHeader* rh = st.header_at(off);
+    const std::uint64_t tag = rh->tag.load(std::memory_order_relaxed);
     const std::uint64_t pos = tag & ~std::uint64_t{kRecordAlign - 1};
-    if ((tag & (kRecordAlign - 1)) != kRecordTag || (pos & st.mask) != off || pos < floor + st.capacity) continue;
+    if ((tag & (kRecordAlign - 1)) != kRecordTag || (pos & st.mask) != off || pos < floor) continue;
+    const std::uint32_t len = rh->length.load(std::memory_order_relaxed);
+    if (len > st.max_payload || pos + record_size(len) <= std::max(floor + st.capacity, newest_end)) continue;
     std::uint64_t size = 0;
-    if (pos >= newest_end && valid_record_at(st, pos, &size)) newest_end = pos + size;
+    if (valid_record_at(st, pos, &size)) newest_end = pos + size;
   }
   if (newest_end > floor + st.capacity) {
     floor = newest_end - st.capacity;  // 8-aligned, as records are
@@ -345,13 +368,16 @@ RecoveryReport recover(ChannelState& st) {
   // overwrite the record at `to`) can only be the start of the scan, since records are
   // contiguous within a lap: a damaged cursor, a scan starting inside a dead writer's claim,
   // or the start of a lap found by the pre-scan. Nothing reads from there, so whatever points
-  // into it (cursors, the retention head) is moved onto `to` instead.
+  // into it (cursors, the retention head) is moved onto `to` instead. Its bytes are no
+  // record's, but a tag there may name a position a lap on (a record of the newer lap whose
+  // rest was lost): cleared, or a consumer reaching that position would take it for a record.
   auto close_gap = [&](std::uint64_t from, std::uint64_t to) {
     if (to - from >= kMinSkip || to == st.lap_end(from)) {
       st.close_region(from, to, kSkipTag, true);
       pass_to(from, to);
       return;
     }
+    for (std::uint64_t q = from; q < to; q += kRecordAlign) st.header_at(q)->tag.store(0);
     for (std::uint32_t i = 0; i < kConsumerSlots; ++i) {
       const std::uint64_t at = st.consumers[i].cursor.load();
       if (st.consumers[i].state.load() == kActive && at >= from && at < to) {
@@ -396,7 +422,9 @@ RecoveryReport recover(ChannelState& st) {
       }
     }
     // A dead producer's reservation: close it.
-    auto c = std::find_if(claims.begin(), claims.end(), [&](const Claim& cl) { return p >= cl.pos && p < cl.end; });
+    // (Never one reaching past a lap from the floor: producers never write there.)
+    auto c = std::find_if(claims.begin(), claims.end(),
+                          [&](const Claim& cl) { return p >= cl.pos && p < cl.end && cl.end <= limit; });
     if (c != claims.end()) {
       close_gap(p, c->end);
       h->abandoned_records.fetch_add(c->records);

@@ -38,10 +38,12 @@ struct Consumer::Impl {
     slot->owner_pid.compare_exchange_strong(me, 0);
   }
 
-  // True if something (record, pad or skip) is published at `p`.
+  // True if something (record, pad or skip) is published at `p`: its tag, below the write
+  // head (a tag at or past it is what a power loss left of a newer lap, never published;
+  // poll stops in front of it). The write head is read only when the tag matches.
   [[nodiscard]] bool readable(std::uint64_t p) const noexcept {
     const std::uint64_t tag = st->header_at(p)->tag.load(std::memory_order_seq_cst);
-    return (tag & ~std::uint64_t{7}) == p && (tag & 7) != 0;
+    return (tag & ~std::uint64_t{7}) == p && (tag & 7) != 0 && p < load_u64(&st->hdr->tail.pos);
   }
 
   // Called when nothing is readable at `p`. After abandon_timeout at the same position, looks
@@ -174,7 +176,8 @@ std::size_t Consumer::poll(std::span<Record> out) noexcept {
     std::uint32_t lens[kChunk];
     std::uint32_t bad[kChunk];
     std::size_t kept = 0;
-    for (std::size_t base = 0; base < n; base += kChunk) {
+    bool past_head = false;
+    for (std::size_t base = 0; base < n && !past_head; base += kChunk) {
       const std::size_t m = std::min(kChunk, n - base);
       for (std::size_t k = 0; k < m; ++k) {
         positions[k] = out[base + k].position;
@@ -188,6 +191,13 @@ std::size_t Consumer::poll(std::span<Record> out) noexcept {
       for (std::size_t k = 0, b = 0; k < m; ++k) {
         if (b < nbad && bad[b] == k) {
           ++b;
+          // At or past the write head nothing was ever published: what fails there is what a
+          // power loss left of a newer lap. Stop in front of it; producers will write there.
+          if (positions[k] >= load_u64(&st.hdr->tail.pos)) {
+            c.read_pos = positions[k];
+            past_head = true;
+            break;
+          }
           ++c.skipped;
           st.hdr->corrupt_records.fetch_add(1, std::memory_order_relaxed);
           continue;

@@ -9,6 +9,7 @@
 #include <random>
 #include <set>
 
+#include "internal/channel_layout.h"
 #include "support/channel_util.h"
 #include "support/temp_dir.h"
 #include "tributary/core/channel.h"
@@ -47,6 +48,19 @@ void write_bytes(const std::filesystem::path& p, std::uint64_t offset, const std
   std::fstream f(p, std::ios::in | std::ios::out | std::ios::binary);
   f.seekp(static_cast<std::streamoff>(offset));
   f.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+}
+
+void write_u64(const std::filesystem::path& p, std::uint64_t offset, std::uint64_t v) {
+  write_bytes(p, offset, std::string(reinterpret_cast<const char*>(&v), sizeof v));
+}
+
+// File offsets of the tables, from the layout this build writes.
+constexpr detail::Layout kLayout = detail::Layout::compute(kCapacity, 64);
+constexpr std::uint64_t consumer_field(std::uint32_t slot, std::size_t field) {
+  return kLayout.consumers_off + slot * sizeof(detail::ConsumerSlot) + field;
+}
+constexpr std::uint64_t producer_field(std::uint32_t slot, std::size_t field) {
+  return kLayout.producers_off + slot * sizeof(detail::ProducerSlot) + field;
 }
 
 struct Written {
@@ -207,6 +221,154 @@ TEST(ChannelRecoveryTest, CursorInsideADamagedRegionMovesToTheNextRecord) {
   ASSERT_FALSE(got.empty());
   EXPECT_EQ(got.front().id.sequence, 13u);
   EXPECT_EQ(got.size(), 30u - 13u);
+}
+
+// After a power loss a consumer's cursor on disk may be older than the records: its page was not
+// written back while the consumer went on and producers followed it. A record starting just
+// short of a lap past that stale cursor but ending beyond it proves the consumer had moved on;
+// recovery starts from there, and never writes over that record to close the stale region.
+TEST(ChannelRecoveryTest, ARecordReachingALapPastAStaleCursorIsKept) {
+  TempDir dir;
+  const auto path = dir / "a.chan";
+  std::uint64_t stale = 0, big_at = 0, big_end = 0;
+  std::string big;
+  {
+    Channel ch = Channel::create(path, config());
+    Consumer c = ch.consumer("reader");
+    Producer p = ch.producer({FullPolicy::kFailFast});
+    for (std::uint64_t i = 0; i < 10; ++i) ASSERT_EQ(p.append({1, i}, payload_for(1, i, 100)), AppendStatus::kOk);
+    auto got = drain(c, 10);
+    ASSERT_EQ(got.size(), 10u);
+    stale = got[5].position;  // what the disk keeps of the cursor
+    c.commit();               // where it really is
+    // Small records up to 200 bytes short of a lap past the stale cursor, then a bigger one
+    // reaching over that mark.
+    const std::uint64_t target = stale + kCapacity - 200;
+    std::uint64_t seq = 10;
+    for (;;) {
+      const std::uint64_t at = ch.stats().write_position;
+      const std::uint64_t left = target - at;
+      if (left < 2 * 152) {
+        ASSERT_EQ(p.append({1, seq}, payload_for(1, seq, left - kRecordHeaderSize)), AppendStatus::kOk);
+        ++seq;
+        break;
+      }
+      ASSERT_EQ(p.append({1, seq}, payload_for(1, seq, 100)), AppendStatus::kOk);
+      ++seq;
+      if (seq % 200 == 0) {
+        ASSERT_FALSE(drain(c, 1000, std::chrono::milliseconds(0)).empty());
+        c.commit();
+      }
+    }
+    ASSERT_EQ(ch.stats().write_position, target);
+    (void)drain(c, 1000, std::chrono::milliseconds(0));
+    c.commit();
+    big = payload_for(1, seq, 400);
+    big_at = ch.stats().write_position;
+    ASSERT_EQ(p.append({1, seq}, big), AppendStatus::kOk);
+    big_end = ch.stats().write_position;
+    ASSERT_GT(big_end, stale + kCapacity);
+  }
+  write_u64(path, consumer_field(0, offsetof(detail::ConsumerSlot, cursor)), stale);
+  forget_clean_close(path);
+  Channel ch = Channel::open(path);
+  EXPECT_EQ(ch.stats().write_position, big_end);
+  Consumer c = ch.consumer("reader");
+  bool found = false;
+  for (const auto& g : drain(c, 2000, std::chrono::milliseconds(50)))
+    if (g.position == big_at) found = g.payload == big;
+  EXPECT_TRUE(found) << "the record reaching past the stale cursor's lap was lost";
+}
+
+// A cut inside the tables zeroes a cursor; the retention head, which producers raise only to
+// the lowest cursor, bounds where it was. The write head stays, and every consumer, old or
+// new, gets what is written next.
+TEST(ChannelRecoveryTest, AFileCutInsideItsTablesKeepsItsWriteHeadAndServesEveryConsumer) {
+  TempDir dir;
+  const auto path = dir / "a.chan";
+  std::uint64_t end = 0;
+  {
+    Channel ch = Channel::create(path, config());
+    Consumer c = ch.consumer("reader");
+    Producer p = ch.producer({FullPolicy::kFailFast});
+    for (std::uint64_t i = 0; i < 5000; ++i) {  // a few laps: the retention head moves up
+      ASSERT_EQ(p.append({1, i}, payload_for(1, i, 150)), AppendStatus::kOk);
+      if (i % 100 == 99) {
+        ASSERT_EQ(drain(c, 100).size(), 100u);
+        c.commit();
+      }
+    }
+    end = ch.stats().write_position;
+  }
+  std::filesystem::resize_file(path, consumer_field(0, offsetof(detail::ConsumerSlot, cursor)));
+  Channel ch = Channel::open(path);
+  EXPECT_NE(ch.stats().last_recovery.file_bytes_found, 0u);
+  EXPECT_GT(ch.stats().write_position, end - kCapacity) << "the write head went back";
+  Consumer reader = ch.consumer("reader");
+  Consumer second = ch.consumer("second");
+  Producer p = ch.producer({FullPolicy::kFailFast});
+  for (std::uint64_t i = 0; i < 3; ++i) ASSERT_EQ(p.append({2, i}, payload_for(2, i, 50)), AppendStatus::kOk);
+  for (Consumer* c : {&reader, &second}) {
+    auto got = drain(*c, 10, std::chrono::milliseconds(50));
+    ASSERT_EQ(got.size(), 3u) << c->name();
+    for (std::uint64_t i = 0; i < 3; ++i) EXPECT_EQ(got[i].payload, payload_for(2, i, 50));
+  }
+}
+
+// A damaged claim length in a dead writer's slot must not carry the write head laps ahead.
+TEST(ChannelRecoveryTest, AnImplausibleDeadClaimIsNotFollowed) {
+  TempDir dir;
+  const auto path = dir / "a.chan";
+  const auto written = fill(path, 40, 4);
+  const std::uint64_t end = written.back().position + written.back().size;
+  write_u64(path, producer_field(0, offsetof(detail::ProducerSlot, pid)), 4242);
+  write_u64(path, producer_field(0, offsetof(detail::ProducerSlot, claim_pos)), end);
+  write_u64(path, producer_field(0, offsetof(detail::ProducerSlot, claim_len)), 2 * kCapacity);
+  forget_clean_close(path);
+  Channel ch = Channel::open(path);
+  EXPECT_EQ(ch.stats().write_position, end);
+  Consumer c = ch.consumer("reader");
+  EXPECT_EQ(drain(c, 100, std::chrono::milliseconds(50)).size(), written.size());
+  Producer p = ch.producer({FullPolicy::kFailFast});
+  ASSERT_EQ(p.append({2, 0}, "after"), AppendStatus::kOk);
+  auto got = drain(c, 10, std::chrono::milliseconds(50));
+  ASSERT_EQ(got.size(), 1u);
+  EXPECT_EQ(got[0].payload, "after");
+}
+
+// A free consumer slot turned "active" by a flipped bit has no name: no consumer registered it.
+// Left active it would hold the floor back for good; recovery frees it.
+TEST(ChannelRecoveryTest, AnActiveConsumerSlotWithoutANameIsFreed) {
+  TempDir dir;
+  const auto path = dir / "a.chan";
+  (void)fill(path, 10, 6);
+  write_bytes(path, consumer_field(3, offsetof(detail::ConsumerSlot, state)), std::string(1, '\x02'));
+  forget_clean_close(path);
+  Channel ch = Channel::open(path);
+  ASSERT_EQ(ch.stats().consumers.size(), 1u);
+  EXPECT_EQ(ch.stats().consumers[0].name, "reader");
+}
+
+// A record header at the write head that fails its CRC was never published (what a power loss
+// left of a newer lap, in a file opened without a scan): a consumer stops in front of it, and
+// gets the records producers write there next.
+TEST(ChannelRecoveryTest, AConsumerDoesNotStepOverACorruptHeaderAtTheWriteHead) {
+  TempDir dir;
+  const auto path = dir / "a.chan";
+  const auto written = fill(path, 10, 8);
+  const std::uint64_t end = written.back().position + written.back().size;
+  write_u64(path, data_offset(path) + (end % kCapacity), detail::make_tag(end, detail::kRecordTag));
+  write_bytes(path, data_offset(path) + (end % kCapacity) + 12, std::string("\x20\0\0\0", 4));  // length 32
+  Channel ch = Channel::open(path);
+  ASSERT_TRUE(ch.stats().opened_after_clean_close) << "no scan: the consumer meets the header itself";
+  Consumer c = ch.consumer("reader");
+  EXPECT_EQ(drain(c, 100, std::chrono::milliseconds(20)).size(), written.size());
+  Producer p = ch.producer({FullPolicy::kFailFast});
+  ASSERT_EQ(p.append({2, 0}, "after"), AppendStatus::kOk);
+  auto got = drain(c, 10, std::chrono::milliseconds(50));
+  ASSERT_EQ(got.size(), 1u);
+  EXPECT_EQ(got[0].payload, "after");
+  EXPECT_EQ(c.skipped_records(), 0u);
 }
 
 }  // namespace
