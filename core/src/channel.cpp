@@ -562,7 +562,11 @@ bool clean_close_holds(const ChannelState& st, std::uint64_t mark) noexcept {
 std::shared_ptr<ChannelState> open_state(const std::filesystem::path& path, const OpenOptions& options,
                                          bool fresh = false) {
   auto file = MappedFile::open(path, options.read_only ? MappedFile::Access::kReadOnly : MappedFile::Access::kReadWrite);
-  const bool exclusive = !options.read_only && file.try_lock_exclusive();
+  int lock_error = 0;
+  const bool exclusive = !options.read_only && file.try_lock_exclusive(&lock_error);
+  // Refused, not held: without knowing, this opener would skip recovery (and the growing back
+  // of a cut file) as if another process had the channel open.
+  if (lock_error != 0) throw_errno(fmt::format("cannot lock {} (flock, exclusive)", path.string()), lock_error);
   const std::uint64_t found = exclusive && !fresh ? restore_truncated(file) : 0;
   auto st = attach(std::move(file), options);
   if (options.pretouch && !options.read_only) pretouch(st->file.data(), st->file.size());

@@ -236,7 +236,13 @@ int MappedFile::sync(std::uint64_t offset, std::uint64_t len, bool wait) const n
   return ::msync(data() + begin, end - begin, wait ? MS_SYNC : MS_ASYNC) == 0 ? 0 : errno;
 }
 
-bool MappedFile::try_lock_exclusive() const noexcept { return ::flock(impl_->fd.get(), LOCK_EX | LOCK_NB) == 0; }
+bool MappedFile::try_lock_exclusive(int* error) const noexcept {
+  int rc = 0;
+  while ((rc = ::flock(impl_->fd.get(), LOCK_EX | LOCK_NB)) != 0 && errno == EINTR) {
+  }
+  if (error != nullptr) *error = rc == 0 || errno == EWOULDBLOCK ? 0 : errno;
+  return rc == 0;
+}
 
 void MappedFile::lock_shared() const {
   while (::flock(impl_->fd.get(), LOCK_SH) != 0)

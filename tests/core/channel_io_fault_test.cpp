@@ -1,8 +1,12 @@
 // I/O errors, injected the way SQLite's test VFS does: the test binary is linked with
 // -Wl,--wrap for open, posix_fallocate, mmap, msync and flock, and the Nth of those calls fails
 // with the error a real system gives there (EMFILE, ENOSPC, ENOMEM, EIO, ENOLCK). N grows from 1
-// until a whole run completes without reaching it. Every run must end in a consistent
-// channel: an operation either works or fails with an error naming the file and the cause;
+// until a whole run completes without reaching it. A run creates a channel, appends, consumes
+// and closes it; then, as after a crash that also cut the file's last page, opens it again:
+// the lock, growing the file back, mapping it and the recovery scan all run under the same
+// plan. The clean run at the end must have gone through every wrapped function (a call that
+// bypasses a wrapper, say open64, would otherwise go untested). Every run must end in a
+// consistent channel: an operation either works or fails with an error naming the file and the cause;
 // no half-created file is left behind; an append whose msync failed under every-commit is
 // not acknowledged (kSyncFailed) and is counted; after reopening, every acknowledged record
 // is there, exactly as written.
@@ -25,17 +29,22 @@
 
 // The fault plan. Test-only state: the wrappers below have no other way in.
 namespace {
+enum Wrapped { kOpen, kFallocate, kMmap, kFlock, kMsync, kWrappedCount };
+constexpr const char* kWrappedName[kWrappedCount] = {"open", "posix_fallocate", "mmap", "flock", "msync"};
 struct FaultPlan {
   long countdown = 0;  // fail the call that brings it to 0; <= 0 before arming: no faults
   long calls = 0;      // intercepted calls while armed
+  long hits[kWrappedCount] = {};  // the same, per function
   const char* failed = nullptr;  // the call that failed, once it did
 };
 FaultPlan g_plan;
 
 // True if this call is the one to fail.
-bool fail_now(const char* what) {
+bool fail_now(Wrapped fn) {
+  const char* what = kWrappedName[fn];
   if (g_plan.countdown <= 0) return false;
   ++g_plan.calls;
+  ++g_plan.hits[fn];
   if (--g_plan.countdown != 0) return false;
   g_plan.failed = what;
   return true;
@@ -52,7 +61,7 @@ int __wrap_open(const char* path, int flags, ...) {
     mode = static_cast<mode_t>(va_arg(ap, int));
     va_end(ap);
   }
-  if (fail_now("open")) {
+  if (fail_now(kOpen)) {
     errno = EMFILE;
     return -1;
   }
@@ -60,12 +69,12 @@ int __wrap_open(const char* path, int flags, ...) {
 }
 int __real_posix_fallocate(int fd, off_t offset, off_t len);
 int __wrap_posix_fallocate(int fd, off_t offset, off_t len) {
-  if (fail_now("posix_fallocate")) return ENOSPC;
+  if (fail_now(kFallocate)) return ENOSPC;
   return __real_posix_fallocate(fd, offset, len);
 }
 void* __real_mmap(void* addr, size_t len, int prot, int flags, int fd, off_t off);
 void* __wrap_mmap(void* addr, size_t len, int prot, int flags, int fd, off_t off) {
-  if (fail_now("mmap")) {
+  if (fail_now(kMmap)) {
     errno = ENOMEM;
     return MAP_FAILED;
   }
@@ -73,7 +82,7 @@ void* __wrap_mmap(void* addr, size_t len, int prot, int flags, int fd, off_t off
 }
 int __real_flock(int fd, int op);
 int __wrap_flock(int fd, int op) {
-  if (fail_now("flock")) {
+  if (fail_now(kFlock)) {
     errno = ENOLCK;
     return -1;
   }
@@ -81,7 +90,7 @@ int __wrap_flock(int fd, int op) {
 }
 int __real_msync(void* addr, size_t len, int flags);
 int __wrap_msync(void* addr, size_t len, int flags) {
-  if (fail_now("msync")) {
+  if (fail_now(kMsync)) {
     errno = EIO;
     return -1;
   }
@@ -106,8 +115,9 @@ ChannelConfig config() {
   return c;
 }
 
-// One run with the Nth intercepted call failing. Returns false once N was never reached.
-bool run_with_fault_at(long n, const std::filesystem::path& dir) {
+// One run with the Nth intercepted call failing. Returns false once N was never reached; then
+// `hits` holds the clean run's calls per wrapped function.
+bool run_with_fault_at(long n, const std::filesystem::path& dir, long (&hits)[kWrappedCount]) {
   const auto path = dir / "a.chan";
   std::filesystem::remove_all(dir);
   std::filesystem::create_directories(dir);
@@ -118,7 +128,8 @@ bool run_with_fault_at(long n, const std::filesystem::path& dir) {
   bool failed_before_close = false;  // else the final msync of closing the channel failed
   std::string error;
 
-  g_plan = {n, 0, nullptr};
+  g_plan = {};
+  g_plan.countdown = n;
   try {
     Channel ch = Channel::create(path, config(), {.sync = SyncPolicy::kEveryCommit});
     Producer p = ch.producer({FullPolicy::kFailFast});
@@ -153,8 +164,25 @@ bool run_with_fault_at(long n, const std::filesystem::path& dir) {
   } catch (const Error& e) {
     error = e.what();
   }
+  if (error.empty()) {
+    // A crash (no clean close) that also lost the file's last page, beyond the records: the
+    // next opener takes the lock, grows the file back, maps it and scans, all under the plan.
+    const long countdown = g_plan.countdown;
+    g_plan.countdown = 0;  // the test's own file edits are not the channel's calls
+    testing::forget_clean_close(path);
+    std::filesystem::resize_file(path, std::filesystem::file_size(path) - 4096);
+    g_plan.countdown = countdown;
+    try {
+      Channel ch = Channel::open(path, {.sync = SyncPolicy::kEveryCommit});
+      if (ch.stats().last_recovery.file_bytes_found == 0 && g_plan.failed == nullptr)
+        ADD_FAILURE() << "fault at call " << n << ": reopening the cut file did not grow it back";
+    } catch (const Error& e) {
+      error = e.what();
+    }
+  }
   const bool reached = g_plan.failed != nullptr;
   const std::string failed = reached ? g_plan.failed : "none";
+  std::copy(std::begin(g_plan.hits), std::end(g_plan.hits), std::begin(hits));
   g_plan = {};
 
   const std::string where = "fault at call " + std::to_string(n) + " (" + failed + ")";
@@ -205,10 +233,13 @@ bool run_with_fault_at(long n, const std::filesystem::path& dir) {
 TEST(ChannelIoFaults, EveryInjectedErrorEndsInAConsistentChannel) {
   TempDir dir(std::filesystem::is_directory("/dev/shm") ? "/dev/shm" : "/tmp");
   long n = 1;
-  for (; n < 2000 && run_with_fault_at(n, dir / "run"); ++n) {
+  long hits[kWrappedCount] = {};
+  for (; n < 2000 && run_with_fault_at(n, dir / "run", hits); ++n) {
   }
   EXPECT_LT(n, 2000) << "the run never completed";
   EXPECT_GT(n, 100) << "few calls intercepted: is the test linked with the wrappers?";
+  for (int fn = 0; fn < kWrappedCount; ++fn)
+    EXPECT_GT(hits[fn], 0) << kWrappedName[fn] << " was never intercepted: the channel calls it another way";
   std::printf("io faults: %ld runs, one failing call each, then a clean run\n", n);
 }
 

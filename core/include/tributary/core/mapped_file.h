@@ -58,10 +58,11 @@ class MappedFile {
   [[nodiscard]] int sync(std::uint64_t offset, std::uint64_t len, bool wait) const noexcept;
 
   // Advisory whole-file locks (flock), released by the kernel when the process dies.
-  // try_lock_exclusive: false if another process holds a lock (or the lock cannot be had);
-  // lock_shared waits for it, and throws core::Error naming the file if the kernel refuses it
-  // (ENOLCK, say): going on unlocked would let another opener recover the ring under us.
-  [[nodiscard]] bool try_lock_exclusive() const noexcept;
+  // try_lock_exclusive: false if another process holds a lock, or if the kernel refuses the
+  // lock, in which case `error` (when given) gets its errno (ENOLCK, say) and stays 0 otherwise;
+  // lock_shared waits for it, and throws core::Error naming the file if the kernel refuses it:
+  // going on unlocked would let another opener recover the ring under us.
+  [[nodiscard]] bool try_lock_exclusive(int* error = nullptr) const noexcept;
   void lock_shared() const;
 
  private:
