@@ -18,6 +18,7 @@
 #include <fstream>
 #include <map>
 #include <optional>
+#include <simdjson.h>
 #include <sstream>
 #include <thread>
 
@@ -92,25 +93,62 @@ Usage usage_of(pid_t pid) {
   return u;
 }
 
-std::string slurp(const fs::path& p) {
-  std::ifstream f(p);
-  return std::string((std::istreambuf_iterator<char>(f)), {});
+// The figures the demo reports, from the analyzer's status.json and the agent's status file.
+// Both are written whole (rename into place); one that cannot be read yet gives zeros.
+struct AnalyzerFigures {
+  std::uint64_t counted = 0, filtered = 0, rejected = 0, duplicates = 0;
+  std::vector<std::uint64_t> accounted_per_source;  // sorted
+  [[nodiscard]] std::uint64_t accounted() const { return counted + filtered + rejected; }
+};
+
+struct AgentFigures {
+  std::vector<std::uint64_t> read_per_source;  // events read by each collector, in name order
+  std::uint64_t records_written = 0;            // over every channel
+  std::uint64_t delivered = 0, failed = 0, dead_lettered = 0;  // over every uplink
+  std::string last_errors;  // "uplink: error" of every uplink that has one
+};
+
+std::uint64_t number_at(simdjson::dom::element e, std::string_view key) {
+  std::uint64_t v = 0;
+  return e[key].get(v) == simdjson::SUCCESS ? v : 0;
 }
 
-std::uint64_t json_number(const std::string& json, const std::string& key, std::size_t from = 0) {
-  const auto at = json.find("\"" + key + "\":", from);
-  if (at == std::string::npos) return 0;
-  return std::strtoull(json.c_str() + at + key.size() + 3, nullptr, 10);
+AnalyzerFigures analyzer_figures(const fs::path& file) {
+  AnalyzerFigures f;
+  simdjson::dom::parser parser;
+  simdjson::dom::element doc;
+  if (parser.load(file.string()).get(doc) != simdjson::SUCCESS) return f;
+  f.counted = number_at(doc, "counted");
+  f.filtered = number_at(doc, "filtered");
+  f.rejected = number_at(doc, "rejected");
+  f.duplicates = number_at(doc, "duplicates");
+  simdjson::dom::array sources;
+  if (doc["sources"].get(sources) == simdjson::SUCCESS)
+    for (simdjson::dom::element src : sources) f.accounted_per_source.push_back(number_at(src, "accounted"));
+  std::sort(f.accounted_per_source.begin(), f.accounted_per_source.end());
+  return f;
 }
 
-// Per-source "accounted" numbers from the analyzer's status.json.
-std::vector<std::uint64_t> accounted_per_source(const std::string& status) {
-  std::vector<std::uint64_t> out;
-  for (std::size_t at = status.find("\"accounted\":"); at != std::string::npos;
-       at = status.find("\"accounted\":", at + 1))
-    out.push_back(std::strtoull(status.c_str() + at + 12, nullptr, 10));
-  std::sort(out.begin(), out.end());
-  return out;
+AgentFigures agent_figures(const fs::path& file) {
+  AgentFigures f;
+  simdjson::dom::parser parser;
+  simdjson::dom::element doc;
+  if (parser.load(file.string()).get(doc) != simdjson::SUCCESS) return f;
+  simdjson::dom::object group;
+  if (doc["sources"].get(group) == simdjson::SUCCESS)
+    for (auto [name, src] : group) f.read_per_source.push_back(number_at(src, "events"));
+  if (doc["channels"].get(group) == simdjson::SUCCESS)
+    for (auto [name, ch] : group) f.records_written += number_at(ch, "records_written");
+  if (doc["uplinks"].get(group) == simdjson::SUCCESS)
+    for (auto [name, up] : group) {
+      f.delivered += number_at(up, "delivered");
+      f.failed += number_at(up, "failed");
+      f.dead_lettered += number_at(up, "dead_lettered");
+      std::string_view error;
+      if (up["last_error"].get(error) == simdjson::SUCCESS && !error.empty())
+        f.last_errors += fmt::format("{}{}: {}", f.last_errors.empty() ? "" : "; ", name, error);
+    }
+  return f;
 }
 
 void check_data(const fs::path& dir) {
@@ -264,21 +302,20 @@ packed = true
 
   const bool tty = ::isatty(1) != 0;
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(a.timeout);
-  std::string status;
-  std::uint64_t accounted = 0;
+  AnalyzerFigures status;
   auto last = std::chrono::steady_clock::now();
   while (std::chrono::steady_clock::now() < deadline) {
-    status = slurp(work / "analyzer" / "status.json");
-    accounted = json_number(status, "counted") + json_number(status, "filtered") + json_number(status, "rejected");
-    if (accounted >= total) break;
+    status = analyzer_figures(work / "analyzer" / "status.json");
+    if (status.accounted() >= total) break;
     if (!analyzer.alive() || !agent.alive())
       throw core::Error(fmt::format("the {} exited; see {}", analyzer.alive() ? "agent" : "analyzer",
                                     (work / (analyzer.alive() ? "agent.log" : "analyzer.log")).string()));
     if (std::chrono::steady_clock::now() - last >= 1s) {
-      const std::string agent_status = slurp(work / "agent.status.json");
+      const AgentFigures agent_status = agent_figures(work / "agent.status.json");
       const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
       const std::string line = fmt::format("replayed {} | shipped {} | counted {} | {:.0f} events/s", total,
-                                           json_number(agent_status, "delivered"), accounted, double(accounted) / secs);
+                                           agent_status.delivered, status.accounted(),
+                                           double(status.accounted()) / secs);
       if (tty) fmt::print("\r{:<90}", line); else fmt::print("{}\n", line);
       std::fflush(stdout);
       last = std::chrono::steady_clock::now();
@@ -295,11 +332,11 @@ packed = true
       if (b.pid != 0) usage.emplace_back(fmt::format("kafka broker {} (JVM)", b.node_id), usage_of(b.pid));
   analyzer.stop();  // final checkpoint and outputs
   agent.stop();
-  status = slurp(work / "analyzer" / "status.json");
-  accounted = json_number(status, "counted") + json_number(status, "filtered") + json_number(status, "rejected");
+  status = analyzer_figures(work / "analyzer" / "status.json");
   std::vector<std::uint64_t> want = sent.lines;
   std::sort(want.begin(), want.end());
-  const auto per_source = accounted_per_source(status);
+  const std::uint64_t accounted = status.accounted();
+  const auto& per_source = status.accounted_per_source;
   if (accounted != total || per_source != want) {
     std::string files;
     for (std::size_t k = 0; k < sent.files.size(); ++k) files += fmt::format(" {}={}", sent.files[k].filename().string(), sent.lines[k]);
@@ -307,22 +344,17 @@ packed = true
     for (auto n : per_source) got += fmt::format(" {}", n);
     // Where the lines stopped: read by the tail collectors, written to the channel, delivered
     // to Kafka, accounted by the analyzer.
-    const std::string agent_status = slurp(work / "agent.status.json");
+    const AgentFigures agent_status = agent_figures(work / "agent.status.json");
     std::string read;
-    for (std::size_t at = agent_status.find("{\"events\":"); at != std::string::npos;
-         at = agent_status.find("{\"events\":", at + 1))
-      if (std::isdigit(static_cast<unsigned char>(agent_status[at + 10])) != 0)  // not the channel named "events"
-        read += fmt::format(" {}", json_number(agent_status, "events", at));
-    const auto error_at = agent_status.find("\"last_error\":\"");
-    const std::string last_error =
-        error_at == std::string::npos ? "" : agent_status.substr(error_at + 14, agent_status.find('"', error_at + 14) - error_at - 14);
+    for (auto n : agent_status.read_per_source) read += fmt::format(" {}", n);
+    const std::string& last_error = agent_status.last_errors;
     fmt::print(stderr,
                "demo: the analyzer accounted for {} of {} lines after {:.0f} s (sent per file:{}; read per tail "
                "source:{}; in the channel {}; delivered to Kafka {}, failed {}, dead-lettered {}{}; accounted per "
                "source:{}); see {}\n",
-               accounted, total, secs, files, read, json_number(agent_status, "records_written"),
-               json_number(agent_status, "delivered"), json_number(agent_status, "failed"),
-               json_number(agent_status, "dead_lettered"), last_error.empty() ? "" : ", last error: " + last_error, got,
+               accounted, total, secs, files, read, agent_status.records_written, agent_status.delivered,
+               agent_status.failed, agent_status.dead_lettered, last_error.empty() ? "" : ", last error: " + last_error,
+               got,
                work.string());
     return 1;
   }
@@ -337,8 +369,7 @@ packed = true
                      "</style></head><body><h1>Orders by customer age range, gender and day</h1>\n";
   html += fmt::format("<p>{} lines through replay, tail, channel, uplink, Kafka and the analyzer in {:.1f} s "
                       "({:.0f} events/s); {} orders; {} rejected (malformed), {} copies dropped.</p>\n",
-                      total, secs, double(total) / secs, json_number(status, "counted"), json_number(status, "rejected"),
-                      json_number(status, "duplicates"));
+                      total, secs, double(total) / secs, status.counted, status.rejected, status.duplicates);
   for (int i = 0; i < 3; ++i) {
     const std::string svg = svg_chart(tables[i]);
     std::ofstream(out / svgs[i]) << svg;
@@ -368,8 +399,7 @@ packed = true
   html += "</table>\n";
   std::ofstream(out / "report.html") << html << "</body></html>\n";
   fmt::print("\n{} lines in {:.1f} s ({:.0f} events/s end to end); orders {}; rejected {}; copies dropped {}\n", total,
-             secs, double(total) / secs, json_number(status, "counted"), json_number(status, "rejected"),
-             json_number(status, "duplicates"));
+             secs, double(total) / secs, status.counted, status.rejected, status.duplicates);
   fmt::print("wrote {0}/orders_by_age.csv, orders_by_gender.csv, orders_by_day.csv, the SVG charts and {0}/report.html\n",
              out.string());
   return 0;
