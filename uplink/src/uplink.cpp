@@ -67,6 +67,10 @@ struct Uplink::Impl {
   // queued pack's bytes (held by its entry) until rd_kafka_destroy has joined them.
   std::deque<Entry> inflight;  // in channel order
   KafkaHandle rk;
+  // The topic's handle, made once per producer: named by a string, every producev would look
+  // the topic up in librdkafka's list under its handle's write lock, once per message.
+  // Declared after the producer, so destroyed before it.
+  TopicHandle topic;
   std::size_t inflight_events = 0;  // events in `inflight` (a pack holds many)
   std::string pack;                 // packed mode: the record being built
   std::size_t pack_limit = 0;       // packed mode: opts.pack_bytes, halved by packs refused for size
@@ -104,6 +108,12 @@ struct Uplink::Impl {
     create_producer();
   }
 
+  void replace_producer() {
+    topic.reset();  // before the producer it belongs to
+    rk.reset();
+    create_producer();
+  }
+
   void create_producer() {
     Settings s = {{"enable.idempotence", "true"},
                   {"acks", "all"},
@@ -134,6 +144,10 @@ struct Uplink::Impl {
       if (self != nullptr && self->log && level <= 2) self->log("error", fmt::format("librdkafka {}: {}", fac, buf));
     });
     rk = make_handle(RD_KAFKA_PRODUCER, std::move(conf));
+    topic.reset(rd_kafka_topic_new(rk.get(), opts.topic.c_str(), nullptr));
+    if (!topic)
+      throw core::Error(fmt::format("uplink {}: cannot use topic '{}': {}", opts.name, opts.topic,
+                                    rd_kafka_err2str(rd_kafka_last_error())));
     topic_known = false;
     topic_retry_at = {};
   }
@@ -148,10 +162,8 @@ struct Uplink::Impl {
   bool topic_known = false;
   Clock::time_point topic_retry_at{};
   void learn_topic() {
-    const std::unique_ptr<rd_kafka_topic_t, decltype(&rd_kafka_topic_destroy)> t(
-        rd_kafka_topic_new(rk.get(), opts.topic.c_str(), nullptr), &rd_kafka_topic_destroy);
     const rd_kafka_metadata_t* md = nullptr;
-    topic_known = t != nullptr && rd_kafka_metadata(rk.get(), 0, t.get(), &md, 500) == RD_KAFKA_RESP_ERR_NO_ERROR;
+    topic_known = rd_kafka_metadata(rk.get(), 0, topic.get(), &md, 500) == RD_KAFKA_RESP_ERR_NO_ERROR;
     if (topic_known) rd_kafka_metadata_destroy(md);
     else topic_retry_at = Clock::now() + std::chrono::seconds(5);
   }
@@ -309,11 +321,9 @@ struct Uplink::Impl {
           char reason[512];
           rd_kafka_fatal_error(rk.get(), reason, sizeof reason);
           if (log) log("warn", fmt::format("uplink {}: producer fatal error ({}): new producer", opts.name, reason));
-          rk.reset();
-          create_producer();
+          replace_producer();
         } else if (producer_batch != batch_limit) {  // nothing in flight: a producer with smaller batches
-          rk.reset();
-          create_producer();
+          replace_producer();
         }
       }
     }
@@ -343,8 +353,7 @@ struct Uplink::Impl {
     pack_limit = std::min(opts.pack_bytes, pack_limit * 2);
     if (batch_limit < batch_first) {
       batch_limit = std::min(batch_first, batch_limit * 2);
-      rk.reset();
-      create_producer();
+      replace_producer();
     }
     const bool smaller = pack_limit < opts.pack_bytes || batch_limit < batch_first;
     regrow_at = smaller ? Clock::now() + opts.regrow_after : Clock::time_point::max();
@@ -382,7 +391,7 @@ struct Uplink::Impl {
       if (bytes_held.size() < bytes_held.capacity() / 2) bytes_held.shrink_to_fit();
       pack = std::string();
       const rd_kafka_resp_err_t err = rd_kafka_producev(
-          rk.get(), RD_KAFKA_V_TOPIC(opts.topic.c_str()), RD_KAFKA_V_MSGFLAGS(0),
+          rk.get(), RD_KAFKA_V_RKT(topic.get()), RD_KAFKA_V_MSGFLAGS(0),
           RD_KAFKA_V_VALUE(bytes_held.data(), bytes_held.size()), RD_KAFKA_V_KEY(key, sizeof key),
           RD_KAFKA_V_HEADER(kPackedHeader, "1", 1),
           RD_KAFKA_V_OPAQUE(reinterpret_cast<void*>(static_cast<std::uintptr_t>(ticket))), RD_KAFKA_V_END);
@@ -481,7 +490,7 @@ struct Uplink::Impl {
         inflight.back().alone = one_at_a_time;
         ++inflight_events;
         const rd_kafka_resp_err_t err = rd_kafka_producev(
-            rk.get(), RD_KAFKA_V_TOPIC(opts.topic.c_str()),
+            rk.get(), RD_KAFKA_V_RKT(topic.get()),
             RD_KAFKA_V_VALUE(const_cast<std::byte*>(r.payload.data()), r.payload.size()),  // no copy
             RD_KAFKA_V_KEY(key, sizeof key), RD_KAFKA_V_HEADER(kIdentityHeader, idh, sizeof idh),
             // The event's time (the channel record's), not the send time: a re-sent event keeps it,

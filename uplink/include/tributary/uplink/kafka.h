@@ -29,6 +29,12 @@ struct ConfDeleter {
 };
 using ConfHandle = std::unique_ptr<rd_kafka_conf_t, ConfDeleter>;
 
+// A topic handle; destroyed before the rd_kafka_t it was made from.
+struct TopicDeleter {
+  void operator()(rd_kafka_topic_t* t) const noexcept { rd_kafka_topic_destroy(t); }
+};
+using TopicHandle = std::unique_ptr<rd_kafka_topic_t, TopicDeleter>;
+
 using Settings = std::map<std::string, std::string>;
 
 // A configuration from `settings`; throws core::Error naming the key librdkafka refused.
