@@ -172,6 +172,7 @@ bool ChannelState::close_region(std::uint64_t from, std::uint64_t to, TagKind ki
       k = kPadTag;  // runs to the end of the lap: length implicit (the gap may be < 16 bytes)
     } else {
       h->length.store(static_cast<std::uint32_t>(b - a), std::memory_order_relaxed);
+      __atomic_store_n(&h->crc, skip_check(a, static_cast<std::uint32_t>(b - a)), __ATOMIC_RELAXED);
     }
     bool ok = true;
     if (exclusive) {
@@ -306,9 +307,14 @@ RecoveryReport recover(ChannelState& st) {
   // Producers raise the retention head only to the lowest live cursor, and a consumer registers
   // at or after it: a cursor below the head on file is stale (its page older than the header's
   // after a power loss, or zeroed by a cut) and the head is the better bound of where it was.
-  // A head past the stored write head is damage; the write head bounds it.
-  if (const std::uint64_t head = load_u64(&h->head.head), tail = load_u64(&h->tail.pos); head > tail)
-    __atomic_store_n(&h->head.head, tail & ~std::uint64_t{kRecordAlign - 1}, __ATOMIC_RELEASE);
+  // A head past the stored write head (they share a sector: no power loss tears them apart) is
+  // damage, and no bound of anything: it goes back to the lowest cursor, within the write head.
+  if (const std::uint64_t head = load_u64(&h->head.head), tail = load_u64(&h->tail.pos); head > tail) {
+    std::uint64_t lowest = tail;
+    for (std::uint32_t i = 0; i < kConsumerSlots; ++i)
+      if (st.consumers[i].state.load() == kActive) lowest = std::min(lowest, st.consumers[i].cursor.load());
+    __atomic_store_n(&h->head.head, lowest & ~std::uint64_t{kRecordAlign - 1}, __ATOMIC_RELEASE);
+  }
   for (std::uint32_t i = 0; i < kConsumerSlots; ++i)
     if (const std::uint64_t head = load_u64(&h->head.head);
         st.consumers[i].state.load() == kActive && st.consumers[i].cursor.load() < head) {
@@ -368,16 +374,27 @@ RecoveryReport recover(ChannelState& st) {
   // overwrite the record at `to`) can only be the start of the scan, since records are
   // contiguous within a lap: a damaged cursor, a scan starting inside a dead writer's claim,
   // or the start of a lap found by the pre-scan. Nothing reads from there, so whatever points
-  // into it (cursors, the retention head) is moved onto `to` instead. Its bytes are no
-  // record's, but a tag there may name a position a lap on (a record of the newer lap whose
-  // rest was lost): cleared, or a consumer reaching that position would take it for a record.
+  // into it (cursors, the retention head) is moved onto `to` instead.
+  // A tag in a slot that names that slot at or after `from` (this lap or a later one) is what a
+  // power loss left of a newer record. In a region closed as damaged it is cleared: once
+  // producers reach it, a consumer would take the leftover for their record, in the moment
+  // between their reservation and their publication. (Only there: elsewhere such a word may be
+  // payload bytes of a record still in the ring.)
+  auto clear_leftover_tags = [&](std::uint64_t from, std::uint64_t to) {
+    for (std::uint64_t q = from; q < to; q += kRecordAlign) {
+      std::atomic<std::uint64_t>& tag = st.header_at(q)->tag;
+      const std::uint64_t t = tag.load(std::memory_order_relaxed);
+      const std::uint64_t named = t & ~std::uint64_t{kRecordAlign - 1};
+      if ((t & (kRecordAlign - 1)) != 0 && named >= q && (named & st.mask) == (q & st.mask)) tag.store(0);
+    }
+  };
   auto close_gap = [&](std::uint64_t from, std::uint64_t to) {
+    clear_leftover_tags(from, to);  // before the skip header (its tag names `from`) is written
     if (to - from >= kMinSkip || to == st.lap_end(from)) {
       st.close_region(from, to, kSkipTag, true);
       pass_to(from, to);
       return;
     }
-    for (std::uint64_t q = from; q < to; q += kRecordAlign) st.header_at(q)->tag.store(0);
     for (std::uint32_t i = 0; i < kConsumerSlots; ++i) {
       const std::uint64_t at = st.consumers[i].cursor.load();
       if (st.consumers[i].state.load() == kActive && at >= from && at < to) {
@@ -392,6 +409,7 @@ RecoveryReport recover(ChannelState& st) {
 
   bool have_seq = false;
   std::uint64_t last_seq = 0;
+  std::uint64_t last_end = 0;  // end of the last valid record
   std::uint64_t p = floor;
   while (p < limit) {
     std::uint64_t size = 0;
@@ -404,6 +422,7 @@ RecoveryReport recover(ChannelState& st) {
         ++rep.records_salvaged;
         pass_to(p, p + size);
         p += size;
+        last_end = p;
         continue;
       }
     }
@@ -413,25 +432,28 @@ RecoveryReport recover(ChannelState& st) {
       p = st.lap_end(p);
       continue;
     }
-    if (tag == make_tag(p, kSkipTag)) {
-      const std::uint32_t len = st.header_at(p)->length.load();
-      if (len >= 16 && len % kRecordAlign == 0 && p + len <= st.lap_end(p)) {
+    if (tag == make_tag(p, kSkipTag)) {  // a damaged one is a damaged region (below)
+      if (const std::uint32_t len = skip_length(st, p, st.header_at(p)); len != 0) {
         pass_to(p, p + len);
         p += len;
         continue;
       }
     }
-    // A dead producer's reservation: close it.
-    // (Never one reaching past a lap from the floor: producers never write there.)
+    // A dead producer's reservation: close it, the whole of it (a batch it published in part,
+    // last record first, is not salvaged in part). Never past a lap from the floor, where no
+    // producer writes: a claim said to reach further is cut there. A slot's claim is also set
+    // while a reservation is only being attempted: one that valid records start inside was
+    // never made (others wrote there), and is no claim.
     auto c = std::find_if(claims.begin(), claims.end(),
-                          [&](const Claim& cl) { return p >= cl.pos && p < cl.end && cl.end <= limit; });
+                          [&](const Claim& cl) { return p >= cl.pos && p < cl.end && last_end <= cl.pos; });
     if (c != claims.end()) {
-      close_gap(p, c->end);
+      const std::uint64_t end = std::min(c->end, limit);
+      close_gap(p, end);
       h->abandoned_records.fetch_add(c->records);
       abandoned_seqs += c->records;
-      h->abandoned_bytes.fetch_add(c->end - p);
+      h->abandoned_bytes.fetch_add(end - p);
       ++rep.abandoned_claims;
-      p = c->end;
+      p = end;
       claims.erase(c);
       continue;
     }
@@ -452,7 +474,9 @@ RecoveryReport recover(ChannelState& st) {
   }
   // Past the end, a record header that reached the disk without its payload (a power loss)
   // still carries its own position: a consumer would take it for the next record, fail its
-  // CRC and step over whatever producers write there next. Clear every such tag.
+  // CRC and step over whatever producers write there next. Clear every such tag. (Only tags
+  // naming their own position: the slots past the end still hold the bytes of consumed records,
+  // which `walk` and `dump` may read.)
   for (std::uint64_t q = p; q < limit; q += kRecordAlign) {
     std::atomic<std::uint64_t>& tag = st.header_at(q)->tag;
     if ((tag.load(std::memory_order_relaxed) & ~std::uint64_t{kRecordAlign - 1}) == q) tag.store(0);
@@ -680,10 +704,17 @@ bool Channel::remove_consumer(std::string_view name) {
   for (std::uint32_t i = 0; i < kConsumerSlots; ++i) {
     auto& c = state_->consumers[i];
     if (c.state.load() == kActive && name == c.name) {
-      const std::uint32_t owner = c.owner_pid.load();
-      if (owner != 0 && process_alive(owner, c.owner_start.load()))
-        throw Error(fmt::format("consumer '{}' of {} is in use by process {}", name, path().string(), owner));
+      // Taken over first, as a consumer adopting it would: a process adopting it meanwhile
+      // either wins (and this refuses) or finds it held by us.
+      const std::uint32_t self = static_cast<std::uint32_t>(::getpid());
+      std::uint32_t owner = c.owner_pid.load();
+      for (;;) {
+        if (owner != 0 && process_alive(owner, c.owner_start.load()))
+          throw Error(fmt::format("consumer '{}' of {} is in use by process {}", name, path().string(), owner));
+        if (c.owner_pid.compare_exchange_strong(owner, self)) break;
+      }
       c.state.store(kFree);
+      c.owner_pid.store(0);
       state_->wake_producers();
       return true;
     }
@@ -839,10 +870,10 @@ std::uint64_t Channel::walk(const std::function<bool(const Record&)>& f, std::op
       continue;
     }
     if (tag == make_tag(p, kSkipTag)) {
-      // A skip written by us is 8-aligned and inside its lap; anything else is damage at rest
-      // (after a clean close no scan has vouched for the ring): stop there.
-      const std::uint32_t len = h->length.load();
-      if (len < kMinSkip || len % kRecordAlign != 0 || p + len > st.lap_end(p)) break;
+      // A skip written by us is 8-aligned, inside its lap and agrees with its check; anything
+      // else is damage at rest (after a clean close no scan has vouched for the ring): stop there.
+      const std::uint32_t len = skip_length(st, p, h);
+      if (len == 0) break;
       p += len;
       continue;
     }

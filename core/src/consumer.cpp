@@ -153,8 +153,8 @@ std::size_t Consumer::poll(std::span<Record> out) noexcept {
     } else if (tag == make_tag(p, kPadTag)) {
       p = st.lap_end(p);
     } else if (tag == make_tag(p, kSkipTag)) {
-      const std::uint32_t len = h->length.load(std::memory_order_relaxed);
-      if (len < kMinSkip || len % kRecordAlign != 0 || p + len > st.lap_end(p)) break;  // damage, not ours
+      const std::uint32_t len = skip_length(st, p, h);
+      if (len == 0) break;  // damage, not ours: how far to jump is not known
       p += len;
     } else {
       break;

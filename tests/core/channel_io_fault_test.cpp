@@ -143,6 +143,8 @@ bool run_with_fault_at(long n, const std::filesystem::path& dir, long (&hits)[kW
         if (st != AppendStatus::kSyncFailed || attempt == 3) {
           ADD_FAILURE() << "fault at call " << n << " (" << (g_plan.failed ? g_plan.failed : "none")
                         << "): append " << i << " returned " << to_string(st);
+          std::copy(std::begin(g_plan.hits), std::end(g_plan.hits), std::begin(hits));
+          g_plan = {};
           return false;
         }
         ++sync_failed;

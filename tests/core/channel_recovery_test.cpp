@@ -269,7 +269,9 @@ TEST(ChannelRecoveryTest, ARecordReachingALapPastAStaleCursorIsKept) {
     big_end = ch.stats().write_position;
     ASSERT_GT(big_end, stale + kCapacity);
   }
+  // The header's page as stale as the cursor's: its retention head no higher than the cursor.
   write_u64(path, consumer_field(0, offsetof(detail::ConsumerSlot, cursor)), stale);
+  write_u64(path, offsetof(detail::Header, head), stale);
   forget_clean_close(path);
   Channel ch = Channel::open(path);
   EXPECT_EQ(ch.stats().write_position, big_end);
@@ -315,6 +317,20 @@ TEST(ChannelRecoveryTest, AFileCutInsideItsTablesKeepsItsWriteHeadAndServesEvery
   }
 }
 
+// A retention head flipped past the write head is no bound of the cursors: the backlog stays.
+TEST(ChannelRecoveryTest, ARetentionHeadPastTheWriteHeadDoesNotDropTheBacklog) {
+  TempDir dir;
+  const auto path = dir / "a.chan";
+  const auto written = fill(path, 40, 11);
+  write_u64(path, offsetof(detail::Header, head), std::uint64_t{1} << 40);
+  forget_clean_close(path);
+  Channel ch = Channel::open(path);
+  Consumer c = ch.consumer("reader");
+  const auto got = drain(c, 100, std::chrono::milliseconds(50));
+  ASSERT_EQ(got.size(), written.size());
+  for (std::size_t i = 0; i < got.size(); ++i) EXPECT_EQ(got[i].payload, written[i].payload);
+}
+
 // A damaged claim length in a dead writer's slot must not carry the write head laps ahead.
 TEST(ChannelRecoveryTest, AnImplausibleDeadClaimIsNotFollowed) {
   TempDir dir;
@@ -332,6 +348,59 @@ TEST(ChannelRecoveryTest, AnImplausibleDeadClaimIsNotFollowed) {
   Producer p = ch.producer({FullPolicy::kFailFast});
   ASSERT_EQ(p.append({2, 0}, "after"), AppendStatus::kOk);
   auto got = drain(c, 10, std::chrono::milliseconds(50));
+  ASSERT_EQ(got.size(), 1u);
+  EXPECT_EQ(got[0].payload, "after");
+}
+
+// A skip region's length says how far readers jump: a flipped bit in it must not carry them over
+// the records behind it. The skip's check catches it, and the region is resynchronised instead.
+TEST(ChannelRecoveryTest, AFlippedSkipLengthIsNotFollowed) {
+  TempDir dir;
+  const auto path = dir / "a.chan";
+  std::uint64_t skip_at = 0;
+  {
+    Channel ch = Channel::create(path, config());
+    (void)ch.consumer("reader");
+    for (std::uint64_t i = 0; i < 5; ++i)
+      ASSERT_EQ(ch.producer().append({1, i}, payload_for(1, i, 60)), AppendStatus::kOk);
+    skip_at = ch.stats().write_position;
+    {
+      Producer p = ch.producer();
+      Producer::Claim claim;
+      ASSERT_EQ(p.claim({1, 5}, 100, claim), AppendStatus::kOk);
+    }  // destroyed unpublished: its region becomes a skip
+    Producer p = ch.producer();
+    for (std::uint64_t i = 5; i < 10; ++i) ASSERT_EQ(p.append({1, i}, payload_for(1, i, 60)), AppendStatus::kOk);
+  }
+  flip_bit(path, data_offset(path) + skip_at + offsetof(detail::RecordHeader, length) + 1, 3);  // +2 KiB
+  forget_clean_close(path);
+  Channel ch = Channel::open(path);
+  Consumer c = ch.consumer("reader");
+  const auto got = drain(c, 100, std::chrono::milliseconds(50));
+  ASSERT_EQ(got.size(), 10u);
+  for (std::uint64_t i = 0; i < 10; ++i) EXPECT_EQ(got[i].payload, payload_for(1, i, 60));
+}
+
+// A producer slot records a claim while the reservation is only attempted: a writer killed then
+// leaves a "claim" over a region other producers went on to write. Valid records inside it mean
+// it was never made; recovery keeps them and does not close the rest of it, which would leave a
+// consumer stuck at the end of the data.
+TEST(ChannelRecoveryTest, AClaimOverRecordsOthersWroteIsNoClaim) {
+  TempDir dir;
+  const auto path = dir / "a.chan";
+  const auto written = fill(path, 10, 12);
+  const Written& last = written.back();
+  write_u64(path, producer_field(0, offsetof(detail::ProducerSlot, pid)), 4242);
+  write_u64(path, producer_field(0, offsetof(detail::ProducerSlot, claim_pos)), last.position);
+  write_u64(path, producer_field(0, offsetof(detail::ProducerSlot, claim_len)), last.size + 8);
+  forget_clean_close(path);
+  Channel ch = Channel::open(path);
+  EXPECT_EQ(ch.stats().write_position, last.position + last.size);
+  Consumer c = ch.consumer("reader");
+  EXPECT_EQ(drain(c, 100, std::chrono::milliseconds(50)).size(), written.size());
+  Producer p = ch.producer({FullPolicy::kFailFast});
+  ASSERT_EQ(p.append({2, 0}, "after"), AppendStatus::kOk);
+  const auto got = drain(c, 10, std::chrono::milliseconds(50));
   ASSERT_EQ(got.size(), 1u);
   EXPECT_EQ(got[0].payload, "after");
 }

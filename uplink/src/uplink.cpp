@@ -143,11 +143,14 @@ struct Uplink::Impl {
       auto* self = static_cast<Impl*>(rd_kafka_opaque(rk_));
       if (self != nullptr && self->log && level <= 2) self->log("error", fmt::format("librdkafka {}: {}", fac, buf));
     });
-    rk = make_handle(RD_KAFKA_PRODUCER, std::move(conf));
-    topic.reset(rd_kafka_topic_new(rk.get(), opts.topic.c_str(), nullptr));
-    if (!topic)
+    // Both or neither: a producer without its topic handle is never left behind.
+    KafkaHandle made = make_handle(RD_KAFKA_PRODUCER, std::move(conf));
+    TopicHandle made_topic(rd_kafka_topic_new(made.get(), opts.topic.c_str(), nullptr));
+    if (!made_topic)
       throw core::Error(fmt::format("uplink {}: cannot use topic '{}': {}", opts.name, opts.topic,
                                     rd_kafka_err2str(rd_kafka_last_error())));
+    rk = std::move(made);
+    topic = std::move(made_topic);
     topic_known = false;
     topic_retry_at = {};
   }

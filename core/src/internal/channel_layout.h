@@ -248,6 +248,21 @@ SourceSlot* find_source(ChannelState& st, std::uint64_t id, bool create) noexcep
   return fn(record_crc_seed(pos, length), reinterpret_cast<const std::byte*>(h) + 16, record_crc_bytes(length));
 }
 
+// A skip region's check, in its header's CRC field: for a given position the seed is a
+// bijection of the length, so a flipped bit in the length (which says how far readers jump)
+// never goes unnoticed. Written before the skip's tag is published.
+[[nodiscard]] constexpr std::uint32_t skip_check(std::uint64_t pos, std::uint32_t length) noexcept {
+  return ~record_crc_seed(pos, length);
+}
+// The length of the skip region whose header (tag already matched) is at `p`: 8-aligned, at
+// least a header, inside its lap and agreeing with its check; 0 if it is damaged.
+[[nodiscard]] inline std::uint32_t skip_length(const ChannelState& st, std::uint64_t p, const RecordHeader* h) noexcept {
+  const std::uint32_t len = h->length.load(std::memory_order_relaxed);
+  if (len < kMinSkip || len % kRecordAlign != 0 || p + len > st.lap_end(p)) return 0;
+  if (__atomic_load_n(&h->crc, __ATOMIC_RELAXED) != skip_check(p, len)) return 0;
+  return len;
+}
+
 // CRCs of records three at a time (crc32c_extend3): used by batch writes and batch reads.
 // Calls `done(i, crc)` for each of the n records at headers[i] with payload lengths lens[i].
 template <class Done>
