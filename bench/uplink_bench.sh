@@ -14,6 +14,11 @@
 # and python3-kafka for the offsets); else its figures are left out, said on stderr.
 #
 #   bash bench/uplink_bench.sh [--events N] [--repeat R] [--kafka mock|real] [--json FILE]
+#                              [--baseline BIN]
+#
+# --baseline BIN: also ship the events one record per event with another build of tributary
+# (say, main's before a change), as one more peer; the runs of every peer are interleaved
+# round by round, so a change is measured against its baseline under the same noise.
 #
 # mock: librdkafka's mock cluster (`tributary broker`, in memory: measures the producers);
 # real: the local Apache Kafka (`tributary kafka start`, first use fetches its jars), with
@@ -26,17 +31,20 @@ events=1000000
 repeat=3
 kafka=mock
 json=""
+baseline=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --events) events="$2"; shift 2 ;;
     --repeat) repeat="$2"; shift 2 ;;
     --kafka) kafka="$2"; shift 2 ;;
     --json) json="$2"; shift 2 ;;
+    --baseline) baseline="$2"; shift 2 ;;
     *) echo "uplink_bench.sh: unknown option '$1'" >&2; exit 2 ;;
   esac
 done
 bin="$PWD/build/release/tools/tributary"
 [ -x "$bin" ] || bash tools/setup.sh build
+[ -z "$baseline" ] || [ -x "$baseline" ] || { echo "uplink_bench.sh: --baseline $baseline is not an executable" >&2; exit 2; }
 export PATH="$PATH:/usr/sbin"  # rsyslogd
 command -v kcat > /dev/null || { echo "uplink_bench.sh: needs kcat (apt-get install kcat)" >&2; exit 2; }
 omkafka=no
@@ -89,13 +97,15 @@ echo warm | timeout 120 kcat -P -b "$boot" -t bench "${settings[@]}" ||
 
 shipped() { [ "$(committed_of "$work/run.chan" || echo 0)" = "$(stat_field "$work/run.chan" write_position)" ]; }
 # Runs in the main shell (not a subshell) so that cleanup can stop the uplink; sets $result.
-run_tributary() { uplink_with; }
-run_tributary_packed() { uplink_with --packed; }
+run_tributary() { uplink_with "$bin"; }
+run_tributary_packed() { uplink_with "$bin" --packed; }
+run_baseline() { uplink_with "$baseline"; }
 uplink_with() {
-  local t0 t1 cpu hwm
+  local t0 t1 cpu hwm exe="$1"
+  shift
   cp "$work/full.chan" "$work/run.chan"  # the same channel, its uplink cursor at the start
   t0=$(now)
-  "$bin" uplink --channel "$work/run.chan" --topic bench --bootstrap "$boot" "$@" 2> "$work/uplink.log" &
+  "$exe" uplink --channel "$work/run.chan" --topic bench --bootstrap "$boot" "$@" 2> "$work/uplink.log" &
   uplink_pid=$!
   wait_until 300 "$uplink_pid" "tributary uplink (see $work/uplink.log)" shipped || exit 1
   t1=$(now)
@@ -181,19 +191,22 @@ CONF
 peers=(kcat)
 [ "$omkafka" = yes ] && peers+=(rsyslog)
 [ "$kafka" = real ] && peers+=(perf_test)
+[ -n "$baseline" ] && peers+=(baseline)
 
-declare -A secs cpus hwms
-for name in tributary tributary_packed "${peers[@]}"; do
-  s=(); c=(); r=()
-  for i in $(seq 1 "$repeat"); do
+# Round by round: each round runs every one once, so slow spells of the machine fall on all.
+declare -A secs cpus hwms all_s all_c all_r
+for i in $(seq 1 "$repeat"); do
+  for name in tributary tributary_packed "${peers[@]}"; do
     "run_$name"
     read -r t cpu hwm <<< "$result"
-    s+=("$t"); c+=("$cpu"); r+=("$hwm")
+    all_s[$name]+="$t "; all_c[$name]+="$cpu "; all_r[$name]+="$hwm "
     echo "  $name run $i: ${t}s, ${cpu} CPU-s, peak RSS ${hwm} kB" >&2
   done
-  secs[$name]=$(printf '%s\n' "${s[@]}" | median)
-  cpus[$name]=$(printf '%s\n' "${c[@]}" | median)
-  hwms[$name]=$(printf '%s\n' "${r[@]}" | median)
+done
+for name in tributary tributary_packed "${peers[@]}"; do
+  secs[$name]=$(printf '%s\n' ${all_s[$name]} | median)
+  cpus[$name]=$(printf '%s\n' ${all_c[$name]} | median)
+  hwms[$name]=$(printf '%s\n' ${all_r[$name]} | median)
 done
 
 echo "events: $lines ($((bytes / 1048576)) MiB of JSON lines) to $kafka Kafka, median of $repeat, $(nproc) cores"
@@ -208,6 +221,9 @@ echo "tributary / kcat, events/s: $(echo "${secs[kcat]} / ${secs[tributary]}" | 
      "CPU per event: $(echo "${cpus[tributary]} / ${cpus[kcat]}" | bc -l | cut -c1-5) of kcat's;" \
      "packed: $(echo "${secs[kcat]} / ${secs[tributary_packed]}" | bc -l | cut -c1-5)x kcat's events/s at" \
      "$(echo "${cpus[tributary_packed]} / ${cpus[kcat]}" | bc -l | cut -c1-5) of its CPU per event"
+[ -n "$baseline" ] && echo "tributary / baseline ($baseline), one record per event: events/s" \
+     "$(echo "${secs[baseline]} / ${secs[tributary]}" | bc -l | cut -c1-5)x; CPU per event:" \
+     "$(echo "${cpus[tributary]} / ${cpus[baseline]}" | bc -l | cut -c1-5) of the baseline's"
 [ "$omkafka" = yes ] && echo "tributary / rsyslog omkafka, events/s: $(echo "${secs[rsyslog]} / ${secs[tributary]}" | bc -l | cut -c1-5)x;" \
      "CPU per event: $(echo "${cpus[tributary]} / ${cpus[rsyslog]}" | bc -l | cut -c1-5) of rsyslog's;" \
      "packed: $(echo "${secs[rsyslog]} / ${secs[tributary_packed]}" | bc -l | cut -c1-5)x its events/s at" \
