@@ -67,9 +67,10 @@ struct Uplink::Impl {
   // queued pack's bytes (held by its entry) until rd_kafka_destroy has joined them.
   std::deque<Entry> inflight;  // in channel order
   KafkaHandle rk;
-  // The topic's handle, made once per producer: named by a string, every producev would look
-  // the topic up in librdkafka's list under its handle's write lock, once per message.
-  // Declared after the producer, so destroyed before it.
+  // The topic's handle, made once per producer when it first has something to send (making
+  // it asks the cluster for the topic's metadata, which may auto-create the topic): named by a
+  // string, every producev would look the topic up in librdkafka's list under its handle's
+  // write lock, once per message. Declared after the producer, so destroyed before it.
   TopicHandle topic;
   std::size_t inflight_events = 0;  // events in `inflight` (a pack holds many)
   std::string pack;                 // packed mode: the record being built
@@ -143,14 +144,7 @@ struct Uplink::Impl {
       auto* self = static_cast<Impl*>(rd_kafka_opaque(rk_));
       if (self != nullptr && self->log && level <= 2) self->log("error", fmt::format("librdkafka {}: {}", fac, buf));
     });
-    // Both or neither: a producer without its topic handle is never left behind.
-    KafkaHandle made = make_handle(RD_KAFKA_PRODUCER, std::move(conf));
-    TopicHandle made_topic(rd_kafka_topic_new(made.get(), opts.topic.c_str(), nullptr));
-    if (!made_topic)
-      throw core::Error(fmt::format("uplink {}: cannot use topic '{}': {}", opts.name, opts.topic,
-                                    rd_kafka_err2str(rd_kafka_last_error())));
-    rk = std::move(made);
-    topic = std::move(made_topic);
+    rk = make_handle(RD_KAFKA_PRODUCER, std::move(conf));
     topic_known = false;
     topic_retry_at = {};
   }
@@ -342,6 +336,12 @@ struct Uplink::Impl {
     const auto now = Clock::now();
     if (rewinding || now < resume_at) return 0;
     if (now >= regrow_at && !regrow()) return 0;
+    if (!topic) {
+      topic.reset(rd_kafka_topic_new(rk.get(), opts.topic.c_str(), nullptr));
+      if (!topic)
+        throw core::Error(fmt::format("uplink {}: cannot use topic '{}': {}", opts.name, opts.topic,
+                                      rd_kafka_err2str(rd_kafka_last_error())));
+    }
     if (!topic_known && now >= topic_retry_at) learn_topic();
     return opts.packed ? produce_packs() : produce_events();
   }
