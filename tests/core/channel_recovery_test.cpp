@@ -54,6 +54,15 @@ void write_u64(const std::filesystem::path& p, std::uint64_t offset, std::uint64
   write_bytes(p, offset, std::string(reinterpret_cast<const char*>(&v), sizeof v));
 }
 
+// The channel goes on: the next record a producer appends reaches `c`, and nothing else does.
+void expect_next_record_reaches(Channel& ch, Consumer& c) {
+  Producer p = ch.producer({FullPolicy::kFailFast});
+  ASSERT_EQ(p.append({2, 0}, "after"), AppendStatus::kOk);
+  const auto got = drain(c, 10, std::chrono::milliseconds(50));
+  ASSERT_EQ(got.size(), 1u);
+  EXPECT_EQ(got[0].payload, "after");
+}
+
 // File offsets of the tables, from the layout this build writes.
 constexpr detail::Layout kLayout = detail::Layout::compute(kCapacity, 64);
 constexpr std::uint64_t consumer_field(std::uint32_t slot, std::size_t field) {
@@ -345,11 +354,7 @@ TEST(ChannelRecoveryTest, AnImplausibleDeadClaimIsNotFollowed) {
   EXPECT_EQ(ch.stats().write_position, end);
   Consumer c = ch.consumer("reader");
   EXPECT_EQ(drain(c, 100, std::chrono::milliseconds(50)).size(), written.size());
-  Producer p = ch.producer({FullPolicy::kFailFast});
-  ASSERT_EQ(p.append({2, 0}, "after"), AppendStatus::kOk);
-  auto got = drain(c, 10, std::chrono::milliseconds(50));
-  ASSERT_EQ(got.size(), 1u);
-  EXPECT_EQ(got[0].payload, "after");
+  ASSERT_NO_FATAL_FAILURE(expect_next_record_reaches(ch, c));
 }
 
 // A skip region's length says how far readers jump: a flipped bit in it must not carry them over
@@ -398,11 +403,7 @@ TEST(ChannelRecoveryTest, AClaimOverRecordsOthersWroteIsNoClaim) {
   EXPECT_EQ(ch.stats().write_position, last.position + last.size);
   Consumer c = ch.consumer("reader");
   EXPECT_EQ(drain(c, 100, std::chrono::milliseconds(50)).size(), written.size());
-  Producer p = ch.producer({FullPolicy::kFailFast});
-  ASSERT_EQ(p.append({2, 0}, "after"), AppendStatus::kOk);
-  const auto got = drain(c, 10, std::chrono::milliseconds(50));
-  ASSERT_EQ(got.size(), 1u);
-  EXPECT_EQ(got[0].payload, "after");
+  ASSERT_NO_FATAL_FAILURE(expect_next_record_reaches(ch, c));
 }
 
 // A free consumer slot turned "active" by a flipped bit has no name: no consumer registered it.
@@ -432,11 +433,7 @@ TEST(ChannelRecoveryTest, AConsumerDoesNotStepOverACorruptHeaderAtTheWriteHead) 
   ASSERT_TRUE(ch.stats().opened_after_clean_close) << "no scan: the consumer meets the header itself";
   Consumer c = ch.consumer("reader");
   EXPECT_EQ(drain(c, 100, std::chrono::milliseconds(20)).size(), written.size());
-  Producer p = ch.producer({FullPolicy::kFailFast});
-  ASSERT_EQ(p.append({2, 0}, "after"), AppendStatus::kOk);
-  auto got = drain(c, 10, std::chrono::milliseconds(50));
-  ASSERT_EQ(got.size(), 1u);
-  EXPECT_EQ(got[0].payload, "after");
+  ASSERT_NO_FATAL_FAILURE(expect_next_record_reaches(ch, c));
   EXPECT_EQ(c.skipped_records(), 0u);
 }
 
