@@ -167,7 +167,7 @@ bool ChannelState::close_region(std::uint64_t from, std::uint64_t to, TagKind ki
     std::uint64_t seen = h->tag.load(std::memory_order_acquire);
     // Another consumer closed it already (or, without `exclusive`, it is a live record).
     if (!exclusive && (seen & ~std::uint64_t{7}) == a && (seen & 7) != 0) continue;
-    TagKind k = kind;
+    TagKind k = kind == kSkipTag ? kCheckedSkipTag : kind;  // skips are written checked
     if (b == lap_end(a)) {
       k = kPadTag;  // runs to the end of the lap: length implicit (the gap may be < 16 bytes)
     } else {
@@ -310,9 +310,14 @@ RecoveryReport recover(ChannelState& st) {
   // A head past the stored write head (they share a sector: no power loss tears them apart) is
   // damage, and no bound of anything: it goes back to the lowest cursor, within the write head.
   if (const std::uint64_t head = load_u64(&h->head.head), tail = load_u64(&h->tail.pos); head > tail) {
-    std::uint64_t lowest = tail;
+    std::uint64_t lowest = tail >= st.capacity ? tail - st.capacity : 0;  // without consumers: all kept
+    bool any = false;
     for (std::uint32_t i = 0; i < kConsumerSlots; ++i)
-      if (st.consumers[i].state.load() == kActive) lowest = std::min(lowest, st.consumers[i].cursor.load());
+      if (st.consumers[i].state.load() == kActive) {
+        const std::uint64_t at = std::min(st.consumers[i].cursor.load(), tail);
+        lowest = any ? std::min(lowest, at) : at;
+        any = true;
+      }
     __atomic_store_n(&h->head.head, lowest & ~std::uint64_t{kRecordAlign - 1}, __ATOMIC_RELEASE);
   }
   for (std::uint32_t i = 0; i < kConsumerSlots; ++i)
@@ -432,8 +437,8 @@ RecoveryReport recover(ChannelState& st) {
       p = st.lap_end(p);
       continue;
     }
-    if (tag == make_tag(p, kSkipTag)) {  // a damaged one is a damaged region (below)
-      if (const std::uint32_t len = skip_length(st, p, st.header_at(p)); len != 0) {
+    if (is_skip_tag(tag, p)) {  // a damaged one is a damaged region (below)
+      if (const std::uint32_t len = skip_length(st, p, st.header_at(p), tag); len != 0) {
         pass_to(p, p + len);
         p += len;
         continue;
@@ -444,10 +449,15 @@ RecoveryReport recover(ChannelState& st) {
     // producer writes: a claim said to reach further is cut there. A slot's claim is also set
     // while a reservation is only being attempted: one that valid records start inside was
     // never made (others wrote there), and is no claim.
-    auto c = std::find_if(claims.begin(), claims.end(),
-                          [&](const Claim& cl) { return p >= cl.pos && p < cl.end && last_end <= cl.pos; });
+    // Two dead slots may claim one place (one attempted, one made): the shortest is closed, and
+    // the scan goes on after it.
+    auto c = claims.end();
+    for (auto it = claims.begin(); it != claims.end(); ++it)
+      if (p >= it->pos && p < it->end && last_end <= it->pos && (c == claims.end() || it->end < c->end)) c = it;
     if (c != claims.end()) {
-      const std::uint64_t end = std::min(c->end, limit);
+      std::uint64_t end = std::min(c->end, limit);
+      // Cut short into the next lap by less than a skip header: close to the lap's end only.
+      if (end > st.lap_end(p) && end - st.lap_end(p) < kMinSkip) end = st.lap_end(p);
       close_gap(p, end);
       h->abandoned_records.fetch_add(c->records);
       abandoned_seqs += c->records;
@@ -714,7 +724,8 @@ bool Channel::remove_consumer(std::string_view name) {
         if (c.owner_pid.compare_exchange_strong(owner, self)) break;
       }
       c.state.store(kFree);
-      c.owner_pid.store(0);
+      std::uint32_t mine = self;  // unless a registration took the freed slot meanwhile
+      c.owner_pid.compare_exchange_strong(mine, 0);
       state_->wake_producers();
       return true;
     }
@@ -869,10 +880,10 @@ std::uint64_t Channel::walk(const std::function<bool(const Record&)>& f, std::op
       p = st.lap_end(p);
       continue;
     }
-    if (tag == make_tag(p, kSkipTag)) {
+    if (is_skip_tag(tag, p)) {
       // A skip written by us is 8-aligned, inside its lap and agrees with its check; anything
       // else is damage at rest (after a clean close no scan has vouched for the ring): stop there.
-      const std::uint32_t len = skip_length(st, p, h);
+      const std::uint32_t len = skip_length(st, p, h, tag);
       if (len == 0) break;
       p += len;
       continue;

@@ -38,12 +38,20 @@ struct Consumer::Impl {
     slot->owner_pid.compare_exchange_strong(me, 0);
   }
 
-  // True if something (record, pad or skip) is published at `p`: its tag, below the write
-  // head (a tag at or past it is what a power loss left of a newer lap, never published;
-  // poll stops in front of it). The write head is read only when the tag matches.
+  // True if poll would make progress at `p`: a record, pad or skip is published there (its tag,
+  // below the write head: a tag at or past it is what a power loss left of a newer lap, never
+  // published) and can be framed. Damage poll stops at is not readable, so that wait() sleeps
+  // on it instead of spinning. The write head is read only when the tag matches.
   [[nodiscard]] bool readable(std::uint64_t p) const noexcept {
-    const std::uint64_t tag = st->header_at(p)->tag.load(std::memory_order_seq_cst);
-    return (tag & ~std::uint64_t{7}) == p && (tag & 7) != 0 && p < load_u64(&st->hdr->tail.pos);
+    const RecordHeader* h = st->header_at(p);
+    const std::uint64_t tag = h->tag.load(std::memory_order_seq_cst);
+    if ((tag & ~std::uint64_t{7}) != p || (tag & 7) == 0 || p >= load_u64(&st->hdr->tail.pos)) return false;
+    if (tag == make_tag(p, kRecordTag)) {
+      const std::uint32_t len = h->length.load(std::memory_order_relaxed);
+      return len <= st->max_payload && p + record_size(len) <= st->lap_end(p);
+    }
+    if (is_skip_tag(tag, p)) return skip_length(*st, p, h, tag) != 0;
+    return tag == make_tag(p, kPadTag);
   }
 
   // Called when nothing is readable at `p`. After abandon_timeout at the same position, looks
@@ -69,6 +77,7 @@ struct Consumer::Impl {
     if (p >= load_u64(&st->hdr->tail.pos)) return;  // simply empty
     ProducerSlot* dead = nullptr;
     std::uint32_t dead_pid = 0;
+    std::uint64_t end = 0;  // of the dead writer's claim, as read beside its pid
     for (std::uint32_t i = 0; i < kProducerSlots; ++i) {
       ProducerSlot& s = st->producers[i];
       const std::uint32_t pid = s.pid.load(std::memory_order_acquire);
@@ -77,11 +86,13 @@ struct Consumer::Impl {
       const std::uint64_t pos = s.claim_pos.load(std::memory_order_acquire);
       if (len == 0 || p < pos || p >= pos + len) continue;
       if (process_alive(pid, s.start_time.load())) return;  // slow, not dead: keep waiting
+      // Two dead slots over one place (one attempted, one made): the shorter claim is closed.
+      if (dead != nullptr && pos + len >= end) continue;
       dead = &s;
       dead_pid = pid;
+      end = pos + len;  // not re-read later: the slot may be retired and reused by then
     }
     if (dead == nullptr) return;
-    const std::uint64_t end = dead->claim_pos.load() + dead->claim_len.load();
     if (st->close_region(p, end, kSkipTag, false)) {
       st->hdr->abandoned_records.fetch_add(dead->claim_records.load());
       st->hdr->abandoned_bytes.fetch_add(end - p);
@@ -152,8 +163,8 @@ std::size_t Consumer::poll(std::span<Record> out) noexcept {
       p += size;
     } else if (tag == make_tag(p, kPadTag)) {
       p = st.lap_end(p);
-    } else if (tag == make_tag(p, kSkipTag)) {
-      const std::uint32_t len = skip_length(st, p, h);
+    } else if (is_skip_tag(tag, p)) {
+      const std::uint32_t len = skip_length(st, p, h, tag);
       if (len == 0) break;  // damage, not ours: how far to jump is not known
       p += len;
     } else {

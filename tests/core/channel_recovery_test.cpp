@@ -357,26 +357,29 @@ TEST(ChannelRecoveryTest, AnImplausibleDeadClaimIsNotFollowed) {
   ASSERT_NO_FATAL_FAILURE(expect_next_record_reaches(ch, c));
 }
 
+// A region closed by the producer of record 5 (destroyed with its claim unpublished), in a file
+// of ten records of source 1; returns the skip's position.
+std::uint64_t ten_records_around_a_skip(const std::filesystem::path& path) {
+  Channel ch = Channel::create(path, config());
+  (void)ch.consumer("reader");
+  for (std::uint64_t i = 0; i < 5; ++i) EXPECT_EQ(ch.producer().append({1, i}, payload_for(1, i, 60)), AppendStatus::kOk);
+  const std::uint64_t at = ch.stats().write_position;
+  {
+    Producer p = ch.producer();
+    Producer::Claim claim;
+    EXPECT_EQ(p.claim({1, 5}, 100, claim), AppendStatus::kOk);
+  }
+  Producer p = ch.producer();
+  for (std::uint64_t i = 5; i < 10; ++i) EXPECT_EQ(p.append({1, i}, payload_for(1, i, 60)), AppendStatus::kOk);
+  return at;
+}
+
 // A skip region's length says how far readers jump: a flipped bit in it must not carry them over
 // the records behind it. The skip's check catches it, and the region is resynchronised instead.
 TEST(ChannelRecoveryTest, AFlippedSkipLengthIsNotFollowed) {
   TempDir dir;
   const auto path = dir / "a.chan";
-  std::uint64_t skip_at = 0;
-  {
-    Channel ch = Channel::create(path, config());
-    (void)ch.consumer("reader");
-    for (std::uint64_t i = 0; i < 5; ++i)
-      ASSERT_EQ(ch.producer().append({1, i}, payload_for(1, i, 60)), AppendStatus::kOk);
-    skip_at = ch.stats().write_position;
-    {
-      Producer p = ch.producer();
-      Producer::Claim claim;
-      ASSERT_EQ(p.claim({1, 5}, 100, claim), AppendStatus::kOk);
-    }  // destroyed unpublished: its region becomes a skip
-    Producer p = ch.producer();
-    for (std::uint64_t i = 5; i < 10; ++i) ASSERT_EQ(p.append({1, i}, payload_for(1, i, 60)), AppendStatus::kOk);
-  }
+  const std::uint64_t skip_at = ten_records_around_a_skip(path);
   flip_bit(path, data_offset(path) + skip_at + offsetof(detail::RecordHeader, length) + 1, 3);  // +2 KiB
   forget_clean_close(path);
   Channel ch = Channel::open(path);
@@ -384,6 +387,57 @@ TEST(ChannelRecoveryTest, AFlippedSkipLengthIsNotFollowed) {
   const auto got = drain(c, 100, std::chrono::milliseconds(50));
   ASSERT_EQ(got.size(), 10u);
   for (std::uint64_t i = 0; i < 10; ++i) EXPECT_EQ(got[i].payload, payload_for(1, i, 60));
+}
+
+// Skips as builds before the check wrote them (tag kind 3, the CRC field left as it was) are
+// still followed, by consumers of a cleanly closed file and by recovery alike.
+TEST(ChannelRecoveryTest, AnUncheckedSkipOfAnOlderBuildIsStillFollowed) {
+  for (const bool scan : {false, true}) {
+    TempDir dir;
+    const auto path = dir / "a.chan";
+    const std::uint64_t skip_at = ten_records_around_a_skip(path);
+    write_u64(path, data_offset(path) + skip_at, detail::make_tag(skip_at, detail::kSkipTag));
+    write_bytes(path, data_offset(path) + skip_at + offsetof(detail::RecordHeader, crc), std::string(4, '\x5a'));
+    if (scan) forget_clean_close(path);
+    Channel ch = Channel::open(path);
+    Consumer c = ch.consumer("reader");
+    const auto got = drain(c, 100, std::chrono::milliseconds(50));
+    ASSERT_EQ(got.size(), 10u) << (scan ? "after recovery" : "without a scan");
+  }
+}
+
+// Without a scan (a cleanly closed file damaged since), a consumer meeting a checked skip whose
+// length no longer agrees with its check stops there instead of jumping.
+TEST(ChannelRecoveryTest, AConsumerStopsAtADamagedSkipInsteadOfJumping) {
+  TempDir dir;
+  const auto path = dir / "a.chan";
+  const std::uint64_t skip_at = ten_records_around_a_skip(path);
+  flip_bit(path, data_offset(path) + skip_at + offsetof(detail::RecordHeader, length) + 1, 3);
+  Channel ch = Channel::open(path);
+  ASSERT_TRUE(ch.stats().opened_after_clean_close);
+  Consumer c = ch.consumer("reader");
+  const auto got = drain(c, 100, std::chrono::milliseconds(50));
+  ASSERT_EQ(got.size(), 5u);
+  EXPECT_EQ(got.back().payload, payload_for(1, 4, 60));
+}
+
+// A retention head flipped past the write head, in a channel no consumer reads yet: the backlog
+// it keeps for the first consumer stays.
+TEST(ChannelRecoveryTest, ARetentionHeadPastTheWriteHeadKeepsTheBacklogWithoutConsumers) {
+  TempDir dir;
+  const auto path = dir / "a.chan";
+  {
+    Channel ch = Channel::create(path, config());
+    Producer p = ch.producer();
+    for (std::uint64_t i = 0; i < 30; ++i) ASSERT_EQ(p.append({1, i}, payload_for(1, i, 80)), AppendStatus::kOk);
+  }
+  write_u64(path, offsetof(detail::Header, head), std::uint64_t{1} << 40);
+  forget_clean_close(path);
+  Channel ch = Channel::open(path);
+  Consumer c = ch.consumer("first");
+  const auto got = drain(c, 100, std::chrono::milliseconds(50));
+  ASSERT_EQ(got.size(), 30u);
+  for (std::uint64_t i = 0; i < 30; ++i) EXPECT_EQ(got[i].payload, payload_for(1, i, 80));
 }
 
 // A producer slot records a claim while the reservation is only attempted: a writer killed then

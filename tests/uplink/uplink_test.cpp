@@ -153,6 +153,21 @@ void expect_an_outage_loses_nothing(bool packed) {
 
 TEST(UplinkTest, BrokerOutageLongerThanTheDeliveryTimeoutLosesNothing) { expect_an_outage_loses_nothing(false); }
 
+// A topic name librdkafka refuses (longer than Kafka allows) is an error the uplink reports and
+// retries after its back-off, with the events kept in the channel; it does not throw out of
+// do_work (in the agent, an uplink thread's exception would end the process).
+TEST(UplinkTest, ATopicNameLibrdkafkaRefusesIsReportedNotThrown) {
+  TempDir dir;
+  MockCluster mock(1);
+  core::Channel ch = core::Channel::create(dir / "c.chan", cfg());
+  ASSERT_NO_FATAL_FAILURE(fill(ch, 7, 10));
+  Uplink u(ch, {.name = "up", .topic = std::string(1000, 't'), .kafka = {{"bootstrap.servers", mock.bootstrap()}}});
+  for (int i = 0; i < 3; ++i) EXPECT_NO_THROW(u.do_work());
+  EXPECT_NE(u.metrics().last_error.find("cannot use topic"), std::string::npos) << u.metrics().last_error;
+  EXPECT_EQ(u.metrics().sent, 0u);
+  EXPECT_EQ(u.metrics().committed, 0u) << "the events stay in the channel";
+}
+
 // Every broker answering 2.5 s late with a delivery timeout of 1.5 s, then the partitions' leaders
 // moved: the produce requests time out in flight, possibly after the brokers appended them
 // (librdkafka's POSSIBLY_PERSISTED), so the uplink rewinds and sends them again under the same

@@ -338,9 +338,12 @@ struct Uplink::Impl {
     if (now >= regrow_at && !regrow()) return 0;
     if (!topic) {
       topic.reset(rd_kafka_topic_new(rk.get(), opts.topic.c_str(), nullptr));
-      if (!topic)
-        throw core::Error(fmt::format("uplink {}: cannot use topic '{}': {}", opts.name, opts.topic,
-                                      rd_kafka_err2str(rd_kafka_last_error())));
+      if (!topic) {  // librdkafka refuses the name: said once, tried again after the back-off
+        const rd_kafka_resp_err_t err = rd_kafka_last_error();
+        note_error(err, fmt::format("cannot use topic '{}': {}", opts.topic, rd_kafka_err2str(err)));
+        resume_at = now + opts.retry_backoff;
+        return 0;
+      }
     }
     if (!topic_known && now >= topic_retry_at) learn_topic();
     return opts.packed ? produce_packs() : produce_events();

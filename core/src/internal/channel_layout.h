@@ -28,7 +28,9 @@ inline constexpr std::uint64_t kMinCapacity = 64 * 1024;
 enum TagKind : std::uint64_t {
   kRecordTag = 1,  // a published record; length in the header
   kPadTag = 2,     // skip to the end of this lap (a record never wraps)
-  kSkipTag = 3,    // skip `length` bytes: an abandoned claim or a corrupt region closed by recovery
+  kSkipTag = 3,    // skip `length` bytes, unchecked: as builds before 2026-11-27 wrote them
+  kCheckedSkipTag = 4,  // skip `length` bytes (an abandoned claim or a corrupt region closed by
+                        // recovery); its CRC field holds skip_check(position, length)
 };
 // A skip region must hold its tag, CRC and length fields (a pad needs only the tag).
 inline constexpr std::uint64_t kMinSkip = 16;
@@ -254,12 +256,18 @@ SourceSlot* find_source(ChannelState& st, std::uint64_t id, bool create) noexcep
 [[nodiscard]] constexpr std::uint32_t skip_check(std::uint64_t pos, std::uint32_t length) noexcept {
   return ~record_crc_seed(pos, length);
 }
-// The length of the skip region whose header (tag already matched) is at `p`: 8-aligned, at
-// least a header, inside its lap and agreeing with its check; 0 if it is damaged.
-[[nodiscard]] inline std::uint32_t skip_length(const ChannelState& st, std::uint64_t p, const RecordHeader* h) noexcept {
+// True if `tag` is a skip region's at `p` (checked, or as older builds wrote it).
+[[nodiscard]] constexpr bool is_skip_tag(std::uint64_t tag, std::uint64_t p) noexcept {
+  return tag == make_tag(p, kCheckedSkipTag) || tag == make_tag(p, kSkipTag);
+}
+// The length of the skip region whose header, with tag `tag`, is at `p`: 8-aligned, at least a
+// header, inside its lap and, for a checked skip, agreeing with its check; 0 if it is damaged.
+[[nodiscard]] inline std::uint32_t skip_length(const ChannelState& st, std::uint64_t p, const RecordHeader* h,
+                                               std::uint64_t tag) noexcept {
   const std::uint32_t len = h->length.load(std::memory_order_relaxed);
   if (len < kMinSkip || len % kRecordAlign != 0 || p + len > st.lap_end(p)) return 0;
-  if (__atomic_load_n(&h->crc, __ATOMIC_RELAXED) != skip_check(p, len)) return 0;
+  if ((tag & (kRecordAlign - 1)) == kCheckedSkipTag && __atomic_load_n(&h->crc, __ATOMIC_RELAXED) != skip_check(p, len))
+    return 0;
   return len;
 }
 
