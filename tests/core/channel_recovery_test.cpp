@@ -63,6 +63,13 @@ void expect_next_record_reaches(Channel& ch, Consumer& c) {
   EXPECT_EQ(got[0].payload, "after");
 }
 
+// `c` reads exactly records 0..n-1 of source 1, payloads of `len` bytes, in order.
+void expect_source_1_records(Consumer& c, std::uint64_t n, std::size_t len) {
+  const auto got = drain(c, n + 10, std::chrono::milliseconds(50));
+  ASSERT_EQ(got.size(), n);
+  for (std::uint64_t i = 0; i < n; ++i) EXPECT_EQ(got[i].payload, payload_for(1, i, len));
+}
+
 // File offsets of the tables, from the layout this build writes.
 constexpr detail::Layout kLayout = detail::Layout::compute(kCapacity, 64);
 constexpr std::uint64_t consumer_field(std::uint32_t slot, std::size_t field) {
@@ -384,9 +391,7 @@ TEST(ChannelRecoveryTest, AFlippedSkipLengthIsNotFollowed) {
   forget_clean_close(path);
   Channel ch = Channel::open(path);
   Consumer c = ch.consumer("reader");
-  const auto got = drain(c, 100, std::chrono::milliseconds(50));
-  ASSERT_EQ(got.size(), 10u);
-  for (std::uint64_t i = 0; i < 10; ++i) EXPECT_EQ(got[i].payload, payload_for(1, i, 60));
+  ASSERT_NO_FATAL_FAILURE(expect_source_1_records(c, 10, 60));
 }
 
 // Skips as builds before the check wrote them (tag kind 3, the CRC field left as it was) are
@@ -435,9 +440,7 @@ TEST(ChannelRecoveryTest, ARetentionHeadPastTheWriteHeadKeepsTheBacklogWithoutCo
   forget_clean_close(path);
   Channel ch = Channel::open(path);
   Consumer c = ch.consumer("first");
-  const auto got = drain(c, 100, std::chrono::milliseconds(50));
-  ASSERT_EQ(got.size(), 30u);
-  for (std::uint64_t i = 0; i < 30; ++i) EXPECT_EQ(got[i].payload, payload_for(1, i, 80));
+  ASSERT_NO_FATAL_FAILURE(expect_source_1_records(c, 30, 80));
 }
 
 // A producer slot records a claim while the reservation is only attempted: a writer killed then
