@@ -239,11 +239,8 @@ bool valid_record_at(const ChannelState& st, std::uint64_t p, std::uint64_t* siz
   const RecordHeader* h = st.header_at(p);
   if (h->tag.load(std::memory_order_acquire) != make_tag(p, kRecordTag)) return false;
   const std::uint32_t len = h->length.load(std::memory_order_relaxed);
-  if (len > st.max_payload) return false;
-  const std::uint64_t size = record_size(len);
-  if (p + size > st.lap_end(p)) return false;
-  if (record_crc(st.crc, p, h, len) != h->crc) return false;
-  *size_out = size;
+  if (!st.frames(p, len) || record_crc(st.crc, p, h, len) != h->crc) return false;
+  *size_out = record_size(len);
   return true;
 }
 

@@ -46,10 +46,7 @@ struct Consumer::Impl {
     const RecordHeader* h = st->header_at(p);
     const std::uint64_t tag = h->tag.load(std::memory_order_seq_cst);
     if ((tag & ~std::uint64_t{7}) != p || (tag & 7) == 0 || p >= load_u64(&st->hdr->tail.pos)) return false;
-    if (tag == make_tag(p, kRecordTag)) {
-      const std::uint32_t len = h->length.load(std::memory_order_relaxed);
-      return len <= st->max_payload && p + record_size(len) <= st->lap_end(p);
-    }
+    if (tag == make_tag(p, kRecordTag)) return st->frames(p, h->length.load(std::memory_order_relaxed));
     if (is_skip_tag(tag, p)) return skip_length(*st, p, h, tag) != 0;
     return tag == make_tag(p, kPadTag);
   }
@@ -152,7 +149,7 @@ std::size_t Consumer::poll(std::span<Record> out) noexcept {
     if (tag == make_tag(p, kRecordTag)) {
       const std::uint32_t len = h->length.load(std::memory_order_relaxed);
       const std::uint64_t size = record_size(len);
-      if (len > st.max_payload || p + size > st.lap_end(p)) break;  // cannot be framed: never delivered
+      if (!st.frames(p, len)) break;  // cannot be framed: never delivered
       small = size < kPrefetchBelow;
       out[n++] = Record{p,
                         p + size,

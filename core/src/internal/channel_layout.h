@@ -200,6 +200,11 @@ struct ChannelState {
     return reinterpret_cast<RecordHeader*>(data + (pos & mask));
   }
   [[nodiscard]] std::uint64_t lap_end(std::uint64_t pos) const noexcept { return (pos | mask) + 1; }
+  // A record of `len` payload bytes at `pos` can be framed: within the maximum and its lap (a
+  // record never wraps). Readers deliver nothing else; recovery and wait() judge alike.
+  [[nodiscard]] bool frames(std::uint64_t pos, std::uint32_t len) const noexcept {
+    return len <= max_payload && pos + record_size(len) <= lap_end(pos);
+  }
 
   // Lowest position any consumer still needs; raises the retention head to it.
   std::uint64_t compute_floor() noexcept;
