@@ -147,6 +147,9 @@ class OutputView {
     pending_.erase(pending_.lower_bound({out, INT32_MIN}), pending_.lower_bound({out + 1, INT32_MIN}));
   }
   [[nodiscard]] const std::map<std::string, std::string>& latest() const noexcept { return latest_; }
+  // The reader wrote the row of `key` for good: it leaves the view (a later record of it is the
+  // reader's to filter out).
+  void forget(const std::string& key) { latest_.erase(key); }
   // Records held back, waiting for their "s/P".
   [[nodiscard]] std::size_t held_back() const noexcept {
     std::size_t n = 0;

@@ -724,18 +724,7 @@ struct AnalyzeJob::Impl {
 
   // Appends `text` to appended file `i` where the last checkpoint left it, durably.
   void append_at(std::size_t i, const std::string& text) {
-    const fs::path p = appended_file(i);
-    const core::Fd fd(::open(p.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0644));
-    if (!fd.valid()) core::throw_errno("open " + p.string(), errno);
-    std::size_t done = 0;
-    while (done < text.size()) {
-      const ssize_t n =
-          ::pwrite(fd.get(), text.data() + done, text.size() - done, static_cast<off_t>(file_bytes[i] + done));
-      if (n < 0) core::throw_errno("write " + p.string(), errno);
-      done += static_cast<std::size_t>(n);
-    }
-    if (::fdatasync(fd.get()) != 0) core::throw_errno("fdatasync " + p.string(), errno);
-    file_bytes[i] += text.size();
+    file_bytes[i] = render::append_at(appended_file(i), file_bytes[i], text);
   }
 
   void append_closed_windows() {

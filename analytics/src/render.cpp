@@ -1,11 +1,15 @@
 #include "render.h"
 
+#include <fcntl.h>
+#include <unistd.h>
+
 #include <fmt/format.h>
 
 #include <cstdio>
 #include <set>
 
 #include "tributary/core/error.h"
+#include "tributary/core/fd.h"
 #include "tributary/core/json.h"
 #include "tributary/core/metrics.h"
 
@@ -166,6 +170,19 @@ void write_file(const std::filesystem::path& p, const std::string& text) {
   const int werr = errno;
   if (std::fclose(f) != 0 || !ok) core::throw_errno("cannot write " + p.string(), ok ? errno : werr);
   if (std::rename(tmp.c_str(), p.c_str()) != 0) core::throw_errno("cannot rename " + tmp.string(), errno);
+}
+
+std::uint64_t append_at(const std::filesystem::path& p, std::uint64_t offset, std::string_view text) {
+  const core::Fd fd(::open(p.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0644));
+  if (!fd.valid()) core::throw_errno("open " + p.string(), errno);
+  std::size_t done = 0;
+  while (done < text.size()) {
+    const ssize_t n = ::pwrite(fd.get(), text.data() + done, text.size() - done, static_cast<off_t>(offset + done));
+    if (n < 0) core::throw_errno("write " + p.string(), errno);
+    done += static_cast<std::size_t>(n);
+  }
+  if (::fdatasync(fd.get()) != 0) core::throw_errno("fdatasync " + p.string(), errno);
+  return offset + text.size();
 }
 
 }  // namespace tributary::analytics::render

@@ -63,5 +63,9 @@ void dead_letter_line(std::string& out, core::EventId id, std::string_view reaso
 // Writes `text` to a temporary file and renames it over `p`: readers see the old or the new file.
 // Throws core::Error naming the file.
 void write_file(const std::filesystem::path& p, const std::string& text);
+// Writes `text` at byte `offset` of `p` (created if missing) and makes it durable (fdatasync);
+// returns the offset after it. For the files appended exactly once: the caller keeps the offset
+// in its commit point and cuts the file back to it after a crash. Throws core::Error naming the file.
+std::uint64_t append_at(const std::filesystem::path& p, std::uint64_t offset, std::string_view text);
 
 }  // namespace tributary::analytics::render

@@ -10,6 +10,7 @@
 #include <chrono>
 #include <cstdlib>
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <map>
 #include <optional>
 #include <random>
@@ -17,6 +18,7 @@
 
 #include "changelog.h"
 #include "render.h"
+#include "tributary/analytics/checkpoint.h"
 #include "tributary/core/error.h"
 #include "tributary/uplink/kafka.h"
 
@@ -26,6 +28,7 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 using std::chrono::milliseconds;
+namespace fs = std::filesystem;
 
 
 struct ErrorDeleter {
@@ -714,12 +717,22 @@ struct SourceTotals {
   std::vector<std::pair<std::uint64_t, std::uint64_t>> ranges;
 };
 
+// What the reader has written for good, per window: the rows of every window starting by
+// `closed_through` are in the window's file, `closed_bytes` long; the final late rows of every
+// window starting by `late_through` are in NAME.late.csv, `late_bytes` long.
+struct Written {
+  std::int64_t size = 0, slide = 0, retention = 0;  // the window as configured when written
+  std::int64_t closed_through = INT64_MIN, late_through = INT64_MIN;
+  std::uint64_t closed_bytes = 0, late_bytes = 0;
+};
+
 class Materializer {
  public:
   Materializer(const AnalyzeConfig& cfg, const JobLog& log, const std::function<void(render::Figures&)>& publish)
       : cfg_(cfg), log_(log), publish_(publish) {}
 
   int run(int stop_fd) {
+    restore_written();
     uplink::Settings settings = reader_settings(cfg_.bootstrap, cfg_.group + "-materialize");
     settings.insert({{"isolation.level", "read_committed"}, {"enable.partition.eof", "true"}, {"fetch.wait.max.ms", "100"}});
     HandleContext ctx{&log_};
@@ -756,6 +769,7 @@ class Materializer {
         it->second = m->offset + 1;
         if (m->key == nullptr) continue;
         std::string key(static_cast<const char*>(m->key), m->key_len);
+        if (written_for_good(key)) continue;  // the files have it: read again after a restart or a rewind
         std::optional<std::string_view> value;  // none: a tombstone
         if (m->payload != nullptr) value.emplace(static_cast<const char*>(m->payload), m->len);
         if (view_.add(m->partition, std::move(key), value, Clock::now())) changed = true;
@@ -773,7 +787,7 @@ class Materializer {
         if (view_.release(p, Clock::now() - grace)) changed = true;
       caught_up = caught_up || static_cast<int>(at_end.size()) == partitions;
       if (caught_up && changed && Clock::now() >= next) {
-        write();
+        write(rk.get());
         changed = false;
         next = Clock::now() + milliseconds(std::min(cfg_.checkpoint_ms, 1000));
       }
@@ -785,16 +799,107 @@ class Materializer {
       consume();  // each round waits up to 100 ms for a message: a fetch cycle
       if (round >= 2 && static_cast<int>(at_end.size()) == partitions) break;
     }
-    if (changed && static_cast<int>(at_end.size()) == partitions) write();
+    if (changed && static_cast<int>(at_end.size()) == partitions) write(rk.get());
     rd_kafka_consumer_close(rk.get());
     return 0;
   }
 
  private:
-  void write() {
+  // ---- the files appended for good, and how far they go (STATE_DIR/materialized)
+  //
+  // A window's row is final once every input partition has closed that window: its end is at or
+  // below the lowest of the partitions' watermarks (each partition's, as its last committed
+  // "s/P" says; a partition closes a window once, for good). A late row is final once every
+  // partition's late row of it is: its end + late_retention at or below that lowest watermark.
+  // Final rows are appended to the files once, in window order, the state file is written after
+  // them (write, fsync, rename), and they leave memory: the reader holds only rows that can
+  // still change, however long the run. After a crash the files are cut back to what the state
+  // file accounts for; read again from the topic, rows of windows written for good are skipped.
+
+  fs::path state_file() const { return cfg_.state_dir / "materialized"; }
+  fs::path late_file(const WindowOutputSpec& w) const { return cfg_.state_dir / (w.name + ".late.csv"); }
+
+  void restore_written() {
+    std::map<std::string, Written, std::less<>> saved;
+    try {
+      if (const auto text = read_checkpoint(state_file())) {
+        std::string_view rest = *text;
+        while (!rest.empty()) {
+          const auto nl = rest.find('\n');
+          const auto c = split(rest.substr(0, nl), '\t', 9);
+          rest.remove_prefix(nl == std::string_view::npos ? rest.size() : nl + 1);
+          Written x;
+          if (c.size() == 9 && c[0] == "window" && number(c[2], x.size) && number(c[3], x.slide) &&
+              number(c[4], x.retention) && number(c[5], x.closed_through) && number(c[6], x.closed_bytes) &&
+              number(c[7], x.late_through) && number(c[8], x.late_bytes))
+            saved[std::string(c[1])] = x;
+        }
+      }
+    } catch (const core::Error& e) {  // the files are a copy of the topic: written again from it
+      warn(fmt::format("{}; the window files are written again from the output topic", e.what()));
+    }
+    for (const WindowOutputSpec& w : cfg_.windows) {
+      Written now{.size = w.size_ms, .slide = w.slide_ms, .retention = w.late_retention_ms};
+      const auto it = saved.find(w.name);
+      std::error_code ec;
+      auto bytes = [&ec](const fs::path& p) -> std::uint64_t { return fs::exists(p, ec) ? fs::file_size(p, ec) : 0; };
+      const fs::path closed = cfg_.state_dir / w.file, late = late_file(w);
+      if (it != saved.end() && it->second.size == now.size && it->second.slide == now.slide &&
+          it->second.retention == now.retention && bytes(closed) >= it->second.closed_bytes &&
+          bytes(late) >= it->second.late_bytes) {
+        now = it->second;
+      } else if (it != saved.end()) {
+        warn(fmt::format("{} and {} do not match {} (the window changed, or the files were cut): written again "
+                         "from the output topic",
+                         closed.string(), late.string(), state_file().string()));
+      }
+      // Rows appended after the state file was last written are appended again.
+      if (fs::exists(closed, ec) && bytes(closed) != now.closed_bytes) fs::resize_file(closed, now.closed_bytes);
+      if (fs::exists(late, ec) && bytes(late) != now.late_bytes) fs::resize_file(late, now.late_bytes);
+      written_[w.name] = now;
+    }
+  }
+
+  void save_written() const {
+    std::string text;
+    for (const auto& [name, x] : written_)
+      text += fmt::format("window\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\n", name, x.size, x.slide, x.retention,
+                          x.closed_through, x.closed_bytes, x.late_through, x.late_bytes);
+    write_checkpoint(state_file(), text);
+  }
+
+  // A closed ("w/") or final late ("f/") row of a window whose rows the files have for good.
+  bool written_for_good(std::string_view key) const {
+    if (key.size() < 2 || key[1] != '/' || (key[0] != 'w' && key[0] != 'f')) return false;
+    const auto k = split(key.substr(2), '/', 4);  // WINDOW, P, START, KEY
+    std::int64_t start = 0;
+    if (k.size() != 4 || !number(k[2], start)) return false;
+    const auto it = written_.find(k[0]);
+    return it != written_.end() && start <= (key[0] == 'w' ? it->second.closed_through : it->second.late_through);
+  }
+
+  // The input topic's partitions (every one must have closed a window for it to be final): its
+  // metadata, asked again every 10 s, or more if a partition beyond it wrote its "s/P".
+  int input_partitions(rd_kafka_t* rk) {
+    if (const auto now = Clock::now(); now >= inputs_checked_ + std::chrono::seconds(10)) {
+      inputs_checked_ = now;
+      inputs_ = std::max(inputs_, uplink::partition_count(rk, cfg_.topic));
+    }
+    return inputs_;
+  }
+
+  void warn(const std::string& m) const {
+    if (log_) log_("warn", m);
+  }
+
+  void write(rd_kafka_t* rk) {
     std::map<std::string, std::map<std::string, std::uint64_t>> totals;  // output -> key -> sum over partitions
-    std::map<std::string, std::map<WindowKey, Aggregate>> closed, open;  // window -> rows, partitions summed
+    // window -> rows, partitions summed: final (for the window's file) and not yet (open rows,
+    // and the closed parts of windows that other partitions have not closed yet)
+    std::map<std::string, std::map<WindowKey, Aggregate>> closed, open;
     std::map<std::string, std::map<WindowKey, std::uint64_t>> late, final_late;  // window -> rows, summed
+    std::map<std::string, std::map<int, std::int64_t>> marks;  // window -> input partition -> watermark
+    std::vector<std::string> finished;  // keys of the rows appended now, to leave memory
     AnalyzerStats stats;
     struct WindowStatus {
       std::uint64_t open = 0, closed = 0, late = 0, expired = 0;
@@ -804,6 +909,37 @@ class Materializer {
     std::map<std::string, WindowStatus> wstatus;
     std::map<std::uint64_t, SourceTotals> sources;
     std::size_t stat_partitions = 0;
+    // The partitions' watermarks first: they say which rows are final.
+    for (auto it = view_.latest().lower_bound("s/"); it != view_.latest().end() && it->first.rfind("s/", 0) == 0; ++it) {
+      int p = 0;
+      if (!number(std::string_view(it->first).substr(2), p)) continue;
+      std::string_view rest = it->second;
+      while (!rest.empty()) {
+        const auto nl = rest.find('\n');
+        const auto c = split(rest.substr(0, nl), '\t', 8);
+        rest.remove_prefix(nl == std::string_view::npos ? rest.size() : nl + 1);
+        if (std::int64_t wm = 0; c[0] == "window" && c.size() >= 6 && number(c[5], wm)) marks[std::string(c[1])][p] = wm;
+      }
+    }
+    std::map<std::string, Written, std::less<>> next = written_;
+    const int inputs = input_partitions(rk);
+    for (const WindowOutputSpec& w : cfg_.windows) {
+      const auto& m = marks[w.name];
+      std::vector<int> waiting;  // a partition with no watermark yet holds every window back
+      for (int p = 0; p < inputs; ++p)
+        if (!m.contains(p)) waiting.push_back(p);
+      if (waiting != waiting_[w.name] && !waiting.empty() && log_)
+        log_("info", fmt::format("window {}: no row is final until input partitions {} of {} have a watermark; "
+                                 "until then the rows are in {}.open.csv",
+                                 w.name, fmt::join(waiting, ","), cfg_.topic, w.name));
+      waiting_[w.name] = waiting;
+      if (inputs <= 0 || !waiting.empty()) continue;
+      std::int64_t low = INT64_MAX;
+      for (const auto& [p, wm] : m) low = std::min(low, wm);
+      Written& x = next[w.name];
+      x.closed_through = std::max(x.closed_through, low - w.size_ms);
+      if (w.late_retention_ms > 0) x.late_through = std::max(x.late_through, low - w.size_ms - w.late_retention_ms);
+    }
     for (const auto& [key, value] : view_.latest()) {
       if (key.rfind("t/", 0) == 0) {
         const auto k = split(std::string_view(key).substr(2), '/', 3);  // OUTPUT, P, KEY
@@ -813,14 +949,20 @@ class Materializer {
         const auto k = split(std::string_view(key).substr(2), '/', 4);  // WINDOW, P, START, KEY
         WindowRow r;
         if (k.size() != 4 || !number(k[2], r.start) || !parse_window_value(value, r)) continue;
-        auto& rows = key[0] == 'w' ? closed[std::string(k[0])] : open[std::string(k[0])];
+        const auto x = next.find(k[0]);
+        const bool final = key[0] == 'w' && x != next.end() && r.start <= x->second.closed_through;
+        if (final) finished.push_back(key);
+        auto& rows = final ? closed[std::string(k[0])] : open[std::string(k[0])];
         rows[{r.start, std::string(k[3])}].merge(r.agg);  // the same window and key of other partitions: summed
       } else if (key.rfind("l/", 0) == 0 || key.rfind("f/", 0) == 0) {  // a late row, growing or final
         const auto k = split(std::string_view(key).substr(2), '/', 4);  // WINDOW, P, START, KEY
         std::int64_t start = 0;
         std::uint64_t n = 0;
         if (k.size() != 4 || !number(k[2], start) || !number(value, n)) continue;
-        auto& rows = key[0] == 'l' ? late[std::string(k[0])] : final_late[std::string(k[0])];
+        const auto x = next.find(k[0]);
+        const bool final = key[0] == 'f' && x != next.end() && start <= x->second.late_through;
+        if (final) finished.push_back(key);
+        auto& rows = final ? final_late[std::string(k[0])] : late[std::string(k[0])];
         rows[{start, std::string(k[3])}] += n;
       } else if (key.rfind("s/", 0) == 0) {
         ++stat_partitions;
@@ -873,13 +1015,28 @@ class Materializer {
                          render::totals_csv(o, totals[o.name], stats.counted,
                                             order == cfg_.label_order.end() ? nullptr : &order->second));
     }
+    // The final rows, appended once, then the state file that says so; then they leave memory.
+    for (const WindowOutputSpec& w : cfg_.windows) {
+      Written& x = next[w.name];
+      std::string text = x.closed_bytes == 0 ? render::window_header(w, "count") : std::string();
+      for (const auto& [k, agg] : closed[w.name]) render::window_row(text, w, {k.first, k.first + w.size_ms, k.second, agg});
+      if (!text.empty()) x.closed_bytes = render::append_at(cfg_.state_dir / w.file, x.closed_bytes, text);
+      text = x.late_bytes == 0 ? render::window_header(w, "late") : std::string();
+      for (const auto& [k, n] : final_late[w.name]) render::late_row(text, w, k, n);
+      if (!text.empty()) x.late_bytes = render::append_at(late_file(w), x.late_bytes, text);
+    }
+    if (next.size() != written_.size() ||
+        !std::equal(next.begin(), next.end(), written_.begin(), [](const auto& a, const auto& b) {
+          return a.second.closed_through == b.second.closed_through && a.second.late_through == b.second.late_through &&
+                 a.second.closed_bytes == b.second.closed_bytes && a.second.late_bytes == b.second.late_bytes;
+        })) {
+      written_ = std::move(next);
+      save_written();
+    }
+    for (const std::string& key : finished) view_.forget(key);
     render::Figures f;
     for (const WindowOutputSpec& w : cfg_.windows) {
-      std::string text = render::window_header(w, "count");
-      for (const auto& [k, agg] : closed[w.name]) render::window_row(text, w, {k.first, k.first + w.size_ms, k.second, agg});
-      render::write_file(cfg_.state_dir / w.file, text);
       render::write_file(cfg_.state_dir / (w.name + ".open.csv"), render::open_csv(w, open[w.name]));
-      render::write_file(cfg_.state_dir / (w.name + ".late.csv"), render::late_csv(w, final_late[w.name]));
       render::write_file(cfg_.state_dir / (w.name + ".late.open.csv"), render::late_csv(w, late[w.name]));
       const WindowStatus& ws = wstatus[w.name];
       f.windows.push_back({w.name, ws.open, ws.closed, ws.late, ws.expired, ws.unknown ? std::nullopt : ws.watermark});
@@ -901,7 +1058,7 @@ class Materializer {
       f.sources.push_back(std::move(a));
     }
     f.stats = std::move(stats);
-    f.extra = fmt::format(R"(,"partitions":{})", stat_partitions);
+    f.extra = fmt::format(R"(,"partitions":{},"reader_rows":{})", stat_partitions, view_.latest().size() + view_.held_back());
     publish_(f);
   }
 
@@ -909,6 +1066,10 @@ class Materializer {
   const JobLog& log_;
   const std::function<void(render::Figures&)>& publish_;
   OutputView view_;  // the output topic as a table: key -> newest value, whole transactions only
+  std::map<std::string, Written, std::less<>> written_;  // per window
+  std::map<std::string, std::vector<int>> waiting_;      // per window: input partitions it waits for
+  int inputs_ = 0;                                        // the input topic's partitions
+  Clock::time_point inputs_checked_{};
 };
 
 }  // namespace

@@ -36,6 +36,9 @@
 // from a producer keyed otherwise, is counted there. The files of
 // [state] dir are written by a separate read_committed reader of the output topic (`materialize`,
 // also `tributary analyze --materialize`), never by the transaction; there is no checkpoint file.
+// The reader appends a window's rows to its file once every input partition has closed it (and
+// a late row once every partition's is final), records how far in STATE_DIR/materialized, and
+// forgets them: it holds only the rows that can still change.
 //
 //   [input]
 //   type = "kafka"                 # or "channel" (path, consumer)
