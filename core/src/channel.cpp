@@ -295,6 +295,12 @@ RecoveryReport recover(ChannelState& st) {
     const std::uint32_t state = c.state.load();
     const bool named = c.name[0] != '\0' && std::memchr(c.name, '\0', sizeof c.name) != nullptr;
     if (state != kFree && (state != kActive || !named)) c.state.store(kFree);
+    // A cursor and its copy that disagree (a flipped bit, or a commit cut between the two
+    // stores): the lower is kept, never a cursor past records nobody read.
+    if (c.state.load() == kActive && c.cursor_copy.load() != 0 && ~c.cursor_copy.load() != c.cursor.load()) {
+      c.set_cursor(c.checked_cursor());
+      ++rep.cursors_moved;
+    }
   }
 
   // Records start 8-aligned; a damaged head or cursor may not be: align the head down (the
@@ -320,7 +326,7 @@ RecoveryReport recover(ChannelState& st) {
   for (std::uint32_t i = 0; i < kConsumerSlots; ++i)
     if (const std::uint64_t head = load_u64(&h->head.head);
         st.consumers[i].state.load() == kActive && st.consumers[i].cursor.load() < head) {
-      st.consumers[i].cursor.store(head);
+      st.consumers[i].set_cursor(head);
       ++rep.cursors_moved;
     }
   std::uint64_t floor = st.compute_floor() & ~std::uint64_t{kRecordAlign - 1};
@@ -347,7 +353,7 @@ RecoveryReport recover(ChannelState& st) {
     floor = newest_end - st.capacity;  // 8-aligned, as records are
     for (std::uint32_t i = 0; i < kConsumerSlots; ++i)
       if (st.consumers[i].state.load() == kActive && st.consumers[i].cursor.load() < floor) {
-        st.consumers[i].cursor.store(floor);
+        st.consumers[i].set_cursor(floor);
         ++rep.cursors_moved;
       }
     if (load_u64(&h->head.head) < floor) __atomic_store_n(&h->head.head, floor, __ATOMIC_RELEASE);
@@ -365,7 +371,7 @@ RecoveryReport recover(ChannelState& st) {
   auto pass_to = [&](std::uint64_t from, std::uint64_t to) {
     while (next_cursor < cursors.size() && cursors[next_cursor].first <= from) ++next_cursor;
     while (next_cursor < cursors.size() && cursors[next_cursor].first < to) {
-      st.consumers[cursors[next_cursor].second].cursor.store(to);
+      st.consumers[cursors[next_cursor].second].set_cursor(to);
       ++rep.cursors_moved;
       ++next_cursor;
     }
@@ -400,7 +406,7 @@ RecoveryReport recover(ChannelState& st) {
     for (std::uint32_t i = 0; i < kConsumerSlots; ++i) {
       const std::uint64_t at = st.consumers[i].cursor.load();
       if (st.consumers[i].state.load() == kActive && at >= from && at < to) {
-        st.consumers[i].cursor.store(to);
+        st.consumers[i].set_cursor(to);
         ++rep.cursors_moved;
       }
     }
@@ -495,7 +501,7 @@ RecoveryReport recover(ChannelState& st) {
   // Cursors beyond the end (their records were lost): bring them back to the end.
   for (std::uint32_t i = 0; i < kConsumerSlots; ++i) {
     if (st.consumers[i].state.load() == kActive && st.consumers[i].cursor.load() > p) {
-      st.consumers[i].cursor.store(p);
+      st.consumers[i].set_cursor(p);
       ++rep.cursors_moved;
     }
   }

@@ -285,7 +285,9 @@ void Consumer::commit_counted(std::uint64_t position, std::uint64_t n) noexcept 
   c.committed = position;
   c.slot->records_committed.store(c.slot->records_committed.load(std::memory_order_relaxed) + n,
                                   std::memory_order_relaxed);
-  if (st.store_then_check(c.slot->cursor, position, st.hdr->space_waiters)) st.wake_producers();
+  const bool wake = st.store_then_check(c.slot->cursor, position, st.hdr->space_waiters);
+  c.slot->cursor_copy.store(~position, std::memory_order_relaxed);
+  if (wake) st.wake_producers();
   if (st.options.sync == SyncPolicy::kEveryCommit) {
     // A failure is counted (stats().sync_failures): after a power loss this consumer would
     // re-read from an older cursor, which duplicates (dropped downstream by identity) and
@@ -354,14 +356,14 @@ Consumer Channel::consumer(std::string_view name, StartAt start) {
     s.owner_pid.store(0);
     const std::uint64_t guess =
         start == StartAt::kLatest ? load_u64(&st.hdr->tail.pos) : load_u64(&st.hdr->head.head);
-    s.cursor.store(guess, std::memory_order_seq_cst);
+    s.set_cursor(guess);
     s.state.store(kActive, std::memory_order_seq_cst);
     // Bump the registration generation: a producer that computed its floor without us fails
     // its head update and recomputes. The head we bump from is safe to start at.
     std::uint64_t head = load_u64(&st.hdr->head.head), gen = load_u64(&st.hdr->head.gen);
     while (!cas16(&st.hdr->head, head, gen, head, gen + 1)) {
     }
-    if (start == StartAt::kOldest && head > guess) s.cursor.store(head, std::memory_order_seq_cst);
+    if (start == StartAt::kOldest && head > guess) s.set_cursor(head);
     // Two processes registering the same name at once: keep the first slot.
     ConsumerSlot* first = find_active();
     if (first != &s) {

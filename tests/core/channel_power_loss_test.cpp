@@ -16,8 +16,9 @@
 // - with `every-commit`, every acknowledged, unconsumed record is intact in the image
 //   (the channel synced what it acknowledged), so none is lost;
 // - records missing between delivered ones are reported by recovery as dropped.
-// A damaged header is the exception: the cursors and tables it holds have no second copy, so
-// only the first two hold there, and opening may instead refuse with an error naming the file.
+// A damaged header is the exception: most of what it holds has no second copy, so only the first
+// two hold there, and opening may instead refuse with an error naming the file. The consumers'
+// cursors do have a second copy: a flipped bit in one of them must keep every check.
 // Case count: TRIBUTARY_POWER_LOSS_CASES (default 10000; 2000 in sanitizer builds); first seed:
 // TRIBUTARY_POWER_LOSS_SEED (a failure prints the seed that replays it alone).
 #include <sys/mman.h>
@@ -38,6 +39,7 @@
 #include <string>
 #include <vector>
 
+#include "internal/channel_layout.h"
 #include "support/channel_util.h"
 #include "support/temp_dir.h"
 #include "tributary/core/channel.h"
@@ -100,8 +102,8 @@ struct Written {
   bool acknowledged = false;  // append returned kOk
 };
 
-enum class Damage { kNone, kBitFlips, kZeroPage, kTruncate, kHeaderFlips, kHeaderCut };
-constexpr int kDamageKinds = 6;
+enum class Damage { kNone, kBitFlips, kZeroPage, kTruncate, kHeaderFlips, kHeaderCut, kCursorFlips };
+constexpr int kDamageKinds = 7;
 constexpr bool header_damage(Damage d) { return d == Damage::kHeaderFlips || d == Damage::kHeaderCut; }
 constexpr const char* kConsumers[] = {"reader", "second"};
 constexpr std::size_t kConsumerCount = std::size(kConsumers);
@@ -113,7 +115,8 @@ struct Case {
   std::string describe() const {
     static constexpr const char* kPolicy[] = {"none", "interval", "every-commit"};
     static constexpr const char* kDamage[] = {"power loss only", "bit flips",          "zeroed page",
-                                              "truncated file",  "header bit flips",   "file cut in the header"};
+                                              "truncated file",  "header bit flips",   "file cut in the header",
+                                              "a flipped bit in consumers' cursors"};
     std::ostringstream o;
     o << "seed " << seed << ", sync " << kPolicy[static_cast<int>(policy)] << ", "
       << kDamage[static_cast<int>(damage)];
@@ -292,6 +295,25 @@ std::string run_case(const TempDir& dir, const Case& k, std::uint64_t& delivered
       case Damage::kHeaderCut:
         file_len = rng() % data_off;
         break;
+      case Damage::kCursorFlips: {
+        // One bit of the first consumer's cursor or of its copy, and as often as not of the
+        // second's: the cursor has a second copy, so nothing may be skipped.
+        using detail::ConsumerSlot;
+        const std::uint64_t slots = detail::Layout::compute(kCapacity, 1).consumers_off;
+        unsigned flipped = 0;
+        for (std::uint32_t i = 0; i < detail::kConsumerSlots; ++i) {
+          const std::uint64_t at = slots + i * sizeof(ConsumerSlot);
+          const char* name = reinterpret_cast<const char*>(image.data() + at + offsetof(ConsumerSlot, name));
+          if (std::find(std::begin(kConsumers), std::end(kConsumers), std::string_view(name)) == std::end(kConsumers) ||
+              (flipped > 0 && chance(50)))
+            continue;
+          const std::uint64_t word = chance(50) ? offsetof(ConsumerSlot, cursor) : offsetof(ConsumerSlot, cursor_copy);
+          const unsigned bit = static_cast<unsigned>(rng() % 64);
+          image[at + word + bit / 8] ^= std::byte(1u << (bit % 8));
+          ++flipped;
+        }
+        break;  // (none found: the slots' page never reached the disk, so no cursor is there to damage)
+      }
     }
     std::ofstream(image_path, std::ios::binary)
         .write(reinterpret_cast<const char*>(image.data()), static_cast<std::streamsize>(file_len));

@@ -667,7 +667,9 @@ TEST(ChannelTest, AMarkThatDoesNotMatchTheFileIsNotTrusted) {
   EXPECT_EQ(ch.stats().last_recovery.records_salvaged, 50u) << "the scan walks from the committed cursor";
 }
 
-TEST(ChannelTest, ACursorDamagedAfterACleanCloseMakesTheOpenScan) {
+// A cursor moved into a record after a clean close: the open scans, and the cursor's copy
+// (~cursor, beside it) gives the lower, undamaged value back: nothing skipped.
+TEST(ChannelTest, ACursorDamagedAfterACleanCloseMakesTheOpenScanAndItsCopyRestoresIt) {
   TempDir dir;
   const auto path = dir / "a.chan";
   write_and_close(path, 100);
@@ -685,6 +687,37 @@ TEST(ChannelTest, ACursorDamagedAfterACleanCloseMakesTheOpenScan) {
   }
   Channel ch = Channel::open(path);
   EXPECT_FALSE(ch.stats().opened_after_clean_close) << "the mark covers the cursors";
+  EXPECT_EQ(ch.stats().last_recovery.cursors_moved, 1u);
+  Consumer c = ch.consumer("reader");
+  const auto seen = drain(c, 50, std::chrono::milliseconds(100));
+  ASSERT_EQ(seen.size(), 50u) << "the copy gave the committed cursor back";
+  EXPECT_EQ(seen.front().id.sequence, 50u);
+}
+
+// The same damage in a file from before cursors had a copy (its bytes zero): the cursor is moved
+// onto the next record boundary, the record it pointed into is skipped.
+TEST(ChannelTest, ACursorWithoutACopyDamagedIntoARecordMovesOntoTheNextRecord) {
+  TempDir dir;
+  const auto path = dir / "a.chan";
+  write_and_close(path, 100);
+  const detail::Layout l = detail::Layout::compute(small_config().capacity, small_config().source_slots);
+  const auto at = static_cast<std::streamoff>(l.consumers_off + offsetof(detail::ConsumerSlot, cursor));
+  const auto copy_at = static_cast<std::streamoff>(l.consumers_off + offsetof(detail::ConsumerSlot, cursor_copy));
+  {
+    std::fstream f(path, std::ios::in | std::ios::out | std::ios::binary);
+    std::uint64_t cursor = 0;
+    f.seekg(at);
+    f.read(reinterpret_cast<char*>(&cursor), sizeof cursor);
+    ASSERT_NE(cursor, 0u) << "reader committed half of the records";
+    cursor += 3;
+    f.seekp(at);
+    f.write(reinterpret_cast<const char*>(&cursor), sizeof cursor);
+    const std::uint64_t none = 0;
+    f.seekp(copy_at);
+    f.write(reinterpret_cast<const char*>(&none), sizeof none);
+  }
+  Channel ch = Channel::open(path);
+  EXPECT_FALSE(ch.stats().opened_after_clean_close);
   EXPECT_EQ(ch.stats().last_recovery.cursors_moved, 1u);
   Consumer c = ch.consumer("reader");
   const auto seen = drain(c, 50, std::chrono::milliseconds(100));

@@ -3,6 +3,7 @@
 // or written once at creation. Changing any of it means bumping kChannelFormatVersion.
 #pragma once
 
+#include <algorithm>
 #include <atomic>
 #include <condition_variable>
 #include <cstddef>
@@ -87,6 +88,20 @@ struct alignas(kCacheLine) ConsumerSlot {
   char name[kMaxConsumerName + 1];
   alignas(kCacheLine) std::atomic<std::uint64_t> cursor;  // own line: written at every commit
   std::atomic<std::uint64_t> records_committed;
+  // ~cursor, stored after it (set_cursor): a second copy in the same sector, so that recovery
+  // tells a damaged cursor (a flipped bit) and takes the lower of the two, which re-reads and
+  // never skips. 0: never written (a file from before 2026-11-27, where the bytes were padding).
+  std::atomic<std::uint64_t> cursor_copy;
+
+  void set_cursor(std::uint64_t v) noexcept {
+    cursor.store(v, std::memory_order_seq_cst);
+    cursor_copy.store(~v, std::memory_order_relaxed);
+  }
+  // The cursor as recovery trusts it: the lower of the two copies when they disagree.
+  [[nodiscard]] std::uint64_t checked_cursor() const noexcept {
+    const std::uint64_t c = cursor.load(), copy = cursor_copy.load();
+    return copy == 0 ? c : std::min(c, ~copy);
+  }
 };
 static_assert(sizeof(ConsumerSlot) == 2 * kCacheLine, "consumer slot layout is part of the file format");
 enum ConsumerState : std::uint32_t { kFree = 0, kRegistering = 1, kActive = 2 };
