@@ -145,7 +145,10 @@ std::uint64_t ChannelState::compute_floor() noexcept {
     if (floor == UINT64_MAX) return head;  // no consumer: the backlog is kept
     if (floor <= head) return floor;       // a consumer registering behind the head
     // Raise the head only if no consumer registered since we read it (gen unchanged).
-    if (cas16(&hdr->head, head, gen, floor, gen)) return floor;
+    if (cas16(&hdr->head, head, gen, floor, gen)) {
+      hdr->head_copy.store(~floor, std::memory_order_relaxed);
+      return floor;
+    }
   }
 }
 
@@ -261,6 +264,12 @@ void settle_sources(ChannelState& st, std::uint64_t floor, std::uint64_t end) no
   }
 }
 
+// The retention head and its copy, by the exclusive opener.
+void set_head(Header* h, std::uint64_t head) noexcept {
+  __atomic_store_n(&h->head.head, head, __ATOMIC_RELEASE);
+  h->head_copy.store(~head, std::memory_order_relaxed);
+}
+
 // Recovery after every process has detached (we hold the exclusive lock). See channel.h.
 RecoveryReport recover(ChannelState& st) {
   RecoveryReport rep;
@@ -303,10 +312,13 @@ RecoveryReport recover(ChannelState& st) {
     }
   }
 
+  // A retention head and its copy that disagree: the lower is kept, as for a cursor.
+  if (const std::uint64_t copy = h->head_copy.load(); copy != 0 && ~copy != load_u64(&h->head.head))
+    set_head(h, std::min(load_u64(&h->head.head), ~copy));
   // Records start 8-aligned; a damaged head or cursor may not be: align the head down (the
   // scan below moves misaligned cursors onto the next record boundary).
   if (const std::uint64_t head = load_u64(&h->head.head); (head & (kRecordAlign - 1)) != 0)
-    __atomic_store_n(&h->head.head, head & ~std::uint64_t{kRecordAlign - 1}, __ATOMIC_RELEASE);
+    set_head(h, head & ~std::uint64_t{kRecordAlign - 1});
   // Producers raise the retention head only to the lowest live cursor, and a consumer registers
   // at or after it: a cursor below the head on file is stale (its page older than the header's
   // after a power loss, or zeroed by a cut) and the head is the better bound of where it was.
@@ -321,7 +333,7 @@ RecoveryReport recover(ChannelState& st) {
         lowest = any ? std::min(lowest, at) : at;
         any = true;
       }
-    __atomic_store_n(&h->head.head, lowest & ~std::uint64_t{kRecordAlign - 1}, __ATOMIC_RELEASE);
+    set_head(h, lowest & ~std::uint64_t{kRecordAlign - 1});
   }
   for (std::uint32_t i = 0; i < kConsumerSlots; ++i)
     if (const std::uint64_t head = load_u64(&h->head.head);
@@ -356,7 +368,7 @@ RecoveryReport recover(ChannelState& st) {
         st.consumers[i].set_cursor(floor);
         ++rep.cursors_moved;
       }
-    if (load_u64(&h->head.head) < floor) __atomic_store_n(&h->head.head, floor, __ATOMIC_RELEASE);
+    if (load_u64(&h->head.head) < floor) set_head(h, floor);
   }
   const std::uint64_t limit = floor + st.capacity;
   const std::uint64_t stored_end = load_u64(&h->tail.pos);
@@ -411,7 +423,7 @@ RecoveryReport recover(ChannelState& st) {
       }
     }
     if (const std::uint64_t head = load_u64(&h->head.head); head >= from && head < to)
-      __atomic_store_n(&h->head.head, to, __ATOMIC_RELEASE);
+      set_head(h, to);
     while (next_cursor < cursors.size() && cursors[next_cursor].first < to) ++next_cursor;
   };
 
@@ -674,6 +686,7 @@ Channel Channel::create(const std::filesystem::path& path, const ChannelConfig& 
     h->producer_slots = kProducerSlots;
     h->consumer_slots = kConsumerSlots;
     h->layout_size = sizeof(Header);
+    h->head_copy.store(~std::uint64_t{0});  // of head 0
     h->created_ns = realtime_ns(true);
     if (const int err = file.sync(0, l.header_size, true); err != 0) {
       std::error_code ignored;

@@ -18,7 +18,8 @@
 // - records missing between delivered ones are reported by recovery as dropped.
 // A damaged header is the exception: most of what it holds has no second copy, so only the first
 // two hold there, and opening may instead refuse with an error naming the file. The consumers'
-// cursors do have a second copy: a flipped bit in one of them must keep every check.
+// cursors and the retention head do have a second copy: a flipped bit in them must keep every
+// check.
 // Case count: TRIBUTARY_POWER_LOSS_CASES (default 10000; 2000 in sanitizer builds); first seed:
 // TRIBUTARY_POWER_LOSS_SEED (a failure prints the seed that replays it alone).
 #include <sys/mman.h>
@@ -116,7 +117,7 @@ struct Case {
     static constexpr const char* kPolicy[] = {"none", "interval", "every-commit"};
     static constexpr const char* kDamage[] = {"power loss only", "bit flips",          "zeroed page",
                                               "truncated file",  "header bit flips",   "file cut in the header",
-                                              "a flipped bit in consumers' cursors"};
+                                              "a flipped bit in cursors or the head"};
     std::ostringstream o;
     o << "seed " << seed << ", sync " << kPolicy[static_cast<int>(policy)] << ", "
       << kDamage[static_cast<int>(damage)];
@@ -296,8 +297,9 @@ std::string run_case(const TempDir& dir, const Case& k, std::uint64_t& delivered
         file_len = rng() % data_off;
         break;
       case Damage::kCursorFlips: {
-        // One bit of the first consumer's cursor or of its copy, and as often as not of the
-        // second's: the cursor has a second copy, so nothing may be skipped.
+        // One bit of the first consumer's cursor or of its copy, as often as not of the second's,
+        // sometimes of the retention head or its copy: each has a second copy, so nothing may
+        // be skipped.
         using detail::ConsumerSlot;
         const std::uint64_t slots = detail::Layout::compute(kCapacity, 1).consumers_off;
         unsigned flipped = 0;
@@ -312,7 +314,12 @@ std::string run_case(const TempDir& dir, const Case& k, std::uint64_t& delivered
           image[at + word + bit / 8] ^= std::byte(1u << (bit % 8));
           ++flipped;
         }
-        break;  // (none found: the slots' page never reached the disk, so no cursor is there to damage)
+        if (chance(30)) {  // the retention head, or its copy: the lower of them is kept too
+          const std::uint64_t word = chance(50) ? offsetof(detail::Header, head) : offsetof(detail::Header, head_copy);
+          const unsigned bit = static_cast<unsigned>(rng() % 64);
+          image[word + bit / 8] ^= std::byte(1u << (bit % 8));
+        }
+        break;  // (no slot found: their page never reached the disk, so no cursor is there to damage)
       }
     }
     std::ofstream(image_path, std::ios::binary)

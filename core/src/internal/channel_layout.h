@@ -136,6 +136,10 @@ struct alignas(kCacheLine) Header {
   // --- hot words, each on its own cache line ---
   alignas(kCacheLine) TailWord tail;
   alignas(kCacheLine) HeadWord head;
+  // ~head.head, stored after every change of it (a racing older store may leave it lower, never
+  // higher): recovery keeps the lower of the two when they disagree, like a cursor and its
+  // copy. 0: never written (a file from before 2026-11-27).
+  std::atomic<std::uint64_t> head_copy;
   alignas(kCacheLine) std::atomic<std::uint32_t> data_futex;  // bumped when a sleeping consumer must wake
   std::atomic<std::uint32_t> data_waiters;
   alignas(kCacheLine) std::atomic<std::uint32_t> space_futex;  // bumped when a sleeping producer must wake
