@@ -2,7 +2,9 @@
 // changelog and consumed offsets; restore on assignment; the output topic's reader.
 #include "transactional.h"
 
+#include <fcntl.h>
 #include <poll.h>
+#include <sys/file.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -19,7 +21,9 @@
 #include "changelog.h"
 #include "render.h"
 #include "tributary/analytics/checkpoint.h"
+#include "tributary/core/crc32c.h"
 #include "tributary/core/error.h"
+#include "tributary/core/fd.h"
 #include "tributary/uplink/kafka.h"
 
 namespace tributary::analytics::detail {
@@ -124,8 +128,12 @@ std::string stats_record(const Analyzer& a, const AnalyzeConfig& cfg) {
   for (std::size_t w = 0; w < cfg.windows.size(); ++w) {
     const WindowSet& ws = a.window(w);
     const auto wm = ws.watermark();
-    out += fmt::format("window\t{}\t{}\t{}\t{}\t{}\t{}\n", cfg.windows[w].name, ws.open().size(), ws.closed_total(),
-                       ws.late_events(), wm ? std::to_string(*wm) : "-", ws.expired_events());
+    // Then what the reader needs to know which rows are final: windows ending by CLOSED_UNTIL are
+    // closed here for good, and the late rows of windows starting by RETIRED_THROUGH ("-": none).
+    auto bound = [](std::int64_t v) { return v == INT64_MIN ? std::string("-") : std::to_string(v); };
+    out += fmt::format("window\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\n", cfg.windows[w].name, ws.open().size(),
+                       ws.closed_total(), ws.late_events(), wm ? std::to_string(*wm) : "-", ws.expired_events(),
+                       bound(ws.closed_until()), bound(ws.retired_through()));
   }
   for (const auto& src : a.ledger().audit()) {
     out += fmt::format("source\t{}\t{}\t{}\t", src.source_id, src.counted, src.duplicates);
@@ -717,13 +725,14 @@ struct SourceTotals {
   std::vector<std::pair<std::uint64_t, std::uint64_t>> ranges;
 };
 
-// What the reader has written for good, per window: the rows of every window starting by
-// `closed_through` are in the window's file, `closed_bytes` long; the final late rows of every
+// What the reader has written for good, per window: the rows of every window ending by
+// `closed_until` are in the window's file, `closed_bytes` long; the final late rows of every
 // window starting by `late_through` are in NAME.late.csv, `late_bytes` long.
 struct Written {
-  std::int64_t size = 0, slide = 0, retention = 0;  // the window as configured when written
-  std::int64_t closed_through = INT64_MIN, late_through = INT64_MIN;
+  std::uint32_t shape = 0;  // CRC32C of the two files' headers: their columns as written
+  std::int64_t closed_until = INT64_MIN, late_through = INT64_MIN;
   std::uint64_t closed_bytes = 0, late_bytes = 0;
+  bool operator==(const Written&) const = default;
 };
 
 class Materializer {
@@ -769,9 +778,9 @@ class Materializer {
         it->second = m->offset + 1;
         if (m->key == nullptr) continue;
         std::string key(static_cast<const char*>(m->key), m->key_len);
-        if (written_for_good(key)) continue;  // the files have it: read again after a restart or a rewind
         std::optional<std::string_view> value;  // none: a tombstone
         if (m->payload != nullptr) value.emplace(static_cast<const char*>(m->payload), m->len);
+        if (not_needed(key, value)) continue;  // e.g. written for good, read again after a restart or a rewind
         if (view_.add(m->partition, std::move(key), value, Clock::now())) changed = true;
       }
     };
@@ -808,9 +817,11 @@ class Materializer {
   // ---- the files appended for good, and how far they go (STATE_DIR/materialized)
   //
   // A window's row is final once every input partition has closed that window: its end is at or
-  // below the lowest of the partitions' watermarks (each partition's, as its last committed
-  // "s/P" says; a partition closes a window once, for good). A late row is final once every
-  // partition's late row of it is: its end + late_retention at or below that lowest watermark.
+  // below the lowest of the partitions' CLOSED_UNTIL, as each one's last committed "s/P" says (a
+  // partition closes a window once, for good). A late row is final once every partition's late
+  // row of it is: its start at or below the lowest of their RETIRED_THROUGH. Both are the
+  // analyzers' own figures, so a reader configured otherwise (another late_retention) or a
+  // partition restored under a smaller lateness cannot make a row final early.
   // Final rows are appended to the files once, in window order, the state file is written after
   // them (write, fsync, rename), and they leave memory: the reader holds only rows that can
   // still change, however long the run. After a crash the files are cut back to what the state
@@ -819,19 +830,31 @@ class Materializer {
   fs::path state_file() const { return cfg_.state_dir / "materialized"; }
   fs::path late_file(const WindowOutputSpec& w) const { return cfg_.state_dir / (w.name + ".late.csv"); }
 
+  // The headers of a window's two files: a change of columns (by, value) rewrites them.
+  static std::uint32_t shape(const WindowOutputSpec& w) {
+    const std::string h = render::window_header(w, "count") + render::window_header(w, "late");
+    return core::crc32c(h.data(), h.size());
+  }
+
   void restore_written() {
+    // One reader per state dir: two would append over each other and cut each other's files.
+    const fs::path lock_path = cfg_.state_dir / "materialized.lock";
+    lock_ = core::Fd(::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644));
+    if (!lock_.valid()) core::throw_errno("open " + lock_path.string(), errno);
+    if (::flock(lock_.get(), LOCK_EX | LOCK_NB) != 0)
+      throw core::Error(fmt::format("another reader of the output topic writes the files of {} (it holds {})",
+                                    cfg_.state_dir.string(), lock_path.string()));
     std::map<std::string, Written, std::less<>> saved;
     try {
       if (const auto text = read_checkpoint(state_file())) {
         std::string_view rest = *text;
         while (!rest.empty()) {
           const auto nl = rest.find('\n');
-          const auto c = split(rest.substr(0, nl), '\t', 9);
+          const auto c = split(rest.substr(0, nl), '\t', 7);
           rest.remove_prefix(nl == std::string_view::npos ? rest.size() : nl + 1);
           Written x;
-          if (c.size() == 9 && c[0] == "window" && number(c[2], x.size) && number(c[3], x.slide) &&
-              number(c[4], x.retention) && number(c[5], x.closed_through) && number(c[6], x.closed_bytes) &&
-              number(c[7], x.late_through) && number(c[8], x.late_bytes))
+          if (c.size() == 7 && c[0] == "window" && number(c[2], x.shape) && number(c[3], x.closed_until) &&
+              number(c[4], x.closed_bytes) && number(c[5], x.late_through) && number(c[6], x.late_bytes))
             saved[std::string(c[1])] = x;
         }
       }
@@ -839,18 +862,17 @@ class Materializer {
       warn(fmt::format("{}; the window files are written again from the output topic", e.what()));
     }
     for (const WindowOutputSpec& w : cfg_.windows) {
-      Written now{.size = w.size_ms, .slide = w.slide_ms, .retention = w.late_retention_ms};
+      Written now{.shape = shape(w)};
       const auto it = saved.find(w.name);
       std::error_code ec;
       auto bytes = [&ec](const fs::path& p) -> std::uint64_t { return fs::exists(p, ec) ? fs::file_size(p, ec) : 0; };
       const fs::path closed = cfg_.state_dir / w.file, late = late_file(w);
-      if (it != saved.end() && it->second.size == now.size && it->second.slide == now.slide &&
-          it->second.retention == now.retention && bytes(closed) >= it->second.closed_bytes &&
+      if (it != saved.end() && it->second.shape == now.shape && bytes(closed) >= it->second.closed_bytes &&
           bytes(late) >= it->second.late_bytes) {
         now = it->second;
       } else if (it != saved.end()) {
-        warn(fmt::format("{} and {} do not match {} (the window changed, or the files were cut): written again "
-                         "from the output topic",
+        warn(fmt::format("{} and {} do not match {} (the window's columns changed, or the files were cut): written "
+                         "again from the output topic",
                          closed.string(), late.string(), state_file().string()));
       }
       // Rows appended after the state file was last written are appended again.
@@ -863,29 +885,38 @@ class Materializer {
   void save_written() const {
     std::string text;
     for (const auto& [name, x] : written_)
-      text += fmt::format("window\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\n", name, x.size, x.slide, x.retention,
-                          x.closed_through, x.closed_bytes, x.late_through, x.late_bytes);
+      text += fmt::format("window\t{}\t{}\t{}\t{}\t{}\t{}\n", name, x.shape, x.closed_until, x.closed_bytes,
+                          x.late_through, x.late_bytes);
     write_checkpoint(state_file(), text);
   }
 
-  // A closed ("w/") or final late ("f/") row of a window whose rows the files have for good.
-  bool written_for_good(std::string_view key) const {
-    if (key.size() < 2 || key[1] != '/' || (key[0] != 'w' && key[0] != 'f')) return false;
+  // A row the reader never needs again: a closed ("w/") or final late ("f/") row the files have
+  // for good, or any row of a window no longer configured.
+  bool not_needed(std::string_view key, std::optional<std::string_view> value) const {
+    if (key.size() < 2 || key[1] != '/' || std::string_view("wolf").find(key[0]) == std::string_view::npos) return false;
     const auto k = split(key.substr(2), '/', 4);  // WINDOW, P, START, KEY
-    std::int64_t start = 0;
-    if (k.size() != 4 || !number(k[2], start)) return false;
+    if (k.size() != 4) return false;
     const auto it = written_.find(k[0]);
-    return it != written_.end() && start <= (key[0] == 'w' ? it->second.closed_through : it->second.late_through);
+    if (it == written_.end()) return true;
+    if (key[0] == 'w') {
+      WindowRow r;
+      return value && parse_window_value(*value, r) && r.end <= it->second.closed_until;
+    }
+    std::int64_t start = 0;
+    return key[0] == 'f' && number(k[2], start) && start <= it->second.late_through;
   }
 
   // The input topic's partitions (every one must have closed a window for it to be final): its
-  // metadata, asked again every 10 s, or more if a partition beyond it wrote its "s/P".
-  int input_partitions(rd_kafka_t* rk) {
-    if (const auto now = Clock::now(); now >= inputs_checked_ + std::chrono::seconds(10)) {
-      inputs_checked_ = now;
-      inputs_ = std::max(inputs_, uplink::partition_count(rk, cfg_.topic));
+  // metadata, asked again every 10 s (at once while unknown), or more if a partition beyond it
+  // committed its "s/P".
+  int input_partitions(rd_kafka_t* rk, int highest_seen) {
+    if (const auto now = Clock::now(); inputs_ <= 0 || now >= inputs_checked_ + std::chrono::seconds(10)) {
+      if (const int n = uplink::partition_count(rk, cfg_.topic); n > 0) {
+        inputs_checked_ = now;
+        inputs_ = std::max(inputs_, n);
+      }
     }
-    return inputs_;
+    return inputs_ <= 0 ? 0 : std::max(inputs_, highest_seen + 1);
   }
 
   void warn(const std::string& m) const {
@@ -898,7 +929,8 @@ class Materializer {
     // and the closed parts of windows that other partitions have not closed yet)
     std::map<std::string, std::map<WindowKey, Aggregate>> closed, open;
     std::map<std::string, std::map<WindowKey, std::uint64_t>> late, final_late;  // window -> rows, summed
-    std::map<std::string, std::map<int, std::int64_t>> marks;  // window -> input partition -> watermark
+    // window -> input partition -> its CLOSED_UNTIL, and its RETIRED_THROUGH
+    std::map<std::string, std::map<int, std::int64_t>> closed_marks, late_marks;
     std::vector<std::string> finished;  // keys of the rows appended now, to leave memory
     AnalyzerStats stats;
     struct WindowStatus {
@@ -909,36 +941,49 @@ class Materializer {
     std::map<std::string, WindowStatus> wstatus;
     std::map<std::uint64_t, SourceTotals> sources;
     std::size_t stat_partitions = 0;
-    // The partitions' watermarks first: they say which rows are final.
+    // The partitions' bounds first: they say which rows are final.
+    int highest = -1;
     for (auto it = view_.latest().lower_bound("s/"); it != view_.latest().end() && it->first.rfind("s/", 0) == 0; ++it) {
       int p = 0;
       if (!number(std::string_view(it->first).substr(2), p)) continue;
+      highest = std::max(highest, p);
       std::string_view rest = it->second;
       while (!rest.empty()) {
         const auto nl = rest.find('\n');
-        const auto c = split(rest.substr(0, nl), '\t', 8);
+        const auto c = split(rest.substr(0, nl), '\t', 9);
         rest.remove_prefix(nl == std::string_view::npos ? rest.size() : nl + 1);
-        if (std::int64_t wm = 0; c[0] == "window" && c.size() >= 6 && number(c[5], wm)) marks[std::string(c[1])][p] = wm;
+        if (c[0] != "window" || c.size() != 9) continue;  // (fewer columns: an older analyzer's)
+        if (std::int64_t v = 0; number(c[7], v)) closed_marks[std::string(c[1])][p] = v;
+        if (std::int64_t v = 0; number(c[8], v)) late_marks[std::string(c[1])][p] = v;
       }
     }
     std::map<std::string, Written, std::less<>> next = written_;
-    const int inputs = input_partitions(rk);
+    const int inputs = input_partitions(rk, highest);
+    // The lowest of every input partition's bound; none while one has none yet.
+    auto lowest = [inputs](const std::map<int, std::int64_t>& m, std::vector<int>* waiting) -> std::optional<std::int64_t> {
+      std::int64_t low = INT64_MAX;
+      bool all = inputs > 0;
+      for (int p = 0; p < inputs; ++p) {
+        if (const auto it = m.find(p); it != m.end()) {
+          low = std::min(low, it->second);
+        } else {
+          all = false;
+          if (waiting != nullptr) waiting->push_back(p);
+        }
+      }
+      return all ? std::optional(low) : std::nullopt;
+    };
     for (const WindowOutputSpec& w : cfg_.windows) {
-      const auto& m = marks[w.name];
-      std::vector<int> waiting;  // a partition with no watermark yet holds every window back
-      for (int p = 0; p < inputs; ++p)
-        if (!m.contains(p)) waiting.push_back(p);
+      std::vector<int> waiting;  // a partition that has closed nothing yet holds every window back
+      const auto closed_low = lowest(closed_marks[w.name], &waiting);
       if (waiting != waiting_[w.name] && !waiting.empty() && log_)
-        log_("info", fmt::format("window {}: no row is final until input partitions {} of {} have a watermark; "
+        log_("info", fmt::format("window {}: no row is final until input partitions {} of {} have closed a window; "
                                  "until then the rows are in {}.open.csv",
                                  w.name, fmt::join(waiting, ","), cfg_.topic, w.name));
       waiting_[w.name] = waiting;
-      if (inputs <= 0 || !waiting.empty()) continue;
-      std::int64_t low = INT64_MAX;
-      for (const auto& [p, wm] : m) low = std::min(low, wm);
       Written& x = next[w.name];
-      x.closed_through = std::max(x.closed_through, low - w.size_ms);
-      if (w.late_retention_ms > 0) x.late_through = std::max(x.late_through, low - w.size_ms - w.late_retention_ms);
+      if (closed_low) x.closed_until = std::max(x.closed_until, *closed_low);
+      if (const auto late_low = lowest(late_marks[w.name], nullptr)) x.late_through = std::max(x.late_through, *late_low);
     }
     for (const auto& [key, value] : view_.latest()) {
       if (key.rfind("t/", 0) == 0) {
@@ -950,7 +995,7 @@ class Materializer {
         WindowRow r;
         if (k.size() != 4 || !number(k[2], r.start) || !parse_window_value(value, r)) continue;
         const auto x = next.find(k[0]);
-        const bool final = key[0] == 'w' && x != next.end() && r.start <= x->second.closed_through;
+        const bool final = key[0] == 'w' && x != next.end() && r.end <= x->second.closed_until;
         if (final) finished.push_back(key);
         auto& rows = final ? closed[std::string(k[0])] : open[std::string(k[0])];
         rows[{r.start, std::string(k[3])}].merge(r.agg);  // the same window and key of other partitions: summed
@@ -971,7 +1016,7 @@ class Materializer {
           const auto nl = rest.find('\n');
           const std::string_view line = rest.substr(0, nl);
           rest.remove_prefix(nl == std::string_view::npos ? rest.size() : nl + 1);
-          const auto c = split(line, '\t', 8);
+          const auto c = split(line, '\t', 9);
           std::uint64_t a = 0, b = 0, d = 0;
           if (c[0] == "stats" && c.size() == 7) {
             std::uint64_t v[6] = {};
@@ -984,13 +1029,13 @@ class Materializer {
             stats.overflowed += v[5];
           } else if (c[0] == "reject" && c.size() == 3 && number(c[2], a)) {
             stats.rejected_by_reason[std::string(c[1])] += a;
-          } else if (c[0] == "window" && (c.size() == 6 || c.size() == 7) && number(c[2], a) && number(c[3], b) &&
-                     number(c[4], d)) {  // 6: before the expired column
+          } else if (c[0] == "window" && (c.size() == 6 || c.size() == 7 || c.size() == 9) && number(c[2], a) &&
+                     number(c[3], b) && number(c[4], d)) {  // 6: before the expired column; 9: with the bounds
             WindowStatus& ws = wstatus[std::string(c[1])];
             ws.open += a;
             ws.closed += b;
             ws.late += d;
-            if (std::uint64_t e = 0; c.size() == 7 && number(c[6], e)) ws.expired += e;
+            if (std::uint64_t e = 0; c.size() >= 7 && number(c[6], e)) ws.expired += e;
             std::int64_t wm = 0;
             if (number(c[5], wm)) ws.watermark = ws.watermark ? std::min(*ws.watermark, wm) : wm;
             else ws.unknown = true;
@@ -1025,11 +1070,7 @@ class Materializer {
       for (const auto& [k, n] : final_late[w.name]) render::late_row(text, w, k, n);
       if (!text.empty()) x.late_bytes = render::append_at(late_file(w), x.late_bytes, text);
     }
-    if (next.size() != written_.size() ||
-        !std::equal(next.begin(), next.end(), written_.begin(), [](const auto& a, const auto& b) {
-          return a.second.closed_through == b.second.closed_through && a.second.late_through == b.second.late_through &&
-                 a.second.closed_bytes == b.second.closed_bytes && a.second.late_bytes == b.second.late_bytes;
-        })) {
+    if (next != written_) {
       written_ = std::move(next);
       save_written();
     }
@@ -1068,6 +1109,7 @@ class Materializer {
   OutputView view_;  // the output topic as a table: key -> newest value, whole transactions only
   std::map<std::string, Written, std::less<>> written_;  // per window
   std::map<std::string, std::vector<int>> waiting_;      // per window: input partitions it waits for
+  core::Fd lock_;                                         // STATE_DIR/materialized.lock, held
   int inputs_ = 0;                                        // the input topic's partitions
   Clock::time_point inputs_checked_{};
 };

@@ -484,10 +484,20 @@ TEST_F(AnalyzeTransactionTest, WindowRowsCommitExactlyOnceThroughKillsAndTheRead
   // Two more readers of the output topic: one with no files of its own writes the same files
   // from the topic; one resumes from a copy of these files cut off in the middle of an append
   // (rows past what its state file accounts for), which it cuts back and does not write twice.
+  // The copy's headers are marked (same length): resuming keeps what the state file accounts
+  // for, where writing everything again from the topic would not.
   std::filesystem::copy(dir / "out", dir / "resumed");
   std::filesystem::remove(dir / "resumed" / "status.json");  // to wait for the reader's own
-  for (const char* name : {"per_second.csv", "per_second.late.csv"})
-    std::ofstream(dir / "resumed" / name, std::ios::app) << "1970-01-01T00:00:00Z,half a row";
+  std::filesystem::remove(dir / "resumed" / "materialized.lock");
+  std::map<std::string, std::string> want;  // file -> what the resumed reader must leave
+  for (const char* name : {"per_second.csv", "per_second.late.csv"}) {
+    std::string text = slurp(dir / "out" / name);
+    ASSERT_EQ(text.rfind("window_start,", 0), 0u) << text;
+    text.replace(0, 12, "WINDOW_START");
+    want[name] = text;
+    std::ofstream(dir / "resumed" / name, std::ios::binary)
+        << text << "2026-11-11T00:00:00Z,2026-11-11T00:00:01Z,a,1,1,1,1\n2026-11-11T00:00:01Z,half a r";
+  }
   for (const char* reader_dir : {"reader", "resumed"}) {
     SCOPED_TRACE(reader_dir);
     std::string text = slurp(dir / "analyze.toml");
@@ -497,10 +507,15 @@ TEST_F(AnalyzeTransactionTest, WindowRowsCommitExactlyOnceThroughKillsAndTheRead
     std::ofstream(dir / "reader.toml") << text;
     Child reader({kTributary, "analyze", "--config", (dir / "reader.toml").string(), "--materialize"});
     ASSERT_TRUE(wait_done(dir / reader_dir, n, n, 60s)) << slurp(dir / reader_dir / "status.json");
+    // One reader per state dir: a second one is refused (it would append over the first).
+    Child second({kTributary, "analyze", "--config", (dir / "reader.toml").string(), "--materialize"});
+    EXPECT_NE(second.wait(30s), 0) << "a second reader of " << reader_dir << " ran";
     reader.signal(SIGTERM);
     ASSERT_EQ(reader.wait(30s), 0);
     for (const char* name : {"per_second.csv", "per_second.open.csv", "per_second.late.csv", "per_second.late.open.csv"})
-      EXPECT_EQ(slurp(dir / reader_dir / name), slurp(dir / "out" / name)) << name;
+      EXPECT_EQ(slurp(dir / reader_dir / name),
+                std::string_view(reader_dir) == "resumed" && want.contains(name) ? want[name] : slurp(dir / "out" / name))
+          << name;
   }
 }
 

@@ -100,6 +100,12 @@ class WindowSet {
   [[nodiscard]] const std::vector<LateRow>& retired() const noexcept { return retired_; }
   std::vector<LateRow> take_retired();
   [[nodiscard]] std::optional<std::int64_t> watermark() const noexcept;
+  // Every window ending by this is closed, for good (the watermark as it was when it last closed
+  // windows; INT64_MIN: none yet). Not the watermark: a smaller lateness after a restore moves
+  // the watermark ahead of it until the next event closes those windows.
+  [[nodiscard]] std::int64_t closed_until() const noexcept { return closed_until_; }
+  // Every window starting by this has its late rows final (INT64_MIN: none yet).
+  [[nodiscard]] std::int64_t retired_through() const noexcept { return retired_through_; }
   [[nodiscard]] std::int64_t size() const noexcept { return size_; }
   // Events that came after one of their windows closed (expired ones included).
   [[nodiscard]] std::uint64_t late_events() const noexcept { return late_events_; }
