@@ -667,24 +667,33 @@ TEST(ChannelTest, AMarkThatDoesNotMatchTheFileIsNotTrusted) {
   EXPECT_EQ(ch.stats().last_recovery.records_salvaged, 50u) << "the scan walks from the committed cursor";
 }
 
+// Moves the first consumer's committed cursor 3 bytes on, into a record, in the closed file;
+// without its copy (zeroed, as in files from before cursors had one) when `copy` is false.
+void move_cursor_into_a_record(const std::filesystem::path& path, bool copy) {
+  const detail::Layout l = detail::Layout::compute(small_config().capacity, small_config().source_slots);
+  const auto at = static_cast<std::streamoff>(l.consumers_off + offsetof(detail::ConsumerSlot, cursor));
+  std::fstream f(path, std::ios::in | std::ios::out | std::ios::binary);
+  std::uint64_t cursor = 0;
+  f.seekg(at);
+  f.read(reinterpret_cast<char*>(&cursor), sizeof cursor);
+  ASSERT_NE(cursor, 0u) << "reader committed half of the records";
+  cursor += 3;
+  f.seekp(at);
+  f.write(reinterpret_cast<const char*>(&cursor), sizeof cursor);
+  if (!copy) {
+    const std::uint64_t none = 0;
+    f.seekp(static_cast<std::streamoff>(l.consumers_off + offsetof(detail::ConsumerSlot, cursor_copy)));
+    f.write(reinterpret_cast<const char*>(&none), sizeof none);
+  }
+}
+
 // A cursor moved into a record after a clean close: the open scans, and the cursor's copy
 // (~cursor, beside it) gives the lower, undamaged value back: nothing skipped.
 TEST(ChannelTest, ACursorDamagedAfterACleanCloseMakesTheOpenScanAndItsCopyRestoresIt) {
   TempDir dir;
   const auto path = dir / "a.chan";
   write_and_close(path, 100);
-  const detail::Layout l = detail::Layout::compute(small_config().capacity, small_config().source_slots);
-  const auto at = static_cast<std::streamoff>(l.consumers_off + offsetof(detail::ConsumerSlot, cursor));
-  {
-    std::fstream f(path, std::ios::in | std::ios::out | std::ios::binary);
-    std::uint64_t cursor = 0;
-    f.seekg(at);
-    f.read(reinterpret_cast<char*>(&cursor), sizeof cursor);
-    ASSERT_NE(cursor, 0u) << "reader committed half of the records";
-    cursor += 3;  // inside a record
-    f.seekp(at);
-    f.write(reinterpret_cast<const char*>(&cursor), sizeof cursor);
-  }
+  ASSERT_NO_FATAL_FAILURE(move_cursor_into_a_record(path, true));
   Channel ch = Channel::open(path);
   EXPECT_FALSE(ch.stats().opened_after_clean_close) << "the mark covers the cursors";
   EXPECT_EQ(ch.stats().last_recovery.cursors_moved, 1u);
@@ -694,28 +703,13 @@ TEST(ChannelTest, ACursorDamagedAfterACleanCloseMakesTheOpenScanAndItsCopyRestor
   EXPECT_EQ(seen.front().id.sequence, 50u);
 }
 
-// The same damage in a file from before cursors had a copy (its bytes zero): the cursor is moved
-// onto the next record boundary, the record it pointed into is skipped.
+// The same damage in a file from before cursors had a copy: the cursor is moved onto the next
+// record boundary, the record it pointed into is skipped.
 TEST(ChannelTest, ACursorWithoutACopyDamagedIntoARecordMovesOntoTheNextRecord) {
   TempDir dir;
   const auto path = dir / "a.chan";
   write_and_close(path, 100);
-  const detail::Layout l = detail::Layout::compute(small_config().capacity, small_config().source_slots);
-  const auto at = static_cast<std::streamoff>(l.consumers_off + offsetof(detail::ConsumerSlot, cursor));
-  const auto copy_at = static_cast<std::streamoff>(l.consumers_off + offsetof(detail::ConsumerSlot, cursor_copy));
-  {
-    std::fstream f(path, std::ios::in | std::ios::out | std::ios::binary);
-    std::uint64_t cursor = 0;
-    f.seekg(at);
-    f.read(reinterpret_cast<char*>(&cursor), sizeof cursor);
-    ASSERT_NE(cursor, 0u) << "reader committed half of the records";
-    cursor += 3;
-    f.seekp(at);
-    f.write(reinterpret_cast<const char*>(&cursor), sizeof cursor);
-    const std::uint64_t none = 0;
-    f.seekp(copy_at);
-    f.write(reinterpret_cast<const char*>(&none), sizeof none);
-  }
+  ASSERT_NO_FATAL_FAILURE(move_cursor_into_a_record(path, false));
   Channel ch = Channel::open(path);
   EXPECT_FALSE(ch.stats().opened_after_clean_close);
   EXPECT_EQ(ch.stats().last_recovery.cursors_moved, 1u);
