@@ -236,16 +236,6 @@ std::shared_ptr<ChannelState> attach(MappedFile file, const OpenOptions& options
   return st;
 }
 
-// True if a valid published record starts at `p` (tag, sane length inside the lap, CRC).
-bool valid_record_at(const ChannelState& st, std::uint64_t p, std::uint64_t* size_out) noexcept {
-  if ((p & (kRecordAlign - 1)) != 0) return false;  // a damaged cursor or head: no record there
-  const RecordHeader* h = st.header_at(p);
-  if (h->tag.load(std::memory_order_acquire) != make_tag(p, kRecordTag)) return false;
-  const std::uint32_t len = h->length.load(std::memory_order_relaxed);
-  if (!st.frames(p, len) || record_crc(st.crc, p, h, len) != h->crc) return false;
-  *size_out = record_size(len);
-  return true;
-}
 
 // The source table's repairs, by the exclusive opener, with the data in [floor, end). Also
 // after a clean close: a writer killed inside a source update whose slot was given back while

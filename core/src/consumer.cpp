@@ -51,6 +51,8 @@ struct Consumer::Impl {
     return tag == make_tag(p, kPadTag);
   }
 
+  void resync(std::uint64_t p) noexcept;
+
   // Called when nothing is readable at `p`. After abandon_timeout at the same position, looks
   // for the reservation covering it: a live writer is waited for; a dead one's is closed.
   // Busy pollers call this on every empty poll, so it touches nothing shared (the write
@@ -89,7 +91,10 @@ struct Consumer::Impl {
       dead_pid = pid;
       end = pos + len;  // not re-read later: the slot may be retired and reused by then
     }
-    if (dead == nullptr) return;
+    if (dead == nullptr) {
+      resync(p);
+      return;
+    }
     if (st->close_region(p, end, kSkipTag, false)) {
       st->hdr->abandoned_records.fetch_add(dead->claim_records.load());
       st->hdr->abandoned_bytes.fetch_add(end - p);
@@ -107,6 +112,44 @@ struct Consumer::Impl {
     st->wake_consumers();
   }
 };
+
+// Below the write head, with no reservation over it, a position poll cannot pass is damage that
+// no recovery scanned (the file was closed cleanly, then damaged on disk or by hand): goes on at
+// the next record, pad or skip that verifies, as recovery would, unless a reservation lies in
+// between (its writer may still publish it). The bytes stepped over are counted as corrupt.
+// Every record below the write head is published unless a producer slot still claims it: a
+// claim is announced before the write head moves past it (then read here after the write head)
+// and cleared after the record's tag is published (then read here before the scan).
+void Consumer::Impl::resync(std::uint64_t p) noexcept {
+  if (p != read_pos) return;
+  const std::uint64_t tail = load_u64(&st->hdr->tail.pos);
+  if (p >= tail) return;
+  std::uint64_t claims[kProducerSlots][2];
+  std::size_t n = 0;
+  for (std::uint32_t i = 0; i < kProducerSlots; ++i) {
+    const ProducerSlot& s = st->producers[i];
+    if (s.pid.load(std::memory_order_acquire) == 0) continue;
+    if (const std::uint64_t len = s.claim_len.load(std::memory_order_acquire); len != 0) {
+      const std::uint64_t pos = s.claim_pos.load(std::memory_order_acquire);
+      claims[n][0] = pos;
+      claims[n][1] = pos + len;
+      ++n;
+    }
+  }
+  std::uint64_t q = (p & ~std::uint64_t{kRecordAlign - 1}) + kRecordAlign;
+  for (std::uint64_t size = 0; q < tail; q += kRecordAlign) {
+    const RecordHeader* h = st->header_at(q);
+    const std::uint64_t tag = h->tag.load(std::memory_order_acquire);
+    if (tag == make_tag(q, kPadTag) || (is_skip_tag(tag, q) && skip_length(*st, q, h, tag) != 0) ||
+        valid_record_at(*st, q, &size))
+      break;
+  }
+  for (std::size_t i = 0; i < n; ++i)
+    if (claims[i][0] < q && claims[i][1] > p) return;  // a reservation in between: wait for it
+  st->hdr->corrupt_bytes.fetch_add(q - p, std::memory_order_relaxed);
+  read_pos = q;
+  stall_pos = UINT64_MAX;
+}
 
 Consumer::Consumer(std::unique_ptr<Impl> impl) noexcept : impl_(std::move(impl)) {}
 Consumer::Consumer(Consumer&&) noexcept = default;

@@ -295,6 +295,17 @@ SourceSlot* find_source(ChannelState& st, std::uint64_t id, bool create) noexcep
   return len;
 }
 
+// True if a valid published record starts at `p` (tag, sane length inside the lap, CRC).
+[[nodiscard]] inline bool valid_record_at(const ChannelState& st, std::uint64_t p, std::uint64_t* size_out) noexcept {
+  if ((p & (kRecordAlign - 1)) != 0) return false;  // a damaged cursor or head: no record there
+  const RecordHeader* h = st.header_at(p);
+  if (h->tag.load(std::memory_order_acquire) != make_tag(p, kRecordTag)) return false;
+  const std::uint32_t len = h->length.load(std::memory_order_relaxed);
+  if (!st.frames(p, len) || record_crc(st.crc, p, h, len) != h->crc) return false;
+  *size_out = record_size(len);
+  return true;
+}
+
 // CRCs of records three at a time (crc32c_extend3): used by batch writes and batch reads.
 // Calls `done(i, crc)` for each of the n records at headers[i] with payload lengths lens[i].
 template <class Done>
