@@ -114,38 +114,49 @@ struct Consumer::Impl {
 };
 
 // Below the write head, with no reservation over it, a position poll cannot pass is damage that
-// no recovery scanned (the file was closed cleanly, then damaged on disk or by hand): goes on at
-// the next record, pad or skip that verifies, as recovery would, unless a reservation lies in
-// between (its writer may still publish it). The bytes stepped over are counted as corrupt.
-// Every record below the write head is published unless a producer slot still claims it: a
-// claim is announced before the write head moves past it (then read here after the write head)
-// and cleared after the record's tag is published (then read here before the scan).
+// no recovery scanned (the file was closed cleanly, then damaged on disk or by hand). The
+// consumer goes on at the next record that verifies (CRC) or checked skip, unless a reservation
+// lies in between: a live writer's is waited for; at a dead writer's the consumer stops, where
+// check_stall closes it. The bytes stepped over are counted as corrupt.
+// Why nothing published is stepped over: a claim is announced before the write head moves past
+// it (its stores, then the cmpxchg16b, a full barrier) and cleared (release) after the record's
+// tag is published. So with the write head read first, then the claims, every record below that
+// head which no slot claims has its tag visible to the scan that follows, which starts at `p`
+// itself (a writer may have published there since poll looked).
 void Consumer::Impl::resync(std::uint64_t p) noexcept {
   if (p != read_pos) return;
   const std::uint64_t tail = load_u64(&st->hdr->tail.pos);
   if (p >= tail) return;
-  std::uint64_t claims[kProducerSlots][2];
+  struct Claim {
+    std::uint64_t pos, end;
+    std::uint32_t pid;
+    std::uint64_t start;
+  };
+  Claim claims[kProducerSlots];
   std::size_t n = 0;
   for (std::uint32_t i = 0; i < kProducerSlots; ++i) {
     const ProducerSlot& s = st->producers[i];
-    if (s.pid.load(std::memory_order_acquire) == 0) continue;
+    const std::uint32_t pid = s.pid.load(std::memory_order_acquire);
+    if (pid == 0) continue;
     if (const std::uint64_t len = s.claim_len.load(std::memory_order_acquire); len != 0) {
       const std::uint64_t pos = s.claim_pos.load(std::memory_order_acquire);
-      claims[n][0] = pos;
-      claims[n][1] = pos + len;
-      ++n;
+      claims[n++] = {pos, pos + len, pid, s.start_time.load(std::memory_order_acquire)};
     }
   }
-  std::uint64_t q = (p & ~std::uint64_t{kRecordAlign - 1}) + kRecordAlign;
+  std::uint64_t q = p & ~std::uint64_t{kRecordAlign - 1};
   for (std::uint64_t size = 0; q < tail; q += kRecordAlign) {
     const RecordHeader* h = st->header_at(q);
     const std::uint64_t tag = h->tag.load(std::memory_order_acquire);
-    if (tag == make_tag(q, kPadTag) || (is_skip_tag(tag, q) && skip_length(*st, q, h, tag) != 0) ||
-        valid_record_at(*st, q, &size))
+    if ((tag == make_tag(q, kCheckedSkipTag) && skip_length(*st, q, h, tag) != 0) || valid_record_at(*st, q, &size))
       break;
   }
-  for (std::size_t i = 0; i < n; ++i)
-    if (claims[i][0] < q && claims[i][1] > p) return;  // a reservation in between: wait for it
+  if (q <= p) return;  // readable after all
+  for (std::size_t i = 0; i < n; ++i) {
+    const Claim& c = claims[i];
+    if (c.pos >= q || c.end <= p) continue;
+    if (c.pos <= p || c.pid == kReclaimingPid || process_alive(c.pid, c.start)) return;  // wait for it
+    q = c.pos;  // a dead writer's: stop at it, check_stall closes it next
+  }
   st->hdr->corrupt_bytes.fetch_add(q - p, std::memory_order_relaxed);
   read_pos = q;
   stall_pos = UINT64_MAX;
@@ -301,13 +312,16 @@ void Consumer::commit(std::uint64_t position) noexcept {
     for (std::uint64_t p = c.committed; p < position;) {
       const RecordHeader* h = st.header_at(p);
       const std::uint64_t tag = h->tag.load(std::memory_order_acquire);
-      if (tag == make_tag(p, kRecordTag)) {
+      if (const std::uint32_t len = h->length.load(std::memory_order_relaxed);
+          tag == make_tag(p, kRecordTag) && st.frames(p, len)) {
         ++n;
-        p += record_size(h->length.load(std::memory_order_relaxed));
+        p += record_size(len);
       } else if (tag == make_tag(p, kPadTag)) {
         p = st.lap_end(p);
+      } else if (const std::uint32_t skip = is_skip_tag(tag, p) ? skip_length(st, p, h, tag) : 0; skip != 0) {
+        p += skip;
       } else {
-        p += h->length.load(std::memory_order_relaxed);
+        break;  // damage the reader stepped over (resync): the records in it are not known
       }
     }
   }

@@ -9,6 +9,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <csignal>
 #include <cstring>
 #include <fstream>
 #include <random>
@@ -745,6 +746,30 @@ TEST(ChannelTest, DamageAfterACleanCloseIsSteppedOverAfterTheAbandonTimeoutAndCo
   EXPECT_EQ(ch.stats().corrupt_bytes, size);
 }
 
+// A record header zeroed after a clean close (tag and length 0), stepped over: a commit of a
+// position past it, short of the read position, counts the records it can frame and returns
+// (its walk used to add the zero length for ever).
+TEST(ChannelTest, APartialCommitPastSteppedOverDamageReturns) {
+  TempDir dir;
+  const auto path = dir / "a.chan";
+  write_and_close(path, 100);
+  {
+    std::fstream f(path, std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(static_cast<std::streamoff>(testing::data_offset(path) + 60 * detail::record_size(40)));
+    const char zeros[16] = {};
+    f.write(zeros, sizeof zeros);
+  }
+  Channel ch = Channel::open(path, {.abandon_timeout = std::chrono::milliseconds(50)});
+  Consumer c = ch.consumer("reader");
+  const auto seen = drain(c, 49, std::chrono::milliseconds(2000));
+  ASSERT_EQ(seen.size(), 49u);
+  c.commit(seen[20].position);
+  const auto info = ch.stats().consumers;
+  ASSERT_EQ(info.size(), 1u);
+  EXPECT_EQ(info[0].committed, seen[20].position);
+  EXPECT_EQ(info[0].records_committed, 50u + 10u) << "before the reopen, and the ten before the damage";
+}
+
 // A damaged record in front of a reservation whose writer is alive: the consumer does not step
 // over the reservation (its record would be lost) until it is published, then goes on.
 TEST(ChannelTest, AConsumerStepsOverDamageOnlyUpToARecordStillBeingWritten) {
@@ -769,6 +794,40 @@ TEST(ChannelTest, AConsumerStepsOverDamageOnlyUpToARecordStillBeingWritten) {
   EXPECT_EQ(rest[0].id.sequence, 5u);
   EXPECT_EQ(rest[1].id.source_id, 2u);
   EXPECT_EQ(ch.stats().corrupt_bytes, detail::record_size(40));
+}
+
+// A writer killed holding a claim between the damage and the next records: the consumer steps
+// over the damage up to the claim, where the dead writer's claim is closed as abandoned, and
+// reads on. (Waiting on it for good would stop every consumer in front of it.)
+TEST(ChannelTest, AConsumerStepsOverDamageUpToADeadWritersClaimWhichIsThenClosed) {
+  TempDir dir;
+  const auto path = dir / "a.chan";
+  Channel ch = Channel::create(path, small_config(), {.abandon_timeout = std::chrono::milliseconds(50)});
+  Consumer c = ch.consumer("reader");
+  Producer a = ch.producer();
+  for (std::uint64_t i = 0; i < 5; ++i) ASSERT_EQ(a.append({1, i}, payload_for(1, i, 40)), AppendStatus::kOk);
+  const pid_t pid = ::fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {  // claims the next record and dies holding it
+    try {
+      Producer dying = ch.producer();
+      Producer::Claim claim;
+      if (dying.claim({3, 0}, 40, claim) == AppendStatus::kOk) ::raise(SIGKILL);
+    } catch (...) {
+    }
+    ::_exit(1);
+  }
+  int status = 0;
+  ASSERT_EQ(::waitpid(pid, &status, 0), pid);
+  ASSERT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL) << "the writer did not die holding its claim";
+  ASSERT_EQ(a.append({2, 0}, payload_for(2, 0, 40)), AppendStatus::kOk);
+  damage_length(path, 4 * detail::record_size(40));
+  const auto seen = drain(c, 5, std::chrono::milliseconds(2000));
+  ASSERT_EQ(seen.size(), 5u);
+  EXPECT_EQ(seen[3].id.sequence, 3u);
+  EXPECT_EQ(seen[4].id.source_id, 2u) << "the record after the dead claim";
+  EXPECT_EQ(ch.stats().corrupt_bytes, detail::record_size(40));
+  EXPECT_EQ(ch.stats().abandoned_records, 1u);
 }
 
 TEST(ChannelTest, OnlyTheLastHandleToDetachMarksTheFileClean) {
