@@ -95,7 +95,9 @@ struct Consumer::Impl {
       resync(p);
       return;
     }
-    if (st->close_region(p, end, kSkipTag, false)) {
+    if (!st->close_region(p, end, kSkipTag, false)) {
+      resync(p);  // a record is published there, damaged: the dead claim was not what stopped us
+    } else {
       st->hdr->abandoned_records.fetch_add(dead->claim_records.load());
       st->hdr->abandoned_bytes.fetch_add(end - p);
       // Retire its counters under a sentinel pid, so that a producer reusing the slot at the
@@ -143,7 +145,7 @@ void Consumer::Impl::resync(std::uint64_t p) noexcept {
       claims[n++] = {pos, pos + len, pid, s.start_time.load(std::memory_order_acquire)};
     }
   }
-  std::uint64_t q = p & ~std::uint64_t{kRecordAlign - 1};
+  std::uint64_t q = align_up(p, kRecordAlign);  // (a damaged cursor may be unaligned)
   for (std::uint64_t size = 0; q < tail; q += kRecordAlign) {
     const RecordHeader* h = st->header_at(q);
     const std::uint64_t tag = h->tag.load(std::memory_order_acquire);
@@ -151,11 +153,18 @@ void Consumer::Impl::resync(std::uint64_t p) noexcept {
       break;
   }
   if (q <= p) return;  // readable after all
+  const std::uint64_t scanned = q;
   for (std::size_t i = 0; i < n; ++i) {
     const Claim& c = claims[i];
-    if (c.pos >= q || c.end <= p) continue;
-    if (c.pos <= p || c.pid == kReclaimingPid || process_alive(c.pid, c.start)) return;  // wait for it
-    q = c.pos;  // a dead writer's: stop at it, check_stall closes it next
+    if (c.pos >= scanned || c.end <= p) continue;
+    if (c.pid == kReclaimingPid) continue;  // closed already, by the consumer retiring its slot
+    if (process_alive(c.pid, c.start)) return;  // a live writer's: wait for it
+    // A dead writer's. A record published at its start (by it, or by the writer that won the
+    // place from it) is damage like the rest; otherwise it was never published: stop there,
+    // where check_stall closes it as abandoned.
+    if (st->header_at(c.pos)->tag.load(std::memory_order_acquire) == make_tag(c.pos, kRecordTag)) continue;
+    if (c.pos <= p) return;
+    q = std::min(q, c.pos);
   }
   st->hdr->corrupt_bytes.fetch_add(q - p, std::memory_order_relaxed);
   read_pos = q;

@@ -746,6 +746,41 @@ TEST(ChannelTest, DamageAfterACleanCloseIsSteppedOverAfterTheAbandonTimeoutAndCo
   EXPECT_EQ(ch.stats().corrupt_bytes, size);
 }
 
+// A dead writer's slot still claims a record that was published (it died between publishing and
+// clearing its claim, or lost the place to another writer): when that record is damaged, the
+// claim is no reason to wait there, and the consumer steps over the damage as usual.
+TEST(ChannelTest, ADeadClaimOverAPublishedDamagedRecordDoesNotHoldTheConsumer) {
+  TempDir dir;
+  const auto path = dir / "a.chan";
+  Channel ch = Channel::create(path, small_config(), {.abandon_timeout = std::chrono::milliseconds(50)});
+  Consumer c = ch.consumer("reader");
+  Producer a = ch.producer();
+  for (std::uint64_t i = 0; i < 8; ++i) ASSERT_EQ(a.append({1, i}, payload_for(1, i, 40)), AppendStatus::kOk);
+  const pid_t gone = ::fork();  // a pid that is dead by the time the consumer looks
+  ASSERT_GE(gone, 0);
+  if (gone == 0) ::_exit(0);
+  ASSERT_EQ(::waitpid(gone, nullptr, 0), gone);
+  const std::uint64_t size = detail::record_size(40);
+  {
+    const detail::Layout l = detail::Layout::compute(small_config().capacity, small_config().source_slots);
+    const auto slot = l.producers_off + (detail::kProducerSlots - 1) * sizeof(detail::ProducerSlot);
+    std::fstream f(path, std::ios::in | std::ios::out | std::ios::binary);
+    auto put = [&](std::size_t field, auto value) {
+      f.seekp(static_cast<std::streamoff>(slot + field));
+      f.write(reinterpret_cast<const char*>(&value), sizeof value);
+    };
+    put(offsetof(detail::ProducerSlot, claim_pos), std::uint64_t{4 * size});
+    put(offsetof(detail::ProducerSlot, claim_len), std::uint64_t{size});
+    put(offsetof(detail::ProducerSlot, claim_records), std::uint64_t{1});
+    put(offsetof(detail::ProducerSlot, pid), static_cast<std::uint32_t>(gone));
+  }
+  damage_length(path, 4 * size);
+  const auto seen = drain(c, 7, std::chrono::milliseconds(2000));
+  ASSERT_EQ(seen.size(), 7u) << "held in front of the damaged record";
+  EXPECT_EQ(seen[4].id.sequence, 5u);
+  EXPECT_EQ(ch.stats().corrupt_bytes, size);
+}
+
 // A record header zeroed after a clean close (tag and length 0), stepped over: a commit of a
 // position past it, short of the read position, counts the records it can frame and returns
 // (its walk used to add the zero length for ever).
