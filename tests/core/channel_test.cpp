@@ -688,18 +688,24 @@ void move_cursor_into_a_record(const std::filesystem::path& path, bool copy) {
   }
 }
 
-// A cursor moved into a record after a clean close: the open scans, and the cursor's copy
-// (~cursor, beside it) gives the lower, undamaged value back: nothing skipped.
-TEST(ChannelTest, ACursorDamagedAfterACleanCloseMakesTheOpenScanAndItsCopyRestoresIt) {
-  TempDir dir;
+// A closed file whose cursor was moved into a record (with or without its copy), reopened: the
+// open scans and moves the cursor; returns what the consumer then reads.
+std::vector<testing::Seen> read_after_cursor_damage(const TempDir& dir, bool copy) {
   const auto path = dir / "a.chan";
   write_and_close(path, 100);
-  ASSERT_NO_FATAL_FAILURE(move_cursor_into_a_record(path, true));
+  move_cursor_into_a_record(path, copy);
   Channel ch = Channel::open(path);
   EXPECT_FALSE(ch.stats().opened_after_clean_close) << "the mark covers the cursors";
   EXPECT_EQ(ch.stats().last_recovery.cursors_moved, 1u);
   Consumer c = ch.consumer("reader");
-  const auto seen = drain(c, 50, std::chrono::milliseconds(100));
+  return drain(c, 50, std::chrono::milliseconds(100));
+}
+
+// A cursor moved into a record after a clean close: the open scans, and the cursor's copy
+// (~cursor, beside it) gives the lower, undamaged value back: nothing skipped.
+TEST(ChannelTest, ACursorDamagedAfterACleanCloseMakesTheOpenScanAndItsCopyRestoresIt) {
+  TempDir dir;
+  const auto seen = read_after_cursor_damage(dir, true);
   ASSERT_EQ(seen.size(), 50u) << "the copy gave the committed cursor back";
   EXPECT_EQ(seen.front().id.sequence, 50u);
 }
@@ -708,14 +714,7 @@ TEST(ChannelTest, ACursorDamagedAfterACleanCloseMakesTheOpenScanAndItsCopyRestor
 // record boundary, the record it pointed into is skipped.
 TEST(ChannelTest, ACursorWithoutACopyDamagedIntoARecordMovesOntoTheNextRecord) {
   TempDir dir;
-  const auto path = dir / "a.chan";
-  write_and_close(path, 100);
-  ASSERT_NO_FATAL_FAILURE(move_cursor_into_a_record(path, false));
-  Channel ch = Channel::open(path);
-  EXPECT_FALSE(ch.stats().opened_after_clean_close);
-  EXPECT_EQ(ch.stats().last_recovery.cursors_moved, 1u);
-  Consumer c = ch.consumer("reader");
-  const auto seen = drain(c, 50, std::chrono::milliseconds(100));
+  const auto seen = read_after_cursor_damage(dir, false);
   ASSERT_EQ(seen.size(), 49u) << "the cursor moved onto the next record boundary";
   EXPECT_EQ(seen.front().id.sequence, 51u);
 }
@@ -746,16 +745,25 @@ TEST(ChannelTest, DamageAfterACleanCloseIsSteppedOverAfterTheAbandonTimeoutAndCo
   EXPECT_EQ(ch.stats().corrupt_bytes, size);
 }
 
+// A fresh channel that steps over damage quickly (50 ms abandon timeout), its consumer
+// "reader", a producer, and `n` records of source 1 (payload 40 bytes) written by it.
+struct DamageBed {
+  TempDir dir;
+  std::filesystem::path path = dir / "a.chan";
+  Channel ch = Channel::create(path, small_config(), {.abandon_timeout = std::chrono::milliseconds(50)});
+  Consumer c = ch.consumer("reader");
+  Producer a = ch.producer();
+  explicit DamageBed(std::uint64_t n) {
+    for (std::uint64_t i = 0; i < n; ++i) EXPECT_EQ(a.append({1, i}, payload_for(1, i, 40)), AppendStatus::kOk);
+  }
+};
+
 // A dead writer's slot still claims a record that was published (it died between publishing and
 // clearing its claim, or lost the place to another writer): when that record is damaged, the
 // claim is no reason to wait there, and the consumer steps over the damage as usual.
 TEST(ChannelTest, ADeadClaimOverAPublishedDamagedRecordDoesNotHoldTheConsumer) {
-  TempDir dir;
-  const auto path = dir / "a.chan";
-  Channel ch = Channel::create(path, small_config(), {.abandon_timeout = std::chrono::milliseconds(50)});
-  Consumer c = ch.consumer("reader");
-  Producer a = ch.producer();
-  for (std::uint64_t i = 0; i < 8; ++i) ASSERT_EQ(a.append({1, i}, payload_for(1, i, 40)), AppendStatus::kOk);
+  DamageBed bed(8);
+  auto& [dir, path, ch, c, a] = bed;
   const pid_t gone = ::fork();  // a pid that is dead by the time the consumer looks
   ASSERT_GE(gone, 0);
   if (gone == 0) ::_exit(0);
@@ -808,12 +816,9 @@ TEST(ChannelTest, APartialCommitPastSteppedOverDamageReturns) {
 // A damaged record in front of a reservation whose writer is alive: the consumer does not step
 // over the reservation (its record would be lost) until it is published, then goes on.
 TEST(ChannelTest, AConsumerStepsOverDamageOnlyUpToARecordStillBeingWritten) {
-  TempDir dir;
-  const auto path = dir / "a.chan";
-  Channel ch = Channel::create(path, small_config(), {.abandon_timeout = std::chrono::milliseconds(50)});
-  Consumer c = ch.consumer("reader");
-  Producer a = ch.producer(), b = ch.producer();
-  for (std::uint64_t i = 0; i < 5; ++i) ASSERT_EQ(a.append({1, i}, payload_for(1, i, 40)), AppendStatus::kOk);
+  DamageBed bed(5);
+  auto& [dir, path, ch, c, a] = bed;
+  Producer b = ch.producer();
   Producer::Claim open;
   ASSERT_EQ(a.claim({1, 5}, 40, open), AppendStatus::kOk);
   ASSERT_EQ(b.append({2, 0}, payload_for(2, 0, 40)), AppendStatus::kOk);
@@ -835,12 +840,8 @@ TEST(ChannelTest, AConsumerStepsOverDamageOnlyUpToARecordStillBeingWritten) {
 // over the damage up to the claim, where the dead writer's claim is closed as abandoned, and
 // reads on. (Waiting on it for good would stop every consumer in front of it.)
 TEST(ChannelTest, AConsumerStepsOverDamageUpToADeadWritersClaimWhichIsThenClosed) {
-  TempDir dir;
-  const auto path = dir / "a.chan";
-  Channel ch = Channel::create(path, small_config(), {.abandon_timeout = std::chrono::milliseconds(50)});
-  Consumer c = ch.consumer("reader");
-  Producer a = ch.producer();
-  for (std::uint64_t i = 0; i < 5; ++i) ASSERT_EQ(a.append({1, i}, payload_for(1, i, 40)), AppendStatus::kOk);
+  DamageBed bed(5);
+  auto& [dir, path, ch, c, a] = bed;
   const pid_t pid = ::fork();
   ASSERT_GE(pid, 0);
   if (pid == 0) {  // claims the next record and dies holding it
