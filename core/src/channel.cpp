@@ -195,9 +195,9 @@ void validate_header(const Header* h, const MappedFile& f) {
   if (f.size() < sizeof(Header)) throw Error(fmt::format("{} is too small ({} bytes) to be a channel", path, f.size()));
   if (std::memcmp(h->magic, kMagic, sizeof kMagic) != 0)
     throw Error(fmt::format("{} is not a Tributary channel (bad magic)", path));
-  if (h->version != kChannelFormatVersion)
-    throw Error(fmt::format("{} has channel format version {}, this build reads version {}", path, h->version,
-                            kChannelFormatVersion));
+  if (h->version < kOldestChannelFormatVersion || h->version > kChannelFormatVersion)
+    throw Error(fmt::format("{} has channel format version {}, this build reads versions {} to {}", path, h->version,
+                            kOldestChannelFormatVersion, kChannelFormatVersion));
   if (h->layout_size != sizeof(Header) || h->producer_slots != kProducerSlots || h->consumer_slots != kConsumerSlots)
     throw Error(fmt::format("{} has header layout size {} with {}/{} slots; this build expects {} with {}/{}", path,
                             h->layout_size, h->producer_slots, h->consumer_slots, sizeof(Header), kProducerSlots,
@@ -565,7 +565,8 @@ void pretouch(std::byte* base, std::uint64_t size) noexcept {
 std::uint64_t restore_truncated(MappedFile& file) {
   if (file.size() < sizeof(Header)) return 0;
   const auto* h = reinterpret_cast<const Header*>(file.data());
-  if (std::memcmp(h->magic, kMagic, sizeof kMagic) != 0 || h->version != kChannelFormatVersion ||
+  if (std::memcmp(h->magic, kMagic, sizeof kMagic) != 0 || h->version < kOldestChannelFormatVersion ||
+      h->version > kChannelFormatVersion ||
       h->layout_size != sizeof(Header) || !std::has_single_bit(h->capacity) || h->capacity < kMinCapacity ||
       !std::has_single_bit(h->source_slots) || h->capacity > (std::uint64_t{1} << 48))
     return 0;
@@ -595,6 +596,24 @@ bool clean_close_holds(const ChannelState& st, std::uint64_t mark) noexcept {
   for (std::uint32_t i = 0; i < kProducerSlots; ++i)
     if (st.producers[i].pid.load() != 0) return false;
   return true;
+}
+
+// A version-1 file, opened exclusively and recovered: the copies of the cursors and the head
+// are written, then the version, durably.
+void upgrade(ChannelState& st) {
+  for (std::uint32_t i = 0; i < kConsumerSlots; ++i)
+    if (st.consumers[i].state.load() == kActive) st.consumers[i].set_cursor(st.consumers[i].cursor.load());
+  set_head(st.hdr, load_u64(&st.hdr->head.head));
+  const Layout l = Layout::compute(st.capacity, st.source_slots);
+  if (const int err = st.file.sync(0, l.header_size, true); err != 0)
+    throw_errno(fmt::format("cannot upgrade {} to channel format version {}", st.file.path().string(),
+                            kChannelFormatVersion),
+                err);
+  st.hdr->version = kChannelFormatVersion;
+  if (const int err = st.file.sync(0, sizeof(Header), true); err != 0)
+    throw_errno(fmt::format("cannot upgrade {} to channel format version {}", st.file.path().string(),
+                            kChannelFormatVersion),
+                err);
 }
 
 // `fresh`: the file was just created by us; there is nothing to recover.
@@ -627,6 +646,16 @@ std::shared_ptr<ChannelState> open_state(const std::filesystem::path& path, cons
       if (st->file.faulted())  // the file shrank while recovery read it: what it wrote is not to be trusted
         throw Error(fmt::format("{} was truncated while it was being recovered; open it again", path.string()));
     }
+  }
+  if (!options.read_only && st->hdr->version < kChannelFormatVersion) {
+    // A version-1 file: upgraded by the first opener, so that a version-1 build refuses it from
+    // now on rather than meet what this build writes (checked skips it would stop at). Joining
+    // a version-1 build that has it open is refused: it would meet them now.
+    if (!exclusive)
+      throw Error(fmt::format("{} has channel format version {} and is open in a build that reads only that "
+                              "version; stop it before opening the file with this build (format version {})",
+                              path.string(), st->hdr->version, kChannelFormatVersion));
+    upgrade(*st);
   }
   if (!options.read_only) {
     st->file.lock_shared();  // downgrade (or wait for a recovering or closing process)

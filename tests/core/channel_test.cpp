@@ -11,6 +11,7 @@
 
 #include <csignal>
 #include <cstring>
+#include <fmt/format.h>
 #include <fstream>
 #include <random>
 
@@ -18,6 +19,7 @@
 #include "support/temp_dir.h"
 #include "internal/channel_layout.h"
 #include "tributary/core/error.h"
+#include "tributary/core/fd.h"
 
 namespace tributary::core {
 namespace {
@@ -397,7 +399,82 @@ TEST(ChannelTest, RefusesAFileOfAnotherFormatVersionNamingBoth) {
   }
   const std::string msg = error_of([&] { Channel::open(dir / "a.chan"); });
   EXPECT_NE(msg.find("version 99"), std::string::npos) << msg;
-  EXPECT_NE(msg.find("version " + std::to_string(kChannelFormatVersion)), std::string::npos) << msg;
+  EXPECT_NE(msg.find(fmt::format("versions {} to {}", kOldestChannelFormatVersion, kChannelFormatVersion)),
+            std::string::npos)
+      << msg;
+}
+
+// Makes a closed channel file look as a version-1 build left it: the version, and no copies of
+// the cursors and the head (those bytes were padding).
+void make_version_one(const std::filesystem::path& path) {
+  const detail::Layout l = detail::Layout::compute(small_config().capacity, small_config().source_slots);
+  std::fstream f(path, std::ios::in | std::ios::out | std::ios::binary);
+  auto put = [&](std::uint64_t at, auto value) {
+    f.seekp(static_cast<std::streamoff>(at));
+    f.write(reinterpret_cast<const char*>(&value), sizeof value);
+  };
+  put(offsetof(detail::Header, version), std::uint32_t{1});
+  put(offsetof(detail::Header, head_copy), std::uint64_t{0});
+  for (std::uint32_t i = 0; i < detail::kConsumerSlots; ++i)
+    put(l.consumers_off + i * sizeof(detail::ConsumerSlot) + offsetof(detail::ConsumerSlot, cursor_copy), std::uint64_t{0});
+}
+
+std::uint32_t version_on_disk(const std::filesystem::path& path) {
+  std::ifstream f(path, std::ios::binary);
+  f.seekg(offsetof(detail::Header, version));
+  std::uint32_t v = 0;
+  f.read(reinterpret_cast<char*>(&v), sizeof v);
+  return v;
+}
+
+// A file of the former format version is read, and upgraded by the first writable opener: its
+// cursors and head get their copies, and a version-1 build refuses it from then on.
+TEST(ChannelTest, AVersionOneFileIsReadAndUpgradedByItsFirstWritableOpener) {
+  TempDir dir;
+  const auto path = dir / "a.chan";
+  {
+    Channel ch = Channel::create(path, small_config());
+    Consumer c = ch.consumer("reader");
+    Producer p = ch.producer();
+    for (std::uint64_t i = 0; i < 10; ++i) ASSERT_EQ(p.append({1, i}, payload_for(1, i, 40)), AppendStatus::kOk);
+    ASSERT_EQ(drain(c, 4).size(), 4u);
+    c.commit();
+  }
+  make_version_one(path);
+  {
+    Channel observer = Channel::open(path, {.read_only = true});
+    EXPECT_EQ(version_on_disk(path), 1u) << "a read-only open changes nothing";
+  }
+  Channel ch = Channel::open(path);
+  EXPECT_EQ(version_on_disk(path), kChannelFormatVersion);
+  Consumer c = ch.consumer("reader");
+  const auto seen = drain(c, 6, std::chrono::milliseconds(100));
+  ASSERT_EQ(seen.size(), 6u);
+  EXPECT_EQ(seen.front().id.sequence, 4u);
+  const detail::Layout l = detail::Layout::compute(small_config().capacity, small_config().source_slots);
+  std::ifstream f(path, std::ios::binary);
+  std::uint64_t words[2] = {};
+  f.seekg(static_cast<std::streamoff>(l.consumers_off + offsetof(detail::ConsumerSlot, cursor)));
+  f.read(reinterpret_cast<char*>(&words[0]), sizeof words[0]);
+  f.seekg(static_cast<std::streamoff>(l.consumers_off + offsetof(detail::ConsumerSlot, cursor_copy)));
+  f.read(reinterpret_cast<char*>(&words[1]), sizeof words[1]);
+  EXPECT_EQ(words[1], ~words[0]) << "the cursor has its copy";
+}
+
+// A version-1 file that a version-1 build has open (it holds the shared lock): joining it would
+// write what that build does not read, so the open is refused, naming the file and both versions.
+TEST(ChannelTest, AVersionOneFileOpenInAnOlderBuildIsRefusedNotJoined) {
+  TempDir dir;
+  const auto path = dir / "a.chan";
+  { Channel ch = Channel::create(path, small_config()); }
+  make_version_one(path);
+  const Fd held(::open(path.c_str(), O_RDWR | O_CLOEXEC));
+  ASSERT_TRUE(held.valid());
+  ASSERT_EQ(::flock(held.get(), LOCK_SH), 0);  // as the older build's open holds it
+  const std::string msg = error_of([&] { Channel::open(path); });
+  EXPECT_NE(msg.find(path.string()), std::string::npos) << msg;
+  EXPECT_NE(msg.find("format version 1"), std::string::npos) << msg;
+  EXPECT_EQ(version_on_disk(path), 1u);
 }
 
 TEST(ChannelTest, RefusesAFileThatIsNotAChannel) {

@@ -1,4 +1,5 @@
-// The channel's on-file layout (format version 1) and the process-local state over it.
+// The channel's on-file layout (format version 2; version 1 lacks the copies of the cursors and
+// the head, and writes unchecked skips) and the process-local state over it.
 // Everything here lives in shared memory: fields are std::atomic (lock-free, address-free)
 // or written once at creation. Changing any of it means bumping kChannelFormatVersion.
 #pragma once

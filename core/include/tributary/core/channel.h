@@ -42,7 +42,12 @@
 
 namespace tributary::core {
 
-inline constexpr std::uint32_t kChannelFormatVersion = 1;
+// Version 2 (2026-11-27) adds to version 1 checked skips and second copies of the cursors and
+// the retention head. This build reads both and upgrades a version-1 file when it opens it first
+// (exclusively, for writing); a build that reads only version 1 then refuses the file by name,
+// instead of stalling at a checked skip it does not know.
+inline constexpr std::uint32_t kChannelFormatVersion = 2;
+inline constexpr std::uint32_t kOldestChannelFormatVersion = 1;
 inline constexpr std::size_t kRecordHeaderSize = 48;
 inline constexpr std::size_t kRecordAlign = 8;
 inline constexpr std::size_t kMaxConsumerName = 47;
