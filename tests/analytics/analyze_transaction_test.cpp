@@ -225,6 +225,20 @@ struct Rig {
   }
 };
 
+// A new channel (8 MiB) at `path` and an uplink "up" from it to `topic`.
+struct ChannelToTopic {
+  core::Channel ch;
+  uplink::Uplink up;
+  ChannelToTopic(const std::filesystem::path& path, const std::string& bootstrap, const std::string& topic)
+      : ch(core::Channel::create(path, config())),
+        up(ch, {.name = "up", .topic = topic, .kafka = {{"bootstrap.servers", bootstrap}}}) {}
+  static core::ChannelConfig config() {
+    core::ChannelConfig cc;
+    cc.capacity = 8 << 20;
+    return cc;
+  }
+};
+
 // `tributary analyze --config CONFIG` with its log in LOG.
 Child analyze_logged(const std::filesystem::path& config, const std::filesystem::path& log) {
   return Child({"/bin/sh", "-c", fmt::format("exec {} analyze --config {} 2> {}", kTributary, config.string(), log.string())});
@@ -519,16 +533,78 @@ TEST_F(AnalyzeTransactionTest, WindowRowsCommitExactlyOnceThroughKillsAndTheRead
   }
 }
 
+// A partition of the input that has no event time yet holds every window back from the window
+// file (it could still add to any of them): the rows stay in NAME.open.csv, the log says which
+// partitions it waits for. Once that partition's watermark passes a window's end, the window is
+// final and its rows go to the file.
+TEST_F(AnalyzeTransactionTest, AnIdlePartitionHoldsWindowsBackUntilItHasAWatermark) {
+  TempDir dir;
+  create_topic("held", 2);
+  ChannelToTopic rig(dir / "c.chan", bootstrap_, "held");
+  auto& [ch, up] = rig;
+  const std::int64_t t0 = 1794355200000;  // 2026-11-11T00:00:00Z
+  Events events;  // one source, so one partition: three 1 s windows of key a, the first two closed
+  for (std::uint64_t i = 0; i < 300; ++i)
+    events.push_back({{1, i}, fmt::format(R"({{"ts":{},"k":"a"}})", t0 + 10 * static_cast<std::int64_t>(i))});
+  ship(ch, up, events, 0, events.size());
+  const auto shipped = testing::read_topic(bootstrap_, "held", 2, events.size(), 60s);
+  ASSERT_EQ(shipped.size(), events.size());
+  const int idle = 1 - shipped.front().partition;
+  std::ofstream(dir / "analyze.toml") << fmt::format(
+      "[input]\ntype = \"kafka\"\nbootstrap = \"{}\"\ntopic = \"held\"\ngroup = \"held\"\n"
+      "[fields]\nts = \"/ts\"\nk = \"/k\"\n"
+      "[[windows]]\nname = \"w\"\nby = [\"k\"]\nsize = \"1s\"\ntime = \"ts\"\ntime_format = \"epoch_ms\"\n"
+      "[state]\ndir = \"{}\"\ncheckpoint_ms = 100\n"
+      "[transaction]\ntopic = \"held-counts\"\nid = \"held-1\"\ntimeout_ms = 5000\nsession_timeout_ms = 6000\n",
+      bootstrap_, (dir / "out").string());
+  Child job = analyze_logged(dir / "analyze.toml", dir / "analyze.log");
+  ASSERT_TRUE(wait_done(dir / "out", events.size(), 0, 60s)) << slurp(dir / "analyze.log");
+  const std::string header = "window_start,window_end,k,count\n";
+  auto row = [&](std::int64_t start, const char* key, int n) {
+    return fmt::format("{},{},{},{}\n", format_millis(start), format_millis(start + 1000), key, n);
+  };
+  auto wait_for = [&](const std::filesystem::path& file, const std::string& want) {
+    const auto deadline = std::chrono::steady_clock::now() + 60s;
+    while (slurp(file) != want && std::chrono::steady_clock::now() < deadline)
+      std::this_thread::sleep_for(50ms);  // another process's progress: polled, bounded above
+    return slurp(file) == want;
+  };
+  EXPECT_TRUE(wait_for(dir / "out" / "w.open.csv", header + row(t0, "a", 100) + row(t0 + 1000, "a", 100) +
+                                                       row(t0 + 2000, "a", 100)))
+      << slurp(dir / "out" / "w.open.csv");
+  EXPECT_EQ(slurp(dir / "out" / "w.csv"), header) << "no window is final while a partition has no watermark";
+  EXPECT_NE(slurp(dir / "analyze.log").find(fmt::format("no row is final until input partitions {} of held", idle)),
+            std::string::npos)
+      << slurp(dir / "analyze.log");
+  // Events in the idle partition (written there directly, without Tributary's identity) move
+  // its watermark past the first two windows' end: those are final now.
+  {
+    auto rk = uplink::make_handle(RD_KAFKA_PRODUCER, uplink::make_conf({{"bootstrap.servers", bootstrap_}, {"log_level", "3"}}));
+    for (int i = 0; i < 10; ++i) {
+      const std::string value = fmt::format(R"({{"ts":{},"k":"b"}})", t0 + 3500);
+      ASSERT_EQ(rd_kafka_producev(rk.get(), RD_KAFKA_V_TOPIC("held"), RD_KAFKA_V_PARTITION(idle),
+                                  RD_KAFKA_V_VALUE(const_cast<char*>(value.data()), value.size()),
+                                  RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END),
+                RD_KAFKA_RESP_ERR_NO_ERROR);
+    }
+    ASSERT_EQ(rd_kafka_flush(rk.get(), 30000), RD_KAFKA_RESP_ERR_NO_ERROR);
+  }
+  EXPECT_TRUE(wait_for(dir / "out" / "w.csv", header + row(t0, "a", 100) + row(t0 + 1000, "a", 100)))
+      << slurp(dir / "out" / "w.csv") << slurp(dir / "analyze.log");
+  EXPECT_TRUE(wait_for(dir / "out" / "w.open.csv", header + row(t0 + 2000, "a", 100) + row(t0 + 3000, "b", 10)))
+      << slurp(dir / "out" / "w.open.csv");
+  job.signal(SIGTERM);
+  ASSERT_EQ(job.wait(30s), 0) << slurp(dir / "analyze.log");
+}
+
 // An output topic that lacks a partition's open rows (written before the output carried them,
 // or deleted: here by tombstones) gets them back when the partition is restored, with no new
 // input to trigger a transaction.
 TEST_F(AnalyzeTransactionTest, ARestoredPartitionRepublishesItsOpenWindowsWithoutNewInput) {
   TempDir dir;
   create_topic("idle", 1);
-  core::ChannelConfig cc;
-  cc.capacity = 8 << 20;
-  core::Channel ch = core::Channel::create(dir / "c.chan", cc);
-  uplink::Uplink up(ch, {.name = "up", .topic = "idle", .kafka = {{"bootstrap.servers", bootstrap_}}});
+  ChannelToTopic rig(dir / "c.chan", bootstrap_, "idle");
+  auto& [ch, up] = rig;
   const std::int64_t t0 = 1794355200000;  // 2026-11-11T00:00:00Z: one window, never closed
   const std::vector<std::string> keys = {"a", "b", "c"};
   Events events;
