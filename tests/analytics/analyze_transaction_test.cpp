@@ -225,19 +225,31 @@ struct Rig {
   }
 };
 
-// A new channel (8 MiB) at `path` and an uplink "up" from it to `topic`.
+// A new topic of `partitions`, a new channel (8 MiB) at DIR/c.chan and an uplink "up" from it to
+// the topic.
 struct ChannelToTopic {
   core::Channel ch;
   uplink::Uplink up;
-  ChannelToTopic(const std::filesystem::path& path, const std::string& bootstrap, const std::string& topic)
-      : ch(core::Channel::create(path, config())),
+  ChannelToTopic(const std::filesystem::path& dir, const std::string& bootstrap, const std::string& topic,
+                 int partitions)
+      : ch(topic_and_channel(dir, bootstrap, topic, partitions)),
         up(ch, {.name = "up", .topic = topic, .kafka = {{"bootstrap.servers", bootstrap}}}) {}
-  static core::ChannelConfig config() {
+  static core::Channel topic_and_channel(const std::filesystem::path& dir, const std::string& bootstrap,
+                                         const std::string& topic, int partitions) {
+    EXPECT_EQ(create_topic_at(bootstrap, topic, partitions, 1), partitions) << "topic " << topic;
     core::ChannelConfig cc;
     cc.capacity = 8 << 20;
-    return cc;
+    return core::Channel::create(dir / "c.chan", cc);
   }
 };
+
+// Waits (60 s at most) until `file` holds `want`, written by another process.
+bool wait_for_file(const std::filesystem::path& file, const std::string& want) {
+  const auto deadline = std::chrono::steady_clock::now() + 60s;
+  while (slurp(file) != want && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(50ms);  // another process's progress: polled, bounded above
+  return slurp(file) == want;
+}
 
 // `tributary analyze --config CONFIG` with its log in LOG.
 Child analyze_logged(const std::filesystem::path& config, const std::filesystem::path& log) {
@@ -539,8 +551,7 @@ TEST_F(AnalyzeTransactionTest, WindowRowsCommitExactlyOnceThroughKillsAndTheRead
 // final and its rows go to the file.
 TEST_F(AnalyzeTransactionTest, AnIdlePartitionHoldsWindowsBackUntilItHasAWatermark) {
   TempDir dir;
-  create_topic("held", 2);
-  ChannelToTopic rig(dir / "c.chan", bootstrap_, "held");
+  ChannelToTopic rig(dir.path(), bootstrap_, "held", 2);
   auto& [ch, up] = rig;
   const std::int64_t t0 = 1794355200000;  // 2026-11-11T00:00:00Z
   Events events;  // one source, so one partition: three 1 s windows of key a, the first two closed
@@ -563,13 +574,7 @@ TEST_F(AnalyzeTransactionTest, AnIdlePartitionHoldsWindowsBackUntilItHasAWaterma
   auto row = [&](std::int64_t start, const char* key, int n) {
     return fmt::format("{},{},{},{}\n", format_millis(start), format_millis(start + 1000), key, n);
   };
-  auto wait_for = [&](const std::filesystem::path& file, const std::string& want) {
-    const auto deadline = std::chrono::steady_clock::now() + 60s;
-    while (slurp(file) != want && std::chrono::steady_clock::now() < deadline)
-      std::this_thread::sleep_for(50ms);  // another process's progress: polled, bounded above
-    return slurp(file) == want;
-  };
-  EXPECT_TRUE(wait_for(dir / "out" / "w.open.csv", header + row(t0, "a", 100) + row(t0 + 1000, "a", 100) +
+  EXPECT_TRUE(wait_for_file(dir / "out" / "w.open.csv", header + row(t0, "a", 100) + row(t0 + 1000, "a", 100) +
                                                        row(t0 + 2000, "a", 100)))
       << slurp(dir / "out" / "w.open.csv");
   EXPECT_EQ(slurp(dir / "out" / "w.csv"), header) << "no window is final while a partition has no watermark";
@@ -589,12 +594,67 @@ TEST_F(AnalyzeTransactionTest, AnIdlePartitionHoldsWindowsBackUntilItHasAWaterma
     }
     ASSERT_EQ(rd_kafka_flush(rk.get(), 30000), RD_KAFKA_RESP_ERR_NO_ERROR);
   }
-  EXPECT_TRUE(wait_for(dir / "out" / "w.csv", header + row(t0, "a", 100) + row(t0 + 1000, "a", 100)))
+  EXPECT_TRUE(wait_for_file(dir / "out" / "w.csv", header + row(t0, "a", 100) + row(t0 + 1000, "a", 100)))
       << slurp(dir / "out" / "w.csv") << slurp(dir / "analyze.log");
-  EXPECT_TRUE(wait_for(dir / "out" / "w.open.csv", header + row(t0 + 2000, "a", 100) + row(t0 + 3000, "b", 10)))
+  EXPECT_TRUE(wait_for_file(dir / "out" / "w.open.csv", header + row(t0 + 2000, "a", 100) + row(t0 + 3000, "b", 10)))
       << slurp(dir / "out" / "w.open.csv");
   job.signal(SIGTERM);
   ASSERT_EQ(job.wait(30s), 0) << slurp(dir / "analyze.log");
+}
+
+// A partition restored under a smaller lateness reports a watermark ahead of the windows it has
+// closed (they close at its next event). The reader goes by what the partition has closed, so
+// those windows are not written before their rows exist: none is missing from the file.
+TEST_F(AnalyzeTransactionTest, ARestartWithASmallerLatenessLosesNoWindowRowFromTheFile) {
+  TempDir dir;
+  ChannelToTopic rig(dir.path(), bootstrap_, "late", 1);
+  auto& [ch, up] = rig;
+  const std::int64_t t0 = 1794355200000;  // 2026-11-11T00:00:00Z
+  Events events;  // three 1 s windows of key a; with lateness 1 s only the first closes
+  for (std::uint64_t i = 0; i < 300; ++i)
+    events.push_back({{1, i}, fmt::format(R"({{"ts":{},"k":"a"}})", t0 + 10 * static_cast<std::int64_t>(i))});
+  ship(ch, up, events, 0, events.size());
+  auto config = [&](const char* lateness) {
+    return fmt::format(
+        "[input]\ntype = \"kafka\"\nbootstrap = \"{}\"\ntopic = \"late\"\ngroup = \"late\"\n"
+        "[fields]\nts = \"/ts\"\nk = \"/k\"\n"
+        "[[windows]]\nname = \"w\"\nby = [\"k\"]\nsize = \"1s\"\nlateness = \"{}\"\ntime = \"ts\"\n"
+        "time_format = \"epoch_ms\"\n"
+        "[state]\ndir = \"{}\"\ncheckpoint_ms = 100\n"
+        "[transaction]\ntopic = \"late-counts\"\nid = \"late-1\"\ntimeout_ms = 5000\nsession_timeout_ms = 6000\n",
+        bootstrap_, lateness, (dir / "out").string());
+  };
+  const std::string header = "window_start,window_end,k,count\n";
+  auto row = [&](std::int64_t start) {
+    return fmt::format("{},{},a,100\n", format_millis(start), format_millis(start + 1000));
+  };
+  std::ofstream(dir / "analyze.toml") << config("1s");
+  {
+    Child job = analyze_logged(dir / "analyze.toml", dir / "first.log");
+    ASSERT_TRUE(wait_done(dir / "out", events.size(), 0, 60s)) << slurp(dir / "first.log");
+    EXPECT_TRUE(wait_for_file(dir / "out" / "w.csv", header + row(t0))) << slurp(dir / "out" / "w.csv");
+    job.signal(SIGTERM);
+    ASSERT_EQ(job.wait(30s), 0) << slurp(dir / "first.log");
+  }
+  // Restarted with lateness 0: its watermark is now past the second and third windows' ends,
+  // which stay open until an event comes.
+  std::ofstream(dir / "analyze.toml") << config("0s");
+  Child job = analyze_logged(dir / "analyze.toml", dir / "again.log");
+  // The reader has read the restored partition's republished counters (the new watermark)...
+  const std::string watermark = fmt::format(R"("watermark":"{}")", format_millis(t0 + 2990));
+  const auto deadline = std::chrono::steady_clock::now() + 60s;
+  while (slurp(dir / "out" / "status.json").find(watermark) == std::string::npos &&
+         std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(50ms);  // another process's progress: polled, bounded above
+  ASSERT_NE(slurp(dir / "out" / "status.json").find(watermark), std::string::npos) << slurp(dir / "again.log");
+  // ...and wrote no window whose rows do not exist yet.
+  EXPECT_EQ(slurp(dir / "out" / "w.csv"), header + row(t0)) << "windows written before their rows exist";
+  events.push_back({{1, 300}, fmt::format(R"({{"ts":{},"k":"b"}})", t0 + 3500)});
+  ship(ch, up, events, 300, 301);
+  EXPECT_TRUE(wait_for_file(dir / "out" / "w.csv", header + row(t0) + row(t0 + 1000) + row(t0 + 2000)))
+      << slurp(dir / "out" / "w.csv") << slurp(dir / "again.log");
+  job.signal(SIGTERM);
+  ASSERT_EQ(job.wait(30s), 0) << slurp(dir / "again.log");
 }
 
 // An output topic that lacks a partition's open rows (written before the output carried them,
@@ -602,8 +662,7 @@ TEST_F(AnalyzeTransactionTest, AnIdlePartitionHoldsWindowsBackUntilItHasAWaterma
 // input to trigger a transaction.
 TEST_F(AnalyzeTransactionTest, ARestoredPartitionRepublishesItsOpenWindowsWithoutNewInput) {
   TempDir dir;
-  create_topic("idle", 1);
-  ChannelToTopic rig(dir / "c.chan", bootstrap_, "idle");
+  ChannelToTopic rig(dir.path(), bootstrap_, "idle", 1);
   auto& [ch, up] = rig;
   const std::int64_t t0 = 1794355200000;  // 2026-11-11T00:00:00Z: one window, never closed
   const std::vector<std::string> keys = {"a", "b", "c"};
@@ -644,11 +703,8 @@ TEST_F(AnalyzeTransactionTest, ARestoredPartitionRepublishesItsOpenWindowsWithou
     ASSERT_EQ(rd_kafka_flush(rk.get(), 30000), RD_KAFKA_RESP_ERR_NO_ERROR);
   }
   const std::string none = "window_start,window_end,k,count\n";
-  auto wait_open = [&](const std::filesystem::path& state, const std::string& want) {
-    const auto deadline = std::chrono::steady_clock::now() + 60s;
-    while (slurp(state / "w.open.csv") != want && std::chrono::steady_clock::now() < deadline)
-      std::this_thread::sleep_for(50ms);  // another process's progress: polled, bounded above
-    return slurp(state / "w.open.csv") == want;
+  auto wait_open = [](const std::filesystem::path& state, const std::string& want) {
+    return wait_for_file(state / "w.open.csv", want);
   };
   {  // An independent reader sees the rows gone.
     std::ofstream(dir / "reader.toml") << config(dir / "reader");
