@@ -941,20 +941,57 @@ class Materializer {
     std::map<std::string, WindowStatus> wstatus;
     std::map<std::uint64_t, SourceTotals> sources;
     std::size_t stat_partitions = 0;
-    // The partitions' bounds first: they say which rows are final.
+    // The partitions' counters and audits first: their bounds say which rows are final.
     int highest = -1;
     for (auto it = view_.latest().lower_bound("s/"); it != view_.latest().end() && it->first.rfind("s/", 0) == 0; ++it) {
+      ++stat_partitions;
       int p = 0;
-      if (!number(std::string_view(it->first).substr(2), p)) continue;
-      highest = std::max(highest, p);
+      const bool known = number(std::string_view(it->first).substr(2), p);
+      if (known) highest = std::max(highest, p);
       std::string_view rest = it->second;
       while (!rest.empty()) {
         const auto nl = rest.find('\n');
-        const auto c = split(rest.substr(0, nl), '\t', 9);
+        const std::string_view line = rest.substr(0, nl);
         rest.remove_prefix(nl == std::string_view::npos ? rest.size() : nl + 1);
-        if (c[0] != "window" || c.size() != 9) continue;  // (fewer columns: an older analyzer's)
-        if (std::int64_t v = 0; number(c[7], v)) closed_marks[std::string(c[1])][p] = v;
-        if (std::int64_t v = 0; number(c[8], v)) late_marks[std::string(c[1])][p] = v;
+        const auto c = split(line, '\t', 9);
+        std::uint64_t a = 0, b = 0, d = 0;
+        if (c[0] == "stats" && c.size() == 7) {
+          std::uint64_t v[6] = {};
+          for (int i = 0; i < 6; ++i) (void)number(c[i + 1], v[i]);
+          stats.counted += v[0];
+          stats.filtered += v[1];
+          stats.duplicates += v[2];
+          stats.rejected += v[3];
+          stats.late += v[4];
+          stats.overflowed += v[5];
+        } else if (c[0] == "reject" && c.size() == 3 && number(c[2], a)) {
+          stats.rejected_by_reason[std::string(c[1])] += a;
+        } else if (c[0] == "window" && (c.size() == 6 || c.size() == 7 || c.size() == 9) && number(c[2], a) &&
+                   number(c[3], b) && number(c[4], d)) {  // 6: before the expired column; 9: with the bounds
+          WindowStatus& ws = wstatus[std::string(c[1])];
+          ws.open += a;
+          ws.closed += b;
+          ws.late += d;
+          if (std::uint64_t e = 0; c.size() >= 7 && number(c[6], e)) ws.expired += e;
+          std::int64_t wm = 0;
+          if (number(c[5], wm)) ws.watermark = ws.watermark ? std::min(*ws.watermark, wm) : wm;
+          else ws.unknown = true;
+        } else if (c[0] == "source" && c.size() == 5 && number(c[1], a) && number(c[2], b) && number(c[3], d)) {
+          SourceTotals& s = sources[a];
+          s.counted += b;
+          s.duplicates += d;
+          for (const auto range : split(c[4], ',', SIZE_MAX)) {
+            const auto dash = range.find('-');
+            std::uint64_t first = 0, last = 0;
+            if (dash != std::string_view::npos && number(range.substr(0, dash), first) &&
+                number(range.substr(dash + 1), last))
+              s.ranges.emplace_back(first, last);
+          }
+        }
+        if (known && c[0] == "window" && c.size() == 9) {  // (fewer columns: an older analyzer's, no bounds)
+          if (std::int64_t v = 0; number(c[7], v)) closed_marks[std::string(c[1])][p] = v;
+          if (std::int64_t v = 0; number(c[8], v)) late_marks[std::string(c[1])][p] = v;
+        }
       }
     }
     std::map<std::string, Written, std::less<>> next = written_;
@@ -1009,49 +1046,6 @@ class Materializer {
         if (final) finished.push_back(key);
         auto& rows = final ? final_late[std::string(k[0])] : late[std::string(k[0])];
         rows[{start, std::string(k[3])}] += n;
-      } else if (key.rfind("s/", 0) == 0) {
-        ++stat_partitions;
-        std::string_view rest = value;
-        while (!rest.empty()) {
-          const auto nl = rest.find('\n');
-          const std::string_view line = rest.substr(0, nl);
-          rest.remove_prefix(nl == std::string_view::npos ? rest.size() : nl + 1);
-          const auto c = split(line, '\t', 9);
-          std::uint64_t a = 0, b = 0, d = 0;
-          if (c[0] == "stats" && c.size() == 7) {
-            std::uint64_t v[6] = {};
-            for (int i = 0; i < 6; ++i) (void)number(c[i + 1], v[i]);
-            stats.counted += v[0];
-            stats.filtered += v[1];
-            stats.duplicates += v[2];
-            stats.rejected += v[3];
-            stats.late += v[4];
-            stats.overflowed += v[5];
-          } else if (c[0] == "reject" && c.size() == 3 && number(c[2], a)) {
-            stats.rejected_by_reason[std::string(c[1])] += a;
-          } else if (c[0] == "window" && (c.size() == 6 || c.size() == 7 || c.size() == 9) && number(c[2], a) &&
-                     number(c[3], b) && number(c[4], d)) {  // 6: before the expired column; 9: with the bounds
-            WindowStatus& ws = wstatus[std::string(c[1])];
-            ws.open += a;
-            ws.closed += b;
-            ws.late += d;
-            if (std::uint64_t e = 0; c.size() >= 7 && number(c[6], e)) ws.expired += e;
-            std::int64_t wm = 0;
-            if (number(c[5], wm)) ws.watermark = ws.watermark ? std::min(*ws.watermark, wm) : wm;
-            else ws.unknown = true;
-          } else if (c[0] == "source" && c.size() == 5 && number(c[1], a) && number(c[2], b) && number(c[3], d)) {
-            SourceTotals& s = sources[a];
-            s.counted += b;
-            s.duplicates += d;
-            for (const auto range : split(c[4], ',', SIZE_MAX)) {
-              const auto dash = range.find('-');
-              std::uint64_t first = 0, last = 0;
-              if (dash != std::string_view::npos && number(range.substr(0, dash), first) &&
-                  number(range.substr(dash + 1), last))
-                s.ranges.emplace_back(first, last);
-            }
-          }
-        }
       }
     }
     for (const OutputSpec& o : cfg_.outputs) {
