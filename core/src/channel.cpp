@@ -296,15 +296,15 @@ RecoveryReport recover(ChannelState& st) {
     if (state != kFree && (state != kActive || !named)) c.state.store(kFree);
     // A cursor and its copy that disagree (a flipped bit, or a commit cut between the two
     // stores): the lower is kept, never a cursor past records nobody read.
-    if (c.state.load() == kActive && c.cursor_copy.load() != 0 && ~c.cursor_copy.load() != c.cursor.load()) {
-      c.set_cursor(c.checked_cursor());
+    if (const std::uint64_t v = c.checked_cursor(); c.state.load() == kActive && v != c.cursor.load()) {
+      c.set_cursor(v);
       ++rep.cursors_moved;
     }
   }
 
   // A retention head and its copy that disagree: the lower is kept, as for a cursor.
-  if (const std::uint64_t copy = h->head_copy.load(); copy != 0 && ~copy != load_u64(&h->head.head))
-    set_head(h, std::min(load_u64(&h->head.head), ~copy));
+  if (const std::uint64_t head = load_u64(&h->head.head), v = lower_of_copies(head, h->head_copy.load()); v != head)
+    set_head(h, v);
   // Records start 8-aligned; a damaged head or cursor may not be: align the head down (the
   // scan below moves misaligned cursors onto the next record boundary).
   if (const std::uint64_t head = load_u64(&h->head.head); (head & (kRecordAlign - 1)) != 0)
@@ -604,16 +604,15 @@ void upgrade(ChannelState& st) {
   for (std::uint32_t i = 0; i < kConsumerSlots; ++i)
     if (st.consumers[i].state.load() == kActive) st.consumers[i].set_cursor(st.consumers[i].cursor.load());
   set_head(st.hdr, load_u64(&st.hdr->head.head));
-  const Layout l = Layout::compute(st.capacity, st.source_slots);
-  if (const int err = st.file.sync(0, l.header_size, true); err != 0)
-    throw_errno(fmt::format("cannot upgrade {} to channel format version {}", st.file.path().string(),
-                            kChannelFormatVersion),
-                err);
+  auto sync = [&st](std::uint64_t bytes) {
+    if (const int err = st.file.sync(0, bytes, true); err != 0)
+      throw_errno(fmt::format("cannot upgrade {} to channel format version {}", st.file.path().string(),
+                              kChannelFormatVersion),
+                  err);
+  };
+  sync(Layout::compute(st.capacity, st.source_slots).header_size);  // the copies, in the tables
   st.hdr->version = kChannelFormatVersion;
-  if (const int err = st.file.sync(0, sizeof(Header), true); err != 0)
-    throw_errno(fmt::format("cannot upgrade {} to channel format version {}", st.file.path().string(),
-                            kChannelFormatVersion),
-                err);
+  sync(sizeof(Header));
 }
 
 // `fresh`: the file was just created by us; there is nothing to recover.

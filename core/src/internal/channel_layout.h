@@ -82,6 +82,13 @@ struct alignas(kCacheLine) ProducerSlot {
 };
 static_assert(sizeof(ProducerSlot) == kCacheLine, "one producer per cache line: no false sharing");
 
+// A word kept with its complement beside it as a second copy (a cursor, the retention head): the
+// lower of the two when they disagree, which re-reads and never skips. A copy of 0 is none (a
+// version-1 file).
+[[nodiscard]] constexpr std::uint64_t lower_of_copies(std::uint64_t value, std::uint64_t copy) noexcept {
+  return copy == 0 ? value : std::min(value, ~copy);
+}
+
 struct alignas(kCacheLine) ConsumerSlot {
   std::atomic<std::uint32_t> state;  // kFree, kRegistering, kActive
   std::atomic<std::uint32_t> owner_pid;
@@ -98,11 +105,8 @@ struct alignas(kCacheLine) ConsumerSlot {
     cursor.store(v, std::memory_order_seq_cst);
     cursor_copy.store(~v, std::memory_order_relaxed);
   }
-  // The cursor as recovery trusts it: the lower of the two copies when they disagree.
-  [[nodiscard]] std::uint64_t checked_cursor() const noexcept {
-    const std::uint64_t c = cursor.load(), copy = cursor_copy.load();
-    return copy == 0 ? c : std::min(c, ~copy);
-  }
+  // The cursor as recovery trusts it.
+  [[nodiscard]] std::uint64_t checked_cursor() const noexcept { return lower_of_copies(cursor.load(), cursor_copy.load()); }
 };
 static_assert(sizeof(ConsumerSlot) == 2 * kCacheLine, "consumer slot layout is part of the file format");
 enum ConsumerState : std::uint32_t { kFree = 0, kRegistering = 1, kActive = 2 };
