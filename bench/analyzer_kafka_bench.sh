@@ -6,8 +6,10 @@
 # two consumers that only read: kcat -C (librdkafka, output to /dev/null) and Kafka's own
 # kafka-consumer-perf-test (ConsumerPerformance, JVM). Events are Tianchi JSON lines of ~110 B,
 # loaded once into a 2-partition topic by kcat -P. Each figure the median of --repeat runs, timed
-# from process start: the readers until they exit at the end of the topic, the analyzer until
-# its status.json accounts for every event (in the transaction mode: as committed and read back).
+# from process start: the readers and the checkpoint mode (--drain) until they exit at the end of
+# the topic, the transaction mode (a group member that runs until stopped) until its status.json
+# accounts for every event as committed and read back. kcat reads with the analyzer's
+# fetch.wait.max.ms (25).
 #
 #   bash bench/analyzer_kafka_bench.sh [--events N] [--repeat R] [--checkpoint-ms MS] [--fetch-queue-mb MB]
 #                                      [--users U]
@@ -16,9 +18,7 @@
 # real Tianchi data has 424 170; 500 000 checks the analyzer's memory bound).
 #
 # --fetch-queue-mb: the analyzer's read-ahead per partition ([input] fetch_queue_mb, default
-# 16). librdkafka 2.0.2 pauses a partition's fetching for a whole second once its local queue is
-# full, so a parser slower than the broker idles unless the queue holds about a second of events:
-# this trades memory for throughput.
+# 16, in memory: analytics/src/read_ahead.h). More is fewer pauses and resumes of the fetch.
 set -euo pipefail
 export LC_ALL=C
 cd "$(dirname "$0")/.."
@@ -64,11 +64,20 @@ kcat -P -b "$boot" -t bench -X enable.idempotence=true -X linger.ms=5 -X batch.s
 all_accounted() { [ "$(accounted "$1")" = "$lines" ]; }
 # The analyzer, in the mode $1 (checkpoint | transaction), run $2; sets $result.
 run_analyzer() {
-  local mode="$1" i="$2" state="$work/state-$1-$2" t0 t1 cpu hwm
+  local mode="$1" i="$2" state="$work/state-$1-$2" t0 t1 cpu hwm t u s m
   "$bin" gen tianchi-config --input "$(printf 'type = "kafka"\nbootstrap = "%s"\ntopic = "bench"\ngroup = "%s-%s"\nfetch_queue_mb = %s' \
     "$boot" "$mode" "$i" "$fetch_queue_mb")" --user-info "$work/gen/user_info_format1.csv" --state-dir "$state" \
     --checkpoint-ms "$checkpoint_ms" > "$work/analyze.toml"
-  [ "$mode" = transaction ] && printf '[transaction]\ntopic = "counts-%s"\nid = "bench-%s"\n' "$i" "$i" >> "$work/analyze.toml"
+  if [ "$mode" = checkpoint ]; then
+    # As kcat -e: to the end of every partition, then out (after a last checkpoint).
+    timeout 600 /usr/bin/time -o "$work/analyze.time" -f "%e %U %S %M" "$bin" analyze --config "$work/analyze.toml" \
+      --drain 2> "$work/analyze.log" || { echo "analyzer_kafka_bench.sh: the analyzer failed: $(tail -3 "$work/analyze.log")" >&2; exit 1; }
+    all_accounted "$state" || { echo "analyzer_kafka_bench.sh: the analyzer stopped at $(accounted "$state") of $lines events" >&2; exit 1; }
+    read -r t u s m < "$work/analyze.time"
+    result="$t $(echo "$u + $s" | bc -l) $m"
+    return
+  fi
+  printf '[transaction]\ntopic = "counts-%s"\nid = "bench-%s"\n' "$i" "$i" >> "$work/analyze.toml"
   t0=$(now)
   "$bin" analyze --config "$work/analyze.toml" 2> "$work/analyze.log" &
   job_pid=$!
@@ -84,7 +93,7 @@ run_transaction() { run_analyzer transaction "$1"; }
 run_kcat() {
   local t u s m
   timeout 600 /usr/bin/time -o "$work/kcat.time" -f "%e %U %S %M" kcat -C -b "$boot" -t bench -o beginning -e -q \
-    -X fetch.wait.max.ms=100 > /dev/null 2> "$work/kcat.log" ||
+    -X fetch.wait.max.ms=25 > /dev/null 2> "$work/kcat.log" ||
     { echo "analyzer_kafka_bench.sh: kcat failed: $(tail -3 "$work/kcat.log")" >&2; exit 1; }
   read -r t u s m < "$work/kcat.time"
   result="$t $(echo "$u + $s" | bc -l) $m"

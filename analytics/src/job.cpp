@@ -17,6 +17,7 @@
 #include <thread>
 #include <toml++/toml.h>
 
+#include "read_ahead.h"
 #include "render.h"
 #include "transactional.h"
 #include "tributary/analytics/checkpoint.h"
@@ -450,6 +451,7 @@ struct AnalyzeJob::Impl {
   // kafka input
   detail::HandleContext kafka_ctx{&log};  // the opaque of `kafka`: its log lines into `log`
   uplink::KafkaHandle kafka;
+  std::optional<detail::ReadAhead> ahead;  // of `kafka`: its messages go before it does
   std::map<int, std::int64_t> offsets;  // partition -> next offset
   std::uint64_t topic_hash = 0;
   // Bytes of each appended file the checkpoint covers (appended_file()): per [[windows]], the
@@ -586,12 +588,25 @@ struct AnalyzeJob::Impl {
     for (int p = 0; p < partitions; ++p) {
       const auto it = offsets.find(p);
       rd_kafka_topic_partition_list_add(list, cfg.topic.c_str(), p)->offset =
-          it == offsets.end() ? RD_KAFKA_OFFSET_BEGINNING : it->second;
+          it == offsets.end() ? log_start(p) : it->second;
     }
     rd_kafka_assign(kafka.get(), list);
     rd_kafka_topic_partition_list_destroy(list);
+    ahead.emplace(cfg.topic, detail::fetch_budget(cfg), detail::librdkafka_bound(cfg)).attach(kafka.get());
     info(fmt::format("reading {} partitions of {} at {}", partitions, cfg.topic, position()));
     return true;
+  }
+
+  // Where partition `p` starts (its log start offset), asked now: assigned the logical
+  // OFFSET_BEGINNING before it knows the partition's leader, librdkafka 2.0.2 resolves it only
+  // on its 500 ms retry timer. Gone by the time the fetch starts, it is reset to the start again
+  // (auto.offset.reset). OFFSET_BEGINNING if the broker does not answer.
+  std::int64_t log_start(int p) {
+    std::int64_t low = 0, high = 0;
+    return rd_kafka_query_watermark_offsets(kafka.get(), cfg.topic.c_str(), p, &low, &high, 5000) ==
+                   RD_KAFKA_RESP_ERR_NO_ERROR
+               ? low
+               : RD_KAFKA_OFFSET_BEGINNING;
   }
 
   // Reads up to a batch of events into the analyzer; returns how many.
@@ -613,19 +628,18 @@ struct AnalyzeJob::Impl {
       return k;
     }
     for (int i = 0; i < 10000 && n < 10000; ++i) {  // events, not records: a pack holds thousands
-      rd_kafka_message_t* m = rd_kafka_consumer_poll(kafka.get(), i == 0 ? 100 : 0);
-      if (m == nullptr) break;
+      const detail::Message m = ahead->poll(i == 0 ? 100 : 0);
+      if (!m) break;
       if (m->err == RD_KAFKA_RESP_ERR_NO_ERROR) {
         cur_partition = m->partition;
-        n += detail::process_message(*analyzer, m, topic_hash, log, batch);
+        n += detail::process_message(*analyzer, m.get(), topic_hash, log, batch);
         offsets[m->partition] = m->offset + 1;
         at_end.erase(m->partition);
       } else if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
         at_end.insert(m->partition);
       } else {
-        if (log) log("warn", fmt::format("consume: {}", rd_kafka_message_errstr(m)));
+        if (log) log("warn", fmt::format("consume: {}", rd_kafka_message_errstr(m.get())));
       }
-      rd_kafka_message_destroy(m);
     }
     return n;
   }
@@ -809,6 +823,7 @@ AnalyzeJob::AnalyzeJob(AnalyzeConfig config, JobLog log) : impl_(std::make_uniqu
 }
 
 AnalyzeJob::~AnalyzeJob() {
+  impl_->ahead.reset();  // every message destroyed before its handle
   if (impl_->kafka) rd_kafka_consumer_close(impl_->kafka.get());
 }
 
@@ -865,6 +880,7 @@ int AnalyzeJob::run(int stop_fd, bool drain) {
     }
     if (Clock::now() >= next) {
       j.checkpoint();
+      if (j.ahead) j.ahead->catch_up();
       next = Clock::now() + std::chrono::milliseconds(j.cfg.checkpoint_ms);
     }
     pollfd p{stop_fd, POLLIN, 0};

@@ -19,6 +19,7 @@
 #include <set>
 
 #include "changelog.h"
+#include "read_ahead.h"
 #include "render.h"
 #include "tributary/analytics/checkpoint.h"
 #include "tributary/core/crc32c.h"
@@ -46,10 +47,6 @@ using PartitionList = std::unique_ptr<rd_kafka_topic_partition_list_t, ListDelet
 struct GroupMetadataDeleter {
   void operator()(rd_kafka_consumer_group_metadata_t* g) const noexcept { rd_kafka_consumer_group_metadata_destroy(g); }
 };
-struct MessageDeleter {
-  void operator()(rd_kafka_message_t* m) const noexcept { rd_kafka_message_destroy(m); }
-};
-using Message = std::unique_ptr<rd_kafka_message_t, MessageDeleter>;
 
 // Whether `stop_fd` is readable, waiting up to `timeout_ms` for it (without one: just waits).
 bool stopped(int stop_fd, int timeout_ms = 0) {
@@ -164,6 +161,7 @@ class TransactionalRunner {
     }
     if (!init_transactions(stop_fd)) return 0;
     consumer_ = make_consumer();
+    ahead_.attach(consumer_.get());
     // However run() ends, the consumer is closed here, before the members its rebalance
     // callback uses are destroyed; after an error, the revoke commits nothing.
     struct CloseGuard {
@@ -185,6 +183,7 @@ class TransactionalRunner {
       rethrow();
       if (Clock::now() >= next) {
         commit();
+        ahead_.catch_up();
         next = Clock::now() + milliseconds(cfg_.checkpoint_ms);
       }
       if (stopped(stop_fd)) break;
@@ -239,13 +238,19 @@ class TransactionalRunner {
   void rethrow() {
     if (!fatal_.empty()) throw core::Error(fatal_);
   }
+  // No partition held any more (revoked, lost, or about to be restored): their states and what
+  // was read ahead of them go.
+  void drop_parts() {
+    parts_.clear();
+    ahead_.forget_all();
+  }
 
   static void on_rebalance(rd_kafka_t* rk, rd_kafka_resp_err_t err, rd_kafka_topic_partition_list_t* list,
                            void* opaque) {
     auto* self = static_cast<TransactionalRunner*>(static_cast<HandleContext*>(opaque)->owner);
     try {
       if (!self->fatal_.empty() || self->closing_) {
-        self->parts_.clear();
+        self->drop_parts();
         rd_kafka_assign(rk, nullptr);
       } else if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
         try {
@@ -253,7 +258,7 @@ class TransactionalRunner {
           rd_kafka_assign(rk, list);
         } catch (const Stopping&) {  // asked to stop while waiting: nothing restored, nothing counted
           self->info(fmt::format("stopped while restoring {} partitions; they are left to the group", list->cnt));
-          self->parts_.clear();
+          self->drop_parts();
           rd_kafka_assign(rk, nullptr);
         }
       } else {
@@ -263,7 +268,7 @@ class TransactionalRunner {
         } else {
           self->commit(false);  // handed over clean; on an abort the next owner resumes from before it
         }
-        self->parts_.clear();
+        self->drop_parts();
         rd_kafka_assign(rk, nullptr);
       }
     } catch (const std::exception& e) {
@@ -342,7 +347,7 @@ class TransactionalRunner {
                                       list->elems[i].partition, cfg_.transaction.changelog, changelog_partitions_,
                                       cfg_.topic));
     const std::map<int, std::int64_t> offsets = committed(list);
-    parts_.clear();
+    drop_parts();
     std::string where;
     for (int i = 0; i < list->cnt; ++i) {
       const int p = list->elems[i].partition;
@@ -398,7 +403,7 @@ class TransactionalRunner {
 
   void pump() {
     for (int i = 0, events = 0; i < 10000 && events < 10000; ++i) {
-      Message m(rd_kafka_consumer_poll(consumer_.get(), i == 0 ? 100 : 0));
+      Message m = ahead_.poll(i == 0 ? 100 : 0);
       if (!m) break;
       if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) continue;
       if (m->err == RD_KAFKA_RESP_ERR__FATAL) {
@@ -534,9 +539,11 @@ class TransactionalRunner {
     closing_ = true;  // the revoke hands nothing over: the transaction state is clean between commits
     rd_kafka_consumer_close(consumer_.get());
     closing_ = false;
-    parts_.clear();
+    drop_parts();
+    ahead_.attach(nullptr);  // its messages go before the consumer does
     consumer_.reset();
     consumer_ = make_consumer();
+    ahead_.attach(consumer_.get());
   }
 
   uplink::KafkaHandle make_producer() {
@@ -679,7 +686,7 @@ class TransactionalRunner {
     try {
       restore(list.get());
     } catch (const Stopping&) {  // asked to stop meanwhile: what was aborted stays uncommitted
-      parts_.clear();
+      drop_parts();
       info("stopped while rewinding after an abort; nothing more is committed");
       return;
     }
@@ -705,6 +712,7 @@ class TransactionalRunner {
   std::string dead_letter_topic_;  // empty: none
   int dead_letter_partitions_ = 1;
   std::map<int, Part> parts_;
+  ReadAhead ahead_{cfg_.topic, fetch_budget(cfg_), librdkafka_bound(cfg_)};  // of consumer_ (declared after it: destroyed before it)
   std::string fatal_;          // set in a librdkafka callback, thrown by the loop
   int stop_fd_ = -1;           // readable once the job is asked to stop (restore() gives up then)
   bool closing_ = false;       // closed after an error: hand nothing over
@@ -1132,9 +1140,12 @@ uplink::Settings reader_settings(const std::string& bootstrap, const std::string
 
 void add_fetch_settings(uplink::Settings& s, const AnalyzeConfig& cfg) {
   s["queued.min.messages"] = "10000000";
-  s["queued.max.messages.kbytes"] = std::to_string(cfg.fetch_queue_mb * 1024);
-  s["fetch.wait.max.ms"] = "100";
+  s["queued.max.messages.kbytes"] = std::to_string(librdkafka_bound(cfg) >> 10);
+  s["fetch.wait.max.ms"] = "25";
 }
+
+std::size_t fetch_budget(const AnalyzeConfig& cfg) { return static_cast<std::size_t>(cfg.fetch_queue_mb) << 20; }
+std::size_t librdkafka_bound(const AnalyzeConfig& cfg) { return std::max<std::size_t>(fetch_budget(cfg) / 2, 4 << 20); }
 
 bool wait_for_topic(rd_kafka_t* rk, const std::string& topic, const std::string& where, int stop_fd, int& out,
                     const JobLog& log) {

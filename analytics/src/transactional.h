@@ -37,12 +37,15 @@ int run_materializer(const AnalyzeConfig& cfg, const JobLog& log, int stop_fd,
 std::size_t process_message(Analyzer& a, const rd_kafka_message_t* m, std::uint64_t topic_hash, const JobLog& log,
                             std::vector<Event>& batch);
 
-// The consumer's fetch settings, in both modes. librdkafka 2.0.2 stops fetching a partition for
-// a fixed second once its local queue holds queued.min.messages (default 100,000) or
-// queued.max.messages.kbytes: an analyzer that parses slower than the broker sends would idle
-// most of each second. The count threshold is lifted and the byte bound is the budget
-// ([input] fetch_queue_mb): about a second of events at full speed keeps it busy.
+// The consumer's fetch settings, in both modes; the read-ahead's budget per partition ([input]
+// fetch_queue_mb, in memory; see read_ahead.h), and librdkafka's own bound (payload bytes of its
+// queue; half the budget, at least 4 MiB: above a fetch response, which lands whole). The
+// read-ahead keeps librdkafka's queue near empty, so that bound is reached only while the job
+// reads nothing (a commit). fetch.wait.max.ms is short because a fetch waiting at the end of
+// one partition holds back the resumed fetch of another on the same connection.
 void add_fetch_settings(uplink::Settings& s, const AnalyzeConfig& cfg);
+std::size_t fetch_budget(const AnalyzeConfig& cfg);
+std::size_t librdkafka_bound(const AnalyzeConfig& cfg);
 
 // The settings every Kafka reader of the analyzer starts from: the input (both modes), the
 // changelog's restorer and the output topic's reader. A partition whose position librdkafka has

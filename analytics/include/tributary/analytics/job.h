@@ -44,7 +44,7 @@
 //   type = "kafka"                 # or "channel" (path, consumer)
 //   bootstrap = "127.0.0.1:9092"
 //   topic = "tianchi"
-//   fetch_queue_mb = 16            # read ahead per partition (librdkafka queued.max.messages.kbytes)
+//   fetch_queue_mb = 16            # read ahead per partition, in memory (the analyzer's own, not librdkafka's)
 //   format = "json"                # or "csv" with csv_header = [...]
 //   [fields]                       # name = JSON pointer (json) or column name (csv)
 //   user_id = "/user_id"
@@ -119,7 +119,7 @@ struct WindowOutputSpec {
 struct AnalyzeConfig {
   std::string input_type = "kafka";
   std::string bootstrap, topic, group = "tributary-analyzer";
-  int fetch_queue_mb = 16;  // librdkafka's local queue per partition, read ahead of the parser
+  int fetch_queue_mb = 16;  // the read-ahead per partition (MB of memory), ahead of the parser
   std::filesystem::path channel;
   std::string consumer = "analyzer";
   bool csv = false;

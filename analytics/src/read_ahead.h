@@ -1,0 +1,98 @@
+// The analyzer's read-ahead of its Kafka input, with its own flow control.
+//
+// librdkafka 2.0.2 stops fetching a partition once its local queue holds queued.min.messages
+// or queued.max.messages.kbytes, and looks again only when its broker thread next wakes for
+// another reason: up to a second later on a quiet connection (fetch.queue.backoff.ms, which
+// bounds that wait, came in 2.1). An analyzer that parses slower than the broker sends, which
+// is the normal case on a 2-core node that shares its cores with the broker, idled most of each
+// second that way. So the messages are taken out of librdkafka's queue as they arrive and held
+// here, and the bound is kept here instead, with Kafka's own way to push back: a partition
+// whose held bytes reach the budget is paused (rd_kafka_pause_partitions) and resumed once they
+// fall to half of it. A pause makes librdkafka drop what it fetched past the last message
+// handed over (a version barrier) and, on resume, fetch again from there: no message is
+// skipped or handed over twice. A resume does not wake librdkafka's fetcher either; when every
+// partition was paused (the fetcher has nothing in flight that would wake it), a request to
+// the partition's leader does: a query of its offsets, a loopback round trip per half budget.
+//
+// Messages come out in the order librdkafka handed them over (per partition, the log's). After
+// a seek, a restore or a revoke of partitions, the caller forgets what is held of them.
+#pragma once
+
+#include <librdkafka/rdkafka.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace tributary::analytics::detail {
+
+struct MessageDeleter {
+  void operator()(rd_kafka_message_t* m) const noexcept { rd_kafka_message_destroy(m); }
+};
+using Message = std::unique_ptr<rd_kafka_message_t, MessageDeleter>;
+
+class ReadAhead {
+ public:
+  // What a held message costs beside its payload and key: librdkafka's op around it and its
+  // share of the fetch buffer (measured: peak RSS per held 110-byte message, about 360 bytes).
+  static constexpr std::size_t kMessageOverhead = 256;
+
+  // `budget_bytes`: the memory held per partition, each message counted as its payload, key
+  // and kMessageOverhead. `librdkafka_bound_bytes`: queued.max.messages.kbytes as set on the
+  // consumer (see catch_up()).
+  ReadAhead(std::string topic, std::size_t budget_bytes, std::size_t librdkafka_bound_bytes);
+  ReadAhead(const ReadAhead&) = delete;
+  ReadAhead& operator=(const ReadAhead&) = delete;
+
+  // Reads from `rk` (a consumer whose partitions' messages rd_kafka_consumer_poll returns; not
+  // owned; null: none) from now on. Nothing is held.
+  void attach(rd_kafka_t* rk);
+
+  // The next message, waiting up to `timeout_ms` for one; null if none came. Error and
+  // end-of-partition messages come through in their place. librdkafka's callbacks (a
+  // rebalance) run inside, as in rd_kafka_consumer_poll.
+  Message poll(int timeout_ms);
+
+  // After the job read nothing for a while (a commit): moves what librdkafka fetched meanwhile
+  // into the read-ahead and, if that came near librdkafka's own bound (where its fetcher stops
+  // and may not look again for a second), wakes the fetcher for every partition not paused.
+  void catch_up();
+
+  // Drops what is held of `partition` (resuming it if it was paused here): after a seek or a
+  // restore of it, or when it is revoked. forget_all(): every partition.
+  void forget(int partition);
+  void forget_all();
+
+  [[nodiscard]] std::size_t held_bytes(int partition) const noexcept;
+  [[nodiscard]] std::size_t held_messages() const noexcept { return queue_.size(); }
+  [[nodiscard]] bool paused(int partition) const noexcept;
+  [[nodiscard]] std::uint64_t pauses() const noexcept { return pauses_; }
+  [[nodiscard]] std::uint64_t wakeups() const noexcept { return wakeups_; }
+
+ private:
+  struct Part {
+    std::size_t bytes = 0;
+    bool paused = false;
+    bool seen = false;  // a message of it came (it is assigned here)
+  };
+  Part& part(int partition);
+  std::size_t fill();  // bytes moved
+  void admit(Message m);
+  void set_paused(int partition, bool pause);
+  void wake(int partition);
+
+  std::string topic_;
+  std::size_t budget_;
+  std::size_t librdkafka_bound_;
+  rd_kafka_t* rk_ = nullptr;
+  std::deque<Message> queue_;
+  std::vector<Part> parts_;  // by partition
+  std::uint64_t pauses_ = 0;
+  std::uint64_t wakeups_ = 0;
+  unsigned since_fill_ = 0;  // messages handed over since librdkafka's queue was last emptied
+};
+
+}  // namespace tributary::analytics::detail
