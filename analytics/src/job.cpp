@@ -584,29 +584,25 @@ struct AnalyzeJob::Impl {
     kafka = uplink::make_handle(RD_KAFKA_CONSUMER, detail::logged_conf(settings, &kafka_ctx));
     // Every partition of the topic, at the checkpointed offsets (the topic may not exist yet).
     if (!detail::wait_for_topic(kafka.get(), cfg.topic, cfg.bootstrap, stop_fd, partitions, log)) return false;
+    // Partitions with no checkpointed offset start at their log start, asked now: assigned the
+    // logical OFFSET_BEGINNING before it knows the partition's leader, librdkafka 2.0.2
+    // resolves it only on its 500 ms retry timer. One request (a timestamp of -2 asks for the
+    // earliest offset); without an answer, OFFSET_BEGINNING. An offset gone by the time the
+    // fetch starts is reset to the start again (auto.offset.reset).
     rd_kafka_topic_partition_list_t* list = rd_kafka_topic_partition_list_new(partitions);
-    for (int p = 0; p < partitions; ++p) {
-      const auto it = offsets.find(p);
-      rd_kafka_topic_partition_list_add(list, cfg.topic.c_str(), p)->offset =
-          it == offsets.end() ? log_start(p) : it->second;
-    }
+    for (int p = 0; p < partitions; ++p)
+      if (!offsets.count(p)) rd_kafka_topic_partition_list_add(list, cfg.topic.c_str(), p)->offset = RD_KAFKA_OFFSET_BEGINNING;
+    const bool asked = list->cnt > 0 && rd_kafka_offsets_for_times(kafka.get(), list, 5000) == RD_KAFKA_RESP_ERR_NO_ERROR;
+    for (int i = 0; i < list->cnt; ++i)
+      if (!asked || list->elems[i].err != RD_KAFKA_RESP_ERR_NO_ERROR || list->elems[i].offset < 0)
+        list->elems[i].offset = RD_KAFKA_OFFSET_BEGINNING;
+    for (const auto& [p, at] : offsets)
+      if (p < partitions) rd_kafka_topic_partition_list_add(list, cfg.topic.c_str(), p)->offset = at;
     rd_kafka_assign(kafka.get(), list);
     rd_kafka_topic_partition_list_destroy(list);
     ahead.emplace(cfg.topic, detail::fetch_budget(cfg), detail::librdkafka_bound(cfg)).attach(kafka.get());
     info(fmt::format("reading {} partitions of {} at {}", partitions, cfg.topic, position()));
     return true;
-  }
-
-  // Where partition `p` starts (its log start offset), asked now: assigned the logical
-  // OFFSET_BEGINNING before it knows the partition's leader, librdkafka 2.0.2 resolves it only
-  // on its 500 ms retry timer. Gone by the time the fetch starts, it is reset to the start again
-  // (auto.offset.reset). OFFSET_BEGINNING if the broker does not answer.
-  std::int64_t log_start(int p) {
-    std::int64_t low = 0, high = 0;
-    return rd_kafka_query_watermark_offsets(kafka.get(), cfg.topic.c_str(), p, &low, &high, 5000) ==
-                   RD_KAFKA_RESP_ERR_NO_ERROR
-               ? low
-               : RD_KAFKA_OFFSET_BEGINNING;
   }
 
   // Reads up to a batch of events into the analyzer; returns how many.

@@ -15,13 +15,52 @@ bool counted(const rd_kafka_message_t& m) noexcept { return m.err == RD_KAFKA_RE
 
 }  // namespace
 
+ReadAhead::Waker::Waker(rd_kafka_t* rk, const std::string& topic) : rk_(rk), topic_(topic), thread_([this] { run(); }) {}
+
+ReadAhead::Waker::~Waker() {
+  {
+    const std::lock_guard lock(mu_);
+    stop_ = true;
+  }
+  cv_.notify_one();
+  thread_.join();
+}
+
+void ReadAhead::Waker::wake(int partition) {
+  {
+    const std::lock_guard lock(mu_);
+    if (std::find(want_.begin(), want_.end(), partition) == want_.end()) want_.push_back(partition);
+  }
+  cv_.notify_one();
+}
+
+void ReadAhead::Waker::run() {
+  std::unique_lock lock(mu_);
+  for (;;) {
+    cv_.wait(lock, [this] { return stop_ || !want_.empty(); });
+    if (stop_) return;
+    const int partition = want_.front();
+    want_.erase(want_.begin());
+    lock.unlock();
+    // Any request through the leader's connection wakes its broker thread, which then decides
+    // again what to fetch. The answer itself is not needed.
+    std::int64_t low = 0, high = 0;
+    (void)rd_kafka_query_watermark_offsets(rk_, topic_.c_str(), partition, &low, &high, 1000);
+    lock.lock();
+  }
+}
+
 ReadAhead::ReadAhead(std::string topic, std::size_t budget_bytes, std::size_t librdkafka_bound_bytes)
     : topic_(std::move(topic)),
       budget_(std::max<std::size_t>(budget_bytes, 2 * (kMessageOverhead + 1))),
       librdkafka_bound_(librdkafka_bound_bytes) {}
 
+ReadAhead::~ReadAhead() { attach(nullptr); }
+
 void ReadAhead::attach(rd_kafka_t* rk) {
+  waker_.reset();  // its last request answered, before the handle can go
   queue_.clear();
+  errors_.clear();
   parts_.clear();
   since_fill_ = 0;
   rk_ = rk;
@@ -49,70 +88,71 @@ void ReadAhead::set_paused(int partition, bool pause) {
   const rd_kafka_resp_err_t err = pause ? rd_kafka_pause_partitions(rk_, list) : rd_kafka_resume_partitions(rk_, list);
   const bool done = err == RD_KAFKA_RESP_ERR_NO_ERROR && list->elems[0].err == RD_KAFKA_RESP_ERR_NO_ERROR;
   rd_kafka_topic_partition_list_destroy(list);
-  // Not done: the partition is not assigned (any more); nothing of it is fetched, and a later
-  // assignment starts it unpaused.
+  // Not done: librdkafka does not know the partition (any more), so fetches nothing of it.
   part(partition).paused = pause && done;
   if (pause && done) ++pauses_;
 }
 
 void ReadAhead::wake(int partition) {
-  // Any request through the leader's connection wakes its broker thread, which then decides
-  // again what to fetch. The answer itself is not needed.
-  std::int64_t low = 0, high = 0;
-  (void)rd_kafka_query_watermark_offsets(rk_, topic_.c_str(), partition, &low, &high, 1000);
+  if (!waker_) waker_ = std::make_unique<Waker>(rk_, topic_);
+  waker_->wake(partition);
   ++wakeups_;
 }
 
 void ReadAhead::admit(Message m) {
+  if (m->err != RD_KAFKA_RESP_ERR_NO_ERROR && m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF) {
+    // An error (a fatal one, a failed fetch): not held back by data, not forgotten with it.
+    // librdkafka 2.0.2 gives a consumer-wide error partition 0, so the error code tells.
+    errors_.push_back(std::move(m));
+    return;
+  }
   if (counted(*m)) {
     Part& p = part(m->partition);
     p.seen = true;
     p.bytes += cost(*m);
-    if (!p.paused && p.bytes >= budget_) set_paused(m->partition, true);
+    if (!p.paused && p.bytes >= budget_ && p.bytes - cost(*m) < budget_) set_paused(m->partition, true);
   }
   queue_.push_back(std::move(m));
 }
 
-std::size_t ReadAhead::fill() {
+void ReadAhead::fill() {
   since_fill_ = 0;
-  std::size_t moved = 0;
-  while (rd_kafka_message_t* m = rd_kafka_consumer_poll(rk_, 0)) {
+  std::size_t moved = 0;  // payload bytes, as librdkafka counts its bound
+  while (errors_.empty()) {
+    rd_kafka_message_t* m = rd_kafka_consumer_poll(rk_, 0);
+    if (m == nullptr) break;
     moved += m->len + m->key_len;
     admit(Message(m));
   }
-  return moved;
+  if (moved < librdkafka_bound_ / 2) return;
+  // librdkafka's queue came near its bound: its fetcher may have stopped and gone to sleep.
+  for (std::size_t p = 0; p < parts_.size(); ++p)
+    if (parts_[p].seen && !parts_[p].paused) wake(static_cast<int>(p));
 }
 
 Message ReadAhead::poll(int timeout_ms) {
   if (queue_.empty() || since_fill_ >= kFillEvery) fill();
-  if (queue_.empty()) {
+  if (queue_.empty() && errors_.empty()) {
     Message m(rd_kafka_consumer_poll(rk_, timeout_ms));
     if (!m) return m;
     admit(std::move(m));
-    if (queue_.empty()) return {};  // a callback inside forgot it
   }
-  Message m = std::move(queue_.front());
-  queue_.pop_front();
+  std::deque<Message>& from = errors_.empty() ? queue_ : errors_;
+  Message m = std::move(from.front());
+  from.pop_front();
   ++since_fill_;
   if (counted(*m)) {
     Part& p = part(m->partition);
     p.bytes -= std::min(p.bytes, cost(*m));
     if (p.paused && p.bytes <= budget_ / 2) {
-      // Every partition seen here paused: the fetcher has nothing in flight and sleeps.
-      const bool fetcher_idle =
-          std::all_of(parts_.begin(), parts_.end(), [](const Part& q) { return q.paused || !q.seen; });
       set_paused(m->partition, false);
-      if (fetcher_idle) wake(m->partition);
+      wake(m->partition);
     }
   }
   return m;
 }
 
-void ReadAhead::catch_up() {
-  if (fill() < librdkafka_bound_ / 2) return;
-  for (std::size_t p = 0; p < parts_.size(); ++p)
-    if (parts_[p].seen && !parts_[p].paused) wake(static_cast<int>(p));
-}
+void ReadAhead::catch_up() { fill(); }
 
 void ReadAhead::forget(int partition) {
   std::erase_if(queue_, [partition](const Message& m) { return m->partition == partition; });

@@ -10,21 +10,26 @@
 // whose held bytes reach the budget is paused (rd_kafka_pause_partitions) and resumed once they
 // fall to half of it. A pause makes librdkafka drop what it fetched past the last message
 // handed over (a version barrier) and, on resume, fetch again from there: no message is
-// skipped or handed over twice. A resume does not wake librdkafka's fetcher either; when every
-// partition was paused (the fetcher has nothing in flight that would wake it), a request to
-// the partition's leader does: a query of its offsets, a loopback round trip per half budget.
+// skipped or handed over twice. A resume does not wake librdkafka's fetcher either (a broker
+// thread with nothing in flight sleeps up to a second), so each resume is followed by a request
+// to the partition's leader, which does: a query of its offsets, sent from a helper thread so
+// that the job does not wait for the answer.
 //
-// Messages come out in the order librdkafka handed them over (per partition, the log's). After
-// a seek, a restore or a revoke of partitions, the caller forgets what is held of them.
+// Messages come out in the order librdkafka handed them over (per partition, the log's), except
+// errors (a fatal error, a failed fetch), which come out first. After a seek, a restore or a
+// revoke of partitions, the caller forgets what is held of them; errors are never forgotten.
 #pragma once
 
 #include <librdkafka/rdkafka.h>
 
+#include <condition_variable>
 #include <cstddef>
 #include <cstdint>
 #include <deque>
 #include <memory>
+#include <mutex>
 #include <string>
+#include <thread>
 #include <vector>
 
 namespace tributary::analytics::detail {
@@ -44,6 +49,7 @@ class ReadAhead {
   // and kMessageOverhead. `librdkafka_bound_bytes`: queued.max.messages.kbytes as set on the
   // consumer (see catch_up()).
   ReadAhead(std::string topic, std::size_t budget_bytes, std::size_t librdkafka_bound_bytes);
+  ~ReadAhead();
   ReadAhead(const ReadAhead&) = delete;
   ReadAhead& operator=(const ReadAhead&) = delete;
 
@@ -57,20 +63,22 @@ class ReadAhead {
   Message poll(int timeout_ms);
 
   // After the job read nothing for a while (a commit): moves what librdkafka fetched meanwhile
-  // into the read-ahead and, if that came near librdkafka's own bound (where its fetcher stops
-  // and may not look again for a second), wakes the fetcher for every partition not paused.
+  // into the read-ahead. Whenever that came near librdkafka's own bound (where its fetcher
+  // stops and may not look again for a second), the fetcher is woken for every partition not
+  // paused.
   void catch_up();
 
   // Drops what is held of `partition` (resuming it if it was paused here): after a seek or a
-  // restore of it, or when it is revoked. forget_all(): every partition.
+  // restore of it, or when it is revoked. forget_all(): every partition. Errors stay.
   void forget(int partition);
   void forget_all();
 
   [[nodiscard]] std::size_t held_bytes(int partition) const noexcept;
   [[nodiscard]] std::size_t held_messages() const noexcept { return queue_.size(); }
+  [[nodiscard]] std::size_t held_errors() const noexcept { return errors_.size(); }
   [[nodiscard]] bool paused(int partition) const noexcept;
   [[nodiscard]] std::uint64_t pauses() const noexcept { return pauses_; }
-  [[nodiscard]] std::uint64_t wakeups() const noexcept { return wakeups_; }
+  [[nodiscard]] std::uint64_t wakeups() const noexcept { return wakeups_; }  // asked for
 
  private:
   struct Part {
@@ -78,8 +86,26 @@ class ReadAhead {
     bool paused = false;
     bool seen = false;  // a message of it came (it is assigned here)
   };
+  // The helper thread that sends the wake-up requests; started at the first one.
+  class Waker {
+   public:
+    Waker(rd_kafka_t* rk, const std::string& topic);
+    ~Waker();
+    void wake(int partition);
+
+   private:
+    void run();
+    rd_kafka_t* rk_;
+    std::string topic_;
+    std::mutex mu_;
+    std::condition_variable cv_;
+    std::vector<int> want_;
+    bool stop_ = false;
+    std::thread thread_;
+  };
+
   Part& part(int partition);
-  std::size_t fill();  // bytes moved
+  void fill();
   void admit(Message m);
   void set_paused(int partition, bool pause);
   void wake(int partition);
@@ -89,7 +115,9 @@ class ReadAhead {
   std::size_t librdkafka_bound_;
   rd_kafka_t* rk_ = nullptr;
   std::deque<Message> queue_;
-  std::vector<Part> parts_;  // by partition
+  std::deque<Message> errors_;  // handed over first
+  std::vector<Part> parts_;     // by partition
+  std::unique_ptr<Waker> waker_;
   std::uint64_t pauses_ = 0;
   std::uint64_t wakeups_ = 0;
   unsigned since_fill_ = 0;  // messages handed over since librdkafka's queue was last emptied
