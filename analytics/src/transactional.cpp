@@ -278,10 +278,17 @@ class TransactionalRunner {
   }
 
   // Reads partition `p`'s newest complete state from the changelog (read_committed, to its end).
+  // Its offsets are asked first: an empty partition (a first run) holds no state, and a read
+  // assigned at the logical OFFSET_BEGINNING before the restorer knows the leader waits for
+  // librdkafka 2.0.2's 500 ms offset-query timer; the log start, an absolute offset, does not.
   std::optional<std::string> read_changelog(int p) {
+    std::int64_t low = 0, high = 0;
+    const bool known = rd_kafka_query_watermark_offsets(restorer_.get(), cfg_.transaction.changelog.c_str(), p, &low,
+                                                        &high, 10000) == RD_KAFKA_RESP_ERR_NO_ERROR;
+    if (known && low == high) return std::nullopt;
     PartitionList list(rd_kafka_topic_partition_list_new(1));
     rd_kafka_topic_partition_list_add(list.get(), cfg_.transaction.changelog.c_str(), p)->offset =
-        RD_KAFKA_OFFSET_BEGINNING;
+        known ? low : RD_KAFKA_OFFSET_BEGINNING;
     rd_kafka_assign(restorer_.get(), list.get());
     SnapshotAssembler snapshots;
     const auto deadline = Clock::now() + milliseconds(cfg_.transaction.timeout_ms + 60000);
