@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <utility>
 
+#include "tributary/uplink/kafka.h"
+
 namespace tributary::analytics::detail {
 namespace {
 
@@ -43,9 +45,9 @@ void ReadAhead::Waker::run() {
     want_.erase(want_.begin());
     lock.unlock();
     // Any request through the leader's connection wakes its broker thread, which then decides
-    // again what to fetch. The answer itself is not needed.
-    std::int64_t low = 0, high = 0;
-    (void)rd_kafka_query_watermark_offsets(rk_, topic_.c_str(), partition, &low, &high, 1000);
+    // again what to fetch. The answer itself is not needed; the wait for it is bounded, so a
+    // stop waits at most that long.
+    if (uplink::list_offset(rk_, topic_, partition, RD_KAFKA_OFFSET_END, 1000)) answered_.fetch_add(1);
     lock.lock();
   }
 }
@@ -58,7 +60,8 @@ ReadAhead::ReadAhead(std::string topic, std::size_t budget_bytes, std::size_t li
 ReadAhead::~ReadAhead() { attach(nullptr); }
 
 void ReadAhead::attach(rd_kafka_t* rk) {
-  waker_.reset();  // its last request answered, before the handle can go
+  if (waker_) answered_before_ += waker_->answered();
+  waker_.reset();  // its last request answered (or given up on), before the handle can go
   queue_.clear();
   errors_.clear();
   parts_.clear();
@@ -157,15 +160,25 @@ void ReadAhead::catch_up() { fill(); }
 void ReadAhead::forget(int partition) {
   std::erase_if(queue_, [partition](const Message& m) { return m->partition == partition; });
   if (partition < 0 || static_cast<std::size_t>(partition) >= parts_.size()) return;
-  if (parts_[static_cast<std::size_t>(partition)].paused) set_paused(partition, false);
+  if (parts_[static_cast<std::size_t>(partition)].paused) {
+    set_paused(partition, false);
+    wake(partition);
+  }
   parts_[static_cast<std::size_t>(partition)] = Part{};
 }
 
 void ReadAhead::forget_all() {
   queue_.clear();
   for (std::size_t p = 0; p < parts_.size(); ++p)
-    if (parts_[p].paused) set_paused(static_cast<int>(p), false);
+    if (parts_[p].paused) {
+      set_paused(static_cast<int>(p), false);
+      wake(static_cast<int>(p));
+    }
   parts_.clear();
+}
+
+std::uint64_t ReadAhead::wakeups_answered() const noexcept {
+  return answered_before_ + (waker_ ? waker_->answered() : 0);
 }
 
 }  // namespace tributary::analytics::detail

@@ -12,8 +12,8 @@
 // handed over (a version barrier) and, on resume, fetch again from there: no message is
 // skipped or handed over twice. A resume does not wake librdkafka's fetcher either (a broker
 // thread with nothing in flight sleeps up to a second), so each resume is followed by a request
-// to the partition's leader, which does: a query of its offsets, sent from a helper thread so
-// that the job does not wait for the answer.
+// to the partition's leader, which does: a query of its end offset, sent from a helper thread
+// so that the job does not wait for the answer (a stop waits for it, at most a second).
 //
 // Messages come out in the order librdkafka handed them over (per partition, the log's), except
 // errors (a fatal error, a failed fetch), which come out first. After a seek, a restore or a
@@ -22,6 +22,7 @@
 
 #include <librdkafka/rdkafka.h>
 
+#include <atomic>
 #include <condition_variable>
 #include <cstddef>
 #include <cstdint>
@@ -79,6 +80,7 @@ class ReadAhead {
   [[nodiscard]] bool paused(int partition) const noexcept;
   [[nodiscard]] std::uint64_t pauses() const noexcept { return pauses_; }
   [[nodiscard]] std::uint64_t wakeups() const noexcept { return wakeups_; }  // asked for
+  [[nodiscard]] std::uint64_t wakeups_answered() const noexcept;             // sent and answered
 
  private:
   struct Part {
@@ -92,6 +94,7 @@ class ReadAhead {
     Waker(rd_kafka_t* rk, const std::string& topic);
     ~Waker();
     void wake(int partition);
+    [[nodiscard]] std::uint64_t answered() const noexcept { return answered_.load(); }
 
    private:
     void run();
@@ -101,6 +104,7 @@ class ReadAhead {
     std::condition_variable cv_;
     std::vector<int> want_;
     bool stop_ = false;
+    std::atomic<std::uint64_t> answered_{0};
     std::thread thread_;
   };
 
@@ -120,6 +124,7 @@ class ReadAhead {
   std::unique_ptr<Waker> waker_;
   std::uint64_t pauses_ = 0;
   std::uint64_t wakeups_ = 0;
+  std::uint64_t answered_before_ = 0;  // by the wakers of earlier consumers
   unsigned since_fill_ = 0;  // messages handed over since librdkafka's queue was last emptied
 };
 

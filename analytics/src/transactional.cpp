@@ -167,7 +167,7 @@ class TransactionalRunner {
     struct CloseGuard {
       TransactionalRunner& r;
       ~CloseGuard() {
-        if (r.closed_) return;
+        if (r.closed_ || !r.consumer_) return;  // none: replace_consumer() failed to make one
         r.closing_ = true;
         rd_kafka_consumer_close(r.consumer_.get());
       }
@@ -278,17 +278,18 @@ class TransactionalRunner {
   }
 
   // Reads partition `p`'s newest complete state from the changelog (read_committed, to its end).
-  // Its offsets are asked first: an empty partition (a first run) holds no state, and a read
-  // assigned at the logical OFFSET_BEGINNING before the restorer knows the leader waits for
-  // librdkafka 2.0.2's 500 ms offset-query timer; the log start, an absolute offset, does not.
+  // Its offsets are asked first (each within 2 s; without an answer, the read below, which a
+  // stop interrupts, goes from OFFSET_BEGINNING): an empty partition (a first run) holds no
+  // state, and a read assigned at the logical OFFSET_BEGINNING before the restorer knows the
+  // leader waits for librdkafka 2.0.2's 500 ms offset-query timer; the log start, an absolute
+  // offset, does not. The end is the last stable offset (the restorer reads read_committed).
   std::optional<std::string> read_changelog(int p) {
-    std::int64_t low = 0, high = 0;
-    const bool known = rd_kafka_query_watermark_offsets(restorer_.get(), cfg_.transaction.changelog.c_str(), p, &low,
-                                                        &high, 10000) == RD_KAFKA_RESP_ERR_NO_ERROR;
-    if (known && low == high) return std::nullopt;
+    const std::string& changelog = cfg_.transaction.changelog;
+    const auto low = uplink::list_offset(restorer_.get(), changelog, p, RD_KAFKA_OFFSET_BEGINNING, 2000);
+    const auto high = low ? uplink::list_offset(restorer_.get(), changelog, p, RD_KAFKA_OFFSET_END, 2000) : std::nullopt;
+    if (low && high && *low == *high) return std::nullopt;
     PartitionList list(rd_kafka_topic_partition_list_new(1));
-    rd_kafka_topic_partition_list_add(list.get(), cfg_.transaction.changelog.c_str(), p)->offset =
-        known ? low : RD_KAFKA_OFFSET_BEGINNING;
+    rd_kafka_topic_partition_list_add(list.get(), changelog.c_str(), p)->offset = low ? *low : RD_KAFKA_OFFSET_BEGINNING;
     rd_kafka_assign(restorer_.get(), list.get());
     SnapshotAssembler snapshots;
     const auto deadline = Clock::now() + milliseconds(cfg_.transaction.timeout_ms + 60000);

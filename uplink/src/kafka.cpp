@@ -69,6 +69,19 @@ int partition_count(rd_kafka_t* rk, const std::string& topic, int timeout_ms) {
   return n;
 }
 
+std::optional<std::int64_t> list_offset(rd_kafka_t* rk, const std::string& topic, int partition, std::int64_t which,
+                                        int timeout_ms) {
+  // offsets_for_times sends the "timestamp" as given: -2 asks for the earliest offset, -1 the latest.
+  rd_kafka_topic_partition_list_t* list = rd_kafka_topic_partition_list_new(1);
+  rd_kafka_topic_partition_list_add(list, topic.c_str(), partition)->offset = which;
+  const bool answered = rd_kafka_offsets_for_times(rk, list, timeout_ms) == RD_KAFKA_RESP_ERR_NO_ERROR &&
+                        list->elems[0].err == RD_KAFKA_RESP_ERR_NO_ERROR && list->elems[0].offset >= 0;
+  const std::int64_t at = list->elems[0].offset;
+  rd_kafka_topic_partition_list_destroy(list);
+  if (!answered) return std::nullopt;
+  return at;
+}
+
 int ensure_topic(rd_kafka_t* rk, const std::string& topic, int partitions, int replication, const Settings& configs) {
   if (const int have = partition_count(rk, topic); have > 0) return have;
   char errstr[512];

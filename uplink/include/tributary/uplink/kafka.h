@@ -44,6 +44,13 @@ using Settings = std::map<std::string, std::string>;
 
 // Partitions of `topic` in the cluster's metadata; 0 if it does not exist (or no answer).
 [[nodiscard]] int partition_count(rd_kafka_t* rk, const std::string& topic, int timeout_ms = 2000);
+// The offset of `topic` [`partition`] at `which`: RD_KAFKA_OFFSET_BEGINNING (its log start) or
+// RD_KAFKA_OFFSET_END (its end; a read_committed handle gets the last stable offset), asked of
+// its leader (ListOffsets) within `timeout_ms`; nullopt without an answer. The request also
+// wakes the broker thread that serves the partition. (rd_kafka_query_watermark_offsets of
+// librdkafka 2.0.2 waits for its answers without bound when the leader does not reply.)
+[[nodiscard]] std::optional<std::int64_t> list_offset(rd_kafka_t* rk, const std::string& topic, int partition,
+                                                      std::int64_t which, int timeout_ms);
 // Creates `topic` with the given topic configs (Admin CreateTopics) unless it exists, and waits
 // until the metadata shows it. Returns its partition count (an existing topic's own). Throws
 // core::Error naming the topic and the broker's reason.
