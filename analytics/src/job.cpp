@@ -620,7 +620,10 @@ struct AnalyzeJob::Impl {
       analyzer->process_batch(batch);
       if (k > 0) channel_pos = recs[k - 1].next;
       channel_records += k;
-      if (k == 0) (void)consumer->wait(std::chrono::milliseconds(100));
+      // Nothing: wait for more (and let wait() reclaim a dead writer's record), unless a
+      // drain has read everything written, which run() then ends without a last idle wait.
+      if (k == 0 && !(drain && consumer->read_position() >= channel->stats().write_position))
+        (void)consumer->wait(std::chrono::milliseconds(100));
       return k;
     }
     for (int i = 0; i < 10000 && n < 10000; ++i) {  // events, not records: a pack holds thousands
