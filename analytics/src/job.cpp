@@ -586,9 +586,9 @@ struct AnalyzeJob::Impl {
     if (!detail::wait_for_topic(kafka.get(), cfg.topic, cfg.bootstrap, stop_fd, partitions, log)) return false;
     // Partitions with no checkpointed offset start at their log start, asked now: assigned the
     // logical OFFSET_BEGINNING before it knows the partition's leader, librdkafka 2.0.2
-    // resolves it only on its 500 ms retry timer. One call (a request per leader; a timestamp of
-    // -2 asks for the earliest offset); without an answer, OFFSET_BEGINNING. An offset gone by the time the
-    // fetch starts is reset to the start again (auto.offset.reset).
+    // resolves it only on its 500 ms retry timer. One call (a request per leader; a timestamp
+    // of -2 asks for the earliest offset); without an answer, OFFSET_BEGINNING. An offset gone
+    // by the time the fetch starts is reset to the start again (auto.offset.reset).
     rd_kafka_topic_partition_list_t* list = rd_kafka_topic_partition_list_new(partitions);
     for (int p = 0; p < partitions; ++p)
       if (!offsets.count(p)) rd_kafka_topic_partition_list_add(list, cfg.topic.c_str(), p)->offset = RD_KAFKA_OFFSET_BEGINNING;

@@ -40,8 +40,8 @@ struct Topic {
       }
     EXPECT_EQ(rd_kafka_flush(p.get(), 30000), RD_KAFKA_RESP_ERR_NO_ERROR);
   }
-  // A consumer assigned both partitions at `from`.
-  uplink::KafkaHandle consumer(std::int64_t from = 0) const {
+  // A consumer assigned both partitions from their start.
+  uplink::KafkaHandle consumer() const {
     uplink::KafkaHandle c = uplink::make_handle(
         RD_KAFKA_CONSUMER, uplink::make_conf({{"bootstrap.servers", mock.bootstrap()},
                                               {"group.id", "read-ahead-test"},
@@ -51,11 +51,21 @@ struct Topic {
                                               {"fetch.wait.max.ms", "25"}}));
     rd_kafka_poll_set_consumer(c.get());
     rd_kafka_topic_partition_list_t* list = rd_kafka_topic_partition_list_new(2);
-    for (int part = 0; part < 2; ++part) rd_kafka_topic_partition_list_add(list, "t", part)->offset = from;
+    for (int part = 0; part < 2; ++part) rd_kafka_topic_partition_list_add(list, "t", part)->offset = 0;
     EXPECT_EQ(rd_kafka_assign(c.get(), list), RD_KAFKA_RESP_ERR_NO_ERROR);
     rd_kafka_topic_partition_list_destroy(list);
     return c;
   }
+};
+
+// A topic of two partitions, kPerPartition messages each, and a read-ahead of a consumer
+// assigned both from the start.
+class ReadAheadTest : public ::testing::Test {
+ protected:
+  void SetUp() override { ahead.attach(c.get()); }
+  Topic topic;
+  uplink::KafkaHandle c = topic.consumer();
+  ReadAhead ahead{"t", kBudget, 4 << 20};  // destroyed before the consumer
 };
 
 // Moves what librdkafka has into the read-ahead until both partitions are paused (bounded).
@@ -69,11 +79,22 @@ bool fill_until_paused(ReadAhead& ahead) {
   return true;
 }
 
-TEST(ReadAheadTest, HoldsNoMoreThanItsBudgetPerPartitionAndHandsOverEveryMessageOnceInOrder) {
-  Topic topic;
-  uplink::KafkaHandle c = topic.consumer();
-  ReadAhead ahead("t", kBudget, 4 << 20);
-  ahead.attach(c.get());
+// Reads on until both partitions are read to their end, each message at the offset expected
+// (`next`: where each partition goes on from).
+void expect_read_in_order(ReadAhead& ahead, std::map<int, std::int64_t> next) {
+  const auto deadline = Clock::now() + std::chrono::seconds(60);
+  while ((next[0] < kPerPartition || next[1] < kPerPartition) && Clock::now() < deadline) {
+    const Message m = ahead.poll(100);
+    if (!m) continue;
+    ASSERT_EQ(m->err, RD_KAFKA_RESP_ERR_NO_ERROR) << rd_kafka_message_errstr(m.get());
+    ASSERT_EQ(m->offset, next[m->partition]) << "partition " << m->partition;
+    ++next[m->partition];
+  }
+  EXPECT_EQ(next[0], kPerPartition);
+  EXPECT_EQ(next[1], kPerPartition);
+}
+
+TEST_F(ReadAheadTest, HoldsNoMoreThanItsBudgetPerPartitionAndHandsOverEveryMessageOnceInOrder) {
   ASSERT_TRUE(fill_until_paused(ahead)) << "held " << ahead.held_bytes(0) << " and " << ahead.held_bytes(1);
   // Paused once a message took it to the budget; what librdkafka had fetched past it is dropped
   // by the pause, not handed over.
@@ -107,11 +128,7 @@ TEST(ReadAheadTest, HoldsNoMoreThanItsBudgetPerPartitionAndHandsOverEveryMessage
   EXPECT_FALSE(ahead.poll(50));
 }
 
-TEST(ReadAheadTest, AForgottenPartitionLosesWhatWasHeldAndIsReadAgainFromWhereItIsSeeked) {
-  Topic topic;
-  uplink::KafkaHandle c = topic.consumer();
-  ReadAhead ahead("t", kBudget, 4 << 20);
-  ahead.attach(c.get());
+TEST_F(ReadAheadTest, AForgottenPartitionLosesWhatWasHeldAndIsReadAgainFromWhereItIsSeeked) {
   ASSERT_TRUE(fill_until_paused(ahead));
   const std::size_t held_1 = ahead.held_bytes(1);
 
@@ -126,24 +143,10 @@ TEST(ReadAheadTest, AForgottenPartitionLosesWhatWasHeldAndIsReadAgainFromWhereIt
   rd_kafka_topic_partition_list_destroy(list);
   ASSERT_EQ(err, nullptr) << rd_kafka_error_string(err);
 
-  std::map<int, std::int64_t> next{{0, 4321}, {1, 0}};
-  const auto deadline = Clock::now() + std::chrono::seconds(60);
-  while ((next[0] < kPerPartition || next[1] < kPerPartition) && Clock::now() < deadline) {
-    const Message m = ahead.poll(100);
-    if (!m) continue;
-    ASSERT_EQ(m->err, RD_KAFKA_RESP_ERR_NO_ERROR) << rd_kafka_message_errstr(m.get());
-    ASSERT_EQ(m->offset, next[m->partition]) << "partition " << m->partition;
-    ++next[m->partition];
-  }
-  EXPECT_EQ(next[0], kPerPartition);
-  EXPECT_EQ(next[1], kPerPartition);
+  expect_read_in_order(ahead, {{0, 4321}, {1, 0}});
 }
 
-TEST(ReadAheadTest, ForgettingEverythingResumesEveryPartitionAfterWhatLibrdkafkaHandedOver) {
-  Topic topic;
-  uplink::KafkaHandle c = topic.consumer();
-  ReadAhead ahead("t", kBudget, 4 << 20);
-  ahead.attach(c.get());
+TEST_F(ReadAheadTest, ForgettingEverythingResumesEveryPartitionAfterWhatLibrdkafkaHandedOver) {
   ASSERT_TRUE(fill_until_paused(ahead));
   // Nothing handed over yet: the read-ahead holds offsets 0..held-1 of each partition.
   const std::int64_t held[2] = {static_cast<std::int64_t>(ahead.held_bytes(0) / kCost),
@@ -154,17 +157,7 @@ TEST(ReadAheadTest, ForgettingEverythingResumesEveryPartitionAfterWhatLibrdkafka
   EXPECT_FALSE(ahead.paused(1));
   // Resumed in librdkafka too, from after what it had handed over: what was forgotten is the
   // caller's to read again (it seeks; the analyzer restores and seeks).
-  std::map<int, std::int64_t> next{{0, held[0]}, {1, held[1]}};
-  const auto deadline = Clock::now() + std::chrono::seconds(30);
-  while ((next[0] < kPerPartition || next[1] < kPerPartition) && Clock::now() < deadline) {
-    const Message m = ahead.poll(100);
-    if (!m) continue;
-    ASSERT_EQ(m->err, RD_KAFKA_RESP_ERR_NO_ERROR) << rd_kafka_message_errstr(m.get());
-    ASSERT_EQ(m->offset, next[m->partition]) << "partition " << m->partition;
-    ++next[m->partition];
-  }
-  EXPECT_EQ(next[0], kPerPartition);
-  EXPECT_EQ(next[1], kPerPartition);
+  expect_read_in_order(ahead, {{0, held[0]}, {1, held[1]}});
 }
 
 // Both partitions paused with messages held; then partition 0 resumed into a failing fetch.
@@ -185,22 +178,14 @@ bool hold_an_error(const Topic& topic, ReadAhead& ahead) {
   return ahead.held_errors() > 0 && ahead.paused(1) && ahead.held_bytes(1) > 0;
 }
 
-TEST(ReadAheadTest, AnErrorComesOutBeforeTheMessagesHeldAheadOfIt) {
-  Topic topic;
-  uplink::KafkaHandle c = topic.consumer();
-  ReadAhead ahead("t", kBudget, 4 << 20);
-  ahead.attach(c.get());
+TEST_F(ReadAheadTest, AnErrorComesOutBeforeTheMessagesHeldAheadOfIt) {
   ASSERT_TRUE(hold_an_error(topic, ahead));
   const Message m = ahead.poll(0);
   ASSERT_TRUE(m);
   EXPECT_EQ(m->err, RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED) << rd_kafka_message_errstr(m.get());
 }
 
-TEST(ReadAheadTest, AnErrorOutlivesForgettingTheMessagesHeld) {
-  Topic topic;
-  uplink::KafkaHandle c = topic.consumer();
-  ReadAhead ahead("t", kBudget, 4 << 20);
-  ahead.attach(c.get());
+TEST_F(ReadAheadTest, AnErrorOutlivesForgettingTheMessagesHeld) {
   ASSERT_TRUE(hold_an_error(topic, ahead));
   ahead.forget_all();  // as a revoke or a rewind would, before the job reads on
   const Message m = ahead.poll(0);
