@@ -9,7 +9,8 @@
 # from process start: the readers and the checkpoint mode (--drain) until they exit at the end of
 # the topic, the transaction mode (a group member that runs until stopped) until its status.json
 # accounts for every event as committed and read back. kcat reads with the analyzer's
-# fetch.wait.max.ms (25).
+# fetch.wait.max.ms (25) and queued.min.messages lifted to 1 000 000 (with its default, 100 000,
+# it meets the same librdkafka 2.0.2 stall on long topics).
 #
 #   bash bench/analyzer_kafka_bench.sh [--events N] [--repeat R] [--checkpoint-ms MS] [--fetch-queue-mb MB]
 #                                      [--users U]
@@ -92,7 +93,7 @@ run_transaction() { run_analyzer transaction "$1"; }
 
 run_kcat() {
   local t u s m
-  timeout 600 /usr/bin/time -o "$work/kcat.time" -f "%e %U %S %M" kcat -C -b "$boot" -t bench -o beginning -e -q \
+  timeout 600 /usr/bin/time -o "$work/kcat.time" -f "%e %U %S %M" kcat -C -b "$boot" -t bench -o beginning -e -q -X queued.min.messages=1000000 \
     -X fetch.wait.max.ms=25 > /dev/null 2> "$work/kcat.log" ||
     { echo "analyzer_kafka_bench.sh: kcat failed: $(tail -3 "$work/kcat.log")" >&2; exit 1; }
   read -r t u s m < "$work/kcat.time"
