@@ -605,6 +605,9 @@ struct AnalyzeJob::Impl {
     return true;
   }
 
+  // The channel input read up to its write position: nothing written is left to read.
+  bool read_to_write_position() const { return consumer->read_position() >= channel->stats().write_position; }
+
   // Reads up to a batch of events into the analyzer; returns how many.
   std::size_t pump() {
     std::size_t n = 0;
@@ -622,7 +625,7 @@ struct AnalyzeJob::Impl {
       channel_records += k;
       // Nothing: wait for more (and let wait() reclaim a dead writer's record), unless a
       // drain has read everything written, which run() then ends without a last idle wait.
-      if (k == 0 && !(drain && consumer->read_position() >= channel->stats().write_position))
+      if (k == 0 && !(drain && read_to_write_position()))
         (void)consumer->wait(std::chrono::milliseconds(100));
       return k;
     }
@@ -872,8 +875,7 @@ int AnalyzeJob::run(int stop_fd, bool drain) {
     // held at a record still being written or left by a dead writer, which wait() reclaims)
     // or every Kafka partition at its end.
     if (j.drain && n == 0 &&
-        (j.channel ? j.consumer->read_position() >= j.channel->stats().write_position
-                   : static_cast<int>(j.at_end.size()) == j.partitions)) {
+        (j.channel ? j.read_to_write_position() : static_cast<int>(j.at_end.size()) == j.partitions)) {
       j.info("the input is drained: stopping");
       break;
     }
