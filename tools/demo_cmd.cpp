@@ -25,6 +25,7 @@
 #include "commands.h"
 #include "tianchi.h"
 #include "tributary/core/error.h"
+#include "tributary/uplink/kafka.h"
 #include "tributary/uplink/local_kafka.h"
 
 extern char** environ;
@@ -98,6 +99,7 @@ Usage usage_of(pid_t pid) {
 struct AnalyzerFigures {
   std::uint64_t counted = 0, filtered = 0, rejected = 0, duplicates = 0;
   std::vector<std::uint64_t> accounted_per_source;  // sorted
+  std::string position;  // where its input is read to ("kafka 0:58 1:60")
   [[nodiscard]] std::uint64_t accounted() const { return counted + filtered + rejected; }
 };
 
@@ -122,11 +124,33 @@ AnalyzerFigures analyzer_figures(const fs::path& file) {
   f.filtered = number_at(doc, "filtered");
   f.rejected = number_at(doc, "rejected");
   f.duplicates = number_at(doc, "duplicates");
+  std::string_view position;
+  if (doc["position"].get(position) == simdjson::SUCCESS) f.position = position;
   simdjson::dom::array sources;
   if (doc["sources"].get(sources) == simdjson::SUCCESS)
     for (simdjson::dom::element src : sources) f.accounted_per_source.push_back(number_at(src, "accounted"));
   std::sort(f.accounted_per_source.begin(), f.accounted_per_source.end());
   return f;
+}
+
+// Each partition of `topic` as Kafka holds it, "p:start..end" (ListOffsets of its leader), or
+// what could not be asked.
+std::string kafka_offsets(const std::string& bootstrap, const std::string& topic) {
+  try {
+    const uplink::KafkaHandle rk = uplink::make_handle(
+        RD_KAFKA_CONSUMER, uplink::make_conf({{"bootstrap.servers", bootstrap}, {"log_level", "3"}}));
+    const int n = uplink::partition_count(rk.get(), topic);
+    if (n == 0) return fmt::format("no partitions of {} in the metadata", topic);
+    std::string s;
+    for (int p = 0; p < n; ++p) {
+      const auto start = uplink::list_offset(rk.get(), topic, p, RD_KAFKA_OFFSET_BEGINNING, 5000);
+      const auto end = uplink::list_offset(rk.get(), topic, p, RD_KAFKA_OFFSET_END, 5000);
+      s += fmt::format(" {}:{}..{}", p, start ? std::to_string(*start) : "?", end ? std::to_string(*end) : "?");
+    }
+    return s.substr(1);
+  } catch (const std::exception& e) {
+    return e.what();
+  }
 }
 
 AgentFigures agent_figures(const fs::path& file) {
@@ -351,10 +375,10 @@ packed = true
     fmt::print(stderr,
                "demo: the analyzer accounted for {} of {} lines after {:.0f} s (sent per file:{}; read per tail "
                "source:{}; in the channel {}; delivered to Kafka {}, failed {}, dead-lettered {}{}; accounted per "
-               "source:{}); see {}\n",
+               "source:{}, {} copies dropped; read to {}; in Kafka (log start..end per partition) {}); see {}\n",
                accounted, total, secs, files, read, agent_status.records_written, agent_status.delivered,
                agent_status.failed, agent_status.dead_lettered, last_error.empty() ? "" : ", last error: " + last_error,
-               got,
+               got, status.duplicates, status.position.empty() ? "?" : status.position, kafka_offsets(bootstrap, topic),
                work.string());
     return 1;
   }

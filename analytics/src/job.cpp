@@ -453,6 +453,10 @@ struct AnalyzeJob::Impl {
   uplink::KafkaHandle kafka;
   std::optional<detail::ReadAhead> ahead;  // of `kafka`: its messages go before it does
   std::map<int, std::int64_t> offsets;  // partition -> next offset
+  // Kafka input: where each partition was assigned (absolute offsets only) until its first
+  // record is seen there; see check_start().
+  std::map<int, std::int64_t> unchecked_start;
+  std::set<int> reread;  // partitions read again from their start once (check_start())
   std::uint64_t topic_hash = 0;
   // Bytes of each appended file the checkpoint covers (appended_file()): per [[windows]], the
   // dead-letter file, then per [[windows]] its final late rows.
@@ -599,10 +603,52 @@ struct AnalyzeJob::Impl {
     for (const auto& [p, at] : offsets)
       if (p < partitions) rd_kafka_topic_partition_list_add(list, cfg.topic.c_str(), p)->offset = at;
     rd_kafka_assign(kafka.get(), list);
+    std::string from;
+    for (int i = 0; i < list->cnt; ++i) {
+      const rd_kafka_topic_partition_t& tp = list->elems[i];
+      if (tp.offset >= 0) unchecked_start[tp.partition] = tp.offset;
+      from += fmt::format(" {}:{}", tp.partition, tp.offset >= 0 ? std::to_string(tp.offset) : "beginning");
+    }
     rd_kafka_topic_partition_list_destroy(list);
     ahead.emplace(cfg.topic, detail::fetch_budget(cfg), detail::librdkafka_bound(cfg)).attach(kafka.get());
-    info(fmt::format("reading {} partitions of {} at {}", partitions, cfg.topic, position()));
+    info(fmt::format("reading {} partitions of {} from offsets{}", partitions, cfg.topic, from));
     return true;
+  }
+
+  // The first record read of a partition assigned at an absolute offset S: at S, or at O > S
+  // where S..O-1 hold no record the consumer hands over (compacted away, transaction markers,
+  // aborted data) -- or where the client skipped records, which the analyzer does not take on
+  // trust: it is told in the log, and the partition is read again from S once. True if `m`
+  // is to be processed; false if it was dropped for that re-read.
+  bool check_start(const rd_kafka_message_t& m) {
+    const auto it = unchecked_start.find(m.partition);
+    if (it == unchecked_start.end()) return true;
+    const std::int64_t start = it->second;
+    unchecked_start.erase(it);
+    if (m.offset <= start) return true;
+    if (!reread.insert(m.partition).second) {
+      info(fmt::format("partition {}: offsets {}..{} hold no record to read (read twice)", m.partition, start,
+                       m.offset - 1));
+      return true;
+    }
+    if (log)
+      log("warn", fmt::format("partition {}: assigned at offset {}, its first record came at offset {}: reading it "
+                              "again from {}",
+                              m.partition, start, m.offset, start));
+    ahead->forget(m.partition);
+    rd_kafka_topic_partition_list_t* list = rd_kafka_topic_partition_list_new(1);
+    rd_kafka_topic_partition_list_add(list, cfg.topic.c_str(), m.partition)->offset = start;
+    rd_kafka_error_t* error = rd_kafka_seek_partitions(kafka.get(), list, 5000);
+    const rd_kafka_resp_err_t err = error ? rd_kafka_error_code(error) : list->elems[0].err;
+    if (error) rd_kafka_error_destroy(error);
+    rd_kafka_topic_partition_list_destroy(list);
+    if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+      if (log) log("warn", fmt::format("partition {}: seek to {}: {}; reading on from {}", m.partition, start,
+                                       rd_kafka_err2str(err), m.offset));
+      return true;
+    }
+    unchecked_start[m.partition] = start;  // the next first record is checked again
+    return false;
   }
 
   // The channel input read up to its write position: nothing written is left to read.
@@ -633,6 +679,7 @@ struct AnalyzeJob::Impl {
       const detail::Message m = ahead->poll(i == 0 ? 100 : 0);
       if (!m) break;
       if (m->err == RD_KAFKA_RESP_ERR_NO_ERROR) {
+        if (!check_start(*m)) continue;
         cur_partition = m->partition;
         n += detail::process_message(*analyzer, m.get(), topic_hash, log, batch);
         offsets[m->partition] = m->offset + 1;
@@ -666,6 +713,7 @@ struct AnalyzeJob::Impl {
     if (!cfg.dead_letter.empty())
       f.extra = fmt::format(R"(,"dead_letter":{{"file":{},"bytes":{},"skipped":{}}})", core::json_string(cfg.dead_letter),
                             file_bytes[cfg.windows.size()], dead_letter_skipped);
+    f.extra += fmt::format(R"(,"position":{})", core::json_string(position()));
     write_window_snapshots();
     publish(f);
   }

@@ -724,6 +724,55 @@ TEST_F(AnalyzeTransactionTest, ARestoredPartitionRepublishesItsOpenWindowsWithou
 
 // An output topic that exists with the delete policy would lose totals that stop changing
 // after retention.ms: the analyzer refuses it at start, naming the topic and the fix.
+// The checkpoint mode reading a topic whose partitions start with an aborted transaction (three
+// records, then the abort marker): a read_committed consumer's first record of a partition
+// comes at offset 4, not at the offset 0 the partition was assigned at. The analyzer says so,
+// reads the partition again from 0 once, finds the same, and counts every committed event
+// exactly once (and none of the aborted records).
+TEST_F(AnalyzeTransactionTest, APartitionStartingWithAnAbortedTransactionIsReadAgainOnceAndCountedOnce) {
+  TempDir dir;
+  const TianchiData d = TianchiData::make(26, 100, 2000);
+  d.write_info(dir / "user_info.csv");
+  ChannelToTopic c(dir.path(), bootstrap_, "aborted-first", 2);
+  {
+    const auto message = [](rd_kafka_error_t* e) {
+      const std::string s = e ? rd_kafka_error_string(e) : "";
+      if (e) rd_kafka_error_destroy(e);
+      return s;
+    };
+    auto rk = uplink::make_handle(RD_KAFKA_PRODUCER, uplink::make_conf({{"bootstrap.servers", bootstrap_},
+                                                                         {"transactional.id", "aborted-first"},
+                                                                         {"log_level", "3"}}));
+    ASSERT_EQ(message(rd_kafka_init_transactions(rk.get(), 30000)), "");
+    ASSERT_EQ(message(rd_kafka_begin_transaction(rk.get())), "");
+    for (int p = 0; p < 2; ++p)
+      for (int i = 0; i < 3; ++i)
+        ASSERT_EQ(rd_kafka_producev(rk.get(), RD_KAFKA_V_TOPIC("aborted-first"), RD_KAFKA_V_PARTITION(p),
+                                    RD_KAFKA_V_VALUE(const_cast<char*>("{}"), 2), RD_KAFKA_V_END),
+                  RD_KAFKA_RESP_ERR_NO_ERROR);
+    ASSERT_EQ(rd_kafka_flush(rk.get(), 30000), RD_KAFKA_RESP_ERR_NO_ERROR);
+    ASSERT_EQ(message(rd_kafka_abort_transaction(rk.get(), 30000)), "");
+  }
+  const Feed feed(d, 0);
+  ship(c.ch, c.up, feed, 0, feed.events.size());
+  testing::write_tianchi_analyze_config(
+      dir / "analyze.toml", fmt::format("type = \"kafka\"\nbootstrap = \"{}\"\ntopic = \"aborted-first\"\n", bootstrap_),
+      dir / "user_info.csv", dir / "out");
+  Child job({"/bin/sh", "-c",
+             fmt::format("exec {} analyze --config {} --drain 2> {}", kTributary, (dir / "analyze.toml").string(),
+                         (dir / "analyze.log").string())});
+  ASSERT_EQ(job.wait(60s), 0) << slurp(dir / "analyze.log");
+  const std::string log = slurp(dir / "analyze.log");
+  EXPECT_NE(log.find("assigned at offset 0, its first record came at offset 4: reading it again from 0"),
+            std::string::npos)
+      << log;
+  EXPECT_NE(log.find("offsets 0..3 hold no record to read (read twice)"), std::string::npos) << log;
+  const auto v = status_counts(dir / "out");
+  EXPECT_EQ(v[0] + v[1] + v[2], feed.events.size());
+  EXPECT_EQ(v[3], 0u) << "the re-read counts nothing twice";
+  expect_outputs(dir / "out", feed.data);
+}
+
 TEST_F(AnalyzeTransactionTest, AnOutputTopicThatIsNotCompactedIsRefusedAtStart) {
   TempDir dir;
   TianchiData::make(24, 10, 10).write_info(dir / "user_info.csv");
