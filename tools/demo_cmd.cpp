@@ -241,6 +241,7 @@ struct DemoArgs {
   std::uint64_t rows = 200000;
   int port = 9092;
   int timeout = 600;
+  int fetch_queue_mb = 16;  // the analyzer's read-ahead per partition ([input] fetch_queue_mb)
 };
 
 int run_demo(const DemoArgs& a, const std::string& self) {
@@ -308,7 +309,8 @@ packed = true
 )",
                                                     work.string(), topic, bootstrap);
   std::ofstream(work / "analyze.toml") << tianchi_analyze_config(
-      fmt::format("type = \"kafka\"\nbootstrap = \"{}\"\ntopic = \"{}\"\ngroup = \"tributary-demo\"\nfetch_queue_mb = 64\n", bootstrap, topic),
+      fmt::format("type = \"kafka\"\nbootstrap = \"{}\"\ntopic = \"{}\"\ngroup = \"tributary-demo\"\nfetch_queue_mb = {}\n", bootstrap, topic,
+                  a.fetch_queue_mb),
       data / "user_info_format1.csv", work / "analyzer", 500);
 
   // The analyzer loads user_info before the stream starts; then the agent; then the replay.
@@ -440,6 +442,8 @@ void add_demo_commands(CLI::App& app, int& exit_code) {
   d->add_option("--bootstrap", a->bootstrap, "An existing Kafka cluster (default: start a local one)");
   d->add_option("--port", a->port, "Port of the local Kafka");
   d->add_option("--timeout", a->timeout, "Seconds to wait for the analyzer to account for every line");
+  d->add_option("--fetch-queue-mb", a->fetch_queue_mb, "The analyzer's read-ahead per partition, in MB")
+      ->check(CLI::Range(1, 2047));
   d->callback([a, &exit_code] {
     char self[4096];
     const ssize_t n = ::readlink("/proc/self/exe", self, sizeof self - 1);
