@@ -24,6 +24,7 @@
 
 #include "commands.h"
 #include "tianchi.h"
+#include "topic_audit.h"
 #include "tributary/core/error.h"
 #include "tributary/uplink/kafka.h"
 #include "tributary/uplink/local_kafka.h"
@@ -150,6 +151,15 @@ std::string kafka_offsets(const std::string& bootstrap, const std::string& topic
     return s.substr(1);
   } catch (const std::exception& e) {
     return e.what();
+  }
+}
+
+// The topic against the analyzer's final checkpoint (topic_audit.h), or why it could not be read.
+std::string checkpoint_audit(const std::string& bootstrap, const std::string& topic, const fs::path& checkpoint) {
+  try {
+    return " " + describe(audit_topic(bootstrap, topic, checkpoint_ledger(checkpoint), 60s));
+  } catch (const std::exception& e) {
+    return std::string(" ") + e.what();
   }
 }
 
@@ -377,11 +387,12 @@ packed = true
     fmt::print(stderr,
                "demo: the analyzer accounted for {} of {} lines after {:.0f} s (sent per file:{}; read per tail "
                "source:{}; in the channel {}; delivered to Kafka {}, failed {}, dead-lettered {}{}; accounted per "
-               "source:{}, {} copies dropped; read to {}; in Kafka (log start..end per partition) {}); see {}\n",
+               "source:{}, {} copies dropped; read to {}; in Kafka (log start..end per partition) {}; against the "
+               "final checkpoint:{}); see {}\n",
                accounted, total, secs, files, read, agent_status.records_written, agent_status.delivered,
                agent_status.failed, agent_status.dead_lettered, last_error.empty() ? "" : ", last error: " + last_error,
                got, status.duplicates, status.position.empty() ? "?" : status.position, kafka_offsets(bootstrap, topic),
-               work.string());
+               checkpoint_audit(bootstrap, topic, work / "analyzer" / "checkpoint"), work.string());
     return 1;
   }
   for (const char* f : {"orders_by_age.csv", "orders_by_gender.csv", "orders_by_day.csv"})

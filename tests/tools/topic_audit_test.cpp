@@ -1,0 +1,108 @@
+// The demo's loss report: what a topic holds against an analyzer's ledger, on librdkafka's mock
+// cluster. Events the ledger lacks are counted once (copies in the topic too), with the partition
+// and offset of the first of them, which is where a reader's miss starts.
+#include "topic_audit.h"
+
+#include <gtest/gtest.h>
+
+#include <fstream>
+
+#include "support/channel_util.h"
+#include "support/kafka_util.h"
+#include "support/temp_dir.h"
+#include "tributary/core/error.h"
+#include "tributary/uplink/uplink.h"
+
+namespace tributary::tools {
+namespace {
+
+using namespace std::chrono_literals;
+using testing::TempDir;
+
+// The sequences of the packed record at `partition` `offset` of `topic`.
+std::vector<std::uint64_t> sequences_at(const std::string& bootstrap, const std::string& topic, int partition,
+                                        std::int64_t offset) {
+  auto rk = uplink::make_handle(RD_KAFKA_CONSUMER, uplink::make_conf({{"bootstrap.servers", bootstrap},
+                                                                      {"group.id", "topic-audit-test"},
+                                                                      {"log_level", "3"}}));
+  rd_kafka_topic_partition_list_t* list = rd_kafka_topic_partition_list_new(1);
+  rd_kafka_topic_partition_list_add(list, topic.c_str(), partition)->offset = offset;
+  rd_kafka_assign(rk.get(), list);
+  rd_kafka_topic_partition_list_destroy(list);
+  std::vector<std::uint64_t> seqs;
+  const auto deadline = std::chrono::steady_clock::now() + 30s;
+  while (seqs.empty() && std::chrono::steady_clock::now() < deadline) {
+    rd_kafka_message_t* m = rd_kafka_consumer_poll(rk.get(), 100);
+    if (m == nullptr) continue;
+    if (m->err == RD_KAFKA_RESP_ERR_NO_ERROR && m->offset == offset)
+      (void)uplink::for_each_packed({static_cast<const char*>(m->payload), m->len},
+                                    [&](const uplink::PackedEvent& e) { seqs.push_back(e.id.sequence); });
+    rd_kafka_message_destroy(m);
+  }
+  rd_kafka_consumer_close(rk.get());
+  return seqs;
+}
+
+TEST(TopicAuditTest, EventsTheLedgerLacksAreCountedOnceWithWhereTheFirstOfThemIs) {
+  TempDir dir;
+  uplink::MockCluster mock(1);
+  mock.create_topic("events", 2);
+  core::ChannelConfig cc;
+  cc.capacity = 16 << 20;
+  core::Channel ch = core::Channel::create(dir / "c.chan", cc);
+  {
+    core::Producer p = ch.producer();
+    for (std::uint64_t source = 1; source <= 2; ++source)
+      for (std::uint64_t i = 0; i < 3000; ++i)
+        ASSERT_EQ(p.append({source, i}, testing::payload_for(source, i, 60)), core::AppendStatus::kOk);
+  }
+  // Everything shipped twice, packed (a second uplink re-sends the whole channel).
+  for (const char* name : {"up", "again"}) {
+    uplink::UplinkOptions o{.name = name, .topic = "events", .kafka = {{"bootstrap.servers", mock.bootstrap()}}};
+    o.packed = true;
+    o.pack_bytes = 16 << 10;
+    uplink::Uplink up(ch, o);
+    ASSERT_TRUE(testing::ship_all(up, ch, 30s)) << name;
+  }
+  // The analyzer counted all of source 2 and source 1 but for seq 1000..1499.
+  analytics::Ledger counted;
+  for (std::uint64_t i = 0; i < 3000; ++i) {
+    (void)counted.mark({2, i});
+    if (i < 1000 || i >= 1500) (void)counted.mark({1, i});
+  }
+  const TopicAudit a = audit_topic(mock.bootstrap(), "events", counted, 30s);
+  EXPECT_TRUE(a.complete);
+  EXPECT_EQ(a.errors, "");
+  ASSERT_EQ(a.sources.size(), 2u);
+  EXPECT_EQ(a.sources[0].source_id, 1u);
+  EXPECT_EQ(a.sources[0].in_topic, 6000u) << "copies are in the topic too";
+  EXPECT_EQ(a.sources[0].not_counted, 500u) << "each missing event once, not once per copy";
+  EXPECT_EQ(a.sources[0].first_seq, 1000u);
+  const std::vector<std::uint64_t> there = sequences_at(mock.bootstrap(), "events", a.sources[0].partition, a.sources[0].offset);
+  EXPECT_NE(std::find(there.begin(), there.end(), 1000u), there.end()) << "the record named holds seq 1000";
+  EXPECT_EQ(a.sources[1].source_id, 2u);
+  EXPECT_EQ(a.sources[1].in_topic, 6000u);
+  EXPECT_EQ(a.sources[1].not_counted, 0u);
+  EXPECT_NE(describe(a).find("source 1: 6000 events in Kafka, 500 of them not counted (the first: seq 1000 at partition"),
+            std::string::npos)
+      << describe(a);
+}
+
+TEST(TopicAuditTest, ACheckpointWithoutALedgerIsNamed) {
+  TempDir dir;
+  std::ofstream(dir / "checkpoint") << "tributary-analyzer 3\nposition\tkafka 0:5\n";
+  try {
+    (void)checkpoint_ledger(dir / "checkpoint");
+    FAIL() << "no error";
+  } catch (const core::Error& e) {
+    EXPECT_NE(std::string(e.what()).find((dir / "checkpoint").string() + " holds no ledger"), std::string::npos) << e.what();
+  }
+  std::ofstream(dir / "checkpoint", std::ios::app) << "ledger\n7 0 0-9 20-29\n";
+  const analytics::Ledger l = checkpoint_ledger(dir / "checkpoint");
+  ASSERT_EQ(l.audit().size(), 1u);
+  EXPECT_EQ(l.audit()[0].counted, 20u);
+  EXPECT_EQ(l.audit()[0].gaps, 10u);
+}
+
+}  // namespace
+}  // namespace tributary::tools

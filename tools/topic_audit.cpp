@@ -1,0 +1,98 @@
+#include "topic_audit.h"
+
+#include <fmt/format.h>
+
+#include <fstream>
+#include <iterator>
+#include <map>
+
+#include "tributary/core/error.h"
+#include "tributary/uplink/kafka.h"
+
+namespace tributary::tools {
+
+TopicAudit audit_topic(const std::string& bootstrap, const std::string& topic, const analytics::Ledger& counted,
+                       std::chrono::milliseconds timeout) {
+  analytics::Ledger seen = counted;  // marks what was counted, then what is found here once
+  const uplink::KafkaHandle rk = uplink::make_handle(
+      RD_KAFKA_CONSUMER, uplink::make_conf({{"bootstrap.servers", bootstrap},
+                                            {"group.id", "tributary-topic-audit"},
+                                            {"enable.auto.commit", "false"},
+                                            {"auto.offset.reset", "error"},  // a reset would hide records
+                                            {"log_level", "3"}}));
+  const int n = uplink::partition_count(rk.get(), topic);
+  if (n == 0) throw core::Error(fmt::format("topic {} is not in the metadata of {}", topic, bootstrap));
+  const auto np = static_cast<std::size_t>(n);
+  std::vector<std::int64_t> end(np, -1), next(np, 0);
+  rd_kafka_topic_partition_list_t* list = rd_kafka_topic_partition_list_new(n);
+  for (int p = 0; p < n; ++p) {
+    end[static_cast<std::size_t>(p)] = uplink::list_offset(rk.get(), topic, p, RD_KAFKA_OFFSET_END, 5000).value_or(-1);
+    rd_kafka_topic_partition_list_add(list, topic.c_str(), p)->offset = RD_KAFKA_OFFSET_BEGINNING;
+  }
+  rd_kafka_assign(rk.get(), list);
+  rd_kafka_topic_partition_list_destroy(list);
+
+  TopicAudit a;
+  std::map<std::uint64_t, SourceInTopic> by_source;
+  const auto take = [&](core::EventId id, const rd_kafka_message_t& m) {
+    SourceInTopic& s = by_source[id.source_id];
+    s.source_id = id.source_id;
+    ++s.in_topic;
+    if (!seen.mark(id)) return;  // counted, or a copy of one found here already
+    if (s.not_counted++ == 0) {
+      s.partition = m.partition;
+      s.offset = m.offset;
+      s.first_seq = id.sequence;
+    }
+  };
+  const auto behind = [&] {
+    for (std::size_t p = 0; p < np; ++p)
+      if (end[p] < 0 || next[p] < end[p]) return true;
+    return false;
+  };
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (behind() && std::chrono::steady_clock::now() < deadline) {
+    rd_kafka_message_t* m = rd_kafka_consumer_poll(rk.get(), 100);
+    if (m == nullptr) continue;
+    if (m->err == RD_KAFKA_RESP_ERR_NO_ERROR) {
+      next[static_cast<std::size_t>(m->partition)] = m->offset + 1;
+      if (uplink::is_packed(m)) {
+        (void)uplink::for_each_packed({static_cast<const char*>(m->payload), m->len},
+                                      [&](const uplink::PackedEvent& e) { take(e.id, *m); });
+      } else if (const auto id = uplink::message_identity(m)) {
+        take(*id, *m);
+      }
+    } else if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF && a.errors.size() < 500) {
+      a.errors += fmt::format("[{}] {};", m->partition, rd_kafka_message_errstr(m));
+    }
+    rd_kafka_message_destroy(m);
+  }
+  a.complete = !behind();
+  rd_kafka_consumer_close(rk.get());
+  for (auto& [id, s] : by_source) a.sources.push_back(s);
+  return a;
+}
+
+analytics::Ledger checkpoint_ledger(const std::filesystem::path& checkpoint) {
+  std::ifstream in(checkpoint, std::ios::binary);
+  if (!in) throw core::Error(fmt::format("cannot read {}", checkpoint.string()));
+  const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  const auto at = text.find("\nledger\n");
+  if (at == std::string::npos) throw core::Error(fmt::format("{} holds no ledger", checkpoint.string()));
+  return analytics::Ledger::parse(std::string_view(text).substr(at + 8));
+}
+
+std::string describe(const TopicAudit& a) {
+  std::string s;
+  for (const SourceInTopic& x : a.sources) {
+    s += fmt::format("{}source {}: {} events in Kafka, {} of them not counted", s.empty() ? "" : "; ", x.source_id,
+                     x.in_topic, x.not_counted);
+    if (x.not_counted > 0)
+      s += fmt::format(" (the first: seq {} at partition {} offset {})", x.first_seq, x.partition, x.offset);
+  }
+  if (!a.complete) s += "; not read to its end in time";
+  if (!a.errors.empty()) s += "; errors: " + a.errors;
+  return s.empty() ? "no events with an identity" : s;
+}
+
+}  // namespace tributary::tools

@@ -1,0 +1,47 @@
+// What a Kafka topic holds against what an analyzer counted: per source, the events the topic
+// holds and those of them the analyzer's ledger lacks, with where the first of those is. On a
+// loss this tells a reader's miss (Kafka holds the events) from a loss before Kafka (it does
+// not); `tributary demo` prints it when its analyzer falls short.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include "tributary/analytics/ledger.h"
+
+namespace tributary::tools {
+
+struct SourceInTopic {
+  std::uint64_t source_id = 0;
+  std::uint64_t in_topic = 0;     // events of the source in the topic, copies included
+  std::uint64_t not_counted = 0;  // distinct events of it the ledger lacks
+  int partition = -1;             // where the first of those is
+  std::int64_t offset = -1;
+  std::uint64_t first_seq = 0;
+};
+
+struct TopicAudit {
+  std::vector<SourceInTopic> sources;  // by source id
+  bool complete = false;               // every partition read to the end it had at the start
+  std::string errors;                  // consumer errors met, "[p] message;" each
+};
+
+// Reads every partition of `topic` from its start to the end offset it has when asked (a
+// consumer of its own, read_committed; a position reset is an error, not a skip), identities
+// from tributary headers and packed records; records without one are not counted anywhere.
+// Gives up after `timeout` (complete = false). Throws core::Error if the topic is not there.
+[[nodiscard]] TopicAudit audit_topic(const std::string& bootstrap, const std::string& topic,
+                                     const analytics::Ledger& counted, std::chrono::milliseconds timeout);
+
+// The ledger of an analyzer checkpoint file (the checkpoint mode's). Throws core::Error naming
+// the file if it cannot be read or has no ledger.
+[[nodiscard]] analytics::Ledger checkpoint_ledger(const std::filesystem::path& checkpoint);
+
+// One line: "source S: N events in Kafka, K of them not counted (the first: seq Q at
+// partition P offset O); ..." plus what was not complete.
+[[nodiscard]] std::string describe(const TopicAudit& a);
+
+}  // namespace tributary::tools
