@@ -50,9 +50,24 @@ class FilterParser {
     return true;
   }
   std::size_t add(Node n) {
+    // Evaluation recurses through the tree (an "and" chain is as deep as it is long): bounded
+    // here, so that no expression overflows the stack at parse or at evaluation.
+    if (out_.nodes_.size() >= FilterExpr::kMaxNodes)
+      fail(fmt::format("the expression has more than {} terms", FilterExpr::kMaxNodes));
     out_.nodes_.push_back(std::move(n));
     return out_.nodes_.size() - 1;
   }
+  // Entered for each "(" and "not": the parser's recursion, bounded likewise.
+  struct Nested {
+    explicit Nested(FilterParser& p) : p_(p) {
+      if (++p_.depth_ > FilterExpr::kMaxDepth)
+        p_.fail(fmt::format("nested deeper than {} levels of parentheses and not", FilterExpr::kMaxDepth));
+    }
+    ~Nested() { --p_.depth_; }
+    Nested(const Nested&) = delete;
+    Nested& operator=(const Nested&) = delete;
+    FilterParser& p_;
+  };
 
   std::size_t parse_or() {
     std::size_t left = parse_and();
@@ -104,10 +119,12 @@ class FilterParser {
   }
   std::size_t parse_unary() {
     if (keyword("not")) {
+      const Nested nested(*this);
       const std::size_t a = parse_unary();
       return add({Kind::kNot, Op::kEq, {}, a, 0, {}, {}, false});
     }
     if (punct("(")) {
+      const Nested nested(*this);
       const std::size_t e = parse_or();
       if (!punct(")")) fail("expected ')'");
       return e;
@@ -144,6 +161,7 @@ class FilterParser {
 
   std::string_view s_;
   std::size_t i_ = 0;
+  int depth_ = 0;  // "(" and "not" open around the current position
   const FilterExpr::Resolve& resolve_;
   FilterExpr& out_;
 };

@@ -3,6 +3,7 @@
 // an event missing a field tested with exists() is filtered or counted, not rejected.
 #include "tributary/analytics/filter.h"
 
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 
 #include <map>
@@ -79,6 +80,37 @@ TEST(FilterTest, ErrorsSayWhereAndWhat) {
   EXPECT_EQ(error("a == 'x"), "column 8: unterminated string");
   EXPECT_EQ(error("a == 1 b"), "column 8: unexpected 'b'");
   EXPECT_EQ(error("a in [1, 2"), "column 11: expected ']'");
+}
+
+// Found by the fuzzer: 3000 nested parentheses overflowed the stack. Nesting and size are
+// bounded, with the column where the bound is passed; what is within them still parses.
+TEST(FilterTest, NestingAndSizeAreBoundedWithAnErrorNotAStackOverflow) {
+  auto error = [](const std::string& text) {
+    try {
+      (void)parse(text);
+    } catch (const core::Error& e) {
+      return std::string(e.what());
+    }
+    return std::string("no error");
+  };
+  const auto nested = [](int n, const std::string& open) {
+    std::string s;
+    for (int i = 0; i < n; ++i) s += open;
+    s += "a == 1";
+    if (open == "(") s += std::string(static_cast<std::size_t>(n), ')');
+    return s;
+  };
+  EXPECT_EQ(error(nested(64, "(")), "no error");
+  EXPECT_EQ(error(nested(65, "(")), "column 66: nested deeper than 64 levels of parentheses and not");
+  EXPECT_EQ(error(nested(100000, "(")), "column 66: nested deeper than 64 levels of parentheses and not");
+  EXPECT_EQ(error(nested(64, "not ")), "no error");
+  EXPECT_EQ(error(nested(100000, "not ")), "column 260: nested deeper than 64 levels of parentheses and not");
+  std::string chain = "a == 1";
+  for (int i = 0; i < 511; ++i) chain += " and a == 1";  // 512 comparisons, 511 "and": 1023 nodes
+  EXPECT_EQ(error(chain), "no error");
+  EXPECT_TRUE(eval(parse(chain), {{"a", "1"}}));
+  chain += " and a == 1";
+  EXPECT_EQ(error(chain), fmt::format("column {}: the expression has more than 1024 terms", chain.size() + 1));
 }
 
 TEST(FilterTest, TheAnalyzerCountsEventsMissingAFieldTestedWithExists) {

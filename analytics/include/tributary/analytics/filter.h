@@ -12,7 +12,9 @@
 // that is not a number fails the comparison); a text literal compares bytes. A comparison on
 // an absent field (missing in the event, or a key not in the join table) is false, so
 // `not (x == 1)` holds for an event without x; `exists(x)` tests presence. Parsing happens
-// once, at start-up; evaluation allocates nothing.
+// once, at start-up; evaluation allocates nothing. An expression has at most kMaxNodes terms
+// and operators and kMaxDepth levels of parentheses and `not` (both far above any real filter;
+// beyond them it is refused with its column, instead of recursing without bound).
 #pragma once
 
 #include <cstdint>
@@ -32,6 +34,8 @@ struct FieldRef {
 
 class FilterExpr {
  public:
+  static constexpr std::size_t kMaxNodes = 1024;
+  static constexpr int kMaxDepth = 64;
   using Resolve = std::function<std::optional<FieldRef>(std::string_view name)>;
   // Throws core::Error: "column N: what is wrong".
   [[nodiscard]] static FilterExpr parse(std::string_view text, const Resolve& resolve);
