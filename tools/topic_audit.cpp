@@ -2,10 +2,12 @@
 
 #include <fmt/format.h>
 
-#include <fstream>
-#include <iterator>
+#include <algorithm>
 #include <map>
+#include <memory>
+#include <optional>
 
+#include "tributary/analytics/checkpoint.h"
 #include "tributary/core/error.h"
 #include "tributary/uplink/kafka.h"
 
@@ -19,11 +21,13 @@ TopicAudit audit_topic(const std::string& bootstrap, const std::string& topic, c
                                             {"group.id", "tributary-topic-audit"},
                                             {"enable.auto.commit", "false"},
                                             {"auto.offset.reset", "error"},  // a reset would hide records
+                                            {"enable.partition.eof", "true"},  // an end with no record before it
                                             {"log_level", "3"}}));
   const int n = uplink::partition_count(rk.get(), topic);
   if (n == 0) throw core::Error(fmt::format("topic {} is not in the metadata of {}", topic, bootstrap));
   const auto np = static_cast<std::size_t>(n);
-  std::vector<std::int64_t> end(np, -1), next(np, 0);
+  std::vector<std::int64_t> end(np, -1);
+  std::vector<bool> done(np, false);  // read to `end` (or, where it is unknown, to an end)
   rd_kafka_topic_partition_list_t* list = rd_kafka_topic_partition_list_new(n);
   for (int p = 0; p < n; ++p) {
     end[static_cast<std::size_t>(p)] = uplink::list_offset(rk.get(), topic, p, RD_KAFKA_OFFSET_END, 5000).value_or(-1);
@@ -45,27 +49,28 @@ TopicAudit audit_topic(const std::string& bootstrap, const std::string& topic, c
       s.first_seq = id.sequence;
     }
   };
-  const auto behind = [&] {
-    for (std::size_t p = 0; p < np; ++p)
-      if (end[p] < 0 || next[p] < end[p]) return true;
-    return false;
-  };
+  const auto behind = [&] { return std::find(done.begin(), done.end(), false) != done.end(); };
   const auto deadline = std::chrono::steady_clock::now() + timeout;
   while (behind() && std::chrono::steady_clock::now() < deadline) {
-    rd_kafka_message_t* m = rd_kafka_consumer_poll(rk.get(), 100);
-    if (m == nullptr) continue;
+    const std::unique_ptr<rd_kafka_message_t, void (*)(rd_kafka_message_t*)> m(rd_kafka_consumer_poll(rk.get(), 100),
+                                                                                rd_kafka_message_destroy);
+    if (!m || m->partition < 0 || m->partition >= n) continue;
+    const auto p = static_cast<std::size_t>(m->partition);
     if (m->err == RD_KAFKA_RESP_ERR_NO_ERROR) {
-      next[static_cast<std::size_t>(m->partition)] = m->offset + 1;
-      if (uplink::is_packed(m)) {
+      if (end[p] >= 0 && m->offset + 1 >= end[p]) done[p] = true;
+      if (uplink::is_packed(m.get())) {
         (void)uplink::for_each_packed({static_cast<const char*>(m->payload), m->len},
                                       [&](const uplink::PackedEvent& e) { take(e.id, *m); });
-      } else if (const auto id = uplink::message_identity(m)) {
+      } else if (const auto id = uplink::message_identity(m.get())) {
         take(*id, *m);
       }
-    } else if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF && a.errors.size() < 500) {
-      a.errors += fmt::format("[{}] {};", m->partition, rd_kafka_message_errstr(m));
+    } else if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
+      // At the end it had when asked (past a transaction marker or aborted records, or an
+      // empty partition whose log starts above 0), or at some end where that was not known.
+      if (end[p] < 0 || m->offset >= end[p]) done[p] = true;
+    } else if (a.errors.size() < 500) {
+      a.errors += fmt::format("[{}] {};", m->partition, rd_kafka_message_errstr(m.get()));
     }
-    rd_kafka_message_destroy(m);
   }
   a.complete = !behind();
   rd_kafka_consumer_close(rk.get());
@@ -74,9 +79,9 @@ TopicAudit audit_topic(const std::string& bootstrap, const std::string& topic, c
 }
 
 analytics::Ledger checkpoint_ledger(const std::filesystem::path& checkpoint) {
-  std::ifstream in(checkpoint, std::ios::binary);
-  if (!in) throw core::Error(fmt::format("cannot read {}", checkpoint.string()));
-  const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  const std::optional<std::string> state = analytics::read_checkpoint(checkpoint);  // its frame and CRC checked
+  if (!state) throw core::Error(fmt::format("there is no checkpoint at {}", checkpoint.string()));
+  const std::string& text = *state;
   const auto at = text.find("\nledger\n");
   if (at == std::string::npos) throw core::Error(fmt::format("{} holds no ledger", checkpoint.string()));
   return analytics::Ledger::parse(std::string_view(text).substr(at + 8));
@@ -90,9 +95,10 @@ std::string describe(const TopicAudit& a) {
     if (x.not_counted > 0)
       s += fmt::format(" (the first: seq {} at partition {} offset {})", x.first_seq, x.partition, x.offset);
   }
+  if (s.empty()) s = "no events with an identity";
   if (!a.complete) s += "; not read to its end in time";
   if (!a.errors.empty()) s += "; errors: " + a.errors;
-  return s.empty() ? "no events with an identity" : s;
+  return s;
 }
 
 }  // namespace tributary::tools

@@ -30,14 +30,15 @@ struct TopicAudit {
 };
 
 // Reads every partition of `topic` from its start to the end offset it has when asked (a
-// consumer of its own, read_committed; a position reset is an error, not a skip), identities
+// consumer of its own, read_committed, told each partition's end; a position reset is an
+// error, not a skip), identities
 // from tributary headers and packed records; records without one are not counted anywhere.
 // Gives up after `timeout` (complete = false). Throws core::Error if the topic is not there.
 [[nodiscard]] TopicAudit audit_topic(const std::string& bootstrap, const std::string& topic,
                                      const analytics::Ledger& counted, std::chrono::milliseconds timeout);
 
-// The ledger of an analyzer checkpoint file (the checkpoint mode's). Throws core::Error naming
-// the file if it cannot be read or has no ledger.
+// The ledger of an analyzer checkpoint file (the checkpoint mode's, analytics/checkpoint.h).
+// Throws core::Error naming the file if it is missing, damaged or has no ledger.
 [[nodiscard]] analytics::Ledger checkpoint_ledger(const std::filesystem::path& checkpoint);
 
 // One line: "source S: N events in Kafka, K of them not counted (the first: seq Q at

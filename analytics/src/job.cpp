@@ -617,9 +617,10 @@ struct AnalyzeJob::Impl {
 
   // The first record read of a partition assigned at an absolute offset S: at S, or at O > S
   // where S..O-1 hold no record the consumer hands over (compacted away, transaction markers,
-  // aborted data) -- or where the client skipped records, which the analyzer does not take on
-  // trust: it is told in the log, and the partition is read again from S once. True if `m`
-  // is to be processed; false if it was dropped for that re-read.
+  // aborted data), were deleted by retention (librdkafka then resets to the log start), or
+  // where the client skipped records, which the analyzer does not take on trust: it is told in
+  // the log, and the partition is read again from S once. True if `m` is to be processed;
+  // false if it was dropped for that re-read.
   bool check_start(const rd_kafka_message_t& m) {
     const auto it = unchecked_start.find(m.partition);
     if (it == unchecked_start.end()) return true;
@@ -627,8 +628,16 @@ struct AnalyzeJob::Impl {
     unchecked_start.erase(it);
     if (m.offset <= start) return true;
     if (!reread.insert(m.partition).second) {
-      info(fmt::format("partition {}: offsets {}..{} hold no record to read (read twice)", m.partition, start,
-                       m.offset - 1));
+      const auto log_start = uplink::list_offset(kafka.get(), cfg.topic, m.partition, RD_KAFKA_OFFSET_BEGINNING, 5000);
+      if (log_start && *log_start > start) {
+        if (log)
+          log("warn", fmt::format("partition {}: offsets {}..{} were deleted before they were read (the log now "
+                                  "starts at {})",
+                                  m.partition, start, *log_start - 1, *log_start));
+      } else {
+        info(fmt::format("partition {}: offsets {}..{} hold no record to read (read twice)", m.partition, start,
+                         m.offset - 1));
+      }
       return true;
     }
     if (log)
@@ -642,7 +651,9 @@ struct AnalyzeJob::Impl {
     const rd_kafka_resp_err_t err = error ? rd_kafka_error_code(error) : list->elems[0].err;
     if (error) rd_kafka_error_destroy(error);
     rd_kafka_topic_partition_list_destroy(list);
-    if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+    // Timed out: the seek is still queued and happens (its version barrier already drops what
+    // was fetched before it), so it is waited for like one that is done.
+    if (err != RD_KAFKA_RESP_ERR_NO_ERROR && err != RD_KAFKA_RESP_ERR__TIMED_OUT) {
       if (log) log("warn", fmt::format("partition {}: seek to {}: {}; reading on from {}", m.partition, start,
                                        rd_kafka_err2str(err), m.offset));
       return true;
@@ -679,7 +690,10 @@ struct AnalyzeJob::Impl {
       const detail::Message m = ahead->poll(i == 0 ? 100 : 0);
       if (!m) break;
       if (m->err == RD_KAFKA_RESP_ERR_NO_ERROR) {
-        if (!check_start(*m)) continue;
+        if (!check_start(*m)) {
+          at_end.erase(m->partition);  // read again: not at its end whatever came before
+          continue;
+        }
         cur_partition = m->partition;
         n += detail::process_message(*analyzer, m.get(), topic_hash, log, batch);
         offsets[m->partition] = m->offset + 1;

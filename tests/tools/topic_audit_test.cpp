@@ -5,11 +5,11 @@
 
 #include <gtest/gtest.h>
 
-#include <fstream>
 
 #include "support/channel_util.h"
 #include "support/kafka_util.h"
 #include "support/temp_dir.h"
+#include "tributary/analytics/checkpoint.h"
 #include "tributary/core/error.h"
 #include "tributary/uplink/uplink.h"
 
@@ -88,16 +88,36 @@ TEST(TopicAuditTest, EventsTheLedgerLacksAreCountedOnceWithWhereTheFirstOfThemIs
       << describe(a);
 }
 
+// Partitions with nothing to count (two empty, one holding only a record without an identity)
+// end the read at their ends instead of at the timeout.
+TEST(TopicAuditTest, AnEmptyPartitionEndsTheReadWithoutWaitingForItsTimeout) {
+  uplink::MockCluster mock(1);
+  mock.create_topic("quiet", 3);
+  auto rk = uplink::make_handle(RD_KAFKA_PRODUCER, uplink::make_conf({{"bootstrap.servers", mock.bootstrap()},
+                                                                      {"log_level", "3"}}));
+  ASSERT_EQ(rd_kafka_producev(rk.get(), RD_KAFKA_V_TOPIC("quiet"), RD_KAFKA_V_PARTITION(1),
+                              RD_KAFKA_V_VALUE(const_cast<char*>("no identity"), 11), RD_KAFKA_V_END),
+            RD_KAFKA_RESP_ERR_NO_ERROR);
+  ASSERT_EQ(rd_kafka_flush(rk.get(), 10000), RD_KAFKA_RESP_ERR_NO_ERROR);
+  const auto t0 = std::chrono::steady_clock::now();
+  const TopicAudit a = audit_topic(mock.bootstrap(), "quiet", analytics::Ledger{}, 60s);
+  EXPECT_TRUE(a.complete);
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, 30s) << "ended by the partitions' ends, not the timeout";
+  EXPECT_TRUE(a.sources.empty());
+  EXPECT_EQ(describe(a), "no events with an identity");
+}
+
 TEST(TopicAuditTest, ACheckpointWithoutALedgerIsNamed) {
   TempDir dir;
-  std::ofstream(dir / "checkpoint") << "tributary-analyzer 3\nposition\tkafka 0:5\n";
+  EXPECT_THROW((void)checkpoint_ledger(dir / "checkpoint"), core::Error) << "no checkpoint at all";
+  analytics::write_checkpoint(dir / "checkpoint", "tributary-analyzer 3\nposition\tkafka 0:5\n");
   try {
     (void)checkpoint_ledger(dir / "checkpoint");
     FAIL() << "no error";
   } catch (const core::Error& e) {
     EXPECT_NE(std::string(e.what()).find((dir / "checkpoint").string() + " holds no ledger"), std::string::npos) << e.what();
   }
-  std::ofstream(dir / "checkpoint", std::ios::app) << "ledger\n7 0 0-9 20-29\n";
+  analytics::write_checkpoint(dir / "checkpoint", "tributary-analyzer 3\nposition\tkafka 0:5\nledger\n7 0 0-9 20-29\n");
   const analytics::Ledger l = checkpoint_ledger(dir / "checkpoint");
   ASSERT_EQ(l.audit().size(), 1u);
   EXPECT_EQ(l.audit()[0].counted, 20u);
