@@ -53,15 +53,18 @@ class FilterParser {
     // Evaluation recurses through the tree (an "and" chain is as deep as it is long): bounded
     // here, so that no expression overflows the stack at parse or at evaluation.
     if (out_.nodes_.size() >= FilterExpr::kMaxNodes)
-      fail(fmt::format("the expression has more than {} terms", FilterExpr::kMaxNodes));
+      fail(fmt::format("the expression has more than {} terms and operators (a list of values is one `in [...]`)",
+                       FilterExpr::kMaxNodes));
     out_.nodes_.push_back(std::move(n));
     return out_.nodes_.size() - 1;
   }
-  // Entered for each "(" and "not": the parser's recursion, bounded likewise.
+  // Entered for each "(" and "not" (the one at `at`): the parser's recursion, bounded likewise.
   struct Nested {
-    explicit Nested(FilterParser& p) : p_(p) {
-      if (++p_.depth_ > FilterExpr::kMaxDepth)
+    Nested(FilterParser& p, std::size_t at) : p_(p) {
+      if (++p_.depth_ > FilterExpr::kMaxDepth) {
+        p_.i_ = at;  // the error names the column of the "(" or "not" one too deep
         p_.fail(fmt::format("nested deeper than {} levels of parentheses and not", FilterExpr::kMaxDepth));
+      }
     }
     ~Nested() { --p_.depth_; }
     Nested(const Nested&) = delete;
@@ -118,13 +121,15 @@ class FilterParser {
     return {std::string(tok), d};
   }
   std::size_t parse_unary() {
+    skip();
+    const std::size_t at = i_;
     if (keyword("not")) {
-      const Nested nested(*this);
+      const Nested nested(*this, at);
       const std::size_t a = parse_unary();
       return add({Kind::kNot, Op::kEq, {}, a, 0, {}, {}, false});
     }
     if (punct("(")) {
-      const Nested nested(*this);
+      const Nested nested(*this, at);
       const std::size_t e = parse_or();
       if (!punct(")")) fail("expected ')'");
       return e;

@@ -5,6 +5,7 @@
 #include <poll.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <fmt/format.h>
@@ -628,16 +629,24 @@ struct AnalyzeJob::Impl {
     unchecked_start.erase(it);
     if (m.offset <= start) return true;
     if (!reread.insert(m.partition).second) {
+      // The log start, asked now: above S, the records from S on were deleted (up to it, or up
+      // to O if retention has gone past O meanwhile); what lies between it and O holds nothing.
       const auto log_start = uplink::list_offset(kafka.get(), cfg.topic, m.partition, RD_KAFKA_OFFSET_BEGINNING, 5000);
-      if (log_start && *log_start > start) {
+      if (!log_start) {
         if (log)
-          log("warn", fmt::format("partition {}: offsets {}..{} were deleted before they were read (the log now "
-                                  "starts at {})",
-                                  m.partition, start, *log_start - 1, *log_start));
-      } else {
-        info(fmt::format("partition {}: offsets {}..{} hold no record to read (read twice)", m.partition, start,
-                         m.offset - 1));
+          log("warn", fmt::format("partition {}: offsets {}..{} held no record to read (read twice); whether they "
+                                  "were deleted is not known (the log start did not come)",
+                                  m.partition, start, m.offset - 1));
+        return true;
       }
+      const std::int64_t deleted_to = std::min(*log_start, m.offset);
+      if (deleted_to > start && log)
+        log("warn", fmt::format("partition {}: offsets {}..{} were deleted before they were read (the log now starts "
+                                "at {})",
+                                m.partition, start, deleted_to - 1, *log_start));
+      if (m.offset > std::max(start, deleted_to))
+        info(fmt::format("partition {}: offsets {}..{} hold no record to read (read twice)", m.partition,
+                         std::max(start, deleted_to), m.offset - 1));
       return true;
     }
     if (log)
@@ -652,12 +661,13 @@ struct AnalyzeJob::Impl {
     if (error) rd_kafka_error_destroy(error);
     rd_kafka_topic_partition_list_destroy(list);
     // Timed out: the seek is still queued and happens (its version barrier already drops what
-    // was fetched before it), so it is waited for like one that is done.
-    if (err != RD_KAFKA_RESP_ERR_NO_ERROR && err != RD_KAFKA_RESP_ERR__TIMED_OUT) {
-      if (log) log("warn", fmt::format("partition {}: seek to {}: {}; reading on from {}", m.partition, start,
-                                       rd_kafka_err2str(err), m.offset));
-      return true;
-    }
+    // was fetched before it), so it is waited for like one that is done. Failed: what was held
+    // of the partition is gone and librdkafka may drop what comes (its barrier moved): the job
+    // stops with the error, and a restart resumes from the checkpoint, which has none of it.
+    if (err != RD_KAFKA_RESP_ERR_NO_ERROR && err != RD_KAFKA_RESP_ERR__TIMED_OUT)
+      throw core::Error(fmt::format("{} partition {}: seek to offset {} failed: {}; a restart resumes from the "
+                                    "checkpoint",
+                                    cfg.topic, m.partition, start, rd_kafka_err2str(err)));
     unchecked_start[m.partition] = start;  // the next first record is checked again
     return false;
   }

@@ -101,16 +101,19 @@ TEST(FilterTest, NestingAndSizeAreBoundedWithAnErrorNotAStackOverflow) {
     return s;
   };
   EXPECT_EQ(error(nested(64, "(")), "no error");
-  EXPECT_EQ(error(nested(65, "(")), "column 66: nested deeper than 64 levels of parentheses and not");
-  EXPECT_EQ(error(nested(100000, "(")), "column 66: nested deeper than 64 levels of parentheses and not");
+  EXPECT_EQ(error(nested(65, "(")), "column 65: nested deeper than 64 levels of parentheses and not");
+  EXPECT_EQ(error(nested(100000, "(")), "column 65: nested deeper than 64 levels of parentheses and not");
   EXPECT_EQ(error(nested(64, "not ")), "no error");
-  EXPECT_EQ(error(nested(100000, "not ")), "column 260: nested deeper than 64 levels of parentheses and not");
+  EXPECT_EQ(error(nested(100000, "not ")), "column 257: nested deeper than 64 levels of parentheses and not");
   std::string chain = "a == 1";
-  for (int i = 0; i < 511; ++i) chain += " and a == 1";  // 512 comparisons, 511 "and": 1023 nodes
+  for (int i = 0; i < 2047; ++i) chain += " or a == 2";  // 2048 comparisons, 2047 "or": 4095 nodes
   EXPECT_EQ(error(chain), "no error");
   EXPECT_TRUE(eval(parse(chain), {{"a", "1"}}));
-  chain += " and a == 1";
-  EXPECT_EQ(error(chain), fmt::format("column {}: the expression has more than 1024 terms", chain.size() + 1));
+  EXPECT_FALSE(eval(parse(chain), {{"a", "3"}}));
+  chain += " or a == 2";
+  EXPECT_EQ(error(chain), fmt::format("column {}: the expression has more than 4096 terms and operators (a list "
+                                      "of values is one `in [...]`)",
+                                      chain.size() + 1));
 }
 
 TEST(FilterTest, TheAnalyzerCountsEventsMissingAFieldTestedWithExists) {

@@ -8,6 +8,7 @@
 
 #include "support/channel_util.h"
 #include "support/kafka_util.h"
+#include "support/local_kafka.h"
 #include "support/temp_dir.h"
 #include "tributary/analytics/checkpoint.h"
 #include "tributary/core/error.h"
@@ -89,7 +90,8 @@ TEST(TopicAuditTest, EventsTheLedgerLacksAreCountedOnceWithWhereTheFirstOfThemIs
 }
 
 // Partitions with nothing to count (two empty, one holding only a record without an identity)
-// end the read at their ends instead of at the timeout.
+// end the read at their ends instead of at the timeout (the mock writes no transaction markers:
+// the case of a partition ending in one is TopicAuditKafkaTest's).
 TEST(TopicAuditTest, AnEmptyPartitionEndsTheReadWithoutWaitingForItsTimeout) {
   uplink::MockCluster mock(1);
   mock.create_topic("quiet", 3);
@@ -105,6 +107,59 @@ TEST(TopicAuditTest, AnEmptyPartitionEndsTheReadWithoutWaitingForItsTimeout) {
   EXPECT_LT(std::chrono::steady_clock::now() - t0, 30s) << "ended by the partitions' ends, not the timeout";
   EXPECT_TRUE(a.sources.empty());
   EXPECT_EQ(describe(a), "no events with an identity");
+}
+
+class TopicAuditKafkaTest : public testing::LocalKafkaSuite {};
+
+// On a real broker, partitions that end in an aborted transaction (its records skipped by a
+// read_committed reader, then the abort marker): the last record read is short of the end
+// offset, so the read ends at each partition's end event, not at the timeout.
+TEST_F(TopicAuditKafkaTest, PartitionsEndingInAnAbortedTransactionEndTheReadAtTheirEnds) {
+  TempDir dir;
+  {
+    auto admin = uplink::make_handle(RD_KAFKA_PRODUCER, uplink::make_conf({{"bootstrap.servers", bootstrap_},
+                                                                           {"log_level", "3"}}));
+    ASSERT_EQ(uplink::ensure_topic(admin.get(), "ends-aborted", 2, 1), 2);
+  }
+  core::ChannelConfig cc;
+  cc.capacity = 8 << 20;
+  core::Channel ch = core::Channel::create(dir / "c.chan", cc);
+  {
+    core::Producer p = ch.producer();
+    for (std::uint64_t source = 1; source <= 2; ++source)
+      for (std::uint64_t i = 0; i < 500; ++i)
+        ASSERT_EQ(p.append({source, i}, testing::payload_for(source, i, 60)), core::AppendStatus::kOk);
+  }
+  uplink::Uplink up(ch, {.name = "up", .topic = "ends-aborted", .kafka = {{"bootstrap.servers", bootstrap_}}});
+  ASSERT_TRUE(testing::ship_all(up, ch, 60s));
+  {
+    const auto message = [](rd_kafka_error_t* e) {
+      const std::string s = e ? rd_kafka_error_string(e) : "";
+      if (e) rd_kafka_error_destroy(e);
+      return s;
+    };
+    auto rk = uplink::make_handle(RD_KAFKA_PRODUCER, uplink::make_conf({{"bootstrap.servers", bootstrap_},
+                                                                        {"transactional.id", "ends-aborted"},
+                                                                        {"log_level", "3"}}));
+    ASSERT_EQ(message(rd_kafka_init_transactions(rk.get(), 30000)), "");
+    ASSERT_EQ(message(rd_kafka_begin_transaction(rk.get())), "");
+    for (int p = 0; p < 2; ++p)
+      ASSERT_EQ(rd_kafka_producev(rk.get(), RD_KAFKA_V_TOPIC("ends-aborted"), RD_KAFKA_V_PARTITION(p),
+                                  RD_KAFKA_V_VALUE(const_cast<char*>("x"), 1), RD_KAFKA_V_END),
+                RD_KAFKA_RESP_ERR_NO_ERROR);
+    ASSERT_EQ(rd_kafka_flush(rk.get(), 30000), RD_KAFKA_RESP_ERR_NO_ERROR);
+    ASSERT_EQ(message(rd_kafka_abort_transaction(rk.get(), 30000)), "");
+  }
+  const auto t0 = std::chrono::steady_clock::now();
+  const TopicAudit a = audit_topic(bootstrap_, "ends-aborted", analytics::Ledger{}, 120s);
+  EXPECT_TRUE(a.complete) << describe(a);
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, 60s) << "ended by the partitions' ends, not the timeout";
+  ASSERT_EQ(a.sources.size(), 2u) << describe(a);
+  for (const SourceInTopic& x : a.sources) {
+    EXPECT_EQ(x.in_topic, 500u);
+    EXPECT_EQ(x.not_counted, 500u) << "an empty ledger counted nothing";
+    EXPECT_EQ(x.first_seq, 0u);
+  }
 }
 
 TEST(TopicAuditTest, ACheckpointWithoutALedgerIsNamed) {

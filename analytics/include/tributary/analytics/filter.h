@@ -34,7 +34,7 @@ struct FieldRef {
 
 class FilterExpr {
  public:
-  static constexpr std::size_t kMaxNodes = 1024;
+  static constexpr std::size_t kMaxNodes = 4096;
   static constexpr int kMaxDepth = 64;
   using Resolve = std::function<std::optional<FieldRef>(std::string_view name)>;
   // Throws core::Error: "column N: what is wrong".
