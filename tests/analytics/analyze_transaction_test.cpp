@@ -733,25 +733,7 @@ TEST_F(AnalyzeTransactionTest, APartitionStartingWithAnAbortedTransactionIsReadA
   const TianchiData d = TianchiData::make(26, 100, 2000);
   d.write_info(dir / "user_info.csv");
   ChannelToTopic c(dir.path(), bootstrap_, "aborted-first", 2);
-  {
-    const auto message = [](rd_kafka_error_t* e) {
-      const std::string s = e ? rd_kafka_error_string(e) : "";
-      if (e) rd_kafka_error_destroy(e);
-      return s;
-    };
-    auto rk = uplink::make_handle(RD_KAFKA_PRODUCER, uplink::make_conf({{"bootstrap.servers", bootstrap_},
-                                                                         {"transactional.id", "aborted-first"},
-                                                                         {"log_level", "3"}}));
-    ASSERT_EQ(message(rd_kafka_init_transactions(rk.get(), 30000)), "");
-    ASSERT_EQ(message(rd_kafka_begin_transaction(rk.get())), "");
-    for (int p = 0; p < 2; ++p)
-      for (int i = 0; i < 3; ++i)
-        ASSERT_EQ(rd_kafka_producev(rk.get(), RD_KAFKA_V_TOPIC("aborted-first"), RD_KAFKA_V_PARTITION(p),
-                                    RD_KAFKA_V_VALUE(const_cast<char*>("{}"), 2), RD_KAFKA_V_END),
-                  RD_KAFKA_RESP_ERR_NO_ERROR);
-    ASSERT_EQ(rd_kafka_flush(rk.get(), 30000), RD_KAFKA_RESP_ERR_NO_ERROR);
-    ASSERT_EQ(message(rd_kafka_abort_transaction(rk.get(), 30000)), "");
-  }
+  testing::abort_a_transaction(bootstrap_, "aborted-first", 2, 3);
   const Feed feed(d, 0);
   ship(c.ch, c.up, feed, 0, feed.events.size());
   testing::write_tianchi_analyze_config(

@@ -8,6 +8,8 @@
 #include <string>
 #include <vector>
 
+#include <gtest/gtest.h>
+
 #include "tributary/uplink/kafka.h"
 #include "tributary/uplink/uplink.h"
 
@@ -61,6 +63,29 @@ inline std::vector<KafkaRecord> read_topic(const std::string& bootstrap, const s
   }
   rd_kafka_consumer_close(rk.get());
   return out;
+}
+
+// Writes `records` records ("{}") to each of `partitions` partitions of `topic` in one
+// transaction of its own (transactional.id = `topic`) and aborts it: aborted records and an
+// abort marker that a read_committed reader skips. Asserts each step.
+inline void abort_a_transaction(const std::string& bootstrap, const std::string& topic, int partitions, int records) {
+  const auto message = [](rd_kafka_error_t* e) {
+    const std::string s = e ? rd_kafka_error_string(e) : "";
+    if (e) rd_kafka_error_destroy(e);
+    return s;
+  };
+  auto rk = uplink::make_handle(RD_KAFKA_PRODUCER, uplink::make_conf({{"bootstrap.servers", bootstrap},
+                                                                      {"transactional.id", topic},
+                                                                      {"log_level", "3"}}));
+  ASSERT_EQ(message(rd_kafka_init_transactions(rk.get(), 30000)), "");
+  ASSERT_EQ(message(rd_kafka_begin_transaction(rk.get())), "");
+  for (int p = 0; p < partitions; ++p)
+    for (int i = 0; i < records; ++i)
+      ASSERT_EQ(rd_kafka_producev(rk.get(), RD_KAFKA_V_TOPIC(topic.c_str()), RD_KAFKA_V_PARTITION(p),
+                                  RD_KAFKA_V_VALUE(const_cast<char*>("{}"), 2), RD_KAFKA_V_END),
+                RD_KAFKA_RESP_ERR_NO_ERROR);
+  ASSERT_EQ(rd_kafka_flush(rk.get(), 30000), RD_KAFKA_RESP_ERR_NO_ERROR);
+  ASSERT_EQ(message(rd_kafka_abort_transaction(rk.get(), 30000)), "");
 }
 
 // Drives `u` until the channel is committed to its end (true) or `timeout` passes.

@@ -20,6 +20,20 @@ namespace {
 using namespace std::chrono_literals;
 using testing::TempDir;
 
+// A channel at `path` holding events 0..n-1 of sources 1 and 2 (60-byte payloads).
+core::Channel two_sources(const std::filesystem::path& path, std::uint64_t n) {
+  core::ChannelConfig cc;
+  cc.capacity = 16 << 20;
+  core::Channel ch = core::Channel::create(path, cc);
+  {
+    core::Producer p = ch.producer();  // gone before the channel is returned
+    for (std::uint64_t source = 1; source <= 2; ++source)
+      for (std::uint64_t i = 0; i < n; ++i)
+        EXPECT_EQ(p.append({source, i}, testing::payload_for(source, i, 60)), core::AppendStatus::kOk);
+  }
+  return ch;
+}
+
 // The sequences of the packed record at `partition` `offset` of `topic`.
 std::vector<std::uint64_t> sequences_at(const std::string& bootstrap, const std::string& topic, int partition,
                                         std::int64_t offset) {
@@ -48,15 +62,7 @@ TEST(TopicAuditTest, EventsTheLedgerLacksAreCountedOnceWithWhereTheFirstOfThemIs
   TempDir dir;
   uplink::MockCluster mock(1);
   mock.create_topic("events", 2);
-  core::ChannelConfig cc;
-  cc.capacity = 16 << 20;
-  core::Channel ch = core::Channel::create(dir / "c.chan", cc);
-  {
-    core::Producer p = ch.producer();
-    for (std::uint64_t source = 1; source <= 2; ++source)
-      for (std::uint64_t i = 0; i < 3000; ++i)
-        ASSERT_EQ(p.append({source, i}, testing::payload_for(source, i, 60)), core::AppendStatus::kOk);
-  }
+  core::Channel ch = two_sources(dir / "c.chan", 3000);
   // Everything shipped twice, packed (a second uplink re-sends the whole channel).
   for (const char* name : {"up", "again"}) {
     uplink::UplinkOptions o{.name = name, .topic = "events", .kafka = {{"bootstrap.servers", mock.bootstrap()}}};
@@ -121,35 +127,10 @@ TEST_F(TopicAuditKafkaTest, PartitionsEndingInAnAbortedTransactionEndTheReadAtTh
                                                                            {"log_level", "3"}}));
     ASSERT_EQ(uplink::ensure_topic(admin.get(), "ends-aborted", 2, 1), 2);
   }
-  core::ChannelConfig cc;
-  cc.capacity = 8 << 20;
-  core::Channel ch = core::Channel::create(dir / "c.chan", cc);
-  {
-    core::Producer p = ch.producer();
-    for (std::uint64_t source = 1; source <= 2; ++source)
-      for (std::uint64_t i = 0; i < 500; ++i)
-        ASSERT_EQ(p.append({source, i}, testing::payload_for(source, i, 60)), core::AppendStatus::kOk);
-  }
+  core::Channel ch = two_sources(dir / "c.chan", 500);
   uplink::Uplink up(ch, {.name = "up", .topic = "ends-aborted", .kafka = {{"bootstrap.servers", bootstrap_}}});
   ASSERT_TRUE(testing::ship_all(up, ch, 60s));
-  {
-    const auto message = [](rd_kafka_error_t* e) {
-      const std::string s = e ? rd_kafka_error_string(e) : "";
-      if (e) rd_kafka_error_destroy(e);
-      return s;
-    };
-    auto rk = uplink::make_handle(RD_KAFKA_PRODUCER, uplink::make_conf({{"bootstrap.servers", bootstrap_},
-                                                                        {"transactional.id", "ends-aborted"},
-                                                                        {"log_level", "3"}}));
-    ASSERT_EQ(message(rd_kafka_init_transactions(rk.get(), 30000)), "");
-    ASSERT_EQ(message(rd_kafka_begin_transaction(rk.get())), "");
-    for (int p = 0; p < 2; ++p)
-      ASSERT_EQ(rd_kafka_producev(rk.get(), RD_KAFKA_V_TOPIC("ends-aborted"), RD_KAFKA_V_PARTITION(p),
-                                  RD_KAFKA_V_VALUE(const_cast<char*>("x"), 1), RD_KAFKA_V_END),
-                RD_KAFKA_RESP_ERR_NO_ERROR);
-    ASSERT_EQ(rd_kafka_flush(rk.get(), 30000), RD_KAFKA_RESP_ERR_NO_ERROR);
-    ASSERT_EQ(message(rd_kafka_abort_transaction(rk.get(), 30000)), "");
-  }
+  testing::abort_a_transaction(bootstrap_, "ends-aborted", 2, 1);
   const auto t0 = std::chrono::steady_clock::now();
   const TopicAudit a = audit_topic(bootstrap_, "ends-aborted", analytics::Ledger{}, 120s);
   EXPECT_TRUE(a.complete) << describe(a);
