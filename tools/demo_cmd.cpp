@@ -26,7 +26,6 @@
 #include "tianchi.h"
 #include "topic_audit.h"
 #include "tributary/core/error.h"
-#include "tributary/uplink/kafka.h"
 #include "tributary/uplink/local_kafka.h"
 
 extern char** environ;
@@ -132,26 +131,6 @@ AnalyzerFigures analyzer_figures(const fs::path& file) {
     for (simdjson::dom::element src : sources) f.accounted_per_source.push_back(number_at(src, "accounted"));
   std::sort(f.accounted_per_source.begin(), f.accounted_per_source.end());
   return f;
-}
-
-// Each partition of `topic` as Kafka holds it, "p:start..end" (ListOffsets of its leader), or
-// what could not be asked.
-std::string kafka_offsets(const std::string& bootstrap, const std::string& topic) {
-  try {
-    const uplink::KafkaHandle rk = uplink::make_handle(
-        RD_KAFKA_CONSUMER, uplink::make_conf({{"bootstrap.servers", bootstrap}, {"log_level", "3"}}));
-    const int n = uplink::partition_count(rk.get(), topic);
-    if (n == 0) return fmt::format("no partitions of {} in the metadata", topic);
-    std::string s;
-    for (int p = 0; p < n; ++p) {
-      const auto start = uplink::list_offset(rk.get(), topic, p, RD_KAFKA_OFFSET_BEGINNING, 5000);
-      const auto end = uplink::list_offset(rk.get(), topic, p, RD_KAFKA_OFFSET_END, 5000);
-      s += fmt::format(" {}:{}..{}", p, start ? std::to_string(*start) : "?", end ? std::to_string(*end) : "?");
-    }
-    return s.substr(1);
-  } catch (const std::exception& e) {
-    return e.what();
-  }
 }
 
 // The topic against the analyzer's final checkpoint (topic_audit.h), or why it could not be read.
@@ -387,11 +366,10 @@ packed = true
     fmt::print(stderr,
                "demo: the analyzer accounted for {} of {} lines after {:.0f} s (sent per file:{}; read per tail "
                "source:{}; in the channel {}; delivered to Kafka {}, failed {}, dead-lettered {}{}; accounted per "
-               "source:{}, {} copies dropped; read to {}; in Kafka (log start..end per partition) {}; against the "
-               "final checkpoint:{}); see {}\n",
+               "source:{}, {} copies dropped; read to {}; in Kafka against the final checkpoint:{}); see {}\n",
                accounted, total, secs, files, read, agent_status.records_written, agent_status.delivered,
                agent_status.failed, agent_status.dead_lettered, last_error.empty() ? "" : ", last error: " + last_error,
-               got, status.duplicates, status.position.empty() ? "?" : status.position, kafka_offsets(bootstrap, topic),
+               got, status.duplicates, status.position.empty() ? "?" : status.position,
                checkpoint_audit(bootstrap, topic, work / "analyzer" / "checkpoint"), work.string());
     return 1;
   }

@@ -26,17 +26,18 @@ TopicAudit audit_topic(const std::string& bootstrap, const std::string& topic, c
   const int n = uplink::partition_count(rk.get(), topic);
   if (n == 0) throw core::Error(fmt::format("topic {} is not in the metadata of {}", topic, bootstrap));
   const auto np = static_cast<std::size_t>(n);
-  std::vector<std::int64_t> end(np, -1);
-  std::vector<bool> done(np, false);  // read to `end` (or, where it is unknown, to an end)
+  TopicAudit a;
+  a.partitions.resize(np);
+  std::vector<bool> done(np, false);  // read to its end (or, where that is unknown, to an end)
   rd_kafka_topic_partition_list_t* list = rd_kafka_topic_partition_list_new(n);
   for (int p = 0; p < n; ++p) {
-    end[static_cast<std::size_t>(p)] = uplink::list_offset(rk.get(), topic, p, RD_KAFKA_OFFSET_END, 5000).value_or(-1);
+    PartitionInTopic& x = a.partitions[static_cast<std::size_t>(p)];
+    x.start = uplink::list_offset(rk.get(), topic, p, RD_KAFKA_OFFSET_BEGINNING, 5000).value_or(-1);
+    x.end = uplink::list_offset(rk.get(), topic, p, RD_KAFKA_OFFSET_END, 5000).value_or(-1);
     rd_kafka_topic_partition_list_add(list, topic.c_str(), p)->offset = RD_KAFKA_OFFSET_BEGINNING;
   }
   rd_kafka_assign(rk.get(), list);
   rd_kafka_topic_partition_list_destroy(list);
-
-  TopicAudit a;
   std::map<std::uint64_t, SourceInTopic> by_source;
   const auto take = [&](core::EventId id, const rd_kafka_message_t& m) {
     SourceInTopic& s = by_source[id.source_id];
@@ -57,7 +58,7 @@ TopicAudit audit_topic(const std::string& bootstrap, const std::string& topic, c
     if (!m || m->partition < 0 || m->partition >= n) continue;
     const auto p = static_cast<std::size_t>(m->partition);
     if (m->err == RD_KAFKA_RESP_ERR_NO_ERROR) {
-      if (end[p] >= 0 && m->offset + 1 >= end[p]) done[p] = true;
+      if (a.partitions[p].end >= 0 && m->offset + 1 >= a.partitions[p].end) done[p] = true;
       if (uplink::is_packed(m.get())) {
         (void)uplink::for_each_packed({static_cast<const char*>(m->payload), m->len},
                                       [&](const uplink::PackedEvent& e) { take(e.id, *m); });
@@ -67,7 +68,7 @@ TopicAudit audit_topic(const std::string& bootstrap, const std::string& topic, c
     } else if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
       // At the end it had when asked (past a transaction marker or aborted records, or an
       // empty partition whose log starts above 0), or at some end where that was not known.
-      if (end[p] < 0 || m->offset >= end[p]) done[p] = true;
+      if (a.partitions[p].end < 0 || m->offset >= a.partitions[p].end) done[p] = true;
     } else if (a.errors.size() < 500) {
       a.errors += fmt::format("[{}] {};", m->partition, rd_kafka_message_errstr(m.get()));
     }
@@ -88,14 +89,17 @@ analytics::Ledger checkpoint_ledger(const std::filesystem::path& checkpoint) {
 }
 
 std::string describe(const TopicAudit& a) {
-  std::string s;
+  const auto known = [](std::int64_t o) { return o >= 0 ? std::to_string(o) : std::string("?"); };
+  std::string s = "log start..end per partition";
+  for (std::size_t p = 0; p < a.partitions.size(); ++p)
+    s += fmt::format(" {}:{}..{}", p, known(a.partitions[p].start), known(a.partitions[p].end));
   for (const SourceInTopic& x : a.sources) {
-    s += fmt::format("{}source {}: {} events in Kafka, {} of them not counted", s.empty() ? "" : "; ", x.source_id,
-                     x.in_topic, x.not_counted);
+    s += fmt::format("; source {}: {} events in Kafka, {} of them not counted", x.source_id, x.in_topic,
+                     x.not_counted);
     if (x.not_counted > 0)
       s += fmt::format(" (the first: seq {} at partition {} offset {})", x.first_seq, x.partition, x.offset);
   }
-  if (s.empty()) s = "no events with an identity";
+  if (a.sources.empty()) s += "; no events with an identity";
   if (!a.complete) s += "; not read to its end in time";
   if (!a.errors.empty()) s += "; errors: " + a.errors;
   return s;

@@ -23,7 +23,12 @@ struct SourceInTopic {
   std::uint64_t first_seq = 0;
 };
 
+struct PartitionInTopic {
+  std::int64_t start = -1, end = -1;  // its log start and end when asked (-1: no answer)
+};
+
 struct TopicAudit {
+  std::vector<PartitionInTopic> partitions;  // by partition
   std::vector<SourceInTopic> sources;  // by source id
   bool complete = false;               // every partition read to the end it had at the start
   std::string errors;                  // consumer errors met, "[p] message;" each
@@ -41,8 +46,8 @@ struct TopicAudit {
 // Throws core::Error naming the file if it is missing, damaged or has no ledger.
 [[nodiscard]] analytics::Ledger checkpoint_ledger(const std::filesystem::path& checkpoint);
 
-// One line: "source S: N events in Kafka, K of them not counted (the first: seq Q at
-// partition P offset O); ..." plus what was not complete.
+// One line: "log start..end per partition 0:0..58 1:0..60; source S: N events in Kafka, K of
+// them not counted (the first: seq Q at partition P offset O); ..." plus what was not complete.
 [[nodiscard]] std::string describe(const TopicAudit& a);
 
 }  // namespace tributary::tools

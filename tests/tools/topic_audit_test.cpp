@@ -3,6 +3,7 @@
 // and offset of the first of them, which is where a reader's miss starts.
 #include "topic_audit.h"
 
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 
 
@@ -93,6 +94,18 @@ TEST(TopicAuditTest, EventsTheLedgerLacksAreCountedOnceWithWhereTheFirstOfThemIs
   EXPECT_NE(describe(a).find("source 1: 6000 events in Kafka, 500 of them not counted (the first: seq 1000 at partition"),
             std::string::npos)
       << describe(a);
+  ASSERT_EQ(a.partitions.size(), 2u);
+  std::int64_t records = 0;
+  for (const PartitionInTopic& x : a.partitions) {
+    EXPECT_EQ(x.start, 0);
+    records += x.end - x.start;
+  }
+  EXPECT_GT(records, 2) << "packs of both sources, twice";
+  EXPECT_EQ(describe(a).rfind(fmt::format("log start..end per partition 0:0..{} 1:0..{}; source 1:", a.partitions[0].end,
+                                          a.partitions[1].end),
+                              0),
+            0u)
+      << describe(a);
 }
 
 // Partitions with nothing to count (two empty, one holding only a record without an identity)
@@ -112,7 +125,7 @@ TEST(TopicAuditTest, AnEmptyPartitionEndsTheReadWithoutWaitingForItsTimeout) {
   EXPECT_TRUE(a.complete);
   EXPECT_LT(std::chrono::steady_clock::now() - t0, 30s) << "ended by the partitions' ends, not the timeout";
   EXPECT_TRUE(a.sources.empty());
-  EXPECT_EQ(describe(a), "no events with an identity");
+  EXPECT_EQ(describe(a), "log start..end per partition 0:0..0 1:0..1 2:0..0; no events with an identity");
 }
 
 class TopicAuditKafkaTest : public testing::LocalKafkaSuite {};
