@@ -176,11 +176,8 @@ Consumer::Consumer(Consumer&&) noexcept = default;
 Consumer& Consumer::operator=(Consumer&&) noexcept = default;
 Consumer::~Consumer() = default;
 
-// How far ahead of the record it frames poll() prefetches, and the record size from which it
-// stops: the payload of a larger record is a run of lines that the hardware prefetcher follows
-// (and its CRC check reads them in order), so prefetching them costs more than it saves.
+// How far ahead of the record it frames poll() prefetches, and from which batch size.
 constexpr std::uint64_t kPrefetchAhead = 4096;
-constexpr std::uint64_t kPrefetchBelow = 512;
 constexpr std::size_t kPrefetchBatch = 16;
 
 std::size_t Consumer::poll(std::span<Record> out) noexcept {
@@ -188,21 +185,24 @@ std::size_t Consumer::poll(std::span<Record> out) noexcept {
   const ChannelState& st = *c.st;
   std::uint64_t p = c.read_pos;
   std::size_t n = 0;
-  // A backlog of small records: each header's place depends on the previous one's length, a
-  // chain of dependent loads that the hardware prefetcher does not run ahead of (an analyzer
-  // draining a cold mapping spent a quarter of its time on these loads). Ask for every line up
-  // to a page ahead, within the lap and a page short of the reserved write head (lines that
-  // producers may still be writing stay theirs). Only while the reader is behind: its last
-  // batch poll came back full. Then the write head is read again only when the prefetch gets
-  // within two pages of the value last read; a reader at the head (its polls not full, and
-  // single-record polls) reads no shared line for it.
-  bool small = c.behind && out.size() >= kPrefetchBatch;  // the last record framed was small
-  if (small && c.tail_seen < p + 2 * kPrefetchAhead) c.tail_seen = load_u64(&st.hdr->tail.pos);
+  // A backlog: each header's place depends on the previous one's length, a chain of dependent
+  // loads that the hardware prefetcher does not run ahead of (an analyzer draining a cold
+  // mapping spent a quarter of its time on these loads; a consumer of 1 KiB records fed by a
+  // producer on the other core, 85% of poll's: every header is a line that core last wrote,
+  // and the payload lines between two headers hide the stride from the prefetcher). Ask for
+  // every line up to a page ahead, within the lap and a page short of the reserved write head
+  // (lines that producers may still be writing stay theirs); the CRC check and the caller read
+  // those lines next anyway. Only while the reader is behind: its last batch poll came back
+  // full. Then the write head is read again only when the prefetch gets within two pages of
+  // the value last read; a reader at the head (its polls not full, and single-record polls)
+  // reads no shared line for it.
+  const bool prefetch = c.behind && out.size() >= kPrefetchBatch;
+  if (prefetch && c.tail_seen < p + 2 * kPrefetchAhead) c.tail_seen = load_u64(&st.hdr->tail.pos);
   const std::uint64_t head = c.tail_seen > kPrefetchAhead ? c.tail_seen - kPrefetchAhead : 0;
   std::uint64_t fetched = std::max(c.fetched, p);
   while (n < out.size()) {
     const RecordHeader* h = st.header_at(p);
-    if (small) {
+    if (prefetch) {
       if (fetched < p) fetched = p;
       for (const std::uint64_t until = std::min({p + kPrefetchAhead, head, st.lap_end(p)}); fetched < until;
            fetched += 64)
@@ -213,7 +213,6 @@ std::size_t Consumer::poll(std::span<Record> out) noexcept {
       const std::uint32_t len = h->length.load(std::memory_order_relaxed);
       const std::uint64_t size = record_size(len);
       if (!st.frames(p, len)) break;  // cannot be framed: never delivered
-      small = size < kPrefetchBelow;
       out[n++] = Record{p,
                         p + size,
                         h->channel_seq,
