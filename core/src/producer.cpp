@@ -122,10 +122,21 @@ struct Producer::Impl {
     return h;
   }
 
+  // One record. Its CRC is computed from the caller's bytes, not read back from the ring: a
+  // consumer polling the record's tag pulls that line away between the stores and such loads.
   void write(std::uint64_t pos, std::uint64_t seq, std::int64_t ts, EventId id,
              std::span<const std::byte> payload) noexcept {
+    const auto len = static_cast<std::uint32_t>(payload.size());
+    const std::uint64_t fields[4] = {seq, static_cast<std::uint64_t>(ts), id.source_id, id.sequence};
+    static_assert(sizeof fields == kRecordHeaderSize - 16, "the CRC's header part: bytes 16..47");
+    std::uint32_t crc = st->crc(record_crc_seed(pos, len), fields, sizeof fields);
+    crc = st->crc(crc, payload.data(), len);
+    if (const std::uint32_t pad = static_cast<std::uint32_t>(record_crc_bytes(len) - sizeof fields) - len; pad != 0) {
+      constexpr std::uint64_t zero = 0;
+      crc = st->crc(crc, &zero, pad);
+    }
     RecordHeader* h = write_fields(pos, seq, ts, id, payload);
-    h->crc = record_crc(st->crc, pos, h, static_cast<std::uint32_t>(payload.size()));
+    h->crc = crc;
   }
 
   // `src`: the source-table slot this transaction updated (synced with the records). Returns
