@@ -535,6 +535,14 @@ class TransactionalRunner {
   // fence its own member after the group coordinator fails over; a new consumer with the same
   // group.instance.id rejoins, and its partitions are restored from the changelog. Another
   // process with the same id would fence it back: more than 3 fences in 10 minutes stop the job.
+  // True if the consumer failed because it was fenced as a static member, and was replaced.
+  bool replaced_fenced_consumer() {
+    char why[512] = {};
+    if (rd_kafka_fatal_error(consumer_.get(), why, sizeof why) != RD_KAFKA_RESP_ERR_FENCED_INSTANCE_ID) return false;
+    replace_consumer(why);
+    return true;
+  }
+
   void replace_consumer(const std::string& why) {
     const auto now = Clock::now();
     while (!fences_.empty() && now - fences_.front() > std::chrono::minutes(10)) fences_.erase(fences_.begin());
@@ -621,6 +629,9 @@ class TransactionalRunner {
     const std::string text = fmt::format("{}: {}", what, rd_kafka_error_string(e.get()));
     if (rd_kafka_error_is_fatal(e.get())) fatal_call_ = text;
     else warn(text);
+    // The group told the producer our consumer is no longer a member (another joined with its
+    // group.instance.id): the consumer learns it at its next heartbeat; replaced at once.
+    if (rd_kafka_error_code(e.get()) == RD_KAFKA_RESP_ERR_FENCED_INSTANCE_ID) member_fenced_ = text;
     return false;
   }
 
@@ -634,6 +645,7 @@ class TransactionalRunner {
     if (dirty.empty()) return;
     produce_error_.clear();
     fatal_call_.clear();
+    member_fenced_.clear();
     bool good = ok(rd_kafka_begin_transaction(producer_.get()), "begin_transaction");
     if (good) {
       for (const int p : dirty) emit(p, parts_[p]);
@@ -682,7 +694,12 @@ class TransactionalRunner {
         fatal_call_ = "abort_transaction failed";  // not abortable: a new producer aborts it
     }
     if (!fatal_call_.empty()) replace_producer(fatal_call_);
-    if (rewind_on_abort) rewind();
+    if (!rewind_on_abort) return;  // inside the consumer's own callback: a fence surfaces in pump()
+    if (!member_fenced_.empty()) {  // a rewind would fail (the fenced consumer's seek): rejoin instead
+      replace_consumer(member_fenced_);
+      return;
+    }
+    rewind();
   }
 
   // After an abort: every assigned partition back to its committed state and offset.
@@ -700,8 +717,10 @@ class TransactionalRunner {
     }
     // A seek, not a second assign: assigning outside the rebalance callback while the group
     // rebalances trips an assertion in librdkafka 2.0.2 (rd_kafka_assignment_partition_stopped).
-    if (ErrorHandle e(rd_kafka_seek_partitions(consumer_.get(), list.get(), 30000)); e)
+    if (ErrorHandle e(rd_kafka_seek_partitions(consumer_.get(), list.get(), 30000)); e) {
+      if (replaced_fenced_consumer()) return;
       throw core::Error(fmt::format("rewinding {} after an abort: {}", cfg_.topic, rd_kafka_error_string(e.get())));
+    }
     for (int i = 0; i < list->cnt; ++i)
       if (list->elems[i].err != RD_KAFKA_RESP_ERR_NO_ERROR)
         throw core::Error(fmt::format("rewinding {} [{}] after an abort: {}", cfg_.topic, list->elems[i].partition,
@@ -730,6 +749,7 @@ class TransactionalRunner {
   std::uint64_t commits_ = 0, aborts_ = 0, producers_replaced_ = 0;
   int replaced_in_a_row_ = 0;
   std::string fatal_call_;  // the fatal error of this transaction's calls, if any
+  std::string member_fenced_;  // this transaction failed because the consumer was fenced (why)
   std::vector<Clock::time_point> fences_;  // when the consumer was fenced as a static member
   std::vector<Clock::time_point> producer_fences_;  // when the producer was fenced
 };

@@ -865,6 +865,91 @@ TEST_F(AnalyzeTransactionTest, WhileTheChangelogDisagreesWithTheCommittedOffsetA
   EXPECT_EQ(log.find("refusing to count"), std::string::npos) << log;
 }
 
+// How many times `text` holds `what`.
+std::size_t occurrences(const std::string& text, const std::string& what) {
+  std::size_t n = 0;
+  for (std::size_t at = text.find(what); at != std::string::npos; at = text.find(what, at + what.size())) ++n;
+  return n;
+}
+
+// A consumer of group `group` with static membership `instance` (KIP-345), as a second process
+// started with the analyzer's transactional.id would be: its join fences the member that held
+// the id. It joins and keeps polling (committing nothing) until `done()` or 60 s, then leaves
+// as a static member does: without a LeaveGroup.
+void join_as(const std::string& bootstrap, const std::string& topic, const std::string& group,
+             const std::string& instance, const std::function<bool()>& done) {
+  auto c = uplink::make_handle(RD_KAFKA_CONSUMER, uplink::make_conf({{"bootstrap.servers", bootstrap},
+                                                                    {"group.id", group},
+                                                                    {"group.instance.id", instance},
+                                                                    {"enable.auto.commit", "false"},
+                                                                    {"enable.auto.offset.store", "false"},
+                                                                    {"session.timeout.ms", "6000"},
+                                                                    {"log_level", "0"}}));
+  rd_kafka_poll_set_consumer(c.get());
+  rd_kafka_topic_partition_list_t* topics = rd_kafka_topic_partition_list_new(1);
+  rd_kafka_topic_partition_list_add(topics, topic.c_str(), RD_KAFKA_PARTITION_UA);
+  ASSERT_EQ(rd_kafka_subscribe(c.get(), topics), RD_KAFKA_RESP_ERR_NO_ERROR);
+  rd_kafka_topic_partition_list_destroy(topics);
+  const auto deadline = std::chrono::steady_clock::now() + 60s;
+  while (!done() && std::chrono::steady_clock::now() < deadline)
+    if (rd_kafka_message_t* m = rd_kafka_consumer_poll(c.get(), 100)) rd_kafka_message_destroy(m);
+  rd_kafka_consumer_close(c.get());
+}
+
+// The Kafka-transaction mode's consumer is a static group member (group.instance.id = its
+// transactional.id). Fenced (FENCED_INSTANCE_ID: another member joined with its id), it rejoins
+// with a new consumer, drops what it had not committed, and counts on exactly once; fenced a
+// fourth time within ten minutes it stops and asks whether another analyzer runs with its id.
+TEST_F(AnalyzeTransactionTest, AFencedStaticMemberRejoinsAndCountsOnceAndAFourthFenceStopsItNamingTheId) {
+  Rig rig(bootstrap_, "fenced", 2, 1, 26, 20000, 100);
+  auto& [dir, d, feed, ch, up, again, n] = rig;
+  write_config(dir / "a.toml", bootstrap_, dir / "user_info.csv", dir / "a", "fenced", "fence", "fence-a");
+  ship(ch, up, feed, 0, n / 2);
+  Child a = analyze_logged(dir / "a.toml", dir / "a.log");
+  ASSERT_TRUE(wait_done(dir / "a", n / 2, 0, 90s)) << slurp(dir / "a" / "status.json") << slurp(dir / "a.log");
+
+  const std::string rejoin = "rejoining with a new consumer; uncommitted work is dropped and redone";
+  auto fence = [&](std::size_t rejoins_before) {
+    join_as(bootstrap_, "fenced", "fence", "fence-a", [&] {
+      return occurrences(slurp(dir / "a.log"), rejoin) > rejoins_before || testing::process_gone(a.pid());
+    });
+  };
+  // The first fence while the second half arrives: everything still counted exactly once.
+  std::jthread feeder([&] {
+    for (std::size_t from = n / 2; from < n;) {
+      const std::size_t to = std::min(n, from + 500);
+      ship(ch, up, feed, from, to);
+      from = to;
+      std::this_thread::sleep_for(5ms);  // a producer's rhythm
+    }
+  });
+  fence(0);
+  ASSERT_EQ(occurrences(slurp(dir / "a.log"), rejoin), 1u) << slurp(dir / "a.log");
+  feeder.join();
+  ASSERT_TRUE(testing::ship_all(again, ch, 60s));
+  ASSERT_TRUE(wait_done(dir / "a", n, n, 120s)) << slurp(dir / "a" / "status.json") << slurp(dir / "a.log");
+  expect_outputs(dir / "a", feed.data);
+  EXPECT_NE(slurp(dir / "a" / "status.json").find(fmt::format(R"({{"source":1,"accounted":{},"gaps":0,)", d.rows.size())),
+            std::string::npos)
+      << slurp(dir / "a" / "status.json");
+
+  // Two more are rejoined; the fourth within ten minutes stops the job, saying why.
+  fence(1);
+  ASSERT_EQ(occurrences(slurp(dir / "a.log"), rejoin), 2u) << slurp(dir / "a.log");
+  fence(2);
+  ASSERT_EQ(occurrences(slurp(dir / "a.log"), rejoin), 3u) << slurp(dir / "a.log");
+  fence(3);
+  const int status = a.wait(60s);
+  ASSERT_NE(status, -1) << "the fourth fence must stop the job\n" << slurp(dir / "a.log");
+  EXPECT_NE(status, 0);
+  const std::string log = slurp(dir / "a.log");
+  EXPECT_EQ(occurrences(log, rejoin), 3u) << log;
+  EXPECT_NE(log.find("group fence member fence-a:"), std::string::npos) << log;
+  EXPECT_NE(log.find("(4 times in 10 minutes: is another analyzer running with this id?)"), std::string::npos) << log;
+  // What it had committed stays: the files still hold every event once.
+  expect_outputs(dir / "a", feed.data);
+}
+
 // The broker that coordinates transactional.id `id`: the leader of its __transaction_state
 // partition, Utils.abs(id.hashCode()) % partitions as Kafka computes it. 0 if unknown yet.
 int transaction_coordinator(const std::string& bootstrap, const std::string& id) {
