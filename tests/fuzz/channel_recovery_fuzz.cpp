@@ -23,12 +23,23 @@ namespace {
 
 const std::string kDir = "/dev/shm/tributary-fuzz-" + std::to_string(::getpid());
 
+// Removes kDir when the fuzzer exits (libFuzzer ends its runs with exit(), which destroys it).
+struct ScratchDir {
+  ScratchDir() { std::filesystem::create_directories(kDir); }
+  ~ScratchDir() {
+    std::error_code ec;
+    std::filesystem::remove_all(kDir, ec);
+  }
+  ScratchDir(const ScratchDir&) = delete;
+  ScratchDir& operator=(const ScratchDir&) = delete;
+};
+
 // A pristine channel image with known records, built once.
 const std::vector<char>& pristine(std::set<std::string>& written) {
   static std::vector<char> image;
   static std::set<std::string> payloads;
   if (image.empty()) {
-    std::filesystem::create_directories(kDir);
+    static const ScratchDir scratch;
     const std::string p = kDir + "/base.chan";
     std::filesystem::remove(p);
     {
