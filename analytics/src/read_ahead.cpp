@@ -113,7 +113,6 @@ void ReadAhead::admit(Message m) {
     Part& p = part(m->partition);
     p.seen = true;
     p.bytes += cost(*m);
-    if (!p.paused && p.bytes >= budget_ && p.bytes - cost(*m) < budget_) set_paused(m->partition, true);
   }
   queue_.push_back(std::move(m));
 }
@@ -127,6 +126,12 @@ void ReadAhead::fill() {
     moved += m->len + m->key_len;
     admit(Message(m));
   }
+  // Paused only now that librdkafka's queue is empty: a pause drops what it still holds of the
+  // partition (the version barrier) and fetches it again after the resume. Pausing at the
+  // message that crossed the budget dropped the rest of its fetch response and of the queue
+  // behind it: 19% of a 1 M-event topic was fetched and decompressed twice (debug=fetch).
+  for (std::size_t p = 0; p < parts_.size(); ++p)
+    if (!parts_[p].paused && parts_[p].bytes >= budget_) set_paused(static_cast<int>(p), true);
   if (moved < librdkafka_bound_ / 2) return;
   // librdkafka's queue came near its bound: its fetcher may have stopped and gone to sleep.
   for (std::size_t p = 0; p < parts_.size(); ++p)
@@ -139,6 +144,7 @@ Message ReadAhead::poll(int timeout_ms) {
     Message m(rd_kafka_consumer_poll(rk_, timeout_ms));
     if (!m) return m;
     admit(std::move(m));
+    fill();  // what came with it, before any pause
   }
   std::deque<Message>& from = errors_.empty() ? queue_ : errors_;
   Message m = std::move(from.front());

@@ -10,10 +10,14 @@
 // whose held bytes reach the budget is paused (rd_kafka_pause_partitions) and resumed once they
 // fall to half of it. A pause makes librdkafka drop what it fetched past the last message
 // handed over (a version barrier) and, on resume, fetch again from there: no message is
-// skipped or handed over twice. A resume does not wake librdkafka's fetcher either (a broker
-// thread with nothing in flight sleeps up to a second), so each resume is followed by a request
-// to the partition's leader, which does: a query of its end offset, sent from a helper thread
-// so that the job does not wait for the answer (a stop waits for it, at most a second).
+// skipped or handed over twice. So partitions are paused only after librdkafka's queue was
+// emptied into the read-ahead, and the pause drops no more than a fetch in flight; a partition
+// holds at most its budget plus what librdkafka had queued (its own bound) plus one message,
+// memory that librdkafka's queue held before. A resume does not wake librdkafka's fetcher
+// either (a broker thread with nothing in flight sleeps up to a second), so each resume is
+// followed by a request to the partition's leader, which does: a query of its end offset, sent
+// from a helper thread so that the job does not wait for the answer (a stop waits for it, at
+// most a second).
 //
 // Messages come out in the order librdkafka handed them over (per partition, the log's), except
 // errors (a fatal error, a failed fetch), which come out first. After a seek, a restore or a
