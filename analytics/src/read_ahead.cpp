@@ -125,6 +125,9 @@ void ReadAhead::fill() {
     if (m == nullptr) break;
     moved += m->len + m->key_len;
     admit(Message(m));
+    // librdkafka fetches on while its queue is being emptied: a drain racing a fetcher as fast
+    // as it stops at twice librdkafka's bound, so that what is held stays bounded.
+    if (moved >= 2 * librdkafka_bound_) break;
   }
   // Paused only now that librdkafka's queue is empty: a pause drops what it still holds of the
   // partition (the version barrier) and fetches it again after the resume. Pausing at the
@@ -145,6 +148,8 @@ Message ReadAhead::poll(int timeout_ms) {
     if (!m) return m;
     admit(std::move(m));
     fill();  // what came with it, before any pause
+    // fill() may have run a rebalance callback that forgot everything held (a revoke).
+    if (queue_.empty() && errors_.empty()) return nullptr;
   }
   std::deque<Message>& from = errors_.empty() ? queue_ : errors_;
   Message m = std::move(from.front());

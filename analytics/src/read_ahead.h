@@ -12,8 +12,9 @@
 // handed over (a version barrier) and, on resume, fetch again from there: no message is
 // skipped or handed over twice. So partitions are paused only after librdkafka's queue was
 // emptied into the read-ahead, and the pause drops no more than a fetch in flight; a partition
-// holds at most its budget plus what librdkafka had queued (its own bound) plus one message,
-// memory that librdkafka's queue held before. A resume does not wake librdkafka's fetcher
+// holds at most its budget plus what librdkafka had queued (its own bound, or twice that when
+// it fetches as fast as its queue is emptied) plus one message, memory that librdkafka's queue
+// held before. A resume does not wake librdkafka's fetcher
 // either (a broker thread with nothing in flight sleeps up to a second), so each resume is
 // followed by a request to the partition's leader, which does: a query of its end offset, sent
 // from a helper thread so that the job does not wait for the answer (a stop waits for it, at

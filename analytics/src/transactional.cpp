@@ -188,11 +188,11 @@ class TransactionalRunner {
       }
       if (stopped(stop_fd)) break;
       if (stopped(failed_fd)) {  // the output reader died: its files would freeze; stop, say why
-        commit();
+        commit(false);  // stopping: an abort is not rewound (the next owner redoes it)
         throw core::Error("the reader of the output topic failed (see above); stopping after a last commit");
       }
     }
-    commit();
+    commit(false);  // stopping: an abort is not rewound (the next owner redoes it)
     rd_kafka_consumer_close(consumer_.get());  // the revoke commits nothing more: all is clean
     closed_ = true;
     rethrow();
@@ -637,7 +637,8 @@ class TransactionalRunner {
 
   // One transaction: outputs, changelog and offsets of every partition that consumed anything.
   // Anything short of a commit aborts it, and the assigned partitions go back to their committed
-  // state (`rewind`), unless they are being revoked.
+  // state (`rewind`), unless they are being revoked or the job is stopping (`rewind_on_abort`
+  // false); a consumer fenced as a static member rejoins instead.
   void commit(bool rewind_on_abort = true) {
     std::vector<int> dirty;
     for (const auto& [p, part] : parts_)  // a restored partition republishes without new input too
@@ -694,7 +695,8 @@ class TransactionalRunner {
         fatal_call_ = "abort_transaction failed";  // not abortable: a new producer aborts it
     }
     if (!fatal_call_.empty()) replace_producer(fatal_call_);
-    if (!rewind_on_abort) return;  // inside the consumer's own callback: a fence surfaces in pump()
+    // Inside the consumer's own callback (a fence surfaces in pump()), or stopping.
+    if (!rewind_on_abort) return;
     if (!member_fenced_.empty()) {  // a rewind would fail (the fenced consumer's seek): rejoin instead
       replace_consumer(member_fenced_);
       return;
@@ -704,6 +706,8 @@ class TransactionalRunner {
 
   // After an abort: every assigned partition back to its committed state and offset.
   void rewind() {
+    // A consumer that learned of its fence first (its heartbeat) cannot be rewound: it rejoins.
+    if (replaced_fenced_consumer()) return;
     rd_kafka_topic_partition_list_t* raw = nullptr;
     if (rd_kafka_assignment(consumer_.get(), &raw) != RD_KAFKA_RESP_ERR_NO_ERROR) return;
     PartitionList list(raw);

@@ -875,25 +875,25 @@ std::size_t occurrences(const std::string& text, const std::string& what) {
 // A consumer of group `group` with static membership `instance` (KIP-345), as a second process
 // started with the analyzer's transactional.id would be: its join fences the member that held
 // the id. It joins and keeps polling (committing nothing) until `done()` or 60 s, then leaves
-// as a static member does: without a LeaveGroup.
+// as a static member does: without a LeaveGroup. Fenced back itself (the analyzer's new
+// consumer, still joining after the fence before, took the id after it), it joins again.
 void join_as(const std::string& bootstrap, const std::string& topic, const std::string& group,
              const std::string& instance, const std::function<bool()>& done) {
-  auto c = uplink::make_handle(RD_KAFKA_CONSUMER, uplink::make_conf({{"bootstrap.servers", bootstrap},
-                                                                    {"group.id", group},
-                                                                    {"group.instance.id", instance},
-                                                                    {"enable.auto.commit", "false"},
-                                                                    {"enable.auto.offset.store", "false"},
-                                                                    {"session.timeout.ms", "6000"},
-                                                                    {"log_level", "0"}}));
-  rd_kafka_poll_set_consumer(c.get());
-  rd_kafka_topic_partition_list_t* topics = rd_kafka_topic_partition_list_new(1);
-  rd_kafka_topic_partition_list_add(topics, topic.c_str(), RD_KAFKA_PARTITION_UA);
-  ASSERT_EQ(rd_kafka_subscribe(c.get(), topics), RD_KAFKA_RESP_ERR_NO_ERROR);
-  rd_kafka_topic_partition_list_destroy(topics);
   const auto deadline = std::chrono::steady_clock::now() + 60s;
-  while (!done() && std::chrono::steady_clock::now() < deadline)
-    if (rd_kafka_message_t* m = rd_kafka_consumer_poll(c.get(), 100)) rd_kafka_message_destroy(m);
-  rd_kafka_consumer_close(c.get());
+  while (!done() && std::chrono::steady_clock::now() < deadline) {
+    auto c = uplink::make_handle(RD_KAFKA_CONSUMER, uplink::make_conf({{"bootstrap.servers", bootstrap},
+                                                                      {"group.id", group},
+                                                                      {"group.instance.id", instance},
+                                                                      {"enable.auto.commit", "false"},
+                                                                      {"enable.auto.offset.store", "false"},
+                                                                      {"session.timeout.ms", "6000"},
+                                                                      {"log_level", "0"}}));
+    ASSERT_EQ(testing::subscribe(c.get(), topic), RD_KAFKA_RESP_ERR_NO_ERROR);
+    while (!done() && std::chrono::steady_clock::now() < deadline &&
+           rd_kafka_fatal_error(c.get(), nullptr, 0) == RD_KAFKA_RESP_ERR_NO_ERROR)
+      if (rd_kafka_message_t* m = rd_kafka_consumer_poll(c.get(), 100)) rd_kafka_message_destroy(m);
+    rd_kafka_consumer_close(c.get());
+  }
 }
 
 // The Kafka-transaction mode's consumer is a static group member (group.instance.id = its
