@@ -21,6 +21,17 @@ struct KafkaRecord {
   int partition;
 };
 
+// Makes `rk`, a consumer, a member of its group subscribed to `topic` (its messages come
+// through rd_kafka_consumer_poll).
+inline rd_kafka_resp_err_t subscribe(rd_kafka_t* rk, const std::string& topic) {
+  rd_kafka_poll_set_consumer(rk);
+  rd_kafka_topic_partition_list_t* topics = rd_kafka_topic_partition_list_new(1);
+  rd_kafka_topic_partition_list_add(topics, topic.c_str(), RD_KAFKA_PARTITION_UA);
+  const rd_kafka_resp_err_t err = rd_kafka_subscribe(rk, topics);
+  rd_kafka_topic_partition_list_destroy(topics);
+  return err;
+}
+
 // Stops after `want` records, at `timeout`, or (with `idle` > 0) once `idle` passes without a
 // new record after at least one arrived: reading past the end to catch copies. With
 // `committed_only`, records of aborted transactions are not seen (read_committed).

@@ -183,11 +183,7 @@ TEST_F(RealKafkaTest, TransactionsAndConsumerGroupsWorkWithDebiansLibrdkafka) {
                                                      {"isolation.level", "read_committed"},
                                                      {"session.timeout.ms", "6000"},
                                                      {"log_level", "3"}}));
-  rd_kafka_poll_set_consumer(c.get());
-  rd_kafka_topic_partition_list_t* topics = rd_kafka_topic_partition_list_new(1);
-  rd_kafka_topic_partition_list_add(topics, "real-tx", RD_KAFKA_PARTITION_UA);
-  ASSERT_EQ(rd_kafka_subscribe(c.get(), topics), RD_KAFKA_RESP_ERR_NO_ERROR);
-  rd_kafka_topic_partition_list_destroy(topics);
+  ASSERT_EQ(testing::subscribe(c.get(), "real-tx"), RD_KAFKA_RESP_ERR_NO_ERROR);
   std::vector<std::string> got;
   const auto deadline = std::chrono::steady_clock::now() + 60s;
   while (got.size() < 20 && std::chrono::steady_clock::now() < deadline) {
