@@ -13,6 +13,7 @@
 #include <algorithm>
 #include <cctype>
 #include <cstring>
+#include <deque>
 #include <chrono>
 #include <fmt/format.h>
 #include <fstream>
@@ -35,6 +36,20 @@ namespace fs = std::filesystem;
 using namespace std::chrono_literals;
 
 namespace {
+
+// The last `most` lines of `file` that hold any of `needles`, each on its own indented line.
+std::string matching_lines(const fs::path& file, std::initializer_list<std::string_view> needles, std::size_t most) {
+  std::ifstream in(file);
+  std::deque<std::string> kept;
+  for (std::string line; std::getline(in, line);)
+    if (std::any_of(needles.begin(), needles.end(), [&](std::string_view n) { return line.find(n) != std::string::npos; })) {
+      kept.push_back(std::move(line));
+      if (kept.size() > most) kept.pop_front();
+    }
+  std::string out;
+  for (const auto& l : kept) out += "\n  " + l;
+  return out.empty() ? " none" : out;
+}
 
 // A child process of ours (agent, analyzer) with its output in a log file; SIGTERM on scope exit.
 class Proc {
@@ -371,6 +386,16 @@ packed = true
                agent_status.failed, agent_status.dead_lettered, last_error.empty() ? "" : ", last error: " + last_error,
                got, status.duplicates, status.position.empty() ? "?" : status.position,
                checkpoint_audit(bootstrap, topic, work / "analyzer" / "checkpoint"), work.string());
+    // What the processes said meanwhile, and what the broker did with the topic's partitions
+    // (created, led, truncated, deleted): the work directory may not outlive a CI machine.
+    for (const char* name : {"agent.log", "analyzer.log"})
+      fmt::print(stderr, "demo: warnings and errors in {}:{}\n", name,
+                 matching_lines(work / name, {"] [warning] ", "] [error] ", "] [critical] "}, 40));
+    if (kafka && fs::is_directory(work / "kafka"))
+      for (const auto& node : fs::directory_iterator(work / "kafka"))
+        if (fs::exists(node.path() / "kafka.log"))
+          fmt::print(stderr, "demo: {} about {}:{}\n", (node.path() / "kafka.log").string(), topic,
+                     matching_lines(node.path() / "kafka.log", {topic}, 60));
     return 1;
   }
   for (const char* f : {"orders_by_age.csv", "orders_by_gender.csv", "orders_by_day.csv"})

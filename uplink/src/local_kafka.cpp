@@ -224,7 +224,18 @@ void LocalKafka::start_broker(int id) const {
                                                "appender.stdout.type = Console\n"
                                                "appender.stdout.name = STDOUT\n"
                                                "appender.stdout.layout.type = PatternLayout\n"
-                                               "appender.stdout.layout.pattern = [%d] %p %m (%c)%n\n";
+                                               "appender.stdout.layout.pattern = [%d] %p %m (%c)%n\n"
+                                               // What happens to each partition's log (created,
+                                               // made leader, truncated, deleted): INFO, so that a
+                                               // loss can be traced in kafka.log.
+                                               "logger.partition.name = kafka.cluster.Partition\n"
+                                               "logger.partition.level = INFO\n"
+                                               "logger.logs.name = kafka.log\n"
+                                               "logger.logs.level = INFO\n"
+                                               "logger.storage.name = org.apache.kafka.storage.internals.log\n"
+                                               "logger.storage.level = INFO\n"
+                                               "logger.change.name = state.change.logger\n"
+                                               "logger.change.level = INFO\n";
   const std::string cp = (jar_dir() / "*").string();
   if (!fs::exists(node / "data" / "meta.properties")) {
     const fs::path cluster_file = o_.dir / "cluster.id";
