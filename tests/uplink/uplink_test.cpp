@@ -156,6 +156,26 @@ TEST(UplinkTest, BrokerOutageLongerThanTheDeliveryTimeoutLosesNothing) { expect_
 // A topic name librdkafka refuses (longer than Kafka allows) is an error the uplink reports and
 // retries after its back-off, with the events kept in the channel; it does not throw out of
 // do_work (in the agent, an uplink thread's exception would end the process).
+// A delivery reported without an offset is not taken as confirmed (librdkafka's implicit
+// acknowledgement of a failed request, see Uplink::Impl::on_delivery) except where no delivery
+// has one: with acks=0 the broker answers nothing, and every event is still shipped once and
+// committed, not sent again forever.
+TEST(UplinkTest, WithAcksZeroDeliveriesWithoutAnOffsetAreTakenAsSent) {
+  TempDir dir;
+  MockCluster mock(1);
+  mock.create_topic("events", 1);
+  auto ch = core::Channel::create(dir / "c.chan", cfg());
+  fill(ch, 5, 2000);
+  Uplink u(ch, {.name = "up", .topic = "events",
+                .kafka = {{"bootstrap.servers", mock.bootstrap()}, {"enable.idempotence", "false"}, {"acks", "0"}}});
+  ASSERT_TRUE(ship_all(u, ch, 30s));
+  const auto m = u.metrics();
+  EXPECT_EQ(m.delivered, 2000u);
+  EXPECT_EQ(m.failed, 0u);
+  EXPECT_EQ(m.rewinds, 0u);
+  expect_each_at_least_once(testing::read_topic(mock.bootstrap(), "events", 1, 2000, 30s), 5, 2000);
+}
+
 TEST(UplinkTest, ATopicNameLibrdkafkaRefusesIsReportedNotThrown) {
   TempDir dir;
   MockCluster mock(1);

@@ -127,6 +127,8 @@ struct Uplink::Impl {
                   {"log_level", "4"}};
     for (const auto& [k, v] : opts.kafka) s[k] = v;
     if (s.count("bootstrap.servers") == 0) throw core::Error("uplink: kafka bootstrap.servers is required");
+    // With acks=0 the broker answers nothing and no delivery carries an offset (see on_delivery).
+    offsets_reported = !(s["acks"] == "0" || (s.count("request.required.acks") != 0 && s["request.required.acks"] == "0"));
     if (batch_limit == 0) batch_limit = batch_first = std::strtoull(s["batch.size"].c_str(), nullptr, 10);
     else s["batch.size"] = std::to_string(batch_limit);  // lowered after a refusal for size
     producer_batch = batch_limit;
@@ -158,6 +160,7 @@ struct Uplink::Impl {
   // the events are in the channel, and librdkafka's own scan still runs).
   bool topic_known = false;
   Clock::time_point topic_retry_at{};
+  bool offsets_reported = true;  // acks is not 0: a delivery the broker confirmed has its offset
   void learn_topic() {
     const rd_kafka_metadata_t* md = nullptr;
     topic_known = rd_kafka_metadata(rk.get(), 0, topic.get(), &md, 500) == RD_KAFKA_RESP_ERR_NO_ERROR;
@@ -183,7 +186,7 @@ struct Uplink::Impl {
     const auto ticket = reinterpret_cast<std::uintptr_t>(msg->_private);
     Entry& e = inflight[static_cast<std::size_t>(ticket - front_ticket)];
     e.err = msg->err;
-    if (msg->err == RD_KAFKA_RESP_ERR_NO_ERROR && msg->offset < 0) {
+    if (msg->err == RD_KAFKA_RESP_ERR_NO_ERROR && msg->offset < 0 && offsets_reported) {
       // Reported delivered without an offset: librdkafka 2.0.2 acknowledges the messages of a
       // failed request when a later request of the partition succeeds ("implicitly acked by
       // subsequent batch success", rd_kafka_dr_implicit_ack), assuming they were persisted
