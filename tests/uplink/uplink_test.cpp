@@ -153,9 +153,6 @@ void expect_an_outage_loses_nothing(bool packed) {
 
 TEST(UplinkTest, BrokerOutageLongerThanTheDeliveryTimeoutLosesNothing) { expect_an_outage_loses_nothing(false); }
 
-// A topic name librdkafka refuses (longer than Kafka allows) is an error the uplink reports and
-// retries after its back-off, with the events kept in the channel; it does not throw out of
-// do_work (in the agent, an uplink thread's exception would end the process).
 // A delivery reported without an offset is not taken as confirmed (librdkafka's implicit
 // acknowledgement of a failed request, see Uplink::Impl::on_delivery) except where no delivery
 // has one: with acks=0 the broker answers nothing, and every event is still shipped once and
@@ -176,6 +173,9 @@ TEST(UplinkTest, WithAcksZeroDeliveriesWithoutAnOffsetAreTakenAsSent) {
   expect_each_at_least_once(testing::read_topic(mock.bootstrap(), "events", 1, 2000, 30s), 5, 2000);
 }
 
+// A topic name librdkafka refuses (longer than Kafka allows) is an error the uplink reports and
+// retries after its back-off, with the events kept in the channel; it does not throw out of
+// do_work (in the agent, an uplink thread's exception would end the process).
 TEST(UplinkTest, ATopicNameLibrdkafkaRefusesIsReportedNotThrown) {
   TempDir dir;
   MockCluster mock(1);
