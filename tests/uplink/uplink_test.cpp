@@ -21,7 +21,8 @@ using namespace std::chrono_literals;
 using testing::payload_for;
 using testing::TempDir;
 
-constexpr std::int16_t kProduceApi = 0;  // Kafka protocol ApiKey of Produce
+constexpr std::int16_t kProduceApi = 0;      // Kafka protocol ApiKeys: Produce
+constexpr std::int16_t kListOffsetsApi = 2;  // and ListOffsets
 
 core::ChannelConfig cfg() {
   core::ChannelConfig c;
@@ -171,6 +172,60 @@ TEST(UplinkTest, WithAcksZeroDeliveriesWithoutAnOffsetAreTakenAsSent) {
   EXPECT_EQ(m.failed, 0u);
   EXPECT_EQ(m.rewinds, 0u);
   expect_each_at_least_once(testing::read_topic(mock.bootstrap(), "events", 1, 2000, 30s), 5, 2000);
+}
+
+// A topic whose partition does not answer its leader yet (as one just auto-created: KRaft names
+// the leader before the broker has made the partition): the uplink sends nothing until it
+// answers, so librdkafka never sees a refusal it could later take for a delivery (see
+// Uplink::Impl::learn_topic). The broker answers ListOffsets "not leader" 5 times: when the
+// first event is sent, all 5 have been given, and every event ships.
+TEST(UplinkTest, NothingIsSentBeforeEveryPartitionAnswersItsLeader) {
+  TempDir dir;
+  MockCluster mock(1);
+  mock.create_topic("events", 2);
+  constexpr auto kNotLeader = RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION;
+  ASSERT_EQ(rd_kafka_mock_broker_push_request_error_rtts(mock.raw(), 1, kListOffsetsApi, 5, kNotLeader, 0, kNotLeader,
+                                                         0, kNotLeader, 0, kNotLeader, 0, kNotLeader, 0),
+            RD_KAFKA_RESP_ERR_NO_ERROR);
+  auto ch = core::Channel::create(dir / "c.chan", cfg());
+  fill(ch, 3, 500);
+  Uplink u(ch, {.name = "up", .topic = "events", .kafka = {{"bootstrap.servers", mock.bootstrap()}}});
+  const auto deadline = std::chrono::steady_clock::now() + 20s;
+  while (u.metrics().sent == 0 && std::chrono::steady_clock::now() < deadline)
+    if (u.do_work() == 0) u.wait(20ms);
+  ASSERT_GT(u.metrics().sent, 0u) << "the uplink never sent: " << u.metrics().last_error;
+  std::size_t refusals_left = 99;
+  ASSERT_EQ(rd_kafka_mock_broker_error_stack_cnt(mock.raw(), 1, kListOffsetsApi, &refusals_left),
+            RD_KAFKA_RESP_ERR_NO_ERROR);
+  EXPECT_EQ(refusals_left, 0u) << "the uplink sent before the partitions answered";
+  ASSERT_TRUE(ship_all(u, ch, 30s));
+  expect_each_at_least_once(testing::read_topic(mock.bootstrap(), "events", 2, 500, 30s), 3, 500);
+}
+
+// A partition that never answers its leader does not hold the events back for ever: after
+// ready_wait the uplink sends anyway and says why it waited, naming the partition.
+TEST(UplinkTest, APartitionThatNeverAnswersHoldsTheEventsOnlyForTheReadyWait) {
+  TempDir dir;
+  MockCluster mock(1);
+  mock.create_topic("events", 1);
+  std::vector<rd_kafka_resp_err_t> errs(100000, RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION);
+  rd_kafka_mock_push_request_errors_array(mock.raw(), kListOffsetsApi, errs.size(), errs.data());
+  auto ch = core::Channel::create(dir / "c.chan", cfg());
+  fill(ch, 4, 300);
+  std::vector<std::pair<std::string, std::string>> logs;
+  Uplink u(ch,
+           {.name = "up", .topic = "events", .kafka = {{"bootstrap.servers", mock.bootstrap()}}, .ready_wait = 500ms},
+           [&](std::string_view level, const std::string& msg) { logs.emplace_back(level, msg); });
+  ASSERT_TRUE(ship_all(u, ch, 30s));
+  rd_kafka_mock_clear_request_errors(mock.raw(), kListOffsetsApi);  // the reader below asks too
+  expect_each_at_least_once(testing::read_topic(mock.bootstrap(), "events", 1, 300, 30s), 4, 300);
+  const auto said = std::find_if(logs.begin(), logs.end(), [](const auto& l) {
+    return l.first == "warn" && l.second.find("not ready after 0.5 s") != std::string::npos &&
+           l.second.find("events [0]") != std::string::npos;
+  });
+  std::string all;
+  for (const auto& [level, msg] : logs) all += level + ": " + msg + "\n";
+  EXPECT_NE(said, logs.end()) << "the wait must be said, naming the partition; the log:\n" << all;
 }
 
 // A topic name librdkafka refuses (longer than Kafka allows) is an error the uplink reports and

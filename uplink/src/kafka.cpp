@@ -82,8 +82,30 @@ std::optional<std::int64_t> list_offset(rd_kafka_t* rk, const std::string& topic
   return at;
 }
 
-int ensure_topic(rd_kafka_t* rk, const std::string& topic, int partitions, int replication, const Settings& configs) {
-  if (const int have = partition_count(rk, topic); have > 0) return have;
+std::optional<std::string> unready_partition(rd_kafka_t* rk, const std::string& topic, int partitions,
+                                             int timeout_ms) {
+  if (partitions <= 0) return fmt::format("topic {} has no partitions", topic);
+  rd_kafka_topic_partition_list_t* list = rd_kafka_topic_partition_list_new(partitions);
+  for (int p = 0; p < partitions; ++p) rd_kafka_topic_partition_list_add(list, topic.c_str(), p)->offset = RD_KAFKA_OFFSET_END;
+  const rd_kafka_resp_err_t err = rd_kafka_offsets_for_times(rk, list, timeout_ms);
+  std::optional<std::string> why;
+  for (int i = 0; i < list->cnt && !why; ++i) {
+    // A request-wide error may leave the partition's own unset: its offset says it had no answer.
+    const rd_kafka_topic_partition_t& tp = list->elems[i];
+    const rd_kafka_resp_err_t e = tp.err != RD_KAFKA_RESP_ERR_NO_ERROR ? tp.err
+                                  : tp.offset >= 0                     ? RD_KAFKA_RESP_ERR_NO_ERROR
+                                  : err != RD_KAFKA_RESP_ERR_NO_ERROR  ? err
+                                                                       : RD_KAFKA_RESP_ERR__NO_OFFSET;
+    if (e != RD_KAFKA_RESP_ERR_NO_ERROR) why = fmt::format("partition {} [{}]: {}", topic, tp.partition, rd_kafka_err2str(e));
+  }
+  if (!why && err != RD_KAFKA_RESP_ERR_NO_ERROR) why = fmt::format("topic {}: {}", topic, rd_kafka_err2str(err));
+  rd_kafka_topic_partition_list_destroy(list);
+  return why;
+}
+
+namespace {
+
+void create_topic(rd_kafka_t* rk, const std::string& topic, int partitions, int replication, const Settings& configs) {
   char errstr[512];
   rd_kafka_NewTopic_t* nt = rd_kafka_NewTopic_new(topic.c_str(), partitions, replication, errstr, sizeof errstr);
   if (nt == nullptr) throw core::Error(fmt::format("topic {}: {}", topic, errstr));
@@ -108,11 +130,20 @@ int ensure_topic(rd_kafka_t* rk, const std::string& topic, int partitions, int r
   }
   rd_kafka_event_destroy(ev);
   if (!error.empty()) throw core::Error(fmt::format("topic {}: cannot create: {}", topic, error));
+}
+
+}  // namespace
+
+int ensure_topic(rd_kafka_t* rk, const std::string& topic, int partitions, int replication, const Settings& configs) {
+  if (partition_count(rk, topic) == 0) create_topic(rk, topic, partitions, replication, configs);
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
   for (;;) {
-    if (const int have = partition_count(rk, topic, 1000); have > 0) return have;
+    const int have = partition_count(rk, topic, 1000);
+    const std::optional<std::string> unready =
+        have > 0 ? unready_partition(rk, topic, have, 1000) : "not in the metadata";
+    if (!unready) return have;
     if (std::chrono::steady_clock::now() > deadline)
-      throw core::Error(fmt::format("topic {}: created but not in the metadata after 30 s", topic));
+      throw core::Error(fmt::format("topic {}: not ready after 30 s: {}", topic, *unready));
     std::this_thread::sleep_for(std::chrono::milliseconds(100));  // metadata propagates: ask again shortly
   }
 }

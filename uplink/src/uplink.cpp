@@ -158,14 +158,53 @@ struct Uplink::Impl {
   // before a new producer's first record, each wait bounded by half a second (a broker answers
   // in milliseconds); while Kafka does not answer, again every 5 s (nothing is lost meanwhile:
   // the events are in the channel, and librdkafka's own scan still runs).
+  //
+  // The first time, the topic must also be ready: Kafka (KRaft) names a new partition's leader
+  // before that broker has made the partition, and refuses a request sent in between. Such a
+  // refusal is no harm in itself (the request is sent again), but librdkafka 2.0.2 then takes
+  // the refused messages for delivered when a later request of the partition succeeds (see
+  // on_delivery): CI lost three packs of an auto-created topic that way. So the uplink sends
+  // nothing until every partition of the topic answers its leader (ListOffsets), at most
+  // opts.ready_wait after Kafka first answered (then it sends anyway, and says so); while
+  // Kafka does not answer it holds the events in the channel, where they are safe anyway.
   bool topic_known = false;
   Clock::time_point topic_retry_at{};
+  bool partitions_ready = false;  // once per uplink: a partition stays made
+  Clock::time_point ready_by = Clock::time_point::max();
   bool offsets_reported = true;  // acks is not 0: a delivery the broker confirmed has its offset
   void learn_topic() {
+    const auto now = Clock::now();
     const rd_kafka_metadata_t* md = nullptr;
     topic_known = rd_kafka_metadata(rk.get(), 0, topic.get(), &md, 500) == RD_KAFKA_RESP_ERR_NO_ERROR;
-    if (topic_known) rd_kafka_metadata_destroy(md);
-    else topic_retry_at = Clock::now() + std::chrono::seconds(5);
+    if (!topic_known) {
+      topic_retry_at = now + (partitions_ready ? std::chrono::seconds(5) : opts.retry_backoff);
+      if (!partitions_ready) resume_at = topic_retry_at;  // Uplink::wait serves librdkafka meanwhile
+      return;
+    }
+    if (!partitions_ready) {
+      if (ready_by == Clock::time_point::max()) ready_by = now + opts.ready_wait;
+      const rd_kafka_metadata_topic_t* t = md->topic_cnt == 1 ? &md->topics[0] : nullptr;
+      std::optional<std::string> unready;
+      if (t == nullptr || t->err != RD_KAFKA_RESP_ERR_NO_ERROR || t->partition_cnt <= 0)
+        unready = fmt::format("topic {}: {}", opts.topic,
+                              t == nullptr                          ? "not in the metadata"
+                              : t->err != RD_KAFKA_RESP_ERR_NO_ERROR ? rd_kafka_err2str(t->err)
+                                                                     : "no partitions");
+      else
+        unready = unready_partition(rk.get(), opts.topic, t->partition_cnt, 500);
+      if (!unready) {
+        partitions_ready = true;
+      } else if (now >= ready_by) {
+        partitions_ready = true;
+        if (log)
+          log("warn", fmt::format("uplink {} -> {}: sending although the topic is not ready after {} s ({})", opts.name,
+                                  opts.topic, opts.ready_wait.count() / 1000.0, *unready));
+      } else {
+        topic_known = false;  // asked again shortly: a new partition is made in milliseconds
+        resume_at = topic_retry_at = now + std::chrono::milliseconds(50);
+      }
+    }
+    rd_kafka_metadata_destroy(md);
   }
 
   void note_error(rd_kafka_resp_err_t err, const std::string& reason) {
@@ -364,6 +403,7 @@ struct Uplink::Impl {
       }
     }
     if (!topic_known && now >= topic_retry_at) learn_topic();
+    if (!partitions_ready) return 0;
     return opts.packed ? produce_packs() : produce_events();
   }
 
