@@ -4,6 +4,10 @@
 #include <gtest/gtest.h>
 #include <sys/socket.h>
 
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+
+#include <cstdlib>
 #include <fstream>
 #include <iostream>
 #include <map>
@@ -64,6 +68,67 @@ sys.exit(0 if missing == 0 and dups == 0 else 1)
   EXPECT_EQ(std::system(("/usr/bin/python3 " + (dir / "check.py").string() + " " + bootstrap_ + " real-once " +
                          std::to_string(kEvents)).c_str()),
             0);
+}
+
+// Topics the broker auto-creates at the uplink's first request, shipped to at once, per-event
+// and packed in turn: every event of 4 sources arrives exactly once, the first ones included,
+// and no delivery is reported without an offset. The case where CI lost the first packs of a
+// source (a request refused by a partition not made yet, then taken for delivered by librdkafka:
+// see Uplink::Impl::learn_topic); it shows rarely, so this is also a stress test:
+// TRIBUTARY_FRESH_TOPICS=200 runs 200 topics (CI: 4).
+TEST_F(RealKafkaTest, FreshlyAutoCreatedTopicsGetEveryEventOnceTheFirstOnesIncluded) {
+  const char* env = std::getenv("TRIBUTARY_FRESH_TOPICS");
+  const int topics = env != nullptr ? std::max(1, std::atoi(env)) : 4;
+  constexpr std::uint64_t kSources = 4, kPerSource = 3000;
+  for (int t = 0; t < topics; ++t) {
+    const bool packed = t % 2 == 1;
+    const std::string topic = fmt::format("fresh-{}-{}", t, packed ? "packed" : "events");
+    SCOPED_TRACE(topic);
+    testing::TempDir dir;
+    core::ChannelConfig cfg;
+    cfg.capacity = 16 << 20;
+    auto ch = core::Channel::create(dir / "c.chan", cfg);
+    {
+      core::Producer p = ch.producer();
+      for (std::uint64_t i = 0; i < kPerSource; ++i)
+        for (std::uint64_t s = 1; s <= kSources; ++s)
+          ASSERT_EQ(p.append({s, i}, payload_for(s, i, 60)), core::AppendStatus::kOk);
+    }
+    std::vector<std::string> said;
+    Uplink u(ch,
+             {.name = "up", .topic = topic, .kafka = {{"bootstrap.servers", bootstrap_}}, .packed = packed,
+              .pack_bytes = 4096},
+             [&](std::string_view level, const std::string& msg) { said.push_back(std::string(level) + ": " + msg); });
+    ASSERT_TRUE(testing::ship_all(u, ch, 120s));
+    const auto m = u.metrics();
+    EXPECT_EQ(m.delivered, kSources * kPerSource);
+    EXPECT_EQ(m.failed, 0u) << "a delivery failed or came without an offset; the uplink said:\n"
+                            << fmt::format("{}", fmt::join(said, "\n"));
+    for (const auto& line : said) {
+      EXPECT_EQ(line.find("not ready"), std::string::npos) << line;
+      if (line.find("every partition answers") != std::string::npos) std::cout << line << "\n";
+    }
+    std::map<std::pair<std::uint64_t, std::uint64_t>, int> seen;
+    const auto records = testing::read_topic(bootstrap_, topic, 2, packed ? SIZE_MAX : kSources * kPerSource, 60s,
+                                             packed ? 3s : 0s);
+    for (const auto& r : records) {
+      if (!packed) {
+        ++seen[{r.id.source_id, r.id.sequence}];
+        continue;
+      }
+      ASSERT_TRUE(for_each_packed(r.payload, [&](const PackedEvent& e) { ++seen[{e.id.source_id, e.id.sequence}]; }));
+    }
+    std::size_t missing = 0, copies = 0;
+    for (std::uint64_t s = 1; s <= kSources; ++s)
+      for (std::uint64_t i = 0; i < kPerSource; ++i) {
+        const auto it = seen.find({s, i});
+        if (it == seen.end()) ++missing;
+        else copies += static_cast<std::size_t>(it->second - 1);
+      }
+    EXPECT_EQ(missing, 0u) << "events of the first requests lost?";
+    EXPECT_EQ(copies, 0u) << "nothing failed, so nothing was sent twice";
+    EXPECT_EQ(seen.size(), kSources * kPerSource) << "identities the uplink never made";
+  }
 }
 
 TEST_F(RealKafkaTest, KafkaStoppedForTenSecondsMidRunLosesNothing) {

@@ -171,6 +171,7 @@ struct Uplink::Impl {
   Clock::time_point topic_retry_at{};
   bool partitions_ready = false;  // once per uplink: a partition stays made
   Clock::time_point ready_by = Clock::time_point::max();
+  std::string first_unready;  // why the first look found the topic not ready, said once it is
   bool offsets_reported = true;  // acks is not 0: a delivery the broker confirmed has its offset
   void learn_topic() {
     const auto now = Clock::now();
@@ -194,12 +195,17 @@ struct Uplink::Impl {
         unready = unready_partition(rk.get(), opts.topic, t->partition_cnt, 500);
       if (!unready) {
         partitions_ready = true;
+        if (log && !first_unready.empty())
+          log("info", fmt::format("uplink {} -> {}: every partition answers after {} ms (at first: {})", opts.name,
+                                  opts.topic, std::chrono::duration_cast<std::chrono::milliseconds>(now - (ready_by - opts.ready_wait)).count(),
+                                  first_unready));
       } else if (now >= ready_by) {
         partitions_ready = true;
         if (log)
           log("warn", fmt::format("uplink {} -> {}: sending although the topic is not ready after {} s ({})", opts.name,
                                   opts.topic, opts.ready_wait.count() / 1000.0, *unready));
       } else {
+        if (first_unready.empty()) first_unready = *unready;
         topic_known = false;  // asked again shortly: a new partition is made in milliseconds
         resume_at = topic_retry_at = now + std::chrono::milliseconds(50);
       }
