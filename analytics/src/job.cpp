@@ -589,20 +589,12 @@ struct AnalyzeJob::Impl {
     kafka = uplink::make_handle(RD_KAFKA_CONSUMER, detail::logged_conf(settings, &kafka_ctx));
     // Every partition of the topic, at the checkpointed offsets (the topic may not exist yet).
     if (!detail::wait_for_topic(kafka.get(), cfg.topic, cfg.bootstrap, stop_fd, partitions, log)) return false;
-    // Partitions with no checkpointed offset start at their log start, asked now: assigned the
-    // logical OFFSET_BEGINNING before it knows the partition's leader, librdkafka 2.0.2
-    // resolves it only on its 500 ms retry timer. One call (a request per leader; a timestamp
-    // of -2 asks for the earliest offset); without an answer, OFFSET_BEGINNING. An offset gone
-    // by the time the fetch starts is reset to the start again (auto.offset.reset).
+    // Partitions with no checkpointed offset start at their log start, as an absolute offset.
     rd_kafka_topic_partition_list_t* list = rd_kafka_topic_partition_list_new(partitions);
     for (int p = 0; p < partitions; ++p)
-      if (!offsets.count(p)) rd_kafka_topic_partition_list_add(list, cfg.topic.c_str(), p)->offset = RD_KAFKA_OFFSET_BEGINNING;
-    const bool asked = list->cnt > 0 && rd_kafka_offsets_for_times(kafka.get(), list, 5000) == RD_KAFKA_RESP_ERR_NO_ERROR;
-    for (int i = 0; i < list->cnt; ++i)
-      if (!asked || list->elems[i].err != RD_KAFKA_RESP_ERR_NO_ERROR || list->elems[i].offset < 0)
-        list->elems[i].offset = RD_KAFKA_OFFSET_BEGINNING;
-    for (const auto& [p, at] : offsets)
-      if (p < partitions) rd_kafka_topic_partition_list_add(list, cfg.topic.c_str(), p)->offset = at;
+      rd_kafka_topic_partition_list_add(list, cfg.topic.c_str(), p)->offset =
+          offsets.count(p) ? offsets.at(p) : RD_KAFKA_OFFSET_BEGINNING;
+    detail::resolve_log_starts(kafka.get(), list, 5000);
     rd_kafka_assign(kafka.get(), list);
     std::string from;
     for (int i = 0; i < list->cnt; ++i) {

@@ -177,14 +177,20 @@ class TransactionalRunner {
     restorer_ = uplink::make_handle(RD_KAFKA_CONSUMER, logged_conf(restore, &handles_));
     info(fmt::format("member of group {} on {} ({} partitions), transactional.id {}, committing every {} ms",
                      cfg_.group, cfg_.topic, partitions, x.id, cfg_.checkpoint_ms));
+    // A transaction every checkpoint_ms, and sooner once the input is read to its end: what was
+    // read is then committed (visible to read_committed readers) at once instead of up to an
+    // interval later. At most 4 per interval, whatever the input's pace.
     auto next = Clock::now() + milliseconds(cfg_.checkpoint_ms);
+    auto early = Clock::now() + milliseconds(cfg_.checkpoint_ms / 4);
     for (;;) {
       pump();
       rethrow();
-      if (Clock::now() >= next) {
+      const auto now = Clock::now();
+      if (now >= next || (now >= early && caught_up())) {
         commit();
         ahead_.catch_up();
         next = Clock::now() + milliseconds(cfg_.checkpoint_ms);
+        early = Clock::now() + milliseconds(cfg_.checkpoint_ms / 4);
       }
       if (stopped(stop_fd)) break;
       if (stopped(failed_fd)) {  // the output reader died: its files would freeze; stop, say why
@@ -206,6 +212,7 @@ class TransactionalRunner {
     std::unique_ptr<Analyzer> analyzer;
     std::int64_t next = RD_KAFKA_OFFSET_BEGINNING;  // the next input offset
     bool dirty = false;                              // consumed since the last commit
+    bool at_end = false;                             // read to the end of the partition
     std::string dead_letters;                        // rejected since the last commit, JSON lines
     std::vector<std::map<std::string, std::uint64_t>> emitted;  // per grouping: what the output holds
     // Per window: the open rows and the late counts the output holds (the committed state's).
@@ -406,6 +413,7 @@ class TransactionalRunner {
         });
       parts_[p] = std::move(part);
     }
+    resolve_log_starts(consumer_.get(), list, 5000);  // those with no state ("start")
     info(fmt::format("assigned {} partitions of {}, resuming at{}", list->cnt, cfg_.topic, where));
   }
 
@@ -413,7 +421,11 @@ class TransactionalRunner {
     for (int i = 0, events = 0; i < 10000 && events < 10000; ++i) {
       Message m = ahead_.poll(i == 0 ? 100 : 0);
       if (!m) break;
-      if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) continue;
+      if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
+        if (const auto it = parts_.find(m->partition); it != parts_.end() && m->offset >= it->second.next)
+          it->second.at_end = true;
+        continue;
+      }
       if (m->err == RD_KAFKA_RESP_ERR__FATAL) {
         char why[512] = {};
         const auto code = rd_kafka_fatal_error(consumer_.get(), why, sizeof why);
@@ -436,7 +448,18 @@ class TransactionalRunner {
       events += static_cast<int>(process_message(*it->second.analyzer, m.get(), topic_hash_, log_, batch_));
       it->second.next = m->offset + 1;
       it->second.dirty = true;
+      it->second.at_end = false;
     }
+  }
+
+  // Every assigned partition read to its end, and something to commit.
+  bool caught_up() const {
+    bool dirty = false;
+    for (const auto& [p, part] : parts_) {
+      if (!part.at_end) return false;
+      dirty = dirty || part.dirty || part.republish;
+    }
+    return dirty;
   }
 
   // A record of `key`; a tombstone (a null value: the key is gone from the compacted topic)
@@ -516,6 +539,7 @@ class TransactionalRunner {
     // Static membership (KIP-345): a restarted instance gets its partitions back with no rebalance.
     settings.insert({{"group.instance.id", x.id},
                      {"enable.auto.offset.store", "false"},
+                     {"enable.partition.eof", "true"},  // caught up: commit at once (run())
                      {"isolation.level", "read_committed"},
                      {"session.timeout.ms", std::to_string(x.session_timeout_ms)},
                      {"heartbeat.interval.ms", std::to_string(std::max(x.session_timeout_ms / 5, 100))}});
@@ -788,9 +812,14 @@ class Materializer {
     auto rk = uplink::make_handle(RD_KAFKA_CONSUMER, logged_conf(settings, &ctx));
     int partitions = 0;
     if (!wait_for_topic(rk.get(), cfg_.transaction.topic, cfg_.bootstrap, stop_fd, partitions, log_)) return 0;
+    // The input's partitions, asked now: once this handle fetches, a metadata request waits on
+    // the broker behind the fetch in flight (a connection's requests are served one at a time),
+    // up to fetch.wait.max.ms, and the first files would wait with it.
+    (void)input_partitions(rk.get(), -1);
     PartitionList list(rd_kafka_topic_partition_list_new(partitions));
     for (int p = 0; p < partitions; ++p)
       rd_kafka_topic_partition_list_add(list.get(), cfg_.transaction.topic.c_str(), p)->offset = RD_KAFKA_OFFSET_BEGINNING;
+    resolve_log_starts(rk.get(), list.get(), 5000);
     rd_kafka_assign(rk.get(), list.get());
     std::set<int> at_end;  // partitions read to their last stable offset, nothing newer since
     std::map<int, std::int64_t> after;  // per partition: the offset after the last record read
@@ -825,8 +854,11 @@ class Materializer {
       }
     };
     // The files are written once the whole topic has been read (never a half-read history that
-    // shows smaller totals than the last run did), then at most once a second as it changes.
-    auto next = Clock::now();
+    // shows smaller totals than the last run did), then as it changes: at most once per
+    // min(checkpoint_ms, 1 s), and, while the topic is read to its end (the job's transactions
+    // come that way), at most 4 times as often.
+    const auto interval = milliseconds(std::min(cfg_.checkpoint_ms, 1000));
+    auto next = Clock::now(), early = Clock::now();
     // Rows held back longer than a transaction can stay open (its timeout, then the broker's
     // abort of it, checked every 10 s by default) were not written by one.
     const auto grace = milliseconds(2 * cfg_.transaction.timeout_ms + 10000);
@@ -834,11 +866,14 @@ class Materializer {
       consume();
       for (const int p : at_end)
         if (view_.release(p, Clock::now() - grace)) changed = true;
-      caught_up = caught_up || static_cast<int>(at_end.size()) == partitions;
-      if (caught_up && changed && Clock::now() >= next) {
+      const bool all_at_end = static_cast<int>(at_end.size()) == partitions;
+      caught_up = caught_up || all_at_end;
+      const auto now = Clock::now();
+      if (caught_up && changed && (now >= next || (all_at_end && now >= early))) {
         write(rk.get());
         changed = false;
-        next = Clock::now() + milliseconds(std::min(cfg_.checkpoint_ms, 1000));
+        next = Clock::now() + interval;
+        early = Clock::now() + interval / 4;
       }
       if (stopped(stop_fd)) break;
     }
@@ -1178,6 +1213,20 @@ void add_fetch_settings(uplink::Settings& s, const AnalyzeConfig& cfg) {
 
 std::size_t fetch_budget(const AnalyzeConfig& cfg) { return static_cast<std::size_t>(cfg.fetch_queue_mb) << 20; }
 std::size_t librdkafka_bound(const AnalyzeConfig& cfg) { return std::max<std::size_t>(fetch_budget(cfg) / 2, 4 << 20); }
+
+void resolve_log_starts(rd_kafka_t* rk, rd_kafka_topic_partition_list_t* list, int timeout_ms) {
+  PartitionList ask(rd_kafka_topic_partition_list_new(list->cnt));
+  for (int i = 0; i < list->cnt; ++i)  // offsets_for_times takes -2 as "the earliest offset"
+    if (list->elems[i].offset == RD_KAFKA_OFFSET_BEGINNING)
+      rd_kafka_topic_partition_list_add(ask.get(), list->elems[i].topic, list->elems[i].partition)->offset =
+          RD_KAFKA_OFFSET_BEGINNING;
+  if (ask->cnt == 0 || rd_kafka_offsets_for_times(rk, ask.get(), timeout_ms) != RD_KAFKA_RESP_ERR_NO_ERROR) return;
+  for (int i = 0; i < ask->cnt; ++i) {
+    const rd_kafka_topic_partition_t& a = ask->elems[i];
+    if (a.err != RD_KAFKA_RESP_ERR_NO_ERROR || a.offset < 0) continue;
+    if (rd_kafka_topic_partition_t* tp = rd_kafka_topic_partition_list_find(list, a.topic, a.partition)) tp->offset = a.offset;
+  }
+}
 
 bool wait_for_topic(rd_kafka_t* rk, const std::string& topic, const std::string& where, int stop_fd, int& out,
                     const JobLog& log) {

@@ -69,6 +69,14 @@ struct HandleContext {
 // (levels 0-3 "error", 4 "warn", else "info"), each "librdkafka HANDLE FACILITY: message".
 uplink::ConfHandle logged_conf(const uplink::Settings& settings, HandleContext* ctx);
 
+// Each partition of `list` at the logical RD_KAFKA_OFFSET_BEGINNING gets its log start as an
+// absolute offset, asked now (a request per leader, within `timeout_ms`); one without an answer
+// keeps OFFSET_BEGINNING. Assigned the logical offset before it knows the partition's leader,
+// librdkafka 2.0.2 resolves it only on its 500 ms retry timer: half a second of nothing at
+// every start. An absolute offset gone by the time the fetch starts is reset to the start
+// again (reader_settings).
+void resolve_log_starts(rd_kafka_t* rk, rd_kafka_topic_partition_list_t* list, int timeout_ms);
+
 // Waits for `topic` to exist (false if `stop_fd` fired first); its partition count in `out`.
 bool wait_for_topic(rd_kafka_t* rk, const std::string& topic, const std::string& where, int stop_fd, int& out,
                     const JobLog& log);

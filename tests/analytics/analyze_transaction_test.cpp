@@ -723,6 +723,34 @@ TEST_F(AnalyzeTransactionTest, ARestoredPartitionRepublishesItsOpenWindowsWithou
   ASSERT_EQ(job.wait(30s), 0) << slurp(dir / "again.log");
 }
 
+// A commit interval of 20 s, and the input read to its end: what was read commits (and the
+// reader shows it) at once, a quarter of the interval after the last commit at the earliest,
+// not a whole interval later; again for events that come later.
+TEST_F(AnalyzeTransactionTest, TheInputReadToItsEndCommitsWellBeforeTheIntervalEnds) {
+  TempDir dir;
+  ChannelToTopic rig(dir.path(), bootstrap_, "soon", 2);
+  auto& [ch, up] = rig;
+  Events events;
+  for (std::uint64_t i = 0; i < 400; ++i)
+    events.push_back({{1 + i % 4, i / 4}, fmt::format(R"({{"ts":{},"k":"{}"}})", 1794355200000 + i, i % 3)});
+  ship(ch, up, events, 0, 200);
+  std::ofstream(dir / "analyze.toml") << fmt::format(
+      "[input]\ntype = \"kafka\"\nbootstrap = \"{}\"\ntopic = \"soon\"\ngroup = \"soon\"\n"
+      "[fields]\nts = \"/ts\"\nk = \"/k\"\n"
+      "[[windows]]\nname = \"w\"\nby = [\"k\"]\nsize = \"1h\"\ntime = \"ts\"\ntime_format = \"epoch_ms\"\n"
+      "[state]\ndir = \"{}\"\ncheckpoint_ms = 20000\n"
+      "[transaction]\ntopic = \"soon-counts\"\nid = \"soon-1\"\n",
+      bootstrap_, (dir / "out").string());
+  Child job = analyze_logged(dir / "analyze.toml", dir / "job.log");
+  EXPECT_TRUE(wait_done(dir / "out", 200, 0, 15s)) << "not committed and shown within 15 s:\n" << slurp(dir / "job.log");
+  ship(ch, up, events, 200, 400);
+  EXPECT_TRUE(wait_done(dir / "out", 400, 0, 15s)) << "later events not within 15 s:\n" << slurp(dir / "job.log");
+  job.signal(SIGTERM);
+  ASSERT_EQ(job.wait(30s), 0) << slurp(dir / "job.log");
+  EXPECT_NE(slurp(dir / "job.log").find("stopped after 2 transactions"), std::string::npos)
+      << "one per batch of input, none while idle:\n" << slurp(dir / "job.log");
+}
+
 // The checkpoint mode reading a topic whose partitions start with an aborted transaction (three
 // records, then the abort marker): a read_committed consumer's first record of a partition
 // comes at offset 4, not at the offset 0 the partition was assigned at. The analyzer says so,
