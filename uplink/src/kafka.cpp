@@ -90,15 +90,16 @@ std::optional<std::string> unready_partition(rd_kafka_t* rk, const std::string& 
   const rd_kafka_resp_err_t err = rd_kafka_offsets_for_times(rk, list, timeout_ms);
   std::optional<std::string> why;
   for (int i = 0; i < list->cnt && !why; ++i) {
-    // A request-wide error may leave the partition's own unset: its offset says it had no answer.
     const rd_kafka_topic_partition_t& tp = list->elems[i];
-    const rd_kafka_resp_err_t e = tp.err != RD_KAFKA_RESP_ERR_NO_ERROR ? tp.err
-                                  : tp.offset >= 0                     ? RD_KAFKA_RESP_ERR_NO_ERROR
-                                  : err != RD_KAFKA_RESP_ERR_NO_ERROR  ? err
-                                                                       : RD_KAFKA_RESP_ERR__NO_OFFSET;
-    if (e != RD_KAFKA_RESP_ERR_NO_ERROR) why = fmt::format("partition {} [{}]: {}", topic, tp.partition, rd_kafka_err2str(e));
+    if (tp.err != RD_KAFKA_RESP_ERR_NO_ERROR)
+      why = fmt::format("partition {} [{}]: {}", topic, tp.partition, rd_kafka_err2str(tp.err));
+    else if (tp.offset < 0 && err == RD_KAFKA_RESP_ERR_NO_ERROR)
+      why = fmt::format("partition {} [{}]: no offset in the answer", topic, tp.partition);
   }
-  if (!why && err != RD_KAFKA_RESP_ERR_NO_ERROR) why = fmt::format("topic {}: {}", topic, rd_kafka_err2str(err));
+  // librdkafka 2.0.2 copies no partition's answer back when any partition of a leader's reply
+  // has an error: which one refused is not known then.
+  if (!why && err != RD_KAFKA_RESP_ERR_NO_ERROR)
+    why = fmt::format("topic {}: a partition does not answer: {}", topic, rd_kafka_err2str(err));
   rd_kafka_topic_partition_list_destroy(list);
   return why;
 }
@@ -135,7 +136,8 @@ void create_topic(rd_kafka_t* rk, const std::string& topic, int partitions, int 
 }  // namespace
 
 int ensure_topic(rd_kafka_t* rk, const std::string& topic, int partitions, int replication, const Settings& configs) {
-  if (partition_count(rk, topic) == 0) create_topic(rk, topic, partitions, replication, configs);
+  if (const int have = partition_count(rk, topic); have > 0) return have;  // its partitions are its own business
+  create_topic(rk, topic, partitions, replication, configs);
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
   for (;;) {
     const int have = partition_count(rk, topic, 1000);
@@ -143,7 +145,7 @@ int ensure_topic(rd_kafka_t* rk, const std::string& topic, int partitions, int r
         have > 0 ? unready_partition(rk, topic, have, 1000) : "not in the metadata";
     if (!unready) return have;
     if (std::chrono::steady_clock::now() > deadline)
-      throw core::Error(fmt::format("topic {}: not ready after 30 s: {}", topic, *unready));
+      throw core::Error(fmt::format("topic {}: created but not ready after 30 s: {}", topic, *unready));
     std::this_thread::sleep_for(std::chrono::milliseconds(100));  // metadata propagates: ask again shortly
   }
 }

@@ -174,16 +174,14 @@ struct Uplink::Impl {
   std::string first_unready;  // why the first look found the topic not ready, said once it is
   bool offsets_reported = true;  // acks is not 0: a delivery the broker confirmed has its offset
   void learn_topic() {
-    const auto now = Clock::now();
     const rd_kafka_metadata_t* md = nullptr;
     topic_known = rd_kafka_metadata(rk.get(), 0, topic.get(), &md, 500) == RD_KAFKA_RESP_ERR_NO_ERROR;
     if (!topic_known) {
-      topic_retry_at = now + (partitions_ready ? std::chrono::seconds(5) : opts.retry_backoff);
+      topic_retry_at = Clock::now() + (partitions_ready ? std::chrono::seconds(5) : opts.retry_backoff);
       if (!partitions_ready) resume_at = topic_retry_at;  // Uplink::wait serves librdkafka meanwhile
       return;
     }
     if (!partitions_ready) {
-      if (ready_by == Clock::time_point::max()) ready_by = now + opts.ready_wait;
       const rd_kafka_metadata_topic_t* t = md->topic_cnt == 1 ? &md->topics[0] : nullptr;
       std::optional<std::string> unready;
       if (t == nullptr || t->err != RD_KAFKA_RESP_ERR_NO_ERROR || t->partition_cnt <= 0)
@@ -193,12 +191,19 @@ struct Uplink::Impl {
                                                                      : "no partitions");
       else
         unready = unready_partition(rk.get(), opts.topic, t->partition_cnt, 500);
+      const auto now = Clock::now();  // after the requests, which may have waited
+      if (ready_by == Clock::time_point::max()) ready_by = now + opts.ready_wait;
+      // Refused for good (no authorization to see the topic): waiting would not change it; the
+      // deliveries say so, once.
+      const bool refused = t != nullptr && t->err == RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED;
       if (!unready) {
         partitions_ready = true;
         if (log && !first_unready.empty())
           log("info", fmt::format("uplink {} -> {}: every partition answers after {} ms (at first: {})", opts.name,
                                   opts.topic, std::chrono::duration_cast<std::chrono::milliseconds>(now - (ready_by - opts.ready_wait)).count(),
                                   first_unready));
+      } else if (refused || opts.ready_wait.count() <= 0) {
+        partitions_ready = true;
       } else if (now >= ready_by) {
         partitions_ready = true;
         if (log)
