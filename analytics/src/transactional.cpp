@@ -177,16 +177,17 @@ class TransactionalRunner {
     restorer_ = uplink::make_handle(RD_KAFKA_CONSUMER, logged_conf(restore, &handles_));
     info(fmt::format("member of group {} on {} ({} partitions), transactional.id {}, committing every {} ms",
                      cfg_.group, cfg_.topic, partitions, x.id, cfg_.checkpoint_ms));
-    // A transaction every checkpoint_ms, and sooner once the input is read to its end: what was
-    // read is then committed (visible to read_committed readers) at once instead of up to an
-    // interval later. At most 4 per interval, whatever the input's pace.
+    // A transaction every checkpoint_ms, and sooner once the input is read to its end and
+    // quiet (nothing came for one poll's wait, 100 ms): what was read is then committed
+    // (visible to read_committed readers) at once instead of up to an interval later. At most
+    // 4 per interval; an input that keeps coming, however slowly, commits once per interval.
     auto next = Clock::now() + milliseconds(cfg_.checkpoint_ms);
     auto early = Clock::now() + milliseconds(cfg_.checkpoint_ms / 4);
     for (;;) {
-      pump();
+      const bool quiet = pump();
       rethrow();
       const auto now = Clock::now();
-      if (now >= next || (now >= early && caught_up())) {
+      if (now >= next || (quiet && now >= early && caught_up())) {
         commit();
         ahead_.catch_up();
         next = Clock::now() + milliseconds(cfg_.checkpoint_ms);
@@ -417,10 +418,12 @@ class TransactionalRunner {
     info(fmt::format("assigned {} partitions of {}, resuming at{}", list->cnt, cfg_.topic, where));
   }
 
-  void pump() {
+  // Reads what has come, up to 10 000 events; true if nothing came within the first poll's
+  // wait (100 ms).
+  bool pump() {
     for (int i = 0, events = 0; i < 10000 && events < 10000; ++i) {
       Message m = ahead_.poll(i == 0 ? 100 : 0);
-      if (!m) break;
+      if (!m) return i == 0;
       if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
         if (const auto it = parts_.find(m->partition); it != parts_.end() && m->offset >= it->second.next)
           it->second.at_end = true;
@@ -433,7 +436,7 @@ class TransactionalRunner {
           throw core::Error(fmt::format("group {} member {}: {}", cfg_.group, cfg_.transaction.id, why));
         m.reset();
         replace_consumer(why);
-        return;
+        return false;
       }
       if (m->err == RD_KAFKA_RESP_ERR_INVALID_SESSION_TIMEOUT)
         throw core::Error(fmt::format("transaction.session_timeout_ms = {} is outside what the broker allows "
@@ -450,6 +453,7 @@ class TransactionalRunner {
       it->second.dirty = true;
       it->second.at_end = false;
     }
+    return false;
   }
 
   // Every assigned partition read to its end, and something to commit.
