@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Shipping events to Kafka, side by side in one run: Tributary's uplink (a channel -> a topic,
 # committing only what Kafka acknowledged; per-event records, and packed mode: many events of
-# one source per Kafka record), kcat -P (a file -> a topic) and rsyslog's omkafka (imfile
+# one source per Kafka record), kcat -P (a file -> a topic; and with a 16-byte header per
+# message, as the uplink's records carry the event identity) and rsyslog's omkafka (imfile
 # reading the file -> omkafka), all librdkafka with the same producer settings (idempotent,
 # acks=all, lz4, linger.ms=5, batch.size=1000000), to the same broker. Events are Tianchi JSON lines of ~110 B. Each figure the median of
 # --repeat runs, timed from process start until every event is acknowledged (the uplink: its
@@ -117,9 +118,14 @@ uplink_with() {
   result="$(echo "$t1 - $t0" | bc -l) $cpu $hwm"
 }
 
-run_kcat() {
+run_kcat() { kcat_with; }
+# kcat with a 16-byte header on every message, as each of the uplink's records carries the
+# event's identity ("tributary-id"): librdkafka allocates a header list per message, which
+# plain kcat does not pay. The same settings otherwise.
+run_kcat_headers() { kcat_with -H "tributary-id=0123456789abcdef"; }
+kcat_with() {
   local t u s m
-  timeout 300 /usr/bin/time -o "$work/kcat.time" -f "%e %U %S %M" kcat -P -b "$boot" -t bench "${settings[@]}" \
+  timeout 300 /usr/bin/time -o "$work/kcat.time" -f "%e %U %S %M" kcat -P -b "$boot" -t bench "${settings[@]}" "$@" \
     -l "$data" 2> "$work/kcat.log" || { echo "uplink_bench.sh: kcat failed: $(tail -3 "$work/kcat.log")" >&2; exit 1; }
   read -r t u s m < "$work/kcat.time"
   result="$t $(echo "$u + $s" | bc -l) $m"
@@ -188,7 +194,7 @@ CONF
   kill -TERM "$rsyslog_pid"; wait "$rsyslog_pid" 2> /dev/null || true; rsyslog_pid=""
   result="$(echo "$t1 - $t0" | bc -l) $cpu $rss"
 }
-peers=(kcat)
+peers=(kcat kcat_headers)
 [ "$omkafka" = yes ] && peers+=(rsyslog)
 [ "$kafka" = real ] && peers+=(perf_test)
 [ -n "$baseline" ] && peers+=(baseline)
@@ -221,6 +227,9 @@ echo "tributary / kcat, events/s: $(echo "${secs[kcat]} / ${secs[tributary]}" | 
      "CPU per event: $(echo "${cpus[tributary]} / ${cpus[kcat]}" | bc -l | cut -c1-5) of kcat's;" \
      "packed: $(echo "${secs[kcat]} / ${secs[tributary_packed]}" | bc -l | cut -c1-5)x kcat's events/s at" \
      "$(echo "${cpus[tributary_packed]} / ${cpus[kcat]}" | bc -l | cut -c1-5) of its CPU per event"
+echo "tributary / kcat with a 16-byte header per message, events/s:" \
+     "$(echo "${secs[kcat_headers]} / ${secs[tributary]}" | bc -l | cut -c1-5)x; CPU per event:" \
+     "$(echo "${cpus[tributary]} / ${cpus[kcat_headers]}" | bc -l | cut -c1-5) of its"
 [ -n "$baseline" ] && echo "tributary / baseline ($baseline), one record per event: events/s" \
      "$(echo "${secs[baseline]} / ${secs[tributary]}" | bc -l | cut -c1-5)x; CPU per event:" \
      "$(echo "${cpus[tributary]} / ${cpus[baseline]}" | bc -l | cut -c1-5) of the baseline's"
@@ -242,7 +251,8 @@ if [ -n "$json" ]; then
     printf '  {"name": "uplink (%s Kafka): tributary vs kcat (events/s)", "value": %.4f},\n' "$kafka" "$(echo "${secs[kcat]} / ${secs[tributary]}" | bc -l)"
     printf '  {"name": "uplink (%s Kafka): kcat CPU per event vs tributary", "value": %.4f},\n' "$kafka" "$(echo "${cpus[kcat]} / ${cpus[tributary]}" | bc -l)"
     printf '  {"name": "uplink (%s Kafka): tributary packed vs kcat (events/s)", "value": %.4f},\n' "$kafka" "$(echo "${secs[kcat]} / ${secs[tributary_packed]}" | bc -l)"
-    printf '  {"name": "uplink (%s Kafka): kcat CPU per event vs tributary packed", "value": %.4f}' "$kafka" "$(echo "${cpus[kcat]} / ${cpus[tributary_packed]}" | bc -l)"
+    printf '  {"name": "uplink (%s Kafka): kcat CPU per event vs tributary packed", "value": %.4f},\n' "$kafka" "$(echo "${cpus[kcat]} / ${cpus[tributary_packed]}" | bc -l)"
+    printf '  {"name": "uplink (%s Kafka): kcat with a header CPU per event vs tributary", "value": %.4f}' "$kafka" "$(echo "${cpus[kcat_headers]} / ${cpus[tributary]}" | bc -l)"
     if [ "$omkafka" = yes ]; then
       printf ',\n  {"name": "uplink (%s Kafka): tributary vs rsyslog omkafka (events/s)", "value": %.4f},\n' "$kafka" "$(echo "${secs[rsyslog]} / ${secs[tributary]}" | bc -l)"
       printf '  {"name": "uplink (%s Kafka): rsyslog omkafka CPU per event vs tributary", "value": %.4f}' "$kafka" "$(echo "${cpus[rsyslog]} / ${cpus[tributary]}" | bc -l)"
