@@ -5,7 +5,7 @@
 #   bash tools/setup.sh demo                     install, build (release), run `tributary demo`
 #   bash tools/setup.sh test                     install, build (release, -Werror), run all tests but `slow`
 #   bash tools/setup.sh test --sanitize address  ... the same under ASan+UBSan (build/asan)
-#   bash tools/setup.sh test --sanitize thread --labels concurrent   TSan leg (build/tsan)
+#   bash tools/setup.sh test --sanitize thread --labels 'concurrent|unit'   TSan leg (build/tsan)
 #   bash tools/setup.sh build                    install and build only
 #   bash tools/setup.sh fuzz [--seconds N]       clang + libFuzzer: build every fuzzer (build/fuzz)
 #                                                and run each N seconds (default 30) on its corpus
