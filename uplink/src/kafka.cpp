@@ -96,8 +96,8 @@ std::optional<std::string> unready_partition(rd_kafka_t* rk, const std::string& 
     else if (tp.offset < 0 && err == RD_KAFKA_RESP_ERR_NO_ERROR)
       why = fmt::format("partition {} [{}]: no offset in the answer", topic, tp.partition);
   }
-  // librdkafka 2.0.2 copies no partition's answer back when any partition of a leader's reply
-  // has an error: which one refused is not known then.
+  // librdkafka 2.0.2 copies no partition's answer back (from any leader) when one partition's
+  // ListOffsets answer is an error: which one refused is not known then.
   if (!why && err != RD_KAFKA_RESP_ERR_NO_ERROR)
     why = fmt::format("topic {}: a partition does not answer: {}", topic, rd_kafka_err2str(err));
   rd_kafka_topic_partition_list_destroy(list);
@@ -136,16 +136,20 @@ void create_topic(rd_kafka_t* rk, const std::string& topic, int partitions, int 
 }  // namespace
 
 int ensure_topic(rd_kafka_t* rk, const std::string& topic, int partitions, int replication, const Settings& configs) {
-  if (const int have = partition_count(rk, topic); have > 0) return have;  // its partitions are its own business
-  create_topic(rk, topic, partitions, replication, configs);
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  // An existing topic may have been made a moment ago by another process: a short look at its
+  // partitions, never an error (a partition that is down is the writes' business, later).
+  const bool existed = partition_count(rk, topic) > 0;
+  if (!existed) create_topic(rk, topic, partitions, replication, configs);
+  const int wait_s = existed ? 2 : 30;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(wait_s);
   for (;;) {
     const int have = partition_count(rk, topic, 1000);
     const std::optional<std::string> unready =
         have > 0 ? unready_partition(rk, topic, have, 1000) : "not in the metadata";
-    if (!unready) return have;
+    if (!unready || (existed && have > 0 && std::chrono::steady_clock::now() > deadline)) return have;
     if (std::chrono::steady_clock::now() > deadline)
-      throw core::Error(fmt::format("topic {}: created but not ready after 30 s: {}", topic, *unready));
+      throw core::Error(fmt::format("topic {}: {} but not ready after {} s: {}", topic,
+                                    existed ? "listed" : "created", wait_s, *unready));
     std::this_thread::sleep_for(std::chrono::milliseconds(100));  // metadata propagates: ask again shortly
   }
 }

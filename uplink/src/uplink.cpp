@@ -165,8 +165,10 @@ struct Uplink::Impl {
   // the refused messages for delivered when a later request of the partition succeeds (see
   // on_delivery): CI lost three packs of an auto-created topic that way. So the uplink sends
   // nothing until every partition of the topic answers its leader (ListOffsets), at most
-  // opts.ready_wait after Kafka first answered (then it sends anyway, and says so); while
-  // Kafka does not answer it holds the events in the channel, where they are safe anyway.
+  // opts.ready_wait after its first look found Kafka answering (then it sends anyway, and says
+  // so); not at all with ready_wait 0, or when the broker refuses to describe the topic to it
+  // (authorization: the deliveries fail and say so). While Kafka does not answer it holds the
+  // events in the channel, where they are safe anyway.
   bool topic_known = false;
   Clock::time_point topic_retry_at{};
   bool partitions_ready = false;  // once per uplink: a partition stays made

@@ -52,14 +52,17 @@ using Settings = std::map<std::string, std::string>;
 [[nodiscard]] std::optional<std::int64_t> list_offset(rd_kafka_t* rk, const std::string& topic, int partition,
                                                       std::int64_t which, int timeout_ms);
 // Why partitions 0..`partitions`-1 of `topic` are not all ready: one whose leader does not
-// answer ListOffsets within `timeout_ms`, with librdkafka's reason (named where librdkafka says
-// which); nullopt when every one answers. Kafka (KRaft) names a new partition's leader in the metadata before that
-// broker has made the partition, and refuses a request sent in between (NOT_LEADER_OR_FOLLOWER).
+// answer ListOffsets within `timeout_ms`, with librdkafka's reason (the partition named where
+// librdkafka says which); nullopt when every one answers. Kafka (KRaft) names a new
+// partition's leader in the metadata before that broker has made the partition, and refuses a
+// request sent in between (NOT_LEADER_OR_FOLLOWER).
 [[nodiscard]] std::optional<std::string> unready_partition(rd_kafka_t* rk, const std::string& topic, int partitions,
                                                            int timeout_ms);
-// Creates `topic` with the given topic configs (Admin CreateTopics) unless it exists, and then
-// waits until the metadata shows it and every partition is ready (unready_partition). Returns its partition count (an existing topic's own). Throws
-// core::Error naming the topic and the broker's reason.
+// Creates `topic` with the given topic configs (Admin CreateTopics) unless it exists, and waits
+// until the metadata shows it and every partition is ready (unready_partition); throws
+// core::Error naming the topic and the broker's reason if that fails within 30 s. An existing
+// topic (perhaps made a moment ago by another process) gets up to 2 s to be ready, then its
+// partition count is returned ready or not. Returns the partition count (an existing topic's own).
 int ensure_topic(rd_kafka_t* rk, const std::string& topic, int partitions, int replication, const Settings& configs = {});
 
 // A topic's configuration value (DescribeConfigs), e.g. "cleanup.policy"; nullopt if the broker

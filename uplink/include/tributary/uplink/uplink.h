@@ -50,7 +50,8 @@ struct UplinkOptions {
   std::chrono::milliseconds retry_backoff{500};
   // The topic's first records wait until every partition of it answers its leader (a topic
   // just made, e.g. auto-created, is not ready at once), at most this long after Kafka first
-  // answers; meanwhile the events wait in the channel. 0: no wait.
+  // answers (then they go, with a warning); meanwhile the events wait in the channel. 0: no
+  // wait. A topic the producer may not describe (authorization) is not waited for.
   std::chrono::milliseconds ready_wait{10'000};
   // Batches and packs halved by a refusal for size are tried at twice their size again after
   // this long without another (up to librdkafka's batch.size and pack_bytes as configured): a
