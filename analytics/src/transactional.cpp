@@ -159,7 +159,9 @@ class TransactionalRunner {
       dead_letter_partitions_ = uplink::ensure_topic(producer_.get(), dead_letter_topic_, partitions,
                                                      std::min(3, broker_count(producer_.get())));
     }
-    if (!init_transactions(stop_fd)) return 0;
+    // Subscribed first: the group join runs in librdkafka's threads while init_transactions
+    // waits for the coordinator. Its assignment is served only by the polls below (the
+    // rebalance callback restores with the initialised producer).
     consumer_ = make_consumer();
     ahead_.attach(consumer_.get());
     // However run() ends, the consumer is closed here, before the members its rebalance
@@ -172,6 +174,7 @@ class TransactionalRunner {
         rd_kafka_consumer_close(r.consumer_.get());
       }
     } close_guard{*this};
+    if (!init_transactions(stop_fd)) return 0;
     uplink::Settings restore = reader_settings(cfg_.bootstrap, cfg_.group + "-restore");
     restore.insert({{"isolation.level", "read_committed"}, {"enable.partition.eof", "true"}, {"fetch.wait.max.ms", "50"}});
     restorer_ = uplink::make_handle(RD_KAFKA_CONSUMER, logged_conf(restore, &handles_));
