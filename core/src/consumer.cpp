@@ -6,6 +6,8 @@
 
 #include <algorithm>
 #include <cstring>
+#include <utility>
+#include <vector>
 
 #include "internal/channel_layout.h"
 #include "internal/os.h"
@@ -27,6 +29,11 @@ struct Consumer::Impl {
   std::uint64_t tail_seen = 0;  // the write head as last read by poll(): a bound for its prefetch
   std::uint64_t fetched = 0;    // poll() has prefetched the lines below this position
   bool behind = true;           // the last batch poll came back full: a backlog to prefetch
+  // Damage resync stepped over since the last commit, as (from, to): a partial commit's walk
+  // (commit(position)) jumps it as the reader did, so that it counts the records past it.
+  // Bounded; past the bound a partial commit undercounts (records_committed is a statistic).
+  static constexpr std::size_t kMaxJumps = 256;
+  std::vector<std::pair<std::uint64_t, std::uint64_t>> jumps;
   std::uint64_t stall_pos = UINT64_MAX;
   std::uint32_t stall_spins = 0;
   bool stall_timing = false;
@@ -167,6 +174,7 @@ void Consumer::Impl::resync(std::uint64_t p) noexcept {
     q = std::min(q, c.pos);
   }
   st->hdr->corrupt_bytes.fetch_add(q - p, std::memory_order_relaxed);
+  if (jumps.size() < kMaxJumps) jumps.emplace_back(p, q);
   read_pos = q;
   stall_pos = UINT64_MAX;
 }
@@ -328,8 +336,11 @@ void Consumer::commit(std::uint64_t position) noexcept {
         p = st.lap_end(p);
       } else if (const std::uint32_t skip = is_skip_tag(tag, p) ? skip_length(st, p, h, tag) : 0; skip != 0) {
         p += skip;
+      } else if (const auto j = std::find_if(c.jumps.begin(), c.jumps.end(), [p](const auto& e) { return e.first == p; });
+                 j != c.jumps.end()) {
+        p = j->second;  // damage the reader stepped over: jump it as resync did
       } else {
-        break;  // damage the reader stepped over (resync): the records in it are not known
+        break;  // not known (past the bound on jumps kept)
       }
     }
   }
@@ -348,6 +359,7 @@ void Consumer::commit_counted(std::uint64_t position, std::uint64_t n) noexcept 
   n = std::min(n, c.uncommitted_records);
   c.uncommitted_records -= n;
   c.committed = position;
+  std::erase_if(c.jumps, [position](const auto& e) { return e.first < position; });
   c.slot->records_committed.store(c.slot->records_committed.load(std::memory_order_relaxed) + n,
                                   std::memory_order_relaxed);
   const bool wake = st.store_then_check(c.slot->cursor, position, st.hdr->space_waiters);

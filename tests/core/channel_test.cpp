@@ -867,9 +867,9 @@ TEST(ChannelTest, ADeadClaimOverAPublishedDamagedRecordDoesNotHoldTheConsumer) {
 }
 
 // A record header zeroed after a clean close (tag and length 0), stepped over: a commit of a
-// position past it, short of the read position, counts the records it can frame and returns
-// (its walk used to add the zero length for ever).
-TEST(ChannelTest, APartialCommitPastSteppedOverDamageReturns) {
+// position past it, short of the read position, returns (its walk used to add the zero length
+// for ever) and counts the records on both sides of the damage (it used to stop at it).
+TEST(ChannelTest, APartialCommitPastSteppedOverDamageCountsTheRecordsOnBothSides) {
   TempDir dir;
   const auto path = dir / "a.chan";
   write_and_close(path, 100);
@@ -887,7 +887,12 @@ TEST(ChannelTest, APartialCommitPastSteppedOverDamageReturns) {
   const auto info = ch.stats().consumers;
   ASSERT_EQ(info.size(), 1u);
   EXPECT_EQ(info[0].committed, seen[20].position);
-  EXPECT_EQ(info[0].records_committed, 50u + 10u) << "before the reopen, and the ten before the damage";
+  EXPECT_EQ(info[0].records_committed, 50u + 10u + 10u)
+      << "before the reopen, the ten before the damage and the ten after it";
+  c.commit(seen[30].position);
+  EXPECT_EQ(ch.stats().consumers.at(0).records_committed, 50u + 30u) << "a second partial commit, past the damage";
+  c.commit();
+  EXPECT_EQ(ch.stats().consumers.at(0).records_committed, 50u + 49u);
 }
 
 // A damaged record in front of a reservation whose writer is alive: the consumer does not step
