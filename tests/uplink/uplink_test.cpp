@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <map>
 #include <set>
+#include <tuple>
 
 #include "support/channel_util.h"
 #include "support/kafka_util.h"
@@ -38,6 +39,51 @@ void fill(core::Channel& ch, std::uint64_t source, std::uint64_t n, std::size_t 
 
 using testing::ship_all;
 
+// What the tests stand on: a mock cluster with topic "events" (unless partitions is 0), a
+// channel, and the uplink's log lines, kept for the assertions.
+struct Rig {
+  TempDir dir;
+  MockCluster mock;
+  core::Channel ch = core::Channel::create(dir / "c.chan", cfg());
+  std::vector<std::pair<std::string, std::string>> logs;
+
+  explicit Rig(int partitions = 1, int brokers = 1, int replication = 1) : mock(brokers) {
+    if (partitions > 0) mock.create_topic("events", partitions, replication);
+  }
+  // The mock's bootstrap.servers, and `more`.
+  [[nodiscard]] Settings kafka(Settings more = {}) const {
+    more.emplace("bootstrap.servers", mock.bootstrap());
+    return more;
+  }
+  [[nodiscard]] LogFn log() {
+    return [this](std::string_view level, const std::string& m) { logs.emplace_back(level, m); };
+  }
+  [[nodiscard]] std::size_t warnings() const {
+    return static_cast<std::size_t>(std::count_if(logs.begin(), logs.end(), [](const auto& l) { return l.first == "warn"; }));
+  }
+  // The first line from the `from`th on containing `text` (at `level`, if given), or nullptr.
+  [[nodiscard]] const std::string* said(std::string_view text, std::size_t from = 0, std::string_view level = {}) const {
+    for (std::size_t i = from; i < logs.size(); ++i)
+      if ((level.empty() || logs[i].first == level) && logs[i].second.find(text) != std::string::npos)
+        return &logs[i].second;
+    return nullptr;
+  }
+  [[nodiscard]] std::string log_text() const {
+    std::string all;
+    for (const auto& [level, m] : logs) all += level + ": " + m + "\n";
+    return all;
+  }
+  // Topic "events" as read back by an independent consumer (testing::read_topic).
+  [[nodiscard]] std::vector<testing::KafkaRecord> topic(int partitions, std::size_t max, std::chrono::milliseconds quiet = 0s) const {
+    return testing::read_topic(mock.bootstrap(), "events", partitions, max, 30s, quiet);
+  }
+};
+
+// With a dead-letter channel beside.
+struct DeadLetterRig : Rig {
+  core::Channel dlq = core::Channel::create(dir / "dlq.chan", cfg());
+};
+
 // Every (source, seq) in [0, n) present, duplicates only with identical payload.
 void expect_each_at_least_once(const std::vector<testing::KafkaRecord>& got, std::uint64_t source, std::uint64_t n,
                                std::size_t* duplicates = nullptr) {
@@ -56,14 +102,12 @@ void expect_each_at_least_once(const std::vector<testing::KafkaRecord>& got, std
 }
 
 TEST(UplinkTest, DeliversEveryEventOnceWithItsIdentityAndCommitsAfterAcks) {
-  TempDir dir;
-  MockCluster mock(1);
-  mock.create_topic("events", 3);
-  auto ch = core::Channel::create(dir / "c.chan", cfg());
+  Rig rig(3);
+  auto& ch = rig.ch;
   fill(ch, 42, 20000);
-  Uplink u(ch, {.name = "up", .topic = "events", .kafka = {{"bootstrap.servers", mock.bootstrap()}}});
+  Uplink u(ch, {.name = "up", .topic = "events", .kafka = rig.kafka()});
   ASSERT_TRUE(ship_all(u, ch));
-  const auto got = testing::read_topic(mock.bootstrap(), "events", 3, 20000, 30s);
+  const auto got = rig.topic(3, 20000);
   std::size_t dups = 0;
   expect_each_at_least_once(got, 42, 20000, &dups);
   EXPECT_EQ(dups, 0u);
@@ -92,20 +136,17 @@ std::vector<testing::KafkaRecord> unpack(const std::vector<testing::KafkaRecord>
 // Produce requests failing with retriable errors (the mock's error injection): nothing lost,
 // per-event records or packs.
 void expect_injected_errors_lose_nothing(bool packed) {
-  TempDir dir;
-  MockCluster mock(1);
-  mock.create_topic("events", 1);
-  auto ch = core::Channel::create(dir / "c.chan", cfg());
+  Rig rig;
+  auto& ch = rig.ch;
   fill(ch, 9, 10000);
-  rd_kafka_mock_push_request_errors(mock.raw(), kProduceApi, 6, RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION,
+  rd_kafka_mock_push_request_errors(rig.mock.raw(), kProduceApi, 6, RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION,
                                     RD_KAFKA_RESP_ERR_REQUEST_TIMED_OUT, RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS,
                                     RD_KAFKA_RESP_ERR_LEADER_NOT_AVAILABLE, RD_KAFKA_RESP_ERR_REQUEST_TIMED_OUT,
                                     RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS_AFTER_APPEND);
-  Uplink u(ch, {.name = "up", .topic = "events",
-                .kafka = {{"bootstrap.servers", mock.bootstrap()}, {"retry.backoff.ms", "10"}},
+  Uplink u(ch, {.name = "up", .topic = "events", .kafka = rig.kafka({{"retry.backoff.ms", "10"}}),
                 .packed = packed, .pack_bytes = 8 << 10});
   ASSERT_TRUE(ship_all(u, ch));
-  auto got = testing::read_topic(mock.bootstrap(), "events", 1, packed ? 1000000 : 10000, 30s, packed ? 2s : 0s);
+  auto got = rig.topic(1, packed ? 1000000 : 10000, packed ? 2s : 0s);
   if (packed) got = unpack(got);
   expect_each_at_least_once(got, 9, 10000);
 }
@@ -117,20 +158,15 @@ TEST(UplinkTest, PackedModeLosesNothingThroughInjectedProduceErrors) { expect_in
 // Kafka away for longer than message.timeout.ms: the uplink rewinds and re-sends from the
 // channel; nothing is committed meanwhile and nothing is lost (per-event records or packs).
 void expect_an_outage_loses_nothing(bool packed) {
-  TempDir dir;
-  MockCluster mock(1);
-  mock.create_topic("events", 1);
-  auto ch = core::Channel::create(dir / "c.chan", cfg());
+  Rig rig;
+  auto& ch = rig.ch;
   fill(ch, 7, 5000);
-  std::vector<std::pair<std::string, std::string>> logs;
   Uplink u(ch,
-           {.name = "up", .topic = "events",
-            .kafka = {{"bootstrap.servers", mock.bootstrap()}, {"message.timeout.ms", "1500"}},
-            .packed = packed,
+           {.name = "up", .topic = "events", .kafka = rig.kafka({{"message.timeout.ms", "1500"}}), .packed = packed,
             .pack_bytes = 8 << 10},
-           [&](std::string_view level, const std::string& msg) { logs.emplace_back(level, msg); });
+           rig.log());
   ASSERT_TRUE(ship_all(u, ch));
-  rd_kafka_mock_broker_set_down(mock.raw(), 1);
+  rd_kafka_mock_broker_set_down(rig.mock.raw(), 1);
   core::Producer p = ch.producer();
   for (std::uint64_t i = 5000; i < 10000; ++i) ASSERT_EQ(p.append({7, i}, payload_for(7, i, 60)), core::AppendStatus::kOk);
   // Three delivery timeouts with the broker away: the events wait in the channel.
@@ -140,16 +176,14 @@ void expect_an_outage_loses_nothing(bool packed) {
   }
   EXPECT_LT(u.metrics().committed, ch.stats().write_position) << "nothing is committed while Kafka is away";
   EXPECT_GE(u.metrics().rewinds, 1u);
-  rd_kafka_mock_broker_set_up(mock.raw(), 1);
+  rd_kafka_mock_broker_set_up(rig.mock.raw(), 1);
   ASSERT_TRUE(ship_all(u, ch));
-  auto got = testing::read_topic(mock.bootstrap(), "events", 1, packed ? 1000000 : 10000, 30s, packed ? 2s : 0s);
+  auto got = rig.topic(1, packed ? 1000000 : 10000, packed ? 2s : 0s);
   if (packed) got = unpack(got);
   expect_each_at_least_once(got, 7, 10000);
   // Reported once per change of state, not once per failed message.
-  std::size_t warnings = 0;
-  for (const auto& [level, msg] : logs) warnings += level == "warn";
-  EXPECT_LE(warnings, 10u);
-  EXPECT_GE(warnings, 1u);
+  EXPECT_LE(rig.warnings(), 10u);
+  EXPECT_GE(rig.warnings(), 1u);
 }
 
 TEST(UplinkTest, BrokerOutageLongerThanTheDeliveryTimeoutLosesNothing) { expect_an_outage_loses_nothing(false); }
@@ -159,19 +193,16 @@ TEST(UplinkTest, BrokerOutageLongerThanTheDeliveryTimeoutLosesNothing) { expect_
 // has one: with acks=0 the broker answers nothing, and every event is still shipped once and
 // committed, not sent again forever.
 TEST(UplinkTest, WithAcksZeroDeliveriesWithoutAnOffsetAreTakenAsSent) {
-  TempDir dir;
-  MockCluster mock(1);
-  mock.create_topic("events", 1);
-  auto ch = core::Channel::create(dir / "c.chan", cfg());
+  Rig rig;
+  auto& ch = rig.ch;
   fill(ch, 5, 2000);
-  Uplink u(ch, {.name = "up", .topic = "events",
-                .kafka = {{"bootstrap.servers", mock.bootstrap()}, {"enable.idempotence", "false"}, {"acks", "0"}}});
+  Uplink u(ch, {.name = "up", .topic = "events", .kafka = rig.kafka({{"enable.idempotence", "false"}, {"acks", "0"}})});
   ASSERT_TRUE(ship_all(u, ch, 30s));
   const auto m = u.metrics();
   EXPECT_EQ(m.delivered, 2000u);
   EXPECT_EQ(m.failed, 0u);
   EXPECT_EQ(m.rewinds, 0u);
-  expect_each_at_least_once(testing::read_topic(mock.bootstrap(), "events", 1, 2000, 30s), 5, 2000);
+  expect_each_at_least_once(rig.topic(1, 2000), 5, 2000);
 }
 
 // A topic whose partition does not answer its leader yet (as one just auto-created: KRaft names
@@ -180,63 +211,51 @@ TEST(UplinkTest, WithAcksZeroDeliveriesWithoutAnOffsetAreTakenAsSent) {
 // Uplink::Impl::learn_topic). The broker answers ListOffsets "not leader" 5 times: when the
 // first event is sent, all 5 have been given, and every event ships.
 TEST(UplinkTest, NothingIsSentBeforeEveryPartitionAnswersItsLeader) {
-  TempDir dir;
-  MockCluster mock(1);
-  mock.create_topic("events", 2);
+  Rig rig(2);
+  auto& ch = rig.ch;
   constexpr auto kNotLeader = RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION;
-  ASSERT_EQ(rd_kafka_mock_broker_push_request_error_rtts(mock.raw(), 1, kListOffsetsApi, 5, kNotLeader, 0, kNotLeader,
+  ASSERT_EQ(rd_kafka_mock_broker_push_request_error_rtts(rig.mock.raw(), 1, kListOffsetsApi, 5, kNotLeader, 0, kNotLeader,
                                                          0, kNotLeader, 0, kNotLeader, 0, kNotLeader, 0),
             RD_KAFKA_RESP_ERR_NO_ERROR);
-  auto ch = core::Channel::create(dir / "c.chan", cfg());
   fill(ch, 3, 500);
-  Uplink u(ch, {.name = "up", .topic = "events", .kafka = {{"bootstrap.servers", mock.bootstrap()}}});
+  Uplink u(ch, {.name = "up", .topic = "events", .kafka = rig.kafka()});
   const auto deadline = std::chrono::steady_clock::now() + 20s;
   while (u.metrics().sent == 0 && std::chrono::steady_clock::now() < deadline)
     if (u.do_work() == 0) u.wait(20ms);
   ASSERT_GT(u.metrics().sent, 0u) << "the uplink never sent: " << u.metrics().last_error;
   std::size_t refusals_left = 99;
-  ASSERT_EQ(rd_kafka_mock_broker_error_stack_cnt(mock.raw(), 1, kListOffsetsApi, &refusals_left),
+  ASSERT_EQ(rd_kafka_mock_broker_error_stack_cnt(rig.mock.raw(), 1, kListOffsetsApi, &refusals_left),
             RD_KAFKA_RESP_ERR_NO_ERROR);
   EXPECT_EQ(refusals_left, 0u) << "the uplink sent before the partitions answered";
   ASSERT_TRUE(ship_all(u, ch, 30s));
-  expect_each_at_least_once(testing::read_topic(mock.bootstrap(), "events", 2, 500, 30s), 3, 500);
+  expect_each_at_least_once(rig.topic(2, 500), 3, 500);
 }
 
 // A partition that never answers its leader does not hold the events back for ever: after
 // ready_wait the uplink sends anyway and says why it waited.
 TEST(UplinkTest, APartitionThatNeverAnswersHoldsTheEventsOnlyForTheReadyWait) {
-  TempDir dir;
-  MockCluster mock(1);
-  mock.create_topic("events", 1);
+  Rig rig;
+  auto& ch = rig.ch;
   std::vector<rd_kafka_resp_err_t> errs(100000, RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION);
-  rd_kafka_mock_push_request_errors_array(mock.raw(), kListOffsetsApi, errs.size(), errs.data());
-  auto ch = core::Channel::create(dir / "c.chan", cfg());
+  rd_kafka_mock_push_request_errors_array(rig.mock.raw(), kListOffsetsApi, errs.size(), errs.data());
   fill(ch, 4, 300);
-  std::vector<std::pair<std::string, std::string>> logs;
-  Uplink u(ch,
-           {.name = "up", .topic = "events", .kafka = {{"bootstrap.servers", mock.bootstrap()}}, .ready_wait = 500ms},
-           [&](std::string_view level, const std::string& msg) { logs.emplace_back(level, msg); });
+  Uplink u(ch, {.name = "up", .topic = "events", .kafka = rig.kafka(), .ready_wait = 500ms}, rig.log());
   ASSERT_TRUE(ship_all(u, ch, 30s));
-  rd_kafka_mock_clear_request_errors(mock.raw(), kListOffsetsApi);  // the reader below asks too
-  expect_each_at_least_once(testing::read_topic(mock.bootstrap(), "events", 1, 300, 30s), 4, 300);
-  const auto said = std::find_if(logs.begin(), logs.end(), [](const auto& l) {
-    return l.first == "warn" && l.second.find("not ready after 0.5 s") != std::string::npos &&
-           l.second.find("Not leader") != std::string::npos;
-  });
-  std::string all;
-  for (const auto& [level, msg] : logs) all += level + ": " + msg + "\n";
-  EXPECT_NE(said, logs.end()) << "the wait must be said, with the broker's reason; the log:\n" << all;
+  rd_kafka_mock_clear_request_errors(rig.mock.raw(), kListOffsetsApi);  // the reader below asks too
+  expect_each_at_least_once(rig.topic(1, 300), 4, 300);
+  const std::string* said = rig.said("not ready after 0.5 s", 0, "warn");
+  ASSERT_NE(said, nullptr) << "the wait must be said; the log:\n" << rig.log_text();
+  EXPECT_NE(said->find("Not leader"), std::string::npos) << "with the broker's reason: " << *said;
 }
 
 // A topic name librdkafka refuses (longer than Kafka allows) is an error the uplink reports and
 // retries after its back-off, with the events kept in the channel; it does not throw out of
 // do_work (in the agent, an uplink thread's exception would end the process).
 TEST(UplinkTest, ATopicNameLibrdkafkaRefusesIsReportedNotThrown) {
-  TempDir dir;
-  MockCluster mock(1);
-  core::Channel ch = core::Channel::create(dir / "c.chan", cfg());
+  Rig rig(0);
+  auto& ch = rig.ch;
   ASSERT_NO_FATAL_FAILURE(fill(ch, 7, 10));
-  Uplink u(ch, {.name = "up", .topic = std::string(1000, 't'), .kafka = {{"bootstrap.servers", mock.bootstrap()}}});
+  Uplink u(ch, {.name = "up", .topic = std::string(1000, 't'), .kafka = rig.kafka()});
   for (int i = 0; i < 3; ++i) EXPECT_NO_THROW(u.do_work());
   EXPECT_NE(u.metrics().last_error.find("cannot use topic"), std::string::npos) << u.metrics().last_error;
   EXPECT_EQ(u.metrics().sent, 0u);
@@ -251,16 +270,10 @@ TEST(UplinkTest, ATopicNameLibrdkafkaRefusesIsReportedNotThrown) {
 // its late answer depends on timing (an ASan run had none): the copies are counted, not
 // required.
 TEST(UplinkTest, SlowBrokersThenMovedLeadersLoseNothingAndCopiesKeepTheirIdentity) {
-  TempDir dir;
-  MockCluster mock(3);
-  mock.create_topic("events", 2, 3);
-  auto ch = core::Channel::create(dir / "c.chan", cfg());
+  Rig rig(2, 3, 3);
+  auto [mock, ch] = std::tie(rig.mock, rig.ch);
   fill(ch, 5, 3000);
-  std::vector<std::pair<std::string, std::string>> logs;
-  Uplink u(ch,
-           {.name = "up", .topic = "events",
-            .kafka = {{"bootstrap.servers", mock.bootstrap()}, {"message.timeout.ms", "1500"}}},
-           [&](std::string_view level, const std::string& msg) { logs.emplace_back(level, msg); });
+  Uplink u(ch, {.name = "up", .topic = "events", .kafka = rig.kafka({{"message.timeout.ms", "1500"}})}, rig.log());
   ASSERT_TRUE(ship_all(u, ch));  // connected, leaders known: the next requests reach the brokers
   for (int b = 1; b <= 3; ++b) rd_kafka_mock_broker_set_rtt(mock.raw(), b, 2500);
   core::Producer p = ch.producer();
@@ -275,38 +288,28 @@ TEST(UplinkTest, SlowBrokersThenMovedLeadersLoseNothingAndCopiesKeepTheirIdentit
   rd_kafka_mock_partition_set_leader(mock.raw(), "events", 1, 3);
   ASSERT_TRUE(ship_all(u, ch));
   std::size_t copies = 0;
-  expect_each_at_least_once(testing::read_topic(mock.bootstrap(), "events", 2, 100000, 30s, 2s), 5, 6000, &copies);
+  expect_each_at_least_once(rig.topic(2, 100000, 2s), 5, 6000, &copies);
   ::testing::Test::RecordProperty("copies", static_cast<int>(copies));
-  std::size_t warnings = 0;
-  for (const auto& [level, msg] : logs) warnings += level == "warn";
-  EXPECT_LE(warnings, 10u) << "said once per change of state, not per message";
+  EXPECT_LE(rig.warnings(), 10u) << "said once per change of state, not per message";
 }
 
 // Kafka unreachable from the very start: the uplink starts anyway, commits nothing, warns (a
 // few times, not once per message), and ships everything once Kafka is there.
 TEST(UplinkTest, KafkaUnreachableAtStartCommitsNothingAndShipsOnceItAppears) {
-  TempDir dir;
-  MockCluster mock(1);
-  mock.create_topic("events", 1);
-  rd_kafka_mock_broker_set_down(mock.raw(), 1);
-  auto ch = core::Channel::create(dir / "c.chan", cfg());
+  Rig rig;
+  auto& ch = rig.ch;
+  rd_kafka_mock_broker_set_down(rig.mock.raw(), 1);
   fill(ch, 7, 3000);
-  std::vector<std::pair<std::string, std::string>> logs;
-  Uplink u(ch,
-           {.name = "up", .topic = "events",
-            .kafka = {{"bootstrap.servers", mock.bootstrap()}, {"message.timeout.ms", "1500"}}},
-           [&](std::string_view level, const std::string& msg) { logs.emplace_back(level, msg); });
+  Uplink u(ch, {.name = "up", .topic = "events", .kafka = rig.kafka({{"message.timeout.ms", "1500"}})}, rig.log());
   const auto until = std::chrono::steady_clock::now() + 3500ms;  // two delivery timeouts
   while (std::chrono::steady_clock::now() < until)
     if (u.do_work() == 0) u.wait(20ms);
   EXPECT_EQ(u.metrics().committed, 0u) << "nothing is committed before Kafka acknowledged it";
-  rd_kafka_mock_broker_set_up(mock.raw(), 1);
+  rd_kafka_mock_broker_set_up(rig.mock.raw(), 1);
   ASSERT_TRUE(ship_all(u, ch));
-  expect_each_at_least_once(testing::read_topic(mock.bootstrap(), "events", 1, 6000, 30s, 2s), 7, 3000);
-  std::size_t warnings = 0;
-  for (const auto& [level, msg] : logs) warnings += level == "warn";
-  EXPECT_GE(warnings, 1u) << "an unreachable Kafka must be said";
-  EXPECT_LE(warnings, 10u) << "said once per change of state, not per message";
+  expect_each_at_least_once(rig.topic(1, 6000, 2s), 7, 3000);
+  EXPECT_GE(rig.warnings(), 1u) << "an unreachable Kafka must be said";
+  EXPECT_LE(rig.warnings(), 10u) << "said once per change of state, not per message";
 }
 
 TEST(UplinkTest, PackedModeLosesNothingThroughABrokerOutage) { expect_an_outage_loses_nothing(true); }
@@ -325,31 +328,21 @@ TEST(UplinkTest, PackedModeRefusesAPackSizeKafkaWouldRefuse) {
   }
 }
 
-// A mock cluster with topic "events" (one partition), a channel and a dead-letter channel.
-struct DeadLetterRig {
-  TempDir dir;
-  MockCluster mock{1};
-  core::Channel ch = core::Channel::create(dir / "c.chan", cfg());
-  core::Channel dlq = core::Channel::create(dir / "dlq.chan", cfg());
-  DeadLetterRig() { mock.create_topic("events", 1); }
-};
-
 // Three events, the middle one larger than the topic accepts: it goes to the dead-letter
 // channel, its neighbours to Kafka (per-event records, or packs with the big one alone).
 void expect_only_the_oversized_event_dead_lettered(bool packed) {
   DeadLetterRig rig;
-  auto& [dir, mock, ch, dlq] = rig;
+  auto [ch, dlq] = std::tie(rig.ch, rig.dlq);
   {
     core::Producer p = ch.producer();
     ASSERT_EQ(p.append({5, 0}, "small"), core::AppendStatus::kOk);
     ASSERT_EQ(p.append({5, 1}, std::string(200000, 'L')), core::AppendStatus::kOk);
     ASSERT_EQ(p.append({5, 2}, "small again"), core::AppendStatus::kOk);
   }
-  Uplink u(ch, {.name = "up", .topic = "events",
-                .kafka = {{"bootstrap.servers", mock.bootstrap()}, {"message.max.bytes", "100000"}},
+  Uplink u(ch, {.name = "up", .topic = "events", .kafka = rig.kafka({{"message.max.bytes", "100000"}}),
                 .dead_letter = &dlq, .packed = packed, .pack_bytes = 64 << 10});
   ASSERT_TRUE(ship_all(u, ch));
-  auto got = testing::read_topic(mock.bootstrap(), "events", 1, 2, 20s);
+  auto got = rig.topic(1, 2);
   if (packed) got = unpack(got);
   ASSERT_EQ(got.size(), 2u);
   EXPECT_EQ(got[0].payload, "small");
@@ -375,17 +368,14 @@ TEST(UplinkTest, PackedModeSendsAnOversizedEventAloneSoOnlyItIsDeadLettered) {
 // topic; none is dead-lettered.
 void expect_a_refused_batch_resent_smaller(bool packed) {
   DeadLetterRig rig;
-  auto& [dir, mock, ch, dlq] = rig;
+  auto [ch, dlq] = std::tie(rig.ch, rig.dlq);
   fill(ch, 9, 10000);
-  rd_kafka_mock_push_request_errors(mock.raw(), kProduceApi, 1, RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE);
-  std::vector<std::string> warnings;
-  Uplink u(ch, {.name = "up", .topic = "events", .kafka = {{"bootstrap.servers", mock.bootstrap()}},
-                .dead_letter = &dlq, .packed = packed, .pack_bytes = 16 << 10},
-           [&](std::string_view level, const std::string& m) {
-             if (level == "warn") warnings.push_back(m);
-           });
+  rd_kafka_mock_push_request_errors(rig.mock.raw(), kProduceApi, 1, RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE);
+  Uplink u(ch, {.name = "up", .topic = "events", .kafka = rig.kafka(), .dead_letter = &dlq, .packed = packed,
+                .pack_bytes = 16 << 10},
+           rig.log());
   ASSERT_TRUE(ship_all(u, ch));
-  auto got = testing::read_topic(mock.bootstrap(), "events", 1, 1000000, 30s, 2s);
+  auto got = rig.topic(1, 1000000, 2s);
   if (packed) got = unpack(got);
   expect_each_at_least_once(got, 9, 10000);
   const auto m = u.metrics();
@@ -394,9 +384,8 @@ void expect_a_refused_batch_resent_smaller(bool packed) {
   EXPECT_EQ(m.dropped, 0u);
   core::Consumer dead_reader = dlq.consumer("check");
   EXPECT_TRUE(testing::drain(dead_reader, 1, 200ms).empty()) << "an event Kafka takes alone was dead-lettered";
-  const auto said = std::find_if(warnings.begin(), warnings.end(),
-                                 [](const std::string& w) { return w.find("was refused") != std::string::npos; });
-  ASSERT_NE(said, warnings.end()) << "the refusal is logged";
+  const std::string* said = rig.said("was refused", 0, "warn");
+  ASSERT_NE(said, nullptr) << "the refusal is logged";
   EXPECT_NE(said->find("batches are at most 500000 bytes"), std::string::npos) << *said;
 }
 
@@ -412,17 +401,15 @@ TEST(UplinkTest, PackedModeSendsTheEventsOfAPackRefusedForSizeAgainInSmallerPack
 // regrow_after they go back to their configured size, and every event still arrives.
 void expect_halved_sizes_to_grow_back(bool packed) {
   DeadLetterRig rig;
-  auto& [dir, mock, ch, dlq] = rig;
+  auto [ch, dlq] = std::tie(rig.ch, rig.dlq);
   fill(ch, 9, 2000);
-  rd_kafka_mock_push_request_errors(mock.raw(), kProduceApi, 1, RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE);
-  std::vector<std::string> said;
+  rd_kafka_mock_push_request_errors(rig.mock.raw(), kProduceApi, 1, RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE);
   // Packed: packs of 16 KiB fill most of a 20 kB batch, so the pack is what gets halved.
   const std::uint64_t batch = packed ? 20000 : 64000, pack = 16 << 10;
-  Uplink u(ch, {.name = "up", .topic = "events",
-                .kafka = {{"bootstrap.servers", mock.bootstrap()}, {"batch.size", std::to_string(batch)}},
+  Uplink u(ch, {.name = "up", .topic = "events", .kafka = rig.kafka({{"batch.size", std::to_string(batch)}}),
                 .dead_letter = &dlq, .packed = packed, .pack_bytes = pack, .retry_backoff = 10ms,
                 .regrow_after = 1s},
-           [&](std::string_view, const std::string& m) { said.push_back(m); });
+           rig.log());
   // Shipped by hand to see the sizes in use: halved after the refusal (the resend uses them:
   // it starts 10 ms later, the sizes grow back a second later).
   std::uint64_t least_batch = batch, least_pack = pack;
@@ -436,10 +423,10 @@ void expect_halved_sizes_to_grow_back(bool packed) {
   ASSERT_EQ(u.metrics().committed, ch.stats().write_position);
   if (packed) EXPECT_LT(least_pack, pack) << "the pack was halved";
   else EXPECT_EQ(least_batch, batch / 2) << "the batch was halved";
-  const auto refused = std::find_if(said.begin(), said.end(), [](const std::string& m) { return m.find("was refused") != std::string::npos; });
-  ASSERT_NE(refused, said.end()) << "the refusal for size did not happen";
+  const std::string* refused = rig.said("was refused");
+  ASSERT_NE(refused, nullptr) << "the refusal for size did not happen";
   EXPECT_NE(refused->find(packed ? "packs are at most " : "batches are at most 32000 bytes"), std::string::npos) << *refused;
-  const auto halved = refused - said.begin();  // an index: `said` grows below
+  const std::size_t halved = rig.logs.size();  // the log grows below
   // Grown back, driven by the uplink's own loop with nothing to send.
   const auto deadline = std::chrono::steady_clock::now() + 20s;
   while (std::chrono::steady_clock::now() < deadline &&
@@ -448,9 +435,8 @@ void expect_halved_sizes_to_grow_back(bool packed) {
   }
   EXPECT_EQ(u.metrics().batch_bytes, batch);
   EXPECT_EQ(u.metrics().pack_bytes, packed ? pack : 0);
-  const auto grown = std::find_if(said.begin() + halved, said.end(),
-                                  [](const std::string& m) { return m.find("no refusal for size") != std::string::npos; });
-  ASSERT_NE(grown, said.end()) << "the return to the configured size is logged";
+  const std::string* grown = rig.said("no refusal for size", halved);
+  ASSERT_NE(grown, nullptr) << "the return to the configured size is logged";
   EXPECT_NE(grown->find("batches are at most " + std::to_string(batch) + " bytes again"), std::string::npos) << *grown;
   // More events at full size: all of them, and the first 2000, are in the topic.
   {
@@ -458,7 +444,7 @@ void expect_halved_sizes_to_grow_back(bool packed) {
     for (std::uint64_t i = 2000; i < 4000; ++i) ASSERT_EQ(p.append({9, i}, payload_for(9, i, 60)), core::AppendStatus::kOk);
   }
   ASSERT_TRUE(ship_all(u, ch));
-  auto got = testing::read_topic(mock.bootstrap(), "events", 1, 1000000, 30s, 2s);
+  auto got = rig.topic(1, 1000000, 2s);
   if (packed) got = unpack(got);
   expect_each_at_least_once(got, 9, 4000);
   EXPECT_EQ(u.metrics().dead_lettered, 0u);
@@ -475,16 +461,15 @@ TEST(UplinkTest, PacksHalvedByARefusalForSizeGrowBackWhenNoOtherFollows) { expec
 // dead-lettered.
 TEST(UplinkTest, ABatchRefusedForOneBadRecordIsSentAgainOneAtATimeAndOnlyAnEventRefusedAloneIsDeadLettered) {
   DeadLetterRig rig;
-  auto& [dir, mock, ch, dlq] = rig;
+  auto [ch, dlq] = std::tie(rig.ch, rig.dlq);
   fill(ch, 9, 2000);
-  rd_kafka_mock_push_request_errors(mock.raw(), kProduceApi, 1, RD_KAFKA_RESP_ERR_INVALID_RECORD);
-  Uplink u(ch, {.name = "up", .topic = "events", .kafka = {{"bootstrap.servers", mock.bootstrap()}},
-                .dead_letter = &dlq, .retry_backoff = 10ms});
+  rd_kafka_mock_push_request_errors(rig.mock.raw(), kProduceApi, 1, RD_KAFKA_RESP_ERR_INVALID_RECORD);
+  Uplink u(ch, {.name = "up", .topic = "events", .kafka = rig.kafka(), .dead_letter = &dlq, .retry_backoff = 10ms});
   ASSERT_TRUE(ship_all(u, ch));
   EXPECT_EQ(u.metrics().dead_lettered, 0u);
   EXPECT_GE(u.metrics().resent_refused, 1u);
   // The one more event, refused with its batch and then alone.
-  rd_kafka_mock_push_request_errors(mock.raw(), kProduceApi, 2, RD_KAFKA_RESP_ERR_INVALID_RECORD,
+  rd_kafka_mock_push_request_errors(rig.mock.raw(), kProduceApi, 2, RD_KAFKA_RESP_ERR_INVALID_RECORD,
                                     RD_KAFKA_RESP_ERR_INVALID_RECORD);
   {
     core::Producer p = ch.producer();
@@ -498,22 +483,19 @@ TEST(UplinkTest, ABatchRefusedForOneBadRecordIsSentAgainOneAtATimeAndOnlyAnEvent
   EXPECT_EQ(dead[0].payload, payload_for(9, 2000, 60));
   EXPECT_EQ(u.metrics().dead_lettered, 1u);
   std::set<std::uint64_t> seen;
-  for (const auto& r : testing::read_topic(mock.bootstrap(), "events", 1, 1000000, 30s, 2s)) seen.insert(r.id.sequence);
+  for (const auto& r : rig.topic(1, 1000000, 2s)) seen.insert(r.id.sequence);
   EXPECT_EQ(seen.size(), 2000u);
   EXPECT_FALSE(seen.contains(2000));
 }
 
 TEST(UplinkTest, PackedModeShipsEveryEventOnceInFewRecordsEachSourceInOnePartition) {
-  TempDir dir;
-  MockCluster mock(1);
-  mock.create_topic("events", 4);
-  auto ch = core::Channel::create(dir / "c.chan", cfg());
+  Rig rig(4);
+  auto& ch = rig.ch;
   fill(ch, 7, 10000);
   fill(ch, 8, 10000);
-  Uplink u(ch, {.name = "up", .topic = "events", .kafka = {{"bootstrap.servers", mock.bootstrap()}},
-                .packed = true, .pack_bytes = 16 << 10});
+  Uplink u(ch, {.name = "up", .topic = "events", .kafka = rig.kafka(), .packed = true, .pack_bytes = 16 << 10});
   ASSERT_TRUE(ship_all(u, ch));
-  const auto records = testing::read_topic(mock.bootstrap(), "events", 4, 1000000, 30s, 2s);
+  const auto records = rig.topic(4, 1000000, 2s);
   EXPECT_LT(records.size(), 20000u / 50) << "packs of ~16 KiB hold ~180 events of 60 B";
   const auto events = unpack(records);
   std::vector<testing::KafkaRecord> of7, of8;
