@@ -66,31 +66,33 @@ int broker_count(rd_kafka_t* rk) {
   return std::max(n, 1);
 }
 
-// A compacted topic (the latest record per key is the value) with `partitions` partitions; an
-// existing changelog must have at least that many (the state of input partition P lives in its
-// partition P). Small segments, so that the cleaner keeps a restore's read short.
-int ensure_compacted_topic(rd_kafka_t* rk, const std::string& topic, int partitions, bool exact_partitions,
-                           const JobLog& log) {
-  const int before = uplink::partition_count(rk, topic);
-  const int replication = std::min(3, broker_count(rk));
-  const int have = uplink::ensure_topic(
-      rk, topic, partitions, replication,
-      {{"cleanup.policy", "compact"}, {"segment.ms", "60000"}, {"min.cleanable.dirty.ratio", "0.1"}});
+// A compacted topic (the latest record per key is the value), to be made by ensure_topics. Small
+// segments, so that the cleaner keeps a restore's read short.
+uplink::TopicSpec compacted_topic(const std::string& topic, int partitions, int replication) {
+  return {topic, partitions, replication,
+          {{"cleanup.policy", "compact"}, {"segment.ms", "60000"}, {"min.cleanable.dirty.ratio", "0.1"}}};
+}
+
+// Checks a compacted topic ensure_topics gave (`got`); an existing changelog (`exact_partitions`)
+// must have at least `partitions` partitions: the state of input partition P lives in its
+// partition P.
+void check_compacted_topic(rd_kafka_t* rk, const uplink::TopicSpec& spec, const uplink::EnsuredTopic& got,
+                           bool exact_partitions, const JobLog& log) {
   // The latest record per key is the value: with the delete policy, keys that stop changing
   // would expire after retention.ms, and totals would silently shrink. (A topic created here
   // is compacted; one that existed is checked.)
-  if (const auto policy = before > 0 ? uplink::topic_config(rk, topic, "cleanup.policy") : std::nullopt;
+  if (const auto policy = got.created ? std::nullopt : uplink::topic_config(rk, spec.name, "cleanup.policy");
       policy && policy->find("compact") == std::string::npos)
     throw core::Error(fmt::format("topic {} has cleanup.policy={}: the analyzer's state and outputs need a compacted "
                                   "topic (kafka-configs --alter --add-config cleanup.policy=compact), or name another",
-                                  topic, *policy));
-  if (exact_partitions && have < partitions)
+                                  spec.name, *policy));
+  if (exact_partitions && got.partitions < spec.partitions)
     throw core::Error(fmt::format("topic {} has {} partitions, the input has {}: the state of input partition P "
                                   "lives in its partition P; delete it or name another changelog",
-                                  topic, have, partitions));
-  if (before == 0 && log)
-    log("info", fmt::format("created compacted topic {} ({} partitions, replication {})", topic, partitions, replication));
-  return have;
+                                  spec.name, got.partitions, spec.partitions));
+  if (got.created && log)
+    log("info", fmt::format("created compacted topic {} ({} partitions, replication {})", spec.name, spec.partitions,
+                            spec.replication));
 }
 
 // "kafka P:OFFSET" (a partition's position inside its state) -> OFFSET.
@@ -152,12 +154,20 @@ class TransactionalRunner {
     producer_ = make_producer();
     int partitions = 0;
     if (!wait_for_topic(producer_.get(), cfg_.topic, cfg_.bootstrap, stop_fd, partitions, log_)) return 0;
-    changelog_partitions_ = ensure_compacted_topic(producer_.get(), x.changelog, partitions, true, log_);
-    output_partitions_ = ensure_compacted_topic(producer_.get(), x.topic, partitions, false, log_);
-    if (!cfg_.dead_letter.empty()) {  // rejected events, in the same transactions
-      dead_letter_topic_ = x.topic + "-dead-letter";
-      dead_letter_partitions_ = uplink::ensure_topic(producer_.get(), dead_letter_topic_, partitions,
-                                                     std::min(3, broker_count(producer_.get())));
+    // The changelog, the output and the dead letters (rejected events, in the same
+    // transactions), made in one request, waited for together.
+    const int replication = std::min(3, broker_count(producer_.get()));
+    std::vector<uplink::TopicSpec> topics{compacted_topic(x.changelog, partitions, replication),
+                                          compacted_topic(x.topic, partitions, replication)};
+    if (!cfg_.dead_letter.empty()) topics.push_back({x.topic + "-dead-letter", partitions, replication, {}});
+    const std::vector<uplink::EnsuredTopic> got = uplink::ensure_topics(producer_.get(), topics);
+    check_compacted_topic(producer_.get(), topics[0], got[0], true, log_);
+    check_compacted_topic(producer_.get(), topics[1], got[1], false, log_);
+    changelog_partitions_ = got[0].partitions;
+    output_partitions_ = got[1].partitions;
+    if (topics.size() > 2) {
+      dead_letter_topic_ = topics[2].name;
+      dead_letter_partitions_ = got[2].partitions;
     }
     // Subscribed first: the group join runs in librdkafka's threads while init_transactions
     // waits for the coordinator. Its assignment is served only by the polls below (the
@@ -1240,7 +1250,9 @@ bool wait_for_topic(rd_kafka_t* rk, const std::string& topic, const std::string&
   for (int attempt = 0;; ++attempt) {
     if ((out = uplink::partition_count(rk, topic)) > 0) return true;
     if (attempt == 0 && log) log("info", fmt::format("waiting for topic {} at {}", topic, where));
-    if (stopped(stop_fd, 500)) return false;  // not there yet: retry in 500 ms unless stopped
+    // Not there yet: asked again soon (a topic being made appears within a few hundred ms), then
+    // every 500 ms, unless stopped.
+    if (stopped(stop_fd, std::min(500, 25 << std::min(attempt, 5)))) return false;
   }
 }
 

@@ -53,9 +53,10 @@ void write_config(const std::filesystem::path& file, const std::string& bootstra
       "[transaction]\ntopic = \"{0}-counts\"\nid = \"{1}\"\ntimeout_ms = 5000\nsession_timeout_ms = 6000\n", topic, id);
 }
 
-int create_topic_at(const std::string& bootstrap, const std::string& topic, int partitions, int replication) {
+int create_topic_at(const std::string& bootstrap, const std::string& topic, int partitions, int replication,
+                    const uplink::Settings& configs = {}) {
   auto rk = uplink::make_handle(RD_KAFKA_PRODUCER, uplink::make_conf({{"bootstrap.servers", bootstrap}, {"log_level", "3"}}));
-  return uplink::ensure_topic(rk.get(), topic, partitions, replication);
+  return uplink::ensure_topic(rk.get(), topic, partitions, replication, configs);
 }
 
 class AnalyzeTransactionTest : public testing::LocalKafkaSuite {
@@ -848,6 +849,21 @@ TEST_F(AnalyzeTransactionTest, AnOutputTopicThatIsNotCompactedIsRefusedAtStart) 
   Child job = analyze_logged(dir / "analyze.toml", dir / "analyze.log");
   EXPECT_NE(job.wait(60s), 0);
   EXPECT_NE(slurp(dir / "analyze.log").find("topic plain-counts has cleanup.policy=delete"), std::string::npos)
+      << slurp(dir / "analyze.log");
+}
+
+// The state of input partition P lives in changelog partition P: a changelog that exists with
+// fewer partitions than the input is refused at start, naming both counts.
+TEST_F(AnalyzeTransactionTest, AChangelogWithFewerPartitionsThanTheInputIsRefusedAtStart) {
+  TempDir dir;
+  TianchiData::make(26, 10, 10).write_info(dir / "user_info.csv");
+  create_topic("wide", 2);
+  ASSERT_EQ(create_topic_at(bootstrap_, "wide-group-changelog", 1, 1, {{"cleanup.policy", "compact"}}), 1);
+  write_config(dir / "analyze.toml", bootstrap_, dir / "user_info.csv", dir / "out", "wide", "wide-group", "wide-1");
+  Child job = analyze_logged(dir / "analyze.toml", dir / "analyze.log");
+  EXPECT_NE(job.wait(60s), 0);
+  EXPECT_NE(slurp(dir / "analyze.log").find("topic wide-group-changelog has 1 partitions, the input has 2"),
+            std::string::npos)
       << slurp(dir / "analyze.log");
 }
 

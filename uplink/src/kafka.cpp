@@ -106,52 +106,105 @@ std::optional<std::string> unready_partition(rd_kafka_t* rk, const std::string& 
 
 namespace {
 
-void create_topic(rd_kafka_t* rk, const std::string& topic, int partitions, int replication, const Settings& configs) {
-  char errstr[512];
-  rd_kafka_NewTopic_t* nt = rd_kafka_NewTopic_new(topic.c_str(), partitions, replication, errstr, sizeof errstr);
-  if (nt == nullptr) throw core::Error(fmt::format("topic {}: {}", topic, errstr));
-  for (const auto& [k, v] : configs) rd_kafka_NewTopic_set_config(nt, k.c_str(), v.c_str());
+// Partition counts of `names` from one metadata request (0: not there, or no answer).
+std::vector<int> partition_counts(rd_kafka_t* rk, const std::vector<TopicSpec>& specs, int timeout_ms) {
+  std::vector<int> n(specs.size(), 0);
+  const rd_kafka_metadata_t* md = nullptr;  // of all topics: see partition_count
+  if (rd_kafka_metadata(rk, 1, nullptr, &md, timeout_ms) == RD_KAFKA_RESP_ERR_NO_ERROR) {
+    for (int i = 0; i < md->topic_cnt; ++i)
+      for (std::size_t k = 0; k < specs.size(); ++k)
+        if (specs[k].name == md->topics[i].topic && md->topics[i].err == RD_KAFKA_RESP_ERR_NO_ERROR)
+          n[k] = md->topics[i].partition_cnt;
+  }
+  if (md) rd_kafka_metadata_destroy(md);
+  return n;
+}
+
+// One CreateTopics for `specs`; throws core::Error naming the first topic refused and why. A
+// topic another creator made meanwhile is no error.
+void create_topics(rd_kafka_t* rk, const std::vector<const TopicSpec*>& specs) {
+  struct NewTopics {
+    std::vector<rd_kafka_NewTopic_t*> v;
+    ~NewTopics() {
+      for (rd_kafka_NewTopic_t* t : v) rd_kafka_NewTopic_destroy(t);
+    }
+  } topics;
+  std::string names;
+  for (const TopicSpec* s : specs) {
+    char errstr[512];
+    rd_kafka_NewTopic_t* nt = rd_kafka_NewTopic_new(s->name.c_str(), s->partitions, s->replication, errstr, sizeof errstr);
+    if (nt == nullptr) throw core::Error(fmt::format("topic {}: {}", s->name, errstr));
+    topics.v.push_back(nt);
+    for (const auto& [k, v] : s->configs) rd_kafka_NewTopic_set_config(nt, k.c_str(), v.c_str());
+    names += (names.empty() ? "" : ", ") + s->name;
+  }
   rd_kafka_queue_t* q = rd_kafka_queue_new(rk);
-  rd_kafka_CreateTopics(rk, &nt, 1, nullptr, q);
-  rd_kafka_NewTopic_destroy(nt);
+  rd_kafka_CreateTopics(rk, topics.v.data(), topics.v.size(), nullptr, q);
   rd_kafka_event_t* ev = rd_kafka_queue_poll(q, 30000);
   rd_kafka_queue_destroy(q);
-  if (ev == nullptr) throw core::Error(fmt::format("topic {}: no answer to CreateTopics within 30 s", topic));
+  if (ev == nullptr) throw core::Error(fmt::format("topic {}: no answer to CreateTopics within 30 s", names));
   std::string error;
   if (rd_kafka_event_error(ev) != RD_KAFKA_RESP_ERR_NO_ERROR) {
-    error = rd_kafka_event_error_string(ev);
+    error = fmt::format("topic {}: cannot create: {}", names, rd_kafka_event_error_string(ev));
   } else if (const rd_kafka_CreateTopics_result_t* res = rd_kafka_event_CreateTopics_result(ev)) {
     size_t n = 0;
     const rd_kafka_topic_result_t** results = rd_kafka_CreateTopics_result_topics(res, &n);
-    for (size_t i = 0; i < n; ++i) {
+    for (size_t i = 0; i < n && error.empty(); ++i) {
       const auto err = rd_kafka_topic_result_error(results[i]);
       if (err != RD_KAFKA_RESP_ERR_NO_ERROR && err != RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS)  // another creator won
-        error = rd_kafka_topic_result_error_string(results[i]);
+        error = fmt::format("topic {}: cannot create: {}", rd_kafka_topic_result_name(results[i]),
+                            rd_kafka_topic_result_error_string(results[i]));
     }
   }
   rd_kafka_event_destroy(ev);
-  if (!error.empty()) throw core::Error(fmt::format("topic {}: cannot create: {}", topic, error));
+  if (!error.empty()) throw core::Error(error);
 }
 
 }  // namespace
 
-int ensure_topic(rd_kafka_t* rk, const std::string& topic, int partitions, int replication, const Settings& configs) {
+std::vector<EnsuredTopic> ensure_topics(rd_kafka_t* rk, const std::vector<TopicSpec>& specs) {
   // An existing topic may have been made a moment ago by another process: a short look at its
   // partitions, never an error (a partition that is down is the writes' business, later).
-  const bool existed = partition_count(rk, topic) > 0;
-  if (!existed) create_topic(rk, topic, partitions, replication, configs);
-  const int wait_s = existed ? 2 : 30;
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(wait_s);
-  for (;;) {
-    const int have = partition_count(rk, topic, 1000);
-    const std::optional<std::string> unready =
-        have > 0 ? unready_partition(rk, topic, have, 1000) : "not in the metadata";
-    if (!unready || (existed && have > 0 && std::chrono::steady_clock::now() > deadline)) return have;
-    if (std::chrono::steady_clock::now() > deadline)
-      throw core::Error(fmt::format("topic {}: {} but not ready after {} s: {}", topic,
-                                    existed ? "listed" : "created", wait_s, *unready));
-    std::this_thread::sleep_for(std::chrono::milliseconds(100));  // metadata propagates: ask again shortly
+  std::vector<EnsuredTopic> out(specs.size());
+  const std::vector<int> before = partition_counts(rk, specs, 2000);
+  std::vector<const TopicSpec*> missing;
+  for (std::size_t k = 0; k < specs.size(); ++k)
+    if (before[k] == 0) {
+      missing.push_back(&specs[k]);
+      out[k].created = true;
+    }
+  if (!missing.empty()) create_topics(rk, missing);
+  const auto start = std::chrono::steady_clock::now();
+  std::vector<bool> ready(specs.size(), false);
+  // Metadata propagates within milliseconds on a healthy cluster: asked again soon, then less often.
+  for (auto pause = std::chrono::milliseconds(10);; pause = std::min(pause * 2, std::chrono::milliseconds(100))) {
+    const std::vector<int> have = partition_counts(rk, specs, 1000);
+    const auto waited = std::chrono::steady_clock::now() - start;
+    bool all = true;
+    for (std::size_t k = 0; k < specs.size(); ++k) {
+      if (ready[k]) continue;
+      const TopicSpec& s = specs[k];
+      out[k].partitions = have[k];
+      const std::optional<std::string> unready =
+          have[k] > 0 ? unready_partition(rk, s.name, have[k], 1000) : "not in the metadata";
+      const bool existed = !out[k].created;
+      if (!unready || (existed && have[k] > 0 && waited > std::chrono::seconds(2))) {
+        ready[k] = true;
+        continue;
+      }
+      const int wait_s = existed ? 2 : 30;
+      if (waited > std::chrono::seconds(wait_s))
+        throw core::Error(fmt::format("topic {}: {} but not ready after {} s: {}", s.name,
+                                      existed ? "listed" : "created", wait_s, *unready));
+      all = false;
+    }
+    if (all) return out;
+    std::this_thread::sleep_for(pause);
   }
+}
+
+int ensure_topic(rd_kafka_t* rk, const std::string& topic, int partitions, int replication, const Settings& configs) {
+  return ensure_topics(rk, {{topic, partitions, replication, configs}}).front().partitions;
 }
 
 std::optional<std::string> topic_config(rd_kafka_t* rk, const std::string& topic, const std::string& name) {

@@ -14,6 +14,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "tributary/core/channel.h"
 
@@ -58,11 +59,24 @@ using Settings = std::map<std::string, std::string>;
 // request sent in between (NOT_LEADER_OR_FOLLOWER).
 [[nodiscard]] std::optional<std::string> unready_partition(rd_kafka_t* rk, const std::string& topic, int partitions,
                                                            int timeout_ms);
-// Creates `topic` with the given topic configs (Admin CreateTopics) unless it exists, and waits
-// until the metadata shows it and every partition is ready (unready_partition); throws
+// A topic to have (ensure_topics): its name, and how to create it if it does not exist.
+struct TopicSpec {
+  std::string name;
+  int partitions = 1;
+  int replication = 1;
+  Settings configs;  // topic configs, e.g. cleanup.policy
+};
+struct EnsuredTopic {
+  int partitions = 0;    // the topic's own count (an existing topic's may differ from the spec's)
+  bool created = false;  // it was not there when asked: this call created it (or lost to another creator)
+};
+// Creates each topic that does not exist (one Admin CreateTopics for all of them), and waits
+// until the metadata shows every one and each partition is ready (unready_partition); throws
 // core::Error naming the topic and the broker's reason if that fails within 30 s. An existing
 // topic (perhaps made a moment ago by another process) gets up to 2 s to be ready, then its
-// partition count is returned ready or not. Returns the partition count (an existing topic's own).
+// partition count is returned ready or not. One result per spec, in order.
+[[nodiscard]] std::vector<EnsuredTopic> ensure_topics(rd_kafka_t* rk, const std::vector<TopicSpec>& specs);
+// ensure_topics for one topic; returns its partition count.
 int ensure_topic(rd_kafka_t* rk, const std::string& topic, int partitions, int replication, const Settings& configs = {});
 
 // A topic's configuration value (DescribeConfigs), e.g. "cleanup.policy"; nullopt if the broker
