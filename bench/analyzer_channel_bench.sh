@@ -78,11 +78,11 @@ run_analyzer() {
   while kill -0 "$pid" 2> /dev/null; do
     [ -n "$child" ] || child=$(pgrep -P "$pid" 2> /dev/null | head -1 || true)
     if [ -n "$child" ]; then
-      a=$(anon_of "$child" 2> /dev/null || true)
-      [ "${a:-0}" -gt "$anon" ] && anon=$a
+      anon_into "$child"
+      [ "$anon_kb" -gt "$anon" ] && anon=$anon_kb
     fi
     [ $SECONDS -lt $deadline ] || { kill ${child:+"$child"} "$pid"; echo "analyzer_channel_bench.sh: no end in 600 s" >&2; exit 1; }
-    sleep 0.02
+    nap 0.02
   done
   wait "$pid" || { echo "analyzer_channel_bench.sh: the analyzer failed: $(tail -3 "$work/analyze.log")" >&2; exit 1; }
   [ "$(accounted "$state")" = "$lines" ] ||

@@ -62,7 +62,10 @@ boot=$("$bin" kafka start --dir "$work/kafka" | tail -1)
 kcat -P -b "$boot" -t bench -X enable.idempotence=true -X linger.ms=5 -X batch.size=1000000 -X compression.type=lz4 \
   -l "$data" 2> "$work/load.log" || { echo "analyzer_kafka_bench.sh: loading the topic failed: $(tail -3 "$work/load.log")" >&2; exit 1; }
 
-all_accounted() { [ "$(accounted "$1")" = "$lines" ]; }
+all_accounted() {
+  count_accounted "$1"
+  [ "$accounted_n" = "$lines" ]
+}
 # The analyzer, in the mode $1 (checkpoint | transaction), run $2; sets $result.
 run_analyzer() {
   local mode="$1" i="$2" state="$work/state-$1-$2" t0 t1 cpu hwm t u s m

@@ -1,9 +1,15 @@
 # Shared helpers of the bench/ scripts: `source "$(dirname "$0")/lib.sh"` (bash).
 hz=$(getconf CLK_TCK)
 now() { date +%s.%N; }
+# nap SECONDS: a pause without starting a process. The waits below poll every 10 ms beside what
+# is measured; `sleep` (a fork and an exec) each time, with a status check in grep and bc, took
+# half a core of a 2-core machine from it. (A read with a timeout on a pipe that never has data.)
+exec {nap_fd}<> <(:)
+nap() { read -r -t "$1" -u "$nap_fd" _ || true; }
 # wait_until SECONDS PID WHAT CMD...: runs CMD every 10 ms until it succeeds, while process PID
 # lives ("-": no process to watch); fails, naming WHAT, once PID is gone or SECONDS have passed.
-# Every wait of the bench scripts is bounded by it.
+# Every wait of the bench scripts is bounded by it. CMD runs in this shell: a polled check that
+# starts no process (count_accounted) takes no CPU from what is measured.
 wait_until() {
   local limit="$1" pid="$2" what="$3" deadline=$((SECONDS + $1))
   shift 3
@@ -14,22 +20,40 @@ wait_until() {
       return 1
     fi
     [ "$SECONDS" -lt "$deadline" ] || { echo "$(basename "$0"): $what: not done within $limit s" >&2; return 1; }
-    sleep 0.01
+    nap 0.01
   done
 }
 # CPU seconds, peak RSS (kB) and anonymous RSS (kB) of a running process.
 cpu_of() { awk -v hz="$hz" '{print ($14 + $15) / hz}' "/proc/$1/stat"; }
 hwm_of() { awk '/^VmHWM:/ {print $2}' "/proc/$1/status"; }
 anon_of() { awk '/^RssAnon:/ {print $2}' "/proc/$1/status"; }
+# anon_into PID: anon_of into $anon_kb (0 if the process is gone), with builtins only (polled).
+anon_into() {
+  local k v _
+  anon_kb=0
+  while read -r k v _; do
+    [ "$k" = RssAnon: ] && { anon_kb=$v; return 0; }
+  done 2> /dev/null < "/proc/$1/status" || true
+}
 # The median of the numbers on stdin, one per line.
 median() { sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 # channel_has CHANNEL N: the channel file holds at least N records; file_has FILE N: at least N bytes.
 channel_has() { [ "$(records_in "$1")" -ge "$2" ]; }
 file_has() { [ "$(stat -c %s "$1" 2> /dev/null || echo 0)" -ge "$2" ]; }
-# Events an analyzer accounted for (counted + filtered + rejected) in STATE_DIR/status.json.
+# Events an analyzer accounted for (counted + filtered + rejected) in STATE_DIR/status.json:
+# count_accounted sets $accounted_n with builtins only (it is polled), accounted prints it.
+count_accounted() {
+  local s=""
+  accounted_n=0
+  [ -r "$1/status.json" ] || return 0
+  IFS= read -r -d '' s < "$1/status.json" || true
+  if [[ $s =~ \"counted\":([0-9]+),\"filtered\":([0-9]+),\"rejected\":([0-9]+) ]]; then
+    accounted_n=$((BASH_REMATCH[1] + BASH_REMATCH[2] + BASH_REMATCH[3]))
+  fi
+}
 accounted() {
-  grep -o '"counted":[0-9]*,"filtered":[0-9]*,"rejected":[0-9]*' "$1/status.json" 2> /dev/null |
-    grep -o '[0-9]*' | paste -sd+ | bc 2> /dev/null || echo 0
+  count_accounted "$1"
+  echo "$accounted_n"
 }
 # interleave REPEAT WORKDIR NAME...: for each repetition I, runs `run_NAME I` for every NAME in
 # turn (a slow moment of the machine hits them all), each setting $result to "seconds
