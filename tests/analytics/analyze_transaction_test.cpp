@@ -744,6 +744,52 @@ TEST_F(AnalyzeTransactionTest, TheInputReadToItsEndCommitsWellBeforeTheIntervalE
   EXPECT_LE(transactions, 3u) << "about one per batch of input, none while idle:\n" << log;
 }
 
+// An input that keeps coming commits once per interval, not four times: the early commit is
+// for the end of a burst. An event every ~50 ms: slower than a fetch waits (25 ms), so the
+// partition is read to its end after each event, but never quiet for the 100 ms an early commit
+// waits for at this interval (without that wait: 13 transactions in 6 s). Each pause of the
+// feed longer than that (a slow moment of the machine) may allow one more.
+TEST_F(AnalyzeTransactionTest, AnInputThatKeepsComingCommitsOncePerInterval) {
+  TempDir dir;
+  ChannelToTopic rig(dir.path(), bootstrap_, "trickle", 1);
+  auto& [ch, up] = rig;
+  Events events;
+  for (std::uint64_t i = 0; i < 400; ++i)
+    events.push_back({{1, i}, fmt::format(R"({{"ts":{},"k":"{}"}})", 1794355200000 + i, i % 3)});
+  ship(ch, up, events, 0, 1);
+  constexpr int kIntervalMs = 2000;  // quiet time: an eighth, capped at 100 ms
+  std::ofstream(dir / "analyze.toml") << window_job(bootstrap_, "trickle", "1h", dir / "out", kIntervalMs);
+  Child job = analyze_logged(dir / "analyze.toml", dir / "job.log");
+  ASSERT_TRUE(wait_done(dir / "out", 1, 0, 30s)) << slurp(dir / "job.log");
+  const auto start = std::chrono::steady_clock::now();
+  auto last = start;
+  int pauses = 0;
+  std::size_t sent = 1;
+  for (; sent < events.size() && std::chrono::steady_clock::now() - start < 6s; ++sent) {
+    ship(ch, up, events, sent, sent + 1);
+    const auto now = std::chrono::steady_clock::now();
+    pauses += now - last > 90ms;
+    last = now;
+    std::this_thread::sleep_for(40ms);  // the feed's rhythm: slower than a fetch waits (25 ms)
+  }
+  const auto fed = std::chrono::steady_clock::now() - start;
+  EXPECT_TRUE(wait_done(dir / "out", sent, 0, 30s)) << slurp(dir / "job.log");
+  job.signal(SIGTERM);
+  ASSERT_EQ(job.wait(30s), 0) << slurp(dir / "job.log");
+  const std::string log = slurp(dir / "job.log");
+  unsigned transactions = 0;
+  const auto at = log.find("stopped after ");
+  ASSERT_NE(at, std::string::npos) << log;
+  ASSERT_EQ(std::sscanf(log.c_str() + at, "stopped after %u transactions", &transactions), 1) << log;
+  // The first event's, one per interval fed, the rest at the end: at most 3 more than the
+  // intervals, plus one per long pause.
+  const auto intervals = static_cast<unsigned>(fed / std::chrono::milliseconds(kIntervalMs));
+  EXPECT_LE(transactions, intervals + 3 + static_cast<unsigned>(pauses))
+      << sent << " events fed in " << std::chrono::duration_cast<std::chrono::milliseconds>(fed).count() << " ms with "
+      << pauses << " pauses over 90 ms:\n"
+      << log;
+}
+
 // The checkpoint mode reading a topic whose partitions start with an aborted transaction (three
 // records, then the abort marker): a read_committed consumer's first record of a partition
 // comes at offset 4, not at the offset 0 the partition was assigned at. The analyzer says so,

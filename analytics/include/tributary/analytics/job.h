@@ -11,8 +11,9 @@
 // Kafka-transaction mode ([transaction] topic = "..."; Kafka input only): Kafka Streams' design.
 // The job is a member of the consumer group `input.group`, so several analyzers share the
 // input's partitions and take over each other's. State is per input partition. Every
-// checkpoint_ms (and sooner once every assigned partition is read to its end and quiet for
-// 100 ms, at most 4 times per interval), in one Kafka transaction, for each partition that
+// checkpoint_ms (and sooner once every assigned partition is read to its end and quiet for an
+// eighth of the interval, 10 to 100 ms; at most 4 times per interval), in one Kafka
+// transaction, for each partition that
 // consumed anything:
 //   - the output topic gets the changes (compacted: the latest record per key is the value):
 //       key "t/OUTPUT/P/KEY"          value "COUNT"                  running total
