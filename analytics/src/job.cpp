@@ -329,8 +329,11 @@ AnalyzeConfigResult load_analyze_config(const fs::path& file) {
       x.materialize = boolean(t->get("materialize"), "transaction.materialize", true);
       if (c.input_type != "kafka") err(tn, "transaction", "the Kafka-transaction mode needs input.type = \"kafka\"");
       if (x.topic == c.topic && !x.topic.empty()) err(t->get("topic"), "transaction.topic", "must not be the input topic");
-      if (x.changelog == x.topic || x.changelog == c.topic)
-        err(t->get("changelog"), "transaction.changelog", "must differ from the input and output topics");
+      // The rejected events go to "OUTPUT-dead-letter" (with [dead_letter]): a topic of its own too.
+      if (x.changelog == x.topic || x.changelog == c.topic || x.changelog == x.topic + "-dead-letter")
+        err(t->get("changelog"), "transaction.changelog", "must differ from the input, output and dead-letter topics");
+      if (c.topic == x.topic + "-dead-letter" && !x.topic.empty())
+        err(t->get("topic"), "transaction.topic", "its dead-letter topic (TOPIC-dead-letter) must not be the input topic");
     }
   }
   // Each output and window has its own name (the state keeps them by name) and every file the

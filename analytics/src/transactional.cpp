@@ -73,26 +73,21 @@ uplink::TopicSpec compacted_topic(const std::string& topic, int partitions, int 
           {{"cleanup.policy", "compact"}, {"segment.ms", "60000"}, {"min.cleanable.dirty.ratio", "0.1"}}};
 }
 
-// Checks a compacted topic ensure_topics gave (`got`); an existing changelog (`exact_partitions`)
-// must have at least `partitions` partitions: the state of input partition P lives in its
-// partition P.
-void check_compacted_topic(rd_kafka_t* rk, const uplink::TopicSpec& spec, const uplink::EnsuredTopic& got,
-                           bool exact_partitions, const JobLog& log) {
+// Refuses `spec`'s topic as it exists (`have` partitions) if the analyzer cannot keep its state
+// or outputs there: not compacted, or, for the changelog (`exact_partitions`), fewer partitions
+// than the input (the state of input partition P lives in its partition P).
+void refuse_unfit_topic(rd_kafka_t* rk, const uplink::TopicSpec& spec, int have, bool exact_partitions) {
   // The latest record per key is the value: with the delete policy, keys that stop changing
-  // would expire after retention.ms, and totals would silently shrink. (A topic created here
-  // is compacted; one that existed is checked.)
-  if (const auto policy = got.created ? std::nullopt : uplink::topic_config(rk, spec.name, "cleanup.policy");
+  // would expire after retention.ms, and totals would silently shrink.
+  if (const auto policy = uplink::topic_config(rk, spec.name, "cleanup.policy");
       policy && policy->find("compact") == std::string::npos)
     throw core::Error(fmt::format("topic {} has cleanup.policy={}: the analyzer's state and outputs need a compacted "
                                   "topic (kafka-configs --alter --add-config cleanup.policy=compact), or name another",
                                   spec.name, *policy));
-  if (exact_partitions && got.partitions < spec.partitions)
+  if (exact_partitions && have < spec.partitions)
     throw core::Error(fmt::format("topic {} has {} partitions, the input has {}: the state of input partition P "
                                   "lives in its partition P; delete it or name another changelog",
-                                  spec.name, got.partitions, spec.partitions));
-  if (got.created && log)
-    log("info", fmt::format("created compacted topic {} ({} partitions, replication {})", spec.name, spec.partitions,
-                            spec.replication));
+                                  spec.name, have, spec.partitions));
 }
 
 // "kafka P:OFFSET" (a partition's position inside its state) -> OFFSET.
@@ -160,9 +155,17 @@ class TransactionalRunner {
     std::vector<uplink::TopicSpec> topics{compacted_topic(x.changelog, partitions, replication),
                                           compacted_topic(x.topic, partitions, replication)};
     if (!cfg_.dead_letter.empty()) topics.push_back({x.topic + "-dead-letter", partitions, replication, {}});
+    // Those that exist are checked first: a refused start makes no topic.
+    for (std::size_t k = 0; k < 2; ++k)
+      if (const int have = uplink::partition_count(producer_.get(), topics[k].name); have > 0)
+        refuse_unfit_topic(producer_.get(), topics[k], have, k == 0);
     const std::vector<uplink::EnsuredTopic> got = uplink::ensure_topics(producer_.get(), topics);
-    check_compacted_topic(producer_.get(), topics[0], got[0], true, log_);
-    check_compacted_topic(producer_.get(), topics[1], got[1], false, log_);
+    for (std::size_t k = 0; k < 2; ++k)
+      if (got[k].created)
+        info(fmt::format("created compacted topic {} ({} partitions, replication {})", topics[k].name,
+                         topics[k].partitions, replication));
+    if (got[0].partitions < partitions)  // made meanwhile by another, with fewer partitions
+      refuse_unfit_topic(producer_.get(), topics[0], got[0].partitions, true);
     changelog_partitions_ = got[0].partitions;
     output_partitions_ = got[1].partitions;
     if (topics.size() > 2) {
@@ -192,9 +195,9 @@ class TransactionalRunner {
                      cfg_.group, cfg_.topic, partitions, x.id, cfg_.checkpoint_ms));
     // A transaction every checkpoint_ms, and sooner once the input is read to its end and
     // quiet (nothing came for quiet_ms(), an eighth of the interval, 10 to 100 ms): what was
-    // read is then committed
-    // (visible to read_committed readers) at once instead of up to an interval later. At most
-    // 4 per interval; an input that keeps coming, however slowly, commits once per interval.
+    // read is then committed (visible to read_committed readers) at once instead of up to an
+    // interval later. At most 4 per interval; an input that keeps coming with pauses shorter
+    // than quiet_ms() commits once per interval.
     auto next = Clock::now() + milliseconds(cfg_.checkpoint_ms);
     auto early = Clock::now() + milliseconds(cfg_.checkpoint_ms / 4);
     for (;;) {

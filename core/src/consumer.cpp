@@ -398,6 +398,7 @@ Consumer Channel::consumer(std::string_view name, StartAt start) {
   if (!st.file.writable())
     throw Error(fmt::format("channel {} is open read-only: a consumer needs to commit", st.file.path().string()));
   auto impl = std::make_unique<Consumer::Impl>();
+  impl->jumps.reserve(Consumer::Impl::kMaxJumps);  // resync() is noexcept: it never allocates
   impl->st = state_;
   impl->name = std::string(name);
   impl->self = self_identity();

@@ -140,6 +140,21 @@ TEST(AnalyzeConfigTest, TheTransactionModeHasStableDefaultsAndNamesItsMistakes) 
                                  "a.toml:13: transaction.timeout_ms: must be a whole number from 1000 to 900000",
                                  "a.toml:14: transaction.foo: unknown key"})
     EXPECT_NE(all.find(want), std::string::npos) << want << "\nin:\n" << all;
+  // Every topic the mode writes is its own (one CreateTopics makes them, and Kafka refuses one
+  // that names a topic twice): the changelog is not the output's dead-letter topic, nor is the input.
+  const std::string same = joined(load(dir, kafka + "[transaction]\ntopic = \"out\"\nchangelog = \"out-dead-letter\"\n").errors);
+  EXPECT_NE(same.find("a.toml:13: transaction.changelog: must differ from the input, output and dead-letter topics"),
+            std::string::npos)
+      << same;
+  const std::string loop = joined(load(dir, kafka + "[transaction]\ntopic = \"in-dead\"\n").errors);
+  EXPECT_EQ(loop, "") << "only OUTPUT-dead-letter is taken";
+  const std::string into_input =
+      joined(load(dir, "[input]\ntype = \"kafka\"\nbootstrap = \"b:9092\"\ntopic = \"x-dead-letter\"\ngroup = \"g\"\n"
+                       "[fields]\nk = \"/k\"\n[[outputs]]\nname = \"o\"\nby = \"k\"\n[transaction]\ntopic = \"x\"\n")
+                 .errors);
+  EXPECT_NE(into_input.find("a.toml:12: transaction.topic: its dead-letter topic (TOPIC-dead-letter) must not be the input topic"),
+            std::string::npos)
+      << into_input;
   auto channel = load(dir, kHead + "[[outputs]]\nname = \"o\"\nby = \"k\"\n[transaction]\ntopic = \"out\"\n");
   EXPECT_NE(joined(channel.errors).find("the Kafka-transaction mode needs input.type = \"kafka\""), std::string::npos)
       << joined(channel.errors);

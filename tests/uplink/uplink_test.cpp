@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <map>
+#include <optional>
 #include <set>
 #include <tuple>
 
@@ -61,12 +62,18 @@ struct Rig {
   [[nodiscard]] std::size_t warnings() const {
     return static_cast<std::size_t>(std::count_if(logs.begin(), logs.end(), [](const auto& l) { return l.first == "warn"; }));
   }
-  // The first line from the `from`th on containing `text` (at `level`, if given), or nullptr.
-  [[nodiscard]] const std::string* said(std::string_view text, std::size_t from = 0, std::string_view level = {}) const {
+  // The index of the first line from the `from`th on containing `text` (at `level`, if
+  // given); logs.size() if none.
+  [[nodiscard]] std::size_t find(std::string_view text, std::size_t from = 0, std::string_view level = {}) const {
     for (std::size_t i = from; i < logs.size(); ++i)
-      if ((level.empty() || logs[i].first == level) && logs[i].second.find(text) != std::string::npos)
-        return &logs[i].second;
-    return nullptr;
+      if ((level.empty() || logs[i].first == level) && logs[i].second.find(text) != std::string::npos) return i;
+    return logs.size();
+  }
+  // That line (a copy: the log grows while the uplink works), or none.
+  [[nodiscard]] std::optional<std::string> said(std::string_view text, std::size_t from = 0,
+                                                std::string_view level = {}) const {
+    const std::size_t i = find(text, from, level);
+    return i < logs.size() ? std::optional(logs[i].second) : std::nullopt;
   }
   [[nodiscard]] std::string log_text() const {
     std::string all;
@@ -243,8 +250,8 @@ TEST(UplinkTest, APartitionThatNeverAnswersHoldsTheEventsOnlyForTheReadyWait) {
   ASSERT_TRUE(ship_all(u, ch, 30s));
   rd_kafka_mock_clear_request_errors(rig.mock.raw(), kListOffsetsApi);  // the reader below asks too
   expect_each_at_least_once(rig.topic(1, 300), 4, 300);
-  const std::string* said = rig.said("not ready after 0.5 s", 0, "warn");
-  ASSERT_NE(said, nullptr) << "the wait must be said; the log:\n" << rig.log_text();
+  const auto said = rig.said("not ready after 0.5 s", 0, "warn");
+  ASSERT_TRUE(said) << "the wait must be said; the log:\n" << rig.log_text();
   EXPECT_NE(said->find("Not leader"), std::string::npos) << "with the broker's reason: " << *said;
 }
 
@@ -384,8 +391,8 @@ void expect_a_refused_batch_resent_smaller(bool packed) {
   EXPECT_EQ(m.dropped, 0u);
   core::Consumer dead_reader = dlq.consumer("check");
   EXPECT_TRUE(testing::drain(dead_reader, 1, 200ms).empty()) << "an event Kafka takes alone was dead-lettered";
-  const std::string* said = rig.said("was refused", 0, "warn");
-  ASSERT_NE(said, nullptr) << "the refusal is logged";
+  const auto said = rig.said("was refused", 0, "warn");
+  ASSERT_TRUE(said) << "the refusal is logged";
   EXPECT_NE(said->find("batches are at most 500000 bytes"), std::string::npos) << *said;
 }
 
@@ -423,10 +430,10 @@ void expect_halved_sizes_to_grow_back(bool packed) {
   ASSERT_EQ(u.metrics().committed, ch.stats().write_position);
   if (packed) EXPECT_LT(least_pack, pack) << "the pack was halved";
   else EXPECT_EQ(least_batch, batch / 2) << "the batch was halved";
-  const std::string* refused = rig.said("was refused");
-  ASSERT_NE(refused, nullptr) << "the refusal for size did not happen";
-  EXPECT_NE(refused->find(packed ? "packs are at most " : "batches are at most 32000 bytes"), std::string::npos) << *refused;
-  const std::size_t halved = rig.logs.size();  // the log grows below
+  const std::size_t halved = rig.find("was refused");
+  ASSERT_LT(halved, rig.logs.size()) << "the refusal for size did not happen";
+  const std::string refused = rig.logs[halved].second;
+  EXPECT_NE(refused.find(packed ? "packs are at most " : "batches are at most 32000 bytes"), std::string::npos) << refused;
   // Grown back, driven by the uplink's own loop with nothing to send.
   const auto deadline = std::chrono::steady_clock::now() + 20s;
   while (std::chrono::steady_clock::now() < deadline &&
@@ -435,8 +442,8 @@ void expect_halved_sizes_to_grow_back(bool packed) {
   }
   EXPECT_EQ(u.metrics().batch_bytes, batch);
   EXPECT_EQ(u.metrics().pack_bytes, packed ? pack : 0);
-  const std::string* grown = rig.said("no refusal for size", halved);
-  ASSERT_NE(grown, nullptr) << "the return to the configured size is logged";
+  const auto grown = rig.said("no refusal for size", halved);
+  ASSERT_TRUE(grown) << "the return to the configured size is logged";
   EXPECT_NE(grown->find("batches are at most " + std::to_string(batch) + " bytes again"), std::string::npos) << *grown;
   // More events at full size: all of them, and the first 2000, are in the topic.
   {

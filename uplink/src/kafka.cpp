@@ -106,7 +106,8 @@ std::optional<std::string> unready_partition(rd_kafka_t* rk, const std::string& 
 
 namespace {
 
-// Partition counts of `names` from one metadata request (0: not there, or no answer).
+// Partition counts of the topics of `specs` from one metadata request (0: not there, or no
+// answer).
 std::vector<int> partition_counts(rd_kafka_t* rk, const std::vector<TopicSpec>& specs, int timeout_ms) {
   std::vector<int> n(specs.size(), 0);
   const rd_kafka_metadata_t* md = nullptr;  // of all topics: see partition_count
@@ -179,7 +180,6 @@ std::vector<EnsuredTopic> ensure_topics(rd_kafka_t* rk, const std::vector<TopicS
   // Metadata propagates within milliseconds on a healthy cluster: asked again soon, then less often.
   for (auto pause = std::chrono::milliseconds(10);; pause = std::min(pause * 2, std::chrono::milliseconds(100))) {
     const std::vector<int> have = partition_counts(rk, specs, 1000);
-    const auto waited = std::chrono::steady_clock::now() - start;
     bool all = true;
     for (std::size_t k = 0; k < specs.size(); ++k) {
       if (ready[k]) continue;
@@ -187,6 +187,7 @@ std::vector<EnsuredTopic> ensure_topics(rd_kafka_t* rk, const std::vector<TopicS
       out[k].partitions = have[k];
       const std::optional<std::string> unready =
           have[k] > 0 ? unready_partition(rk, s.name, have[k], 1000) : "not in the metadata";
+      const auto waited = std::chrono::steady_clock::now() - start;
       const bool existed = !out[k].created;
       if (!unready || (existed && have[k] > 0 && waited > std::chrono::seconds(2))) {
         ready[k] = true;
