@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Proves the throughput-regression gate on this machine, both ways:
 #   1. false alarms: the CI gate (`tributary bench --suite gate --quick` compared with
-#      bench/baseline.json) run --runs times on the unchanged tree; target 0 failures.
+#      bench/baselines/ for this CPU model, else bench/baseline.json) run --runs times on the
+#      unchanged tree; target 0 failures.
 #   2. detection: a test build with a planted slower CRC32C (a fifth more work) (-DTRIBUTARY_PLANTED_SLOWDOWN=ON,
 #      core/src/crc32c.cpp) must fail the gate, naming the metrics that fell.
 #
@@ -26,7 +27,7 @@ for i in $(seq 1 "$runs"); do
   "$bin" bench --suite gate --quick --json "$out/run-$i.json" > "$out/run-$i.log" 2>&1 ||
     { echo "run $i/$runs: the gate suite failed to run:"; tail -5 "$out/run-$i.log"; exit 1; }
   status=0
-  "$bin" bench compare bench/baseline.json "$out/run-$i.json" > "$out/compare-$i.txt" || status=$?
+  "$bin" bench compare bench/baseline.json "$out/run-$i.json" --per-cpu bench/baselines > "$out/compare-$i.txt" || status=$?
   case $status in
     0) echo "run $i/$runs: pass" ;;
     1) alarms=$((alarms + 1))
@@ -44,7 +45,8 @@ cmake --build build/planted --target tributary hotloop_bench >> "$out/planted-bu
 build/planted/tools/tributary bench --suite gate --quick --json "$out/planted.json" > "$out/planted.log" 2>&1 ||
   { echo "planted gate run failed:"; tail -5 "$out/planted.log"; exit 1; }
 caught=0
-if build/planted/tools/tributary bench compare bench/baseline.json "$out/planted.json" > "$out/planted-compare.txt"; then
+if build/planted/tools/tributary bench compare bench/baseline.json "$out/planted.json" --per-cpu bench/baselines \
+  > "$out/planted-compare.txt"; then
   echo "planted slowdown: NOT CAUGHT"
 else
   caught=1

@@ -493,15 +493,17 @@ int run_suites(const Options& o) {
   return 0;
 }
 
-void compare_reports(const std::string& base_file, const std::string& new_file, const std::string& max_regression,
-                     double noise_factor, int& exit_code) {
+void compare_reports(const std::string& base_arg, const std::string& new_file, const std::string& max_regression,
+                     double noise_factor, const std::string& per_cpu, int& exit_code) {
   const auto frac = bench::parse_fraction(max_regression);
   if (!frac) throw core::Error(fmt::format("--max-regression '{}': expected a percentage like 10%", max_regression));
   bench::CompareOptions opt;
   opt.max_regression = *frac;
   opt.noise_factor = noise_factor;
-  const auto base = bench::read_report(base_file);
   const auto now = bench::read_report(new_file);
+  const std::string base_file = per_cpu.empty() ? base_arg : bench::pick_baseline(base_arg, per_cpu, now).string();
+  if (base_file != base_arg) std::printf("baseline: %s (measured on this CPU model)\n", base_file.c_str());
+  const auto base = bench::read_report(base_file);
   const auto v = bench::compare(base, now, opt);
   std::fputs(bench::format_verdicts(v, opt).c_str(), stdout);
   const auto cpu = [](const Report& r) {
@@ -535,16 +537,19 @@ void add_bench_commands(CLI::App& app, int& exit_code) {
       ->capture_default_str();
   b->require_subcommand(0, 1);
 
-  auto c = std::make_shared<std::tuple<std::string, std::string, std::string, double>>("", "", "10%", 3.0);
+  auto c = std::make_shared<std::tuple<std::string, std::string, std::string, double, std::string>>("", "", "10%", 3.0, "");
   CLI::App* cmp = b->add_subcommand("compare", "Compare two reports: exit 1 on a regression of a gated metric, 2 on a report it cannot read");
   cmp->add_option("BASE", std::get<0>(*c), "The baseline report (bench/baseline.json)")->required();
   cmp->add_option("NEW", std::get<1>(*c), "The report to judge")->required();
   cmp->add_option("--max-regression", std::get<2>(*c), "Largest tolerated worsening of a gated metric")->capture_default_str();
   cmp->add_option("--noise-factor", std::get<3>(*c), "Margin in spreads: max(max-regression, F x (spread BASE + spread NEW))")
       ->capture_default_str();
+  cmp->add_option("--per-cpu", std::get<4>(*c),
+                  "A directory of baselines: the one measured on NEW's CPU model is used instead of BASE "
+                  "(wall-time ratios depend on the CPU)");
   cmp->callback([c, &exit_code] {
     try {
-      compare_reports(std::get<0>(*c), std::get<1>(*c), std::get<2>(*c), std::get<3>(*c), exit_code);
+      compare_reports(std::get<0>(*c), std::get<1>(*c), std::get<2>(*c), std::get<3>(*c), std::get<4>(*c), exit_code);
     } catch (const core::Error& e) {  // 2, not 1: a broken report is not a regression
       std::fprintf(stderr, "tributary bench compare: %s\n", e.what());
       exit_code = 2;

@@ -332,4 +332,22 @@ std::string throughput_svg(const Report& r, const std::string& title) {
   return s;
 }
 
+std::filesystem::path pick_baseline(const std::filesystem::path& fallback, const std::filesystem::path& dir,
+                                    const Report& now) {
+  const auto cpu = [](const Report& r) {
+    const auto it = r.context.find("cpu_model");
+    return it == r.context.end() ? std::string() : it->second;
+  };
+  const std::string want = cpu(now);
+  std::error_code ec;
+  if (want.empty() || !std::filesystem::is_directory(dir, ec)) return fallback;
+  std::vector<std::filesystem::path> files;
+  for (const auto& e : std::filesystem::directory_iterator(dir))
+    if (e.is_regular_file() && e.path().extension() == ".json") files.push_back(e.path());
+  std::sort(files.begin(), files.end());
+  for (const auto& f : files)
+    if (cpu(read_report(f)) == want) return f;
+  return fallback;
+}
+
 }  // namespace tributary::tools::bench

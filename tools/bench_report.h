@@ -60,6 +60,14 @@ struct Verdict {
   Status status = Status::kOk;
 };
 
+// The baseline to judge `now` by: of the reports in `dir` (its *.json files, by name), the first
+// measured on `now`'s CPU model (context "cpu_model"), else `fallback`. A wall-time ratio
+// depends on the CPU (1 KiB CRC32C against memcpy is 0.43 on one VM and 1.25 on another), so a
+// baseline of another CPU can hide a regression or call noise one. Throws core::Error naming a
+// file of `dir` it cannot read.
+[[nodiscard]] std::filesystem::path pick_baseline(const std::filesystem::path& fallback, const std::filesystem::path& dir,
+                                                  const Report& now);
+
 // Every metric of BASE and NEW, in BASE's order then NEW's additions. A gated metric missing
 // from NEW is kMissing (a failure: retiring a metric is a deliberate baseline update).
 [[nodiscard]] std::vector<Verdict> compare(const Report& base, const Report& now, const CompareOptions& o);

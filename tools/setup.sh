@@ -11,6 +11,7 @@
 #                                                and run each N seconds (default 30) on its corpus
 #   bash tools/setup.sh gate [--quick]           the throughput-regression gate: hot loops' instruction
 #                                                counts (callgrind) and same-run ratios, compared with
+#                                                bench/baselines/ for this CPU model, else
 #                                                bench/baseline.json (fails on a >10% regression)
 #
 # Options: --labels REGEX (CTest label regex, default 'unit|concurrent|crash|kafka'),
@@ -132,10 +133,12 @@ case "$action" in
   build) build ;;
   gate)
     build
-    # The baseline was measured on another machine: instruction counts are exact for one
-    # binary; ratios carry their own noise (see `tributary bench compare --help`).
+    # The baseline of this CPU model if bench/baselines/ has one (wall-time ratios depend on
+    # the CPU), else bench/baseline.json: instruction counts are exact for one binary; ratios
+    # carry their own noise (see `tributary bench compare --help`).
     ./build/release/tools/tributary bench --suite gate $quick --json build/release/bench-gate.json
-    ./build/release/tools/tributary bench compare bench/baseline.json build/release/bench-gate.json --max-regression 10% ;;
+    ./build/release/tools/tributary bench compare bench/baseline.json build/release/bench-gate.json --max-regression 10% \
+      --per-cpu bench/baselines ;;
   test) build; run_tests ;;
   demo)
     build

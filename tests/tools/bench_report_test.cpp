@@ -193,6 +193,34 @@ TEST(BenchReport, ParseFractionTakesPercentagesAndFractions) {
   EXPECT_NEAR(*parse_fraction("1"), 1.0, 1e-12);
 }
 
+// A directory of baselines, one per CPU model: the one of the new run's CPU is used, else the
+// default; a file there that is not a report is an error naming it.
+TEST(BenchCompare, TheBaselineOfTheRunsCpuModelIsPickedElseTheDefault) {
+  testing::TempDir dir;
+  std::filesystem::create_directories(dir / "per-cpu");
+  auto report_on = [](const std::string& cpu) {
+    Report r;
+    if (!cpu.empty()) r.context["cpu_model"] = cpu;
+    r.metrics = {instructions("instructions/x", 10)};
+    return r;
+  };
+  write_report(dir / "per-cpu" / "a.json", report_on("AMD EPYC"));
+  write_report(dir / "per-cpu" / "b.json", report_on("Intel(R) Xeon(R) Processor"));
+  const auto fallback = dir / "baseline.json";
+  EXPECT_EQ(pick_baseline(fallback, dir / "per-cpu", report_on("Intel(R) Xeon(R) Processor")), dir / "per-cpu" / "b.json");
+  EXPECT_EQ(pick_baseline(fallback, dir / "per-cpu", report_on("AMD EPYC")), dir / "per-cpu" / "a.json");
+  EXPECT_EQ(pick_baseline(fallback, dir / "per-cpu", report_on("Some Other CPU")), fallback);
+  EXPECT_EQ(pick_baseline(fallback, dir / "per-cpu", report_on("")), fallback) << "a run that does not say its CPU";
+  EXPECT_EQ(pick_baseline(fallback, dir / "none", report_on("AMD EPYC")), fallback) << "no such directory";
+  std::ofstream(dir / "per-cpu" / "0-broken.json") << "{ not json";
+  try {
+    (void)pick_baseline(fallback, dir / "per-cpu", report_on("AMD EPYC"));
+    FAIL() << "a broken report in the directory was passed over";
+  } catch (const core::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("0-broken.json"), std::string::npos) << e.what();
+  }
+}
+
 TEST(BenchChart, DrawsOneBarPerThroughputFigureGroupedByStage) {
   Report r;
   r.metrics = {reported("tail/tributary", 2.7e6), reported("tail/rsyslog <imfile>", 4.2e5), instructions("instructions/x", 10)};
