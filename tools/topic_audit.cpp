@@ -59,11 +59,11 @@ TopicAudit audit_topic(const std::string& bootstrap, const std::string& topic, c
     const auto p = static_cast<std::size_t>(m->partition);
     if (m->err == RD_KAFKA_RESP_ERR_NO_ERROR) {
       if (a.partitions[p].end >= 0 && m->offset + 1 >= a.partitions[p].end) done[p] = true;
-      if (uplink::is_packed(m.get())) {
+      if (const uplink::RecordTags tags = uplink::record_tags(m.get()); tags.packed) {
         (void)uplink::for_each_packed({static_cast<const char*>(m->payload), m->len},
                                       [&](const uplink::PackedEvent& e) { take(e.id, *m); });
-      } else if (const auto id = uplink::message_identity(m.get())) {
-        take(*id, *m);
+      } else if (tags.identity) {
+        take(*tags.identity, *m);
       }
     } else if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
       // At the end it had when asked (past a transaction marker or aborted records, or an

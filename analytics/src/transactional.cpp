@@ -1268,7 +1268,8 @@ bool wait_for_topic(rd_kafka_t* rk, const std::string& topic, const std::string&
 std::size_t process_message(Analyzer& a, const rd_kafka_message_t* m, std::uint64_t topic_hash, const JobLog& log,
                             std::vector<Event>& batch) {
   const std::string_view value(static_cast<const char*>(m->payload), m->len);
-  if (uplink::is_packed(m)) {  // many events, each with its identity (uplink packed mode)
+  const uplink::RecordTags tags = uplink::record_tags(m);
+  if (tags.packed) {  // many events, each with its identity (uplink packed mode)
     batch.clear();
     const bool whole = uplink::for_each_packed(value, [&](const uplink::PackedEvent& e) {
       batch.push_back({e.id, e.payload, e.timestamp_ns < 0 ? 0 : e.timestamp_ns / 1000000, m->offset});
@@ -1281,8 +1282,8 @@ std::size_t process_message(Analyzer& a, const rd_kafka_message_t* m, std::uint6
                                static_cast<std::uint64_t>(m->offset)};
   rd_kafka_timestamp_type_t tstype;
   const std::int64_t ts = rd_kafka_message_timestamp(m, &tstype);
-  const Event e{uplink::message_identity(m).value_or(fallback), value, ts < 0 ? 0 : ts, m->offset};
-  if (uplink::is_packed(m)) {
+  const Event e{tags.identity.value_or(fallback), value, ts < 0 ? 0 : ts, m->offset};
+  if (tags.packed) {
     // A damaged pack: its events after the damage are gaps of their own sources; the record
     // itself is rejected (counted, sampled, dead-lettered) under no identity of its own, so
     // that the audit shows no source for it.

@@ -524,6 +524,58 @@ TEST(UplinkTest, PackedModeShipsEveryEventOnceInFewRecordsEachSourceInOnePartiti
   EXPECT_EQ(ch.stats().consumers.at(0).committed, ch.stats().write_position);
 }
 
+// record_tags reads a consumed record's identity and packed mark in one look: records with no
+// header, with the identity, and with both.
+TEST(RecordTagsTest, ReadsTheIdentityAndThePackedMarkOfConsumedRecords) {
+  Rig rig;
+  {
+    auto p = make_handle(RD_KAFKA_PRODUCER, make_conf({{"bootstrap.servers", rig.mock.bootstrap()}, {"log_level", "3"}}));
+    unsigned char id[16];
+    encode_identity({7, 42}, id);
+    ASSERT_EQ(rd_kafka_producev(p.get(), RD_KAFKA_V_TOPIC("events"), RD_KAFKA_V_VALUE(const_cast<char*>("a"), 1),
+                                RD_KAFKA_V_END),
+              RD_KAFKA_RESP_ERR_NO_ERROR);
+    ASSERT_EQ(rd_kafka_producev(p.get(), RD_KAFKA_V_TOPIC("events"), RD_KAFKA_V_VALUE(const_cast<char*>("b"), 1),
+                                RD_KAFKA_V_HEADER(kIdentityHeader, id, sizeof id), RD_KAFKA_V_END),
+              RD_KAFKA_RESP_ERR_NO_ERROR);
+    ASSERT_EQ(rd_kafka_producev(p.get(), RD_KAFKA_V_TOPIC("events"), RD_KAFKA_V_VALUE(const_cast<char*>("c"), 1),
+                                RD_KAFKA_V_HEADER(kIdentityHeader, id, sizeof id),
+                                RD_KAFKA_V_HEADER(kPackedHeader, "1", 1), RD_KAFKA_V_END),
+              RD_KAFKA_RESP_ERR_NO_ERROR);
+    ASSERT_EQ(rd_kafka_flush(p.get(), 10000), RD_KAFKA_RESP_ERR_NO_ERROR);
+  }
+  auto c = make_handle(RD_KAFKA_CONSUMER, make_conf({{"bootstrap.servers", rig.mock.bootstrap()},
+                                                      {"group.id", "tags"},
+                                                      {"log_level", "3"}}));
+  rd_kafka_topic_partition_list_t* parts = rd_kafka_topic_partition_list_new(1);
+  rd_kafka_topic_partition_list_add(parts, "events", 0)->offset = RD_KAFKA_OFFSET_BEGINNING;
+  rd_kafka_assign(c.get(), parts);
+  rd_kafka_topic_partition_list_destroy(parts);
+  std::map<std::string, RecordTags> seen;
+  for (const auto deadline = std::chrono::steady_clock::now() + 20s;
+       seen.size() < 3 && std::chrono::steady_clock::now() < deadline;) {
+    std::unique_ptr<rd_kafka_message_t, void (*)(rd_kafka_message_t*)> m(rd_kafka_consumer_poll(c.get(), 100),
+                                                                          rd_kafka_message_destroy);
+    if (!m || m->err != RD_KAFKA_RESP_ERR_NO_ERROR) continue;
+    const RecordTags once = record_tags(m.get()), again = record_tags(m.get());
+    EXPECT_EQ(once.packed, again.packed);
+    EXPECT_EQ(once.identity.has_value(), again.identity.has_value());
+    EXPECT_EQ(once.packed, is_packed(m.get()));
+    EXPECT_EQ(once.identity.has_value(), message_identity(m.get()).has_value());
+    seen[std::string(static_cast<const char*>(m->payload), m->len)] = once;
+  }
+  rd_kafka_consumer_close(c.get());
+  ASSERT_EQ(seen.size(), 3u);
+  EXPECT_FALSE(seen["a"].identity);
+  EXPECT_FALSE(seen["a"].packed);
+  ASSERT_TRUE(seen["b"].identity);
+  EXPECT_EQ(seen["b"].identity->source_id, 7u);
+  EXPECT_EQ(seen["b"].identity->sequence, 42u);
+  EXPECT_FALSE(seen["b"].packed);
+  ASSERT_TRUE(seen["c"].identity);
+  EXPECT_TRUE(seen["c"].packed);
+}
+
 TEST(PackedFormatTest, RoundTripsAndADamagedPackStopsAtTheDamage) {
   std::string pack;
   const std::string a = "first", b(70000, 'x'), c;

@@ -288,6 +288,18 @@ bool is_packed(const rd_kafka_message_t* m) noexcept {
   return rd_kafka_header_get_last(hdrs, kPackedHeader, &v, &n) == RD_KAFKA_RESP_ERR_NO_ERROR;
 }
 
+RecordTags record_tags(const rd_kafka_message_t* m) noexcept {
+  RecordTags tags;
+  rd_kafka_headers_t* hdrs = nullptr;
+  if (rd_kafka_message_headers(m, &hdrs) != RD_KAFKA_RESP_ERR_NO_ERROR) return tags;
+  const void* v = nullptr;
+  std::size_t n = 0;
+  tags.packed = rd_kafka_header_get_last(hdrs, kPackedHeader, &v, &n) == RD_KAFKA_RESP_ERR_NO_ERROR;
+  if (rd_kafka_header_get_last(hdrs, kIdentityHeader, &v, &n) == RD_KAFKA_RESP_ERR_NO_ERROR)
+    tags.identity = decode_identity(v, n);
+  return tags;
+}
+
 MockCluster::MockCluster(int brokers) {
   handle_ = make_handle(RD_KAFKA_PRODUCER, make_conf({{"test.mock.num.brokers", std::to_string(brokers)},
                                                       {"log_level", "0"}}));
