@@ -502,7 +502,9 @@ void compare_reports(const std::string& base_arg, const std::string& new_file, c
   opt.noise_factor = noise_factor;
   const auto now = bench::read_report(new_file);
   const std::string base_file = per_cpu.empty() ? base_arg : bench::pick_baseline(base_arg, per_cpu, now).string();
-  if (base_file != base_arg) std::printf("baseline: %s (measured on this CPU model)\n", base_file.c_str());
+  if (!per_cpu.empty())
+    std::printf("baseline: %s (%s)\n", base_file.c_str(),
+                base_file != base_arg ? "measured on this CPU model" : "none of this CPU model in --per-cpu");
   const auto base = bench::read_report(base_file);
   const auto v = bench::compare(base, now, opt);
   std::fputs(bench::format_verdicts(v, opt).c_str(), stdout);

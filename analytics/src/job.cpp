@@ -329,10 +329,12 @@ AnalyzeConfigResult load_analyze_config(const fs::path& file) {
       x.materialize = boolean(t->get("materialize"), "transaction.materialize", true);
       if (c.input_type != "kafka") err(tn, "transaction", "the Kafka-transaction mode needs input.type = \"kafka\"");
       if (x.topic == c.topic && !x.topic.empty()) err(t->get("topic"), "transaction.topic", "must not be the input topic");
-      // The rejected events go to "OUTPUT-dead-letter" (with [dead_letter]): a topic of its own too.
-      if (x.changelog == x.topic || x.changelog == c.topic || x.changelog == x.topic + "-dead-letter")
+      // The rejected events go to "OUTPUT-dead-letter" (unless [state] dead_letter = ""): a topic
+      // of its own too.
+      const bool dead_letters = !c.dead_letter.empty();
+      if (x.changelog == x.topic || x.changelog == c.topic || (dead_letters && x.changelog == x.topic + "-dead-letter"))
         err(t->get("changelog"), "transaction.changelog", "must differ from the input, output and dead-letter topics");
-      if (c.topic == x.topic + "-dead-letter" && !x.topic.empty())
+      if (dead_letters && c.topic == x.topic + "-dead-letter" && !x.topic.empty())
         err(t->get("topic"), "transaction.topic", "its dead-letter topic (TOPIC-dead-letter) must not be the input topic");
     }
   }

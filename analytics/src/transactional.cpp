@@ -155,15 +155,23 @@ class TransactionalRunner {
     std::vector<uplink::TopicSpec> topics{compacted_topic(x.changelog, partitions, replication),
                                           compacted_topic(x.topic, partitions, replication)};
     if (!cfg_.dead_letter.empty()) topics.push_back({x.topic + "-dead-letter", partitions, replication, {}});
-    // Those that exist are checked first: a refused start makes no topic.
+    // Those that exist are checked first: a refused start makes no topic. One that was not seen
+    // then (made meanwhile by another, or a metadata request that went unanswered) is checked
+    // once it is there, unless this start created it.
+    bool checked[2] = {false, false};
     for (std::size_t k = 0; k < 2; ++k)
-      if (const int have = uplink::partition_count(producer_.get(), topics[k].name); have > 0)
+      if (const int have = uplink::partition_count(producer_.get(), topics[k].name); have > 0) {
         refuse_unfit_topic(producer_.get(), topics[k], have, k == 0);
+        checked[k] = true;
+      }
     const std::vector<uplink::EnsuredTopic> got = uplink::ensure_topics(producer_.get(), topics);
-    for (std::size_t k = 0; k < 2; ++k)
+    for (std::size_t k = 0; k < 2; ++k) {
       if (got[k].created)
         info(fmt::format("created compacted topic {} ({} partitions, replication {})", topics[k].name,
                          topics[k].partitions, replication));
+      else if (!checked[k])
+        refuse_unfit_topic(producer_.get(), topics[k], got[k].partitions, k == 0);
+    }
     if (got[0].partitions < partitions)  // made meanwhile by another, with fewer partitions
       refuse_unfit_topic(producer_.get(), topics[0], got[0].partitions, true);
     changelog_partitions_ = got[0].partitions;

@@ -768,7 +768,7 @@ TEST_F(AnalyzeTransactionTest, AnInputThatKeepsComingCommitsOncePerInterval) {
   for (; sent < events.size() && std::chrono::steady_clock::now() - start < 6s; ++sent) {
     ship(ch, up, events, sent, sent + 1);
     const auto now = std::chrono::steady_clock::now();
-    pauses += now - last > 90ms;
+    pauses += now - last > 75ms;  // the analyzer's view of the gaps also has delivery jitter
     last = now;
     std::this_thread::sleep_for(40ms);  // the feed's rhythm: slower than a fetch waits (25 ms)
   }

@@ -146,6 +146,11 @@ TEST(AnalyzeConfigTest, TheTransactionModeHasStableDefaultsAndNamesItsMistakes) 
   EXPECT_NE(same.find("a.toml:13: transaction.changelog: must differ from the input, output and dead-letter topics"),
             std::string::npos)
       << same;
+  EXPECT_EQ(joined(load(dir, kafka + "[state]\ndead_letter = \"\"\n[transaction]\ntopic = \"out\"\n"
+                                     "changelog = \"out-dead-letter\"\n")
+                       .errors),
+            "")
+      << "without dead letters there is no dead-letter topic to collide with";
   const std::string loop = joined(load(dir, kafka + "[transaction]\ntopic = \"in-dead\"\n").errors);
   EXPECT_EQ(loop, "") << "only OUTPUT-dead-letter is taken";
   const std::string into_input =
