@@ -5,8 +5,9 @@
 # message, as the uplink's records carry the event identity) and rsyslog's omkafka (imfile
 # reading the file -> omkafka), all librdkafka with the same producer settings (idempotent,
 # acks=all, lz4, linger.ms=5, batch.size=1000000), to the same broker. Events are Tianchi JSON lines of ~110 B. Each figure the median of
-# --repeat runs, timed from process start until every event is acknowledged (the uplink: its
-# cursor reached the end of the channel; kcat: it exited after delivering everything; rsyslog:
+# --repeat runs, timed from process start until every event is acknowledged (the uplink: it
+# exited with --drain, its cursor committed at the end of the channel; kcat: it exited after
+# delivering everything; rsyslog:
 # the topic's end offsets grew by the number of lines, polled every 50 ms by one Python
 # kafka client, as omkafka says nothing when a message is acknowledged).
 # Memory: the uplink's RssAnon at the end (its own heap: the channel's pages are shared data
@@ -19,7 +20,8 @@
 #
 # --baseline BIN: also ship the events one record per event with another build of tributary
 # (say, main's before a change), as one more peer; the runs of every peer are interleaved
-# round by round, so a change is measured against its baseline under the same noise.
+# round by round, so a change is measured against its baseline under the same noise. (BIN must
+# know `uplink --drain`: builds from 2026-11-27 on.)
 #
 # mock: librdkafka's mock cluster (`tributary broker`, in memory: measures the producers);
 # real: the local Apache Kafka (`tributary kafka start`, first use fetches its jars), with
@@ -56,9 +58,9 @@ else
   echo "uplink_bench.sh: no rsyslog omkafka peer (apt-get install rsyslog rsyslog-kafka python3-kafka): left out" >&2
 fi
 work="$(mktemp -d /dev/shm/tributary-uplink-bench.XXXXXX)"
-broker_pid="" fill_pid="" uplink_pid="" rsyslog_pid=""
+broker_pid="" fill_pid="" uplink_pid="" uplink_child="" rsyslog_pid=""
 cleanup() {
-  for p in $fill_pid $uplink_pid $rsyslog_pid $broker_pid; do kill "$p" 2> /dev/null || true; done
+  for p in $fill_pid $uplink_child $uplink_pid $rsyslog_pid $broker_pid; do kill "$p" 2> /dev/null || true; done
   [ "$kafka" = real ] && "$bin" kafka stop --dir "$work/kafka" > /dev/null 2>&1 || true
   rm -rf "$work"
 }
@@ -96,26 +98,38 @@ settings=(-X enable.idempotence=true -X acks=all -X compression.type=lz4 -X ling
 echo warm | timeout 120 kcat -P -b "$boot" -t bench "${settings[@]}" ||
   { echo "uplink_bench.sh: Kafka at $boot does not take a message to topic bench" >&2; exit 1; }
 
-shipped() { [ "$(committed_of "$work/run.chan" || echo 0)" = "$(stat_field "$work/run.chan" write_position)" ]; }
 # Runs in the main shell (not a subshell) so that cleanup can stop the uplink; sets $result.
 run_tributary() { uplink_with "$bin"; }
 run_tributary_packed() { uplink_with "$bin" --packed; }
 run_baseline() { uplink_with "$baseline"; }
+# The uplink with --drain: it exits once every event is acknowledged and committed, timed to its
+# exit by /usr/bin/time as kcat is (a poll of the channel's cursor by `tributary channel stat`
+# every 10 ms, as before, took CPU from it). Its own memory: the highest RssAnon sampled (with
+# builtins) while it runs; VmHWM counts the channel pages it read, which live in /dev/shm
+# whoever maps them (kcat's input file is in the page cache, not in its RSS, either).
 uplink_with() {
-  local t0 t1 cpu hwm exe="$1"
+  local t u s exe="$1" anon=0 deadline=$((SECONDS + 300))
   shift
   cp "$work/full.chan" "$work/run.chan"  # the same channel, its uplink cursor at the start
-  t0=$(now)
-  "$exe" uplink --channel "$work/run.chan" --topic bench --bootstrap "$boot" "$@" 2> "$work/uplink.log" &
+  /usr/bin/time -o "$work/uplink.time" -f "%e %U %S" "$exe" uplink --channel "$work/run.chan" --topic bench \
+    --bootstrap "$boot" --drain "$@" 2> "$work/uplink.log" &
   uplink_pid=$!
-  wait_until 300 "$uplink_pid" "tributary uplink (see $work/uplink.log)" shipped || exit 1
-  t1=$(now)
-  # Its own memory: RssAnon. (VmHWM counts the channel pages it read, which live in /dev/shm
-  # whoever maps them; kcat's input file is in the page cache, not in its RSS, either.)
-  cpu=$(cpu_of "$uplink_pid"); hwm=$(anon_of "$uplink_pid")
-  kill "$uplink_pid"; wait "$uplink_pid" 2> /dev/null || true; uplink_pid=""
+  while kill -0 "$uplink_pid" 2> /dev/null; do
+    [ -n "$uplink_child" ] || uplink_child=$(pgrep -P "$uplink_pid" 2> /dev/null | head -1 || true)
+    if [ -n "$uplink_child" ]; then
+      anon_into "$uplink_child"
+      [ "$anon_kb" -gt "$anon" ] && anon=$anon_kb
+    fi
+    [ "$SECONDS" -lt "$deadline" ] || { echo "uplink_bench.sh: the uplink did not drain in 300 s (see $work/uplink.log)" >&2; exit 1; }
+    nap 0.01
+  done
+  wait "$uplink_pid" || { echo "uplink_bench.sh: the uplink failed: $(tail -3 "$work/uplink.log")" >&2; exit 1; }
+  uplink_pid="" uplink_child=""
+  [ "$(committed_of "$work/run.chan" || echo 0)" = "$(stat_field "$work/run.chan" write_position)" ] ||
+    { echo "uplink_bench.sh: the uplink exited with events not committed (see $work/uplink.log)" >&2; exit 1; }
+  read -r t u s < "$work/uplink.time"
   rm -f "$work/run.chan"
-  result="$(echo "$t1 - $t0" | bc -l) $cpu $hwm"
+  result="$t $(echo "$u + $s" | bc -l) $anon"
 }
 
 run_kcat() { kcat_with; }

@@ -1,14 +1,19 @@
-// `tributary uplink`: ship one channel to a Kafka topic until SIGTERM.
+// `tributary uplink`: ship one channel to a Kafka topic until SIGTERM (or, with --drain, until
+// caught up).
 // `tributary broker`: librdkafka's mock Kafka cluster on loopback (no JVM) until SIGTERM.
 #include <unistd.h>
 
-#include <atomic>
-#include <fmt/format.h>
 #include <poll.h>
+#include <sys/eventfd.h>
+
+#include <atomic>
+#include <cerrno>
+#include <fmt/format.h>
 #include <thread>
 
 #include "commands.h"
 #include "tributary/core/error.h"
+#include "tributary/core/fd.h"
 #include "tributary/core/units.h"
 #include "tributary/uplink/local_kafka.h"
 #include "tributary/uplink/uplink.h"
@@ -33,6 +38,7 @@ void add_uplink_commands(CLI::App& app, int& exit_code) {
     std::string channel, topic, bootstrap, name = "uplink", dead_letter;
     std::vector<std::string> settings;
     bool packed = false;
+    bool drain = false;
     std::string pack_bytes = "256K";
     int regrow_after_s = 600;
   };
@@ -45,6 +51,9 @@ void add_uplink_commands(CLI::App& app, int& exit_code) {
   up->add_option("--dead-letter", a->dead_letter, "Channel for events Kafka refuses for good (created if missing)");
   up->add_option("-X", a->settings, "librdkafka setting key=value (repeatable)");
   up->add_flag("--packed", a->packed, "Many events of one source per Kafka record (the analyzer reads them natively)");
+  up->add_flag("--drain", a->drain,
+               "Exit once caught up: every event written to the channel until then acknowledged by Kafka and "
+               "committed (as kcat -P exits at the end of its input)");
   up->add_option("--pack-bytes", a->pack_bytes, "Largest packed record")->capture_default_str();
   up->add_option("--regrow-after", a->regrow_after_s,
                  "Seconds without a refusal for size after which halved batches and packs are tried twice as large")
@@ -75,15 +84,29 @@ void add_uplink_commands(CLI::App& app, int& exit_code) {
     }
     uplink::Uplink u(ch, o, log);
     std::atomic<bool> stop{false};
+    const core::Fd done(::eventfd(0, EFD_CLOEXEC));  // the watcher's wake-up once the work ends
+    if (!done.valid()) core::throw_errno("eventfd", errno);
     std::thread watcher([&] {
-      pollfd p{stop_fd, POLLIN, 0};
-      while (!stop && ::poll(&p, 1, 200) <= 0) {
+      pollfd p[2] = {{stop_fd, POLLIN, 0}, {done.get(), POLLIN, 0}};
+      while (::poll(p, 2, -1) < 0 && errno == EINTR) {
       }
       stop = true;
     });
     log("info", fmt::format("shipping {} to topic {} at {}", a->channel, a->topic, a->bootstrap));
-    u.run(stop);
+    if (a->drain) {
+      while (!stop) {
+        if (u.do_work() != 0) continue;
+        const auto m = u.metrics();
+        if (m.in_flight == 0 && m.committed >= ch.stats().write_position) break;
+        u.wait(std::chrono::milliseconds(20));
+      }
+      if (!stop) log("info", "drained: everything written is acknowledged and committed");
+    } else {
+      u.run(stop);
+    }
     stop = true;
+    const std::uint64_t one = 1;
+    (void)!::write(done.get(), &one, sizeof one);
     watcher.join();
     const auto m = u.metrics();
     log("info", fmt::format("stopped: {} delivered, {} in flight, {} dead-lettered, {} rewinds", m.delivered,

@@ -10,8 +10,11 @@
 #include <fstream>
 #include <map>
 #include <random>
+#include <set>
 #include <thread>
 
+#include "support/analyzer_status.h"
+#include "support/channel_util.h"
 #include "support/kafka_util.h"
 #include "support/process.h"
 #include "support/tail_util.h"
@@ -72,6 +75,37 @@ assert got == ["msg %d" % i for i in range(100)], got[:5]
 print("ok")
 )";
   ASSERT_EQ(run("/usr/bin/python3 " + (dir / "check.py").string() + " " + bs), 0);
+}
+
+// `tributary uplink --drain` ships what the channel holds, exits 0 once Kafka acknowledged all of
+// it and the cursor is committed (every event in the topic), and says so: a run that ends, as
+// kcat -P does at the end of its input, for benchmarks and one-shot transfers.
+TEST(BrokerProcessTest, UplinkDrainExitsOnceEveryEventIsAcknowledgedAndCommitted) {
+  TempDir dir;
+  Child broker({kTributary, "broker", "--topics", "drained:1"});
+  const std::string bs = start_broker(broker);
+  core::ChannelConfig cc;
+  cc.capacity = 8 << 20;
+  {
+    core::Channel ch = core::Channel::create(dir / "c.chan", cc);
+    core::Producer p = ch.producer();
+    for (std::uint64_t i = 0; i < 5000; ++i)
+      ASSERT_EQ(p.append({3, i}, testing::payload_for(3, i, 60)), core::AppendStatus::kOk);
+  }
+  const std::string cmd = fmt::format("exec {} uplink --channel {} --topic drained --bootstrap {} --drain 2> {}",
+                                      kTributary, (dir / "c.chan").string(), bs, (dir / "uplink.log").string());
+  Child up({"/bin/sh", "-c", cmd});
+  ASSERT_EQ(up.wait(60s), 0) << testing::slurp(dir / "uplink.log");
+  EXPECT_NE(testing::slurp(dir / "uplink.log").find("drained: everything written is acknowledged and committed"),
+            std::string::npos)
+      << testing::slurp(dir / "uplink.log");
+  core::Channel ch = core::Channel::open(dir / "c.chan");
+  const auto stats = ch.stats();
+  ASSERT_EQ(stats.consumers.size(), 1u);
+  EXPECT_EQ(stats.consumers[0].committed, stats.write_position) << "exited before its cursor was committed";
+  std::set<std::uint64_t> seqs;
+  for (const auto& r : testing::read_topic(bs, "drained", 1, 5000, 30s)) seqs.insert(r.id.sequence);
+  EXPECT_EQ(seqs.size(), 5000u);
 }
 
 TEST(BrokerProcessTest, AgentKilledMidStreamShipsEveryLineCopiesOnlyWithTheSameIdentity) {
