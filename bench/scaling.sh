@@ -217,21 +217,24 @@ fill_agent() {
   "$bin" agent --config "$work/$1.toml" 2> "$work/$1.log" &
   agent_pid=$!; pids+=("$agent_pid")
 }
-# The payload points ship a channel filled beforehand (not timed): the uplink's own cost.
+# The payload points ship a channel filled beforehand (not timed): the uplink's own cost, timed
+# to its exit (--drain: everything acknowledged and committed) as kcat is, with no poll beside it.
 run_uplink_full() {
-  local t0 t1 pid cpu
+  local t0 t1 u s
   cp "$work/full.chan" "$work/run.chan"
-  t0=$(now)
-  "$bin" uplink --channel "$work/run.chan" --topic bench --bootstrap "$boot" 2> "$work/uplink.log" &
-  pid=$!; pids+=("$pid")
-  wait_until 300 "$pid" "tributary uplink (see $work/uplink.log)" shipped "$work/run.chan" "$up_lines" || exit 1
-  t1=$(now); cpu=$(cpu_of "$pid")
-  stop "$pid"
+  t0=$(now)  # (as run_kcat: /usr/bin/time's wall clock has 10 ms steps, too coarse for --quick)
+  timeout 300 /usr/bin/time -o "$work/uplink.time" -f "%U %S" "$bin" uplink --channel "$work/run.chan" \
+    --topic bench --bootstrap "$boot" --drain 2> "$work/uplink.log" ||
+    { echo "scaling.sh: the uplink failed: $(tail -3 "$work/uplink.log")" >&2; exit 1; }
+  t1=$(now)
+  shipped "$work/run.chan" "$up_lines" || { echo "scaling.sh: the uplink exited before shipping everything" >&2; exit 1; }
+  read -r u s < "$work/uplink.time"
   rm -f "$work/run.chan"
-  result="$(echo "$t1 - $t0" | bc -l) $cpu"
+  result="$(echo "$t1 - $t0" | bc -l) $(echo "$u + $s" | bc -l)"
 }
 # The producer points run the whole path live: P agents tail P files into one channel while one
-# uplink ships it; CPU is the uplink's and the agents'.
+# uplink ships it; CPU is the uplink's and the agents'. (Timed by a poll of the channel, which
+# runs `tributary channel stat` every 10 ms: a small cost taken from the processes measured.)
 run_uplink_live() {
   local t0 t1 pid cpu i agents=()
   rm -f "$work/live.chan"
