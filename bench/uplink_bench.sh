@@ -10,8 +10,9 @@
 # delivering everything; rsyslog:
 # the topic's end offsets grew by the number of lines, polled every 50 ms by one Python
 # kafka client, as omkafka says nothing when a message is acknowledged).
-# Memory: the uplink's RssAnon at the end (its own heap: the channel's pages are shared data
-# in /dev/shm), kcat's and rsyslog's peak RSS (their input file is page cache, not RSS).
+# Memory: the uplink's highest RssAnon sampled while it runs (its own heap: the channel's pages
+# are shared data in /dev/shm), kcat's and rsyslog's peak RSS (their input file is page cache,
+# not RSS). Wall and CPU times from /usr/bin/time have 10 ms steps (about 2% of a 0.5 s run).
 # rsyslog runs when its omkafka module is installed (apt-get install rsyslog rsyslog-kafka,
 # and python3-kafka for the offsets); else its figures are left out, said on stderr.
 #
@@ -21,7 +22,7 @@
 # --baseline BIN: also ship the events one record per event with another build of tributary
 # (say, main's before a change), as one more peer; the runs of every peer are interleaved
 # round by round, so a change is measured against its baseline under the same noise. (BIN must
-# know `uplink --drain`: builds from 2026-11-27 on.)
+# know `uplink --drain`: a build from commit cd1d3d0 on; checked at the start.)
 #
 # mock: librdkafka's mock cluster (`tributary broker`, in memory: measures the producers);
 # real: the local Apache Kafka (`tributary kafka start`, first use fetches its jars), with
@@ -48,6 +49,8 @@ done
 bin="$PWD/build/release/tools/tributary"
 [ -x "$bin" ] || bash tools/setup.sh build
 [ -z "$baseline" ] || [ -x "$baseline" ] || { echo "uplink_bench.sh: --baseline $baseline is not an executable" >&2; exit 2; }
+[ -z "$baseline" ] || "$baseline" uplink --help 2>&1 | grep -q -- --drain ||
+  { echo "uplink_bench.sh: --baseline $baseline has no 'uplink --drain' (a build from commit cd1d3d0 on)" >&2; exit 2; }
 export PATH="$PATH:/usr/sbin"  # rsyslogd
 command -v kcat > /dev/null || { echo "uplink_bench.sh: needs kcat (apt-get install kcat)" >&2; exit 2; }
 omkafka=no

@@ -8,6 +8,7 @@
 
 #include <atomic>
 #include <cerrno>
+#include <cstring>
 #include <fmt/format.h>
 #include <thread>
 
@@ -53,7 +54,7 @@ void add_uplink_commands(CLI::App& app, int& exit_code) {
   up->add_flag("--packed", a->packed, "Many events of one source per Kafka record (the analyzer reads them natively)");
   up->add_flag("--drain", a->drain,
                "Exit once caught up: every event written to the channel until then acknowledged by Kafka and "
-               "committed (as kcat -P exits at the end of its input)");
+               "committed (as kcat -P exits at the end of its input); exit code 4 if stopped before that");
   up->add_option("--pack-bytes", a->pack_bytes, "Largest packed record")->capture_default_str();
   up->add_option("--regrow-after", a->regrow_after_s,
                  "Seconds without a refusal for size after which halved batches and packs are tried twice as large")
@@ -84,23 +85,30 @@ void add_uplink_commands(CLI::App& app, int& exit_code) {
     }
     uplink::Uplink u(ch, o, log);
     std::atomic<bool> stop{false};
+    std::atomic<int> watch_error{0};
     const core::Fd done(::eventfd(0, EFD_CLOEXEC));  // the watcher's wake-up once the work ends
     if (!done.valid()) core::throw_errno("eventfd", errno);
     std::thread watcher([&] {
       pollfd p[2] = {{stop_fd, POLLIN, 0}, {done.get(), POLLIN, 0}};
-      while (::poll(p, 2, -1) < 0 && errno == EINTR) {
+      int r = 0;
+      while ((r = ::poll(p, 2, -1)) < 0 && errno == EINTR) {
       }
+      if (r < 0) watch_error = errno;  // said below: the uplink stops rather than run unstoppable
       stop = true;
     });
     log("info", fmt::format("shipping {} to topic {} at {}", a->channel, a->topic, a->bootstrap));
+    bool drained = false;
     if (a->drain) {
       while (!stop) {
         if (u.do_work() != 0) continue;
         const auto m = u.metrics();
-        if (m.in_flight == 0 && m.committed >= ch.stats().write_position) break;
+        if (m.in_flight == 0 && m.committed >= ch.stats().write_position) {
+          drained = true;
+          break;
+        }
         u.wait(std::chrono::milliseconds(20));
       }
-      if (!stop) log("info", "drained: everything written is acknowledged and committed");
+      if (!drained) (void)u.flush(std::chrono::seconds(10));  // stopped first: as run() does
     } else {
       u.run(stop);
     }
@@ -108,10 +116,15 @@ void add_uplink_commands(CLI::App& app, int& exit_code) {
     const std::uint64_t one = 1;
     (void)!::write(done.get(), &one, sizeof one);
     watcher.join();
+    if (const int e = watch_error.load(); e != 0)
+      log("error", fmt::format("waiting for a stop signal failed: {}; stopping", std::strerror(e)));
     const auto m = u.metrics();
-    log("info", fmt::format("stopped: {} delivered, {} in flight, {} dead-lettered, {} rewinds", m.delivered,
-                            m.in_flight, m.dead_lettered, m.rewinds));
-    exit_code = m.in_flight == 0 ? 0 : 3;
+    log("info", fmt::format("{}: {} delivered, {} in flight, {} dead-lettered, {} dropped, {} rewinds",
+                            drained ? "drained" : "stopped", m.delivered, m.in_flight, m.dead_lettered, m.dropped,
+                            m.rewinds));
+    // 3: events still in flight (sent again by the next run, identity kept); 4: --drain stopped
+    // before everything written was shipped.
+    exit_code = m.in_flight != 0 ? 3 : (a->drain && !drained) ? 4 : 0;
   });
 
   auto k = std::make_shared<uplink::LocalKafkaOptions>();

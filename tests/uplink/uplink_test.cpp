@@ -3,6 +3,9 @@
 // injected produce errors, refused events in the dead-letter channel.
 #include "tributary/uplink/uplink.h"
 
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -45,10 +48,11 @@ using testing::ship_all;
 struct Rig {
   TempDir dir;
   MockCluster mock;
-  core::Channel ch = core::Channel::create(dir / "c.chan", cfg());
+  core::Channel ch;  // dir / "c.chan", made by the constructor
   std::vector<std::pair<std::string, std::string>> logs;
 
-  explicit Rig(int partitions = 1, int brokers = 1, int replication = 1) : mock(brokers) {
+  explicit Rig(int partitions = 1, int brokers = 1, int replication = 1, const core::OpenOptions& open = {})
+      : mock(brokers), ch(core::Channel::create(dir / "c.chan", cfg(), open)) {
     if (partitions > 0) mock.create_topic("events", partitions, replication);
   }
   // The mock's bootstrap.servers, and `more`.
@@ -124,6 +128,32 @@ TEST(UplinkTest, DeliversEveryEventOnceWithItsIdentityAndCommitsAfterAcks) {
   const auto m = u.metrics();
   EXPECT_EQ(m.delivered, 20000u);
   EXPECT_EQ(ch.stats().consumers.at(0).committed, ch.stats().write_position);
+}
+
+// The channel ends with a dead writer's claim (reserved, never published): the reader steps
+// over it after the abandon timeout, and the uplink's cursor goes past it too once everything
+// before it is delivered, instead of waiting there for the next event (a `--drain` would never
+// end).
+TEST(UplinkTest, TheCursorGoesPastADeadWritersClaimAtTheEndOfTheChannel) {
+  Rig rig(1, 1, 1, {.abandon_timeout = 50ms});
+  auto& ch = rig.ch;
+  fill(ch, 6, 100);
+  const pid_t writer = ::fork();
+  ASSERT_GE(writer, 0);
+  if (writer == 0) {  // reserves one record and dies holding it
+    core::Producer p = ch.producer();
+    core::Producer::Claim claim;
+    ::_exit(p.claim({6, 100}, 60, claim) == core::AppendStatus::kOk ? 0 : 1);
+  }
+  int status = 0;
+  ASSERT_EQ(::waitpid(writer, &status, 0), writer);
+  ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  Uplink u(ch, {.name = "up", .topic = "events", .kafka = rig.kafka()});
+  ASSERT_TRUE(ship_all(u, ch, 30s)) << "the cursor stayed at " << u.metrics().committed << " of "
+                                    << ch.stats().write_position;
+  EXPECT_EQ(u.metrics().delivered, 100u);
+  EXPECT_EQ(ch.stats().abandoned_records, 1u);
+  expect_each_at_least_once(rig.topic(1, 100), 6, 100);
 }
 
 // Decodes packed records back into events (identity, payload, partition).

@@ -394,6 +394,12 @@ struct Uplink::Impl {
         }
       }
     }
+    // Nothing in flight: whatever the reader stepped over after the last entry (a dead writer's
+    // closed claim, damage it resynchronised past, a pad) holds nothing to send, and the cursor
+    // goes past it too; else it would wait there for the next event (and `uplink --drain` for
+    // ever). Everything read before it was delivered: the reader seeks back to what it did not
+    // hand to librdkafka.
+    if (inflight.empty() && !rewinding && consumer.read_position() > consumer.committed()) consumer.commit();
     return n;
   }
 
