@@ -938,7 +938,16 @@ TEST_F(AnalyzeTransactionTest, WhileTheChangelogDisagreesWithTheCommittedOffsetA
                                                                       {"log_level", "3"}}));
     rd_kafka_topic_partition_list_t* offsets = rd_kafka_topic_partition_list_new(1);
     rd_kafka_topic_partition_list_add(offsets, "orphan", 0)->offset = 5;
-    const auto err = rd_kafka_commit(c.get(), offsets, 0);
+    // A group coordinator that is still loading its partition of __consumer_offsets (a broker
+    // started or restarted a moment ago) answers "load in progress": asked again, bounded.
+    rd_kafka_resp_err_t err = RD_KAFKA_RESP_ERR_NO_ERROR;
+    for (const auto until = std::chrono::steady_clock::now() + 30s;;) {
+      err = rd_kafka_commit(c.get(), offsets, 0);
+      const bool retriable = err == RD_KAFKA_RESP_ERR_COORDINATOR_LOAD_IN_PROGRESS ||
+                             err == RD_KAFKA_RESP_ERR_COORDINATOR_NOT_AVAILABLE || err == RD_KAFKA_RESP_ERR_NOT_COORDINATOR;
+      if (!retriable || std::chrono::steady_clock::now() > until) break;
+      std::this_thread::sleep_for(100ms);  // the coordinator's load: polled, bounded above
+    }
     rd_kafka_topic_partition_list_destroy(offsets);
     ASSERT_EQ(err, RD_KAFKA_RESP_ERR_NO_ERROR) << rd_kafka_err2str(err);
     rd_kafka_consumer_close(c.get());
