@@ -155,25 +155,21 @@ class TransactionalRunner {
     std::vector<uplink::TopicSpec> topics{compacted_topic(x.changelog, partitions, replication),
                                           compacted_topic(x.topic, partitions, replication)};
     if (!cfg_.dead_letter.empty()) topics.push_back({x.topic + "-dead-letter", partitions, replication, {}});
-    // Those that exist are checked first: a refused start makes no topic. One that was not seen
-    // then (made meanwhile by another, or a metadata request that went unanswered) is checked
-    // once it is there, unless this start created it.
-    bool checked[2] = {false, false};
+    // Those that exist are checked first (one metadata request): a refused start makes no
+    // topic. One not seen then (made meanwhile by another, or the request went unanswered) is
+    // checked once it is there, unless this start created it; a changelog this start meant to
+    // create but another made first with fewer partitions, too.
+    const std::vector<int> before = uplink::partition_counts(producer_.get(), {topics[0].name, topics[1].name});
     for (std::size_t k = 0; k < 2; ++k)
-      if (const int have = uplink::partition_count(producer_.get(), topics[k].name); have > 0) {
-        refuse_unfit_topic(producer_.get(), topics[k], have, k == 0);
-        checked[k] = true;
-      }
+      if (before[k] > 0) refuse_unfit_topic(producer_.get(), topics[k], before[k], k == 0);
     const std::vector<uplink::EnsuredTopic> got = uplink::ensure_topics(producer_.get(), topics);
     for (std::size_t k = 0; k < 2; ++k) {
       if (got[k].created)
         info(fmt::format("created compacted topic {} ({} partitions, replication {})", topics[k].name,
                          topics[k].partitions, replication));
-      else if (!checked[k])
+      if ((!got[k].created && before[k] == 0) || (k == 0 && got[k].partitions < partitions))
         refuse_unfit_topic(producer_.get(), topics[k], got[k].partitions, k == 0);
     }
-    if (got[0].partitions < partitions)  // made meanwhile by another, with fewer partitions
-      refuse_unfit_topic(producer_.get(), topics[0], got[0].partitions, true);
     changelog_partitions_ = got[0].partitions;
     output_partitions_ = got[1].partitions;
     if (topics.size() > 2) {

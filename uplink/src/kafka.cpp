@@ -55,18 +55,23 @@ std::optional<core::EventId> message_identity(const rd_kafka_message_t* m) noexc
   return decode_identity(v, n);
 }
 
-int partition_count(rd_kafka_t* rk, const std::string& topic, int timeout_ms) {
-  // The metadata of all topics: a request naming the topic would have a broker with
+std::vector<int> partition_counts(rd_kafka_t* rk, const std::vector<std::string>& topics, int timeout_ms) {
+  // The metadata of all topics: a request naming a topic would have a broker with
   // auto.create.topics.enable create it, with the broker's default partition count.
+  std::vector<int> n(topics.size(), 0);
   const rd_kafka_metadata_t* md = nullptr;
-  int n = 0;
   if (rd_kafka_metadata(rk, 1, nullptr, &md, timeout_ms) == RD_KAFKA_RESP_ERR_NO_ERROR) {
     for (int i = 0; i < md->topic_cnt; ++i)
-      if (topic == md->topics[i].topic && md->topics[i].err == RD_KAFKA_RESP_ERR_NO_ERROR)
-        n = md->topics[i].partition_cnt;
+      for (std::size_t k = 0; k < topics.size(); ++k)
+        if (topics[k] == md->topics[i].topic && md->topics[i].err == RD_KAFKA_RESP_ERR_NO_ERROR)
+          n[k] = md->topics[i].partition_cnt;
   }
   if (md) rd_kafka_metadata_destroy(md);
   return n;
+}
+
+int partition_count(rd_kafka_t* rk, const std::string& topic, int timeout_ms) {
+  return partition_counts(rk, {topic}, timeout_ms).front();
 }
 
 std::optional<std::int64_t> list_offset(rd_kafka_t* rk, const std::string& topic, int partition, std::int64_t which,
@@ -105,21 +110,6 @@ std::optional<std::string> unready_partition(rd_kafka_t* rk, const std::string& 
 }
 
 namespace {
-
-// Partition counts of the topics of `specs` from one metadata request (0: not there, or no
-// answer).
-std::vector<int> partition_counts(rd_kafka_t* rk, const std::vector<TopicSpec>& specs, int timeout_ms) {
-  std::vector<int> n(specs.size(), 0);
-  const rd_kafka_metadata_t* md = nullptr;  // of all topics: see partition_count
-  if (rd_kafka_metadata(rk, 1, nullptr, &md, timeout_ms) == RD_KAFKA_RESP_ERR_NO_ERROR) {
-    for (int i = 0; i < md->topic_cnt; ++i)
-      for (std::size_t k = 0; k < specs.size(); ++k)
-        if (specs[k].name == md->topics[i].topic && md->topics[i].err == RD_KAFKA_RESP_ERR_NO_ERROR)
-          n[k] = md->topics[i].partition_cnt;
-  }
-  if (md) rd_kafka_metadata_destroy(md);
-  return n;
-}
 
 // One CreateTopics for `specs`; throws core::Error naming the first topic refused and why. A
 // topic another creator made meanwhile is no error.
@@ -167,7 +157,9 @@ std::vector<EnsuredTopic> ensure_topics(rd_kafka_t* rk, const std::vector<TopicS
   // An existing topic may have been made a moment ago by another process: a short look at its
   // partitions, never an error (a partition that is down is the writes' business, later).
   std::vector<EnsuredTopic> out(specs.size());
-  const std::vector<int> before = partition_counts(rk, specs, 2000);
+  std::vector<std::string> names;
+  for (const TopicSpec& s : specs) names.push_back(s.name);
+  const std::vector<int> before = partition_counts(rk, names, 2000);
   std::vector<const TopicSpec*> missing;
   for (std::size_t k = 0; k < specs.size(); ++k)
     if (before[k] == 0) {
@@ -179,7 +171,7 @@ std::vector<EnsuredTopic> ensure_topics(rd_kafka_t* rk, const std::vector<TopicS
   std::vector<bool> ready(specs.size(), false);
   // Metadata propagates within milliseconds on a healthy cluster: asked again soon, then less often.
   for (auto pause = std::chrono::milliseconds(10);; pause = std::min(pause * 2, std::chrono::milliseconds(100))) {
-    const std::vector<int> have = partition_counts(rk, specs, 1000);
+    const std::vector<int> have = partition_counts(rk, names, 1000);
     bool all = true;
     for (std::size_t k = 0; k < specs.size(); ++k) {
       if (ready[k]) continue;

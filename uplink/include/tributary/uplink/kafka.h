@@ -45,6 +45,9 @@ using Settings = std::map<std::string, std::string>;
 
 // Partitions of `topic` in the cluster's metadata; 0 if it does not exist (or no answer).
 [[nodiscard]] int partition_count(rd_kafka_t* rk, const std::string& topic, int timeout_ms = 2000);
+// The same for each of `topics`, from one metadata request.
+[[nodiscard]] std::vector<int> partition_counts(rd_kafka_t* rk, const std::vector<std::string>& topics,
+                                                int timeout_ms = 2000);
 // The offset of `topic` [`partition`] at `which`: RD_KAFKA_OFFSET_BEGINNING (its log start) or
 // RD_KAFKA_OFFSET_END (its end; a read_committed handle gets the last stable offset), asked of
 // its leader (ListOffsets) within `timeout_ms`; nullopt without an answer. The request also
