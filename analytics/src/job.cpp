@@ -18,6 +18,7 @@
 #include <thread>
 #include <toml++/toml.h>
 
+#include "channel_read_ahead.h"
 #include "read_ahead.h"
 #include "render.h"
 #include "transactional.h"
@@ -454,6 +455,8 @@ struct AnalyzeJob::Impl {
   std::optional<core::Consumer> consumer;
   std::uint64_t channel_pos = 0;
   std::uint64_t channel_records = 0;  // polled below channel_pos since the last commit
+  // Polls `consumer` in its own thread, which owns it until stop (declared after it).
+  std::optional<detail::ChannelReadAhead> channel_ahead;
   // kafka input
   detail::HandleContext kafka_ctx{&log};  // the opaque of `kafka`: its log lines into `log`
   uplink::KafkaHandle kafka;
@@ -584,6 +587,7 @@ struct AnalyzeJob::Impl {
         throw core::Error(fmt::format("checkpoint position {} is not readable in {} (committed {})", channel_pos,
                                       cfg.channel.string(), consumer->committed()));
       if (channel_pos == 0) channel_pos = consumer->committed();
+      channel_ahead.emplace(*channel, *consumer, drain);
       return true;
     }
     topic_hash = std::hash<std::string>{}(cfg.topic);
@@ -669,29 +673,21 @@ struct AnalyzeJob::Impl {
     return false;
   }
 
-  // The channel input read up to its write position: nothing written is left to read.
-  bool read_to_write_position() const { return consumer->read_position() >= channel->stats().write_position; }
-
   // Reads up to a batch of events into the analyzer; returns how many.
   std::size_t pump() {
     std::size_t n = 0;
-    if (consumer) {
-      core::Record recs[1024];
-      const std::size_t k = consumer->poll(recs);
+    if (channel_ahead) {  // a batch the read-ahead polled, or none after 100 ms
+      const std::span<const core::Record> recs = channel_ahead->next(std::chrono::milliseconds(100));
       batch.clear();
-      for (std::size_t i = 0; i < k; ++i)
-        batch.push_back({recs[i].id,
-                         {reinterpret_cast<const char*>(recs[i].payload.data()), recs[i].payload.size()},
-                         static_cast<std::int64_t>(recs[i].timestamp_ns / 1000000),
-                         static_cast<std::int64_t>(recs[i].position)});
+      for (const core::Record& r : recs)
+        batch.push_back({r.id,
+                         {reinterpret_cast<const char*>(r.payload.data()), r.payload.size()},
+                         static_cast<std::int64_t>(r.timestamp_ns / 1000000),
+                         static_cast<std::int64_t>(r.position)});
       analyzer->process_batch(batch);
-      if (k > 0) channel_pos = recs[k - 1].next;
-      channel_records += k;
-      // Nothing: wait for more (and let wait() reclaim a dead writer's record), unless a
-      // drain has read everything written, which run() then ends without a last idle wait.
-      if (k == 0 && !(drain && read_to_write_position()))
-        (void)consumer->wait(std::chrono::milliseconds(100));
-      return k;
+      if (!recs.empty()) channel_pos = recs.back().next;
+      channel_records += recs.size();
+      return recs.size();
     }
     for (int i = 0; i < 10000 && n < 10000; ++i) {  // events, not records: a pack holds thousands
       const detail::Message m = ahead->poll(i == 0 ? 100 : 0);
@@ -851,8 +847,8 @@ struct AnalyzeJob::Impl {
     write_checkpoint(cfg.state_dir / "checkpoint", analyzer->serialize(position()));
     write_outputs();
     // The input's own position only trails the checkpoint.
-    if (consumer) {  // counted here: a commit short of the read position need not walk the records
-      consumer->commit(channel_pos, channel_records);
+    if (channel_ahead) {  // counted here: a commit short of the read position need not walk the records
+      channel_ahead->commit(channel_pos, channel_records);
       channel_records = 0;
     }
     if (kafka && !offsets.empty()) {
@@ -941,10 +937,10 @@ int AnalyzeJob::run(int stop_fd, bool drain) {
   for (;;) {
     const std::size_t n = j.pump();
     // Drained: a poll that found nothing, with the channel read up to its write position (not
-    // held at a record still being written or left by a dead writer, which wait() reclaims)
-    // or every Kafka partition at its end.
+    // held at a record still being written or left by a dead writer, which the read-ahead's
+    // wait reclaims) or every Kafka partition at its end.
     if (j.drain && n == 0 &&
-        (j.channel ? j.read_to_write_position() : static_cast<int>(j.at_end.size()) == j.partitions)) {
+        (j.channel_ahead ? j.channel_ahead->at_end() : static_cast<int>(j.at_end.size()) == j.partitions)) {
       j.info("the input is drained: stopping");
       break;
     }

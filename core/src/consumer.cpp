@@ -38,6 +38,7 @@ struct Consumer::Impl {
   std::uint32_t stall_spins = 0;
   bool stall_timing = false;
   std::chrono::steady_clock::time_point stall_since{};
+  std::atomic<bool> interrupted{false};  // interrupt(): the next wait() returns false
 
   ~Impl() {
     if (slot == nullptr) return;
@@ -297,6 +298,9 @@ bool Consumer::wait(std::chrono::milliseconds timeout) noexcept {
   for (;;) {
     if (c.readable(c.read_pos)) return true;
     const std::uint32_t v = h->data_futex.load(std::memory_order_seq_cst);
+    // After `v`: an interrupt() that comes later also changes the futex word, so the sleep
+    // below cannot miss it.
+    if (c.interrupted.exchange(false, std::memory_order_seq_cst)) return false;
     st.announce_sleeper(h->data_waiters);
     if (c.readable(c.read_pos)) {
       h->data_waiters.fetch_sub(1, std::memory_order_relaxed);
@@ -314,6 +318,11 @@ bool Consumer::wait(std::chrono::milliseconds timeout) noexcept {
     h->data_waiters.fetch_sub(1, std::memory_order_relaxed);
     if (stalled) c.check_stall(c.read_pos, true);
   }
+}
+
+void Consumer::interrupt() noexcept {
+  impl_->interrupted.store(true, std::memory_order_seq_cst);
+  impl_->st->wake_consumers();
 }
 
 void Consumer::commit() noexcept { commit(impl_->read_pos); }

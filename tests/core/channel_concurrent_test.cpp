@@ -185,5 +185,28 @@ TEST(ChannelConcurrentTest, WaitingConsumerWakesOnPublish) {
   EXPECT_TRUE(woke.load());
 }
 
+TEST(ChannelConcurrentTest, AnInterruptEndsAWaitAtOnceAndOnlyThatConsumers) {
+  TempDir dir;
+  Channel ch = Channel::create(dir / "a.chan", ring(64 * 1024));
+  Consumer c = ch.consumer("reader");
+  Consumer other = ch.consumer("other");
+  std::atomic<int> ended{0};  // 1: the interrupted wait returned false
+  const auto t0 = std::chrono::steady_clock::now();
+  std::thread t([&] { ended = c.wait(std::chrono::milliseconds(60'000)) ? 2 : 1; });
+  std::atomic<bool> other_read{false};
+  std::thread o([&] { other_read = other.wait(std::chrono::milliseconds(60'000)); });
+  c.interrupt();  // before or during its wait: that wait ends either way
+  t.join();
+  EXPECT_EQ(ended.load(), 1);
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(30));
+  // The other consumer woke with it, found nothing and sleeps on, until a record comes.
+  Producer p = ch.producer();
+  ASSERT_EQ(p.append({1, 0}, "ping"), AppendStatus::kOk);
+  o.join();
+  EXPECT_TRUE(other_read.load()) << "the other consumer's wait ended without a record";
+  // Used once: the next wait is whole again.
+  EXPECT_TRUE(c.wait(std::chrono::milliseconds(1000)));
+}
+
 }  // namespace
 }  // namespace tributary::core

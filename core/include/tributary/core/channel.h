@@ -263,6 +263,11 @@ class Consumer {
   [[nodiscard]] std::size_t poll(std::span<Record> out) noexcept;
   // Blocks (futex) until a record is readable or `timeout` passes; true if readable.
   [[nodiscard]] bool wait(std::chrono::milliseconds timeout) noexcept;
+  // Makes a wait() in progress return false now, or the next one if none is: the one call that
+  // is safe from another thread while the consumer's own thread polls or waits (a read-ahead
+  // thread's owner handing it a commit, or stopping it). The channel's other sleeping consumers
+  // wake, look again and sleep on.
+  void interrupt() noexcept;
 
   // Commits everything read so far (or up to `position`, a record boundary already read).
   void commit() noexcept;

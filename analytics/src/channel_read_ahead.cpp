@@ -1,0 +1,129 @@
+#include "channel_read_ahead.h"
+
+namespace tributary::analytics::detail {
+
+ChannelReadAhead::ChannelReadAhead(core::Channel& channel, core::Consumer& consumer, bool drain,
+                                   std::chrono::milliseconds idle_wait)
+    : channel_(channel), consumer_(consumer), drain_(drain), idle_wait_(idle_wait), thread_([this] { run(); }) {}
+
+ChannelReadAhead::~ChannelReadAhead() {
+  try {
+    stop();
+  } catch (...) {  // noexcept destructor: a stop from here has nobody to tell
+  }
+}
+
+void ChannelReadAhead::run() {
+  std::unique_lock lock(mu_);
+  try {
+    for (;;) {
+      // Room for a batch; once full, wait until half the batches are free, so that the job's
+      // releases wake this thread once per few batches, not at each.
+      if (filled_ + (held_ ? 1 : 0) == kBatches) {
+        reader_waiting_ = true;
+        reader_cv_.wait(lock, [this] { return stop_ || filled_ + (held_ ? 1 : 0) <= kBatches / 2; });
+        reader_waiting_ = false;
+      }
+      if (stop_) return;
+      const bool commit = commit_asked_;
+      const std::uint64_t position = commit_position_, records = commit_records_;
+      commit_asked_ = false;
+      commit_records_ = 0;
+      Batch& b = batches_ring_[(head_ + filled_) % kBatches];
+      lock.unlock();
+      if (commit) consumer_.commit(position, records);
+      const std::size_t k = consumer_.poll(b.records);
+      if (k == 0) {
+        // Nothing readable. A drain read up to the write position is at its end; anything else
+        // waits on the channel (which also reclaims a dead writer's record).
+        if (drain_ && consumer_.read_position() >= channel_.stats().write_position) {
+          lock.lock();
+          if (!at_end_) {
+            at_end_ = true;
+            if (job_waiting_) job_cv_.notify_one();
+          }
+          reader_cv_.wait_for(lock, std::chrono::milliseconds(10), [this] { return stop_ || commit_asked_; });
+          continue;
+        }
+        lock.lock();
+        if (stop_ || commit_asked_) continue;
+        channel_waiting_ = true;  // commit() and stop() interrupt the wait
+        lock.unlock();
+        (void)consumer_.wait(idle_wait_);
+        lock.lock();
+        channel_waiting_ = false;
+        continue;
+      }
+      b.size = k;
+      lock.lock();
+      at_end_ = false;
+      ++filled_;
+      if (job_waiting_) job_cv_.notify_one();
+    }
+  } catch (...) {  // channel_.stats() allocates
+    if (!lock.owns_lock()) lock.lock();
+    error_ = std::current_exception();
+    job_cv_.notify_one();
+  }
+}
+
+std::span<const core::Record> ChannelReadAhead::next(std::chrono::milliseconds timeout) {
+  std::unique_lock lock(mu_);
+  if (held_) {
+    held_ = false;
+    if (reader_waiting_ && filled_ <= kBatches / 2) reader_cv_.notify_one();
+  }
+  if (filled_ == 0 && !error_ && !at_end_) {
+    job_waiting_ = true;
+    job_cv_.wait_for(lock, timeout, [this] { return filled_ != 0 || error_ || at_end_; });
+    job_waiting_ = false;
+  }
+  if (error_) std::rethrow_exception(error_);
+  if (filled_ == 0) return {};
+  Batch& b = batches_ring_[head_];
+  head_ = (head_ + 1) % kBatches;
+  --filled_;
+  held_ = true;
+  ++batches_;
+  return {b.records.data(), b.size};
+}
+
+void ChannelReadAhead::commit(std::uint64_t position, std::uint64_t records) {
+  std::unique_lock lock(mu_);
+  if (stopped_) {
+    lock.unlock();
+    consumer_.commit(position, records);
+    return;
+  }
+  commit_asked_ = true;
+  commit_position_ = position;
+  commit_records_ += records;
+  // Producers waiting for the space would wait for the thread's next look otherwise.
+  if (channel_waiting_) consumer_.interrupt();
+}
+
+bool ChannelReadAhead::at_end() {
+  const std::lock_guard lock(mu_);
+  if (error_) std::rethrow_exception(error_);
+  return at_end_ && filled_ == 0;
+}
+
+void ChannelReadAhead::stop() {
+  {
+    const std::lock_guard lock(mu_);
+    if (stopped_) return;
+    stop_ = true;
+    if (channel_waiting_) consumer_.interrupt();
+  }
+  reader_cv_.notify_one();
+  if (thread_.joinable()) thread_.join();
+  std::unique_lock lock(mu_);
+  stopped_ = true;
+  const bool commit = commit_asked_;
+  commit_asked_ = false;
+  lock.unlock();
+  if (commit) consumer_.commit(commit_position_, commit_records_);
+  commit_records_ = 0;
+}
+
+}  // namespace tributary::analytics::detail

@@ -1,0 +1,170 @@
+// The analyzer's read-ahead of a channel input (analytics/src/channel_read_ahead.h): a thread
+// polls while the job processes. Every record handed over once and in order while producers
+// write and the ring wraps, commits made by the thread (and the last one by stop()), a drain's
+// end told only once everything written was handed over, and a prompt stop.
+#include "channel_read_ahead.h"
+
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <map>
+#include <thread>
+#include <vector>
+
+#include "support/channel_util.h"
+#include "support/temp_dir.h"
+#include "tributary/core/channel.h"
+
+namespace tributary::analytics::detail {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+using testing::payload_for;
+using std::chrono::milliseconds;
+
+core::ChannelConfig small_ring() {
+  core::ChannelConfig c;
+  c.capacity = 256 * 1024;  // a few thousand records: the producers wrap it many times
+  c.max_payload = 1024;
+  return c;
+}
+
+std::uint64_t committed(const core::Channel& ch) { return ch.stats().consumers.at(0).committed; }
+
+template <class Pred>
+bool eventually(Pred pred, milliseconds limit = milliseconds(5000)) {
+  for (const auto end = Clock::now() + limit; Clock::now() < end;) {
+    if (pred()) return true;
+    std::this_thread::sleep_for(milliseconds(2));
+  }
+  return pred();
+}
+
+void append(core::Producer& p, std::uint64_t source, std::uint64_t from, std::uint64_t n) {
+  for (std::uint64_t i = from; i < from + n; ++i) {
+    const std::string s = payload_for(source, i, 40 + i % 90);
+    ASSERT_EQ(p.append({source, i}, std::as_bytes(std::span(s))), core::AppendStatus::kOk);
+  }
+}
+
+TEST(ChannelReadAheadTest, HandsOverEveryRecordOnceInOrderWhileProducersWrapTheRing) {
+  testing::TempDir dir;
+  core::Channel ch = core::Channel::create(dir.path() / "c.chan", small_ring());
+  core::Consumer con = ch.consumer("job");
+#if defined(__SANITIZE_THREAD__) || defined(__SANITIZE_ADDRESS__)
+  constexpr std::uint64_t kPerSource = 20'000;
+#else
+  constexpr std::uint64_t kPerSource = 100'000;
+#endif
+  std::vector<std::thread> producers;
+  for (std::uint64_t s = 1; s <= 2; ++s)
+    producers.emplace_back([&ch, s] {
+      core::Producer p = ch.producer({core::FullPolicy::kBlock, milliseconds(30'000)});
+      append(p, s, 0, kPerSource);
+    });
+  std::map<std::uint64_t, std::uint64_t> next;  // source -> next sequence
+  std::uint64_t got = 0, bad = 0, since = 0, records_since = 0, position = 0;
+  {
+    ChannelReadAhead ahead(ch, con, false);
+    const auto deadline = Clock::now() + std::chrono::seconds(60);
+    while (got < 2 * kPerSource && Clock::now() < deadline) {
+      const auto batch = ahead.next(milliseconds(100));
+      for (const core::Record& r : batch) {
+        if (r.id.sequence != next[r.id.source_id]++ ||
+            testing::as_string(r.payload) != payload_for(r.id.source_id, r.id.sequence, 40 + r.id.sequence % 90))
+          ++bad;
+        position = r.next;
+      }
+      got += batch.size();
+      records_since += batch.size();
+      // The producers wait for space: only the thread's commits free it.
+      if (++since % 4 == 0) {
+        ahead.commit(position, records_since);
+        records_since = 0;
+      }
+    }
+    ahead.commit(position, records_since);
+    ahead.stop();
+    EXPECT_GT(ahead.batches(), 2 * kPerSource / ChannelReadAhead::kBatch);
+  }
+  for (auto& t : producers) t.join();
+  EXPECT_EQ(got, 2 * kPerSource);
+  EXPECT_EQ(bad, 0u);
+  EXPECT_EQ(next[1], kPerSource);
+  EXPECT_EQ(next[2], kPerSource);
+  EXPECT_EQ(committed(ch), position);  // stop() made the last commit asked for
+  EXPECT_EQ(ch.stats().consumers.at(0).records_committed, 2 * kPerSource);
+}
+
+TEST(ChannelReadAheadTest, ADrainIsAtItsEndOnlyOnceEverythingWrittenWasHandedOver) {
+  testing::TempDir dir;
+  core::Channel ch = core::Channel::create(dir.path() / "c.chan", small_ring());
+  core::Consumer con = ch.consumer("job");
+  core::Producer p = ch.producer();
+  append(p, 1, 0, 3 * ChannelReadAhead::kBatch + 7);
+  ChannelReadAhead ahead(ch, con, true);
+  std::uint64_t got = 0;
+  // Not at its end while batches wait to be handed over, however long the thread has had.
+  EXPECT_TRUE(eventually([&] {
+    const auto b = ahead.next(milliseconds(100));
+    got += b.size();
+    return b.empty() && ahead.at_end();
+  }));
+  EXPECT_EQ(got, 3 * ChannelReadAhead::kBatch + 7);
+  // More written: no longer at its end until that is handed over too.
+  append(p, 1, got, 5);
+  std::uint64_t more = 0;
+  EXPECT_TRUE(eventually([&] {
+    more += ahead.next(milliseconds(100)).size();
+    return more == 5;
+  }));
+  EXPECT_TRUE(eventually([&] { return ahead.next(milliseconds(10)).empty() && ahead.at_end(); }));
+}
+
+// A channel with `n` events written, read ahead by a thread whose idle waits last a minute:
+// only an interrupted wait lets a commit or a stop happen within the tests' bounds.
+struct IdleRig {
+  explicit IdleRig(std::uint64_t n) { append(producer, 1, 0, n); }
+  // Takes batches until `n` records came; returns the position after the last.
+  std::uint64_t take(std::uint64_t n) {
+    std::uint64_t position = 0, got = 0;
+    EXPECT_TRUE(eventually([&] {
+      for (const core::Record& r : ahead.next(milliseconds(100))) position = r.next, ++got;
+      return got == n;
+    }));
+    return position;
+  }
+  testing::TempDir dir;
+  core::Channel ch = core::Channel::create(dir.path() / "c.chan", small_ring());
+  core::Consumer con = ch.consumer("job");
+  core::Producer producer = ch.producer();
+  ChannelReadAhead ahead{ch, con, false, milliseconds(60'000)};
+};
+
+TEST(ChannelReadAheadTest, ACommitAskedForWhileTheThreadWaitsOnAnEmptyChannelIsMadeAtOnce) {
+  IdleRig rig(10);
+  const std::uint64_t position = rig.take(10);
+  EXPECT_EQ(committed(rig.ch), 0u);
+  rig.ahead.commit(position, 10);
+  EXPECT_TRUE(eventually([&] { return committed(rig.ch) == position; }, milliseconds(10'000)));
+  EXPECT_EQ(rig.ch.stats().consumers.at(0).records_committed, 10u);
+}
+
+TEST(ChannelReadAheadTest, StopsPromptlyWhileWaitingOnAnEmptyChannelAndMakesTheLastCommit) {
+  IdleRig rig(3);
+  const std::uint64_t position = rig.take(3);
+  rig.ahead.commit(position, 3);
+  const auto t0 = Clock::now();
+  rig.ahead.stop();
+  EXPECT_LT(Clock::now() - t0, milliseconds(10'000));
+  EXPECT_EQ(committed(rig.ch), position);
+  // Stopped: a commit is made at once, by the caller.
+  append(rig.producer, 1, 3, 1);
+  std::vector<core::Record> rest(4);
+  ASSERT_EQ(rig.con.poll(rest), 1u);
+  rig.ahead.commit(rest[0].next, 1);
+  EXPECT_EQ(committed(rig.ch), rest[0].next);
+}
+
+}  // namespace
+}  // namespace tributary::analytics::detail
