@@ -18,10 +18,11 @@ void ChannelReadAhead::run() {
   try {
     for (;;) {
       // Room for a batch; once full, wait until half the batches are free, so that the job's
-      // releases wake this thread once per few batches, not at each.
+      // releases wake this thread once per few batches, not at each (a commit asked for is
+      // made meanwhile: producers of a full channel may be waiting for it).
       if (filled_ + (held_ ? 1 : 0) == kBatches) {
         reader_waiting_ = true;
-        reader_cv_.wait(lock, [this] { return stop_ || filled_ + (held_ ? 1 : 0) <= kBatches / 2; });
+        reader_cv_.wait(lock, [this] { return stop_ || commit_asked_ || filled_ + (held_ ? 1 : 0) <= kBatches / 2; });
         reader_waiting_ = false;
       }
       if (stop_) return;
@@ -29,9 +30,14 @@ void ChannelReadAhead::run() {
       const std::uint64_t position = commit_position_, records = commit_records_;
       commit_asked_ = false;
       commit_records_ = 0;
+      const bool room = filled_ + (held_ ? 1 : 0) < kBatches;
       Batch& b = batches_ring_[(head_ + filled_) % kBatches];
       lock.unlock();
       if (commit) consumer_.commit(position, records);
+      if (!room) {
+        lock.lock();
+        continue;
+      }
       const std::size_t k = consumer_.poll(b.records);
       if (k == 0) {
         // Nothing readable. A drain read up to the write position is at its end; anything else
@@ -46,6 +52,7 @@ void ChannelReadAhead::run() {
           continue;
         }
         lock.lock();
+        at_end_ = false;  // a record reserved and not yet written, or a dead writer's: not the end
         if (stop_ || commit_asked_) continue;
         channel_waiting_ = true;  // commit() and stop() interrupt the wait
         lock.unlock();
@@ -95,11 +102,13 @@ void ChannelReadAhead::commit(std::uint64_t position, std::uint64_t records) {
     consumer_.commit(position, records);
     return;
   }
+  if (position <= commit_position_) return;  // nothing new (a checkpoint of an idle input)
   commit_asked_ = true;
   commit_position_ = position;
   commit_records_ += records;
   // Producers waiting for the space would wait for the thread's next look otherwise.
   if (channel_waiting_) consumer_.interrupt();
+  reader_cv_.notify_one();  // the thread may wait for a free batch, or at a drain's end
 }
 
 bool ChannelReadAhead::at_end() {
@@ -123,7 +132,6 @@ void ChannelReadAhead::stop() {
   commit_asked_ = false;
   lock.unlock();
   if (commit) consumer_.commit(commit_position_, commit_records_);
-  commit_records_ = 0;
 }
 
 }  // namespace tributary::analytics::detail

@@ -29,9 +29,9 @@ class ChannelReadAhead {
   static constexpr std::size_t kBatches = 8;   // polled ahead at most (the reader waits for half free)
 
   // Starts reading `consumer` (of `channel`, both outliving this) from its read position.
-  // `drain`: at the end of what is written, at_end() turns true instead of the thread waiting
-  // on the channel. `idle_wait`: how long one wait on an empty channel lasts (a dead writer's
-  // record is looked at after each).
+  // `drain`: at the end of what is written, at_end() turns true and the thread looks again every
+  // 10 ms (the job stops then) instead of waiting on the channel. `idle_wait`: how long one wait
+  // on an empty channel lasts (a dead writer's record is looked at after each).
   ChannelReadAhead(core::Channel& channel, core::Consumer& consumer, bool drain,
                    std::chrono::milliseconds idle_wait = std::chrono::milliseconds(100));
   ~ChannelReadAhead();  // stop(), errors dropped
@@ -43,8 +43,9 @@ class ChannelReadAhead {
   std::span<const core::Record> next(std::chrono::milliseconds timeout);
 
   // Asks for consumer.commit(position, records): made by the thread before its next poll (at
-  // once if it waits on an empty channel), or by this call once stopped. A later request replaces an earlier one not yet made (positions
-  // only grow; `records` counts from the last commit made, so they are added up).
+  // once if it waits on an empty channel or for a free batch), or by this call once stopped. A
+  // position not past the last one asked for is no request. A later request replaces an
+  // earlier one not yet made (`records` count from the last commit made: they are added up).
   void commit(std::uint64_t position, std::uint64_t records);
 
   // Drain only: everything written to the channel was polled and handed over.
@@ -61,7 +62,6 @@ class ChannelReadAhead {
     std::size_t size = 0;
   };
   void run();
-  void commit_pending();  // with the consumer owned by the caller
 
   core::Channel& channel_;
   core::Consumer& consumer_;

@@ -22,9 +22,10 @@ using Clock = std::chrono::steady_clock;
 using testing::payload_for;
 using std::chrono::milliseconds;
 
-core::ChannelConfig small_ring() {
+// By default a few thousand records: producers wrap it many times.
+core::ChannelConfig small_ring(std::uint64_t capacity = 256 * 1024) {
   core::ChannelConfig c;
-  c.capacity = 256 * 1024;  // a few thousand records: the producers wrap it many times
+  c.capacity = capacity;
   c.max_payload = 1024;
   return c;
 }
@@ -121,8 +122,9 @@ TEST(ChannelReadAheadTest, ADrainIsAtItsEndOnlyOnceEverythingWrittenWasHandedOve
   EXPECT_TRUE(eventually([&] { return ahead.next(milliseconds(10)).empty() && ahead.at_end(); }));
 }
 
-// A channel with `n` events written, read ahead by a thread whose idle waits last a minute:
-// only an interrupted wait lets a commit or a stop happen within the tests' bounds.
+// A read-ahead whose idle waits last a minute (only an interrupted wait lets a commit or a stop
+// happen within the tests' bounds), and `n` events written after its thread started (which
+// finds them through the producer's wake-up).
 struct IdleRig {
   explicit IdleRig(std::uint64_t n) { append(producer, 1, 0, n); }
   // Takes batches until `n` records came; returns the position after the last.
@@ -135,7 +137,7 @@ struct IdleRig {
     return position;
   }
   testing::TempDir dir;
-  core::Channel ch = core::Channel::create(dir.path() / "c.chan", small_ring());
+  core::Channel ch = core::Channel::create(dir.path() / "c.chan", small_ring(4 << 20));  // n, unread
   core::Consumer con = ch.consumer("job");
   core::Producer producer = ch.producer();
   ChannelReadAhead ahead{ch, con, false, milliseconds(60'000)};
@@ -150,20 +152,28 @@ TEST(ChannelReadAheadTest, ACommitAskedForWhileTheThreadWaitsOnAnEmptyChannelIsM
   EXPECT_EQ(rig.ch.stats().consumers.at(0).records_committed, 10u);
 }
 
-TEST(ChannelReadAheadTest, StopsPromptlyWhileWaitingOnAnEmptyChannelAndMakesTheLastCommit) {
+TEST(ChannelReadAheadTest, StopsPromptlyWhileWaitingOnAnEmptyChannelThenCommitsAtOnce) {
   IdleRig rig(3);
   const std::uint64_t position = rig.take(3);
-  rig.ahead.commit(position, 3);
   const auto t0 = Clock::now();
-  rig.ahead.stop();
+  rig.ahead.stop();  // no commit asked for: only the stop's own interrupt ends the wait
   EXPECT_LT(Clock::now() - t0, milliseconds(10'000));
-  EXPECT_EQ(committed(rig.ch), position);
+  EXPECT_EQ(committed(rig.ch), 0u);
   // Stopped: a commit is made at once, by the caller.
-  append(rig.producer, 1, 3, 1);
-  std::vector<core::Record> rest(4);
-  ASSERT_EQ(rig.con.poll(rest), 1u);
-  rig.ahead.commit(rest[0].next, 1);
-  EXPECT_EQ(committed(rig.ch), rest[0].next);
+  rig.ahead.commit(position, 3);
+  EXPECT_EQ(committed(rig.ch), position);
+  EXPECT_EQ(rig.ch.stats().consumers.at(0).records_committed, 3u);
+}
+
+TEST(ChannelReadAheadTest, ACommitAskedForWhileEveryBatchIsFullIsMadeBeforeTheJobTakesOne) {
+  IdleRig rig((ChannelReadAhead::kBatches + 2) * ChannelReadAhead::kBatch);
+  // One batch taken and released (the next call), then none: the thread fills every batch.
+  std::uint64_t position = 0;
+  for (const core::Record& r : rig.ahead.next(milliseconds(10'000))) position = r.next;
+  ASSERT_NE(position, 0u);
+  ASSERT_FALSE(rig.ahead.next(milliseconds(10'000)).empty());  // held: the thread may fill the rest
+  rig.ahead.commit(position, ChannelReadAhead::kBatch);
+  EXPECT_TRUE(eventually([&] { return committed(rig.ch) == position; }, milliseconds(10'000)));
 }
 
 }  // namespace
