@@ -30,10 +30,12 @@ void ChannelReadAhead::run() {
       const std::uint64_t position = commit_position_, records = commit_records_;
       commit_asked_ = false;
       commit_records_ = 0;
+      const std::uint64_t done = done_;
       const bool room = filled_ + (held_ ? 1 : 0) < kBatches;
       Batch& b = batches_ring_[(head_ + filled_) % kBatches];
       lock.unlock();
       if (commit) consumer_.commit(position, records);
+      consumer_.release(done);  // the pages of what the job is done with, off the job's thread
       if (!room) {
         lock.lock();
         continue;
@@ -78,6 +80,8 @@ std::span<const core::Record> ChannelReadAhead::next(std::chrono::milliseconds t
   std::unique_lock lock(mu_);
   if (held_) {
     held_ = false;
+    const Batch& done = batches_ring_[(head_ + kBatches - 1) % kBatches];
+    if (done.size != 0) done_ = done.records[done.size - 1].next;
     if (reader_waiting_ && filled_ <= kBatches / 2) reader_cv_.notify_one();
   }
   if (filled_ == 0 && !error_ && !at_end_) {
@@ -132,6 +136,7 @@ void ChannelReadAhead::stop() {
   commit_asked_ = false;
   lock.unlock();
   if (commit) consumer_.commit(commit_position_, commit_records_);
+  consumer_.release(done_);
 }
 
 }  // namespace tributary::analytics::detail

@@ -3,6 +3,8 @@
 // prefetch, when it gets near the value last read), commits a cursor that bounds what producers
 // may reuse, and closes the reservations of dead writers after abandon_timeout.
 #include <fmt/format.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cstring>
@@ -39,6 +41,8 @@ struct Consumer::Impl {
   bool stall_timing = false;
   std::chrono::steady_clock::time_point stall_since{};
   std::atomic<bool> interrupted{false};  // interrupt(): the next wait() returns false
+  std::uint64_t released = kNotReleased;  // release(): pages below this position were dropped
+  static constexpr std::uint64_t kNotReleased = UINT64_MAX;
 
   ~Impl() {
     if (slot == nullptr) return;
@@ -393,6 +397,25 @@ bool Consumer::seek(std::uint64_t position) noexcept {
   c.fetched = position;
   c.uncommitted_records = 0;
   return true;
+}
+
+void Consumer::release(std::uint64_t position) noexcept {
+  constexpr std::uint64_t kChunk = 2u << 20;
+  Impl& c = *impl_;
+  const ChannelState& st = *c.st;
+  const auto page = static_cast<std::uint64_t>(::sysconf(_SC_PAGESIZE));
+  const std::uint64_t to = position / page * page;
+  // The first release starts at the committed cursor: what this process read before it.
+  if (c.released == Impl::kNotReleased || c.released > to) c.released = c.committed / page * page;
+  if (to < c.released + kChunk) return;
+  // At most one lap back: anything older shares its pages with what is below `to`.
+  for (std::uint64_t from = std::max(c.released, to > st.capacity ? to - st.capacity : 0); from < to;) {
+    const std::uint64_t at = from & st.mask;
+    const std::uint64_t len = std::min(to - from, st.capacity - at);
+    (void)::madvise(st.data + at, len, MADV_DONTNEED);  // advice: a failure (mlocked pages) leaves them mapped
+    from += len;
+  }
+  c.released = to;
 }
 
 std::uint64_t Consumer::committed() const noexcept { return impl_->committed; }

@@ -122,6 +122,32 @@ TEST(ChannelReadAheadTest, ADrainIsAtItsEndOnlyOnceEverythingWrittenWasHandedOve
   EXPECT_TRUE(eventually([&] { return ahead.next(milliseconds(10)).empty() && ahead.at_end(); }));
 }
 
+TEST(ChannelReadAheadTest, ThePagesBehindWhatTheJobIsDoneWithLeaveTheProcess) {
+  testing::TempDir dir;
+  core::Channel ch = core::Channel::create(dir.path() / "c.chan", small_ring(32 << 20));
+  core::Consumer con = ch.consumer("job");
+  core::Producer p = ch.producer();
+  constexpr std::uint64_t kEvents = 24'000;  // about 24 MiB
+  for (std::uint64_t i = 0; i < kEvents; ++i) {
+    const std::string s = payload_for(1, i, 1000);
+    ASSERT_EQ(p.append({1, i}, std::as_bytes(std::span(s))), core::AppendStatus::kOk);
+  }
+  const std::uint64_t written = testing::mapped_rss_kb(dir.path() / "c.chan");
+  EXPECT_GT(written, 23u * 1024);  // the producer touched them all, in this process's mapping
+  ChannelReadAhead ahead(ch, con, true);
+  std::uint64_t got = 0;
+  bool same = true;
+  ASSERT_TRUE(eventually([&] {
+    for (const core::Record& r : ahead.next(milliseconds(100)))
+      same = same && testing::as_string(r.payload) == payload_for(1, r.id.sequence, 1000), ++got;
+    return got == kEvents && ahead.at_end();
+  }));
+  EXPECT_TRUE(same);
+  // Still mapped once stopped: the header's pages and under 2 MiB not given back yet.
+  ahead.stop();
+  EXPECT_LT(testing::mapped_rss_kb(dir.path() / "c.chan"), 3u * 1024) << "of " << written << " kB";
+}
+
 // A read-ahead whose idle waits last a minute (only an interrupted wait lets a commit or a stop
 // happen within the tests' bounds), and `n` events written after its thread started (which
 // finds them through the producer's wake-up).

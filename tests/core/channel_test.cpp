@@ -12,6 +12,7 @@
 #include <csignal>
 #include <cstring>
 #include <fmt/format.h>
+#include <filesystem>
 #include <fstream>
 #include <random>
 
@@ -25,6 +26,7 @@ namespace tributary::core {
 namespace {
 
 using testing::drain;
+using testing::mapped_rss_kb;
 using testing::payload_for;
 using testing::TempDir;
 
@@ -225,6 +227,34 @@ TEST(ChannelTest, SeekRereadsUncommittedRecordsButNotBeforeTheCursor) {
   auto again = drain(c, 2);
   ASSERT_EQ(again.size(), 2u);
   EXPECT_EQ(again[0].id.sequence, 4u);
+}
+
+TEST(ChannelTest, ReleasedPagesLeaveTheProcessAndReadTheSameBytesAgain) {
+  TempDir dir;
+  Channel ch = Channel::create(dir / "a.chan", small_config(16 << 20));
+  Producer p = ch.producer();
+  Consumer c = ch.consumer("r");
+  constexpr std::uint64_t kEvents = 12'000;  // about 12 MiB of the 16 MiB ring
+  for (std::uint64_t i = 0; i < kEvents; ++i) ASSERT_EQ(p.append({1, i}, payload_for(1, i, 1000)), AppendStatus::kOk);
+  const std::uint64_t written = mapped_rss_kb(dir / "a.chan");
+  EXPECT_GT(written, 11u * 1024);
+  auto first = drain(c, kEvents);
+  ASSERT_EQ(first.size(), kEvents);
+  c.release(c.read_position() - 1000);  // 1 000 bytes short of the end: the last page stays
+  const std::uint64_t released = mapped_rss_kb(dir / "a.chan");
+  EXPECT_LT(released, 2u * 1024) << "of " << written << " kB";
+  // Read again: the same bytes, faulted back in from the file.
+  ASSERT_TRUE(c.seek(0));
+  auto again = drain(c, kEvents);
+  ASSERT_EQ(again.size(), kEvents);
+  for (std::uint64_t i = 0; i < kEvents; ++i) ASSERT_EQ(again[i].payload, first[i].payload) << i;
+  EXPECT_GT(mapped_rss_kb(dir / "a.chan"), released + 11u * 1024);
+  // Less than 2 MiB more to give back: nothing is dropped yet.
+  c.release(c.read_position() - 1000);
+  const std::uint64_t held = mapped_rss_kb(dir / "a.chan");
+  ASSERT_TRUE(c.seek(0));
+  c.release(1 << 20);  // behind the last release: a new start, under 2 MiB
+  EXPECT_EQ(mapped_rss_kb(dir / "a.chan"), held);
 }
 
 TEST(ChannelTest, NamedConsumersReadIndependently) {

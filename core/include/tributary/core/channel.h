@@ -276,6 +276,12 @@ class Consumer {
   // caller counted them): a partial commit need not walk the records again to count them for
   // stats().
   void commit(std::uint64_t position, std::uint64_t records) noexcept;
+  // Drops this process's page-table entries for the ring's pages wholly below `position`
+  // (read and done with): the unmapping a process pays at exit for every page it touched,
+  // paid as it goes by the thread that calls this (the analyzer's read-ahead), and the
+  // channel's pages leave this process's RSS. The file keeps the bytes: reading there again
+  // faults them back in. Acts once 2 MiB have gathered since the last release; cheap otherwise.
+  void release(std::uint64_t position) noexcept;
   // Moves the read position to `position` (>= committed cursor, a record boundary: a
   // Record::position or Record::next); the next poll reads from there.
   [[nodiscard]] bool seek(std::uint64_t position) noexcept;
