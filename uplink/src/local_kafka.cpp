@@ -135,13 +135,14 @@ pid_t read_pid(const fs::path& pidfile) {
 
 }  // namespace
 
-bool kafka_answers(const std::string& bootstrap, std::chrono::milliseconds timeout) {
+bool kafka_answers(const std::string& bootstrap, std::chrono::milliseconds timeout, int brokers) {
   try {
     auto rk = make_handle(RD_KAFKA_PRODUCER, make_conf({{"bootstrap.servers", bootstrap}, {"log_level", "0"}}));
     const rd_kafka_metadata_t* md = nullptr;
     const auto err = rd_kafka_metadata(rk.get(), 0, nullptr, &md, static_cast<int>(timeout.count()));
+    const bool all = md != nullptr && md->broker_cnt >= brokers;
     if (md != nullptr) rd_kafka_metadata_destroy(md);
-    return err == RD_KAFKA_RESP_ERR_NO_ERROR;
+    return err == RD_KAFKA_RESP_ERR_NO_ERROR && all;
   } catch (const core::Error&) {
     return false;
   }
@@ -264,13 +265,16 @@ std::string LocalKafka::start(std::chrono::seconds timeout) const {
   for (int id = 1; id <= o_.brokers; ++id) {
     const fs::path node = o_.dir / fmt::format("node-{}", id);
     const std::string bs = fmt::format("127.0.0.1:{}", o_.port + id - 1);
-    while (!kafka_answers(bs, 1000ms)) {
+    // Until its metadata lists every broker: one not registered yet would make the first
+    // auto-created topic (replication 3 on 3 brokers) fail.
+    while (!kafka_answers(bs, 1000ms, o_.brokers)) {
       if (read_pid(node / "kafka.pid") == 0)
         throw core::Error(fmt::format("Kafka broker {} exited; end of {}:\n{}", id, (node / "kafka.log").string(),
                                       tail_of(node / "kafka.log")));
       if (std::chrono::steady_clock::now() > deadline)
-        throw core::Error(fmt::format("Kafka broker {} did not answer within {} s; end of its log:\n{}", id,
-                                      timeout.count(), tail_of(node / "kafka.log")));
+        throw core::Error(fmt::format("Kafka broker {} did not answer, listing all {} brokers, within {} s; end of "
+                                      "its log:\n{}",
+                                      id, o_.brokers, timeout.count(), tail_of(node / "kafka.log")));
       std::this_thread::sleep_for(200ms);  // the broker is starting: poll it, bounded by the deadline
     }
   }

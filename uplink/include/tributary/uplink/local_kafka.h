@@ -55,7 +55,8 @@ class LocalKafka {
   LocalKafkaOptions o_;
 };
 
-// True if `bootstrap` answers a metadata request within `timeout`.
-[[nodiscard]] bool kafka_answers(const std::string& bootstrap, std::chrono::milliseconds timeout);
+// True if `bootstrap` answers a metadata request within `timeout`, listing at least `brokers`
+// live brokers (a broker is listed once it registered with the controller).
+[[nodiscard]] bool kafka_answers(const std::string& bootstrap, std::chrono::milliseconds timeout, int brokers = 1);
 
 }  // namespace tributary::uplink
