@@ -115,6 +115,11 @@ void ChannelReadAhead::commit(std::uint64_t position, std::uint64_t records) {
   reader_cv_.notify_one();  // the thread may wait for a free batch, or at a drain's end
 }
 
+bool ChannelReadAhead::waiting_for_room() {
+  const std::lock_guard lock(mu_);
+  return reader_waiting_;
+}
+
 bool ChannelReadAhead::at_end() {
   const std::lock_guard lock(mu_);
   if (error_) std::rethrow_exception(error_);

@@ -58,6 +58,8 @@ class ChannelReadAhead {
   void stop();
 
   [[nodiscard]] std::uint64_t batches() const noexcept { return batches_; }  // handed over
+  // The thread waits for the job to free batches: it is as far ahead as it goes.
+  [[nodiscard]] bool waiting_for_room();
 
  private:
   struct Batch {

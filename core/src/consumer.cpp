@@ -403,19 +403,28 @@ void Consumer::release(std::uint64_t position) noexcept {
   constexpr std::uint64_t kChunk = 2u << 20;
   Impl& c = *impl_;
   const ChannelState& st = *c.st;
-  const auto page = static_cast<std::uint64_t>(::sysconf(_SC_PAGESIZE));
-  const std::uint64_t to = position / page * page;
-  // The first release starts at the committed cursor: what this process read before it.
-  if (c.released == Impl::kNotReleased || c.released > to) c.released = c.committed / page * page;
-  if (to < c.released + kChunk) return;
-  // At most one lap back: anything older shares its pages with what is below `to`.
-  for (std::uint64_t from = std::max(c.released, to > st.capacity ? to - st.capacity : 0); from < to;) {
+  // A truncated file's mapping is patched with private pages (MappedFile): nothing to give back.
+  if (!st.file.intact() || position > c.read_pos) return;
+  // The first release (or the first after a seek back) starts at the committed cursor: what
+  // this process read before it.
+  if (c.released == Impl::kNotReleased || c.released > position) c.released = c.committed;
+  if (position < c.released + kChunk) return;
+  // Ring pages also hold other laps: none that holds a byte of the last lap up to the read
+  // position (what is read ahead, the record the job is on) is dropped, nor one that is only
+  // partly below `position`. Addresses are rounded to whole pages (start up, end down): the
+  // data region is 4 KiB-aligned, pages may be larger.
+  const auto page = static_cast<std::uintptr_t>(::sysconf(_SC_PAGESIZE));
+  std::uint64_t from = std::max(c.released, c.read_pos > st.capacity ? c.read_pos - st.capacity : 0);
+  while (from < position) {
     const std::uint64_t at = from & st.mask;
-    const std::uint64_t len = std::min(to - from, st.capacity - at);
-    (void)::madvise(st.data + at, len, MADV_DONTNEED);  // advice: a failure (mlocked pages) leaves them mapped
+    const std::uint64_t len = std::min(position - from, st.capacity - at);
+    const auto begin = (reinterpret_cast<std::uintptr_t>(st.data + at) + page - 1) / page * page;
+    const auto end = reinterpret_cast<std::uintptr_t>(st.data + at + len) / page * page;
+    if (end > begin)  // advice: a failure (mlocked pages) leaves them mapped
+      (void)::madvise(reinterpret_cast<void*>(begin), end - begin, MADV_DONTNEED);
     from += len;
   }
-  c.released = to;
+  c.released = position;
 }
 
 std::uint64_t Consumer::committed() const noexcept { return impl_->committed; }

@@ -276,11 +276,13 @@ class Consumer {
   // caller counted them): a partial commit need not walk the records again to count them for
   // stats().
   void commit(std::uint64_t position, std::uint64_t records) noexcept;
-  // Drops this process's page-table entries for the ring's pages wholly below `position`
-  // (read and done with): the unmapping a process pays at exit for every page it touched,
-  // paid as it goes by the thread that calls this (the analyzer's read-ahead), and the
-  // channel's pages leave this process's RSS. The file keeps the bytes: reading there again
-  // faults them back in. Acts once 2 MiB have gathered since the last release; cheap otherwise.
+  // Drops this process's page-table entries for the ring's pages that hold only bytes below
+  // `position` (read and done with, at most the read position), never a page that holds a byte
+  // of the last lap from `position` to the read position: the unmapping a process pays at exit
+  // for every page it touched, paid as it goes by the thread that calls this (the analyzer's
+  // read-ahead), and the channel's pages leave this process's RSS. The file keeps the bytes:
+  // reading (or writing) there again faults them back in, which also undoes a pretouch of them.
+  // Acts once 2 MiB have gathered since the last release; cheap otherwise.
   void release(std::uint64_t position) noexcept;
   // Moves the read position to `position` (>= committed cursor, a record boundary: a
   // Record::position or Record::next); the next poll reads from there.
