@@ -33,7 +33,7 @@ class ChannelReadAhead {
   // Starts reading `consumer` (of `channel`, both outliving this) from its read position.
   // `drain`: at the end of what is written, at_end() turns true and the thread looks again every
   // 10 ms (the job stops then) instead of waiting on the channel. `idle_wait`: how long one wait
-  // on an empty channel lasts (a dead writer's record is looked at after each).
+  // on an empty channel lasts at most (Consumer::wait also reclaims a dead writer's record).
   ChannelReadAhead(core::Channel& channel, core::Consumer& consumer, bool drain,
                    std::chrono::milliseconds idle_wait = std::chrono::milliseconds(100));
   ~ChannelReadAhead();  // stop(), errors dropped

@@ -409,17 +409,24 @@ void Consumer::release(std::uint64_t position) noexcept {
   // this process read before it.
   if (c.released == Impl::kNotReleased || c.released > position) c.released = c.committed;
   if (position < c.released + kChunk) return;
-  // Ring pages also hold other laps: none that holds a byte of the last lap up to the read
-  // position (what is read ahead, the record the job is on) is dropped, nor one that is only
-  // partly below `position`. Addresses are rounded to whole pages (start up, end down): the
-  // data region is 4 KiB-aligned, pages may be larger.
+  // A ring page holds a byte of every lap: one that holds a byte written within the last lap
+  // below the write head, at or past `position` (read ahead, or not read yet), stays; so does
+  // the last page, partly past `position`. The first page, partly below the last release, goes
+  // too where it holds nothing of that last lap. Addresses are rounded, not positions: the data
+  // region is 4 KiB-aligned, pages may be larger; the header's pages never go.
+  const std::uint64_t head = load_u64(&st.hdr->tail.pos);
+  const std::uint64_t lap_floor = head > st.capacity ? head - st.capacity : 0;
   const auto page = static_cast<std::uintptr_t>(::sysconf(_SC_PAGESIZE));
-  std::uint64_t from = std::max(c.released, c.read_pos > st.capacity ? c.read_pos - st.capacity : 0);
-  while (from < position) {
+  const auto addr = [&st](std::uint64_t at) { return reinterpret_cast<std::uintptr_t>(st.data + at); };
+  const std::uintptr_t data_lo = (addr(0) + page - 1) / page * page;
+  bool first = true;
+  for (std::uint64_t from = std::max(c.released, lap_floor); from < position; first = false) {
     const std::uint64_t at = from & st.mask;
     const std::uint64_t len = std::min(position - from, st.capacity - at);
-    const auto begin = (reinterpret_cast<std::uintptr_t>(st.data + at) + page - 1) / page * page;
-    const auto end = reinterpret_cast<std::uintptr_t>(st.data + at + len) / page * page;
+    const std::uintptr_t down = addr(at) / page * page;
+    std::uintptr_t begin = first && from - (addr(at) - down) < lap_floor ? down + (addr(at) == down ? 0 : page) : down;
+    begin = std::max(begin, data_lo);
+    const std::uintptr_t end = addr(at + len) / page * page;
     if (end > begin)  // advice: a failure (mlocked pages) leaves them mapped
       (void)::madvise(reinterpret_cast<void*>(begin), end - begin, MADV_DONTNEED);
     from += len;

@@ -265,6 +265,35 @@ TEST(ChannelTest, ReleasedPagesLeaveTheProcessAndReadTheSameBytesAgain) {
   EXPECT_EQ(mapped_rss_kb(dir / "a.chan"), half);
 }
 
+TEST(ChannelTest, ReleaseKeepsThePagesOfRecordsWrittenAndNotReadYet) {
+  TempDir dir;
+  Channel ch = Channel::create(dir / "a.chan", small_config(1 << 20));
+  Producer p = ch.producer({FullPolicy::kFailFast, std::chrono::milliseconds(0)});
+  Consumer c = ch.consumer("r");
+  std::uint64_t written = 0, read = 0;
+  const auto fill = [&] {
+    while (p.append({1, written}, payload_for(1, written, 1000)) == AppendStatus::kOk) ++written;
+  };
+  c.release(0);  // releases count from here
+  // Three laps, the writer always a full ring ahead of the reader.
+  fill();
+  while (c.read_position() < (3u << 20)) {
+    const auto got = drain(c, 256);
+    ASSERT_EQ(got.size(), 256u);
+    read += got.size();
+    c.commit();
+    fill();
+  }
+  // Every page of the ring holds a record not read yet: none may go.
+  const std::uint64_t before = mapped_rss_kb(dir / "a.chan");
+  EXPECT_GT(before, 900u);
+  c.release(c.read_position());
+  EXPECT_GT(mapped_rss_kb(dir / "a.chan") + 64, before) << "a lap of unread records dropped";
+  const auto rest = drain(c, written - read);
+  ASSERT_EQ(rest.size(), written - read);
+  for (const auto& r : rest) ASSERT_EQ(r.payload, payload_for(1, r.id.sequence, 1000));
+}
+
 TEST(ChannelTest, NamedConsumersReadIndependently) {
   TempDir dir;
   Channel ch = Channel::create(dir / "a.chan", small_config());

@@ -263,10 +263,11 @@ class Consumer {
   [[nodiscard]] std::size_t poll(std::span<Record> out) noexcept;
   // Blocks (futex) until a record is readable or `timeout` passes; true if readable.
   [[nodiscard]] bool wait(std::chrono::milliseconds timeout) noexcept;
-  // Makes a wait() in progress return false now, or the next one if none is: the one call that
-  // is safe from another thread while the consumer's own thread polls or waits (a read-ahead
-  // thread's owner handing it a commit, or stopping it). The channel's other sleeping consumers
-  // wake, look again and sleep on.
+  // Wakes a wait() in progress, which returns at once (true if a record is readable); the first
+  // wait() that then finds nothing to read (that one, or the next) returns false at once: an
+  // interrupt is never lost, and ends one wait. The one call that is safe from another thread
+  // while the consumer's own thread polls or waits (a read-ahead thread's owner handing it a
+  // commit, or stopping it). The channel's other sleeping consumers wake, look again and sleep on.
   void interrupt() noexcept;
 
   // Commits everything read so far (or up to `position`, a record boundary already read).
@@ -276,13 +277,14 @@ class Consumer {
   // caller counted them): a partial commit need not walk the records again to count them for
   // stats().
   void commit(std::uint64_t position, std::uint64_t records) noexcept;
-  // Drops this process's page-table entries for the ring's pages that hold only bytes below
-  // `position` (read and done with, at most the read position), never a page that holds a byte
-  // of the last lap from `position` to the read position: the unmapping a process pays at exit
-  // for every page it touched, paid as it goes by the thread that calls this (the analyzer's
-  // read-ahead), and the channel's pages leave this process's RSS. The file keeps the bytes:
-  // reading (or writing) there again faults them back in, which also undoes a pretouch of them.
-  // Acts once 2 MiB have gathered since the last release; cheap otherwise.
+  // Drops this process's page-table entries for the ring's pages read and done with: those
+  // below `position` (at most the read position) that hold no byte written within the last lap
+  // below the write head at or past `position` (read ahead, or not read yet). The unmapping a
+  // process pays at exit for every page it touched is paid as it goes, by the thread that calls
+  // this (the analyzer's read-ahead), and the channel's pages leave this process's RSS. The
+  // file keeps the bytes: reading (or writing) there again faults them back in, which also
+  // undoes a pretouch of them. Acts once 2 MiB have gathered since the last release (after a
+  // seek back, since the committed cursor); cheap otherwise. Does nothing on a truncated file.
   void release(std::uint64_t position) noexcept;
   // Moves the read position to `position` (>= committed cursor, a record boundary: a
   // Record::position or Record::next); the next poll reads from there.
