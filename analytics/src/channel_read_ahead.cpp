@@ -20,9 +20,9 @@ void ChannelReadAhead::run() {
       // Room for a batch; once full, wait until half the batches are free, so that the job's
       // releases wake this thread once per few batches, not at each (a commit asked for is
       // made meanwhile: producers of a full channel may be waiting for it).
-      if (filled_ + (held_ ? 1 : 0) == kBatches) {
+      if (in_use() == kBatches) {
         reader_waiting_ = true;
-        reader_cv_.wait(lock, [this] { return stop_ || commit_asked_ || filled_ + (held_ ? 1 : 0) <= kBatches / 2; });
+        reader_cv_.wait(lock, [this] { return stop_ || commit_asked_ || in_use() <= kBatches / 2; });
         reader_waiting_ = false;
       }
       if (stop_) return;
@@ -31,7 +31,7 @@ void ChannelReadAhead::run() {
       commit_asked_ = false;
       commit_records_ = 0;
       const std::uint64_t done = done_;
-      const bool room = filled_ + (held_ ? 1 : 0) < kBatches;
+      const bool room = in_use() < kBatches;
       Batch& b = batches_ring_[(head_ + filled_) % kBatches];
       lock.unlock();
       if (commit) consumer_.commit(position, records);
@@ -42,19 +42,13 @@ void ChannelReadAhead::run() {
       }
       const std::size_t k = consumer_.poll(b.records);
       if (k == 0) {
-        // Nothing readable. A drain read up to the write position is at its end; anything else
-        // waits on the channel (which also reclaims a dead writer's record).
-        if (drain_ && consumer_.read_position() >= channel_.stats().write_position) {
-          lock.lock();
-          if (!at_end_) {
-            at_end_ = true;
-            if (job_waiting_) job_cv_.notify_one();
-          }
-          reader_cv_.wait_for(lock, std::chrono::milliseconds(10), [this] { return stop_ || commit_asked_; });
-          continue;
-        }
+        // Nothing readable. A drain read up to the write position is at its end (a record
+        // reserved and not yet written, or a dead writer's, is not). Either way the thread waits
+        // on the channel, which also reclaims a dead writer's record.
+        const bool end = drain_ && consumer_.read_position() >= channel_.stats().write_position;
         lock.lock();
-        at_end_ = false;  // a record reserved and not yet written, or a dead writer's: not the end
+        if (end && !at_end_ && job_waiting_) job_cv_.notify_one();
+        at_end_ = end;
         if (stop_ || commit_asked_) continue;
         channel_waiting_ = true;  // commit() and stop() interrupt the wait
         lock.unlock();

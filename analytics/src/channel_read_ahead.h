@@ -31,9 +31,9 @@ class ChannelReadAhead {
   static constexpr std::size_t kBatches = 8;   // polled ahead at most (the reader waits for half free)
 
   // Starts reading `consumer` (of `channel`, both outliving this) from its read position.
-  // `drain`: at the end of what is written, at_end() turns true and the thread looks again every
-  // 10 ms (the job stops then) instead of waiting on the channel. `idle_wait`: how long one wait
-  // on an empty channel lasts at most (Consumer::wait also reclaims a dead writer's record).
+  // `drain`: at the end of what is written, at_end() turns true (the job stops then).
+  // `idle_wait`: how long one wait on an empty channel lasts at most (Consumer::wait also
+  // reclaims a dead writer's record).
   ChannelReadAhead(core::Channel& channel, core::Consumer& consumer, bool drain,
                    std::chrono::milliseconds idle_wait = std::chrono::milliseconds(100));
   ~ChannelReadAhead();  // stop(), errors dropped
@@ -67,6 +67,7 @@ class ChannelReadAhead {
     std::size_t size = 0;
   };
   void run();
+  std::size_t in_use() const noexcept { return filled_ + (held_ ? 1 : 0); }  // batches; under mu_
 
   core::Channel& channel_;
   core::Consumer& consumer_;
