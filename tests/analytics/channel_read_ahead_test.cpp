@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "support/channel_util.h"
+#include "support/rss.h"
 #include "support/temp_dir.h"
 #include "tributary/core/channel.h"
 

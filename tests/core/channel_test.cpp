@@ -17,6 +17,7 @@
 #include <random>
 
 #include "support/channel_util.h"
+#include "support/rss.h"
 #include "support/temp_dir.h"
 #include "internal/channel_layout.h"
 #include "tributary/core/error.h"

@@ -75,20 +75,4 @@ inline std::vector<Seen> drain(core::Consumer& c, std::size_t want,
   return out;
 }
 
-// Resident kB of this process's mappings of `file` (/proc/self/smaps).
-inline std::uint64_t mapped_rss_kb(const std::filesystem::path& file) {
-  const std::string name = std::filesystem::canonical(file).string();
-  std::ifstream in("/proc/self/smaps");
-  std::uint64_t kb = 0;
-  bool ours = false;
-  for (std::string line; std::getline(in, line);) {
-    if (line.find('-') < line.find(' ')) {  // a mapping's first line: "start-end perms ... path"
-      ours = line.size() >= name.size() && line.compare(line.size() - name.size(), name.size(), name) == 0;
-      continue;
-    }
-    if (ours && line.rfind("Rss:", 0) == 0) kb += std::stoull(line.substr(4));
-  }
-  return kb;
-}
-
 }  // namespace tributary::testing
