@@ -953,6 +953,9 @@ int AnalyzeJob::run(int stop_fd, bool drain) {
     if (stop_fd >= 0 && ::poll(&p, 1, 0) > 0) break;
   }
   j.checkpoint();
+  // The channel's cursor follows the last checkpoint before run() returns, not when the job is
+  // destroyed: whoever looks at the channel next (a caller, `tributary channel stat`) sees it.
+  if (j.channel_ahead) j.channel_ahead->stop();
   return 0;
 }
 

@@ -1,0 +1,53 @@
+// AnalyzeJob in-process, as a library caller runs it: what it leaves behind when run() returns.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+
+#include "support/temp_dir.h"
+#include "support/tianchi_util.h"
+#include "tributary/analytics/job.h"
+#include "tributary/core/channel.h"
+
+namespace tributary::analytics {
+namespace {
+
+using testing::TempDir;
+using testing::TianchiData;
+
+std::uint64_t committed_cursor(const core::Channel& ch, std::string_view consumer) {
+  const auto stats = ch.stats();
+  const auto it = std::find_if(stats.consumers.begin(), stats.consumers.end(),
+                               [&](const core::ConsumerInfo& c) { return c.name == consumer; });
+  return it == stats.consumers.end() ? 0 : it->committed;
+}
+
+// A drained run has made its last checkpoint and the channel commit behind it by the time run()
+// returns, with the job still alive: a caller (or `tributary channel stat`) reading the channel
+// then sees the cursor at the end of what was read, not one checkpoint behind.
+TEST(AnalyzeJobTest, ADrainedRunHasCommittedTheChannelCursorWhenItReturns) {
+  TempDir dir;
+  const auto d = TianchiData::make(5, 300, 5000);
+  d.write_info(dir / "user_info.csv");
+  core::ChannelConfig cc;
+  cc.capacity = 16 << 20;
+  auto ch = core::Channel::create(dir / "c.chan", cc);
+  {
+    core::Producer p = ch.producer();
+    std::uint64_t seq = 0;
+    for (const auto& r : d.rows) ASSERT_EQ(p.append({1, seq++}, TianchiData::json(r)), core::AppendStatus::kOk);
+  }
+  // One checkpoint interval longer than any test: only the checkpoints at the start and the end.
+  testing::write_tianchi_analyze_config(dir / "analyze.toml",
+                                        "type = \"channel\"\npath = \"" + (dir / "c.chan").string() + "\"\n",
+                                        dir / "user_info.csv", dir / "out", 600'000);
+  auto loaded = load_analyze_config(dir / "analyze.toml");
+  ASSERT_TRUE(loaded.errors.empty()) << loaded.errors.front();
+  AnalyzeJob job(std::move(loaded.config), nullptr);
+  ASSERT_EQ(job.run(-1, /*drain=*/true), 0);
+  const std::uint64_t end = ch.stats().write_position;
+  ASSERT_GT(end, 0u);
+  EXPECT_EQ(committed_cursor(ch, "analyzer"), end);
+}
+
+}  // namespace
+}  // namespace tributary::analytics
