@@ -150,5 +150,39 @@ TEST(InterceptorTest, ATailSourceGivesDroppedLinesNoSequenceAndMovesPastThem) {
   EXPECT_EQ(testing::all_records(ch).back().payload, "keep last");
 }
 
+// An interceptor can make a line longer than the channel takes (wrapped in a JSON object): that
+// line is rejected and counted, and the lines after it go on.
+TEST(TailSourceTest, ALineAnInterceptorMakesTooLargeIsRejectedAndTheRestGoOn) {
+  testing::TempDir dir;
+  const auto log = dir / "a.log";
+  core::ChannelConfig c;
+  c.capacity = 1 << 20;
+  c.max_payload = (1 << 18) - 64;
+  testing::append_lines(log, "pre", 0, 5);
+  { std::ofstream(log, std::ios::app) << std::string(c.max_payload - 4, 'W') << "\n"; }  // fits, but not wrapped
+  testing::append_lines(log, "post", 0, 5);
+  auto ch = core::Channel::create(dir / "c.chan", c);
+  const SourceDescriptor* d = find_source("tail");
+  OptionValues v = defaults_of(*d);
+  v.set("paths", std::vector<std::string>{log.string()});
+  v.set("max_line", std::int64_t{c.max_payload});
+  SourceContext ctx;
+  ctx.name = "t";
+  ctx.channels = {&ch};
+  InterceptorSpec wrap;
+  wrap.type = "fields";
+  ctx.interceptors = std::make_shared<const InterceptorChain>(std::vector<InterceptorSpec>{wrap});
+  auto src = d->create(v, ctx);
+  ASSERT_TRUE(testing::pump_until(*src, [&] { return ch.stats().records_written == 10; }, std::chrono::seconds(10)))
+      << ch.stats().records_written << " records";
+  for (int i = 0; i < 10; ++i) (void)src->do_work();
+  EXPECT_EQ(ch.stats().records_written, 10u);
+  EXPECT_EQ(src->metrics().rejected, 1u);
+  EXPECT_EQ(src->metrics().oversize, 1u);
+  EXPECT_EQ(testing::all_records(ch).back().payload, R"({"message":")" + testing::line_text("post", 4) + R"("})");
+  const auto seqs = testing::all_records(ch);
+  EXPECT_EQ(seqs.back().id.sequence, 9u) << "a rejected line takes no sequence number";
+}
+
 }  // namespace
 }  // namespace tributary::ingest::detail

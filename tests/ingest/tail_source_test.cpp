@@ -48,6 +48,14 @@ Strings all_payloads(const core::Channel& ch) {
   return out;
 }
 
+// Reads what is there as consumer `c` and commits it: the ring's room back. Returns the records read.
+std::size_t read_and_commit(core::Consumer& c) {
+  std::vector<core::Record> batch(4096);
+  const std::size_t n = c.poll(batch);
+  if (n != 0) c.commit();
+  return n;
+}
+
 Strings expected(const std::string& prefix, int from, int to) {
   Strings s;
   for (int i = from; i < to; ++i) s.push_back(line_text(prefix, i));
@@ -300,6 +308,168 @@ TEST(TailSourceTest, ReplicatesToEveryChannelAndResumesFromTheSlowestOne) {
   for (int i = 0; i < 10; ++i) (void)src->do_work();
   EXPECT_EQ(all_payloads(c1), expected("a", 0, 120));
   EXPECT_EQ(all_payloads(c2), expected("a", 0, 120));
+}
+
+// A batch goes to every channel of the source in one transaction each, so it is sized for the
+// smallest ring, whichever channel is listed last (the last one used to set the limit: here
+// batches of 1 MiB of records, four times what the 1 MiB ring takes, retried forever).
+TEST(TailSourceTest, BatchesFitTheSmallestChannelWhereverItIsListed) {
+  TempDir dir;
+  append_lines(dir / "a.log", "a", 0, 20000);  // 800 KB of lines: more than one batch of either ring
+  auto small = core::Channel::create(dir / "small.chan", cfg(1 << 20));
+  auto big = core::Channel::create(dir / "big.chan", cfg(64 << 20));
+  core::Consumer reader = small.consumer("reader");  // frees the small ring as the tail fills it
+  std::uint64_t read = 0;
+  auto src = make_source("tail", {&small, &big}, {{"paths", Strings{(dir / "a.log").string()}}}, "test",
+                         {.on_full = core::FullPolicy::kFailFast});
+  ASSERT_TRUE(pump_until(*src, [&] {
+    read += read_and_commit(reader);
+    return read == 20000 && big.stats().records_written == 20000;
+  })) << read << " in the small channel, " << big.stats().records_written << " in the big one";
+  EXPECT_EQ(all_payloads(big), expected("a", 0, 20000));
+}
+
+// Lines that fill most of a batch, then one line near the largest event: the batch is
+// committed before that line, not after it (together they were more than a quarter of the
+// ring, refused for good).
+TEST(TailSourceTest, ALongLineAfterABatchOfShortOnesStartsTheNextBatch) {
+  TempDir dir;
+  const auto log = dir / "a.log";
+  append_lines(log, "a", 0, 2400);  // 98 KB of records: most of the 128 KiB batch of a 1 MiB ring
+  const std::string longline(200'000, 'L');  // under max_payload (256 KiB - 64)
+  { std::ofstream(log, std::ios::app) << longline << "\n"; }
+  append_lines(log, "b", 0, 10);
+  auto ch = core::Channel::create(dir / "c.chan", cfg(1 << 20));
+  auto src = make_source("tail", {&ch}, {{"paths", Strings{log.string()}}});
+  ASSERT_TRUE(pump_until(*src, [&] { return ch.stats().records_written == 2411; }, std::chrono::seconds(10)))
+      << ch.stats().records_written << " records";
+  const Strings all = all_payloads(ch);
+  EXPECT_EQ(all[2400], longline);
+  EXPECT_EQ(all.back(), line_text("b", 9));
+}
+
+// max_line above what the channel takes (the default 1 MiB against a 1 MiB ring's 256 KiB):
+// lines are cut at the channel's max_payload instead, and a longer line is split like any
+// oversize line, not refused by the channel forever.
+TEST(TailSourceTest, MaxLineAboveTheChannelsMaxPayloadIsCutToIt) {
+  TempDir dir;
+  const auto log = dir / "a.log";
+  const std::string big(600'000, 'B');
+  append_lines(log, "pre", 0, 10);
+  { std::ofstream(log, std::ios::app) << big << "\n"; }
+  append_lines(log, "post", 0, 3);
+  const auto c = cfg(1 << 20);
+  auto ch = core::Channel::create(dir / "c.chan", c);
+  auto src = make_source("tail", {&ch}, {{"paths", Strings{log.string()}}});  // max_line: 1 MiB
+  ASSERT_TRUE(pump_until(*src, [&] { return ch.stats().records_written == 10 + 3 + 3; }, std::chrono::seconds(10)))
+      << ch.stats().records_written << " records";
+  const Strings all = all_payloads(ch);
+  std::string joined;
+  for (int i = 10; i < 13; ++i) {
+    EXPECT_LE(all[static_cast<std::size_t>(i)].size(), c.max_payload);
+    joined += all[static_cast<std::size_t>(i)];
+  }
+  EXPECT_EQ(joined, big);
+  EXPECT_EQ(all.back(), line_text("post", 2));
+  EXPECT_EQ(src->metrics().oversize, 1u);
+}
+
+// A file renamed away while the channel is full keeps its unread lines: it is closed only once
+// read to its end (it used to be closed rotate_wait after its last read, the lines lost).
+TEST(TailSourceTest, AFileRotatedAwayWhileTheChannelIsFullIsReadToItsEndBeforeItIsClosed) {
+  TempDir dir;
+  const auto log = dir / "app.log";
+  auto ch = core::Channel::create(dir / "c.chan", cfg(1 << 20));
+  core::Consumer reader = ch.consumer("reader");  // reads nothing until the end: the ring fills
+  auto src = make_source("tail", {&ch}, {{"paths", Strings{log.string()}}, {"rotate_wait_ms", std::int64_t{50}}},
+                         "test", {.on_full = core::FullPolicy::kFailFast});
+  append_lines(log, "a", 0, 10);
+  ASSERT_TRUE(pump_until(*src, [&] { return ch.stats().records_written == 10; }));
+  for (int i = 0; i < 5; ++i) (void)src->do_work();  // caught up: at its end
+  append_lines(log, "a", 10, 30000);  // 1.2 MB of lines: more than the ring holds
+  ASSERT_TRUE(pump_until(*src, [&] { return ch.stats().full_rejections > 0; }));
+  std::filesystem::rename(log, dir / "app.log.1");  // rotated away, not matched any more
+  const auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(300);
+  while (std::chrono::steady_clock::now() < until) (void)src->do_work();  // rotate_wait passes, full
+  std::uint64_t read = 0;
+  ASSERT_TRUE(pump_until(*src, [&] {
+    read += read_and_commit(reader);
+    return read == 30000;
+  })) << read << " lines read of 30000";
+  EXPECT_EQ(all_records(ch).back().payload, line_text("a", 29999));
+  ASSERT_TRUE(pump_until(*src, [&] { return src->metrics().open_files == 0; })) << "closed once read to its end";
+}
+
+// start_at = "end" is about what a file held when the agent started: a later generation of it
+// (copytruncate) is read from its beginning, like any new content.
+TEST(TailSourceTest, StartAtEndDoesNotSkipTheNextGenerationOfAFilePresentAtStartup) {
+  TempDir dir;
+  const auto log = dir / "app.log";
+  append_lines(log, "old", 0, 50);
+  auto ch = core::Channel::create(dir / "c.chan", cfg());
+  auto src = make_source("tail", {&ch}, {{"paths", Strings{log.string()}}, {"start_at", std::string("end")}});
+  for (int i = 0; i < 10; ++i) (void)src->do_work();
+  append_lines(log, "new", 0, 5);
+  ASSERT_TRUE(pump_until(*src, [&] { return ch.stats().records_written == 5; }));
+  std::filesystem::resize_file(log, 0);  // copytruncate's truncate
+  append_lines(log, "next", 0, 20);
+  ASSERT_TRUE(pump_until(*src, [&] { return ch.stats().records_written == 25; }))
+      << ch.stats().records_written << " records";
+  Strings want = expected("new", 0, 5);
+  for (auto& s : expected("next", 0, 20)) want.push_back(s);
+  EXPECT_EQ(all_payloads(ch), want);
+}
+
+// A file too short to fingerprint at start-up is not "read from its end" once it is long
+// enough: what it held at start-up is skipped, what came after is read.
+TEST(TailSourceTest, StartAtEndOfAShortFileSkipsOnlyWhatItHeldAtStartup) {
+  TempDir dir;
+  const auto log = dir / "app.log";
+  { std::ofstream(log) << "early line\n"; }
+  auto ch = core::Channel::create(dir / "c.chan", cfg());
+  auto src = make_source("tail", {&ch}, {{"paths", Strings{log.string()}}, {"start_at", std::string("end")}});
+  for (int i = 0; i < 10; ++i) (void)src->do_work();
+  append_lines(log, "late", 0, 20);  // past the 256-byte fingerprint now
+  ASSERT_TRUE(pump_until(*src, [&] { return ch.stats().records_written == 20; }))
+      << ch.stats().records_written << " records";
+  for (int i = 0; i < 10; ++i) (void)src->do_work();
+  EXPECT_EQ(all_payloads(ch), expected("late", 0, 20));
+}
+
+// A line being written when the agent starts is not read from its middle.
+TEST(TailSourceTest, StartAtEndSkipsTheRestOfALineCutAtStartup) {
+  TempDir dir;
+  const auto log = dir / "app.log";
+  append_lines(log, "old", 0, 20);
+  { std::ofstream(log, std::ios::app) << "half of a li"; }
+  auto ch = core::Channel::create(dir / "c.chan", cfg());
+  auto src = make_source("tail", {&ch}, {{"paths", Strings{log.string()}}, {"start_at", std::string("end")}});
+  for (int i = 0; i < 10; ++i) (void)src->do_work();
+  { std::ofstream(log, std::ios::app) << "ne\n"; }
+  append_lines(log, "new", 0, 3);
+  ASSERT_TRUE(pump_until(*src, [&] { return ch.stats().records_written == 3; }));
+  for (int i = 0; i < 10; ++i) (void)src->do_work();
+  EXPECT_EQ(all_payloads(ch), expected("new", 0, 3));
+}
+
+// A file deleted (or rotated away) while still too short to fingerprint is read by what it
+// holds once rotate_wait has passed, then closed: its lines are not lost and its descriptor
+// does not stay open for the life of the agent.
+TEST(TailSourceTest, AShortFileThatGoesAwayIsReadAndClosed) {
+  TempDir dir;
+  const auto log = dir / "short.log";
+  { std::ofstream(log) << "one\ntwo\n"; }
+  { std::ofstream(dir / "empty.log"); }
+  auto ch = core::Channel::create(dir / "c.chan", cfg());
+  auto src = make_source("tail", {&ch}, {{"paths", Strings{(dir / "*.log").string()}}, {"rotate_wait_ms", std::int64_t{50}}});
+  for (int i = 0; i < 10; ++i) (void)src->do_work();
+  EXPECT_EQ(src->metrics().open_files, 2u);
+  EXPECT_EQ(ch.stats().records_written, 0u) << "too short to fingerprint while it is there";
+  std::filesystem::rename(log, dir / "short.old");
+  std::filesystem::remove(dir / "empty.log");
+  ASSERT_TRUE(pump_until(*src, [&] { return src->metrics().open_files == 0; }))
+      << src->metrics().open_files << " files open";
+  EXPECT_EQ(all_payloads(ch), (Strings{"one", "two"}));
 }
 
 }  // namespace

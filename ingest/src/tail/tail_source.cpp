@@ -60,11 +60,21 @@ std::uint64_t next_generation(std::uint64_t id) { return mix64(id ^ 0x7472756e63
 class TailSource final : public Source {
  public:
   TailSource(TailOptions opts, SourceContext ctx) : opts_(std::move(opts)), ctx_(std::move(ctx)) {
+    // A transaction must fit a quarter of the smallest ring, counted in record bytes (headers
+    // included): batches are kept at an eighth, and a line that would take one past that starts
+    // the next batch. An event is at most the smallest max_payload, itself under a quarter.
+    batch_limit_ = opts_.batch_bytes;
     for (core::Channel* ch : ctx_.channels) {
       producers_.push_back(ch->producer(ctx_.producer_options));
-      // A transaction must fit a quarter of the ring, counted in record bytes (headers
-      // included): keep batches at an eighth.
-      batch_limit_ = std::min<std::size_t>(opts_.batch_bytes, ch->stats().capacity / 8);
+      const core::ChannelStats st = ch->stats();
+      batch_limit_ = std::min<std::size_t>(batch_limit_, st.capacity / 8);
+      max_payload_ = std::min<std::size_t>(max_payload_, st.max_payload);
+    }
+    if (opts_.max_line > max_payload_) {
+      log("warn", fmt::format("source '{}': max_line {} is larger than the max_payload of its channel ({}): longer "
+                              "lines are {}",
+                              ctx_.name, opts_.max_line, max_payload_, opts_.split_oversize ? "split" : "rejected"));
+      opts_.max_line = max_payload_;
     }
     buf_.resize(std::max(opts_.read_buffer, opts_.max_line + 1));
     inotify_fd_ = ::inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
@@ -175,6 +185,7 @@ class TailSource final : public Source {
                                 st.st_size));
         ++metrics_.rotations;
         f->identified = false;
+        f->initial = false;  // start_at = "end" was for what the file held at start-up
         f->offset = 0;
         f->rejecting = false;
       }
@@ -204,13 +215,17 @@ class TailSource final : public Source {
     }
     error_paths_.erase(path);
     files_.push_back(std::make_unique<TailFile>(path, fd, st.st_dev, st.st_ino, initial));
+    files_.back()->initial_size = static_cast<std::uint64_t>(st.st_size);
   }
 
-  // Fingerprints the file and resumes it from the channels' source tables.
-  bool identify(TailFile& f) {
+  // Fingerprints the file and resumes it from the channels' source tables. `whole`: a file that
+  // went away while still too short to fingerprint is identified by what it holds (it will not
+  // be seen again), so that its lines are read and it is closed.
+  bool identify(TailFile& f, bool whole = false) {
     std::string head(opts_.fingerprint_bytes, '\0');
     const ssize_t n = ::pread(f.fd, head.data(), head.size(), 0);
-    if (n < static_cast<ssize_t>(head.size())) return false;  // too short to be told apart yet
+    if (n < static_cast<ssize_t>(head.size()) && !(whole && n > 0)) return false;  // too short to be told apart yet
+    head.resize(static_cast<std::size_t>(n));
     const std::uint64_t fp = fnv1a(head.data(), head.size());
     std::uint64_t id = mix64(fnv1a(ctx_.name.data(), ctx_.name.size()) ^ fp) | 1;
     struct stat st {};
@@ -244,8 +259,15 @@ class TailSource final : public Source {
       }
       f.source_id = id;
       if (!any && f.initial && opts_.start_at_end) {
-        f.offset = size;
+        // What the file held at start-up, not at this moment: it may have been too short to
+        // identify then. A line cut at that point is skipped to its end, not read as a line.
+        f.offset = std::min(size, f.initial_size);
         f.next_seq = 0;
+        char last = '\n';
+        if (f.offset != 0 && (::pread(f.fd, &last, 1, static_cast<off_t>(f.offset - 1)) != 1 || last != '\n')) {
+          f.rejecting = true;
+          f.reject_scan = f.offset;
+        }
       } else {
         f.offset = best->position;
         f.next_seq = best->next_sequence;
@@ -273,6 +295,7 @@ class TailSource final : public Source {
         batch_.clear();  // its spans point into the read buffer; the lines are re-read on retry
         arena_.clear();
         batch_filtered_ = 0;
+        batch_oversize_ = 0;
         return false;    // channels before c hold the batch already and will skip it by sequence
       }
       f.channel_next[c] = f.next_seq + batch_.size();
@@ -283,18 +306,35 @@ class TailSource final : public Source {
     for (const auto& e : batch_) metrics_.bytes += e.payload.size();
     metrics_.events += batch_.size();
     metrics_.filtered += batch_filtered_;
+    metrics_.oversize += batch_oversize_;
+    metrics_.rejected += batch_oversize_;
     f.next_seq += batch_.size();
     f.offset = new_offset;
     batch_.clear();
     arena_.clear();
     batch_filtered_ = 0;
+    batch_oversize_ = 0;
     return true;
   }
 
   std::size_t read_file(TailFile& f) {
     if (f.duplicate) return 0;
-    if (!f.identified && !identify(f)) return 0;
+    if (!f.identified) {
+      // Gone for rotate_wait while too short to fingerprint: read by what it holds; an empty
+      // one has nothing to read and is closed.
+      const bool whole = f.gone && Clock::now() - f.eof_since >= opts_.rotate_wait;
+      if (!identify(f, whole)) {
+        if (whole && !f.duplicate) f.at_eof = true;
+        return 0;
+      }
+    }
     std::size_t events = 0;
+    // A batch the channel refused leaves lines unread: the file is not at its end, whatever an
+    // earlier call found (a rotated-away file is closed only once at its end).
+    auto refused = [&f, &events] {
+      f.at_eof = false;
+      return events;
+    };
     const std::uint64_t start_offset = f.offset, start_scan = f.reject_scan;
     const std::size_t budget = 8u << 20;  // per call, so one busy file does not starve the rest
     std::size_t read_total = 0;
@@ -318,7 +358,7 @@ class TailSource final : public Source {
         }
         const std::uint64_t end = base + static_cast<std::uint64_t>(static_cast<const char*>(nl) - data.data()) + 1;
         batch_.clear();
-        if (!commit(f, end)) return events;  // commits the skip with no event
+        if (!commit(f, end)) return refused();  // commits the skip with no event
         f.rejecting = false;
         continue;
       }
@@ -333,7 +373,7 @@ class TailSource final : public Source {
           if (!opts_.split_oversize) {
             ++metrics_.rejected;
             const std::size_t k = batch_.size();
-            if (k != 0 && !commit(f, base + pos)) return events;
+            if (k != 0 && !commit(f, base + pos)) return refused();
             events += k;
             f.rejecting = true;
             f.reject_scan = base + pos + l.consumed;
@@ -342,29 +382,49 @@ class TailSource final : public Source {
           }
         }
         if (l.kind == detail::LineKind::kLine) f.splitting = false;
-        std::string_view line(data.data() + pos, l.length);
-        pos += l.consumed;
-        if (ctx_.interceptors) {  // a dropped line takes no sequence number
-          const auto kept = ctx_.interceptors->apply(line, arena_);
-          if (!kept) {
-            ++batch_filtered_;
-            continue;
-          }
-          line = *kept;
+        const std::string_view raw(data.data() + pos, l.length);
+        std::optional<std::string_view> line = raw;
+        if (ctx_.interceptors) line = ctx_.interceptors->apply(raw, arena_);
+        if (!line) {  // dropped by an interceptor: takes no sequence number
+          ++batch_filtered_;
+          pos += l.consumed;
+          continue;
         }
-        batch_.push_back({{f.source_id, f.next_seq + batch_.size()}, std::as_bytes(std::span(line.data(), line.size()))});
-        batch_bytes += core::record_bytes(line.size());  // what the batch takes in the ring
+        if (line->size() > max_payload_) {  // rewritten by an interceptor past what a channel takes
+          if (batch_oversize_++ == 0 && !oversize_logged_)
+            log("error", fmt::format("{}: a line at offset {} is {} bytes after the interceptors, more than the "
+                                     "channel's max_payload ({}): rejected (counted as oversize and rejected)",
+                                     f.path, base + pos, line->size(), max_payload_));
+          oversize_logged_ = true;
+          pos += l.consumed;
+          continue;
+        }
+        std::uint64_t bytes = core::record_bytes(line->size());  // what it takes in the ring
+        if (!batch_.empty() && batch_bytes + bytes > batch_limit_) {  // the next batch starts here
+          const std::size_t k = batch_.size();
+          if (!commit(f, base + pos)) return refused();
+          events += k;
+          batch_bytes = 0;
+          if (ctx_.interceptors) {  // its rewritten bytes went with the batch's arena
+            line = ctx_.interceptors->apply(raw, arena_);
+            if (!line || line->size() > max_payload_) continue;  // not deterministic: read again
+            bytes = core::record_bytes(line->size());
+          }
+        }
+        pos += l.consumed;
+        batch_.push_back({{f.source_id, f.next_seq + batch_.size()}, std::as_bytes(std::span(line->data(), line->size()))});
+        batch_bytes += bytes;
         if (batch_bytes >= batch_limit_ || batch_.size() >= 65536) {
           const std::size_t k = batch_.size();
-          if (!commit(f, base + pos)) return events;
+          if (!commit(f, base + pos)) return refused();
           events += k;
           batch_bytes = 0;
         }
       }
       if (f.rejecting) continue;
-      if (!batch_.empty() || batch_filtered_ != 0) {  // filtered lines move the offset too
+      if (!batch_.empty() || batch_filtered_ != 0 || batch_oversize_ != 0) {  // dropped lines move the offset too
         const std::size_t k = batch_.size();
-        if (!commit(f, base + pos)) return events;
+        if (!commit(f, base + pos)) return refused();
         events += k;
       }
       if (pos == 0) break;  // only a partial line: wait for its end
@@ -407,6 +467,9 @@ class TailSource final : public Source {
   std::vector<core::Event> batch_;
   detail::Arena arena_;            // lines rewritten by interceptors, until the batch is committed
   std::uint64_t batch_filtered_ = 0;  // lines of the pending batch dropped by interceptors
+  std::uint64_t batch_oversize_ = 0;  // lines of the pending batch rewritten past max_payload_
+  bool oversize_logged_ = false;      // such a line is logged once per source
+  std::size_t max_payload_ = SIZE_MAX;  // the smallest of the channels'
   int inotify_fd_ = -1;
   std::map<int, std::string> watch_dirs_;             // inotify watch descriptor -> directory
   std::map<std::uint32_t, std::string> moved_from_;   // rename cookie -> old (matching) path
