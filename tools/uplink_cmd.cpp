@@ -77,9 +77,11 @@ void add_uplink_commands(CLI::App& app, int& exit_code) {
     o.pack_bytes = static_cast<std::size_t>(*pack_bytes);
     o.regrow_after = std::chrono::seconds(a->regrow_after_s);
     if (!a->dead_letter.empty()) {
+      // It must take every event this channel holds (see Uplink: checked there).
       core::ChannelConfig cfg;
+      cfg.max_payload = ch.stats().max_payload;
       cfg.capacity = 16 << 20;
-      cfg.max_payload = 4 << 20;
+      while (cfg.capacity / 4 - core::kRecordHeaderSize < cfg.max_payload) cfg.capacity *= 2;
       dlq.emplace(core::Channel::open_or_create(a->dead_letter, cfg));
       o.dead_letter = &*dlq;
     }

@@ -400,6 +400,77 @@ TEST(UplinkTest, PackedModeSendsAnOversizedEventAloneSoOnlyItIsDeadLettered) {
   expect_only_the_oversized_event_dead_lettered(true);
 }
 
+// A dead-letter channel that could not take every event of the channel (a smaller max_payload)
+// is refused at start, naming both: such an event would have nowhere to go.
+TEST(UplinkTest, ADeadLetterChannelSmallerThanTheChannelIsRefusedAtStart) {
+  Rig rig;
+  core::ChannelConfig small;
+  small.capacity = 1 << 20;
+  small.max_payload = 64 << 10;
+  auto dlq = core::Channel::create(rig.dir / "dlq.chan", small);
+  try {
+    Uplink u(rig.ch, {.name = "up", .topic = "events", .kafka = rig.kafka(), .dead_letter = &dlq});
+    FAIL() << "accepted a dead-letter channel that takes less than the channel holds";
+  } catch (const core::Error& e) {
+    const std::string what = e.what();
+    EXPECT_NE(what.find("takes events of up to 65536 bytes, less than the 1048576 of channel"), std::string::npos)
+        << what;
+    EXPECT_NE(what.find("dlq.chan"), std::string::npos) << what;
+  }
+}
+
+// A full dead-letter channel holds the refused event where it is, and the channel cursor before
+// it, until there is room (it used to count the event as dropped and commit past it: in neither
+// Kafka nor the dead-letter channel). Said once, and once more when it has room again.
+TEST(UplinkTest, AFullDeadLetterChannelHoldsTheRefusedEventAndTheCursorUntilItHasRoom) {
+  DeadLetterRig rig;
+  auto [ch, dlq] = std::tie(rig.ch, rig.dlq);
+  core::Consumer dead_reader = dlq.consumer("check");  // holds what it has not read: the channel fills
+  {
+    core::Producer filler = dlq.producer({.on_full = core::FullPolicy::kFailFast});
+    std::uint64_t i = 0;
+    while (filler.append({77, i}, std::string(100000, 'F')) == core::AppendStatus::kOk) ++i;
+    ASSERT_GT(i, 0u);
+  }
+  const std::uint64_t fillers = dlq.stats().records_written;
+  {
+    core::Producer p = ch.producer();
+    ASSERT_EQ(p.append({5, 0}, "small"), core::AppendStatus::kOk);
+    ASSERT_EQ(p.append({5, 1}, std::string(200000, 'L')), core::AppendStatus::kOk);  // refused by Kafka for good
+    ASSERT_EQ(p.append({5, 2}, "small again"), core::AppendStatus::kOk);
+  }
+  Uplink u(ch, {.name = "up", .topic = "events", .kafka = rig.kafka({{"message.max.bytes", "100000"}}),
+                .dead_letter = &dlq},
+           rig.log());
+  const auto deadline = std::chrono::steady_clock::now() + 20s;
+  while (!rig.said("is full") && std::chrono::steady_clock::now() < deadline)
+    if (u.do_work() == 0) u.wait(20ms);
+  ASSERT_TRUE(rig.said("is full", 0, "warn")) << rig.log_text();
+  for (int i = 0; i < 20; ++i)
+    if (u.do_work() == 0) u.wait(10ms);
+  auto m = u.metrics();
+  EXPECT_EQ(m.dropped, 0u);
+  EXPECT_EQ(m.dead_lettered, 0u);
+  EXPECT_LE(m.committed, ch.stats().write_position - core::record_bytes(11) - core::record_bytes(200000))
+      << "the cursor went past the event that is nowhere yet";
+  EXPECT_EQ(rig.find("is full", rig.find("is full") + 1), rig.logs.size()) << "said once";
+  // Room: the refused event goes there, and the cursor past it.
+  ASSERT_EQ(testing::drain(dead_reader, fillers, 5s).size(), fillers);
+  dead_reader.commit();
+  ASSERT_TRUE(ship_all(u, ch));
+  m = u.metrics();
+  EXPECT_EQ(m.dead_lettered, 1u);
+  EXPECT_EQ(m.dropped, 0u);
+  EXPECT_TRUE(rig.said("takes events again", 0, "info")) << rig.log_text();
+  const auto dead = testing::drain(dead_reader, 1, 2s);
+  ASSERT_EQ(dead.size(), 1u);
+  EXPECT_EQ(dead[0].id.source_id, 5u);
+  EXPECT_EQ(dead[0].id.sequence, 1u);
+  auto got = rig.topic(1, 2);
+  ASSERT_EQ(got.size(), 2u);
+  EXPECT_EQ(got[1].payload, "small again");
+}
+
 // Kafka refuses a batch for good (MSG_SIZE_TOO_LARGE, as for a batch or a pack larger than the
 // topic's max.message.bytes): its events go again in halved batches (and packs) and reach the
 // topic; none is dead-lettered.

@@ -53,6 +53,7 @@ struct Entry {
   std::uint32_t events = 1;  // > 1 or an empty payload: a pack of the records in [pos, next)
   bool pack = false;
   bool alone = false;  // sent with nothing else in flight: a refusal is this record's own
+  std::uint32_t dead_lettered = 0;  // of a refused pack: its first events already in the dead-letter channel
   std::string packed = {};  // a pack's bytes: librdkafka reads them until the delivery report
 };
 
@@ -82,6 +83,7 @@ struct Uplink::Impl {
   Clock::time_point regrow_at = Clock::time_point::max();  // halved batches or packs tried larger then
   std::uint64_t front_ticket = 0;  // ticket of inflight.front(); a message's opaque is its ticket
   std::optional<core::Producer> dlq;
+  bool dlq_full_ = false;  // the dead-letter channel refused an event for want of room (logged once)
   bool rewinding = false;
   Clock::time_point resume_at{};
   rd_kafka_resp_err_t last_err = RD_KAFKA_RESP_ERR_NO_ERROR;
@@ -105,7 +107,20 @@ struct Uplink::Impl {
                                       opts.name, opts.pack_bytes, limit));
     }
     pack_limit = opts.pack_bytes;
-    if (opts.dead_letter != nullptr) dlq.emplace(opts.dead_letter->producer());
+    if (opts.dead_letter != nullptr) {
+      // Whatever Kafka refuses must fit there: an event the dead-letter channel cannot take
+      // either would have nowhere to go.
+      const std::uint32_t dl = opts.dead_letter->stats().max_payload, src = channel.stats().max_payload;
+      if (dl < src)
+        throw core::Error(fmt::format("uplink {}: the dead-letter channel {} takes events of up to {} bytes, less than "
+                                      "the {} of channel {}: an event Kafka refuses could be kept nowhere (give the "
+                                      "dead-letter channel a max_payload of at least {})",
+                                      opts.name, opts.dead_letter->path().string(), dl, src, channel.path().string(),
+                                      src));
+      // Never blocks the uplink: a full dead-letter channel holds the refused event (and the
+      // cursor) where it is until there is room, looked at again on every pass.
+      dlq.emplace(opts.dead_letter->producer({.on_full = core::FullPolicy::kFailFast}));
+    }
     create_producer();
   }
 
@@ -311,18 +326,27 @@ struct Uplink::Impl {
   }
 
   // Moves a permanently failed event (each event of a pack, read again from the channel,
-  // which still holds them: the cursor is not past them) to the dead-letter channel.
-  void dead_letter(const Entry& e) {
+  // which still holds them: the cursor is not past them) to the dead-letter channel. False: the
+  // dead-letter channel is full; the entry keeps its place (and the channel cursor stays before
+  // it) and is tried again on a later pass, from the first of its events not moved yet.
+  [[nodiscard]] bool dead_letter(Entry& e) {
     if (e.pack) {
       std::uint32_t visited = 0;
+      bool full = false;
       (void)channel.walk(
           [&](const core::Record& r) {
             if (r.position >= e.next) return false;
-            dead_letter(Entry{r.position, r.next, r.id, r.payload, State::kPermanent, e.err, 1, false});
-            ++visited;
+            if (visited++ < e.dead_lettered) return true;  // moved on an earlier pass
+            Entry one{r.position, r.next, r.id, r.payload, State::kPermanent, e.err, 1, false};
+            if (!dead_letter(one)) {
+              full = true;
+              return false;
+            }
+            ++e.dead_lettered;
             return true;
           },
           e.pos);
+      if (full) return false;
       if (visited < e.events) {  // the walk stops at a damaged record: say what it could not reach
         m.dropped += e.events - visited;
         if (log)
@@ -330,20 +354,42 @@ struct Uplink::Impl {
                                    "record stopped the walk to the dead-letter channel",
                                    opts.name, e.events - visited, e.id.source_id, e.id.sequence));
       }
-      return;
+      return true;
     }
     const std::string why = rd_kafka_err2str(e.err);
     if (dlq) {
-      if (dlq->append(e.id, e.payload) == core::AppendStatus::kOk) {
+      const core::AppendStatus st = dlq->append(e.id, e.payload);
+      if (st == core::AppendStatus::kOk || st == core::AppendStatus::kSyncFailed) {  // in the channel either way
         ++m.dead_lettered;
+        if (dlq_full_) {
+          dlq_full_ = false;
+          if (log) log("info", fmt::format("uplink {}: the dead-letter channel takes events again", opts.name));
+        }
         if (log) log("warn", fmt::format("uplink {}: event {}/{} to the dead-letter channel: {}", opts.name,
                                          e.id.source_id, e.id.sequence, why));
-        return;
+        return true;
       }
+      if (st == core::AppendStatus::kFull || st == core::AppendStatus::kTimeout) {
+        if (!dlq_full_ && log)
+          log("warn", fmt::format("uplink {}: the dead-letter channel {} is full: event {}/{} ({}) waits for room, "
+                                  "and the channel cursor with it",
+                                  opts.name, opts.dead_letter->path().string(), e.id.source_id, e.id.sequence, why));
+        dlq_full_ = true;
+        return false;
+      }
+      if (st == core::AppendStatus::kBroken)
+        throw core::Error(fmt::format("uplink {}: the dead-letter channel {} was truncated under this process: "
+                                      "stopping (nothing is lost: run again)",
+                                      opts.name, opts.dead_letter->path().string()));
+      ++m.dropped;  // kTooLarge: cannot be, the channel takes what ours holds (checked at start)
+      if (log) log("error", fmt::format("uplink {}: event {}/{} dropped ({}): the dead-letter channel refused it: {}",
+                                        opts.name, e.id.source_id, e.id.sequence, why, core::to_string(st)));
+      return true;
     }
     ++m.dropped;
-    if (log) log("error", fmt::format("uplink {}: event {}/{} dropped ({}): no dead-letter channel accepted it",
+    if (log) log("error", fmt::format("uplink {}: event {}/{} dropped ({}): no dead-letter channel is configured",
                                       opts.name, e.id.source_id, e.id.sequence, why));
+    return true;
   }
 
   // Pops delivered (and dead-lettered) events from the front; commits the channel up to them.
@@ -353,7 +399,7 @@ struct Uplink::Impl {
     while (!inflight.empty()) {
       Entry& e = inflight.front();
       if (e.state == State::kPermanent) {
-        dead_letter(e);
+        if (!dead_letter(e)) break;  // the dead-letter channel is full: tried again next pass
         e.state = State::kDone;
       }
       if (e.state != State::kDone) break;

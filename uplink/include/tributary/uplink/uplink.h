@@ -36,7 +36,9 @@ struct UplinkOptions {
   std::string name = "uplink";  // consumer name in the channel
   std::string topic;
   Settings kafka;                         // bootstrap.servers and any librdkafka property
-  core::Channel* dead_letter = nullptr;   // permanent per-event failures go here (else: counted, skipped)
+  // Permanent per-event failures go here (else: counted, skipped). It must take events as large
+  // as `channel`'s (checked: core::Error); while it is full, the event and the cursor wait.
+  core::Channel* dead_letter = nullptr;
   std::size_t max_in_flight = 100'000;    // events handed to librdkafka, not yet acknowledged
   // Packed mode (opt-in): consecutive events of one source in one Kafka record of at most
   // pack_bytes (format in kafka.h; the analyzer reads it natively; plain Kafka consumers see
