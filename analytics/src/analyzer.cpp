@@ -102,7 +102,11 @@ Outcome Analyzer::reject(const Event& e, std::string_view reason) {
 }
 
 bool Analyzer::first_time(const Event& e) {
-  if (ledger_.mark(e.id)) return true;
+  const bool fresh = ledger_.mark(e.id, e.ingest_ms);
+  if (spec_.retire_sources_after_ms > 0)  // a scan at most every 1/16 of the idle time
+    (void)ledger_.retire_idle(spec_.retire_sources_after_ms,
+                              std::max<std::int64_t>(spec_.retire_sources_after_ms / 16, 1000));
+  if (fresh) return true;
   ++stats_.duplicates;
   return false;
 }
@@ -188,8 +192,9 @@ std::string Analyzer::serialize(std::string_view position) const {
   // Version 2: the stats line has an `overflowed` column; version 3: totals and windows by name
   // (an output or window added, removed or moved in the config leaves the others' state where
   // it was; a removed one's is dropped), the windows' state lines have `expired` and `retired
-  // through` columns, and final late rows not yet taken. Versions 1 and 2 are read too.
-  std::string out = fmt::format("tributary-analyzer 3\nposition\t{}\n", escape(position));
+  // through` columns, and final late rows not yet taken; version 4: the ledger's clock, its
+  // retired sources and each source's last activity. Versions 1 to 3 are read too.
+  std::string out = fmt::format("tributary-analyzer 4\nposition\t{}\n", escape(position));
   out += fmt::format("stats\t{}\t{}\t{}\t{}\t{}\t{}\n", stats_.counted, stats_.filtered, stats_.duplicates,
                      stats_.rejected, stats_.late, stats_.overflowed);
   for (const auto& [reason, n] : stats_.rejected_by_reason) out += fmt::format("reject\t{}\t{}\n", escape(reason), n);
@@ -231,9 +236,10 @@ std::string Analyzer::restore(std::string_view state) {
   };
   std::string_view rest = state;
   if (const std::string_view v = next_line(rest);
-      v != "tributary-analyzer 1" && v != "tributary-analyzer 2" && v != "tributary-analyzer 3")
+      v != "tributary-analyzer 1" && v != "tributary-analyzer 2" && v != "tributary-analyzer 3" &&
+      v != "tributary-analyzer 4")
     throw core::Error(v.rfind("tributary-analyzer ", 0) == 0
-                          ? fmt::format("analyzer checkpoint of a newer format ({}); this build reads versions 1 to 3",
+                          ? fmt::format("analyzer checkpoint of a newer format ({}); this build reads versions 1 to 4",
                                         v.substr(19))
                           : std::string("not an analyzer checkpoint (version line missing)"));
   while (!rest.empty()) {

@@ -298,7 +298,16 @@ AnalyzeConfigResult load_analyze_config(const fs::path& file) {
   for (const auto& w : c.windows)
     if (w.name.find('/') != std::string::npos) err(&root, "windows.name", fmt::format("'{}': no '/' in a name", w.name));
   if (const toml::table* s = root["state"].as_table()) {
-    known(*s, "state", {"dir", "checkpoint_ms", "metrics", "dead_letter", "dead_letter_max_mb"});
+    known(*s, "state", {"dir", "checkpoint_ms", "metrics", "dead_letter", "dead_letter_max_mb", "retire_sources_after"});
+    if (const toml::node* n = s->get("retire_sources_after")) {
+      std::optional<std::int64_t> v;
+      if (auto num = n->value<std::int64_t>()) v = *num;
+      else if (auto text = n->value<std::string>()) v = parse_duration_ms(*text);
+      if (!v || *v < 0 || *v > kMaxMillis)
+        err(n, "state.retire_sources_after", "must be a duration such as \"12h\", \"7d\" (0: never)");
+      else
+        c.retire_sources_after_ms = *v;
+    }
     c.metrics = str(*s, "state", "metrics", false);
     c.dead_letter = str(*s, "state", "dead_letter", false, c.dead_letter);
     c.dead_letter_max_bytes =
@@ -418,6 +427,7 @@ AnalyzeEngine::AnalyzeEngine(AnalyzeConfig config) : cfg_(std::move(config)) {
     spec_.join_field = field_index(cfg, cfg.join_key_field);
   }
   for (const OutputSpec& o : cfg.outputs) spec_.groupings.push_back({o.name, {key_part(cfg, o.by, o.pad)}, o.max_groups});
+  spec_.retire_sources_after_ms = cfg.retire_sources_after_ms;
   for (const WindowOutputSpec& w : cfg.windows) {
     AnalyzerSpec::Window ws;
     ws.name = w.name;
@@ -722,6 +732,7 @@ struct AnalyzeJob::Impl {
     render::Figures f;
     f.stats = analyzer->stats();
     f.sources = analyzer->ledger().audit();
+    f.retired = analyzer->ledger().retired();
     for (std::size_t w = 0; w < cfg.windows.size(); ++w) {
       const WindowSet& ws = analyzer->window(w);
       f.windows.push_back({cfg.windows[w].name, ws.open().size(), ws.closed_total(), ws.late_events(),

@@ -9,7 +9,7 @@
 
 namespace tributary::analytics {
 
-bool Ledger::mark(core::EventId id) {
+bool Ledger::mark(core::EventId id, std::int64_t at_ms) {
   // Events come in runs of one source: the last source's entry is kept (unordered_map
   // references stay valid when it grows).
   if (last_ == nullptr || last_id_ != id.source_id) {
@@ -17,6 +17,10 @@ bool Ledger::mark(core::EventId id) {
     last_id_ = id.source_id;
   }
   Source& s = *last_;
+  if (at_ms > s.last_ms) {
+    s.last_ms = at_ms;
+    if (at_ms > clock_.now_ms) clock_.now_ms = at_ms;
+  }
   auto& r = s.ranges;
   const std::uint64_t seq = id.sequence;
   // In order: extends the highest range.
@@ -59,6 +63,27 @@ bool Ledger::mark(core::EventId id) {
   return true;
 }
 
+std::size_t Ledger::retire_idle(std::int64_t idle_ms, std::int64_t every_ms) {
+  if (idle_ms <= 0 || clock_.now_ms - clock_.swept_ms < every_ms) return 0;
+  clock_.swept_ms = clock_.now_ms;
+  std::size_t n = 0;
+  for (auto it = sources_.begin(); it != sources_.end();) {
+    const Source& s = it->second;
+    const bool whole = s.ranges.size() == 1 && s.ranges.begin()->first == 0;  // no hole to fill
+    if (!whole || clock_.now_ms - s.last_ms < idle_ms) {
+      ++it;
+      continue;
+    }
+    ++clock_.retired.sources;
+    clock_.retired.events += s.ranges.begin()->second;
+    clock_.retired.duplicates += s.duplicates;
+    it = sources_.erase(it);
+    ++n;
+  }
+  if (n != 0) last_ = nullptr;  // it may have been one of them
+  return n;
+}
+
 std::vector<Ledger::SourceAudit> Ledger::audit() const {
   std::vector<SourceAudit> out;
   for (const auto& [id, s] : sources_) {
@@ -80,8 +105,12 @@ std::vector<Ledger::SourceAudit> Ledger::audit() const {
 
 std::string Ledger::serialize() const {
   std::string out;
+  if (clock_.now_ms != 0 || clock_.retired.sources != 0)
+    out += fmt::format("clock {} {} {} {} {}\n", clock_.now_ms, clock_.swept_ms, clock_.retired.sources,
+                       clock_.retired.events, clock_.retired.duplicates);
   for (const auto& [id, s] : sources_) {
     out += fmt::format("{} {}", id, s.duplicates);
+    if (s.last_ms != 0) out += fmt::format(" @{}", s.last_ms);
     for (const auto& [first, end] : s.ranges) out += fmt::format(" {}-{}", first, end - 1);
     out += '\n';
   }
@@ -98,18 +127,32 @@ Ledger Ledger::parse(std::string_view text) {
     text.remove_prefix(nl == std::string_view::npos ? text.size() : nl + 1);
     if (line.empty()) continue;
     auto bad = [&] { return core::Error(fmt::format("ledger line {} does not parse: '{}'", line_no, line)); };
-    auto number = [&](std::string_view& s, char stop) {
-      std::uint64_t v = 0;
+    auto number = [&]<typename T = std::uint64_t>(std::string_view& s, char stop) {
+      T v = 0;
       const auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
       if (ec != std::errc{}) throw bad();
       s.remove_prefix(static_cast<std::size_t>(p - s.data()));
       if (!s.empty() && s.front() == stop) s.remove_prefix(1);
       return v;
     };
+    if (line.rfind("clock ", 0) == 0) {
+      line.remove_prefix(6);
+      l.clock_.now_ms = number.operator()<std::int64_t>(line, ' ');
+      l.clock_.swept_ms = number.operator()<std::int64_t>(line, ' ');
+      l.clock_.retired.sources = number(line, ' ');
+      l.clock_.retired.events = number(line, ' ');
+      l.clock_.retired.duplicates = number(line, ' ');
+      if (!line.empty()) throw bad();
+      continue;
+    }
     const std::uint64_t id = number(line, ' ');
     Source& s = l.sources_[id];
     s.duplicates = number(line, ' ');
     l.duplicates_ += s.duplicates;
+    if (!line.empty() && line.front() == '@') {
+      line.remove_prefix(1);
+      s.last_ms = number.operator()<std::int64_t>(line, ' ');
+    }
     while (!line.empty()) {
       const std::uint64_t first = number(line, '-');
       const std::uint64_t last = number(line, ' ');
@@ -117,6 +160,7 @@ Ledger Ledger::parse(std::string_view text) {
       s.ranges.emplace(first, last + 1);
     }
   }
+  l.duplicates_ += l.clock_.retired.duplicates;
   return l;
 }
 

@@ -108,10 +108,11 @@ std::string status_json(const Figures& f) {
                            windows.empty() ? "" : ",", core::json_string(w.name), w.open, w.closed, w.late_events,
                            w.expired, w.watermark ? "\"" + format_millis(*w.watermark) + "\"" : "null");
   return fmt::format(R"({{"counted":{},"filtered":{},"rejected":{},"duplicates":{},"late":{},"overflowed":{},)"
-                     R"("rejected_by_reason":{{{}}},"windows":{{{}}},"sources":[{}]{}}})"
+                     R"("rejected_by_reason":{{{}}},"windows":{{{}}},"sources":[{}],)"
+                     R"("retired_sources":{{"sources":{},"accounted":{},"duplicates":{}}}{}}})"
                      "\n",
                      s.counted, s.filtered, s.rejected, s.duplicates, s.late, s.overflowed, reasons, windows, src,
-                     f.extra);
+                     f.retired.sources, f.retired.events, f.retired.duplicates, f.extra);
 }
 
 std::string prometheus(const Figures& f) {
@@ -137,6 +138,11 @@ std::string prometheus(const Figures& f) {
   p.family("tributary_analyzer_source_duplicates_total", "counter", "Copies of a source's events dropped by identity");
   for (const auto& a : f.sources)
     p.sample("tributary_analyzer_source_duplicates_total", {{"source", std::to_string(a.source_id)}}, double(a.duplicates));
+  p.family("tributary_analyzer_retired_sources_total", "counter",
+           "Sources the ledger forgot (idle for retire_sources_after, no hole): no longer in the per-source figures");
+  p.sample("tributary_analyzer_retired_sources_total", {}, double(f.retired.sources));
+  p.family("tributary_analyzer_retired_source_accounted_total", "counter", "Events of the retired sources, accounted once each");
+  p.sample("tributary_analyzer_retired_source_accounted_total", {}, double(f.retired.events));
   p.family("tributary_analyzer_window_open", "gauge", "Open windows (window and key)");
   for (const auto& w : f.windows) p.sample("tributary_analyzer_window_open", {{"window", w.name}}, double(w.open));
   p.family("tributary_analyzer_window_closed_total", "counter", "Window rows closed and written");

@@ -47,6 +47,7 @@ struct WindowFigures {
 struct Figures {
   AnalyzerStats stats;
   std::vector<Ledger::SourceAudit> sources;
+  Ledger::Retired retired;  // sources the ledger forgot (idle, no hole): their totals
   std::vector<WindowFigures> windows;
   std::string extra;  // more members for status.json: ,"key":value...
 };

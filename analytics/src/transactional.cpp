@@ -129,6 +129,8 @@ std::string stats_record(const Analyzer& a, const AnalyzeConfig& cfg) {
                        ws.closed_total(), ws.late_events(), wm ? std::to_string(*wm) : "-", ws.expired_events(),
                        bound(ws.closed_until()), bound(ws.retired_through()));
   }
+  if (const Ledger::Retired& r = a.ledger().retired(); r.sources != 0)
+    out += fmt::format("retired\t{}\t{}\t{}\n", r.sources, r.events, r.duplicates);
   for (const auto& src : a.ledger().audit()) {
     out += fmt::format("source\t{}\t{}\t{}\t", src.source_id, src.counted, src.duplicates);
     for (std::size_t i = 0; i < src.ranges.size(); ++i)
@@ -1045,6 +1047,7 @@ class Materializer {
     };
     std::map<std::string, WindowStatus> wstatus;
     std::map<std::uint64_t, SourceTotals> sources;
+    Ledger::Retired retired;
     std::size_t stat_partitions = 0;
     // The partitions' counters and audits first: their bounds say which rows are final.
     int highest = -1;
@@ -1071,6 +1074,10 @@ class Materializer {
           stats.overflowed += v[5];
         } else if (c[0] == "reject" && c.size() == 3 && number(c[2], a)) {
           stats.rejected_by_reason[std::string(c[1])] += a;
+        } else if (c[0] == "retired" && c.size() == 4 && number(c[1], a) && number(c[2], b) && number(c[3], d)) {
+          retired.sources += a;
+          retired.events += b;
+          retired.duplicates += d;
         } else if (c[0] == "window" && (c.size() == 6 || c.size() == 7 || c.size() == 9) && number(c[2], a) &&
                    number(c[3], b) && number(c[4], d)) {  // 6: before the expired column; 9: with the bounds
           WindowStatus& ws = wstatus[std::string(c[1])];
@@ -1198,6 +1205,7 @@ class Materializer {
       f.sources.push_back(std::move(a));
     }
     f.stats = std::move(stats);
+    f.retired = retired;
     f.extra = fmt::format(R"(,"partitions":{},"reader_rows":{})", stat_partitions, view_.latest().size() + view_.held_back());
     publish_(f);
   }

@@ -340,5 +340,34 @@ TEST(AnalyzerBoundsTest, AnEventTimeFarAheadOfItsIngestTimeIsRejectedAndClosesNo
   EXPECT_EQ(at(ingest + 10LL * 86'400'000, 0), Outcome::kCounted) << "no ingest time: nothing to judge it by";
 }
 
+// retire_sources_after: a source idle that long in ingest time, with nothing missing, leaves the
+// ledger (and the per-source audit) for good, its totals kept under `retired`; the counts do not
+// change, and a checkpoint keeps the decision.
+TEST(AnalyzerBoundsTest, SourcesIdlePastRetireSourcesAfterLeaveTheLedgerAndTheirTotalsStay) {
+  AnalyzerSpec s;
+  s.groupings = {{"user", {{KeyPart::From::kEvent, 0, nullptr, 0}}, 1000}};
+  s.retire_sources_after_ms = 60'000;
+  Analyzer a(s, FieldExtractor::json({"/user_id"}));
+  const std::string ev = R"({"user_id":"7"})";
+  // 1 000 file generations of 10 events each, one after the other, a second apart.
+  for (std::uint64_t src = 1; src <= 1000; ++src)
+    for (std::uint64_t i = 0; i < 10; ++i)
+      ASSERT_EQ(a.process(Event{{src, i}, ev, static_cast<std::int64_t>(src * 1000)}), Outcome::kCounted);
+  EXPECT_EQ(a.stats().counted, 10'000u);
+  EXPECT_EQ(a.totals(0).at("7"), 10'000u);
+  // Idle for 60 s or more at the clock's 1 000 000: sources 1..940; scans run every 3.75 s,
+  // so the last one (at 999 000 or later) has taken the sources idle since 939 000 at least.
+  const Ledger::Retired r = a.ledger().retired();
+  EXPECT_GE(r.sources, 930u);
+  EXPECT_LE(r.sources, 940u);
+  EXPECT_EQ(r.events, 10 * r.sources);
+  EXPECT_EQ(a.ledger().sources() + r.sources, 1000u) << "every source is either kept or retired";
+  Analyzer b(s, FieldExtractor::json({"/user_id"}));
+  b.restore(a.serialize("pos"));
+  EXPECT_EQ(b.ledger().retired().sources, r.sources);
+  EXPECT_EQ(b.ledger().sources(), a.ledger().sources());
+  EXPECT_EQ(b.process(Event{{1000, 5}, ev, 1'000'000}), Outcome::kDuplicate) << "a kept source's copy";
+}
+
 }  // namespace
 }  // namespace tributary::analytics

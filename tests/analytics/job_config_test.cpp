@@ -105,6 +105,20 @@ TEST(AnalyzeConfigTest, MaxGroupsBoundsAnOutputAndMustBePositive) {
       << joined(bad.errors);
 }
 
+// [state] retire_sources_after: a duration, 7 days by default, 0 for never; a mistake named.
+TEST(AnalyzeConfigTest, RetireSourcesAfterIsADurationWithABoundedDefault) {
+  testing::TempDir dir;
+  const std::string out = "[[outputs]]\nname = \"o\"\nby = \"k\"\n";
+  EXPECT_EQ(load(dir, kHead + out).config.retire_sources_after_ms, 7 * 86'400'000) << "bounded by default";
+  auto r = load(dir, kHead + out + "[state]\nretire_sources_after = \"12h\"\n");
+  ASSERT_TRUE(r.errors.empty()) << joined(r.errors);
+  EXPECT_EQ(r.config.retire_sources_after_ms, 12 * 3'600'000);
+  EXPECT_EQ(load(dir, kHead + out + "[state]\nretire_sources_after = 0\n").config.retire_sources_after_ms, 0);
+  auto bad = load(dir, kHead + out + "[state]\nretire_sources_after = \"soon\"\n");
+  EXPECT_NE(joined(bad.errors).find("a.toml:11: state.retire_sources_after: must be a duration"), std::string::npos)
+      << joined(bad.errors);
+}
+
 // A value of the wrong type is an error naming its line, never silently the default.
 TEST(AnalyzeConfigTest, ValuesOfTheWrongTypeAreErrorsNotDefaults) {
   testing::TempDir dir;

@@ -63,5 +63,90 @@ TEST(LedgerTest, SurvivesSerializationExactly) {
   EXPECT_THROW(Ledger::parse("12 0 5-x\n"), core::Error);
 }
 
+// The lines of a serialized ledger (its sources come in no particular order).
+std::multiset<std::string> lines(const std::string& text) {
+  std::multiset<std::string> out;
+  for (std::size_t at = 0; at < text.size();) {
+    const std::size_t nl = text.find('\n', at);
+    out.insert(text.substr(at, nl - at));
+    at = nl == std::string::npos ? text.size() : nl + 1;
+  }
+  return out;
+}
+
+// Retirement: only a source idle for the whole time (of the ledger's clock, the highest ingest
+// time marked) whose sequences counted have no hole is forgotten; its totals stay.
+TEST(LedgerTest, RetiresOnlySourcesIdleLongEnoughWithNoHole) {
+  Ledger l;
+  for (std::uint64_t i = 0; i < 10; ++i) ASSERT_TRUE(l.mark({1, i}, 1000));  // whole, idle
+  (void)l.mark({1, 3}, 1000);                                                   // a copy: counted as such
+  for (std::uint64_t i = 0; i < 10; ++i) {
+    if (i != 5) {
+      ASSERT_TRUE(l.mark({2, i}, 1000));  // idle, with a hole: 5 may still come
+    }
+  }
+  for (std::uint64_t i = 0; i < 10; ++i) ASSERT_TRUE(l.mark({3, i}, 1000 + i));
+  for (std::uint64_t i = 0; i < 10; ++i) ASSERT_TRUE(l.mark({4, i}, 50'000));  // active
+  EXPECT_EQ(l.clock_ms(), 50'000);
+  EXPECT_EQ(l.retire_idle(49'000, 0), 1u) << "source 1 only (source 3 was active until 1009)";
+  EXPECT_EQ(l.retired().sources, 1u);
+  EXPECT_EQ(l.retired().events, 10u);
+  EXPECT_EQ(l.retired().duplicates, 1u);
+  EXPECT_EQ(l.duplicates(), 1u) << "the total of copies dropped stays";
+  std::set<std::uint64_t> left;
+  for (const auto& a : l.audit()) left.insert(a.source_id);
+  EXPECT_EQ(left, (std::set<std::uint64_t>{2, 3, 4}));
+  // The hole filled: source 2 is whole, and retired at the next scan once idle long enough.
+  ASSERT_TRUE(l.mark({2, 5}, 1000));
+  ASSERT_TRUE(l.mark({4, 10}, 50'010));  // and source 3 is idle for 49 001 ms now
+  EXPECT_EQ(l.retire_idle(49'000, 0), 2u) << "sources 2 and 3";
+  EXPECT_EQ(l.retired().sources, 3u);
+  EXPECT_EQ(l.retired().events, 30u);
+  ASSERT_EQ(l.audit().size(), 1u);
+  EXPECT_EQ(l.audit()[0].source_id, 4u);
+  // The trade-off, as documented: a retired source's copy is not known any more.
+  EXPECT_TRUE(l.mark({1, 3}, 50'000));
+}
+
+// A scan walks every source: at most once per `every_ms` of the clock.
+TEST(LedgerTest, ScansForIdleSourcesAtMostOncePerInterval) {
+  Ledger l;
+  ASSERT_TRUE(l.mark({1, 0}, 1000));
+  ASSERT_TRUE(l.mark({2, 0}, 10'000));
+  EXPECT_EQ(l.retire_idle(5000, 8000), 1u) << "the first scan, at 10 000";
+  ASSERT_TRUE(l.mark({3, 0}, 17'000));
+  EXPECT_EQ(l.retire_idle(5000, 8000), 0u) << "source 2 is idle for 7 s, but the last scan was 7 s ago";
+  ASSERT_TRUE(l.mark({3, 1}, 18'000));
+  EXPECT_EQ(l.retire_idle(5000, 8000), 1u) << "source 2, at 18 000";
+}
+
+// The clock, each source's last activity and the retired totals survive a checkpoint: the
+// restored ledger retires what the original would have.
+TEST(LedgerTest, RetirementStateSurvivesSerialization) {
+  Ledger l;
+  for (std::uint64_t i = 0; i < 5; ++i) ASSERT_TRUE(l.mark({1, i}, 1000));
+  (void)l.mark({1, 0}, 1000);
+  for (std::uint64_t i = 0; i < 5; ++i) ASSERT_TRUE(l.mark({2, i}, 4000));
+  ASSERT_TRUE(l.mark({3, 0}, 9000));
+  ASSERT_EQ(l.retire_idle(6000, 0), 1u);  // source 1
+  Ledger back = Ledger::parse(l.serialize());
+  EXPECT_EQ(lines(back.serialize()), lines(l.serialize()));
+  EXPECT_EQ(back.clock_ms(), 9000);
+  EXPECT_EQ(back.retired().sources, 1u);
+  EXPECT_EQ(back.retired().events, 5u);
+  EXPECT_EQ(back.retired().duplicates, 1u);
+  EXPECT_EQ(back.duplicates(), 1u);
+  ASSERT_TRUE(back.mark({3, 1}, 10'500));
+  ASSERT_TRUE(l.mark({3, 1}, 10'500));
+  EXPECT_EQ(back.retire_idle(6000, 0), 1u) << "source 2, idle since 4000";
+  EXPECT_EQ(l.retire_idle(6000, 0), 1u);
+  EXPECT_EQ(lines(back.serialize()), lines(l.serialize()));
+  // The form without a clock (before retirement existed) still reads.
+  const Ledger old = Ledger::parse("7 2 0-9 20-29\n");
+  EXPECT_EQ(old.duplicates(), 2u);
+  EXPECT_EQ(old.clock_ms(), 0);
+  EXPECT_THROW(Ledger::parse("clock 5 x\n"), core::Error);
+}
+
 }  // namespace
 }  // namespace tributary::analytics

@@ -21,5 +21,16 @@ TEST(RenderTest, StatusJsonEscapesReasonsAndWindowNames) {
   EXPECT_NE(p.find(R"(tributary_analyzer_window_expired_events_total{window="w\"1"} 1)"), std::string::npos) << p;
 }
 
+// The sources the ledger retired are in both, as totals: they left the per-source figures.
+TEST(RenderTest, RetiredSourcesAreReportedAsTotals) {
+  Figures f;
+  f.retired = {3, 120, 4};
+  EXPECT_NE(status_json(f).find(R"("retired_sources":{"sources":3,"accounted":120,"duplicates":4})"), std::string::npos)
+      << status_json(f);
+  const std::string p = prometheus(f);
+  EXPECT_NE(p.find("tributary_analyzer_retired_sources_total 3"), std::string::npos) << p;
+  EXPECT_NE(p.find("tributary_analyzer_retired_source_accounted_total 120"), std::string::npos) << p;
+}
+
 }  // namespace
 }  // namespace tributary::analytics::render

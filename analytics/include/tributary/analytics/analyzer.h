@@ -72,6 +72,10 @@ struct AnalyzerSpec {
   };
   std::vector<Window> windows;
   std::size_t max_samples = 10;  // rejected events kept per reason, for the report
+  // Sources idle this long (of ingest time: the ledger's clock) with no hole in what was counted
+  // are retired from the ledger (Ledger::retire_idle): memory stays bounded however many
+  // sources come and go (a tail source per file generation). 0: never.
+  std::int64_t retire_sources_after_ms = 0;
 };
 
 enum class Outcome : std::uint8_t { kCounted, kFiltered, kDuplicate, kRejected };

@@ -72,6 +72,9 @@
 //                                  # where read, the raw event; appended exactly once like a
 //                                  # window file; "" for none; dead_letter_max_mb = 64 (beyond:
 //                                  # counted in status.json "skipped", not written)
+//   retire_sources_after = "7d"    # the ledger forgets a source idle this long (ingest time)
+//                                  # with no hole in its sequences, keeping its totals
+//                                  # (Ledger: memory bound); "0": never
 //   [transaction]                  # the Kafka-transaction mode: topic (output), changelog
 //                                  # (default GROUP-changelog), id (transactional.id, default
 //                                  # GROUP-HOST-hash of the state dir), timeout_ms = 30000,
@@ -143,6 +146,7 @@ struct AnalyzeConfig {
   std::string dead_letter = "dead_letter.jsonl";  // in the state dir; empty: none
   std::uint64_t dead_letter_max_bytes = 64ull << 20;
   int checkpoint_ms = 1000;  // in the Kafka-transaction mode: how often a transaction commits
+  std::int64_t retire_sources_after_ms = 7 * 86'400'000;  // AnalyzerSpec::retire_sources_after_ms
   struct Transaction {
     std::string topic;      // the output topic; empty: the checkpoint-file mode
     std::string changelog;  // the state topic

@@ -5,6 +5,13 @@
 // they come, never dropped. The ranges are also the audit: what was counted, what is missing
 // (gaps), how many copies were dropped. Identical content with different identities is two
 // events: the ledger only looks at identity.
+//
+// Memory is bounded by retiring sources (retire_idle): a source idle for a configured time of
+// the ledger's own clock (the highest ingest time marked, so that a replay decides the same)
+// with no hole (one range from 0) is forgotten, and only its totals are kept (retired()). The
+// trade-off, as with any dedup window (Kafka Streams' and Flink's state TTL): a copy of a
+// retired source's event that arrives later is counted again, and a retired source that sends
+// again starts a new entry, whose audit shows its earlier sequences as a gap.
 #pragma once
 
 #include <cstdint>
@@ -24,29 +31,43 @@ class Ledger {
   Ledger() = default;
   // A copy starts without the cache of the last source (it points into the original's map);
   // a move keeps it (the map's nodes move with it).
-  Ledger(const Ledger& o) : sources_(o.sources_), duplicates_(o.duplicates_) {}
+  Ledger(const Ledger& o) : sources_(o.sources_), duplicates_(o.duplicates_), clock_(o.clock_) {}
   Ledger& operator=(const Ledger& o) {
     if (this != &o) {
       sources_ = o.sources_;
       duplicates_ = o.duplicates_;
+      clock_ = o.clock_;
       last_ = nullptr;
     }
     return *this;
   }
   Ledger(Ledger&& o) noexcept
-      : sources_(std::move(o.sources_)), duplicates_(o.duplicates_), last_(std::exchange(o.last_, nullptr)),
-        last_id_(o.last_id_) {}
+      : sources_(std::move(o.sources_)), duplicates_(o.duplicates_), clock_(o.clock_),
+        last_(std::exchange(o.last_, nullptr)), last_id_(o.last_id_) {}
   Ledger& operator=(Ledger&& o) noexcept {
     sources_ = std::move(o.sources_);
     duplicates_ = o.duplicates_;
+    clock_ = o.clock_;
     last_ = std::exchange(o.last_, nullptr);  // the moved-from ledger must not write into ours
     last_id_ = o.last_id_;
     return *this;
   }
   ~Ledger() = default;
 
-  // True if `id` is new (count it); false if it was counted before.
-  [[nodiscard]] bool mark(core::EventId id);
+  // True if `id` is new (count it); false if it was counted before. `at_ms`: the event's ingest
+  // time (0: none), which is the source's last activity and moves the ledger's clock.
+  [[nodiscard]] bool mark(core::EventId id, std::int64_t at_ms = 0);
+
+  // Forgets the sources idle for at least `idle_ms` of the ledger's clock whose sequences
+  // counted have no hole, keeping their totals in retired(). At most once per `every_ms` of the
+  // clock (the scan walks every source); returns how many were retired.
+  std::size_t retire_idle(std::int64_t idle_ms, std::int64_t every_ms);
+  struct Retired {
+    std::uint64_t sources = 0, events = 0, duplicates = 0;
+  };
+  [[nodiscard]] const Retired& retired() const noexcept { return clock_.retired; }
+  // The highest ingest time marked.
+  [[nodiscard]] std::int64_t clock_ms() const noexcept { return clock_.now_ms; }
 
   struct SourceAudit {
     std::uint64_t source_id = 0;
@@ -59,7 +80,10 @@ class Ledger {
   [[nodiscard]] std::uint64_t duplicates() const noexcept { return duplicates_; }
   [[nodiscard]] std::size_t sources() const noexcept { return sources_.size(); }
 
-  // Compact text form for checkpoints: one line per source, "source dups first-last,first-last".
+  // Compact text form for checkpoints: one line per source, "source dups [@last_ms]
+  // first-last first-last...", after a line "clock NOW_MS SWEPT_MS RETIRED_SOURCES
+  // RETIRED_EVENTS RETIRED_DUPLICATES" once the clock moved. parse() also reads the form
+  // without them (older checkpoints).
   [[nodiscard]] std::string serialize() const;
   // Throws core::Error naming the line that does not parse.
   static Ledger parse(std::string_view text);
@@ -68,9 +92,16 @@ class Ledger {
   struct Source {
     std::map<std::uint64_t, std::uint64_t> ranges;  // first -> one past last
     std::uint64_t duplicates = 0;
+    std::int64_t last_ms = 0;  // ingest time of its last event marked
+  };
+  struct Clock {
+    std::int64_t now_ms = 0;    // the highest ingest time marked
+    std::int64_t swept_ms = 0;  // the clock at the last retire_idle scan
+    Retired retired;
   };
   std::unordered_map<std::uint64_t, Source> sources_;
   std::uint64_t duplicates_ = 0;
+  Clock clock_;
   Source* last_ = nullptr;  // the entry of source last_id_, the last one marked
   std::uint64_t last_id_ = 0;
 };
