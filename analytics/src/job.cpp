@@ -3,6 +3,7 @@
 
 #include <fcntl.h>
 #include <poll.h>
+#include <sys/file.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -458,6 +459,7 @@ std::unique_ptr<Analyzer> AnalyzeEngine::make() const {
 struct AnalyzeJob::Impl {
   AnalyzeConfig cfg;
   JobLog log;
+  core::Fd state_lock;  // STATE_DIR/analyzer.lock, held (the checkpoint mode: one job per state dir)
   std::unique_ptr<AnalyzeEngine> engine;
   std::unique_ptr<Analyzer> analyzer;
   // channel input
@@ -883,6 +885,18 @@ AnalyzeJob::AnalyzeJob(AnalyzeConfig config, JobLog log) : impl_(std::make_uniqu
         fmt::format("cannot create the analyzer's state directory {}: {}", state_dir.string(), ec.message()));
   if (::access(state_dir.c_str(), W_OK | X_OK) != 0)
     core::throw_errno(fmt::format("the analyzer's state directory {} is not writable", state_dir.string()), errno);
+  if (!impl_->cfg.transactional()) {
+    // One job per state dir: two would write over each other's checkpoint and append over each
+    // other's files (a Kafka input has no group fencing in this mode; a channel consumer name
+    // would fence a channel input, but only once both had opened it).
+    const fs::path lock_path = state_dir / "analyzer.lock";
+    impl_->state_lock = core::Fd(::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644));
+    if (!impl_->state_lock.valid()) core::throw_errno("open " + lock_path.string(), errno);
+    if (::flock(impl_->state_lock.get(), LOCK_EX | LOCK_NB) != 0)
+      throw core::Error(fmt::format("another analyzer runs on the state directory {} (it holds {}): stop it first, "
+                                    "or give this one its own [state] dir",
+                                    state_dir.string(), lock_path.string()));
+  }
   impl_->build();
   impl_->file_bytes.assign(2 * impl_->cfg.windows.size() + 1, 0);
   if (impl_->cfg.transactional()) return;  // state lives in the changelog topic, not in a file

@@ -2,11 +2,13 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <memory>
 
 #include "support/temp_dir.h"
 #include "support/tianchi_util.h"
 #include "tributary/analytics/job.h"
 #include "tributary/core/channel.h"
+#include "tributary/core/error.h"
 
 namespace tributary::analytics {
 namespace {
@@ -47,6 +49,33 @@ TEST(AnalyzeJobTest, ADrainedRunHasCommittedTheChannelCursorWhenItReturns) {
   const std::uint64_t end = ch.stats().write_position;
   ASSERT_GT(end, 0u);
   EXPECT_EQ(committed_cursor(ch, "analyzer"), end);
+}
+
+// Two jobs on one state directory would write over each other's checkpoint and files: the
+// second is refused, naming the directory; once the first is gone, the directory is free.
+TEST(AnalyzeJobTest, ASecondJobOnTheSameStateDirectoryIsRefusedNamingIt) {
+  TempDir dir;
+  const auto d = TianchiData::make(5, 50, 100);
+  d.write_info(dir / "user_info.csv");
+  testing::write_tianchi_analyze_config(dir / "analyze.toml",
+                                        "type = \"channel\"\npath = \"" + (dir / "c.chan").string() + "\"\n",
+                                        dir / "user_info.csv", dir / "out");
+  auto config = [&] {
+    auto loaded = load_analyze_config(dir / "analyze.toml");
+    EXPECT_TRUE(loaded.errors.empty());
+    return loaded.config;
+  };
+  auto first = std::make_unique<AnalyzeJob>(config(), nullptr);
+  try {
+    AnalyzeJob second(config(), nullptr);
+    FAIL() << "a second job was let in";
+  } catch (const core::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("another analyzer runs on the state directory " + (dir / "out").string()),
+              std::string::npos)
+        << e.what();
+  }
+  first.reset();
+  EXPECT_NO_THROW(AnalyzeJob(config(), nullptr));
 }
 
 }  // namespace
