@@ -158,13 +158,14 @@ std::string prometheus(const Figures& f) {
 }
 
 void dead_letter_line(std::string& out, core::EventId id, std::string_view reason, std::string_view input,
-                      std::string_view payload) {
+                      std::string_view payload, std::size_t max_event) {
   out += "{\"reason\":";
   core::append_json_string(out, reason);
   out += fmt::format(R"(,"source":{},"seq":{},"input":)", id.source_id, id.sequence);
   core::append_json_string(out, input);
   out += ",\"event\":";
-  core::append_json_string(out, payload);
+  core::append_json_string(out, payload.substr(0, max_event));
+  if (payload.size() > max_event) out += fmt::format(R"(,"event_bytes":{},"truncated":true)", payload.size());
   out += "}\n";
 }
 

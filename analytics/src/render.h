@@ -58,8 +58,11 @@ struct Figures {
 
 // One dead-letter line (JSON): {"reason":..,"source":..,"seq":..,"input":..,"event":..}\n, the
 // event as a JSON string (invalid UTF-8 bytes become U+FFFD; `input` says where it was read).
+// An event longer than `max_event` bytes is cut there, and the line says so:
+// ..,"event":"<first max_event bytes>","event_bytes":N,"truncated":true} (the whole event is
+// at `input`).
 void dead_letter_line(std::string& out, core::EventId id, std::string_view reason, std::string_view input,
-                      std::string_view payload);
+                      std::string_view payload, std::size_t max_event = SIZE_MAX);
 
 // Writes `text` to a temporary file and renames it over `p`: readers see the old or the new file.
 // Throws core::Error naming the file.

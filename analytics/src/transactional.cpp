@@ -58,6 +58,10 @@ bool stopped(int stop_fd, int timeout_ms = 0) {
 // asked to stop: the rebalance callback gives the partitions up unrestored.
 struct Stopping {};
 
+// The bytes of a rejected event carried in its dead-letter record (the whole event is at its
+// input offset): escaped, at most 6 bytes each, the record stays under Kafka's default 1 MB.
+constexpr std::size_t kMaxDeadLetterEvent = 128 << 10;
+
 int broker_count(rd_kafka_t* rk) {
   const rd_kafka_metadata_t* md = nullptr;
   int n = 1;
@@ -432,8 +436,10 @@ class TransactionalRunner {
       where += fmt::format(" {}:{}", p, part.next >= 0 ? std::to_string(part.next) : "start");
       if (!dead_letter_topic_.empty())
         part.analyzer->on_reject([this, p](const Event& e, std::string_view reason) {
+          // Cut so that the record fits Kafka's default 1 MB whatever the escaping (at most 6
+          // bytes per byte): a longer one would fail every transaction.
           render::dead_letter_line(parts_.at(p).dead_letters, e.id, reason, fmt::format("kafka {} {}:{}", cfg_.topic, p, e.where),
-                                   e.payload);
+                                   e.payload, kMaxDeadLetterEvent);
         });
       parts_[p] = std::move(part);
     }
@@ -504,6 +510,15 @@ class TransactionalRunner {
           RD_KAFKA_V_VALUE(value ? const_cast<char*>(value->data()) : nullptr, value ? value->size() : 0),
           RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END);
       if (err == RD_KAFKA_RESP_ERR_NO_ERROR) return;
+      if (err == RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE) {
+        // Built again the same after every abort: every transaction would abort, forever. Stop,
+        // saying what (the state stays at the last commit).
+        fatal_ = fmt::format("the record {} for {} [{}] is {} bytes, more than the producer's message.max.bytes: "
+                             "every transaction would abort; stopping (the state stays at the last commit)",
+                             key, topic, partition, value ? value->size() : 0);
+        produce_error_ = fatal_;
+        return;
+      }
       if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL) {
         produce_error_ = fmt::format("produce to {} [{}]: {}", topic, partition, rd_kafka_err2str(err));
         return;
@@ -751,8 +766,14 @@ class TransactionalRunner {
         fatal_call_ = "abort_transaction failed";  // not abortable: a new producer aborts it
     }
     if (!fatal_call_.empty()) replace_producer(fatal_call_);
-    // Inside the consumer's own callback (a fence surfaces in pump()), or stopping.
-    if (!rewind_on_abort) return;
+    // Inside the consumer's own callback (a fence surfaces in pump()), or stopping: the next
+    // owner (or the next start) redoes what was aborted. Nothing of it may be committed later
+    // by this instance (emit() took its closed windows out of the analyzers): a later commit,
+    // the revoke's at the consumer's close, would lose those rows.
+    if (!rewind_on_abort) {
+      drop_parts();
+      return;
+    }
     if (!member_fenced_.empty()) {  // a rewind would fail (the fenced consumer's seek): rejoin instead
       replace_consumer(member_fenced_);
       return;
@@ -765,7 +786,10 @@ class TransactionalRunner {
     // A consumer that learned of its fence first (its heartbeat) cannot be rewound: it rejoins.
     if (replaced_fenced_consumer()) return;
     rd_kafka_topic_partition_list_t* raw = nullptr;
-    if (rd_kafka_assignment(consumer_.get(), &raw) != RD_KAFKA_RESP_ERR_NO_ERROR) return;
+    if (const auto err = rd_kafka_assignment(consumer_.get(), &raw); err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+      drop_parts();  // not rewound: never committed from (see commit())
+      throw core::Error(fmt::format("rewinding {} after an abort: its assignment: {}", cfg_.topic, rd_kafka_err2str(err)));
+    }
     PartitionList list(raw);
     warn(fmt::format("transaction aborted; {} partitions rewound to their committed state", list->cnt));
     try {

@@ -32,5 +32,21 @@ TEST(RenderTest, RetiredSourcesAreReportedAsTotals) {
   EXPECT_NE(p.find("tributary_analyzer_retired_source_accounted_total 120"), std::string::npos) << p;
 }
 
+// A dead-letter line can be bounded: the event is cut, and the line says how long it was.
+TEST(RenderTest, ADeadLetterLineCutsALongEventAndSaysSo) {
+  std::string line;
+  dead_letter_line(line, {3, 9}, "not a JSON object", "kafka t 0:5", std::string(1000, '\x01'), 100);
+  EXPECT_NE(line.find(R"("event":")" + [] {
+              std::string s;
+              for (int i = 0; i < 100; ++i) s += "\\u0001";
+              return s;
+            }() + R"(","event_bytes":1000,"truncated":true})"),
+            std::string::npos)
+      << line;
+  std::string whole;
+  dead_letter_line(whole, {3, 9}, "r", "i", "short", 100);
+  EXPECT_EQ(whole, R"({"reason":"r","source":3,"seq":9,"input":"i","event":"short"})" "\n");
+}
+
 }  // namespace
 }  // namespace tributary::analytics::render
