@@ -77,6 +77,43 @@ TEST(ExecSourceTest, CollectsStdoutLinesIncludingAnUnterminatedLastOne) {
   EXPECT_TRUE(f.log.contains("exited with status 0"));
 }
 
+// Short lines are mostly record headers in the ring: a batch budgeted by payload bytes (as many
+// as 65 536 numbers of the framer's 1 MB, up to 3.6 MB of records) could take more than the
+// quarter of this 4 MiB ring a transaction may; the source then appended one by one and counted
+// as rejected every line that met a full ring. Batches are budgeted by record bytes: a full ring
+// holds them back, nothing is dropped.
+TEST(ExecSourceTest, ManyShortLinesIntoASmallChannelAreHeldWhileItIsFullNotDropped) {
+  TempDir dir;
+  core::ChannelConfig c;
+  c.capacity = 4 << 20;
+  c.max_payload = 1'000'000;
+  auto ch = core::Channel::create(dir / "c.chan", c);
+  core::Consumer reader = ch.consumer("reader");  // reads only between the source's turns
+  const SourceDescriptor* d = find_source("exec");
+  OptionValues v = defaults_of(*d);
+  v.set("command", std::string("seq 1 600000"));
+  v.set("restart", std::string("never"));
+  v.set("max_line", std::int64_t{1'000'000});
+  SourceContext ctx;
+  ctx.name = "exec";
+  ctx.channels = {&ch};
+  ctx.producer_options = {.on_full = core::FullPolicy::kFailFast};
+  auto src = d->create(v, std::move(ctx));
+  std::uint64_t next = 1;
+  bool in_order = true;
+  std::vector<core::Record> batch(2048);
+  ASSERT_TRUE(pump_until(*src, [&] {
+    const std::size_t n = reader.poll(batch);
+    for (std::size_t i = 0; i < n; ++i)
+      in_order = in_order && testing::as_string(batch[i].payload) == std::to_string(next++);
+    if (n != 0) reader.commit();
+    return src->finished() && ch.stats().records_written == next - 1;
+  }, std::chrono::seconds(60))) << next - 1 << " lines read";
+  EXPECT_TRUE(in_order);
+  EXPECT_EQ(next, 600001u);
+  EXPECT_EQ(src->metrics().rejected, 0u);
+}
+
 TEST(ExecSourceTest, RestartsOnFailureAsANewSourceEachRunAndLogsTheStatus) {
   Fixture f;
   auto src = f.make({{"command", std::string("echo one; echo two; exit 3")}});

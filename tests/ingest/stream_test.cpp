@@ -64,6 +64,39 @@ TEST(FramerTest, CutsLinesAndHoldsAPartialOneUntilItsNewline) {
   EXPECT_EQ(f.buffered(), 0u);
 }
 
+// A scan's byte budget is what its events take in a channel (record headers included), and no
+// event takes the batch past it, except a batch's first one when allowed.
+TEST(FramerTest, BudgetsAScanByTheRecordBytesItsEventsTake) {
+  Framer f(1000, true);
+  std::string lines;
+  for (int i = 0; i < 100; ++i) lines += "x\n";
+  lines += std::string(500, 'L') + "\n";
+  feed(f, lines);
+  std::vector<std::span<const char>> v;
+  const std::size_t budget = 10 * core::record_bytes(1);
+  Framer::Scan s = f.scan(false, v, SIZE_MAX, budget);
+  EXPECT_EQ(v.size(), 10u) << "100 one-byte events are 200 bytes of text but 10 records' room";
+  EXPECT_FALSE(s.complete);
+  f.accept(s);
+  v.clear();
+  s = f.scan(false, v, SIZE_MAX, SIZE_MAX);  // the rest of the short ones
+  f.accept(s);
+  ASSERT_EQ(v.size(), 91u);
+  EXPECT_EQ(v.back().size(), 500u);
+  // The long line alone is past a small budget: taken first in a batch, never after others.
+  feed(f, "y\n" + std::string(500, 'L') + "\n");
+  v.clear();
+  s = f.scan(false, v, SIZE_MAX, 2 * core::record_bytes(1));
+  ASSERT_EQ(v.size(), 1u) << "the long line would take the batch past its budget";
+  f.accept(s);
+  v.clear();
+  s = f.scan(false, v, SIZE_MAX, 2 * core::record_bytes(1), /*first_may_exceed=*/false);
+  EXPECT_EQ(v.size(), 0u) << "not even first, when another scan began the batch";
+  v.clear();
+  s = f.scan(false, v, SIZE_MAX, 2 * core::record_bytes(1));
+  EXPECT_EQ(v.size(), 1u) << "first in its batch";
+}
+
 TEST(FramerTest, SplitsAnOversizeLineAndCountsItOnce) {
   Framer f(4, true);
   std::uint64_t oversize = 0, rejected = 0;

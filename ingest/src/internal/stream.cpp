@@ -40,18 +40,23 @@ std::span<char> Framer::space() {
 }
 
 Framer::Scan Framer::scan(bool at_eof, std::vector<std::span<const char>>& out, std::size_t max_events,
-                          std::size_t max_bytes) const {
+                          std::size_t max_bytes, bool first_may_exceed) const {
   Scan s;
   s.mid = mid_;
   s.skip_count = skip_count_;
   const std::span<const char> data(buf_.get(), fill_);
   std::size_t pos = 0;
   std::size_t events = 0;
-  std::size_t bytes = 0;
+  std::size_t bytes = 0;  // what the events take in a channel: record bytes, headers included
+  // An event that would take the batch past max_bytes ends the scan before it (one transaction
+  // must fit a quarter of the ring), unless it is the batch's first (when `first_may_exceed`).
+  auto fits = [&](std::size_t n) {
+    return (events == 0 && first_may_exceed) || bytes + core::record_bytes(n) <= max_bytes;
+  };
   auto emit = [&](std::span<const char> e) {
     out.push_back(e);
     ++events;
-    bytes += e.size();
+    bytes += core::record_bytes(e.size());
   };
   while (pos < fill_) {
     if (events >= max_events || bytes >= max_bytes) {
@@ -104,6 +109,10 @@ Framer::Scan Framer::scan(bool at_eof, std::vector<std::span<const char>>& out, 
             }
             break;
           }
+          if (!fits(static_cast<std::size_t>(len))) {
+            s.complete = false;
+            break;
+          }
           emit(data.subspan(start, static_cast<std::size_t>(len)));
           pos = start + static_cast<std::size_t>(len);
           continue;
@@ -114,6 +123,10 @@ Framer::Scan Framer::scan(bool at_eof, std::vector<std::span<const char>>& out, 
     const NextLine l = next_line(data.subspan(pos), max_event_);
     if (l.kind == LineKind::kPartial) {
       if (at_eof) {  // the last line, without its newline
+        if (s.mid != Mid::kSkippingLine && !fits(fill_ - pos)) {
+          s.complete = false;
+          break;
+        }
         if (s.mid != Mid::kSkippingLine) emit(data.subspan(pos));
         s.mid = Mid::kNone;
         pos = fill_;
@@ -121,6 +134,10 @@ Framer::Scan Framer::scan(bool at_eof, std::vector<std::span<const char>>& out, 
       break;
     }
     if (l.kind == LineKind::kOversize) {
+      if (s.mid != Mid::kSkippingLine && split_ && !fits(l.length)) {  // a piece to emit
+        s.complete = false;
+        break;
+      }
       if (s.mid == Mid::kNone) ++s.oversize;
       if (s.mid == Mid::kSkippingLine || !split_) {
         if (s.mid == Mid::kNone) ++s.rejected;
@@ -136,6 +153,10 @@ Framer::Scan Framer::scan(bool at_eof, std::vector<std::span<const char>>& out, 
     if (framing_ == Framing::kSyslog && !line.empty() && line.back() == '\r') line = line.first(line.size() - 1);
     const bool skip = s.mid == Mid::kSkippingLine || (s.mid == Mid::kSplitting && line.empty()) ||
                       (framing_ == Framing::kSyslog && line.empty());
+    if (!skip && !fits(line.size())) {
+      s.complete = false;
+      break;
+    }
     if (!skip) emit(line);
     s.mid = Mid::kNone;
     pos += l.consumed;

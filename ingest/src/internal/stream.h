@@ -54,10 +54,13 @@ class Framer {
     bool complete = true;          // false: stopped at a limit with whole events left
   };
   // Appends the whole events in the buffer to `out` (views into the buffer, valid until the
-  // next space() or accept()), at most `max_events` / `max_bytes`. With `at_eof` a trailing
-  // unterminated event is whole too.
+  // next space() or accept()), at most `max_events`, and at most `max_bytes` of what they take
+  // in a channel (core::record_bytes: headers included, so that a batch of short events fits a
+  // transaction too); the first event may take more when `first_may_exceed` (a scan that adds
+  // to a batch other scans began passes false). With `at_eof` a trailing unterminated event is
+  // whole too.
   [[nodiscard]] Scan scan(bool at_eof, std::vector<std::span<const char>>& out, std::size_t max_events,
-                          std::size_t max_bytes) const;
+                          std::size_t max_bytes, bool first_may_exceed = true) const;
   void accept(const Scan& s);
 
  private:

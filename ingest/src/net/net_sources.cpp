@@ -248,8 +248,9 @@ class TcpSource final : public Source {
       const std::size_t before = messages_.size();
       const std::size_t left_events = kMaxBatchEvents - std::min(kMaxBatchEvents, before);
       const std::size_t left_bytes = emitter_.batch_bytes() - std::min(emitter_.batch_bytes(), bytes);
-      c->scan = c->framer.scan(c->eof, messages_, left_events, left_bytes);  // 0 left: nothing taken
-      for (std::size_t i = before; i < messages_.size(); ++i) bytes += messages_[i].size();
+      // 0 left: nothing taken; after the batch's first event, no event past the budget
+      c->scan = c->framer.scan(c->eof, messages_, left_events, left_bytes, messages_.empty());
+      for (std::size_t i = before; i < messages_.size(); ++i) bytes += core::record_bytes(messages_[i].size());
     }
     const std::uint64_t malformed = shaper_.shape(messages_, events_);
     if (emitter_.emit(events_, metrics_) != detail::Emitter::Result::kOk) return 0;
