@@ -249,6 +249,55 @@ TEST(TcpSourceTest, TenThousandConnectionAttemptsStayWithinTheConnectionAndMemor
   EXPECT_EQ(std::count(all.begin(), all.end(), partial), kMax) << "the first client's line and 255 unfinished ones";
 }
 
+// Out of file descriptors, accept() fails and the connection waits in the listen backlog; the
+// listener stays readable, and the agent's loop used to wake for it at once, over and over,
+// logging the error each time. Accepting now pauses (the listener leaves the poll set), is said
+// once, and resumes by itself: every client is heard once descriptors are free again.
+TEST(TcpSourceTest, OutOfDescriptorsAcceptingPausesInsteadOfSpinningAndResumes) {
+  TempDir dir;
+  auto ch = core::Channel::create(dir / "c.chan", cfg());
+  const SourceDescriptor* d = find_source("tcp");
+  OptionValues v = defaults_of(*d);
+  v.set("listen", std::string("127.0.0.1:0"));
+  std::vector<std::pair<std::string, std::string>> logs;
+  SourceContext ctx;
+  ctx.name = "tcp";
+  ctx.channels = {&ch};
+  ctx.log = [&logs](std::string_view level, const std::string& m) { logs.emplace_back(level, m); };
+  auto src = d->create(v, std::move(ctx));
+  std::vector<core::Fd> clients;
+  for (int c = 0; c < 5; ++c) {
+    clients.push_back(connect_tcp(src->endpoint()));
+    send_all(clients.back().get(), "hello " + std::to_string(c) + "\n");
+  }
+  clients.clear();  // sent and closed: the connections wait in the backlog with their lines
+  rlimit saved{};
+  ASSERT_EQ(::getrlimit(RLIMIT_NOFILE, &saved), 0);
+  const int lowest_free = ::dup(0);
+  ASSERT_GE(lowest_free, 0);
+  ::close(lowest_free);
+  rlimit low = saved;
+  low.rlim_cur = static_cast<rlim_t>(lowest_free);  // no descriptor can be made
+  ASSERT_EQ(::setrlimit(RLIMIT_NOFILE, &low), 0);
+  std::size_t work = 0;
+  for (int i = 0; i < 100; ++i) work += src->do_work();
+  pollfd pf{src->wait_fd(), POLLIN, 0};
+  const int readable = ::poll(&pf, 1, 0);
+  ASSERT_EQ(::setrlimit(RLIMIT_NOFILE, &saved), 0);
+  EXPECT_EQ(readable, 0) << "the agent's loop would wake at once, again and again";
+  EXPECT_EQ(work, 0u);
+  const auto said = [&](std::string_view text) {
+    return std::count_if(logs.begin(), logs.end(), [&](const auto& l) { return l.second.find(text) != std::string::npos; });
+  };
+  EXPECT_EQ(said("Too many open files"), 1) << "said once, not once per turn";
+  EXPECT_LE(src->next_deadline(), std::chrono::steady_clock::now() + 200ms) << "it tries again by itself";
+  ASSERT_TRUE(pump_until(*src, [&] { return ch.stats().records_written == 5; }));
+  EXPECT_EQ(said("accepting again"), 1);
+  Strings got = payloads(ch);
+  std::sort(got.begin(), got.end());
+  EXPECT_EQ(got, (Strings{"hello 0", "hello 1", "hello 2", "hello 3", "hello 4"}));
+}
+
 TEST(TcpSourceTest, AClientSendingNoNewlineCannotGrowMemoryPastOneLine) {
   TempDir dir;
   auto ch = core::Channel::create(dir / "c.chan", cfg());

@@ -112,6 +112,10 @@ class TcpSource final : public Source {
 
   std::size_t do_work() override {
     std::size_t work = 0;
+    if (accept_paused_ && listener_.valid() && Clock::now() >= accept_resume_) {  // try accepting again
+      accept_paused_ = false;
+      watch(listener_.get(), nullptr);
+    }
     if (!emitter_.refused()) {
       epoll_event ev[64];
       const int n = ::epoll_wait(epoll_.get(), ev, 64, 0);
@@ -127,7 +131,9 @@ class TcpSource final : public Source {
 
   [[nodiscard]] int wait_fd() const override { return emitter_.refused() ? -1 : epoll_.get(); }
   [[nodiscard]] Clock::time_point next_deadline() const override {
-    return emitter_.refused() ? emitter_.retry_at() : conns_.empty() ? Clock::time_point::max() : next_idle_check_;
+    const Clock::time_point t =
+        emitter_.refused() ? emitter_.retry_at() : conns_.empty() ? Clock::time_point::max() : next_idle_check_;
+    return accept_paused_ ? std::min(t, accept_resume_) : t;
   }
   [[nodiscard]] SourceMetrics metrics() const override {
     SourceMetrics m = metrics_;
@@ -172,11 +178,29 @@ class TcpSource final : public Source {
     for (; n < 64; ++n) {
       Fd fd(::accept4(listener_.get(), nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC));
       if (!fd.valid()) {
-        if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED) {
-          ++metrics_.errors;  // EMFILE and friends: the connection waits in the backlog
-          if (ctx_.log) ctx_.log("error", fmt::format("accept on {}: {}", endpoint_, std::strerror(errno)));
+        const int err = errno;
+        if (err == EAGAIN || err == EINTR || err == ECONNABORTED) break;
+        ++metrics_.errors;
+        if (err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM) {
+          // Out of descriptors (or memory): the connection waits in the listen backlog, and the
+          // listener stays readable, so it is taken out of the poll set for a while instead of
+          // waking the agent's loop over and over (and the log with it).
+          if (!accept_failing_ && ctx_.log)
+            ctx_.log("error", fmt::format("accept on {}: {}: new connections wait in the listen backlog; trying "
+                                          "again every {} ms",
+                                          endpoint_, std::strerror(err), kAcceptRetry.count()));
+          accept_failing_ = true;
+          accept_paused_ = true;
+          accept_resume_ = Clock::now() + kAcceptRetry;
+          ::epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, listener_.get(), nullptr);
+        } else if (ctx_.log) {
+          ctx_.log("error", fmt::format("accept on {}: {}", endpoint_, std::strerror(err)));
         }
         break;
+      }
+      if (accept_failing_) {
+        accept_failing_ = false;
+        if (ctx_.log) ctx_.log("info", fmt::format("accept on {}: accepting again", endpoint_));
       }
       if (conns_.size() >= o_.max_connections) {
         ++metrics_.refused_connections;
@@ -284,6 +308,10 @@ class TcpSource final : public Source {
   std::vector<std::unique_ptr<Conn>> conns_;
   std::vector<Conn*> dirty_;  // connections with bytes not yet framed
   bool at_limit_ = false;
+  static constexpr std::chrono::milliseconds kAcceptRetry{100};
+  bool accept_failing_ = false;  // accept() failed for want of descriptors (logged once)
+  bool accept_paused_ = false;   // the listener is out of the poll set until accept_resume_
+  Clock::time_point accept_resume_{};
   Clock::time_point next_idle_check_{};
   Views messages_;
   Views events_;
