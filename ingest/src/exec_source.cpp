@@ -81,6 +81,9 @@ class ExecSource final : public Source {
     if (!running_ && !gave_up_ && Clock::now() >= start_at_) start();
     std::size_t work = 0;
     if (running_ && !emitter_.refused()) work += poll_fds(0);
+    // No pidfd (pidfd_open refused: a kernel before 5.3, a seccomp profile): the exit is looked
+    // for on each turn instead, so that the child is reaped and restarted all the same.
+    if (running_ && pid_ > 0 && !pidfd_.valid()) work += reap(false);
     work += emit();
     if (running_ && pid_ <= 0 && !stdout_.valid() && !stderr_.valid() && out_.buffered() == 0) {
       running_ = false;  // the process is gone and everything it printed is in the channel
@@ -94,6 +97,7 @@ class ExecSource final : public Source {
   [[nodiscard]] Clock::time_point next_deadline() const override {
     if (emitter_.refused()) return emitter_.retry_at();
     if (!running_ && !gave_up_) return start_at_;
+    if (running_ && pid_ > 0 && !pidfd_.valid()) return Clock::now() + std::chrono::milliseconds(100);  // see do_work
     return Clock::time_point::max();
   }
   [[nodiscard]] bool finished() const override { return gave_up_ && !running_; }
@@ -169,7 +173,7 @@ class ExecSource final : public Source {
   void spawn_failed(const std::string& why) {
     ++metrics_.errors;
     if (ctx_.log) ctx_.log("error", fmt::format("cannot start `{}`: {}", o_.command, why));
-    schedule_restart(false);
+    schedule_restart(true);  // a failure (out of processes or descriptors, often passing): on-failure tries again
   }
 
   // Handles what epoll reports within `timeout_ms`: output read (bounded), exit collected.
@@ -286,6 +290,7 @@ class ExecSource final : public Source {
     const auto deadline = Clock::now() + timeout;
     while (Clock::now() < deadline && (stdout_.valid() || pid_ > 0)) {
       if (!emitter_.refused()) poll_fds(20);
+      if (pid_ > 0 && !pidfd_.valid()) reap(false);  // no pidfd: see do_work
       emit();
     }
     ::kill(-pgid_, SIGKILL);  // whatever of the group is left

@@ -2,7 +2,16 @@
 // (each run a new source), stderr modes, stop by SIGTERM to the process group with the last
 // lines collected, and no process left behind.
 #include <gtest/gtest.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
 #include <signal.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstddef>
 
 #include <fstream>
 #include <mutex>
@@ -149,6 +158,57 @@ TEST(ExecSourceTest, ABrokenCommandIsLoggedWithItsStatus) {
   EXPECT_TRUE(f.log.contains("exited with status 127")) << "sh: command not found";
   EXPECT_TRUE(f.log.contains("stderr:")) << "the shell's complaint reaches the log";
   EXPECT_EQ(src->metrics().errors, 1u);
+}
+
+// A command that cannot even be started (no descriptor for its pipe, no process) is a failure:
+// with restart = on-failure it is tried again, and runs once it can (it used to give up for good).
+TEST(ExecSourceTest, ACommandThatCannotBeStartedIsTriedAgainOnFailure) {
+  Fixture f;
+  auto src = f.make({{"command", std::string("echo started")}, {"restart", std::string("on-failure")}});
+  rlimit saved{};
+  ASSERT_EQ(::getrlimit(RLIMIT_NOFILE, &saved), 0);
+  const int lowest_free = ::dup(0);
+  ASSERT_GE(lowest_free, 0);
+  ::close(lowest_free);
+  rlimit low = saved;
+  low.rlim_cur = static_cast<rlim_t>(lowest_free);  // pipe2 fails: EMFILE
+  ASSERT_EQ(::setrlimit(RLIMIT_NOFILE, &low), 0);
+  (void)src->do_work();
+  ASSERT_EQ(::setrlimit(RLIMIT_NOFILE, &saved), 0);
+  EXPECT_TRUE(f.log.contains("cannot start `echo started`: pipe")) << "the failure is logged";
+  EXPECT_FALSE(src->finished()) << "gave up after one failed start";
+  ASSERT_TRUE(pump_until(*src, [&] { return !f.payloads().empty(); }));
+  EXPECT_EQ(f.payloads(), (Strings{"started"}));
+}
+
+// Where pidfd_open is refused (a kernel before 5.3, a container's seccomp profile), the exit is
+// looked for without it: the child is reaped and, failed, started again. Run in a child process
+// whose seccomp filter makes pidfd_open fail with ENOSYS; it exits 0 if the source restarted.
+TEST(ExecSourceTest, WithoutPidfdTheChildIsReapedAndRestartedAllTheSame) {
+  const pid_t pid = ::fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    sock_filter code[] = {
+        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(seccomp_data, nr)),
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_pidfd_open, 0, 1),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | ENOSYS),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+    };
+    sock_fprog prog{static_cast<unsigned short>(sizeof code / sizeof code[0]), code};
+    if (::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 || ::prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog) != 0)
+      ::_exit(2);
+    if (::syscall(SYS_pidfd_open, ::getpid(), 0) >= 0 || errno != ENOSYS) ::_exit(3);
+    Fixture f;
+    auto src = f.make({{"command", std::string("exit 3")}, {"restart", std::string("on-failure")}});
+    const bool restarted = pump_until(*src, [&] { return src->metrics().restarts >= 2; }, std::chrono::seconds(20));
+    ::_exit(restarted && f.log.contains("exited with status 3") ? 0 : 1);
+  }
+  int status = 0;
+  ASSERT_EQ(::waitpid(pid, &status, 0), pid);
+  ASSERT_TRUE(WIFEXITED(status));
+  ASSERT_NE(WEXITSTATUS(status), 2) << "could not install the seccomp filter";
+  ASSERT_NE(WEXITSTATUS(status), 3) << "the filter did not refuse pidfd_open";
+  EXPECT_EQ(WEXITSTATUS(status), 0) << "not reaped and restarted within 20 s without a pidfd";
 }
 
 TEST(ExecSourceTest, StderrCanBeEventsOrDiscarded) {
