@@ -4,6 +4,8 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <fstream>
+#include <iterator>
 #include <map>
 #include <set>
 #include <thread>
@@ -187,6 +189,66 @@ TEST(TailSourceTest, CopytruncateStartsANewGenerationOfTheSameFile) {
   for (auto& s : expected("second", 0, 30)) want.push_back(s);
   EXPECT_EQ(all, want);
   EXPECT_GE(src->metrics().rotations, 1u);
+}
+
+// copytruncate with a glob that matches the copy: the copy, seen while it is being written
+// (shorter than what was read of the original), is the original's bytes, not a new file; it
+// used to be read from its start as a new source, every line of it twice. Then the original is
+// truncated: the copy's lines past the read position (written between the copy and the
+// truncate) are read from it, and the truncated file is a new generation. Each line once.
+TEST(TailSourceTest, CopytruncatesCopyMatchedByTheGlobWhileBeingWrittenIsNotReadTwice) {
+  TempDir dir;
+  auto ch = core::Channel::create(dir / "c.chan", cfg());
+  const auto log = dir / "app.log";
+  append_lines(log, "first", 0, 100);
+  auto src = make_source("tail", {&ch}, {{"paths", Strings{(dir / "app.log*").string()}}});
+  ASSERT_TRUE(pump_until(*src, [&] { return ch.stats().records_written == 100; }));
+  std::string bytes;
+  {
+    std::ifstream in(log, std::ios::binary);
+    bytes.assign(std::istreambuf_iterator<char>(in), {});
+  }
+  { std::ofstream(dir / "app.log.1", std::ios::binary) << bytes.substr(0, bytes.size() / 2); }  // half copied
+  for (int i = 0; i < 20; ++i) (void)src->do_work();
+  EXPECT_EQ(ch.stats().records_written, 100u) << "the copy being written was read as a new file";
+  append_lines(log, "late", 0, 5);  // written before the truncate: in the copy only, unread
+  {
+    std::ifstream in(log, std::ios::binary);
+    bytes.assign(std::istreambuf_iterator<char>(in), {});
+  }
+  { std::ofstream(dir / "app.log.1", std::ios::binary) << bytes; }  // the copy done
+  std::filesystem::resize_file(log, 0);
+  append_lines(log, "second", 0, 30);
+  ASSERT_TRUE(pump_until(*src, [&] { return ch.stats().records_written == 135; }))
+      << ch.stats().records_written << " records";
+  for (int i = 0; i < 20; ++i) (void)src->do_work();
+  Strings all = all_payloads(ch);
+  std::sort(all.begin(), all.end());
+  Strings want = expected("first", 0, 100);
+  for (auto& s : expected("late", 0, 5)) want.push_back(s);
+  for (auto& s : expected("second", 0, 30)) want.push_back(s);
+  std::sort(want.begin(), want.end());
+  EXPECT_EQ(all, want);
+}
+
+// A new file that only starts like one still open (the same header line, then other lines),
+// shorter than what was read of it: a new generation, read at once, not taken for a copy.
+TEST(TailSourceTest, ANewFileStartingLikeAnOpenOneIsReadNotTakenForItsCopy) {
+  TempDir dir;
+  auto ch = core::Channel::create(dir / "c.chan", cfg());
+  const auto log = dir / "app.log";
+  const std::string header(300, 'H');
+  { std::ofstream(log) << header << "\n"; }
+  append_lines(log, "a", 0, 100);
+  auto src = make_source("tail", {&ch}, {{"paths", Strings{(dir / "app.log*").string()}}});
+  ASSERT_TRUE(pump_until(*src, [&] { return ch.stats().records_written == 101; }));
+  std::filesystem::rename(log, dir / "app.log.1");  // still matched, still open
+  { std::ofstream(log) << header << "\n"; }
+  append_lines(log, "b", 0, 10);
+  ASSERT_TRUE(pump_until(*src, [&] { return ch.stats().records_written == 112; }))
+      << ch.stats().records_written << " records";
+  EXPECT_EQ(all_payloads(ch).back(), line_text("b", 9));
+  EXPECT_EQ(by_source(ch).size(), 2u);
 }
 
 TEST(TailSourceTest, TruncatedToTheSameFirstBytesIsStillANewGeneration) {

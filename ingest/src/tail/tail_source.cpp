@@ -246,7 +246,17 @@ class TailSource final : public Source {
           best = core::SourcePosition{id, 0, 0};  // this channel has nothing: start there
         }
       }
-      if (any && best->position > size) {  // this generation was longer: it is not this one
+      if (any && best->position > size) {  // this generation was longer: it is not this one...
+        // ...unless it is a copy of it being written (copytruncate's copy, matched by the glob):
+        // its bytes are those of the generation's file still open here. Left alone until that
+        // one is truncated or gone; then it resumes as this generation (the lines the copy got
+        // after the read position are read from it).
+        for (auto& other : files_) {
+          if (other.get() != &f && other->identified && other->source_id == id && same_tail(f, *other, size)) {
+            f.duplicate = true;
+            return false;
+          }
+        }
         id = next_generation(id);
         continue;
       }
@@ -277,6 +287,16 @@ class TailSource final : public Source {
       return true;
     }
     return false;
+  }
+
+  // True if the `size` bytes of `copy` end as the same bytes of `original` do (the last 4 KiB of
+  // them): a prefix of it, not a new file that only starts alike.
+  static bool same_tail(const TailFile& copy, const TailFile& original, std::uint64_t size) {
+    const std::uint64_t n = std::min<std::uint64_t>(size, 4096);
+    std::string a(n, '\0'), b(n, '\0');
+    const auto at = static_cast<off_t>(size - n);
+    return ::pread(copy.fd, a.data(), n, at) == static_cast<ssize_t>(n) &&
+           ::pread(original.fd, b.data(), n, at) == static_cast<ssize_t>(n) && a == b;
   }
 
   // Appends events [first, ...) to every channel, each channel skipping sequences it holds.
