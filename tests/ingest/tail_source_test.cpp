@@ -251,6 +251,33 @@ TEST(TailSourceTest, ANewFileStartingLikeAnOpenOneIsReadNotTakenForItsCopy) {
   EXPECT_EQ(by_source(ch).size(), 2u);
 }
 
+// Every file generation followed holds a slot of the channel's source table for good: once it is
+// full, a new file waits, and the error says why and what to do (once).
+TEST(TailSourceTest, AFullSourceTableIsAnErrorNamingTheRemedy) {
+  TempDir dir;
+  auto c = cfg();
+  c.source_slots = 16;
+  auto ch = core::Channel::create(dir / "c.chan", c);
+  for (int f = 0; f < 17; ++f) append_lines(dir / ("f" + std::to_string(f) + ".log"), "file" + std::to_string(f), 0, 10);
+  const ingest::SourceDescriptor* d = ingest::find_source("tail");
+  ingest::OptionValues v = ingest::defaults_of(*d);
+  v.set("paths", Strings{(dir / "*.log").string()});
+  std::vector<std::string> errors;
+  ingest::SourceContext ctx;
+  ctx.name = "t";
+  ctx.channels = {&ch};
+  ctx.log = [&errors](std::string_view level, const std::string& m) {
+    if (level == "error") errors.push_back(m);
+  };
+  auto src = d->create(v, std::move(ctx));
+  ASSERT_TRUE(pump_until(*src, [&] { return ch.stats().records_written == 160; }));
+  for (int i = 0; i < 20; ++i) (void)src->do_work();
+  EXPECT_EQ(ch.stats().records_written, 160u) << "16 files, one slot each";
+  ASSERT_EQ(errors.size(), 1u);
+  EXPECT_NE(errors[0].find("its source table is full"), std::string::npos) << errors[0];
+  EXPECT_NE(errors[0].find("larger source_slots"), std::string::npos) << errors[0];
+}
+
 TEST(TailSourceTest, TruncatedToTheSameFirstBytesIsStillANewGeneration) {
   TempDir dir;
   auto ch = core::Channel::create(dir / "c.chan", cfg());

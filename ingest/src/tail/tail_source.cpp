@@ -309,6 +309,14 @@ class TailSource final : public Source {
           producers_[c].append_batch(std::span(batch_).subspan(skip), &sp);
       if (s == core::AppendStatus::kBroken) detail::throw_broken(ctx_.channels[c]->path());
       if (s != core::AppendStatus::kOk) {
+        if (s == core::AppendStatus::kNoSlot && !no_slot_logged_) {
+          // Not passing: every file generation the tail has seen holds a slot for good.
+          no_slot_logged_ = true;
+          log("error", fmt::format("channel {}: its source table is full (one slot per file generation ever "
+                                   "followed): {} and any new file wait; create the channel with a larger "
+                                   "source_slots",
+                                   ctx_.channels[c]->path().string(), f.path));
+        }
         if (!blocked_) log("warn", fmt::format("channel refused a batch from {}: {}", f.path, core::to_string(s)));
         blocked_ = true;
         retry_at_ = Clock::now() + std::chrono::milliseconds(100);
@@ -489,6 +497,7 @@ class TailSource final : public Source {
   std::uint64_t batch_filtered_ = 0;  // lines of the pending batch dropped by interceptors
   std::uint64_t batch_oversize_ = 0;  // lines of the pending batch rewritten past max_payload_
   bool oversize_logged_ = false;      // such a line is logged once per source
+  bool no_slot_logged_ = false;       // a channel's source table was found full (logged once)
   std::size_t max_payload_ = SIZE_MAX;  // the smallest of the channels'
   int inotify_fd_ = -1;
   std::map<int, std::string> watch_dirs_;             // inotify watch descriptor -> directory
