@@ -152,7 +152,7 @@ TEST(InterceptorTest, ATailSourceGivesDroppedLinesNoSequenceAndMovesPastThem) {
 
 // An interceptor can make a line longer than the channel takes (wrapped in a JSON object): that
 // line is rejected and counted, and the lines after it go on.
-TEST(TailSourceTest, ALineAnInterceptorMakesTooLargeIsRejectedAndTheRestGoOn) {
+TEST(InterceptorTest, ALineAnInterceptorMakesTooLargeIsRejectedAndTheRestGoOn) {
   testing::TempDir dir;
   const auto log = dir / "a.log";
   core::ChannelConfig c;
