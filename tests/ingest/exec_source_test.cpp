@@ -6,7 +6,6 @@
 #include <linux/seccomp.h>
 #include <signal.h>
 #include <sys/prctl.h>
-#include <sys/resource.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -17,6 +16,7 @@
 #include <mutex>
 #include <thread>
 
+#include "support/fd_limit.h"
 #include "support/process.h"
 #include "support/tail_util.h"
 #include "support/temp_dir.h"
@@ -165,16 +165,10 @@ TEST(ExecSourceTest, ABrokenCommandIsLoggedWithItsStatus) {
 TEST(ExecSourceTest, ACommandThatCannotBeStartedIsTriedAgainOnFailure) {
   Fixture f;
   auto src = f.make({{"command", std::string("echo started")}, {"restart", std::string("on-failure")}});
-  rlimit saved{};
-  ASSERT_EQ(::getrlimit(RLIMIT_NOFILE, &saved), 0);
-  const int lowest_free = ::dup(0);
-  ASSERT_GE(lowest_free, 0);
-  ::close(lowest_free);
-  rlimit low = saved;
-  low.rlim_cur = static_cast<rlim_t>(lowest_free);  // pipe2 fails: EMFILE
-  ASSERT_EQ(::setrlimit(RLIMIT_NOFILE, &low), 0);
+  testing::NoNewDescriptors starved;  // pipe2 fails: EMFILE
+  ASSERT_TRUE(starved.active());
   (void)src->do_work();
-  ASSERT_EQ(::setrlimit(RLIMIT_NOFILE, &saved), 0);
+  starved.restore();
   EXPECT_TRUE(f.log.contains("cannot start `echo started`: pipe")) << "the failure is logged";
   EXPECT_FALSE(src->finished()) << "gave up after one failed start";
   ASSERT_TRUE(pump_until(*src, [&] { return !f.payloads().empty(); }));

@@ -17,6 +17,7 @@
 #include <simdjson.h>
 #include <thread>
 
+#include "support/fd_limit.h"
 #include "support/rss.h"
 #include "support/tail_util.h"
 #include "support/temp_dir.h"
@@ -271,19 +272,13 @@ TEST(TcpSourceTest, OutOfDescriptorsAcceptingPausesInsteadOfSpinningAndResumes) 
     send_all(clients.back().get(), "hello " + std::to_string(c) + "\n");
   }
   clients.clear();  // sent and closed: the connections wait in the backlog with their lines
-  rlimit saved{};
-  ASSERT_EQ(::getrlimit(RLIMIT_NOFILE, &saved), 0);
-  const int lowest_free = ::dup(0);
-  ASSERT_GE(lowest_free, 0);
-  ::close(lowest_free);
-  rlimit low = saved;
-  low.rlim_cur = static_cast<rlim_t>(lowest_free);  // no descriptor can be made
-  ASSERT_EQ(::setrlimit(RLIMIT_NOFILE, &low), 0);
+  testing::NoNewDescriptors starved;
+  ASSERT_TRUE(starved.active());
   std::size_t work = 0;
   for (int i = 0; i < 100; ++i) work += src->do_work();
   pollfd pf{src->wait_fd(), POLLIN, 0};
   const int readable = ::poll(&pf, 1, 0);
-  ASSERT_EQ(::setrlimit(RLIMIT_NOFILE, &saved), 0);
+  starved.restore();
   EXPECT_EQ(readable, 0) << "the agent's loop would wake at once, again and again";
   EXPECT_EQ(work, 0u);
   const auto said = [&](std::string_view text) {
