@@ -17,10 +17,10 @@ bool Ledger::mark(core::EventId id, std::int64_t at_ms) {
     last_id_ = id.source_id;
   }
   Source& s = *last_;
-  if (at_ms > s.last_ms) {
-    s.last_ms = at_ms;
-    if (at_ms > clock_.now_ms) clock_.now_ms = at_ms;
-  }
+  // The source's activity is stamped with the ledger's clock, not the event's own time: a
+  // source whose backlog arrives late (an agent that was offline) is active while it is read.
+  if (at_ms > clock_.now_ms) clock_.now_ms = at_ms;
+  s.last_ms = clock_.now_ms;
   auto& r = s.ranges;
   const std::uint64_t seq = id.sequence;
   // In order: extends the highest range.
@@ -63,12 +63,20 @@ bool Ledger::mark(core::EventId id, std::int64_t at_ms) {
   return true;
 }
 
-std::size_t Ledger::retire_idle(std::int64_t idle_ms, std::int64_t every_ms) {
-  if (idle_ms <= 0 || clock_.now_ms - clock_.swept_ms < every_ms) return 0;
+std::size_t Ledger::retire_idle(std::int64_t idle_ms, std::int64_t every_ms, std::int64_t wall_ms) {
+  if (idle_ms <= 0 || !sweep_due(every_ms)) return 0;
+  // A record stamped far in the future (a skewed host's clock) must not make every source look
+  // idle: the clock goes no further than an hour past the wall clock.
+  if (wall_ms < INT64_MAX - kClockAheadMs) clock_.now_ms = std::min(clock_.now_ms, wall_ms + kClockAheadMs);
   clock_.swept_ms = clock_.now_ms;
   std::size_t n = 0;
   for (auto it = sources_.begin(); it != sources_.end();) {
-    const Source& s = it->second;
+    Source& s = it->second;
+    if (s.last_ms == 0) {  // not known (a checkpoint from before the clock, or no time yet): from now
+      s.last_ms = clock_.now_ms;
+      ++it;
+      continue;
+    }
     const bool whole = s.ranges.size() == 1 && s.ranges.begin()->first == 0;  // no hole to fill
     if (!whole || clock_.now_ms - s.last_ms < idle_ms) {
       ++it;

@@ -115,8 +115,12 @@ TEST(AnalyzeConfigTest, RetireSourcesAfterIsADurationWithABoundedDefault) {
   EXPECT_EQ(r.config.retire_sources_after_ms, 12 * 3'600'000);
   EXPECT_EQ(load(dir, kHead + out + "[state]\nretire_sources_after = 0\n").config.retire_sources_after_ms, 0);
   auto bad = load(dir, kHead + out + "[state]\nretire_sources_after = \"soon\"\n");
-  EXPECT_NE(joined(bad.errors).find("a.toml:11: state.retire_sources_after: must be a duration"), std::string::npos)
+  EXPECT_NE(joined(bad.errors).find("a.toml:11: state.retire_sources_after: must be 0 (never) or a duration of at least"),
+            std::string::npos)
       << joined(bad.errors);
+  auto tiny = load(dir, kHead + out + "[state]\nretire_sources_after = 7\n");  // 7 ms (meant as days?)
+  EXPECT_NE(joined(tiny.errors).find("state.retire_sources_after: must be 0 (never)"), std::string::npos)
+      << joined(tiny.errors);
 }
 
 // A value of the wrong type is an error naming its line, never silently the default.

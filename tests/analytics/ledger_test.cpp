@@ -97,9 +97,9 @@ TEST(LedgerTest, RetiresOnlySourcesIdleLongEnoughWithNoHole) {
   for (const auto& a : l.audit()) left.insert(a.source_id);
   EXPECT_EQ(left, (std::set<std::uint64_t>{2, 3, 4}));
   // The hole filled: source 2 is whole, and retired at the next scan once idle long enough.
-  ASSERT_TRUE(l.mark({2, 5}, 1000));
-  ASSERT_TRUE(l.mark({4, 10}, 50'010));  // and source 3 is idle for 49 001 ms now
-  EXPECT_EQ(l.retire_idle(49'000, 0), 2u) << "sources 2 and 3";
+  ASSERT_TRUE(l.mark({2, 5}, 1000));  // an event of source 2 now (at the clock's 50 000), however old its time
+  ASSERT_TRUE(l.mark({4, 10}, 99'010));
+  EXPECT_EQ(l.retire_idle(49'000, 0), 2u) << "sources 2 (idle since 50 000) and 3 (since 1 009)";
   EXPECT_EQ(l.retired().sources, 3u);
   EXPECT_EQ(l.retired().events, 30u);
   ASSERT_EQ(l.audit().size(), 1u);
@@ -146,6 +146,39 @@ TEST(LedgerTest, RetirementStateSurvivesSerialization) {
   EXPECT_EQ(old.duplicates(), 2u);
   EXPECT_EQ(old.clock_ms(), 0);
   EXPECT_THROW(Ledger::parse("clock 5 x\n"), core::Error);
+}
+
+// A checkpoint from before the clock knows no source's last activity: the first event after the
+// upgrade (today's time) must not make them all look idle since 1970. They count as active from
+// the first scan on.
+TEST(LedgerTest, SourcesRestoredWithoutTheirActivityAreActiveFromTheFirstScan) {
+  Ledger l = Ledger::parse("7 0 0-9\n8 0 0-4\n");
+  constexpr std::int64_t kNow = 1'700'000'000'000;
+  ASSERT_TRUE(l.mark({9, 0}, kNow));
+  EXPECT_EQ(l.retire_idle(6000, 0), 0u) << "retired at once: false gaps, copies counted twice";
+  ASSERT_TRUE(l.mark({9, 1}, kNow + 7000));
+  EXPECT_EQ(l.retire_idle(6000, 0), 2u) << "sources 7 and 8, idle since the first scan";
+}
+
+// The clock is the highest ingest time, but a record stamped far ahead of the wall clock (a
+// skewed host) moves it no further than an hour past it: it does not make every source idle.
+TEST(LedgerTest, ARecordFromTheFarFutureDoesNotMakeEverySourceIdle) {
+  Ledger l;
+  constexpr std::int64_t kWall = 1'700'000'000'000, kDay = 86'400'000;
+  for (std::uint64_t s = 1; s <= 3; ++s) ASSERT_TRUE(l.mark({s, 0}, kWall - 1000));
+  ASSERT_TRUE(l.mark({4, 0}, kWall + 30 * kDay));
+  EXPECT_EQ(l.retire_idle(7 * kDay, 0, kWall), 0u);
+  EXPECT_EQ(l.clock_ms(), kWall + Ledger::kClockAheadMs);
+}
+
+// A source whose backlog arrives late (old ingest times, the clock far ahead) is active while
+// it is read, not retired in the middle of it.
+TEST(LedgerTest, ASourceReadLateIsActiveWhileItIsRead) {
+  Ledger l;
+  ASSERT_TRUE(l.mark({1, 0}, 100'000'000));
+  for (std::uint64_t i = 0; i < 10; ++i) ASSERT_TRUE(l.mark({2, i}, 1000 + static_cast<std::int64_t>(i)));
+  EXPECT_EQ(l.retire_idle(50'000, 0), 0u);
+  ASSERT_EQ(l.audit().size(), 2u);
 }
 
 }  // namespace

@@ -7,8 +7,9 @@
 // events: the ledger only looks at identity.
 //
 // Memory is bounded by retiring sources (retire_idle): a source idle for a configured time of
-// the ledger's own clock (the highest ingest time marked, so that a replay decides the same)
-// with no hole (one range from 0) is forgotten, and only its totals are kept (retired()). The
+// the ledger's own clock (the highest ingest time marked, so that a replay decides the same; a
+// source's activity is that clock when its last event came) with no hole (one range from 0) is
+// forgotten, and only its totals are kept (retired()). The
 // trade-off, as with any dedup window (Kafka Streams' and Flink's state TTL): a copy of a
 // retired source's event that arrives later is counted again, and a retired source that sends
 // again starts a new entry, whose audit shows its earlier sequences as a gap.
@@ -60,8 +61,13 @@ class Ledger {
 
   // Forgets the sources idle for at least `idle_ms` of the ledger's clock whose sequences
   // counted have no hole, keeping their totals in retired(). At most once per `every_ms` of the
-  // clock (the scan walks every source); returns how many were retired.
-  std::size_t retire_idle(std::int64_t idle_ms, std::int64_t every_ms);
+  // clock (the scan walks every source; sweep_due() says whether one would run); returns how
+  // many were retired. `wall_ms`, the wall clock, bounds the ledger's clock first (at most
+  // kClockAheadMs past it). A source whose last activity is not known (restored from a
+  // checkpoint from before the clock) counts as active at the first scan.
+  std::size_t retire_idle(std::int64_t idle_ms, std::int64_t every_ms, std::int64_t wall_ms = INT64_MAX);
+  [[nodiscard]] bool sweep_due(std::int64_t every_ms) const noexcept { return clock_.now_ms - clock_.swept_ms >= every_ms; }
+  static constexpr std::int64_t kClockAheadMs = 3'600'000;
   struct Retired {
     std::uint64_t sources = 0, events = 0, duplicates = 0;
   };
@@ -92,7 +98,7 @@ class Ledger {
   struct Source {
     std::map<std::uint64_t, std::uint64_t> ranges;  // first -> one past last
     std::uint64_t duplicates = 0;
-    std::int64_t last_ms = 0;  // ingest time of its last event marked
+    std::int64_t last_ms = 0;  // the ledger's clock when its last event was marked; 0: not known
   };
   struct Clock {
     std::int64_t now_ms = 0;    // the highest ingest time marked
