@@ -221,6 +221,51 @@ TEST(EmitterTest, AfterARefusalTheRetryGoesOnlyWhereItIsMissing) {
   EXPECT_EQ(em.next_sequence(), static_cast<std::uint64_t>(accepted) + 1);
 }
 
+// Interceptors (and syslog shaping) make events larger than what the framer budgeted: the
+// emitter appends them in transactions of at most an eighth of the ring, so a full ring holds the
+// rest back (kRefused, then on from where it stopped) instead of refusing the whole batch as
+// too large and dropping, one by one, every event that met the full ring.
+TEST(EmitterTest, EventsInterceptorsEnlargedAreAppendedInPiecesAndHeldWhenTheRingIsFull) {
+  testing::TempDir dir;
+  core::ChannelConfig c = small(1 << 20);
+  auto ch = core::Channel::create(dir / "a.chan", c);
+  auto reader = ch.consumer("r", core::StartAt::kOldest);  // retains what it has not read
+  {
+    core::Producer filler = ch.producer();
+    for (std::uint64_t i = 0; i < 600; ++i) ASSERT_EQ(filler.append({99, i}, std::string(1000, 'f')), core::AppendStatus::kOk);
+  }
+  SourceContext ctx;
+  ctx.name = "t";
+  ctx.channels = {&ch};
+  ctx.producer_options.on_full = core::FullPolicy::kFailFast;
+  InterceptorSpec grow;
+  grow.type = "fields";
+  grow.add = {{"note", std::string(200, 'n')}};
+  ctx.interceptors = std::make_shared<const InterceptorChain>(std::vector<InterceptorSpec>{grow});
+  Emitter em(ctx);
+  SourceMetrics m;
+  const std::string x = "x";
+  std::vector<std::span<const char>> batch(2000, std::span<const char>(x.data(), 1));  // 2 000 x ~270 B: 540 KB
+  std::size_t refusals = 0;
+  std::vector<core::Record> recs(4096);
+  std::vector<std::uint64_t> seqs;
+  while (em.emit(batch, m) != Emitter::Result::kOk) {
+    ASSERT_LT(++refusals, 100u) << "never got through";
+    const std::size_t n = reader.poll(recs);  // room, as a consumer makes it
+    for (std::size_t i = 0; i < n; ++i)
+      if (recs[i].id.source_id == em.source_id()) seqs.push_back(recs[i].id.sequence);
+    if (n != 0) reader.commit();
+  }
+  EXPECT_GE(refusals, 1u) << "the ring had room for all of it: the test shows nothing";
+  EXPECT_EQ(m.rejected, 0u);
+  EXPECT_EQ(m.events, 2000u);
+  for (std::size_t n = 0; (n = reader.poll(recs)) != 0; reader.commit())
+    for (std::size_t i = 0; i < n; ++i)
+      if (recs[i].id.source_id == em.source_id()) seqs.push_back(recs[i].id.sequence);
+  ASSERT_EQ(seqs.size(), 2000u) << "each event once";
+  for (std::size_t i = 0; i < seqs.size(); ++i) ASSERT_EQ(seqs[i], i);
+}
+
 TEST(EmitterTest, ANewIdentityStartsItsSequenceAtZero) {
   testing::TempDir dir;
   auto ch = core::Channel::create(dir / "a.chan", small(1 << 20));

@@ -192,6 +192,7 @@ Emitter::Emitter(const SourceContext& ctx)
     max_payload = std::min(max_payload, st.max_payload);
   }
   batch_bytes_ = static_cast<std::size_t>(std::max<std::uint64_t>(std::min<std::uint64_t>(smallest / 8, 1 << 20), 1));
+  transaction_bytes_ = smallest / 8;
   max_payload_ = max_payload;
 }
 
@@ -225,32 +226,56 @@ Emitter::Result Emitter::emit(std::span<const std::span<const char>> events, Sou
   }
   std::uint64_t bytes = 0;
   for (const auto& e : batch_) bytes += e.payload.size();
+  // kFull, kTimeout: no room yet; kSyncFailed: in the channel but not known durable, appended
+  // again (same identities). The same events are passed again later, from where this stopped.
+  auto refuse = [&](std::size_t c, core::AppendStatus st) {
+    if (!refused_ && log_) log_("warn", fmt::format("{}: holding {} events and retrying", core::to_string(st), events.size()));
+    done_channels_ = c;
+    refused_ = true;
+    refused_at_ = std::chrono::steady_clock::now();
+    return Result::kRefused;
+  };
+  auto waits = [](core::AppendStatus st) {
+    return st == core::AppendStatus::kFull || st == core::AppendStatus::kTimeout || st == core::AppendStatus::kSyncFailed;
+  };
   for (std::size_t c = done_channels_; c < producers_.size(); ++c) {
-    const core::AppendStatus st = producers_[c].append_batch(batch_);
-    if (st == core::AppendStatus::kOk) continue;
-    if (st == core::AppendStatus::kBroken) throw_broken(channel_paths_[c]);
-    if (st == core::AppendStatus::kFull || st == core::AppendStatus::kTimeout || st == core::AppendStatus::kSyncFailed) {
-      // kSyncFailed: in the channel but not known durable; appended again (same identities).
-      if (!refused_ && log_)
-        log_("warn", fmt::format("{}: holding {} events and retrying", core::to_string(st), events.size()));
-      done_channels_ = c;
-      refused_ = true;
-      refused_at_ = std::chrono::steady_clock::now();
-      return Result::kRefused;
+    while (done_events_ < batch_.size()) {
+      // One transaction of at most an eighth of the smallest ring in record bytes (a quarter is
+      // what one may take), whatever interceptors or syslog shaping made of the events.
+      std::size_t end = done_events_;
+      for (std::uint64_t taken = 0; end < batch_.size(); ++end) {
+        const std::uint64_t b = core::record_bytes(batch_[end].payload.size());
+        if (end != done_events_ && taken + b > transaction_bytes_) break;
+        taken += b;
+      }
+      const core::AppendStatus st = producers_[c].append_batch(std::span(batch_).subspan(done_events_, end - done_events_));
+      if (st == core::AppendStatus::kOk) {
+        done_events_ = end;
+        continue;
+      }
+      if (st == core::AppendStatus::kBroken) throw_broken(channel_paths_[c]);
+      if (waits(st)) return refuse(c, st);
+      // Never appendable as a batch (an event larger than the channel takes): one by one, so
+      // that one bad event does not take the rest. What still fails for good is counted and
+      // leaves a gap in the sequence (seen downstream as one).
+      std::size_t failed = 0;
+      core::AppendStatus why = st;
+      for (; done_events_ < end; ++done_events_) {
+        const core::AppendStatus one = producers_[c].append(batch_[done_events_].id, batch_[done_events_].payload);
+        if (one == core::AppendStatus::kOk) continue;
+        if (one == core::AppendStatus::kBroken) throw_broken(channel_paths_[c]);
+        if (waits(one)) {
+          m.rejected += failed;
+          return refuse(c, one);
+        }
+        ++failed;
+        why = one;
+      }
+      m.rejected += failed;
+      if (failed != 0 && log_)
+        log_("error", fmt::format("channel refused {} of {} events: {}", failed, batch_.size(), to_string(why)));
     }
-    // Never appendable as a batch: one by one, so that one bad event does not take the rest.
-    // What still fails is counted and leaves a gap in the sequence (seen downstream as one).
-    std::size_t failed = 0;
-    core::AppendStatus why = st;
-    for (const core::Event& e : batch_) {
-      const core::AppendStatus one = producers_[c].append(e.id, e.payload);
-      if (one == core::AppendStatus::kOk) continue;
-      ++failed;
-      why = one;
-    }
-    m.rejected += failed;
-    if (failed != 0 && log_)
-      log_("error", fmt::format("channel refused {} of {} events: {}", failed, batch_.size(), to_string(why)));
+    done_events_ = 0;
   }
   if (refused_ && log_) log_("info", "channel has room again");
   refused_ = false;

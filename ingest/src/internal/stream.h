@@ -5,9 +5,10 @@
 //            or syslog messages (RFC 6587: octet-counted or newline-terminated, per message).
 //            Scanning is transactional: scan() says what it would consume, accept() applies
 //            it once the events are in the channel, so a refused batch is retried unchanged.
-//   Emitter  appends a batch of one source identity to every channel of the source, one
-//            transaction per channel; after a refusal the same batch is passed again and goes
-//            only to the channels that do not have it yet (never twice into one channel).
+//   Emitter  appends a batch of one source identity to every channel of the source, in
+//            transactions of at most an eighth of the smallest ring; after a refusal the same
+//            batch is passed again and goes on from where it stopped (never twice into one
+//            channel).
 #pragma once
 
 #include <filesystem>
@@ -114,6 +115,8 @@ class Emitter {
   std::vector<core::Producer> producers_;
   std::vector<std::filesystem::path> channel_paths_;  // for errors, per producer
   std::size_t done_channels_ = 0;  // of a refused batch: channels before this one have it
+  std::size_t done_events_ = 0;    // and this one, its events before this one
+  std::uint64_t transaction_bytes_ = 0;  // record bytes per append_batch: an eighth of the smallest ring
   bool refused_ = false;
   std::chrono::steady_clock::time_point refused_at_{};
   std::uint64_t id_;
