@@ -222,10 +222,10 @@ std::string Agent::status_json() const {
   for (const auto& [name, u] : a.uplinks) {
     const uplink::UplinkMetrics m = u->metrics();
     out += fmt::format(
-        R"({}"{}":{{"sent":{},"delivered":{},"failed":{},"in_flight":{},"rewinds":{},"dead_lettered":{},"committed":{},)"
-        R"("batch_bytes":{},"pack_bytes":{},"last_error":"{}"}})",
-        first ? "" : ",", name, m.sent, m.delivered, m.failed, m.in_flight, m.rewinds, m.dead_lettered, m.committed,
-        m.batch_bytes, m.pack_bytes, esc(m.last_error));
+        R"({}"{}":{{"sent":{},"delivered":{},"failed":{},"in_flight":{},"rewinds":{},"dead_lettered":{},)"
+        R"("dead_letter_waiting":{},"committed":{},"batch_bytes":{},"pack_bytes":{},"last_error":"{}"}})",
+        first ? "" : ",", name, m.sent, m.delivered, m.failed, m.in_flight, m.rewinds, m.dead_lettered,
+        m.dead_letter_waiting, m.committed, m.batch_bytes, m.pack_bytes, esc(m.last_error));
     first = false;
   }
   out += R"(},"channels":{)";
@@ -297,6 +297,9 @@ std::string Agent::prometheus() const {
        &uplink::UplinkMetrics::dead_lettered},
       {"tributary_uplink_dropped_total", "counter", "Events Kafka refused for good, with no dead-letter channel",
        &uplink::UplinkMetrics::dropped},
+      {"tributary_uplink_dead_letter_waiting", "gauge",
+       "1 while a refused event waits for room in a full dead-letter channel (and the cursor with it)",
+       &uplink::UplinkMetrics::dead_letter_waiting},
       {"tributary_uplink_committed_position", "gauge", "Channel position (bytes) committed after acknowledgement",
        &uplink::UplinkMetrics::committed},
       {"tributary_uplink_batch_bytes", "gauge", "librdkafka batch.size in use (halved by refusals for size)",

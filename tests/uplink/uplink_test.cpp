@@ -454,6 +454,7 @@ TEST(UplinkTest, AFullDeadLetterChannelHoldsTheRefusedEventAndTheCursorUntilItHa
   EXPECT_LE(m.committed, ch.stats().write_position - core::record_bytes(11) - core::record_bytes(200000))
       << "the cursor went past the event that is nowhere yet";
   EXPECT_EQ(rig.find("is full", rig.find("is full") + 1), rig.logs.size()) << "said once";
+  EXPECT_EQ(m.dead_letter_waiting, 1u) << "in the metrics while it waits";
   // Room: the refused event goes there, and the cursor past it.
   ASSERT_EQ(testing::drain(dead_reader, fillers, 5s).size(), fillers);
   dead_reader.commit();
@@ -461,6 +462,7 @@ TEST(UplinkTest, AFullDeadLetterChannelHoldsTheRefusedEventAndTheCursorUntilItHa
   m = u.metrics();
   EXPECT_EQ(m.dead_lettered, 1u);
   EXPECT_EQ(m.dropped, 0u);
+  EXPECT_EQ(m.dead_letter_waiting, 0u);
   EXPECT_TRUE(rig.said("takes events again", 0, "info")) << rig.log_text();
   const auto dead = testing::drain(dead_reader, 1, 2s);
   ASSERT_EQ(dead.size(), 1u);

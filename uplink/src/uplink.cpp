@@ -359,8 +359,9 @@ struct Uplink::Impl {
     const std::string why = rd_kafka_err2str(e.err);
     if (dlq) {
       const core::AppendStatus st = dlq->append(e.id, e.payload);
-      if (st == core::AppendStatus::kOk || st == core::AppendStatus::kSyncFailed) {  // in the channel either way
+      if (st == core::AppendStatus::kOk) {
         ++m.dead_lettered;
+        m.dead_letter_waiting = 0;
         if (dlq_full_) {
           dlq_full_ = false;
           if (log) log("info", fmt::format("uplink {}: the dead-letter channel takes events again", opts.name));
@@ -369,12 +370,17 @@ struct Uplink::Impl {
                                          e.id.source_id, e.id.sequence, why));
         return true;
       }
-      if (st == core::AppendStatus::kFull || st == core::AppendStatus::kTimeout) {
+      // kSyncFailed: in the channel but not known durable: appended again (the same identity),
+      // as the channel asks, until it is.
+      if (st == core::AppendStatus::kFull || st == core::AppendStatus::kTimeout || st == core::AppendStatus::kSyncFailed) {
         if (!dlq_full_ && log)
-          log("warn", fmt::format("uplink {}: the dead-letter channel {} is full: event {}/{} ({}) waits for room, "
-                                  "and the channel cursor with it",
-                                  opts.name, opts.dead_letter->path().string(), e.id.source_id, e.id.sequence, why));
+          log("warn", fmt::format("uplink {}: the dead-letter channel {} {}: event {}/{} ({}) waits, and the channel "
+                                  "cursor with it (a dead-letter channel needs a reader that commits)",
+                                  opts.name, opts.dead_letter->path().string(),
+                                  st == core::AppendStatus::kSyncFailed ? "could not sync" : "is full",
+                                  e.id.source_id, e.id.sequence, why));
         dlq_full_ = true;
+        m.dead_letter_waiting = 1;
         return false;
       }
       if (st == core::AppendStatus::kBroken)

@@ -70,6 +70,9 @@ struct UplinkMetrics {
   std::uint64_t failed = 0;         // events whose delivery failed (re-sent later)
   std::uint64_t dead_lettered = 0;  // permanent failures moved to the dead-letter channel
   std::uint64_t dropped = 0;        // permanent failures with no dead-letter channel configured
+  // Refused events waiting for room in a full dead-letter channel, the channel cursor with them
+  // (a gauge: 0 once it takes them; a dead-letter channel needs a reader that commits)
+  std::uint64_t dead_letter_waiting = 0;
   std::uint64_t rewinds = 0;        // times the uplink went back to re-send
   std::uint64_t resent_refused = 0; // events of batches Kafka refused for good, sent again
   std::uint64_t in_flight = 0;
