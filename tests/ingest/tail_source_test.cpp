@@ -278,6 +278,44 @@ TEST(TailSourceTest, AFullSourceTableIsAnErrorNamingTheRemedy) {
   EXPECT_NE(errors[0].find("larger source_slots"), std::string::npos) << errors[0];
 }
 
+// The copy met before its original (at a restart, in the order of the patterns): still a copy.
+TEST(TailSourceTest, ACopyMetBeforeItsOriginalAtARestartIsNotReadTwice) {
+  TempDir dir;
+  auto ch = core::Channel::create(dir / "c.chan", cfg());
+  const auto log = dir / "app.log", copy = dir / "app.log.1";
+  append_lines(log, "first", 0, 100);
+  const Strings paths{copy.string(), log.string()};  // the copy's pattern first
+  {
+    auto src = make_source("tail", {&ch}, {{"paths", paths}});
+    ASSERT_TRUE(pump_until(*src, [&] { return ch.stats().records_written == 100; }));
+  }
+  std::string bytes;
+  {
+    std::ifstream in(log, std::ios::binary);
+    bytes.assign(std::istreambuf_iterator<char>(in), {});
+  }
+  { std::ofstream(copy, std::ios::binary) << bytes.substr(0, bytes.size() / 2); }  // being copied
+  auto src = make_source("tail", {&ch}, {{"paths", paths}});
+  for (int i = 0; i < 20; ++i) (void)src->do_work();
+  EXPECT_EQ(ch.stats().records_written, 100u) << "the copy was read as a new file";
+}
+
+// Short files that go away with the same content (a daily "backup done") are each read: the
+// second is not taken for the first and skipped as read.
+TEST(TailSourceTest, ShortFilesThatGoAwayWithTheSameContentAreEachRead) {
+  TempDir dir;
+  auto ch = core::Channel::create(dir / "c.chan", cfg());
+  const auto log = dir / "job.log";
+  auto src = make_source("tail", {&ch}, {{"paths", Strings{log.string()}}, {"rotate_wait_ms", std::int64_t{50}}});
+  for (int day = 1; day <= 3; ++day) {
+    { std::ofstream(log) << "backup done\n"; }
+    for (int i = 0; i < 5; ++i) (void)src->do_work();
+    std::filesystem::rename(log, dir / ("job.log." + std::to_string(day)));
+    ASSERT_TRUE(pump_until(*src, [&] { return src->metrics().open_files == 0; })) << "day " << day;
+  }
+  EXPECT_EQ(all_payloads(ch), (Strings{"backup done", "backup done", "backup done"}));
+}
+
 TEST(TailSourceTest, TruncatedToTheSameFirstBytesIsStillANewGeneration) {
   TempDir dir;
   auto ch = core::Channel::create(dir / "c.chan", cfg());

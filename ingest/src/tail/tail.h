@@ -42,6 +42,7 @@ class TailFile {
   int fd;
   bool initial;           // present at start-up: start_at applies if its source is unknown
   std::uint64_t initial_size = 0;  // its size when found: where start_at = "end" starts
+  std::chrono::steady_clock::time_point found = std::chrono::steady_clock::now();
   bool identified = false;
   bool duplicate = false;  // another open file already is this generation (a copy)
   bool gone = false;       // no longer reachable under a watched path

@@ -226,7 +226,13 @@ class TailSource final : public Source {
     const ssize_t n = ::pread(f.fd, head.data(), head.size(), 0);
     if (n < static_cast<ssize_t>(head.size()) && !(whole && n > 0)) return false;  // too short to be told apart yet
     head.resize(static_cast<std::size_t>(n));
-    const std::uint64_t fp = fnv1a(head.data(), head.size());
+    std::uint64_t fp = fnv1a(head.data(), head.size());
+    // Gone while short: short contents repeat (a daily "backup done"), and a later file alike
+    // would take this one's identity and be skipped as read. It is never resumed (gone), so its
+    // identity is this file's own: its inode and when this process found it.
+    if (head.size() < opts_.fingerprint_bytes)
+      fp = mix64(fp ^ mix64(static_cast<std::uint64_t>(f.dev) * 0x9e3779b97f4a7c15ull ^ static_cast<std::uint64_t>(f.ino)) ^
+                 static_cast<std::uint64_t>(f.found.time_since_epoch().count()));
     std::uint64_t id = mix64(fnv1a(ctx_.name.data(), ctx_.name.size()) ^ fp) | 1;
     struct stat st {};
     ::fstat(f.fd, &st);
@@ -251,8 +257,11 @@ class TailSource final : public Source {
         // its bytes are those of the generation's file still open here. Left alone until that
         // one is truncated or gone; then it resumes as this generation (the lines the copy got
         // after the read position are read from it).
+        // (The original may not be identified yet: files are met in no particular order.)
         for (auto& other : files_) {
-          if (other.get() != &f && other->identified && other->source_id == id && same_tail(f, *other, size)) {
+          if (other.get() == &f || other->duplicate) continue;
+          const bool same_generation = other->identified ? other->source_id == id : same_head(f, *other, head);
+          if (same_generation && same_tail(f, *other, size)) {
             f.duplicate = true;
             return false;
           }
@@ -287,6 +296,12 @@ class TailSource final : public Source {
       return true;
     }
     return false;
+  }
+
+  // True if `other` starts with `head` (the first bytes of another file).
+  static bool same_head(const TailFile&, const TailFile& other, const std::string& head) {
+    std::string b(head.size(), '\0');
+    return ::pread(other.fd, b.data(), b.size(), 0) == static_cast<ssize_t>(b.size()) && b == head;
   }
 
   // True if the `size` bytes of `copy` end as the same bytes of `original` do (the last 4 KiB of
