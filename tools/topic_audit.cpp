@@ -27,6 +27,7 @@ TopicAudit audit_topic(const std::string& bootstrap, const std::string& topic, c
   if (n == 0) throw core::Error(fmt::format("topic {} is not in the metadata of {}", topic, bootstrap));
   const auto np = static_cast<std::size_t>(n);
   TopicAudit a;
+  a.retired = counted.retired();
   a.partitions.resize(np);
   std::vector<bool> done(np, false);  // read to its end (or, where that is unknown, to an end)
   rd_kafka_topic_partition_list_t* list = rd_kafka_topic_partition_list_new(n);
@@ -100,6 +101,10 @@ std::string describe(const TopicAudit& a) {
       s += fmt::format(" (the first: seq {} at partition {} offset {})", x.first_seq, x.partition, x.offset);
   }
   if (a.sources.empty()) s += "; no events with an identity";
+  if (a.retired.sources != 0)
+    s += fmt::format("; the analyzer had retired {} idle sources ({} events counted): their events here show as "
+                     "not counted",
+                     a.retired.sources, a.retired.events);
   if (!a.complete) s += "; not read to its end in time";
   if (!a.errors.empty()) s += "; errors: " + a.errors;
   return s;

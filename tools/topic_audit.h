@@ -32,6 +32,9 @@ struct TopicAudit {
   std::vector<SourceInTopic> sources;  // by source id
   bool complete = false;               // every partition read to the end it had at the start
   std::string errors;                  // consumer errors met, "[p] message;" each
+  // Sources the ledger had retired (idle, totals only): their events here show as not counted,
+  // though they were; describe() says so.
+  analytics::Ledger::Retired retired;
 };
 
 // Reads every partition of `topic` from its start to the end offset it has when asked (a

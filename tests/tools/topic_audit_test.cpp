@@ -156,6 +156,20 @@ TEST_F(TopicAuditKafkaTest, PartitionsEndingInAnAbortedTransactionEndTheReadAtTh
   }
 }
 
+// Sources the analyzer's ledger retired are not in it any more: their events in the topic show as
+// not counted, and the description says why, with the retired totals of the checkpoint.
+TEST(TopicAuditTest, RetiredSourcesOfTheCheckpointAreNamedInTheDescription) {
+  TempDir dir;
+  analytics::write_checkpoint(dir / "checkpoint",
+                              "tributary-analyzer 4\nposition\tkafka 0:5\nledger\nclock 9000 9000 2 50 1\n7 0 @9000 0-9\n");
+  TopicAudit a;
+  a.retired = checkpoint_ledger(dir / "checkpoint").retired();
+  EXPECT_NE(describe(a).find("the analyzer had retired 2 idle sources (50 events counted): their events here show as "
+                             "not counted"),
+            std::string::npos)
+      << describe(a);
+}
+
 TEST(TopicAuditTest, ACheckpointWithoutALedgerIsNamed) {
   TempDir dir;
   EXPECT_THROW((void)checkpoint_ledger(dir / "checkpoint"), core::Error) << "no checkpoint at all";
