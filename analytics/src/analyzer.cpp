@@ -104,12 +104,9 @@ Outcome Analyzer::reject(const Event& e, std::string_view reason) {
 
 bool Analyzer::first_time(const Event& e) {
   const bool fresh = ledger_.mark(e.id, e.ingest_ms);
-  if (const std::int64_t every = std::max<std::int64_t>(spec_.retire_sources_after_ms / 16, 1000);
-      spec_.retire_sources_after_ms > 0 && ledger_.sweep_due(every)) {  // a scan at most every 1/16 of the idle time
-    const auto wall = std::chrono::duration_cast<std::chrono::milliseconds>(
-        std::chrono::system_clock::now().time_since_epoch());
-    (void)ledger_.retire_idle(spec_.retire_sources_after_ms, every, wall.count());
-  }
+  if (spec_.retire_sources_after_ms > 0)  // a scan at most every 1/16 of the idle time
+    (void)ledger_.retire_idle(spec_.retire_sources_after_ms,
+                              std::max<std::int64_t>(spec_.retire_sources_after_ms / 16, 1000));
   if (fresh) return true;
   ++stats_.duplicates;
   return false;

@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <charconv>
+#include <chrono>
 #include <fmt/format.h>
 
 #include "tributary/core/error.h"
@@ -19,7 +20,13 @@ bool Ledger::mark(core::EventId id, std::int64_t at_ms) {
   Source& s = *last_;
   // The source's activity is stamped with the ledger's clock, not the event's own time: a
   // source whose backlog arrives late (an agent that was offline) is active while it is read.
-  if (at_ms > clock_.now_ms) clock_.now_ms = at_ms;
+  if (at_ms > clock_.now_ms) {
+    if (at_ms > clock_.ceiling_ms) {  // past the bound last computed: read the wall clock again
+      clock_.ceiling_ms = clock_.wall() + kClockAheadMs;
+      at_ms = std::min(at_ms, clock_.ceiling_ms);
+    }
+    clock_.now_ms = std::max(clock_.now_ms, at_ms);
+  }
   s.last_ms = clock_.now_ms;
   auto& r = s.ranges;
   const std::uint64_t seq = id.sequence;
@@ -63,11 +70,20 @@ bool Ledger::mark(core::EventId id, std::int64_t at_ms) {
   return true;
 }
 
-std::size_t Ledger::retire_idle(std::int64_t idle_ms, std::int64_t every_ms, std::int64_t wall_ms) {
+std::int64_t Ledger::system_wall_ms() noexcept {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+void Ledger::bound_clock() noexcept {
+  clock_.ceiling_ms = clock_.wall() + kClockAheadMs;
+  clock_.now_ms = std::min(clock_.now_ms, clock_.ceiling_ms);
+  clock_.swept_ms = std::min(clock_.swept_ms, clock_.now_ms);
+  for (auto& [id, s] : sources_) s.last_ms = std::min(s.last_ms, clock_.now_ms);
+}
+
+std::size_t Ledger::retire_idle(std::int64_t idle_ms, std::int64_t every_ms) {
   if (idle_ms <= 0 || !sweep_due(every_ms)) return 0;
-  // A record stamped far in the future (a skewed host's clock) must not make every source look
-  // idle: the clock goes no further than an hour past the wall clock.
-  if (wall_ms < INT64_MAX - kClockAheadMs) clock_.now_ms = std::min(clock_.now_ms, wall_ms + kClockAheadMs);
   clock_.swept_ms = clock_.now_ms;
   std::size_t n = 0;
   for (auto it = sources_.begin(); it != sources_.end();) {
@@ -169,6 +185,7 @@ Ledger Ledger::parse(std::string_view text) {
     }
   }
   l.duplicates_ += l.clock_.retired.duplicates;
+  l.bound_clock();  // one saved after a record from the far future, by a build that did not bound it
   return l;
 }
 

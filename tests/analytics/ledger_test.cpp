@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <chrono>
 #include <random>
 #include <set>
 
@@ -162,13 +163,27 @@ TEST(LedgerTest, SourcesRestoredWithoutTheirActivityAreActiveFromTheFirstScan) {
 
 // The clock is the highest ingest time, but a record stamped far ahead of the wall clock (a
 // skewed host) moves it no further than an hour past it: it does not make every source idle.
+constexpr std::int64_t kWall = 1'700'000'000'000, kDay = 86'400'000;
+std::int64_t fixed_wall() noexcept { return kWall; }
+
 TEST(LedgerTest, ARecordFromTheFarFutureDoesNotMakeEverySourceIdle) {
   Ledger l;
-  constexpr std::int64_t kWall = 1'700'000'000'000, kDay = 86'400'000;
+  l.set_wall_clock(&fixed_wall);
   for (std::uint64_t s = 1; s <= 3; ++s) ASSERT_TRUE(l.mark({s, 0}, kWall - 1000));
   ASSERT_TRUE(l.mark({4, 0}, kWall + 30 * kDay));
-  EXPECT_EQ(l.retire_idle(7 * kDay, 0, kWall), 0u);
   EXPECT_EQ(l.clock_ms(), kWall + Ledger::kClockAheadMs);
+  EXPECT_EQ(l.retire_idle(7 * kDay, 1000), 0u);
+  // The skewed host sends on: no scan per event (each scan walks every source).
+  for (std::uint64_t i = 1; i < 100; ++i) {
+    ASSERT_TRUE(l.mark({4, i}, kWall + 30 * kDay));
+    ASSERT_FALSE(l.sweep_due(1000)) << "a scan due again at event " << i;
+  }
+  // A checkpoint saved with a clock far ahead (by a build that did not bound it) is held on restore.
+  const std::int64_t now = std::chrono::duration_cast<std::chrono::milliseconds>(
+                               std::chrono::system_clock::now().time_since_epoch()).count();
+  const std::string far = std::to_string(now + 30 * kDay);
+  const Ledger back = Ledger::parse("clock " + far + " " + far + " 0 0 0\n7 0 @" + far + " 0-9\n");
+  EXPECT_LE(back.clock_ms(), now + 60'000 + Ledger::kClockAheadMs);
 }
 
 // A source whose backlog arrives late (old ingest times, the clock far ahead) is active while

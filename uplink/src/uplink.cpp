@@ -84,6 +84,7 @@ struct Uplink::Impl {
   std::uint64_t front_ticket = 0;  // ticket of inflight.front(); a message's opaque is its ticket
   std::optional<core::Producer> dlq;
   bool dlq_full_ = false;  // the dead-letter channel refused an event for want of room (logged once)
+  Clock::time_point dlq_retry_at_{};  // while dlq_full_: when to try it again
   bool rewinding = false;
   Clock::time_point resume_at{};
   rd_kafka_resp_err_t last_err = RD_KAFKA_RESP_ERR_NO_ERROR;
@@ -358,6 +359,9 @@ struct Uplink::Impl {
     }
     const std::string why = rd_kafka_err2str(e.err);
     if (dlq) {
+      // Waiting for room (or for a sync that failed): tried again 100 ms later, not on every
+      // pass (an append that cannot sync would otherwise write a copy per pass).
+      if (dlq_full_ && Clock::now() < dlq_retry_at_) return false;
       const core::AppendStatus st = dlq->append(e.id, e.payload);
       if (st == core::AppendStatus::kOk) {
         ++m.dead_lettered;
@@ -380,6 +384,7 @@ struct Uplink::Impl {
                                   st == core::AppendStatus::kSyncFailed ? "could not sync" : "is full",
                                   e.id.source_id, e.id.sequence, why));
         dlq_full_ = true;
+        dlq_retry_at_ = Clock::now() + std::chrono::milliseconds(100);
         m.dead_letter_waiting = 1;
         return false;
       }

@@ -9,7 +9,10 @@
 // Memory is bounded by retiring sources (retire_idle): a source idle for a configured time of
 // the ledger's own clock (the highest ingest time marked, so that a replay decides the same; a
 // source's activity is that clock when its last event came) with no hole (one range from 0) is
-// forgotten, and only its totals are kept (retired()). The
+// forgotten, and only its totals are kept (retired()). The clock is the highest ingest time
+// of every input: a source in an input read more than the idle time behind the others (an
+// analyzer catching up) can look idle before its next event is read, so the idle time must stay
+// well above any input's lag (7 days by default). The
 // trade-off, as with any dedup window (Kafka Streams' and Flink's state TTL): a copy of a
 // retired source's event that arrives later is counted again, and a retired source that sends
 // again starts a new entry, whose audit shows its earlier sequences as a gap.
@@ -62,12 +65,21 @@ class Ledger {
   // Forgets the sources idle for at least `idle_ms` of the ledger's clock whose sequences
   // counted have no hole, keeping their totals in retired(). At most once per `every_ms` of the
   // clock (the scan walks every source; sweep_due() says whether one would run); returns how
-  // many were retired. `wall_ms`, the wall clock, bounds the ledger's clock first (at most
-  // kClockAheadMs past it). A source whose last activity is not known (restored from a
-  // checkpoint from before the clock) counts as active at the first scan.
-  std::size_t retire_idle(std::int64_t idle_ms, std::int64_t every_ms, std::int64_t wall_ms = INT64_MAX);
+  // many were retired. A source whose last activity is not known (restored from a checkpoint
+  // from before the clock) counts as active at the first scan.
+  std::size_t retire_idle(std::int64_t idle_ms, std::int64_t every_ms);
   [[nodiscard]] bool sweep_due(std::int64_t every_ms) const noexcept { return clock_.now_ms - clock_.swept_ms >= every_ms; }
+
+  // The clock goes no further than this past the wall clock: a record stamped far in the future
+  // (a skewed host) must not make every source look idle. The wall clock is read when an event
+  // passes the bound last computed (about once an hour, and on such records), and at parse()
+  // (a restored clock is held to it too).
   static constexpr std::int64_t kClockAheadMs = 3'600'000;
+  using WallClock = std::int64_t (*)() noexcept;  // milliseconds since the epoch
+  void set_wall_clock(WallClock wall) noexcept {  // tests
+    clock_.wall = wall;
+    clock_.ceiling_ms = INT64_MIN;
+  }
   struct Retired {
     std::uint64_t sources = 0, events = 0, duplicates = 0;
   };
@@ -100,11 +112,15 @@ class Ledger {
     std::uint64_t duplicates = 0;
     std::int64_t last_ms = 0;  // the ledger's clock when its last event was marked; 0: not known
   };
+  static std::int64_t system_wall_ms() noexcept;
   struct Clock {
-    std::int64_t now_ms = 0;    // the highest ingest time marked
+    std::int64_t now_ms = 0;    // the highest ingest time marked (held to ceiling_ms)
     std::int64_t swept_ms = 0;  // the clock at the last retire_idle scan
     Retired retired;
+    std::int64_t ceiling_ms = INT64_MIN;  // wall clock + kClockAheadMs when last read (not saved)
+    WallClock wall = &system_wall_ms;
   };
+  void bound_clock() noexcept;  // holds a restored clock and the sources' activity to the wall clock
   std::unordered_map<std::uint64_t, Source> sources_;
   std::uint64_t duplicates_ = 0;
   Clock clock_;
