@@ -228,11 +228,18 @@ class TailSource final : public Source {
     head.resize(static_cast<std::size_t>(n));
     std::uint64_t fp = fnv1a(head.data(), head.size());
     // Gone while short: short contents repeat (a daily "backup done"), and a later file alike
-    // would take this one's identity and be skipped as read. It is never resumed (gone), so its
-    // identity is this file's own: its inode and when this process found it.
-    if (head.size() < opts_.fingerprint_bytes)
+    // would take this one's identity and be skipped as read. Its identity is this file's own:
+    // its inode and its birth time (which a later file on a reused inode does not share, and
+    // which a restart finds again), or, where the file system keeps none, when this process
+    // found it.
+    if (head.size() < opts_.fingerprint_bytes) {
+      struct statx sx {};
+      std::uint64_t born = static_cast<std::uint64_t>(f.found.time_since_epoch().count());
+      if (::statx(f.fd, "", AT_EMPTY_PATH, STATX_BTIME, &sx) == 0 && (sx.stx_mask & STATX_BTIME) != 0)
+        born = static_cast<std::uint64_t>(sx.stx_btime.tv_sec) * 1'000'000'000u + sx.stx_btime.tv_nsec;
       fp = mix64(fp ^ mix64(static_cast<std::uint64_t>(f.dev) * 0x9e3779b97f4a7c15ull ^ static_cast<std::uint64_t>(f.ino)) ^
-                 static_cast<std::uint64_t>(f.found.time_since_epoch().count()));
+                 born);
+    }
     std::uint64_t id = mix64(fnv1a(ctx_.name.data(), ctx_.name.size()) ^ fp) | 1;
     struct stat st {};
     ::fstat(f.fd, &st);
