@@ -304,9 +304,9 @@ AnalyzeConfigResult load_analyze_config(const fs::path& file) {
       std::optional<std::int64_t> v;
       if (auto num = n->value<std::int64_t>()) v = *num;
       else if (auto text = n->value<std::string>()) v = parse_duration_ms(*text);
-      if (!v || *v < 0 || *v > kMaxMillis || (*v != 0 && *v < 3'600'000))
+      if (!v || *v < 0 || *v > kMaxMillis || (*v != 0 && *v < 12 * 3'600'000))
         err(n, "state.retire_sources_after",
-            "must be 0 (never) or a duration of at least \"1h\", such as \"7d\" (a copy of a retired source's "
+            "must be 0 (never) or a duration of at least \"12h\", such as \"7d\" (a copy of a retired source's "
             "event is counted again: a short time would count re-sent events twice)");
       else
         c.retire_sources_after_ms = *v;

@@ -21,6 +21,9 @@ bool Ledger::mark(core::EventId id, std::int64_t at_ms) {
   // The source's activity is stamped with the ledger's clock, not the event's own time: a
   // source whose backlog arrives late (an agent that was offline) is active while it is read.
   if (at_ms > clock_.now_ms) {
+    // One record moves the clock by an hour at most (a replay's outlier, where the wall clock is
+    // far ahead of the data), and never past an hour beyond the wall clock (a skewed host).
+    if (clock_.now_ms != 0) at_ms = std::min(at_ms, clock_.now_ms + kClockAheadMs);
     if (at_ms > clock_.ceiling_ms) {  // past the bound last computed: read the wall clock again
       clock_.ceiling_ms = clock_.wall() + kClockAheadMs;
       at_ms = std::min(at_ms, clock_.ceiling_ms);
@@ -79,7 +82,8 @@ void Ledger::bound_clock() noexcept {
   clock_.ceiling_ms = clock_.wall() + kClockAheadMs;
   clock_.now_ms = std::min(clock_.now_ms, clock_.ceiling_ms);
   clock_.swept_ms = std::min(clock_.swept_ms, clock_.now_ms);
-  for (auto& [id, s] : sources_) s.last_ms = std::min(s.last_ms, clock_.now_ms);
+  // The sources' activity is left as saved: one past the clock is active (retire_idle), and a
+  // wall clock that is wrong at this moment (a boot before NTP) must not age them all.
 }
 
 std::size_t Ledger::retire_idle(std::int64_t idle_ms, std::int64_t every_ms) {

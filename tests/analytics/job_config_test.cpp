@@ -113,6 +113,8 @@ TEST(AnalyzeConfigTest, RetireSourcesAfterIsADurationWithABoundedDefault) {
   auto r = load(dir, kHead + out + "[state]\nretire_sources_after = \"12h\"\n");
   ASSERT_TRUE(r.errors.empty()) << joined(r.errors);
   EXPECT_EQ(r.config.retire_sources_after_ms, 12 * 3'600'000);
+  EXPECT_FALSE(load(dir, kHead + out + "[state]\nretire_sources_after = \"1h\"\n").errors.empty())
+      << "shorter than re-sends may come"; 
   EXPECT_EQ(load(dir, kHead + out + "[state]\nretire_sources_after = 0\n").config.retire_sources_after_ms, 0);
   auto bad = load(dir, kHead + out + "[state]\nretire_sources_after = \"soon\"\n");
   EXPECT_NE(joined(bad.errors).find("a.toml:11: state.retire_sources_after: must be 0 (never) or a duration of at least"),

@@ -70,10 +70,11 @@ class Ledger {
   std::size_t retire_idle(std::int64_t idle_ms, std::int64_t every_ms);
   [[nodiscard]] bool sweep_due(std::int64_t every_ms) const noexcept { return clock_.now_ms - clock_.swept_ms >= every_ms; }
 
-  // The clock goes no further than this past the wall clock: a record stamped far in the future
-  // (a skewed host) must not make every source look idle. The wall clock is read when an event
-  // passes the bound last computed (about once an hour, and on such records), and at parse()
-  // (a restored clock is held to it too).
+  // The clock goes no further than this past the wall clock, and one record moves it by this
+  // much at most: a record stamped far in the future (a skewed host, live or replayed) must not
+  // make every source look idle. The wall clock is read when an event passes the bound last
+  // computed (about once an hour, and on such records), and at parse() (a restored clock is held
+  // to it too). Well under the shortest idle time allowed (12 h).
   static constexpr std::int64_t kClockAheadMs = 3'600'000;
   using WallClock = std::int64_t (*)() noexcept;  // milliseconds since the epoch
   void set_wall_clock(WallClock wall) noexcept {  // tests
