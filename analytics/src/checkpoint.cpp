@@ -50,11 +50,17 @@ void write_checkpoint(const std::filesystem::path& path, const std::string& payl
   ::close(fd);
   if (::rename(tmp.c_str(), path.c_str()) != 0)
     core::throw_errno(fmt::format("cannot rename {} to {}", tmp.string(), path.string()), errno);
+  // The rename is durable only once the directory is synced: the caller commits its input's
+  // position after this returns, so a failure here is an error, not a shrug (after a power loss
+  // the old checkpoint could come back behind a cursor already moved on).
   const auto dir = path.has_parent_path() ? path.parent_path() : std::filesystem::path(".");
-  if (const int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC); dfd >= 0) {
-    ::fsync(dfd);
-    ::close(dfd);
-  }
+  const int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dfd < 0) core::throw_errno(fmt::format("cannot open {} to sync the checkpoint's rename", dir.string()), errno);
+  const int synced = ::fsync(dfd);
+  const int err = errno;
+  ::close(dfd);
+  if (synced != 0 && err != EINVAL)  // EINVAL: a file system whose directories take no fsync
+    core::throw_errno(fmt::format("cannot fsync {} (the checkpoint's rename)", dir.string()), err);
 }
 
 std::optional<std::string> read_checkpoint(const std::filesystem::path& path) {
@@ -71,7 +77,12 @@ std::optional<std::string> read_checkpoint(const std::filesystem::path& path) {
   f.read(reinterpret_cast<char*>(&crc), sizeof crc);
   if (!f || std::memcmp(magic, kMagic, sizeof kMagic) != 0)
     throw core::Error(fmt::format("{} is not a Tributary checkpoint (bad header)", path.string()));
-  if (len > (std::uint64_t{1} << 34)) throw core::Error(fmt::format("checkpoint {} claims {} bytes", path.string(), len));
+  // The length is not under the CRC: a damaged one must not make this allocate gigabytes.
+  const std::uintmax_t size = std::filesystem::file_size(path, ec);
+  constexpr std::uint64_t kHeader = sizeof magic + sizeof len + sizeof crc;
+  if (ec || size < kHeader || len != size - kHeader)
+    throw core::Error(fmt::format("checkpoint {} is damaged or truncated (it claims {} bytes, the file holds {})",
+                                  path.string(), len, ec ? 0 : (size < kHeader ? 0 : size - kHeader)));
   std::string payload(len, '\0');
   f.read(payload.data(), static_cast<std::streamsize>(len));
   if (static_cast<std::uint64_t>(f.gcount()) != len)

@@ -41,6 +41,7 @@ struct FieldExtractor::Impl {
   // Top-level fields only ("/name" pointers, at most 64): one pass over the object's fields
   // instead of one at_pointer walk from the start per field.
   std::vector<std::string> names;
+  std::vector<std::uint64_t> same_name;  // per name: the names equal to it (itself included)
   bool top_level = false;
   // Each name with its closing quote as 16 bytes and a mask, where it fits: a key (as written,
   // escapes and all) is compared with two loads. The event copies carry 64 bytes of padding,
@@ -143,7 +144,10 @@ struct FieldExtractor::Impl {
         if (p.fits ? ((lo & p.mask_lo) != p.lo) | ((hi & p.mask_hi) != p.hi) : !raw_key.unsafe_is_equal(names[i]))
           continue;
         if (const Reject r = take(f.value(), i, out, bad, copy_strings); r != Reject::kNone) return r;
-        found |= 1ull << i;
+        // Two fields may name one key (say, one as a window's time, one for a label): both get it.
+        for (std::uint64_t same = same_name[i] & ~(1ull << i); same != 0; same &= same - 1)
+          out[static_cast<std::size_t>(std::countr_zero(same))] = out[i];
+        found |= same_name[i];
         break;
       }
       if (found == all) break;
@@ -342,6 +346,12 @@ FieldExtractor FieldExtractor::json(std::vector<std::string> pointers) {
     }
     impl->names.emplace_back(name);
     impl->patterns.push_back(Impl::pattern_of(name));
+  }
+  for (std::size_t i = 0; i < impl->names.size(); ++i) {
+    std::uint64_t same = 0;
+    for (std::size_t j = 0; j < impl->names.size() && j < 64; ++j)
+      if (impl->names[j] == impl->names[i]) same |= 1ull << j;
+    impl->same_name.push_back(same);
   }
   impl->pointers = std::move(pointers);
   return FieldExtractor(std::move(impl));

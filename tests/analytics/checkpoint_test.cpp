@@ -45,6 +45,22 @@ TEST(CheckpointTest, ADamagedOrTruncatedCheckpointIsAnErrorNotAReset) {
   EXPECT_THROW((void)read_checkpoint(dir / "state"), core::Error);
   std::ofstream(dir / "other") << "not a checkpoint at all";
   EXPECT_THROW((void)read_checkpoint(dir / "other"), core::Error);
+  // The length field is not under the CRC: a flipped high bit in it claims gigabytes, which must
+  // be an error naming the file, not an allocation of them (an OOM kill on a small node).
+  write_checkpoint(dir / "state", std::string(1000, 's'));
+  {
+    std::fstream f(dir / "state", std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(8 + 4);  // the length's fifth byte: 1000 + 2^32
+    f.put('\x01');
+  }
+  try {
+    (void)read_checkpoint(dir / "state");
+    FAIL() << "a damaged length was believed";
+  } catch (const core::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("damaged or truncated (it claims 4294968296 bytes, the file holds 1000)"),
+              std::string::npos)
+        << e.what();
+  }
 }
 
 // A checkpoint that is there but cannot be read (here: a user without permission) must stop

@@ -43,6 +43,22 @@ TEST(FieldExtractorTest, TellsApartTopLevelNamesThatShareTheirFirstBytes) {
   EXPECT_EQ(bad, 4u) << "a key that differs from the long name in its last byte is not it";
 }
 
+// Two fields may name one key (one as a window's time, one for a label): both get its value,
+// one by one and in batches (every event was "missing field" before).
+TEST(FieldExtractorTest, TwoFieldsNamingOneKeyBothGetIt) {
+  auto x = FieldExtractor::json({"/time_stamp", "/user_id", "/time_stamp"});
+  Views out;
+  ASSERT_EQ(x.extract(R"({"user_id": 7, "time_stamp": 1111})", out), Reject::kNone);
+  EXPECT_EQ(out, (Views{"1111", "7", "1111"}));
+  std::vector<std::string_view> events = {R"({"time_stamp": 1, "user_id": 2})", R"({"user_id": 3, "time_stamp": 4})"};
+  std::vector<Views> got;
+  x.extract_batch(events, out, [&](std::size_t, Reject r, std::size_t) {
+    EXPECT_EQ(r, Reject::kNone);
+    got.push_back(out);
+  });
+  EXPECT_EQ(got, (std::vector<Views>{{"1", "2", "1"}, {"4", "3", "4"}}));
+}
+
 TEST(FieldExtractorTest, RejectsMalformedEventsWithTheirReason) {
   auto x = FieldExtractor::json({"/user_id", "/action_type"});
   Views out;
