@@ -12,7 +12,10 @@
 namespace tributary::analytics {
 
 namespace {
+// A key held as an integer: its canonical text only ("007" is text, not 7: keys are identities,
+// and "007" and "7" are two).
 std::optional<std::uint64_t> as_uint(std::string_view s) {
+  if (s.size() > 1 && s[0] == '0') return std::nullopt;
   std::uint64_t v = 0;
   const auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
   if (ec != std::errc{} || p != s.data() + s.size() || s.empty()) return std::nullopt;
@@ -44,6 +47,7 @@ DimensionTable DimensionTable::load(const std::filesystem::path& file, std::stri
   if (!in) throw core::Error(fmt::format("cannot read dimension table {}", file.string()));
   std::string header;
   if (!std::getline(in, header)) throw core::Error(fmt::format("{} is empty: expected a CSV header", file.string()));
+  if (header.rfind("\xEF\xBB\xBF", 0) == 0) header.erase(0, 3);  // a UTF-8 byte-order mark (spreadsheet exports)
   const auto names = split(header);
   auto index_of = [&](std::string_view name) -> std::size_t {
     const auto it = std::find(names.begin(), names.end(), name);

@@ -270,17 +270,16 @@ AnalyzeConfigResult load_analyze_config(const fs::path& file) {
       w.time = str(*t, section, "time", false, "ingest");
       if (w.time != "ingest") field_known(t->get("time"), section + ".time", w.time);
       int year = 1970;
-      {
-        const std::time_t now = std::time(nullptr);
-        std::tm tm{};
-        ::gmtime_r(&now, &tm);
-        year = tm.tm_year + 1900;
-      }
+      const std::string fmt_text = str(*t, section, "time_format", false, "epoch_ms");
       if (const toml::node* y = t->get("year")) {
         if (auto v = y->value<std::int64_t>(); v && *v >= 1970 && *v <= 9999) year = static_cast<int>(*v);
         else err(y, section + ".year", "must be a year (1970-9999)");
+      } else if (fmt_text.find('%') != std::string::npos && fmt_text.find("%Y") == std::string::npos) {
+        // Not the year of the day the analyzer starts: a replay, or a start on December 31,
+        // would put the same events in other windows.
+        err(t->get("time_format"), section + ".year",
+            fmt::format("a pattern without %Y (\"{}\") needs year = YYYY, the year of its dates", fmt_text));
       }
-      const std::string fmt_text = str(*t, section, "time_format", false, "epoch_ms");
       if (auto f = TimeFormat::parse(fmt_text, year)) w.time_format = *f;
       else err(t->get("time_format"), section + ".time_format",
                "must be epoch_s, epoch_ms, rfc3339 or a pattern of %Y %m %d %H %M %S (e.g. \"%m%d\")");

@@ -119,6 +119,25 @@ std::optional<std::int64_t> TimeFormat::parse_millis(std::string_view v) const {
     }
     case Kind::kRfc3339: return parse_rfc3339(v);
     case Kind::kPattern: {
+      // A pattern of digits only ("%m%d") read from an integer field: the field drops leading
+      // zeros (the Tianchi log's time_stamp is 829 for 08-29), so a shorter all-digit value is
+      // the number, padded back to the pattern's width.
+      std::string padded;
+      if (std::size_t width = 0; std::all_of(v.begin(), v.end(), [](char ch) { return ch >= '0' && ch <= '9'; })) {
+        bool digits_only = true;
+        for (std::size_t i = 0; i < pattern.size(); ++i) {
+          if (pattern[i] != '%' || i + 1 == pattern.size() || pattern[i + 1] == '%') {
+            digits_only = false;
+            break;
+          }
+          width += pattern[++i] == 'Y' ? 4 : 2;
+        }
+        if (digits_only && !v.empty() && v.size() < width) {
+          padded.assign(width - v.size(), '0');
+          padded += v;
+          v = padded;
+        }
+      }
       int y = year, mo = 1, d = 1, h = 0, mi = 0, s = 0;
       std::size_t at = 0;
       for (std::size_t i = 0; i < pattern.size(); ++i) {

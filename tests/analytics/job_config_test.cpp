@@ -43,6 +43,17 @@ TEST(AnalyzeConfigTest, ParsesWindowsWithDefaults) {
   EXPECT_EQ(forever.config.windows[0].late_retention_ms, 0);
 }
 
+// A pattern without %Y takes its year from the config, never from the day the analyzer starts.
+TEST(AnalyzeConfigTest, APatternWithoutAYearNeedsOne) {
+  testing::TempDir dir;
+  auto r = load(dir, kHead + "[[windows]]\nname = \"w\"\nsize = \"1d\"\ntime = \"ts\"\ntime_format = \"%m%d\"\n");
+  EXPECT_NE(joined(r.errors).find("a.toml:11: windows[0].year: a pattern without %Y (\"%m%d\") needs year = YYYY"),
+            std::string::npos)
+      << joined(r.errors);
+  EXPECT_TRUE(load(dir, kHead + "[[windows]]\nname = \"w\"\nsize = \"1d\"\ntime = \"ts\"\n"
+                                "time_format = \"%Y%m%d\"\n").errors.empty());
+}
+
 TEST(AnalyzeConfigTest, WindowMistakesNameTheLineAndKey) {
   testing::TempDir dir;
   auto r = load(dir, kHead + "[[windows]]\nname = \"w\"\nby = [\"nope\"]\nsize = \"1 hour\"\nslide = \"2h\"\n"

@@ -38,7 +38,12 @@ TEST(TimeFormatTest, ParsesEpochsRfc3339AndPatterns) {
   for (const auto& absurd : {"1e300", "nan", "-5", "9223372036854775807"})  // no overflow, no UB
     EXPECT_FALSE(s->to_millis(absurd)) << absurd;
   EXPECT_FALSE(ms->to_millis("253402300800000")) << "after 9999";
-  EXPECT_FALSE(mmdd->to_millis("111")) << "too short";
+  // An integer field drops leading zeros: a shorter all-digit value is the number.
+  EXPECT_EQ(mmdd->to_millis("829"), 1440806400000) << "2015-08-29: the real log's first time_stamp";
+  EXPECT_EQ(mmdd->to_millis("111"), 1420934400000) << "0111: January 11";
+  EXPECT_FALSE(mmdd->to_millis("1")) << "0001: no month 0";
+  EXPECT_FALSE(mmdd->to_millis("11-1")) << "not all digits: as written";
+  EXPECT_FALSE(full->to_millis("20261111")) << "a pattern with literals is read as written";
   EXPECT_FALSE(TimeFormat::parse("%q", 2026));
   EXPECT_FALSE(TimeFormat::parse("yyyy", 2026));
 }
