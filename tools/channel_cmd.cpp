@@ -211,11 +211,16 @@ void add_channel_commands(CLI::App& app, int& exit_code) {
   create->callback([create_args, &exit_code] {
     core::ChannelConfig cfg;
     cfg.capacity = size_arg(create_args->capacity);
-    cfg.max_payload = create_args->max_payload.empty()
-                          ? static_cast<std::uint32_t>(std::min<std::uint64_t>(1u << 20, cfg.capacity / 4 - 64))
-                          : static_cast<std::uint32_t>(size_arg(create_args->max_payload));
+    const std::uint64_t max_payload = create_args->max_payload.empty()
+                                          ? std::min<std::uint64_t>(1u << 20, cfg.capacity / 4 - 64)
+                                          : size_arg(create_args->max_payload);
+    if (max_payload > UINT32_MAX)
+      throw core::Error(fmt::format("--max-payload {}: at most 4G (and a quarter of the ring)", create_args->max_payload));
+    cfg.max_payload = static_cast<std::uint32_t>(max_payload);
     cfg.source_slots = create_args->sources;
-    cfg.mode = static_cast<mode_t>(std::stoul(create_args->mode, nullptr, 8));
+    const std::optional<unsigned> mode = core::parse_channel_mode(create_args->mode);
+    if (!mode) throw core::Error(fmt::format("--mode '{}': {}", create_args->mode, core::kChannelModeRule));
+    cfg.mode = static_cast<mode_t>(*mode);
     if (create_args->group >= 0) cfg.group = static_cast<gid_t>(create_args->group);
     Channel ch = Channel::create(create_args->path, cfg);
     fmt::print("created {} ({} ring, max payload {})\n", create_args->path, human_bytes(cfg.capacity),

@@ -33,4 +33,15 @@ std::string human_bytes(std::uint64_t b) {
   return fmt::format("{} B", b);
 }
 
+std::optional<unsigned> parse_channel_mode(std::string_view text) noexcept {
+  if (text.empty() || text.size() > 4) return std::nullopt;
+  unsigned bits = 0;
+  for (const char c : text) {
+    if (c < '0' || c > '7') return std::nullopt;
+    bits = bits * 8 + static_cast<unsigned>(c - '0');
+  }
+  if (bits > 0777 || (bits & 0600) != 0600 || (bits & 07) != 0) return std::nullopt;
+  return bits;
+}
+
 }  // namespace tributary::core

@@ -88,6 +88,48 @@ struct Ctx {
   }
 };
 
+// What the sections mean together: two channels on one file, two uplinks as one consumer of a
+// channel, dead-letter channels that lead back to what they serve.
+void check_wiring(ConfigResult& r, const std::filesystem::path& file) {
+  const AgentConfig& c = r.config;
+  auto err = [&](const std::string& what) { r.errors.push_back(fmt::format("{}: {}", file.string(), what)); };
+  for (std::size_t i = 0; i < c.channels.size(); ++i)
+    for (std::size_t j = 0; j < i; ++j)
+      if (std::filesystem::path(c.channels[i].path).lexically_normal() ==
+          std::filesystem::path(c.channels[j].path).lexically_normal())
+        err(fmt::format("channels.{} and channels.{} are the same file ({}): one ring, written as two",
+                        c.channels[j].name, c.channels[i].name, c.channels[i].path.string()));
+  for (std::size_t i = 0; i < c.uplinks.size(); ++i)
+    for (std::size_t j = 0; j < i; ++j)
+      if (c.uplinks[i].channel == c.uplinks[j].channel && c.uplinks[i].consumer == c.uplinks[j].consumer)
+        err(fmt::format("uplinks.{} and uplinks.{} read channel '{}' as the same consumer '{}': give each its own "
+                        "consumer = \"...\"",
+                        c.uplinks[j].name, c.uplinks[i].name, c.uplinks[i].channel, c.uplinks[i].consumer));
+  // Following dead_letter from an uplink's channel (through the uplinks that ship each
+  // dead-letter channel) must never come back to it: a refused event would go round for good.
+  for (const UplinkSpec& start : c.uplinks) {
+    std::set<std::string> seen{start.channel};
+    std::vector<std::string> frontier{start.dead_letter};
+    while (!frontier.empty()) {
+      const std::string ch = frontier.back();
+      frontier.pop_back();
+      if (ch.empty()) continue;
+      if (seen.count(ch) != 0) {
+        if (ch == start.channel) {
+          err(fmt::format("uplinks.{}: its dead_letter '{}' leads back to its own channel '{}': an event Kafka "
+                          "refuses would go round for good",
+                          start.name, start.dead_letter, start.channel));
+          break;
+        }
+        continue;
+      }
+      seen.insert(ch);
+      for (const UplinkSpec& u : c.uplinks)
+        if (u.channel == ch) frontier.push_back(u.dead_letter);
+    }
+  }
+}
+
 std::string type_name(OptionType t) {
   switch (t) {
     case OptionType::kString: return "a string";
@@ -307,7 +349,11 @@ ConfigResult load_agent_config(const std::filesystem::path& file) {
       c.create.max_payload = static_cast<std::uint32_t>(
           std::min<std::int64_t>(v.integer("max_payload"), static_cast<std::int64_t>(c.create.capacity / 4 - 64)));
       c.create.source_slots = static_cast<std::uint32_t>(v.integer("source_slots"));
-      c.create.mode = static_cast<mode_t>(std::strtoul(v.str("mode").c_str(), nullptr, 8));
+      const std::optional<unsigned> mode = core::parse_channel_mode(v.str("mode"));
+      if (!mode)
+        ctx.error(t->get("mode") ? t->get("mode")->source() : t->source(), "channels." + name + ".mode",
+                  fmt::format("'{}': {}", v.str("mode"), core::kChannelModeRule));
+      c.create.mode = static_cast<mode_t>(mode.value_or(0600));
       const std::string& sync = v.str("sync");
       c.open.sync = sync == "none" ? core::SyncPolicy::kNone
                                    : sync == "interval" ? core::SyncPolicy::kInterval : core::SyncPolicy::kEveryCommit;
@@ -355,9 +401,13 @@ ConfigResult load_agent_config(const std::filesystem::path& file) {
         for (const auto& e : *a)
           if (auto str = e.value<std::string>()) s.channels.push_back(*str);
       }
-      for (const auto& c : s.channels) {
+      for (std::size_t i = 0; i < s.channels.size(); ++i) {
+        const std::string& c = s.channels[i];
         if (declared_channels.count(c) == 0)
           ctx.error(chans->source(), section + ".channels", fmt::format("no channel named '{}'", c));
+        if (std::find(s.channels.begin(), s.channels.begin() + static_cast<std::ptrdiff_t>(i), c) !=
+            s.channels.begin() + static_cast<std::ptrdiff_t>(i))  // each event would go there twice
+          ctx.error(chans->source(), section + ".channels", fmt::format("'{}' is listed twice", c));
       }
       if (chans != nullptr && s.channels.empty())
         ctx.error(chans->source(), section + ".channels", "must name at least one channel");
@@ -411,6 +461,7 @@ ConfigResult load_agent_config(const std::filesystem::path& file) {
       r.config.uplinks.push_back(std::move(u));
     }
   }
+  check_wiring(r, file);
   if (r.config.sources.empty() && r.config.uplinks.empty() && r.errors.empty())
     r.errors.push_back(fmt::format("{}: no [sources.NAME] or [uplinks.NAME] section: nothing to do", file.string()));
   return r;

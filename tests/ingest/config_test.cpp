@@ -82,6 +82,68 @@ TEST(AgentConfigTest, ReportsMissingRequiredKeysAndSyntaxErrorsByLine) {
   EXPECT_NE(bad.errors[0].find("agent.toml:3:"), std::string::npos) << bad.errors[0];
 }
 
+// Sections that are each fine but wrong together: found at load (--validate), not as a
+// misleading error at start, a loop at run time, or events written twice.
+TEST(AgentConfigTest, RefusesWiringThatWouldLoseDuplicateOrLoopEvents) {
+  TempDir dir;
+  auto r = load(dir, R"(
+[channels.logs]
+path = "/tmp/logs.chan"
+[channels.again]
+path = "/tmp/./logs.chan"
+[channels.dlq]
+path = "/tmp/dlq.chan"
+mode = "0644"
+[sources.s]
+type = "stdin"
+channels = ["logs", "logs"]
+[uplinks.a]
+channel = "logs"
+topic = "a"
+bootstrap = "b:9092"
+[uplinks.b]
+channel = "logs"
+topic = "b"
+bootstrap = "b:9092"
+[uplinks.self]
+channel = "again"
+consumer = "self"
+topic = "s"
+bootstrap = "b:9092"
+dead_letter = "again"
+[uplinks.x]
+channel = "dlq"
+consumer = "x"
+topic = "x"
+bootstrap = "b:9092"
+dead_letter = "logs"
+[uplinks.y]
+channel = "logs"
+consumer = "y"
+topic = "y"
+bootstrap = "b:9092"
+dead_letter = "dlq"
+)");
+  const std::string all = joined(r.errors);
+  for (const std::string want : {
+           "channels.dlq.mode: '0644': an octal mode with read and write for the owner and nothing for others",
+           "sources.s.channels: 'logs' is listed twice",
+           "channels.again and channels.logs are the same file (/tmp/logs.chan)",
+           "uplinks.a and uplinks.b read channel 'logs' as the same consumer 'uplink'",
+           "uplinks.self: its dead_letter 'again' leads back to its own channel 'again'",
+           "uplinks.x: its dead_letter 'logs' leads back to its own channel 'dlq'",
+           "uplinks.y: its dead_letter 'dlq' leads back to its own channel 'logs'"})
+    EXPECT_NE(all.find(want), std::string::npos) << want << "\nin:\n" << all;
+  for (const std::string mode : {"rw", "0o600", "", "0600x", "1777", "0400"})
+    EXPECT_FALSE(load(dir, "[channels.c]\npath = \"/tmp/c\"\nmode = \"" + mode +
+                               "\"\n[sources.s]\ntype = \"stdin\"\nchannels = \"c\"\n")
+                     .errors.empty())
+        << "mode " << mode;
+  EXPECT_TRUE(load(dir, "[channels.c]\npath = \"/tmp/c\"\nmode = \"0660\"\n[sources.s]\ntype = \"stdin\"\n"
+                        "channels = \"c\"\n")
+                  .errors.empty());
+}
+
 TEST(AgentConfigTest, RejectsUnknownSections) {
   TempDir dir;
   auto r = load(dir, "[sinks.x]\na = 1\n[sources.s]\ntype = \"stdin\"\nchannels = \"c\"\n[channels.c]\npath = \"/tmp/c\"\n");

@@ -56,6 +56,28 @@ TEST(ChannelCommandTest, StatSaysAFileWasClosedCleanlyAndRecoverScansItAnyway) {
   EXPECT_TRUE(ch.stats().opened_after_clean_close) << "recover closed the file cleanly again";
 }
 
+// A mode that is not an owner-only or group octal mode, or a max payload past 4 GiB, is an
+// error and creates nothing (they became mode 0000, or a smaller max payload, or a crash).
+TEST(ChannelCommandTest, CreateRefusesABadModeOrMaxPayloadAndCreatesNothing) {
+  TempDir dir;
+  for (const std::vector<std::string>& extra :
+       {std::vector<std::string>{"--mode", "rw"}, {"--mode", "0644"}, {"--capacity", "64G", "--max-payload", "5G"}}) {
+    std::vector<std::string> args{kTributary, "channel", "create", (dir / "c.chan").string()};
+    args.insert(args.end(), extra.begin(), extra.end());
+    Child create(args);
+    (void)output_of(create);
+    const int status = create.wait(10s);
+    EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 1) << extra[1] << ": status " << status;
+    EXPECT_FALSE(std::filesystem::exists(dir / "c.chan")) << extra[1];
+  }
+  Child ok({kTributary, "channel", "create", (dir / "c.chan").string(), "--capacity", "1M", "--mode", "0660"});
+  (void)output_of(ok);
+  EXPECT_EQ(ok.wait(10s), 0);
+  EXPECT_EQ(std::filesystem::status(dir / "c.chan").permissions() & std::filesystem::perms::all,
+            std::filesystem::perms::owner_read | std::filesystem::perms::owner_write | std::filesystem::perms::group_read |
+                std::filesystem::perms::group_write);
+}
+
 TEST(ChannelCommandTest, RecoverRefusesAFileInUseAndSaysSo) {
   TempDir dir;
   const auto path = dir / "c.chan";

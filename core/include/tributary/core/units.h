@@ -14,4 +14,10 @@ namespace tributary::core {
 // "64.0 MiB", "512 B".
 [[nodiscard]] std::string human_bytes(std::uint64_t bytes);
 
+// A channel file's mode as written ("0600", "0660"): octal digits only, read and write for the
+// owner, nothing for others (the file holds the logs themselves); nullopt otherwise.
+[[nodiscard]] std::optional<unsigned> parse_channel_mode(std::string_view text) noexcept;
+inline constexpr const char* kChannelModeRule =
+    "an octal mode with read and write for the owner and nothing for others, such as \"0600\" or \"0660\"";
+
 }  // namespace tributary::core
