@@ -77,12 +77,16 @@ std::optional<std::string> read_checkpoint(const std::filesystem::path& path) {
   f.read(reinterpret_cast<char*>(&crc), sizeof crc);
   if (!f || std::memcmp(magic, kMagic, sizeof kMagic) != 0)
     throw core::Error(fmt::format("{} is not a Tributary checkpoint (bad header)", path.string()));
-  // The length is not under the CRC: a damaged one must not make this allocate gigabytes.
-  const std::uintmax_t size = std::filesystem::file_size(path, ec);
+  // The length is not under the CRC: a damaged one must not make this allocate gigabytes. The
+  // size is the open file's (a checkpoint renamed into place meanwhile is another file).
   constexpr std::uint64_t kHeader = sizeof magic + sizeof len + sizeof crc;
-  if (ec || size < kHeader || len != size - kHeader)
+  f.seekg(0, std::ios::end);
+  const auto end = f.tellg();
+  f.seekg(static_cast<std::streamoff>(kHeader));
+  const std::uint64_t size = end < 0 ? 0 : static_cast<std::uint64_t>(end);
+  if (!f || size < kHeader || len != size - kHeader)
     throw core::Error(fmt::format("checkpoint {} is damaged or truncated (it claims {} bytes, the file holds {})",
-                                  path.string(), len, ec ? 0 : (size < kHeader ? 0 : size - kHeader)));
+                                  path.string(), len, size < kHeader ? 0 : size - kHeader));
   std::string payload(len, '\0');
   f.read(payload.data(), static_cast<std::streamsize>(len));
   if (static_cast<std::uint64_t>(f.gcount()) != len)

@@ -12,10 +12,9 @@
 namespace tributary::analytics {
 
 namespace {
-// A key held as an integer: its canonical text only ("007" is text, not 7: keys are identities,
-// and "007" and "7" are two).
+// A key that reads as an integer is that integer: "007" and 7 are one key (an id column; a JSON
+// number has no leading zeros, an export may pad them).
 std::optional<std::uint64_t> as_uint(std::string_view s) {
-  if (s.size() > 1 && s[0] == '0') return std::nullopt;
   std::uint64_t v = 0;
   const auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
   if (ec != std::errc{} || p != s.data() + s.size() || s.empty()) return std::nullopt;

@@ -318,7 +318,17 @@ struct FieldExtractor::Impl {
 
 FieldExtractor::FieldExtractor(std::unique_ptr<Impl> impl) noexcept : impl_(std::move(impl)) {}
 FieldExtractor::FieldExtractor(FieldExtractor&&) noexcept = default;
-void FieldExtractor::set_optional(std::vector<bool> optional) { impl_->optional = std::move(optional); }
+void FieldExtractor::set_optional(std::vector<bool> optional) {
+  // Fields naming one key share its value, so they share whether it may be missing: optional
+  // only if all of them are (or the outcome would depend on the order they were declared in).
+  Impl& x = *impl_;
+  for (std::size_t i = 0; i < x.same_name.size() && i < optional.size(); ++i)
+    for (std::uint64_t same = x.same_name[i]; same != 0; same &= same - 1) {
+      const auto j = static_cast<std::size_t>(std::countr_zero(same));
+      if (j >= optional.size() || !optional[j]) optional[i] = false;
+    }
+  x.optional = std::move(optional);
+}
 FieldExtractor& FieldExtractor::operator=(FieldExtractor&&) noexcept = default;
 FieldExtractor::~FieldExtractor() = default;
 

@@ -274,7 +274,8 @@ AnalyzeConfigResult load_analyze_config(const fs::path& file) {
       if (const toml::node* y = t->get("year")) {
         if (auto v = y->value<std::int64_t>(); v && *v >= 1970 && *v <= 9999) year = static_cast<int>(*v);
         else err(y, section + ".year", "must be a year (1970-9999)");
-      } else if (fmt_text.find('%') != std::string::npos && fmt_text.find("%Y") == std::string::npos) {
+      } else if (w.time != "ingest" && fmt_text.find('%') != std::string::npos &&
+                 fmt_text.find("%Y") == std::string::npos) {
         // Not the year of the day the analyzer starts: a replay, or a start on December 31,
         // would put the same events in other windows.
         err(t->get("time_format"), section + ".year",

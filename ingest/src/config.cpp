@@ -92,19 +92,23 @@ struct Ctx {
 // channel, dead-letter channels that lead back to what they serve.
 void check_wiring(ConfigResult& r, const std::filesystem::path& file) {
   const AgentConfig& c = r.config;
-  auto err = [&](const std::string& what) { r.errors.push_back(fmt::format("{}: {}", file.string(), what)); };
+  auto err = [&](int line, const std::string& key, const std::string& what) {
+    r.errors.push_back(fmt::format("{}:{}: {}: {}", file.string(), line, key, what));
+  };
   for (std::size_t i = 0; i < c.channels.size(); ++i)
     for (std::size_t j = 0; j < i; ++j)
       if (std::filesystem::path(c.channels[i].path).lexically_normal() ==
           std::filesystem::path(c.channels[j].path).lexically_normal())
-        err(fmt::format("channels.{} and channels.{} are the same file ({}): one ring, written as two",
-                        c.channels[j].name, c.channels[i].name, c.channels[i].path.string()));
+        err(c.channels[i].line, "channels." + c.channels[i].name + ".path",
+            fmt::format("the same file as channels.{} ({}): one ring, written as two", c.channels[j].name,
+                        c.channels[i].path.string()));
   for (std::size_t i = 0; i < c.uplinks.size(); ++i)
     for (std::size_t j = 0; j < i; ++j)
       if (c.uplinks[i].channel == c.uplinks[j].channel && c.uplinks[i].consumer == c.uplinks[j].consumer)
-        err(fmt::format("uplinks.{} and uplinks.{} read channel '{}' as the same consumer '{}': give each its own "
-                        "consumer = \"...\"",
-                        c.uplinks[j].name, c.uplinks[i].name, c.uplinks[i].channel, c.uplinks[i].consumer));
+        err(c.uplinks[i].line, "uplinks." + c.uplinks[i].name + ".consumer",
+            fmt::format("reads channel '{}' as the same consumer '{}' as uplinks.{}: give each its own consumer = "
+                        "\"...\"",
+                        c.uplinks[i].channel, c.uplinks[i].consumer, c.uplinks[j].name));
   // Following dead_letter from an uplink's channel (through the uplinks that ship each
   // dead-letter channel) must never come back to it: a refused event would go round for good.
   for (const UplinkSpec& start : c.uplinks) {
@@ -116,9 +120,9 @@ void check_wiring(ConfigResult& r, const std::filesystem::path& file) {
       if (ch.empty()) continue;
       if (seen.count(ch) != 0) {
         if (ch == start.channel) {
-          err(fmt::format("uplinks.{}: its dead_letter '{}' leads back to its own channel '{}': an event Kafka "
-                          "refuses would go round for good",
-                          start.name, start.dead_letter, start.channel));
+          err(start.line, "uplinks." + start.name + ".dead_letter",
+              fmt::format("'{}' leads back to its own channel '{}': an event Kafka refuses would go round for good",
+                          start.dead_letter, start.channel));
           break;
         }
         continue;
@@ -344,6 +348,7 @@ ConfigResult load_agent_config(const std::filesystem::path& file) {
       if (r.errors.size() != before) continue;
       ChannelSpec c;
       c.name = name;
+      c.line = static_cast<int>(t->source().begin.line);
       c.path = v.str("path");
       c.create.capacity = static_cast<std::uint64_t>(v.integer("capacity"));
       c.create.max_payload = static_cast<std::uint32_t>(
@@ -430,6 +435,7 @@ ConfigResult load_agent_config(const std::filesystem::path& file) {
       parse_options(ctx, section, kUplinkOptions, *t, {"kafka"}, v);
       UplinkSpec u;
       u.name = name;
+      u.line = static_cast<int>(t->source().begin.line);
       if (const toml::node* k = t->get("kafka")) {
         if (const toml::table* kt = k->as_table()) {
           for (const auto& [kk, kv] : *kt) {

@@ -57,6 +57,13 @@ TEST(FieldExtractorTest, TwoFieldsNamingOneKeyBothGetIt) {
     got.push_back(out);
   });
   EXPECT_EQ(got, (std::vector<Views>{{"1", "2", "1"}, {"4", "3", "4"}}));
+  // One optional, its twin required: the key may not be null, whatever the order of the two.
+  for (const std::vector<bool>& optional : {std::vector<bool>{true, false, false}, {false, false, true}}) {
+    auto y = FieldExtractor::json({"/coupon", "/user_id", "/coupon"});
+    y.set_optional(optional);
+    std::size_t bad = 99;
+    EXPECT_EQ(y.extract(R"({"user_id": 7, "coupon": null})", out, &bad), Reject::kMissingField);
+  }
 }
 
 TEST(FieldExtractorTest, RejectsMalformedEventsWithTheirReason) {

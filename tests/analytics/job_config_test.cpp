@@ -52,6 +52,8 @@ TEST(AnalyzeConfigTest, APatternWithoutAYearNeedsOne) {
       << joined(r.errors);
   EXPECT_TRUE(load(dir, kHead + "[[windows]]\nname = \"w\"\nsize = \"1d\"\ntime = \"ts\"\n"
                                 "time_format = \"%Y%m%d\"\n").errors.empty());
+  EXPECT_TRUE(load(dir, kHead + "[[windows]]\nname = \"w\"\nsize = \"1d\"\ntime_format = \"%m%d\"\n").errors.empty())
+      << "ingest time: the pattern is not used";
 }
 
 TEST(AnalyzeConfigTest, WindowMistakesNameTheLineAndKey) {

@@ -128,11 +128,11 @@ dead_letter = "dlq"
   for (const std::string want : {
            "channels.dlq.mode: '0644': an octal mode with read and write for the owner and nothing for others",
            "sources.s.channels: 'logs' is listed twice",
-           "channels.again and channels.logs are the same file (/tmp/logs.chan)",
-           "uplinks.a and uplinks.b read channel 'logs' as the same consumer 'uplink'",
-           "uplinks.self: its dead_letter 'again' leads back to its own channel 'again'",
-           "uplinks.x: its dead_letter 'logs' leads back to its own channel 'dlq'",
-           "uplinks.y: its dead_letter 'dlq' leads back to its own channel 'logs'"})
+           "agent.toml:2: channels.logs.path: the same file as channels.again (/tmp/logs.chan)",
+           "agent.toml:16: uplinks.b.consumer: reads channel 'logs' as the same consumer 'uplink' as uplinks.a",
+           "agent.toml:20: uplinks.self.dead_letter: 'again' leads back to its own channel 'again'",
+           "agent.toml:26: uplinks.x.dead_letter: 'logs' leads back to its own channel 'dlq'",
+           "agent.toml:32: uplinks.y.dead_letter: 'dlq' leads back to its own channel 'logs'"})
     EXPECT_NE(all.find(want), std::string::npos) << want << "\nin:\n" << all;
   for (const std::string mode : {"rw", "0o600", "", "0600x", "1777", "0400"})
     EXPECT_FALSE(load(dir, "[channels.c]\npath = \"/tmp/c\"\nmode = \"" + mode +

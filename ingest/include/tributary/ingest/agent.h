@@ -48,6 +48,7 @@ namespace tributary::ingest {
 
 struct ChannelSpec {
   std::string name;
+  int line = 0;  // of its section in the file, for errors
   std::filesystem::path path;
   core::ChannelConfig create;       // used only when the file does not exist
   core::OpenOptions open;
@@ -65,6 +66,7 @@ struct SourceSpec {
 // [uplinks.NAME]: ship a channel to a Kafka topic (tributary::uplink), on its own thread.
 struct UplinkSpec {
   std::string name;
+  int line = 0;  // of its section in the file, for errors
   std::string channel;      // a [channels.X] name
   std::string topic;
   std::string consumer;     // durable consumer name in the channel
