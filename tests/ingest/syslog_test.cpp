@@ -58,6 +58,17 @@ TEST(SyslogTest, ParsesStructuredDataWithEscapesAndSeveralElements) {
   EXPECT_EQ(m.message, "");
 }
 
+// A PARAM-NAME given several times (RFC 5424 7.2.1: several "ip" in "origin") becomes the
+// array of its values; an SD-ID given several times has its parameters together. The JSON has
+// no duplicate keys (most readers keep only the last of them: the first address was lost).
+TEST(SyslogTest, RepeatedParamNamesAndSdIdsKeepEveryValue) {
+  const std::string j = json_of(R"(<14>1 2003-10-11T22:14:15Z h app - - [origin ip="192.0.2.1" ip="10.0.0.1" )"
+                                R"(software="x"][meta seq="1"][meta seq="2" lang="en"] hi)");
+  EXPECT_NE(j.find(R"("sd":{"origin":{"ip":["192.0.2.1","10.0.0.1"],"software":"x"},"meta":{"seq":["1","2"],"lang":"en"}})"),
+            std::string::npos)
+      << j;
+}
+
 TEST(SyslogTest, ParsesBsdMessagesAndInfersTheYear) {
   Message m;
   ASSERT_TRUE(parse("<34>Oct 11 22:14:15 mymachine su: 'su root' failed for lonvick on /dev/pts/8", kNow, m));

@@ -279,16 +279,39 @@ void append_json(const Message& m, std::string& out) {
   field(out, "procid", m.procid);
   field(out, "msgid", m.msgid);
   if (!m.sd.empty()) {
+    // One key per SD-ID and per PARAM-NAME: a name given several times (RFC 5424 allows it, e.g.
+    // several "ip" in "origin") has the array of its values, in order; an SD-ID given several
+    // times (which the RFC forbids and senders do) has its elements' parameters together. JSON
+    // objects with duplicate keys lose all but one value in most readers.
     out += ",\"sd\":{";
+    std::vector<bool> element_done(m.sd.size(), false);
     for (std::size_t e = 0; e < m.sd.size(); ++e) {
-      if (e != 0) out += ',';
+      if (element_done[e]) continue;
+      if (out.back() != '{') out += ',';
       core::append_json_string(out, m.sd[e].id);
       out += ":{";
-      for (std::size_t p = 0; p < m.sd[e].params.size(); ++p) {
-        if (p != 0) out += ',';
-        core::append_json_string(out, m.sd[e].params[p].name);
+      std::vector<const Param*> params;  // of every element with this id, in order
+      for (std::size_t f = e; f < m.sd.size(); ++f)
+        if (m.sd[f].id == m.sd[e].id) {
+          element_done[f] = true;
+          for (const Param& p : m.sd[f].params) params.push_back(&p);
+        }
+      std::vector<bool> param_done(params.size(), false);
+      for (std::size_t p = 0; p < params.size(); ++p) {
+        if (param_done[p]) continue;
+        if (out.back() != '{') out += ',';
+        core::append_json_string(out, params[p]->name);
         out += ':';
-        core::append_json_string(out, m.sd[e].params[p].value);
+        std::size_t n = 0;
+        for (std::size_t q = p; q < params.size(); ++q) n += params[q]->name == params[p]->name;
+        if (n > 1) out += '[';
+        for (std::size_t q = p, k = 0; q < params.size(); ++q) {
+          if (params[q]->name != params[p]->name) continue;
+          param_done[q] = true;
+          if (k++ != 0) out += ',';
+          core::append_json_string(out, params[q]->value);
+        }
+        if (n > 1) out += ']';
       }
       out += '}';
     }
