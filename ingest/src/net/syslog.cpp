@@ -264,6 +264,44 @@ bool parse(std::string_view in, std::time_t now, Message& out) {
   return true;
 }
 
+namespace {
+// The SD-IDs and PARAM-NAMEs of `m`, each once (see append_json): an SD-ID's elements together,
+// a repeated name's values as an array, in order.
+void append_merged_sd(const Message& m, std::string& out) {
+  std::vector<bool> element_done(m.sd.size(), false);
+  for (std::size_t e = 0; e < m.sd.size(); ++e) {
+    if (element_done[e]) continue;
+    if (out.back() != '{') out += ',';
+    core::append_json_string(out, m.sd[e].id);
+    out += ":{";
+    std::vector<const Param*> params;  // of every element with this id, in order
+    for (std::size_t f = e; f < m.sd.size(); ++f)
+      if (m.sd[f].id == m.sd[e].id) {
+        element_done[f] = true;
+        for (const Param& p : m.sd[f].params) params.push_back(&p);
+      }
+    std::vector<bool> param_done(params.size(), false);
+    for (std::size_t p = 0; p < params.size(); ++p) {
+      if (param_done[p]) continue;
+      if (out.back() != '{') out += ',';
+      core::append_json_string(out, params[p]->name);
+      out += ':';
+      std::size_t n = 0;
+      for (std::size_t q = p; q < params.size(); ++q) n += params[q]->name == params[p]->name;
+      if (n > 1) out += '[';
+      for (std::size_t q = p, k = 0; q < params.size(); ++q) {
+        if (params[q]->name != params[p]->name) continue;
+        param_done[q] = true;
+        if (k++ != 0) out += ',';
+        core::append_json_string(out, params[q]->value);
+      }
+      if (n > 1) out += ']';
+    }
+    out += '}';
+  }
+}
+}  // namespace
+
 void append_json(const Message& m, std::string& out) {
   out += "{\"facility\":";
   append_int(out, m.facility);
@@ -282,38 +320,31 @@ void append_json(const Message& m, std::string& out) {
     // One key per SD-ID and per PARAM-NAME: a name given several times (RFC 5424 allows it, e.g.
     // several "ip" in "origin") has the array of its values, in order; an SD-ID given several
     // times (which the RFC forbids and senders do) has its elements' parameters together. JSON
-    // objects with duplicate keys lose all but one value in most readers.
+    // objects with duplicate keys lose all but one value in most readers. Found by comparing
+    // (a handful of each), written the plain way when nothing repeats: the usual message.
+    bool repeats = false;
+    for (std::size_t e = 0; e < m.sd.size() && !repeats; ++e) {
+      for (std::size_t f = 0; f < e && !repeats; ++f) repeats = m.sd[f].id == m.sd[e].id;
+      const auto& ps = m.sd[e].params;
+      for (std::size_t p = 0; p < ps.size() && !repeats; ++p)
+        for (std::size_t q = 0; q < p && !repeats; ++q) repeats = ps[q].name == ps[p].name;
+    }
     out += ",\"sd\":{";
-    std::vector<bool> element_done(m.sd.size(), false);
-    for (std::size_t e = 0; e < m.sd.size(); ++e) {
-      if (element_done[e]) continue;
-      if (out.back() != '{') out += ',';
-      core::append_json_string(out, m.sd[e].id);
-      out += ":{";
-      std::vector<const Param*> params;  // of every element with this id, in order
-      for (std::size_t f = e; f < m.sd.size(); ++f)
-        if (m.sd[f].id == m.sd[e].id) {
-          element_done[f] = true;
-          for (const Param& p : m.sd[f].params) params.push_back(&p);
+    if (!repeats) {
+      for (std::size_t e = 0; e < m.sd.size(); ++e) {
+        if (e != 0) out += ',';
+        core::append_json_string(out, m.sd[e].id);
+        out += ":{";
+        for (std::size_t p = 0; p < m.sd[e].params.size(); ++p) {
+          if (p != 0) out += ',';
+          core::append_json_string(out, m.sd[e].params[p].name);
+          out += ':';
+          core::append_json_string(out, m.sd[e].params[p].value);
         }
-      std::vector<bool> param_done(params.size(), false);
-      for (std::size_t p = 0; p < params.size(); ++p) {
-        if (param_done[p]) continue;
-        if (out.back() != '{') out += ',';
-        core::append_json_string(out, params[p]->name);
-        out += ':';
-        std::size_t n = 0;
-        for (std::size_t q = p; q < params.size(); ++q) n += params[q]->name == params[p]->name;
-        if (n > 1) out += '[';
-        for (std::size_t q = p, k = 0; q < params.size(); ++q) {
-          if (params[q]->name != params[p]->name) continue;
-          param_done[q] = true;
-          if (k++ != 0) out += ',';
-          core::append_json_string(out, params[q]->value);
-        }
-        if (n > 1) out += ']';
+        out += '}';
       }
-      out += '}';
+    } else {
+      append_merged_sd(m, out);
     }
     out += '}';
   }
