@@ -4,7 +4,6 @@
 #include <algorithm>
 #include <cmath>
 #include <charconv>
-#include <chrono>
 #include <fmt/format.h>
 
 #include "text.h"

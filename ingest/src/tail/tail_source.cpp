@@ -267,7 +267,7 @@ class TailSource final : public Source {
         // (The original may not be identified yet: files are met in no particular order.)
         for (auto& other : files_) {
           if (other.get() == &f || other->duplicate) continue;
-          const bool same_generation = other->identified ? other->source_id == id : same_head(f, *other, head);
+          const bool same_generation = other->identified ? other->source_id == id : same_head(*other, head);
           if (same_generation && same_tail(f, *other, size)) {
             f.duplicate = true;
             return false;
@@ -306,7 +306,7 @@ class TailSource final : public Source {
   }
 
   // True if `other` starts with `head` (the first bytes of another file).
-  static bool same_head(const TailFile&, const TailFile& other, const std::string& head) {
+  static bool same_head(const TailFile& other, const std::string& head) {
     std::string b(head.size(), '\0');
     return ::pread(other.fd, b.data(), b.size(), 0) == static_cast<ssize_t>(b.size()) && b == head;
   }
