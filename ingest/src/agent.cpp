@@ -80,10 +80,12 @@ Agent::Agent(const AgentConfig& config, LogFn log) : impl_(std::make_unique<Impl
       for (std::size_t i = 0; i < impl_->channels.size(); ++i) {
         if (impl_->channels[i].first == want) {
           ctx.channels.push_back(impl_->channels[i].second.get());
-          ctx.producer_options = config.channels[i].producer;
         }
       }
     }
+    // One thread serves every source, the signals and the reloads: a source must never wait
+    // inside an append. It holds what a full channel refused and retries (agent.h).
+    ctx.producer_options.on_full = core::FullPolicy::kFailFast;
     ctx.log = [log = impl_->log, name = s.name](std::string_view level, const std::string& msg) {
       if (log) log(level, fmt::format("[{}] {}", name, msg));
     };

@@ -16,7 +16,6 @@ namespace tributary::ingest {
 namespace {
 
 constexpr std::string_view kSync[] = {"none", "interval", "every-commit"};
-constexpr std::string_view kOnFull[] = {"block", "fail"};
 
 constexpr OptionSpec kChannelOptions[] = {
     {"path", OptionType::kString, "", "Channel file; created with the settings below if missing", true},
@@ -30,10 +29,6 @@ constexpr OptionSpec kChannelOptions[] = {
      "loses nothing acknowledged, slowest",
      false, 0, 0, kSync},
     {"sync_interval_ms", OptionType::kInt, "100", "With sync = interval", false, 1, 3600000},
-    {"on_full", OptionType::kEnum, "block", "block: collectors wait for space; fail: they count a rejection", false,
-     0, 0, kOnFull},
-    {"max_wait_ms", OptionType::kInt, "5000", "With on_full = block: longest wait before a retry", false, 1,
-     3600000},
     {"abandon_timeout_ms", OptionType::kInt, "1000",
      "A record reserved by a dead writer is skipped after this (a live writer never is)", false, 10, 3600000},
     {"mode", OptionType::kString, "0600", "File mode at creation (0600 or 0660)"},
@@ -365,8 +360,6 @@ ConfigResult load_agent_config(const std::filesystem::path& file) {
       c.open.sync_interval = std::chrono::milliseconds(v.integer("sync_interval_ms"));
       c.open.abandon_timeout = std::chrono::milliseconds(v.integer("abandon_timeout_ms"));
       c.open.pretouch = v.boolean("pretouch");
-      c.producer.on_full = v.str("on_full") == "block" ? core::FullPolicy::kBlock : core::FullPolicy::kFailFast;
-      c.producer.max_wait = std::chrono::milliseconds(v.integer("max_wait_ms"));
       const std::uint64_t cap = c.create.capacity;
       if ((cap & (cap - 1)) != 0)
         ctx.error(t->get("capacity")->source(), "channels." + name + ".capacity", "must be a power of two");

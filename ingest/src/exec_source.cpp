@@ -20,9 +20,11 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <csignal>
 #include <cstring>
+#include <thread>
 #include <fmt/format.h>
 
 #include "internal/stream.h"
@@ -289,7 +291,10 @@ class ExecSource final : public Source {
     ::kill(-pgid_, SIGTERM);
     const auto deadline = Clock::now() + timeout;
     while (Clock::now() < deadline && (stdout_.valid() || pid_ > 0)) {
-      if (!emitter_.refused()) poll_fds(20);
+      if (emitter_.refused())
+        std::this_thread::sleep_until(std::min(emitter_.retry_at(), deadline));  // the channel is full
+      else
+        poll_fds(20);
       if (pid_ > 0 && !pidfd_.valid()) reap(false);  // no pidfd: see do_work
       emit();
     }
@@ -297,7 +302,10 @@ class ExecSource final : public Source {
     if (pid_ > 0) reap(true);
     if (timeout.count() > 0) {
       // A refused batch is retried as it was first; only then is the stream declared ended.
-      while (emitter_.refused() && Clock::now() < deadline + timeout) emit();
+      while (emitter_.refused() && Clock::now() < deadline + timeout) {
+        std::this_thread::sleep_until(std::min(emitter_.retry_at(), deadline + timeout));
+        emit();
+      }
       if (!emitter_.refused()) {
         stdout_eof_ = true;
         while (out_.buffered() != 0 && emit() != 0) {

@@ -326,6 +326,35 @@ TEST(AgentProcessTest, AnExecCommandDoesNotOutliveItsAgent) {
 
 // The metrics endpoint as a scraper sees it: Prometheus text whose counters follow the
 // agent's work, and the JSON status; the status file names the port picked.
+// One thread serves every source: a collector whose channel is full (nothing consumes it) must
+// neither hold up the others nor keep the agent from stopping.
+TEST(AgentProcessTest, AFullChannelHoldsUpNeitherTheOtherSourcesNorTheStop) {
+  TempDir dir;
+  write_config(dir, "[channels.small]\npath = \"" + (dir / "small.chan").string() +
+                        "\"\ncapacity = \"64K\"\n"
+                        "[sources.flood]\ntype = \"exec\"\nchannels = [\"small\"]\ncommand = \"exec yes flood\"\n"
+                        "max_line = \"1K\"\nstop_timeout_ms = 100\n"
+                        "[sources.t]\ntype = \"tail\"\nchannels = [\"main\"]\npaths = [\"" +
+                        (dir / "*.log").string() + "\"]\n");
+  Child agent({kTributary, "agent", "--config", (dir / "agent.toml").string()});
+  // Until the flood has met the full channel (a refused append, or a producer asleep on it).
+  bool full = false;
+  for (const auto deadline = std::chrono::steady_clock::now() + 10s; !full && std::chrono::steady_clock::now() < deadline;
+       std::this_thread::sleep_for(20ms)) {
+    if (!std::filesystem::exists(dir / "small.chan")) continue;
+    const core::ChannelStats st = core::Channel::open(dir / "small.chan", {.read_only = true}).stats();
+    full = st.full_rejections + st.producer_waits > 0;
+  }
+  ASSERT_TRUE(full) << "the flood never filled its channel";
+  testing::append_lines(dir / "a.log", "a", 0, 100);
+  EXPECT_TRUE(wait_records(dir / "main.chan", 100, 2s)) << "the tail waited on another source's full channel";
+  agent.signal(SIGTERM);
+  const auto asked = std::chrono::steady_clock::now();
+  EXPECT_EQ(agent.wait(10s), 0);
+  EXPECT_LT(std::chrono::steady_clock::now() - asked, 2s) << "the stop waited on a full channel";
+  expect_lines_once(dir / "main.chan", {{'a', 100}});
+}
+
 TEST(AgentProcessTest, TheMetricsEndpointServesPrometheusAndStatus) {
   TempDir dir;
   write_config(dir, "[sources.cmd]\ntype = \"exec\"\nchannels = [\"main\"]\nrestart = \"never\"\n"

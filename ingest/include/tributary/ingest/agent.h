@@ -30,6 +30,12 @@
 //   bootstrap = "127.0.0.1:9092"
 //   kafka = { "linger.ms" = "10" }          # any librdkafka setting (TLS, SASL, ...)
 //
+// A full channel never stops the agent: the collectors writing to it hold what they read and
+// stop reading (back-pressure: the tail reads on later, a TCP sender or a command blocks on its
+// socket or pipe, UDP datagrams wait in the kernel's buffer and what it drops is counted as
+// `dropped`), retry every few milliseconds, and meanwhile every other collector, the uplinks,
+// the metrics and signals are served as before. Nothing is dropped for want of room.
+//
 // Errors name the file, the line and the key; unknown keys are errors. The option tables of
 // the sources (ingest/src/registry.cpp) and of channels (below) are the reference.
 #pragma once
@@ -52,7 +58,6 @@ struct ChannelSpec {
   std::filesystem::path path;
   core::ChannelConfig create;       // used only when the file does not exist
   core::OpenOptions open;
-  core::ProducerOptions producer;   // full policy of this node's collectors on this channel
 };
 
 struct SourceSpec {
