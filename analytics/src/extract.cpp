@@ -77,9 +77,50 @@ struct FieldExtractor::Impl {
     return r;
   }
 
+  static std::string_view trimmed_token(simdjson::ondemand::value& v) {
+    std::string_view raw = v.raw_json_token();  // up to the next token: blanks included
+    while (!raw.empty() && static_cast<unsigned char>(raw.back()) <= ' ' &&
+           (raw.back() == ' ' || raw.back() == '\n' || raw.back() == '\t' || raw.back() == '\r'))
+      raw.remove_suffix(1);
+    return raw;
+  }
+
+  // RFC 8259's number: -?(0|[1-9][0-9]*)(.[0-9]+)?([eE][+-]?[0-9]+)?. `s` is a token of a
+  // padded copy: 8 bytes from its first are readable.
+  [[gnu::always_inline]] static bool json_number(std::string_view s) {
+    if (s.size() - 1 < 8 && (s[0] != '0' || s.size() == 1)) {  // 1 to 8 bytes: all digits, 8 at once
+      constexpr std::uint64_t kZeros = 0x3030303030303030ull, kHigh = 0x8080808080808080ull;
+      std::uint64_t x;
+      std::memcpy(&x, s.data(), 8);
+      const std::uint64_t keep = ~0ull >> (64 - 8 * s.size());
+      x = (x & keep) | (kZeros & ~keep);  // the bytes after the token read as '0'
+      if ((((x + 0x4646464646464646ull) | (x - kZeros)) & kHigh) == 0) return true;
+    }
+    return json_number_slow(s);
+  }
+  [[gnu::noinline]] static bool json_number_slow(std::string_view s) {
+    const auto digit = [&](std::size_t i) { return i < s.size() && static_cast<unsigned char>(s[i] - '0') < 10; };
+    std::size_t i = s.size() != 0 && s[0] == '-' ? 1 : 0;
+    if (!digit(i)) return false;
+    if (s[i++] != '0')
+      while (digit(i)) ++i;
+    if (i == s.size()) return true;  // an integer: the usual case
+    if (s[i] == '.') {
+      if (!digit(++i)) return false;
+      while (digit(i)) ++i;
+    }
+    if (i < s.size() && (s[i] == 'e' || s[i] == 'E')) {
+      ++i;
+      if (i < s.size() && (s[i] == '+' || s[i] == '-')) ++i;
+      if (!digit(i)) return false;
+      while (digit(i)) ++i;
+    }
+    return i == s.size();
+  }
+
   // The text of one field's value into out[i] (views into the event copy or the parser's string
   // buffer: valid until the next event).
-  Reject take(simdjson::ondemand::value v, std::size_t i, std::vector<std::string_view>& out, std::size_t* bad,
+  [[gnu::always_inline]] Reject take(simdjson::ondemand::value v, std::size_t i, std::vector<std::string_view>& out, std::size_t* bad,
               bool copy_strings) {
     simdjson::ondemand::json_type t;
     if (v.type().get(t) != simdjson::SUCCESS) return fail(bad, pointers.size(), Reject::kNotJson);
@@ -97,13 +138,16 @@ struct FieldExtractor::Impl {
       }
       case simdjson::ondemand::json_type::number:
       case simdjson::ondemand::json_type::boolean: {
-        std::string_view raw = v.raw_json_token();
-        while (!raw.empty() && (raw.back() == ' ' || raw.back() == '\n' || raw.back() == '\t' || raw.back() == '\r'))
-          raw.remove_suffix(1);
+        // The token as written, checked: On-Demand types a value by its first byte, so "12abc"
+        // and "trueish" would pass as a number and a boolean.
+        const std::string_view raw = trimmed_token(v);
+        if (t == simdjson::ondemand::json_type::number ? !json_number(raw) : raw != "true" && raw != "false")
+          return fail(bad, pointers.size(), Reject::kNotJson);
         out[i] = raw;  // points into the event copy, stable until the next call
         return Reject::kNone;
       }
       case simdjson::ondemand::json_type::null:
+        if (trimmed_token(v) != "null") return fail(bad, pointers.size(), Reject::kNotJson);
         if (is_optional(i)) {
           out[i] = std::string_view();
           return Reject::kNone;
@@ -120,8 +164,9 @@ struct FieldExtractor::Impl {
     simdjson::ondemand::object obj;
     if (doc.get_object().get(obj) != simdjson::SUCCESS) return fail(bad, pointers.size(), Reject::kNotJson);
     // One forward pass over the members; each wanted name takes its first occurrence, whatever
-    // order the names are asked in, and the pass stops once all are found (On-Demand validates
-    // what it reads, not the rest).
+    // order the names are asked in. The pass goes on to the object's end once all are found:
+    // On-Demand checks the structure it walks (brackets, commas, keys), so an event cut short
+    // or with a second object after its own is rejected, not counted by its first fields.
     const std::uint64_t all = names.size() == 64 ? ~0ull : (1ull << names.size()) - 1;
     const Pattern* const pattern = patterns.data();
     std::uint64_t found = 0;
@@ -150,7 +195,6 @@ struct FieldExtractor::Impl {
         found |= same_name[i];
         break;
       }
-      if (found == all) break;
     }
     if (found != all)
       for (std::size_t i = 0; i < names.size(); ++i) {
@@ -169,7 +213,12 @@ struct FieldExtractor::Impl {
     if (parser.iterate(buf.data(), event.size(), buf.size()).get(doc) != simdjson::SUCCESS)
       return fail(bad, pointers.size(), Reject::kNotJson);
     out.resize(pointers.size());
-    if (top_level) return fields_of(doc, out, bad, /*copy_strings=*/false);
+    if (top_level) {
+      if (const Reject r = fields_of(doc, out, bad, /*copy_strings=*/false); r != Reject::kNone) return r;
+      // Nothing after the object: "{...}{...}" or "{...} x" is not one event.
+      return doc.current_location().error() == simdjson::OUT_OF_BOUNDS ? Reject::kNone
+                                                                         : fail(bad, pointers.size(), Reject::kNotJson);
+    }
     simdjson::ondemand::json_type root_type;
     if (doc.type().get(root_type) != simdjson::SUCCESS || root_type != simdjson::ondemand::json_type::object)
       return fail(bad, pointers.size(), Reject::kNotJson);

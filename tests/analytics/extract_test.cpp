@@ -83,6 +83,40 @@ TEST(FieldExtractorTest, RejectsMalformedEventsWithTheirReason) {
   EXPECT_EQ(out[0], "5");
 }
 
+// On-Demand types a value by its first byte and checks only what it walks: an event is taken
+// only if it is one whole JSON object and the values it gives are JSON tokens.
+TEST(FieldExtractorTest, AnEventThatIsNotExactlyOneObjectOrHasABadTokenIsRejected) {
+  auto x = FieldExtractor::json({"/user_id", "/action_type"});
+  Views out;
+  for (const char* event : {
+           R"({"user_id":1,"action_type":2}{"user_id":3,"action_type":4})",  // two objects
+           R"({"user_id":1,"action_type":2} {"x":1})",
+           R"({"user_id":1,"action_type":2,"rest":{})",                    // unclosed, ends in '}'
+           R"({"user_id":1,"action_type":2,"x":1 "y":2})",                 // a comma missing after them
+           R"({"user_id":1,"action_type":2,"x"})",
+           R"({"user_id":12abc,"action_type":2})", R"({"user_id":-,"action_type":2})",
+           R"({"user_id":01,"action_type":2})", R"({"user_id":1.,"action_type":2})",
+           R"({"user_id":.5,"action_type":2})", R"({"user_id":1e,"action_type":2})",
+           R"({"user_id":1e+,"action_type":2})", R"({"user_id":123456789x,"action_type":2})",
+           R"({"user_id":1,"action_type":trueish})", R"({"user_id":1,"action_type":fals})",
+           R"({"user_id":1,"action_type":nul})", R"({"user_id":1,"action_type":nullx})"}) {
+    std::size_t bad = 0;
+    EXPECT_EQ(x.extract(event, out, &bad), Reject::kNotJson) << event;
+    EXPECT_EQ(bad, 2u) << event;
+  }
+  x.set_optional({false, true});
+  for (const auto& [event, want] : std::initializer_list<std::pair<const char*, const char*>>{
+           {R"({"user_id":0,"action_type":1})", "0"}, {R"({"user_id":-0,"action_type":1})", "-0"},
+           {R"({"user_id":12345678,"action_type":1})", "12345678"},
+           {R"({"user_id":123456789012,"action_type":1})", "123456789012"},
+           {R"({"user_id":-1.5e+10,"action_type":1})", "-1.5e+10"}, {R"({"user_id":2E-3,"action_type":1})", "2E-3"},
+           {R"({"user_id":true,"action_type":null})", "true"}, {R"({"user_id" : 7 , "action_type":1 })", "7"},
+           {"{\"user_id\":\t8\n,\"action_type\":false}\n", "8"}}) {
+    ASSERT_EQ(x.extract(event, out), Reject::kNone) << event;
+    EXPECT_EQ(out[0], want) << event;
+  }
+}
+
 TEST(FieldExtractorTest, ReadsCsvFieldsByHeaderNameAndChecksTheFieldCount) {
   auto x = FieldExtractor::csv({"user_id", "item_id", "cat_id", "seller_id", "brand_id", "time_stamp", "action_type"},
                                {"user_id", "time_stamp", "action_type"});
@@ -149,6 +183,10 @@ TEST(FieldExtractorBatchTest, EveryEventGetsWhatItGetsAloneWhateverItsNeighbours
       R"({"user_id":1,"time_stamp":2,"action_type":3,"rest":[1,2,)",  // broken after the fields
       R"({"user_id":1,"time_stamp":2,"action_type":3,"y":"a"=)",      // found by libFuzzer: parsed
       R"({"user_id":2,:2})",                                          // alone, rejected for its end
+      R"({"user_id":1,"time_stamp":2,"action_type":3,"x":1 "y":2})",  // bad after the fields
+      R"({"user_id":1,"time_stamp":2,"action_type":3,"r":{})",        // unclosed
+      R"({"user_id":12abc,"time_stamp":2,"action_type":3})",          // not a number
+      R"({"user_id":1,"time_stamp":tru,"action_type":3})",            // not a boolean
   };
   auto x = FieldExtractor::json({"user_id", "time_stamp", "action_type"});
   auto y = FieldExtractor::json({"user_id", "time_stamp", "action_type"});
