@@ -7,6 +7,7 @@
 #include <fmt/format.h>
 #include <fstream>
 
+#include "csv.h"
 #include "tributary/core/error.h"
 
 namespace tributary::analytics {
@@ -21,16 +22,22 @@ std::optional<std::uint64_t> as_uint(std::string_view s) {
   return v;
 }
 
-std::vector<std::string_view> split(std::string_view line) {
-  if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
-  std::vector<std::string_view> out;
-  std::size_t start = 0;
-  for (;;) {
-    const std::size_t end = line.find(',', start);
-    out.push_back(line.substr(start, end == std::string_view::npos ? std::string_view::npos : end - start));
-    if (end == std::string_view::npos) return out;
-    start = end + 1;
+// Reads one record: a line, or more while a quoted field is open. `line` counts lines read.
+// Returns false at the end of the file.
+bool next_record(std::istream& in, std::string& record, std::size_t& line, std::vector<std::string_view>& cells,
+                 std::string& scratch, detail::CsvRecord& outcome) {
+  if (!std::getline(in, record)) return false;
+  ++line;
+  outcome = detail::split_csv(record, ',', cells, scratch);
+  std::string more;
+  // A field may hold line breaks when quoted; a quote never closed stops at 1 MiB or the end.
+  while (outcome == detail::CsvRecord::kOpenQuote && record.size() < (1u << 20) && std::getline(in, more)) {
+    ++line;
+    record += '\n';
+    record += more;
+    outcome = detail::split_csv(record, ',', cells, scratch);
   }
+  return true;
 }
 }  // namespace
 
@@ -44,10 +51,12 @@ DimensionTable DimensionTable::load(const std::filesystem::path& file, std::stri
                                     const std::vector<std::string>& columns) {
   std::ifstream in(file);
   if (!in) throw core::Error(fmt::format("cannot read dimension table {}", file.string()));
-  std::string header;
+  std::string header, header_scratch;
   if (!std::getline(in, header)) throw core::Error(fmt::format("{} is empty: expected a CSV header", file.string()));
   if (header.rfind("\xEF\xBB\xBF", 0) == 0) header.erase(0, 3);  // a UTF-8 byte-order mark (spreadsheet exports)
-  const auto names = split(header);
+  std::vector<std::string_view> names;
+  if (detail::split_csv(header, ',', names, header_scratch) != detail::CsvRecord::kOk)
+    throw core::Error(fmt::format("{}:1: the header's quotes are not closed or stray: {}", file.string(), header));
   auto index_of = [&](std::string_view name) -> std::size_t {
     const auto it = std::find(names.begin(), names.end(), name);
     if (it == names.end())
@@ -62,12 +71,24 @@ DimensionTable DimensionTable::load(const std::filesystem::path& file, std::stri
   t.columns_ = columns.size();
   t.dict_.resize(columns.size());
   std::vector<std::unordered_map<std::string, std::uint32_t>> intern(columns.size());
-  std::string line;
-  while (std::getline(in, line)) {
-    if (line.empty() || line == "\r") continue;
-    const auto cells = split(line);
+  std::string record, scratch;
+  std::vector<std::string_view> cells;
+  std::size_t line = 1;
+  detail::CsvRecord outcome{};
+  // The first rejected row, for the log: rejects are counted, never silent.
+  auto reject = [&](std::size_t at, const std::string& why) {
+    if (t.rejected_++ == 0) t.first_rejected_ = fmt::format("{}:{}: {}", file.string(), at, why);
+  };
+  for (std::size_t first = line + 1; next_record(in, record, line, cells, scratch, outcome); first = line + 1) {
+    if (record.empty() || record == "\r") continue;
+    if (outcome != detail::CsvRecord::kOk) {
+      reject(first, outcome == detail::CsvRecord::kOpenQuote ? "a quoted field is never closed"
+                                                              : "a quote inside a field that does not start with one, "
+                                                                "or text after a closing quote");
+      continue;
+    }
     if (cells.size() != names.size()) {
-      ++t.rejected_;
+      reject(first, fmt::format("{} fields, the header has {}", cells.size(), names.size()));
       continue;
     }
     if (t.rows_ >= kNoRow)
@@ -82,7 +103,7 @@ DimensionTable DimensionTable::load(const std::filesystem::path& file, std::stri
       fresh = t.str_keys_.emplace(std::string(k), row).second;
     }
     if (!fresh) {  // a repeated key: the first row wins, the repeat is counted
-      ++t.rejected_;
+      reject(first, fmt::format("key '{}' again (the first row with it is kept)", k));
       continue;
     }
     for (std::size_t c = 0; c < wanted.size(); ++c) {

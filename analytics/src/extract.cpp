@@ -9,6 +9,7 @@
 #include <cstring>
 #include <fmt/format.h>
 
+#include "csv.h"
 #include "tributary/core/error.h"
 
 namespace tributary::analytics {
@@ -20,6 +21,7 @@ std::string_view to_string(Reject r) noexcept {
     case Reject::kMissingField: return "missing field";
     case Reject::kWrongType: return "field is an object or array";
     case Reject::kFieldCount: return "wrong number of fields";
+    case Reject::kBadQuote: return "CSV quotes not closed or stray";
   }
   return "?";
 }
@@ -35,6 +37,7 @@ struct FieldExtractor::Impl {
   std::vector<std::size_t> wanted;  // column index of each field
   char separator = ',';
   std::vector<std::string_view> cells;
+  std::string csv_scratch;  // quoted cells, unescaped
   std::vector<bool> optional;  // per field: may be absent
   bool is_optional(std::size_t i) const { return i < optional.size() && optional[i]; }
 
@@ -345,14 +348,9 @@ struct FieldExtractor::Impl {
   }
 
   Reject extract_csv(std::string_view event, std::vector<std::string_view>& out, std::size_t* bad) {
-    if (!event.empty() && event.back() == '\r') event.remove_suffix(1);
-    cells.clear();
-    std::size_t start = 0;
-    for (;;) {
-      const std::size_t end = event.find(separator, start);
-      cells.push_back(event.substr(start, end == std::string_view::npos ? std::string_view::npos : end - start));
-      if (end == std::string_view::npos) break;
-      start = end + 1;
+    if (detail::split_csv(event, separator, cells, csv_scratch) != detail::CsvRecord::kOk) {
+      if (bad) *bad = wanted.size();
+      return Reject::kBadQuote;
     }
     if (cells.size() != columns) {
       if (bad) *bad = wanted.size();

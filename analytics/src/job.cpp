@@ -505,8 +505,8 @@ struct AnalyzeJob::Impl {
   void build() {
     engine = std::make_unique<AnalyzeEngine>(cfg);
     if (const DimensionTable* t = engine->table())
-      info(fmt::format("dimension table {}: {} rows ({} rejected)", cfg.join_file.string(), t->rows(),
-                       t->rejected_rows()));
+      info(fmt::format("dimension table {}: {} rows ({} rejected{})", cfg.join_file.string(), t->rows(),
+                       t->rejected_rows(), t->rejected_rows() == 0 ? "" : "; the first: " + t->first_rejected()));
     analyzer = engine->make();
     if (!cfg.dead_letter.empty() && !cfg.transactional())
       analyzer->on_reject([this](const Event& e, std::string_view reason) {

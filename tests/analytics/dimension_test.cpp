@@ -38,5 +38,39 @@ TEST(DimensionTableTest, AByteOrderMarkIsNotPartOfTheHeaderAndIntegerKeysAreNumb
   EXPECT_EQ(t.get("ab", 0), "2");
 }
 
+// RFC 4180: a quoted field may hold the separator, a doubled quote and line breaks; a row
+// whose quotes are broken is counted with its line, and the rows after it load.
+TEST(DimensionTableTest, QuotedFieldsHoldSeparatorsQuotesAndLineBreaksAndBrokenOnesAreCountedWithTheirLine) {
+  testing::TempDir dir;
+  std::ofstream(dir / "t.csv") << "\"user_id\",city,note\r\n"
+                                  "1,\"Beijing, China\",\"say \"\"hi\"\"\"\r\n"
+                                  "2,\"two\nlines\",\"\"\n"
+                                  "3,Hang\"zhou,x\n"     // a quote inside a plain field
+                                  "4,\"Wuhan\"x,y\n"    // text after a closing quote
+                                  "5,Xi'an,\n"
+                                  "6,\"never closed,z\n7,after,it\n";
+  const auto t = DimensionTable::load(dir / "t.csv", "user_id", {"city", "note"});
+  EXPECT_EQ(t.rows(), 3u);
+  EXPECT_EQ(t.get("1", 0), "Beijing, China");
+  EXPECT_EQ(t.get("1", 1), "say \"hi\"");
+  EXPECT_EQ(t.get("2", 0), "two\nlines");
+  EXPECT_EQ(t.get("2", 1), "");
+  EXPECT_EQ(t.get("5", 0), "Xi'an");
+  EXPECT_FALSE(t.get("3", 0).has_value());
+  EXPECT_FALSE(t.get("4", 0).has_value());
+  EXPECT_FALSE(t.get("6", 0).has_value()) << "an open quote takes the rest of the file, which is rejected";
+  EXPECT_EQ(t.rejected_rows(), 3u);
+  EXPECT_EQ(t.first_rejected(), (dir / "t.csv").string() + ":5: a quote inside a field that does not start with "
+                                                           "one, or text after a closing quote");
+}
+
+TEST(DimensionTableTest, TheFirstRejectedRowIsNamedWithItsLineAndReason) {
+  testing::TempDir dir;
+  std::ofstream(dir / "t.csv") << "user_id,age_range\n1,3\n\n2,4,5\n1,6\n";
+  const auto t = DimensionTable::load(dir / "t.csv", "user_id", {"age_range"});
+  EXPECT_EQ(t.rejected_rows(), 2u);
+  EXPECT_EQ(t.first_rejected(), (dir / "t.csv").string() + ":4: 3 fields, the header has 2");
+}
+
 }  // namespace
 }  // namespace tributary::analytics

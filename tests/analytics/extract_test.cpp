@@ -128,6 +128,21 @@ TEST(FieldExtractorTest, ReadsCsvFieldsByHeaderNameAndChecksTheFieldCount) {
   EXPECT_THROW((void)FieldExtractor::csv({"a", "b"}, {"c"}), core::Error);
 }
 
+TEST(FieldExtractorTest, CsvFieldsMayBeQuotedAndBrokenQuotesAreRejected) {
+  auto x = FieldExtractor::csv({"id", "city", "note"}, {"city", "id", "note"});
+  Views out;
+  ASSERT_EQ(x.extract(R"(7,"Beijing, China","say ""hi""")", out), Reject::kNone);
+  EXPECT_EQ(out, (Views{"Beijing, China", "7", R"(say "hi")"}));
+  ASSERT_EQ(x.extract(R"("8",,"")", out), Reject::kNone);
+  EXPECT_EQ(out, (Views{"", "8", ""}));
+  std::size_t bad = 0;
+  for (const char* event : {R"(7,"Beijing, China,x)", R"(7,Bei"jing,x)", R"(7,"Bei"jing,x)"}) {
+    EXPECT_EQ(x.extract(event, out, &bad), Reject::kBadQuote) << event;
+    EXPECT_EQ(bad, 3u);
+  }
+  EXPECT_EQ(x.extract(R"(7,"a,b",c,d)", out), Reject::kFieldCount) << "the quoted separator is not a separator";
+}
+
 // The batch form (iterate_many over one copy of many events) must give every event exactly
 // what extract() gives it: the same reason, the same bad field, the same field texts, also
 // when the batch holds events that are not one document each.

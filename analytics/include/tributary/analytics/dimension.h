@@ -23,8 +23,10 @@ struct LabelMap {
 
 class DimensionTable {
  public:
+  // RFC 4180 CSV: a field may be quoted ("Beijing, China", "a ""b""", line breaks inside).
   // Throws core::Error naming the file for a missing file or a header without the columns;
-  // data rows with the wrong field count are skipped and counted (rejected_rows()).
+  // rows with the wrong field count, broken quotes or a key seen before are skipped and
+  // counted (rejected_rows(); first_rejected() says where and why).
   static DimensionTable load(const std::filesystem::path& file, std::string_view key_column,
                              const std::vector<std::string>& columns);
 
@@ -38,6 +40,8 @@ class DimensionTable {
   }
   [[nodiscard]] std::size_t rows() const noexcept { return rows_; }
   [[nodiscard]] std::size_t rejected_rows() const noexcept { return rejected_; }
+  // "FILE:LINE: why" of the first rejected row; empty if none.
+  [[nodiscard]] const std::string& first_rejected() const noexcept { return first_rejected_; }
 
  private:
   void index_int(std::uint64_t key, std::uint32_t row);
@@ -53,6 +57,7 @@ class DimensionTable {
   std::vector<std::vector<std::string>> dict_;                 // per column: value id -> text
   std::size_t rows_ = 0;
   std::size_t rejected_ = 0;
+  std::string first_rejected_;
 };
 
 }  // namespace tributary::analytics

@@ -19,6 +19,7 @@ enum class Reject : std::uint8_t {
   kMissingField,  // a wanted field is absent or null
   kWrongType,     // a wanted field is an object or an array
   kFieldCount,    // CSV: not as many fields as the header
+  kBadQuote,      // CSV: a quoted field not closed, or a quote where RFC 4180 has none
 };
 [[nodiscard]] std::string_view to_string(Reject r) noexcept;
 
@@ -26,7 +27,8 @@ class FieldExtractor {
  public:
   // Fields by JSON pointer ("/a/b").
   static FieldExtractor json(std::vector<std::string> pointers);
-  // Fields by name from `header`; events are lines split at `separator` (no quoting).
+  // Fields by name from `header`; events are RFC 4180 records (a field may be quoted:
+  // "Beijing, China", "a ""b""") with `separator` between fields.
   static FieldExtractor csv(std::vector<std::string> header, const std::vector<std::string>& fields,
                             char separator = ',');
 
