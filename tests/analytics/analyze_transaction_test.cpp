@@ -756,6 +756,30 @@ TEST_F(AnalyzeTransactionTest, TheInputReadToItsEndCommitsWellBeforeTheIntervalE
   EXPECT_LE(transactions, 3) << "about one per batch of input, none while idle:\n" << log;
 }
 
+// A rejected event rides in its transaction's dead-letter record, escaped (up to 6 bytes per
+// byte): one of 400 KiB would make a 2.4 MB record, which Kafka refuses, and every transaction
+// would abort. The record carries its first 128 KiB and says so; the stream goes on.
+TEST_F(AnalyzeTransactionTest, AHugeMalformedEventIsDeadLetteredCutAndTheStreamGoesOn) {
+  TempDir dir;
+  ChannelToTopic rig(dir.path(), bootstrap_, "huge", 1);
+  auto& [ch, up] = rig;
+  Events events = window_events(20, 1);
+  events.insert(events.begin() + 10, {{2, 0}, std::string(400 << 10, '\x01')});
+  ship(ch, up, events, 0, events.size());
+  std::ofstream(dir / "analyze.toml") << window_job(bootstrap_, "huge", "1h", dir / "out", 1000);
+  Child job = analyze_logged(dir / "analyze.toml", dir / "job.log");
+  EXPECT_TRUE(wait_done(dir / "out", 21, 0, 30s)) << slurp(dir / "out" / "status.json") << slurp(dir / "job.log");
+  EXPECT_NE(slurp(dir / "out" / "status.json").find(R"("rejected":1,)"), std::string::npos);
+  const auto dead = testing::read_topic(bootstrap_, "huge-counts-dead-letter", 1, 1, 30s, 1s, true);
+  ASSERT_EQ(dead.size(), 1u) << slurp(dir / "job.log");
+  const std::string& line = dead[0].payload;
+  EXPECT_LE(line.size(), (128u << 10) * 6 + 200);
+  EXPECT_NE(line.find(R"("reason":"not a JSON object","source":2,"seq":0,)"), std::string::npos) << line.substr(0, 200);
+  EXPECT_NE(line.find(R"(","event_bytes":409600,"truncated":true})"), std::string::npos) << line.substr(line.size() - 100);
+  job.signal(SIGTERM);
+  ASSERT_EQ(job.wait(30s), 0) << slurp(dir / "job.log");
+}
+
 // An input that keeps coming commits once per interval, not four times: the early commit is
 // for the end of a burst. An event every ~50 ms: slower than a fetch waits (25 ms), so the
 // partition is read to its end after each event, but never quiet for the 100 ms an early commit
