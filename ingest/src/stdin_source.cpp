@@ -2,12 +2,17 @@
 // source (fresh id, sequence from 0): what was read but not yet appended when the process
 // dies is lost and shows downstream as the end of that source, never as a duplicate.
 // At EOF a final line without '\n' is appended too, and the source reports finished().
+// A reload (SIGHUP) replaces the source with a new one on the same stdin: drain() appends all
+// this one read and reads a line it began to its end, so the next one starts at a line.
 #include <fcntl.h>
+#include <poll.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <fmt/format.h>
+#include <thread>
 
 #include "internal/stream.h"
 #include "tributary/ingest/source.h"
@@ -29,13 +34,27 @@ class StdinSource final : public Source {
 
   std::size_t do_work() override {
     if (!emitter_.refused() && !eof_) read_some();
-    events_.clear();
-    const auto scan = framer_.scan(eof_, events_, 65536, emitter_.batch_bytes());
-    if (emitter_.emit(events_, metrics_) != detail::Emitter::Result::kOk) return 0;  // full: retry later
-    metrics_.oversize += scan.oversize;
-    metrics_.rejected += scan.rejected;
-    framer_.accept(scan);
-    return events_.size() + (scan.complete ? 0 : 1);
+    return append_held(eof_);
+  }
+
+  // Whatever it read: the whole lines (waiting for room up to kDrainWait), then the rest of a
+  // line it began, read a byte at a time (nothing after its '\n' is taken from stdin) for as
+  // long; a line still open then is appended as it is.
+  void drain() override {
+    const auto deadline = Clock::now() + kDrainWait;
+    bool rest = false;  // nothing more to read: a line still open goes as it is
+    for (;;) {
+      if (append_held(eof_ || rest) != 0) continue;
+      if (!emitter_.refused()) {
+        if (framer_.buffered() == 0 || eof_ || rest) return;
+        rest = !read_line_end(deadline);  // timed out, or the end of stdin
+        continue;
+      }
+      if (Clock::now() >= deadline) break;
+      std::this_thread::sleep_until(std::min(emitter_.retry_at(), deadline));
+    }
+    if (ctx_.log)
+      ctx_.log("warn", fmt::format("stdin: {} bytes read but not appended at stop (channel full)", framer_.buffered()));
   }
 
   [[nodiscard]] int wait_fd() const override { return eof_ || emitter_.refused() ? -1 : 0; }
@@ -44,6 +63,41 @@ class StdinSource final : public Source {
   [[nodiscard]] SourceMetrics metrics() const override { return metrics_; }
 
  private:
+  using Clock = std::chrono::steady_clock;
+  static constexpr std::chrono::milliseconds kDrainWait{2000};
+
+  // Appends the whole events held (with `at_eof`, an unterminated last one too); returns how
+  // many, plus one if more are left. 0 with refused(): the channel is full, nothing consumed.
+  std::size_t append_held(bool at_eof) {
+    events_.clear();
+    const auto scan = framer_.scan(at_eof, events_, 65536, emitter_.batch_bytes());
+    if (emitter_.emit(events_, metrics_) != detail::Emitter::Result::kOk) return 0;  // full: retry later
+    metrics_.oversize += scan.oversize;
+    metrics_.rejected += scan.rejected;
+    framer_.accept(scan);
+    return events_.size() + (scan.complete ? 0 : 1);
+  }
+
+  // Reads one byte at a time until a '\n' (true), the end of stdin, or `deadline`.
+  bool read_line_end(Clock::time_point deadline) {
+    for (;;) {
+      const std::span<char> room = framer_.space();
+      if (room.empty()) return true;  // a whole maximal event: the framer cuts it
+      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
+      if (left <= 0) return false;
+      pollfd p{0, POLLIN, 0};
+      if (::poll(&p, 1, static_cast<int>(left)) <= 0) continue;
+      const ssize_t n = ::read(0, room.data(), 1);
+      if (n == 1) {
+        framer_.filled(1);
+        if (room[0] == '\n') return true;
+      } else if (n == 0 || (errno != EAGAIN && errno != EINTR)) {
+        eof_ = true;
+        return false;
+      }
+    }
+  }
+
   void read_some() {
     const std::span<char> room = framer_.space();
     if (room.empty()) return;

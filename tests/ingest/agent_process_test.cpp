@@ -1,8 +1,10 @@
 // The agent as a real process: SIGTERM drains and exits 0; SIGHUP reloads its configuration;
 // stdin to a channel; and kill -9 at random moments while tailing files that are still being
 // written: after restarts, every line is in the channel exactly once, in order.
+#include <fcntl.h>
 #include <gtest/gtest.h>
 #include <httplib.h>
+#include <sys/stat.h>
 
 #include <fstream>
 #include <map>
@@ -298,6 +300,40 @@ TEST(AgentProcessTest, StdinLinesReachTheChannelAndTheAgentExitsAtEof) {
   ASSERT_EQ(all.size(), 1001u);
   EXPECT_EQ(all[999].payload, "stdin line 999");
   EXPECT_EQ(all[1000].payload, "last line without newline");
+}
+
+// A reload replaces the stdin source with a new one on the same stdin: a line the old one had
+// begun reading is read to its end and appended whole; the new one goes on from the next line.
+TEST(AgentProcessTest, SighupWhileStdinIsMidLineLosesAndSplitsNothing) {
+  TempDir dir;
+  write_config(dir, "[sources.in]\ntype = \"stdin\"\nchannels = [\"main\"]\n");
+  ASSERT_EQ(::mkfifo((dir / "in").c_str(), 0600), 0);
+  auto agent = std::make_unique<Child>(std::vector<std::string>{
+      "/bin/sh", "-c", "exec \"$0\" agent --config \"$1\" < \"$2\" 2>&1", kTributary, (dir / "agent.toml").string(),
+      (dir / "in").string()});
+  const int in = ::open((dir / "in").c_str(), O_WRONLY | O_CLOEXEC);  // meets the agent's shell opening it
+  ASSERT_GE(in, 0);
+  auto send = [&](const std::string& text) { ASSERT_EQ(::write(in, text.data(), text.size()), ssize_t(text.size())); };
+  std::string first;
+  for (int i = 0; i < 100; ++i) first += testing::line_text("a", i) + "\n";
+  send(first + "half of a ");
+  ASSERT_TRUE(wait_records(dir / "main.chan", 100, 10s));
+  agent->signal(SIGHUP);
+  send("line\n");
+  std::string log;
+  ASSERT_TRUE(wait_log(*agent, "reloaded", log)) << log;
+  std::string second;
+  for (int i = 100; i < 200; ++i) second += testing::line_text("a", i) + "\n";
+  send(second);
+  ::close(in);  // the end of stdin: the agent finishes
+  const int status = agent->wait(10s);
+  ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
+  auto ch = core::Channel::open(dir / "main.chan", {.read_only = true});
+  const auto all = testing::all_records(ch);
+  ASSERT_EQ(all.size(), 201u);
+  for (int i = 0; i < 100; ++i) EXPECT_EQ(all[i].payload, testing::line_text("a", i));
+  EXPECT_EQ(all[100].payload, "half of a line");
+  for (int i = 100; i < 200; ++i) EXPECT_EQ(all[i + 1].payload, testing::line_text("a", i));
 }
 
 // The command of an exec source dies with the agent, even when the agent is SIGKILLed and
