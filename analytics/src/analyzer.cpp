@@ -193,8 +193,9 @@ std::string Analyzer::serialize(std::string_view position) const {
   // (an output or window added, removed or moved in the config leaves the others' state where
   // it was; a removed one's is dropped), the windows' state lines have `expired` and `retired
   // through` columns, and final late rows not yet taken; version 4: the ledger's clock, its
-  // retired sources and each source's last activity. Versions 1 to 3 are read too.
-  std::string out = fmt::format("tributary-analyzer 4\nposition\t{}\n", escape(position));
+  // retired sources and each source's last activity; version 5: each window's size and slide.
+  // Versions 1 to 4 are read too.
+  std::string out = fmt::format("tributary-analyzer 5\nposition\t{}\n", escape(position));
   out += fmt::format("stats\t{}\t{}\t{}\t{}\t{}\t{}\n", stats_.counted, stats_.filtered, stats_.duplicates,
                      stats_.rejected, stats_.late, stats_.overflowed);
   for (const auto& [reason, n] : stats_.rejected_by_reason) out += fmt::format("reject\t{}\t{}\n", escape(reason), n);
@@ -237,9 +238,9 @@ std::string Analyzer::restore(std::string_view state) {
   std::string_view rest = state;
   if (const std::string_view v = next_line(rest);
       v != "tributary-analyzer 1" && v != "tributary-analyzer 2" && v != "tributary-analyzer 3" &&
-      v != "tributary-analyzer 4")
+      v != "tributary-analyzer 4" && v != "tributary-analyzer 5")
     throw core::Error(v.rfind("tributary-analyzer ", 0) == 0
-                          ? fmt::format("analyzer checkpoint of a newer format ({}); this build reads versions 1 to 4",
+                          ? fmt::format("analyzer checkpoint of a newer format ({}); this build reads versions 1 to 5",
                                         v.substr(19))
                           : std::string("not an analyzer checkpoint (version line missing)"));
   while (!rest.empty()) {
@@ -290,7 +291,19 @@ std::string Analyzer::restore(std::string_view state) {
       throw bad(line);
     }
   }
-  for (auto& w : windows) w.restored();
+  for (std::size_t w = 0; w < windows.size(); ++w) {
+    // Open and closed rows are keyed by their start and end where the state was kept: read with
+    // another size or slide, they would be counts of other windows.
+    const auto& want = spec_.windows[w];
+    if (const auto shape = windows[w].restored_shape();
+        shape && (shape->first != want.size_ms || shape->second != want.slide_ms))
+      throw core::Error(fmt::format(
+          "window '{}': the saved state is of windows of {} ms every {} ms, the config asks for {} ms every {} ms; "
+          "its rows cannot be carried over: put the old size and slide back, or give the window another name "
+          "(a new window; the old one's state is then dropped, with a warning)",
+          want.name, shape->first, shape->second, want.size_ms, want.slide_ms));
+    windows[w].restored();
+  }
   stats_ = std::move(stats);
   totals_ = std::move(totals);
   index_totals();

@@ -311,8 +311,9 @@ bool parse_agg(const std::vector<std::string_view>& c, std::size_t at, Aggregate
 }  // namespace
 
 void WindowSet::serialize(std::string& out, std::string_view prefix) const {
-  out += fmt::format("{}\tstate\t{}\t{}\t{}\t{}\t{}\t{}\t{}\n", prefix, max_time_ ? fmt::format("{}", *max_time_) : "-",
-                     closed_until_, late_events_, closed_total_, overflowed_events_, expired_events_, retired_through_);
+  out += fmt::format("{}\tstate\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\n", prefix,
+                     max_time_ ? fmt::format("{}", *max_time_) : "-", closed_until_, late_events_, closed_total_,
+                     overflowed_events_, expired_events_, retired_through_, size_, slide_);
   for (const auto& [k, a] : open_) {
     out += fmt::format("{}\topen\t{}\t{}", prefix, k.first, detail::escape(k.second));
     agg_cols(out, a);
@@ -330,11 +331,17 @@ void WindowSet::serialize(std::string& out, std::string_view prefix) const {
 
 bool WindowSet::parse_line(const std::vector<std::string_view>& c) {
   if (c.size() < 2) return false;
-  // 6 columns: before overflowed_events, 7: before late_retention, 8: before retired_through.
-  if (c[1] == "state" && c.size() >= 6 && c.size() <= 9) {
+  // 6 columns: before overflowed_events, 7: before late_retention, 8: before retired_through,
+  // 9: before the shape (size, slide).
+  if (c[1] == "state" && c.size() >= 6 && c.size() <= 11 && c.size() != 10) {
     if (c.size() >= 7 && !detail::parse_number(c[6], overflowed_events_)) return false;
     if (c.size() >= 8 && !detail::parse_number(c[7], expired_events_)) return false;
-    if (c.size() == 9 && !detail::parse_number(c[8], retired_through_)) return false;
+    if (c.size() >= 9 && !detail::parse_number(c[8], retired_through_)) return false;
+    if (c.size() == 11) {
+      std::int64_t size = 0, slide = 0;
+      if (!detail::parse_number(c[9], size) || !detail::parse_number(c[10], slide)) return false;
+      restored_shape_.emplace(size, slide);
+    }
     if (c[2] == "-") {
       max_time_.reset();
     } else {

@@ -281,6 +281,52 @@ TEST(AnalyzerCheckpointTest, RestoresTotalsAndWindowsByNameWhateverTheirPlaceInT
   EXPECT_EQ(b.dropped_on_restore(), std::vector<std::string>{"output gone"}) << "said, not silent";
 }
 
+// A window's rows are keyed by where its windows start and end: restored into a config where
+// the window of that name has another size or slide, they would be counted as other windows.
+// The restore refuses, saying what to do; the same shape, or a checkpoint from before shapes
+// were kept, restores.
+TEST(AnalyzerCheckpointTest, AWindowWhoseSizeOrSlideChangedIsRefusedAtRestoreNamingTheRemedy) {
+  AnalyzerSpec before;
+  before.windows = {epoch_ms_window()};
+  Analyzer a(before, FieldExtractor::json({"/t", "/k"}));
+  for (std::uint64_t i = 0; i < 10; ++i)
+    ASSERT_EQ(a.process({1, i}, fmt::format(R"({{"t":{},"k":"x"}})", 1000 + i)), Outcome::kCounted);
+  const std::string state = a.serialize("here");
+  for (const auto& [size, slide] : {std::pair<std::int64_t, std::int64_t>{before.windows[0].size_ms * 2, 0},
+                                    {0, before.windows[0].slide_ms / 2}}) {
+    AnalyzerSpec after = before;
+    if (size != 0) after.windows[0].size_ms = after.windows[0].slide_ms = size;
+    if (slide != 0) after.windows[0].slide_ms = slide;
+    Analyzer b(after, FieldExtractor::json({"/t", "/k"}));
+    try {
+      (void)b.restore(state);
+      ADD_FAILURE() << "restored into windows of another shape";
+    } catch (const core::Error& e) {
+      EXPECT_NE(std::string(e.what()).find("window '" + before.windows[0].name + "': the saved state is of windows of"),
+                std::string::npos)
+          << e.what();
+      EXPECT_NE(std::string(e.what()).find("give the window another name"), std::string::npos) << e.what();
+    }
+  }
+  Analyzer same(before, FieldExtractor::json({"/t", "/k"}));
+  EXPECT_EQ(same.restore(state), "here");
+  EXPECT_EQ(same.window(0).open(), a.window(0).open());
+  // Format 4 had no shape: taken as it is.
+  std::string old = state;
+  old.replace(0, old.find('\n'), "tributary-analyzer 4");
+  const auto at = old.find("\tstate\t");
+  ASSERT_NE(at, std::string::npos);
+  const auto start = old.rfind('\n', at) + 1, eol = old.find('\n', at);
+  std::string line = old.substr(start, eol - start);
+  line.erase(line.rfind('\t'));  // the slide
+  line.erase(line.rfind('\t'));  // the size
+  old.replace(start, eol - start, line);
+  AnalyzerSpec bigger = before;
+  bigger.windows[0].size_ms = bigger.windows[0].slide_ms = before.windows[0].size_ms * 2;
+  Analyzer from_old(bigger, FieldExtractor::json({"/t", "/k"}));
+  EXPECT_EQ(from_old.restore(old), "here");
+}
+
 TEST(AnalyzerBoundsTest, AnAbsurdEventTimeIsRejectedWithItsReasonAndCountsNowhere) {
   AnalyzerSpec s;
   s.groupings = {{"k", {{KeyPart::From::kEvent, 1, nullptr, 0}}}};

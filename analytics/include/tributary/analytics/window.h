@@ -119,6 +119,9 @@ class WindowSet {
   // them back (false: not one of ours).
   void serialize(std::string& out, std::string_view prefix) const;
   [[nodiscard]] bool parse_line(const std::vector<std::string_view>& cols);
+  // The size and slide (ms) the parsed state was kept with; nullopt if none was parsed or the
+  // checkpoint predates them (analyzer format 5). Rows of another shape mean other windows.
+  [[nodiscard]] std::optional<std::pair<std::int64_t, std::int64_t>> restored_shape() const { return restored_shape_; }
   // After the last parse_line(): late rows past this set's late_retention (a checkpoint taken
   // with a larger one) are made final now.
   void restored();
@@ -133,6 +136,7 @@ class WindowSet {
                                   std::string_view key, bool& over);
 
   std::int64_t size_, slide_, lateness_, late_retention_;
+  std::optional<std::pair<std::int64_t, std::int64_t>> restored_shape_;
   std::optional<std::int64_t> max_time_;
   std::int64_t closed_until_ = INT64_MIN;  // every window with end <= this is closed
   std::map<WindowKey, Aggregate> open_;
