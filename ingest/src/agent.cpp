@@ -329,7 +329,8 @@ std::string Agent::prometheus() const {
                  [](const core::ChannelStats& st) { return st.used_bytes; });
   channel_family("tributary_channel_records_written_total", "counter", "Records written",
                  [](const core::ChannelStats& st) { return st.records_written; });
-  channel_family("tributary_channel_full_rejections_total", "counter", "Appends refused or timed out: channel full",
+  channel_family("tributary_channel_full_rejections_total", "counter",
+                 "Appends refused or timed out: channel full (a held batch counts once per retry)",
                  [](const core::ChannelStats& st) { return st.full_rejections; });
   channel_family("tributary_channel_producer_waits_total", "counter", "Producer sleeps on a full channel",
                  [](const core::ChannelStats& st) { return st.producer_waits; });

@@ -148,7 +148,11 @@ void parse_options(Ctx& ctx, std::string_view section, std::span<const OptionSpe
     const std::string_view k = key.str();
     const bool known = extra.count(k) != 0 ||
                        std::any_of(specs.begin(), specs.end(), [&](const OptionSpec& s) { return s.name == k; });
-    if (!known) {
+    if (!known && section.starts_with("channels.") && (k == "on_full" || k == "max_wait_ms")) {
+      ctx.error(node.source(), fmt::format("{}.{}", section, k),
+                "no longer an option: a collector never waits inside the agent; while its channel is full it holds "
+                "its events and stops reading its input (delete the line)");
+    } else if (!known) {
       std::string names;
       for (const auto& s : specs) names += (names.empty() ? "" : ", ") + std::string(s.name);
       ctx.error(node.source(), fmt::format("{}.{}", section, k), fmt::format("unknown key (known: {})", names));

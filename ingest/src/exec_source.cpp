@@ -283,38 +283,35 @@ class ExecSource final : public Source {
   }
 
   // SIGTERM to the group (also when the shell is gone but a background child still holds its
-  // stdout), collect the last lines until it exits or `timeout`, then SIGKILL; then append
-  // what was read, the last line without '\n' included, as far as the channel takes it.
+  // stdout), collect the last lines and append them until it exits and all it wrote is in the
+  // channel, or `timeout` (one budget for both: a full channel does not double it), then
+  // SIGKILL; the last line without '\n' is appended too.
   void stop_child(std::chrono::milliseconds timeout) {
     if (!running_) return;
     stopping_ = true;
     ::kill(-pgid_, SIGTERM);
     const auto deadline = Clock::now() + timeout;
-    while (Clock::now() < deadline && (stdout_.valid() || pid_ > 0)) {
-      if (emitter_.refused())
-        std::this_thread::sleep_until(std::min(emitter_.retry_at(), deadline));  // the channel is full
-      else
-        poll_fds(20);
-      if (pid_ > 0 && !pidfd_.valid()) reap(false);  // no pidfd: see do_work
-      emit();
+    for (std::size_t appended = 0; Clock::now() < deadline;) {
+      if (emitter_.refused()) {
+        emitter_.wait_retry(deadline);  // the channel is full: nothing read meanwhile
+        if (pid_ > 0) reap(false);      // (the pidfd is not polled either)
+      } else {
+        poll_fds(appended != 0 ? 0 : 20);
+        if (pid_ > 0 && !pidfd_.valid()) reap(false);  // no pidfd: see do_work
+      }
+      appended = emit();
+      if (pid_ <= 0 && !stdout_.valid() && !emitter_.refused() && out_.buffered() == 0) break;
     }
     ::kill(-pgid_, SIGKILL);  // whatever of the group is left
     if (pid_ > 0) reap(true);
-    if (timeout.count() > 0) {
-      // A refused batch is retried as it was first; only then is the stream declared ended.
-      while (emitter_.refused() && Clock::now() < deadline + timeout) {
-        std::this_thread::sleep_until(std::min(emitter_.retry_at(), deadline + timeout));
-        emit();
+    if (timeout.count() > 0 && !emitter_.refused()) {  // the stream ends here: a line begun goes as it is
+      stdout_eof_ = true;
+      while (out_.buffered() != 0 && emit() != 0) {
       }
-      if (!emitter_.refused()) {
-        stdout_eof_ = true;
-        while (out_.buffered() != 0 && emit() != 0) {
-        }
-      }
-      if (out_.buffered() != 0 && ctx_.log)
-        ctx_.log("warn", fmt::format("`{}`: {} bytes of output not appended at stop (channel full)", o_.command,
-                                     out_.buffered()));
     }
+    if (timeout.count() > 0 && (out_.buffered() != 0 || emitter_.refused()) && ctx_.log)
+      ctx_.log("warn", fmt::format("`{}`: {} events and {} bytes of output not appended at stop (channel full)",
+                                   o_.command, emitter_.held(), out_.buffered()));
     stdout_.reset();
     stderr_.reset();
     running_ = false;

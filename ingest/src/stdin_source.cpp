@@ -8,11 +8,9 @@
 #include <poll.h>
 #include <unistd.h>
 
-#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <fmt/format.h>
-#include <thread>
 
 #include "internal/stream.h"
 #include "tributary/ingest/source.h"
@@ -41,7 +39,7 @@ class StdinSource final : public Source {
   // line it began, read a byte at a time (nothing after its '\n' is taken from stdin) for as
   // long; a line still open then is appended as it is.
   void drain() override {
-    const auto deadline = Clock::now() + kDrainWait;
+    const auto deadline = Clock::now() + detail::kDrainWait;
     bool rest = false;  // nothing more to read: a line still open goes as it is
     for (;;) {
       if (append_held(eof_ || rest) != 0) continue;
@@ -51,10 +49,12 @@ class StdinSource final : public Source {
         continue;
       }
       if (Clock::now() >= deadline) break;
-      std::this_thread::sleep_until(std::min(emitter_.retry_at(), deadline));
+      emitter_.wait_retry(deadline);
     }
+    metrics_.rejected += emitter_.held();
     if (ctx_.log)
-      ctx_.log("warn", fmt::format("stdin: {} bytes read but not appended at stop (channel full)", framer_.buffered()));
+      ctx_.log("warn", fmt::format("stdin: {} events and {} bytes read but not appended at stop (channel full)",
+                                   emitter_.held(), framer_.buffered()));
   }
 
   [[nodiscard]] int wait_fd() const override { return eof_ || emitter_.refused() ? -1 : 0; }
@@ -64,7 +64,6 @@ class StdinSource final : public Source {
 
  private:
   using Clock = std::chrono::steady_clock;
-  static constexpr std::chrono::milliseconds kDrainWait{2000};
 
   // Appends the whole events held (with `at_eof`, an unterminated last one too); returns how
   // many, plus one if more are left. 0 with refused(): the channel is full, nothing consumed.

@@ -71,6 +71,25 @@ channels = "main"
   EXPECT_NE(all.find("agent.toml:13: sources.other.type: unknown source type 'carrier-pigeon'"), std::string::npos) << all;
 }
 
+// on_full and max_wait_ms chose how a collector waited inside the agent for room; it no longer
+// does. A file that still has them is told so, with what to do.
+TEST(AgentConfigTest, TheRemovedFullPolicyKeysAreNamedAsRemoved) {
+  TempDir dir;
+  auto r = load(dir, R"([channels.main]
+path = "/tmp/x.chan"
+on_full = "block"
+max_wait_ms = 100
+)");
+  const std::string all = joined(r.errors);
+  ASSERT_EQ(r.errors.size(), 2u) << all;
+  EXPECT_NE(all.find("agent.toml:3: channels.main.on_full: no longer an option: a collector never waits inside the "
+                     "agent"),
+            std::string::npos)
+      << all;
+  EXPECT_NE(all.find("agent.toml:4: channels.main.max_wait_ms: no longer an option"), std::string::npos) << all;
+  EXPECT_NE(all.find("(delete the line)"), std::string::npos) << all;
+}
+
 TEST(AgentConfigTest, ReportsMissingRequiredKeysAndSyntaxErrorsByLine) {
   TempDir dir;
   auto r = load(dir, "[sources.web]\ntype = \"tail\"\nchannels = []\n");

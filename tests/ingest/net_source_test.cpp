@@ -353,6 +353,48 @@ TEST(TcpSourceTest, AFullChannelPausesReadingAndLosesNothing) {
   EXPECT_GT(ch.stats().full_rejections, 0u) << "the channel never filled: the test tests nothing";
 }
 
+// A stop or a reload while the channel is full: what the source received and holds is appended
+// once a reader makes room (within the drain's wait), not dropped with the connection.
+TEST(TcpSourceTest, ADrainWaitsForRoomForWhatItHolds) {
+  TempDir dir;
+  auto ch = core::Channel::create(dir / "c.chan", cfg(256 << 10));
+  auto src = make_source("tcp", {&ch}, with(kAnyPort, {{"max_line", std::int64_t{4096}}}), "test",
+                         {.on_full = core::FullPolicy::kFailFast});
+  core::Fd c = connect_tcp(src->endpoint());
+  std::thread sender([fd = c.get()] {  // ~450 KiB: more than the ring takes; stops when the source closes
+    std::string text;
+    for (int i = 0; i < 8000; ++i) text += fmt::format("line {} ........................................\n", i);
+    for (std::string_view rest = text; !rest.empty();) {
+      const ssize_t n = ::send(fd, rest.data(), rest.size(), MSG_NOSIGNAL);
+      if (n <= 0) break;
+      rest.remove_prefix(static_cast<std::size_t>(n));
+    }
+  });
+  ASSERT_TRUE(pump_until(*src, [&] { return ch.stats().full_rejections > 0; }));
+  const std::uint64_t before = ch.stats().records_written;
+  std::thread reader([&] {  // makes room a little after the drain began
+    std::this_thread::sleep_for(100ms);
+    auto r = ch.consumer("reader");
+    std::vector<core::Record> recs(1024);
+    (void)r.poll(recs);
+    r.commit();
+  });
+  src->drain();  // closes the connection: the sender stops if it had more
+  reader.join();
+  sender.join();
+  EXPECT_GT(ch.stats().records_written, before) << "the held events were dropped at the drain";
+  EXPECT_EQ(src->metrics().rejected, 0u);
+  // What the ring still shows (the reader's room was written over) runs on without a gap to the
+  // last record written.
+  const Strings left = payloads(ch);
+  ASSERT_FALSE(left.empty());
+  int first = -1;
+  ASSERT_EQ(std::sscanf(left[0].c_str(), "line %d", &first), 1) << left[0];
+  for (std::size_t i = 0; i < left.size(); ++i)
+    ASSERT_EQ(left[i], fmt::format("line {} ........................................", first + static_cast<int>(i)));
+  EXPECT_EQ(static_cast<std::uint64_t>(first) + left.size(), ch.stats().records_written);
+}
+
 TEST(TcpSourceTest, AnIdleConnectionIsClosedAndItsPartialLineDelivered) {
   TempDir dir;
   auto ch = core::Channel::create(dir / "c.chan", cfg());

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstring>
 #include <fmt/format.h>
+#include <thread>
 
 #include "internal/lines.h"
 #include "tributary/core/error.h"
@@ -201,8 +202,13 @@ void Emitter::new_identity() {
   next_ = 0;
 }
 
+void Emitter::wait_retry(std::chrono::steady_clock::time_point deadline) const {
+  std::this_thread::sleep_until(std::min(retry_at(), deadline));
+}
+
 Emitter::Result Emitter::emit(std::span<const std::span<const char>> events, SourceMetrics& m) {
   if (events.empty()) return Result::kOk;
+  if (refused_ && std::chrono::steady_clock::now() < retry_at()) return Result::kRefused;
   if (!refused_) {  // a retry appends the batch built the first time
     batch_.clear();
     arena_.clear();

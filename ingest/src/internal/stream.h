@@ -79,6 +79,10 @@ class Framer {
   std::uint64_t skip_count_ = 0;
 };
 
+// How long a source's drain() (a stop, a reload) waits for room in a full channel for what it
+// read already, before it gives that up (logged and counted as rejected).
+inline constexpr std::chrono::milliseconds kDrainWait{2000};
+
 class Emitter {
  public:
   // Producers for every channel of the source and a fresh source identity.
@@ -98,7 +102,8 @@ class Emitter {
   // sequence number). kOk: done with these events: in every channel, except any a channel
   // can never take (too large, file broken), which are counted as rejected, logged, and
   // leave a sequence gap. kRefused: a channel was full; pass the same events again later
-  // (they are not intercepted twice).
+  // (they are not intercepted twice). Passed again before retry_at(), they are refused without
+  // a try: a busy agent loop does not spin on a full channel.
   [[nodiscard]] Result emit(std::span<const std::span<const char>> events, SourceMetrics& metrics);
   // True while a refused batch is waiting to be passed again; retry_at() says when (sources
   // return it from next_deadline() and stop polling their input meanwhile).
@@ -106,6 +111,11 @@ class Emitter {
   [[nodiscard]] std::chrono::steady_clock::time_point retry_at() const noexcept {
     return refused_ ? refused_at_ + std::chrono::milliseconds(20) : std::chrono::steady_clock::time_point::max();
   }
+  // Sleeps until the refused batch may be passed again, or `deadline` (drains, which have no
+  // loop to wait in).
+  void wait_retry(std::chrono::steady_clock::time_point deadline) const;
+  // Events of a refused batch not in every channel yet (0 when none waits).
+  [[nodiscard]] std::size_t held() const noexcept { return refused_ ? batch_.size() : 0; }
 
  private:
   std::function<void(std::string_view, const std::string&)> log_;

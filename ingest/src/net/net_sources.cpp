@@ -142,14 +142,27 @@ class TcpSource final : public Source {
   }
   [[nodiscard]] std::string endpoint() const override { return endpoint_; }
 
-  // Stops accepting, appends the whole events already received, closes every connection.
+  // Stops accepting, appends the whole events already received (waiting up to kDrainWait for
+  // room in a full channel), closes every connection.
   void drain() override {
     if (listener_.valid()) ::epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, listener_.get(), nullptr);
     listener_.reset();
-    // Reading now would change the buffers a refused batch points into: only when none waits.
-    if (!emitter_.refused())
-      for (auto& c : conns_) (void)read_some(*c);
-    while (!dirty_.empty() && flush() != 0) {
+    const auto deadline = Clock::now() + detail::kDrainWait;
+    for (bool read = false;;) {
+      // Reading would change the buffers a refused batch points into: only when none waits.
+      if (!emitter_.refused() && !read) {
+        for (auto& c : conns_) (void)read_some(*c);
+        read = true;
+      }
+      while (!dirty_.empty() && flush() != 0) {
+      }
+      if (!emitter_.refused() ? read : Clock::now() >= deadline) break;
+      emitter_.wait_retry(deadline);
+    }
+    if (emitter_.refused()) {
+      metrics_.rejected += emitter_.held();
+      if (ctx_.log)
+        ctx_.log("warn", fmt::format("{} events received but not appended at stop (channel full)", emitter_.held()));
     }
     conns_.clear();
     dirty_.clear();
@@ -336,6 +349,7 @@ class UdpSource final : public Source {
 
   std::size_t do_work() override {
     if (const auto now = Clock::now(); now >= next_drop_check_) check_drops(now);
+    if (emitter_.refused() && Clock::now() < emitter_.retry_at()) return 0;  // not yet: see emit()
     if (received_ == 0 && !receive()) return 0;
     // Frame the received datagrams (again, after a refusal: nothing was accepted then).
     messages_.clear();
@@ -368,9 +382,23 @@ class UdpSource final : public Source {
   }
   [[nodiscard]] std::string endpoint() const override { return endpoint_; }
   // What is received already, and what the socket holds now, bounded: a sender that never
-  // pauses must not keep the agent from stopping.
+  // pauses must not keep the agent from stopping, nor a full channel (kDrainWait).
   void drain() override {
-    for (int pass = 0; pass < 64 && do_work() != 0; ++pass) {
+    const auto deadline = Clock::now() + detail::kDrainWait;
+    for (int pass = 0; pass < 64;) {
+      if (do_work() != 0) {
+        ++pass;
+      } else if (!emitter_.refused() || Clock::now() >= deadline) {
+        break;
+      } else {
+        emitter_.wait_retry(deadline);
+      }
+    }
+    if (emitter_.refused()) {
+      metrics_.rejected += emitter_.held();
+      if (ctx_.log)
+        ctx_.log("warn", fmt::format("{} events ({} datagrams) received but not appended at stop (channel full)",
+                                     emitter_.held(), received_));
     }
   }
 

@@ -108,7 +108,10 @@ class TailSource final : public Source {
     }
     if (rescan) scan(false);
     std::size_t done = 0;
-    for (auto& f : files_) done += read_file(*f);
+    // After a refused batch, the files are read again (and the batch rebuilt) at retry_at_, not
+    // on every turn of a busy loop.
+    if (!blocked_ || Clock::now() >= retry_at_)
+      for (auto& f : files_) done += read_file(*f);
     close_finished();
     return done;
   }
