@@ -207,11 +207,17 @@ bool to_json(std::string_view line, fmt::memory_buffer& out) {
     return true;
   };
   if (!integer(f[0]) || !integer(f[5]) || !integer(f[6])) return false;
-  auto val = [&](std::string_view s) -> std::string { return integer(s) ? std::string(s) : fmt::format("\"{}\"", s); };
+  // As a JSON number: no leading zeros ("0511" is 511, which a %m%d pattern reads as May 11).
+  auto number = [](std::string_view s) {
+    const std::size_t sign = s[0] == '-' ? 1 : 0;
+    const std::size_t zeros = std::min(s.find_first_not_of('0', sign), s.size() - 1) - sign;
+    return zeros == 0 ? std::string(s) : std::string(s.substr(0, sign)) + std::string(s.substr(sign + zeros));
+  };
+  auto val = [&](std::string_view s) -> std::string { return integer(s) ? number(s) : fmt::format("\"{}\"", s); };
   fmt::format_to(std::back_inserter(out),
                  R"({{"user_id":{},"item_id":{},"cat_id":{},"seller_id":{},"brand_id":{},"time_stamp":{},"action_type":{}}})"
                  "\n",
-                 f[0], val(f[1]), val(f[2]), val(f[3]), val(f[4]), f[5], f[6]);
+                 number(f[0]), val(f[1]), val(f[2]), val(f[3]), val(f[4]), number(f[5]), number(f[6]));
   return true;
 }
 

@@ -19,16 +19,18 @@ namespace tributary::analytics::detail {
 enum class CsvRecord : std::uint8_t {
   kOk,
   kOpenQuote,  // a quoted field not closed by the record's end (a table reads on to the next line)
-  kBadQuote,   // text between a closing quote and the next separator, or a quote inside a plain field
+  kBadQuote,   // text between a closing quote and the next separator
 };
 
 // Splits `record` (without its line break; one '\r' at the end is dropped) into `cells`, views
-// into `record` or, for quoted fields, into `scratch`, which keeps them until its next use.
+// into `record` or, for quoted fields, into `scratch`, which keeps them until its next use. A
+// quote inside a field that does not begin with one is a character of it (5'7", as Python's csv
+// and spreadsheets read it).
 inline CsvRecord split_csv(std::string_view record, char sep, std::vector<std::string_view>& cells,
                            std::string& scratch) {
   if (!record.empty() && record.back() == '\r') record.remove_suffix(1);
   cells.clear();
-  if (std::memchr(record.data(), '"', record.size()) == nullptr) {
+  if (record.empty() || std::memchr(record.data(), '"', record.size()) == nullptr) {
     for (std::size_t start = 0;;) {
       const std::size_t end = record.find(sep, start);
       cells.push_back(record.substr(start, end == std::string_view::npos ? std::string_view::npos : end - start));
@@ -61,9 +63,7 @@ inline CsvRecord split_csv(std::string_view record, char sep, std::vector<std::s
       continue;
     }
     const std::size_t end = std::min(record.find(sep, i), record.size());
-    const std::string_view cell = record.substr(i, end - i);
-    if (cell.find('"') != std::string_view::npos) return CsvRecord::kBadQuote;
-    cells.push_back(cell);
+    cells.push_back(record.substr(i, end - i));
     if (end == record.size()) return CsvRecord::kOk;
     i = end + 1;
   }

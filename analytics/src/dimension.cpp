@@ -22,7 +22,8 @@ std::optional<std::uint64_t> as_uint(std::string_view s) {
   return v;
 }
 
-// Reads one record: a line, or more while a quoted field is open. `line` counts lines read.
+// Reads one record: a line, or more while a quoted field is open (up to 1 MiB: a quote never
+// closed does not take the rest of the file). `line` counts lines read.
 // Returns false at the end of the file.
 bool next_record(std::istream& in, std::string& record, std::size_t& line, std::vector<std::string_view>& cells,
                  std::string& scratch, detail::CsvRecord& outcome) {
@@ -30,12 +31,12 @@ bool next_record(std::istream& in, std::string& record, std::size_t& line, std::
   ++line;
   outcome = detail::split_csv(record, ',', cells, scratch);
   std::string more;
-  // A field may hold line breaks when quoted; a quote never closed stops at 1 MiB or the end.
   while (outcome == detail::CsvRecord::kOpenQuote && record.size() < (1u << 20) && std::getline(in, more)) {
     ++line;
     record += '\n';
     record += more;
-    outcome = detail::split_csv(record, ',', cells, scratch);
+    // Only a quote can close the field: split again only then (linear in a long field).
+    if (more.find('"') != std::string::npos) outcome = detail::split_csv(record, ',', cells, scratch);
   }
   return true;
 }
@@ -82,9 +83,9 @@ DimensionTable DimensionTable::load(const std::filesystem::path& file, std::stri
   for (std::size_t first = line + 1; next_record(in, record, line, cells, scratch, outcome); first = line + 1) {
     if (record.empty() || record == "\r") continue;
     if (outcome != detail::CsvRecord::kOk) {
-      reject(first, outcome == detail::CsvRecord::kOpenQuote ? "a quoted field is never closed"
-                                                              : "a quote inside a field that does not start with one, "
-                                                                "or text after a closing quote");
+      reject(first, outcome == detail::CsvRecord::kOpenQuote
+                        ? fmt::format("a quoted field is never closed (lines {} to {} skipped)", first, line)
+                        : std::string("text after a closing quote"));
       continue;
     }
     if (cells.size() != names.size()) {
@@ -103,7 +104,7 @@ DimensionTable DimensionTable::load(const std::filesystem::path& file, std::stri
       fresh = t.str_keys_.emplace(std::string(k), row).second;
     }
     if (!fresh) {  // a repeated key: the first row wins, the repeat is counted
-      reject(first, fmt::format("key '{}' again (the first row with it is kept)", k));
+      reject(first, fmt::format("key {:?} again (the first row with it is kept)", k.substr(0, 200)));
       continue;
     }
     for (std::size_t c = 0; c < wanted.size(); ++c) {

@@ -1,4 +1,4 @@
-// FieldExtractor: simdjson On-Demand for JSON, a plain splitter for CSV.
+// FieldExtractor: simdjson On-Demand for JSON, RFC 4180 records (csv.h) for CSV.
 #include "tributary/analytics/extract.h"
 
 #include <simdjson.h>
@@ -21,7 +21,7 @@ std::string_view to_string(Reject r) noexcept {
     case Reject::kMissingField: return "missing field";
     case Reject::kWrongType: return "field is an object or array";
     case Reject::kFieldCount: return "wrong number of fields";
-    case Reject::kBadQuote: return "CSV quotes not closed or stray";
+    case Reject::kBadQuote: return "CSV quote not closed, or text after a closing quote";
   }
   return "?";
 }
@@ -168,8 +168,9 @@ struct FieldExtractor::Impl {
     if (doc.get_object().get(obj) != simdjson::SUCCESS) return fail(bad, pointers.size(), Reject::kNotJson);
     // One forward pass over the members; each wanted name takes its first occurrence, whatever
     // order the names are asked in. The pass goes on to the object's end once all are found:
-    // On-Demand checks the structure it walks (brackets, commas, keys), so an event cut short
-    // or with a second object after its own is rejected, not counted by its first fields.
+    // On-Demand checks the members it walks (keys, colons, commas, the closing brace), so an
+    // event cut short or with a second object after its own is rejected, not counted by its
+    // first fields. Values not wanted are skipped by their brackets, not checked.
     const std::uint64_t all = names.size() == 64 ? ~0ull : (1ull << names.size()) - 1;
     const Pattern* const pattern = patterns.data();
     std::uint64_t found = 0;
@@ -238,8 +239,17 @@ struct FieldExtractor::Impl {
       if (err != simdjson::SUCCESS) return fail(bad, pointers.size(), Reject::kNotJson);
       if (const Reject r = take(v, i, out, bad, /*copy_strings=*/true); r != Reject::kNone) return r;
     }
-    // On-Demand validates what it reads (the fields and the way to them), not the rest.
-    return Reject::kNone;
+    // The members walked to the object's end and nothing after it, as the top-level pass does
+    // (the strings taken are copies: the rewind does not touch them).
+    doc.rewind();
+    simdjson::ondemand::object obj;
+    if (doc.get_object().get(obj) != simdjson::SUCCESS) return fail(bad, pointers.size(), Reject::kNotJson);
+    for (auto member : obj) {
+      simdjson::ondemand::field f;
+      if (std::move(member).get(f) != simdjson::SUCCESS) return fail(bad, pointers.size(), Reject::kNotJson);
+    }
+    return doc.current_location().error() == simdjson::OUT_OF_BOUNDS ? Reject::kNone
+                                                                       : fail(bad, pointers.size(), Reject::kNotJson);
   }
 
   // Batches: one copy of the events, newline-separated, parsed with iterate_many.

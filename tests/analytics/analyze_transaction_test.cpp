@@ -774,6 +774,7 @@ TEST_F(AnalyzeTransactionTest, AHugeMalformedEventIsDeadLetteredCutAndTheStreamG
   ASSERT_EQ(dead.size(), 1u) << slurp(dir / "job.log");
   const std::string& line = dead[0].payload;
   EXPECT_LE(line.size(), (128u << 10) * 6 + 200);
+  EXPECT_GE(line.size(), (128u << 10) * 6) << "128 KiB of the event, each byte escaped as \\u0001";
   EXPECT_NE(line.find(R"("reason":"not a JSON object","source":2,"seq":0,)"), std::string::npos) << line.substr(0, 200);
   EXPECT_NE(line.find(R"(","event_bytes":409600,"truncated":true})"), std::string::npos) << line.substr(line.size() - 100);
   job.signal(SIGTERM);

@@ -38,30 +38,35 @@ TEST(DimensionTableTest, AByteOrderMarkIsNotPartOfTheHeaderAndIntegerKeysAreNumb
   EXPECT_EQ(t.get("ab", 0), "2");
 }
 
-// RFC 4180: a quoted field may hold the separator, a doubled quote and line breaks; a row
-// whose quotes are broken is counted with its line, and the rows after it load.
+// RFC 4180: a quoted field may hold the separator, a doubled quote and line breaks; a quote in
+// a field that does not start with one is a character (as Python's csv reads it); a row whose
+// quotes are broken is counted with its line, and the rows after it load.
 TEST(DimensionTableTest, QuotedFieldsHoldSeparatorsQuotesAndLineBreaksAndBrokenOnesAreCountedWithTheirLine) {
   testing::TempDir dir;
   std::ofstream(dir / "t.csv") << "\"user_id\",city,note\r\n"
                                   "1,\"Beijing, China\",\"say \"\"hi\"\"\"\r\n"
                                   "2,\"two\nlines\",\"\"\n"
-                                  "3,Hang\"zhou,x\n"     // a quote inside a plain field
+                                  "3,5'7\",x\n"          // a quote inside a plain field
                                   "4,\"Wuhan\"x,y\n"    // text after a closing quote
                                   "5,Xi'an,\n"
                                   "6,\"never closed,z\n7,after,it\n";
   const auto t = DimensionTable::load(dir / "t.csv", "user_id", {"city", "note"});
-  EXPECT_EQ(t.rows(), 3u);
+  EXPECT_EQ(t.rows(), 4u);
   EXPECT_EQ(t.get("1", 0), "Beijing, China");
   EXPECT_EQ(t.get("1", 1), "say \"hi\"");
   EXPECT_EQ(t.get("2", 0), "two\nlines");
   EXPECT_EQ(t.get("2", 1), "");
   EXPECT_EQ(t.get("5", 0), "Xi'an");
-  EXPECT_FALSE(t.get("3", 0).has_value());
+  EXPECT_EQ(t.get("3", 0), "5'7\"");
   EXPECT_FALSE(t.get("4", 0).has_value());
   EXPECT_FALSE(t.get("6", 0).has_value()) << "an open quote takes the rest of the file, which is rejected";
-  EXPECT_EQ(t.rejected_rows(), 3u);
-  EXPECT_EQ(t.first_rejected(), (dir / "t.csv").string() + ":5: a quote inside a field that does not start with "
-                                                           "one, or text after a closing quote");
+  EXPECT_FALSE(t.get("7", 0).has_value());
+  EXPECT_EQ(t.rejected_rows(), 2u);
+  EXPECT_EQ(t.first_rejected(), (dir / "t.csv").string() + ":6: text after a closing quote");
+  std::ofstream(dir / "open.csv") << "user_id,city\n1,\"open\n2,x\n3,y\n";
+  const auto o = DimensionTable::load(dir / "open.csv", "user_id", {"city"});
+  EXPECT_EQ(o.rows(), 0u);
+  EXPECT_EQ(o.first_rejected(), (dir / "open.csv").string() + ":2: a quoted field is never closed (lines 2 to 4 skipped)");
 }
 
 TEST(DimensionTableTest, TheFirstRejectedRowIsNamedWithItsLineAndReason) {

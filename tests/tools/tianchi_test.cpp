@@ -113,19 +113,22 @@ TEST(TianchiGeneratorTest, HasTheSchemaAndTheShapeOfTheRealData) {
 TEST(ReplayTest, ConvertsRowsToJsonAndSendsMalformedOnesRaw) {
   TempDir dir;
   std::ofstream(dir / "log.csv") << "user_id,item_id,cat_id,seller_id,brand_id,time_stamp,action_type\n"
-                                    "1,2,3,4,5,1111,2\n\nbad,row\n7,8,9,10,11,511,0\n";
+                                    "1,2,3,4,5,1111,2\n\nbad,row\n7,8,9,10,11,511,0\n007,08,x9,-00,0,0511,00\n";
   ReplayOptions o;
   o.input = dir / "log.csv";
   o.out_dir = dir / "logs";
   o.concurrency = 1;
   const ReplayResult r = replay(o);
   ASSERT_EQ(r.lines.size(), 1u);
-  EXPECT_EQ(r.lines[0], 3u) << "the empty line is skipped, not sent";
+  EXPECT_EQ(r.lines[0], 4u) << "the empty line is skipped, not sent";
   EXPECT_EQ(r.malformed[0], 1u);
   EXPECT_EQ(slurp(r.files[0]),
             "{\"user_id\":1,\"item_id\":2,\"cat_id\":3,\"seller_id\":4,\"brand_id\":5,\"time_stamp\":1111,\"action_type\":2}\n"
             "bad,row\n"
-            "{\"user_id\":7,\"item_id\":8,\"cat_id\":9,\"seller_id\":10,\"brand_id\":11,\"time_stamp\":511,\"action_type\":0}\n");
+            "{\"user_id\":7,\"item_id\":8,\"cat_id\":9,\"seller_id\":10,\"brand_id\":11,\"time_stamp\":511,\"action_type\":0}\n"
+            // zero-padded: JSON numbers have no leading zeros
+            "{\"user_id\":7,\"item_id\":8,\"cat_id\":\"x9\",\"seller_id\":-0,\"brand_id\":0,\"time_stamp\":511,"
+            "\"action_type\":0}\n");
   std::ofstream(dir / "wrong.csv") << "a,b\n1,2\n";
   o.input = dir / "wrong.csv";
   EXPECT_THROW(replay(o), core::Error);

@@ -19,7 +19,7 @@ enum class Reject : std::uint8_t {
   kMissingField,  // a wanted field is absent or null
   kWrongType,     // a wanted field is an object or an array
   kFieldCount,    // CSV: not as many fields as the header
-  kBadQuote,      // CSV: a quoted field not closed, or a quote where RFC 4180 has none
+  kBadQuote,      // CSV: a quoted field not closed, or text after its closing quote
 };
 [[nodiscard]] std::string_view to_string(Reject r) noexcept;
 
