@@ -217,6 +217,7 @@ std::string Analyzer::restore(std::string_view state) {
   std::vector<WindowSet> windows;
   for (const auto& w : spec_.windows) windows.emplace_back(w.size_ms, w.slide_ms, w.lateness_ms, w.max_keys, w.late_retention_ms);
   std::vector<std::string> dropped;
+  std::optional<Ledger> ledger;  // taken once everything restores
   std::size_t line_no = 0;
   auto bad = [&](std::string_view line) {
     return core::Error(fmt::format("analyzer checkpoint line {} does not parse: '{}'", line_no, line.substr(0, 80)));
@@ -246,7 +247,7 @@ std::string Analyzer::restore(std::string_view state) {
   while (!rest.empty()) {
     const std::string_view line = next_line(rest);
     if (line == "ledger") {
-      ledger_ = Ledger::parse(rest);
+      ledger = Ledger::parse(rest);
       break;
     }
     const auto c = cols(line);
@@ -304,6 +305,7 @@ std::string Analyzer::restore(std::string_view state) {
           want.name, shape->first, shape->second, want.size_ms, want.slide_ms));
     windows[w].restored();
   }
+  if (ledger) ledger_ = std::move(*ledger);
   stats_ = std::move(stats);
   totals_ = std::move(totals);
   index_totals();

@@ -57,7 +57,7 @@ DimensionTable DimensionTable::load(const std::filesystem::path& file, std::stri
   if (header.rfind("\xEF\xBB\xBF", 0) == 0) header.erase(0, 3);  // a UTF-8 byte-order mark (spreadsheet exports)
   std::vector<std::string_view> names;
   if (detail::split_csv(header, ',', names, header_scratch) != detail::CsvRecord::kOk)
-    throw core::Error(fmt::format("{}:1: the header's quotes are not closed or stray: {}", file.string(), header));
+    throw core::Error(fmt::format("{}:1: the header has a quote not closed, or text after a closing quote: {}", file.string(), header));
   auto index_of = [&](std::string_view name) -> std::size_t {
     const auto it = std::find(names.begin(), names.end(), name);
     if (it == names.end())

@@ -309,9 +309,13 @@ class ExecSource final : public Source {
       while (out_.buffered() != 0 && emit() != 0) {
       }
     }
-    if (timeout.count() > 0 && (out_.buffered() != 0 || emitter_.refused()) && ctx_.log)
-      ctx_.log("warn", fmt::format("`{}`: {} events and {} bytes of output not appended at stop (channel full)",
-                                   o_.command, emitter_.held(), out_.buffered()));
+    if (timeout.count() > 0 && (out_.buffered() != 0 || emitter_.refused())) {
+      metrics_.rejected += emitter_.held();
+      if (ctx_.log)
+        ctx_.log("warn", fmt::format("`{}`: {} bytes of output ({} events of them waiting) not appended at stop "
+                                     "(channel full)",
+                                     o_.command, out_.buffered(), emitter_.held()));
+    }
     stdout_.reset();
     stderr_.reset();
     running_ = false;

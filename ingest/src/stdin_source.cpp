@@ -44,7 +44,7 @@ class StdinSource final : public Source {
     for (;;) {
       if (append_held(eof_ || rest) != 0) continue;
       if (!emitter_.refused()) {
-        if (framer_.buffered() == 0 || eof_ || rest) return;
+        if ((framer_.buffered() == 0 && !framer_.mid_event()) || eof_ || rest) return;
         rest = !read_line_end(deadline);  // timed out, or the end of stdin
         continue;
       }
@@ -53,8 +53,8 @@ class StdinSource final : public Source {
     }
     metrics_.rejected += emitter_.held();
     if (ctx_.log)
-      ctx_.log("warn", fmt::format("stdin: {} events and {} bytes read but not appended at stop (channel full)",
-                                   emitter_.held(), framer_.buffered()));
+      ctx_.log("warn", fmt::format("stdin: {} bytes read ({} events of them waiting) not appended at stop (channel full)",
+                                   framer_.buffered(), emitter_.held()));
   }
 
   [[nodiscard]] int wait_fd() const override { return eof_ || emitter_.refused() ? -1 : 0; }
@@ -90,7 +90,12 @@ class StdinSource final : public Source {
       if (n == 1) {
         framer_.filled(1);
         if (room[0] == '\n') return true;
-      } else if (n == 0 || (errno != EAGAIN && errno != EINTR)) {
+      } else if (n == 0) {
+        eof_ = true;
+        return false;
+      } else if (errno != EAGAIN && errno != EINTR) {
+        ++metrics_.errors;
+        if (ctx_.log) ctx_.log("error", fmt::format("read stdin: {}", std::strerror(errno)));
         eof_ = true;
         return false;
       }

@@ -319,8 +319,10 @@ TEST(AgentProcessTest, SighupWhileStdinIsMidLineLosesAndSplitsNothing) {
   send(first + "half of a ");
   ASSERT_TRUE(wait_records(dir / "main.chan", 100, 10s));
   agent->signal(SIGHUP);
-  send("line\n");
   std::string log;
+  // The rest of the line only once the reload is under way: the old source's drain must take it.
+  ASSERT_TRUE(wait_log(*agent, "stopping the agent to start it again", log)) << log;
+  send("line\n");
   ASSERT_TRUE(wait_log(*agent, "reloaded", log)) << log;
   std::string second;
   for (int i = 100; i < 200; ++i) second += testing::line_text("a", i) + "\n";

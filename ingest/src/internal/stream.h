@@ -44,6 +44,9 @@ class Framer {
   void filled(std::size_t n) noexcept { fill_ += n; }
   [[nodiscard]] std::size_t buffered() const noexcept { return fill_; }
   [[nodiscard]] std::size_t capacity() const noexcept { return cap_; }
+  // Inside an event whose first part was cut off or skipped (an oversize line): its end is
+  // still to come even when nothing is buffered.
+  [[nodiscard]] bool mid_event() const noexcept { return mid_ != Mid::kNone; }
 
   enum class Mid : std::uint8_t { kNone, kSplitting, kSkippingLine, kSkippingCount };
   struct Scan {
@@ -80,7 +83,8 @@ class Framer {
 };
 
 // How long a source's drain() (a stop, a reload) waits for room in a full channel for what it
-// read already, before it gives that up (logged and counted as rejected).
+// read already, before it gives that up (logged and counted as rejected). Sources drain one
+// after another: each has this much.
 inline constexpr std::chrono::milliseconds kDrainWait{2000};
 
 class Emitter {
@@ -115,7 +119,10 @@ class Emitter {
   // loop to wait in).
   void wait_retry(std::chrono::steady_clock::time_point deadline) const;
   // Events of a refused batch not in every channel yet (0 when none waits).
-  [[nodiscard]] std::size_t held() const noexcept { return refused_ ? batch_.size() : 0; }
+  [[nodiscard]] std::size_t held() const noexcept {
+    if (!refused_) return 0;
+    return done_channels_ + 1 == producers_.size() ? batch_.size() - done_events_ : batch_.size();
+  }
 
  private:
   std::function<void(std::string_view, const std::string&)> log_;

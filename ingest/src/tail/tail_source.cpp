@@ -110,9 +110,10 @@ class TailSource final : public Source {
     std::size_t done = 0;
     // After a refused batch, the files are read again (and the batch rebuilt) at retry_at_, not
     // on every turn of a busy loop.
-    if (!blocked_ || Clock::now() >= retry_at_)
+    if (!blocked_ || Clock::now() >= retry_at_) {
       for (auto& f : files_) done += read_file(*f);
-    close_finished();
+      close_finished();  // by what this pass found: a file is closed only once read to its end
+    }
     return done;
   }
 

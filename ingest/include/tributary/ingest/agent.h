@@ -34,7 +34,10 @@
 // stop reading (back-pressure: the tail reads on later, a TCP sender or a command blocks on its
 // socket or pipe, UDP datagrams wait in the kernel's buffer and what it drops is counted as
 // `dropped`), retry every few milliseconds, and meanwhile every other collector, the uplinks,
-// the metrics and signals are served as before. Nothing is dropped for want of room.
+// the metrics and signals are served as before. Nothing is dropped for want of room, except at
+// a stop or reload that finds the channel still full: each collector then waits a bounded time
+// (2 s; an exec source its stop_timeout_ms) for room for what it read, and counts as rejected
+// and logs what it gives up.
 //
 // Errors name the file, the line and the key; unknown keys are errors. The option tables of
 // the sources (ingest/src/registry.cpp) and of channels (below) are the reference.
