@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <cstring>
+#include <thread>
 
 #include "internal/stream.h"
 #include "support/tail_util.h"
@@ -206,13 +207,24 @@ TEST(EmitterTest, AfterARefusalTheRetryGoesOnlyWhereItIsMissing) {
   while (em.emit(batch, m) == Emitter::Result::kOk) ++accepted;
   EXPECT_TRUE(em.refused());
   EXPECT_LT(accepted, 64);
-  // The roomy channel got the refused event; it must not get it again on the retries.
+  // The roomy channel got the refused event; it must not get it again on the retries. Passed
+  // again before retry_at(), the batch is refused without a try (a busy loop does not spin).
+  const std::uint64_t tries = tight.stats().full_rejections;
   for (int i = 0; i < 3; ++i) EXPECT_EQ(em.emit(batch, m), Emitter::Result::kRefused);
+  if (std::chrono::steady_clock::now() < em.retry_at()) {
+    EXPECT_EQ(tight.stats().full_rejections, tries) << "tried again before its retry time";
+  }
+  for (int i = 0; i < 2; ++i) {
+    std::this_thread::sleep_until(em.retry_at());  // the retry time, then a real try: still full
+    EXPECT_EQ(em.emit(batch, m), Emitter::Result::kRefused);
+  }
+  EXPECT_GT(tight.stats().full_rejections, tries);
   EXPECT_EQ(roomy.stats().records_written, static_cast<std::uint64_t>(accepted) + 1);
   std::vector<core::Record> recs(1000);
   const std::size_t n = reader.poll(recs);
   ASSERT_GT(n, 0u);
   reader.commit();
+  std::this_thread::sleep_until(em.retry_at());
   EXPECT_EQ(em.emit(batch, m), Emitter::Result::kOk);
   EXPECT_FALSE(em.refused());
   EXPECT_EQ(roomy.stats().records_written, static_cast<std::uint64_t>(accepted) + 1);
@@ -255,6 +267,7 @@ TEST(EmitterTest, EventsInterceptorsEnlargedAreAppendedInPiecesAndHeldWhenTheRin
     for (std::size_t i = 0; i < n; ++i)
       if (recs[i].id.source_id == em.source_id()) seqs.push_back(recs[i].id.sequence);
     if (n != 0) reader.commit();
+    std::this_thread::sleep_until(em.retry_at());
   }
   EXPECT_GE(refusals, 1u) << "the ring had room for all of it: the test shows nothing";
   EXPECT_EQ(m.rejected, 0u);
@@ -311,6 +324,7 @@ TEST(EmitterTest, InterceptorsDropWithoutSequenceGapsAndCountOnceAcrossRetries) 
   std::vector<core::Record> recs(1000);
   ASSERT_GT(reader.poll(recs), 0u);
   reader.commit();
+  std::this_thread::sleep_until(em.retry_at());
   ASSERT_EQ(em.emit(batch, m), Emitter::Result::kOk);
   EXPECT_EQ(m.filtered, static_cast<std::uint64_t>(rounds) + 1) << "a retried batch is filtered once";
   EXPECT_EQ(m.events, 2u * (static_cast<std::uint64_t>(rounds) + 1));
