@@ -5,6 +5,7 @@
 // accounted for every line sent, in total and per log file; after a bounded wait it names the
 // shortfall instead of hanging.
 #include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
 #include <spawn.h>
 #include <sys/wait.h>
@@ -27,6 +28,7 @@
 #include "tianchi.h"
 #include "topic_audit.h"
 #include "tributary/core/error.h"
+#include "tributary/core/fd.h"
 #include "tributary/uplink/local_kafka.h"
 
 extern char** environ;
@@ -59,17 +61,28 @@ class Proc {
     posix_spawn_file_actions_init(&fa);
     posix_spawn_file_actions_addopen(&fa, 1, log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
     posix_spawn_file_actions_adddup2(&fa, 1, 2);
+    posix_spawnattr_t attr;  // the demo blocks its stop signals (a signalfd): the child must not
+    posix_spawnattr_init(&attr);
+    sigset_t none;
+    sigemptyset(&none);
+    posix_spawnattr_setsigmask(&attr, &none);
+    posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK);
     std::vector<char*> args;
     for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
     args.push_back(nullptr);
-    const int rc = ::posix_spawn(&pid_, args[0], &fa, nullptr, args.data(), environ);
+    const int rc = ::posix_spawn(&pid_, args[0], &fa, &attr, args.data(), environ);
     posix_spawn_file_actions_destroy(&fa);
+    posix_spawnattr_destroy(&attr);
     if (rc != 0) throw core::Error(fmt::format("cannot start {}: {}", argv[0], std::strerror(rc)));
   }
   Proc(const Proc&) = delete;
   Proc& operator=(const Proc&) = delete;
   ~Proc() { stop(); }
-  [[nodiscard]] bool alive() const { return pid_ > 0 && ::waitpid(pid_, nullptr, WNOHANG) == 0; }
+  // False once it exited (then reaped: its pid is never signalled again, it may be another's).
+  [[nodiscard]] bool alive() {
+    if (pid_ > 0 && ::waitpid(pid_, nullptr, WNOHANG) == pid_) pid_ = -1;
+    return pid_ > 0;
+  }
   [[nodiscard]] pid_t pid() const { return pid_; }
   void stop() {
     if (pid_ <= 0) return;
@@ -249,6 +262,13 @@ struct DemoArgs {
 };
 
 int run_demo(const DemoArgs& a, const std::string& self) {
+  // Ctrl-C or SIGTERM: the demo stops what it started (the processes below, the local Kafka)
+  // on its way out, instead of dying with them left running.
+  const core::Fd stop(stop_signal_fd());
+  auto check_stop = [&] {
+    pollfd p{stop.get(), POLLIN, 0};
+    if (::poll(&p, 1, 0) > 0) throw core::Error("interrupted: stopping the analyzer, the agent and Kafka");
+  };
   const fs::path out = fs::absolute(a.out);
   std::error_code ec;
   fs::create_directories(out, ec);
@@ -272,7 +292,14 @@ int run_demo(const DemoArgs& a, const std::string& self) {
   }
   check_data(data);
 
+  check_stop();
   std::optional<uplink::LocalKafka> kafka;
+  struct KafkaStop {  // also when start() throws: a broker slow to answer is running
+    std::optional<uplink::LocalKafka>& k;
+    ~KafkaStop() {
+      if (k) k->stop();
+    }
+  } kafka_stop{kafka};
   std::string bootstrap = a.bootstrap;
   if (bootstrap.empty()) {
     uplink::LocalKafkaOptions ko;
@@ -282,12 +309,7 @@ int run_demo(const DemoArgs& a, const std::string& self) {
     fmt::print("starting a local Kafka in {} ...\n", ko.dir.string());
     bootstrap = kafka->start();
   }
-  struct KafkaStop {
-    std::optional<uplink::LocalKafka>& k;
-    ~KafkaStop() {
-      if (k) k->stop();
-    }
-  } kafka_stop{kafka};
+  check_stop();
   const std::string topic = fmt::format("tianchi-{}", std::chrono::system_clock::now().time_since_epoch().count());
   fmt::print("Kafka at {}, topic {}\n", bootstrap, topic);
 
@@ -325,6 +347,7 @@ packed = true
   ro.input = data / "user_log_format1.csv";
   ro.out_dir = work / "logs";
   ro.concurrency = 2;
+  ro.stop_fd = stop.get();
   const ReplayResult sent = replay(ro);
   std::uint64_t total = 0;
   for (auto n : sent.lines) total += n;
@@ -350,7 +373,8 @@ packed = true
       std::fflush(stdout);
       last = std::chrono::steady_clock::now();
     }
-    std::this_thread::sleep_for(100ms);  // polling the other processes' status files, bounded by the deadline
+    pollfd p{stop.get(), POLLIN, 0};  // polling the other processes' status files, bounded by the deadline
+    if (::poll(&p, 1, 100) > 0) check_stop();
   }
   if (tty) fmt::print("\n");
   const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
@@ -454,7 +478,7 @@ void add_demo_commands(CLI::App& app, int& exit_code) {
   d->add_option("--rows", a->rows, "Rows to generate without --data");
   d->add_option("--out", a->out, "Output directory");
   d->add_option("--bootstrap", a->bootstrap, "An existing Kafka cluster (default: start a local one)");
-  d->add_option("--port", a->port, "Port of the local Kafka");
+  d->add_option("--port", a->port, "Port of the local Kafka (its controller at +100)")->check(CLI::Range(1024, 65400));
   d->add_option("--timeout", a->timeout, "Seconds to wait for the analyzer to account for every line");
   d->add_option("--fetch-queue-mb", a->fetch_queue_mb, "The analyzer's read-ahead per partition, in MB")
       ->check(CLI::Range(1, 2047));

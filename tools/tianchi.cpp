@@ -5,6 +5,7 @@
 // November with the Double-11 spike.
 #include "tianchi.h"
 
+#include <poll.h>
 #include <sys/socket.h>
 #include <sys/time.h>
 
@@ -341,7 +342,14 @@ ReplayResult replay(const ReplayOptions& o) {
   constexpr std::uint64_t kChunk = 4096;
   std::vector<std::thread> writers;
   std::vector<std::exception_ptr> failed(static_cast<std::size_t>(c));
-  std::atomic<bool> stop{false};  // a writer failed: the others stop too
+  std::atomic<bool> stop{false};  // a writer failed, or a stop was asked: the others stop too
+  std::atomic<bool> interrupted{false};
+  auto asked_to_stop = [&] {
+    pollfd p{o.stop_fd, POLLIN, 0};
+    if (o.stop_fd < 0 || ::poll(&p, 1, 0) <= 0) return false;
+    interrupted = stop = true;
+    return true;
+  };
   for (int k = 0; k < c; ++k) {
     writers.emplace_back([&, k] {
       try {
@@ -359,6 +367,7 @@ ReplayResult replay(const ReplayOptions& o) {
           if (!l.empty() && l.back() == '\r') l.pop_back();
           if (l.empty()) continue;  // skipped, not sent
           const std::uint64_t index = row++;
+          if ((o.rate > 0 || index % kChunk == 0) && asked_to_stop()) break;
           if ((index / chunk) % static_cast<std::uint64_t>(c) != static_cast<std::uint64_t>(k)) continue;
           if (!to_json(l, buf)) {
             buf.append(l.data(), l.data() + l.size());
@@ -392,6 +401,7 @@ ReplayResult replay(const ReplayOptions& o) {
   for (auto& t : writers) t.join();
   for (const auto& e : failed)
     if (e) std::rethrow_exception(e);
+  if (interrupted) throw core::Error(fmt::format("replay of {} interrupted", o.input.string()));
   r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   return r;
 }

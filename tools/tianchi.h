@@ -31,6 +31,7 @@ struct ReplayOptions {
                                   // (an agent's tcp source) instead of writing a file
   int concurrency = 2;            // writers, one file or connection each
   double rate = 0;                // rows per second in total; 0 = as fast as possible
+  int stop_fd = -1;               // readable (a signalfd): the writers stop, replay() throws
 };
 struct ReplayResult {
   std::vector<std::filesystem::path> files;  // the log files (not with tcp)

@@ -7,10 +7,12 @@
 
 #include <algorithm>
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <fstream>
 #include <map>
 #include <random>
 #include <sstream>
+#include <thread>
 
 #include "support/analyzer_status.h"
 #include "support/net_util.h"
@@ -183,6 +185,42 @@ TEST(DemoTest, OutputsEqualAnIndependentRecountOfTheFiles) {
   const std::size_t want = bars_expected(dir / "out");
   EXPECT_GT(want, 10u);
   EXPECT_EQ(bars_in_screenshot(dir / "report.png"), want) << "every bar of the three charts, drawn";
+}
+
+// Processes whose command line names `dir` (the demo's agent, analyzer and Kafka broker all do).
+std::vector<std::string> processes_under(const std::filesystem::path& dir) {
+  std::vector<std::string> found;
+  for (const auto& e : std::filesystem::directory_iterator("/proc")) {
+    const std::string pid = e.path().filename();
+    if (pid.find_first_not_of("0123456789") != std::string::npos || pid == std::to_string(::getpid())) continue;
+    std::string cmdline = slurp(e.path() / "cmdline");
+    std::replace(cmdline.begin(), cmdline.end(), '\0', ' ');
+    if (cmdline.find(dir.string()) != std::string::npos) found.push_back(pid + ": " + cmdline);
+  }
+  return found;
+}
+
+// Ctrl-C in the middle of the demo: it stops what it started, the local Kafka included, and
+// says why, instead of dying with a 512 MB JVM, the agent and the analyzer left running.
+TEST(DemoTest, InterruptedItStopsTheAgentTheAnalyzerAndKafka) {
+  if (!testing::have_command("java") || !testing::have_command("mvn")) GTEST_SKIP() << "java and mvn run the local Kafka (apt-get install openjdk-17-jre-headless maven)";
+  TempDir dir;
+  const int port = 20000 + static_cast<int>(std::random_device{}() % 12000);
+  Child demo({"/bin/sh", "-c", "out=$1; shift; exec \"$0\" \"$@\" > \"$out\" 2>&1", kTributary,
+              (dir / "demo.out").string(), "demo", "--rows", "2000000", "--out", (dir / "out").string(), "--port",
+              std::to_string(port), "--timeout", "240"});
+  const auto deadline = std::chrono::steady_clock::now() + 120s;
+  while (slurp(dir / "demo.out").find("Kafka at") == std::string::npos && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(100ms);  // another process's progress: polled, bounded above
+  ASSERT_NE(slurp(dir / "demo.out").find("Kafka at"), std::string::npos) << slurp(dir / "demo.out");
+  ASSERT_FALSE(processes_under(dir.path()).empty()) << "the demo's processes are running";
+  demo.signal(SIGINT);  // once the demo blocks it for its signalfd
+  const int status = demo.wait(90s);
+  ASSERT_TRUE(WIFEXITED(status)) << "status " << status << "\n" << slurp(dir / "demo.out");
+  EXPECT_EQ(WEXITSTATUS(status), 1);
+  EXPECT_NE(slurp(dir / "demo.out").find("interrupted"), std::string::npos) << slurp(dir / "demo.out");
+  const auto left = processes_under(dir.path());
+  EXPECT_TRUE(left.empty()) << "left running: " << fmt::format("{}", fmt::join(left, "\n"));
 }
 
 TEST(DemoTest, BadDataGivesTheDocumentedErrors) {

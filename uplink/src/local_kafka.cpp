@@ -50,7 +50,11 @@ pid_t spawn(const std::vector<std::string>& argv, const fs::path& cwd, const fs:
   posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
   posix_spawnattr_t attr;
   posix_spawnattr_init(&attr);
-  if (detach) posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSID);
+  // Signals a caller blocked for its signalfd (the demo's Ctrl-C) are not blocked in the JVM.
+  sigset_t none;
+  sigemptyset(&none);
+  posix_spawnattr_setsigmask(&attr, &none);
+  posix_spawnattr_setflags(&attr, static_cast<short>(POSIX_SPAWN_SETSIGMASK | (detach ? POSIX_SPAWN_SETSID : 0)));
   std::vector<char*> args;
   for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
   args.push_back(nullptr);
