@@ -15,6 +15,10 @@ namespace tributary::tools {
 // Blocks SIGTERM and SIGINT (and SIGHUP, if asked) and returns a non-blocking signalfd that
 // becomes readable when one of them arrives.
 int stop_signal_fd(bool with_hup = false);
+// Integer options of `app` and its subcommands take plain decimal only. CLI11 2.1 reads them
+// with strtoull/strtoll in base 0: "-1" wrapped to 2^64-1 (`gen tianchi --users -1` wrote until
+// the disk was full), "010" was 8 and "0x10" 16.
+void plain_decimal_integers(CLI::App& app);
 // A (level, message) log function writing to stderr through spdlog, named `name`.
 std::function<void(std::string_view, const std::string&)> stderr_log(const std::string& name);
 

@@ -18,6 +18,7 @@ int main(int argc, char** argv) {
   tributary::tools::add_tianchi_commands(app, exit_code);
   tributary::tools::add_demo_commands(app, exit_code);
   tributary::tools::add_bench_commands(app, exit_code);
+  tributary::tools::plain_decimal_integers(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

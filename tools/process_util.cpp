@@ -3,11 +3,15 @@
 #include <signal.h>
 #include <sys/signalfd.h>
 
+#include <algorithm>
+#include <cerrno>
+
 #include <fmt/format.h>
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
 #include "commands.h"
+#include "tributary/core/error.h"
 
 namespace tributary::tools {
 
@@ -18,7 +22,29 @@ int stop_signal_fd(bool with_hup) {
   sigaddset(&set, SIGINT);
   if (with_hup) sigaddset(&set, SIGHUP);
   sigprocmask(SIG_BLOCK, &set, nullptr);
-  return ::signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
+  const int fd = ::signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
+  // Without it the signals stay blocked and nothing would ever stop the process but SIGKILL.
+  if (fd < 0) core::throw_errno("signalfd for SIGTERM/SIGINT", errno);
+  return fd;
+}
+
+void plain_decimal_integers(CLI::App& app) {
+  for (CLI::Option* o : app.get_options([](CLI::Option*) { return true; })) {
+    const std::string type = o->get_type_name();
+    const bool is_unsigned = type.rfind("UINT", 0) == 0, is_signed = type.rfind("INT", 0) == 0;
+    if (!is_unsigned && !is_signed) continue;
+    o->transform(CLI::Validator(
+        [is_unsigned](std::string& s) -> std::string {
+          const std::size_t digits = !is_unsigned && !s.empty() && s[0] == '-' ? 1 : 0;
+          if (digits == s.size() || s.find_first_not_of("0123456789", digits) != std::string::npos)
+            return fmt::format("'{}' is not a {}decimal integer", s, is_unsigned ? "non-negative " : "");
+          const std::size_t first = std::min(s.find_first_not_of('0', digits), s.size() - 1);
+          s.erase(digits, first - digits);  // "010" is ten, not octal eight
+          return std::string();
+        },
+        ""));
+  }
+  for (CLI::App* sub : app.get_subcommands([](CLI::App*) { return true; })) plain_decimal_integers(*sub);
 }
 
 std::function<void(std::string_view, const std::string&)> stderr_log(const std::string& name) {

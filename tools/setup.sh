@@ -124,8 +124,11 @@ fuzz() {
 }
 
 if [ "$action" = fuzz ]; then
+  # Everything the top-level CMakeLists.txt finds (cpp-httplib included: the metrics endpoint is
+  # core), without the test, bench and peer packages.
   PACKAGES=(clang libclang-rt-14-dev cmake ninja-build ccache pkg-config libboost-dev libfmt-dev libspdlog-dev
-            librdkafka-dev libsimdjson-dev libtomlplusplus-dev libre2-dev libcli11-dev)
+            librdkafka-dev libsimdjson-dev libtomlplusplus-dev libre2-dev libcli11-dev libcpp-httplib-dev
+            libconcurrentqueue-dev)
 fi
 [ "$install" -eq 1 ] && install_packages
 case "$action" in

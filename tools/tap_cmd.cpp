@@ -46,11 +46,23 @@ int run_tap(const TapArgs& a) {
   if (from != "oldest" && from != "latest") throw core::Error("tap: --from must be oldest or latest");
   std::uint64_t pos = from == "latest" ? ch.stats().write_position : ch.stats().oldest_retained;
   const core::Fd stop(a.follow ? stop_signal_fd() : -1);
-  std::uint64_t shown = 0;
+  // Without --follow: what the channel held when the tap started, not a chase of its producers.
+  const std::uint64_t end = ch.stats().write_position;
+  std::uint64_t shown = 0, walked = 0;
   bool done = false;
+  auto stop_asked = [&] {
+    pollfd p{stop.get(), POLLIN, 0};
+    return a.follow && ::poll(&p, 1, 0) > 0;
+  };
   for (;;) {
+    if (stop_asked()) break;
     const std::uint64_t seen = ch.walk(
         [&](const core::Record& r) {
+          // Also while it has records to print: a tap behind its producers still stops.
+          if ((!a.follow && r.position >= end) || (++walked % 4096 == 0 && stop_asked())) {
+            done = true;
+            return false;
+          }
           pos = r.next;
           const std::string_view text(reinterpret_cast<const char*>(r.payload.data()), r.payload.size());
           if (re && !RE2::PartialMatch(re2::StringPiece(text.data(), text.size()), *re)) return true;
@@ -65,7 +77,7 @@ int run_tap(const TapArgs& a) {
           return !done;
         },
         pos);
-    if (done || (!a.follow && seen == 0)) break;
+    if (done) break;
     if (seen != 0) continue;
     std::fflush(stdout);
     // Nothing readable at `pos`: either nothing new yet, or the records there were reclaimed.
@@ -76,6 +88,7 @@ int run_tap(const TapArgs& a) {
       pos = st.oldest_retained;
       continue;
     }
+    if (!a.follow) break;
     // No consumer of our own to wait on (that would retain records): poll the tail, 10 ms.
     pollfd p{stop.get(), POLLIN, 0};
     if (::poll(&p, 1, 10) > 0) break;

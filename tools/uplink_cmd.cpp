@@ -8,6 +8,7 @@
 
 #include <atomic>
 #include <cerrno>
+#include <charconv>
 #include <cstring>
 #include <fmt/format.h>
 #include <thread>
@@ -137,7 +138,8 @@ void add_uplink_commands(CLI::App& app, int& exit_code) {
                         kafka->add_subcommand("stop", "Stop the broker(s)"),
                         kafka->add_subcommand("status", "Show whether each broker runs and answers")}) {
     sub->add_option("--dir", k->dir, "Storage, configs and logs");
-    sub->add_option("--port", k->port, "Port of broker 1 (others follow; controllers at +100)");
+    sub->add_option("--port", k->port, "Port of broker 1 (others follow; controllers at +100)")
+        ->check(CLI::Range(1024, 65400));
     sub->add_option("--brokers", k->brokers, "1, or 3 for replication and failover tests")->check(CLI::IsMember({1, 3}));
     sub->add_option("--version", k->version, "Apache Kafka version");
     sub->add_option("--heap", k->heap, "JVM heap per broker");
@@ -176,7 +178,13 @@ void add_uplink_commands(CLI::App& app, int& exit_code) {
     for (const auto& t : b->topics) {
       const auto colon = t.find(':');
       const std::string name = t.substr(0, colon);
-      const int parts = colon == std::string::npos ? 1 : std::stoi(t.substr(colon + 1));
+      int parts = 1;
+      if (colon != std::string::npos) {
+        const std::string_view n = std::string_view(t).substr(colon + 1);
+        const auto [end, ec] = std::from_chars(n.data(), n.data() + n.size(), parts);
+        if (ec != std::errc{} || end != n.data() + n.size() || parts < 1 || parts > 1024)
+          throw core::Error(fmt::format("broker --topics {}: the partitions after ':' must be 1 to 1024", t));
+      }
       mock.create_topic(name, parts, std::min(b->brokers, 3));
     }
     fmt::print("bootstrap {}\n", mock.bootstrap());

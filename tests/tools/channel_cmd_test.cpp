@@ -4,6 +4,9 @@
 #include <gtest/gtest.h>
 #include <sys/wait.h>
 
+#include <algorithm>
+#include <fmt/format.h>
+
 #include "support/channel_util.h"
 #include "support/process.h"
 #include "support/temp_dir.h"
@@ -76,6 +79,26 @@ TEST(ChannelCommandTest, CreateRefusesABadModeOrMaxPayloadAndCreatesNothing) {
   EXPECT_EQ(std::filesystem::status(dir / "c.chan").permissions() & std::filesystem::perms::all,
             std::filesystem::perms::owner_read | std::filesystem::perms::owner_write | std::filesystem::perms::group_read |
                 std::filesystem::perms::group_write);
+}
+
+// CLI11 reads integers in base 0 with strtoull: "-1" would be 2^64-1, "010" eight. Every
+// integer option takes plain decimal only, and says so naming the option.
+TEST(ChannelCommandTest, IntegerOptionsTakePlainDecimalOnly) {
+  TempDir dir;
+  write_records(dir / "c.chan", 20);
+  for (const char* bad : {"-1", "0x10", "3x", ""}) {
+    Child dump({"/bin/sh", "-c", "exec \"$0\" channel dump \"$1\" --limit \"$2\" 2>&1", kTributary,
+                (dir / "c.chan").string(), bad});
+    const std::string out = output_of(dump);
+    const int status = dump.wait(10s);
+    EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) != 0) << bad << ": status " << status;
+    EXPECT_NE(out.find(fmt::format("--limit: '{}' is not a non-negative decimal integer", bad)), std::string::npos)
+        << bad << ": " << out;
+  }
+  Child dump({kTributary, "channel", "dump", (dir / "c.chan").string(), "--limit", "010"});
+  const std::string out = output_of(dump);
+  EXPECT_EQ(dump.wait(10s), 0);
+  EXPECT_EQ(std::count(out.begin(), out.end(), '\n'), 10) << "010 is ten:\n" << out;
 }
 
 TEST(ChannelCommandTest, RecoverRefusesAFileInUseAndSaysSo) {

@@ -3,6 +3,8 @@
 #include <gtest/gtest.h>
 #include <signal.h>
 
+#include <fstream>
+
 #include "support/process.h"
 #include "support/temp_dir.h"
 #include "tributary/core/channel.h"
@@ -111,6 +113,31 @@ TEST(TapTest, APausedTapSkipsWhatWasReclaimedAndGoesOn) {
   EXPECT_LT(fillers, 300u) << "most were reclaimed while the tap was stopped";
   tap.signal(SIGTERM);
   EXPECT_EQ(tap.wait(10s), 0);
+}
+
+// A tap behind its producers always has records to print: SIGTERM must stop it all the same,
+// not once it caught up. Here its backlog is half a million events; the signal comes as soon as
+// the tap is ready for it.
+TEST(TapTest, AFollowingTapStopsOnSigtermWhileItHasABacklog) {
+  TempDir dir;
+  auto ch = core::Channel::create(dir / "c.chan", cfg(64 << 20));
+  {
+    auto prod = ch.producer();
+    const std::string text(64, 'x');
+    std::vector<core::Event> batch(64);
+    for (std::uint64_t seq = 0; seq < 500'000;) {
+      for (auto& e : batch) e = {{7, seq++}, std::as_bytes(std::span(text.data(), text.size()))};
+      ASSERT_EQ(prod.append_batch(batch), core::AppendStatus::kOk);
+    }
+  }
+  Child tap({"/bin/sh", "-c", "exec \"$0\" tap \"$1\" --follow --from oldest -v > \"$2\"", kTributary,
+             (dir / "c.chan").string(), (dir / "out.txt").string()});
+  tap.signal(SIGTERM);  // once the tap blocks it for its signalfd
+  EXPECT_EQ(tap.wait(30s), 0);
+  std::ifstream out(dir / "out.txt");
+  std::size_t lines = 0;
+  for (std::string l; std::getline(out, l);) ++lines;
+  EXPECT_LT(lines, 400'000u) << "the tap printed its backlog before it looked at the signal";
 }
 
 }  // namespace
