@@ -16,29 +16,42 @@
 
 namespace tributary::core::detail {
 
-std::uint64_t process_start_time(std::uint32_t pid) noexcept {
+namespace {
+enum class StartTime : std::uint8_t { kRead, kNoEntry, kZombie, kHidden };
+
+// The start time (field 22 of /proc/PID/stat) into `out`. kNoEntry: no such process, or one
+// /proc makes invisible to us (hidepid=invisible); kZombie: it has exited; kHidden: it exists
+// but we may not read it (hidepid=noaccess, ProtectProc).
+StartTime read_start_time(std::uint32_t pid, std::uint64_t& out) noexcept {
   char path[64];
   std::snprintf(path, sizeof path, "/proc/%u/stat", pid);
   const int fd = ::open(path, O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return 0;
+  if (fd < 0) return errno == ENOENT || errno == ESRCH ? StartTime::kNoEntry : StartTime::kHidden;
   char buf[1024];
   const ssize_t n = ::read(fd, buf, sizeof buf - 1);
   ::close(fd);
-  if (n <= 0) return 0;
+  if (n <= 0) return n == 0 || errno == ESRCH ? StartTime::kNoEntry : StartTime::kHidden;
   buf[n] = '\0';
   // The command name (field 2) may contain spaces and parentheses: fields resume after the
   // last ')'. Field 3 is the state; the start time is field 22.
   const char* p = std::strrchr(buf, ')');
-  if (p == nullptr) return 0;
+  if (p == nullptr) return StartTime::kHidden;
   ++p;
   for (int field = 3; field < 22 && p != nullptr; ++field) {
     p = std::strchr(p + 1, ' ');
   }
-  if (p == nullptr) return 0;
+  if (p == nullptr) return StartTime::kHidden;
   // A zombie (state Z) has exited: treat it as dead.
   const char* state = std::strrchr(buf, ')') + 2;
-  if (*state == 'Z' || *state == 'X') return 0;
-  return std::strtoull(p + 1, nullptr, 10);
+  if (*state == 'Z' || *state == 'X') return StartTime::kZombie;
+  out = std::strtoull(p + 1, nullptr, 10);
+  return StartTime::kRead;
+}
+}  // namespace
+
+std::uint64_t process_start_time(std::uint32_t pid) noexcept {
+  std::uint64_t t = 0;
+  return read_start_time(pid, t) == StartTime::kRead ? t : 0;
 }
 
 ProcessIdentity self_identity() noexcept {
@@ -60,9 +73,21 @@ std::uint64_t boot_id_digest() noexcept {
 
 bool process_alive(std::uint32_t pid, std::uint64_t start_time) noexcept {
   if (pid == 0) return false;
+  // EPERM: it exists, as another user's process (a channel shared by group).
   if (::kill(static_cast<pid_t>(pid), 0) != 0 && errno == ESRCH) return false;
-  const std::uint64_t now = process_start_time(pid);
-  return now != 0 && now == start_time;
+  std::uint64_t now = 0;
+  switch (read_start_time(pid, now)) {
+    case StartTime::kRead: return now == start_time;  // else a later process with the pid
+    case StartTime::kZombie: return false;
+    case StartTime::kNoEntry:  // exited since kill() found it, or invisible: kill() tells which
+      if (::kill(static_cast<pid_t>(pid), 0) != 0 && errno == ESRCH) return false;
+      break;
+    case StartTime::kHidden: break;
+  }
+  // It exists and /proc hides it: whether it is the same process cannot be told. Taken as alive,
+  // since skipping a live writer's claim loses its records (a dead writer's recycled pid then
+  // keeps its claim until that process ends).
+  return true;
 }
 
 void futex_wait(std::atomic<std::uint32_t>* word, std::uint32_t expected, std::chrono::nanoseconds timeout) noexcept {

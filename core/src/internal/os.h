@@ -16,7 +16,8 @@ struct ProcessIdentity {
 [[nodiscard]] ProcessIdentity self_identity() noexcept;
 // 0 when the process does not exist (or /proc cannot be read).
 [[nodiscard]] std::uint64_t process_start_time(std::uint32_t pid) noexcept;
-// True while a process with this pid and start time exists.
+// True while a process with this pid and start time exists, or may (one that /proc hides from
+// this process, as hidepid does for another user's: never taken for dead).
 [[nodiscard]] bool process_alive(std::uint32_t pid, std::uint64_t start_time) noexcept;
 // A 64-bit digest of this boot's id (/proc/sys/kernel/random/boot_id): it changes with every
 // boot, so what it is mixed into is known to come from the running kernel's page cache.
