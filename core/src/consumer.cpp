@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <mutex>
 #include <utility>
 #include <vector>
 
@@ -468,6 +469,15 @@ Consumer Channel::consumer(std::string_view name, StartAt start) {
         return &st.consumers[i];
     return nullptr;
   };
+  // One registration at a time: two processes registering one name at once could each keep a
+  // slot (the one that looked first found the other's still registering), and the second
+  // slot's cursor, never moved again, would pin the ring. Byte 0 of the file is the lock's.
+  const std::lock_guard in_process(st.register_mu);
+  st.file.lock_byte(0);
+  struct Unlock {
+    const MappedFile& f;
+    ~Unlock() { f.unlock_byte(0); }
+  } unlock{st.file};
   if (ConsumerSlot* s = find_active()) {
     adopt(*s);
     return Consumer(std::move(impl));

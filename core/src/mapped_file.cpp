@@ -244,6 +244,27 @@ bool MappedFile::try_lock_exclusive(int* error) const noexcept {
   return rc == 0;
 }
 
+namespace {
+int byte_lock(int fd, std::uint64_t at, short type, int cmd) noexcept {
+  struct flock l {};
+  l.l_type = type;
+  l.l_whence = SEEK_SET;
+  l.l_start = static_cast<off_t>(at);
+  l.l_len = 1;
+  int rc = 0;
+  while ((rc = ::fcntl(fd, cmd, &l)) != 0 && errno == EINTR) {
+  }
+  return rc;
+}
+}  // namespace
+
+void MappedFile::lock_byte(std::uint64_t at) const {
+  if (byte_lock(impl_->fd.get(), at, F_WRLCK, F_OFD_SETLKW) != 0)
+    throw_errno(fmt::format("cannot lock {} (fcntl, byte {})", impl_->path.string(), at), errno);
+}
+
+void MappedFile::unlock_byte(std::uint64_t at) const noexcept { (void)byte_lock(impl_->fd.get(), at, F_UNLCK, F_OFD_SETLK); }
+
 void MappedFile::lock_shared() const {
   while (::flock(impl_->fd.get(), LOCK_SH) != 0)
     if (errno != EINTR) throw_errno(fmt::format("cannot lock {} (flock, shared)", impl_->path.string()), errno);

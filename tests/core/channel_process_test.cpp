@@ -2,10 +2,13 @@
 // killed with SIGKILL at the worst moments.
 #include <gtest/gtest.h>
 
+#include <fcntl.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <cstddef>
+#include <fmt/format.h>
 #include <fstream>
 #include <random>
 #include <thread>
@@ -15,6 +18,7 @@
 #include "support/process.h"
 #include "support/temp_dir.h"
 #include "tributary/core/channel.h"
+#include "tributary/core/error.h"
 
 namespace tributary::core {
 namespace {
@@ -422,6 +426,74 @@ TEST(ChannelProcessTest, ASigbusSentWithKillIsNotSwallowedByTheGuard) {
   int status = 0;
   ASSERT_EQ(::waitpid(pid, &status, 0), pid);
   EXPECT_FALSE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "the SIGBUS was swallowed";
+}
+
+// A process registering a consumer name while another is between taking a slot for the same
+// name and making it active: it must wait (a lock on byte 0 of the file, fcntl OFD) and then
+// adopt that slot, not take a second one. Two active slots with one name: the second's cursor is
+// never moved again and pins the ring for good. The half-made registration is written here by
+// hand, holding the lock as a registering process does.
+TEST(ChannelProcessTest, ARegistrationWaitsForOneOfTheSameNameUnderWayAndAdoptsItsSlot) {
+  TempDir dir;
+  const auto path = dir / "a.chan";
+  const Channel held = Channel::create(path, config());  // open throughout: the child's open recovers nothing
+  const int fd = ::open(path.c_str(), O_RDWR | O_CLOEXEC);
+  ASSERT_GE(fd, 0);
+  struct flock lock {};
+  lock.l_type = F_WRLCK;
+  lock.l_whence = SEEK_SET;
+  lock.l_start = 0;
+  lock.l_len = 1;
+  ASSERT_EQ(::fcntl(fd, F_OFD_SETLK, &lock), 0);
+  const detail::Layout layout = detail::Layout::compute(config().capacity, config().source_slots);
+  auto put = [&](std::size_t field, const void* bytes, std::size_t n) {
+    ASSERT_EQ(::pwrite(fd, bytes, n, static_cast<off_t>(layout.consumers_off + field)), static_cast<ssize_t>(n));
+  };
+  const char name[] = "twin";
+  const std::uint64_t cursor = 0, cursor_copy = ~cursor;
+  const std::uint32_t registering = detail::kRegistering, active = detail::kActive;
+  put(offsetof(detail::ConsumerSlot, name), name, sizeof name);
+  put(offsetof(detail::ConsumerSlot, cursor), &cursor, sizeof cursor);
+  put(offsetof(detail::ConsumerSlot, cursor_copy), &cursor_copy, sizeof cursor_copy);
+  put(offsetof(detail::ConsumerSlot, state), &registering, sizeof registering);
+  const pid_t pid = ::fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    int rc = 1;
+    try {
+      Channel ch = Channel::open(path);
+      (void)ch.consumer("twin");
+      rc = 0;
+    } catch (const Error&) {
+    }
+    ::_exit(rc);
+  }
+  // Until the child waits for the lock (listed blocked in /proc/locks), or registered without it.
+  struct stat st {};
+  ASSERT_EQ(::fstat(fd, &st), 0);
+  const std::string inode = fmt::format(":{} ", st.st_ino);
+  int status = 0;
+  bool exited = false;
+  for (const auto deadline = std::chrono::steady_clock::now() + 10s; std::chrono::steady_clock::now() < deadline;) {
+    if ((exited = ::waitpid(pid, &status, WNOHANG) == pid)) break;
+    std::ifstream locks("/proc/locks");
+    bool waiting = false;
+    for (std::string line; std::getline(locks, line);)
+      waiting = waiting || (line.find("->") != std::string::npos && line.find(inode) != std::string::npos);
+    if (waiting) break;
+    std::this_thread::sleep_for(1ms);  // another process's progress: polled, bounded above
+  }
+  put(offsetof(detail::ConsumerSlot, state), &active, sizeof active);  // the registration completes
+  lock.l_type = F_UNLCK;
+  ASSERT_EQ(::fcntl(fd, F_OFD_SETLK, &lock), 0);
+  ::close(fd);
+  if (!exited) {
+    ASSERT_EQ(::waitpid(pid, &status, 0), pid);
+  }
+  ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "status " << status;
+  int slots = 0;
+  for (const auto& c : held.stats().consumers) slots += c.name == "twin";
+  EXPECT_EQ(slots, 1) << "the name is in " << slots << " slots";
 }
 
 }  // namespace

@@ -211,6 +211,10 @@ struct ChannelState {
   std::uint32_t opener_pid = 0;      // a forked child holding this state does not mark the file
   std::uint64_t sync_failures_at_open = 0;
 
+  // Consumer registration, one at a time: between threads of this process (the mutex) and
+  // between processes (a byte lock on the file: see Channel::consumer).
+  std::mutex register_mu;
+
   // Interval syncer (SyncPolicy::kInterval).
   std::mutex sync_mu;
   std::condition_variable sync_cv;

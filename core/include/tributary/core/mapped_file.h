@@ -64,6 +64,13 @@ class MappedFile {
   // going on unlocked would let another opener recover the ring under us.
   [[nodiscard]] bool try_lock_exclusive(int* error = nullptr) const noexcept;
   void lock_shared() const;
+  // A write lock on byte `at` (fcntl F_OFD_SETLKW: owned by this open file, dropped by the
+  // kernel when it closes or the process dies; independent of the flock above): a short
+  // critical section between processes sharing the file. Threads of one process sharing this
+  // MappedFile are not excluded by it. lock_byte throws core::Error naming the file if the
+  // kernel refuses the lock.
+  void lock_byte(std::uint64_t at) const;
+  void unlock_byte(std::uint64_t at) const noexcept;
 
  private:
   struct Impl;
