@@ -15,6 +15,7 @@
 #include "tributary/core/channel.h"
 #include "tributary/core/crc32c.h"
 #include "tributary/core/error.h"
+#include "tributary/core/json.h"
 #include "tributary/core/units.h"
 
 namespace tributary::tools {
@@ -35,17 +36,18 @@ void print_stats(const Channel& ch, bool json) {
     std::string consumers;
     for (const auto& c : s.consumers) {
       if (!consumers.empty()) consumers += ",";
-      consumers += fmt::format(R"({{"name":"{}","committed":{},"lag_bytes":{},"records_committed":{},"owner_pid":{}}})",
-                               c.name, c.committed, s.write_position - c.committed, c.records_committed, c.owner_pid);
+      consumers += fmt::format(R"({{"name":{},"committed":{},"lag_bytes":{},"records_committed":{},"owner_pid":{}}})",
+                               core::json_string(c.name), c.committed, s.write_position - c.committed,
+                               c.records_committed, c.owner_pid);
     }
     fmt::print(
-        R"({{"path":"{}","capacity":{},"max_payload":{},"write_position":{},"next_channel_seq":{},"oldest_retained":{},"used_bytes":{},)"
+        R"({{"path":{},"capacity":{},"max_payload":{},"write_position":{},"next_channel_seq":{},"oldest_retained":{},"used_bytes":{},)"
         R"("records_written":{},"bytes_written":{},"abandoned_records":{},"abandoned_bytes":{},"corrupt_records":{},"corrupt_bytes":{},)"
         R"("producer_waits":{},"full_rejections":{},"oversize_rejections":{},"sync_failures":{},"live_producers":{},"consumers":[{}],)"
         R"("last_recovery":{{"ran":{},"at_ns":{},"salvaged":{},"dropped_records":{},"dropped_bytes":{},"abandoned_claims":{},"cursors_moved":{},"file_bytes_found":{}}},)"
         R"("opened_after_clean_close":{},"closed_cleanly":{}}})"
         "\n",
-        ch.path().string(), s.capacity, s.max_payload, s.write_position, s.next_channel_seq, s.oldest_retained,
+        core::json_string(ch.path().string()), s.capacity, s.max_payload, s.write_position, s.next_channel_seq, s.oldest_retained,
         s.used_bytes, s.records_written, s.bytes_written, s.abandoned_records, s.abandoned_bytes, s.corrupt_records,
         s.corrupt_bytes, s.producer_waits, s.full_rejections, s.oversize_rejections, s.sync_failures, s.live_producers, consumers,
         s.last_recovery.ran, s.last_recovery.at_ns, s.last_recovery.records_salvaged, s.last_recovery.records_dropped,

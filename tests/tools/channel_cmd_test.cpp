@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <fmt/format.h>
+#include <simdjson.h>
 
 #include "support/channel_util.h"
 #include "support/process.h"
@@ -57,6 +58,27 @@ TEST(ChannelCommandTest, StatSaysAFileWasClosedCleanlyAndRecoverScansItAnyway) {
 
   core::Channel ch = core::Channel::open(path);
   EXPECT_TRUE(ch.stats().opened_after_clean_close) << "recover closed the file cleanly again";
+}
+
+// stat --json is JSON whatever the path and the consumer names hold (quotes, backslashes).
+TEST(ChannelCommandTest, StatJsonEscapesThePathAndTheConsumerNames) {
+  TempDir dir;
+  const auto path = dir / "a\"b\\c.chan";
+  {
+    core::ChannelConfig cfg;
+    cfg.capacity = 1 << 20;
+    cfg.max_payload = 4096;
+    core::Channel ch = core::Channel::create(path, cfg);
+    (void)ch.consumer("say \"hi\"\\");
+  }
+  Child stat({kTributary, "channel", "stat", path.string(), "--json"});
+  const std::string json = output_of(stat);
+  EXPECT_EQ(stat.wait(10s), 0);
+  simdjson::dom::parser parser;
+  simdjson::dom::element doc;
+  ASSERT_EQ(parser.parse(json).get(doc), simdjson::SUCCESS) << json;
+  EXPECT_EQ(std::string_view(doc["path"]), path.string());
+  EXPECT_EQ(std::string_view(doc["consumers"].at(0)["name"]), "say \"hi\"\\");
 }
 
 // A mode that is not an owner-only or group octal mode, or a max payload past 4 GiB, is an
