@@ -141,10 +141,10 @@ std::vector<Verdict> compare(const Report& base, const Report& now, const Compar
     v.name = b.name;
     v.unit = b.unit;
     v.base = b.value;
-    v.gate = b.gate;
+    v.gate = b.gate && (o.gate_ratios || !b.name.starts_with("ratio/"));
     const auto it = in_now.find(b.name);
     if (it == in_now.end()) {
-      v.status = b.gate ? Status::kMissing : Status::kReported;
+      v.status = v.gate ? Status::kMissing : Status::kReported;
       v.now = std::nan("");
       out.push_back(std::move(v));
       continue;
@@ -162,7 +162,7 @@ std::vector<Verdict> compare(const Report& base, const Report& now, const Compar
     // The noise of this run counts at most twice the baseline's: a change that makes a loop
     // slower and noisier must not excuse itself.
     v.allowed = std::max(o.max_regression, o.noise_factor * (b.spread + std::min(n.spread, 2 * b.spread)));
-    if (!b.gate)
+    if (!v.gate)
       v.status = Status::kReported;
     else if (!comparable || !positive)
       v.status = Status::kInvalid;  // a unit or direction changed, or a count of 0: never a pass

@@ -47,6 +47,10 @@ void write_report(const std::filesystem::path& file, const Report& r);
 struct CompareOptions {
   double max_regression = 0.10;  // fraction
   double noise_factor = 3;       // margin >= noise_factor * (spread in BASE + capped spread in NEW)
+  // Same-run wall-time ratios (metrics "ratio/...") gated too. A ratio depends on the CPU
+  // model: against a baseline of another one they are reported, not gated (instruction counts
+  // still are).
+  bool gate_ratios = true;
 };
 
 enum class Status : std::uint8_t { kOk, kRegressed, kImproved, kMissing, kInvalid, kAdded, kReported };

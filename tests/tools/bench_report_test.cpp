@@ -60,6 +60,24 @@ TEST(BenchCompare, AHigherIsBetterRatioFailsWhenItFalls) {
   EXPECT_FALSE(failed(compare(base, now, {})));
 }
 
+// A wall-time ratio depends on the CPU model: judged against a baseline of another CPU (the
+// command turns gate_ratios off then), a ratio is reported, never a failure; instruction
+// counts are still gated.
+TEST(BenchCompare, AgainstAnotherCpusBaselineRatiosAreReportedAndInstructionsStillGated) {
+  Report base, now;
+  base.metrics = {ratio("ratio/json vs nlohmann", 10.0, 0.01), instructions("instructions/a", 1000),
+                  ratio("ratio/gone", 2.0, 0.01)};
+  now.metrics = {ratio("ratio/json vs nlohmann", 5.0, 0.01), instructions("instructions/a", 1300)};
+  CompareOptions o;
+  o.gate_ratios = false;
+  const auto v = compare(base, now, o);
+  EXPECT_EQ(find(v, "ratio/json vs nlohmann").status, Status::kReported);
+  EXPECT_EQ(find(v, "ratio/gone").status, Status::kReported) << "a missing ratio is not a failure either";
+  EXPECT_EQ(find(v, "instructions/a").status, Status::kRegressed);
+  now.metrics[1].value = 1000;
+  EXPECT_FALSE(failed(compare(base, now, o)));
+}
+
 TEST(BenchCompare, ANoisyRatioWidensItsOwnMarginInsteadOfCryingWolf) {
   Report base, now;
   base.metrics = {ratio("r", 1.0, 0.05)};
