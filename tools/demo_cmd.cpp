@@ -87,7 +87,13 @@ class Proc {
   void stop() {
     if (pid_ <= 0) return;
     ::kill(pid_, SIGTERM);
-    for (int i = 0; i < 300 && ::waitpid(pid_, nullptr, WNOHANG) == 0; ++i) std::this_thread::sleep_for(50ms);
+    for (int i = 0; i < 300; ++i) {
+      if (::waitpid(pid_, nullptr, WNOHANG) == pid_) {  // reaped: its pid may be another's now
+        pid_ = -1;
+        return;
+      }
+      std::this_thread::sleep_for(50ms);
+    }
     ::kill(pid_, SIGKILL);
     ::waitpid(pid_, nullptr, 0);
     pid_ = -1;
@@ -262,9 +268,11 @@ struct DemoArgs {
 };
 
 int run_demo(const DemoArgs& a, const std::string& self) {
-  // Ctrl-C or SIGTERM: the demo stops what it started (the processes below, the local Kafka)
-  // on its way out, instead of dying with them left running.
-  const core::Fd stop(stop_signal_fd());
+  // Ctrl-C, SIGTERM or SIGHUP (the terminal closed) once it has started processes: the demo
+  // stops them (the analyzer, the agent, the local Kafka) on its way out instead of dying with
+  // them left running. Blocked from just before Kafka starts (the data generated and Kafka's jars
+  // fetched first, so that a Ctrl-C there simply ends it).
+  core::Fd stop;
   auto check_stop = [&] {
     pollfd p{stop.get(), POLLIN, 0};
     if (::poll(&p, 1, 0) > 0) throw core::Error("interrupted: stopping the analyzer, the agent and Kafka");
@@ -292,8 +300,15 @@ int run_demo(const DemoArgs& a, const std::string& self) {
   }
   check_data(data);
 
-  check_stop();
   std::optional<uplink::LocalKafka> kafka;
+  if (a.bootstrap.empty()) {
+    uplink::LocalKafkaOptions ko;
+    ko.dir = work / "kafka";
+    ko.port = a.port;
+    kafka.emplace(ko);
+    if (!kafka->fetched()) kafka->fetch();
+  }
+  stop = core::Fd(stop_signal_fd(true));
   struct KafkaStop {  // also when start() throws: a broker slow to answer is running
     std::optional<uplink::LocalKafka>& k;
     ~KafkaStop() {
@@ -301,12 +316,8 @@ int run_demo(const DemoArgs& a, const std::string& self) {
     }
   } kafka_stop{kafka};
   std::string bootstrap = a.bootstrap;
-  if (bootstrap.empty()) {
-    uplink::LocalKafkaOptions ko;
-    ko.dir = work / "kafka";
-    ko.port = a.port;
-    kafka.emplace(ko);
-    fmt::print("starting a local Kafka in {} ...\n", ko.dir.string());
+  if (kafka) {
+    fmt::print("starting a local Kafka in {} ...\n", (work / "kafka").string());
     bootstrap = kafka->start();
   }
   check_stop();
@@ -360,6 +371,7 @@ packed = true
   while (std::chrono::steady_clock::now() < deadline) {
     status = analyzer_figures(work / "analyzer" / "status.json");
     if (status.accounted() >= total) break;
+    check_stop();  // before the children's state: a terminal's Ctrl-C reaches them too
     if (!analyzer.alive() || !agent.alive())
       throw core::Error(fmt::format("the {} exited; see {}", analyzer.alive() ? "agent" : "analyzer",
                                     (work / (analyzer.alive() ? "agent.log" : "analyzer.log")).string()));

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <charconv>
 
 #include <fmt/format.h>
 #include <spdlog/sinks/stdout_color_sinks.h>
@@ -40,6 +41,12 @@ void plain_decimal_integers(CLI::App& app) {
             return fmt::format("'{}' is not a {}decimal integer", s, is_unsigned ? "non-negative " : "");
           const std::size_t first = std::min(s.find_first_not_of('0', digits), s.size() - 1);
           s.erase(digits, first - digits);  // "010" is ten, not octal eight
+          // strtoull saturates: 2^64 and more would pass as 2^64-1 (narrower types CLI11 checks).
+          std::uint64_t u = 0;
+          std::int64_t i = 0;
+          const auto [end, ec] = is_unsigned ? std::from_chars(s.data(), s.data() + s.size(), u)
+                                             : std::from_chars(s.data(), s.data() + s.size(), i);
+          if (ec != std::errc{} || end != s.data() + s.size()) return fmt::format("'{}' is out of range", s);
           return std::string();
         },
         ""));

@@ -367,8 +367,8 @@ ReplayResult replay(const ReplayOptions& o) {
           if (!l.empty() && l.back() == '\r') l.pop_back();
           if (l.empty()) continue;  // skipped, not sent
           const std::uint64_t index = row++;
-          if ((o.rate > 0 || index % kChunk == 0) && asked_to_stop()) break;
           if ((index / chunk) % static_cast<std::uint64_t>(c) != static_cast<std::uint64_t>(k)) continue;
+          if ((o.rate > 0 || sent % kChunk == 0) && asked_to_stop()) break;  // this writer's rows
           if (!to_json(l, buf)) {
             buf.append(l.data(), l.data() + l.size());
             buf.push_back('\n');
@@ -387,6 +387,10 @@ ReplayResult replay(const ReplayOptions& o) {
               std::this_thread::sleep_until(due);
             }
           }
+        }
+        if (interrupted) {  // no flush nor close: over TCP either may wait on a slow receiver
+          out.abort();
+          return;
         }
         out.write(buf.data(), buf.size());
         out.close();

@@ -108,14 +108,16 @@ TEST(ChannelCommandTest, CreateRefusesABadModeOrMaxPayloadAndCreatesNothing) {
 TEST(ChannelCommandTest, IntegerOptionsTakePlainDecimalOnly) {
   TempDir dir;
   write_records(dir / "c.chan", 20);
-  for (const char* bad : {"-1", "0x10", "3x", ""}) {
+  for (const auto& [bad, why] : std::initializer_list<std::pair<const char*, const char*>>{
+           {"-1", "is not a non-negative decimal integer"}, {"0x10", "is not a non-negative decimal integer"},
+           {"3x", "is not a non-negative decimal integer"}, {"", "is not a non-negative decimal integer"},
+           {"+5", "is not a non-negative decimal integer"}, {"18446744073709551616", "is out of range"}}) {
     Child dump({"/bin/sh", "-c", "exec \"$0\" channel dump \"$1\" --limit \"$2\" 2>&1", kTributary,
                 (dir / "c.chan").string(), bad});
     const std::string out = output_of(dump);
     const int status = dump.wait(10s);
     EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) != 0) << bad << ": status " << status;
-    EXPECT_NE(out.find(fmt::format("--limit: '{}' is not a non-negative decimal integer", bad)), std::string::npos)
-        << bad << ": " << out;
+    EXPECT_NE(out.find(fmt::format("--limit: '{}' {}", bad, why)), std::string::npos) << bad << ": " << out;
   }
   Child dump({kTributary, "channel", "dump", (dir / "c.chan").string(), "--limit", "010"});
   const std::string out = output_of(dump);
