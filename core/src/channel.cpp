@@ -28,6 +28,7 @@ std::string_view to_string(AppendStatus s) noexcept {
     case AppendStatus::kNoSlot: return "source table full";
     case AppendStatus::kBroken: return "channel file truncated";
     case AppendStatus::kSyncFailed: return "written but not synced to disk (msync failed)";
+    case AppendStatus::kClaimOpen: return "a claim of this producer is not published yet";
   }
   return "unknown";
 }

@@ -22,6 +22,9 @@ struct Producer::Impl {
   std::uint64_t bytes = 0;
   std::uint64_t pad_at = kNoPad;  // a pad this reservation wrote (synced with its records)
   static constexpr std::uint64_t kNoPad = UINT64_MAX;
+  // A Claim handed out and not yet published: the slot holds its reservation, which a second
+  // one would overwrite (a consumer stalled at the first would then step over it).
+  bool claim_open = false;
 
   ~Impl() {
     if (slot == nullptr) return;
@@ -183,6 +186,7 @@ Producer::~Producer() = default;
 
 AppendStatus Producer::append(EventId id, std::span<const std::byte> payload) noexcept {
   Impl& p = *impl_;
+  if (p.claim_open) return AppendStatus::kClaimOpen;
   if (payload.size() > p.st->max_payload) {
     p.st->hdr->oversize_rejections.fetch_add(1, std::memory_order_relaxed);
     return AppendStatus::kTooLarge;
@@ -196,6 +200,7 @@ AppendStatus Producer::append(EventId id, std::span<const std::byte> payload) no
 
 AppendStatus Producer::append_batch(std::span<const Event> events, const SourcePosition* state) noexcept {
   Impl& p = *impl_;
+  if (p.claim_open) return AppendStatus::kClaimOpen;
   ChannelState& st = *p.st;
   std::uint64_t total = 0, payload_bytes = 0;
   for (const Event& e : events) {
@@ -274,6 +279,7 @@ AppendStatus Producer::append_batch(std::span<const Event> events, const SourceP
 
 AppendStatus Producer::claim(EventId id, std::size_t size, Claim& out) noexcept {
   Impl& p = *impl_;
+  if (p.claim_open) return AppendStatus::kClaimOpen;
   if (size > p.st->max_payload) {
     p.st->hdr->oversize_rejections.fetch_add(1, std::memory_order_relaxed);
     return AppendStatus::kTooLarge;
@@ -291,6 +297,7 @@ AppendStatus Producer::claim(EventId id, std::size_t size, Claim& out) noexcept 
   out.position_ = pos;
   out.channel_seq_ = seq;
   out.id_ = id;
+  p.claim_open = true;
   return AppendStatus::kOk;
 }
 
@@ -305,6 +312,7 @@ AppendStatus Producer::publish(Claim& c) noexcept {
   h->source_seq = c.id_.sequence;
   h->crc = record_crc(p.st->crc, c.position_, h, len);
   c.header_ = nullptr;
+  p.claim_open = false;
   return p.finish(c.position_, c.position_ + record_size(len), 1, len);
 }
 

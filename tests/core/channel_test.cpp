@@ -398,6 +398,30 @@ TEST(ChannelTest, ZeroCopyClaimIsInvisibleUntilPublished) {
   EXPECT_EQ(got[1].payload, "after");
 }
 
+// The producer's slot records one reservation: a second one while a Claim is open would
+// overwrite it, and a consumer stalled at the claimed record would step over it for good.
+TEST(ChannelTest, WhileAClaimIsOpenItsProducerReservesNothingElse) {
+  TempDir dir;
+  Channel ch = Channel::create(dir / "a.chan", small_config());
+  Consumer c = ch.consumer("r");
+  Producer p = ch.producer();
+  Producer::Claim claim, second;
+  ASSERT_EQ(p.claim({5, 0}, 5, claim), AppendStatus::kOk);
+  std::memcpy(claim.payload().data(), "first", 5);
+  EXPECT_EQ(p.append({5, 1}, "second"), AppendStatus::kClaimOpen);
+  const std::string bytes = "third";
+  const Event batch[] = {{{5, 1}, std::as_bytes(std::span(bytes.data(), bytes.size()))}};
+  EXPECT_EQ(p.append_batch(batch), AppendStatus::kClaimOpen);
+  EXPECT_EQ(p.claim({5, 1}, 5, second), AppendStatus::kClaimOpen);
+  EXPECT_FALSE(second.valid());
+  ASSERT_EQ(p.publish(claim), AppendStatus::kOk);
+  ASSERT_EQ(p.append({5, 1}, "second"), AppendStatus::kOk);
+  const auto got = drain(c, 2);
+  ASSERT_EQ(got.size(), 2u);
+  EXPECT_EQ(got[0].payload, "first");
+  EXPECT_EQ(got[1].payload, "second");
+}
+
 TEST(ChannelTest, ProducerDestroyedWithAnUnpublishedClaimReleasesTheSlot) {
   TempDir dir;
   Channel ch = Channel::create(dir / "a.chan", small_config());

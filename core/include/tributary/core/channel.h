@@ -115,6 +115,7 @@ enum class AppendStatus : std::uint8_t {
   // failed, so they are not known to be on disk. Do not acknowledge them upstream: append
   // them again (same identities; downstream drops the duplicates), as for kFull.
   kSyncFailed,
+  kClaimOpen,  // this producer's Claim is not published yet: publish it first (one at a time)
 };
 [[nodiscard]] std::string_view to_string(AppendStatus s) noexcept;
 
@@ -224,7 +225,8 @@ class Producer {
 
   // Zero-copy single record: reserve, write into the returned span, publish. Until publish
   // the slot blocks consumers; if this process dies in between, consumers skip the slot
-  // after abandon_timeout.
+  // after abandon_timeout. One Claim at a time: until it is published, claim, append and
+  // append_batch of this producer return kClaimOpen (the slot records one reservation).
   class Claim {
    public:
     [[nodiscard]] std::span<std::byte> payload() const noexcept { return payload_; }
