@@ -260,8 +260,8 @@ std::size_t Consumer::poll(std::span<Record> out) noexcept {
     std::uint32_t lens[kChunk];
     std::uint32_t bad[kChunk];
     std::size_t kept = 0;
-    bool past_head = false;
-    for (std::size_t base = 0; base < n && !past_head; base += kChunk) {
+    bool past_head = false, damaged = false;
+    for (std::size_t base = 0; base < n && !past_head && !damaged; base += kChunk) {
       const std::size_t m = std::min(kChunk, n - base);
       for (std::size_t k = 0; k < m; ++k) {
         positions[k] = out[base + k].position;
@@ -284,7 +284,14 @@ std::size_t Consumer::poll(std::span<Record> out) noexcept {
           }
           ++c.skipped;
           st.hdr->corrupt_records.fetch_add(1, std::memory_order_relaxed);
-          continue;
+          // Its length may be what the damage hit, and the walk went on from it by that
+          // length: what it framed after it is not trusted. From just past its header, resync
+          // finds the next record that verifies (the true next one when only the payload was
+          // hit), instead of the intact records a bad length jumped over being lost.
+          c.read_pos = positions[k] + kRecordAlign;
+          c.resync(c.read_pos);
+          damaged = true;
+          break;
         }
         out[kept++] = out[base + k];
       }

@@ -1140,5 +1140,34 @@ TEST(ChannelTest, ARecordDamagedAfterACleanCloseIsNeverDelivered) {
   EXPECT_EQ(ch.stats().corrupt_records, 1u);
 }
 
+// The same with the damage in a record's length, one that still frames: to a record boundary
+// five records on, and into the middle of a record. Its CRC fails; the records its bad length
+// jumped over are intact and must all be delivered, not lost with it.
+TEST(ChannelTest, ARecordWhoseLengthWasDamagedDoesNotTakeTheRecordsItJumpsOver) {
+  const std::uint64_t size = detail::record_size(40);
+  for (const std::uint32_t bad_length : {static_cast<std::uint32_t>(40 + 5 * size), static_cast<std::uint32_t>(40 + 3 * size + 24)}) {
+    TempDir dir;
+    const auto path = dir / "a.chan";
+    write_and_close(path, 100);
+    std::uint64_t at = UINT64_MAX;
+    {
+      Channel observer = Channel::open(path, {.read_only = true});
+      observer.walk([&](const Record& r) {
+        if (r.id.sequence == 70) at = r.position;
+        return r.id.sequence < 70;
+      });
+    }
+    ASSERT_NE(at, UINT64_MAX);
+    damage_length(path, at, bad_length);
+    Channel ch = Channel::open(path, {.abandon_timeout = std::chrono::milliseconds(50)});
+    ASSERT_TRUE(ch.stats().opened_after_clean_close) << "no scan: the consumer meets the damage";
+    Consumer c = ch.consumer("reader");
+    const auto seen = drain(c, 49, std::chrono::milliseconds(2000));
+    ASSERT_EQ(seen.size(), 49u) << "length " << bad_length;
+    for (std::size_t i = 0; i < seen.size(); ++i) EXPECT_EQ(seen[i].id.sequence, i < 20 ? 50 + i : 51 + i) << i;
+    EXPECT_EQ(ch.stats().corrupt_records, 1u);
+  }
+}
+
 }  // namespace
 }  // namespace tributary::core
