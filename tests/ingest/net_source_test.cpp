@@ -372,8 +372,11 @@ TEST(TcpSourceTest, ADrainWaitsForRoomForWhatItHolds) {
   });
   ASSERT_TRUE(pump_until(*src, [&] { return ch.stats().full_rejections > 0; }));
   const std::uint64_t before = ch.stats().records_written;
-  std::thread reader([&] {  // makes room a little after the drain began
-    std::this_thread::sleep_for(100ms);
+  const std::uint64_t refusals = ch.stats().full_rejections;
+  std::thread reader([&] {  // makes room once the drain has met the full channel (a refused try)
+    const auto deadline = std::chrono::steady_clock::now() + 10s;
+    while (ch.stats().full_rejections == refusals && std::chrono::steady_clock::now() < deadline)
+      std::this_thread::sleep_for(1ms);  // the drain's progress: polled, bounded above
     auto r = ch.consumer("reader");
     std::vector<core::Record> recs(1024);
     (void)r.poll(recs);
