@@ -9,8 +9,11 @@
 
 #include <algorithm>
 #include <bit>
+#include <chrono>
 #include <cstring>
 #include <fmt/format.h>
+#include <random>
+#include <thread>
 
 #include "internal/channel_layout.h"
 #include "internal/os.h"
@@ -616,9 +619,11 @@ void upgrade(ChannelState& st) {
   sync(sizeof(Header));
 }
 
-// `fresh`: the file was just created by us; there is nothing to recover.
-std::shared_ptr<ChannelState> open_state(const std::filesystem::path& path, const OpenOptions& options,
-                                         bool fresh = false) {
+// `fresh`: the file was just created by us; there is nothing to recover. Null when this opener
+// waited for the lock of an exclusive opener that died while making the file consistent: the
+// caller opens again (and so recovers the file, or waits for whoever does).
+std::shared_ptr<ChannelState> try_open_state(const std::filesystem::path& path, const OpenOptions& options,
+                                             bool fresh) {
   auto file = MappedFile::open(path, options.read_only ? MappedFile::Access::kReadOnly : MappedFile::Access::kReadWrite);
   int lock_error = 0;
   const bool exclusive = !options.read_only && file.try_lock_exclusive(&lock_error);
@@ -628,7 +633,10 @@ std::shared_ptr<ChannelState> open_state(const std::filesystem::path& path, cons
   const std::uint64_t found = exclusive && !fresh ? restore_truncated(file) : 0;
   auto st = attach(std::move(file), options);
   if (options.pretouch && !options.read_only) pretouch(st->file.data(), st->file.size());
+  LastOpen how = kOpenedAfterScan;
   if (exclusive && !fresh) {
+    // Before anything is changed: an opener waiting for our lock must learn if we die part-way.
+    st->hdr->last_open.store(kOpening);
     const std::uint64_t mark = take_clean_close(*st);
     if (found == 0 && options.trust_clean_close && clean_close_holds(*st, mark)) {
       // Every process detached cleanly and no writer is dead in the ring: only the owners are
@@ -638,11 +646,10 @@ std::shared_ptr<ChannelState> open_state(const std::filesystem::path& path, cons
         if (st->consumers[i].state.load() == kRegistering) st->consumers[i].state.store(kFree);
       }
       settle_sources(*st, st->compute_floor() & ~std::uint64_t{kRecordAlign - 1}, load_u64(&st->hdr->tail.pos));
-      st->hdr->last_open.store(kOpenedAfterCleanClose);
+      how = kOpenedAfterCleanClose;
     } else {
       recover(*st);
       st->hdr->recovery_file_bytes.store(found);
-      st->hdr->last_open.store(kOpenedAfterScan);
       if (st->file.faulted())  // the file shrank while recovery read it: what it wrote is not to be trusted
         throw Error(fmt::format("{} was truncated while it was being recovered; open it again", path.string()));
     }
@@ -657,8 +664,10 @@ std::shared_ptr<ChannelState> open_state(const std::filesystem::path& path, cons
                               path.string(), st->hdr->version, kChannelFormatVersion));
     upgrade(*st);
   }
+  if (exclusive && !fresh) st->hdr->last_open.store(how);
   if (!options.read_only) {
     st->file.lock_shared();  // downgrade (or wait for a recovering or closing process)
+    if (!exclusive && st->hdr->last_open.load() == kOpening) return nullptr;
     if (!exclusive) (void)take_clean_close(*st);
   }
   start_syncer(*st);
@@ -666,6 +675,22 @@ std::shared_ptr<ChannelState> open_state(const std::filesystem::path& path, cons
   st->sync_failures_at_open = st->hdr->sync_failures.load();
   st->opened = true;
   return st;
+}
+
+std::shared_ptr<ChannelState> open_state(const std::filesystem::path& path, const OpenOptions& options,
+                                         bool fresh = false) {
+  // Openers that waited on the same dead one all wake at once and find the mark: each closes
+  // the file and tries again after a jittered pause, so that one of them gets the exclusive lock
+  // while the others hold none, recovers, and the rest wait for it.
+  std::minstd_rand jitter(static_cast<std::uint32_t>(::getpid()));
+  constexpr int kAttempts = 1000;
+  for (int attempt = 0; attempt < kAttempts; ++attempt) {
+    if (auto st = try_open_state(path, options, fresh)) return st;
+    std::this_thread::sleep_for(std::chrono::microseconds(500 + jitter() % 4500));
+  }
+  throw Error(fmt::format("cannot open {}: the process that was recovering it died part-way, and {} attempts to "
+                          "open it since met other openers; open it again",
+                          path.string(), kAttempts));
 }
 
 }  // namespace

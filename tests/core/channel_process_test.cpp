@@ -10,7 +10,9 @@
 #include <cstddef>
 #include <fmt/format.h>
 #include <fstream>
+#include <memory>
 #include <random>
+#include <sstream>
 #include <thread>
 
 #include "internal/channel_layout.h"
@@ -293,6 +295,99 @@ TEST(ChannelProcessTest, RecoveryKilledPartWayStillClosesTheDeadWritersClaim) {
     EXPECT_EQ(seen[kBefore + i].id.sequence, i);
   }
   RecordProperty("recoveries_completed_before_the_kill", opened);
+}
+
+// How the last exclusive opener left the file (the header's last_open), read as another
+// process sees it.
+std::uint32_t last_open_of(const std::filesystem::path& path) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  std::uint32_t v = 0;
+  const bool ok = fd >= 0 && ::pread(fd, &v, sizeof v, offsetof(detail::Header, last_open)) == sizeof v;
+  if (fd >= 0) ::close(fd);
+  return ok ? v : ~0u;
+}
+
+// True if `pid` holds the exclusive flock of `path` (/proc/locks: "N: FLOCK ADVISORY WRITE PID
+// MAJ:MIN:INODE 0 EOF"; a waiter's line has "->" after its number and no lock).
+bool holds_exclusive_lock(pid_t pid, const std::filesystem::path& path) {
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0) return false;
+  std::ifstream in("/proc/locks");
+  std::string n, kind, mode, rw, who, where;
+  std::string line;
+  while (std::getline(in, line)) {
+    std::istringstream f(line);
+    if (!(f >> n >> kind >> mode >> rw >> who >> where)) continue;
+    if (kind == "FLOCK" && rw == "WRITE" && who == std::to_string(pid) &&
+        where.ends_with(":" + std::to_string(st.st_ino)))
+      return true;
+  }
+  return false;
+}
+
+std::string wait_channel_of(pid_t pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/wchan");
+  std::string s;
+  std::getline(in, s);
+  return s;
+}
+
+// Openers wait for the lock of the process that is recovering the file. When that process dies
+// part-way, a waiter must not go on with a half-recovered file (it was told nothing): one of
+// them recovers it, and the other waits for that.
+TEST(ChannelProcessTest, AnOpenerWaitingOnARecoveryKilledPartWayRecoversTheFileItself) {
+  TempDir dir;
+  const auto path = dir / "a.chan";
+  constexpr std::uint64_t kBefore = 200'000;
+  {
+    Channel ch = Channel::create(path, config(64 << 20));
+    (void)ch.consumer("reader");  // holds everything: recovery validates all of it
+    Producer p = ch.producer();
+    for (std::uint64_t i = 0; i < kBefore; ++i) ASSERT_EQ(p.append({3, i}, payload_for(3, i, 100)), AppendStatus::kOk);
+  }
+  ASSERT_NO_FATAL_FAILURE(leave_a_dead_claim_then_ten_records(path));
+  // Stop the first opener while it makes the file consistent (caught in the act: it may finish
+  // between the look and the stop, in which case it is killed and the next one tried; killed
+  // with SIGKILL it leaves no clean close, so each of them scans the file again).
+  std::unique_ptr<Child> first;
+  for (int tries = 0; tries < 20 && !first; ++tries) {
+    auto opener = std::make_unique<Child>(std::vector<std::string>{kHelper, "open", path.string()});
+    auto in_the_act = [&] {
+      return last_open_of(path) == detail::kOpening && holds_exclusive_lock(opener->pid(), path);
+    };
+    const auto deadline = std::chrono::steady_clock::now() + 30s;
+    bool finished = false;  // said "open": too late for this one
+    while (!in_the_act() && !(finished = opener->read_line(0ms).has_value()) && std::chrono::steady_clock::now() < deadline) {
+    }
+    opener->signal(SIGSTOP);
+    if (!finished && in_the_act()) first = std::move(opener);
+    else opener->kill_and_reap();
+  }
+  ASSERT_TRUE(first) << "no opener was caught making the file consistent";
+  // Two of them: both wake at once when it dies, and both find the file half-recovered.
+  Child second({kHelper, "open", path.string()});
+  Child third({kHelper, "open", path.string()});
+  for (const Child* waiter : {&second, &third}) {
+    const auto deadline = std::chrono::steady_clock::now() + 30s;
+    while (wait_channel_of(waiter->pid()).find("lock") == std::string::npos && std::chrono::steady_clock::now() < deadline)
+      std::this_thread::sleep_for(1ms);  // bounded poll: /proc has no change notification
+    ASSERT_NE(wait_channel_of(waiter->pid()).find("lock"), std::string::npos) << "an opener never waited for the lock";
+  }
+  timespec killed{};
+  ::clock_gettime(CLOCK_REALTIME, &killed);
+  first->kill_and_reap();
+  ASSERT_EQ(second.read_line(60s), "open");
+  ASSERT_EQ(third.read_line(60s), "open");
+  Channel ch = Channel::open(path);  // the others hold it: no recovery here
+  const ChannelStats s = ch.stats();
+  EXPECT_TRUE(s.last_recovery.ran);
+  EXPECT_GT(s.last_recovery.at_ns, killed.tv_sec * 1'000'000'000LL + killed.tv_nsec)
+      << "the waiter went on without recovering the file";
+  EXPECT_EQ(s.abandoned_records, 1u) << "the dead writer's claim was closed";
+  EXPECT_EQ(s.corrupt_records, 0u);
+  Consumer c = ch.consumer("reader");
+  const auto seen = drain(c, kBefore + 10, 200ms);
+  ASSERT_EQ(seen.size(), kBefore + 10);
 }
 
 TEST(ChannelProcessTest, ConsumerKilledBeforeCommitRereadsFromItsLastCommit) {

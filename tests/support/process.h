@@ -57,7 +57,8 @@ class Child {
     ::close(out_);
   }
 
-  // Next line of the child's stdout, or nullopt on EOF or after `timeout`.
+  // Next line of the child's stdout, or nullopt on EOF or after `timeout` (0: what has already
+  // arrived, without waiting).
   std::optional<std::string> read_line(std::chrono::milliseconds timeout) {
     const auto deadline = std::chrono::steady_clock::now() + timeout;
     for (;;) {
@@ -67,9 +68,12 @@ class Child {
         return line;
       }
       const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
-      if (left.count() <= 0) return std::nullopt;
+      if (left.count() < 0) return std::nullopt;
       pollfd p{out_, POLLIN, 0};
-      if (::poll(&p, 1, static_cast<int>(left.count())) <= 0) continue;
+      if (::poll(&p, 1, static_cast<int>(left.count())) <= 0) {
+        if (left.count() == 0) return std::nullopt;
+        continue;
+      }
       char tmp[4096];
       const ssize_t n = ::read(out_, tmp, sizeof tmp);
       if (n <= 0) return std::nullopt;
