@@ -162,18 +162,14 @@ bool ChannelState::close_region(std::uint64_t from, std::uint64_t to, TagKind ki
     std::uint64_t at = sources[i].pending_at.load(std::memory_order_acquire);
     if (at != 0 && at - 1 >= from && at - 1 < to) sources[i].pending_at.compare_exchange_strong(at, 0);
   }
-  // At most two chunks (the region may cross the end of the lap). The later chunk is closed
-  // first: consumers look only at `from`, which is closed last.
-  const std::uint64_t split = std::min(to, lap_end(from));
-  const std::uint64_t chunks[2][2] = {{from, split}, {split, to}};
-  bool won = false;
-  for (int i = 1; i >= 0; --i) {
-    const std::uint64_t a = chunks[i][0], b = chunks[i][1];
-    if (a >= b) continue;
+  // Closed back to front (consumers look only at `from`, which is closed last), piece by piece:
+  // two chunks when the region crosses the end of the lap, each cut into skips of at most
+  // kMaxSkip bytes (its length field has 32 bits).
+  auto close_piece = [&](std::uint64_t a, std::uint64_t b) {
     RecordHeader* h = header_at(a);
     std::uint64_t seen = h->tag.load(std::memory_order_acquire);
     // Another consumer closed it already (or, without `exclusive`, it is a live record).
-    if (!exclusive && (seen & ~std::uint64_t{7}) == a && (seen & 7) != 0) continue;
+    if (!exclusive && (seen & ~std::uint64_t{7}) == a && (seen & 7) != 0) return false;
     TagKind k = kind == kSkipTag ? kCheckedSkipTag : kind;  // skips are written checked
     if (b == lap_end(a)) {
       k = kPadTag;  // runs to the end of the lap: length implicit (the gap may be < 16 bytes)
@@ -181,15 +177,28 @@ bool ChannelState::close_region(std::uint64_t from, std::uint64_t to, TagKind ki
       h->length.store(static_cast<std::uint32_t>(b - a), std::memory_order_relaxed);
       __atomic_store_n(&h->crc, skip_check(a, static_cast<std::uint32_t>(b - a)), __ATOMIC_RELAXED);
     }
-    bool ok = true;
     if (exclusive) {
       h->tag.store(make_tag(a, k), std::memory_order_release);
-    } else {
-      ok = h->tag.compare_exchange_strong(seen, make_tag(a, k), std::memory_order_release);
+      return true;
     }
-    if (i == 0) won = ok;
-  }
-  return won;
+    return h->tag.compare_exchange_strong(seen, make_tag(a, k), std::memory_order_release);
+  };
+  // One lap's part, back to front; true if its first piece was closed by this call. The pieces'
+  // ends are found again from `a` for each (a handful: a chunk is at most one lap).
+  auto close_chunk = [&](std::uint64_t a, std::uint64_t b) {
+    std::uint64_t n = 0;
+    for (std::uint64_t p = a; p < b; p = skip_piece_end(p, b)) ++n;
+    bool first = false;
+    for (std::uint64_t i = n; i-- > 0;) {
+      std::uint64_t p = a;
+      for (std::uint64_t j = 0; j < i; ++j) p = skip_piece_end(p, b);
+      first = close_piece(p, skip_piece_end(p, b));
+    }
+    return first;
+  };
+  const std::uint64_t split = std::min(to, lap_end(from));
+  if (split < to) (void)close_chunk(split, to);
+  return close_chunk(from, split);
 }
 
 namespace {

@@ -104,6 +104,33 @@ std::vector<Written> fill(const std::filesystem::path& path, int n, std::uint64_
   return out;
 }
 
+// A skip's length has 32 bits. A region longer than a skip (a dead claim in a ring above 16 GiB,
+// a damaged stretch in one above 4 GiB) is closed as a chain of skips: each fits the field and
+// is long enough to hold a skip's header, and together they cover the region exactly.
+TEST(ChannelRecoveryTest, ARegionLongerThanASkipCanSayIsCutIntoSkipsThatCoverItExactly) {
+  constexpr std::uint64_t kGiB = std::uint64_t{1} << 30;
+  for (const std::uint64_t len : {std::uint64_t{16}, detail::kMaxSkip, detail::kMaxSkip + 8, detail::kMaxSkip + 16,
+                                  detail::kMaxSkip + 24, 2 * detail::kMaxSkip + 8, 5 * kGiB + 8, 9 * kGiB + 4096,
+                                  (std::uint64_t{1} << 32) + 8}) {
+    SCOPED_TRACE("region of " + std::to_string(len) + " bytes");
+    const std::uint64_t from = 7 * kGiB + 64;
+    std::uint64_t p = from;
+    int pieces = 0;
+    while (p < from + len) {
+      const std::uint64_t end = detail::skip_piece_end(p, from + len);
+      ASSERT_GT(end, p);
+      ASSERT_LE(end - p, std::uint64_t{UINT32_MAX}) << "the length field would wrap";
+      ASSERT_LE(end - p, detail::kMaxSkip);
+      ASSERT_GE(end - p, detail::kMinSkip) << "too short to hold a skip's header";
+      ASSERT_EQ((end - p) % 8, 0u);
+      p = end;
+      ++pieces;
+    }
+    EXPECT_EQ(p, from + len);
+    EXPECT_EQ(pieces, static_cast<int>((len + detail::kMaxSkip - 1) / detail::kMaxSkip));
+  }
+}
+
 TEST(ChannelRecoveryTest, NeverDeliversABitFlippedRecordAndKeepsEveryUntouchedOne) {
   for (std::uint64_t seed = 1; seed <= 20; ++seed) {
     TempDir dir;

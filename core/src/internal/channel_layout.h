@@ -36,6 +36,17 @@ enum TagKind : std::uint64_t {
 };
 // A skip region must hold its tag, CRC and length fields (a pad needs only the tag).
 inline constexpr std::uint64_t kMinSkip = 16;
+// A skip's length field has 32 bits: a longer region (a dead claim of a ring above 16 GiB, a
+// damaged stretch recovery closes in a ring above 4 GiB) is closed as a chain of skips of at
+// most this many bytes each.
+inline constexpr std::uint64_t kMaxSkip = std::uint64_t{1} << 30;
+// Where the piece of [from, to) that starts at `from` ends when the region is closed as skips:
+// `to` if it fits in one, else kMaxSkip on, or kMinSkip less when the rest would be too short
+// to be a skip. Both arguments are 8-aligned.
+[[nodiscard]] constexpr std::uint64_t skip_piece_end(std::uint64_t from, std::uint64_t to) noexcept {
+  if (to - from <= kMaxSkip) return to;
+  return to - from - kMaxSkip < kMinSkip ? from + kMaxSkip - kMinSkip : from + kMaxSkip;
+}
 [[nodiscard]] constexpr std::uint64_t make_tag(std::uint64_t pos, TagKind kind) noexcept { return pos | kind; }
 
 struct RecordHeader {
