@@ -17,6 +17,7 @@
 #include "tributary/core/json.h"
 #include "tributary/core/metrics.h"
 #include "internal/intercept.h"
+#include "internal/stream.h"
 #include "tributary/uplink/uplink.h"
 
 namespace tributary::ingest {
@@ -193,7 +194,9 @@ int Agent::run(int stop_fd) {
     ::poll(fds.data(), fds.size(), static_cast<int>(std::clamp<long long>(wait + 1, 0, 1000)));
     if (stop_fd >= 0 && (fds[0].revents & POLLIN) != 0) break;
   }
-  for (auto& [name, src] : a.sources) src->drain();
+  for (auto& [name, src] : a.sources) src->begin_stop();
+  const auto drained_by = Clock::now() + detail::kDrainWait;  // one wait for all of them
+  for (auto& [name, src] : a.sources) src->drain(drained_by);
   a.stop_uplinks = true;  // each uplink flushes what is in flight (bounded) before it returns
   for (auto& t : a.uplink_threads) t.join();
   a.uplink_threads.clear();

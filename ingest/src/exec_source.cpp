@@ -77,7 +77,13 @@ class ExecSource final : public Source {
     if (!epoll_.valid()) core::throw_errno("exec source '" + ctx_.name + "': epoll_create1", errno);
   }
 
-  ~ExecSource() override { stop_child(std::chrono::milliseconds(0)); }
+  ~ExecSource() override {
+    gave_up_ = true;
+    signal_stop(std::chrono::milliseconds(0));
+    patient_ = false;  // also after a begin_stop without its drain: no more waiting
+    stop_by_ = Clock::now();
+    finish_stop();
+  }
 
   std::size_t do_work() override {
     if (!running_ && !gave_up_ && Clock::now() >= start_at_) start();
@@ -105,9 +111,14 @@ class ExecSource final : public Source {
   [[nodiscard]] bool finished() const override { return gave_up_ && !running_; }
   [[nodiscard]] SourceMetrics metrics() const override { return metrics_; }
 
-  void drain() override {
+  void begin_stop() override {
     gave_up_ = true;  // no restart after this
-    stop_child(o_.stop_timeout);
+    signal_stop(o_.stop_timeout);
+  }
+  // Its own deadline: stop_timeout_ms after the SIGTERM (begin_stop), not the agent's.
+  void drain(Clock::time_point) override {
+    begin_stop();  // (if not called already)
+    finish_stop();
   }
 
  private:
@@ -282,15 +293,22 @@ class ExecSource final : public Source {
     delay_ = std::min(delay_ * 2, o_.max_restart_delay);
   }
 
-  // SIGTERM to the group (also when the shell is gone but a background child still holds its
-  // stdout), collect the last lines and append them until it exits and all it wrote is in the
-  // channel, or `timeout` (one budget for both: a full channel does not double it), then
-  // SIGKILL; the last line without '\n' is appended too.
-  void stop_child(std::chrono::milliseconds timeout) {
-    if (!running_) return;
+  // A stop: SIGTERM to the group (also when the shell is gone but a background child still holds
+  // its stdout), then (finish_stop) collect the last lines and append them until it exits and all
+  // it wrote is in the channel, or `timeout` after the SIGTERM (one budget for both: a full
+  // channel does not double it), then SIGKILL; what the pipe still holds and the last line
+  // without '\n' are appended too. With a timeout of 0, nothing more is appended.
+  void signal_stop(std::chrono::milliseconds timeout) {
+    if (!running_ || stopping_) return;
     stopping_ = true;
+    patient_ = timeout.count() > 0;
+    stop_by_ = Clock::now() + timeout;
     ::kill(-pgid_, SIGTERM);
-    const auto deadline = Clock::now() + timeout;
+  }
+
+  void finish_stop() {
+    if (!running_) return;
+    const auto deadline = stop_by_;
     for (std::size_t appended = 0; Clock::now() < deadline;) {
       if (emitter_.refused()) {
         emitter_.wait_retry(deadline);  // the channel is full: nothing read meanwhile
@@ -304,12 +322,21 @@ class ExecSource final : public Source {
     }
     ::kill(-pgid_, SIGKILL);  // whatever of the group is left
     if (pid_ > 0) reap(true);
-    if (timeout.count() > 0 && !emitter_.refused()) {  // the stream ends here: a line begun goes as it is
+    if (patient_) {
+      // What the killed group wrote and nobody read yet is in the pipe: read to its end (a
+      // process that left the group and still holds the pipe gives EAGAIN: what is there now).
+      while (stdout_.valid() && !emitter_.refused()) {
+        const std::size_t before = out_.buffered();
+        (void)read_into(stdout_, out_, stdout_eof_);
+        if (emit() == 0 && out_.buffered() == before && stdout_.valid()) break;  // nothing more for now
+      }
+    }
+    if (patient_ && !emitter_.refused()) {  // the stream ends here: a line begun goes as it is
       stdout_eof_ = true;
       while (out_.buffered() != 0 && emit() != 0) {
       }
     }
-    if (timeout.count() > 0 && (out_.buffered() != 0 || emitter_.refused())) {
+    if (patient_ && (out_.buffered() != 0 || emitter_.refused())) {
       metrics_.rejected += emitter_.held();
       if (ctx_.log)
         ctx_.log("warn", fmt::format("`{}`: {} bytes of output ({} events of them waiting) not appended at stop "
@@ -341,6 +368,8 @@ class ExecSource final : public Source {
   Clock::duration ran_{};
   bool stdout_eof_ = false;
   bool stopping_ = false;
+  bool patient_ = false;          // this stop appends what is left (not the destructor's)
+  Clock::time_point stop_by_{};  // when a stop SIGKILLs what is left of the command
   bool gave_up_ = false;
   std::uint64_t runs_ = 0;
   std::uint64_t stderr_lines_ = 0;

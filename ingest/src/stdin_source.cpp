@@ -35,11 +35,10 @@ class StdinSource final : public Source {
     return append_held(eof_);
   }
 
-  // Whatever it read: the whole lines (waiting for room up to kDrainWait), then the rest of a
-  // line it began, read a byte at a time (nothing after its '\n' is taken from stdin) for as
-  // long; a line still open then is appended as it is.
-  void drain() override {
-    const auto deadline = Clock::now() + detail::kDrainWait;
+  // Whatever it read: the whole lines (waiting for room up to `deadline`), then the rest of a
+  // line it began, read a byte at a time (nothing after its '\n' is taken from stdin) until
+  // then; a line still open then is appended as it is.
+  void drain(std::chrono::steady_clock::time_point deadline) override {
     bool rest = false;  // nothing more to read: a line still open goes as it is
     for (;;) {
       if (append_held(eof_ || rest) != 0) continue;

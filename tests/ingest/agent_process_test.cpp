@@ -6,6 +6,7 @@
 #include <httplib.h>
 #include <sys/stat.h>
 
+#include <fmt/format.h>
 #include <fstream>
 #include <map>
 #include <random>
@@ -392,6 +393,39 @@ TEST(AgentProcessTest, AFullChannelHoldsUpNeitherTheOtherSourcesNorTheStop) {
   EXPECT_EQ(agent.wait(10s), 0);
   EXPECT_LT(std::chrono::steady_clock::now() - asked, 2s) << "the stop waited on a full channel";
   expect_lines_once(dir / "main.chan", {{'a', 100}});
+}
+
+// A stop waits for room for what each source holds, but all of them at once: four commands
+// flooding a full channel, each given 1 s to end and be appended, stop the agent in about 1 s,
+// not 4 (their SIGTERMs go out together, and the waits overlap).
+TEST(AgentProcessTest, SourcesOnAFullChannelDrainAtOnceNotOneAfterAnother) {
+  TempDir dir;
+  std::string sources = "[channels.small]\npath = \"" + (dir / "small.chan").string() + "\"\ncapacity = \"64K\"\n";
+  for (int i = 0; i < 4; ++i)
+    sources += fmt::format(
+        "[sources.flood{}]\ntype = \"exec\"\nchannels = [\"small\"]\ncommand = \"exec yes flood\"\n"
+        "max_line = \"1K\"\nstop_timeout_ms = 1000\n",
+        i);
+  write_config(dir, sources);
+  Child agent({kTributary, "agent", "--config", (dir / "agent.toml").string()});
+  // Until the channel has refused the floods many times over (each retries every 20 ms while
+  // it holds a refused batch; they all read `yes` as fast as they can, so each holds one).
+  bool full = false;
+  for (const auto deadline = std::chrono::steady_clock::now() + 20s; !full && std::chrono::steady_clock::now() < deadline;
+       std::this_thread::sleep_for(20ms)) {
+    if (!std::filesystem::exists(dir / "small.chan")) continue;
+    try {
+      full = core::Channel::open(dir / "small.chan", {.read_only = true}).stats().full_rejections >= 100;
+    } catch (const core::Error&) {  // being created by the agent
+    }
+  }
+  ASSERT_TRUE(full) << "the floods never all met the full channel";
+  agent.signal(SIGTERM);
+  const auto asked = std::chrono::steady_clock::now();
+  EXPECT_EQ(agent.wait(20s), 0);
+  const auto took = std::chrono::steady_clock::now() - asked;
+  EXPECT_GE(took, 900ms) << "each flood waits out its stop_timeout_ms for room";
+  EXPECT_LT(took, 2500ms) << "the floods drained one after another";
 }
 
 // The metrics endpoint as a scraper sees it: Prometheus text whose counters follow the

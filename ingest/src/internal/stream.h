@@ -82,9 +82,9 @@ class Framer {
   std::uint64_t skip_count_ = 0;
 };
 
-// How long a source's drain() (a stop, a reload) waits for room in a full channel for what it
-// read already, before it gives that up (logged and counted as rejected). Sources drain one
-// after another: each has this much.
+// How long a stop or a reload waits for room in a full channel for what the sources read
+// already, before they give that up (logged and counted as rejected): one deadline for all of
+// them (Source::drain).
 inline constexpr std::chrono::milliseconds kDrainWait{2000};
 
 class Emitter {

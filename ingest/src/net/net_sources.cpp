@@ -142,12 +142,14 @@ class TcpSource final : public Source {
   }
   [[nodiscard]] std::string endpoint() const override { return endpoint_; }
 
-  // Stops accepting, appends the whole events already received (waiting up to kDrainWait for
+  // Stops accepting, appends the whole events already received (waiting up to `deadline` for
   // room in a full channel), closes every connection.
-  void drain() override {
+  void begin_stop() override {
     if (listener_.valid()) ::epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, listener_.get(), nullptr);
     listener_.reset();
-    const auto deadline = Clock::now() + detail::kDrainWait;
+  }
+  void drain(Clock::time_point deadline) override {
+    begin_stop();
     for (bool read = false;;) {
       // Reading would change the buffers a refused batch points into: only when none waits.
       if (!emitter_.refused() && !read) {
@@ -382,9 +384,8 @@ class UdpSource final : public Source {
   }
   [[nodiscard]] std::string endpoint() const override { return endpoint_; }
   // What is received already, and what the socket holds now, bounded: a sender that never
-  // pauses must not keep the agent from stopping, nor a full channel (kDrainWait).
-  void drain() override {
-    const auto deadline = Clock::now() + detail::kDrainWait;
+  // pauses must not keep the agent from stopping, nor a full channel (`deadline`).
+  void drain(Clock::time_point deadline) override {
     for (int pass = 0; pass < 64;) {
       if (do_work() != 0) {
         ++pass;

@@ -35,9 +35,9 @@
 // socket or pipe, UDP datagrams wait in the kernel's buffer and what it drops is counted as
 // `dropped`), retry every few milliseconds, and meanwhile every other collector, the uplinks,
 // the metrics and signals are served as before. Nothing is dropped for want of room, except at
-// a stop or reload that finds the channel still full: each collector then waits a bounded time
-// (2 s; an exec source its stop_timeout_ms) for room for what it read, and counts as rejected
-// and logs what it gives up.
+// a stop or reload that finds the channel still full: the collectors then wait for room for
+// what they read, all at once and for a bounded time (2 s in all; an exec source up to its
+// stop_timeout_ms), and count as rejected and log what they give up.
 //
 // Errors name the file, the line and the key; unknown keys are errors. The option tables of
 // the sources (ingest/src/registry.cpp) and of channels (below) are the reference.

@@ -103,8 +103,14 @@ class Source {
   [[nodiscard]] virtual std::chrono::steady_clock::time_point next_deadline() const {
     return std::chrono::steady_clock::time_point::max();
   }
-  // Stop reading and make every handled event durable (checkpoints live in the channel).
-  virtual void drain() {}
+  // A stop (SIGTERM, a reload) calls begin_stop() on every source, then drain() on each, so that
+  // their waits run at once, not one after another. begin_stop() asks the input to end (an exec
+  // source's command gets SIGTERM). drain() stops reading and makes every handled event durable
+  // (checkpoints live in the channel), waiting for room in a full channel until `deadline` at the
+  // latest (the same for every source; an exec source's own is its stop_timeout_ms after
+  // begin_stop), and counts what is left then as rejected.
+  virtual void begin_stop() {}
+  virtual void drain(std::chrono::steady_clock::time_point deadline) { (void)deadline; }
   // True once the source has nothing more to read ever (stdin at EOF).
   [[nodiscard]] virtual bool finished() const { return false; }
   [[nodiscard]] virtual SourceMetrics metrics() const = 0;
