@@ -164,12 +164,14 @@ bool ChannelState::close_region(std::uint64_t from, std::uint64_t to, TagKind ki
   }
   // Closed back to front (consumers look only at `from`, which is closed last), piece by piece:
   // two chunks when the region crosses the end of the lap, each cut into skips of at most
-  // kMaxSkip bytes (its length field has 32 bits).
-  auto close_piece = [&](std::uint64_t a, std::uint64_t b) {
+  // kMaxSkip bytes (its length field has 32 bits). A piece after a chunk's first is written
+  // whatever it holds: readers reach it only through the first, and a record of the dead claim
+  // published there (a batch publishes its first record last) is to be skipped with the rest.
+  auto close_piece = [&](std::uint64_t a, std::uint64_t b, bool chunk_start) {
     RecordHeader* h = header_at(a);
     std::uint64_t seen = h->tag.load(std::memory_order_acquire);
     // Another consumer closed it already (or, without `exclusive`, it is a live record).
-    if (!exclusive && (seen & ~std::uint64_t{7}) == a && (seen & 7) != 0) return false;
+    if (!exclusive && chunk_start && (seen & ~std::uint64_t{7}) == a && (seen & 7) != 0) return false;
     TagKind k = kind == kSkipTag ? kCheckedSkipTag : kind;  // skips are written checked
     if (b == lap_end(a)) {
       k = kPadTag;  // runs to the end of the lap: length implicit (the gap may be < 16 bytes)
@@ -177,7 +179,7 @@ bool ChannelState::close_region(std::uint64_t from, std::uint64_t to, TagKind ki
       h->length.store(static_cast<std::uint32_t>(b - a), std::memory_order_relaxed);
       __atomic_store_n(&h->crc, skip_check(a, static_cast<std::uint32_t>(b - a)), __ATOMIC_RELAXED);
     }
-    if (exclusive) {
+    if (exclusive || !chunk_start) {
       h->tag.store(make_tag(a, k), std::memory_order_release);
       return true;
     }
@@ -192,7 +194,7 @@ bool ChannelState::close_region(std::uint64_t from, std::uint64_t to, TagKind ki
     for (std::uint64_t i = n; i-- > 0;) {
       std::uint64_t p = a;
       for (std::uint64_t j = 0; j < i; ++j) p = skip_piece_end(p, b);
-      first = close_piece(p, skip_piece_end(p, b));
+      first = close_piece(p, skip_piece_end(p, b), i == 0);
     }
     return first;
   };
@@ -575,14 +577,21 @@ void pretouch(std::byte* base, std::uint64_t size) noexcept {
 // recovery can keep every record before the cut. Only by the exclusive opener, and only when
 // the header is ours and consistent; anything else is left for validate_header to name.
 // Returns the size found, or 0 when the file was whole.
-std::uint64_t restore_truncated(MappedFile& file) {
-  if (file.size() < sizeof(Header)) return 0;
-  const auto* h = reinterpret_cast<const Header*>(file.data());
+// The header of `file` is a channel header this build can read (the rest may be cut off).
+Header* channel_header(const MappedFile& file) noexcept {
+  if (file.size() < sizeof(Header)) return nullptr;
+  auto* h = reinterpret_cast<Header*>(file.data());
   if (std::memcmp(h->magic, kMagic, sizeof kMagic) != 0 || h->version < kOldestChannelFormatVersion ||
       h->version > kChannelFormatVersion ||
       h->layout_size != sizeof(Header) || !std::has_single_bit(h->capacity) || h->capacity < kMinCapacity ||
       !std::has_single_bit(h->source_slots) || h->capacity > (std::uint64_t{1} << 48))
-    return 0;
+    return nullptr;
+  return h;
+}
+
+std::uint64_t restore_truncated(MappedFile& file) {
+  const Header* h = channel_header(file);
+  if (h == nullptr) return 0;
   const Layout l = Layout::compute(h->capacity, h->source_slots);
   if (l.file_size != h->file_size || file.size() >= l.file_size) return 0;
   const std::uint64_t found = file.size();
@@ -639,13 +648,15 @@ std::shared_ptr<ChannelState> try_open_state(const std::filesystem::path& path, 
   // Refused, not held: without knowing, this opener would skip recovery (and the growing back
   // of a cut file) as if another process had the channel open.
   if (lock_error != 0) throw_errno(fmt::format("cannot lock {} (flock, exclusive)", path.string()), lock_error);
+  // Before anything is changed (a cut file grown back, the recovery, the source table settled,
+  // the format upgraded): an opener waiting for our lock must learn if we die part-way.
+  if (exclusive && !fresh)
+    if (Header* h = channel_header(file)) h->last_open.store(kOpening);
   const std::uint64_t found = exclusive && !fresh ? restore_truncated(file) : 0;
   auto st = attach(std::move(file), options);
   if (options.pretouch && !options.read_only) pretouch(st->file.data(), st->file.size());
   LastOpen how = kOpenedAfterScan;
   if (exclusive && !fresh) {
-    // Before anything is changed: an opener waiting for our lock must learn if we die part-way.
-    st->hdr->last_open.store(kOpening);
     const std::uint64_t mark = take_clean_close(*st);
     if (found == 0 && options.trust_clean_close && clean_close_holds(*st, mark)) {
       // Every process detached cleanly and no writer is dead in the ring: only the owners are
@@ -663,20 +674,18 @@ std::shared_ptr<ChannelState> try_open_state(const std::filesystem::path& path, 
         throw Error(fmt::format("{} was truncated while it was being recovered; open it again", path.string()));
     }
   }
-  if (!options.read_only && st->hdr->version < kChannelFormatVersion) {
-    // A version-1 file: upgraded by the first opener, so that a version-1 build refuses it from
-    // now on rather than meet what this build writes (checked skips it would stop at). Joining
-    // a version-1 build that has it open is refused: it would meet them now.
-    if (!exclusive)
-      throw Error(fmt::format("{} has channel format version {} and is open in a build that reads only that "
-                              "version; stop it before opening the file with this build (format version {})",
-                              path.string(), st->hdr->version, kChannelFormatVersion));
-    upgrade(*st);
-  }
+  // A version-1 file: upgraded by the first opener, so that a version-1 build refuses it from
+  // now on rather than meet what this build writes (checked skips it would stop at).
+  if (exclusive && !options.read_only && st->hdr->version < kChannelFormatVersion) upgrade(*st);
   if (exclusive && !fresh) st->hdr->last_open.store(how);
   if (!options.read_only) {
     st->file.lock_shared();  // downgrade (or wait for a recovering or closing process)
     if (!exclusive && st->hdr->last_open.load() == kOpening) return nullptr;
+    // Joining a version-1 build that has it open is refused: it would meet what we write.
+    if (!exclusive && st->hdr->version < kChannelFormatVersion)
+      throw Error(fmt::format("{} has channel format version {} and is open in a build that reads only that "
+                              "version; stop it before opening the file with this build (format version {})",
+                              path.string(), st->hdr->version, kChannelFormatVersion));
     if (!exclusive) (void)take_clean_close(*st);
   }
   start_syncer(*st);
@@ -691,10 +700,12 @@ std::shared_ptr<ChannelState> open_state(const std::filesystem::path& path, cons
   // Openers that waited on the same dead one all wake at once and find the mark: each closes
   // the file and tries again after a jittered pause, so that one of them gets the exclusive lock
   // while the others hold none, recovers, and the rest wait for it.
-  std::minstd_rand jitter(static_cast<std::uint32_t>(::getpid()));
+  std::minstd_rand jitter(static_cast<std::uint32_t>(::getpid()) ^
+                          static_cast<std::uint32_t>(std::hash<std::thread::id>{}(std::this_thread::get_id())));
   constexpr int kAttempts = 1000;
   for (int attempt = 0; attempt < kAttempts; ++attempt) {
-    if (auto st = try_open_state(path, options, fresh)) return st;
+    // Fresh only the first time: an opener that came in between and died leaves it to recover.
+    if (auto st = try_open_state(path, options, fresh && attempt == 0)) return st;
     std::this_thread::sleep_for(std::chrono::microseconds(500 + jitter() % 4500));
   }
   throw Error(fmt::format("cannot open {}: the process that was recovering it died part-way, and {} attempts to "

@@ -307,29 +307,31 @@ std::uint32_t last_open_of(const std::filesystem::path& path) {
   return ok ? v : ~0u;
 }
 
-// True if `pid` holds the exclusive flock of `path` (/proc/locks: "N: FLOCK ADVISORY WRITE PID
-// MAJ:MIN:INODE 0 EOF"; a waiter's line has "->" after its number and no lock).
-bool holds_exclusive_lock(pid_t pid, const std::filesystem::path& path) {
+// The flock of `path` that `pid` holds ("WRITE"/"READ") or waits for ("-> READ", say), from
+// /proc/locks: "N: FLOCK ADVISORY WRITE PID MAJ:MIN:INODE 0 EOF", a waiter's line with "->" after
+// its number.
+bool in_proc_locks(pid_t pid, const std::filesystem::path& path, bool waiting, const std::string& mode) {
   struct stat st {};
   if (::stat(path.c_str(), &st) != 0) return false;
   std::ifstream in("/proc/locks");
-  std::string n, kind, mode, rw, who, where;
   std::string line;
   while (std::getline(in, line)) {
     std::istringstream f(line);
-    if (!(f >> n >> kind >> mode >> rw >> who >> where)) continue;
-    if (kind == "FLOCK" && rw == "WRITE" && who == std::to_string(pid) &&
-        where.ends_with(":" + std::to_string(st.st_ino)))
+    std::string n, arrow, kind, advisory, rw, who, where;
+    if (!(f >> n)) continue;
+    if (waiting && !(f >> arrow && arrow == "->")) continue;
+    if (!(f >> kind >> advisory >> rw >> who >> where)) continue;
+    if (kind == "FLOCK" && rw == mode && who == std::to_string(pid) && where.ends_with(":" + std::to_string(st.st_ino)))
       return true;
   }
   return false;
 }
 
-std::string wait_channel_of(pid_t pid) {
-  std::ifstream in("/proc/" + std::to_string(pid) + "/wchan");
-  std::string s;
-  std::getline(in, s);
-  return s;
+char process_state(pid_t pid) {  // R, S, T (stopped), ...: the field after "(comm)" in /proc/PID/stat
+  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
+  std::string stat((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  const auto close = stat.rfind(')');
+  return close == std::string::npos || close + 2 >= stat.size() ? '?' : stat[close + 2];
 }
 
 // Openers wait for the lock of the process that is recovering the file. When that process dies
@@ -353,14 +355,16 @@ TEST(ChannelProcessTest, AnOpenerWaitingOnARecoveryKilledPartWayRecoversTheFileI
   for (int tries = 0; tries < 20 && !first; ++tries) {
     auto opener = std::make_unique<Child>(std::vector<std::string>{kHelper, "open", path.string()});
     auto in_the_act = [&] {
-      return last_open_of(path) == detail::kOpening && holds_exclusive_lock(opener->pid(), path);
+      return last_open_of(path) == detail::kOpening && in_proc_locks(opener->pid(), path, false, "WRITE");
     };
     const auto deadline = std::chrono::steady_clock::now() + 30s;
     bool finished = false;  // said "open": too late for this one
     while (!in_the_act() && !(finished = opener->read_line(0ms).has_value()) && std::chrono::steady_clock::now() < deadline) {
     }
     opener->signal(SIGSTOP);
-    if (!finished && in_the_act()) first = std::move(opener);
+    while (process_state(opener->pid()) != 'T' && std::chrono::steady_clock::now() < deadline) {
+    }
+    if (!finished && process_state(opener->pid()) == 'T' && in_the_act()) first = std::move(opener);
     else opener->kill_and_reap();
   }
   ASSERT_TRUE(first) << "no opener was caught making the file consistent";
@@ -369,9 +373,9 @@ TEST(ChannelProcessTest, AnOpenerWaitingOnARecoveryKilledPartWayRecoversTheFileI
   Child third({kHelper, "open", path.string()});
   for (const Child* waiter : {&second, &third}) {
     const auto deadline = std::chrono::steady_clock::now() + 30s;
-    while (wait_channel_of(waiter->pid()).find("lock") == std::string::npos && std::chrono::steady_clock::now() < deadline)
+    while (!in_proc_locks(waiter->pid(), path, true, "READ") && std::chrono::steady_clock::now() < deadline)
       std::this_thread::sleep_for(1ms);  // bounded poll: /proc has no change notification
-    ASSERT_NE(wait_channel_of(waiter->pid()).find("lock"), std::string::npos) << "an opener never waited for the lock";
+    ASSERT_TRUE(in_proc_locks(waiter->pid(), path, true, "READ")) << "an opener never waited for the lock";
   }
   timespec killed{};
   ::clock_gettime(CLOCK_REALTIME, &killed);
