@@ -65,6 +65,25 @@ struct Agent::Impl {
   }
 };
 
+void stop_sources(std::span<Source* const> sources, Clock::time_point deadline) {
+  for (Source* s : sources) s->begin_stop();
+  std::vector<Source*> left(sources.begin(), sources.end());
+  std::vector<pollfd> fds;
+  for (;;) {
+    std::erase_if(left, [deadline](Source* s) { return s->drain_step(deadline); });
+    if (left.empty()) break;
+    fds.clear();
+    auto wake = Clock::now() + std::chrono::milliseconds(20);
+    for (Source* s : left) {
+      if (const int fd = s->wait_fd(); fd >= 0) fds.push_back({fd, POLLIN, 0});
+      wake = std::min(wake, s->next_deadline());
+    }
+    const auto wait = std::chrono::duration_cast<std::chrono::milliseconds>(wake - Clock::now()).count();
+    ::poll(fds.data(), fds.size(), static_cast<int>(std::clamp<long long>(wait + 1, 0, 20)));
+  }
+  for (Source* s : sources) s->end_stop();
+}
+
 Agent::Agent(const AgentConfig& config, LogFn log) : impl_(std::make_unique<Impl>()) {
   impl_->cfg = config;
   impl_->log = std::move(log);
@@ -194,9 +213,9 @@ int Agent::run(int stop_fd) {
     ::poll(fds.data(), fds.size(), static_cast<int>(std::clamp<long long>(wait + 1, 0, 1000)));
     if (stop_fd >= 0 && (fds[0].revents & POLLIN) != 0) break;
   }
-  for (auto& [name, src] : a.sources) src->begin_stop();
-  const auto drained_by = Clock::now() + detail::kDrainWait;  // one wait for all of them
-  for (auto& [name, src] : a.sources) src->drain(drained_by);
+  std::vector<Source*> all;
+  for (auto& [name, src] : a.sources) all.push_back(src.get());
+  stop_sources(all, Clock::now() + detail::kDrainWait);
   a.stop_uplinks = true;  // each uplink flushes what is in flight (bounded) before it returns
   for (auto& t : a.uplink_threads) t.join();
   a.uplink_threads.clear();

@@ -15,6 +15,7 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/epoll.h>
+#include <sys/ioctl.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -81,8 +82,7 @@ class ExecSource final : public Source {
     gave_up_ = true;
     signal_stop(std::chrono::milliseconds(0));
     patient_ = false;  // also after a begin_stop without its drain: no more waiting
-    stop_by_ = Clock::now();
-    finish_stop();
+    if (running_) kill_and_collect();
   }
 
   std::size_t do_work() override {
@@ -103,10 +103,15 @@ class ExecSource final : public Source {
 
   [[nodiscard]] int wait_fd() const override { return emitter_.refused() ? -1 : epoll_.get(); }
   [[nodiscard]] Clock::time_point next_deadline() const override {
-    if (emitter_.refused()) return emitter_.retry_at();
-    if (!running_ && !gave_up_) return start_at_;
-    if (running_ && pid_ > 0 && !pidfd_.valid()) return Clock::now() + std::chrono::milliseconds(100);  // see do_work
-    return Clock::time_point::max();
+    Clock::time_point t = Clock::time_point::max();
+    if (emitter_.refused()) {
+      t = emitter_.retry_at();
+    } else if (!running_ && !gave_up_) {
+      t = start_at_;
+    } else if (running_ && pid_ > 0 && !pidfd_.valid()) {
+      t = Clock::now() + std::chrono::milliseconds(100);  // see do_work
+    }
+    return running_ && stopping_ ? std::min(t, stop_by_) : t;  // a stop's SIGKILL is due then
   }
   [[nodiscard]] bool finished() const override { return gave_up_ && !running_; }
   [[nodiscard]] SourceMetrics metrics() const override { return metrics_; }
@@ -116,9 +121,20 @@ class ExecSource final : public Source {
     signal_stop(o_.stop_timeout);
   }
   // Its own deadline: stop_timeout_ms after the SIGTERM (begin_stop), not the agent's.
-  void drain(Clock::time_point) override {
-    begin_stop();  // (if not called already)
-    finish_stop();
+  bool drain_step(Clock::time_point) override {
+    if (!running_) return true;
+    if (Clock::now() < stop_by_) {
+      if (emitter_.refused()) {
+        if (pid_ > 0) reap(false);  // the channel is full: nothing read meanwhile
+      } else {
+        poll_fds(0);
+        if (pid_ > 0 && !pidfd_.valid()) reap(false);  // no pidfd: see do_work
+      }
+      (void)emit();
+      if (pid_ > 0 || stdout_.valid() || emitter_.refused() || out_.buffered() != 0) return false;
+    }
+    kill_and_collect();
+    return true;
   }
 
  private:
@@ -294,10 +310,10 @@ class ExecSource final : public Source {
   }
 
   // A stop: SIGTERM to the group (also when the shell is gone but a background child still holds
-  // its stdout), then (finish_stop) collect the last lines and append them until it exits and all
+  // its stdout), then (drain_step) collect the last lines and append them until it exits and all
   // it wrote is in the channel, or `timeout` after the SIGTERM (one budget for both: a full
-  // channel does not double it), then SIGKILL; what the pipe still holds and the last line
-  // without '\n' are appended too. With a timeout of 0, nothing more is appended.
+  // channel does not double it), then (kill_and_collect) SIGKILL; what the pipe still holds and
+  // the last line without '\n' are appended too. With a timeout of 0, nothing more is appended.
   void signal_stop(std::chrono::milliseconds timeout) {
     if (!running_ || stopping_) return;
     stopping_ = true;
@@ -306,30 +322,24 @@ class ExecSource final : public Source {
     ::kill(-pgid_, SIGTERM);
   }
 
-  void finish_stop() {
-    if (!running_) return;
-    const auto deadline = stop_by_;
-    for (std::size_t appended = 0; Clock::now() < deadline;) {
-      if (emitter_.refused()) {
-        emitter_.wait_retry(deadline);  // the channel is full: nothing read meanwhile
-        if (pid_ > 0) reap(false);      // (the pidfd is not polled either)
-      } else {
-        poll_fds(appended != 0 ? 0 : 20);
-        if (pid_ > 0 && !pidfd_.valid()) reap(false);  // no pidfd: see do_work
-      }
-      appended = emit();
-      if (pid_ <= 0 && !stdout_.valid() && !emitter_.refused() && out_.buffered() == 0) break;
-    }
+  void kill_and_collect() {
     ::kill(-pgid_, SIGKILL);  // whatever of the group is left
     if (pid_ > 0) reap(true);
-    if (patient_) {
-      // What the killed group wrote and nobody read yet is in the pipe: read to its end (a
-      // process that left the group and still holds the pipe gives EAGAIN: what is there now).
-      while (stdout_.valid() && !emitter_.refused()) {
-        const std::size_t before = out_.buffered();
-        (void)read_into(stdout_, out_, stdout_eof_);
-        if (emit() == 0 && out_.buffered() == before && stdout_.valid()) break;  // nothing more for now
+    // What the killed group wrote and nobody read yet is in the pipe: that much is read (a
+    // process that left the group may still hold the pipe and write on: not waited for).
+    int in_pipe = 0;
+    if (patient_ && stdout_.valid() && ::ioctl(stdout_.get(), FIONREAD, &in_pipe) != 0) in_pipe = 0;
+    for (auto left = static_cast<std::size_t>(std::max(in_pipe, 0)); left > 0 && !emitter_.refused();) {
+      const std::span<char> room = out_.space();
+      if (room.empty()) {  // a whole event is buffered: append it first
+        if (emit() == 0) break;
+        continue;
       }
+      const ssize_t n = ::read(stdout_.get(), room.data(), std::min(room.size(), left));
+      if (n <= 0) break;
+      out_.filled(static_cast<std::size_t>(n));
+      left -= static_cast<std::size_t>(n);
+      (void)emit();
     }
     if (patient_ && !emitter_.refused()) {  // the stream ends here: a line begun goes as it is
       stdout_eof_ = true;

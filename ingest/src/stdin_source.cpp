@@ -38,18 +38,26 @@ class StdinSource final : public Source {
   // Whatever it read: the whole lines (waiting for room up to `deadline`), then the rest of a
   // line it began, read a byte at a time (nothing after its '\n' is taken from stdin) until
   // then; a line still open then is appended as it is.
-  void drain(std::chrono::steady_clock::time_point deadline) override {
-    bool rest = false;  // nothing more to read: a line still open goes as it is
+  bool drain_step(std::chrono::steady_clock::time_point deadline) override {
     for (;;) {
-      if (append_held(eof_ || rest) != 0) continue;
-      if (!emitter_.refused()) {
-        if ((framer_.buffered() == 0 && !framer_.mid_event()) || eof_ || rest) return;
-        rest = !read_line_end(deadline);  // timed out, or the end of stdin
-        continue;
+      if (append_held(eof_ || rest_) != 0) continue;
+      if (emitter_.refused()) return Clock::now() >= deadline;
+      if ((framer_.buffered() == 0 && !framer_.mid_event()) || eof_ || rest_) return true;
+      switch (read_line_end()) {
+        case LineEnd::kRead:
+          continue;
+        case LineEnd::kEnd:  // the end of stdin: the line goes as it is
+          rest_ = true;
+          continue;
+        case LineEnd::kNotYet:
+          if (Clock::now() < deadline) return false;  // wait_fd(): woken when stdin has more
+          rest_ = true;
+          continue;
       }
-      if (Clock::now() >= deadline) break;
-      emitter_.wait_retry(deadline);
     }
+  }
+  void end_stop() override {
+    if (!emitter_.refused()) return;
     metrics_.rejected += emitter_.held();
     if (ctx_.log)
       ctx_.log("warn", fmt::format("stdin: {} bytes read ({} events of them waiting) not appended at stop (channel full)",
@@ -76,27 +84,29 @@ class StdinSource final : public Source {
     return events_.size() + (scan.complete ? 0 : 1);
   }
 
-  // Reads one byte at a time until a '\n' (true), the end of stdin, or `deadline`.
-  bool read_line_end(Clock::time_point deadline) {
+  enum class LineEnd { kRead, kEnd, kNotYet };
+  // Reads what stdin has now one byte at a time, up to a '\n' or a whole maximal event (kRead),
+  // the end of stdin (kEnd), or nothing more for now (kNotYet). Never waits.
+  LineEnd read_line_end() {
     for (;;) {
       const std::span<char> room = framer_.space();
-      if (room.empty()) return true;  // a whole maximal event: the framer cuts it
-      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
-      if (left <= 0) return false;
+      if (room.empty()) return LineEnd::kRead;  // a whole maximal event: the framer cuts it
       pollfd p{0, POLLIN, 0};
-      if (::poll(&p, 1, static_cast<int>(left)) <= 0) continue;
+      if (::poll(&p, 1, 0) <= 0) return LineEnd::kNotYet;
       const ssize_t n = ::read(0, room.data(), 1);
       if (n == 1) {
         framer_.filled(1);
-        if (room[0] == '\n') return true;
+        if (room[0] == '\n') return LineEnd::kRead;
       } else if (n == 0) {
         eof_ = true;
-        return false;
-      } else if (errno != EAGAIN && errno != EINTR) {
+        return LineEnd::kEnd;
+      } else if (errno == EAGAIN) {
+        return LineEnd::kNotYet;
+      } else if (errno != EINTR) {
         ++metrics_.errors;
         if (ctx_.log) ctx_.log("error", fmt::format("read stdin: {}", std::strerror(errno)));
         eof_ = true;
-        return false;
+        return LineEnd::kEnd;
       }
     }
   }
@@ -121,6 +131,7 @@ class StdinSource final : public Source {
   detail::Emitter emitter_;
   std::vector<std::span<const char>> events_;
   bool eof_ = false;
+  bool rest_ = false;  // a stop reads no more: a line still open goes as it is
   int old_flags_ = -1;
   SourceMetrics metrics_;
 };

@@ -428,6 +428,38 @@ TEST(AgentProcessTest, SourcesOnAFullChannelDrainAtOnceNotOneAfterAnother) {
   EXPECT_LT(took, 2500ms) << "the floods drained one after another";
 }
 
+// While one source waits for room in its full channel, the others are served: a command that
+// prints 100 000 lines when told to stop (more than its pipe holds: it blocks until they are
+// read) gets them all into its own channel within its stop_timeout_ms, although the flood
+// stopped before it holds the agent's stop for 2 s.
+TEST(AgentProcessTest, ACommandsLastLinesAreReadWhileAnotherSourceWaitsForRoom) {
+  TempDir dir;
+  write_config(dir, "[channels.small]\npath = \"" + (dir / "small.chan").string() +
+                        "\"\ncapacity = \"64K\"\n"
+                        "[sources.a_flood]\ntype = \"exec\"\nchannels = [\"small\"]\ncommand = \"exec yes flood\"\n"
+                        "max_line = \"1K\"\nstop_timeout_ms = 2000\n"
+                        "[sources.b_bye]\ntype = \"exec\"\nchannels = [\"main\"]\n"
+                        "command = \"trap 'seq 1 100000; exit 0' TERM; echo ready; while :; do sleep 0.02; done\"\n"
+                        "stop_timeout_ms = 1000\n");
+  Child agent({kTributary, "agent", "--config", (dir / "agent.toml").string()});
+  ASSERT_TRUE(wait_records(dir / "main.chan", 1, 10s)) << "the command never said it was ready";
+  bool full = false;
+  for (const auto deadline = std::chrono::steady_clock::now() + 20s; !full && std::chrono::steady_clock::now() < deadline;
+       std::this_thread::sleep_for(20ms)) {
+    try {
+      full = core::Channel::open(dir / "small.chan", {.read_only = true}).stats().full_rejections >= 25;
+    } catch (const core::Error&) {  // being created by the agent
+    }
+  }
+  ASSERT_TRUE(full) << "the flood never met its full channel";
+  agent.signal(SIGTERM);
+  EXPECT_EQ(agent.wait(20s), 0);
+  const auto records = testing::all_records(core::Channel::open(dir / "main.chan", {.read_only = true}));
+  ASSERT_EQ(records.size(), 100'001u) << "lines of the command's last words were lost";
+  EXPECT_EQ(records[0].payload, "ready");
+  for (std::size_t i = 1; i < records.size(); ++i) ASSERT_EQ(records[i].payload, std::to_string(i));
+}
+
 // The metrics endpoint as a scraper sees it: Prometheus text whose counters follow the
 // agent's work, and the JSON status; the status file names the port picked.
 TEST(AgentProcessTest, TheMetricsEndpointServesPrometheusAndStatus) {

@@ -246,7 +246,7 @@ TEST(ExecSourceTest, StopSendsSigtermToTheGroupAndCollectsTheLastLines) {
   const std::string first = f.payloads().at(0);
   ASSERT_EQ(first.rfind("child ", 0), 0u) << first;
   const pid_t grandchild = std::stoi(first.substr(6));
-  src->drain(std::chrono::steady_clock::now() + 2s);
+  stop_sources(std::array<Source*, 1>{src.get()}, std::chrono::steady_clock::now() + 2s);
   EXPECT_EQ(f.payloads(), (Strings{first, "bye"}));
   EXPECT_TRUE(wait_gone(grandchild, 5s)) << "the background child must not outlive the source";
   EXPECT_TRUE(src->finished());
@@ -259,7 +259,7 @@ TEST(ExecSourceTest, ACommandThatIgnoresSigtermIsKilledAfterTheTimeout) {
   ASSERT_TRUE(pump_until(*src, [&] { return f.ch.stats().records_written >= 1; }));
   const pid_t shell = std::stoi(f.payloads().at(0));
   const auto t0 = std::chrono::steady_clock::now();
-  src->drain(std::chrono::steady_clock::now() + 2s);
+  stop_sources(std::array<Source*, 1>{src.get()}, std::chrono::steady_clock::now() + 2s);
   EXPECT_GE(std::chrono::steady_clock::now() - t0, 200ms);
   EXPECT_TRUE(wait_gone(shell, 5s));
   EXPECT_TRUE(f.log.contains("killed by signal 9"));

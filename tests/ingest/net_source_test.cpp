@@ -382,7 +382,7 @@ TEST(TcpSourceTest, ADrainWaitsForRoomForWhatItHolds) {
     (void)r.poll(recs);
     r.commit();
   });
-  src->drain(std::chrono::steady_clock::now() + 2s);  // closes the connection: the sender stops if it had more
+  stop_sources(std::array<Source*, 1>{src.get()}, std::chrono::steady_clock::now() + 2s);  // closes the connection: the sender stops if it had more
   reader.join();
   sender.join();
   EXPECT_GT(ch.stats().records_written, before) << "the held events were dropped at the drain";

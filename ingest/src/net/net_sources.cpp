@@ -148,19 +148,17 @@ class TcpSource final : public Source {
     if (listener_.valid()) ::epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, listener_.get(), nullptr);
     listener_.reset();
   }
-  void drain(Clock::time_point deadline) override {
-    begin_stop();
-    for (bool read = false;;) {
-      // Reading would change the buffers a refused batch points into: only when none waits.
-      if (!emitter_.refused() && !read) {
-        for (auto& c : conns_) (void)read_some(*c);
-        read = true;
-      }
-      while (!dirty_.empty() && flush() != 0) {
-      }
-      if (!emitter_.refused() ? read : Clock::now() >= deadline) break;
-      emitter_.wait_retry(deadline);
+  bool drain_step(Clock::time_point deadline) override {
+    // Reading would change the buffers a refused batch points into: only when none waits.
+    if (!emitter_.refused() && !drain_read_) {
+      for (auto& c : conns_) (void)read_some(*c);
+      drain_read_ = true;
     }
+    while (!dirty_.empty() && flush() != 0) {
+    }
+    return !emitter_.refused() ? drain_read_ : Clock::now() >= deadline;
+  }
+  void end_stop() override {
     if (emitter_.refused()) {
       metrics_.rejected += emitter_.held();
       if (ctx_.log)
@@ -322,6 +320,7 @@ class TcpSource final : public Source {
   std::string endpoint_;
   std::vector<std::unique_ptr<Conn>> conns_;
   std::vector<Conn*> dirty_;  // connections with bytes not yet framed
+  bool drain_read_ = false;   // a stop has read what the connections held
   bool at_limit_ = false;
   static constexpr std::chrono::milliseconds kAcceptRetry{100};
   bool accept_failing_ = false;  // accept() failed for want of descriptors (logged once)
@@ -385,16 +384,12 @@ class UdpSource final : public Source {
   [[nodiscard]] std::string endpoint() const override { return endpoint_; }
   // What is received already, and what the socket holds now, bounded: a sender that never
   // pauses must not keep the agent from stopping, nor a full channel (`deadline`).
-  void drain(Clock::time_point deadline) override {
-    for (int pass = 0; pass < 64;) {
-      if (do_work() != 0) {
-        ++pass;
-      } else if (!emitter_.refused() || Clock::now() >= deadline) {
-        break;
-      } else {
-        emitter_.wait_retry(deadline);
-      }
-    }
+  bool drain_step(Clock::time_point deadline) override {
+    for (; drain_passes_ < 64; ++drain_passes_)
+      if (do_work() == 0) return !emitter_.refused() || Clock::now() >= deadline;
+    return true;
+  }
+  void end_stop() override {
     if (emitter_.refused()) {
       metrics_.rejected += emitter_.held();
       if (ctx_.log)
@@ -469,6 +464,7 @@ class UdpSource final : public Source {
   iovec iov_[kSlots]{};
   mmsghdr msgs_[kSlots]{};
   std::size_t received_ = 0;  // datagrams in the slots, not yet appended
+  int drain_passes_ = 0;      // a stop's rounds of work (bounded: a sender that never pauses)
   Clock::time_point next_drop_check_{};
   Views messages_;
   Views events_;

@@ -103,20 +103,32 @@ class Source {
   [[nodiscard]] virtual std::chrono::steady_clock::time_point next_deadline() const {
     return std::chrono::steady_clock::time_point::max();
   }
-  // A stop (SIGTERM, a reload) calls begin_stop() on every source, then drain() on each, so that
-  // their waits run at once, not one after another. begin_stop() asks the input to end (an exec
-  // source's command gets SIGTERM). drain() stops reading and makes every handled event durable
-  // (checkpoints live in the channel), waiting for room in a full channel until `deadline` at the
-  // latest (the same for every source; an exec source's own is its stop_timeout_ms after
-  // begin_stop), and counts what is left then as rejected.
+  // A stop (SIGTERM, a reload) is run by stop_sources() below, for all sources at once.
+  // begin_stop(): the input is asked to end (an exec source's command gets SIGTERM, a tcp
+  // source stops accepting). drain_step(): one step of making every handled event durable
+  // (checkpoints live in the channel) and reading what remains, bounded; never waits (the caller
+  // waits on wait_fd() and next_deadline() between steps); true once done: all appended, or
+  // `deadline` passed with the channel still full (an exec source has its own deadline:
+  // stop_timeout_ms after begin_stop). end_stop(): what is left is counted as rejected and
+  // logged, connections are closed.
   virtual void begin_stop() {}
-  virtual void drain(std::chrono::steady_clock::time_point deadline) { (void)deadline; }
+  virtual bool drain_step(std::chrono::steady_clock::time_point deadline) {
+    (void)deadline;
+    return true;
+  }
+  virtual void end_stop() {}
   // True once the source has nothing more to read ever (stdin at EOF).
   [[nodiscard]] virtual bool finished() const { return false; }
   [[nodiscard]] virtual SourceMetrics metrics() const = 0;
   // Where the source listens ("127.0.0.1:5170"), once bound; empty for others.
   [[nodiscard]] virtual std::string endpoint() const { return {}; }
 };
+
+// Stops `sources` together: begin_stop() on each, then their drain steps, interleaved and
+// waiting between rounds for the first of their descriptors or deadlines (at most 20 ms), until
+// every one is done, then end_stop() on each. A stop waits for room in a full channel for all
+// of them at once, up to `deadline`: not once per source.
+void stop_sources(std::span<Source* const> sources, std::chrono::steady_clock::time_point deadline);
 
 struct SourceDescriptor {
   std::string_view name;
