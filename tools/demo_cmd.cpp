@@ -326,28 +326,32 @@ int run_demo(const DemoArgs& a, const std::string& self) {
 
   std::ofstream(work / "agent.toml") << fmt::format(R"([agent]
 name = "demo"
-status_file = "{0}/agent.status.json"
+status_file = {0}
 [channels.events]
-path = "{0}/demo.chan"
+path = {1}
 capacity = "64M"
 [sources.log0]
 type = "tail"
 channels = ["events"]
-paths = ["{0}/logs/replay-0.log"]
+paths = [{2}]
 [sources.log1]
 type = "tail"
 channels = ["events"]
-paths = ["{0}/logs/replay-1.log"]
+paths = [{3}]
 [uplinks.kafka]
 channel = "events"
-topic = "{1}"
-bootstrap = "{2}"
+topic = {4}
+bootstrap = {5}
 packed = true
 )",
-                                                    work.string(), topic, bootstrap);
+                                                    toml_quoted((work / "agent.status.json").string()),
+                                                    toml_quoted((work / "demo.chan").string()),
+                                                    toml_quoted((work / "logs" / "replay-0.log").string()),
+                                                    toml_quoted((work / "logs" / "replay-1.log").string()),
+                                                    toml_quoted(topic), toml_quoted(bootstrap));
   std::ofstream(work / "analyze.toml") << tianchi_analyze_config(
-      fmt::format("type = \"kafka\"\nbootstrap = \"{}\"\ntopic = \"{}\"\ngroup = \"tributary-demo\"\nfetch_queue_mb = {}\n", bootstrap, topic,
-                  a.fetch_queue_mb),
+      fmt::format("type = \"kafka\"\nbootstrap = {}\ntopic = {}\ngroup = \"tributary-demo\"\nfetch_queue_mb = {}\n",
+                  toml_quoted(bootstrap), toml_quoted(topic), a.fetch_queue_mb),
       data / "user_info_format1.csv", work / "analyzer", 500);
 
   // The analyzer loads user_info before the stream starts; then the agent; then the replay.

@@ -410,6 +410,22 @@ ReplayResult replay(const ReplayOptions& o) {
   return r;
 }
 
+std::string toml_quoted(std::string_view text) {
+  std::string out = "\"";
+  for (const char c : text) {
+    const auto u = static_cast<unsigned char>(c);
+    if (c == '"' || c == '\\') {
+      out += '\\';
+      out += c;
+    } else if (u < 0x20 || u == 0x7f) {
+      out += fmt::format("\\u{:04X}", u);
+    } else {
+      out += c;
+    }
+  }
+  return out += '"';
+}
+
 std::string tianchi_analyze_config(const std::string& input, const std::filesystem::path& user_info,
                                    const std::filesystem::path& state_dir, int checkpoint_ms) {
   return fmt::format(R"([input]
@@ -423,7 +439,7 @@ integers = ["user_id", "time_stamp", "action_type"]
 [filter]
 action_type = ["2"]
 [join]
-file = "{}"
+file = {}
 key_column = "user_id"
 key_field = "user_id"
 columns = ["age_range", "gender"]
@@ -451,10 +467,10 @@ header = "day,orders"
 pad = 4
 share = false
 [state]
-dir = "{}"
+dir = {}
 checkpoint_ms = {}
 )",
-                     input, user_info.string(), state_dir.string(), checkpoint_ms);
+                     input, toml_quoted(user_info.string()), toml_quoted(state_dir.string()), checkpoint_ms);
 }
 
 }  // namespace tributary::tools

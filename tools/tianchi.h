@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace tributary::tools {
@@ -49,6 +50,10 @@ struct ReplayResult {
 // writer's failure stops the others); an out_dir that cannot be created throws
 // std::filesystem::filesystem_error naming it.
 ReplayResult replay(const ReplayOptions& o);
+
+// `text` as a TOML basic string, quotes included: `"`, `\` and control characters escaped, so
+// that a path or a name holding them reads back as itself (the generated configurations).
+std::string toml_quoted(std::string_view text);
 
 // The analyzer configuration of the paper's experiment (orders by age range, gender and day,
 // user_info joined, labels of the design brief). `input` is the body of its [input] section.

@@ -51,6 +51,20 @@ TEST(AnalyzeJobTest, ADrainedRunHasCommittedTheChannelCursorWhenItReturns) {
   EXPECT_EQ(committed_cursor(ch, "analyzer"), end);
 }
 
+// The experiment's generated configuration (the demo's, `gen tianchi-config`'s) quotes its
+// paths as TOML strings: a directory named with a quote, a backslash or a tab reads back as
+// itself instead of breaking the file.
+TEST(AnalyzeJobTest, TheGeneratedConfigurationKeepsPathsWithQuotesAndBackslashes) {
+  TempDir dir;
+  const auto odd = dir / "a \"quoted\" \\ dir\twith tab";
+  testing::write_tianchi_analyze_config(dir / "analyze.toml", "type = \"channel\"\npath = \"c.chan\"\n",
+                                        odd / "user_info.csv", odd / "out", 1000);
+  auto loaded = load_analyze_config(dir / "analyze.toml");
+  ASSERT_TRUE(loaded.errors.empty()) << loaded.errors.front();
+  EXPECT_EQ(loaded.config.join_file, odd / "user_info.csv");
+  EXPECT_EQ(loaded.config.state_dir, odd / "out");
+}
+
 // Two jobs on one state directory would write over each other's checkpoint and files: the
 // second is refused, naming the directory; once the first is gone, the directory is free.
 TEST(AnalyzeJobTest, ASecondJobOnTheSameStateDirectoryIsRefusedNamingIt) {
