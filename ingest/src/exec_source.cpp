@@ -130,7 +130,8 @@ class ExecSource final : public Source {
         poll_fds(0);
         if (pid_ > 0 && !pidfd_.valid()) reap(false);  // no pidfd: see do_work
       }
-      (void)emit();
+      while (emit() != 0) {  // every whole event buffered, not one batch per round
+      }
       if (pid_ > 0 || stdout_.valid() || emitter_.refused() || out_.buffered() != 0) return false;
     }
     kill_and_collect();

@@ -2,7 +2,7 @@
 // source (fresh id, sequence from 0): what was read but not yet appended when the process
 // dies is lost and shows downstream as the end of that source, never as a duplicate.
 // At EOF a final line without '\n' is appended too, and the source reports finished().
-// A reload (SIGHUP) replaces the source with a new one on the same stdin: drain() appends all
+// A reload (SIGHUP) replaces the source with a new one on the same stdin: its stop appends all
 // this one read and reads a line it began to its end, so the next one starts at a line.
 #include <fcntl.h>
 #include <poll.h>
@@ -46,6 +46,9 @@ class StdinSource final : public Source {
       switch (read_line_end()) {
         case LineEnd::kRead:
           continue;
+        case LineEnd::kFull:  // a whole maximal event read: cut at the next step (the others go on)
+          if (Clock::now() >= deadline) rest_ = true;
+          return false;
         case LineEnd::kEnd:  // the end of stdin: the line goes as it is
           rest_ = true;
           continue;
@@ -84,13 +87,14 @@ class StdinSource final : public Source {
     return events_.size() + (scan.complete ? 0 : 1);
   }
 
-  enum class LineEnd { kRead, kEnd, kNotYet };
-  // Reads what stdin has now one byte at a time, up to a '\n' or a whole maximal event (kRead),
-  // the end of stdin (kEnd), or nothing more for now (kNotYet). Never waits.
+  enum class LineEnd { kRead, kFull, kEnd, kNotYet };
+  // Reads what stdin has now one byte at a time, up to a '\n' (kRead) or a whole maximal event
+  // (kFull: the framer cuts it), the end of stdin (kEnd), or nothing more for now (kNotYet).
+  // Never waits.
   LineEnd read_line_end() {
     for (;;) {
       const std::span<char> room = framer_.space();
-      if (room.empty()) return LineEnd::kRead;  // a whole maximal event: the framer cuts it
+      if (room.empty()) return LineEnd::kFull;
       pollfd p{0, POLLIN, 0};
       if (::poll(&p, 1, 0) <= 0) return LineEnd::kNotYet;
       const ssize_t n = ::read(0, room.data(), 1);

@@ -84,7 +84,7 @@ class Framer {
 
 // How long a stop or a reload waits for room in a full channel for what the sources read
 // already, before they give that up (logged and counted as rejected): one deadline for all of
-// them (Source::drain).
+// them (stop_sources, Source::drain_step).
 inline constexpr std::chrono::milliseconds kDrainWait{2000};
 
 class Emitter {

@@ -147,6 +147,7 @@ class TcpSource final : public Source {
   void begin_stop() override {
     if (listener_.valid()) ::epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, listener_.get(), nullptr);
     listener_.reset();
+    accept_paused_ = false;  // no listener: no accept to resume (next_deadline() would stay past)
   }
   bool drain_step(Clock::time_point deadline) override {
     // Reading would change the buffers a refused batch points into: only when none waits.
