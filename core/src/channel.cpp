@@ -157,6 +157,13 @@ std::uint64_t ChannelState::compute_floor() noexcept {
 }
 
 bool ChannelState::close_region(std::uint64_t from, std::uint64_t to, TagKind kind, bool exclusive) noexcept {
+  // Published after all (a writer that stalled, published and died before clearing its claim),
+  // or closed by another reader already: nothing to do. Checked before anything is written: the
+  // region's owner is dead or is this caller, so nothing can be published in it afterwards.
+  if (!exclusive) {
+    const std::uint64_t seen = header_at(from)->tag.load(std::memory_order_acquire);
+    if ((seen & ~std::uint64_t{7}) == from && (seen & 7) != 0) return false;
+  }
   // Pending source transactions whose first record lies in the region never happened.
   for (std::uint32_t i = 0; i < source_slots; ++i) {
     std::uint64_t at = sources[i].pending_at.load(std::memory_order_acquire);
