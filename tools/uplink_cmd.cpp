@@ -7,6 +7,7 @@
 #include <sys/eventfd.h>
 
 #include <atomic>
+#include <exception>
 #include <cerrno>
 #include <charconv>
 #include <cstring>
@@ -101,24 +102,30 @@ void add_uplink_commands(CLI::App& app, int& exit_code) {
     });
     log("info", fmt::format("shipping {} to topic {} at {}", a->channel, a->topic, a->bootstrap));
     bool drained = false;
-    if (a->drain) {
-      while (!stop) {
-        if (u.do_work() != 0) continue;
-        const auto m = u.metrics();
-        if (m.in_flight == 0 && m.committed >= ch.stats().write_position) {
-          drained = true;
-          break;
+    std::exception_ptr failed;  // (a channel truncated under it): said once the watcher is joined
+    try {
+      if (a->drain) {
+        while (!stop) {
+          if (u.do_work() != 0) continue;
+          const auto m = u.metrics();
+          if (m.in_flight == 0 && m.committed >= ch.stats().write_position) {
+            drained = true;
+            break;
+          }
+          u.wait(std::chrono::milliseconds(20));
         }
-        u.wait(std::chrono::milliseconds(20));
+        if (!drained) (void)u.flush(std::chrono::seconds(10));  // stopped first: as run() does
+      } else {
+        u.run(stop);
       }
-      if (!drained) (void)u.flush(std::chrono::seconds(10));  // stopped first: as run() does
-    } else {
-      u.run(stop);
+    } catch (...) {
+      failed = std::current_exception();
     }
     stop = true;
     const std::uint64_t one = 1;
     (void)!::write(done.get(), &one, sizeof one);
     watcher.join();
+    if (failed) std::rethrow_exception(failed);
     if (const int e = watch_error.load(); e != 0)
       log("error", fmt::format("waiting for a stop signal failed: {}; stopping", std::strerror(e)));
     const auto m = u.metrics();

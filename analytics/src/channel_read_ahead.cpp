@@ -1,5 +1,9 @@
 #include "channel_read_ahead.h"
 
+#include <fmt/format.h>
+
+#include "tributary/core/error.h"
+
 namespace tributary::analytics::detail {
 
 ChannelReadAhead::ChannelReadAhead(core::Channel& channel, core::Consumer& consumer, bool drain,
@@ -52,7 +56,10 @@ void ChannelReadAhead::run() {
         if (stop_ || commit_asked_) continue;
         channel_waiting_ = true;  // commit() and stop() interrupt the wait
         lock.unlock();
-        (void)consumer_.wait(idle_wait_);
+        if (!consumer_.wait(idle_wait_) && consumer_.broken())
+          throw core::Error(fmt::format("channel {} was truncated under the analyzer; stop every process using it "
+                                        "and start again (the next open grows the file back and recovers it)",
+                                        channel_.path().string()));
         lock.lock();
         channel_waiting_ = false;
         continue;
@@ -63,8 +70,9 @@ void ChannelReadAhead::run() {
       ++filled_;
       if (job_waiting_) job_cv_.notify_one();
     }
-  } catch (...) {  // channel_.stats() allocates
+  } catch (...) {  // channel_.stats() allocates; a truncated channel
     if (!lock.owns_lock()) lock.lock();
+    channel_waiting_ = false;
     error_ = std::current_exception();
     job_cv_.notify_one();
   }

@@ -407,6 +407,8 @@ bool Consumer::seek(std::uint64_t position) noexcept {
   return true;
 }
 
+bool Consumer::broken() const noexcept { return !impl_->st->file.intact(); }
+
 void Consumer::release(std::uint64_t position) noexcept {
   constexpr std::uint64_t kChunk = 2u << 20;
   Impl& c = *impl_;

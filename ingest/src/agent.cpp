@@ -7,6 +7,7 @@
 
 #include <chrono>
 #include <cstdio>
+#include <exception>
 #include <fmt/format.h>
 #include <atomic>
 #include <map>
@@ -40,6 +41,10 @@ struct Agent::Impl {
   std::vector<std::pair<std::string, std::unique_ptr<uplink::Uplink>>> uplinks;
   std::atomic<bool> stop_uplinks{false};
   std::vector<std::thread> uplink_threads;
+  // An uplink that fails (its channel truncated) stops the agent, as a source that throws does.
+  std::atomic<bool> uplink_failed{false};
+  std::mutex uplink_error_mu;
+  std::exception_ptr uplink_error;
   Clock::time_point next_status{};
   // What the metrics endpoint serves: refreshed by the agent's loop every second, read by the
   // server's thread (sources and uplink counters are the loop's, not shared).
@@ -170,7 +175,16 @@ int Agent::run(int stop_fd) {
   Impl& a = *impl_;
   if (a.log) a.log("info", fmt::format("agent '{}' running {} sources into {} channels", a.cfg.name, a.sources.size(),
                                        a.channels.size()));
-  for (auto& [name, u] : a.uplinks) a.uplink_threads.emplace_back([&a, up = u.get()] { up->run(a.stop_uplinks); });
+  for (auto& [name, u] : a.uplinks)
+    a.uplink_threads.emplace_back([&a, up = u.get()] {
+      try {
+        up->run(a.stop_uplinks);
+      } catch (...) {
+        const std::lock_guard lock(a.uplink_error_mu);
+        if (!a.uplink_error) a.uplink_error = std::current_exception();
+        a.uplink_failed = true;
+      }
+    });
   // A source that throws (a channel cut short under us) stops the agent: the uplinks flush
   // what is in flight and are joined first, then the error goes up to the caller.
   struct StopUplinks {
@@ -184,6 +198,7 @@ int Agent::run(int stop_fd) {
   } stop_uplinks_on_exit{a};
   std::vector<pollfd> fds;
   for (;;) {
+    if (a.uplink_failed.load()) break;  // noticed within the loop's longest wait (1 s)
     std::size_t work = 0;
     bool all_finished = !a.sources.empty() && a.uplinks.empty();
     for (auto& [name, src] : a.sources) {
@@ -220,6 +235,7 @@ int Agent::run(int stop_fd) {
   for (auto& t : a.uplink_threads) t.join();
   a.uplink_threads.clear();
   publish();
+  if (a.uplink_error) std::rethrow_exception(a.uplink_error);  // (the threads are joined)
   if (a.log) a.log("info", fmt::format("agent '{}' stopped", a.cfg.name));
   return 0;
 }

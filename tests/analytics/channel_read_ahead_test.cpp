@@ -15,6 +15,7 @@
 #include "support/rss.h"
 #include "support/temp_dir.h"
 #include "tributary/core/channel.h"
+#include "tributary/core/error.h"
 
 namespace tributary::analytics::detail {
 namespace {
@@ -170,6 +171,36 @@ struct IdleRig {
   core::Producer producer = ch.producer();
   ChannelReadAhead ahead{ch, con, false, milliseconds(60'000)};
 };
+
+// Someone truncates the channel file under the analyzer: the read-ahead finds nothing more and
+// ends with an error naming the file, instead of waking from its wait at once again and again
+// (the wait returns at once on a truncated file) and the job seeing an idle channel forever.
+TEST(ChannelReadAheadTest, AChannelTruncatedUnderItEndsTheReadWithAnErrorNamingTheFile) {
+  testing::TempDir dir;
+  const auto path = dir.path() / "c.chan";
+  core::Channel ch = core::Channel::create(path, small_ring(4 << 20));
+  core::Consumer con = ch.consumer("job");
+  {
+    core::Producer p = ch.producer();
+    append(p, 1, 0, 10);
+  }
+  ChannelReadAhead ahead{ch, con, false, milliseconds(50)};
+  std::uint64_t got = 0;
+  ASSERT_TRUE(eventually([&] {
+    got += ahead.next(milliseconds(100)).size();
+    return got == 10;
+  }));
+  std::filesystem::resize_file(path, testing::data_offset(path) + 64 * 1024);
+  std::string error;
+  for (const auto end = Clock::now() + milliseconds(10'000); error.empty() && Clock::now() < end;) {
+    try {
+      EXPECT_TRUE(ahead.next(milliseconds(100)).empty());
+    } catch (const core::Error& e) {
+      error = e.what();
+    }
+  }
+  EXPECT_NE(error.find(path.string() + " was truncated"), std::string::npos) << error;
+}
 
 TEST(ChannelReadAheadTest, ACommitAskedForWhileTheThreadWaitsOnAnEmptyChannelIsMadeAtOnce) {
   IdleRig rig(10);

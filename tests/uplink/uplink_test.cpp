@@ -130,6 +130,28 @@ TEST(UplinkTest, DeliversEveryEventOnceWithItsIdentityAndCommitsAfterAcks) {
   EXPECT_EQ(ch.stats().consumers.at(0).committed, ch.stats().write_position);
 }
 
+// Someone truncates the channel file under the uplink: once it has nothing to read it stops
+// with an error naming the file (the agent then stops with it), instead of its wait returning
+// at once again and again, forever.
+TEST(UplinkTest, AChannelTruncatedUnderItStopsItWithAnErrorNamingTheFile) {
+  Rig rig;
+  fill(rig.ch, 42, 100);
+  Uplink u(rig.ch, {.name = "up", .topic = "events", .kafka = rig.kafka()});
+  ASSERT_TRUE(ship_all(u, rig.ch));
+  const auto path = rig.dir / "c.chan";
+  std::filesystem::resize_file(path, testing::data_offset(path) + 64 * 1024);
+  std::string error;
+  for (const auto end = std::chrono::steady_clock::now() + 10s; error.empty() && std::chrono::steady_clock::now() < end;) {
+    try {
+      (void)u.do_work();
+      u.wait(100ms);
+    } catch (const core::Error& e) {
+      error = e.what();
+    }
+  }
+  EXPECT_NE(error.find(path.string() + " was truncated"), std::string::npos) << error;
+}
+
 // The channel ends with a dead writer's claim (reserved, never published): the reader steps
 // over it after the abandon timeout, and the uplink's cursor goes past it too once everything
 // before it is delivered, instead of waiting there for the next event (a `--drain` would never

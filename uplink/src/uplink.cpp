@@ -691,8 +691,10 @@ void Uplink::wait(std::chrono::milliseconds timeout) {
   Impl& u = *impl_;
   if (!u.inflight.empty() || u.rewinding || Clock::now() < u.resume_at) {
     rd_kafka_poll(u.rk.get(), static_cast<int>(std::min<long long>(timeout.count(), 10)));
-  } else {
-    (void)u.consumer.wait(timeout);
+  } else if (!u.consumer.wait(timeout) && u.consumer.broken()) {
+    throw core::Error(fmt::format("uplink '{}': channel {} was truncated under it; stop every process using it and "
+                                  "start again (the next open grows the file back and recovers it)",
+                                  u.opts.name, u.channel.path().string()));
   }
 }
 

@@ -263,8 +263,14 @@ class Consumer {
   // Reads up to out.size() published records from the read position (not the committed
   // cursor); returns how many. Non-blocking. Records stay valid until commit().
   [[nodiscard]] std::size_t poll(std::span<Record> out) noexcept;
-  // Blocks (futex) until a record is readable or `timeout` passes; true if readable.
+  // Blocks (futex) until a record is readable or `timeout` passes; true if readable. Returns
+  // false at once on a broken channel (below).
   [[nodiscard]] bool wait(std::chrono::milliseconds timeout) noexcept;
+  // True once the channel's file is shorter than its mapping (someone truncated it under this
+  // process): what was past the cut is gone, and poll() finds nothing more there. A reader that
+  // polls nothing should ask, and stop with an error: the file is whole again only once every
+  // process closed it and the next opener grew it back and recovered it. An fstat per call.
+  [[nodiscard]] bool broken() const noexcept;
   // Wakes a wait() in progress, which returns at once (true if a record is readable); the first
   // wait() that then finds nothing to read (that one, or the next) returns false at once: an
   // interrupt is never lost, and ends one wait. The one call that is safe from another thread
