@@ -346,8 +346,8 @@ packed = true
 )",
                                                     toml_quoted((work / "agent.status.json").string()),
                                                     toml_quoted((work / "demo.chan").string()),
-                                                    toml_quoted((work / "logs" / "replay-0.log").string()),
-                                                    toml_quoted((work / "logs" / "replay-1.log").string()),
+                                                    toml_quoted(glob_escaped((work / "logs" / "replay-0.log").string())),
+                                                    toml_quoted(glob_escaped((work / "logs" / "replay-1.log").string())),
                                                     toml_quoted(topic), toml_quoted(bootstrap));
   std::ofstream(work / "analyze.toml") << tianchi_analyze_config(
       fmt::format("type = \"kafka\"\nbootstrap = {}\ntopic = {}\ngroup = \"tributary-demo\"\nfetch_queue_mb = {}\n",

@@ -426,6 +426,15 @@ std::string toml_quoted(std::string_view text) {
   return out += '"';
 }
 
+std::string glob_escaped(std::string_view path) {
+  std::string out;
+  for (const char c : path) {
+    if (c == '\\' || c == '*' || c == '?' || c == '[') out += '\\';
+    out += c;
+  }
+  return out;
+}
+
 std::string tianchi_analyze_config(const std::string& input, const std::filesystem::path& user_info,
                                    const std::filesystem::path& state_dir, int checkpoint_ms) {
   return fmt::format(R"([input]

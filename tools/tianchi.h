@@ -54,6 +54,9 @@ ReplayResult replay(const ReplayOptions& o);
 // `text` as a TOML basic string, quotes included: `"`, `\` and control characters escaped, so
 // that a path or a name holding them reads back as itself (the generated configurations).
 std::string toml_quoted(std::string_view text);
+// `path` as a glob pattern that matches only itself (a tail source's `paths`): `\`, `*`, `?`
+// and `[` escaped with a backslash.
+std::string glob_escaped(std::string_view path);
 
 // The analyzer configuration of the paper's experiment (orders by age range, gender and day,
 // user_info joined, labels of the design brief). `input` is the body of its [input] section.

@@ -6,6 +6,8 @@
 #include <gtest/gtest.h>
 
 #include <arpa/inet.h>
+#include <fnmatch.h>
+#include <glob.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -29,6 +31,24 @@ using testing::TempDir;
 std::string slurp(const std::filesystem::path& p) {
   std::ifstream f(p);
   return std::string((std::istreambuf_iterator<char>(f)), {});
+}
+
+// The demo's tail sources take their paths as glob patterns: a work directory named with glob
+// characters must match its own files, and only them.
+TEST(GeneratedConfigTest, AnEscapedPathAsAGlobFindsItselfAndNothingElse) {
+  testing::TempDir dir;
+  const auto odd = dir / "logs [1] *x? \\ y";
+  std::filesystem::create_directories(odd);
+  std::ofstream(odd / "replay-0.log") << "x\n";
+  std::filesystem::create_directories(dir / "logs 1 ax1 \\ y");  // what the unescaped pattern would also match
+  std::ofstream(dir / "logs 1 ax1 \\ y" / "replay-0.log") << "x\n";
+  const std::string pattern = tools::glob_escaped((odd / "replay-0.log").string());
+  glob_t g{};
+  ASSERT_EQ(::glob(pattern.c_str(), 0, nullptr, &g), 0);
+  std::vector<std::string> found(g.gl_pathv, g.gl_pathv + g.gl_pathc);
+  globfree(&g);
+  EXPECT_EQ(found, std::vector<std::string>{(odd / "replay-0.log").string()});
+  EXPECT_EQ(::fnmatch(pattern.c_str(), (odd / "replay-0.log").c_str(), FNM_PATHNAME), 0);
 }
 
 TEST(TianchiGeneratorTest, IsDeterministicForASeed) {
