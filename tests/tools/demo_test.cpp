@@ -213,7 +213,7 @@ TEST(DemoTest, InterruptedItStopsTheAgentTheAnalyzerAndKafka) {
   while (slurp(dir / "demo.out").find("Kafka at") == std::string::npos && std::chrono::steady_clock::now() < deadline)
     std::this_thread::sleep_for(100ms);  // another process's progress: polled, bounded above
   ASSERT_NE(slurp(dir / "demo.out").find("Kafka at"), std::string::npos) << slurp(dir / "demo.out");
-  ASSERT_FALSE(processes_under(dir.path()).empty()) << "the demo's processes are running";
+  ASSERT_FALSE(processes_under(dir.path()).empty()) << "the demo's processes are not running:\n" << slurp(dir / "demo.out");
   demo.signal(SIGINT);  // once the demo blocks it for its signalfd
   const int status = demo.wait(90s);
   ASSERT_TRUE(WIFEXITED(status)) << "status " << status << "\n" << slurp(dir / "demo.out");
