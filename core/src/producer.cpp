@@ -29,10 +29,13 @@ struct Producer::Impl {
   ~Impl() {
     if (slot == nullptr) return;
     if (const std::uint64_t len = slot->claim_len.load(); len != 0) {  // a claim never published
+      // Its pad to the end of the lap, if any, is published already (reserve): the region to
+      // close starts after it.
       const std::uint64_t pos = slot->claim_pos.load();
-      if (st->close_region(pos, pos + len, kSkipTag, false)) {
+      const std::uint64_t from = pad_at == pos ? st->lap_end(pos) : pos;
+      if (from < pos + len && st->close_region(from, pos + len, kSkipTag, false)) {
         st->hdr->abandoned_records.fetch_add(slot->claim_records.load());
-        st->hdr->abandoned_bytes.fetch_add(len);
+        st->hdr->abandoned_bytes.fetch_add(pos + len - from);
       }
       st->wake_consumers();
     }
@@ -46,11 +49,13 @@ struct Producer::Impl {
 
   AppendStatus wait_for_space(std::uint64_t end) noexcept {
     Header* h = st->hdr;
+    // Waiting or refused, this producer holds no reservation (a claim announced for a lost
+    // compare-and-swap would otherwise stay, and be closed over another's records at the end).
+    slot->claim_len.store(0, std::memory_order_release);
     if (opts.on_full == FullPolicy::kFailFast) {
       h->full_rejections.fetch_add(1, std::memory_order_relaxed);
       return AppendStatus::kFull;
     }
-    slot->claim_len.store(0, std::memory_order_release);  // waiting holds no reservation
     const auto deadline = std::chrono::steady_clock::now() + opts.max_wait;
     for (;;) {
       const std::uint32_t v = h->space_futex.load(std::memory_order_seq_cst);

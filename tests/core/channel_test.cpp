@@ -439,6 +439,36 @@ TEST(ChannelTest, ProducerDestroyedWithAnUnpublishedClaimReleasesTheSlot) {
   EXPECT_EQ(ch.stats().abandoned_records, 1u);
 }
 
+// The same with a claim that does not fit before the end of the lap: the producer published a
+// pad to the lap's end when it reserved, and the region closed at its end starts after that pad
+// (started at the pad, it was taken for closed already: readers waited out the abandon timeout
+// at the claim and stepped over it as corruption).
+TEST(ChannelTest, ProducerDestroyedWithAnUnpublishedClaimAcrossTheLapEndClosesItAsAbandoned) {
+  TempDir dir;
+  Channel ch = Channel::create(dir / "a.chan", small_config());
+  Consumer c = ch.consumer("r");
+  Producer other = ch.producer();
+  const std::uint64_t capacity = ch.stats().capacity;
+  const std::string filler(200, 'f');
+  std::uint64_t seq = 0;
+  while (ch.stats().write_position % capacity + kRecordHeaderSize + 600 <= capacity) {
+    ASSERT_EQ(other.append({6, seq++}, filler), AppendStatus::kOk);
+    ASSERT_EQ(drain(c, 1).size(), 1u);
+    c.commit();
+  }
+  {
+    Producer p = ch.producer();
+    Producer::Claim claim;
+    ASSERT_EQ(p.claim({5, 0}, 600, claim), AppendStatus::kOk);  // pads to the end of the lap first
+    ASSERT_EQ(other.append({6, seq}, "after"), AppendStatus::kOk);
+  }
+  auto got = drain(c, 1);
+  ASSERT_EQ(got.size(), 1u);
+  EXPECT_EQ(got[0].payload, "after");
+  EXPECT_EQ(ch.stats().abandoned_records, 1u);
+  EXPECT_EQ(ch.stats().corrupt_records, 0u) << "the claim was stepped over as damage";
+}
+
 TEST(ChannelTest, SourcePositionIsCommittedWithItsBatch) {
   TempDir dir;
   Channel ch = Channel::create(dir / "a.chan", small_config());
