@@ -332,8 +332,9 @@ class ExecSource final : public Source {
     if (patient_ && stdout_.valid() && ::ioctl(stdout_.get(), FIONREAD, &in_pipe) != 0) in_pipe = 0;
     for (auto left = static_cast<std::size_t>(std::max(in_pipe, 0)); left > 0 && !emitter_.refused();) {
       const std::span<char> room = out_.space();
-      if (room.empty()) {  // a whole event is buffered: append it first
-        if (emit() == 0) break;
+      if (room.empty()) {  // a whole event is buffered: append it first (or skip it: oversize)
+        const std::size_t before = out_.buffered();
+        if (emit() == 0 && out_.buffered() == before) break;
         continue;
       }
       const ssize_t n = ::read(stdout_.get(), room.data(), std::min(room.size(), left));

@@ -64,6 +64,26 @@ Strings expected(const std::string& prefix, int from, int to) {
   return s;
 }
 
+// A pattern whose directory is named with glob characters, escaped (as the demo writes it):
+// the directory is still watched, so a new file is found at once, not at the next rescan.
+TEST(TailSourceTest, ADirectoryNamedWithGlobCharactersIsWatchedThroughItsEscapedPattern) {
+  TempDir dir;
+  const auto odd = dir / "logs [1] *x? \\ y";
+  std::filesystem::create_directories(odd);
+  std::string pattern;
+  for (const char c : odd.string()) {
+    if (c == '\\' || c == '*' || c == '?' || c == '[') pattern += '\\';
+    pattern += c;
+  }
+  pattern += "/*.log";
+  auto ch = core::Channel::create(dir / "c.chan", cfg());
+  auto src = make_source("tail", {&ch}, {{"paths", Strings{pattern}}, {"poll_interval_ms", std::int64_t{60000}}});
+  (void)src->do_work();  // the start's scan: nothing there yet
+  append_lines(odd / "a.log", "a", 0, 10);  // a new file: only the directory's watch tells, for a minute
+  ASSERT_TRUE(pump_until(*src, [&] { return ch.stats().records_written == 10; }, std::chrono::milliseconds(10000)));
+  EXPECT_EQ(all_payloads(ch), expected("a", 0, 10));
+}
+
 TEST(TailSourceTest, ReadsExistingLinesThenFollowsAppends) {
   TempDir dir;
   append_lines(dir / "a.log", "a", 0, 100);

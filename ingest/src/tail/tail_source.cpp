@@ -19,7 +19,9 @@
 #include <cstring>
 #include <fmt/format.h>
 #include <map>
+#include <optional>
 #include <set>
+#include <string>
 
 #include "../internal/intercept.h"
 #include "../internal/lines.h"
@@ -39,6 +41,32 @@ TailFile::~TailFile() {
 namespace {
 
 using Clock = std::chrono::steady_clock;
+
+// The directory part of a glob pattern, its backslash escapes undone (the directory inotify
+// watches: "logs \\[1\\]/*.log" is in "logs [1]"); none when it holds a wildcard.
+std::optional<std::string> watch_dir(const std::string& pattern) {
+  std::size_t slash = std::string::npos;  // the last unescaped '/'
+  for (std::size_t i = 0; i < pattern.size(); ++i) {
+    if (pattern[i] == '\\' && i + 1 < pattern.size()) {
+      ++i;
+    } else if (pattern[i] == '/') {
+      slash = i;
+    }
+  }
+  if (slash == std::string::npos) return ".";
+  std::string dir;
+  for (std::size_t i = 0; i < std::max<std::size_t>(slash, 1); ++i) {
+    const char c = pattern[i];
+    if (c == '\\' && i + 1 < pattern.size()) {
+      dir += pattern[++i];
+    } else if (c == '*' || c == '?' || c == '[') {
+      return std::nullopt;
+    } else {
+      dir += c;
+    }
+  }
+  return dir;
+}
 
 std::uint64_t mix64(std::uint64_t x) {
   x ^= x >> 30;
@@ -80,9 +108,9 @@ class TailSource final : public Source {
     inotify_fd_ = ::inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
     if (inotify_fd_ >= 0) {
       for (const auto& pattern : opts_.paths) {
-        const auto slash = pattern.rfind('/');
-        const std::string dir = slash == std::string::npos ? "." : pattern.substr(0, std::max<std::size_t>(slash, 1));
-        if (dir.find_first_of("*?[") != std::string::npos) continue;  // polled only
+        const std::optional<std::string> watched = watch_dir(pattern);
+        if (!watched) continue;  // a wildcard in the directory: polled only
+        const std::string& dir = *watched;
         const int wd = ::inotify_add_watch(inotify_fd_, dir.c_str(),
                                            IN_CREATE | IN_MOVED_TO | IN_MOVED_FROM | IN_MODIFY | IN_DELETE | IN_ATTRIB |
                                                IN_CLOSE_WRITE);
