@@ -126,6 +126,42 @@ TEST(BrokerProcessTest, UplinkDrainExitsOnceEveryEventIsAcknowledgedAndCommitted
   EXPECT_LT(ch.stats().consumers[0].committed, ch.stats().write_position);
 }
 
+// The agent's channel cut short under it while nothing new is read: its uplink finds nothing
+// more, says why, and the agent stops with the cause (its uplink used to wake from a wait that
+// returns at once on a truncated file, again and again, and the agent ran on, saying nothing).
+TEST(BrokerProcessTest, AChannelTruncatedUnderTheAgentsUplinkStopsTheAgentWithTheCause) {
+  TempDir dir;
+  Child broker({kTributary, "broker", "--topics", "logs:1"});
+  const std::string bs = start_broker(broker);
+  std::ofstream(dir / "agent.toml") << "[agent]\nstatus_file = \"" << (dir / "status.json").string() << "\"\n"
+                                    << "[channels.main]\npath = \"" << (dir / "main.chan").string() << "\"\n"
+                                    << "capacity = \"16M\"\n"
+                                    << "[sources.t]\ntype = \"tail\"\nchannels = [\"main\"]\npaths = [\""
+                                    << (dir / "*.log").string() << "\"]\n"
+                                    << "[uplinks.k]\nchannel = \"main\"\ntopic = \"logs\"\nbootstrap = \"" << bs << "\"\n";
+  testing::append_lines(dir / "a.log", "a", 0, 100);
+  Child agent({"/bin/sh", "-c", "exec \"$0\" agent --config \"$1\" 2>&1", kTributary, (dir / "agent.toml").string()});
+  bool shipped = false;  // every line in the channel, and committed by the uplink
+  for (const auto deadline = std::chrono::steady_clock::now() + 30s; !shipped && std::chrono::steady_clock::now() < deadline;
+       std::this_thread::sleep_for(50ms)) {  // another process's progress: polled, bounded above
+    if (!std::filesystem::exists(dir / "main.chan")) continue;
+    const auto s = core::Channel::open(dir / "main.chan", {.read_only = true}).stats();
+    shipped = s.records_written == 100 && !s.consumers.empty() && s.consumers[0].committed == s.write_position;
+  }
+  ASSERT_TRUE(shipped);
+  std::filesystem::resize_file(dir / "main.chan", testing::data_offset(dir / "main.chan") + 64 * 1024);
+  bool said = false;
+  while (!said) {
+    const auto line = agent.read_line(20s);
+    if (!line) break;
+    said = line->find("was truncated under it") != std::string::npos;
+  }
+  EXPECT_TRUE(said) << "no error naming the cause";
+  const int status = agent.wait(20s);
+  ASSERT_TRUE(WIFEXITED(status)) << "status " << status;
+  EXPECT_EQ(WEXITSTATUS(status), 1);
+}
+
 TEST(BrokerProcessTest, AgentKilledMidStreamShipsEveryLineCopiesOnlyWithTheSameIdentity) {
   TempDir dir;
   Child broker({kTributary, "broker", "--topics", "logs:2"});
