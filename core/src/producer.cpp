@@ -30,9 +30,10 @@ struct Producer::Impl {
     if (slot == nullptr) return;
     if (const std::uint64_t len = slot->claim_len.load(); len != 0) {  // a claim never published
       // Its pad to the end of the lap, if any, is published already (reserve): the region to
-      // close starts after it.
+      // close starts after it. (Told by the ring: a tag names its absolute position.)
       const std::uint64_t pos = slot->claim_pos.load();
-      const std::uint64_t from = pad_at == pos ? st->lap_end(pos) : pos;
+      const bool padded = st->header_at(pos)->tag.load(std::memory_order_acquire) == make_tag(pos, kPadTag);
+      const std::uint64_t from = padded ? st->lap_end(pos) : pos;
       if (from < pos + len && st->close_region(from, pos + len, kSkipTag, false)) {
         st->hdr->abandoned_records.fetch_add(slot->claim_records.load());
         st->hdr->abandoned_bytes.fetch_add(pos + len - from);
