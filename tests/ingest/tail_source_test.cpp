@@ -84,6 +84,25 @@ TEST(TailSourceTest, ADirectoryNamedWithGlobCharactersIsWatchedThroughItsEscaped
   EXPECT_EQ(all_payloads(ch), expected("a", 0, 10));
 }
 
+// A file renamed out of the patterns before the tail ever opened it is followed under its new
+// name and read to its end, also for a pattern without a directory (the current one): its
+// events' paths are spelled as the glob spells them ("a.log", not "./a.log").
+TEST(TailSourceTest, AFileRenamedAwayBeforeItWasOpenedIsReadAlsoForAPatternWithoutADirectory) {
+  TempDir dir;
+  struct Cwd {  // the source's relative pattern resolves against the current directory
+    std::filesystem::path old = std::filesystem::current_path();
+    explicit Cwd(const std::filesystem::path& p) { std::filesystem::current_path(p); }
+    ~Cwd() { std::filesystem::current_path(old); }
+  } in(dir.path());
+  auto ch = core::Channel::create(dir / "c.chan", cfg());
+  auto src = make_source("tail", {&ch}, {{"paths", Strings{"*.log"}}, {"poll_interval_ms", std::int64_t{60000}}});
+  (void)src->do_work();  // the start's scan: nothing there yet
+  append_lines(dir / "a.log", "a", 0, 10);
+  std::filesystem::rename(dir / "a.log", dir / "a.log.1");  // before the tail looked again
+  ASSERT_TRUE(pump_until(*src, [&] { return ch.stats().records_written == 10; }, std::chrono::milliseconds(10000)));
+  EXPECT_EQ(all_payloads(ch), expected("a", 0, 10));
+}
+
 TEST(TailSourceTest, ReadsExistingLinesThenFollowsAppends) {
   TempDir dir;
   append_lines(dir / "a.log", "a", 0, 100);

@@ -42,8 +42,9 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-// The directory part of a glob pattern, its backslash escapes undone (the directory inotify
-// watches: "logs \\[1\\]/*.log" is in "logs [1]"); none when it holds a wildcard.
+// The directory part of a glob pattern as glob() spells the paths it finds, its backslash
+// escapes undone (`logs \[1\]/*.log` is in `logs [1]`): "" for a pattern without a slash (the
+// current directory), "/" for one at the root; none when it holds a wildcard.
 std::optional<std::string> watch_dir(const std::string& pattern) {
   std::size_t slash = std::string::npos;  // the last unescaped '/'
   for (std::size_t i = 0; i < pattern.size(); ++i) {
@@ -53,7 +54,7 @@ std::optional<std::string> watch_dir(const std::string& pattern) {
       slash = i;
     }
   }
-  if (slash == std::string::npos) return ".";
+  if (slash == std::string::npos) return "";
   std::string dir;
   for (std::size_t i = 0; i < std::max<std::size_t>(slash, 1); ++i) {
     const char c = pattern[i];
@@ -66,6 +67,12 @@ std::optional<std::string> watch_dir(const std::string& pattern) {
     }
   }
   return dir;
+}
+
+// A file `name` in a directory spelled as watch_dir() gives it.
+std::string path_in(const std::string& dir, const char* name) {
+  if (dir.empty()) return name;
+  return dir.back() == '/' ? dir + name : dir + "/" + name;
 }
 
 std::uint64_t mix64(std::uint64_t x) {
@@ -111,10 +118,12 @@ class TailSource final : public Source {
         const std::optional<std::string> watched = watch_dir(pattern);
         if (!watched) continue;  // a wildcard in the directory: polled only
         const std::string& dir = *watched;
-        const int wd = ::inotify_add_watch(inotify_fd_, dir.c_str(),
+        const int wd = ::inotify_add_watch(inotify_fd_, dir.empty() ? "." : dir.c_str(),
                                            IN_CREATE | IN_MOVED_TO | IN_MOVED_FROM | IN_MODIFY | IN_DELETE | IN_ATTRIB |
                                                IN_CLOSE_WRITE);
-        if (wd >= 0) watch_dirs_[wd] = dir;
+        if (wd < 0) continue;
+        auto& spellings = watch_dirs_[wd];  // one directory may be spelled several ways ("logs", "./logs")
+        if (std::find(spellings.begin(), spellings.end(), dir) == spellings.end()) spellings.push_back(dir);
       }
     }
     scan(true);
@@ -168,10 +177,18 @@ class TailSource final : public Source {
     for (std::size_t off = 0; off + sizeof(inotify_event) <= len;) {
       const auto* ev = reinterpret_cast<const inotify_event*>(buf + off);
       off += sizeof(inotify_event) + ev->len;
-      if (ev->len == 0) continue;
+      if (ev->len == 0 || (ev->mask & (IN_MOVED_FROM | IN_MOVED_TO)) == 0) continue;
       const auto dir = watch_dirs_.find(ev->wd);
       if (dir == watch_dirs_.end()) continue;
-      const std::string path = dir->second + "/" + ev->name;
+      // The file's path as a pattern would match it: the first spelling of its directory that
+      // does, else the first one.
+      std::string path = path_in(dir->second.front(), ev->name);
+      for (const std::string& spelling : dir->second) {
+        if (std::string p = path_in(spelling, ev->name); matches(p)) {
+          path = std::move(p);
+          break;
+        }
+      }
       if ((ev->mask & IN_MOVED_FROM) != 0) {
         if (matches(path)) moved_from_[ev->cookie] = path;
       } else if ((ev->mask & IN_MOVED_TO) != 0) {
@@ -554,7 +571,7 @@ class TailSource final : public Source {
   bool no_slot_logged_ = false;       // a channel's source table was found full (logged once)
   std::size_t max_payload_ = SIZE_MAX;  // the smallest of the channels'
   int inotify_fd_ = -1;
-  std::map<int, std::string> watch_dirs_;             // inotify watch descriptor -> directory
+  std::map<int, std::vector<std::string>> watch_dirs_;  // inotify watch descriptor -> its directory's spellings
   std::map<std::uint32_t, std::string> moved_from_;   // rename cookie -> old (matching) path
   Clock::time_point next_scan_{};
   Clock::time_point retry_at_ = Clock::time_point::max();
