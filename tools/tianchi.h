@@ -52,7 +52,8 @@ struct ReplayResult {
 ReplayResult replay(const ReplayOptions& o);
 
 // `text` as a TOML basic string, quotes included: `"`, `\` and control characters escaped, so
-// that a path or a name holding them reads back as itself (the generated configurations).
+// that a path or a name holding them reads back as itself (the generated configurations). TOML
+// takes only UTF-8: other bytes pass through and the file is refused when read.
 std::string toml_quoted(std::string_view text);
 // `path` as a glob pattern that matches only itself (a tail source's `paths`): `\`, `*`, `?`
 // and `[` escaped with a backslash.

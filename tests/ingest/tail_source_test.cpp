@@ -93,12 +93,14 @@ TEST(TailSourceTest, AFileRenamedAwayBeforeItWasOpenedIsReadAlsoForAPatternWitho
     std::filesystem::path old = std::filesystem::current_path();
     explicit Cwd(const std::filesystem::path& p) { std::filesystem::current_path(p); }
     ~Cwd() { std::filesystem::current_path(old); }
-  } in(dir.path());
-  auto ch = core::Channel::create(dir / "c.chan", cfg());
+  };
+  const auto here = std::filesystem::absolute(dir.path());  // (a relative TMPDIR: before the chdir)
+  Cwd in(here);
+  auto ch = core::Channel::create(here / "c.chan", cfg());
   auto src = make_source("tail", {&ch}, {{"paths", Strings{"*.log"}}, {"poll_interval_ms", std::int64_t{60000}}});
   (void)src->do_work();  // the start's scan: nothing there yet
-  append_lines(dir / "a.log", "a", 0, 10);
-  std::filesystem::rename(dir / "a.log", dir / "a.log.1");  // before the tail looked again
+  append_lines(here / "a.log", "a", 0, 10);
+  std::filesystem::rename(here / "a.log", here / "a.log.1");  // before the tail looked again
   ASSERT_TRUE(pump_until(*src, [&] { return ch.stats().records_written == 10; }, std::chrono::milliseconds(10000)));
   EXPECT_EQ(all_payloads(ch), expected("a", 0, 10));
 }

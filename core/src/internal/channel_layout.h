@@ -186,9 +186,10 @@ struct alignas(kCacheLine) Header {
   std::atomic<std::uint64_t> clean_close;
 };
 static_assert(sizeof(Header) == 8 * kCacheLine, "the header layout is part of the file format");
-// kOpening: an exclusive opener is making the file consistent (recovery, or settling the
-// source table after a clean close). Found by an opener that waited for the lock, it means that
-// process died part-way: the file is half-recovered and must be opened again (and recovered).
+// kOpening: an exclusive opener is making the file consistent (growing a cut file back,
+// recovery, settling the source table, the format upgrade). Found by a writable opener that
+// waited for the lock, it means that process died or gave up part-way: the file may be
+// half-recovered and is opened again (and recovered). Read-only openers do not look.
 enum LastOpen : std::uint32_t { kNeverOpened = 0, kOpenedAfterScan = 1, kOpenedAfterCleanClose = 2, kOpening = 3 };
 
 [[nodiscard]] constexpr std::uint64_t align_up(std::uint64_t v, std::uint64_t a) noexcept { return (v + a - 1) / a * a; }

@@ -3,7 +3,6 @@
 #include <algorithm>
 #include <cstring>
 #include <fmt/format.h>
-#include <thread>
 
 #include "internal/lines.h"
 #include "tributary/core/error.h"
@@ -200,10 +199,6 @@ Emitter::Emitter(const SourceContext& ctx)
 void Emitter::new_identity() {
   id_ = new_source_id();
   next_ = 0;
-}
-
-void Emitter::wait_retry(std::chrono::steady_clock::time_point deadline) const {
-  std::this_thread::sleep_until(std::min(retry_at(), deadline));
 }
 
 Emitter::Result Emitter::emit(std::span<const std::span<const char>> events, SourceMetrics& m) {

@@ -115,9 +115,6 @@ class Emitter {
   [[nodiscard]] std::chrono::steady_clock::time_point retry_at() const noexcept {
     return refused_ ? refused_at_ + std::chrono::milliseconds(20) : std::chrono::steady_clock::time_point::max();
   }
-  // Sleeps until the refused batch may be passed again, or `deadline` (drains, which have no
-  // loop to wait in).
-  void wait_retry(std::chrono::steady_clock::time_point deadline) const;
   // Events of a refused batch not in every channel yet (0 when none waits).
   [[nodiscard]] std::size_t held() const noexcept {
     if (!refused_) return 0;

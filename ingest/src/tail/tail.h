@@ -1,7 +1,7 @@
 // The `tail` source (Flume's TAILDIR, Fluent Bit's in_tail): follows files matching glob
 // patterns into channels, exactly once across crashes. Split by concern:
-//   tail_file.cpp   one file generation: identity (fingerprint), resume, read, frame, append
-//   tail_source.cpp discovery (glob + inotify, polling fallback), rotation, the Source API
+//   tail_source.cpp one file generation (identity by fingerprint, resume, read, frame, append),
+//                   discovery (glob + inotify, polling fallback), rotation, the Source API
 #pragma once
 
 #include <sys/types.h>

@@ -72,7 +72,7 @@ std::optional<std::string> watch_dir(const std::string& pattern) {
 // A file `name` in a directory spelled as watch_dir() gives it.
 std::string path_in(const std::string& dir, const char* name) {
   if (dir.empty()) return name;
-  return dir.back() == '/' ? dir + name : dir + "/" + name;
+  return dir == "/" ? dir + name : dir + "/" + name;  // glob keeps "logs//" as it is, not "/"
 }
 
 std::uint64_t mix64(std::uint64_t x) {

@@ -266,7 +266,7 @@ class Consumer {
   // Blocks (futex) until a record is readable or `timeout` passes; true if readable. Returns
   // false at once on a broken channel (below).
   [[nodiscard]] bool wait(std::chrono::milliseconds timeout) noexcept;
-  // True once the channel's file is shorter than its mapping (someone truncated it under this
+  // True while the channel's file is shorter than its mapping (someone truncated it under this
   // process): what was past the cut is gone, and poll() finds nothing more there. A reader that
   // polls nothing should ask, and stop with an error: the file is whole again only once every
   // process closed it and the next opener grew it back and recovered it. An fstat per call.

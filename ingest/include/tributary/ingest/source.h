@@ -106,11 +106,13 @@ class Source {
   // A stop (SIGTERM, a reload) is run by stop_sources() below, for all sources at once.
   // begin_stop(): the input is asked to end (an exec source's command gets SIGTERM, a tcp
   // source stops accepting). drain_step(): one step of making every handled event durable
-  // (checkpoints live in the channel) and reading what remains, bounded; never waits (the caller
-  // waits on wait_fd() and next_deadline() between steps); true once done: all appended, or
-  // `deadline` passed with the channel still full (an exec source has its own deadline:
-  // stop_timeout_ms after begin_stop). end_stop(): what is left is counted as rejected and
-  // logged, connections are closed.
+  // (checkpoints live in the channel) and reading what remains, bounded; it does not wait for
+  // input or room (the caller waits on wait_fd() and next_deadline() between steps; an exec
+  // source reaps its SIGKILLed command); true once done: all appended, or `deadline` passed with
+  // the channel still full (an exec source has its own deadline: stop_timeout_ms after
+  // begin_stop, and counts what it gives up in its last step). end_stop(): what is left is
+  // counted as rejected and logged, connections are closed. A tail gives nothing up: it reads
+  // again from its committed position.
   virtual void begin_stop() {}
   virtual bool drain_step(std::chrono::steady_clock::time_point deadline) {
     (void)deadline;
