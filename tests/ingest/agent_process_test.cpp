@@ -52,6 +52,21 @@ bool wait_records(const std::filesystem::path& chan, std::uint64_t n, std::chron
   return false;
 }
 
+// Waits (bounded) until the channel has refused appends for want of room `n` times (a held batch
+// counts once per retry) or had a producer asleep on it.
+bool wait_full(const std::filesystem::path& chan, std::uint64_t n, std::chrono::milliseconds timeout) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  for (; std::chrono::steady_clock::now() < deadline; std::this_thread::sleep_for(20ms)) {
+    if (!std::filesystem::exists(chan)) continue;
+    try {
+      const core::ChannelStats st = core::Channel::open(chan, {.read_only = true}).stats();
+      if (st.full_rejections + st.producer_waits >= n) return true;
+    } catch (const core::Error&) {  // being created by the agent
+    }
+  }
+  return false;
+}
+
 // Every record of the channel, by the file its line came from, must be that file's lines
 // 0..n-1 in order, once each.
 void expect_lines_once(const std::filesystem::path& chan, const std::map<char, int>& want) {
@@ -374,18 +389,7 @@ TEST(AgentProcessTest, AFullChannelHoldsUpNeitherTheOtherSourcesNorTheStop) {
                         "[sources.t]\ntype = \"tail\"\nchannels = [\"main\"]\npaths = [\"" +
                         (dir / "*.log").string() + "\"]\n");
   Child agent({kTributary, "agent", "--config", (dir / "agent.toml").string()});
-  // Until the flood has met the full channel (a refused append, or a producer asleep on it).
-  bool full = false;
-  for (const auto deadline = std::chrono::steady_clock::now() + 10s; !full && std::chrono::steady_clock::now() < deadline;
-       std::this_thread::sleep_for(20ms)) {
-    if (!std::filesystem::exists(dir / "small.chan")) continue;
-    try {
-      const core::ChannelStats st = core::Channel::open(dir / "small.chan", {.read_only = true}).stats();
-      full = st.full_rejections + st.producer_waits > 0;
-    } catch (const core::Error&) {  // being created by the agent
-    }
-  }
-  ASSERT_TRUE(full) << "the flood never filled its channel";
+  ASSERT_TRUE(wait_full(dir / "small.chan", 1, 10s)) << "the flood never filled its channel";
   testing::append_lines(dir / "a.log", "a", 0, 100);
   EXPECT_TRUE(wait_records(dir / "main.chan", 100, 2s)) << "the tail waited on another source's full channel";
   agent.signal(SIGTERM);
@@ -410,16 +414,7 @@ TEST(AgentProcessTest, SourcesOnAFullChannelDrainAtOnceNotOneAfterAnother) {
   Child agent({kTributary, "agent", "--config", (dir / "agent.toml").string()});
   // Until the channel has refused the floods many times over (each retries every 20 ms while
   // it holds a refused batch; they all read `yes` as fast as they can, so each holds one).
-  bool full = false;
-  for (const auto deadline = std::chrono::steady_clock::now() + 20s; !full && std::chrono::steady_clock::now() < deadline;
-       std::this_thread::sleep_for(20ms)) {
-    if (!std::filesystem::exists(dir / "small.chan")) continue;
-    try {
-      full = core::Channel::open(dir / "small.chan", {.read_only = true}).stats().full_rejections >= 100;
-    } catch (const core::Error&) {  // being created by the agent
-    }
-  }
-  ASSERT_TRUE(full) << "the floods never all met the full channel";
+  ASSERT_TRUE(wait_full(dir / "small.chan", 100, 20s)) << "the floods never all met the full channel";
   agent.signal(SIGTERM);
   const auto asked = std::chrono::steady_clock::now();
   EXPECT_EQ(agent.wait(20s), 0);
@@ -443,15 +438,7 @@ TEST(AgentProcessTest, ACommandsLastLinesAreReadWhileAnotherSourceWaitsForRoom) 
                         "stop_timeout_ms = 1000\n");
   Child agent({kTributary, "agent", "--config", (dir / "agent.toml").string()});
   ASSERT_TRUE(wait_records(dir / "main.chan", 1, 10s)) << "the command never said it was ready";
-  bool full = false;
-  for (const auto deadline = std::chrono::steady_clock::now() + 20s; !full && std::chrono::steady_clock::now() < deadline;
-       std::this_thread::sleep_for(20ms)) {
-    try {
-      full = core::Channel::open(dir / "small.chan", {.read_only = true}).stats().full_rejections >= 25;
-    } catch (const core::Error&) {  // being created by the agent
-    }
-  }
-  ASSERT_TRUE(full) << "the flood never met its full channel";
+  ASSERT_TRUE(wait_full(dir / "small.chan", 25, 20s)) << "the flood never met its full channel";
   agent.signal(SIGTERM);
   EXPECT_EQ(agent.wait(20s), 0);
   const auto records = testing::all_records(core::Channel::open(dir / "main.chan", {.read_only = true}));
