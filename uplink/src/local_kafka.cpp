@@ -43,6 +43,9 @@ bool on_path(const std::string& exe) {
 pid_t spawn(const std::vector<std::string>& argv, const fs::path& cwd, const fs::path& log, bool detach) {
   posix_spawn_file_actions_t fa;
   posix_spawn_file_actions_init(&fa);
+  // In the child only (the process's own working directory is everyone's: a thread resolving
+  // a relative path meanwhile would go astray); the opens below are relative to it.
+  posix_spawn_file_actions_addchdir_np(&fa, cwd.c_str());
   if (!log.empty()) {
     posix_spawn_file_actions_addopen(&fa, 1, log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
     posix_spawn_file_actions_adddup2(&fa, 1, 2);
@@ -58,11 +61,8 @@ pid_t spawn(const std::vector<std::string>& argv, const fs::path& cwd, const fs:
   std::vector<char*> args;
   for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
   args.push_back(nullptr);
-  const fs::path old = fs::current_path();
-  fs::current_path(cwd);
   pid_t pid = 0;
   const int rc = ::posix_spawnp(&pid, args[0], &fa, &attr, args.data(), environ);
-  fs::current_path(old);
   posix_spawn_file_actions_destroy(&fa);
   posix_spawnattr_destroy(&attr);
   if (rc != 0) throw core::Error(fmt::format("cannot run {}: {}", argv[0], std::strerror(rc)));
