@@ -84,23 +84,44 @@ TEST(TailSourceTest, ADirectoryNamedWithGlobCharactersIsWatchedThroughItsEscaped
   EXPECT_EQ(all_payloads(ch), expected("a", 0, 10));
 }
 
+// Runs a test in `p` (relative tail patterns resolve against the current directory).
+struct InDirectory {
+  std::filesystem::path old = std::filesystem::current_path();
+  explicit InDirectory(const std::filesystem::path& p) { std::filesystem::current_path(p); }
+  InDirectory(const InDirectory&) = delete;
+  InDirectory& operator=(const InDirectory&) = delete;
+  ~InDirectory() { std::filesystem::current_path(old); }
+};
+
 // A file renamed out of the patterns before the tail ever opened it is followed under its new
 // name and read to its end, also for a pattern without a directory (the current one): its
 // events' paths are spelled as the glob spells them ("a.log", not "./a.log").
 TEST(TailSourceTest, AFileRenamedAwayBeforeItWasOpenedIsReadAlsoForAPatternWithoutADirectory) {
   TempDir dir;
-  struct Cwd {  // the source's relative pattern resolves against the current directory
-    std::filesystem::path old = std::filesystem::current_path();
-    explicit Cwd(const std::filesystem::path& p) { std::filesystem::current_path(p); }
-    ~Cwd() { std::filesystem::current_path(old); }
-  };
   const auto here = std::filesystem::absolute(dir.path());  // (a relative TMPDIR: before the chdir)
-  Cwd in(here);
+  InDirectory in(here);
   auto ch = core::Channel::create(here / "c.chan", cfg());
   auto src = make_source("tail", {&ch}, {{"paths", Strings{"*.log"}}, {"poll_interval_ms", std::int64_t{60000}}});
   (void)src->do_work();  // the start's scan: nothing there yet
   append_lines(here / "a.log", "a", 0, 10);
   std::filesystem::rename(here / "a.log", here / "a.log.1");  // before the tail looked again
+  ASSERT_TRUE(pump_until(*src, [&] { return ch.stats().records_written == 10; }, std::chrono::milliseconds(10000)));
+  EXPECT_EQ(all_payloads(ch), expected("a", 0, 10));
+}
+
+// One directory spelled two ways by two patterns ("logs" and "./logs") is one inotify watch:
+// a rename in it is matched against each spelling, not only the last one configured.
+TEST(TailSourceTest, ADirectorySpelledTwoWaysFollowsRenamesForEitherPattern) {
+  TempDir dir;
+  const auto here = std::filesystem::absolute(dir.path());
+  InDirectory in(here);
+  std::filesystem::create_directories(here / "logs");
+  auto ch = core::Channel::create(here / "c.chan", cfg());
+  auto src = make_source("tail", {&ch},
+                         {{"paths", Strings{"logs/*.log", "./logs/*.err"}}, {"poll_interval_ms", std::int64_t{60000}}});
+  (void)src->do_work();
+  append_lines(here / "logs" / "a.log", "a", 0, 10);
+  std::filesystem::rename(here / "logs" / "a.log", here / "logs" / "a.log.1");  // before the tail looked again
   ASSERT_TRUE(pump_until(*src, [&] { return ch.stats().records_written == 10; }, std::chrono::milliseconds(10000)));
   EXPECT_EQ(all_payloads(ch), expected("a", 0, 10));
 }
