@@ -18,7 +18,6 @@
 #include "tributary/core/json.h"
 #include "tributary/core/metrics.h"
 #include "internal/intercept.h"
-#include "internal/stream.h"
 #include "tributary/uplink/uplink.h"
 
 namespace tributary::ingest {
@@ -26,6 +25,11 @@ namespace tributary::ingest {
 using Clock = std::chrono::steady_clock;
 
 namespace {
+// How long a stop or a reload waits for room in a full channel for what the sources read
+// already, before they give that up (logged and counted as rejected): one deadline for all of
+// them (stop_sources, Source::drain_step).
+constexpr std::chrono::milliseconds kDrainWait{2000};
+
 // A JSON string's contents (without the quotes) for the status file.
 std::string esc(std::string_view in) {
   std::string out = core::json_string(in);
@@ -230,7 +234,7 @@ int Agent::run(int stop_fd) {
   }
   std::vector<Source*> all;
   for (auto& [name, src] : a.sources) all.push_back(src.get());
-  stop_sources(all, Clock::now() + detail::kDrainWait);
+  stop_sources(all, Clock::now() + kDrainWait);
   a.stop_uplinks = true;  // each uplink flushes what is in flight (bounded) before it returns
   for (auto& t : a.uplink_threads) t.join();
   a.uplink_threads.clear();

@@ -82,11 +82,6 @@ class Framer {
   std::uint64_t skip_count_ = 0;
 };
 
-// How long a stop or a reload waits for room in a full channel for what the sources read
-// already, before they give that up (logged and counted as rejected): one deadline for all of
-// them (stop_sources, Source::drain_step).
-inline constexpr std::chrono::milliseconds kDrainWait{2000};
-
 class Emitter {
  public:
   // Producers for every channel of the source and a fresh source identity.
