@@ -40,8 +40,11 @@ TEST(GeneratedConfigTest, AnEscapedPathAsAGlobFindsItselfAndNothingElse) {
   const auto odd = dir / "logs [1] *x? \\ y";
   std::filesystem::create_directories(odd);
   std::ofstream(odd / "replay-0.log") << "x\n";
-  std::filesystem::create_directories(dir / "logs 1 ax1 \\ y");  // what the unescaped pattern would also match
-  std::ofstream(dir / "logs 1 ax1 \\ y" / "replay-0.log") << "x\n";
+  // What the pattern unescaped also matches ('[1]' is '1', '*' and '?' any, '\\ ' a space).
+  const auto decoy = dir / "logs 1 ax1  y";
+  std::filesystem::create_directories(decoy);
+  std::ofstream(decoy / "replay-0.log") << "x\n";
+  ASSERT_EQ(::fnmatch((odd / "replay-0.log").c_str(), (decoy / "replay-0.log").c_str(), FNM_PATHNAME), 0);
   const std::string pattern = tools::glob_escaped((odd / "replay-0.log").string());
   glob_t g{};
   ASSERT_EQ(::glob(pattern.c_str(), 0, nullptr, &g), 0);

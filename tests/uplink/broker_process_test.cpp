@@ -39,6 +39,19 @@ std::string start_broker(Child& broker) {
 
 int run(const std::string& cmd) { return std::system(cmd.c_str()); }
 
+// dir/agent.toml: a tail of dir/*.log into channel main (16 MiB), shipped to topic `logs` at
+// `bootstrap`; `tail_extra` and `uplink_extra` are more lines of those sections.
+void write_agent_config(const TempDir& dir, const std::string& bootstrap, const std::string& tail_extra = "",
+                        const std::string& uplink_extra = "") {
+  std::ofstream(dir / "agent.toml") << "[agent]\nstatus_file = \"" << (dir / "status.json").string() << "\"\n"
+                                    << "[channels.main]\npath = \"" << (dir / "main.chan").string() << "\"\n"
+                                    << "capacity = \"16M\"\n"
+                                    << "[sources.t]\ntype = \"tail\"\nchannels = [\"main\"]\npaths = [\""
+                                    << (dir / "*.log").string() << "\"]\n" << tail_extra
+                                    << "[uplinks.k]\nchannel = \"main\"\ntopic = \"logs\"\nbootstrap = \"" << bootstrap
+                                    << "\"\n" << uplink_extra;
+}
+
 TEST(BrokerProcessTest, KcatProducesAndConsumesThroughTheMockBroker) {
   if (!testing::have_command("kcat")) GTEST_SKIP() << "kcat not installed (apt-get install kcat)";
   TempDir dir;
@@ -133,12 +146,7 @@ TEST(BrokerProcessTest, AChannelTruncatedUnderTheAgentsUplinkStopsTheAgentWithTh
   TempDir dir;
   Child broker({kTributary, "broker", "--topics", "logs:1"});
   const std::string bs = start_broker(broker);
-  std::ofstream(dir / "agent.toml") << "[agent]\nstatus_file = \"" << (dir / "status.json").string() << "\"\n"
-                                    << "[channels.main]\npath = \"" << (dir / "main.chan").string() << "\"\n"
-                                    << "capacity = \"16M\"\n"
-                                    << "[sources.t]\ntype = \"tail\"\nchannels = [\"main\"]\npaths = [\""
-                                    << (dir / "*.log").string() << "\"]\n"
-                                    << "[uplinks.k]\nchannel = \"main\"\ntopic = \"logs\"\nbootstrap = \"" << bs << "\"\n";
+  write_agent_config(dir, bs);
   testing::append_lines(dir / "a.log", "a", 0, 100);
   Child agent({"/bin/sh", "-c", "exec \"$0\" agent --config \"$1\" 2>&1", kTributary, (dir / "agent.toml").string()});
   bool shipped = false;  // every line in the channel, and committed by the uplink
@@ -168,13 +176,7 @@ TEST(BrokerProcessTest, AgentKilledMidStreamShipsEveryLineCopiesOnlyWithTheSameI
   TempDir dir;
   Child broker({kTributary, "broker", "--topics", "logs:2"});
   const std::string bs = start_broker(broker);
-  std::ofstream(dir / "agent.toml") << "[agent]\nstatus_file = \"" << (dir / "status.json").string() << "\"\n"
-                                    << "[channels.main]\npath = \"" << (dir / "main.chan").string() << "\"\n"
-                                    << "capacity = \"16M\"\n"
-                                    << "[sources.t]\ntype = \"tail\"\nchannels = [\"main\"]\npaths = [\""
-                                    << (dir / "*.log").string() << "\"]\nbatch_bytes = \"64K\"\n"
-                                    << "[uplinks.k]\nchannel = \"main\"\ntopic = \"logs\"\nbootstrap = \"" << bs
-                                    << "\"\nkafka = { \"message.timeout.ms\" = \"5000\" }\n";
+  write_agent_config(dir, bs, "batch_bytes = \"64K\"\n", "kafka = { \"message.timeout.ms\" = \"5000\" }\n");
   const int kLines = 50'000;
   std::atomic<bool> written{false};
   std::thread writer([&] {
