@@ -84,22 +84,13 @@ TEST(TailSourceTest, ADirectoryNamedWithGlobCharactersIsWatchedThroughItsEscaped
   EXPECT_EQ(all_payloads(ch), expected("a", 0, 10));
 }
 
-// Runs a test in `p` (relative tail patterns resolve against the current directory).
-struct InDirectory {
-  std::filesystem::path old = std::filesystem::current_path();
-  explicit InDirectory(const std::filesystem::path& p) { std::filesystem::current_path(p); }
-  InDirectory(const InDirectory&) = delete;
-  InDirectory& operator=(const InDirectory&) = delete;
-  ~InDirectory() { std::filesystem::current_path(old); }
-};
-
 // A file renamed out of the patterns before the tail ever opened it is followed under its new
 // name and read to its end, also for a pattern without a directory (the current one): its
 // events' paths are spelled as the glob spells them ("a.log", not "./a.log").
 TEST(TailSourceTest, AFileRenamedAwayBeforeItWasOpenedIsReadAlsoForAPatternWithoutADirectory) {
   TempDir dir;
   const auto here = std::filesystem::absolute(dir.path());  // (a relative TMPDIR: before the chdir)
-  InDirectory in(here);
+  testing::InDirectory in(here);
   auto ch = core::Channel::create(here / "c.chan", cfg());
   auto src = make_source("tail", {&ch}, {{"paths", Strings{"*.log"}}, {"poll_interval_ms", std::int64_t{60000}}});
   (void)src->do_work();  // the start's scan: nothing there yet
@@ -114,7 +105,7 @@ TEST(TailSourceTest, AFileRenamedAwayBeforeItWasOpenedIsReadAlsoForAPatternWitho
 TEST(TailSourceTest, ADirectorySpelledTwoWaysFollowsRenamesForEitherPattern) {
   TempDir dir;
   const auto here = std::filesystem::absolute(dir.path());
-  InDirectory in(here);
+  testing::InDirectory in(here);
   std::filesystem::create_directories(here / "logs");
   auto ch = core::Channel::create(here / "c.chan", cfg());
   auto src = make_source("tail", {&ch},

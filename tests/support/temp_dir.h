@@ -33,4 +33,20 @@ class TempDir {
   std::filesystem::path path_;
 };
 
+// The process's working directory is `p` for this object's life: for what resolves relative paths
+// against it (tail patterns, LocalKafka's directory).
+class InDirectory {
+ public:
+  explicit InDirectory(const std::filesystem::path& p) { std::filesystem::current_path(p); }
+  InDirectory(const InDirectory&) = delete;
+  InDirectory& operator=(const InDirectory&) = delete;
+  ~InDirectory() {
+    std::error_code ec;
+    std::filesystem::current_path(old_, ec);
+  }
+
+ private:
+  std::filesystem::path old_ = std::filesystem::current_path();
+};
+
 }  // namespace tributary::testing

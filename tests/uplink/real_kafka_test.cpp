@@ -11,6 +11,7 @@
 #include <fstream>
 #include <iostream>
 #include <map>
+#include <optional>
 #include <random>
 #include <thread>
 
@@ -267,6 +268,32 @@ TEST_F(RealKafkaTest, TransactionsAndConsumerGroupsWorkWithDebiansLibrdkafka) {
   rd_kafka_consumer_close(c.get());
   ASSERT_EQ(got.size(), 20u);
   for (const auto& v : got) EXPECT_EQ(v.rfind("kept-", 0), 0u) << v;
+}
+
+// A relative directory is the caller's: the broker runs in a directory of its own, where its
+// configuration, log and storage paths must still mean the same files (`tributary kafka start
+// --dir kafka` failed with "cannot run java: No such file or directory": its log was opened
+// relative to the broker's directory).
+TEST(LocalKafkaTest, ARelativeDirectoryIsTheCallersNotTheBrokers) {
+  if (!testing::have_command("java") || !testing::have_command("mvn")) GTEST_SKIP() << "java and mvn are needed to run Kafka";
+  testing::TempDir dir;
+  std::optional<LocalKafka> kafka;
+  {
+    testing::InDirectory in(dir.path());
+    LocalKafkaOptions o;
+    o.dir = "kafka";
+    o.port = 20000 + static_cast<int>(std::random_device{}() % 12000);
+    kafka.emplace(o);
+  }
+  struct Stop {
+    std::optional<LocalKafka>& k;
+    ~Stop() { k->stop(std::chrono::seconds(5)); }
+  } stop{kafka};
+  // Started from elsewhere: what the directory meant when it was given is what counts.
+  const std::string bootstrap = kafka->start(std::chrono::seconds(90));
+  EXPECT_TRUE(kafka_answers(bootstrap, 10s));
+  EXPECT_TRUE(std::filesystem::exists(dir / "kafka/node-1/kafka.log"));
+  EXPECT_TRUE(std::filesystem::exists(dir / "kafka/node-1/data/meta.properties"));
 }
 
 // Failover on a real 3-broker cluster (replication 3, min.insync.replicas 2, acks=all): the

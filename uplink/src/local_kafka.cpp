@@ -160,6 +160,10 @@ LocalKafka::LocalKafka(LocalKafkaOptions options) : o_(std::move(options)) {
     o_.cache = fs::path(xdg ? xdg : (fs::path(home ? home : "/tmp") / ".cache")) / "tributary" /
                ("kafka-" + o_.version);
   }
+  // Absolute: the brokers and mvn are spawned in directories of their own, where the paths in
+  // their arguments and log files (and a relative XDG_CACHE_HOME) would resolve elsewhere.
+  o_.dir = fs::absolute(o_.dir);
+  o_.cache = fs::absolute(o_.cache);
 }
 
 fs::path LocalKafka::jar_dir() const { return o_.cache / "jars"; }
