@@ -177,6 +177,16 @@ class TailSource final : public Source {
     for (std::size_t off = 0; off + sizeof(inotify_event) <= len;) {
       const auto* ev = reinterpret_cast<const inotify_event*>(buf + off);
       off += sizeof(inotify_event) + ev->len;
+      if ((ev->mask & IN_Q_OVERFLOW) != 0) {
+        // The kernel dropped events: the rescan that follows finds every file the patterns match,
+        // but a rename out of them in that window is not seen, so a file renamed away before it
+        // was opened is not read. Said, and counted, each time.
+        ++metrics_.errors;
+        log("warn", fmt::format("source '{}': the inotify queue overflowed (fs.inotify.max_queued_events); files "
+                                "renamed out of the patterns meanwhile, before they were opened, are not read",
+                                ctx_.name));
+        continue;
+      }
       if (ev->len == 0 || (ev->mask & (IN_MOVED_FROM | IN_MOVED_TO)) == 0) continue;
       const auto dir = watch_dirs_.find(ev->wd);
       if (dir == watch_dirs_.end()) continue;
