@@ -74,7 +74,6 @@ class ExecSource final : public Source {
         emitter_(ctx_),
         epoll_(::epoll_create1(EPOLL_CLOEXEC)),
         delay_(o_.restart_delay) {
-    detail::check_max_event(ctx_, "max_line", o_.max_line);
     if (!epoll_.valid()) core::throw_errno("exec source '" + ctx_.name + "': epoll_create1", errno);
   }
 
@@ -405,8 +404,9 @@ std::unique_ptr<Source> create_exec(const OptionValues& v, SourceContext ctx) {
   o.stop_timeout = std::chrono::milliseconds(v.integer("stop_timeout_ms"));
   const std::string& err = v.str("stderr");
   o.stderr_mode = err == "discard" ? Stderr::kDiscard : err == "events" ? Stderr::kEvents : Stderr::kLog;
-  o.max_line = static_cast<std::size_t>(v.integer("max_line"));
   o.split = v.str("oversize") == "split";
+  o.max_line = detail::fit_max_event(ctx, "max_line", static_cast<std::size_t>(v.integer("max_line")),
+                                     o.split ? "split" : "rejected");
   return std::make_unique<ExecSource>(std::move(o), std::move(ctx));
 }
 

@@ -22,7 +22,6 @@ class StdinSource final : public Source {
  public:
   StdinSource(std::size_t max_line, bool split, SourceContext ctx)
       : ctx_(std::move(ctx)), framer_(max_line, split, detail::Framing::kLines, 1 << 20), emitter_(ctx_) {
-    detail::check_max_event(ctx_, "max_line", max_line);
     old_flags_ = ::fcntl(0, F_GETFL);
     if (old_flags_ >= 0) ::fcntl(0, F_SETFL, old_flags_ | O_NONBLOCK);
   }
@@ -143,8 +142,10 @@ class StdinSource final : public Source {
 }  // namespace
 
 std::unique_ptr<Source> create_stdin(const OptionValues& v, SourceContext ctx) {
-  return std::make_unique<StdinSource>(static_cast<std::size_t>(v.integer("max_line")), v.str("oversize") == "split",
-                                       std::move(ctx));
+  const bool split = v.str("oversize") == "split";
+  const std::size_t max_line =
+      detail::fit_max_event(ctx, "max_line", static_cast<std::size_t>(v.integer("max_line")), split ? "split" : "rejected");
+  return std::make_unique<StdinSource>(max_line, split, std::move(ctx));
 }
 
 }  // namespace tributary::ingest

@@ -76,6 +76,24 @@ struct Fixture {
   }
 };
 
+// max_line above what the channel takes (the 1 MiB default beside a small ring) is cut to the
+// channel's max_payload with a warning, as the tail does: a longer line is split there. It used
+// to stop the agent at start-up, with every line-based source but the tail.
+TEST(ExecSourceTest, AMaxLineAboveTheChannelsMaxPayloadIsCutToItAndLongerLinesAreSplit) {
+  Fixture f;
+  auto src = f.make({{"command", std::string("head -c 100000 /dev/zero | tr '\\0' x; echo; echo after")},
+                     {"restart", std::string("never")},
+                     {"max_line", std::int64_t{1 << 20}}});
+  EXPECT_TRUE(f.log.contains("max_line = 1048576 is larger than the max_payload (65536)"));
+  ASSERT_TRUE(pump_until(*src, [&] { return src->finished(); }));
+  const Strings got = f.payloads();
+  ASSERT_EQ(got.size(), 3u);
+  EXPECT_EQ(got[0].size(), std::size_t{64 << 10});
+  EXPECT_EQ(got[0] + got[1], std::string(100000, 'x'));
+  EXPECT_EQ(got[2], "after");
+  EXPECT_EQ(src->metrics().oversize, 1u);
+}
+
 TEST(ExecSourceTest, CollectsStdoutLinesIncludingAnUnterminatedLastOne) {
   Fixture f;
   auto src = f.make({{"command", std::string("printf 'a\\nb\\nlast'")}, {"restart", std::string("never")}});

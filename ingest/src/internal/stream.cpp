@@ -294,13 +294,18 @@ void throw_broken(const std::filesystem::path& channel) {
                                 channel.string()));
 }
 
-void check_max_event(const SourceContext& ctx, std::string_view option, std::size_t max_event) {
+std::size_t fit_max_event(const SourceContext& ctx, std::string_view option, std::size_t max_event,
+                          std::string_view longer) {
   for (core::Channel* ch : ctx.channels) {
     const std::uint32_t max_payload = ch->stats().max_payload;
-    if (max_event > max_payload)
-      throw core::Error(fmt::format("source '{}': {} = {} is larger than the max_payload ({}) of channel {}", ctx.name,
-                                    option, max_event, max_payload, ch->path().string()));
+    if (max_event <= max_payload) continue;
+    if (ctx.log)
+      ctx.log("warn", fmt::format("source '{}': {} = {} is larger than the max_payload ({}) of channel {}: cut to it; "
+                                  "longer ones are {}",
+                                  ctx.name, option, max_event, max_payload, ch->path().string(), longer));
+    max_event = max_payload;
   }
+  return max_event;
 }
 
 }  // namespace tributary::ingest::detail

@@ -139,7 +139,11 @@ class Emitter {
 // so and what to do. The process must stop: only a fresh open can restore the file.
 [[noreturn]] void throw_broken(const std::filesystem::path& channel);
 
-// Checks a source's max event size against its channels; throws core::Error naming both.
-void check_max_event(const SourceContext& ctx, std::string_view option, std::size_t max_event);
+// A source's largest event (`option`: max_line, max_message) as its channels take it: cut to
+// the smallest max_payload among them, with a warning naming both, so that a longer event is
+// split or rejected by the source as configured instead of refused by a channel forever. (A
+// small ring's max_payload is under the 1 MiB default of max_line.)
+[[nodiscard]] std::size_t fit_max_event(const SourceContext& ctx, std::string_view option, std::size_t max_event,
+                                        std::string_view longer);
 
 }  // namespace tributary::ingest::detail

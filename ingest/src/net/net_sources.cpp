@@ -101,8 +101,6 @@ class TcpSource final : public Source {
         emitter_(ctx_),
         shaper_(o_.syslog_json),
         epoll_(::epoll_create1(EPOLL_CLOEXEC)) {
-    detail::check_max_event(ctx_, o_.framing == detail::Framing::kSyslog ? "max_message" : "max_line",
-                            o_.max_event);
     if (!epoll_.valid()) core::throw_errno("source '" + ctx_.name + "': epoll_create1", errno);
     listener_ = listen_tcp(o_.listen, fmt::format("source '{}': listen", ctx_.name));
     endpoint_ = local_address(listener_.get());
@@ -339,8 +337,6 @@ class UdpSource final : public Source {
  public:
   UdpSource(NetOptions o, SourceContext ctx)
       : o_(std::move(o)), ctx_(std::move(ctx)), emitter_(ctx_), shaper_(o_.syslog_json) {
-    detail::check_max_event(ctx_, o_.syslog_json || o_.framing == detail::Framing::kSyslog ? "max_message" : "max_line",
-                            o_.max_event);
     fd_ = bind_udp(o_.listen, o_.receive_buffer, fmt::format("source '{}': listen", ctx_.name));
     endpoint_ = local_address(fd_.get());
     // One byte more than the largest event: a datagram that fills it was longer (MSG_TRUNC).
@@ -485,20 +481,21 @@ NetOptions common(const OptionValues& v) {
 
 std::unique_ptr<Source> create_tcp(const OptionValues& v, SourceContext ctx) {
   NetOptions o = common(v);
-  o.max_event = static_cast<std::size_t>(v.integer("max_line"));
   o.split = v.str("oversize") == "split";
+  o.max_event = detail::fit_max_event(ctx, "max_line", static_cast<std::size_t>(v.integer("max_line")),
+                                      o.split ? "split" : "rejected");
   return std::make_unique<TcpSource>(std::move(o), std::move(ctx));
 }
 
 std::unique_ptr<Source> create_udp(const OptionValues& v, SourceContext ctx) {
   NetOptions o = common(v);
-  o.max_event = static_cast<std::size_t>(v.integer("max_line"));
+  o.max_event = detail::fit_max_event(ctx, "max_line", static_cast<std::size_t>(v.integer("max_line")), "rejected");
   return std::make_unique<UdpSource>(std::move(o), std::move(ctx));
 }
 
 std::unique_ptr<Source> create_syslog(const OptionValues& v, SourceContext ctx) {
   NetOptions o = common(v);
-  o.max_event = static_cast<std::size_t>(v.integer("max_message"));
+  o.max_event = detail::fit_max_event(ctx, "max_message", static_cast<std::size_t>(v.integer("max_message")), "rejected");
   o.split = false;  // a syslog message is not split: longer ones are rejected (counted)
   o.framing = detail::Framing::kSyslog;
   o.syslog_json = v.str("format") == "json";

@@ -105,12 +105,7 @@ class TailSource final : public Source {
       batch_limit_ = std::min<std::size_t>(batch_limit_, st.capacity / 8);
       max_payload_ = std::min<std::size_t>(max_payload_, st.max_payload);
     }
-    if (opts_.max_line > max_payload_) {
-      log("warn", fmt::format("source '{}': max_line {} is larger than the max_payload of its channel ({}): longer "
-                              "lines are {}",
-                              ctx_.name, opts_.max_line, max_payload_, opts_.split_oversize ? "split" : "rejected"));
-      opts_.max_line = max_payload_;
-    }
+    opts_.max_line = detail::fit_max_event(ctx_, "max_line", opts_.max_line, opts_.split_oversize ? "split" : "rejected");
     buf_.resize(std::max(opts_.read_buffer, opts_.max_line + 1));
     inotify_fd_ = ::inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
     if (inotify_fd_ >= 0) {
