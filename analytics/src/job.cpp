@@ -887,6 +887,18 @@ AnalyzeJob::AnalyzeJob(AnalyzeConfig config, JobLog log) : impl_(std::make_uniqu
         fmt::format("cannot create the analyzer's state directory {}: {}", state_dir.string(), ec.message()));
   if (::access(state_dir.c_str(), W_OK | X_OK) != 0)
     core::throw_errno(fmt::format("the analyzer's state directory {} is not writable", state_dir.string()), errno);
+  // So are the directories of the output files (`file = "out/by_age.csv"`), made as the state
+  // directory is.
+  const auto make_parent = [&](const std::string& file, const std::string& what) {
+    if (file.empty()) return;
+    const fs::path dir = (state_dir / file).parent_path();
+    fs::create_directories(dir, ec);
+    if (ec) throw core::Error(fmt::format("cannot create the directory {} of {}: {}", dir.string(), what, ec.message()));
+  };
+  for (const OutputSpec& o : impl_->cfg.outputs) make_parent(o.file, fmt::format("output '{}' (file = \"{}\")", o.name, o.file));
+  for (const WindowOutputSpec& w : impl_->cfg.windows)
+    make_parent(w.file, fmt::format("window '{}' (file = \"{}\")", w.name, w.file));
+  make_parent(impl_->cfg.dead_letter, fmt::format("the dead letters (dead_letter = \"{}\")", impl_->cfg.dead_letter));
   if (!impl_->cfg.transactional()) {
     // One job per state dir: two would write over each other's checkpoint and append over each
     // other's files (a Kafka input has no group fencing in this mode; a channel consumer name

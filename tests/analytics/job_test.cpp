@@ -2,6 +2,8 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <filesystem>
+#include <fstream>
 #include <memory>
 
 #include "support/temp_dir.h"
@@ -90,6 +92,49 @@ TEST(AnalyzeJobTest, ASecondJobOnTheSameStateDirectoryIsRefusedNamingIt) {
   }
   first.reset();
   EXPECT_NO_THROW(AnalyzeJob(config(), nullptr));
+}
+
+// Output files in directories of their own under the state directory get them made at the
+// start, as the state directory does; one that cannot be made is an error at the start naming
+// the output, not one at the first checkpoint after the work was done.
+TEST(AnalyzeJobTest, OutputFilesInSubdirectoriesGetThemAtTheStartOrAnErrorNamingTheOutput) {
+  TempDir dir;
+  const auto d = TianchiData::make(5, 300, 2000);
+  d.write_info(dir / "user_info.csv");
+  core::ChannelConfig cc;
+  cc.capacity = 16 << 20;
+  auto ch = core::Channel::create(dir / "c.chan", cc);
+  {
+    core::Producer p = ch.producer();
+    std::uint64_t seq = 0;
+    for (const auto& r : d.rows) ASSERT_EQ(p.append({1, seq++}, TianchiData::json(r)), core::AppendStatus::kOk);
+  }
+  testing::write_tianchi_analyze_config(dir / "analyze.toml",
+                                        "type = \"channel\"\npath = \"" + (dir / "c.chan").string() + "\"\n",
+                                        dir / "user_info.csv", dir / "out");
+  auto config = [&] {
+    auto loaded = load_analyze_config(dir / "analyze.toml");
+    EXPECT_TRUE(loaded.errors.empty());
+    AnalyzeConfig c = loaded.config;
+    c.outputs.at(0).file = "by/age/" + c.outputs.at(0).file;
+    c.dead_letter = "dead/letters.jsonl";
+    return c;
+  };
+  {
+    AnalyzeJob job(config(), nullptr);
+    ASSERT_EQ(job.run(-1, /*drain=*/true), 0);
+  }
+  EXPECT_TRUE(std::filesystem::exists(dir / "out/by/age/orders_by_age.csv"));
+  EXPECT_TRUE(std::filesystem::is_directory(dir / "out/dead"));
+  std::filesystem::remove_all(dir / "out");
+  std::filesystem::create_directories(dir / "out");
+  std::ofstream(dir / "out/by") << "a file where the directory would be";
+  try {
+    AnalyzeJob job(config(), nullptr);
+    FAIL() << "the job started without the directory of its output";
+  } catch (const core::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("output 'orders_by_age'"), std::string::npos) << e.what();
+  }
 }
 
 }  // namespace

@@ -95,7 +95,7 @@ namespace tributary::analytics {
 struct OutputSpec {
   std::string name;
   std::string by;      // field or joined column
-  std::string file;    // relative to the state dir
+  std::string file;    // relative to the state dir; its directories are made at the start
   std::string header;  // first line
   std::size_t pad = 0;
   bool share = true;   // a third column: count / all counted, %.4f
