@@ -5,7 +5,9 @@
 
 #include <chrono>
 #include <cinttypes>
+#include <cerrno>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <fmt/format.h>
 #include <string>
@@ -86,7 +88,7 @@ void print_stats(const Channel& ch, bool json) {
 }
 
 struct DemoOptions {
-  std::string dir = "/tmp/tributary-demo";
+  std::string dir;  // empty: a fresh directory under $TMPDIR, removed at the end
   int producers = 2;
   std::uint64_t events = 1'000'000;
   std::uint32_t payload = 64;
@@ -118,8 +120,23 @@ int demo_produce(const std::filesystem::path& path, std::uint64_t source, const 
 }
 
 int run_demo(const DemoOptions& o) {
-  std::filesystem::create_directories(o.dir);
-  const auto path = std::filesystem::path(o.dir) / "demo.chan";
+  // Without --dir: a directory of its own (not a fixed name in a shared /tmp), gone afterwards.
+  struct OwnDir {
+    std::filesystem::path path;
+    ~OwnDir() {
+      std::error_code ec;
+      if (!path.empty()) std::filesystem::remove_all(path, ec);
+    }
+  } own;
+  std::filesystem::path dir = o.dir;
+  if (dir.empty()) {
+    const char* tmp = std::getenv("TMPDIR");
+    std::string tmpl = (std::filesystem::path(tmp != nullptr && *tmp != '\0' ? tmp : "/tmp") / "tributary-demo-XXXXXX").string();
+    if (::mkdtemp(tmpl.data()) == nullptr) core::throw_errno("cannot make a directory for the demo channel: mkdtemp " + tmpl, errno);
+    dir = own.path = tmpl;
+  }
+  std::filesystem::create_directories(dir);
+  const auto path = dir / "demo.chan";
   std::filesystem::remove(path);
   core::ChannelConfig cfg;
   cfg.capacity = 16ull << 20;
@@ -315,7 +332,7 @@ void add_channel_commands(CLI::App& app, int& exit_code) {
 
   auto demo_args = std::make_shared<DemoOptions>();
   CLI::App* demo = chan->add_subcommand("demo", "N producer processes -> 1 consumer, checked exactly once");
-  demo->add_option("--dir", demo_args->dir, "Directory for the demo channel");
+  demo->add_option("--dir", demo_args->dir, "Directory for the demo channel, kept afterwards (default: a new one in $TMPDIR, removed)");
   demo->add_option("--producers", demo_args->producers, "Producer processes")->check(CLI::Range(1, 64));
   demo->add_option("--events", demo_args->events, "Events per producer");
   demo->add_option("--payload", demo_args->payload, "Payload bytes per event")->check(CLI::Range(8, 65536));

@@ -83,6 +83,22 @@ TEST(ChannelCommandTest, StatJsonEscapesThePathAndTheConsumerNames) {
 
 // A mode that is not an owner-only or group octal mode, or a max payload past 4 GiB, is an
 // error and creates nothing (they became mode 0000, or a smaller max payload, or a crash).
+// The demo's channel without --dir lives in a directory of its own under $TMPDIR (not a fixed
+// name in a shared /tmp), removed afterwards; with --dir it is kept there.
+TEST(ChannelCommandTest, DemoLeavesNothingBehindUnlessGivenADirectory) {
+  TempDir dir;
+  Child own({"/usr/bin/env", "TMPDIR=" + dir.path().string(), kTributary, "channel", "demo", "--events", "1000"});
+  const std::string text = output_of(own);
+  ASSERT_EQ(own.wait(30s), 0) << text;
+  EXPECT_NE(text.find("channel " + dir.path().string() + "/tributary-demo-"), std::string::npos) << text;
+  EXPECT_TRUE(std::filesystem::is_empty(dir.path())) << "the demo left its directory behind";
+
+  Child kept({kTributary, "channel", "demo", "--events", "1000", "--dir", (dir / "kept").string()});
+  const std::string kept_text = output_of(kept);
+  ASSERT_EQ(kept.wait(30s), 0) << kept_text;
+  EXPECT_TRUE(std::filesystem::exists(dir / "kept" / "demo.chan"));
+}
+
 TEST(ChannelCommandTest, CreateRefusesABadModeOrMaxPayloadAndCreatesNothing) {
   TempDir dir;
   for (const std::vector<std::string>& extra :
