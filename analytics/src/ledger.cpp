@@ -78,14 +78,6 @@ std::int64_t Ledger::system_wall_ms() noexcept {
       .count();
 }
 
-void Ledger::bound_clock() noexcept {
-  clock_.ceiling_ms = clock_.wall() + kClockAheadMs;
-  clock_.now_ms = std::min(clock_.now_ms, clock_.ceiling_ms);
-  clock_.swept_ms = std::min(clock_.swept_ms, clock_.now_ms);
-  // The sources' activity is left as saved: one past the clock is active (retire_idle), and a
-  // wall clock that is wrong at this moment (a boot before NTP) must not age them all.
-}
-
 std::size_t Ledger::retire_idle(std::int64_t idle_ms, std::int64_t every_ms) {
   if (idle_ms <= 0 || !sweep_due(every_ms)) return 0;
   clock_.swept_ms = clock_.now_ms;
@@ -189,7 +181,12 @@ Ledger Ledger::parse(std::string_view text) {
     }
   }
   l.duplicates_ += l.clock_.retired.duplicates;
-  l.bound_clock();  // one saved after a record from the far future, by a build that did not bound it
+  // The restored clock is kept even where it is ahead of the wall clock now. The wall clock may
+  // be the one that is wrong (a node booted without its time, before NTP): a clock pulled back
+  // to it would stamp the sources marked meanwhile days in the past, and once the wall clock
+  // was right again and the clock climbed back (an hour per record) they would look idle and be
+  // retired early, and a re-sent copy of their events counted twice. Kept, a clock that was
+  // ahead (saved on a host whose clock ran ahead) only delays retirement until time passes it.
   return l;
 }
 

@@ -73,8 +73,9 @@ class Ledger {
   // The clock goes no further than this past the wall clock, and one record moves it by this
   // much at most: a record stamped far in the future (a skewed host, live or replayed) must not
   // make every source look idle. The wall clock is read when an event passes the bound last
-  // computed (about once an hour, and on such records), and at parse() (a restored clock is held
-  // to it too). Well under the shortest idle time allowed (12 h).
+  // computed (about once an hour, and on such records). A restored clock is kept as saved, also
+  // ahead of the wall clock: that may be the one that is wrong (see parse()). Well under the
+  // shortest idle time allowed (12 h).
   static constexpr std::int64_t kClockAheadMs = 3'600'000;
   using WallClock = std::int64_t (*)() noexcept;  // milliseconds since the epoch
   void set_wall_clock(WallClock wall) noexcept {  // tests
@@ -121,7 +122,6 @@ class Ledger {
     std::int64_t ceiling_ms = INT64_MIN;  // wall clock + kClockAheadMs when last read (not saved)
     WallClock wall = &system_wall_ms;
   };
-  void bound_clock() noexcept;  // holds a restored clock and the sources' activity to the wall clock
   std::unordered_map<std::uint64_t, Source> sources_;
   std::uint64_t duplicates_ = 0;
   Clock clock_;
