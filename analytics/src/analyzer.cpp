@@ -52,6 +52,14 @@ Analyzer::Analyzer(AnalyzerSpec spec, FieldExtractor extractor)
     }
     extractor_.set_optional(std::move(optional));
   }
+  const auto add_key_fields = [this](const std::vector<KeyPart>& parts) {
+    for (const KeyPart& p : parts)
+      if (p.from == KeyPart::From::kEvent && p.labels == nullptr &&
+          std::find(key_fields_.begin(), key_fields_.end(), p.index) == key_fields_.end())
+        key_fields_.push_back(p.index);
+  };
+  for (const auto& g : spec_.groupings) add_key_fields(g.key);
+  for (const auto& w : spec_.windows) add_key_fields(w.key);
   index_totals();
 }
 
@@ -142,6 +150,8 @@ Outcome Analyzer::count(const Event& e, Reject extracted) {
     return Outcome::kFiltered;
   }
   // Everything that can reject the event is checked before anything counts it.
+  for (const std::size_t f : key_fields_)
+    if (fields_[f].size() > kMaxKeyValue) return reject(e, "group-by value too long");
   for (std::size_t w = 0; w < spec_.windows.size(); ++w) {
     const auto& ws = spec_.windows[w];
     if (ws.time_field) {

@@ -342,6 +342,28 @@ TEST(AnalyzerBoundsTest, AnAbsurdEventTimeIsRejectedWithItsReasonAndCountsNowher
   EXPECT_EQ(a.process({1, seq++}, R"({"ts":1000,"k":"x"})"), Outcome::kCounted) << "a sane time still counts";
 }
 
+// A group-by value longer than kMaxKeyValue rejects the event with its reason, in a grouping
+// and in a window alike: as a key it would be a row that size in every output and, in the
+// Kafka-transaction mode, a record over the producer's limit that stopped the job at every
+// restart. A labelled field is not judged by its raw length (its key is the label).
+TEST(AnalyzerBoundsTest, AGroupByValueTooLongIsRejectedWithItsReasonAndCountsNowhere) {
+  AnalyzerSpec s;
+  s.groupings = {{"k", {{KeyPart::From::kEvent, 1, nullptr, 0}}}};
+  AnalyzerSpec::Window w = epoch_ms_window();
+  w.key = {{KeyPart::From::kEvent, 2, nullptr, 0}};
+  s.windows = {w};
+  Analyzer a(s, FieldExtractor::json({"/ts", "/k", "/w"}));
+  const std::string big(kMaxKeyValue + 1, 'k');
+  EXPECT_EQ(a.process({1, 0}, fmt::format(R"({{"ts":1000,"k":"{}","w":"x"}})", big)), Outcome::kRejected);
+  EXPECT_EQ(a.process({1, 1}, fmt::format(R"({{"ts":1000,"k":"x","w":"{}"}})", big)), Outcome::kRejected);
+  EXPECT_EQ(a.stats().rejected_by_reason.at("group-by value too long"), 2u);
+  EXPECT_TRUE(a.totals(0).empty());
+  EXPECT_TRUE(a.window(0).open().empty());
+  const std::string edge(kMaxKeyValue, 'k');
+  EXPECT_EQ(a.process({1, 2}, fmt::format(R"({{"ts":1000,"k":"{}","w":"x"}})", edge)), Outcome::kCounted);
+  EXPECT_EQ(a.totals(0).at(edge), 1u);
+}
+
 // A window's value that is not a finite number ("nan", "inf", text) rejects the event with its
 // reason: one NaN would make the window's sum NaN for good.
 TEST(AnalyzerBoundsTest, AValueThatIsNotAFiniteNumberIsRejectedAndTheSumStaysExact) {
