@@ -82,9 +82,11 @@ uplink::TopicSpec compacted_topic(const std::string& topic, int partitions, int 
 // than the input (the state of input partition P lives in its partition P).
 void refuse_unfit_topic(rd_kafka_t* rk, const uplink::TopicSpec& spec, int have, bool exact_partitions) {
   // The latest record per key is the value: with the delete policy, keys that stop changing
-  // would expire after retention.ms, and totals would silently shrink.
+  // would expire after retention.ms, and totals would silently shrink. So also with
+  // "compact,delete" (Kafka Streams' windowed changelogs): an input partition idle for longer
+  // than retention.ms would find its state gone at the next restore.
   if (const auto policy = uplink::topic_config(rk, spec.name, "cleanup.policy");
-      policy && policy->find("compact") == std::string::npos)
+      policy && (policy->find("compact") == std::string::npos || policy->find("delete") != std::string::npos))
     throw core::Error(fmt::format("topic {} has cleanup.policy={}: the analyzer's state and outputs need a compacted "
                                   "topic (kafka-configs --alter --add-config cleanup.policy=compact), or name another",
                                   spec.name, *policy));
@@ -117,11 +119,24 @@ bool parse_window_value(std::string_view value, WindowRow& r) {
   return true;
 }
 
-// A partition's counters and audit, the value of its "s/P" output record.
-std::string stats_record(const Analyzer& a, const AnalyzeConfig& cfg) {
+// A partition's counters, the value of its "s/P" output record, and its audit: a line per source
+// its ledger holds, which grows with every source met (each exec run, each tail file, each
+// client) and in one record would outgrow the producer's message.max.bytes, aborting every
+// transaction from then on. So the audit goes in records of at most kChunkBytes,
+// "a/sources/P/I" (the X/NAME/P/... shape of the rows, which OutputView holds back until their
+// s/P) for I below the N of the "audit N" line of s/P, written before it in the same
+// transaction and output partition: a reader that has s/P has them. Chunks past N that an
+// earlier state left are deleted by tombstones, and never read.
+struct StatsRecords {
+  std::string head;                // s/P
+  std::vector<std::string> audit;  // a/sources/P/0 ...
+};
+StatsRecords stats_records(const Analyzer& a, const AnalyzeConfig& cfg) {
+  StatsRecords r;
+  std::string& out = r.head;
   const AnalyzerStats& s = a.stats();
-  std::string out = fmt::format("stats\t{}\t{}\t{}\t{}\t{}\t{}\n", s.counted, s.filtered, s.duplicates, s.rejected,
-                                s.late, s.overflowed);
+  out = fmt::format("stats\t{}\t{}\t{}\t{}\t{}\t{}\n", s.counted, s.filtered, s.duplicates, s.rejected, s.late,
+                    s.overflowed);
   for (const auto& [why, n] : s.rejected_by_reason) out += fmt::format("reject\t{}\t{}\n", why, n);
   for (std::size_t w = 0; w < cfg.windows.size(); ++w) {
     const WindowSet& ws = a.window(w);
@@ -133,15 +148,20 @@ std::string stats_record(const Analyzer& a, const AnalyzeConfig& cfg) {
                        ws.closed_total(), ws.late_events(), wm ? std::to_string(*wm) : "-", ws.expired_events(),
                        bound(ws.closed_until()), bound(ws.retired_through()));
   }
-  if (const Ledger::Retired& r = a.ledger().retired(); r.sources != 0)
-    out += fmt::format("retired\t{}\t{}\t{}\n", r.sources, r.events, r.duplicates);
+  if (const Ledger::Retired& gone = a.ledger().retired(); gone.sources != 0)
+    out += fmt::format("retired\t{}\t{}\t{}\n", gone.sources, gone.events, gone.duplicates);
+  std::string line;
   for (const auto& src : a.ledger().audit()) {
-    out += fmt::format("source\t{}\t{}\t{}\t", src.source_id, src.counted, src.duplicates);
+    line = fmt::format("source\t{}\t{}\t{}\t", src.source_id, src.counted, src.duplicates);
     for (std::size_t i = 0; i < src.ranges.size(); ++i)
-      out += fmt::format("{}{}-{}", i ? "," : "", src.ranges[i].first, src.ranges[i].second);
-    out += '\n';
+      line += fmt::format("{}{}-{}", i ? "," : "", src.ranges[i].first, src.ranges[i].second);
+    line += '\n';
+    // (A source with so many holes that its line alone passes a chunk's size gets a chunk of its own.)
+    if (r.audit.empty() || r.audit.back().size() + line.size() > kChunkBytes) r.audit.emplace_back();
+    r.audit.back() += line;
   }
-  return out;
+  out += fmt::format("audit\t{}\n", r.audit.size());
+  return r;
 }
 
 class TransactionalRunner {
@@ -249,6 +269,8 @@ class TransactionalRunner {
     // Restored: the next transaction writes every open row and late count again, unchanged or
     // not (a changelog written before the output carried them, or any doubt about the output).
     bool republish = false;
+    std::size_t audit_emitted = 0;  // "a/sources/P/I" records of the transaction in flight
+    std::size_t audit_sent = 0;     // of the last one committed (0 after a restore: not known)
 
     // What the output holds once this partition's transaction committed: its state now.
     void sent(const AnalyzeConfig& cfg) {
@@ -261,6 +283,7 @@ class TransactionalRunner {
         late_sent[w] = analyzer->window(w).late();
       }
       republish = false;
+      audit_sent = audit_emitted;
     }
   };
 
@@ -566,7 +589,13 @@ class TransactionalRunner {
         produce(topic, out, fmt::format("l/{}/{}/{}/{}", name, p, k.first, k.second), nullptr);
       }
     }
-    produce(topic, out, fmt::format("s/{}", p), stats_record(a, cfg_));
+    const StatsRecords stats = stats_records(a, cfg_);
+    for (std::size_t i = 0; i < stats.audit.size(); ++i)
+      produce(topic, out, fmt::format("a/sources/{}/{}", p, i), stats.audit[i]);
+    for (std::size_t i = stats.audit.size(); i < part.audit_sent; ++i)
+      produce(topic, out, fmt::format("a/sources/{}/{}", p, i), nullptr);
+    part.audit_emitted = stats.audit.size();
+    produce(topic, out, fmt::format("s/{}", p), stats.head);
     const std::string key = std::to_string(p);
     for (std::size_t at = 0; at < part.dead_letters.size();) {  // one record per rejected event
       const std::size_t nl = part.dead_letters.find('\n', at);
@@ -1080,55 +1109,62 @@ class Materializer {
       int p = 0;
       const bool known = number(std::string_view(it->first).substr(2), p);
       if (known) highest = std::max(highest, p);
-      std::string_view rest = it->second;
-      while (!rest.empty()) {
-        const auto nl = rest.find('\n');
-        const std::string_view line = rest.substr(0, nl);
-        rest.remove_prefix(nl == std::string_view::npos ? rest.size() : nl + 1);
-        const auto c = split(line, '\t', 9);
-        std::uint64_t a = 0, b = 0, d = 0;
-        if (c[0] == "stats" && c.size() == 7) {
-          std::uint64_t v[6] = {};
-          for (int i = 0; i < 6; ++i) (void)number(c[i + 1], v[i]);
-          stats.counted += v[0];
-          stats.filtered += v[1];
-          stats.duplicates += v[2];
-          stats.rejected += v[3];
-          stats.late += v[4];
-          stats.overflowed += v[5];
-        } else if (c[0] == "reject" && c.size() == 3 && number(c[2], a)) {
-          stats.rejected_by_reason[std::string(c[1])] += a;
-        } else if (c[0] == "retired" && c.size() == 4 && number(c[1], a) && number(c[2], b) && number(c[3], d)) {
-          retired.sources += a;
-          retired.events += b;
-          retired.duplicates += d;
-        } else if (c[0] == "window" && (c.size() == 6 || c.size() == 7 || c.size() == 9) && number(c[2], a) &&
-                   number(c[3], b) && number(c[4], d)) {  // 6: before the expired column; 9: with the bounds
-          WindowStatus& ws = wstatus[std::string(c[1])];
-          ws.open += a;
-          ws.closed += b;
-          ws.late += d;
-          if (std::uint64_t e = 0; c.size() >= 7 && number(c[6], e)) ws.expired += e;
-          std::int64_t wm = 0;
-          if (number(c[5], wm)) ws.watermark = ws.watermark ? std::min(*ws.watermark, wm) : wm;
-          else ws.unknown = true;
-        } else if (c[0] == "source" && c.size() == 5 && number(c[1], a) && number(c[2], b) && number(c[3], d)) {
-          SourceTotals& s = sources[a];
-          s.counted += b;
-          s.duplicates += d;
-          for (const auto range : split(c[4], ',', SIZE_MAX)) {
-            const auto dash = range.find('-');
-            std::uint64_t first = 0, last = 0;
-            if (dash != std::string_view::npos && number(range.substr(0, dash), first) &&
-                number(range.substr(dash + 1), last))
-              s.ranges.emplace_back(first, last);
+      std::size_t audit_chunks = 0;  // "audit N": the sources' lines are in a/sources/P/0 .. N-1
+      const auto read_lines = [&](std::string_view rest) {
+        while (!rest.empty()) {
+          const auto nl = rest.find('\n');
+          const std::string_view line = rest.substr(0, nl);
+          rest.remove_prefix(nl == std::string_view::npos ? rest.size() : nl + 1);
+          const auto c = split(line, '\t', 9);
+          std::uint64_t a = 0, b = 0, d = 0;
+          if (c[0] == "stats" && c.size() == 7) {
+            std::uint64_t v[6] = {};
+            for (int i = 0; i < 6; ++i) (void)number(c[i + 1], v[i]);
+            stats.counted += v[0];
+            stats.filtered += v[1];
+            stats.duplicates += v[2];
+            stats.rejected += v[3];
+            stats.late += v[4];
+            stats.overflowed += v[5];
+          } else if (c[0] == "reject" && c.size() == 3 && number(c[2], a)) {
+            stats.rejected_by_reason[std::string(c[1])] += a;
+          } else if (c[0] == "retired" && c.size() == 4 && number(c[1], a) && number(c[2], b) && number(c[3], d)) {
+            retired.sources += a;
+            retired.events += b;
+            retired.duplicates += d;
+          } else if (c[0] == "window" && (c.size() == 6 || c.size() == 7 || c.size() == 9) && number(c[2], a) &&
+                     number(c[3], b) && number(c[4], d)) {  // 6: before the expired column; 9: with the bounds
+            WindowStatus& ws = wstatus[std::string(c[1])];
+            ws.open += a;
+            ws.closed += b;
+            ws.late += d;
+            if (std::uint64_t e = 0; c.size() >= 7 && number(c[6], e)) ws.expired += e;
+            std::int64_t wm = 0;
+            if (number(c[5], wm)) ws.watermark = ws.watermark ? std::min(*ws.watermark, wm) : wm;
+            else ws.unknown = true;
+          } else if (c[0] == "source" && c.size() == 5 && number(c[1], a) && number(c[2], b) && number(c[3], d)) {
+            SourceTotals& s = sources[a];
+            s.counted += b;
+            s.duplicates += d;
+            for (const auto range : split(c[4], ',', SIZE_MAX)) {
+              const auto dash = range.find('-');
+              std::uint64_t first = 0, last = 0;
+              if (dash != std::string_view::npos && number(range.substr(0, dash), first) &&
+                  number(range.substr(dash + 1), last))
+                s.ranges.emplace_back(first, last);
+            }
           }
+          if (known && c[0] == "window" && c.size() == 9) {  // (fewer columns: an older analyzer's, no bounds)
+            if (std::int64_t v = 0; number(c[7], v)) closed_marks[std::string(c[1])][p] = v;
+            if (std::int64_t v = 0; number(c[8], v)) late_marks[std::string(c[1])][p] = v;
+          }
+          if (c[0] == "audit" && c.size() == 2) (void)number(c[1], audit_chunks);
         }
-        if (known && c[0] == "window" && c.size() == 9) {  // (fewer columns: an older analyzer's, no bounds)
-          if (std::int64_t v = 0; number(c[7], v)) closed_marks[std::string(c[1])][p] = v;
-          if (std::int64_t v = 0; number(c[8], v)) late_marks[std::string(c[1])][p] = v;
-        }
-      }
+      };
+      read_lines(it->second);  // (an older analyzer's s/P holds its source lines itself)
+      for (std::size_t i = 0; known && i < audit_chunks; ++i)
+        if (const auto chunk = view_.latest().find(fmt::format("a/sources/{}/{}", p, i)); chunk != view_.latest().end())
+          read_lines(chunk->second);
     }
     std::map<std::string, Written, std::less<>> next = written_;
     const int inputs = input_partitions(rk, highest);

@@ -726,6 +726,36 @@ Events window_events(std::uint64_t n, std::uint64_t sources) {
   return events;
 }
 
+// A partition whose ledger holds more sources than one output record can take (each exec run,
+// tail file and client is a source; 30 000 audit lines are about 1.4 MB, past the producer's
+// 1 MB message.max.bytes): the audit goes in chunks, the transactions commit, and the reader's
+// status has every source. In one record it aborted every transaction from then on, and the job
+// stopped again at every restart.
+TEST_F(AnalyzeTransactionTest, AnAuditOfMoreSourcesThanOneRecordTakesIsCommittedInChunks) {
+  TempDir dir;
+  ChannelToTopic rig(dir.path(), bootstrap_, "many", 1);
+  auto& [ch, up] = rig;
+  // One event each from 30 000 sources with ids as long as real ones (random 64-bit numbers):
+  // about 40 bytes of audit line each.
+  constexpr std::uint64_t kSources = 30'000, kBase = 10'000'000'000'000'000'000u;
+  Events events;
+  for (std::uint64_t i = 0; i < kSources; ++i)
+    events.push_back({{kBase + i, 0}, fmt::format(R"({{"ts":{},"k":"{}"}})", 1794355200000 + i, i % 3)});
+  ship(ch, up, events, 0, events.size());
+  std::ofstream(dir / "analyze.toml") << window_job(bootstrap_, "many", "1h", dir / "out", 500);
+  Child job = analyze_logged(dir / "analyze.toml", dir / "analyze.log");
+  ASSERT_TRUE(wait_done(dir / "out", kSources, 0, 120s)) << slurp(dir / "analyze.log");
+  job.signal(SIGTERM);
+  ASSERT_EQ(job.wait(30s), 0) << slurp(dir / "analyze.log");
+  const std::string status = slurp(dir / "out" / "status.json");
+  std::size_t listed = 0;
+  for (std::size_t at = status.find(R"({"source":)"); at != std::string::npos; at = status.find(R"({"source":)", at + 1))
+    ++listed;
+  EXPECT_EQ(listed, kSources);
+  EXPECT_NE(status.find(fmt::format(R"({{"source":{},"accounted":1,"gaps":0,"duplicates":0,"ranges":1}})", kBase + kSources - 1)),
+            std::string::npos);
+}
+
 // The N of the job's last log line "stopped after N transactions", or -1 if it has none.
 int transactions_in(const std::string& log) {
   unsigned n = 0;
@@ -932,6 +962,21 @@ TEST_F(AnalyzeTransactionTest, AnOutputTopicThatIsNotCompactedIsRefusedAtStart) 
       << slurp(dir / "analyze.log");
   auto rk = uplink::make_handle(RD_KAFKA_PRODUCER, uplink::make_conf({{"bootstrap.servers", bootstrap_}, {"log_level", "3"}}));
   EXPECT_EQ(uplink::partition_count(rk.get(), "plain-changelog"), 0) << "a refused start made its changelog";
+}
+
+// "compact,delete" is no better: a key that stops changing still expires after retention.ms (an
+// idle input partition's state, a total that no longer moves).
+TEST_F(AnalyzeTransactionTest, AChangelogThatIsCompactedAndDeletedIsRefusedAtStart) {
+  TempDir dir;
+  TianchiData::make(24, 10, 10).write_info(dir / "user_info.csv");
+  create_topic("both", 1);
+  ASSERT_EQ(create_topic_at(bootstrap_, "both-group-changelog", 1, 1, {{"cleanup.policy", "compact,delete"}}), 1);
+  write_config(dir / "analyze.toml", bootstrap_, dir / "user_info.csv", dir / "out", "both", "both-group", "both-1");
+  Child job = analyze_logged(dir / "analyze.toml", dir / "analyze.log");
+  EXPECT_NE(job.wait(60s), 0);
+  EXPECT_NE(slurp(dir / "analyze.log").find("topic both-group-changelog has cleanup.policy=compact,delete"),
+            std::string::npos)
+      << slurp(dir / "analyze.log");
 }
 
 // The state of input partition P lives in changelog partition P: a changelog that exists with
