@@ -24,7 +24,10 @@
 //                                                                    (a tombstone once final)
 //       key "f/WINDOW/P/START_MS/KEY" value "COUNT"                  final late events of a
 //                                                                    window (late_retention)
-//       key "s/P"                     value the partition's counters and audit (lines)
+//       key "a/sources/P/I"           value lines of the partition's per-source audit, in
+//                                                                    chunks of 512 KiB at most
+//       key "s/P"                     value the partition's counters (lines), "audit N": its
+//                                                                    audit is chunks 0 .. N-1
 //     (P is the input partition; KEY the group-by key, parts joined with '\x1f'; a reader sums
 //     over P);
 //   - the changelog topic (compacted, partition P) gets the partition's whole state, in chunks;
