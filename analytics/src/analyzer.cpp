@@ -52,14 +52,16 @@ Analyzer::Analyzer(AnalyzerSpec spec, FieldExtractor extractor)
     }
     extractor_.set_optional(std::move(optional));
   }
-  const auto add_key_fields = [this](const std::vector<KeyPart>& parts) {
+  const auto add_key_fields = [](const std::vector<KeyPart>& parts, std::vector<std::size_t>& to) {
     for (const KeyPart& p : parts)
-      if (p.from == KeyPart::From::kEvent && p.labels == nullptr &&
-          std::find(key_fields_.begin(), key_fields_.end(), p.index) == key_fields_.end())
-        key_fields_.push_back(p.index);
+      if (p.from == KeyPart::From::kEvent && p.labels == nullptr && std::find(to.begin(), to.end(), p.index) == to.end())
+        to.push_back(p.index);
   };
-  for (const auto& g : spec_.groupings) add_key_fields(g.key);
-  for (const auto& w : spec_.windows) add_key_fields(w.key);
+  for (const auto& g : spec_.groupings) add_key_fields(g.key, key_fields_);
+  for (const auto& w : spec_.windows) {
+    add_key_fields(w.key, key_fields_);
+    add_key_fields(w.key, window_fields_);
+  }
   index_totals();
 }
 
@@ -83,7 +85,7 @@ void Analyzer::build_key(const std::vector<KeyPart>& parts) {
   key_.clear();
   bool first = true;
   for (const KeyPart& part : parts) {
-    if (!first) key_ += '\x1f';
+    if (!first) key_ += kKeySeparator;
     first = false;
     std::optional<std::string_view> raw;
     if (part.from == KeyPart::From::kEvent) {
@@ -152,6 +154,8 @@ Outcome Analyzer::count(const Event& e, Reject extracted) {
   // Everything that can reject the event is checked before anything counts it.
   for (const std::size_t f : key_fields_)
     if (fields_[f].size() > kMaxKeyValue) return reject(e, "group-by value too long");
+  for (const std::size_t f : window_fields_)
+    if (fields_[f].find(kKeySeparator) != std::string_view::npos) return reject(e, "group-by value holds the key separator");
   for (std::size_t w = 0; w < spec_.windows.size(); ++w) {
     const auto& ws = spec_.windows[w];
     if (ws.time_field) {

@@ -30,7 +30,7 @@ void csv_cell(std::string& out, std::string_view v) {
 
 void key_cells(std::string& out, std::string_view key) {
   for (std::size_t start = 0;;) {
-    const auto sep = key.find('\x1f', start);
+    const auto sep = key.find(kKeySeparator, start);
     out += ',';
     csv_cell(out, key.substr(start, sep == std::string_view::npos ? std::string_view::npos : sep - start));
     if (sep == std::string_view::npos) return;

@@ -364,6 +364,29 @@ TEST(AnalyzerBoundsTest, AGroupByValueTooLongIsRejectedWithItsReasonAndCountsNow
   EXPECT_EQ(a.totals(0).at(edge), 1u);
 }
 
+// A window's key joins its parts with kKeySeparator: a value holding it would make its row
+// another key's (("a\x1fb", "c") and ("a", "b\x1fc") alike) or give it a column more in the
+// window's file. Such an event is rejected with its reason; an output's key is one value, and
+// takes it as it is.
+TEST(AnalyzerBoundsTest, AWindowKeyValueHoldingTheSeparatorIsRejectedWithItsReason) {
+  AnalyzerSpec s;
+  s.groupings = {{"k", {{KeyPart::From::kEvent, 1, nullptr, 0}}}};
+  AnalyzerSpec::Window w = epoch_ms_window();
+  w.key = {{KeyPart::From::kEvent, 1, nullptr, 0}, {KeyPart::From::kEvent, 2, nullptr, 0}};
+  s.windows = {w};
+  Analyzer a(s, FieldExtractor::json({"/ts", "/k", "/w"}));
+  EXPECT_EQ(a.process({1, 0}, R"({"ts":1000,"k":"a\u001fb","w":"c"})"), Outcome::kRejected);
+  EXPECT_EQ(a.stats().rejected_by_reason.at("group-by value holds the key separator"), 1u);
+  EXPECT_EQ(a.process({1, 1}, R"({"ts":1000,"k":"a","w":"b,c"})"), Outcome::kCounted);
+  EXPECT_TRUE(a.totals(0).contains("a"));
+  ASSERT_EQ(a.window(0).open().size(), 1u);
+  EXPECT_EQ(a.window(0).open().begin()->first.second, std::string("a") + kKeySeparator + "b,c");
+  AnalyzerSpec one_value;
+  one_value.groupings = s.groupings;
+  Analyzer outputs_only(one_value, FieldExtractor::json({"/ts", "/k"}));
+  EXPECT_EQ(outputs_only.process({1, 0}, R"({"ts":1000,"k":"a\u001fb"})"), Outcome::kCounted);
+}
+
 // A window's value that is not a finite number ("nan", "inf", text) rejects the event with its
 // reason: one NaN would make the window's sum NaN for good.
 TEST(AnalyzerBoundsTest, AValueThatIsNotAFiniteNumberIsRejectedAndTheSumStaysExact) {

@@ -97,6 +97,10 @@ inline constexpr std::string_view kOtherKey = "(other)";
 // mode, a record key over the producer's message.max.bytes, which would stop the job at every
 // restart on the same event.
 inline constexpr std::size_t kMaxKeyValue = 64 << 10;
+// A window's key joins its parts with this byte (and its files split them at it): an event whose
+// value of a window's group-by field holds it is rejected ("group-by value holds the key
+// separator"), since its row would be another key's, or have a column more.
+inline constexpr char kKeySeparator = '\x1f';
 
 struct AnalyzerStats {
   std::uint64_t counted = 0, filtered = 0, duplicates = 0, rejected = 0;
@@ -168,7 +172,8 @@ class Analyzer {
   std::vector<std::string_view> payloads_;  // of the batch being processed
   std::vector<std::string_view> fields_;
   std::string key_;
-  std::vector<std::size_t> key_fields_;  // event fields a key is made of as they are (kMaxKeyValue)
+  std::vector<std::size_t> key_fields_;     // event fields a key is made of as they are (kMaxKeyValue)
+  std::vector<std::size_t> window_fields_;  // those of a window's key (kKeySeparator)
   std::vector<std::string> dropped_;  // by the last restore()
   bool row_known_ = false;  // row_ is the current event's table row
   std::uint32_t row_ = 0;
