@@ -151,14 +151,25 @@ StatsRecords stats_records(const Analyzer& a, const AnalyzeConfig& cfg) {
   if (const Ledger::Retired& gone = a.ledger().retired(); gone.sources != 0)
     out += fmt::format("retired\t{}\t{}\t{}\n", gone.sources, gone.events, gone.duplicates);
   std::string line;
-  for (const auto& src : a.ledger().audit()) {
-    line = fmt::format("source\t{}\t{}\t{}\t", src.source_id, src.counted, src.duplicates);
-    for (std::size_t i = 0; i < src.ranges.size(); ++i)
-      line += fmt::format("{}{}-{}", i ? "," : "", src.ranges[i].first, src.ranges[i].second);
+  const auto put = [&] {
     line += '\n';
-    // (A source with so many holes that its line alone passes a chunk's size gets a chunk of its own.)
     if (r.audit.empty() || r.audit.back().size() + line.size() > kChunkBytes) r.audit.emplace_back();
     r.audit.back() += line;
+  };
+  for (const auto& src : a.ledger().audit()) {
+    line = fmt::format("source\t{}\t{}\t{}\t", src.source_id, src.counted, src.duplicates);
+    for (std::size_t i = 0; i < src.ranges.size(); ++i) {
+      // A source with so many holes that its line would pass a quarter of a chunk goes on in
+      // more lines of its ranges alone (counted 0, duplicates 0: the reader adds them up).
+      if (i != 0 && line.size() > kChunkBytes / 4) {
+        put();
+        line = fmt::format("source\t{}\t0\t0\t", src.source_id);
+      } else if (i != 0) {
+        line += ',';
+      }
+      line += fmt::format("{}-{}", src.ranges[i].first, src.ranges[i].second);
+    }
+    put();
   }
   out += fmt::format("audit\t{}\n", r.audit.size());
   return r;
@@ -453,7 +464,10 @@ class TransactionalRunner {
       for (const std::string& gone : part.analyzer->dropped_on_restore())
         warn(fmt::format("partition {}: the changelog holds the state of {}, which the config no longer has: dropped",
                          p, gone));
-      part.sent(cfg_);  // the changelog's state and the outputs committed in one transaction
+      // The changelog's state and the outputs committed in one transaction: the output holds the
+      // audit chunks of this state's s/P (so that a smaller audit later deletes the rest).
+      part.audit_emitted = stats_records(*part.analyzer, cfg_).audit.size();
+      part.sent(cfg_);
       part.republish = !cfg_.windows.empty() && part.next >= 0;  // a state with windows came back
       list->elems[i].offset = part.next;
       where += fmt::format(" {}:{}", p, part.next >= 0 ? std::to_string(part.next) : "start");

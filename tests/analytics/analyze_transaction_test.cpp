@@ -756,6 +756,30 @@ TEST_F(AnalyzeTransactionTest, AnAuditOfMoreSourcesThanOneRecordTakesIsCommitted
             std::string::npos);
 }
 
+// One source with so many holes that its audit line alone would pass the producer's limit
+// (80 000 ranges, about 1.3 MB: a source that lost every other event) goes on in more lines,
+// and the reader adds them up to the one source it is.
+TEST_F(AnalyzeTransactionTest, ASourceWithMoreHolesThanOneRecordTakesIsAuditedAcrossChunks) {
+  TempDir dir;
+  ChannelToTopic rig(dir.path(), bootstrap_, "holes", 1);
+  auto& [ch, up] = rig;
+  constexpr std::uint64_t kEvents = 80'000, kSource = 10'000'000'000'000'000'000u;
+  Events events;
+  for (std::uint64_t i = 0; i < kEvents; ++i)  // sequences 0, 2, 4, ...: a hole after each
+    events.push_back({{kSource, 2 * i}, fmt::format(R"({{"ts":{},"k":"{}"}})", 1794355200000 + i, i % 3)});
+  ship(ch, up, events, 0, events.size());
+  std::ofstream(dir / "analyze.toml") << window_job(bootstrap_, "holes", "1h", dir / "out", 500);
+  Child job = analyze_logged(dir / "analyze.toml", dir / "analyze.log");
+  ASSERT_TRUE(wait_done(dir / "out", kEvents, 0, 120s)) << slurp(dir / "analyze.log");
+  job.signal(SIGTERM);
+  ASSERT_EQ(job.wait(30s), 0) << slurp(dir / "analyze.log");
+  const std::string status = slurp(dir / "out" / "status.json");
+  EXPECT_NE(status.find(fmt::format(R"({{"source":{},"accounted":{},"gaps":{},"duplicates":0,"ranges":{}}})", kSource,
+                                    kEvents, kEvents - 1, kEvents)),
+            std::string::npos)
+      << status.substr(0, 400);
+}
+
 // The N of the job's last log line "stopped after N transactions", or -1 if it has none.
 int transactions_in(const std::string& log) {
   unsigned n = 0;
