@@ -57,11 +57,12 @@ Analyzer::Analyzer(AnalyzerSpec spec, FieldExtractor extractor)
       if (p.from == KeyPart::From::kEvent && p.labels == nullptr && std::find(to.begin(), to.end(), p.index) == to.end())
         to.push_back(p.index);
   };
-  for (const auto& g : spec_.groupings) add_key_fields(g.key, key_fields_);
+  for (const auto& g : spec_.groupings) add_key_fields(g.key, key_fields_.emplace_back());
   for (const auto& w : spec_.windows) {
-    add_key_fields(w.key, key_fields_);
+    add_key_fields(w.key, key_fields_.emplace_back());
     add_key_fields(w.key, window_fields_);
   }
+  std::erase_if(key_fields_, [](const std::vector<std::size_t>& f) { return f.empty(); });
   index_totals();
 }
 
@@ -152,8 +153,11 @@ Outcome Analyzer::count(const Event& e, Reject extracted) {
     return Outcome::kFiltered;
   }
   // Everything that can reject the event is checked before anything counts it.
-  for (const std::size_t f : key_fields_)
-    if (fields_[f].size() > kMaxKeyValue) return reject(e, "group-by value too long");
+  for (const auto& key : key_fields_) {
+    std::size_t bytes = 0;
+    for (const std::size_t f : key) bytes += fields_[f].size();
+    if (bytes > kMaxKeyValue) return reject(e, "group-by key too long");
+  }
   for (const std::size_t f : window_fields_)
     if (fields_[f].find(kKeySeparator) != std::string_view::npos) return reject(e, "group-by value holds the key separator");
   for (std::size_t w = 0; w < spec_.windows.size(); ++w) {

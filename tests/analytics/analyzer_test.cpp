@@ -342,25 +342,27 @@ TEST(AnalyzerBoundsTest, AnAbsurdEventTimeIsRejectedWithItsReasonAndCountsNowher
   EXPECT_EQ(a.process({1, seq++}, R"({"ts":1000,"k":"x"})"), Outcome::kCounted) << "a sane time still counts";
 }
 
-// A group-by value longer than kMaxKeyValue rejects the event with its reason, in a grouping
-// and in a window alike: as a key it would be a row that size in every output and, in the
-// Kafka-transaction mode, a record over the producer's limit that stopped the job at every
-// restart. A labelled field is not judged by its raw length (its key is the label).
-TEST(AnalyzerBoundsTest, AGroupByValueTooLongIsRejectedWithItsReasonAndCountsNowhere) {
+// Group-by values longer than kMaxKeyValue, one or a key's parts added up, reject the event with
+// its reason, in a grouping and in a window alike: as a key they would be a row that size in
+// every output and, in the Kafka-transaction mode, a record over the producer's limit that
+// stopped the job at every restart. A labelled field is not judged by its raw length (its key
+// is the label).
+TEST(AnalyzerBoundsTest, AGroupByKeyTooLongIsRejectedWithItsReasonAndCountsNowhere) {
   AnalyzerSpec s;
   s.groupings = {{"k", {{KeyPart::From::kEvent, 1, nullptr, 0}}}};
   AnalyzerSpec::Window w = epoch_ms_window();
-  w.key = {{KeyPart::From::kEvent, 2, nullptr, 0}};
+  w.key = {{KeyPart::From::kEvent, 2, nullptr, 0}, {KeyPart::From::kEvent, 3, nullptr, 0}};
   s.windows = {w};
-  Analyzer a(s, FieldExtractor::json({"/ts", "/k", "/w"}));
-  const std::string big(kMaxKeyValue + 1, 'k');
-  EXPECT_EQ(a.process({1, 0}, fmt::format(R"({{"ts":1000,"k":"{}","w":"x"}})", big)), Outcome::kRejected);
-  EXPECT_EQ(a.process({1, 1}, fmt::format(R"({{"ts":1000,"k":"x","w":"{}"}})", big)), Outcome::kRejected);
-  EXPECT_EQ(a.stats().rejected_by_reason.at("group-by value too long"), 2u);
+  Analyzer a(s, FieldExtractor::json({"/ts", "/k", "/w", "/v"}));
+  const std::string big(kMaxKeyValue + 1, 'k'), half(kMaxKeyValue / 2 + 1, 'h');
+  EXPECT_EQ(a.process({1, 0}, fmt::format(R"({{"ts":1000,"k":"{}","w":"x","v":"y"}})", big)), Outcome::kRejected);
+  EXPECT_EQ(a.process({1, 1}, fmt::format(R"({{"ts":1000,"k":"x","w":"{}","v":"y"}})", big)), Outcome::kRejected);
+  EXPECT_EQ(a.process({1, 2}, fmt::format(R"({{"ts":1000,"k":"x","w":"{0}","v":"{0}"}})", half)), Outcome::kRejected);
+  EXPECT_EQ(a.stats().rejected_by_reason.at("group-by key too long"), 3u);
   EXPECT_TRUE(a.totals(0).empty());
   EXPECT_TRUE(a.window(0).open().empty());
   const std::string edge(kMaxKeyValue, 'k');
-  EXPECT_EQ(a.process({1, 2}, fmt::format(R"({{"ts":1000,"k":"{}","w":"x"}})", edge)), Outcome::kCounted);
+  EXPECT_EQ(a.process({1, 3}, fmt::format(R"({{"ts":1000,"k":"{}","w":"x","v":"y"}})", edge)), Outcome::kCounted);
   EXPECT_EQ(a.totals(0).at(edge), 1u);
 }
 

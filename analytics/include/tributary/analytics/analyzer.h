@@ -92,10 +92,10 @@ struct Event {
 
 // The row that collects the events of new keys once a grouping holds max_groups keys.
 inline constexpr std::string_view kOtherKey = "(other)";
-// An event whose value of a group-by field (unlabelled) is longer is rejected ("group-by value
-// too long"): its key would be a row of that size in every output and, in the Kafka-transaction
-// mode, a record key over the producer's message.max.bytes, which would stop the job at every
-// restart on the same event.
+// An event whose group-by values (the unlabelled fields of one output's or window's key, added
+// up) are longer is rejected ("group-by key too long"): its key would be a row of that size in
+// every output and, in the Kafka-transaction mode, a record key over the producer's
+// message.max.bytes, which would stop the job at every restart on the same event.
 inline constexpr std::size_t kMaxKeyValue = 64 << 10;
 // A window's key joins its parts with this byte (and its files split them at it): an event whose
 // value of a window's group-by field holds it is rejected ("group-by value holds the key
@@ -172,8 +172,8 @@ class Analyzer {
   std::vector<std::string_view> payloads_;  // of the batch being processed
   std::vector<std::string_view> fields_;
   std::string key_;
-  std::vector<std::size_t> key_fields_;     // event fields a key is made of as they are (kMaxKeyValue)
-  std::vector<std::size_t> window_fields_;  // those of a window's key (kKeySeparator)
+  std::vector<std::vector<std::size_t>> key_fields_;  // per key: the event fields it takes as they are (kMaxKeyValue)
+  std::vector<std::size_t> window_fields_;            // those of the windows' keys (kKeySeparator)
   std::vector<std::string> dropped_;  // by the last restore()
   bool row_known_ = false;  // row_ is the current event's table row
   std::uint32_t row_ = 0;
