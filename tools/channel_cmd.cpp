@@ -332,7 +332,7 @@ void add_channel_commands(CLI::App& app, int& exit_code) {
 
   auto demo_args = std::make_shared<DemoOptions>();
   CLI::App* demo = chan->add_subcommand("demo", "N producer processes -> 1 consumer, checked exactly once");
-  demo->add_option("--dir", demo_args->dir, "Directory for the demo channel, kept afterwards (default: a new one in $TMPDIR, removed)");
+  demo->add_option("--dir", demo_args->dir, "Directory for the demo channel, kept afterwards (default: a new one in $TMPDIR, removed at the end; an interrupted run leaves it)");
   demo->add_option("--producers", demo_args->producers, "Producer processes")->check(CLI::Range(1, 64));
   demo->add_option("--events", demo_args->events, "Events per producer");
   demo->add_option("--payload", demo_args->payload, "Payload bytes per event")->check(CLI::Range(8, 65536));

@@ -81,8 +81,6 @@ TEST(ChannelCommandTest, StatJsonEscapesThePathAndTheConsumerNames) {
   EXPECT_EQ(std::string_view(doc["consumers"].at(0)["name"]), "say \"hi\"\\");
 }
 
-// A mode that is not an owner-only or group octal mode, or a max payload past 4 GiB, is an
-// error and creates nothing (they became mode 0000, or a smaller max payload, or a crash).
 // The demo's channel without --dir lives in a directory of its own under $TMPDIR (not a fixed
 // name in a shared /tmp), removed afterwards; with --dir it is kept there.
 TEST(ChannelCommandTest, DemoLeavesNothingBehindUnlessGivenADirectory) {
@@ -99,6 +97,8 @@ TEST(ChannelCommandTest, DemoLeavesNothingBehindUnlessGivenADirectory) {
   EXPECT_TRUE(std::filesystem::exists(dir / "kept" / "demo.chan"));
 }
 
+// A mode that is not an owner-only or group octal mode, or a max payload past 4 GiB, is an
+// error and creates nothing (they became mode 0000, or a smaller max payload, or a crash).
 TEST(ChannelCommandTest, CreateRefusesABadModeOrMaxPayloadAndCreatesNothing) {
   TempDir dir;
   for (const std::vector<std::string>& extra :

@@ -20,6 +20,7 @@
 #include "support/local_kafka.h"
 #include "support/process.h"
 #include "support/temp_dir.h"
+#include "tributary/core/error.h"
 #include "tributary/uplink/local_kafka.h"
 #include "tributary/uplink/uplink.h"
 
@@ -294,6 +295,18 @@ TEST(LocalKafkaTest, ARelativeDirectoryIsTheCallersNotTheBrokers) {
   EXPECT_TRUE(kafka_answers(bootstrap, 10s));
   EXPECT_TRUE(std::filesystem::exists(dir / "kafka/node-1/kafka.log"));
   EXPECT_TRUE(std::filesystem::exists(dir / "kafka/node-1/data/meta.properties"));
+}
+
+// An empty directory is an error naming what to give (std::filesystem threw its own on it).
+TEST(LocalKafkaTest, AnEmptyDirectoryIsAnErrorSayingSo) {
+  LocalKafkaOptions o;
+  o.dir = "";
+  try {
+    LocalKafka kafka(o);
+    FAIL() << "an empty directory was taken";
+  } catch (const core::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("directory is empty"), std::string::npos) << e.what();
+  }
 }
 
 // Failover on a real 3-broker cluster (replication 3, min.insync.replicas 2, acks=all): the

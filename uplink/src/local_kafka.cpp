@@ -162,6 +162,7 @@ LocalKafka::LocalKafka(LocalKafkaOptions options) : o_(std::move(options)) {
   }
   // Absolute: the brokers and mvn are spawned in directories of their own, where the paths in
   // their arguments and log files (and a relative XDG_CACHE_HOME) would resolve elsewhere.
+  if (o_.dir.empty()) throw core::Error("the local Kafka's directory is empty: give one (--dir)");
   o_.dir = fs::absolute(o_.dir);
   o_.cache = fs::absolute(o_.cache);
 }

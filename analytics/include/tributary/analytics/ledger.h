@@ -70,9 +70,9 @@ class Ledger {
   std::size_t retire_idle(std::int64_t idle_ms, std::int64_t every_ms);
   [[nodiscard]] bool sweep_due(std::int64_t every_ms) const noexcept { return clock_.now_ms - clock_.swept_ms >= every_ms; }
 
-  // The clock goes no further than this past the wall clock, and one record moves it by this
-  // much at most: a record stamped far in the future (a skewed host, live or replayed) must not
-  // make every source look idle. The wall clock is read when an event passes the bound last
+  // A record moves the clock no further than this past the wall clock, and by this much at
+  // most: a record stamped far in the future (a skewed host, live or replayed) must not make
+  // every source look idle. The wall clock is read when an event passes the bound last
   // computed (about once an hour, and on such records). A restored clock is kept as saved, also
   // ahead of the wall clock: that may be the one that is wrong (see parse()). Well under the
   // shortest idle time allowed (12 h).
@@ -116,7 +116,7 @@ class Ledger {
   };
   static std::int64_t system_wall_ms() noexcept;
   struct Clock {
-    std::int64_t now_ms = 0;    // the highest ingest time marked (held to ceiling_ms)
+    std::int64_t now_ms = 0;    // the highest ingest time marked (each record's held to ceiling_ms)
     std::int64_t swept_ms = 0;  // the clock at the last retire_idle scan
     Retired retired;
     std::int64_t ceiling_ms = INT64_MIN;  // wall clock + kClockAheadMs when last read (not saved)

@@ -60,7 +60,7 @@ struct SourceMetrics {
   std::uint64_t oversize = 0;   // lines longer than max_line (split or rejected)
   std::uint64_t rotations = 0;  // new file generations seen (tail)
   std::uint64_t open_files = 0; // tail
-  std::uint64_t errors = 0;     // I/O errors (logged once per state change)
+  std::uint64_t errors = 0;     // I/O errors (logged once per state change); tail: also inotify queue overflows
   std::uint64_t restarts = 0;   // exec: runs of the command after the first
   std::uint64_t connections = 0;          // tcp, syslog: open now
   std::uint64_t refused_connections = 0;  // tcp, syslog: closed at once, max_connections reached
