@@ -726,6 +726,18 @@ Events window_events(std::uint64_t n, std::uint64_t sources) {
   return events;
 }
 
+// Runs window_job on TOPIC (a transaction every 500 ms, state in DIR/out) until its reader
+// accounts for `n` events, stops it, and returns its status.json.
+std::string window_job_status(const std::filesystem::path& dir, const std::string& bootstrap, const std::string& topic,
+                              std::uint64_t n) {
+  std::ofstream(dir / "analyze.toml") << window_job(bootstrap, topic, "1h", dir / "out", 500);
+  Child job = analyze_logged(dir / "analyze.toml", dir / "analyze.log");
+  EXPECT_TRUE(wait_done(dir / "out", n, 0, 120s)) << slurp(dir / "analyze.log");
+  job.signal(SIGTERM);
+  EXPECT_EQ(job.wait(30s), 0) << slurp(dir / "analyze.log");
+  return slurp(dir / "out" / "status.json");
+}
+
 // A partition whose ledger holds more sources than one output record can take (each exec run,
 // tail file and client is a source; 30 000 audit lines are about 1.4 MB, past the producer's
 // 1 MB message.max.bytes): the audit goes in chunks, the transactions commit, and the reader's
@@ -742,12 +754,7 @@ TEST_F(AnalyzeTransactionTest, AnAuditOfMoreSourcesThanOneRecordTakesIsCommitted
   for (std::uint64_t i = 0; i < kSources; ++i)
     events.push_back({{kBase + i, 0}, fmt::format(R"({{"ts":{},"k":"{}"}})", 1794355200000 + i, i % 3)});
   ship(ch, up, events, 0, events.size());
-  std::ofstream(dir / "analyze.toml") << window_job(bootstrap_, "many", "1h", dir / "out", 500);
-  Child job = analyze_logged(dir / "analyze.toml", dir / "analyze.log");
-  ASSERT_TRUE(wait_done(dir / "out", kSources, 0, 120s)) << slurp(dir / "analyze.log");
-  job.signal(SIGTERM);
-  ASSERT_EQ(job.wait(30s), 0) << slurp(dir / "analyze.log");
-  const std::string status = slurp(dir / "out" / "status.json");
+  const std::string status = window_job_status(dir.path(), bootstrap_, "many", kSources);
   std::size_t listed = 0;
   for (std::size_t at = status.find(R"({"source":)"); at != std::string::npos; at = status.find(R"({"source":)", at + 1))
     ++listed;
@@ -768,12 +775,7 @@ TEST_F(AnalyzeTransactionTest, ASourceWithMoreHolesThanOneRecordTakesIsAuditedAc
   for (std::uint64_t i = 0; i < kEvents; ++i)  // sequences 0, 2, 4, ...: a hole after each
     events.push_back({{kSource, 2 * i}, fmt::format(R"({{"ts":{},"k":"{}"}})", 1794355200000 + i, i % 3)});
   ship(ch, up, events, 0, events.size());
-  std::ofstream(dir / "analyze.toml") << window_job(bootstrap_, "holes", "1h", dir / "out", 500);
-  Child job = analyze_logged(dir / "analyze.toml", dir / "analyze.log");
-  ASSERT_TRUE(wait_done(dir / "out", kEvents, 0, 120s)) << slurp(dir / "analyze.log");
-  job.signal(SIGTERM);
-  ASSERT_EQ(job.wait(30s), 0) << slurp(dir / "analyze.log");
-  const std::string status = slurp(dir / "out" / "status.json");
+  const std::string status = window_job_status(dir.path(), bootstrap_, "holes", kEvents);
   EXPECT_NE(status.find(fmt::format(R"({{"source":{},"accounted":{},"gaps":{},"duplicates":0,"ranges":{}}})", kSource,
                                     kEvents, kEvents - 1, kEvents)),
             std::string::npos)
@@ -988,34 +990,33 @@ TEST_F(AnalyzeTransactionTest, AnOutputTopicThatIsNotCompactedIsRefusedAtStart) 
   EXPECT_EQ(uplink::partition_count(rk.get(), "plain-changelog"), 0) << "a refused start made its changelog";
 }
 
+// A job on input TOPIC (of `partitions`) whose changelog TOPIC-group-changelog exists already,
+// made with `changelog_partitions` and `changelog_config`: it must refuse to start, saying `why`.
+void expect_refused_at_start(const std::string& bootstrap, const std::string& topic, int partitions,
+                             int changelog_partitions, const uplink::Settings& changelog_config, const std::string& why) {
+  TempDir dir;
+  TianchiData::make(24, 10, 10).write_info(dir / "user_info.csv");
+  ASSERT_EQ(create_topic_at(bootstrap, topic, partitions, 1), partitions);
+  ASSERT_EQ(create_topic_at(bootstrap, topic + "-group-changelog", changelog_partitions, 1, changelog_config),
+            changelog_partitions);
+  write_config(dir / "analyze.toml", bootstrap, dir / "user_info.csv", dir / "out", topic, topic + "-group", topic + "-1");
+  Child job = analyze_logged(dir / "analyze.toml", dir / "analyze.log");
+  EXPECT_NE(job.wait(60s), 0);
+  EXPECT_NE(slurp(dir / "analyze.log").find(why), std::string::npos) << slurp(dir / "analyze.log");
+}
+
 // "compact,delete" is no better: a key that stops changing still expires after retention.ms (an
 // idle input partition's state, a total that no longer moves).
 TEST_F(AnalyzeTransactionTest, AChangelogThatIsCompactedAndDeletedIsRefusedAtStart) {
-  TempDir dir;
-  TianchiData::make(24, 10, 10).write_info(dir / "user_info.csv");
-  create_topic("both", 1);
-  ASSERT_EQ(create_topic_at(bootstrap_, "both-group-changelog", 1, 1, {{"cleanup.policy", "compact,delete"}}), 1);
-  write_config(dir / "analyze.toml", bootstrap_, dir / "user_info.csv", dir / "out", "both", "both-group", "both-1");
-  Child job = analyze_logged(dir / "analyze.toml", dir / "analyze.log");
-  EXPECT_NE(job.wait(60s), 0);
-  EXPECT_NE(slurp(dir / "analyze.log").find("topic both-group-changelog has cleanup.policy=compact,delete"),
-            std::string::npos)
-      << slurp(dir / "analyze.log");
+  expect_refused_at_start(bootstrap_, "both", 1, 1, {{"cleanup.policy", "compact,delete"}},
+                          "topic both-group-changelog has cleanup.policy=compact,delete");
 }
 
 // The state of input partition P lives in changelog partition P: a changelog that exists with
 // fewer partitions than the input is refused at start, naming both counts.
 TEST_F(AnalyzeTransactionTest, AChangelogWithFewerPartitionsThanTheInputIsRefusedAtStart) {
-  TempDir dir;
-  TianchiData::make(26, 10, 10).write_info(dir / "user_info.csv");
-  create_topic("wide", 2);
-  ASSERT_EQ(create_topic_at(bootstrap_, "wide-group-changelog", 1, 1, {{"cleanup.policy", "compact"}}), 1);
-  write_config(dir / "analyze.toml", bootstrap_, dir / "user_info.csv", dir / "out", "wide", "wide-group", "wide-1");
-  Child job = analyze_logged(dir / "analyze.toml", dir / "analyze.log");
-  EXPECT_NE(job.wait(60s), 0);
-  EXPECT_NE(slurp(dir / "analyze.log").find("topic wide-group-changelog has 1 partitions, the input has 2"),
-            std::string::npos)
-      << slurp(dir / "analyze.log");
+  expect_refused_at_start(bootstrap_, "wide", 2, 1, {{"cleanup.policy", "compact"}},
+                          "topic wide-group-changelog has 1 partitions, the input has 2");
 }
 
 // A committed offset the changelog holds no state for (the state topic deleted, offsets set by

@@ -25,21 +25,36 @@ std::uint64_t committed_cursor(const core::Channel& ch, std::string_view consume
   return it == stats.consumers.end() ? 0 : it->committed;
 }
 
+// A channel DIR/c.chan holding the rows of `d` as JSON events of source 1, and d's user_info in
+// DIR/user_info.csv.
+core::Channel channel_of(const TempDir& dir, const TianchiData& d) {
+  d.write_info(dir / "user_info.csv");
+  core::ChannelConfig cc;
+  cc.capacity = 16 << 20;
+  auto ch = core::Channel::create(dir / "c.chan", cc);
+  core::Producer p = ch.producer();
+  std::uint64_t seq = 0;
+  for (const auto& r : d.rows) EXPECT_EQ(p.append({1, seq++}, TianchiData::json(r)), core::AppendStatus::kOk);
+  return ch;
+}
+
+// The experiment's job on the channel DIR/c.chan, its state in DIR/out, as loaded from the
+// generated DIR/analyze.toml.
+AnalyzeConfig channel_job(const TempDir& dir) {
+  testing::write_tianchi_analyze_config(dir / "analyze.toml",
+                                        "type = \"channel\"\npath = \"" + (dir / "c.chan").string() + "\"\n",
+                                        dir / "user_info.csv", dir / "out");
+  auto loaded = load_analyze_config(dir / "analyze.toml");
+  EXPECT_TRUE(loaded.errors.empty());
+  return loaded.config;
+}
+
 // A drained run has made its last checkpoint and the channel commit behind it by the time run()
 // returns, with the job still alive: a caller (or `tributary channel stat`) reading the channel
 // then sees the cursor at the end of what was read, not one checkpoint behind.
 TEST(AnalyzeJobTest, ADrainedRunHasCommittedTheChannelCursorWhenItReturns) {
   TempDir dir;
-  const auto d = TianchiData::make(5, 300, 5000);
-  d.write_info(dir / "user_info.csv");
-  core::ChannelConfig cc;
-  cc.capacity = 16 << 20;
-  auto ch = core::Channel::create(dir / "c.chan", cc);
-  {
-    core::Producer p = ch.producer();
-    std::uint64_t seq = 0;
-    for (const auto& r : d.rows) ASSERT_EQ(p.append({1, seq++}, TianchiData::json(r)), core::AppendStatus::kOk);
-  }
+  auto ch = channel_of(dir, TianchiData::make(5, 300, 5000));
   // One checkpoint interval longer than any test: only the checkpoints at the start and the end.
   testing::write_tianchi_analyze_config(dir / "analyze.toml",
                                         "type = \"channel\"\npath = \"" + (dir / "c.chan").string() + "\"\n",
@@ -71,16 +86,8 @@ TEST(AnalyzeJobTest, TheGeneratedConfigurationKeepsPathsWithQuotesAndBackslashes
 // second is refused, naming the directory; once the first is gone, the directory is free.
 TEST(AnalyzeJobTest, ASecondJobOnTheSameStateDirectoryIsRefusedNamingIt) {
   TempDir dir;
-  const auto d = TianchiData::make(5, 50, 100);
-  d.write_info(dir / "user_info.csv");
-  testing::write_tianchi_analyze_config(dir / "analyze.toml",
-                                        "type = \"channel\"\npath = \"" + (dir / "c.chan").string() + "\"\n",
-                                        dir / "user_info.csv", dir / "out");
-  auto config = [&] {
-    auto loaded = load_analyze_config(dir / "analyze.toml");
-    EXPECT_TRUE(loaded.errors.empty());
-    return loaded.config;
-  };
+  TianchiData::make(5, 50, 100).write_info(dir / "user_info.csv");
+  const auto config = [&] { return channel_job(dir); };
   auto first = std::make_unique<AnalyzeJob>(config(), nullptr);
   try {
     AnalyzeJob second(config(), nullptr);
@@ -99,23 +106,9 @@ TEST(AnalyzeJobTest, ASecondJobOnTheSameStateDirectoryIsRefusedNamingIt) {
 // the output, not one at the first checkpoint after the work was done.
 TEST(AnalyzeJobTest, OutputFilesInSubdirectoriesGetThemAtTheStartOrAnErrorNamingTheOutput) {
   TempDir dir;
-  const auto d = TianchiData::make(5, 300, 2000);
-  d.write_info(dir / "user_info.csv");
-  core::ChannelConfig cc;
-  cc.capacity = 16 << 20;
-  auto ch = core::Channel::create(dir / "c.chan", cc);
-  {
-    core::Producer p = ch.producer();
-    std::uint64_t seq = 0;
-    for (const auto& r : d.rows) ASSERT_EQ(p.append({1, seq++}, TianchiData::json(r)), core::AppendStatus::kOk);
-  }
-  testing::write_tianchi_analyze_config(dir / "analyze.toml",
-                                        "type = \"channel\"\npath = \"" + (dir / "c.chan").string() + "\"\n",
-                                        dir / "user_info.csv", dir / "out");
+  const auto ch = channel_of(dir, TianchiData::make(5, 300, 2000));
   auto config = [&] {
-    auto loaded = load_analyze_config(dir / "analyze.toml");
-    EXPECT_TRUE(loaded.errors.empty());
-    AnalyzeConfig c = loaded.config;
+    AnalyzeConfig c = channel_job(dir);
     c.outputs.at(0).file = "by/age/" + c.outputs.at(0).file;
     c.dead_letter = "dead/letters.jsonl";
     return c;
