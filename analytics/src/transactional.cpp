@@ -209,6 +209,14 @@ class TransactionalRunner {
     }
     changelog_partitions_ = got[0].partitions;
     output_partitions_ = got[1].partitions;
+    // Input partition P writes to output partition P modulo their count: with fewer than the
+    // input, several share one, and partitions added to the output later would move some of
+    // them, leaving their old rows behind in the compacted topic for a reader to take.
+    if (output_partitions_ < partitions)
+      warn(fmt::format("output topic {} has {} partitions, fewer than the {} of {}: input partitions share them; do "
+                       "not add partitions to it later (the rows of the input partitions that move would stay "
+                       "behind, stale, in the old ones)",
+                       x.topic, output_partitions_, partitions, cfg_.topic));
     if (topics.size() > 2) {
       dead_letter_topic_ = topics[2].name;
       dead_letter_partitions_ = got[2].partitions;

@@ -1012,6 +1012,21 @@ TEST_F(AnalyzeTransactionTest, AChangelogThatIsCompactedAndDeletedIsRefusedAtSta
                           "topic both-group-changelog has cleanup.policy=compact,delete");
 }
 
+// An output topic with fewer partitions than the input is taken (input partitions share them),
+// with a warning not to add partitions to it later.
+TEST_F(AnalyzeTransactionTest, AnOutputTopicWithFewerPartitionsThanTheInputIsTakenWithAWarning) {
+  TempDir dir;
+  ChannelToTopic rig(dir.path(), bootstrap_, "narrow", 2);
+  auto& [ch, up] = rig;
+  ASSERT_EQ(create_topic_at(bootstrap_, "narrow-counts", 1, 1, {{"cleanup.policy", "compact"}}), 1);
+  const Events events = window_events(200, 4);
+  ship(ch, up, events, 0, events.size());
+  (void)window_job_status(dir.path(), bootstrap_, "narrow", events.size());
+  EXPECT_NE(slurp(dir / "analyze.log").find("output topic narrow-counts has 1 partitions, fewer than the 2 of narrow"),
+            std::string::npos)
+      << slurp(dir / "analyze.log");
+}
+
 // The state of input partition P lives in changelog partition P: a changelog that exists with
 // fewer partitions than the input is refused at start, naming both counts.
 TEST_F(AnalyzeTransactionTest, AChangelogWithFewerPartitionsThanTheInputIsRefusedAtStart) {
