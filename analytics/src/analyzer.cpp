@@ -52,10 +52,10 @@ Analyzer::Analyzer(AnalyzerSpec spec, FieldExtractor extractor)
     }
     extractor_.set_optional(std::move(optional));
   }
+  // Every part, a field that is twice in a key too: its bytes are there twice.
   const auto add_key_fields = [](const std::vector<KeyPart>& parts, std::vector<std::size_t>& to) {
     for (const KeyPart& p : parts)
-      if (p.from == KeyPart::From::kEvent && p.labels == nullptr && std::find(to.begin(), to.end(), p.index) == to.end())
-        to.push_back(p.index);
+      if (p.from == KeyPart::From::kEvent && p.labels == nullptr) to.push_back(p.index);
   };
   for (const auto& g : spec_.groupings) add_key_fields(g.key, key_fields_.emplace_back());
   for (const auto& w : spec_.windows) {

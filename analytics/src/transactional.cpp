@@ -120,7 +120,8 @@ bool parse_window_value(std::string_view value, WindowRow& r) {
 }
 
 // A partition's counters, the value of its "s/P" output record, and its audit: a line per source
-// its ledger holds, which grows with every source met (each exec run, each tail file, each
+// its ledger holds (a source with very many holes goes on in more lines of its ranges alone,
+// counted 0 and duplicates 0, for the reader to add up), which grows with every source met (each exec run, each tail file, each
 // client) and in one record would outgrow the producer's message.max.bytes, aborting every
 // transaction from then on. So the audit goes in records of at most kChunkBytes,
 // "a/sources/P/I" (the X/NAME/P/... shape of the rows, which OutputView holds back until their
@@ -289,7 +290,7 @@ class TransactionalRunner {
     // not (a changelog written before the output carried them, or any doubt about the output).
     bool republish = false;
     std::size_t audit_emitted = 0;  // "a/sources/P/I" records of the transaction in flight
-    std::size_t audit_sent = 0;     // of the last one committed (0 after a restore: not known)
+    std::size_t audit_sent = 0;     // of the last one committed (after a restore: the restored state's)
 
     // What the output holds once this partition's transaction committed: its state now.
     void sent(const AnalyzeConfig& cfg) {

@@ -764,20 +764,20 @@ TEST_F(AnalyzeTransactionTest, AnAuditOfMoreSourcesThanOneRecordTakesIsCommitted
 }
 
 // One source with so many holes that its audit line alone would pass the producer's limit
-// (80 000 ranges, about 1.3 MB: a source that lost every other event) goes on in more lines,
-// and the reader adds them up to the one source it is.
+// (80 000 ranges of 19-digit numbers, about 1.6 MB: a source that lost 999 of every 1 000
+// events) goes on in more lines, and the reader adds them up to the one source it is.
 TEST_F(AnalyzeTransactionTest, ASourceWithMoreHolesThanOneRecordTakesIsAuditedAcrossChunks) {
   TempDir dir;
   ChannelToTopic rig(dir.path(), bootstrap_, "holes", 1);
   auto& [ch, up] = rig;
   constexpr std::uint64_t kEvents = 80'000, kSource = 10'000'000'000'000'000'000u;
   Events events;
-  for (std::uint64_t i = 0; i < kEvents; ++i)  // sequences 0, 2, 4, ...: a hole after each
-    events.push_back({{kSource, 2 * i}, fmt::format(R"({{"ts":{},"k":"{}"}})", 1794355200000 + i, i % 3)});
+  for (std::uint64_t i = 0; i < kEvents; ++i)  // sequences 0, 1000, 2000, ...: a hole after each
+    events.push_back({{kSource, 1000 * i}, fmt::format(R"({{"ts":{},"k":"{}"}})", 1794355200000 + i, i % 3)});
   ship(ch, up, events, 0, events.size());
   const std::string status = window_job_status(dir.path(), bootstrap_, "holes", kEvents);
   EXPECT_NE(status.find(fmt::format(R"({{"source":{},"accounted":{},"gaps":{},"duplicates":0,"ranges":{}}})", kSource,
-                                    kEvents, kEvents - 1, kEvents)),
+                                    kEvents, 999 * (kEvents - 1), kEvents)),
             std::string::npos)
       << status.substr(0, 400);
 }

@@ -364,6 +364,13 @@ TEST(AnalyzerBoundsTest, AGroupByKeyTooLongIsRejectedWithItsReasonAndCountsNowhe
   const std::string edge(kMaxKeyValue, 'k');
   EXPECT_EQ(a.process({1, 3}, fmt::format(R"({{"ts":1000,"k":"{}","w":"x","v":"y"}})", edge)), Outcome::kCounted);
   EXPECT_EQ(a.totals(0).at(edge), 1u);
+  // A field twice in a key is there twice.
+  AnalyzerSpec twice;
+  AnalyzerSpec::Window tw = epoch_ms_window();
+  tw.key = {{KeyPart::From::kEvent, 1, nullptr, 0}, {KeyPart::From::kEvent, 1, nullptr, 0}};
+  twice.windows = {tw};
+  Analyzer b(twice, FieldExtractor::json({"/ts", "/k"}));
+  EXPECT_EQ(b.process({1, 0}, fmt::format(R"({{"ts":1000,"k":"{}"}})", half)), Outcome::kRejected);
 }
 
 // A window's key joins its parts with kKeySeparator: a value holding it would make its row

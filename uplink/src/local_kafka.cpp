@@ -160,9 +160,9 @@ LocalKafka::LocalKafka(LocalKafkaOptions options) : o_(std::move(options)) {
     o_.cache = fs::path(xdg ? xdg : (fs::path(home ? home : "/tmp") / ".cache")) / "tributary" /
                ("kafka-" + o_.version);
   }
+  if (o_.dir.empty()) throw core::Error("the local Kafka's directory is empty: give one (--dir)");
   // Absolute: the brokers and mvn are spawned in directories of their own, where the paths in
   // their arguments and log files (and a relative XDG_CACHE_HOME) would resolve elsewhere.
-  if (o_.dir.empty()) throw core::Error("the local Kafka's directory is empty: give one (--dir)");
   o_.dir = fs::absolute(o_.dir);
   o_.cache = fs::absolute(o_.cache);
 }

@@ -26,6 +26,7 @@
 //                                                                    window (late_retention)
 //       key "a/sources/P/I"           value lines of the partition's per-source audit, in
 //                                                                    chunks of 512 KiB at most
+//                                                                    (a source's lines add up)
 //       key "s/P"                     value the partition's counters (lines), "audit N": its
 //                                                                    audit is chunks 0 .. N-1
 //     (P is the input partition; KEY the group-by key, parts joined with '\x1f'; a reader sums
