@@ -13,6 +13,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <cstdio>
 #include <cstring>
 #include <deque>
 #include <chrono>
@@ -268,6 +269,10 @@ struct DemoArgs {
 };
 
 int run_demo(const DemoArgs& a, const std::string& self) {
+  // Each step's line as it happens, also into a pipe or a file (`| tee`, a test waiting for
+  // "Kafka at"): stdout there is block-buffered, and the steps came out only with the first
+  // progress line, or at the end of a short run.
+  std::setvbuf(stdout, nullptr, _IOLBF, 0);
   // Ctrl-C, SIGTERM or SIGHUP (the terminal closed) once it has started processes: the demo
   // stops them (the analyzer, the agent, the local Kafka) on its way out instead of dying with
   // them left running. Blocked from just before Kafka starts (the data generated and Kafka's jars
