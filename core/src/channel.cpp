@@ -798,6 +798,12 @@ const std::filesystem::path& Channel::path() const noexcept { return state_->fil
 bool Channel::sync() const noexcept { return state_->sync_all(); }
 
 bool Channel::remove_consumer(std::string_view name) {
+  // Under the registration lock (see Channel::consumer): a process adopting the consumer
+  // stores its pid, then its start time, and between the two it would look dead here (its pid
+  // beside the previous owner's start time), and its slot would be freed under it.
+  if (!state_->file.writable())
+    throw Error(fmt::format("channel {} is open read-only: removing a consumer writes to it", path().string()));
+  const RegistrationLock lock(*state_);
   for (std::uint32_t i = 0; i < kConsumerSlots; ++i) {
     auto& c = state_->consumers[i];
     if (c.state.load() == kActive && name == c.name) {

@@ -481,12 +481,7 @@ Consumer Channel::consumer(std::string_view name, StartAt start) {
   // One registration at a time: two processes registering one name at once could each keep a
   // slot (the one that looked first found the other's still registering), and the second
   // slot's cursor, never moved again, would pin the ring. Byte 0 of the file is the lock's.
-  const std::lock_guard in_process(st.register_mu);
-  st.file.lock_byte(0);
-  struct Unlock {
-    const MappedFile& f;
-    ~Unlock() { f.unlock_byte(0); }
-  } unlock{st.file};
+  const RegistrationLock lock(st);
   if (ConsumerSlot* s = find_active()) {
     adopt(*s);
     return Consumer(std::move(impl));

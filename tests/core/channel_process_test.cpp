@@ -527,6 +527,76 @@ TEST(ChannelProcessTest, ASigbusSentWithKillIsNotSwallowedByTheGuard) {
   EXPECT_FALSE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "the SIGBUS was swallowed";
 }
 
+// Until `pid` waits for a lock on the file open as `fd` (a blocked waiter on its inode in
+// /proc/locks: true), or exits (false, its status in `status`); at most 10 s.
+bool waits_for_lock_or_exits(pid_t pid, int fd, int& status) {
+  struct stat st {};
+  if (::fstat(fd, &st) != 0) return false;
+  const std::string inode = fmt::format(":{} ", st.st_ino);
+  for (const auto deadline = std::chrono::steady_clock::now() + 10s; std::chrono::steady_clock::now() < deadline;) {
+    if (::waitpid(pid, &status, WNOHANG) == pid) return true;
+    std::ifstream locks("/proc/locks");
+    for (std::string line; std::getline(locks, line);)
+      if (line.find("->") != std::string::npos && line.find(inode) != std::string::npos) return false;
+    std::this_thread::sleep_for(1ms);  // another process's progress: polled, bounded above
+  }
+  return false;
+}
+
+// Removing a consumer while another process adopts it, between storing its pid and its start
+// time (the slot then holds the adopter's pid beside the previous owner's start time, and the
+// adopter looks dead): the removal waits for the adoption (the registration lock), then finds
+// the consumer in use and refuses. The adoption under way is made here by hand, holding the
+// lock as an adopting process does.
+TEST(ChannelProcessTest, RemovingAConsumerWaitsForAnAdoptionUnderWayAndThenRefuses) {
+  TempDir dir;
+  const auto path = dir / "a.chan";
+  Channel ch = Channel::create(path, config());
+  Consumer adopter = ch.consumer("victim");  // this process owns it: pid and start time set
+  const int fd = ::open(path.c_str(), O_RDWR | O_CLOEXEC);
+  ASSERT_GE(fd, 0);
+  struct flock lock {};
+  lock.l_type = F_WRLCK;
+  lock.l_whence = SEEK_SET;
+  lock.l_start = 0;
+  lock.l_len = 1;
+  ASSERT_EQ(::fcntl(fd, F_OFD_SETLK, &lock), 0);
+  const detail::Layout layout = detail::Layout::compute(config().capacity, config().source_slots);
+  const auto start_at = static_cast<off_t>(layout.consumers_off + offsetof(detail::ConsumerSlot, owner_start));
+  std::uint64_t start = 0;
+  ASSERT_EQ(::pread(fd, &start, sizeof start, start_at), static_cast<ssize_t>(sizeof start));
+  ASSERT_NE(start, 0u);
+  const std::uint64_t previous_owners = start - 1;  // the pid stored, the start time not yet
+  ASSERT_EQ(::pwrite(fd, &previous_owners, sizeof previous_owners, start_at), static_cast<ssize_t>(sizeof start));
+  const pid_t pid = ::fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    int rc = 1;
+    try {
+      Channel other = Channel::open(path);
+      rc = other.remove_consumer("victim") ? 0 : 3;
+    } catch (const Error& e) {
+      rc = std::string_view(e.what()).find("in use by process") != std::string_view::npos ? 2 : 4;
+    }
+    ::_exit(rc);
+  }
+  int status = 0;
+  const bool exited = waits_for_lock_or_exits(pid, fd, status);
+  EXPECT_FALSE(exited) << "the removal did not wait for the registration lock: status " << status;
+  ASSERT_EQ(::pwrite(fd, &start, sizeof start, start_at), static_cast<ssize_t>(sizeof start));  // adopted
+  lock.l_type = F_UNLCK;
+  ASSERT_EQ(::fcntl(fd, F_OFD_SETLK, &lock), 0);
+  ::close(fd);
+  if (!exited) {
+    ASSERT_EQ(::waitpid(pid, &status, 0), pid);
+  }
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 2) << "0: removed under its owner; 3: not found; 4: another error";
+  int slots = 0;
+  for (const auto& c : ch.stats().consumers) slots += c.name == "victim";
+  EXPECT_EQ(slots, 1);
+}
+
 // A process registering a consumer name while another is between taking a slot for the same
 // name and making it active: it must wait (a lock on byte 0 of the file, fcntl OFD) and then
 // adopt that slot, not take a second one. Two active slots with one name: the second's cursor is
@@ -568,20 +638,8 @@ TEST(ChannelProcessTest, ARegistrationWaitsForOneOfTheSameNameUnderWayAndAdoptsI
     ::_exit(rc);
   }
   // Until the child waits for the lock (listed blocked in /proc/locks), or registered without it.
-  struct stat st {};
-  ASSERT_EQ(::fstat(fd, &st), 0);
-  const std::string inode = fmt::format(":{} ", st.st_ino);
   int status = 0;
-  bool exited = false;
-  for (const auto deadline = std::chrono::steady_clock::now() + 10s; std::chrono::steady_clock::now() < deadline;) {
-    if ((exited = ::waitpid(pid, &status, WNOHANG) == pid)) break;
-    std::ifstream locks("/proc/locks");
-    bool waiting = false;
-    for (std::string line; std::getline(locks, line);)
-      waiting = waiting || (line.find("->") != std::string::npos && line.find(inode) != std::string::npos);
-    if (waiting) break;
-    std::this_thread::sleep_for(1ms);  // another process's progress: polled, bounded above
-  }
+  const bool exited = waits_for_lock_or_exits(pid, fd, status);
   put(offsetof(detail::ConsumerSlot, state), &active, sizeof active);  // the registration completes
   lock.l_type = F_UNLCK;
   ASSERT_EQ(::fcntl(fd, F_OFD_SETLK, &lock), 0);

@@ -490,6 +490,21 @@ TEST(ChannelTest, SourcePositionIsCommittedWithItsBatch) {
   EXPECT_FALSE(ch.source_position(78).has_value());
 }
 
+// `channel remove-consumer` beside a read-only observer's handle: a clear error, not a write
+// to a read-only mapping (SIGSEGV).
+TEST(ChannelTest, ARemovalThroughAReadOnlyOpenerIsAnErrorNamingTheFile) {
+  TempDir dir;
+  Channel ch = Channel::create(dir / "a.chan", small_config());
+  { Consumer gone = ch.consumer("left"); }
+  OpenOptions ro;
+  ro.read_only = true;
+  Channel observer = Channel::open(dir / "a.chan", ro);
+  const std::string msg = error_of([&] { (void)observer.remove_consumer("left"); });
+  EXPECT_NE(msg.find("read-only"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("a.chan"), std::string::npos) << msg;
+  EXPECT_TRUE(ch.remove_consumer("left"));
+}
+
 TEST(ChannelTest, ConsumerNameHeldByALiveProcessIsRefused) {
   TempDir dir;
   Channel ch = Channel::create(dir / "a.chan", small_config());

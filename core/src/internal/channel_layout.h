@@ -280,6 +280,21 @@ struct ChannelState {
   void announce_sleeper(std::atomic<std::uint32_t>& waiters) const noexcept;
 };
 
+// Consumer registration, adoption and removal, one at a time: between threads of this process
+// (register_mu) and between processes (an OFD lock on byte 0 of the file). Throws core::Error
+// naming the file when the lock cannot be taken (a read-only opener).
+class RegistrationLock {
+ public:
+  explicit RegistrationLock(ChannelState& st) : in_process_(st.register_mu), file_(st.file) { file_.lock_byte(0); }
+  RegistrationLock(const RegistrationLock&) = delete;
+  RegistrationLock& operator=(const RegistrationLock&) = delete;
+  ~RegistrationLock() { file_.unlock_byte(0); }
+
+ private:
+  std::lock_guard<std::mutex> in_process_;
+  const MappedFile& file_;
+};
+
 SourceSlot* find_source(ChannelState& st, std::uint64_t id, bool create) noexcept;
 
 // Record CRC: one pass over bytes 16..end of the record (header fields, payload and the

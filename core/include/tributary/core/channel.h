@@ -331,7 +331,9 @@ class Channel {
   [[nodiscard]] Producer producer(const ProducerOptions& options = {});
   // Attaches to consumer `name`, registering it (at `start`) if it does not exist yet.
   [[nodiscard]] Consumer consumer(std::string_view name, StartAt start = StartAt::kOldest);
-  // Removes a consumer so it no longer holds back producers.
+  // Removes a consumer so it no longer holds back producers. Waits for a registration or an
+  // adoption under way (one at a time, across processes), then refuses (core::Error) a
+  // consumer whose owner process is alive; false when no consumer has that name.
   bool remove_consumer(std::string_view name);
 
   // Last committed state of a source, with a half-finished transaction of a dead writer
