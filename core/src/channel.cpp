@@ -838,18 +838,35 @@ std::uint64_t mix(std::uint64_t x) noexcept {  // splitmix64 finaliser: spreads 
 
 namespace detail {
 SourceSlot* find_source(ChannelState& st, std::uint64_t id, bool create) noexcept {
+  if (id == 0 || id == kReleasedSourceId) return nullptr;
   const std::uint32_t mask = st.source_slots - 1;
-  for (std::uint32_t i = 0, idx = static_cast<std::uint32_t>(mix(id)) & mask; i < st.source_slots;
-       ++i, idx = (idx + 1) & mask) {
-    SourceSlot& s = st.sources[idx];
-    std::uint64_t cur = s.source_id.load(std::memory_order_acquire);
-    if (cur == id) return &s;
-    if (cur == 0) {
-      if (!create) return nullptr;
-      if (s.source_id.compare_exchange_strong(cur, id) || cur == id) return &s;
+  // Linear probing from the id's hash. An empty slot (0) ends a probe: ids are never moved, and
+  // a slot once taken is never empty again (released, it holds kReleasedSourceId). A new source
+  // takes the first released slot on its probe, else the empty slot that ended it.
+  for (;;) {
+    SourceSlot* released = nullptr;
+    std::uint32_t i = 0;
+    for (std::uint32_t idx = static_cast<std::uint32_t>(mix(id)) & mask; i < st.source_slots;
+         ++i, idx = (idx + 1) & mask) {
+      SourceSlot& s = st.sources[idx];
+      std::uint64_t cur = s.source_id.load(std::memory_order_acquire);
+      if (cur == id) return &s;
+      if (cur == kReleasedSourceId) {
+        if (released == nullptr) released = &s;
+        continue;
+      }
+      if (cur == 0) {
+        if (!create) return nullptr;
+        if (released != nullptr) break;
+        if (s.source_id.compare_exchange_strong(cur, id) || cur == id) return &s;
+      }
     }
+    if (!create || released == nullptr) return nullptr;
+    // Another source may take it first: then probe again (the id is still in no slot: it has
+    // one writer, this one).
+    std::uint64_t expected = kReleasedSourceId;
+    if (released->source_id.compare_exchange_strong(expected, id) || expected == id) return released;
   }
-  return nullptr;
 }
 }  // namespace detail
 
@@ -899,6 +916,26 @@ std::optional<SourcePosition> Channel::source_position(std::uint64_t source_id) 
     return std::nullopt;
   }
   return SourcePosition{source_id, next, pos};
+}
+
+bool Channel::release_source(std::uint64_t source_id) {
+  ChannelState& st = *state_;
+  if (st.options.read_only) throw Error(fmt::format("{}: opened read-only, cannot release a source", path().string()));
+  SourceSlot* s = find_source(st, source_id, false);
+  if (s == nullptr) return false;
+  // Cleared under the seqlock, the version back at 0 (never written: source_position tells a
+  // source with no committed state by it), then the slot handed back. A source that takes it
+  // finds it as a new slot; a writer killed in between leaves this source's id with no state,
+  // as if it had never committed a batch.
+  s->version.store(s->version.load(std::memory_order_relaxed) | 1u, std::memory_order_relaxed);
+  s->pending_at.store(0, std::memory_order_release);
+  s->next_sequence.store(0, std::memory_order_release);
+  s->position.store(0, std::memory_order_release);
+  s->pending_sequence.store(0, std::memory_order_release);
+  s->pending_position.store(0, std::memory_order_release);
+  s->version.store(0, std::memory_order_release);
+  s->source_id.store(kReleasedSourceId, std::memory_order_release);
+  return true;
 }
 
 ChannelStats Channel::stats() const {

@@ -14,7 +14,7 @@ std::uint64_t new_source_id() {
     std::uint64_t id = 0;
     const ssize_t n = ::getrandom(&id, sizeof id, 0);
     if (n == static_cast<ssize_t>(sizeof id)) {
-      if (id != 0) return id;
+      if (id != 0 && id != core::kReleasedSourceId) return id;
       continue;
     }
     if (n < 0 && errno != EINTR) core::throw_errno("getrandom", errno);

@@ -66,6 +66,59 @@ std::uint64_t consume_checked(Consumer& c, std::uint64_t total, std::uint64_t so
   return errors;
 }
 
+// Sources that end and sources that start, in threads of their own, through a table barely
+// larger than what is live at once: each thread's sources keep their own state throughout.
+TEST(ChannelConcurrentTest, SourcesReleasedAndTakenByManyThreadsKeepTheirOwnState) {
+  TempDir dir;
+  ChannelConfig cfg = ring(1 << 20);
+  cfg.source_slots = 32;
+  Channel ch = Channel::create(dir / "c.chan", cfg);
+  constexpr int kThreads = 4, kLive = 6;
+#if defined(__SANITIZE_THREAD__) || defined(__SANITIZE_ADDRESS__)
+  constexpr std::uint64_t kRounds = 2'000;
+#else
+  constexpr std::uint64_t kRounds = 20'000;
+#endif
+  std::atomic<std::uint64_t> errors{0};
+  std::atomic<bool> done{false};
+  std::thread reader([&] {  // keeps the ring from filling
+    Consumer c = ch.consumer("reader");
+    std::vector<Record> buf(256);
+    while (!done.load()) {
+      if (c.poll(buf) != 0) c.commit();
+      else (void)c.wait(std::chrono::milliseconds(10));
+    }
+  });
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t)
+    threads.emplace_back([&, t] {
+      Producer p = ch.producer();
+      const std::string line = "x";
+      std::vector<std::uint64_t> live;  // this thread's sources; id = thread + 1 + kThreads * n
+      std::uint64_t next_id = static_cast<std::uint64_t>(t) + 1;
+      for (std::uint64_t r = 0; r < kRounds; ++r) {
+        if (live.size() == kLive) {  // the oldest ends: its slot goes back
+          if (!ch.release_source(live.front())) errors.fetch_add(1);
+          if (ch.source_position(live.front()).has_value()) errors.fetch_add(1);
+          live.erase(live.begin());
+        }
+        live.push_back(next_id);
+        next_id += kThreads;
+        for (const std::uint64_t id : live) {
+          const std::vector<Event> ev{{{id, r}, std::as_bytes(std::span(line.data(), line.size()))}};
+          const SourcePosition sp{id, r + 1, id * 1000 + r};
+          if (p.append_batch(ev, &sp) != AppendStatus::kOk) errors.fetch_add(1);
+          const auto got = ch.source_position(id);
+          if (!got || got->position != id * 1000 + r || got->next_sequence != r + 1) errors.fetch_add(1);
+        }
+      }
+    });
+  for (auto& th : threads) th.join();
+  done = true;
+  reader.join();
+  EXPECT_EQ(errors.load(), 0u);
+}
+
 TEST(ChannelConcurrentTest, ManyProducerThreadsOneConsumerEveryEventExactlyOnceInOrder) {
   TempDir dir;
   Channel ch = Channel::create(dir / "a.chan", ring(64 * 1024));

@@ -505,6 +505,102 @@ TEST(ChannelTest, ARemovalThroughAReadOnlyOpenerIsAnErrorNamingTheFile) {
   EXPECT_TRUE(ch.remove_consumer("left"));
 }
 
+// One event of source `id` with its position committed in the same batch.
+AppendStatus commit_source(Producer& p, std::uint64_t id, std::uint64_t seq, std::uint64_t position) {
+  static const std::string line = "line";
+  const std::vector<Event> ev{{{id, seq}, std::as_bytes(std::span(line.data(), line.size()))}};
+  const SourcePosition sp{id, seq + 1, position};
+  return p.append_batch(ev, &sp);
+}
+
+TEST(ChannelTest, AReleasedSourceSlotServesANewSourceSoEndedSourcesNeverFillTheTable) {
+  TempDir dir;
+  ChannelConfig cfg = small_config();
+  cfg.source_slots = 16;
+  Channel ch = Channel::create(dir / "a.chan", cfg);
+  Producer p = ch.producer();
+  Consumer c = ch.consumer("reader");
+  for (std::uint64_t id = 1; id <= 16; ++id) ASSERT_EQ(commit_source(p, id, 0, id * 10), AppendStatus::kOk);
+  EXPECT_EQ(commit_source(p, 17, 0, 170), AppendStatus::kNoSlot);
+  ASSERT_TRUE(ch.release_source(5));
+  EXPECT_FALSE(ch.source_position(5).has_value()) << "a released source's state is forgotten";
+  EXPECT_FALSE(ch.release_source(5)) << "released twice";
+  ASSERT_EQ(commit_source(p, 17, 0, 170), AppendStatus::kOk);
+  // Every other source is still found, whichever of them probed past the released slot.
+  for (std::uint64_t id = 1; id <= 17; ++id) {
+    if (id == 5) continue;
+    const auto sp = ch.source_position(id);
+    ASSERT_TRUE(sp.has_value()) << id;
+    EXPECT_EQ(sp->position, id * 10) << id;
+  }
+  // A collector that runs for months: sources come and go through the one slot left.
+  ASSERT_TRUE(ch.release_source(17));
+  for (std::uint64_t id = 100; id < 2100; ++id) {
+    ASSERT_EQ(commit_source(p, id, 0, id), AppendStatus::kOk) << id;
+    if (id % 64 == 0) {  // keep the small ring from filling
+      (void)drain(c, 64);
+      c.commit();
+    }
+    ASSERT_TRUE(ch.release_source(id)) << id;
+  }
+  for (std::uint64_t id = 1; id <= 16; ++id) {
+    if (id != 5) {
+      EXPECT_EQ(ch.source_position(id)->position, id * 10) << id;
+    }
+  }
+  EXPECT_EQ(commit_source(p, 5000, 0, 1), AppendStatus::kOk);
+  EXPECT_EQ(commit_source(p, 5001, 0, 1), AppendStatus::kNoSlot) << "the 16 slots are in use again";
+  // A released source that comes back starts a new slot with its new state.
+  ASSERT_TRUE(ch.release_source(3));
+  ASSERT_EQ(commit_source(p, 3, 0, 33), AppendStatus::kOk);
+  EXPECT_EQ(ch.source_position(3)->position, 33u);
+  EXPECT_EQ(ch.source_position(3)->next_sequence, 1u);
+}
+
+TEST(ChannelTest, ReleasedSourceSlotsStayReleasedAcrossAReopen) {
+  TempDir dir;
+  ChannelConfig cfg = small_config();
+  cfg.source_slots = 16;
+  {
+    Channel ch = Channel::create(dir / "a.chan", cfg);
+    Producer p = ch.producer();
+    for (std::uint64_t id = 1; id <= 16; ++id) ASSERT_EQ(commit_source(p, id, 0, id * 10), AppendStatus::kOk);
+    for (std::uint64_t id = 1; id <= 16; id += 2) ASSERT_TRUE(ch.release_source(id));
+  }
+  for (const bool trust : {true, false}) {  // after a clean close, and through the recovery scan
+    OpenOptions o;
+    o.trust_clean_close = trust;
+    Channel ch = Channel::open(dir / "a.chan", o);
+    for (std::uint64_t id = 1; id <= 16; ++id) {
+      EXPECT_EQ(ch.source_position(id).has_value(), id % 2 == 0) << id;
+      if (id % 2 == 0) {
+        EXPECT_EQ(ch.source_position(id)->position, id * 10) << id;
+      }
+    }
+  }
+  Channel ch = Channel::open(dir / "a.chan");
+  Producer p = ch.producer();
+  for (std::uint64_t id = 101; id <= 108; ++id) EXPECT_EQ(commit_source(p, id, 0, id), AppendStatus::kOk) << id;
+  EXPECT_EQ(commit_source(p, 109, 0, 109), AppendStatus::kNoSlot) << "8 kept + 8 new fill the 16 slots";
+}
+
+TEST(ChannelTest, TheReservedSourceIdsTakeNoSlotAndReadOnlyOpenersReleaseNothing) {
+  TempDir dir;
+  Channel ch = Channel::create(dir / "a.chan", small_config());
+  Producer p = ch.producer();
+  EXPECT_EQ(commit_source(p, 0, 0, 1), AppendStatus::kNoSlot);
+  EXPECT_EQ(commit_source(p, kReleasedSourceId, 0, 1), AppendStatus::kNoSlot);
+  EXPECT_FALSE(ch.source_position(kReleasedSourceId).has_value());
+  EXPECT_FALSE(ch.release_source(kReleasedSourceId));
+  ASSERT_EQ(commit_source(p, 9, 0, 1), AppendStatus::kOk);
+  OpenOptions ro;
+  ro.read_only = true;
+  Channel observer = Channel::open(dir / "a.chan", ro);
+  const std::string msg = error_of([&] { (void)observer.release_source(9); });
+  EXPECT_NE(msg.find("read-only"), std::string::npos) << msg;
+  EXPECT_TRUE(ch.source_position(9).has_value());
+}
+
 TEST(ChannelTest, ConsumerNameHeldByALiveProcessIsRefused) {
   TempDir dir;
   Channel ch = Channel::create(dir / "a.chan", small_config());

@@ -65,6 +65,9 @@ struct EventId {
   std::uint64_t sequence = 0;
 };
 
+// The source table marks a released slot with this id: no source may use it (nor 0).
+inline constexpr std::uint64_t kReleasedSourceId = ~std::uint64_t{0};
+
 enum class SyncPolicy : std::uint8_t {
   kNone,         // data survives process crashes (page cache); power loss may lose anything unsynced
   kInterval,     // msync every `sync_interval`: power loss loses at most that much
@@ -109,7 +112,7 @@ enum class AppendStatus : std::uint8_t {
   kFull,      // no space and the producer's policy is fail-fast
   kTimeout,   // no space within the producer's max wait
   kTooLarge,  // payload > max_payload, or a batch larger than a quarter of the ring
-  kNoSlot,    // source table full (only when a source position is given)
+  kNoSlot,    // source table full, or a reserved source id (only when a source position is given)
   kBroken,    // the file was truncated under us: reopen it (recovery grows it back)
   // every-commit only: the records are in the channel (consumers may read them) but msync
   // failed, so they are not known to be on disk. Do not acknowledge them upstream: append
@@ -339,6 +342,14 @@ class Channel {
   // Last committed state of a source, with a half-finished transaction of a dead writer
   // resolved (it counts only if its records were published).
   [[nodiscard]] std::optional<SourcePosition> source_position(std::uint64_t source_id) const;
+  // Gives a source's slot in the table back, its state forgotten: for a source that has ended
+  // for good (a tailed file deleted and read to its end), so that a long-running collector
+  // does not fill the table with sources that will never resume. Only the source's own writer
+  // may call it, after its last batch; a later batch with a position takes a slot again, from
+  // sequence 0 as far as the table knows. Returns false when the table holds no slot for it.
+  // Readers and writers of other sources go on meanwhile, lock-free (a released slot is a
+  // tombstone that lookups probe past and new sources reuse; older builds probe past it too).
+  bool release_source(std::uint64_t source_id);
 
   // Read-only walk of every published record from `from` (default: the oldest retained),
   // moving no cursor: `tributary channel dump` and `tap`. Stops at the first unpublished.

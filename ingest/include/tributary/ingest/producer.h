@@ -20,7 +20,7 @@
 
 namespace tributary::ingest {
 
-// A fresh random source id (never 0), from the kernel's CSPRNG.
+// A fresh random source id (never 0 nor core::kReleasedSourceId), from the kernel's CSPRNG.
 [[nodiscard]] std::uint64_t new_source_id();
 
 class EventProducer {
