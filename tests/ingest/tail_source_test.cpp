@@ -1,8 +1,11 @@
 // The tail source against real files: following, partial lines, rotation by rename and by
 // copytruncate, truncation, deletion, oversize lines, raw bytes, many files, restarts.
 #include <gtest/gtest.h>
+#include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <fstream>
 #include <iterator>
@@ -56,6 +59,23 @@ std::size_t read_and_commit(core::Consumer& c) {
   const std::size_t n = c.poll(batch);
   if (n != 0) c.commit();
   return n;
+}
+
+// Whether files in `dir` have a birth time (statx): short files are read at once only there.
+bool birth_times(const std::filesystem::path& dir) {
+  const auto probe = dir / ".btime";
+  { std::ofstream(probe) << "x"; }
+  struct statx sx {};
+  const bool yes = ::statx(AT_FDCWD, probe.c_str(), 0, STATX_BTIME, &sx) == 0 && (sx.stx_mask & STATX_BTIME) != 0;
+  std::filesystem::remove(probe);
+  return yes;
+}
+#define SKIP_WITHOUT_BIRTH_TIMES(dir) \
+  if (!birth_times((dir).path())) GTEST_SKIP() << "no birth times (statx) in " << (dir).path() << ": short files wait there"
+
+// A tail of one file with a 64-byte fingerprint: short files in a few lines.
+std::map<std::string, ingest::OptionValues::Value> short_fingerprint(const std::filesystem::path& log) {
+  return {{"paths", Strings{log.string()}}, {"fingerprint_bytes", std::int64_t{64}}};
 }
 
 Strings expected(const std::string& prefix, int from, int to) {
@@ -477,17 +497,229 @@ TEST(TailSourceTest, FollowsAThousandFilesInOneGlob) {
   EXPECT_EQ(src->metrics().open_files, 1000u);
 }
 
-TEST(TailSourceTest, ShortFilesWaitUntilTheirFingerprintIsComplete) {
+// A file shorter than fingerprint_bytes is read at once (by its inode and birth time); once it
+// holds them it goes on as a source of its content's identity, from the offset it had reached:
+// every line once, each source dense from sequence 0, into every channel.
+TEST(TailSourceTest, AShortFileIsReadAtOnceAndGoesOnUnderItsContentsIdentityOnceLongEnough) {
   TempDir dir;
+  SKIP_WITHOUT_BIRTH_TIMES(dir);
   const auto log = dir / "short.log";
   { std::ofstream(log) << "tiny\n"; }
-  auto ch = core::Channel::create(dir / "c.chan", cfg());
-  auto src = make_source("tail", {&ch}, {{"paths", Strings{log.string()}}, {"fingerprint_bytes", std::int64_t{64}}});
+  auto c1 = core::Channel::create(dir / "1.chan", cfg());
+  auto c2 = core::Channel::create(dir / "2.chan", cfg());
+  const auto opts = short_fingerprint(log);
+  {
+    auto src = make_source("tail", {&c1, &c2}, opts);
+    ASSERT_TRUE(pump_until(*src, [&] { return c1.stats().records_written == 1 && c2.stats().records_written == 1; }));
+    append_lines(log, "more", 0, 3);  // past the 64 bytes now
+    ASSERT_TRUE(pump_until(*src, [&] { return c2.stats().records_written == 4; }));
+  }
+  append_lines(log, "after", 0, 2);  // while no collector runs
+  auto src = make_source("tail", {&c1, &c2}, opts);
+  ASSERT_TRUE(pump_until(*src, [&] { return c2.stats().records_written == 6; }));
   for (int i = 0; i < 10; ++i) (void)src->do_work();
-  EXPECT_EQ(ch.stats().records_written, 0u);
-  append_lines(log, "more", 0, 3);
-  ASSERT_TRUE(pump_until(*src, [&] { return ch.stats().records_written == 4; }));
-  EXPECT_EQ(all_payloads(ch).front(), "tiny");
+  Strings want{"tiny"};
+  for (auto& l : expected("more", 0, 3)) want.push_back(l);
+  for (auto& l : expected("after", 0, 2)) want.push_back(l);
+  for (const core::Channel* ch : {&c1, &c2}) {
+    EXPECT_EQ(all_payloads(*ch), want);
+    const auto sources = by_source(*ch);  // checks each source's sequences
+    ASSERT_EQ(sources.size(), 2u);
+    std::vector<std::size_t> sizes;
+    for (const auto& [id, lines] : sources) sizes.push_back(lines.size());
+    std::sort(sizes.begin(), sizes.end());
+    EXPECT_EQ(sizes, (std::vector<std::size_t>{1, 5})) << "the short part, then the rest";
+  }
+}
+
+// Followed while short, stopped, grown past fingerprint_bytes meanwhile: the restart resumes it
+// where it was (by its instance), not from the start under its content's identity.
+TEST(TailSourceTest, AShortFileThatGrewWhileNoCollectorRanIsResumedWhereItWas) {
+  TempDir dir;
+  SKIP_WITHOUT_BIRTH_TIMES(dir);
+  const auto log = dir / "short.log";
+  { std::ofstream(log) << "first\n"; }
+  auto ch = core::Channel::create(dir / "c.chan", cfg());
+  const auto opts = short_fingerprint(log);
+  {
+    auto src = make_source("tail", {&ch}, opts);
+    ASSERT_TRUE(pump_until(*src, [&] { return ch.stats().records_written == 1; }));
+  }
+  { std::ofstream(log, std::ios::app) << "second\n"; }
+  {
+    auto src = make_source("tail", {&ch}, opts);  // still short
+    ASSERT_TRUE(pump_until(*src, [&] { return ch.stats().records_written == 2; }));
+  }
+  append_lines(log, "long", 0, 5);
+  auto src = make_source("tail", {&ch}, opts);
+  ASSERT_TRUE(pump_until(*src, [&] { return ch.stats().records_written == 7; }));
+  for (int i = 0; i < 10; ++i) (void)src->do_work();
+  Strings want{"first", "second"};
+  for (auto& l : expected("long", 0, 5)) want.push_back(l);
+  EXPECT_EQ(all_payloads(ch), want);
+  EXPECT_EQ(by_source(ch).size(), 2u);
+}
+
+// A short file truncated while followed starts a new generation of its inode; after a restart
+// with the file grown past where the old generation ended, the new one is resumed, not the old.
+TEST(TailSourceTest, AShortFileTruncatedThenGrownPastItsOldEndResumesItsNewGenerationAfterARestart) {
+  TempDir dir;
+  SKIP_WITHOUT_BIRTH_TIMES(dir);
+  const auto log = dir / "short.log";
+  { std::ofstream(log) << "first line\n"; }
+  auto ch = core::Channel::create(dir / "c.chan", cfg());
+  const auto opts = short_fingerprint(log);
+  {
+    auto src = make_source("tail", {&ch}, opts);
+    ASSERT_TRUE(pump_until(*src, [&] { return ch.stats().records_written == 1; }));
+    std::filesystem::resize_file(log, 0);
+    { std::ofstream(log, std::ios::app) << "x\n"; }
+    ASSERT_TRUE(pump_until(*src, [&] { return ch.stats().records_written == 2; }));
+  }
+  { std::ofstream(log, std::ios::app) << "abcdefghijkl\n"; }  // now longer than the first generation
+  auto src = make_source("tail", {&ch}, opts);
+  ASSERT_TRUE(pump_until(*src, [&] { return ch.stats().records_written == 3; }));
+  for (int i = 0; i < 10; ++i) (void)src->do_work();
+  EXPECT_EQ(all_payloads(ch), (Strings{"first line", "x", "abcdefghijkl"}));
+  EXPECT_EQ(by_source(ch).size(), 2u);
+}
+
+// Cut to nothing, then written again past where it was: the new line is read whole, from the
+// start, not from the old generation's end.
+TEST(TailSourceTest, AShortFileCutToNothingThenWrittenPastItsOldEndIsReadFromTheStart) {
+  TempDir dir;
+  SKIP_WITHOUT_BIRTH_TIMES(dir);
+  const auto log = dir / "short.log";
+  { std::ofstream(log) << "started ok\n"; }
+  auto ch = core::Channel::create(dir / "c.chan", cfg());
+  const auto opts = short_fingerprint(log);
+  for (const bool restart : {false, true}) {
+    std::unique_ptr<ingest::Source> src = make_source("tail", {&ch}, opts);
+    const std::uint64_t before = ch.stats().records_written;
+    ASSERT_TRUE(pump_until(*src, [&] { return ch.stats().records_written == before + 1; }));
+    std::filesystem::resize_file(log, 0);
+    for (int i = 0; i < 5; ++i) (void)src->do_work();  // it sees the file empty
+    if (restart) src = make_source("tail", {&ch}, opts);
+    for (int i = 0; i < 5; ++i) (void)src->do_work();
+    { std::ofstream(log, std::ios::app) << "a longer line than the first one\n"; }
+    ASSERT_TRUE(pump_until(*src, [&] { return ch.stats().records_written == before + 2; }));
+    for (int i = 0; i < 10; ++i) (void)src->do_work();
+    std::filesystem::resize_file(log, 0);
+    { std::ofstream(log, std::ios::app) << "started ok\n"; }
+  }
+  EXPECT_EQ(all_payloads(ch), (Strings{"started ok", "a longer line than the first one", "started ok",
+                                       "a longer line than the first one"}));
+}
+
+// Two channels, one refusing the short file's batches for a while (full): the file grows past
+// fingerprint_bytes meanwhile. It moves to its content's identity only once the lagging channel
+// has caught up: the channel ahead does not get those lines again under the new identity.
+TEST(TailSourceTest, AShortFileMovesToItsContentsIdentityOnlyOnceEveryChannelHasCaughtUp) {
+  TempDir dir;
+  SKIP_WITHOUT_BIRTH_TIMES(dir);
+  const auto log = dir / "short.log";
+  auto big = core::Channel::create(dir / "big.chan", cfg());
+  auto small = core::Channel::create(dir / "small.chan", cfg(64 << 10));
+  core::Consumer reader = small.consumer("reader");  // not reading yet: the small ring fills
+  auto src = make_source("tail", {&big, &small},
+                         {{"paths", Strings{log.string()}}, {"fingerprint_bytes", std::int64_t{65536}}}, "test",
+                         {.on_full = core::FullPolicy::kFailFast});
+  Strings want;
+  for (int i = 0; i < 600; ++i) {  // about 60 KB of 100-byte lines: short still, more than the ring takes
+    std::ofstream(log, std::ios::app) << std::string(95, 'a') << " " << std::to_string(1000 + i) << "\n";
+    want.push_back(std::string(95, 'a') + " " + std::to_string(1000 + i));
+  }
+  // The small channel refuses a batch the big one took (the tail commits to them in order).
+  ASSERT_TRUE(pump_until(*src, [&] { return small.stats().full_rejections != 0; }));
+  ASSERT_GT(big.stats().records_written, small.stats().records_written) << "nothing lags";
+  append_lines(log, "long", 0, 300);  // past 64 KiB now
+  ASSERT_GT(std::filesystem::file_size(log), 65536u);
+  for (auto& l : expected("long", 0, 300)) want.push_back(l);
+  for (int i = 0; i < 5; ++i) (void)src->do_work();
+  std::uint64_t read = 0;
+  ASSERT_TRUE(pump_until(*src, [&] {
+    read += read_and_commit(reader);
+    return read == want.size() && big.stats().records_written == want.size();
+  })) << read << " in the small channel, " << big.stats().records_written << " in the big one";
+  append_lines(log, "after", 0, 10);  // read under the content's identity
+  for (auto& l : expected("after", 0, 10)) want.push_back(l);
+  ASSERT_TRUE(pump_until(*src, [&] {
+    read += read_and_commit(reader);
+    return read == want.size() && big.stats().records_written == want.size();
+  })) << read << " in the small channel, " << big.stats().records_written << " in the big one";
+  for (int i = 0; i < 10; ++i) (void)src->do_work();
+  EXPECT_EQ(all_payloads(big), want);
+  EXPECT_EQ(by_source(big).size(), 2u);
+}
+
+// A file that starts like one followed before (the same first fingerprint_bytes) moves to a later
+// generation of that content than the other took; a restart, with the file grown past where the
+// other one ended, resumes the generation it moved to, not the other's.
+TEST(TailSourceTest, AMovedFileResumesTheGenerationItMovedToNotAnEarlierOneWithTheSameStart) {
+  TempDir dir;
+  SKIP_WITHOUT_BIRTH_TIMES(dir);
+  const std::string header(100, 'H');
+  const auto first = dir / "first.log", second = dir / "second.log";
+  { std::ofstream(first) << header << "\nfirst 0\nfirst 1\n"; }  // shorter lines than the second's
+  auto ch = core::Channel::create(dir / "c.chan", cfg());
+  const std::map<std::string, ingest::OptionValues::Value> opts{
+      {"paths", Strings{(dir / "*.log").string()}}, {"fingerprint_bytes", std::int64_t{64}}, {"rotate_wait_ms", std::int64_t{0}}};
+  {
+    auto src = make_source("tail", {&ch}, opts);
+    ASSERT_TRUE(pump_until(*src, [&] { return ch.stats().records_written == 3; }));
+    std::filesystem::rename(first, dir / "first.old");  // gone: read to its end and closed
+    ASSERT_TRUE(pump_until(*src, [&] { return src->metrics().open_files == 0; }));
+    { std::ofstream(second) << header.substr(0, 20); }  // short: identified by its instance
+    for (int i = 0; i < 5; ++i) (void)src->do_work();
+    { std::ofstream(second, std::ios::app) << header.substr(20) << "\n"; }
+    append_lines(second, "second", 0, 2);
+    ASSERT_TRUE(pump_until(*src, [&] { return ch.stats().records_written == 6; }));
+  }
+  append_lines(second, "second", 2, 10);  // now longer than the first file was
+  auto src = make_source("tail", {&ch}, opts);
+  ASSERT_TRUE(pump_until(*src, [&] { return ch.stats().records_written == 14; }));
+  for (int i = 0; i < 10; ++i) (void)src->do_work();
+  Strings want{header, "first 0", "first 1", header};
+  for (auto& l : expected("second", 0, 10)) want.push_back(l);
+  EXPECT_EQ(all_payloads(ch), want);
+  std::vector<std::size_t> sizes;
+  for (const auto& [id, lines] : by_source(ch)) sizes.push_back(lines.size());
+  std::sort(sizes.begin(), sizes.end());
+  EXPECT_EQ(sizes, (std::vector<std::size_t>{3, 11})) << "each file's lines in a source of their own";
+}
+
+// Short files that come and go (a job's log per run) hold a slot of the source table only while
+// they are there: many more of them than the table has slots are all read.
+TEST(TailSourceTest, ShortFilesThatAreGoneGiveTheirSourceSlotsBack) {
+  TempDir dir;
+  SKIP_WITHOUT_BIRTH_TIMES(dir);
+  auto c = cfg();
+  c.source_slots = 16;
+  auto ch = core::Channel::create(dir / "c.chan", c);
+  std::vector<std::string> errors;
+  const ingest::SourceDescriptor* d = ingest::find_source("tail");
+  ingest::OptionValues v = ingest::defaults_of(*d);
+  v.set("paths", Strings{(dir / "*.log").string()});
+  v.set("rotate_wait_ms", std::int64_t{0});
+  ingest::SourceContext ctx;
+  ctx.name = "t";
+  ctx.channels = {&ch};
+  ctx.log = [&errors](std::string_view level, const std::string& m) {
+    if (level == "error") errors.push_back(m);
+  };
+  auto src = d->create(v, std::move(ctx));
+  Strings want;
+  for (int run = 0; run < 40; ++run) {
+    const auto log = dir / ("job" + std::to_string(run) + ".log");
+    { std::ofstream(log) << "run " << run << " done\n"; }
+    want.push_back("run " + std::to_string(run) + " done");
+    ASSERT_TRUE(pump_until(*src, [&] { return ch.stats().records_written == want.size(); }))
+        << "run " << run << ": " << (errors.empty() ? "" : errors.front());
+    std::filesystem::remove(log);
+    ASSERT_TRUE(pump_until(*src, [&] { return src->metrics().open_files == 0; })) << "run " << run;
+  }
+  EXPECT_EQ(all_payloads(ch), want);
+  EXPECT_TRUE(errors.empty()) << errors.front();
 }
 
 TEST(TailSourceTest, ReplicatesToEveryChannelAndResumesFromTheSlowestOne) {
@@ -650,19 +882,19 @@ TEST(TailSourceTest, StartAtEndSkipsTheRestOfALineCutAtStartup) {
   EXPECT_EQ(all_payloads(ch), expected("new", 0, 3));
 }
 
-// A file deleted (or rotated away) while still too short to fingerprint is read by what it
-// holds once rotate_wait has passed, then closed: its lines are not lost and its descriptor
-// does not stay open for the life of the agent.
-TEST(TailSourceTest, AShortFileThatGoesAwayIsReadAndClosed) {
+// A short file is read while it is there; deleted (or rotated away), it is closed once
+// rotate_wait has passed, its lines read once and its descriptor not kept for the life of the
+// agent. An empty one is closed too.
+TEST(TailSourceTest, AShortFileIsReadWhileThereAndClosedOnceGone) {
   TempDir dir;
+  SKIP_WITHOUT_BIRTH_TIMES(dir);
   const auto log = dir / "short.log";
   { std::ofstream(log) << "one\ntwo\n"; }
   { std::ofstream(dir / "empty.log"); }
   auto ch = core::Channel::create(dir / "c.chan", cfg());
   auto src = make_source("tail", {&ch}, {{"paths", Strings{(dir / "*.log").string()}}, {"rotate_wait_ms", std::int64_t{50}}});
-  for (int i = 0; i < 10; ++i) (void)src->do_work();
+  ASSERT_TRUE(pump_until(*src, [&] { return ch.stats().records_written == 2; }));
   EXPECT_EQ(src->metrics().open_files, 2u);
-  EXPECT_EQ(ch.stats().records_written, 0u) << "too short to fingerprint while it is there";
   std::filesystem::rename(log, dir / "short.old");
   std::filesystem::remove(dir / "empty.log");
   ASSERT_TRUE(pump_until(*src, [&] { return src->metrics().open_files == 0; }))

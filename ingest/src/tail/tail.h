@@ -44,6 +44,11 @@ class TailFile {
   std::uint64_t initial_size = 0;  // its size when found: where start_at = "end" starts
   std::chrono::steady_clock::time_point found = std::chrono::steady_clock::now();
   bool identified = false;
+  // Identified while shorter than fingerprint_bytes, by its inode and birth time (the
+  // instance chain from `instance`), until it holds them: then read_file moves it to the
+  // identity of its content, the one every other file has.
+  bool by_instance = false;
+  std::uint64_t instance = 0;  // the first id of its instance chain; 0: never identified by it
   bool duplicate = false;  // another open file already is this generation (a copy)
   bool gone = false;       // no longer reachable under a watched path
   std::uint64_t source_id = 0;

@@ -1,12 +1,22 @@
 // tail: discovery, identity, rotation and reading. See tail.h for the split and the options.
 //
 // Identity: a file generation is its fingerprint (a hash of its first fingerprint_bytes),
-// with the source id derived from the collector name and the fingerprint; files shorter than
-// that are not read yet (their first bytes may still change). Renames keep the descriptor
-// (device + inode), so a rotated file is read to its end. A truncated file, or one whose
-// committed offset is beyond its size, starts a new generation whose id is derived from the
-// previous one: resuming walks that chain. The read position is the channel's source table,
-// committed in the same transaction as the lines: after a crash nothing is lost or doubled.
+// with the source id derived from the collector name and the fingerprint. Renames keep the
+// descriptor (device + inode), so a rotated file is read to its end. A truncated file, or one
+// whose committed offset is beyond its size, starts a new generation whose id is derived from
+// the previous one: resuming walks that chain. The read position is the channel's source
+// table, committed in the same transaction as the lines: after a crash nothing is lost or
+// doubled.
+//
+// A file shorter than fingerprint_bytes (its first bytes may still change) is read at once
+// where the file system keeps birth times: it is identified by its inode and birth time (its
+// instance, which no later file shares), and once it holds fingerprint_bytes it moves, at its
+// committed offset, to the identity of its content: a new source from sequence 0, so that its
+// renames and copies are found as any file's. Its instance slot is then marked moved (a
+// position past any size, and the content id it moved to), as one cut by a truncation is marked
+// truncated, and kept while the file lives, so that no later generation of the inode takes the
+// id again; the chain is released when the file is gone. Without birth times a short file
+// waits, or is read by what it holds once gone.
 #include <fcntl.h>
 #include <fnmatch.h>
 #include <glob.h>
@@ -89,8 +99,24 @@ std::uint64_t fnv1a(const void* data, std::size_t n, std::uint64_t h = 0xcbf29ce
   return h;
 }
 
+// Source ids are odd and never core::kReleasedSourceId.
+std::uint64_t source_id_of(std::uint64_t x) { return std::min(x | 1, core::kReleasedSourceId - 2); }
+
 // The id of the generation after `id` (truncation / recreation under the same fingerprint).
-std::uint64_t next_generation(std::uint64_t id) { return mix64(id ^ 0x7472756e63617465ull) | 1; }
+std::uint64_t next_generation(std::uint64_t id) { return source_id_of(mix64(id ^ 0x7472756e63617465ull)); }
+
+// An instance slot's position once its generation ended, past any size, so that a walk of the
+// chain goes on to the next generation and never resumes it. Moved: the file went on as the
+// content id in the slot's next_sequence. Truncated: the file was cut below its position.
+constexpr std::uint64_t kMovedToContent = ~std::uint64_t{0};
+constexpr std::uint64_t kTruncatedAway = ~std::uint64_t{0} - 1;
+
+// The birth time of an open file in ns, if the file system keeps it.
+std::optional<std::uint64_t> birth_ns(int fd) {
+  struct statx sx {};
+  if (::statx(fd, "", AT_EMPTY_PATH, STATX_BTIME, &sx) != 0 || (sx.stx_mask & STATX_BTIME) == 0) return std::nullopt;
+  return static_cast<std::uint64_t>(sx.stx_btime.tv_sec) * 1'000'000'000u + sx.stx_btime.tv_nsec;
+}
 
 class TailSource final : public Source {
  public:
@@ -238,6 +264,10 @@ class TailSource final : public Source {
         log("info", fmt::format("{} was truncated at offset {} (size now {}): new generation", f->path, f->offset,
                                 st.st_size));
         ++metrics_.rotations;
+        if (f->by_instance) {  // its identify walk would find it so only while the file is shorter
+          const core::SourcePosition cut{f->source_id, f->next_seq, kTruncatedAway};
+          (void)set_position(cut, f->path);
+        }
         f->identified = false;
         f->initial = false;  // start_at = "end" was for what the file held at start-up
         f->offset = 0;
@@ -272,48 +302,47 @@ class TailSource final : public Source {
     files_.back()->initial_size = static_cast<std::uint64_t>(st.st_size);
   }
 
-  // Fingerprints the file and resumes it from the channels' source tables. `whole`: a file that
-  // went away while still too short to fingerprint is identified by what it holds (it will not
-  // be seen again), so that its lines are read and it is closed.
+  // Identifies the file (see the top of this file) and resumes it from the channels' source
+  // tables. `whole` (without birth times only): a file that went away while still too short to
+  // fingerprint is identified by what it holds (it will not be seen again), so that its lines
+  // are read and it is closed.
   bool identify(TailFile& f, bool whole = false) {
     std::string head(opts_.fingerprint_bytes, '\0');
     const ssize_t n = ::pread(f.fd, head.data(), head.size(), 0);
-    if (n < static_cast<ssize_t>(head.size()) && !(whole && n > 0)) return false;  // too short to be told apart yet
-    head.resize(static_cast<std::size_t>(n));
-    std::uint64_t fp = fnv1a(head.data(), head.size());
-    // Gone while short: short contents repeat (a daily "backup done"), and a later file alike
-    // would take this one's identity and be skipped as read. Its identity is this file's own:
-    // its inode and its birth time (which a later file on a reused inode does not share, and
-    // which a restart finds again), or, where the file system keeps none, when this process
-    // found it.
-    if (head.size() < opts_.fingerprint_bytes) {
-      struct statx sx {};
-      std::uint64_t born = static_cast<std::uint64_t>(f.found.time_since_epoch().count());
-      if (::statx(f.fd, "", AT_EMPTY_PATH, STATX_BTIME, &sx) == 0 && (sx.stx_mask & STATX_BTIME) != 0)
-        born = static_cast<std::uint64_t>(sx.stx_btime.tv_sec) * 1'000'000'000u + sx.stx_btime.tv_nsec;
-      fp = mix64(fp ^ mix64(static_cast<std::uint64_t>(f.dev) * 0x9e3779b97f4a7c15ull ^ static_cast<std::uint64_t>(f.ino)) ^
-                 born);
-    }
-    std::uint64_t id = mix64(fnv1a(ctx_.name.data(), ctx_.name.size()) ^ fp) | 1;
     struct stat st {};
     ::fstat(f.fd, &st);
     const auto size = static_cast<std::uint64_t>(st.st_size);
+    const std::optional<std::uint64_t> instance = instance_of(f);
+    f.instance = instance.value_or(0);  // its slots, if any, are released when the file is gone
+    if (instance) {
+      // Short: by its instance (empty: nothing to read yet, but a generation it was cut below is
+      // marked so). Long, and identified while short before: its instance chain tells where it
+      // is: the instance generation it reads (it grew past fingerprint_bytes while not followed:
+      // read_file moves it), or the content generation it moved to.
+      const bool short_file = n < static_cast<ssize_t>(head.size());
+      if (short_file || lookup(*instance).any) {
+        const InstanceWalk w = identify_instance(f, *instance, size, /*create=*/short_file && n > 0);
+        if (w.identified) return true;
+        if (!short_file && w.moved_to && resume_moved(f, *w.moved_to, head, size)) return true;
+      }
+      if (short_file) return false;  // empty, or a chain of 1024 generations
+    }
+    if (n < static_cast<ssize_t>(head.size()) && !(whole && n > 0)) return false;  // too short to be told apart yet
+    head.resize(static_cast<std::size_t>(n));
+    std::uint64_t fp = fnv1a(head.data(), head.size());
+    // Gone while short, on a file system without birth times: short contents repeat (a daily
+    // "backup done"), and a later file alike would take this one's identity and be skipped as
+    // read. Its identity is this file's own: its inode and when this process found it.
+    if (head.size() < opts_.fingerprint_bytes) {
+      const auto found = static_cast<std::uint64_t>(f.found.time_since_epoch().count());
+      fp = mix64(fp ^ mix64(static_cast<std::uint64_t>(f.dev) * 0x9e3779b97f4a7c15ull ^ static_cast<std::uint64_t>(f.ino)) ^
+                 found);
+    }
+    std::uint64_t id = content_id(fp);
     // Walk the generation chain to the first generation whose offset fits this file.
     for (int hops = 0; hops < 1024; ++hops) {
-      std::optional<core::SourcePosition> best;
-      f.channel_next.assign(ctx_.channels.size(), 0);
-      bool any = false;
-      for (std::size_t c = 0; c < ctx_.channels.size(); ++c) {
-        auto sp = ctx_.channels[c]->source_position(id);
-        if (sp) {
-          any = true;
-          f.channel_next[c] = sp->next_sequence;
-          if (!best || sp->position < best->position) best = sp;
-        } else {
-          best = core::SourcePosition{id, 0, 0};  // this channel has nothing: start there
-        }
-      }
-      if (any && best->position > size) {  // this generation was longer: it is not this one...
+      Lookup l = lookup(id);
+      if (l.any && l.best.position > size) {  // this generation was longer: it is not this one...
         // ...unless it is a copy of it being written (copytruncate's copy, matched by the glob):
         // its bytes are those of the generation's file still open here. Left alone until that
         // one is truncated or gone; then it resumes as this generation (the lines the copy got
@@ -338,25 +367,200 @@ class TailSource final : public Source {
         }
       }
       f.source_id = id;
-      if (!any && f.initial && opts_.start_at_end) {
-        // What the file held at start-up, not at this moment: it may have been too short to
-        // identify then. A line cut at that point is skipped to its end, not read as a line.
-        f.offset = std::min(size, f.initial_size);
-        f.next_seq = 0;
-        char last = '\n';
-        if (f.offset != 0 && (::pread(f.fd, &last, 1, static_cast<off_t>(f.offset - 1)) != 1 || last != '\n')) {
-          f.rejecting = true;
-          f.reject_scan = f.offset;
-        }
-      } else {
-        f.offset = best->position;
-        f.next_seq = best->next_sequence;
-      }
-      f.identified = true;
-      if (any) log("info", fmt::format("{}: resuming at offset {} (event {})", f.path, f.offset, f.next_seq));
+      f.by_instance = false;
+      f.channel_next = std::move(l.next);
+      start(f, size, l.any, l.best);
       return true;
     }
     return false;
+  }
+
+  // Where an identified generation starts reading: its committed position, or, for a file found
+  // at start-up that no channel knows, its end with start_at = "end".
+  void start(TailFile& f, std::uint64_t size, bool known, const core::SourcePosition& at) {
+    if (!known && f.initial && opts_.start_at_end) {
+      // What the file held at start-up, not at this moment: it may have been too short to
+      // identify then. A line cut at that point is skipped to its end, not read as a line.
+      f.offset = std::min(size, f.initial_size);
+      f.next_seq = 0;
+      char last = '\n';
+      if (f.offset != 0 && (::pread(f.fd, &last, 1, static_cast<off_t>(f.offset - 1)) != 1 || last != '\n')) {
+        f.rejecting = true;
+        f.reject_scan = f.offset;
+      }
+    } else {
+      f.offset = at.position;
+      f.next_seq = at.next_sequence;
+    }
+    f.identified = true;
+    if (known) log("info", fmt::format("{}: resuming at offset {} (event {})", f.path, f.offset, f.next_seq));
+  }
+
+  [[nodiscard]] std::uint64_t content_id(std::uint64_t fingerprint) const {
+    return source_id_of(mix64(fnv1a(ctx_.name.data(), ctx_.name.size()) ^ fingerprint));
+  }
+
+  // The first id of a file's instance chain: its inode and birth time, which a later file on a
+  // reused inode does not share and a restart finds again. None without birth times.
+  [[nodiscard]] std::optional<std::uint64_t> instance_of(const TailFile& f) const {
+    const std::optional<std::uint64_t> born = birth_ns(f.fd);
+    if (!born) return std::nullopt;
+    return source_id_of(mix64(fnv1a(ctx_.name.data(), ctx_.name.size()) ^ 0x696e7374616e6365ull ^
+                              mix64(static_cast<std::uint64_t>(f.ino) * 0x9e3779b97f4a7c15ull ^ *born)));
+  }
+
+  // One id in every channel's source table: known to any; the lowest position (a channel
+  // without it counts as position 0: it has nothing); per channel, the next sequence it holds.
+  struct Lookup {
+    bool any = false;
+    core::SourcePosition best;
+    std::vector<std::uint64_t> next;
+  };
+  [[nodiscard]] Lookup lookup(std::uint64_t id) const {
+    Lookup l;
+    l.next.assign(ctx_.channels.size(), 0);
+    std::optional<core::SourcePosition> best;
+    for (std::size_t c = 0; c < ctx_.channels.size(); ++c) {
+      if (auto sp = ctx_.channels[c]->source_position(id)) {
+        l.any = true;
+        l.next[c] = sp->next_sequence;
+        if (!best || sp->position < best->position) best = sp;
+      } else {
+        best = core::SourcePosition{id, 0, 0};  // this channel has nothing: start there
+      }
+    }
+    l.best = best.value_or(core::SourcePosition{id, 0, 0});
+    return l;
+  }
+
+  // Walks the instance chain from `first` to the generation whose position fits the file (later
+  // generations of the inode follow truncations; an ended one has a position past any size) and
+  // resumes it; at its end, a new generation if `create`. A generation longer than the file was
+  // cut below its position: it is marked truncated, or a restart after the file grew past it
+  // again would resume it there. `moved_to`: the content id the last moved generation went on as.
+  struct InstanceWalk {
+    bool identified = false;
+    std::optional<std::uint64_t> moved_to;
+  };
+  InstanceWalk identify_instance(TailFile& f, std::uint64_t first, std::uint64_t size, bool create) {
+    InstanceWalk w;
+    std::uint64_t id = first;
+    for (int hops = 0; hops < 1024; ++hops, id = next_generation(id)) {
+      Lookup l = lookup(id);
+      if (l.any && l.best.position > size) {
+        for (std::size_t c = 0; c < ctx_.channels.size(); ++c) {
+          const std::optional<core::SourcePosition> sp = ctx_.channels[c]->source_position(id);
+          if (!sp) continue;
+          if (sp->position == kMovedToContent) {
+            w.moved_to = sp->next_sequence;
+          } else if (sp->position != kTruncatedAway) {
+            const core::SourcePosition ended{id, sp->next_sequence, kTruncatedAway};
+            if (producers_[c].append_batch({}, &ended) == core::AppendStatus::kBroken)
+              detail::throw_broken(ctx_.channels[c]->path());
+          }
+        }
+        continue;
+      }
+      if (!l.any && !create) return w;
+      f.source_id = id;
+      f.by_instance = true;
+      f.channel_next = std::move(l.next);
+      start(f, size, l.any, l.best);
+      w.identified = true;
+      return w;
+    }
+    return w;
+  }
+
+  // A file that moved to content id `id` resumes it there, when it still is that generation: the
+  // id is in the chain of the file's present first bytes (they changed: it was truncated and
+  // written again, and the content walk finds it), no other open file reads it, and its position
+  // fits the file. Unlike the content walk, this finds the generation the move took even when
+  // another file with the same first bytes took an earlier one.
+  bool resume_moved(TailFile& f, std::uint64_t id, const std::string& head, std::uint64_t size) {
+    std::uint64_t g = content_id(fnv1a(head.data(), head.size()));
+    for (int hops = 0; hops < 1024 && g != id; ++hops) g = next_generation(g);
+    if (g != id) return false;
+    if (std::any_of(files_.begin(), files_.end(), [&](const std::unique_ptr<TailFile>& o) {
+          return o.get() != &f && o->identified && o->source_id == id;
+        }))
+      return false;
+    Lookup l = lookup(id);
+    if (!l.any || l.best.position > size) return false;
+    f.source_id = id;
+    f.by_instance = false;
+    f.channel_next = std::move(l.next);
+    start(f, size, true, l.best);
+    return true;
+  }
+
+  // A file identified by its instance that now holds fingerprint_bytes moves to the identity of
+  // its content at its committed offset (a line boundary): the first generation of that content
+  // that no channel and no open file holds, from sequence 0. Made in every channel first, then
+  // the instance slot is marked moved (to that id): a crash in between finds the instance again,
+  // and the move, made again, takes the same content generation (it holds sequence 0 at this
+  // offset). Not while a channel holds more of the instance than the offset (it refused a batch
+  // the others took: it catches up first, or it would get those lines again under the content
+  // id), nor while the rest of a line is being skipped (the offset is inside it).
+  void move_to_content(TailFile& f) {
+    if (f.rejecting) return;
+    for (std::size_t c = 0; c < f.channel_next.size(); ++c)
+      if (f.channel_next[c] > f.next_seq) return;
+    std::string head(opts_.fingerprint_bytes, '\0');
+    if (::pread(f.fd, head.data(), head.size(), 0) != static_cast<ssize_t>(head.size())) return;
+    std::uint64_t id = content_id(fnv1a(head.data(), head.size()));
+    // Free where no channel has it, or has it with sequence 0 at this offset (a move cut short,
+    // in some channels or all).
+    auto free_here = [&](core::Channel* ch) {
+      const std::optional<core::SourcePosition> sp = ch->source_position(id);
+      return !sp || (sp->next_sequence == 0 && sp->position == f.offset);
+    };
+    for (int hops = 0;; ++hops, id = next_generation(id)) {
+      if (hops == 1024) return;
+      const bool held = std::any_of(files_.begin(), files_.end(), [&](const std::unique_ptr<TailFile>& o) {
+        return o.get() != &f && o->identified && o->source_id == id;
+      });
+      if (!held && std::all_of(ctx_.channels.begin(), ctx_.channels.end(), free_here)) break;
+    }
+    if (!set_position(core::SourcePosition{id, 0, f.offset}, f.path)) {
+      // Not left half made: the channels that took it would hold a generation no other has,
+      // which a later content walk would read from the start.
+      for (core::Channel* ch : ctx_.channels)
+        if (ch->source_position(id)) (void)ch->release_source(id);
+      return;
+    }
+    if (!set_position(core::SourcePosition{f.source_id, id, kMovedToContent}, f.path)) return;
+    f.source_id = id;
+    f.next_seq = 0;
+    f.channel_next.assign(ctx_.channels.size(), 0);
+    f.by_instance = false;
+  }
+
+  // A source's position with no event, in every channel (for the file at `path`). false (said,
+  // once) when a channel refuses: the caller tries again at the file's next read.
+  bool set_position(const core::SourcePosition& sp, std::string_view path) {
+    for (std::size_t c = 0; c < producers_.size(); ++c) {
+      const core::AppendStatus s = producers_[c].append_batch({}, &sp);
+      if (s == core::AppendStatus::kBroken) detail::throw_broken(ctx_.channels[c]->path());
+      if (s != core::AppendStatus::kOk) {
+        refused_slot(c, s, path);
+        return false;
+      }
+    }
+    return true;
+  }
+
+  // Gives back the slots of an instance chain (its file is gone: no later file has its id),
+  // last first: a crash part-way leaves the chain's start, from which the rest is found.
+  void release_instance(const TailFile& f) {
+    if (f.instance == 0) return;
+    std::vector<std::uint64_t> chain;
+    for (std::uint64_t id = f.instance; chain.size() < 1024; id = next_generation(id)) {
+      if (!lookup(id).any) break;
+      chain.push_back(id);
+    }
+    for (auto it = chain.rbegin(); it != chain.rend(); ++it)
+      for (core::Channel* ch : ctx_.channels) (void)ch->release_source(*it);
   }
 
   // True if `other` starts with `head` (the first bytes of another file).
@@ -385,14 +589,7 @@ class TailSource final : public Source {
           producers_[c].append_batch(std::span(batch_).subspan(skip), &sp);
       if (s == core::AppendStatus::kBroken) detail::throw_broken(ctx_.channels[c]->path());
       if (s != core::AppendStatus::kOk) {
-        if (s == core::AppendStatus::kNoSlot && !no_slot_logged_) {
-          // Not passing: every file generation the tail has seen holds a slot for good.
-          no_slot_logged_ = true;
-          log("error", fmt::format("channel {}: its source table is full (one slot per file generation ever "
-                                   "followed): {} and any new file wait; create the channel with a larger "
-                                   "source_slots",
-                                   ctx_.channels[c]->path().string(), f.path));
-        }
+        refused_slot(c, s, f.path);
         if (!blocked_) log("warn", fmt::format("channel refused a batch from {}: {}", f.path, core::to_string(s)));
         blocked_ = true;
         retry_at_ = Clock::now() + std::chrono::milliseconds(100);
@@ -421,6 +618,16 @@ class TailSource final : public Source {
     return true;
   }
 
+  void refused_slot(std::size_t c, core::AppendStatus s, std::string_view what) {
+    if (s != core::AppendStatus::kNoSlot || no_slot_logged_) return;
+    // Not passing: every file generation the tail has seen holds a slot for good.
+    no_slot_logged_ = true;
+    log("error", fmt::format("channel {}: its source table is full (one slot per file generation ever "
+                             "followed): {} and any new file wait; create the channel with a larger "
+                             "source_slots",
+                             ctx_.channels[c]->path().string(), what));
+  }
+
   std::size_t read_file(TailFile& f) {
     if (f.duplicate) return 0;
     if (!f.identified) {
@@ -432,6 +639,7 @@ class TailSource final : public Source {
         return 0;
       }
     }
+    if (f.by_instance) move_to_content(f);
     std::size_t events = 0;
     // A batch the channel refused leaves lines unread: the file is not at its end, whatever an
     // earlier call found (a rotated-away file is closed only once at its end).
@@ -548,9 +756,13 @@ class TailSource final : public Source {
     const auto now = Clock::now();
     std::erase_if(files_, [&](const std::unique_ptr<TailFile>& f) {
       if (!f->gone) return false;
-      if (f->duplicate) return true;
+      if (f->duplicate) {
+        release_instance(*f);
+        return true;
+      }
       if (!f->at_eof || now - f->eof_since < opts_.rotate_wait) return false;
       log("info", fmt::format("closing {} (rotated or deleted, read to offset {})", f->path, f->offset));
+      release_instance(*f);
       return true;
     });
     // A copy waiting for its original may now be the only one left.
