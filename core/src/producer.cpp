@@ -232,10 +232,14 @@ AppendStatus Producer::append_batch(std::span<const Event> events, const SourceP
     src->version.store(v + 2, std::memory_order_release);
   };
   if (events.empty()) {
+    // The state as given, over a transaction a killed writer left open too (its resolution, if
+    // it counts, is what the caller resumed from): left set, it would answer in its place.
+    // Cleared last, as after a batch.
     if (src != nullptr)
       write_state([&] {
         src->next_sequence.store(state->next_sequence, std::memory_order_release);
         src->position.store(state->position, std::memory_order_release);
+        src->pending_at.store(0, std::memory_order_release);
       });
     return AppendStatus::kOk;
   }

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include <csignal>
+#include <cstddef>
 #include <cstring>
 #include <fmt/format.h>
 #include <filesystem>
@@ -860,6 +861,44 @@ TEST(ChannelTest, PretouchFaultsTheWholeMappingInAtOpen) {
 // file is then recovered (nobody closed it) or opened after a clean close (the writer's slot
 // was given back while others ran, and the last of them closed cleanly), the exclusive opener
 // evens it out.
+// A writer killed after its batch was published, before the slot's transaction was closed: the
+// batch's state answers (it counts). A position the restarted writer then sets with no event
+// (an empty batch: the tail marks a generation ended so) answers after it, not the old batch's.
+TEST(ChannelTest, AStateSetWithNoEventOverATransactionAKilledWriterLeftOpenIsTheOneRead) {
+  TempDir dir;
+  const auto path = dir / "a.chan";
+  const ChannelConfig cfg = small_config();
+  Channel ch = Channel::create(path, cfg);
+  Producer p = ch.producer();
+  const std::string line = payload_for(7, 0, 20);
+  const Event ev{{7, 0}, std::as_bytes(std::span(line.data(), line.size()))};
+  const SourcePosition state{7, 1, 21};
+  ASSERT_EQ(p.append_batch(std::span(&ev, 1), &state), AppendStatus::kOk);
+  // The transaction left open, as a writer killed before closing it leaves it: first record at 0.
+  const detail::Layout l = detail::Layout::compute(cfg.capacity, cfg.source_slots);
+  const int fd = ::open(path.c_str(), O_RDWR | O_CLOEXEC);
+  ASSERT_GE(fd, 0);
+  bool found = false;
+  for (std::uint32_t i = 0; i < cfg.source_slots && !found; ++i) {
+    const auto at = static_cast<off_t>(l.sources_off + i * sizeof(detail::SourceSlot));
+    std::uint64_t id = 0;
+    ASSERT_EQ(::pread(fd, &id, sizeof id, at), static_cast<ssize_t>(sizeof id));
+    if (id != 7) continue;
+    const std::uint64_t pending_at = 1, pending_seq = 1, pending_pos = 21;
+    ASSERT_EQ(::pwrite(fd, &pending_seq, 8, at + offsetof(detail::SourceSlot, pending_sequence)), 8);
+    ASSERT_EQ(::pwrite(fd, &pending_pos, 8, at + offsetof(detail::SourceSlot, pending_position)), 8);
+    ASSERT_EQ(::pwrite(fd, &pending_at, 8, at + offsetof(detail::SourceSlot, pending_at)), 8);
+    found = true;
+  }
+  ::close(fd);
+  ASSERT_TRUE(found);
+  ASSERT_EQ(ch.source_position(7)->position, 21u);
+  const SourcePosition ended{7, 1, 99};
+  ASSERT_EQ(p.append_batch({}, &ended), AppendStatus::kOk);
+  EXPECT_EQ(ch.source_position(7)->position, 99u);
+  EXPECT_EQ(ch.source_position(7)->next_sequence, 1u);
+}
+
 TEST(ChannelTest, ASourceUpdateLeftHalfDoneByADeadWriterStillReads) {
   for (const bool clean_close : {false, true}) {
   SCOPED_TRACE(clean_close ? "after a clean close" : "after a crash");

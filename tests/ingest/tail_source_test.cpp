@@ -611,6 +611,48 @@ TEST(TailSourceTest, AShortFileCutToNothingThenWrittenPastItsOldEndIsReadFromThe
                                        "a longer line than the first one"}));
 }
 
+// Rewritten (`>`) with a longer line while no collector ran: the restart does not resume the old
+// generation in the middle of the new line (its position does not follow a line's end there).
+TEST(TailSourceTest, AShortFileRewrittenLongerWhileNoCollectorRanIsReadFromItsStart) {
+  TempDir dir;
+  SKIP_WITHOUT_BIRTH_TIMES(dir);
+  const auto log = dir / "status.log";
+  { std::ofstream(log) << "status: ok\n"; }
+  auto ch = core::Channel::create(dir / "c.chan", cfg());
+  const auto opts = short_fingerprint(log);
+  {
+    auto src = make_source("tail", {&ch}, opts);
+    ASSERT_TRUE(pump_until(*src, [&] { return ch.stats().records_written == 1; }));
+  }
+  { std::ofstream(log) << "status: degraded since noon\n"; }
+  auto src = make_source("tail", {&ch}, opts);
+  ASSERT_TRUE(pump_until(*src, [&] { return ch.stats().records_written == 2; }));
+  for (int i = 0; i < 10; ++i) (void)src->do_work();
+  EXPECT_EQ(all_payloads(ch), (Strings{"status: ok", "status: degraded since noon"}));
+}
+
+// start_at = "end" is for files the channel has never seen: a short file followed before and
+// cut while no collector ran is read from its start, as a new generation of a known file.
+TEST(TailSourceTest, StartAtEndDoesNotSkipANewGenerationOfAShortFileFollowedBefore) {
+  TempDir dir;
+  SKIP_WITHOUT_BIRTH_TIMES(dir);
+  const auto log = dir / "short.log";
+  { std::ofstream(log) << "old line\n"; }
+  auto ch = core::Channel::create(dir / "c.chan", cfg());
+  auto opts = short_fingerprint(log);
+  opts["start_at"] = std::string("end");
+  {
+    auto src = make_source("tail", {&ch}, opts);
+    for (int i = 0; i < 5; ++i) (void)src->do_work();
+    { std::ofstream(log, std::ios::app) << "new 1\n"; }
+    ASSERT_TRUE(pump_until(*src, [&] { return ch.stats().records_written == 1; }));
+  }
+  { std::ofstream(log) << "x\n"; }
+  auto src = make_source("tail", {&ch}, opts);
+  ASSERT_TRUE(pump_until(*src, [&] { return ch.stats().records_written == 2; }));
+  EXPECT_EQ(all_payloads(ch), (Strings{"new 1", "x"}));
+}
+
 // Two channels, one refusing the short file's batches for a while (full): the file grows past
 // fingerprint_bytes meanwhile. It moves to its content's identity only once the lagging channel
 // has caught up: the channel ahead does not get those lines again under the new identity.

@@ -14,9 +14,10 @@
 // committed offset, to the identity of its content: a new source from sequence 0, so that its
 // renames and copies are found as any file's. Its instance slot is then marked moved (a
 // position past any size, and the content id it moved to), as one cut by a truncation is marked
-// truncated, and kept while the file lives, so that no later generation of the inode takes the
-// id again; the chain is released when the file is gone. Without birth times a short file
-// waits, or is read by what it holds once gone.
+// truncated (also one found, at a restart, longer than the file or not ending a line there: the
+// file was rewritten meanwhile), and kept while the file lives, so that no later generation of
+// the inode takes the id again; the chain is released when the file is deleted. Without birth
+// times a short file waits, or is read by what it holds once gone.
 #include <fcntl.h>
 #include <fnmatch.h>
 #include <glob.h>
@@ -264,10 +265,8 @@ class TailSource final : public Source {
         log("info", fmt::format("{} was truncated at offset {} (size now {}): new generation", f->path, f->offset,
                                 st.st_size));
         ++metrics_.rotations;
-        if (f->by_instance) {  // its identify walk would find it so only while the file is shorter
-          const core::SourcePosition cut{f->source_id, f->next_seq, kTruncatedAway};
-          (void)set_position(cut, f->path);
-        }
+        // Its identify walk would find it so only while the file is shorter.
+        if (f->by_instance) mark_ended(f->source_id, kTruncatedAway, std::nullopt);
         f->identified = false;
         f->initial = false;  // start_at = "end" was for what the file held at start-up
         f->offset = 0;
@@ -446,30 +445,52 @@ class TailSource final : public Source {
     InstanceWalk w;
     std::uint64_t id = first;
     for (int hops = 0; hops < 1024; ++hops, id = next_generation(id)) {
+      // Moved in any channel: moved (a crash or a full table cut the marking short: finished here).
+      std::optional<std::uint64_t> moved;
+      for (core::Channel* ch : ctx_.channels)
+        if (const auto sp = ch->source_position(id); sp && sp->position == kMovedToContent) moved = sp->next_sequence;
+      if (moved) {
+        mark_ended(id, kMovedToContent, *moved);
+        w.moved_to = moved;
+        continue;
+      }
       Lookup l = lookup(id);
-      if (l.any && l.best.position > size) {
-        for (std::size_t c = 0; c < ctx_.channels.size(); ++c) {
-          const std::optional<core::SourcePosition> sp = ctx_.channels[c]->source_position(id);
-          if (!sp) continue;
-          if (sp->position == kMovedToContent) {
-            w.moved_to = sp->next_sequence;
-          } else if (sp->position != kTruncatedAway) {
-            const core::SourcePosition ended{id, sp->next_sequence, kTruncatedAway};
-            if (producers_[c].append_batch({}, &ended) == core::AppendStatus::kBroken)
-              detail::throw_broken(ctx_.channels[c]->path());
-          }
-        }
+      // Longer than the file, or resumed where the byte before is not a line's end (positions
+      // are committed at line ends; an oversize line's pieces aside): cut since, and written
+      // again while nobody looked.
+      if (l.any && (l.best.position > size || !at_line_start(f, l.best.position))) {
+        mark_ended(id, kTruncatedAway, std::nullopt);
         continue;
       }
       if (!l.any && !create) return w;
       f.source_id = id;
       f.by_instance = true;
       f.channel_next = std::move(l.next);
-      start(f, size, l.any, l.best);
+      // A new generation of an inode followed before is new: read whole, whatever start_at says.
+      start(f, size, l.any || hops > 0, l.best);
       w.identified = true;
       return w;
     }
     return w;
+  }
+
+  // Whether `position` follows a line's end in the file (or is its start).
+  static bool at_line_start(const TailFile& f, std::uint64_t position) {
+    if (position == 0) return true;
+    char last = 0;
+    return ::pread(f.fd, &last, 1, static_cast<off_t>(position - 1)) == 1 && last == '\n';
+  }
+
+  // Marks instance generation `id` ended (kMovedToContent, with the content id it moved to as its
+  // sequence, or kTruncatedAway, with its own) in every channel that has it and does not say so.
+  void mark_ended(std::uint64_t id, std::uint64_t how, std::optional<std::uint64_t> moved_to) {
+    for (std::size_t c = 0; c < ctx_.channels.size(); ++c) {
+      const std::optional<core::SourcePosition> sp = ctx_.channels[c]->source_position(id);
+      if (!sp || sp->position == kMovedToContent || sp->position == how) continue;
+      const core::SourcePosition ended{id, moved_to.value_or(sp->next_sequence), how};
+      if (producers_[c].append_batch({}, &ended) == core::AppendStatus::kBroken)
+        detail::throw_broken(ctx_.channels[c]->path());
+    }
   }
 
   // A file that moved to content id `id` resumes it there, when it still is that generation: the
@@ -550,10 +571,13 @@ class TailSource final : public Source {
     return true;
   }
 
-  // Gives back the slots of an instance chain (its file is gone: no later file has its id),
-  // last first: a crash part-way leaves the chain's start, from which the rest is found.
+  // Gives back the slots of an instance chain once its file is deleted (no later file has its
+  // id), last first: a crash part-way leaves the chain's start, from which the rest is found. A
+  // file only out of the patterns' reach keeps them: it may come back, and the chain is what
+  // tells its generations apart.
   void release_instance(const TailFile& f) {
-    if (f.instance == 0) return;
+    struct stat st {};
+    if (f.instance == 0 || ::fstat(f.fd, &st) != 0 || st.st_nlink != 0) return;
     std::vector<std::uint64_t> chain;
     for (std::uint64_t id = f.instance; chain.size() < 1024; id = next_generation(id)) {
       if (!lookup(id).any) break;
