@@ -312,7 +312,7 @@ class TailSource final : public Source {
     ::fstat(f.fd, &st);
     const auto size = static_cast<std::uint64_t>(st.st_size);
     const std::optional<std::uint64_t> instance = instance_of(f);
-    f.instance = instance.value_or(0);  // its slots, if any, are released when the file is gone
+    f.instance = instance.value_or(0);  // its slots, if any, are released once the file is deleted
     if (instance) {
       // Short: by its instance (empty: nothing to read yet, but a generation it was cut below is
       // marked so). Long, and identified while short before: its instance chain tells where it
