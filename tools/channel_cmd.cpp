@@ -34,6 +34,7 @@ using core::human_bytes;
 
 void print_stats(const Channel& ch, bool json) {
   const core::ChannelStats s = ch.stats();
+  const core::SourceTableUse sources = ch.source_table();
   if (json) {
     std::string consumers;
     for (const auto& c : s.consumers) {
@@ -47,14 +48,15 @@ void print_stats(const Channel& ch, bool json) {
         R"("records_written":{},"bytes_written":{},"abandoned_records":{},"abandoned_bytes":{},"corrupt_records":{},"corrupt_bytes":{},)"
         R"("producer_waits":{},"full_rejections":{},"oversize_rejections":{},"sync_failures":{},"live_producers":{},"consumers":[{}],)"
         R"("last_recovery":{{"ran":{},"at_ns":{},"salvaged":{},"dropped_records":{},"dropped_bytes":{},"abandoned_claims":{},"cursors_moved":{},"file_bytes_found":{}}},)"
-        R"("opened_after_clean_close":{},"closed_cleanly":{}}})"
+        R"("opened_after_clean_close":{},"closed_cleanly":{},"source_slots":{},"source_slots_in_use":{},"source_slots_released":{}}})"
         "\n",
         core::json_string(ch.path().string()), s.capacity, s.max_payload, s.write_position, s.next_channel_seq, s.oldest_retained,
         s.used_bytes, s.records_written, s.bytes_written, s.abandoned_records, s.abandoned_bytes, s.corrupt_records,
         s.corrupt_bytes, s.producer_waits, s.full_rejections, s.oversize_rejections, s.sync_failures, s.live_producers, consumers,
         s.last_recovery.ran, s.last_recovery.at_ns, s.last_recovery.records_salvaged, s.last_recovery.records_dropped,
         s.last_recovery.bytes_dropped, s.last_recovery.abandoned_claims, s.last_recovery.cursors_moved,
-        s.last_recovery.file_bytes_found, s.opened_after_clean_close, s.closed_cleanly);
+        s.last_recovery.file_bytes_found, s.opened_after_clean_close, s.closed_cleanly, sources.slots, sources.in_use,
+        sources.released);
     return;
   }
   fmt::print("channel      {}\n", ch.path().string());
@@ -70,6 +72,11 @@ void print_stats(const Channel& ch, bool json) {
   if (s.sync_failures != 0)
     fmt::print("sync         {} msync calls FAILED: what they covered is not known to be on disk\n", s.sync_failures);
   fmt::print("producers    {} live\n", s.live_producers);
+  fmt::print("sources      {} of {} slots in use ({} given back, taken again by new sources){}\n", sources.in_use,
+             sources.slots, sources.released,
+             sources.in_use * 4 >= sources.slots * 3 ? ": nearly full, new sources will wait once it is (create the "
+                                                        "channel with more --sources)"
+                                                      : "");
   fmt::print("consumers    {}\n", s.consumers.size());
   for (const auto& c : s.consumers)
     fmt::print("  {:<24} committed {:>14}  lag {:>10}  records {:>12}  {}\n", c.name, c.committed,

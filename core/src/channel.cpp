@@ -938,6 +938,21 @@ bool Channel::release_source(std::uint64_t source_id) {
   return true;
 }
 
+SourceTableUse Channel::source_table() const {
+  const ChannelState& st = *state_;
+  SourceTableUse u;
+  u.slots = st.source_slots;
+  for (std::uint32_t i = 0; i < st.source_slots; ++i) {
+    const std::uint64_t id = st.sources[i].source_id.load(std::memory_order_relaxed);
+    if (id == kReleasedSourceId) {
+      ++u.released;
+    } else if (id != 0) {
+      ++u.in_use;
+    }
+  }
+  return u;
+}
+
 ChannelStats Channel::stats() const {
   const ChannelState& st = *state_;
   const Header* h = st.hdr;

@@ -276,9 +276,12 @@ std::string Agent::status_json() const {
   first = true;
   for (const auto& [name, ch] : a.channels) {
     const core::ChannelStats s = ch->stats();
-    out += fmt::format(R"({}"{}":{{"path":"{}","capacity":{},"used_bytes":{},"records_written":{},"consumers":{}}})",
-                       first ? "" : ",", name, esc(ch->path().string()), s.capacity, s.used_bytes, s.records_written,
-                       s.consumers.size());
+    const core::SourceTableUse t = ch->source_table();
+    out += fmt::format(
+        R"({}"{}":{{"path":"{}","capacity":{},"used_bytes":{},"records_written":{},"consumers":{},"source_slots":{},)"
+        R"("source_slots_in_use":{}}})",
+        first ? "" : ",", name, esc(ch->path().string()), s.capacity, s.used_bytes, s.records_written,
+        s.consumers.size(), t.slots, t.in_use);
     first = false;
   }
   out += "}}\n";
@@ -381,6 +384,18 @@ std::string Agent::prometheus() const {
   channel_family("tributary_channel_sync_failures_total", "counter",
                  "msync calls that failed: what they covered is not known to be on disk",
                  [](const core::ChannelStats& st) { return st.sync_failures; });
+  // The source table: collectors that keep a position (tail) wait for a slot once it is full.
+  std::vector<std::pair<std::string, core::SourceTableUse>> tables;
+  for (const auto& [name, ch] : a.channels) tables.emplace_back(name, ch->source_table());
+  auto table_family = [&](const char* name, const char* help, std::uint32_t core::SourceTableUse::*field) {
+    p.family(name, "gauge", help);
+    for (const auto& [cname, t] : tables)
+      p.sample(name, {{"agent", agent}, {"channel", cname}}, static_cast<double>(t.*field));
+  };
+  table_family("tributary_channel_source_slots", "Slots of the per-source state table", &core::SourceTableUse::slots);
+  table_family("tributary_channel_source_slots_in_use",
+               "Slots held by sources (a tail's file generations): at source_slots, new files wait",
+               &core::SourceTableUse::in_use);
   return p.text();
 }
 

@@ -521,12 +521,19 @@ TEST(ChannelTest, AReleasedSourceSlotServesANewSourceSoEndedSourcesNeverFillTheT
   Channel ch = Channel::create(dir / "a.chan", cfg);
   Producer p = ch.producer();
   Consumer c = ch.consumer("reader");
+  EXPECT_EQ(ch.source_table().in_use, 0u);
   for (std::uint64_t id = 1; id <= 16; ++id) ASSERT_EQ(commit_source(p, id, 0, id * 10), AppendStatus::kOk);
   EXPECT_EQ(commit_source(p, 17, 0, 170), AppendStatus::kNoSlot);
+  EXPECT_EQ(ch.source_table().in_use, 16u);
   ASSERT_TRUE(ch.release_source(5));
+  EXPECT_EQ(ch.source_table().slots, 16u);
+  EXPECT_EQ(ch.source_table().in_use, 15u);
+  EXPECT_EQ(ch.source_table().released, 1u);
   EXPECT_FALSE(ch.source_position(5).has_value()) << "a released source's state is forgotten";
   EXPECT_FALSE(ch.release_source(5)) << "released twice";
   ASSERT_EQ(commit_source(p, 17, 0, 170), AppendStatus::kOk);
+  EXPECT_EQ(ch.source_table().in_use, 16u);
+  EXPECT_EQ(ch.source_table().released, 0u) << "the released slot was taken again";
   // Every other source is still found, whichever of them probed past the released slot.
   for (std::uint64_t id = 1; id <= 17; ++id) {
     if (id == 5) continue;

@@ -486,6 +486,9 @@ TEST(AgentProcessTest, TheMetricsEndpointServesPrometheusAndStatus) {
   EXPECT_NE(metrics.find(R"(tributary_source_events_total{agent="t",source="cmd"} 250)"), std::string::npos) << metrics;
   EXPECT_NE(metrics.find("# TYPE tributary_channel_records_written_total counter"), std::string::npos);
   EXPECT_NE(metrics.find(R"(tributary_channel_records_written_total{agent="t",channel="main"} 250)"), std::string::npos);
+  EXPECT_NE(metrics.find(R"(tributary_channel_source_slots_in_use{agent="t",channel="main"} 0)"), std::string::npos)
+      << "an exec source keeps no position";
+  EXPECT_NE(metrics.find("# TYPE tributary_channel_source_slots gauge"), std::string::npos);
   // Every sample line is NAME{LABELS} VALUE.
   std::istringstream lines(metrics);
   for (std::string line; std::getline(lines, line);) {

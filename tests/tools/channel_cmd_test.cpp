@@ -40,6 +40,36 @@ void write_records(const std::filesystem::path& path, std::uint64_t n) {
     ASSERT_EQ(p.append({1, i}, testing::payload_for(1, i, 30)), core::AppendStatus::kOk);
 }
 
+// The source table's use: a tail's file generations each hold a slot, and new files wait once it
+// is full. stat says how full it is, and warns from three quarters on.
+TEST(ChannelCommandTest, StatSaysHowFullTheSourceTableIs) {
+  TempDir dir;
+  const auto path = dir / "c.chan";
+  {
+    core::ChannelConfig cfg;
+    cfg.capacity = 1 << 20;
+    cfg.max_payload = 4096;
+    cfg.source_slots = 16;
+    core::Channel ch = core::Channel::create(path, cfg);
+    core::Producer p = ch.producer();
+    for (std::uint64_t id = 1; id <= 13; ++id) {
+      const core::SourcePosition sp{id, 0, 100};
+      ASSERT_EQ(p.append_batch({}, &sp), core::AppendStatus::kOk);
+    }
+    ASSERT_TRUE(ch.release_source(13));
+  }
+  Child text_stat({kTributary, "channel", "stat", path.string()});
+  const std::string text = output_of(text_stat);
+  EXPECT_EQ(text_stat.wait(10s), 0);
+  EXPECT_NE(text.find("sources      12 of 16 slots in use (1 given back"), std::string::npos) << text;
+  EXPECT_NE(text.find("nearly full"), std::string::npos) << text;
+  Child json_stat({kTributary, "channel", "stat", path.string(), "--json"});
+  const std::string json = output_of(json_stat);
+  EXPECT_EQ(json_stat.wait(10s), 0);
+  EXPECT_NE(json.find(R"("source_slots":16,"source_slots_in_use":12,"source_slots_released":1)"), std::string::npos)
+      << json;
+}
+
 TEST(ChannelCommandTest, StatSaysAFileWasClosedCleanlyAndRecoverScansItAnyway) {
   TempDir dir;
   const auto path = dir / "c.chan";

@@ -203,6 +203,15 @@ struct ChannelStats {
   bool closed_cleanly = false;
 };
 
+// The per-source state table's slots: taken by a source (in use), given back (released, taken
+// again by the next new source), never used. A collector finds it full when in_use reaches
+// slots (AppendStatus::kNoSlot).
+struct SourceTableUse {
+  std::uint32_t slots = 0;
+  std::uint32_t in_use = 0;
+  std::uint32_t released = 0;
+};
+
 class Channel;
 namespace detail {
 struct ChannelState;
@@ -350,6 +359,8 @@ class Channel {
   // Readers and writers of other sources go on meanwhile, lock-free (a released slot is a
   // tombstone that lookups probe past and new sources reuse; older builds probe past it too).
   bool release_source(std::uint64_t source_id);
+  // How full the source table is: a scan of its slots (64 bytes each), not a counter.
+  [[nodiscard]] SourceTableUse source_table() const;
 
   // Read-only walk of every published record from `from` (default: the oldest retained),
   // moving no cursor: `tributary channel dump` and `tap`. Stops at the first unpublished.
