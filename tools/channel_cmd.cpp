@@ -74,7 +74,7 @@ void print_stats(const Channel& ch, bool json) {
   fmt::print("producers    {} live\n", s.live_producers);
   fmt::print("sources      {} of {} slots in use ({} given back, taken again by new sources){}\n", sources.in_use,
              sources.slots, sources.released,
-             sources.in_use * 4 >= sources.slots * 3 ? ": nearly full, new sources will wait once it is (create the "
+             std::uint64_t{sources.in_use} * 4 >= std::uint64_t{sources.slots} * 3 ? ": nearly full, new sources will wait once it is (create the "
                                                         "channel with more --sources)"
                                                       : "");
   fmt::print("consumers    {}\n", s.consumers.size());

@@ -54,6 +54,21 @@ struct Agent::Impl {
   // server's thread (sources and uplink counters are the loop's, not shared).
   mutable std::mutex snapshot_mu;
   std::string snapshot_json, snapshot_prom;
+  // The channels' source-table use, a scan of every slot (64 bytes each, up to 2^20 of them):
+  // refreshed every 10 s, not at every status.
+  mutable std::mutex tables_mu;
+  mutable std::vector<core::SourceTableUse> tables;
+  mutable Clock::time_point tables_at{};
+  std::vector<core::SourceTableUse> source_tables() const {
+    const std::lock_guard lock(tables_mu);
+    const auto now = Clock::now();
+    if (tables.size() != channels.size() || now - tables_at >= std::chrono::seconds(10)) {
+      tables.clear();
+      for (const auto& [name, ch] : channels) tables.push_back(ch->source_table());
+      tables_at = now;
+    }
+    return tables;
+  }
   std::unique_ptr<core::MetricsServer> metrics;
 
   core::Channel* channel(const std::string& name) const {
@@ -274,9 +289,11 @@ std::string Agent::status_json() const {
   }
   out += R"(},"channels":{)";
   first = true;
-  for (const auto& [name, ch] : a.channels) {
+  const std::vector<core::SourceTableUse> tables = a.source_tables();
+  for (std::size_t i = 0; i < a.channels.size(); ++i) {
+    const auto& [name, ch] = a.channels[i];
     const core::ChannelStats s = ch->stats();
-    const core::SourceTableUse t = ch->source_table();
+    const core::SourceTableUse& t = tables[i];
     out += fmt::format(
         R"({}"{}":{{"path":"{}","capacity":{},"used_bytes":{},"records_written":{},"consumers":{},"source_slots":{},)"
         R"("source_slots_in_use":{}}})",
@@ -385,12 +402,11 @@ std::string Agent::prometheus() const {
                  "msync calls that failed: what they covered is not known to be on disk",
                  [](const core::ChannelStats& st) { return st.sync_failures; });
   // The source table: collectors that keep a position (tail) wait for a slot once it is full.
-  std::vector<std::pair<std::string, core::SourceTableUse>> tables;
-  for (const auto& [name, ch] : a.channels) tables.emplace_back(name, ch->source_table());
+  const std::vector<core::SourceTableUse> tables = a.source_tables();
   auto table_family = [&](const char* name, const char* help, std::uint32_t core::SourceTableUse::*field) {
     p.family(name, "gauge", help);
-    for (const auto& [cname, t] : tables)
-      p.sample(name, {{"agent", agent}, {"channel", cname}}, static_cast<double>(t.*field));
+    for (std::size_t i = 0; i < tables.size(); ++i)
+      p.sample(name, {{"agent", agent}, {"channel", a.channels[i].first}}, static_cast<double>(tables[i].*field));
   };
   table_family("tributary_channel_source_slots", "Slots of the per-source state table", &core::SourceTableUse::slots);
   table_family("tributary_channel_source_slots_in_use",

@@ -653,6 +653,37 @@ TEST(TailSourceTest, StartAtEndDoesNotSkipANewGenerationOfAShortFileFollowedBefo
   EXPECT_EQ(all_payloads(ch), (Strings{"new 1", "x"}));
 }
 
+// A file picked up short whose next line is longer than max_line and still being written (no
+// newline yet) when the collector stops: its pieces were committed inside the line. The restart
+// goes on from the last piece, not from the start (the file is long now: the check that a short
+// one's position ends a line does not apply).
+TEST(TailSourceTest, AFileStoppedInsideASplitLineGoesOnFromItsLastPieceAfterARestart) {
+  TempDir dir;
+  SKIP_WITHOUT_BIRTH_TIMES(dir);
+  const auto log = dir / "short.log";
+  { std::ofstream(log) << "a\n"; }
+  auto ch = core::Channel::create(dir / "c.chan", cfg());
+  auto opts = short_fingerprint(log);
+  opts["max_line"] = std::int64_t{16};
+  {
+    auto src = make_source("tail", {&ch}, opts);
+    ASSERT_TRUE(pump_until(*src, [&] { return ch.stats().records_written == 1; }));
+    { std::ofstream(log, std::ios::app) << std::string(40, 'x'); }  // short still, no newline yet
+    ASSERT_TRUE(pump_until(*src, [&] { return ch.stats().records_written == 3; }));  // 2 pieces of 16
+    { std::ofstream(log, std::ios::app) << std::string(60, 'x'); }  // past 64 bytes, inside the line
+    ASSERT_TRUE(pump_until(*src, [&] { return ch.stats().records_written == 7; }));  // 4 more
+    for (int i = 0; i < 5; ++i) (void)src->do_work();
+  }
+  { std::ofstream(log, std::ios::app) << "yyyy\n"; }
+  auto src = make_source("tail", {&ch}, opts);
+  ASSERT_TRUE(pump_until(*src, [&] { return ch.stats().records_written == 8; }));
+  for (int i = 0; i < 10; ++i) (void)src->do_work();
+  Strings want{"a"};
+  for (int i = 0; i < 6; ++i) want.push_back(std::string(16, 'x'));
+  want.push_back("xxxxyyyy");
+  EXPECT_EQ(all_payloads(ch), want);
+}
+
 // Two channels, one refusing the short file's batches for a while (full): the file grows past
 // fingerprint_bytes meanwhile. It moves to its content's identity only once the lagging channel
 // has caught up: the channel ahead does not get those lines again under the new identity.
@@ -730,8 +761,9 @@ TEST(TailSourceTest, AMovedFileResumesTheGenerationItMovedToNotAnEarlierOneWithT
   EXPECT_EQ(sizes, (std::vector<std::size_t>{3, 11})) << "each file's lines in a source of their own";
 }
 
-// Short files that come and go (a job's log per run) hold a slot of the source table only while
-// they are there: many more of them than the table has slots are all read.
+// Short files that come and go (a job's log per run, deleted or rotated away) hold a slot of the
+// source table only while they are followed: many more of them than the table has slots are all
+// read.
 TEST(TailSourceTest, ShortFilesThatAreGoneGiveTheirSourceSlotsBack) {
   TempDir dir;
   SKIP_WITHOUT_BIRTH_TIMES(dir);
@@ -757,7 +789,11 @@ TEST(TailSourceTest, ShortFilesThatAreGoneGiveTheirSourceSlotsBack) {
     want.push_back("run " + std::to_string(run) + " done");
     ASSERT_TRUE(pump_until(*src, [&] { return ch.stats().records_written == want.size(); }))
         << "run " << run << ": " << (errors.empty() ? "" : errors.front());
-    std::filesystem::remove(log);
+    if (run % 2 == 0) {
+      std::filesystem::remove(log);
+    } else {  // rotated out of the patterns: deleted later, when nobody follows it
+      std::filesystem::rename(log, dir / ("job" + std::to_string(run) + ".old"));
+    }
     ASSERT_TRUE(pump_until(*src, [&] { return src->metrics().open_files == 0; })) << "run " << run;
   }
   EXPECT_EQ(all_payloads(ch), want);

@@ -16,8 +16,9 @@
 // position past any size, and the content id it moved to), as one cut by a truncation is marked
 // truncated (also one found, at a restart, longer than the file or not ending a line there: the
 // file was rewritten meanwhile), and kept while the file lives, so that no later generation of
-// the inode takes the id again; the chain is released when the file is deleted. Without birth
-// times a short file waits, or is read by what it holds once gone.
+// the inode takes the id again; the chain is released when the file is gone (deleted, or
+// renamed out of the patterns). Without birth times a short file waits, or is read by what it
+// holds once gone.
 #include <fcntl.h>
 #include <fnmatch.h>
 #include <glob.h>
@@ -312,7 +313,7 @@ class TailSource final : public Source {
     ::fstat(f.fd, &st);
     const auto size = static_cast<std::uint64_t>(st.st_size);
     const std::optional<std::uint64_t> instance = instance_of(f);
-    f.instance = instance.value_or(0);  // its slots, if any, are released once the file is deleted
+    f.instance = instance.value_or(0);  // its slots, if any, are released once the file is gone
     if (instance) {
       // Short: by its instance (empty: nothing to read yet, but a generation it was cut below is
       // marked so). Long, and identified while short before: its instance chain tells where it
@@ -320,7 +321,7 @@ class TailSource final : public Source {
       // read_file moves it), or the content generation it moved to.
       const bool short_file = n < static_cast<ssize_t>(head.size());
       if (short_file || lookup(*instance).any) {
-        const InstanceWalk w = identify_instance(f, *instance, size, /*create=*/short_file && n > 0);
+        const InstanceWalk w = identify_instance(f, *instance, size, /*create=*/short_file && n > 0, short_file);
         if (w.identified) return true;
         if (!short_file && w.moved_to && resume_moved(f, *w.moved_to, head, size)) return true;
       }
@@ -441,7 +442,8 @@ class TailSource final : public Source {
     bool identified = false;
     std::optional<std::uint64_t> moved_to;
   };
-  InstanceWalk identify_instance(TailFile& f, std::uint64_t first, std::uint64_t size, bool create) {
+  InstanceWalk identify_instance(TailFile& f, std::uint64_t first, std::uint64_t size, bool create,
+                                 bool check_line_start) {
     InstanceWalk w;
     std::uint64_t id = first;
     for (int hops = 0; hops < 1024; ++hops, id = next_generation(id)) {
@@ -455,10 +457,12 @@ class TailSource final : public Source {
         continue;
       }
       Lookup l = lookup(id);
-      // Longer than the file, or resumed where the byte before is not a line's end (positions
-      // are committed at line ends; an oversize line's pieces aside): cut since, and written
-      // again while nobody looked.
-      if (l.any && (l.best.position > size || !at_line_start(f, l.best.position))) {
+      // Longer than the file: cut since. A short file resumed where the byte before is not a
+      // line's end: cut and written again while nobody looked (say, a status file written with
+      // `>`). Positions are committed at line ends, but for an oversize line's pieces: a long
+      // file may hold one (it grew while not followed), a short one only with max_line under
+      // fingerprint_bytes.
+      if (l.any && (l.best.position > size || (check_line_start && !at_line_start(f, l.best.position)))) {
         mark_ended(id, kTruncatedAway, std::nullopt);
         continue;
       }
@@ -524,7 +528,7 @@ class TailSource final : public Source {
   // the others took: it catches up first, or it would get those lines again under the content
   // id), nor while the rest of a line is being skipped (the offset is inside it).
   void move_to_content(TailFile& f) {
-    if (f.rejecting) return;
+    if (f.rejecting || f.splitting) return;
     for (std::size_t c = 0; c < f.channel_next.size(); ++c)
       if (f.channel_next[c] > f.next_seq) return;
     std::string head(opts_.fingerprint_bytes, '\0');
@@ -571,13 +575,13 @@ class TailSource final : public Source {
     return true;
   }
 
-  // Gives back the slots of an instance chain once its file is deleted (no later file has its
-  // id), last first: a crash part-way leaves the chain's start, from which the rest is found. A
-  // file only out of the patterns' reach keeps them: it may come back, and the chain is what
-  // tells its generations apart.
+  // Gives back the slots of an instance chain once its file is gone (no later file has its id),
+  // last first: a crash part-way leaves the chain's start, from which the rest is found. Also
+  // for a file only renamed out of the patterns (rotation): kept, they would never be given back
+  // (it is not followed when it is deleted). Should it come back, short, and cut meanwhile, its
+  // new lines would take sequences of the old ones (README).
   void release_instance(const TailFile& f) {
-    struct stat st {};
-    if (f.instance == 0 || ::fstat(f.fd, &st) != 0 || st.st_nlink != 0) return;
+    if (f.instance == 0) return;
     std::vector<std::uint64_t> chain;
     for (std::uint64_t id = f.instance; chain.size() < 1024; id = next_generation(id)) {
       if (!lookup(id).any) break;
