@@ -526,9 +526,10 @@ class TailSource final : public Source {
   // and the move, made again, takes the same content generation (it holds sequence 0 at this
   // offset). Not while a channel holds more of the instance than the offset (it refused a batch
   // the others took: it catches up first, or it would get those lines again under the content
-  // id), nor while the rest of a line is being skipped (the offset is inside it).
+  // id), nor while a refused batch waits (one refused as kSyncFailed is in its channel already,
+  // with channel_next not moved), nor inside a line (being skipped, or split).
   void move_to_content(TailFile& f) {
-    if (f.rejecting || f.splitting) return;
+    if (f.rejecting || f.splitting || blocked_) return;
     for (std::size_t c = 0; c < f.channel_next.size(); ++c)
       if (f.channel_next[c] > f.next_seq) return;
     std::string head(opts_.fingerprint_bytes, '\0');
