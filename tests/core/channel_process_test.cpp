@@ -527,6 +527,35 @@ TEST(ChannelProcessTest, ASigbusSentWithKillIsNotSwallowedByTheGuard) {
   EXPECT_FALSE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "the SIGBUS was swallowed";
 }
 
+// The registration lock of the channel at `path` (byte 0, an OFD lock), held as a process
+// registering or adopting a consumer holds it, until the returned descriptor is closed (-1: not
+// taken).
+int hold_registration_lock(const std::filesystem::path& path) {
+  const int fd = ::open(path.c_str(), O_RDWR | O_CLOEXEC);
+  struct flock lock {};
+  lock.l_type = F_WRLCK;
+  lock.l_whence = SEEK_SET;
+  lock.l_start = 0;
+  lock.l_len = 1;
+  if (fd >= 0 && ::fcntl(fd, F_OFD_SETLK, &lock) != 0) {
+    ::close(fd);
+    return -1;
+  }
+  return fd;
+}
+
+// Lets the lock go and closes `fd`. Unlocked first: a child forked meanwhile holds a copy of
+// the descriptor, and an OFD lock lasts until the last copy is closed.
+void release_registration_lock(int fd) {
+  struct flock lock {};
+  lock.l_type = F_UNLCK;
+  lock.l_whence = SEEK_SET;
+  lock.l_start = 0;
+  lock.l_len = 1;
+  (void)::fcntl(fd, F_OFD_SETLK, &lock);
+  ::close(fd);
+}
+
 // Until `pid` waits for a lock on the file open as `fd` (a blocked waiter on its inode in
 // /proc/locks: true), or exits (false, its status in `status`); at most 10 s.
 bool waits_for_lock_or_exits(pid_t pid, int fd, int& status) {
@@ -553,14 +582,8 @@ TEST(ChannelProcessTest, RemovingAConsumerWaitsForAnAdoptionUnderWayAndThenRefus
   const auto path = dir / "a.chan";
   Channel ch = Channel::create(path, config());
   Consumer adopter = ch.consumer("victim");  // this process owns it: pid and start time set
-  const int fd = ::open(path.c_str(), O_RDWR | O_CLOEXEC);
+  const int fd = hold_registration_lock(path);
   ASSERT_GE(fd, 0);
-  struct flock lock {};
-  lock.l_type = F_WRLCK;
-  lock.l_whence = SEEK_SET;
-  lock.l_start = 0;
-  lock.l_len = 1;
-  ASSERT_EQ(::fcntl(fd, F_OFD_SETLK, &lock), 0);
   const detail::Layout layout = detail::Layout::compute(config().capacity, config().source_slots);
   const auto start_at = static_cast<off_t>(layout.consumers_off + offsetof(detail::ConsumerSlot, owner_start));
   std::uint64_t start = 0;
@@ -584,9 +607,7 @@ TEST(ChannelProcessTest, RemovingAConsumerWaitsForAnAdoptionUnderWayAndThenRefus
   const bool exited = waits_for_lock_or_exits(pid, fd, status);
   EXPECT_FALSE(exited) << "the removal did not wait for the registration lock: status " << status;
   ASSERT_EQ(::pwrite(fd, &start, sizeof start, start_at), static_cast<ssize_t>(sizeof start));  // adopted
-  lock.l_type = F_UNLCK;
-  ASSERT_EQ(::fcntl(fd, F_OFD_SETLK, &lock), 0);
-  ::close(fd);
+  release_registration_lock(fd);
   if (!exited) {
     ASSERT_EQ(::waitpid(pid, &status, 0), pid);
   }
@@ -606,14 +627,8 @@ TEST(ChannelProcessTest, ARegistrationWaitsForOneOfTheSameNameUnderWayAndAdoptsI
   TempDir dir;
   const auto path = dir / "a.chan";
   const Channel held = Channel::create(path, config());  // open throughout: the child's open recovers nothing
-  const int fd = ::open(path.c_str(), O_RDWR | O_CLOEXEC);
+  const int fd = hold_registration_lock(path);
   ASSERT_GE(fd, 0);
-  struct flock lock {};
-  lock.l_type = F_WRLCK;
-  lock.l_whence = SEEK_SET;
-  lock.l_start = 0;
-  lock.l_len = 1;
-  ASSERT_EQ(::fcntl(fd, F_OFD_SETLK, &lock), 0);
   const detail::Layout layout = detail::Layout::compute(config().capacity, config().source_slots);
   auto put = [&](std::size_t field, const void* bytes, std::size_t n) {
     ASSERT_EQ(::pwrite(fd, bytes, n, static_cast<off_t>(layout.consumers_off + field)), static_cast<ssize_t>(n));
@@ -641,9 +656,7 @@ TEST(ChannelProcessTest, ARegistrationWaitsForOneOfTheSameNameUnderWayAndAdoptsI
   int status = 0;
   const bool exited = waits_for_lock_or_exits(pid, fd, status);
   put(offsetof(detail::ConsumerSlot, state), &active, sizeof active);  // the registration completes
-  lock.l_type = F_UNLCK;
-  ASSERT_EQ(::fcntl(fd, F_OFD_SETLK, &lock), 0);
-  ::close(fd);
+  release_registration_lock(fd);
   if (!exited) {
     ASSERT_EQ(::waitpid(pid, &status, 0), pid);
   }

@@ -861,13 +861,20 @@ TEST(ChannelTest, PretouchFaultsTheWholeMappingInAtOpen) {
   EXPECT_EQ(a.stats().records_written, 1u);
 }
 
-// A collector killed inside a source-table update leaves the slot's seqlock version odd. A
-// restarted collector must still read its checkpoint: at once after recovery, within a second
-// while another process keeps the channel open (no recovery), never spinning forever.
-// A writer killed between its two version stores leaves the source's version odd. Whether the
-// file is then recovered (nobody closed it) or opened after a clean close (the writer's slot
-// was given back while others ran, and the last of them closed cleanly), the exclusive opener
-// evens it out.
+// The file offset of source `id`'s slot in the channel at `path` (-1: none holds it).
+off_t source_slot_at(const std::filesystem::path& path, const ChannelConfig& cfg, std::uint64_t id) {
+  const detail::Layout l = detail::Layout::compute(cfg.capacity, cfg.source_slots);
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  off_t found = -1;
+  for (std::uint32_t i = 0; fd >= 0 && i < cfg.source_slots && found < 0; ++i) {
+    const auto at = static_cast<off_t>(l.sources_off + i * sizeof(detail::SourceSlot));
+    std::uint64_t slot_id = 0;
+    if (::pread(fd, &slot_id, sizeof slot_id, at) == static_cast<ssize_t>(sizeof slot_id) && slot_id == id) found = at;
+  }
+  if (fd >= 0) ::close(fd);
+  return found;
+}
+
 // A writer killed after its batch was published, before the slot's transaction was closed: the
 // batch's state answers (it counts). A position the restarted writer then sets with no event
 // (an empty batch: the tail marks a generation ended so) answers after it, not the old batch's.
@@ -877,28 +884,17 @@ TEST(ChannelTest, AStateSetWithNoEventOverATransactionAKilledWriterLeftOpenIsThe
   const ChannelConfig cfg = small_config();
   Channel ch = Channel::create(path, cfg);
   Producer p = ch.producer();
-  const std::string line = payload_for(7, 0, 20);
-  const Event ev{{7, 0}, std::as_bytes(std::span(line.data(), line.size()))};
-  const SourcePosition state{7, 1, 21};
-  ASSERT_EQ(p.append_batch(std::span(&ev, 1), &state), AppendStatus::kOk);
+  ASSERT_EQ(commit_source(p, 7, 0, 21), AppendStatus::kOk);  // state {7, 1, 21}
   // The transaction left open, as a writer killed before closing it leaves it: first record at 0.
-  const detail::Layout l = detail::Layout::compute(cfg.capacity, cfg.source_slots);
+  const off_t at = source_slot_at(path, cfg, 7);
+  ASSERT_GE(at, 0);
   const int fd = ::open(path.c_str(), O_RDWR | O_CLOEXEC);
   ASSERT_GE(fd, 0);
-  bool found = false;
-  for (std::uint32_t i = 0; i < cfg.source_slots && !found; ++i) {
-    const auto at = static_cast<off_t>(l.sources_off + i * sizeof(detail::SourceSlot));
-    std::uint64_t id = 0;
-    ASSERT_EQ(::pread(fd, &id, sizeof id, at), static_cast<ssize_t>(sizeof id));
-    if (id != 7) continue;
-    const std::uint64_t pending_at = 1, pending_seq = 1, pending_pos = 21;
-    ASSERT_EQ(::pwrite(fd, &pending_seq, 8, at + offsetof(detail::SourceSlot, pending_sequence)), 8);
-    ASSERT_EQ(::pwrite(fd, &pending_pos, 8, at + offsetof(detail::SourceSlot, pending_position)), 8);
-    ASSERT_EQ(::pwrite(fd, &pending_at, 8, at + offsetof(detail::SourceSlot, pending_at)), 8);
-    found = true;
-  }
+  const std::uint64_t pending_at = 1, pending_seq = 1, pending_pos = 21;
+  ASSERT_EQ(::pwrite(fd, &pending_seq, 8, at + offsetof(detail::SourceSlot, pending_sequence)), 8);
+  ASSERT_EQ(::pwrite(fd, &pending_pos, 8, at + offsetof(detail::SourceSlot, pending_position)), 8);
+  ASSERT_EQ(::pwrite(fd, &pending_at, 8, at + offsetof(detail::SourceSlot, pending_at)), 8);
   ::close(fd);
-  ASSERT_TRUE(found);
   ASSERT_EQ(ch.source_position(7)->position, 21u);
   const SourcePosition ended{7, 1, 99};
   ASSERT_EQ(p.append_batch({}, &ended), AppendStatus::kOk);
@@ -906,6 +902,13 @@ TEST(ChannelTest, AStateSetWithNoEventOverATransactionAKilledWriterLeftOpenIsThe
   EXPECT_EQ(ch.source_position(7)->next_sequence, 1u);
 }
 
+// A collector killed inside a source-table update leaves the slot's seqlock version odd. A
+// restarted collector must still read its checkpoint: at once after recovery, within a second
+// while another process keeps the channel open (no recovery), never spinning forever.
+// A writer killed between its two version stores leaves the source's version odd. Whether the
+// file is then recovered (nobody closed it) or opened after a clean close (the writer's slot
+// was given back while others ran, and the last of them closed cleanly), the exclusive opener
+// evens it out.
 TEST(ChannelTest, ASourceUpdateLeftHalfDoneByADeadWriterStillReads) {
   for (const bool clean_close : {false, true}) {
   SCOPED_TRACE(clean_close ? "after a clean close" : "after a crash");
@@ -915,31 +918,19 @@ TEST(ChannelTest, ASourceUpdateLeftHalfDoneByADeadWriterStillReads) {
   {
     Channel ch = Channel::create(path, cfg);
     Producer p = ch.producer();
-    const std::string line = payload_for(7, 0, 20);
-    const Event ev{{7, 0}, std::as_bytes(std::span(line.data(), line.size()))};
-    const SourcePosition state{7, 1, 21};
-    ASSERT_EQ(p.append_batch(std::span(&ev, 1), &state), AppendStatus::kOk);
+    ASSERT_EQ(commit_source(p, 7, 0, 21), AppendStatus::kOk);  // state {7, 1, 21}
   }
   // Make the version odd, as a writer killed between its two version stores leaves it.
-  const detail::Layout l = detail::Layout::compute(cfg.capacity, cfg.source_slots);
   {
+    const off_t at = source_slot_at(path, cfg, 7);
+    ASSERT_GE(at, 0);
     std::fstream f(path, std::ios::in | std::ios::out | std::ios::binary);
-    bool found = false;
-    for (std::uint32_t i = 0; i < cfg.source_slots && !found; ++i) {
-      const auto at = static_cast<std::streamoff>(l.sources_off + i * sizeof(detail::SourceSlot));
-      std::uint64_t id = 0;
-      f.seekg(at);
-      f.read(reinterpret_cast<char*>(&id), sizeof id);
-      if (id != 7) continue;
-      std::uint32_t version = 0;
-      f.seekg(at + 8);
-      f.read(reinterpret_cast<char*>(&version), sizeof version);
-      version |= 1u;
-      f.seekp(at + 8);
-      f.write(reinterpret_cast<const char*>(&version), sizeof version);
-      found = true;
-    }
-    ASSERT_TRUE(found);
+    std::uint32_t version = 0;
+    f.seekg(at + 8);
+    f.read(reinterpret_cast<char*>(&version), sizeof version);
+    version |= 1u;
+    f.seekp(at + 8);
+    f.write(reinterpret_cast<const char*>(&version), sizeof version);
   }
   if (!clean_close) testing::forget_clean_close(path);  // the killed writer never closed
   {

@@ -78,6 +78,19 @@ std::map<std::string, ingest::OptionValues::Value> short_fingerprint(const std::
   return {{"paths", Strings{log.string()}}, {"fingerprint_bytes", std::int64_t{64}}};
 }
 
+// What most short-file tests start from: a file holding `first`, a channel beside it, and the
+// options of a tail on the file with a 64-byte fingerprint.
+struct ShortFile {
+  explicit ShortFile(const std::string& first, const std::string& name = "short.log")
+      : log(dir / name), ch(core::Channel::create(dir / "c.chan", cfg())) {
+    std::ofstream(log) << first;
+  }
+  TempDir dir;
+  std::filesystem::path log;
+  core::Channel ch;
+  std::map<std::string, ingest::OptionValues::Value> opts = short_fingerprint(log);
+};
+
 Strings expected(const std::string& prefix, int from, int to) {
   Strings s;
   for (int i = from; i < to; ++i) s.push_back(line_text(prefix, i));
@@ -535,12 +548,9 @@ TEST(TailSourceTest, AShortFileIsReadAtOnceAndGoesOnUnderItsContentsIdentityOnce
 // Followed while short, stopped, grown past fingerprint_bytes meanwhile: the restart resumes it
 // where it was (by its instance), not from the start under its content's identity.
 TEST(TailSourceTest, AShortFileThatGrewWhileNoCollectorRanIsResumedWhereItWas) {
-  TempDir dir;
-  SKIP_WITHOUT_BIRTH_TIMES(dir);
-  const auto log = dir / "short.log";
-  { std::ofstream(log) << "first\n"; }
-  auto ch = core::Channel::create(dir / "c.chan", cfg());
-  const auto opts = short_fingerprint(log);
+  ShortFile file("first\n");
+  SKIP_WITHOUT_BIRTH_TIMES(file.dir);
+  auto& [dir, log, ch, opts] = file;
   {
     auto src = make_source("tail", {&ch}, opts);
     ASSERT_TRUE(pump_until(*src, [&] { return ch.stats().records_written == 1; }));
@@ -563,12 +573,9 @@ TEST(TailSourceTest, AShortFileThatGrewWhileNoCollectorRanIsResumedWhereItWas) {
 // A short file truncated while followed starts a new generation of its inode; after a restart
 // with the file grown past where the old generation ended, the new one is resumed, not the old.
 TEST(TailSourceTest, AShortFileTruncatedThenGrownPastItsOldEndResumesItsNewGenerationAfterARestart) {
-  TempDir dir;
-  SKIP_WITHOUT_BIRTH_TIMES(dir);
-  const auto log = dir / "short.log";
-  { std::ofstream(log) << "first line\n"; }
-  auto ch = core::Channel::create(dir / "c.chan", cfg());
-  const auto opts = short_fingerprint(log);
+  ShortFile file("first line\n");
+  SKIP_WITHOUT_BIRTH_TIMES(file.dir);
+  auto& [dir, log, ch, opts] = file;
   {
     auto src = make_source("tail", {&ch}, opts);
     ASSERT_TRUE(pump_until(*src, [&] { return ch.stats().records_written == 1; }));
@@ -587,12 +594,9 @@ TEST(TailSourceTest, AShortFileTruncatedThenGrownPastItsOldEndResumesItsNewGener
 // Cut to nothing, then written again past where it was: the new line is read whole, from the
 // start, not from the old generation's end.
 TEST(TailSourceTest, AShortFileCutToNothingThenWrittenPastItsOldEndIsReadFromTheStart) {
-  TempDir dir;
-  SKIP_WITHOUT_BIRTH_TIMES(dir);
-  const auto log = dir / "short.log";
-  { std::ofstream(log) << "started ok\n"; }
-  auto ch = core::Channel::create(dir / "c.chan", cfg());
-  const auto opts = short_fingerprint(log);
+  ShortFile file("started ok\n");
+  SKIP_WITHOUT_BIRTH_TIMES(file.dir);
+  auto& [dir, log, ch, opts] = file;
   for (const bool restart : {false, true}) {
     std::unique_ptr<ingest::Source> src = make_source("tail", {&ch}, opts);
     const std::uint64_t before = ch.stats().records_written;
@@ -614,12 +618,9 @@ TEST(TailSourceTest, AShortFileCutToNothingThenWrittenPastItsOldEndIsReadFromThe
 // Rewritten (`>`) with a longer line while no collector ran: the restart does not resume the old
 // generation in the middle of the new line (its position does not follow a line's end there).
 TEST(TailSourceTest, AShortFileRewrittenLongerWhileNoCollectorRanIsReadFromItsStart) {
-  TempDir dir;
-  SKIP_WITHOUT_BIRTH_TIMES(dir);
-  const auto log = dir / "status.log";
-  { std::ofstream(log) << "status: ok\n"; }
-  auto ch = core::Channel::create(dir / "c.chan", cfg());
-  const auto opts = short_fingerprint(log);
+  ShortFile file("status: ok\n", "status.log");
+  SKIP_WITHOUT_BIRTH_TIMES(file.dir);
+  auto& [dir, log, ch, opts] = file;
   {
     auto src = make_source("tail", {&ch}, opts);
     ASSERT_TRUE(pump_until(*src, [&] { return ch.stats().records_written == 1; }));
@@ -634,12 +635,9 @@ TEST(TailSourceTest, AShortFileRewrittenLongerWhileNoCollectorRanIsReadFromItsSt
 // start_at = "end" is for files the channel has never seen: a short file followed before and
 // cut while no collector ran is read from its start, as a new generation of a known file.
 TEST(TailSourceTest, StartAtEndDoesNotSkipANewGenerationOfAShortFileFollowedBefore) {
-  TempDir dir;
-  SKIP_WITHOUT_BIRTH_TIMES(dir);
-  const auto log = dir / "short.log";
-  { std::ofstream(log) << "old line\n"; }
-  auto ch = core::Channel::create(dir / "c.chan", cfg());
-  auto opts = short_fingerprint(log);
+  ShortFile file("old line\n");
+  SKIP_WITHOUT_BIRTH_TIMES(file.dir);
+  auto& [dir, log, ch, opts] = file;
   opts["start_at"] = std::string("end");
   {
     auto src = make_source("tail", {&ch}, opts);
@@ -658,12 +656,9 @@ TEST(TailSourceTest, StartAtEndDoesNotSkipANewGenerationOfAShortFileFollowedBefo
 // goes on from the last piece, not from the start (the file is long now: the check that a short
 // one's position ends a line does not apply).
 TEST(TailSourceTest, AFileStoppedInsideASplitLineGoesOnFromItsLastPieceAfterARestart) {
-  TempDir dir;
-  SKIP_WITHOUT_BIRTH_TIMES(dir);
-  const auto log = dir / "short.log";
-  { std::ofstream(log) << "a\n"; }
-  auto ch = core::Channel::create(dir / "c.chan", cfg());
-  auto opts = short_fingerprint(log);
+  ShortFile file("a\n");
+  SKIP_WITHOUT_BIRTH_TIMES(file.dir);
+  auto& [dir, log, ch, opts] = file;
   opts["max_line"] = std::int64_t{16};
   {
     auto src = make_source("tail", {&ch}, opts);
