@@ -925,8 +925,9 @@ bool Channel::release_source(std::uint64_t source_id) {
   if (s == nullptr) return false;
   // Cleared under the seqlock, the version back at 0 (never written: source_position tells a
   // source with no committed state by it), then the slot handed back. A source that takes it
-  // finds it as a new slot; a writer killed in between leaves this source's id with no state,
-  // as if it had never committed a batch.
+  // finds it as a new slot. Killed after the clearing, this leaves the source's id with no
+  // state; killed inside it, an odd version (evened by the next exclusive opener) over fields
+  // part cleared: a released source is not resumed, so either is harmless.
   s->version.store(s->version.load(std::memory_order_relaxed) | 1u, std::memory_order_relaxed);
   s->pending_at.store(0, std::memory_order_release);
   s->next_sequence.store(0, std::memory_order_release);

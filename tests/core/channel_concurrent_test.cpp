@@ -92,7 +92,9 @@ TEST(ChannelConcurrentTest, SourcesReleasedAndTakenByManyThreadsKeepTheirOwnStat
   std::vector<std::thread> threads;
   for (int t = 0; t < kThreads; ++t)
     threads.emplace_back([&, t] {
-      Producer p = ch.producer();
+      // Blocked on a full ring as long as it takes: the reader may be starved for seconds on a
+      // busy 2-core machine (a kTimeout would count as an error).
+      Producer p = ch.producer({.on_full = FullPolicy::kBlock, .max_wait = std::chrono::milliseconds(60'000)});
       const std::string line = "x";
       std::vector<std::uint64_t> live;  // this thread's sources; id = thread + 1 + kThreads * n
       std::uint64_t next_id = static_cast<std::uint64_t>(t) + 1;

@@ -556,8 +556,8 @@ void release_registration_lock(int fd) {
   ::close(fd);
 }
 
-// Until `pid` waits for a lock on the file open as `fd` (a blocked waiter on its inode in
-// /proc/locks: true), or exits (false, its status in `status`); at most 10 s.
+// Until `pid` exits (true, its status in `status`) or waits for a lock on the file open as `fd`
+// (a blocked waiter on its inode in /proc/locks: false); at most 10 s (false).
 bool waits_for_lock_or_exits(pid_t pid, int fd, int& status) {
   struct stat st {};
   if (::fstat(fd, &st) != 0) return false;

@@ -489,6 +489,8 @@ TEST(AgentProcessTest, TheMetricsEndpointServesPrometheusAndStatus) {
   EXPECT_NE(metrics.find(R"(tributary_channel_source_slots_in_use{agent="t",channel="main"} 0)"), std::string::npos)
       << "an exec source keeps no position";
   EXPECT_NE(metrics.find("# TYPE tributary_channel_source_slots gauge"), std::string::npos);
+  EXPECT_NE(metrics.find(R"(tributary_channel_source_slots{agent="t",channel="main"} 4096)"), std::string::npos)
+      << metrics;
   // Every sample line is NAME{LABELS} VALUE.
   std::istringstream lines(metrics);
   for (std::string line; std::getline(lines, line);) {

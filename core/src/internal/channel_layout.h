@@ -123,7 +123,7 @@ static_assert(sizeof(ConsumerSlot) == 2 * kCacheLine, "consumer slot layout is p
 enum ConsumerState : std::uint32_t { kFree = 0, kRegistering = 1, kActive = 2 };
 
 struct alignas(kCacheLine) SourceSlot {
-  std::atomic<std::uint64_t> source_id;  // 0 = empty; claimed by CAS
+  std::atomic<std::uint64_t> source_id;  // 0 = empty, kReleasedSourceId = given back; claimed by CAS
   std::atomic<std::uint32_t> version;    // seqlock: odd while the owner writes
   std::atomic<std::uint32_t> unused;
   std::atomic<std::uint64_t> next_sequence;

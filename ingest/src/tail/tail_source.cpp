@@ -14,8 +14,8 @@
 // committed offset, to the identity of its content: a new source from sequence 0, so that its
 // renames and copies are found as any file's. Its instance slot is then marked moved (a
 // position past any size, and the content id it moved to), as one cut by a truncation is marked
-// truncated (also one found, at a restart, longer than the file or not ending a line there: the
-// file was rewritten meanwhile), and kept while the file lives, so that no later generation of
+// truncated (also one found, at a restart, longer than the file or, for a short file, not
+// ending a line there: the file was rewritten meanwhile), and kept while the file lives, so that no later generation of
 // the inode takes the id again; the chain is released when the file is gone (deleted, or
 // renamed out of the patterns). Without birth times a short file waits, or is read by what it
 // holds once gone.
@@ -310,7 +310,7 @@ class TailSource final : public Source {
     std::string head(opts_.fingerprint_bytes, '\0');
     const ssize_t n = ::pread(f.fd, head.data(), head.size(), 0);
     struct stat st {};
-    ::fstat(f.fd, &st);
+    if (::fstat(f.fd, &st) != 0) return false;  // a size of 0 would mark its generations cut
     const auto size = static_cast<std::uint64_t>(st.st_size);
     const std::optional<std::uint64_t> instance = instance_of(f);
     f.instance = instance.value_or(0);  // its slots, if any, are released once the file is gone
@@ -548,14 +548,15 @@ class TailSource final : public Source {
       });
       if (!held && std::all_of(ctx_.channels.begin(), ctx_.channels.end(), free_here)) break;
     }
-    if (!set_position(core::SourcePosition{id, 0, f.offset}, f.path)) {
+    if (!set_position(core::SourcePosition{id, 0, f.offset}, f.path + "'s move to its content's identity")) {
       // Not left half made: the channels that took it would hold a generation no other has,
       // which a later content walk would read from the start.
       for (core::Channel* ch : ctx_.channels)
         if (ch->source_position(id)) (void)ch->release_source(id);
       return;
     }
-    if (!set_position(core::SourcePosition{f.source_id, id, kMovedToContent}, f.path)) return;
+    if (!set_position(core::SourcePosition{f.source_id, id, kMovedToContent}, f.path + "'s move to its content's identity"))
+      return;
     f.source_id = id;
     f.next_seq = 0;
     f.channel_next.assign(ctx_.channels.size(), 0);
@@ -649,11 +650,12 @@ class TailSource final : public Source {
 
   void refused_slot(std::size_t c, core::AppendStatus s, std::string_view what) {
     if (s != core::AppendStatus::kNoSlot || no_slot_logged_) return;
-    // Not passing: every file generation the tail has seen holds a slot for good.
+    // Not passing: a file generation identified by its content holds a slot for good (a short
+    // file's are given back once it is gone).
     no_slot_logged_ = true;
-    log("error", fmt::format("channel {}: its source table is full (one slot per file generation ever "
-                             "followed): {} and any new file wait; create the channel with a larger "
-                             "source_slots",
+    log("error", fmt::format("channel {}: its source table is full (a slot per file generation followed, "
+                             "kept for good once a file holds fingerprint_bytes): {} waits, and so does "
+                             "any new file; create the channel with a larger source_slots",
                              ctx_.channels[c]->path().string(), what));
   }
 

@@ -345,19 +345,22 @@ class Channel {
   [[nodiscard]] Consumer consumer(std::string_view name, StartAt start = StartAt::kOldest);
   // Removes a consumer so it no longer holds back producers. Waits for a registration or an
   // adoption under way (one at a time, across processes), then refuses (core::Error) a
-  // consumer whose owner process is alive; false when no consumer has that name.
+  // consumer whose owner process is alive; false when no consumer has that name. Throws
+  // core::Error on a read-only opener.
   bool remove_consumer(std::string_view name);
 
   // Last committed state of a source, with a half-finished transaction of a dead writer
   // resolved (it counts only if its records were published).
   [[nodiscard]] std::optional<SourcePosition> source_position(std::uint64_t source_id) const;
-  // Gives a source's slot in the table back, its state forgotten: for a source that has ended
-  // for good (a tailed file deleted and read to its end), so that a long-running collector
-  // does not fill the table with sources that will never resume. Only the source's own writer
-  // may call it, after its last batch; a later batch with a position takes a slot again, from
-  // sequence 0 as far as the table knows. Returns false when the table holds no slot for it.
-  // Readers and writers of other sources go on meanwhile, lock-free (a released slot is a
-  // tombstone that lookups probe past and new sources reuse; older builds probe past it too).
+  // Gives a source's slot in the table back, its state forgotten: for a source that will not
+  // resume (the tail's short-file identities once their file is gone), so that a long-running
+  // collector does not fill the table. A source has one writer at a time (two creating one id
+  // at once may each take a slot), and only it may call this, after its last batch; a later
+  // batch with a position takes a slot again, from sequence 0 as far as the table knows.
+  // Returns false when the table holds no slot for it; throws core::Error on a read-only
+  // opener. Readers and writers of other sources go on meanwhile, lock-free (a released slot is
+  // a tombstone that lookups probe past and new sources reuse; older builds probe past it too).
+  // Tombstones are never emptied: a lookup of an unknown id probes past all of them.
   bool release_source(std::uint64_t source_id);
   // How full the source table is: a scan of its slots (64 bytes each), not a counter.
   [[nodiscard]] SourceTableUse source_table() const;
