@@ -360,11 +360,9 @@ class TailSource final : public Source {
         continue;
       }
       // Another open file is this generation already (a copy): leave this one alone.
-      for (auto& other : files_) {
-        if (other.get() != &f && other->identified && other->source_id == id) {
-          f.duplicate = true;
-          return false;
-        }
+      if (held_by_another(f, id)) {
+        f.duplicate = true;
+        return false;
       }
       f.source_id = id;
       f.by_instance = false;
@@ -394,6 +392,13 @@ class TailSource final : public Source {
     }
     f.identified = true;
     if (known) log("info", fmt::format("{}: resuming at offset {} (event {})", f.path, f.offset, f.next_seq));
+  }
+
+  // Whether an open file other than `f` reads generation `id`.
+  [[nodiscard]] bool held_by_another(const TailFile& f, std::uint64_t id) const {
+    return std::any_of(files_.begin(), files_.end(), [&](const std::unique_ptr<TailFile>& o) {
+      return o.get() != &f && o->identified && o->source_id == id;
+    });
   }
 
   [[nodiscard]] std::uint64_t content_id(std::uint64_t fingerprint) const {
@@ -506,10 +511,7 @@ class TailSource final : public Source {
     std::uint64_t g = content_id(fnv1a(head.data(), head.size()));
     for (int hops = 0; hops < 1024 && g != id; ++hops) g = next_generation(g);
     if (g != id) return false;
-    if (std::any_of(files_.begin(), files_.end(), [&](const std::unique_ptr<TailFile>& o) {
-          return o.get() != &f && o->identified && o->source_id == id;
-        }))
-      return false;
+    if (held_by_another(f, id)) return false;
     Lookup l = lookup(id);
     if (!l.any || l.best.position > size) return false;
     f.source_id = id;
@@ -543,10 +545,7 @@ class TailSource final : public Source {
     };
     for (int hops = 0;; ++hops, id = next_generation(id)) {
       if (hops == 1024) return;
-      const bool held = std::any_of(files_.begin(), files_.end(), [&](const std::unique_ptr<TailFile>& o) {
-        return o.get() != &f && o->identified && o->source_id == id;
-      });
-      if (!held && std::all_of(ctx_.channels.begin(), ctx_.channels.end(), free_here)) break;
+      if (!held_by_another(f, id) && std::all_of(ctx_.channels.begin(), ctx_.channels.end(), free_here)) break;
     }
     if (!set_position(core::SourcePosition{id, 0, f.offset}, f.path + "'s move to its content's identity")) {
       // Not left half made: the channels that took it would hold a generation no other has,
