@@ -43,6 +43,10 @@ constexpr OptionSpec kTailOptions[] = {
      "Bytes per channel transaction, record headers included (capped at 1/8 of the channel)", false, 4096, 64 << 20},
     {"rotate_wait_ms", OptionType::kInt, "2000",
      "How long a rotated or deleted file is still read after its last byte", false, 0, 3600000},
+    {"forget_after_ms", OptionType::kInt, "60000",
+     "How long a file generation's read position is kept once its file is gone or cut (a copy found "
+     "meanwhile resumes it; one found later is read again); then its source-table slots are given back",
+     false, 0, 86400000},
 };
 
 constexpr OptionSpec kStdinOptions[] = {

@@ -362,7 +362,7 @@ TEST(TailSourceTest, AFullSourceTableIsAnErrorNamingTheRemedy) {
   auto c = cfg();
   c.source_slots = 16;
   auto ch = core::Channel::create(dir / "c.chan", c);
-  for (int f = 0; f < 17; ++f) append_lines(dir / ("f" + std::to_string(f) + ".log"), "file" + std::to_string(f), 0, 10);
+  for (int f = 0; f < 9; ++f) append_lines(dir / ("f" + std::to_string(f) + ".log"), "file" + std::to_string(f), 0, 10);
   const ingest::SourceDescriptor* d = ingest::find_source("tail");
   ingest::OptionValues v = ingest::defaults_of(*d);
   v.set("paths", Strings{(dir / "*.log").string()});
@@ -374,9 +374,9 @@ TEST(TailSourceTest, AFullSourceTableIsAnErrorNamingTheRemedy) {
     if (level == "error") errors.push_back(m);
   };
   auto src = d->create(v, std::move(ctx));
-  ASSERT_TRUE(pump_until(*src, [&] { return ch.stats().records_written == 160; }));
+  ASSERT_TRUE(pump_until(*src, [&] { return ch.stats().records_written == 80; }));
   for (int i = 0; i < 20; ++i) (void)src->do_work();
-  EXPECT_EQ(ch.stats().records_written, 160u) << "16 files, one slot each";
+  EXPECT_EQ(ch.stats().records_written, 80u) << "8 files, two slots each (the content key and the generation's id)";
   ASSERT_EQ(errors.size(), 1u);
   EXPECT_NE(errors[0].find("its source table is full"), std::string::npos) << errors[0];
   EXPECT_NE(errors[0].find("larger source_slots"), std::string::npos) << errors[0];
@@ -438,6 +438,153 @@ TEST(TailSourceTest, TruncatedToTheSameFirstBytesIsStillANewGeneration) {
   ASSERT_TRUE(pump_until(*again, [&] { return ch.stats().records_written == 115; }));
   for (int i = 0; i < 10; ++i) (void)again->do_work();
   EXPECT_EQ(ch.stats().records_written, 115u);
+}
+
+// forget_after = 0: the first generation is ended at once, but the chain is kept while the
+// second is read, or a restart would not reach it through the first key.
+TEST(TailSourceTest, AChainIsKeptWhileALaterGenerationOfItIsRead) {
+  TempDir dir;
+  auto ch = core::Channel::create(dir / "c.chan", cfg());
+  const auto log = dir / "app.log";
+  const std::map<std::string, ingest::OptionValues::Value> opts = {
+      {"paths", Strings{log.string()}}, {"forget_after_ms", std::int64_t{0}}, {"rotate_wait_ms", std::int64_t{0}}};
+  append_lines(log, "same", 0, 100);
+  auto src = make_source("tail", {&ch}, opts);
+  ASSERT_TRUE(pump_until(*src, [&] { return ch.stats().records_written == 100; }));
+  std::filesystem::resize_file(log, 0);
+  append_lines(log, "same", 0, 10);  // identical first bytes: the chain's second generation
+  ASSERT_TRUE(pump_until(*src, [&] { return ch.stats().records_written == 110; }));
+  for (int i = 0; i < 10; ++i) (void)src->do_work();  // the first generation's forget_after is over
+  src.reset();
+  append_lines(log, "same", 10, 15);
+  auto again = make_source("tail", {&ch}, opts);
+  ASSERT_TRUE(pump_until(*again, [&] { return ch.stats().records_written == 115; }));
+  for (int i = 0; i < 10; ++i) (void)again->do_work();
+  EXPECT_EQ(ch.stats().records_written, 115u) << "the second generation resumed, not read again";
+}
+
+// Files rotated out of the patterns or deleted give their slots back after forget_after: a
+// long-running agent on rotating logs does not fill the source table.
+TEST(TailSourceTest, RotatedAndDeletedFilesGiveTheirSourceSlotsBackAfterForgetAfter) {
+  TempDir dir;
+  auto c = cfg();
+  c.source_slots = 16;  // 8 generations at a time
+  auto ch = core::Channel::create(dir / "c.chan", c);
+  const auto log = dir / "app.log";
+  std::vector<std::string> errors;
+  const ingest::SourceDescriptor* d = ingest::find_source("tail");
+  ingest::OptionValues v = ingest::defaults_of(*d);
+  v.set("paths", Strings{log.string()});
+  v.set("rotate_wait_ms", std::int64_t{0});
+  v.set("forget_after_ms", std::int64_t{0});
+  ingest::SourceContext ctx;
+  ctx.name = "t";
+  ctx.channels = {&ch};
+  ctx.log = [&errors](std::string_view level, const std::string& m) {
+    if (level == "error") errors.push_back(m);
+  };
+  auto src = d->create(v, std::move(ctx));
+  Strings want;
+  for (int run = 0; run < 40; ++run) {
+    const std::string prefix = "run" + std::to_string(run);
+    append_lines(log, prefix, 0, 10);
+    const Strings lines = expected(prefix, 0, 10);
+    want.insert(want.end(), lines.begin(), lines.end());
+    ASSERT_TRUE(pump_until(*src, [&] { return ch.stats().records_written == want.size(); }))
+        << "run " << run << ": " << (errors.empty() ? "" : errors.front());
+    if (run % 2 == 0) {
+      std::filesystem::remove(log);
+    } else {
+      std::filesystem::rename(log, dir / ("app.log." + std::to_string(run)));
+    }
+    ASSERT_TRUE(pump_until(*src, [&] { return ch.source_table().in_use == 0; })) << "run " << run;
+  }
+  EXPECT_EQ(all_payloads(ch), want);
+  EXPECT_EQ(by_source(ch).size(), 40u);
+  EXPECT_TRUE(errors.empty()) << errors.front();
+}
+
+// Once forgotten, a file starting with the same bytes is new: read whole under an id of its own,
+// so that a consumer deduplicating by identity does not drop its lines as the old file's.
+TEST(TailSourceTest, AFileStartingLikeAForgottenOneIsReadUnderANewIdentity) {
+  TempDir dir;
+  auto ch = core::Channel::create(dir / "c.chan", cfg());
+  const auto log = dir / "app.log";
+  const std::map<std::string, ingest::OptionValues::Value> opts = {
+      {"paths", Strings{log.string()}}, {"forget_after_ms", std::int64_t{0}}, {"rotate_wait_ms", std::int64_t{0}}};
+  append_lines(log, "same", 0, 10);
+  auto src = make_source("tail", {&ch}, opts);
+  ASSERT_TRUE(pump_until(*src, [&] { return ch.stats().records_written == 10; }));
+  std::filesystem::remove(log);
+  ASSERT_TRUE(pump_until(*src, [&] { return ch.source_table().in_use == 0; }));
+  append_lines(log, "same", 0, 15);
+  ASSERT_TRUE(pump_until(*src, [&] { return ch.stats().records_written == 25; }));
+  const auto sources = by_source(ch);  // also checks each source's sequences run from 0 without a gap
+  ASSERT_EQ(sources.size(), 2u) << "the new file took the forgotten one's identity";
+  for (const auto& [id, lines] : sources) EXPECT_TRUE(lines == expected("same", 0, 10) || lines == expected("same", 0, 15));
+}
+
+// Within forget_after, a copy of a file gone meanwhile (renamed out of the patterns, then copied
+// back in) resumes it: only the lines the copy has beyond are read.
+TEST(TailSourceTest, ACopyOfAGoneFileFoundWithinForgetAfterResumesIt) {
+  TempDir dir;
+  auto ch = core::Channel::create(dir / "c.chan", cfg());
+  const auto log = dir / "app.log";
+  auto src = make_source("tail", {&ch}, {{"paths", Strings{log.string()}}, {"rotate_wait_ms", std::int64_t{0}}});
+  append_lines(log, "a", 0, 10);
+  ASSERT_TRUE(pump_until(*src, [&] { return ch.stats().records_written == 10; }));
+  std::filesystem::rename(log, dir / "app.old");
+  ASSERT_TRUE(pump_until(*src, [&] { return src->metrics().open_files == 0; }));
+  std::filesystem::copy_file(dir / "app.old", dir / "app.tmp");
+  append_lines(dir / "app.tmp", "a", 10, 12);
+  std::filesystem::rename(dir / "app.tmp", log);
+  ASSERT_TRUE(pump_until(*src, [&] { return ch.stats().records_written == 12; }));
+  for (int i = 0; i < 10; ++i) (void)src->do_work();
+  EXPECT_EQ(all_payloads(ch), expected("a", 0, 12));
+  EXPECT_EQ(by_source(ch).size(), 1u);
+}
+
+// A channel an earlier build wrote names a content generation by its key alone (no pointer):
+// it is resumed, not read again.
+TEST(TailSourceTest, AGenerationAnEarlierBuildStartedIsResumed) {
+  TempDir dir;
+  auto ch = core::Channel::create(dir / "c.chan", cfg());
+  const auto log = dir / "app.log";
+  append_lines(log, "a", 0, 10);
+  // The earlier build's id: the collector name's and the first 256 bytes' FNV-1a, mixed.
+  auto fnv1a = [](const void* data, std::size_t n, std::uint64_t h = 0xcbf29ce484222325ull) {
+    const auto* p = static_cast<const unsigned char*>(data);
+    for (std::size_t i = 0; i < n; ++i) h = (h ^ p[i]) * 0x100000001b3ull;
+    return h;
+  };
+  auto mix64 = [](std::uint64_t x) {
+    x ^= x >> 30;
+    x *= 0xbf58476d1ce4e5b9ull;
+    x ^= x >> 27;
+    x *= 0x94d049bb133111ebull;
+    return x ^ (x >> 31);
+  };
+  std::string head(256, '\0');
+  { std::ifstream(log, std::ios::binary).read(head.data(), 256); }
+  const std::string name = "test";
+  const std::uint64_t old_id = mix64(fnv1a(name.data(), name.size()) ^ fnv1a(head.data(), head.size())) | 1;
+  const auto size = static_cast<std::uint64_t>(std::filesystem::file_size(log));
+  {
+    core::Producer p = ch.producer();
+    const core::SourcePosition at{old_id, 10, size};
+    ASSERT_EQ(p.append_batch({}, &at), core::AppendStatus::kOk);
+  }
+  append_lines(log, "a", 10, 15);
+  auto src = make_source("tail", {&ch}, {{"paths", Strings{log.string()}}}, name);
+  ASSERT_TRUE(pump_until(*src, [&] { return ch.stats().records_written == 5; }));
+  for (int i = 0; i < 10; ++i) (void)src->do_work();
+  const auto records = all_records(ch);
+  ASSERT_EQ(records.size(), 5u);
+  for (std::size_t i = 0; i < records.size(); ++i) {
+    EXPECT_EQ(records[i].id.source_id, old_id);
+    EXPECT_EQ(records[i].id.sequence, 10 + i);
+    EXPECT_EQ(records[i].payload, line_text("a", 10 + static_cast<int>(i)));
+  }
 }
 
 TEST(TailSourceTest, DeletedAndRecreatedFileIsReadAsNewContent) {

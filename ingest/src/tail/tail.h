@@ -26,6 +26,9 @@ struct TailOptions {
   std::size_t read_buffer = 1 << 20;   // bytes per read
   std::size_t batch_bytes = 1 << 20;   // payload bytes per channel transaction (capped by the channel)
   std::chrono::milliseconds rotate_wait{2000};  // keep reading a rotated-away file this long after EOF
+  // Keep an ended generation's position this long (a late copy resumes it), then give its
+  // source-table slots back.
+  std::chrono::milliseconds forget_after{60000};
 };
 
 // Per-generation reader. Owns its descriptor; reads from the committed offset.
@@ -52,6 +55,7 @@ class TailFile {
   bool duplicate = false;  // another open file already is this generation (a copy)
   bool gone = false;       // no longer reachable under a watched path
   std::uint64_t source_id = 0;
+  std::uint64_t chain = 0;   // the first key of its content chain; 0: identified by its instance (or not yet)
   std::uint64_t offset = 0;  // committed: the next byte to read
   std::uint64_t next_seq = 0;
   std::vector<std::uint64_t> channel_next;  // per channel: sequences below are already there

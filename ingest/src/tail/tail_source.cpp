@@ -1,12 +1,17 @@
 // tail: discovery, identity, rotation and reading. See tail.h for the split and the options.
 //
-// Identity: a file generation is its fingerprint (a hash of its first fingerprint_bytes),
-// with the source id derived from the collector name and the fingerprint. Renames keep the
-// descriptor (device + inode), so a rotated file is read to its end. A truncated file, or one
-// whose committed offset is beyond its size, starts a new generation whose id is derived from
-// the previous one: resuming walks that chain. The read position is the channel's source
-// table, committed in the same transaction as the lines: after a crash nothing is lost or
-// doubled.
+// Identity: a file generation is found by its fingerprint (a hash of its first
+// fingerprint_bytes): a key derived from the collector name and the fingerprint names, in the
+// channels' source tables, the generation's source id, drawn at random when the generation
+// starts (a pointer slot; a generation an earlier build started has the key itself as its id).
+// Renames keep the descriptor (device + inode), so a rotated file is read to its end. A
+// truncated file, or one whose committed offset is beyond its size, starts a new generation
+// whose key is derived from the previous one: resuming walks that chain. The read position is
+// the channel's source table, committed in the same transaction as the lines: after a crash
+// nothing is lost or doubled. Once no open file reads a generation of a chain any more (its
+// file is gone or was cut), the chain's slots are given back after forget_after: a later file
+// with the same first bytes starts a new chain under new ids, so that downstream dedup by
+// identity never takes its events for the old ones.
 //
 // A file shorter than fingerprint_bytes (its first bytes may still change) is read at once
 // where the file system keeps birth times: it is identified by its inode and birth time (its
@@ -32,6 +37,7 @@
 #include <fmt/format.h>
 #include <map>
 #include <optional>
+#include <random>
 #include <set>
 #include <string>
 
@@ -112,6 +118,8 @@ std::uint64_t next_generation(std::uint64_t id) { return source_id_of(mix64(id ^
 // content id in the slot's next_sequence. Truncated: the file was cut below its position.
 constexpr std::uint64_t kMovedToContent = ~std::uint64_t{0};
 constexpr std::uint64_t kTruncatedAway = ~std::uint64_t{0} - 1;
+// A content key's slot: its generation's source id is in next_sequence.
+constexpr std::uint64_t kContentPointer = ~std::uint64_t{0} - 2;
 
 // The birth time of an open file in ns, if the file system keeps it.
 std::optional<std::uint64_t> birth_ns(int fd) {
@@ -174,11 +182,16 @@ class TailSource final : public Source {
       for (auto& f : files_) done += read_file(*f);
       close_finished();  // by what this pass found: a file is closed only once read to its end
     }
+    retire();
     return done;
   }
 
   [[nodiscard]] int wait_fd() const override { return inotify_fd_; }
-  [[nodiscard]] Clock::time_point next_deadline() const override { return retry_at_ < next_scan_ ? retry_at_ : next_scan_; }
+  [[nodiscard]] Clock::time_point next_deadline() const override {
+    Clock::time_point at = std::min(retry_at_, next_scan_);
+    for (const auto& [chain, when] : retiring_) at = std::min(at, when);
+    return at;
+  }
 
   [[nodiscard]] SourceMetrics metrics() const override {
     SourceMetrics m = metrics_;
@@ -268,6 +281,7 @@ class TailSource final : public Source {
         ++metrics_.rotations;
         // Its identify walk would find it so only while the file is shorter.
         if (f->by_instance) mark_ended(f->source_id, kTruncatedAway, std::nullopt);
+        ended(*f);
         f->identified = false;
         f->initial = false;  // start_at = "end" was for what the file held at start-up
         f->offset = 0;
@@ -338,10 +352,24 @@ class TailSource final : public Source {
       fp = mix64(fp ^ mix64(static_cast<std::uint64_t>(f.dev) * 0x9e3779b97f4a7c15ull ^ static_cast<std::uint64_t>(f.ino)) ^
                  found);
     }
-    std::uint64_t id = content_id(fp);
-    // Walk the generation chain to the first generation whose offset fits this file.
-    for (int hops = 0; hops < 1024; ++hops) {
-      Lookup l = lookup(id);
+    const std::uint64_t chain = content_id(fp);
+    std::uint64_t key = chain;
+    // Walk the generation chain to the first generation whose offset fits this file; at its end,
+    // a new generation.
+    for (int hops = 0; hops < 1024; ++hops, key = next_generation(key)) {
+      const std::optional<Generation> g = resolve(key);
+      if (!g) {
+        const std::optional<std::uint64_t> id = new_generation(key, f.path);
+        if (!id) return false;  // a channel refused the pointer: tried again at the next pass
+        f.source_id = *id;
+        f.chain = chain;
+        f.by_instance = false;
+        f.channel_next.assign(ctx_.channels.size(), 0);
+        start(f, size, false, core::SourcePosition{*id, 0, 0});
+        return true;
+      }
+      const std::uint64_t id = g->id;
+      const Lookup& l = g->at;
       if (l.any && l.best.position > size) {  // this generation was longer: it is not this one...
         // ...unless it is a copy of it being written (copytruncate's copy, matched by the glob):
         // its bytes are those of the generation's file still open here. Left alone until that
@@ -356,7 +384,6 @@ class TailSource final : public Source {
             return false;
           }
         }
-        id = next_generation(id);
         continue;
       }
       // Another open file is this generation already (a copy): leave this one alone.
@@ -365,8 +392,9 @@ class TailSource final : public Source {
         return false;
       }
       f.source_id = id;
+      f.chain = chain;
       f.by_instance = false;
-      f.channel_next = std::move(l.next);
+      f.channel_next = l.next;
       start(f, size, l.any, l.best);
       return true;
     }
@@ -395,11 +423,12 @@ class TailSource final : public Source {
   }
 
   // Whether an open file other than `f` reads generation `id`.
-  [[nodiscard]] bool held_by_another(const TailFile& f, std::uint64_t id) const {
+  [[nodiscard]] bool held_by_another(const TailFile* f, std::uint64_t id) const {
     return std::any_of(files_.begin(), files_.end(), [&](const std::unique_ptr<TailFile>& o) {
-      return o.get() != &f && o->identified && o->source_id == id;
+      return o.get() != f && o->identified && o->source_id == id;
     });
   }
+  [[nodiscard]] bool held_by_another(const TailFile& f, std::uint64_t id) const { return held_by_another(&f, id); }
 
   [[nodiscard]] std::uint64_t content_id(std::uint64_t fingerprint) const {
     return source_id_of(mix64(fnv1a(ctx_.name.data(), ctx_.name.size()) ^ fingerprint));
@@ -436,6 +465,40 @@ class TailSource final : public Source {
     }
     l.best = best.value_or(core::SourcePosition{id, 0, 0});
     return l;
+  }
+
+  // The generation at content key `key`: the source id its pointer names (a generation an
+  // earlier build started is the key itself) and where that id is. None when no channel has the
+  // key: the chain ends before it. The id may be known to no channel yet (the pointer is made
+  // before the generation's first batch).
+  struct Generation {
+    std::uint64_t id = 0;
+    Lookup at;
+  };
+  [[nodiscard]] std::optional<Generation> resolve(std::uint64_t key) const {
+    for (core::Channel* ch : ctx_.channels) {
+      if (const auto sp = ch->source_position(key)) {
+        const std::uint64_t id = sp->position == kContentPointer ? sp->next_sequence : key;
+        return Generation{id, lookup(id)};
+      }
+    }
+    return std::nullopt;
+  }
+
+  // Starts a generation at content key `key`: a source id drawn at random that no channel knows,
+  // named by a pointer at the key in every channel. None (said, once) when a channel refuses:
+  // the channels that took the pointer give it back.
+  std::optional<std::uint64_t> new_generation(std::uint64_t key, std::string_view path) {
+    std::uint64_t id = 0;
+    do {
+      id = source_id_of(mix64(rng_() ^ key));
+    } while (id == key || std::any_of(ctx_.channels.begin(), ctx_.channels.end(),
+                                      [id](core::Channel* ch) { return ch->source_position(id).has_value(); }));
+    if (!set_position(core::SourcePosition{key, id, kContentPointer}, path)) {
+      for (core::Channel* ch : ctx_.channels) (void)ch->release_source(key);
+      return std::nullopt;
+    }
+    return id;
   }
 
   // Walks the instance chain from `first` to the generation whose position fits the file (later
@@ -508,15 +571,22 @@ class TailSource final : public Source {
   // fits the file. Unlike the content walk, this finds the generation the move took even when
   // another file with the same first bytes took an earlier one.
   bool resume_moved(TailFile& f, std::uint64_t id, const std::string& head, std::uint64_t size) {
-    std::uint64_t g = content_id(fnv1a(head.data(), head.size()));
-    for (int hops = 0; hops < 1024 && g != id; ++hops) g = next_generation(g);
-    if (g != id) return false;
+    const std::uint64_t chain = content_id(fnv1a(head.data(), head.size()));
+    std::optional<Generation> g;
+    std::uint64_t key = chain;
+    for (int hops = 0;; ++hops, key = next_generation(key)) {
+      if (hops == 1024) return false;
+      g = resolve(key);
+      if (!g) return false;  // the chain ends before it
+      if (g->id == id) break;
+    }
     if (held_by_another(f, id)) return false;
-    Lookup l = lookup(id);
+    const Lookup& l = g->at;
     if (!l.any || l.best.position > size) return false;
     f.source_id = id;
+    f.chain = chain;
     f.by_instance = false;
-    f.channel_next = std::move(l.next);
+    f.channel_next = l.next;
     start(f, size, true, l.best);
     return true;
   }
@@ -536,27 +606,40 @@ class TailSource final : public Source {
       if (f.channel_next[c] > f.next_seq) return;
     std::string head(opts_.fingerprint_bytes, '\0');
     if (::pread(f.fd, head.data(), head.size(), 0) != static_cast<ssize_t>(head.size())) return;
-    std::uint64_t id = content_id(fnv1a(head.data(), head.size()));
-    // Free where no channel has it, or has it with sequence 0 at this offset (a move cut short,
-    // in some channels or all).
-    auto free_here = [&](core::Channel* ch) {
-      const std::optional<core::SourcePosition> sp = ch->source_position(id);
-      return !sp || (sp->next_sequence == 0 && sp->position == f.offset);
+    const std::string what = f.path + "'s move to its content's identity";
+    const std::uint64_t chain = content_id(fnv1a(head.data(), head.size()));
+    // The first key no channel has (a new generation there), or one whose generation a move cut
+    // short started: no other file reads it, and every channel has nothing of it or sequence 0
+    // at this offset.
+    auto cut_short = [&](std::uint64_t id) {
+      return !held_by_another(f, id) && std::all_of(ctx_.channels.begin(), ctx_.channels.end(), [&](core::Channel* ch) {
+        const std::optional<core::SourcePosition> sp = ch->source_position(id);
+        return !sp || (sp->next_sequence == 0 && sp->position == f.offset);
+      });
     };
-    for (int hops = 0;; ++hops, id = next_generation(id)) {
+    std::optional<std::uint64_t> id;
+    std::uint64_t key = chain;
+    for (int hops = 0; !id; ++hops, key = next_generation(key)) {
       if (hops == 1024) return;
-      if (!held_by_another(f, id) && std::all_of(ctx_.channels.begin(), ctx_.channels.end(), free_here)) break;
+      const std::optional<Generation> g = resolve(key);
+      if (!g) {
+        id = new_generation(key, what);
+        if (!id) return;
+      } else if (cut_short(g->id)) {
+        id = g->id;
+      }
     }
-    if (!set_position(core::SourcePosition{id, 0, f.offset}, f.path + "'s move to its content's identity")) {
+    if (!set_position(core::SourcePosition{*id, 0, f.offset}, what)) {
       // Not left half made: the channels that took it would hold a generation no other has,
-      // which a later content walk would read from the start.
+      // which a later content walk would read from the start. (The pointer stays: a move made
+      // again takes its generation.)
       for (core::Channel* ch : ctx_.channels)
-        if (ch->source_position(id)) (void)ch->release_source(id);
+        if (ch->source_position(*id)) (void)ch->release_source(*id);
       return;
     }
-    if (!set_position(core::SourcePosition{f.source_id, id, kMovedToContent}, f.path + "'s move to its content's identity"))
-      return;
-    f.source_id = id;
+    if (!set_position(core::SourcePosition{f.source_id, *id, kMovedToContent}, what)) return;
+    f.source_id = *id;
+    f.chain = chain;
     f.next_seq = 0;
     f.channel_next.assign(ctx_.channels.size(), 0);
     f.by_instance = false;
@@ -590,6 +673,49 @@ class TailSource final : public Source {
     }
     for (auto it = chain.rbegin(); it != chain.rend(); ++it)
       for (core::Channel* ch : ctx_.channels) (void)ch->release_source(*it);
+  }
+
+  // A content generation that no longer has its file (gone, or cut): its chain is given back
+  // after forget_after, unless an open file reads one of its generations by then.
+  void ended(const TailFile& f) {
+    if (!f.identified || f.by_instance || f.chain == 0) return;
+    Clock::time_point& at = retiring_[f.chain];
+    at = std::max(at, Clock::now() + opts_.forget_after);
+  }
+
+  void retire() {
+    const auto now = Clock::now();
+    for (auto it = retiring_.begin(); it != retiring_.end();) {
+      if (it->second > now) {
+        ++it;
+        continue;
+      }
+      release_chain(it->first);
+      it = retiring_.erase(it);
+    }
+  }
+
+  // Gives back the slots of a content chain of which no open file reads a generation: keys
+  // last first, each before its generation's id, so that a crash part-way leaves a chain that
+  // walks as before, short of its end (at worst one id, its key given back, stays). A chain with
+  // a generation still read is kept whole: a walk must go through its earlier keys to reach it
+  // (when that one ends, the chain is given back). The key of a file not yet identified that
+  // would take a new generation here is simply made again.
+  void release_chain(std::uint64_t chain) {
+    std::vector<std::pair<std::uint64_t, std::uint64_t>> gens;  // key, id
+    std::uint64_t key = chain;
+    for (int hops = 0; hops < 1024; ++hops, key = next_generation(key)) {
+      const std::optional<Generation> g = resolve(key);
+      if (!g) break;
+      if (held_by_another(nullptr, g->id)) return;
+      gens.emplace_back(key, g->id);
+    }
+    for (auto it = gens.rbegin(); it != gens.rend(); ++it) {
+      for (core::Channel* ch : ctx_.channels) (void)ch->release_source(it->first);
+      if (it->second != it->first)
+        for (core::Channel* ch : ctx_.channels) (void)ch->release_source(it->second);
+    }
+    if (!gens.empty()) no_slot_logged_ = false;  // a full table, met again, is said again
   }
 
   // True if `other` starts with `head` (the first bytes of another file).
@@ -649,12 +775,11 @@ class TailSource final : public Source {
 
   void refused_slot(std::size_t c, core::AppendStatus s, std::string_view what) {
     if (s != core::AppendStatus::kNoSlot || no_slot_logged_) return;
-    // Not passing: a file generation identified by its content holds a slot for good (a short
-    // file's are given back once it is gone).
+    // Said again once a chain's slots were given back and the table is found full anew.
     no_slot_logged_ = true;
-    log("error", fmt::format("channel {}: its source table is full (a slot per file generation followed, "
-                             "kept for good once a file holds fingerprint_bytes): {} waits, and so does "
-                             "any new file; create the channel with a larger source_slots",
+    log("error", fmt::format("channel {}: its source table is full (two slots per file followed, kept until "
+                             "forget_after_ms after the file is gone or cut): {} waits, and so does any new "
+                             "file, until slots are given back; create the channel with a larger source_slots",
                              ctx_.channels[c]->path().string(), what));
   }
 
@@ -793,6 +918,7 @@ class TailSource final : public Source {
       if (!f->at_eof || now - f->eof_since < opts_.rotate_wait) return false;
       log("info", fmt::format("closing {} (rotated or deleted, read to offset {})", f->path, f->offset));
       release_instance(*f);
+      ended(*f);
       return true;
     });
     // A copy waiting for its original may now be the only one left.
@@ -816,6 +942,8 @@ class TailSource final : public Source {
   std::uint64_t batch_oversize_ = 0;  // lines of the pending batch rewritten past max_payload_
   bool oversize_logged_ = false;      // such a line is logged once per source
   bool no_slot_logged_ = false;       // a channel's source table was found full (logged once)
+  std::mt19937_64 rng_{(std::uint64_t{std::random_device{}()} << 32) ^ std::random_device{}()};  // new generations' ids
+  std::map<std::uint64_t, Clock::time_point> retiring_;  // content chain -> when its slots are given back
   std::size_t max_payload_ = SIZE_MAX;  // the smallest of the channels'
   int inotify_fd_ = -1;
   std::map<int, std::vector<std::string>> watch_dirs_;  // inotify watch descriptor -> its directory's spellings
@@ -840,6 +968,7 @@ std::unique_ptr<Source> create_tail(const OptionValues& v, SourceContext ctx) {
   o.read_buffer = static_cast<std::size_t>(v.integer("read_buffer"));
   o.batch_bytes = static_cast<std::size_t>(v.integer("batch_bytes"));
   o.rotate_wait = std::chrono::milliseconds(v.integer("rotate_wait_ms"));
+  o.forget_after = std::chrono::milliseconds(v.integer("forget_after_ms"));
   return std::make_unique<TailSource>(std::move(o), std::move(ctx));
 }
 
