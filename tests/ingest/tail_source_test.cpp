@@ -91,9 +91,29 @@ struct ShortFile {
   std::map<std::string, ingest::OptionValues::Value> opts = short_fingerprint(log);
 };
 
-Strings expected(const std::string& prefix, int from, int to) {
+// The first key of the content chain of `file`'s first 256 bytes for collector `name` (what an
+// earlier build took as the generation's id): their FNV-1a hashes, mixed. The format of the
+// tables a tail leaves, spelled out here on purpose.
+std::uint64_t content_key(const std::string& name, const std::filesystem::path& file) {
+  auto fnv1a = [](const void* data, std::size_t n) {
+    std::uint64_t h = 0xcbf29ce484222325ull;
+    const auto* p = static_cast<const unsigned char*>(data);
+    for (std::size_t i = 0; i < n; ++i) h = (h ^ p[i]) * 0x100000001b3ull;
+    return h;
+  };
+  std::string head(256, '\0');
+  { std::ifstream(file, std::ios::binary).read(head.data(), 256); }
+  std::uint64_t x = fnv1a(name.data(), name.size()) ^ fnv1a(head.data(), head.size());
+  x ^= x >> 30;
+  x *= 0xbf58476d1ce4e5b9ull;
+  x ^= x >> 27;
+  x *= 0x94d049bb133111ebull;
+  return (x ^ (x >> 31)) | 1;
+}
+
+Strings expected(const std::string& prefix, int from, int to, std::size_t pad = 40) {
   Strings s;
-  for (int i = from; i < to; ++i) s.push_back(line_text(prefix, i));
+  for (int i = from; i < to; ++i) s.push_back(line_text(prefix, i, pad));
   return s;
 }
 
@@ -463,6 +483,61 @@ TEST(TailSourceTest, AChainIsKeptWhileALaterGenerationOfItIsRead) {
   EXPECT_EQ(ch.stats().records_written, 115u) << "the second generation resumed, not read again";
 }
 
+// A file cut and written again with the same first bytes, as long as before or longer, is a new
+// generation: not resumed where the old one stopped (its lines would be skipped).
+TEST(TailSourceTest, AFileCutAndWrittenAgainAsLongWithTheSameStartIsReadWhole) {
+  TempDir dir;
+  auto ch = core::Channel::create(dir / "c.chan", cfg());
+  const auto log = dir / "status.log";
+  append_lines(log, "same", 0, 10, 100);
+  auto src = make_source("tail", {&ch}, {{"paths", Strings{log.string()}}});
+  ASSERT_TRUE(pump_until(*src, [&] { return ch.stats().records_written == 10; }));
+  std::filesystem::resize_file(log, 0);
+  ASSERT_TRUE(pump_until(*src, [&] { return src->metrics().rotations == 1; }));
+  append_lines(log, "same", 0, 12, 100);
+  ASSERT_TRUE(pump_until(*src, [&] { return ch.stats().records_written == 22; }));
+  const auto sources = by_source(ch);
+  ASSERT_EQ(sources.size(), 2u);
+  for (const auto& [id, lines] : sources)
+    EXPECT_TRUE(lines == expected("same", 0, 10, 100) || lines == expected("same", 0, 12, 100));
+}
+
+// A file cut again and again to the same first bytes (a status file written with `>`) makes a
+// chain of generations; those forgotten make room, the one read moves to the chain's first key:
+// the table does not fill, the chain does not grow, and a restart resumes the one read.
+TEST(TailSourceTest, AChainOfGenerationsCutOneAfterAnotherDoesNotGrow) {
+  TempDir dir;
+  auto c = cfg();
+  c.source_slots = 16;
+  auto ch = core::Channel::create(dir / "c.chan", c);
+  const auto log = dir / "status.log";
+  const std::map<std::string, ingest::OptionValues::Value> opts = {
+      {"paths", Strings{log.string()}}, {"forget_after_ms", std::int64_t{0}}, {"rotate_wait_ms", std::int64_t{0}}};
+  append_lines(log, "same", 0, 10, 100);
+  auto src = make_source("tail", {&ch}, opts);
+  ASSERT_TRUE(pump_until(*src, [&] { return ch.stats().records_written == 10; }));
+  std::uint64_t written = 10;
+  for (int cut = 1; cut <= 30; ++cut) {
+    std::filesystem::resize_file(log, 0);
+    append_lines(log, "same", 0, 5, 100);  // shorter than the generation before: cut, seen so
+    written += 5;
+    ASSERT_TRUE(pump_until(*src, [&] { return ch.stats().records_written == written; })) << "cut " << cut;
+    append_lines(log, "same", 5, 10, 100);
+    written += 5;
+    ASSERT_TRUE(pump_until(*src, [&] { return ch.stats().records_written == written; })) << "cut " << cut;
+    for (int i = 0; i < 3; ++i) (void)src->do_work();
+    EXPECT_LE(ch.source_table().in_use, 2u) << "cut " << cut << ": the generation read, and its key";
+  }
+  src.reset();
+  append_lines(log, "same", 10, 12, 100);
+  auto again = make_source("tail", {&ch}, opts);
+  ASSERT_TRUE(pump_until(*again, [&] { return ch.stats().records_written == written + 2; }));
+  for (int i = 0; i < 10; ++i) (void)again->do_work();
+  EXPECT_EQ(ch.stats().records_written, written + 2) << "the generation read was resumed, not read again";
+  const auto sources = by_source(ch);
+  EXPECT_EQ(sources.size(), 31u);
+}
+
 // Files rotated out of the patterns or deleted give their slots back after forget_after: a
 // long-running agent on rotating logs does not fill the source table.
 TEST(TailSourceTest, RotatedAndDeletedFilesGiveTheirSourceSlotsBackAfterForgetAfter) {
@@ -551,23 +626,8 @@ TEST(TailSourceTest, AGenerationAnEarlierBuildStartedIsResumed) {
   auto ch = core::Channel::create(dir / "c.chan", cfg());
   const auto log = dir / "app.log";
   append_lines(log, "a", 0, 10);
-  // The earlier build's id: the collector name's and the first 256 bytes' FNV-1a, mixed.
-  auto fnv1a = [](const void* data, std::size_t n, std::uint64_t h = 0xcbf29ce484222325ull) {
-    const auto* p = static_cast<const unsigned char*>(data);
-    for (std::size_t i = 0; i < n; ++i) h = (h ^ p[i]) * 0x100000001b3ull;
-    return h;
-  };
-  auto mix64 = [](std::uint64_t x) {
-    x ^= x >> 30;
-    x *= 0xbf58476d1ce4e5b9ull;
-    x ^= x >> 27;
-    x *= 0x94d049bb133111ebull;
-    return x ^ (x >> 31);
-  };
-  std::string head(256, '\0');
-  { std::ifstream(log, std::ios::binary).read(head.data(), 256); }
   const std::string name = "test";
-  const std::uint64_t old_id = mix64(fnv1a(name.data(), name.size()) ^ fnv1a(head.data(), head.size())) | 1;
+  const std::uint64_t old_id = content_key(name, log);
   const auto size = static_cast<std::uint64_t>(std::filesystem::file_size(log));
   {
     core::Producer p = ch.producer();
@@ -584,6 +644,30 @@ TEST(TailSourceTest, AGenerationAnEarlierBuildStartedIsResumed) {
     EXPECT_EQ(records[i].id.source_id, old_id);
     EXPECT_EQ(records[i].id.sequence, 10 + i);
     EXPECT_EQ(records[i].payload, line_text("a", 10 + static_cast<int>(i)));
+  }
+}
+
+// A key slot a release killed part-way left (its fields cleared one by one: a pointer to no id,
+// or nothing at offset 0) is no generation: the file is read whole, under a new id.
+TEST(TailSourceTest, AKeySlotAKilledReleaseLeftHalfClearedIsTakenForNone) {
+  constexpr std::uint64_t kPointer = ~std::uint64_t{0} - 2;
+  for (const std::uint64_t position : {kPointer, std::uint64_t{0}}) {
+    TempDir dir;
+    auto ch = core::Channel::create(dir / "c.chan", cfg());
+    const auto log = dir / "app.log";
+    append_lines(log, "a", 0, 10);
+    const std::uint64_t key = content_key("test", log);
+    {
+      core::Producer p = ch.producer();
+      const core::SourcePosition torn{key, 0, position};
+      ASSERT_EQ(p.append_batch({}, &torn), core::AppendStatus::kOk);
+    }
+    auto src = make_source("tail", {&ch}, {{"paths", Strings{log.string()}}});
+    ASSERT_TRUE(pump_until(*src, [&] { return ch.stats().records_written == 10; })) << position;
+    const auto sources = by_source(ch);
+    ASSERT_EQ(sources.size(), 1u);
+    EXPECT_NE(sources.begin()->first, key) << position;
+    EXPECT_EQ(sources.begin()->second, expected("a", 0, 10));
   }
 }
 

@@ -8,10 +8,10 @@
 // truncated file, or one whose committed offset is beyond its size, starts a new generation
 // whose key is derived from the previous one: resuming walks that chain. The read position is
 // the channel's source table, committed in the same transaction as the lines: after a crash
-// nothing is lost or doubled. Once no open file reads a generation of a chain any more (its
-// file is gone or was cut), the chain's slots are given back after forget_after: a later file
-// with the same first bytes starts a new chain under new ids, so that downstream dedup by
-// identity never takes its events for the old ones.
+// nothing is lost or doubled. A generation no open file reads any more (its file closed as gone,
+// or cut) is forgotten forget_after later: its slots are given back, and the generations of its
+// chain still read move to the chain's first keys. A later file with the same first bytes takes
+// new ids, so that downstream dedup by identity never takes its events for the old ones.
 //
 // A file shorter than fingerprint_bytes (its first bytes may still change) is read at once
 // where the file system keeps birth times: it is identified by its inode and birth time (its
@@ -189,7 +189,8 @@ class TailSource final : public Source {
   [[nodiscard]] int wait_fd() const override { return inotify_fd_; }
   [[nodiscard]] Clock::time_point next_deadline() const override {
     Clock::time_point at = std::min(retry_at_, next_scan_);
-    for (const auto& [chain, when] : retiring_) at = std::min(at, when);
+    for (const auto& [chain, gens] : retiring_)
+      for (const auto& [id, when] : gens) at = std::min(at, when);
     return at;
   }
 
@@ -281,6 +282,7 @@ class TailSource final : public Source {
         ++metrics_.rotations;
         // Its identify walk would find it so only while the file is shorter.
         if (f->by_instance) mark_ended(f->source_id, kTruncatedAway, std::nullopt);
+        if (!f->by_instance) cut_[f->source_id] = {f->dev, f->ino};
         ended(*f);
         f->identified = false;
         f->initial = false;  // start_at = "end" was for what the file held at start-up
@@ -370,6 +372,7 @@ class TailSource final : public Source {
       }
       const std::uint64_t id = g->id;
       const Lookup& l = g->at;
+      if (cut_from(f, id)) continue;  // cut from this very file: written again since, even if as long
       if (l.any && l.best.position > size) {  // this generation was longer: it is not this one...
         // ...unless it is a copy of it being written (copytruncate's copy, matched by the glob):
         // its bytes are those of the generation's file still open here. Left alone until that
@@ -475,10 +478,16 @@ class TailSource final : public Source {
     std::uint64_t id = 0;
     Lookup at;
   };
+  // A slot with nothing (sequence 0 at offset 0, or a pointer to no id) counts as none: a start
+  // that committed nothing, or a release killed part-way, which clears a slot's fields one by
+  // one; a new generation is made there again.
   [[nodiscard]] std::optional<Generation> resolve(std::uint64_t key) const {
     for (core::Channel* ch : ctx_.channels) {
       if (const auto sp = ch->source_position(key)) {
-        const std::uint64_t id = sp->position == kContentPointer ? sp->next_sequence : key;
+        const bool pointer = sp->position == kContentPointer;
+        const std::uint64_t id = pointer ? sp->next_sequence : key;
+        if (pointer ? (id & 1) == 0 || id == core::kReleasedSourceId : sp->next_sequence == 0 && sp->position == 0)
+          continue;
         return Generation{id, lookup(id)};
       }
     }
@@ -580,7 +589,7 @@ class TailSource final : public Source {
       if (!g) return false;  // the chain ends before it
       if (g->id == id) break;
     }
-    if (held_by_another(f, id)) return false;
+    if (held_by_another(f, id) || cut_from(f, id)) return false;
     const Lookup& l = g->at;
     if (!l.any || l.best.position > size) return false;
     f.source_id = id;
@@ -675,47 +684,77 @@ class TailSource final : public Source {
       for (core::Channel* ch : ctx_.channels) (void)ch->release_source(*it);
   }
 
-  // A content generation that no longer has its file (gone, or cut): its chain is given back
-  // after forget_after, unless an open file reads one of its generations by then.
+  // Whether generation `id` was cut from `f`'s inode (while this process followed it).
+  [[nodiscard]] bool cut_from(const TailFile& f, std::uint64_t id) const {
+    const auto c = cut_.find(id);
+    return c != cut_.end() && c->second == std::pair{f.dev, f.ino};
+  }
+
+  // A content generation that no longer has its file (gone, or cut): forgotten after
+  // forget_after, unless an open file reads it again by then.
   void ended(const TailFile& f) {
     if (!f.identified || f.by_instance || f.chain == 0) return;
-    Clock::time_point& at = retiring_[f.chain];
-    at = std::max(at, Clock::now() + opts_.forget_after);
+    retiring_[f.chain][f.source_id] = Clock::now() + opts_.forget_after;
   }
 
   void retire() {
     const auto now = Clock::now();
     for (auto it = retiring_.begin(); it != retiring_.end();) {
-      if (it->second > now) {
-        ++it;
-        continue;
+      auto& gens = it->second;
+      const bool due = std::any_of(gens.begin(), gens.end(), [now](const auto& g) { return g.second <= now; });
+      if (due && !forget(it->first, gens)) {  // a channel refused a pointer: tried again in a second
+        for (auto& [id, when] : gens) when = std::max(when, now + std::chrono::seconds(1));
       }
-      release_chain(it->first);
-      it = retiring_.erase(it);
+      it = gens.empty() ? retiring_.erase(it) : std::next(it);
     }
   }
 
-  // Gives back the slots of a content chain of which no open file reads a generation: keys
-  // last first, each before its generation's id, so that a crash part-way leaves a chain that
-  // walks as before, short of its end (at worst one id, its key given back, stays). A chain with
-  // a generation still read is kept whole: a walk must go through its earlier keys to reach it
-  // (when that one ends, the chain is given back). The key of a file not yet identified that
-  // would take a new generation here is simply made again.
-  void release_chain(std::uint64_t chain) {
-    std::vector<std::pair<std::uint64_t, std::uint64_t>> gens;  // key, id
+  // Forgets the generations of a content chain that no open file reads, except those ended less
+  // than forget_after ago (`ending`: id -> when; one ended before this process started is due).
+  // Those kept keep their order and move to the chain's first keys: each key is pointed anew in
+  // every channel, then the keys after them are given back, last first, then the ids of the
+  // generations forgotten. A crash part-way leaves a chain that walks to every generation kept
+  // (one may be named twice, harmless: a file takes a generation once), and at worst ids whose
+  // keys are gone. A chain that keeps a generation an earlier build started (its id is its key)
+  // is left whole. False if a channel refused a pointer (nothing given back yet). Takes the
+  // forgotten generations out of `ending`.
+  bool forget(std::uint64_t chain, std::map<std::uint64_t, Clock::time_point>& ending) {
+    const auto now = Clock::now();
+    struct Gen {
+      std::uint64_t key, id;
+      bool kept;
+    };
+    std::vector<Gen> gens;
+    std::vector<std::uint64_t> kept;
     std::uint64_t key = chain;
     for (int hops = 0; hops < 1024; ++hops, key = next_generation(key)) {
       const std::optional<Generation> g = resolve(key);
       if (!g) break;
-      if (held_by_another(nullptr, g->id)) return;
-      gens.emplace_back(key, g->id);
+      const auto e = ending.find(g->id);
+      const bool keep = held_by_another(nullptr, g->id) || (e != ending.end() && e->second > now);
+      if (keep && g->id == key) {  // kept, and started by an earlier build: no pointer to move
+        std::erase_if(ending, [now](const auto& x) { return x.second <= now; });
+        return true;
+      }
+      gens.push_back({key, g->id, keep});
+      if (keep) kept.push_back(g->id);
     }
-    for (auto it = gens.rbegin(); it != gens.rend(); ++it) {
-      for (core::Channel* ch : ctx_.channels) (void)ch->release_source(it->first);
-      if (it->second != it->first)
-        for (core::Channel* ch : ctx_.channels) (void)ch->release_source(it->second);
+    for (std::size_t i = 0; i < kept.size(); ++i)
+      if (gens[i].id != kept[i] &&
+          !set_position(core::SourcePosition{gens[i].key, kept[i], kContentPointer}, "a content chain"))
+        return false;
+    for (std::size_t i = gens.size(); i-- > kept.size();)
+      for (core::Channel* ch : ctx_.channels) (void)ch->release_source(gens[i].key);
+    for (const Gen& g : gens) {
+      if (g.kept) continue;
+      if (g.id != g.key)
+        for (core::Channel* ch : ctx_.channels) (void)ch->release_source(g.id);
+      ending.erase(g.id);
+      cut_.erase(g.id);
     }
-    if (!gens.empty()) no_slot_logged_ = false;  // a full table, met again, is said again
+    if (gens.size() > kept.size()) no_slot_logged_ = false;  // a full table, met again, is said again
+    std::erase_if(ending, [now](const auto& x) { return x.second <= now; });  // no longer in the chain
+    return true;
   }
 
   // True if `other` starts with `head` (the first bytes of another file).
@@ -778,7 +817,7 @@ class TailSource final : public Source {
     // Said again once a chain's slots were given back and the table is found full anew.
     no_slot_logged_ = true;
     log("error", fmt::format("channel {}: its source table is full (two slots per file followed, kept until "
-                             "forget_after_ms after the file is gone or cut): {} waits, and so does any new "
+                             "forget_after_ms after the file was closed or cut): {} waits, and so does any new "
                              "file, until slots are given back; create the channel with a larger source_slots",
                              ctx_.channels[c]->path().string(), what));
   }
@@ -943,7 +982,11 @@ class TailSource final : public Source {
   bool oversize_logged_ = false;      // such a line is logged once per source
   bool no_slot_logged_ = false;       // a channel's source table was found full (logged once)
   std::mt19937_64 rng_{(std::uint64_t{std::random_device{}()} << 32) ^ std::random_device{}()};  // new generations' ids
-  std::map<std::uint64_t, Clock::time_point> retiring_;  // content chain -> when its slots are given back
+  // Content chain -> its generations that ended -> when they are forgotten.
+  std::map<std::uint64_t, std::map<std::uint64_t, Clock::time_point>> retiring_;
+  // Content generations cut by a truncation -> the file (device, inode) they were cut from: never
+  // resumed by it again, though it is as long again and starts alike. Forgotten with them.
+  std::map<std::uint64_t, std::pair<dev_t, ino_t>> cut_;
   std::size_t max_payload_ = SIZE_MAX;  // the smallest of the channels'
   int inotify_fd_ = -1;
   std::map<int, std::vector<std::string>> watch_dirs_;  // inotify watch descriptor -> its directory's spellings

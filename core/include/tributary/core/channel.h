@@ -353,8 +353,10 @@ class Channel {
   // resolved (it counts only if its records were published).
   [[nodiscard]] std::optional<SourcePosition> source_position(std::uint64_t source_id) const;
   // Gives a source's slot in the table back, its state forgotten: for a source that will not
-  // resume (the tail's short-file identities once their file is gone), so that a long-running
-  // collector does not fill the table. A source has one writer at a time (two creating one id
+  // resume (the tail's file identities once no file reads them), so that a long-running
+  // collector does not fill the table. Killed part-way, the slot keeps the id with its fields
+  // part cleared (next_sequence, then position, set to 0): a caller that looks the id up again
+  // takes such a state for none. A source has one writer at a time (two creating one id
   // at once may each take a slot), and only it may call this, after its last batch; a later
   // batch with a position takes a slot again, from sequence 0 as far as the table knows.
   // Returns false when the table holds no slot for it; throws core::Error on a read-only
