@@ -954,6 +954,17 @@ SourceTableUse Channel::source_table() const {
   return u;
 }
 
+std::vector<SourcePosition> Channel::sources() const {
+  const ChannelState& st = *state_;
+  std::vector<SourcePosition> out;
+  for (std::uint32_t i = 0; i < st.source_slots; ++i) {
+    const std::uint64_t id = st.sources[i].source_id.load(std::memory_order_acquire);
+    if (id == 0 || id == kReleasedSourceId) continue;
+    if (std::optional<SourcePosition> sp = source_position(id)) out.push_back(*sp);
+  }
+  return out;
+}
+
 ChannelStats Channel::stats() const {
   const ChannelState& st = *state_;
   const Header* h = st.hdr;

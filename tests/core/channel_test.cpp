@@ -9,6 +9,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <csignal>
 #include <cstddef>
 #include <cstring>
@@ -512,6 +513,23 @@ AppendStatus commit_source(Producer& p, std::uint64_t id, std::uint64_t seq, std
   const std::vector<Event> ev{{{id, seq}, std::as_bytes(std::span(line.data(), line.size()))}};
   const SourcePosition sp{id, seq + 1, position};
   return p.append_batch(ev, &sp);
+}
+
+TEST(ChannelTest, SourcesListsEverySourceWithItsStateAndNoReleasedOne) {
+  TempDir dir;
+  Channel ch = Channel::create(dir / "a.chan", small_config());
+  Producer p = ch.producer();
+  for (std::uint64_t id = 1; id <= 5; ++id) ASSERT_EQ(commit_source(p, id * 7, id, id * 10), AppendStatus::kOk);
+  ASSERT_TRUE(ch.release_source(21));
+  std::vector<SourcePosition> got = ch.sources();
+  std::sort(got.begin(), got.end(), [](const auto& a, const auto& b) { return a.source_id < b.source_id; });
+  ASSERT_EQ(got.size(), 4u);
+  for (std::size_t i = 0; i < got.size(); ++i) {
+    const std::uint64_t id = (i < 2 ? i + 1 : i + 2);
+    EXPECT_EQ(got[i].source_id, id * 7);
+    EXPECT_EQ(got[i].next_sequence, id + 1);
+    EXPECT_EQ(got[i].position, id * 10);
+  }
 }
 
 TEST(ChannelTest, AReleasedSourceSlotServesANewSourceSoEndedSourcesNeverFillTheTable) {

@@ -538,6 +538,98 @@ TEST(TailSourceTest, AChainOfGenerationsCutOneAfterAnotherDoesNotGrow) {
   EXPECT_EQ(sources.size(), 31u);
 }
 
+// What a collector left behind when it stopped (a file deleted while it did not run) is found by
+// the next one and forgotten forget_after later.
+TEST(TailSourceTest, AGenerationWhoseFileWentAwayWhileNoCollectorRanIsForgottenByTheNextOne) {
+  TempDir dir;
+  auto ch = core::Channel::create(dir / "c.chan", cfg());
+  const auto log = dir / "app.log";
+  append_lines(log, "a", 0, 10);
+  {
+    auto src = make_source("tail", {&ch}, {{"paths", Strings{log.string()}}});
+    ASSERT_TRUE(pump_until(*src, [&] { return ch.stats().records_written == 10; }));
+  }
+  ASSERT_EQ(ch.source_table().in_use, 2u);
+  std::filesystem::remove(log);
+  auto src = make_source("tail", {&ch}, {{"paths", Strings{log.string()}}, {"forget_after_ms", std::int64_t{0}}});
+  EXPECT_TRUE(pump_until(*src, [&] { return ch.source_table().in_use == 0; }));
+}
+
+// A collector forgets only what it left: another's generations in the same channel are its own.
+TEST(TailSourceTest, ACollectorDoesNotForgetAnotherCollectorsGenerations) {
+  TempDir dir;
+  auto ch = core::Channel::create(dir / "c.chan", cfg());
+  append_lines(dir / "a.log", "a", 0, 10);
+  append_lines(dir / "b.log", "b", 0, 10);
+  auto b = make_source("tail", {&ch}, {{"paths", Strings{(dir / "b.log").string()}}}, "b");
+  ASSERT_TRUE(pump_until(*b, [&] { return ch.stats().records_written == 10; }));
+  auto a = make_source("tail", {&ch}, {{"paths", Strings{(dir / "a.log").string()}}, {"forget_after_ms", std::int64_t{0}}},
+                       "a");
+  ASSERT_TRUE(pump_until(*a, [&] { return ch.stats().records_written == 20; }));
+  for (int i = 0; i < 10; ++i) (void)a->do_work();
+  EXPECT_EQ(ch.source_table().in_use, 4u) << "a's file and key, and b's";
+}
+
+// A generation ended before a restart is forgotten forget_after after it ended, as its key's
+// slot says, not forget_after after the restart.
+TEST(TailSourceTest, AGenerationEndedBeforeARestartIsForgottenByWhenItEnded) {
+  TempDir dir;
+  auto ch = core::Channel::create(dir / "c.chan", cfg());
+  const auto log = dir / "app.log";
+  append_lines(log, "a", 0, 10);
+  const std::uint64_t key = content_key("test", log);
+  const std::map<std::string, ingest::OptionValues::Value> hour = {
+      {"paths", Strings{log.string()}}, {"rotate_wait_ms", std::int64_t{0}}, {"forget_after_ms", std::int64_t{3600000}}};
+  {
+    auto src = make_source("tail", {&ch}, hour);
+    ASSERT_TRUE(pump_until(*src, [&] { return ch.stats().records_written == 10; }));
+    std::filesystem::remove(log);
+    ASSERT_TRUE(pump_until(*src, [&] { return src->metrics().open_files == 0; }));
+  }
+  const std::optional<core::SourcePosition> ended = ch.source_position(key);
+  ASSERT_TRUE(ended.has_value());
+  {  // restarted within the hour: kept
+    auto src = make_source("tail", {&ch}, hour);
+    for (int i = 0; i < 10; ++i) (void)src->do_work();
+    EXPECT_EQ(ch.source_table().in_use, 2u);
+  }
+  {  // as if it had ended two hours ago
+    core::Producer p = ch.producer();
+    const core::SourcePosition earlier{key, ended->next_sequence, ended->position - 7200};
+    ASSERT_EQ(p.append_batch({}, &earlier), core::AppendStatus::kOk);
+  }
+  auto src = make_source("tail", {&ch}, hour);
+  EXPECT_TRUE(pump_until(*src, [&] { return ch.source_table().in_use == 0; }));
+}
+
+// A chain left with an ended generation before the one read: after a restart the ended one is
+// forgotten, and the one read moves to the chain's first key.
+TEST(TailSourceTest, AChainLeftWithAnEndedGenerationIsShortenedAfterARestart) {
+  TempDir dir;
+  auto ch = core::Channel::create(dir / "c.chan", cfg());
+  const auto log = dir / "status.log";
+  append_lines(log, "same", 0, 10, 100);
+  {
+    auto src = make_source("tail", {&ch}, {{"paths", Strings{log.string()}}});
+    ASSERT_TRUE(pump_until(*src, [&] { return ch.stats().records_written == 10; }));
+    std::filesystem::resize_file(log, 0);
+    append_lines(log, "same", 0, 5, 100);
+    ASSERT_TRUE(pump_until(*src, [&] { return ch.stats().records_written == 15; }));
+  }
+  ASSERT_EQ(ch.source_table().in_use, 4u) << "two generations, each with its key";
+  const std::map<std::string, ingest::OptionValues::Value> opts = {{"paths", Strings{log.string()}},
+                                                                   {"forget_after_ms", std::int64_t{0}}};
+  {
+    auto src = make_source("tail", {&ch}, opts);
+    EXPECT_TRUE(pump_until(*src, [&] { return ch.source_table().in_use == 2; }));
+  }
+  append_lines(log, "same", 5, 7, 100);
+  auto src = make_source("tail", {&ch}, opts);
+  ASSERT_TRUE(pump_until(*src, [&] { return ch.stats().records_written == 17; }));
+  for (int i = 0; i < 10; ++i) (void)src->do_work();
+  EXPECT_EQ(ch.stats().records_written, 17u) << "the generation read was resumed at its first key";
+}
+
 // Files rotated out of the patterns or deleted give their slots back after forget_after: a
 // long-running agent on rotating logs does not fill the source table.
 TEST(TailSourceTest, RotatedAndDeletedFilesGiveTheirSourceSlotsBackAfterForgetAfter) {

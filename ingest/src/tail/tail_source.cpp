@@ -120,6 +120,19 @@ constexpr std::uint64_t kMovedToContent = ~std::uint64_t{0};
 constexpr std::uint64_t kTruncatedAway = ~std::uint64_t{0} - 1;
 // A content key's slot: its generation's source id is in next_sequence.
 constexpr std::uint64_t kContentPointer = ~std::uint64_t{0} - 2;
+// The same once its generation ended (its file closed as gone, or cut), with when (Unix
+// seconds) in the low 32 bits: a collector started later forgets it forget_after after that.
+constexpr std::uint64_t kEndedPointer = 0xFFFF'FFFE'0000'0000ull;
+constexpr bool is_pointer(std::uint64_t position) {
+  return position == kContentPointer || (position >> 32) == (kEndedPointer >> 32);
+}
+std::uint64_t ended_pointer() {
+  const auto s = std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch());
+  return kEndedPointer | static_cast<std::uint32_t>(s.count());
+}
+// The ids of the generations a collector starts carry its tag in their top 24 bits, so that it
+// finds, after a restart, the ones it left behind.
+constexpr int kTagShift = 40;
 
 // The birth time of an open file in ns, if the file system keeps it.
 std::optional<std::uint64_t> birth_ns(int fd) {
@@ -135,6 +148,7 @@ class TailSource final : public Source {
     // included): batches are kept at an eighth, and a line that would take one past that starts
     // the next batch. An event is at most the smallest max_payload, itself under a quarter.
     batch_limit_ = opts_.batch_bytes;
+    tag_ = mix64(fnv1a(ctx_.name.data(), ctx_.name.size()) ^ 0x7461670000000000ull) >> kTagShift;
     for (core::Channel* ch : ctx_.channels) {
       producers_.push_back(ch->producer(ctx_.producer_options));
       const core::ChannelStats st = ch->stats();
@@ -191,6 +205,8 @@ class TailSource final : public Source {
     Clock::time_point at = std::min(retry_at_, next_scan_);
     for (const auto& [chain, gens] : retiring_)
       for (const auto& [id, when] : gens) at = std::min(at, when);
+    for (const auto& [key, left] : leftovers_) at = std::min(at, left.second);
+    if (!swept_) at = std::min(at, Clock::now());
     return at;
   }
 
@@ -363,9 +379,7 @@ class TailSource final : public Source {
       if (!g) {
         const std::optional<std::uint64_t> id = new_generation(key, f.path);
         if (!id) return false;  // a channel refused the pointer: tried again at the next pass
-        f.source_id = *id;
-        f.chain = chain;
-        f.by_instance = false;
+        take(f, chain, key, Generation{*id, {}, kContentPointer});
         f.channel_next.assign(ctx_.channels.size(), 0);
         start(f, size, false, core::SourcePosition{*id, 0, 0});
         return true;
@@ -394,9 +408,7 @@ class TailSource final : public Source {
         f.duplicate = true;
         return false;
       }
-      f.source_id = id;
-      f.chain = chain;
-      f.by_instance = false;
+      take(f, chain, key, *g);
       f.channel_next = l.next;
       start(f, size, l.any, l.best);
       return true;
@@ -477,6 +489,7 @@ class TailSource final : public Source {
   struct Generation {
     std::uint64_t id = 0;
     Lookup at;
+    std::uint64_t marker = 0;  // the key slot's position: kContentPointer, an ended pointer, or 0 (no pointer)
   };
   // A slot with nothing (sequence 0 at offset 0, or a pointer to no id) counts as none: a start
   // that committed nothing, or a release killed part-way, which clears a slot's fields one by
@@ -484,14 +497,26 @@ class TailSource final : public Source {
   [[nodiscard]] std::optional<Generation> resolve(std::uint64_t key) const {
     for (core::Channel* ch : ctx_.channels) {
       if (const auto sp = ch->source_position(key)) {
-        const bool pointer = sp->position == kContentPointer;
+        const bool pointer = is_pointer(sp->position);
         const std::uint64_t id = pointer ? sp->next_sequence : key;
         if (pointer ? (id & 1) == 0 || id == core::kReleasedSourceId : sp->next_sequence == 0 && sp->position == 0)
           continue;
-        return Generation{id, lookup(id)};
+        return Generation{id, lookup(id), pointer ? sp->position : 0};
       }
     }
     return std::nullopt;
+  }
+
+  // `f` reads generation `g`, found at `key` of `chain`. One that had ended is said live again in
+  // every channel (else a restart would forget it while read); not said if a channel refuses:
+  // this process knows it is read.
+  void take(TailFile& f, std::uint64_t chain, std::uint64_t key, const Generation& g) {
+    f.source_id = g.id;
+    f.chain = chain;
+    f.key = key;
+    f.by_instance = false;
+    if (g.marker != 0 && g.marker != kContentPointer)
+      (void)set_position(core::SourcePosition{key, g.id, kContentPointer}, f.path);
   }
 
   // Starts a generation at content key `key`: a source id drawn at random that no channel knows,
@@ -500,7 +525,7 @@ class TailSource final : public Source {
   std::optional<std::uint64_t> new_generation(std::uint64_t key, std::string_view path) {
     std::uint64_t id = 0;
     do {
-      id = source_id_of(mix64(rng_() ^ key));
+      id = source_id_of((mix64(rng_() ^ key) & ((std::uint64_t{1} << kTagShift) - 1)) | (tag_ << kTagShift));
     } while (id == key || std::any_of(ctx_.channels.begin(), ctx_.channels.end(),
                                       [id](core::Channel* ch) { return ch->source_position(id).has_value(); }));
     if (!set_position(core::SourcePosition{key, id, kContentPointer}, path)) {
@@ -592,9 +617,7 @@ class TailSource final : public Source {
     if (held_by_another(f, id) || cut_from(f, id)) return false;
     const Lookup& l = g->at;
     if (!l.any || l.best.position > size) return false;
-    f.source_id = id;
-    f.chain = chain;
-    f.by_instance = false;
+    take(f, chain, key, *g);
     f.channel_next = l.next;
     start(f, size, true, l.best);
     return true;
@@ -628,14 +651,17 @@ class TailSource final : public Source {
     };
     std::optional<std::uint64_t> id;
     std::uint64_t key = chain;
-    for (int hops = 0; !id; ++hops, key = next_generation(key)) {
+    for (int hops = 0;; ++hops, key = next_generation(key)) {
       if (hops == 1024) return;
       const std::optional<Generation> g = resolve(key);
       if (!g) {
         id = new_generation(key, what);
         if (!id) return;
-      } else if (cut_short(g->id)) {
+        break;
+      }
+      if (cut_short(g->id)) {
         id = g->id;
+        break;
       }
     }
     if (!set_position(core::SourcePosition{*id, 0, f.offset}, what)) {
@@ -647,8 +673,7 @@ class TailSource final : public Source {
       return;
     }
     if (!set_position(core::SourcePosition{f.source_id, *id, kMovedToContent}, what)) return;
-    f.source_id = *id;
-    f.chain = chain;
+    take(f, chain, key, Generation{*id, {}, kContentPointer});
     f.next_seq = 0;
     f.channel_next.assign(ctx_.channels.size(), 0);
     f.by_instance = false;
@@ -692,13 +717,17 @@ class TailSource final : public Source {
 
   // A content generation that no longer has its file (gone, or cut): forgotten after
   // forget_after, unless an open file reads it again by then.
+  // Said in the channels too (not if one refuses), for a collector started before then.
   void ended(const TailFile& f) {
     if (!f.identified || f.by_instance || f.chain == 0) return;
     retiring_[f.chain][f.source_id] = Clock::now() + opts_.forget_after;
+    if (f.key != f.source_id) (void)set_position(core::SourcePosition{f.key, f.source_id, ended_pointer()}, f.path);
   }
 
   void retire() {
     const auto now = Clock::now();
+    if (!swept_ && ++passes_ >= 2) sweep();
+    forget_leftovers();
     for (auto it = retiring_.begin(); it != retiring_.end();) {
       auto& gens = it->second;
       const bool due = std::any_of(gens.begin(), gens.end(), [now](const auto& g) { return g.second <= now; });
@@ -707,6 +736,76 @@ class TailSource final : public Source {
       }
       it = gens.empty() ? retiring_.erase(it) : std::next(it);
     }
+  }
+
+  // Once the first passes have identified the files present: the generations this collector
+  // left in the channels (the ids with its tag) that no open file reads, their files gone or cut
+  // while it was not running or less than forget_after before it stopped, are forgotten
+  // forget_after after they ended (a pointer that does not say when: from now). Those in the
+  // chain of a file read are forgotten with the chain's (their keys move); the others from the
+  // end of their chains.
+  void sweep() {
+    swept_ = true;
+    const auto now = Clock::now();
+    const auto wall = std::chrono::system_clock::now().time_since_epoch();
+    for (core::Channel* ch : ctx_.channels) {
+      for (const core::SourcePosition& sp : ch->sources()) {
+        const std::uint64_t id = sp.next_sequence;
+        if (!is_pointer(sp.position) || (id >> kTagShift) != tag_ || held_by_another(nullptr, id)) continue;
+        Clock::time_point at = now + opts_.forget_after;
+        if (sp.position != kContentPointer) {
+          const auto since = wall - std::chrono::seconds(sp.position & 0xFFFF'FFFFu);
+          at = now + std::max<Clock::duration>(Clock::duration::zero(), opts_.forget_after - since);
+        }
+        leftovers_.try_emplace(sp.source_id, id, at);
+      }
+    }
+    for (auto& f : files_) {
+      if (!f->identified || f->by_instance || f->chain == 0) continue;
+      std::uint64_t key = f->chain;
+      for (int hops = 0; hops < 1024; ++hops, key = next_generation(key)) {
+        const std::optional<Generation> g = resolve(key);
+        if (!g) break;
+        const auto l = leftovers_.find(key);
+        if (l == leftovers_.end() || l->second.first != g->id) continue;
+        retiring_[f->chain][g->id] = l->second.second;
+        leftovers_.erase(l);
+      }
+    }
+  }
+
+  // The leftovers whose time has come, each once the keys after it are gone: its key, then its
+  // id, given back. One read again meanwhile, or whose key names another id now, is dropped.
+  void forget_leftovers() {
+    const auto now = Clock::now();
+    for (bool progress = true; progress;) {
+      progress = false;
+      for (auto it = leftovers_.begin(); it != leftovers_.end();) {
+        const auto [key, left] = *it;
+        const auto [id, at] = left;
+        if (at > now) {
+          ++it;
+          continue;
+        }
+        const std::optional<Generation> g = resolve(key);
+        if (!g || g->id != id || held_by_another(nullptr, id)) {
+          it = leftovers_.erase(it);
+          continue;
+        }
+        if (resolve(next_generation(key))) {  // not its chain's last: tried again later
+          ++it;
+          continue;
+        }
+        for (core::Channel* ch : ctx_.channels) (void)ch->release_source(key);
+        for (core::Channel* ch : ctx_.channels) (void)ch->release_source(id);
+        cut_.erase(id);
+        no_slot_logged_ = false;
+        it = leftovers_.erase(it);
+        progress = true;
+      }
+    }
+    for (auto& [key, left] : leftovers_)  // the chains they end still hold another generation
+      if (left.second <= now) left.second = now + std::max<Clock::duration>(opts_.forget_after, std::chrono::seconds(1));
   }
 
   // Forgets the generations of a content chain that no open file reads, except those ended less
@@ -721,11 +820,11 @@ class TailSource final : public Source {
   bool forget(std::uint64_t chain, std::map<std::uint64_t, Clock::time_point>& ending) {
     const auto now = Clock::now();
     struct Gen {
-      std::uint64_t key, id;
+      std::uint64_t key, id, marker;
       bool kept;
     };
     std::vector<Gen> gens;
-    std::vector<std::uint64_t> kept;
+    std::vector<const Gen*> kept;
     std::uint64_t key = chain;
     for (int hops = 0; hops < 1024; ++hops, key = next_generation(key)) {
       const std::optional<Generation> g = resolve(key);
@@ -736,13 +835,17 @@ class TailSource final : public Source {
         std::erase_if(ending, [now](const auto& x) { return x.second <= now; });
         return true;
       }
-      gens.push_back({key, g->id, keep});
-      if (keep) kept.push_back(g->id);
+      gens.push_back({key, g->id, g->marker, keep});
     }
-    for (std::size_t i = 0; i < kept.size(); ++i)
-      if (gens[i].id != kept[i] &&
-          !set_position(core::SourcePosition{gens[i].key, kept[i], kContentPointer}, "a content chain"))
+    for (const Gen& g : gens)
+      if (g.kept) kept.push_back(&g);
+    for (std::size_t i = 0; i < kept.size(); ++i) {
+      if (gens[i].id == kept[i]->id) continue;
+      if (!set_position(core::SourcePosition{gens[i].key, kept[i]->id, kept[i]->marker}, "a content chain"))
         return false;
+      for (auto& f : files_)  // the file reading it finds it there now
+        if (f->identified && f->source_id == kept[i]->id) f->key = gens[i].key;
+    }
     for (std::size_t i = gens.size(); i-- > kept.size();)
       for (core::Channel* ch : ctx_.channels) (void)ch->release_source(gens[i].key);
     for (const Gen& g : gens) {
@@ -987,6 +1090,12 @@ class TailSource final : public Source {
   // Content generations cut by a truncation -> the file (device, inode) they were cut from: never
   // resumed by it again, though it is as long again and starts alike. Forgotten with them.
   std::map<std::uint64_t, std::pair<dev_t, ino_t>> cut_;
+  // This collector's tag (kTagShift), and what it left in the channels before it started:
+  // key -> (id, when it is forgotten).
+  std::uint64_t tag_ = 0;
+  std::map<std::uint64_t, std::pair<std::uint64_t, Clock::time_point>> leftovers_;
+  bool swept_ = false;
+  int passes_ = 0;
   std::size_t max_payload_ = SIZE_MAX;  // the smallest of the channels'
   int inotify_fd_ = -1;
   std::map<int, std::vector<std::string>> watch_dirs_;  // inotify watch descriptor -> its directory's spellings

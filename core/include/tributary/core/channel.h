@@ -366,6 +366,9 @@ class Channel {
   bool release_source(std::uint64_t source_id);
   // How full the source table is: a scan of its slots (64 bytes each), not a counter.
   [[nodiscard]] SourceTableUse source_table() const;
+  // Every source the table holds, with its state as source_position gives it: a scan of the
+  // slots, for housekeeping (a collector finding what it left behind), not per event.
+  [[nodiscard]] std::vector<SourcePosition> sources() const;
 
   // Read-only walk of every published record from `from` (default: the oldest retained),
   // moving no cursor: `tributary channel dump` and `tap`. Stops at the first unpublished.
