@@ -94,6 +94,13 @@ struct ShortFile {
 // The first key of the content chain of `file`'s first 256 bytes for collector `name` (what an
 // earlier build took as the generation's id): their FNV-1a hashes, mixed. The format of the
 // tables a tail leaves, spelled out here on purpose.
+std::uint64_t mix64(std::uint64_t x) {
+  x ^= x >> 30;
+  x *= 0xbf58476d1ce4e5b9ull;
+  x ^= x >> 27;
+  x *= 0x94d049bb133111ebull;
+  return x ^ (x >> 31);
+}
 std::uint64_t content_key(const std::string& name, const std::filesystem::path& file) {
   auto fnv1a = [](const void* data, std::size_t n) {
     std::uint64_t h = 0xcbf29ce484222325ull;
@@ -103,13 +110,10 @@ std::uint64_t content_key(const std::string& name, const std::filesystem::path& 
   };
   std::string head(256, '\0');
   { std::ifstream(file, std::ios::binary).read(head.data(), 256); }
-  std::uint64_t x = fnv1a(name.data(), name.size()) ^ fnv1a(head.data(), head.size());
-  x ^= x >> 30;
-  x *= 0xbf58476d1ce4e5b9ull;
-  x ^= x >> 27;
-  x *= 0x94d049bb133111ebull;
-  return (x ^ (x >> 31)) | 1;
+  return mix64(fnv1a(name.data(), name.size()) ^ fnv1a(head.data(), head.size())) | 1;
 }
+// The key after `key` in its chain.
+std::uint64_t next_key(std::uint64_t key) { return mix64(key ^ 0x7472756e63617465ull) | 1; }
 
 Strings expected(const std::string& prefix, int from, int to, std::size_t pad = 40) {
   Strings s;
@@ -555,6 +559,25 @@ TEST(TailSourceTest, AGenerationWhoseFileWentAwayWhileNoCollectorRanIsForgottenB
   EXPECT_TRUE(pump_until(*src, [&] { return ch.source_table().in_use == 0; }));
 }
 
+// ...and said ended from then in its key, so that restarts more often than forget_after still
+// forget it.
+TEST(TailSourceTest, AGenerationFoundWithoutItsFileAtAStartIsSaidEndedFromThen) {
+  TempDir dir;
+  auto ch = core::Channel::create(dir / "c.chan", cfg());
+  const auto log = dir / "app.log";
+  append_lines(log, "a", 0, 10);
+  const std::uint64_t key = content_key("test", log);
+  {
+    auto src = make_source("tail", {&ch}, {{"paths", Strings{log.string()}}});
+    ASSERT_TRUE(pump_until(*src, [&] { return ch.stats().records_written == 10; }));
+  }
+  ASSERT_EQ(ch.source_position(key)->position & 0xFFFF'FFFFu, 0u) << "read when it stopped";
+  std::filesystem::remove(log);
+  auto src = make_source("tail", {&ch}, {{"paths", Strings{log.string()}}, {"forget_after_ms", std::int64_t{3600000}}});
+  EXPECT_TRUE(pump_until(*src, [&] { return (ch.source_position(key)->position & 0xFFFF'FFFFu) != 0; }));
+  EXPECT_EQ(ch.source_table().in_use, 2u);
+}
+
 // A collector forgets only what it left: another's generations in the same channel are its own.
 TEST(TailSourceTest, ACollectorDoesNotForgetAnotherCollectorsGenerations) {
   TempDir dir;
@@ -568,6 +591,41 @@ TEST(TailSourceTest, ACollectorDoesNotForgetAnotherCollectorsGenerations) {
   ASSERT_TRUE(pump_until(*a, [&] { return ch.stats().records_written == 20; }));
   for (int i = 0; i < 10; ++i) (void)a->do_work();
   EXPECT_EQ(ch.source_table().in_use, 4u) << "a's file and key, and b's";
+}
+
+// Two keys naming one generation (a forget killed between moving a generation to an earlier key
+// and giving the later one back): the later key is forgotten, and the generation's id is kept
+// while the earlier key still names it.
+TEST(TailSourceTest, AGenerationNamedByTwoKeysKeepsItsIdWhileEitherIsKept) {
+  TempDir dir;
+  auto ch = core::Channel::create(dir / "c.chan", cfg());
+  const auto log = dir / "app.log";
+  append_lines(log, "a", 0, 10);
+  const std::uint64_t k0 = content_key("test", log);
+  {
+    auto src = make_source("tail", {&ch}, {{"paths", Strings{log.string()}}});
+    ASSERT_TRUE(pump_until(*src, [&] { return ch.stats().records_written == 10; }));
+  }
+  const std::optional<core::SourcePosition> pointer = ch.source_position(k0);
+  ASSERT_TRUE(pointer.has_value());
+  const std::uint64_t id = pointer->next_sequence;
+  const std::uint64_t live = pointer->position & ~std::uint64_t{0xFFFF'FFFFu};
+  const auto now = static_cast<std::uint64_t>(
+      std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count());
+  {
+    core::Producer p = ch.producer();
+    const core::SourcePosition recent{k0, id, live | now};              // ended just now
+    const core::SourcePosition old{next_key(k0), id, live | (now - 7200)};  // ended two hours ago
+    ASSERT_EQ(p.append_batch({}, &recent), core::AppendStatus::kOk);
+    ASSERT_EQ(p.append_batch({}, &old), core::AppendStatus::kOk);
+  }
+  ASSERT_EQ(ch.source_table().in_use, 3u);
+  std::filesystem::remove(log);
+  auto src = make_source("tail", {&ch}, {{"paths", Strings{log.string()}}, {"forget_after_ms", std::int64_t{3600000}}});
+  ASSERT_TRUE(pump_until(*src, [&] { return ch.source_table().in_use == 2; })) << "the later key forgotten";
+  for (int i = 0; i < 10; ++i) (void)src->do_work();
+  EXPECT_EQ(ch.source_table().in_use, 2u);
+  EXPECT_TRUE(ch.source_position(id).has_value()) << "the earlier key still names it";
 }
 
 // A generation ended before a restart is forgotten forget_after after it ended, as its key's
@@ -742,7 +800,7 @@ TEST(TailSourceTest, AGenerationAnEarlierBuildStartedIsResumed) {
 // A key slot a release killed part-way left (its fields cleared one by one: a pointer to no id,
 // or nothing at offset 0) is no generation: the file is read whole, under a new id.
 TEST(TailSourceTest, AKeySlotAKilledReleaseLeftHalfClearedIsTakenForNone) {
-  constexpr std::uint64_t kPointer = ~std::uint64_t{0} - 2;
+  constexpr std::uint64_t kPointer = 0xFE00'0000'0000'0000ull;  // a pointer (its tag does not matter here)
   for (const std::uint64_t position : {kPointer, std::uint64_t{0}}) {
     TempDir dir;
     auto ch = core::Channel::create(dir / "c.chan", cfg());

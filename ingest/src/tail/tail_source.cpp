@@ -118,21 +118,19 @@ std::uint64_t next_generation(std::uint64_t id) { return source_id_of(mix64(id ^
 // content id in the slot's next_sequence. Truncated: the file was cut below its position.
 constexpr std::uint64_t kMovedToContent = ~std::uint64_t{0};
 constexpr std::uint64_t kTruncatedAway = ~std::uint64_t{0} - 1;
-// A content key's slot: its generation's source id is in next_sequence.
-constexpr std::uint64_t kContentPointer = ~std::uint64_t{0} - 2;
-// The same once its generation ended (its file closed as gone, or cut), with when (Unix
-// seconds) in the low 32 bits: a collector started later forgets it forget_after after that.
-constexpr std::uint64_t kEndedPointer = 0xFFFF'FFFE'0000'0000ull;
-constexpr bool is_pointer(std::uint64_t position) {
-  return position == kContentPointer || (position >> 32) == (kEndedPointer >> 32);
-}
-std::uint64_t ended_pointer() {
+// A content key's slot is a pointer: its generation's source id in next_sequence, and as
+// position 0xFE in the top byte (past any offset; not an instance mark), the tag of the
+// collector that made it in the next 24 bits (so that it finds, after a restart, what it left
+// behind), and in the low 32 bits 0 while the generation is read, or when it ended (Unix
+// seconds: a collector started later forgets it forget_after after that).
+constexpr std::uint64_t kPointer = 0xFE00'0000'0000'0000ull;
+constexpr bool is_pointer(std::uint64_t position) { return (position >> 56) == (kPointer >> 56); }
+constexpr std::uint64_t pointer_tag(std::uint64_t position) { return (position >> 32) & 0xFF'FFFFu; }
+constexpr std::uint64_t ended_at(std::uint64_t position) { return position & 0xFFFF'FFFFu; }
+std::uint64_t unix_seconds() {
   const auto s = std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch());
-  return kEndedPointer | static_cast<std::uint32_t>(s.count());
+  return std::max<std::uint64_t>(1, static_cast<std::uint32_t>(s.count()));
 }
-// The ids of the generations a collector starts carry its tag in their top 24 bits, so that it
-// finds, after a restart, the ones it left behind.
-constexpr int kTagShift = 40;
 
 // The birth time of an open file in ns, if the file system keeps it.
 std::optional<std::uint64_t> birth_ns(int fd) {
@@ -148,7 +146,8 @@ class TailSource final : public Source {
     // included): batches are kept at an eighth, and a line that would take one past that starts
     // the next batch. An event is at most the smallest max_payload, itself under a quarter.
     batch_limit_ = opts_.batch_bytes;
-    tag_ = mix64(fnv1a(ctx_.name.data(), ctx_.name.size()) ^ 0x7461670000000000ull) >> kTagShift;
+    tag_ = mix64(fnv1a(ctx_.name.data(), ctx_.name.size()) ^ 0x7461670000000000ull) >> 40;
+    live_ = kPointer | tag_ << 32;
     for (core::Channel* ch : ctx_.channels) {
       producers_.push_back(ch->producer(ctx_.producer_options));
       const core::ChannelStats st = ch->stats();
@@ -379,7 +378,7 @@ class TailSource final : public Source {
       if (!g) {
         const std::optional<std::uint64_t> id = new_generation(key, f.path);
         if (!id) return false;  // a channel refused the pointer: tried again at the next pass
-        take(f, chain, key, Generation{*id, {}, kContentPointer});
+        take(f, chain, key, Generation{*id, {}, live_});
         f.channel_next.assign(ctx_.channels.size(), 0);
         start(f, size, false, core::SourcePosition{*id, 0, 0});
         return true;
@@ -489,7 +488,7 @@ class TailSource final : public Source {
   struct Generation {
     std::uint64_t id = 0;
     Lookup at;
-    std::uint64_t marker = 0;  // the key slot's position: kContentPointer, an ended pointer, or 0 (no pointer)
+    std::uint64_t marker = 0;  // the key slot's position: a pointer (kPointer), or 0 (none: an earlier build's)
   };
   // A slot with nothing (sequence 0 at offset 0, or a pointer to no id) counts as none: a start
   // that committed nothing, or a release killed part-way, which clears a slot's fields one by
@@ -515,8 +514,9 @@ class TailSource final : public Source {
     f.chain = chain;
     f.key = key;
     f.by_instance = false;
-    if (g.marker != 0 && g.marker != kContentPointer)
-      (void)set_position(core::SourcePosition{key, g.id, kContentPointer}, f.path);
+    if (g.marker != 0 && ended_at(g.marker) != 0)
+      (void)set_position(core::SourcePosition{key, g.id, g.marker & ~std::uint64_t{0xFFFF'FFFFu}}, f.path);
+    std::erase_if(leftovers_, [&g](const auto& l) { return l.second.first == g.id; });  // its end says anew
   }
 
   // Starts a generation at content key `key`: a source id drawn at random that no channel knows,
@@ -525,10 +525,10 @@ class TailSource final : public Source {
   std::optional<std::uint64_t> new_generation(std::uint64_t key, std::string_view path) {
     std::uint64_t id = 0;
     do {
-      id = source_id_of((mix64(rng_() ^ key) & ((std::uint64_t{1} << kTagShift) - 1)) | (tag_ << kTagShift));
+      id = source_id_of(rng_());
     } while (id == key || std::any_of(ctx_.channels.begin(), ctx_.channels.end(),
                                       [id](core::Channel* ch) { return ch->source_position(id).has_value(); }));
-    if (!set_position(core::SourcePosition{key, id, kContentPointer}, path)) {
+    if (!set_position(core::SourcePosition{key, id, live_}, path)) {
       for (core::Channel* ch : ctx_.channels) (void)ch->release_source(key);
       return std::nullopt;
     }
@@ -673,7 +673,7 @@ class TailSource final : public Source {
       return;
     }
     if (!set_position(core::SourcePosition{f.source_id, *id, kMovedToContent}, what)) return;
-    take(f, chain, key, Generation{*id, {}, kContentPointer});
+    take(f, chain, key, Generation{*id, {}, live_});
     f.next_seq = 0;
     f.channel_next.assign(ctx_.channels.size(), 0);
     f.by_instance = false;
@@ -721,7 +721,7 @@ class TailSource final : public Source {
   void ended(const TailFile& f) {
     if (!f.identified || f.by_instance || f.chain == 0) return;
     retiring_[f.chain][f.source_id] = Clock::now() + opts_.forget_after;
-    if (f.key != f.source_id) (void)set_position(core::SourcePosition{f.key, f.source_id, ended_pointer()}, f.path);
+    if (f.key != f.source_id) (void)set_position(core::SourcePosition{f.key, f.source_id, live_ | unix_seconds()}, f.path);
   }
 
   void retire() {
@@ -747,17 +747,18 @@ class TailSource final : public Source {
   void sweep() {
     swept_ = true;
     const auto now = Clock::now();
-    const auto wall = std::chrono::system_clock::now().time_since_epoch();
+    const std::uint64_t wall = unix_seconds();
     for (core::Channel* ch : ctx_.channels) {
       for (const core::SourcePosition& sp : ch->sources()) {
         const std::uint64_t id = sp.next_sequence;
-        if (!is_pointer(sp.position) || (id >> kTagShift) != tag_ || held_by_another(nullptr, id)) continue;
-        Clock::time_point at = now + opts_.forget_after;
-        if (sp.position != kContentPointer) {
-          const auto since = wall - std::chrono::seconds(sp.position & 0xFFFF'FFFFu);
-          at = now + std::max<Clock::duration>(Clock::duration::zero(), opts_.forget_after - since);
+        if (!is_pointer(sp.position) || pointer_tag(sp.position) != tag_ || held_by_another(nullptr, id)) continue;
+        std::uint64_t ended = ended_at(sp.position);
+        if (ended == 0) {  // its file went away while no collector ran: ended now, said so for a later start
+          ended = wall;
+          (void)set_position(core::SourcePosition{sp.source_id, id, live_ | ended}, "a generation left behind");
         }
-        leftovers_.try_emplace(sp.source_id, id, at);
+        const auto since = std::chrono::seconds(wall > ended ? wall - ended : 0);  // a clock set back: from now
+        leftovers_.try_emplace(sp.source_id, id, now + std::max<Clock::duration>(Clock::duration::zero(), opts_.forget_after - since));
       }
     }
     for (auto& f : files_) {
@@ -797,7 +798,11 @@ class TailSource final : public Source {
           continue;
         }
         for (core::Channel* ch : ctx_.channels) (void)ch->release_source(key);
-        for (core::Channel* ch : ctx_.channels) (void)ch->release_source(id);
+        const bool named_again = std::any_of(leftovers_.begin(), leftovers_.end(), [&, k = key, i = id](const auto& l) {
+          return l.first != k && l.second.first == i;
+        });
+        if (!named_again)  // (a forget cut short may have left two keys naming it)
+          for (core::Channel* ch : ctx_.channels) (void)ch->release_source(id);
         cut_.erase(id);
         no_slot_logged_ = false;
         it = leftovers_.erase(it);
@@ -822,9 +827,11 @@ class TailSource final : public Source {
     struct Gen {
       std::uint64_t key, id, marker;
       bool kept;
+      bool again;  // named by an earlier key too (a forget cut short): only the key goes
     };
     std::vector<Gen> gens;
     std::vector<const Gen*> kept;
+    std::set<std::uint64_t> named;
     std::uint64_t key = chain;
     for (int hops = 0; hops < 1024; ++hops, key = next_generation(key)) {
       const std::optional<Generation> g = resolve(key);
@@ -835,7 +842,8 @@ class TailSource final : public Source {
         std::erase_if(ending, [now](const auto& x) { return x.second <= now; });
         return true;
       }
-      gens.push_back({key, g->id, g->marker, keep});
+      const bool again = !named.insert(g->id).second;
+      gens.push_back({key, g->id, g->marker, keep && !again, again});
     }
     for (const Gen& g : gens)
       if (g.kept) kept.push_back(&g);
@@ -846,10 +854,18 @@ class TailSource final : public Source {
       for (auto& f : files_)  // the file reading it finds it there now
         if (f->identified && f->source_id == kept[i]->id) f->key = gens[i].key;
     }
-    for (std::size_t i = gens.size(); i-- > kept.size();)
+    for (std::size_t i = gens.size(); i-- > kept.size();) {
+      // An earlier build's generation (its id is the key) is first made a pointer to nothing:
+      // a release killed part-way then leaves what resolve() takes for none, not a generation
+      // at its position from sequence 0.
+      if (gens[i].id == gens[i].key && !set_position(core::SourcePosition{gens[i].key, 0, live_}, "a content chain"))
+        return false;
       for (core::Channel* ch : ctx_.channels) (void)ch->release_source(gens[i].key);
+    }
+    std::set<std::uint64_t> kept_ids;
+    for (const Gen* g : kept) kept_ids.insert(g->id);
     for (const Gen& g : gens) {
-      if (g.kept) continue;
+      if (g.kept || g.again || kept_ids.count(g.id) != 0) continue;
       if (g.id != g.key)
         for (core::Channel* ch : ctx_.channels) (void)ch->release_source(g.id);
       ending.erase(g.id);
@@ -1090,9 +1106,10 @@ class TailSource final : public Source {
   // Content generations cut by a truncation -> the file (device, inode) they were cut from: never
   // resumed by it again, though it is as long again and starts alike. Forgotten with them.
   std::map<std::uint64_t, std::pair<dev_t, ino_t>> cut_;
-  // This collector's tag (kTagShift), and what it left in the channels before it started:
-  // key -> (id, when it is forgotten).
+  // This collector's tag (in its pointers), its pointer for a generation read, and what it left in
+  // the channels before it started: key -> (id, when it is forgotten).
   std::uint64_t tag_ = 0;
+  std::uint64_t live_ = kPointer;
   std::map<std::uint64_t, std::pair<std::uint64_t, Clock::time_point>> leftovers_;
   bool swept_ = false;
   int passes_ = 0;
