@@ -578,6 +578,31 @@ TEST(TailSourceTest, AGenerationFoundWithoutItsFileAtAStartIsSaidEndedFromThen) 
   EXPECT_EQ(ch.source_table().in_use, 2u);
 }
 
+// A key of this collector's whose release was killed part-way (a pointer to no id) is given back
+// by the next one.
+TEST(TailSourceTest, AKeyWhoseReleaseWasKilledPartWayIsGivenBackAtTheNextStart) {
+  TempDir dir;
+  auto ch = core::Channel::create(dir / "c.chan", cfg());
+  const auto log = dir / "app.log";
+  append_lines(log, "a", 0, 10);
+  const std::uint64_t key = content_key("test", log);
+  {
+    auto src = make_source("tail", {&ch}, {{"paths", Strings{log.string()}}});
+    ASSERT_TRUE(pump_until(*src, [&] { return ch.stats().records_written == 10; }));
+  }
+  const std::optional<core::SourcePosition> pointer = ch.source_position(key);
+  ASSERT_TRUE(pointer.has_value());
+  {
+    core::Producer p = ch.producer();
+    const core::SourcePosition torn{key, 0, pointer->position};
+    ASSERT_EQ(p.append_batch({}, &torn), core::AppendStatus::kOk);
+  }
+  std::filesystem::remove(log);
+  auto src = make_source("tail", {&ch}, {{"paths", Strings{log.string()}}, {"forget_after_ms", std::int64_t{3600000}}});
+  EXPECT_TRUE(pump_until(*src, [&] { return !ch.source_position(key).has_value(); }));
+  EXPECT_EQ(ch.source_table().in_use, 1u) << "the id whose key is gone stays (a leak, not a loss)";
+}
+
 // A collector forgets only what it left: another's generations in the same channel are its own.
 TEST(TailSourceTest, ACollectorDoesNotForgetAnotherCollectorsGenerations) {
   TempDir dir;

@@ -752,6 +752,10 @@ class TailSource final : public Source {
       for (const core::SourcePosition& sp : ch->sources()) {
         const std::uint64_t id = sp.next_sequence;
         if (!is_pointer(sp.position) || pointer_tag(sp.position) != tag_ || held_by_another(nullptr, id)) continue;
+        if ((id & 1) == 0 || id == core::kReleasedSourceId) {  // its release was killed part-way: finished
+          (void)ch->release_source(sp.source_id);
+          continue;
+        }
         std::uint64_t ended = ended_at(sp.position);
         if (ended == 0) {  // its file went away while no collector ran: ended now, said so for a later start
           ended = wall;
@@ -847,25 +851,35 @@ class TailSource final : public Source {
     }
     for (const Gen& g : gens)
       if (g.kept) kept.push_back(&g);
+    // Whether key `k`'s slot is a pointer to `id` in every channel (resolve() reads the first
+    // that has it: a move refused by a later channel is made again).
+    auto points = [this](std::uint64_t k, std::uint64_t id) {
+      return std::all_of(ctx_.channels.begin(), ctx_.channels.end(), [&](core::Channel* ch) {
+        const std::optional<core::SourcePosition> sp = ch->source_position(k);
+        return sp && is_pointer(sp->position) && sp->next_sequence == id;
+      });
+    };
     for (std::size_t i = 0; i < kept.size(); ++i) {
-      if (gens[i].id == kept[i]->id) continue;
+      if (points(gens[i].key, kept[i]->id)) continue;
       if (!set_position(core::SourcePosition{gens[i].key, kept[i]->id, kept[i]->marker}, "a content chain"))
         return false;
       for (auto& f : files_)  // the file reading it finds it there now
         if (f->identified && f->source_id == kept[i]->id) f->key = gens[i].key;
     }
-    for (std::size_t i = gens.size(); i-- > kept.size();) {
-      // An earlier build's generation (its id is the key) is first made a pointer to nothing:
-      // a release killed part-way then leaves what resolve() takes for none, not a generation
-      // at its position from sequence 0.
-      if (gens[i].id == gens[i].key && !set_position(core::SourcePosition{gens[i].key, 0, live_}, "a content chain"))
-        return false;
-      for (core::Channel* ch : ctx_.channels) (void)ch->release_source(gens[i].key);
+    // A key that holds an earlier build's generation (its id is the key) in any channel is first
+    // made a pointer to nothing, all before any release: a release killed part-way then leaves
+    // what resolve() takes for none, not a generation at its position from sequence 0.
+    for (std::size_t i = kept.size(); i < gens.size(); ++i) {
+      const bool earlier = std::any_of(ctx_.channels.begin(), ctx_.channels.end(), [&](core::Channel* ch) {
+        const std::optional<core::SourcePosition> sp = ch->source_position(gens[i].key);
+        return sp && !is_pointer(sp->position);
+      });
+      if (earlier && !set_position(core::SourcePosition{gens[i].key, 0, live_}, "a content chain")) return false;
     }
-    std::set<std::uint64_t> kept_ids;
-    for (const Gen* g : kept) kept_ids.insert(g->id);
+    for (std::size_t i = gens.size(); i-- > kept.size();)
+      for (core::Channel* ch : ctx_.channels) (void)ch->release_source(gens[i].key);
     for (const Gen& g : gens) {
-      if (g.kept || g.again || kept_ids.count(g.id) != 0) continue;
+      if (g.kept || g.again) continue;
       if (g.id != g.key)
         for (core::Channel* ch : ctx_.channels) (void)ch->release_source(g.id);
       ending.erase(g.id);
