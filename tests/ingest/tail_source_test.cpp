@@ -115,6 +115,27 @@ std::uint64_t content_key(const std::string& name, const std::filesystem::path& 
 // The key after `key` in its chain.
 std::uint64_t next_key(std::uint64_t key) { return mix64(key ^ 0x7472756e63617465ull) | 1; }
 
+// What the restart tests start from: app.log's 10 lines read by a collector named "test" that
+// then stopped, and the pointer it left at the file's key (its id, and its position's bits).
+struct ReadThenStopped {
+  ReadThenStopped() : log(dir / "app.log"), ch(core::Channel::create(dir / "c.chan", cfg())) {
+    append_lines(log, "a", 0, 10);
+    key = content_key("test", log);
+    auto src = make_source("tail", {&ch}, {{"paths", Strings{log.string()}}});
+    EXPECT_TRUE(pump_until(*src, [&] { return ch.stats().records_written == 10; }));
+    pointer = ch.source_position(key).value_or(core::SourcePosition{});
+  }
+  // A collector on app.log again, with forget_after_ms `forget_after`.
+  std::unique_ptr<ingest::Source> restart(std::int64_t forget_after) {
+    return make_source("tail", {&ch}, {{"paths", Strings{log.string()}}, {"forget_after_ms", forget_after}});
+  }
+  TempDir dir;
+  std::filesystem::path log;
+  core::Channel ch;
+  std::uint64_t key = 0;
+  core::SourcePosition pointer;
+};
+
 Strings expected(const std::string& prefix, int from, int to, std::size_t pad = 40) {
   Strings s;
   for (int i = from; i < to; ++i) s.push_back(line_text(prefix, i, pad));
@@ -545,62 +566,37 @@ TEST(TailSourceTest, AChainOfGenerationsCutOneAfterAnotherDoesNotGrow) {
 // What a collector left behind when it stopped (a file deleted while it did not run) is found by
 // the next one and forgotten forget_after later.
 TEST(TailSourceTest, AGenerationWhoseFileWentAwayWhileNoCollectorRanIsForgottenByTheNextOne) {
-  TempDir dir;
-  auto ch = core::Channel::create(dir / "c.chan", cfg());
-  const auto log = dir / "app.log";
-  append_lines(log, "a", 0, 10);
-  {
-    auto src = make_source("tail", {&ch}, {{"paths", Strings{log.string()}}});
-    ASSERT_TRUE(pump_until(*src, [&] { return ch.stats().records_written == 10; }));
-  }
-  ASSERT_EQ(ch.source_table().in_use, 2u);
-  std::filesystem::remove(log);
-  auto src = make_source("tail", {&ch}, {{"paths", Strings{log.string()}}, {"forget_after_ms", std::int64_t{0}}});
-  EXPECT_TRUE(pump_until(*src, [&] { return ch.source_table().in_use == 0; }));
+  ReadThenStopped t;
+  ASSERT_EQ(t.ch.source_table().in_use, 2u);
+  std::filesystem::remove(t.log);
+  auto src = t.restart(0);
+  EXPECT_TRUE(pump_until(*src, [&] { return t.ch.source_table().in_use == 0; }));
 }
 
 // ...and said ended from then in its key, so that restarts more often than forget_after still
 // forget it.
 TEST(TailSourceTest, AGenerationFoundWithoutItsFileAtAStartIsSaidEndedFromThen) {
-  TempDir dir;
-  auto ch = core::Channel::create(dir / "c.chan", cfg());
-  const auto log = dir / "app.log";
-  append_lines(log, "a", 0, 10);
-  const std::uint64_t key = content_key("test", log);
-  {
-    auto src = make_source("tail", {&ch}, {{"paths", Strings{log.string()}}});
-    ASSERT_TRUE(pump_until(*src, [&] { return ch.stats().records_written == 10; }));
-  }
-  ASSERT_EQ(ch.source_position(key)->position & 0xFFFF'FFFFu, 0u) << "read when it stopped";
-  std::filesystem::remove(log);
-  auto src = make_source("tail", {&ch}, {{"paths", Strings{log.string()}}, {"forget_after_ms", std::int64_t{3600000}}});
-  EXPECT_TRUE(pump_until(*src, [&] { return (ch.source_position(key)->position & 0xFFFF'FFFFu) != 0; }));
-  EXPECT_EQ(ch.source_table().in_use, 2u);
+  ReadThenStopped t;
+  ASSERT_EQ(t.pointer.position & 0xFFFF'FFFFu, 0u) << "read when it stopped";
+  std::filesystem::remove(t.log);
+  auto src = t.restart(3600000);
+  EXPECT_TRUE(pump_until(*src, [&] { return (t.ch.source_position(t.key)->position & 0xFFFF'FFFFu) != 0; }));
+  EXPECT_EQ(t.ch.source_table().in_use, 2u);
 }
 
 // A key of this collector's whose release was killed part-way (a pointer to no id) is given back
 // by the next one.
 TEST(TailSourceTest, AKeyWhoseReleaseWasKilledPartWayIsGivenBackAtTheNextStart) {
-  TempDir dir;
-  auto ch = core::Channel::create(dir / "c.chan", cfg());
-  const auto log = dir / "app.log";
-  append_lines(log, "a", 0, 10);
-  const std::uint64_t key = content_key("test", log);
+  ReadThenStopped t;
   {
-    auto src = make_source("tail", {&ch}, {{"paths", Strings{log.string()}}});
-    ASSERT_TRUE(pump_until(*src, [&] { return ch.stats().records_written == 10; }));
-  }
-  const std::optional<core::SourcePosition> pointer = ch.source_position(key);
-  ASSERT_TRUE(pointer.has_value());
-  {
-    core::Producer p = ch.producer();
-    const core::SourcePosition torn{key, 0, pointer->position};
+    core::Producer p = t.ch.producer();
+    const core::SourcePosition torn{t.key, 0, t.pointer.position};
     ASSERT_EQ(p.append_batch({}, &torn), core::AppendStatus::kOk);
   }
-  std::filesystem::remove(log);
-  auto src = make_source("tail", {&ch}, {{"paths", Strings{log.string()}}, {"forget_after_ms", std::int64_t{3600000}}});
-  EXPECT_TRUE(pump_until(*src, [&] { return !ch.source_position(key).has_value(); }));
-  EXPECT_EQ(ch.source_table().in_use, 1u) << "the id whose key is gone stays (a leak, not a loss)";
+  std::filesystem::remove(t.log);
+  auto src = t.restart(3600000);
+  EXPECT_TRUE(pump_until(*src, [&] { return !t.ch.source_position(t.key).has_value(); }));
+  EXPECT_EQ(t.ch.source_table().in_use, 1u) << "the id whose key is gone stays (a leak, not a loss)";
 }
 
 // A collector forgets only what it left: another's generations in the same channel are its own.
@@ -622,19 +618,11 @@ TEST(TailSourceTest, ACollectorDoesNotForgetAnotherCollectorsGenerations) {
 // and giving the later one back): the later key is forgotten, and the generation's id is kept
 // while the earlier key still names it.
 TEST(TailSourceTest, AGenerationNamedByTwoKeysKeepsItsIdWhileEitherIsKept) {
-  TempDir dir;
-  auto ch = core::Channel::create(dir / "c.chan", cfg());
-  const auto log = dir / "app.log";
-  append_lines(log, "a", 0, 10);
-  const std::uint64_t k0 = content_key("test", log);
-  {
-    auto src = make_source("tail", {&ch}, {{"paths", Strings{log.string()}}});
-    ASSERT_TRUE(pump_until(*src, [&] { return ch.stats().records_written == 10; }));
-  }
-  const std::optional<core::SourcePosition> pointer = ch.source_position(k0);
-  ASSERT_TRUE(pointer.has_value());
-  const std::uint64_t id = pointer->next_sequence;
-  const std::uint64_t live = pointer->position & ~std::uint64_t{0xFFFF'FFFFu};
+  ReadThenStopped t;
+  auto& ch = t.ch;
+  const std::uint64_t k0 = t.key;
+  const std::uint64_t id = t.pointer.next_sequence;
+  const std::uint64_t live = t.pointer.position & ~std::uint64_t{0xFFFF'FFFFu};
   const auto now = static_cast<std::uint64_t>(
       std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count());
   {
@@ -645,8 +633,8 @@ TEST(TailSourceTest, AGenerationNamedByTwoKeysKeepsItsIdWhileEitherIsKept) {
     ASSERT_EQ(p.append_batch({}, &old), core::AppendStatus::kOk);
   }
   ASSERT_EQ(ch.source_table().in_use, 3u);
-  std::filesystem::remove(log);
-  auto src = make_source("tail", {&ch}, {{"paths", Strings{log.string()}}, {"forget_after_ms", std::int64_t{3600000}}});
+  std::filesystem::remove(t.log);
+  auto src = t.restart(3600000);
   ASSERT_TRUE(pump_until(*src, [&] { return ch.source_table().in_use == 2; })) << "the later key forgotten";
   for (int i = 0; i < 10; ++i) (void)src->do_work();
   EXPECT_EQ(ch.source_table().in_use, 2u);
