@@ -266,6 +266,10 @@ void settle_sources(ChannelState& st, std::uint64_t floor, std::uint64_t end) no
   // A writer killed inside a source update left its version odd (see source_position).
   for (std::uint32_t i = 0; i < st.source_slots; ++i)
     if (const std::uint32_t v = st.sources[i].version.load(); (v & 1u) != 0) st.sources[i].version.store(v + 1);
+  // Released slots no probe needs (left by an earlier build, by a release killed before it
+  // emptied them, or in a table that had no empty slot left): emptied, so that lookups of
+  // unknown ids stop early again.
+  detail::empty_unneeded_tombstones(st);
   // Source transactions whose first record is not in the channel never happened.
   for (std::uint32_t i = 0; i < st.source_slots; ++i) {
     const std::uint64_t at = st.sources[i].pending_at.load();
@@ -841,8 +845,26 @@ SourceSlot* find_source(ChannelState& st, std::uint64_t id, bool create) noexcep
   if (id == 0 || id == kReleasedSourceId) return nullptr;
   const std::uint32_t mask = st.source_slots - 1;
   // Linear probing from the id's hash. An empty slot (0) ends a probe: ids are never moved, and
-  // a slot once taken is never empty again (released, it holds kReleasedSourceId). A new source
-  // takes the first released slot on its probe, else the empty slot that ended it.
+  // every slot between an id's hash and its slot is taken or released (kReleasedSourceId), so
+  // lookups need no lock. A new source takes the first released slot on its probe, else the
+  // empty slot that ended it, under the SourceTableLock; a release, under it too, empties the
+  // released slots that end at an empty one: no probe passes them (with no insert under way,
+  // an id past them would have its probe through the empty slot).
+  {
+    std::uint32_t idx = static_cast<std::uint32_t>(mix(id)) & mask;
+    for (std::uint32_t i = 0; i < st.source_slots; ++i, idx = (idx + 1) & mask) {
+      const std::uint64_t cur = st.sources[idx].source_id.load(std::memory_order_acquire);
+      if (cur == id) return &st.sources[idx];
+      if (cur == 0) break;
+    }
+  }
+  if (!create) return nullptr;
+  std::optional<SourceTableLock> lock;
+  try {
+    lock.emplace(st);
+  } catch (...) {
+    return nullptr;  // the kernel refused the byte lock: taken as no slot (the caller retries)
+  }
   for (;;) {
     SourceSlot* released = nullptr;
     std::uint32_t i = 0;
@@ -866,6 +888,43 @@ SourceSlot* find_source(ChannelState& st, std::uint64_t id, bool create) noexcep
     // one writer, this one).
     std::uint64_t expected = kReleasedSourceId;
     if (released->source_id.compare_exchange_strong(expected, id) || expected == id) return released;
+  }
+}
+}  // namespace detail
+
+namespace detail {
+void empty_unneeded_tombstones(ChannelState& st) noexcept {
+  const std::uint32_t n = st.source_slots, mask = n - 1;
+  try {
+    // needed[k]: slot k lies between some live id's hash and its slot. A difference array over
+    // two laps of the table marks each id's probe (which may wrap) in one pass.
+    std::vector<std::int32_t> diff(2 * std::size_t{n} + 1, 0);
+    for (std::uint32_t j = 0; j < n; ++j) {
+      const std::uint64_t id = st.sources[j].source_id.load();
+      if (id == 0 || id == kReleasedSourceId) continue;
+      const auto home = static_cast<std::uint32_t>(mix(id)) & mask;
+      const std::uint32_t probe = (j - home) & mask;
+      ++diff[home];
+      --diff[std::size_t{home} + probe];
+    }
+    std::vector<bool> needed(n, false);
+    std::int32_t open = 0;
+    for (std::size_t i = 0; i < 2 * std::size_t{n}; ++i) {
+      open += diff[i];
+      if (open > 0) needed[i & mask] = true;
+    }
+    for (std::uint32_t i = 0; i < n; ++i)
+      if (!needed[i] && st.sources[i].source_id.load() == kReleasedSourceId) st.sources[i].source_id.store(0);
+  } catch (const std::bad_alloc&) {
+    // (8 bytes per slot: left as they are, still correct)
+  }
+}
+
+void empty_tombstones_before(ChannelState& st, std::uint32_t empty) noexcept {
+  const std::uint32_t mask = st.source_slots - 1;
+  for (std::uint32_t i = (empty - 1) & mask, n = 0; n < st.source_slots; i = (i - 1) & mask, ++n) {
+    if (st.sources[i].source_id.load(std::memory_order_acquire) != kReleasedSourceId) break;
+    st.sources[i].source_id.store(0, std::memory_order_release);
   }
 }
 }  // namespace detail
@@ -921,6 +980,7 @@ std::optional<SourcePosition> Channel::source_position(std::uint64_t source_id) 
 bool Channel::release_source(std::uint64_t source_id) {
   ChannelState& st = *state_;
   if (st.options.read_only) throw Error(fmt::format("{}: opened read-only, cannot release a source", path().string()));
+  const SourceTableLock lock(st);
   SourceSlot* s = find_source(st, source_id, false);
   if (s == nullptr) return false;
   // Cleared under the seqlock, the version back at 0 (never written: source_position tells a
@@ -936,6 +996,9 @@ bool Channel::release_source(std::uint64_t source_id) {
   s->pending_position.store(0, std::memory_order_release);
   s->version.store(0, std::memory_order_release);
   s->source_id.store(kReleasedSourceId, std::memory_order_release);
+  const auto at = static_cast<std::uint32_t>(s - st.sources);
+  const std::uint32_t next = (at + 1) & (st.source_slots - 1);
+  if (st.sources[next].source_id.load(std::memory_order_acquire) == 0) detail::empty_tombstones_before(st, next);
   return true;
 }
 

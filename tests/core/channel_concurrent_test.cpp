@@ -121,6 +121,61 @@ TEST(ChannelConcurrentTest, SourcesReleasedAndTakenByManyThreadsKeepTheirOwnStat
   EXPECT_EQ(errors.load(), 0u);
 }
 
+// Released slots are emptied while other threads take slots and look sources up without a lock:
+// a source that lives throughout is found at every lookup, whatever was emptied around it.
+TEST(ChannelConcurrentTest, ReleasedSlotsAreEmptiedWithoutALookupMissingALiveSource) {
+  TempDir dir;
+  ChannelConfig cfg = ring(1 << 20);
+  cfg.source_slots = 64;  // mostly empty: releases empty slots all the time
+  Channel ch = Channel::create(dir / "c.chan", cfg);
+  constexpr std::uint64_t kPinned = 8;
+#if defined(__SANITIZE_THREAD__) || defined(__SANITIZE_ADDRESS__)
+  constexpr std::uint64_t kRounds = 2'000;
+#else
+  constexpr std::uint64_t kRounds = 20'000;
+#endif
+  {
+    Producer p = ch.producer();
+    for (std::uint64_t id = 1; id <= kPinned; ++id) {
+      const SourcePosition sp{id, 1, id};
+      ASSERT_EQ(p.append_batch({}, &sp), AppendStatus::kOk);
+    }
+  }
+  std::atomic<std::uint64_t> errors{0};
+  std::atomic<bool> done{false};
+  std::thread looker([&] {  // the pinned sources, looked up without pause
+    while (!done.load())
+      for (std::uint64_t id = 1; id <= kPinned; ++id)
+        if (const auto sp = ch.source_position(id); !sp || sp->position != id) errors.fetch_add(1);
+  });
+  // Each thread keeps 8 of its own ids live, the oldest given back as a new one comes: 24 live
+  // ids in 64 slots probe past one another's released slots, and each is looked up after every
+  // change.
+  std::vector<std::thread> churn;
+  for (std::uint64_t t = 0; t < 2; ++t)
+    churn.emplace_back([&, t] {
+      Producer p = ch.producer();
+      std::vector<std::uint64_t> live;
+      for (std::uint64_t r = 0; r < kRounds; ++r) {
+        if (live.size() == 8) {
+          if (!ch.release_source(live.front())) errors.fetch_add(1);
+          live.erase(live.begin());
+        }
+        const std::uint64_t id = 1000 + t + 2 * r;
+        const SourcePosition sp{id, 1, id};
+        if (p.append_batch({}, &sp) != AppendStatus::kOk) errors.fetch_add(1);
+        live.push_back(id);
+        for (const std::uint64_t l : live)
+          if (const auto got = ch.source_position(l); !got || got->position != l) errors.fetch_add(1);
+      }
+    });
+  for (auto& th : churn) th.join();
+  done = true;
+  looker.join();
+  EXPECT_EQ(errors.load(), 0u);
+  EXPECT_EQ(ch.source_table().in_use, kPinned + 16);
+}
+
 TEST(ChannelConcurrentTest, ManyProducerThreadsOneConsumerEveryEventExactlyOnceInOrder) {
   TempDir dir;
   Channel ch = Channel::create(dir / "a.chan", ring(64 * 1024));

@@ -530,12 +530,12 @@ TEST(ChannelProcessTest, ASigbusSentWithKillIsNotSwallowedByTheGuard) {
 // The registration lock of the channel at `path` (byte 0, an OFD lock), held as a process
 // registering or adopting a consumer holds it, until the returned descriptor is closed (-1: not
 // taken).
-int hold_registration_lock(const std::filesystem::path& path) {
+int hold_byte_lock(const std::filesystem::path& path, off_t byte = 0) {
   const int fd = ::open(path.c_str(), O_RDWR | O_CLOEXEC);
   struct flock lock {};
   lock.l_type = F_WRLCK;
   lock.l_whence = SEEK_SET;
-  lock.l_start = 0;
+  lock.l_start = byte;
   lock.l_len = 1;
   if (fd >= 0 && ::fcntl(fd, F_OFD_SETLK, &lock) != 0) {
     ::close(fd);
@@ -546,11 +546,11 @@ int hold_registration_lock(const std::filesystem::path& path) {
 
 // Lets the lock go and closes `fd`. Unlocked first: a child forked meanwhile holds a copy of
 // the descriptor, and an OFD lock lasts until the last copy is closed.
-void release_registration_lock(int fd) {
+void release_byte_lock(int fd, off_t byte = 0) {
   struct flock lock {};
   lock.l_type = F_UNLCK;
   lock.l_whence = SEEK_SET;
-  lock.l_start = 0;
+  lock.l_start = byte;
   lock.l_len = 1;
   (void)::fcntl(fd, F_OFD_SETLK, &lock);
   ::close(fd);
@@ -572,6 +572,54 @@ bool waits_for_lock_or_exits(pid_t pid, int fd, int& status) {
   return false;
 }
 
+// A new source and a release take the source-table lock (byte 1 of the file): a release may
+// empty released slots, which must not happen while another process is placing a source past
+// them. Held here by hand: each waits for it.
+TEST(ChannelProcessTest, ANewSourceAndAReleaseWaitForTheSourceTableLock) {
+  TempDir dir;
+  const auto path = dir / "a.chan";
+  Channel ch = Channel::create(path, config());
+  {
+    Producer p = ch.producer();
+    const SourcePosition first{7, 1, 7};
+    ASSERT_EQ(p.append_batch({}, &first), AppendStatus::kOk);
+  }
+  for (const bool release : {false, true}) {
+    SCOPED_TRACE(release ? "a release" : "a new source");
+    const int fd = hold_byte_lock(path, 1);
+    ASSERT_GE(fd, 0);
+    const pid_t pid = ::fork();
+    ASSERT_GE(pid, 0);
+    if (pid == 0) {
+      int rc = 1;
+      try {
+        Channel other = Channel::open(path);
+        if (release) {
+          rc = other.release_source(7) ? 0 : 3;
+        } else {
+          Producer p = other.producer();
+          const SourcePosition sp{8, 1, 8};
+          rc = p.append_batch({}, &sp) == AppendStatus::kOk ? 0 : 3;
+        }
+      } catch (const Error&) {
+        rc = 4;
+      }
+      ::_exit(rc);
+    }
+    int status = 0;
+    const bool exited = waits_for_lock_or_exits(pid, fd, status);
+    EXPECT_FALSE(exited) << "it did not wait for the source-table lock: status " << status;
+    release_byte_lock(fd, 1);
+    if (!exited) {
+      ASSERT_EQ(::waitpid(pid, &status, 0), pid);
+    }
+    ASSERT_TRUE(WIFEXITED(status));
+    EXPECT_EQ(WEXITSTATUS(status), 0);
+  }
+  EXPECT_FALSE(ch.source_position(7).has_value());
+  EXPECT_EQ(ch.source_position(8)->position, 8u);
+}
+
 // Removing a consumer while another process adopts it, between storing its pid and its start
 // time (the slot then holds the adopter's pid beside the previous owner's start time, and the
 // adopter looks dead): the removal waits for the adoption (the registration lock), then finds
@@ -582,7 +630,7 @@ TEST(ChannelProcessTest, RemovingAConsumerWaitsForAnAdoptionUnderWayAndThenRefus
   const auto path = dir / "a.chan";
   Channel ch = Channel::create(path, config());
   Consumer adopter = ch.consumer("victim");  // this process owns it: pid and start time set
-  const int fd = hold_registration_lock(path);
+  const int fd = hold_byte_lock(path);
   ASSERT_GE(fd, 0);
   const detail::Layout layout = detail::Layout::compute(config().capacity, config().source_slots);
   const auto start_at = static_cast<off_t>(layout.consumers_off + offsetof(detail::ConsumerSlot, owner_start));
@@ -607,7 +655,7 @@ TEST(ChannelProcessTest, RemovingAConsumerWaitsForAnAdoptionUnderWayAndThenRefus
   const bool exited = waits_for_lock_or_exits(pid, fd, status);
   EXPECT_FALSE(exited) << "the removal did not wait for the registration lock: status " << status;
   ASSERT_EQ(::pwrite(fd, &start, sizeof start, start_at), static_cast<ssize_t>(sizeof start));  // adopted
-  release_registration_lock(fd);
+  release_byte_lock(fd);
   if (!exited) {
     ASSERT_EQ(::waitpid(pid, &status, 0), pid);
   }
@@ -627,7 +675,7 @@ TEST(ChannelProcessTest, ARegistrationWaitsForOneOfTheSameNameUnderWayAndAdoptsI
   TempDir dir;
   const auto path = dir / "a.chan";
   const Channel held = Channel::create(path, config());  // open throughout: the child's open recovers nothing
-  const int fd = hold_registration_lock(path);
+  const int fd = hold_byte_lock(path);
   ASSERT_GE(fd, 0);
   const detail::Layout layout = detail::Layout::compute(config().capacity, config().source_slots);
   auto put = [&](std::size_t field, const void* bytes, std::size_t n) {
@@ -656,7 +704,7 @@ TEST(ChannelProcessTest, ARegistrationWaitsForOneOfTheSameNameUnderWayAndAdoptsI
   int status = 0;
   const bool exited = waits_for_lock_or_exits(pid, fd, status);
   put(offsetof(detail::ConsumerSlot, state), &active, sizeof active);  // the registration completes
-  release_registration_lock(fd);
+  release_byte_lock(fd);
   if (!exited) {
     ASSERT_EQ(::waitpid(pid, &status, 0), pid);
   }

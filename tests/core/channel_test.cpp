@@ -564,7 +564,7 @@ TEST(ChannelTest, AReleasedSourceSlotServesANewSourceSoEndedSourcesNeverFillTheT
   for (std::uint64_t id = 100; id < 2100; ++id) {
     ASSERT_EQ(commit_source(p, id, 0, id), AppendStatus::kOk) << id;
     if (id % 64 == 0) {  // keep the small ring from filling
-      (void)drain(c, 64);
+      (void)drain(c, 64, std::chrono::milliseconds(0));  // what is there: no wait
       c.commit();
     }
     ASSERT_TRUE(ch.release_source(id)) << id;
@@ -891,6 +891,77 @@ off_t source_slot_at(const std::filesystem::path& path, const ChannelConfig& cfg
   }
   if (fd >= 0) ::close(fd);
   return found;
+}
+
+// Released slots that end at an empty one are emptied: sources that come and go leave no
+// tombstones for lookups of unknown ids to probe past, and those that are still needed (before
+// a live id) stay until it goes.
+TEST(ChannelTest, ReleasedSlotsNoProbeNeedsAreEmptied) {
+  TempDir dir;
+  ChannelConfig cfg = small_config();
+  cfg.source_slots = 16;
+  Channel ch = Channel::create(dir / "a.chan", cfg);
+  Producer p = ch.producer();
+  for (std::uint64_t id = 1; id <= 12; ++id) ASSERT_EQ(commit_source(p, id, 0, id), AppendStatus::kOk);
+  for (std::uint64_t id = 1; id <= 11; ++id) {
+    ASSERT_TRUE(ch.release_source(id)) << id;
+    for (std::uint64_t other = id + 1; other <= 12; ++other)
+      ASSERT_EQ(ch.source_position(other)->position, other) << "after releasing " << id;
+  }
+  EXPECT_EQ(ch.source_table().in_use, 1u);
+  ASSERT_TRUE(ch.release_source(12));
+  EXPECT_EQ(ch.source_table().in_use, 0u);
+  EXPECT_EQ(ch.source_table().released, 0u) << "every released slot ends at an empty one now";
+}
+
+// Released slots an earlier build left (it never emptied them) are emptied by the next exclusive
+// opener, where no probe needs them.
+TEST(ChannelTest, TheExclusiveOpenerEmptiesReleasedSlotsNoProbeNeeds) {
+  TempDir dir;
+  const auto path = dir / "a.chan";
+  ChannelConfig cfg = small_config();
+  cfg.source_slots = 16;
+  {
+    Channel ch = Channel::create(path, cfg);
+    Producer p = ch.producer();
+    for (std::uint64_t id = 1; id <= 4; ++id) ASSERT_EQ(commit_source(p, id, 0, id), AppendStatus::kOk);
+  }
+  // Ids 1..3 given back as a build before this one did: the slot marked released, no more.
+  const int fd = ::open(path.c_str(), O_RDWR | O_CLOEXEC);
+  ASSERT_GE(fd, 0);
+  for (std::uint64_t id = 1; id <= 3; ++id) {
+    const off_t at = source_slot_at(path, cfg, id);
+    ASSERT_GE(at, 0);
+    const std::uint64_t released = kReleasedSourceId;
+    ASSERT_EQ(::pwrite(fd, &released, 8, at), 8);
+  }
+  ::close(fd);
+  Channel ch = Channel::open(path);
+  EXPECT_EQ(ch.source_table().in_use, 1u);
+  EXPECT_EQ(ch.source_position(4)->position, 4u);
+  ASSERT_TRUE(ch.release_source(4));
+  EXPECT_EQ(ch.source_table().released, 0u);
+}
+
+// A table that once was full has no empty slot for a release to empty back from: its released
+// slots stay, until the exclusive opener empties those no probe needs.
+TEST(ChannelTest, ATableLeftWithNoEmptySlotGetsItsReleasedSlotsBackAtTheNextExclusiveOpen) {
+  TempDir dir;
+  const auto path = dir / "a.chan";
+  ChannelConfig cfg = small_config();
+  cfg.source_slots = 16;
+  {
+    Channel ch = Channel::create(path, cfg);
+    Producer p = ch.producer();
+    for (std::uint64_t id = 1; id <= 16; ++id) ASSERT_EQ(commit_source(p, id, 0, id), AppendStatus::kOk);
+    for (std::uint64_t id = 2; id <= 16; ++id) ASSERT_TRUE(ch.release_source(id));
+    EXPECT_EQ(ch.source_table().released, 15u) << "no empty slot to empty them back from";
+  }
+  Channel ch = Channel::open(path);
+  EXPECT_EQ(ch.source_table().in_use, 1u);
+  EXPECT_EQ(ch.source_position(1)->position, 1u);
+  ASSERT_TRUE(ch.release_source(1));
+  EXPECT_EQ(ch.source_table().released, 0u);
 }
 
 // A writer killed after its batch was published, before the slot's transaction was closed: the

@@ -229,6 +229,9 @@ struct ChannelState {
   // Consumer registration, one at a time: between threads of this process (the mutex) and
   // between processes (a byte lock on the file: see Channel::consumer).
   std::mutex register_mu;
+  // Source-table inserts and releases, one at a time (the mutex, and a byte lock on the file):
+  // a release may then empty tombstones no lookup needs (see find_source).
+  std::mutex source_mu;
 
   // Interval syncer (SyncPolicy::kInterval).
   std::mutex sync_mu;
@@ -295,7 +298,27 @@ class RegistrationLock {
   const MappedFile& file_;
 };
 
+// Held to insert into the source table or release from it (byte 1 of the file, and the mutex).
+class SourceTableLock {
+ public:
+  explicit SourceTableLock(ChannelState& st) : in_process_(st.source_mu), file_(st.file) { file_.lock_byte(1); }
+  SourceTableLock(const SourceTableLock&) = delete;
+  SourceTableLock& operator=(const SourceTableLock&) = delete;
+  ~SourceTableLock() { file_.unlock_byte(1); }
+
+ private:
+  std::lock_guard<std::mutex> in_process_;
+  const MappedFile& file_;
+};
+
 SourceSlot* find_source(ChannelState& st, std::uint64_t id, bool create) noexcept;
+// Empties the tombstones that end at an empty slot: no probe needs them (a probe that reached
+// one would stop at the empty slot after it). By a holder of the SourceTableLock, or by the
+// exclusive opener.
+void empty_tombstones_before(ChannelState& st, std::uint32_t empty) noexcept;
+// Empties every released slot no probe needs (none between a live id's hash and its slot): a
+// scan of the table, by the exclusive opener only.
+void empty_unneeded_tombstones(ChannelState& st) noexcept;
 
 // Record CRC: one pass over bytes 16..end of the record (header fields, payload and the
 // zeroed alignment padding: a whole number of 8-byte words, no byte-wise tail), seeded with

@@ -360,9 +360,13 @@ class Channel {
   // at once may each take a slot), and only it may call this, after its last batch; a later
   // batch with a position takes a slot again, from sequence 0 as far as the table knows.
   // Returns false when the table holds no slot for it; throws core::Error on a read-only
-  // opener. Readers and writers of other sources go on meanwhile, lock-free (a released slot is
-  // a tombstone that lookups probe past and new sources reuse; older builds probe past it too).
-  // Tombstones are never emptied: a lookup of an unknown id probes past all of them.
+  // opener. A released slot is a tombstone that lookups probe past and new sources reuse; those
+  // that end at an empty slot are emptied here (no probe needs them), and the exclusive opener
+  // empties every one no probe needs (also in a table left with no empty slot), so lookups of
+  // unknown ids stay short. Lookups and updates of existing sources go on
+  // lock-free meanwhile; placing a new source and releasing one take a lock (byte 1 of the
+  // file). A build before this one placed new sources without it: such a build must not write
+  // the channel while this one releases sources.
   bool release_source(std::uint64_t source_id);
   // How full the source table is: a scan of its slots (64 bytes each), not a counter.
   [[nodiscard]] SourceTableUse source_table() const;
