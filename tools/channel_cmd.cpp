@@ -72,7 +72,7 @@ void print_stats(const Channel& ch, bool json) {
   if (s.sync_failures != 0)
     fmt::print("sync         {} msync calls FAILED: what they covered is not known to be on disk\n", s.sync_failures);
   fmt::print("producers    {} live\n", s.live_producers);
-  fmt::print("sources      {} of {} slots in use ({} given back, taken again by new sources){}\n", sources.in_use,
+  fmt::print("sources      {} of {} slots in use ({} given back, not yet emptied){}\n", sources.in_use,
              sources.slots, sources.released,
              std::uint64_t{sources.in_use} * 4 >= std::uint64_t{sources.slots} * 3 ? ": nearly full, new sources will wait once it is (create the "
                                                         "channel with more --sources)"

@@ -878,14 +878,13 @@ SourceSlot* find_source(ChannelState& st, std::uint64_t id, bool create) noexcep
         continue;
       }
       if (cur == 0) {
-        if (!create) return nullptr;
         if (released != nullptr) break;
         if (s.source_id.compare_exchange_strong(cur, id) || cur == id) return &s;
       }
     }
-    if (!create || released == nullptr) return nullptr;
-    // Another source may take it first: then probe again (the id is still in no slot: it has
-    // one writer, this one).
+    if (released == nullptr) return nullptr;  // a full table
+    // Taken first by a build before this one, which places sources without the lock (channel.h):
+    // then probe again (the id is still in no slot: it has one writer, this one).
     std::uint64_t expected = kReleasedSourceId;
     if (released->source_id.compare_exchange_strong(expected, id) || expected == id) return released;
   }

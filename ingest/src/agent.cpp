@@ -410,7 +410,7 @@ std::string Agent::prometheus() const {
   };
   table_family("tributary_channel_source_slots", "Slots of the per-source state table", &core::SourceTableUse::slots);
   table_family("tributary_channel_source_slots_in_use",
-               "Slots held by sources (a tail's file generations): at source_slots, new files wait",
+               "Slots held by sources (a tail: two per file followed or recently ended): at source_slots, new files wait",
                &core::SourceTableUse::in_use);
   return p.text();
 }

@@ -44,8 +44,9 @@ constexpr OptionSpec kTailOptions[] = {
     {"rotate_wait_ms", OptionType::kInt, "2000",
      "How long a rotated or deleted file is still read after its last byte", false, 0, 3600000},
     {"forget_after_ms", OptionType::kInt, "60000",
-     "How long a file generation's read position is kept once its file is gone or cut (a copy found "
-     "meanwhile resumes it; one found later is read again); then its source-table slots are given back",
+     "How long a file generation's read position is kept once its file was closed (rotate_wait_ms after "
+     "its last byte) or cut (a copy found meanwhile resumes it; one found later is read again); then its "
+     "source-table slots are given back",
      false, 0, 86400000},
 };
 

@@ -583,7 +583,7 @@ TEST(ChannelTest, AReleasedSourceSlotServesANewSourceSoEndedSourcesNeverFillTheT
   EXPECT_EQ(ch.source_position(3)->next_sequence, 1u);
 }
 
-TEST(ChannelTest, ReleasedSourceSlotsStayReleasedAcrossAReopen) {
+TEST(ChannelTest, ReleasedSourcesStayForgottenAcrossAReopenAndTheirSlotsServeNewOnes) {
   TempDir dir;
   ChannelConfig cfg = small_config();
   cfg.source_slots = 16;

@@ -400,8 +400,9 @@ TEST(TailSourceTest, ANewFileStartingLikeAnOpenOneIsReadNotTakenForItsCopy) {
   EXPECT_EQ(by_source(ch).size(), 2u);
 }
 
-// Every file generation followed holds a slot of the channel's source table for good: once it is
-// full, a new file waits, and the error says why and what to do (once).
+// Every file followed holds two slots of the channel's source table (its key and its
+// generation's id) until forget_after after it ends: once the table is full, a new file waits,
+// and the error says why and what to do (once).
 TEST(TailSourceTest, AFullSourceTableIsAnErrorNamingTheRemedy) {
   TempDir dir;
   auto c = cfg();
@@ -485,9 +486,10 @@ TEST(TailSourceTest, TruncatedToTheSameFirstBytesIsStillANewGeneration) {
   EXPECT_EQ(ch.stats().records_written, 115u);
 }
 
-// forget_after = 0: the first generation is ended at once, but the chain is kept while the
-// second is read, or a restart would not reach it through the first key.
-TEST(TailSourceTest, AChainIsKeptWhileALaterGenerationOfItIsRead) {
+// forget_after = 0: the first generation is forgotten at once, while the second is read. The
+// second moves to the chain's first key (given back, the first key would leave a restart with no
+// way to it), and a restart resumes it there.
+TEST(TailSourceTest, ARestartResumesTheGenerationReadAfterAnEarlierOneOfItsChainWasForgotten) {
   TempDir dir;
   auto ch = core::Channel::create(dir / "c.chan", cfg());
   const auto log = dir / "app.log";

@@ -37,7 +37,6 @@
 #include <fmt/format.h>
 #include <map>
 #include <optional>
-#include <random>
 #include <set>
 #include <string>
 
@@ -46,6 +45,7 @@
 #include "../internal/stream.h"
 #include "tail.h"
 #include "tributary/core/units.h"
+#include "tributary/ingest/producer.h"
 
 namespace tributary::ingest::tail {
 
@@ -296,8 +296,11 @@ class TailSource final : public Source {
                                 st.st_size));
         ++metrics_.rotations;
         // Its identify walk would find it so only while the file is shorter.
-        if (f->by_instance) mark_ended(f->source_id, kTruncatedAway, std::nullopt);
-        if (!f->by_instance) cut_[f->source_id] = {f->dev, f->ino};
+        if (f->by_instance) {
+          mark_ended(f->source_id, kTruncatedAway, std::nullopt);
+        } else {
+          cut_[f->source_id] = {f->dev, f->ino};
+        }
         ended(*f);
         f->identified = false;
         f->initial = false;  // start_at = "end" was for what the file held at start-up
@@ -437,12 +440,21 @@ class TailSource final : public Source {
   }
 
   // Whether an open file other than `f` reads generation `id`.
-  [[nodiscard]] bool held_by_another(const TailFile* f, std::uint64_t id) const {
+  [[nodiscard]] bool held_by_another(const TailFile& f, std::uint64_t id) const {
     return std::any_of(files_.begin(), files_.end(), [&](const std::unique_ptr<TailFile>& o) {
-      return o.get() != f && o->identified && o->source_id == id;
+      return o.get() != &f && o->identified && o->source_id == id;
     });
   }
-  [[nodiscard]] bool held_by_another(const TailFile& f, std::uint64_t id) const { return held_by_another(&f, id); }
+  // Whether an open file reads generation `id`.
+  [[nodiscard]] bool held_by_any(std::uint64_t id) const {
+    return std::any_of(files_.begin(), files_.end(),
+                       [&](const std::unique_ptr<TailFile>& o) { return o->identified && o->source_id == id; });
+  }
+
+  // Gives source `id`'s slot back in every channel that has it.
+  void release_everywhere(std::uint64_t id) {
+    for (core::Channel* ch : ctx_.channels) (void)ch->release_source(id);
+  }
 
   [[nodiscard]] std::uint64_t content_id(std::uint64_t fingerprint) const {
     return source_id_of(mix64(fnv1a(ctx_.name.data(), ctx_.name.size()) ^ fingerprint));
@@ -525,11 +537,11 @@ class TailSource final : public Source {
   std::optional<std::uint64_t> new_generation(std::uint64_t key, std::string_view path) {
     std::uint64_t id = 0;
     do {
-      id = source_id_of(rng_());
+      id = source_id_of(new_source_id());
     } while (id == key || std::any_of(ctx_.channels.begin(), ctx_.channels.end(),
                                       [id](core::Channel* ch) { return ch->source_position(id).has_value(); }));
     if (!set_position(core::SourcePosition{key, id, live_}, path)) {
-      for (core::Channel* ch : ctx_.channels) (void)ch->release_source(key);
+      release_everywhere(key);
       return std::nullopt;
     }
     return id;
@@ -706,7 +718,7 @@ class TailSource final : public Source {
       chain.push_back(id);
     }
     for (auto it = chain.rbegin(); it != chain.rend(); ++it)
-      for (core::Channel* ch : ctx_.channels) (void)ch->release_source(*it);
+      release_everywhere(*it);
   }
 
   // Whether generation `id` was cut from `f`'s inode (while this process followed it).
@@ -751,17 +763,17 @@ class TailSource final : public Source {
     for (core::Channel* ch : ctx_.channels) {
       for (const core::SourcePosition& sp : ch->sources()) {
         const std::uint64_t id = sp.next_sequence;
-        if (!is_pointer(sp.position) || pointer_tag(sp.position) != tag_ || held_by_another(nullptr, id)) continue;
+        if (!is_pointer(sp.position) || pointer_tag(sp.position) != tag_ || held_by_any(id)) continue;
         if ((id & 1) == 0 || id == core::kReleasedSourceId) {  // its release was killed part-way: finished
           (void)ch->release_source(sp.source_id);
           continue;
         }
-        std::uint64_t ended = ended_at(sp.position);
-        if (ended == 0) {  // its file went away while no collector ran: ended now, said so for a later start
-          ended = wall;
-          (void)set_position(core::SourcePosition{sp.source_id, id, live_ | ended}, "a generation left behind");
+        std::uint64_t when = ended_at(sp.position);
+        if (when == 0) {  // its file went away while no collector ran: ended now, said so for a later start
+          when = wall;
+          (void)set_position(core::SourcePosition{sp.source_id, id, live_ | when}, "a generation left behind");
         }
-        const auto since = std::chrono::seconds(wall > ended ? wall - ended : 0);  // a clock set back: from now
+        const auto since = std::chrono::seconds(wall > when ? wall - when : 0);  // a clock set back: from now
         leftovers_.try_emplace(sp.source_id, id, now + std::max<Clock::duration>(Clock::duration::zero(), opts_.forget_after - since));
       }
     }
@@ -793,7 +805,7 @@ class TailSource final : public Source {
           continue;
         }
         const std::optional<Generation> g = resolve(key);
-        if (!g || g->id != id || held_by_another(nullptr, id)) {
+        if (!g || g->id != id || held_by_any(id)) {
           it = leftovers_.erase(it);
           continue;
         }
@@ -801,12 +813,12 @@ class TailSource final : public Source {
           ++it;
           continue;
         }
-        for (core::Channel* ch : ctx_.channels) (void)ch->release_source(key);
+        release_everywhere(key);
         const bool named_again = std::any_of(leftovers_.begin(), leftovers_.end(), [&, k = key, i = id](const auto& l) {
           return l.first != k && l.second.first == i;
         });
         if (!named_again)  // (a forget cut short may have left two keys naming it)
-          for (core::Channel* ch : ctx_.channels) (void)ch->release_source(id);
+          release_everywhere(id);
         cut_.erase(id);
         no_slot_logged_ = false;
         it = leftovers_.erase(it);
@@ -818,7 +830,7 @@ class TailSource final : public Source {
   }
 
   // Forgets the generations of a content chain that no open file reads, except those ended less
-  // than forget_after ago (`ending`: id -> when; one ended before this process started is due).
+  // than forget_after ago (`ending`: id -> when; one with no entry, an earlier build's, is due).
   // Those kept keep their order and move to the chain's first keys: each key is pointed anew in
   // every channel, then the keys after them are given back, last first, then the ids of the
   // generations forgotten. A crash part-way leaves a chain that walks to every generation kept
@@ -841,7 +853,7 @@ class TailSource final : public Source {
       const std::optional<Generation> g = resolve(key);
       if (!g) break;
       const auto e = ending.find(g->id);
-      const bool keep = held_by_another(nullptr, g->id) || (e != ending.end() && e->second > now);
+      const bool keep = held_by_any(g->id) || (e != ending.end() && e->second > now);
       if (keep && g->id == key) {  // kept, and started by an earlier build: no pointer to move
         std::erase_if(ending, [now](const auto& x) { return x.second <= now; });
         return true;
@@ -877,11 +889,11 @@ class TailSource final : public Source {
       if (earlier && !set_position(core::SourcePosition{gens[i].key, 0, live_}, "a content chain")) return false;
     }
     for (std::size_t i = gens.size(); i-- > kept.size();)
-      for (core::Channel* ch : ctx_.channels) (void)ch->release_source(gens[i].key);
+      release_everywhere(gens[i].key);
     for (const Gen& g : gens) {
       if (g.kept || g.again) continue;
       if (g.id != g.key)
-        for (core::Channel* ch : ctx_.channels) (void)ch->release_source(g.id);
+        release_everywhere(g.id);
       ending.erase(g.id);
       cut_.erase(g.id);
     }
@@ -1114,7 +1126,6 @@ class TailSource final : public Source {
   std::uint64_t batch_oversize_ = 0;  // lines of the pending batch rewritten past max_payload_
   bool oversize_logged_ = false;      // such a line is logged once per source
   bool no_slot_logged_ = false;       // a channel's source table was found full (logged once)
-  std::mt19937_64 rng_{(std::uint64_t{std::random_device{}()} << 32) ^ std::random_device{}()};  // new generations' ids
   // Content chain -> its generations that ended -> when they are forgotten.
   std::map<std::uint64_t, std::map<std::uint64_t, Clock::time_point>> retiring_;
   // Content generations cut by a truncation -> the file (device, inode) they were cut from: never

@@ -203,9 +203,10 @@ struct ChannelStats {
   bool closed_cleanly = false;
 };
 
-// The per-source state table's slots: taken by a source (in use), given back (released, taken
-// again by the next new source), never used. A collector finds it full when in_use reaches
-// slots (AppendStatus::kNoSlot).
+// The per-source state table's slots: taken by a source (in use), given back but still on some
+// lookup's probe (released, taken again by the next new source that probes there), empty (never
+// used, or given back and emptied). A collector finds it full when in_use reaches slots
+// (AppendStatus::kNoSlot).
 struct SourceTableUse {
   std::uint32_t slots = 0;
   std::uint32_t in_use = 0;
