@@ -914,6 +914,16 @@ TEST(ChannelTest, ReleasedSlotsNoProbeNeedsAreEmptied) {
   EXPECT_EQ(ch.source_table().released, 0u) << "every released slot ends at an empty one now";
 }
 
+// The channel at `path`, opened again exclusively: `kept` (at position `kept`) is the one
+// source left, and once it is given back no released slot remains.
+void expect_reopened_with_one_source_then_none(const std::filesystem::path& path, std::uint64_t kept) {
+  Channel ch = Channel::open(path);
+  EXPECT_EQ(ch.source_table().in_use, 1u);
+  EXPECT_EQ(ch.source_position(kept)->position, kept);
+  ASSERT_TRUE(ch.release_source(kept));
+  EXPECT_EQ(ch.source_table().released, 0u);
+}
+
 // Released slots an earlier build left (it never emptied them) are emptied by the next exclusive
 // opener, where no probe needs them.
 TEST(ChannelTest, TheExclusiveOpenerEmptiesReleasedSlotsNoProbeNeeds) {
@@ -936,11 +946,7 @@ TEST(ChannelTest, TheExclusiveOpenerEmptiesReleasedSlotsNoProbeNeeds) {
     ASSERT_EQ(::pwrite(fd, &released, 8, at), 8);
   }
   ::close(fd);
-  Channel ch = Channel::open(path);
-  EXPECT_EQ(ch.source_table().in_use, 1u);
-  EXPECT_EQ(ch.source_position(4)->position, 4u);
-  ASSERT_TRUE(ch.release_source(4));
-  EXPECT_EQ(ch.source_table().released, 0u);
+  expect_reopened_with_one_source_then_none(path, 4);
 }
 
 // A table that once was full has no empty slot for a release to empty back from: its released
@@ -957,11 +963,7 @@ TEST(ChannelTest, ATableLeftWithNoEmptySlotGetsItsReleasedSlotsBackAtTheNextExcl
     for (std::uint64_t id = 2; id <= 16; ++id) ASSERT_TRUE(ch.release_source(id));
     EXPECT_EQ(ch.source_table().released, 15u) << "no empty slot to empty them back from";
   }
-  Channel ch = Channel::open(path);
-  EXPECT_EQ(ch.source_table().in_use, 1u);
-  EXPECT_EQ(ch.source_position(1)->position, 1u);
-  ASSERT_TRUE(ch.release_source(1));
-  EXPECT_EQ(ch.source_table().released, 0u);
+  expect_reopened_with_one_source_then_none(path, 1);
 }
 
 // A writer killed after its batch was published, before the slot's transaction was closed: the

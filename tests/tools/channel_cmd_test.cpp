@@ -40,7 +40,7 @@ void write_records(const std::filesystem::path& path, std::uint64_t n) {
     ASSERT_EQ(p.append({1, i}, testing::payload_for(1, i, 30)), core::AppendStatus::kOk);
 }
 
-// The source table's use: a tail's file generations each hold a slot, and new files wait once it
+// The source table's use: a tail holds two slots per file followed, and new files wait once it
 // is full. stat says how full it is, and warns from three quarters on.
 TEST(ChannelCommandTest, StatSaysHowFullTheSourceTableIs) {
   TempDir dir;
