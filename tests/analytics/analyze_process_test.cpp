@@ -200,12 +200,14 @@ TEST(AnalyzeProcessTest, WindowRowsAndFinalLateRowsAreWrittenExactlyOnceAcrossKi
   };
   std::vector<Ev> events;
   const std::int64_t t0 = 1794355200000;  // 2026-11-11T00:00:00Z
-  for (int i = 0; i < 200000; ++i) {
+  // Enough events that the analyzer is still at them when the kills land (checkpoints every
+  // 20 ms): 200,000 took under 40 ms on a fast CI machine, and one kill landed mid-stream.
+  for (int i = 0; i < 1000000; ++i) {
     const std::int64_t jitter = static_cast<std::int64_t>(rng() % 100) - (rng() % 50 == 0 ? 2000 : 50);
     events.push_back({t0 + i + jitter, std::string(1, static_cast<char>('a' + rng() % 3))});
   }
   core::ChannelConfig cfg;
-  cfg.capacity = 64 << 20;
+  cfg.capacity = 128 << 20;
   {
     auto ch = core::Channel::create(dir / "c.chan", cfg);
     auto p = ch.producer();
