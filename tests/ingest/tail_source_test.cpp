@@ -529,6 +529,35 @@ TEST(TailSourceTest, AFileCutAndWrittenAgainAsLongWithTheSameStartIsReadWhole) {
     EXPECT_TRUE(lines == expected("same", 0, 10, 100) || lines == expected("same", 0, 12, 100));
 }
 
+// ...after a restart too: its cut is in the generation's slot. A copy of the generation (another
+// inode: copytruncate's, met after the restart) still resumes it where it was.
+TEST(TailSourceTest, ACutGenerationIsResumedByItsCopyNotByItsFileAfterARestart) {
+  TempDir dir;
+  auto ch = core::Channel::create(dir / "c.chan", cfg());
+  const auto log = dir / "status.log";
+  const std::map<std::string, ingest::OptionValues::Value> opts = {{"paths", Strings{(dir / "status.log*").string()}}};
+  append_lines(log, "same", 0, 10, 100);
+  std::filesystem::copy_file(log, dir / "copy.tmp");
+  {
+    auto src = make_source("tail", {&ch}, opts);
+    ASSERT_TRUE(pump_until(*src, [&] { return ch.stats().records_written == 10; }));
+    std::filesystem::resize_file(log, 0);
+    ASSERT_TRUE(pump_until(*src, [&] { return src->metrics().rotations == 1; }));
+  }
+  append_lines(log, "same", 0, 12, 100);  // as long as its old generation, and longer
+  append_lines(dir / "copy.tmp", "copy", 10, 12, 100);
+  std::filesystem::rename(dir / "copy.tmp", dir / "status.log.1");
+  auto src = make_source("tail", {&ch}, opts);
+  ASSERT_TRUE(pump_until(*src, [&] { return ch.stats().records_written == 24; }));
+  for (int i = 0; i < 10; ++i) (void)src->do_work();
+  EXPECT_EQ(ch.stats().records_written, 24u);
+  const auto sources = by_source(ch);
+  ASSERT_EQ(sources.size(), 2u);
+  Strings resumed = expected("same", 0, 10, 100);
+  for (const auto& line : expected("copy", 10, 12, 100)) resumed.push_back(line);
+  for (const auto& [id, lines] : sources) EXPECT_TRUE(lines == resumed || lines == expected("same", 0, 12, 100));
+}
+
 // A file cut again and again to the same first bytes (a status file written with `>`) makes a
 // chain of generations; those forgotten make room, the one read moves to the chain's first key:
 // the table does not fill, the chain does not grow, and a restart resumes the one read.
@@ -782,6 +811,107 @@ TEST(TailSourceTest, ACopyOfAGoneFileFoundWithinForgetAfterResumesIt) {
   for (int i = 0; i < 10; ++i) (void)src->do_work();
   EXPECT_EQ(all_payloads(ch), expected("a", 0, 12));
   EXPECT_EQ(by_source(ch).size(), 1u);
+}
+
+// ...and its key says it is read again: a stop followed by the copy's going would otherwise be
+// forgotten by the next start from when the first file went, not from when the copy did.
+TEST(TailSourceTest, ACopyThatResumesAGoneFileSaysItIsReadAgain) {
+  TempDir dir;
+  auto ch = core::Channel::create(dir / "c.chan", cfg());
+  const auto log = dir / "app.log";
+  auto src = make_source("tail", {&ch}, {{"paths", Strings{log.string()}}, {"rotate_wait_ms", std::int64_t{0}}});
+  append_lines(log, "a", 0, 10);
+  const std::uint64_t key = content_key("test", log);
+  ASSERT_TRUE(pump_until(*src, [&] { return ch.stats().records_written == 10; }));
+  std::filesystem::rename(log, dir / "app.old");
+  ASSERT_TRUE(pump_until(*src, [&] { return src->metrics().open_files == 0; }));
+  ASSERT_NE(ch.source_position(key)->position & 0xFFFF'FFFFu, 0u) << "said ended once gone";
+  std::filesystem::copy_file(dir / "app.old", dir / "app.tmp");
+  append_lines(dir / "app.tmp", "a", 10, 12);
+  std::filesystem::rename(dir / "app.tmp", log);
+  ASSERT_TRUE(pump_until(*src, [&] { return ch.stats().records_written == 12; }));
+  EXPECT_EQ(ch.source_position(key)->position & 0xFFFF'FFFFu, 0u) << "still said ended while read again";
+  EXPECT_EQ(by_source(ch).size(), 1u);
+}
+
+// When an ended generation of a chain is forgotten, the one read moves to the chain's first key;
+// its end, when its file goes in turn, is said there, and the key it left is not made again.
+TEST(TailSourceTest, AGenerationMovedUpItsChainSaysItsEndAtTheKeyItMovedTo) {
+  TempDir dir;
+  auto ch = core::Channel::create(dir / "c.chan", cfg());
+  const auto log = dir / "status.log";
+  append_lines(log, "same", 0, 10, 100);
+  const std::uint64_t k0 = content_key("test", log);
+  auto src = make_source("tail", {&ch},
+                         {{"paths", Strings{log.string()}},
+                          {"forget_after_ms", std::int64_t{500}},
+                          {"rotate_wait_ms", std::int64_t{0}}});
+  ASSERT_TRUE(pump_until(*src, [&] { return ch.stats().records_written == 10; }));
+  std::filesystem::resize_file(log, 0);
+  append_lines(log, "same", 0, 5, 100);  // cut: a second generation, at the chain's second key
+  ASSERT_TRUE(pump_until(*src, [&] { return ch.stats().records_written == 15; }));
+  ASSERT_TRUE(ch.source_position(next_key(k0)).has_value());
+  ASSERT_TRUE(pump_until(*src, [&] { return ch.source_table().in_use == 2; })) << "the cut generation forgotten";
+  const std::optional<core::SourcePosition> moved = ch.source_position(k0);
+  ASSERT_TRUE(moved.has_value());
+  ASSERT_FALSE(ch.source_position(next_key(k0)).has_value());
+  std::filesystem::remove(log);
+  // The pass that closes it says its end; forgetting it is half a second later.
+  ASSERT_TRUE(pump_until(*src, [&] { return src->metrics().open_files == 0; }));
+  const std::optional<core::SourcePosition> ended = ch.source_position(k0);
+  ASSERT_TRUE(ended.has_value());
+  EXPECT_EQ(ended->next_sequence, moved->next_sequence);
+  EXPECT_NE(ended->position & 0xFFFF'FFFFu, 0u) << "its end said at the key it moved to";
+  EXPECT_FALSE(ch.source_position(next_key(k0)).has_value()) << "the key it left was made again";
+  EXPECT_TRUE(pump_until(*src, [&] { return ch.source_table().in_use == 0; }));
+}
+
+// Forgetting a chain keeps an ended generation whose forget_after has not passed, though an
+// earlier one is forgotten: it moves up the chain with the one read, and a restart still finds
+// where each is.
+TEST(TailSourceTest, AChainForgetsOnlyTheGenerationsWhoseTimeHasCome) {
+  TempDir dir;
+  auto ch = core::Channel::create(dir / "c.chan", cfg());
+  const auto log = dir / "status.log";
+  append_lines(log, "same", 0, 10, 100);
+  const std::uint64_t k0 = content_key("test", log), k1 = next_key(k0), k2 = next_key(k1);
+  const std::map<std::string, ingest::OptionValues::Value> hour = {{"paths", Strings{log.string()}},
+                                                                   {"forget_after_ms", std::int64_t{3600000}}};
+  {
+    auto src = make_source("tail", {&ch}, hour);
+    ASSERT_TRUE(pump_until(*src, [&] { return ch.stats().records_written == 10; }));
+    std::filesystem::resize_file(log, 0);
+    append_lines(log, "same", 0, 5, 100);  // cut: generation B at k1
+    ASSERT_TRUE(pump_until(*src, [&] { return ch.stats().records_written == 15; }));
+    std::filesystem::resize_file(log, 0);
+    append_lines(log, "same", 0, 3, 100);  // cut again: generation C at k2
+    ASSERT_TRUE(pump_until(*src, [&] { return ch.stats().records_written == 18; }));
+  }
+  ASSERT_EQ(ch.source_table().in_use, 6u) << "three generations, each with its key";
+  const std::uint64_t b = ch.source_position(k1)->next_sequence, c = ch.source_position(k2)->next_sequence;
+  {  // the first generation as if it had ended two hours ago; B ended within the hour
+    const core::SourcePosition a = *ch.source_position(k0);
+    ASSERT_NE(a.position & 0xFFFF'FFFFu, 0u);
+    core::Producer p = ch.producer();
+    const core::SourcePosition earlier{k0, a.next_sequence, a.position - 7200};
+    ASSERT_EQ(p.append_batch({}, &earlier), core::AppendStatus::kOk);
+  }
+  ASSERT_NE(ch.source_position(k1)->position & 0xFFFF'FFFFu, 0u);
+  {
+    auto src = make_source("tail", {&ch}, hour);
+    ASSERT_TRUE(pump_until(*src, [&] { return ch.source_table().in_use == 4; })) << "the first generation forgotten";
+    for (int i = 0; i < 10; ++i) (void)src->do_work();
+    EXPECT_EQ(ch.source_table().in_use, 4u) << "B, within its hour, kept";
+    EXPECT_EQ(ch.source_position(k0)->next_sequence, b);
+    EXPECT_EQ(ch.source_position(k1)->next_sequence, c);
+    EXPECT_FALSE(ch.source_position(k2).has_value());
+  }
+  append_lines(log, "same", 3, 6, 100);
+  auto src = make_source("tail", {&ch}, hour);
+  ASSERT_TRUE(pump_until(*src, [&] { return ch.stats().records_written == 21; }));
+  for (int i = 0; i < 10; ++i) (void)src->do_work();
+  EXPECT_EQ(ch.stats().records_written, 21u) << "C resumed where it was, at its new key";
+  EXPECT_EQ(by_source(ch).size(), 3u);
 }
 
 // A channel an earlier build wrote names a content generation by its key alone (no pointer):

@@ -58,6 +58,7 @@ class TailFile {
   std::uint64_t chain = 0;   // the first key of its content chain; 0: identified by its instance (or not yet)
   std::uint64_t key = 0;     // the key of the chain that names its generation
   std::uint64_t offset = 0;  // committed: the next byte to read
+  std::uint64_t cut_mark = 0;  // what its generation's positions carry: the file it was cut from (0: none)
   std::uint64_t next_seq = 0;
   std::vector<std::uint64_t> channel_next;  // per channel: sequences below are already there
   bool splitting = false;                   // inside an oversize line being split (counted once)

@@ -127,6 +127,17 @@ constexpr std::uint64_t kPointer = 0xFE00'0000'0000'0000ull;
 constexpr bool is_pointer(std::uint64_t position) { return (position >> 56) == (kPointer >> 56); }
 constexpr std::uint64_t pointer_tag(std::uint64_t position) { return (position >> 32) & 0xFF'FFFFu; }
 constexpr std::uint64_t ended_at(std::uint64_t position) { return position & 0xFFFF'FFFFu; }
+// A content generation cut from its file (truncated in place) says so in its id's slot, so that
+// a restart does not resume it from that file once the file is as long again: its position holds
+// 0xC in the top 4 bits, 20 bits of a hash of the file's device and inode, and the offset in the
+// low 40 bits (past any size for an earlier build: never resumed there). A copy of it (another
+// inode: copytruncate's) still resumes it at the offset, and keeps the mark in what it commits.
+constexpr std::uint64_t kCutMark = 0xC000'0000'0000'0000ull;
+constexpr std::uint64_t kCutOffsetMask = (std::uint64_t{1} << 40) - 1;
+constexpr bool is_cut(std::uint64_t position) { return (position >> 60) == (kCutMark >> 60); }
+std::uint64_t inode_hash(dev_t dev, ino_t ino) {
+  return mix64(static_cast<std::uint64_t>(dev) * 0x9e3779b97f4a7c15ull ^ static_cast<std::uint64_t>(ino)) >> 44;
+}
 std::uint64_t unix_seconds() {
   const auto s = std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch());
   return std::max<std::uint64_t>(1, static_cast<std::uint32_t>(s.count()));
@@ -300,6 +311,7 @@ class TailSource final : public Source {
           mark_ended(f->source_id, kTruncatedAway, std::nullopt);
         } else {
           cut_[f->source_id] = {f->dev, f->ino};
+          mark_cut(*f, f->source_id);
         }
         ended(*f);
         f->identified = false;
@@ -388,7 +400,7 @@ class TailSource final : public Source {
       }
       const std::uint64_t id = g->id;
       const Lookup& l = g->at;
-      if (cut_from(f, id)) continue;  // cut from this very file: written again since, even if as long
+      if (cut_from(f, id, l)) continue;  // cut from this very file: written again since, even if as long
       if (l.any && l.best.position > size) {  // this generation was longer: it is not this one...
         // ...unless it is a copy of it being written (copytruncate's copy, matched by the glob):
         // its bytes are those of the generation's file still open here. Left alone until that
@@ -475,6 +487,7 @@ class TailSource final : public Source {
     bool any = false;
     core::SourcePosition best;
     std::vector<std::uint64_t> next;
+    std::optional<std::uint64_t> cut_from;  // the inode_hash() of the file a channel says it was cut from
   };
   [[nodiscard]] Lookup lookup(std::uint64_t id) const {
     Lookup l;
@@ -484,6 +497,10 @@ class TailSource final : public Source {
       if (auto sp = ctx_.channels[c]->source_position(id)) {
         l.any = true;
         l.next[c] = sp->next_sequence;
+        if (is_cut(sp->position)) {
+          l.cut_from = (sp->position & ~kCutMark) >> 40;
+          sp->position &= kCutOffsetMask;
+        }
         if (!best || sp->position < best->position) best = sp;
       } else {
         best = core::SourcePosition{id, 0, 0};  // this channel has nothing: start there
@@ -526,6 +543,7 @@ class TailSource final : public Source {
     f.chain = chain;
     f.key = key;
     f.by_instance = false;
+    f.cut_mark = g.at.cut_from ? kCutMark | *g.at.cut_from << 40 : 0;  // kept by its commits
     if (g.marker != 0 && ended_at(g.marker) != 0)
       (void)set_position(core::SourcePosition{key, g.id, g.marker & ~std::uint64_t{0xFFFF'FFFFu}}, f.path);
     std::erase_if(leftovers_, [&g](const auto& l) { return l.second.first == g.id; });  // its end says anew
@@ -626,8 +644,8 @@ class TailSource final : public Source {
       if (!g) return false;  // the chain ends before it
       if (g->id == id) break;
     }
-    if (held_by_another(f, id) || cut_from(f, id)) return false;
     const Lookup& l = g->at;
+    if (held_by_another(f, id) || cut_from(f, id, l)) return false;
     if (!l.any || l.best.position > size) return false;
     take(f, chain, key, *g);
     f.channel_next = l.next;
@@ -722,9 +740,22 @@ class TailSource final : public Source {
   }
 
   // Whether generation `id` was cut from `f`'s inode (while this process followed it).
-  [[nodiscard]] bool cut_from(const TailFile& f, std::uint64_t id) const {
+  // `l`: where the id is (its slots say so across restarts).
+  [[nodiscard]] bool cut_from(const TailFile& f, std::uint64_t id, const Lookup& l) const {
+    if (l.cut_from && *l.cut_from == inode_hash(f.dev, f.ino)) return true;
     const auto c = cut_.find(id);
     return c != cut_.end() && c->second == std::pair{f.dev, f.ino};
+  }
+
+  // Says in every channel that content generation `id` was cut from `f` (kept as it was where a
+  // channel refuses, or where its offset is past the mark's 40 bits: this process still knows).
+  void mark_cut(const TailFile& f, std::uint64_t id) {
+    for (std::size_t c = 0; c < ctx_.channels.size(); ++c) {
+      const std::optional<core::SourcePosition> sp = ctx_.channels[c]->source_position(id);
+      if (!sp || is_pointer(sp->position) || is_cut(sp->position) || sp->position > kCutOffsetMask) continue;
+      const core::SourcePosition cut{id, sp->next_sequence, kCutMark | inode_hash(f.dev, f.ino) << 40 | sp->position};
+      if (producers_[c].append_batch({}, &cut) == core::AppendStatus::kBroken) detail::throw_broken(ctx_.channels[c]->path());
+    }
   }
 
   // A content generation that no longer has its file (gone, or cut): forgotten after
@@ -923,7 +954,8 @@ class TailSource final : public Source {
     for (std::size_t c = 0; c < producers_.size(); ++c) {
       std::size_t skip = 0;
       while (skip < batch_.size() && batch_[skip].id.sequence < f.channel_next[c]) ++skip;
-      const core::SourcePosition sp{f.source_id, f.next_seq + batch_.size(), new_offset};
+      const core::SourcePosition sp{f.source_id, f.next_seq + batch_.size(),
+                                    new_offset <= kCutOffsetMask ? new_offset | f.cut_mark : new_offset};
       const core::AppendStatus s =
           producers_[c].append_batch(std::span(batch_).subspan(skip), &sp);
       if (s == core::AppendStatus::kBroken) detail::throw_broken(ctx_.channels[c]->path());
