@@ -558,6 +558,37 @@ TEST(TailSourceTest, ACutGenerationIsResumedByItsCopyNotByItsFileAfterARestart) 
   for (const auto& [id, lines] : sources) EXPECT_TRUE(lines == resumed || lines == expected("same", 0, 12, 100));
 }
 
+// A copy that resumed a cut generation, cut in turn and written again as long: after a restart it
+// is read whole too (the slot names the last file the generation was cut from).
+TEST(TailSourceTest, ACopyThatResumedACutGenerationAndWasCutInTurnIsReadWholeAfterARestart) {
+  TempDir dir;
+  auto ch = core::Channel::create(dir / "c.chan", cfg());
+  const auto log = dir / "status.log", copy = dir / "status.log.1";
+  const std::map<std::string, ingest::OptionValues::Value> opts = {{"paths", Strings{(dir / "status.log*").string()}}};
+  append_lines(log, "same", 0, 10, 100);
+  std::filesystem::copy_file(log, dir / "copy.tmp");
+  {
+    auto src = make_source("tail", {&ch}, opts);
+    ASSERT_TRUE(pump_until(*src, [&] { return ch.stats().records_written == 10; }));
+    std::filesystem::resize_file(log, 0);
+    ASSERT_TRUE(pump_until(*src, [&] { return src->metrics().rotations == 1; }));
+  }
+  append_lines(dir / "copy.tmp", "copy", 10, 12, 100);
+  std::filesystem::rename(dir / "copy.tmp", copy);
+  {
+    auto src = make_source("tail", {&ch}, opts);
+    ASSERT_TRUE(pump_until(*src, [&] { return ch.stats().records_written == 12; })) << "the copy resumed it";
+    std::filesystem::resize_file(copy, 0);
+    ASSERT_TRUE(pump_until(*src, [&] { return src->metrics().rotations == 1; }));
+  }
+  append_lines(copy, "same", 0, 12, 100);  // the copy's inode, as long as the generation, same start
+  auto src = make_source("tail", {&ch}, opts);
+  ASSERT_TRUE(pump_until(*src, [&] { return ch.stats().records_written == 24; }));
+  for (int i = 0; i < 10; ++i) (void)src->do_work();
+  EXPECT_EQ(ch.stats().records_written, 24u);
+  EXPECT_EQ(by_source(ch).size(), 2u);
+}
+
 // A file cut again and again to the same first bytes (a status file written with `>`) makes a
 // chain of generations; those forgotten make room, the one read moves to the chain's first key:
 // the table does not fill, the chain does not grow, and a restart resumes the one read.
@@ -844,7 +875,7 @@ TEST(TailSourceTest, AGenerationMovedUpItsChainSaysItsEndAtTheKeyItMovedTo) {
   const std::uint64_t k0 = content_key("test", log);
   auto src = make_source("tail", {&ch},
                          {{"paths", Strings{log.string()}},
-                          {"forget_after_ms", std::int64_t{500}},
+                          {"forget_after_ms", std::int64_t{2000}},
                           {"rotate_wait_ms", std::int64_t{0}}});
   ASSERT_TRUE(pump_until(*src, [&] { return ch.stats().records_written == 10; }));
   std::filesystem::resize_file(log, 0);
@@ -856,7 +887,7 @@ TEST(TailSourceTest, AGenerationMovedUpItsChainSaysItsEndAtTheKeyItMovedTo) {
   ASSERT_TRUE(moved.has_value());
   ASSERT_FALSE(ch.source_position(next_key(k0)).has_value());
   std::filesystem::remove(log);
-  // The pass that closes it says its end; forgetting it is half a second later.
+  // The pass that closes it says its end; forgetting it is two seconds later.
   ASSERT_TRUE(pump_until(*src, [&] { return src->metrics().open_files == 0; }));
   const std::optional<core::SourcePosition> ended = ch.source_position(k0);
   ASSERT_TRUE(ended.has_value());

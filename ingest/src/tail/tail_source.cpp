@@ -312,6 +312,7 @@ class TailSource final : public Source {
         } else {
           cut_[f->source_id] = {f->dev, f->ino};
           mark_cut(*f, f->source_id);
+          f->cut_mark = 0;  // its next generation's commits carry none
         }
         ended(*f);
         f->identified = false;
@@ -601,6 +602,7 @@ class TailSource final : public Source {
       if (!l.any && !create) return w;
       f.source_id = id;
       f.by_instance = true;
+      f.cut_mark = 0;
       f.channel_next = std::move(l.next);
       // A new generation of an inode followed before is new: read whole, whatever start_at says.
       start(f, size, l.any || hops > 0, l.best);
@@ -740,20 +742,26 @@ class TailSource final : public Source {
   }
 
   // Whether generation `id` was cut from `f`'s inode (while this process followed it).
-  // `l`: where the id is (its slots say so across restarts).
+  // `l`: where the id is. What this process saw is exact; after a restart the slots say, by a
+  // 20-bit hash (a copy whose inode hashes alike, one in a million, is read again as new; a
+  // device renumbered by a reboot or remount makes the cut file resumable again).
   [[nodiscard]] bool cut_from(const TailFile& f, std::uint64_t id, const Lookup& l) const {
-    if (l.cut_from && *l.cut_from == inode_hash(f.dev, f.ino)) return true;
-    const auto c = cut_.find(id);
-    return c != cut_.end() && c->second == std::pair{f.dev, f.ino};
+    if (const auto c = cut_.find(id); c != cut_.end()) return c->second == std::pair{f.dev, f.ino};
+    return l.cut_from && *l.cut_from == inode_hash(f.dev, f.ino);
   }
 
-  // Says in every channel that content generation `id` was cut from `f` (kept as it was where a
-  // channel refuses, or where its offset is past the mark's 40 bits: this process still knows).
+  // Says in every channel that content generation `id` was cut from `f`: the last file it was cut
+  // from (a copy that resumed it, cut in turn, replaces its original). Kept as it was where a
+  // channel refuses, or where the offset is past the mark's 40 bits (1 TiB; a copy's commits
+  // past it drop the mark too): this process still knows.
   void mark_cut(const TailFile& f, std::uint64_t id) {
+    const std::uint64_t mark = kCutMark | inode_hash(f.dev, f.ino) << 40;
     for (std::size_t c = 0; c < ctx_.channels.size(); ++c) {
       const std::optional<core::SourcePosition> sp = ctx_.channels[c]->source_position(id);
-      if (!sp || is_pointer(sp->position) || is_cut(sp->position) || sp->position > kCutOffsetMask) continue;
-      const core::SourcePosition cut{id, sp->next_sequence, kCutMark | inode_hash(f.dev, f.ino) << 40 | sp->position};
+      if (!sp || is_pointer(sp->position)) continue;
+      const std::uint64_t offset = is_cut(sp->position) ? sp->position & kCutOffsetMask : sp->position;
+      if (offset > kCutOffsetMask || (offset | mark) == sp->position) continue;
+      const core::SourcePosition cut{id, sp->next_sequence, mark | offset};
       if (producers_[c].append_batch({}, &cut) == core::AppendStatus::kBroken) detail::throw_broken(ctx_.channels[c]->path());
     }
   }
