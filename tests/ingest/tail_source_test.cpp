@@ -1102,6 +1102,53 @@ TEST(TailSourceTest, AShortFileIsReadAtOnceAndGoesOnUnderItsContentsIdentityOnce
   }
 }
 
+// A move to the content's identity marked in one channel only (a crash, or a full table, cut the
+// marking short): a restart takes it as moved in every channel, finishes the mark, and resumes
+// the content generation in both; nothing is read again under the short file's identity.
+TEST(TailSourceTest, AMoveMarkedInOnlyOneChannelIsFinishedAtTheNextStart) {
+  TempDir dir;
+  SKIP_WITHOUT_BIRTH_TIMES(dir);
+  const auto log = dir / "short.log";
+  { std::ofstream(log) << "tiny\n"; }
+  auto c1 = core::Channel::create(dir / "1.chan", cfg());
+  auto c2 = core::Channel::create(dir / "2.chan", cfg());
+  const auto opts = short_fingerprint(log);
+  {
+    auto src = make_source("tail", {&c1, &c2}, opts);
+    ASSERT_TRUE(pump_until(*src, [&] { return c2.stats().records_written == 1; }));
+    append_lines(log, "more", 0, 3);  // past the 64 bytes: moves
+    ASSERT_TRUE(pump_until(*src, [&] { return c2.stats().records_written == 4; }));
+  }
+  auto moved_mark = [](const core::Channel& ch) -> std::optional<core::SourcePosition> {
+    for (const core::SourcePosition& sp : ch.sources())
+      if (sp.position == ~std::uint64_t{0}) return sp;
+    return std::nullopt;
+  };
+  const std::optional<core::SourcePosition> mark = moved_mark(c2);
+  ASSERT_TRUE(mark.has_value()) << "the short file's identity says where it moved";
+  ASSERT_TRUE(moved_mark(c1).has_value());
+  {  // the second channel's mark undone: its slot as before the move (one event, 5 bytes)
+    core::Producer p = c2.producer();
+    const core::SourcePosition before{mark->source_id, 1, 5};
+    ASSERT_EQ(p.append_batch({}, &before), core::AppendStatus::kOk);
+  }
+  append_lines(log, "after", 0, 2);
+  auto src = make_source("tail", {&c1, &c2}, opts);
+  ASSERT_TRUE(pump_until(*src, [&] { return c1.stats().records_written == 6 && c2.stats().records_written == 6; }));
+  for (int i = 0; i < 10; ++i) (void)src->do_work();
+  Strings want{"tiny"};
+  for (auto& l : expected("more", 0, 3)) want.push_back(l);
+  for (auto& l : expected("after", 0, 2)) want.push_back(l);
+  for (const core::Channel* ch : {&c1, &c2}) {
+    EXPECT_EQ(all_payloads(*ch), want);
+    EXPECT_EQ(by_source(*ch).size(), 2u);
+  }
+  const std::optional<core::SourcePosition> again = moved_mark(c2);
+  ASSERT_TRUE(again.has_value()) << "the mark finished in the second channel";
+  EXPECT_EQ(again->source_id, mark->source_id);
+  EXPECT_EQ(again->next_sequence, mark->next_sequence);
+}
+
 // Followed while short, stopped, grown past fingerprint_bytes meanwhile: the restart resumes it
 // where it was (by its instance), not from the start under its content's identity.
 TEST(TailSourceTest, AShortFileThatGrewWhileNoCollectorRanIsResumedWhereItWas) {
