@@ -194,8 +194,9 @@ TEST(AgentProcessTest, KilledAtRandomWhileTailingEveryLineLandsExactlyOnce) {
 
 // A log rotated under load, by rename and by copytruncate in turn, while the agent is killed at
 // random and restarted: every line lands in the channel exactly once, under one identity, but for
-// the lines written between a copytruncate's copy and its truncation, which no tail can see. The
-// test writes such lines on purpose and expects exactly those missing (the window, measured).
+// the lines written between a copytruncate's copy and its truncation: read once if the tail got
+// to them before the truncation (the copy, shorter than what was read, is then not read again),
+// else lost, as for any tail. The test writes such lines on purpose and counts both (the window).
 TEST(AgentProcessTest, ALogRotatedUnderLoadWhileKilledAtRandomLosesOnlyTheCopytruncateWindow) {
   TempDir dir;
   write_config(dir, "[sources.t]\ntype = \"tail\"\nchannels = [\"main\"]\npaths = [\"" + (dir / "app.log*").string() +
@@ -269,19 +270,20 @@ TEST(AgentProcessTest, ALogRotatedUnderLoadWhileKilledAtRandomLosesOnlyTheCopytr
   int lost = 0, repeated = 0, window_read = 0;
   for (int i = 0; i < lines; ++i) {
     const int n = seen[static_cast<std::size_t>(i)];
+    repeated += n > 1;
     if (window.count(i) != 0) {
-      window_read += n;
+      window_read += n == 1;
     } else {
       lost += n == 0;
-      repeated += n > 1;
     }
   }
   EXPECT_EQ(lost, 0);
   EXPECT_EQ(repeated, 0);
   EXPECT_EQ(repeated_ids, 0u);
-  EXPECT_EQ(window_read, 0) << "a line written after the copy and cut by the truncation was read";
-  EXPECT_EQ(records, want);
-  std::printf("copytruncate window: %zu lines of %d, lost as no tail can see them; %d kills\n", window.size(), lines, 12);
+  EXPECT_EQ(records, want + static_cast<std::uint64_t>(window_read));
+  std::printf("copytruncate window: %zu lines of %d written between a copy and its truncation, %d of them read "
+              "before it, the rest lost as no tail can see them; 12 kills\n",
+              window.size(), lines, window_read);
 }
 
 // The agent with its log (stderr) on the child's stdout, to wait for what it says.

@@ -589,6 +589,48 @@ TEST(TailSourceTest, ACopyThatResumedACutGenerationAndWasCutInTurnIsReadWholeAft
   EXPECT_EQ(by_source(ch).size(), 2u);
 }
 
+// copytruncate while the application writes: the tail read past the copy's end before the
+// truncation, so the copy (matched by the patterns) holds nothing unread. It is not read again,
+// whether it shows up before or after the truncation is seen, nor after a restart.
+TEST(TailSourceTest, ACopytruncateCopyShorterThanWhatWasReadIsNotReadAgain) {
+  for (const bool copy_first : {true, false}) {
+    SCOPED_TRACE(copy_first ? "copy seen before the truncation" : "copy seen after the truncation");
+    TempDir dir;
+    auto ch = core::Channel::create(dir / "c.chan", cfg());
+    const auto log = dir / "app.log";
+    auto src = make_source("tail", {&ch}, {{"paths", Strings{(dir / "app.log*").string()}}});
+    append_lines(log, "a", 0, 100);
+    ASSERT_TRUE(pump_until(*src, [&] { return ch.stats().records_written == 100; }));
+    std::filesystem::copy_file(log, dir / "copy.tmp");  // the copy
+    append_lines(log, "a", 100, 103);                  // written meanwhile, read by the tail
+    ASSERT_TRUE(pump_until(*src, [&] { return ch.stats().records_written == 103; }));
+    if (copy_first) {
+      std::filesystem::rename(dir / "copy.tmp", dir / "app.log.1");
+      for (int i = 0; i < 3; ++i) (void)src->do_work();
+    }
+    std::filesystem::resize_file(log, 0);  // the truncation
+    ASSERT_TRUE(pump_until(*src, [&] { return src->metrics().rotations == 1; }));
+    if (!copy_first) std::filesystem::rename(dir / "copy.tmp", dir / "app.log.1");
+    append_lines(log, "b", 0, 5);
+    ASSERT_TRUE(pump_until(*src, [&] { return ch.stats().records_written == 108; }));
+    for (int i = 0; i < 10; ++i) (void)src->do_work();
+    EXPECT_EQ(ch.stats().records_written, 108u) << "the copy was read again";
+    Strings want = expected("a", 0, 103);
+    for (const auto& l : expected("b", 0, 5)) want.push_back(l);
+    EXPECT_EQ(all_payloads(ch), want);
+    EXPECT_EQ(src->metrics().open_files, 2u) << "the copy is still followed, should it grow";
+    if (birth_times(dir.path())) {  // a restart knows it too: its instance slot says so
+      src.reset();
+      src = make_source("tail", {&ch}, {{"paths", Strings{(dir / "app.log*").string()}}});
+      ASSERT_TRUE(pump_until(*src, [&] { return src->metrics().open_files == 2; }));
+      for (int i = 0; i < 10; ++i) (void)src->do_work();
+      EXPECT_EQ(ch.stats().records_written, 108u) << "the copy was read again after a restart";
+    }
+    append_lines(dir / "app.log.1", "c", 0, 2);  // it grows (nobody does that; still read)
+    EXPECT_TRUE(pump_until(*src, [&] { return ch.stats().records_written > 108; }));
+  }
+}
+
 // A file cut again and again to the same first bytes (a status file written with `>`) makes a
 // chain of generations; those forgotten make room, the one read moves to the chain's first key:
 // the table does not fill, the chain does not grow, and a restart resumes the one read.

@@ -53,6 +53,14 @@ class TailFile {
   bool by_instance = false;
   std::uint64_t instance = 0;  // the first id of its instance chain; 0: never identified by it
   bool duplicate = false;  // another open file already is this generation (a copy)
+  // A copy of a generation cut from its file, holding nothing that was not read from that file
+  // (spent_copy()): not read while its size stays `spent_size`.
+  bool spent = false;
+  std::uint64_t spent_size = 0;
+  // The last bytes before `tail_at` (up to 4 KiB), kept from the read buffer at each commit: what
+  // a copy of it must end with, should the file be cut and the copy be shorter than what was read.
+  std::string tail_bytes;
+  std::uint64_t tail_at = 0;
   bool gone = false;       // no longer reachable under a watched path
   std::uint64_t source_id = 0;
   std::uint64_t chain = 0;   // the first key of its content chain; 0: identified by its instance (or not yet)

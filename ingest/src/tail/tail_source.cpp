@@ -118,6 +118,10 @@ std::uint64_t next_generation(std::uint64_t id) { return source_id_of(mix64(id ^
 // content id in the slot's next_sequence. Truncated: the file was cut below its position.
 constexpr std::uint64_t kMovedToContent = ~std::uint64_t{0};
 constexpr std::uint64_t kTruncatedAway = ~std::uint64_t{0} - 1;
+// A long file's instance slot when the file is a copy of a cut generation holding nothing that
+// was not read (spent_copy()): its size is the slot's next_sequence. Kept while the file lives, so
+// that a restart does not read it again; released with its instance chain once it is gone.
+constexpr std::uint64_t kSpentCopy = ~std::uint64_t{0} - 2;
 // A content key's slot is a pointer: its generation's source id in next_sequence, and as
 // position 0xFE in the top byte (past any offset; not an instance mark), the tag of the
 // collector that made it in the next 24 bits (so that it finds, after a restart, what it left
@@ -133,6 +137,8 @@ constexpr std::uint64_t ended_at(std::uint64_t position) { return position & 0xF
 // low 40 bits (past any size for an earlier build: never resumed there). A copy of it (another
 // inode: copytruncate's) still resumes it at the offset, and keeps the mark in what it commits.
 constexpr std::uint64_t kCutMark = 0xC000'0000'0000'0000ull;
+// The bytes kept before a file's read position, to know a shorter copy of it (spent_copy()).
+constexpr std::uint64_t kTailBytes = 4096;
 constexpr std::uint64_t kCutOffsetMask = (std::uint64_t{1} << 40) - 1;
 constexpr bool is_cut(std::uint64_t position) { return (position >> 60) == (kCutMark >> 60); }
 std::uint64_t inode_hash(dev_t dev, ino_t ino) {
@@ -310,7 +316,9 @@ class TailSource final : public Source {
         if (f->by_instance) {
           mark_ended(f->source_id, kTruncatedAway, std::nullopt);
         } else {
-          cut_[f->source_id] = {f->dev, f->ino};
+          Cut& cut = cut_[f->source_id];
+          cut = Cut{f->dev, f->ino, f->offset, {}};
+          if (f->tail_at == f->offset) cut.tail = std::move(f->tail_bytes);
           mark_cut(*f, f->source_id);
           f->cut_mark = 0;  // its next generation's commits carry none
         }
@@ -361,6 +369,7 @@ class TailSource final : public Source {
     const auto size = static_cast<std::uint64_t>(st.st_size);
     const std::optional<std::uint64_t> instance = instance_of(f);
     f.instance = instance.value_or(0);  // its slots, if any, are released once the file is gone
+    if (instance && spent_before(f, *instance, size)) return false;
     if (instance) {
       // Short: by its instance (empty: nothing to read yet, but a generation it was cut below is
       // marked so). Long, and identified while short before: its instance chain tells where it
@@ -415,6 +424,17 @@ class TailSource final : public Source {
             f.duplicate = true;
             return false;
           }
+        }
+        // ...or a copy of it made when this process had read past the copy's end (the file was
+        // written between the copy and the cut): everything in it was read. Not read again.
+        if (spent_copy(f, id, size)) {
+          log("info", fmt::format("{}: a copy of a file cut at offset {}, read past its end ({} bytes) already: "
+                                  "not read again",
+                                  f.path, cut_.at(id).position, size));
+          f.spent = true;
+          f.spent_size = size;
+          if (instance) (void)set_position(core::SourcePosition{*instance, size, kSpentCopy}, f.path);  // for a restart
+          return false;
         }
         continue;
       }
@@ -746,8 +766,64 @@ class TailSource final : public Source {
   // 20-bit hash (a copy whose inode hashes alike, one in a million, is read again as new; a
   // device renumbered by a reboot or remount makes the cut file resumable again).
   [[nodiscard]] bool cut_from(const TailFile& f, std::uint64_t id, const Lookup& l) const {
-    if (const auto c = cut_.find(id); c != cut_.end()) return c->second == std::pair{f.dev, f.ino};
+    if (const auto c = cut_.find(id); c != cut_.end()) return c->second.dev == f.dev && c->second.ino == f.ino;
     return l.cut_from && *l.cut_from == inode_hash(f.dev, f.ino);
+  }
+
+  // Whether `f` (`size` bytes) is a copy of generation `id`, cut from its file while followed here,
+  // that holds nothing beyond what was read from that file: shorter than where it was cut, and
+  // ending with the bytes the file had there (the last kTailBytes before the cut; a copy shorter
+  // than that, made while the tail was further ahead, cannot be told from another file with the
+  // same start, and is read as new). At least 64 bytes are compared, beside the first bytes.
+  [[nodiscard]] bool spent_copy(const TailFile& f, std::uint64_t id, std::uint64_t size) const {
+    const auto c = cut_.find(id);
+    if (c == cut_.end() || c->second.tail.empty()) return false;
+    const Cut& cut = c->second;
+    const std::uint64_t from = cut.position - cut.tail.size();  // where the kept bytes start
+    if (size >= cut.position || size < from + std::min<std::uint64_t>(cut.tail.size(), 64)) return false;
+    const auto n = static_cast<std::size_t>(size - from);
+    std::string b(n, '\0');
+    return ::pread(f.fd, b.data(), n, static_cast<off_t>(from)) == static_cast<ssize_t>(n) &&
+           std::memcmp(b.data(), cut.tail.data(), n) == 0;
+  }
+
+  // Whether `f`, of `size` bytes, was found a spent copy before (its instance slot says so, with
+  // this size: perhaps by a process that ran before this one). One that grew since is no longer:
+  // the mark is given back and the file identified anew.
+  bool spent_before(TailFile& f, std::uint64_t instance, std::uint64_t size) {
+    bool marked = false;
+    for (core::Channel* ch : ctx_.channels) {
+      const std::optional<core::SourcePosition> sp = ch->source_position(instance);
+      if (!sp || sp->position != kSpentCopy) continue;
+      if (sp->next_sequence == size) {
+        f.spent = true;
+        f.spent_size = size;
+        return true;
+      }
+      marked = true;
+    }
+    if (marked) release_everywhere(instance);
+    return false;
+  }
+
+  // Keeps the last bytes before `f`'s offset as it moves from `from` to `to` (TailFile::tail_bytes),
+  // from the read buffer, which holds the file's bytes from chunk_base_: what was read, not what
+  // the file holds by now (it may be cut already).
+  void remember_tail(TailFile& f, std::uint64_t from, std::uint64_t to) {
+    if (f.by_instance || to <= from) return;
+    if (to < chunk_base_ || to - chunk_base_ > chunk_len_) {  // not in the buffer: not known
+      f.tail_bytes.clear();
+      f.tail_at = 0;
+      return;
+    }
+    const std::uint64_t lo = std::max(from, chunk_base_);  // [lo, to) is in the buffer
+    // What is kept goes on only if it ends where the new bytes start.
+    const std::uint64_t n = std::min<std::uint64_t>(to - lo, kTailBytes);
+    if (f.tail_at != from || lo != from || n == kTailBytes) f.tail_bytes.clear();
+    const char* end = buf_.data() + (to - chunk_base_);
+    f.tail_bytes.append(end - n, end);
+    if (f.tail_bytes.size() > kTailBytes) f.tail_bytes.erase(0, f.tail_bytes.size() - kTailBytes);
+    f.tail_at = to;
   }
 
   // Says in every channel that content generation `id` was cut from `f`: the last file it was cut
@@ -989,6 +1065,7 @@ class TailSource final : public Source {
     metrics_.oversize += batch_oversize_;
     metrics_.rejected += batch_oversize_;
     f.next_seq += batch_.size();
+    remember_tail(f, f.offset, new_offset);
     f.offset = new_offset;
     batch_.clear();
     arena_.clear();
@@ -1009,6 +1086,11 @@ class TailSource final : public Source {
 
   std::size_t read_file(TailFile& f) {
     if (f.duplicate) return 0;
+    if (f.spent) {  // read again only if it grew
+      struct stat st {};
+      if (::fstat(f.fd, &st) == 0 && static_cast<std::uint64_t>(st.st_size) == f.spent_size) return 0;
+      f.spent = false;
+    }
     if (!f.identified) {
       // Gone for rotate_wait while too short to fingerprint: read by what it holds; an empty
       // one has nothing to read and is closed.
@@ -1032,6 +1114,8 @@ class TailSource final : public Source {
     while (read_total < budget) {
       const std::uint64_t base = f.rejecting ? f.reject_scan : f.offset;
       const ssize_t n = ::pread(f.fd, buf_.data(), buf_.size(), static_cast<off_t>(base));
+      chunk_base_ = base;
+      chunk_len_ = n > 0 ? static_cast<std::uint64_t>(n) : 0;
       if (n < 0) {
         ++metrics_.errors;
         log("error", fmt::format("read {}: {}", f.path, std::strerror(errno)));
@@ -1135,7 +1219,7 @@ class TailSource final : public Source {
     const auto now = Clock::now();
     std::erase_if(files_, [&](const std::unique_ptr<TailFile>& f) {
       if (!f->gone) return false;
-      if (f->duplicate) {
+      if (f->duplicate || f->spent) {
         release_instance(*f);
         return true;
       }
@@ -1160,6 +1244,7 @@ class TailSource final : public Source {
   std::size_t batch_limit_ = 1 << 20;
   std::vector<std::unique_ptr<TailFile>> files_;
   std::vector<char> buf_;
+  std::uint64_t chunk_base_ = 0, chunk_len_ = 0;  // the file offset and length of what buf_ holds
   std::vector<core::Event> batch_;
   detail::Arena arena_;            // lines rewritten by interceptors, until the batch is committed
   std::uint64_t batch_filtered_ = 0;  // lines of the pending batch dropped by interceptors
@@ -1170,7 +1255,15 @@ class TailSource final : public Source {
   std::map<std::uint64_t, std::map<std::uint64_t, Clock::time_point>> retiring_;
   // Content generations cut by a truncation -> the file (device, inode) they were cut from: never
   // resumed by it again, though it is as long again and starts alike. Forgotten with them.
-  std::map<std::uint64_t, std::pair<dev_t, ino_t>> cut_;
+  // Generations cut from their files while this process followed them: the file, and where it
+  // was cut with the bytes before (spent_copy()). Dropped when the generation is forgotten.
+  struct Cut {
+    dev_t dev;
+    ino_t ino;
+    std::uint64_t position;
+    std::string tail;  // the file's bytes before `position` (empty: not known)
+  };
+  std::map<std::uint64_t, Cut> cut_;
   // This collector's tag (in its pointers), its pointer for a generation read, and what it left in
   // the channels before it started: key -> (id, when it is forgotten).
   std::uint64_t tag_ = 0;
