@@ -318,7 +318,9 @@ class TailSource final : public Source {
         } else {
           Cut& cut = cut_[f->source_id];
           cut = Cut{f->dev, f->ino, f->offset, {}};
-          if (f->tail_at == f->offset) cut.tail = std::move(f->tail_bytes);
+          if (f->tail_at == f->offset) cut.tail = f->tail_bytes;
+          f->tail_bytes.clear();
+          f->tail_at = 0;
           mark_cut(*f, f->source_id);
           f->cut_mark = 0;  // its next generation's commits carry none
         }
@@ -420,7 +422,15 @@ class TailSource final : public Source {
         for (auto& other : files_) {
           if (other.get() == &f || other->duplicate) continue;
           const bool same_generation = other->identified ? other->source_id == id : same_head(*other, head);
-          if (same_generation && same_tail(f, *other, size)) {
+          if (!same_generation) continue;
+          if (same_tail(f, *other, size)) {
+            f.duplicate = true;
+            return false;
+          }
+          // That file was cut since this pass's scan(): what this one is, is told once the next
+          // scan has seen the cut (a copy of what was read before it: spent_copy()).
+          struct stat ost {};
+          if (other->identified && ::fstat(other->fd, &ost) == 0 && static_cast<std::uint64_t>(ost.st_size) < other->offset) {
             f.duplicate = true;
             return false;
           }
@@ -433,6 +443,7 @@ class TailSource final : public Source {
                                   f.path, cut_.at(id).position, size));
           f.spent = true;
           f.spent_size = size;
+          f.spent_mtime = mtime_of(f);
           if (instance) (void)set_position(core::SourcePosition{*instance, size, kSpentCopy}, f.path);  // for a restart
           return false;
         }
@@ -787,6 +798,11 @@ class TailSource final : public Source {
            std::memcmp(b.data(), cut.tail.data(), n) == 0;
   }
 
+  static timespec mtime_of(const TailFile& f) {
+    struct stat st {};
+    return ::fstat(f.fd, &st) == 0 ? st.st_mtim : timespec{};
+  }
+
   // Whether `f`, of `size` bytes, was found a spent copy before (its instance slot says so, with
   // this size: perhaps by a process that ran before this one). One that grew since is no longer:
   // the mark is given back and the file identified anew.
@@ -798,6 +814,7 @@ class TailSource final : public Source {
       if (sp->next_sequence == size) {
         f.spent = true;
         f.spent_size = size;
+        f.spent_mtime = mtime_of(f);
         return true;
       }
       marked = true;
@@ -818,11 +835,12 @@ class TailSource final : public Source {
     }
     const std::uint64_t lo = std::max(from, chunk_base_);  // [lo, to) is in the buffer
     // What is kept goes on only if it ends where the new bytes start.
-    const std::uint64_t n = std::min<std::uint64_t>(to - lo, kTailBytes);
-    if (f.tail_at != from || lo != from || n == kTailBytes) f.tail_bytes.clear();
+    const auto n = static_cast<std::size_t>(std::min<std::uint64_t>(to - lo, kTailBytes));
+    if (f.tail_at != from || lo != from) f.tail_bytes.clear();
+    if (f.tail_bytes.size() + n > kTailBytes) f.tail_bytes.erase(0, f.tail_bytes.size() + n - kTailBytes);
+    if (f.tail_bytes.capacity() < kTailBytes) f.tail_bytes.reserve(kTailBytes);  // and no more
     const char* end = buf_.data() + (to - chunk_base_);
     f.tail_bytes.append(end - n, end);
-    if (f.tail_bytes.size() > kTailBytes) f.tail_bytes.erase(0, f.tail_bytes.size() - kTailBytes);
     f.tail_at = to;
   }
 
@@ -1086,9 +1104,11 @@ class TailSource final : public Source {
 
   std::size_t read_file(TailFile& f) {
     if (f.duplicate) return 0;
-    if (f.spent) {  // read again only if it grew
+    if (f.spent) {  // looked at again only once it changed
       struct stat st {};
-      if (::fstat(f.fd, &st) == 0 && static_cast<std::uint64_t>(st.st_size) == f.spent_size) return 0;
+      if (::fstat(f.fd, &st) == 0 && static_cast<std::uint64_t>(st.st_size) == f.spent_size &&
+          st.st_mtim.tv_sec == f.spent_mtime.tv_sec && st.st_mtim.tv_nsec == f.spent_mtime.tv_nsec)
+        return 0;
       f.spent = false;
     }
     if (!f.identified) {
