@@ -7,7 +7,6 @@
 #include <sys/types.h>
 
 #include <chrono>
-#include <ctime>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -55,10 +54,10 @@ class TailFile {
   std::uint64_t instance = 0;  // the first id of its instance chain; 0: never identified by it
   bool duplicate = false;  // another open file already is this generation (a copy)
   // A copy of a generation cut from its file, holding nothing that was not read from that file
-  // (spent_copy()): not looked at again while its size and mtime stay.
+  // (spent_copy()): not looked at again while its size stays.
   bool spent = false;
   std::uint64_t spent_size = 0;
-  timespec spent_mtime{};
+  bool awaiting_cut = false;  // the generation it may copy was cut, not yet seen by a scan
   // The last bytes before `tail_at` (up to 4 KiB), kept from the read buffer at each commit: what
   // a copy of it must end with, should the file be cut and the copy be shorter than what was read.
   std::string tail_bytes;

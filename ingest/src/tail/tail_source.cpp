@@ -364,6 +364,7 @@ class TailSource final : public Source {
   // fingerprint is identified by what it holds (it will not be seen again), so that its lines
   // are read and it is closed.
   bool identify(TailFile& f, bool whole = false) {
+    f.awaiting_cut = false;
     std::string head(opts_.fingerprint_bytes, '\0');
     const ssize_t n = ::pread(f.fd, head.data(), head.size(), 0);
     struct stat st {};
@@ -429,9 +430,10 @@ class TailSource final : public Source {
           }
           // That file was cut since this pass's scan(): what this one is, is told once the next
           // scan has seen the cut (a copy of what was read before it: spent_copy()).
+          // (Not a duplicate: one gone meanwhile is not closed unread.)
           struct stat ost {};
           if (other->identified && ::fstat(other->fd, &ost) == 0 && static_cast<std::uint64_t>(ost.st_size) < other->offset) {
-            f.duplicate = true;
+            f.awaiting_cut = true;
             return false;
           }
         }
@@ -443,7 +445,6 @@ class TailSource final : public Source {
                                   f.path, cut_.at(id).position, size));
           f.spent = true;
           f.spent_size = size;
-          f.spent_mtime = mtime_of(f);
           if (instance) (void)set_position(core::SourcePosition{*instance, size, kSpentCopy}, f.path);  // for a restart
           return false;
         }
@@ -798,11 +799,6 @@ class TailSource final : public Source {
            std::memcmp(b.data(), cut.tail.data(), n) == 0;
   }
 
-  static timespec mtime_of(const TailFile& f) {
-    struct stat st {};
-    return ::fstat(f.fd, &st) == 0 ? st.st_mtim : timespec{};
-  }
-
   // Whether `f`, of `size` bytes, was found a spent copy before (its instance slot says so, with
   // this size: perhaps by a process that ran before this one). One that grew since is no longer:
   // the mark is given back and the file identified anew.
@@ -814,7 +810,6 @@ class TailSource final : public Source {
       if (sp->next_sequence == size) {
         f.spent = true;
         f.spent_size = size;
-        f.spent_mtime = mtime_of(f);
         return true;
       }
       marked = true;
@@ -1104,11 +1099,9 @@ class TailSource final : public Source {
 
   std::size_t read_file(TailFile& f) {
     if (f.duplicate) return 0;
-    if (f.spent) {  // looked at again only once it changed
+    if (f.spent) {  // looked at again only once its size changed
       struct stat st {};
-      if (::fstat(f.fd, &st) == 0 && static_cast<std::uint64_t>(st.st_size) == f.spent_size &&
-          st.st_mtim.tv_sec == f.spent_mtime.tv_sec && st.st_mtim.tv_nsec == f.spent_mtime.tv_nsec)
-        return 0;
+      if (::fstat(f.fd, &st) == 0 && static_cast<std::uint64_t>(st.st_size) == f.spent_size) return 0;
       f.spent = false;
     }
     if (!f.identified) {
@@ -1116,7 +1109,7 @@ class TailSource final : public Source {
       // one has nothing to read and is closed.
       const bool whole = f.gone && Clock::now() - f.eof_since >= opts_.rotate_wait;
       if (!identify(f, whole)) {
-        if (whole && !f.duplicate) f.at_eof = true;
+        if (whole && !f.duplicate && !f.awaiting_cut) f.at_eof = true;
         return 0;
       }
     }
