@@ -114,6 +114,11 @@ TEST(ChannelCommandTest, StatJsonEscapesThePathAndTheConsumerNames) {
 // The demo's channel without --dir lives in a directory of its own under $TMPDIR (not a fixed
 // name in a shared /tmp), removed afterwards; with --dir it is kept there.
 TEST(ChannelCommandTest, DemoLeavesNothingBehindUnlessGivenADirectory) {
+#if defined(__SANITIZE_THREAD__)
+  // Its two producer processes share the ring, and libtsan emulates 128-bit atomics under a lock
+  // of its own process: records are lost that no real build loses (.ci/run; seen in CI).
+  GTEST_SKIP() << "two processes append to one channel: not under TSan";
+#endif
   TempDir dir;
   Child own({"/usr/bin/env", "TMPDIR=" + dir.path().string(), kTributary, "channel", "demo", "--events", "1000"});
   const std::string text = output_of(own);
