@@ -11,7 +11,11 @@
 // nothing is lost or doubled. A generation no open file reads any more (its file closed as gone,
 // or cut) is forgotten forget_after later: its slots are given back, and the generations of its
 // chain still read move to the chain's first keys. A later file with the same first bytes takes
-// new ids, so that downstream dedup by identity never takes its events for the old ones.
+// new ids, so that downstream dedup by identity never takes its events for the old ones. A
+// generation cut from its file says so in its id's slot (kCutMark: a hash of the file's inode),
+// so that the file, written again as long, is not resumed after a restart; a copy of it (another
+// inode) is. A copy shorter than what was read before the cut (copytruncate while the application
+// wrote) is known by the bytes kept before the read position and is not read again (kSpentCopy).
 //
 // A file shorter than fingerprint_bytes (its first bytes may still change) is read at once
 // where the file system keeps birth times: it is identified by its inode and birth time (its
