@@ -283,32 +283,32 @@ struct ChannelState {
   void announce_sleeper(std::atomic<std::uint32_t>& waiters) const noexcept;
 };
 
-// Consumer registration, adoption and removal, one at a time: between threads of this process
-// (register_mu) and between processes (an OFD lock on byte 0 of the file). Throws core::Error
-// naming the file when the lock cannot be taken (a read-only opener).
-class RegistrationLock {
+// A byte of the file locked (an OFD lock, between processes) together with a mutex (between
+// threads of this process, which share the open file description). Throws core::Error naming
+// the file when the lock cannot be taken (a read-only opener).
+class FileByteLock {
  public:
-  explicit RegistrationLock(ChannelState& st) : in_process_(st.register_mu), file_(st.file) { file_.lock_byte(0); }
-  RegistrationLock(const RegistrationLock&) = delete;
-  RegistrationLock& operator=(const RegistrationLock&) = delete;
-  ~RegistrationLock() { file_.unlock_byte(0); }
+  FileByteLock(std::mutex& mu, const MappedFile& file, std::uint64_t byte) : in_process_(mu), file_(file), byte_(byte) {
+    file_.lock_byte(byte_);
+  }
+  FileByteLock(const FileByteLock&) = delete;
+  FileByteLock& operator=(const FileByteLock&) = delete;
+  ~FileByteLock() { file_.unlock_byte(byte_); }
 
  private:
   std::lock_guard<std::mutex> in_process_;
   const MappedFile& file_;
+  std::uint64_t byte_;
 };
 
-// Held to insert into the source table or release from it (byte 1 of the file, and the mutex).
-class SourceTableLock {
- public:
-  explicit SourceTableLock(ChannelState& st) : in_process_(st.source_mu), file_(st.file) { file_.lock_byte(1); }
-  SourceTableLock(const SourceTableLock&) = delete;
-  SourceTableLock& operator=(const SourceTableLock&) = delete;
-  ~SourceTableLock() { file_.unlock_byte(1); }
+// Consumer registration, adoption and removal, one at a time (byte 0 and register_mu).
+struct RegistrationLock : FileByteLock {
+  explicit RegistrationLock(ChannelState& st) : FileByteLock(st.register_mu, st.file, 0) {}
+};
 
- private:
-  std::lock_guard<std::mutex> in_process_;
-  const MappedFile& file_;
+// Held to insert into the source table or release from it (byte 1 and source_mu).
+struct SourceTableLock : FileByteLock {
+  explicit SourceTableLock(ChannelState& st) : FileByteLock(st.source_mu, st.file, 1) {}
 };
 
 SourceSlot* find_source(ChannelState& st, std::uint64_t id, bool create) noexcept;
