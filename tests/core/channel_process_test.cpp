@@ -10,6 +10,7 @@
 #include <cstddef>
 #include <fmt/format.h>
 #include <fstream>
+#include <functional>
 #include <memory>
 #include <random>
 #include <sstream>
@@ -572,6 +573,38 @@ bool waits_for_lock_or_exits(pid_t pid, int fd, int& status) {
   return false;
 }
 
+// Forks a child that opens the channel at `path` and exits with what `body` returns for it (4 if
+// the opening, or `body`, throws a core::Error). The child's pid (-1: no fork).
+pid_t child_on(const std::filesystem::path& path, const std::function<int(Channel&)>& body) {
+  const pid_t pid = ::fork();
+  if (pid == 0) {
+    int rc = 4;
+    try {
+      Channel ch = Channel::open(path);
+      rc = body(ch);
+    } catch (const Error&) {
+    }
+    ::_exit(rc);
+  }
+  return pid;
+}
+
+// How a child that needed the byte lock `fd` holds ended: `waited` if it was seen waiting for it
+// (not exited first); `while_held` ran then, the lock was given back and the child reaped.
+// `code`: its exit code, -1 if it did not exit normally.
+struct ChildEnd {
+  bool waited;
+  int code;
+};
+ChildEnd end_after_lock(pid_t pid, int fd, off_t byte, const std::function<void()>& while_held = [] {}) {
+  int status = 0;
+  const bool exited = waits_for_lock_or_exits(pid, fd, status);
+  while_held();
+  release_byte_lock(fd, byte);
+  if (!exited && ::waitpid(pid, &status, 0) != pid) return {true, -1};
+  return {!exited, WIFEXITED(status) ? WEXITSTATUS(status) : -1};
+}
+
 // A new source and a release take the source-table lock (byte 1 of the file): a release may
 // empty released slots, which must not happen while another process is placing a source past
 // them. Held here by hand: each waits for it.
@@ -588,33 +621,16 @@ TEST(ChannelProcessTest, ANewSourceAndAReleaseWaitForTheSourceTableLock) {
     SCOPED_TRACE(release ? "a release" : "a new source");
     const int fd = hold_byte_lock(path, 1);
     ASSERT_GE(fd, 0);
-    const pid_t pid = ::fork();
+    const pid_t pid = child_on(path, [release](Channel& other) {
+      if (release) return other.release_source(7) ? 0 : 3;
+      Producer p = other.producer();
+      const SourcePosition sp{8, 1, 8};
+      return p.append_batch({}, &sp) == AppendStatus::kOk ? 0 : 3;
+    });
     ASSERT_GE(pid, 0);
-    if (pid == 0) {
-      int rc = 1;
-      try {
-        Channel other = Channel::open(path);
-        if (release) {
-          rc = other.release_source(7) ? 0 : 3;
-        } else {
-          Producer p = other.producer();
-          const SourcePosition sp{8, 1, 8};
-          rc = p.append_batch({}, &sp) == AppendStatus::kOk ? 0 : 3;
-        }
-      } catch (const Error&) {
-        rc = 4;
-      }
-      ::_exit(rc);
-    }
-    int status = 0;
-    const bool exited = waits_for_lock_or_exits(pid, fd, status);
-    EXPECT_FALSE(exited) << "it did not wait for the source-table lock: status " << status;
-    release_byte_lock(fd, 1);
-    if (!exited) {
-      ASSERT_EQ(::waitpid(pid, &status, 0), pid);
-    }
-    ASSERT_TRUE(WIFEXITED(status));
-    EXPECT_EQ(WEXITSTATUS(status), 0);
+    const ChildEnd end = end_after_lock(pid, fd, 1);
+    EXPECT_TRUE(end.waited) << "it did not wait for the source-table lock: exit code " << end.code;
+    EXPECT_EQ(end.code, 0);
   }
   EXPECT_FALSE(ch.source_position(7).has_value());
   EXPECT_EQ(ch.source_position(8)->position, 8u);
@@ -639,28 +655,19 @@ TEST(ChannelProcessTest, RemovingAConsumerWaitsForAnAdoptionUnderWayAndThenRefus
   ASSERT_NE(start, 0u);
   const std::uint64_t previous_owners = start - 1;  // the pid stored, the start time not yet
   ASSERT_EQ(::pwrite(fd, &previous_owners, sizeof previous_owners, start_at), static_cast<ssize_t>(sizeof start));
-  const pid_t pid = ::fork();
-  ASSERT_GE(pid, 0);
-  if (pid == 0) {
-    int rc = 1;
+  const pid_t pid = child_on(path, [](Channel& other) {
     try {
-      Channel other = Channel::open(path);
-      rc = other.remove_consumer("victim") ? 0 : 3;
+      return other.remove_consumer("victim") ? 0 : 3;
     } catch (const Error& e) {
-      rc = std::string_view(e.what()).find("in use by process") != std::string_view::npos ? 2 : 4;
+      return std::string_view(e.what()).find("in use by process") != std::string_view::npos ? 2 : 4;
     }
-    ::_exit(rc);
-  }
-  int status = 0;
-  const bool exited = waits_for_lock_or_exits(pid, fd, status);
-  EXPECT_FALSE(exited) << "the removal did not wait for the registration lock: status " << status;
-  ASSERT_EQ(::pwrite(fd, &start, sizeof start, start_at), static_cast<ssize_t>(sizeof start));  // adopted
-  release_byte_lock(fd);
-  if (!exited) {
-    ASSERT_EQ(::waitpid(pid, &status, 0), pid);
-  }
-  ASSERT_TRUE(WIFEXITED(status));
-  EXPECT_EQ(WEXITSTATUS(status), 2) << "0: removed under its owner; 3: not found; 4: another error";
+  });
+  ASSERT_GE(pid, 0);
+  const ChildEnd end = end_after_lock(pid, fd, 0, [&] {  // the adoption completes
+    ASSERT_EQ(::pwrite(fd, &start, sizeof start, start_at), static_cast<ssize_t>(sizeof start));
+  });
+  EXPECT_TRUE(end.waited) << "the removal did not wait for the registration lock: exit code " << end.code;
+  EXPECT_EQ(end.code, 2) << "0: removed under its owner; 3: not found; 4: another error; -1: killed";
   int slots = 0;
   for (const auto& c : ch.stats().consumers) slots += c.name == "victim";
   EXPECT_EQ(slots, 1);
@@ -688,27 +695,16 @@ TEST(ChannelProcessTest, ARegistrationWaitsForOneOfTheSameNameUnderWayAndAdoptsI
   put(offsetof(detail::ConsumerSlot, cursor), &cursor, sizeof cursor);
   put(offsetof(detail::ConsumerSlot, cursor_copy), &cursor_copy, sizeof cursor_copy);
   put(offsetof(detail::ConsumerSlot, state), &registering, sizeof registering);
-  const pid_t pid = ::fork();
+  const pid_t pid = child_on(path, [](Channel& ch) {
+    (void)ch.consumer("twin");
+    return 0;
+  });
   ASSERT_GE(pid, 0);
-  if (pid == 0) {
-    int rc = 1;
-    try {
-      Channel ch = Channel::open(path);
-      (void)ch.consumer("twin");
-      rc = 0;
-    } catch (const Error&) {
-    }
-    ::_exit(rc);
-  }
   // Until the child waits for the lock (listed blocked in /proc/locks), or registered without it.
-  int status = 0;
-  const bool exited = waits_for_lock_or_exits(pid, fd, status);
-  put(offsetof(detail::ConsumerSlot, state), &active, sizeof active);  // the registration completes
-  release_byte_lock(fd);
-  if (!exited) {
-    ASSERT_EQ(::waitpid(pid, &status, 0), pid);
-  }
-  ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "status " << status;
+  const ChildEnd end = end_after_lock(pid, fd, 0, [&] {  // the registration completes
+    put(offsetof(detail::ConsumerSlot, state), &active, sizeof active);
+  });
+  ASSERT_EQ(end.code, 0);
   int slots = 0;
   for (const auto& c : held.stats().consumers) slots += c.name == "twin";
   EXPECT_EQ(slots, 1) << "the name is in " << slots << " slots";

@@ -532,15 +532,26 @@ TEST(ChannelTest, SourcesListsEverySourceWithItsStateAndNoReleasedOne) {
   }
 }
 
-TEST(ChannelTest, AReleasedSourceSlotServesANewSourceSoEndedSourcesNeverFillTheTable) {
-  TempDir dir;
+// The source-table tests' channel: a small ring and 16 source slots.
+ChannelConfig sixteen_source_slots() {
   ChannelConfig cfg = small_config();
   cfg.source_slots = 16;
+  return cfg;
+}
+
+// Sources `from`..`to` committed through `p`, each at a position of `scale` times its id.
+void commit_sources(Producer& p, std::uint64_t from, std::uint64_t to, std::uint64_t scale = 1) {
+  for (std::uint64_t id = from; id <= to; ++id) ASSERT_EQ(commit_source(p, id, 0, id * scale), AppendStatus::kOk) << id;
+}
+
+TEST(ChannelTest, AReleasedSourceSlotServesANewSourceSoEndedSourcesNeverFillTheTable) {
+  TempDir dir;
+  const ChannelConfig cfg = sixteen_source_slots();
   Channel ch = Channel::create(dir / "a.chan", cfg);
   Producer p = ch.producer();
   Consumer c = ch.consumer("reader");
   EXPECT_EQ(ch.source_table().in_use, 0u);
-  for (std::uint64_t id = 1; id <= 16; ++id) ASSERT_EQ(commit_source(p, id, 0, id * 10), AppendStatus::kOk);
+  ASSERT_NO_FATAL_FAILURE(commit_sources(p, 1, 16, 10));
   EXPECT_EQ(commit_source(p, 17, 0, 170), AppendStatus::kNoSlot);
   EXPECT_EQ(ch.source_table().in_use, 16u);
   ASSERT_TRUE(ch.release_source(5));
@@ -585,12 +596,11 @@ TEST(ChannelTest, AReleasedSourceSlotServesANewSourceSoEndedSourcesNeverFillTheT
 
 TEST(ChannelTest, ReleasedSourcesStayForgottenAcrossAReopenAndTheirSlotsServeNewOnes) {
   TempDir dir;
-  ChannelConfig cfg = small_config();
-  cfg.source_slots = 16;
+  const ChannelConfig cfg = sixteen_source_slots();
   {
     Channel ch = Channel::create(dir / "a.chan", cfg);
     Producer p = ch.producer();
-    for (std::uint64_t id = 1; id <= 16; ++id) ASSERT_EQ(commit_source(p, id, 0, id * 10), AppendStatus::kOk);
+    ASSERT_NO_FATAL_FAILURE(commit_sources(p, 1, 16, 10));
     for (std::uint64_t id = 1; id <= 16; id += 2) ASSERT_TRUE(ch.release_source(id));
   }
   for (const bool trust : {true, false}) {  // after a clean close, and through the recovery scan
@@ -898,11 +908,10 @@ off_t source_slot_at(const std::filesystem::path& path, const ChannelConfig& cfg
 // a live id) stay until it goes.
 TEST(ChannelTest, ReleasedSlotsNoProbeNeedsAreEmptied) {
   TempDir dir;
-  ChannelConfig cfg = small_config();
-  cfg.source_slots = 16;
+  const ChannelConfig cfg = sixteen_source_slots();
   Channel ch = Channel::create(dir / "a.chan", cfg);
   Producer p = ch.producer();
-  for (std::uint64_t id = 1; id <= 12; ++id) ASSERT_EQ(commit_source(p, id, 0, id), AppendStatus::kOk);
+  ASSERT_NO_FATAL_FAILURE(commit_sources(p, 1, 12));
   for (std::uint64_t id = 1; id <= 11; ++id) {
     ASSERT_TRUE(ch.release_source(id)) << id;
     for (std::uint64_t other = id + 1; other <= 12; ++other)
@@ -929,12 +938,11 @@ void expect_reopened_with_one_source_then_none(const std::filesystem::path& path
 TEST(ChannelTest, TheExclusiveOpenerEmptiesReleasedSlotsNoProbeNeeds) {
   TempDir dir;
   const auto path = dir / "a.chan";
-  ChannelConfig cfg = small_config();
-  cfg.source_slots = 16;
+  const ChannelConfig cfg = sixteen_source_slots();
   {
     Channel ch = Channel::create(path, cfg);
     Producer p = ch.producer();
-    for (std::uint64_t id = 1; id <= 4; ++id) ASSERT_EQ(commit_source(p, id, 0, id), AppendStatus::kOk);
+    ASSERT_NO_FATAL_FAILURE(commit_sources(p, 1, 4));
   }
   // Ids 1..3 given back as a build before this one did: the slot marked released, no more.
   const int fd = ::open(path.c_str(), O_RDWR | O_CLOEXEC);
@@ -954,12 +962,11 @@ TEST(ChannelTest, TheExclusiveOpenerEmptiesReleasedSlotsNoProbeNeeds) {
 TEST(ChannelTest, ATableLeftWithNoEmptySlotGetsItsReleasedSlotsBackAtTheNextExclusiveOpen) {
   TempDir dir;
   const auto path = dir / "a.chan";
-  ChannelConfig cfg = small_config();
-  cfg.source_slots = 16;
+  const ChannelConfig cfg = sixteen_source_slots();
   {
     Channel ch = Channel::create(path, cfg);
     Producer p = ch.producer();
-    for (std::uint64_t id = 1; id <= 16; ++id) ASSERT_EQ(commit_source(p, id, 0, id), AppendStatus::kOk);
+    ASSERT_NO_FATAL_FAILURE(commit_sources(p, 1, 16));
     for (std::uint64_t id = 2; id <= 16; ++id) ASSERT_TRUE(ch.release_source(id));
     EXPECT_EQ(ch.source_table().released, 15u) << "no empty slot to empty them back from";
   }

@@ -199,14 +199,8 @@ TEST(AgentProcessTest, KilledAtRandomWhileTailingEveryLineLandsExactlyOnce) {
 // else lost, as for any tail. The test writes such lines on purpose and counts both (the window).
 TEST(AgentProcessTest, ALogRotatedUnderLoadWhileKilledAtRandomLosesOnlyTheCopytruncateWindow) {
   TempDir dir;
-  {  // a copy found spent is remembered, across the kills, in its file's instance slot
-    struct statx sx {};
-    const auto probe = dir / "probe";
-    std::ofstream(probe) << "x";
-    if (::statx(AT_FDCWD, probe.c_str(), 0, STATX_BTIME, &sx) != 0 || (sx.stx_mask & STATX_BTIME) == 0)
-      GTEST_SKIP() << "no birth times in " << dir.path();
-    std::filesystem::remove(probe);
-  }
+  // A copy found spent is remembered, across the kills, in its file's instance slot.
+  if (!testing::birth_times(dir.path())) GTEST_SKIP() << "no birth times in " << dir.path();
   write_config(dir, "[sources.t]\ntype = \"tail\"\nchannels = [\"main\"]\npaths = [\"" + (dir / "app.log*").string() +
                         "\"]\nbatch_bytes = \"64K\"\n");
   const auto app = dir / "app.log";

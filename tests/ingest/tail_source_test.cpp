@@ -21,6 +21,7 @@ namespace {
 
 using testing::all_records;
 using testing::append_lines;
+using testing::birth_times;
 using testing::line_text;
 using testing::make_source;
 using testing::pump_until;
@@ -61,15 +62,6 @@ std::size_t read_and_commit(core::Consumer& c) {
   return n;
 }
 
-// Whether files in `dir` have a birth time (statx): short files are read at once only there.
-bool birth_times(const std::filesystem::path& dir) {
-  const auto probe = dir / ".btime";
-  { std::ofstream(probe) << "x"; }
-  struct statx sx {};
-  const bool yes = ::statx(AT_FDCWD, probe.c_str(), 0, STATX_BTIME, &sx) == 0 && (sx.stx_mask & STATX_BTIME) != 0;
-  std::filesystem::remove(probe);
-  return yes;
-}
 #define SKIP_WITHOUT_BIRTH_TIMES(dir) \
   if (!birth_times((dir).path())) GTEST_SKIP() << "no birth times (statx) in " << (dir).path() << ": short files wait there"
 

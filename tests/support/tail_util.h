@@ -2,6 +2,9 @@
 // do_work() until a condition holds (bounded), read a channel back, append lines to files.
 #pragma once
 
+#include <fcntl.h>
+#include <sys/stat.h>
+
 #include <chrono>
 #include <fstream>
 #include <functional>
@@ -60,6 +63,17 @@ inline void append_lines(const std::filesystem::path& p, const std::string& pref
     line.resize(std::max(line.size(), pad), '.');
     f << line << '\n';
   }
+}
+
+// Whether files in `dir` have a birth time (statx): the tail reads short files at once, and
+// remembers copies it found read, only there.
+inline bool birth_times(const std::filesystem::path& dir) {
+  const auto probe = dir / ".btime";
+  { std::ofstream(probe) << "x"; }
+  struct statx sx {};
+  const bool yes = ::statx(AT_FDCWD, probe.c_str(), 0, STATX_BTIME, &sx) == 0 && (sx.stx_mask & STATX_BTIME) != 0;
+  std::filesystem::remove(probe);
+  return yes;
 }
 
 inline std::string line_text(const std::string& prefix, int i, std::size_t pad = 40) {
