@@ -17,12 +17,15 @@
 # and python3-kafka for the offsets); else its figures are left out, said on stderr.
 #
 #   bash bench/uplink_bench.sh [--events N] [--repeat R] [--kafka mock|real] [--json FILE]
-#                              [--baseline BIN]
+#                              [--baseline BIN] [--uplink-arg ARG]...
 #
 # --baseline BIN: also ship the events one record per event with another build of tributary
 # (say, main's before a change), as one more peer; the runs of every peer are interleaved
 # round by round, so a change is measured against its baseline under the same noise. (BIN must
 # know `uplink --drain`: a build from commit cd1d3d0 on; checked at the start.)
+#
+# --uplink-arg ARG (repeatable): one more argument for this build's `tributary uplink` runs (both
+# modes, not the baseline's), e.g. `--uplink-arg --max-in-flight=100000` to measure a setting.
 #
 # mock: librdkafka's mock cluster (`tributary broker`, in memory: measures the producers);
 # real: the local Apache Kafka (`tributary kafka start`, first use fetches its jars), with
@@ -36,6 +39,7 @@ repeat=3
 kafka=mock
 json=""
 baseline=""
+uplink_args=()
 while [ $# -gt 0 ]; do
   case "$1" in
     --events) events="$2"; shift 2 ;;
@@ -43,6 +47,7 @@ while [ $# -gt 0 ]; do
     --kafka) kafka="$2"; shift 2 ;;
     --json) json="$2"; shift 2 ;;
     --baseline) baseline="$2"; shift 2 ;;
+    --uplink-arg) uplink_args+=("$2"); shift 2 ;;
     *) echo "uplink_bench.sh: unknown option '$1'" >&2; exit 2 ;;
   esac
 done
@@ -102,8 +107,8 @@ echo warm | timeout 120 kcat -P -b "$boot" -t bench "${settings[@]}" ||
   { echo "uplink_bench.sh: Kafka at $boot does not take a message to topic bench" >&2; exit 1; }
 
 # Runs in the main shell (not a subshell) so that cleanup can stop the uplink; sets $result.
-run_tributary() { uplink_with "$bin"; }
-run_tributary_packed() { uplink_with "$bin" --packed; }
+run_tributary() { uplink_with "$bin" "${uplink_args[@]}"; }
+run_tributary_packed() { uplink_with "$bin" --packed "${uplink_args[@]}"; }
 run_baseline() { uplink_with "$baseline"; }
 # The uplink with --drain: it exits once every event is acknowledged and committed, timed to its
 # exit by /usr/bin/time as kcat is (a poll of the channel's cursor by `tributary channel stat`

@@ -44,6 +44,7 @@ void add_uplink_commands(CLI::App& app, int& exit_code) {
     bool drain = false;
     std::string pack_bytes = "256K";
     int regrow_after_s = 600;
+    std::size_t max_in_flight = uplink::UplinkOptions{}.max_in_flight;
   };
   auto a = std::make_shared<Args>();
   CLI::App* up = app.add_subcommand("uplink", "Ship a channel to a Kafka topic (commits only what Kafka acknowledged)");
@@ -62,6 +63,9 @@ void add_uplink_commands(CLI::App& app, int& exit_code) {
                  "Seconds without a refusal for size after which halved batches and packs are tried twice as large")
       ->check(CLI::Range(1, 86400))
       ->capture_default_str();
+  up->add_option("--max-in-flight", a->max_in_flight, "Events handed to librdkafka and not yet acknowledged, at most")
+      ->check(CLI::Range(std::size_t{1}, std::size_t{10'000'000}))
+      ->capture_default_str();
   up->callback([a, &exit_code] {
     const int stop_fd = stop_signal_fd();
     const auto log = stderr_log("uplink");
@@ -78,6 +82,7 @@ void add_uplink_commands(CLI::App& app, int& exit_code) {
       throw core::Error(fmt::format("--pack-bytes '{}': expected a size from 4K to 900000 bytes", a->pack_bytes));
     o.pack_bytes = static_cast<std::size_t>(*pack_bytes);
     o.regrow_after = std::chrono::seconds(a->regrow_after_s);
+    o.max_in_flight = a->max_in_flight;
     if (!a->dead_letter.empty()) {
       // It must take every event this channel holds (see Uplink: checked there).
       core::ChannelConfig cfg;

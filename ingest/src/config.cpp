@@ -42,8 +42,10 @@ constexpr OptionSpec kUplinkOptions[] = {
     {"bootstrap", OptionType::kString, "", "Kafka bootstrap.servers", true},
     {"consumer", OptionType::kString, "uplink", "Durable consumer name in the channel"},
     {"dead_letter", OptionType::kString, "", "A [channels.X] for events Kafka refuses for good"},
-    {"max_in_flight", OptionType::kInt, "100000",
-     "Events handed to librdkafka and not yet acknowledged: more is faster, more memory", false, 1, 10000000},
+    {"max_in_flight", OptionType::kInt, "15000",
+     "Events handed to librdkafka and not yet acknowledged (about 1 KB of memory each); raise it for a distant "
+     "cluster: an uplink ships at most this many events per round trip",
+     false, 1, 10000000},
     {"packed", OptionType::kBool, "false",
      "Many events of one source per Kafka record (the analyzer reads them; other consumers see packs)"},
     {"pack_bytes", OptionType::kSize, "256K", "Largest packed record (below the topic's max.message.bytes)", false, 4096,

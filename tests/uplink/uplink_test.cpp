@@ -373,6 +373,43 @@ TEST(UplinkTest, KafkaUnreachableAtStartCommitsNothingAndShipsOnceItAppears) {
 
 TEST(UplinkTest, PackedModeLosesNothingThroughABrokerOutage) { expect_an_outage_loses_nothing(true); }
 
+// max_in_flight bounds what librdkafka holds (its memory is about 1 KB per message): while the
+// broker answers nothing, the uplink hands it events up to the bound, never past it, and ships
+// the rest once the broker answers. In packed mode the bound counts events, not packs.
+void expect_in_flight_bounded(bool packed) {
+  Rig rig;
+  auto [mock, ch] = std::tie(rig.mock, rig.ch);
+  fill(ch, 9, 10);
+  Uplink u(ch,
+           {.name = "up", .topic = "events", .kafka = rig.kafka(), .max_in_flight = 100, .packed = packed,
+            .pack_bytes = 4096},  // ~46 events of 60 bytes per pack: the bound falls inside a pack
+           rig.log());
+  ASSERT_TRUE(ship_all(u, ch));  // connected, the topic ready
+  rd_kafka_mock_broker_set_rtt(mock.raw(), 1, 3000);
+  core::Producer p = ch.producer();
+  for (std::uint64_t i = 10; i < 2010; ++i) ASSERT_EQ(p.append({9, i}, payload_for(9, i, 60)), core::AppendStatus::kOk);
+  std::uint64_t most = 0;
+  const auto until = std::chrono::steady_clock::now() + 1s;
+  while (std::chrono::steady_clock::now() < until) {
+    const std::size_t sent = u.do_work();
+    most = std::max(most, u.metrics().in_flight);
+    if (sent == 0) u.wait(10ms);
+  }
+  EXPECT_EQ(most, 100u) << "handed up to the bound, never past it";
+  EXPECT_EQ(u.metrics().delivered, 10u) << "nothing acknowledged while the broker is slow";
+  rd_kafka_mock_broker_set_rtt(mock.raw(), 1, 0);
+  ASSERT_TRUE(ship_all(u, ch));
+  auto got = rig.topic(1, packed ? 1000000 : 4020, 1s);
+  if (packed) got = unpack(got);
+  std::size_t copies = 0;
+  expect_each_at_least_once(got, 9, 2010, &copies);
+  EXPECT_EQ(copies, 0u);
+}
+
+TEST(UplinkTest, HandsLibrdkafkaNoMoreThanMaxInFlightEvents) { expect_in_flight_bounded(false); }
+
+TEST(UplinkTest, PackedModeHandsLibrdkafkaNoMoreThanMaxInFlightEvents) { expect_in_flight_bounded(true); }
+
 TEST(UplinkTest, PackedModeRefusesAPackSizeKafkaWouldRefuse) {
   TempDir dir;
   auto ch = core::Channel::create(dir / "c.chan", cfg());

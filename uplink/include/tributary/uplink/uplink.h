@@ -39,7 +39,13 @@ struct UplinkOptions {
   // Permanent per-event failures go here (else: counted, skipped). It must take events as large
   // as `channel`'s (checked: core::Error); while it is full, the event and the cursor wait.
   core::Channel* dead_letter = nullptr;
-  std::size_t max_in_flight = 100'000;    // events handed to librdkafka, not yet acknowledged
+  // Events handed to librdkafka, not yet acknowledged. librdkafka holds about 1 KB per message
+  // in flight (the message, its header list, its copy in a request), so this bounds the uplink's
+  // memory; it also bounds its speed to this many events per round trip to the broker. 1.5x
+  // librdkafka's batch.num.messages (10,000) lets one batch build while another is in flight:
+  // on a local Kafka, 15,000 shipped faster than 100,000 at a sixth of the memory
+  // (bench/RESULTS.md). Raise it for a distant cluster.
+  std::size_t max_in_flight = 15'000;
   // Packed mode (opt-in): consecutive events of one source in one Kafka record of at most
   // pack_bytes (format in kafka.h; the analyzer reads it natively; plain Kafka consumers see
   // packs). Far fewer records for librdkafka and the broker; per-event records stay the default.
