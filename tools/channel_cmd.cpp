@@ -47,7 +47,7 @@ void print_stats(const Channel& ch, bool json) {
         R"({{"path":{},"capacity":{},"max_payload":{},"write_position":{},"next_channel_seq":{},"oldest_retained":{},"used_bytes":{},)"
         R"("records_written":{},"bytes_written":{},"abandoned_records":{},"abandoned_bytes":{},"corrupt_records":{},"corrupt_bytes":{},)"
         R"("producer_waits":{},"full_rejections":{},"oversize_rejections":{},"sync_failures":{},"live_producers":{},"consumers":[{}],)"
-        R"("last_recovery":{{"ran":{},"at_ns":{},"salvaged":{},"dropped_records":{},"dropped_bytes":{},"abandoned_claims":{},"cursors_moved":{},"file_bytes_found":{}}},)"
+        R"("last_recovery":{{"ran":{},"at_ns":{},"salvaged":{},"dropped_records":{},"dropped_bytes":{},"abandoned_claims":{},"cursors_moved":{},"sources_rolled_back":{},"file_bytes_found":{}}},)"
         R"("opened_after_clean_close":{},"closed_cleanly":{},"source_slots":{},"source_slots_in_use":{},"source_slots_released":{}}})"
         "\n",
         core::json_string(ch.path().string()), s.capacity, s.max_payload, s.write_position, s.next_channel_seq, s.oldest_retained,
@@ -55,7 +55,7 @@ void print_stats(const Channel& ch, bool json) {
         s.corrupt_bytes, s.producer_waits, s.full_rejections, s.oversize_rejections, s.sync_failures, s.live_producers, consumers,
         s.last_recovery.ran, s.last_recovery.at_ns, s.last_recovery.records_salvaged, s.last_recovery.records_dropped,
         s.last_recovery.bytes_dropped, s.last_recovery.abandoned_claims, s.last_recovery.cursors_moved,
-        s.last_recovery.file_bytes_found, s.opened_after_clean_close, s.closed_cleanly, sources.slots, sources.in_use,
+        s.last_recovery.sources_rolled_back, s.last_recovery.file_bytes_found, s.opened_after_clean_close, s.closed_cleanly, sources.slots, sources.in_use,
         sources.released);
     return;
   }
@@ -86,6 +86,10 @@ void print_stats(const Channel& ch, bool json) {
     fmt::print("recovery     salvaged {} records; dropped {} records / {} bytes; closed {} dead claims; moved {} cursors\n",
                s.last_recovery.records_salvaged, s.last_recovery.records_dropped, s.last_recovery.bytes_dropped,
                s.last_recovery.abandoned_claims, s.last_recovery.cursors_moved);
+  if (s.last_recovery.sources_rolled_back != 0)
+    fmt::print("rebooted     the file was last written on another boot: {} sources put back at the state the last "
+               "completed sync wrote out (their collectors read the rest again)\n",
+               s.last_recovery.sources_rolled_back);
   if (s.last_recovery.file_bytes_found != 0)
     fmt::print("truncated    the file had been cut to {} bytes; grown back and recovered\n",
                s.last_recovery.file_bytes_found);

@@ -114,7 +114,18 @@ ChannelState::~ChannelState() {
   if (last) mark_clean_close(written_back && sync_all() && hdr->sync_failures.load() == sync_failures_at_open);
 }
 
-bool ChannelState::sync_all() const noexcept { return sync_range(0, file.size()); }
+bool ChannelState::sync_all() const noexcept {
+  if (!file.writable()) return sync_range(0, file.size());  // (a read-only mapping: nothing of ours to number)
+  // Numbered before it begins, counted done (or failed) once it has returned: see
+  // Header::sync_epochs_started and the producers' durable checkpoints.
+  const std::uint64_t epoch = hdr->sync_epochs_started.fetch_add(1, std::memory_order_seq_cst) + 1;
+  const bool ok = sync_range(0, file.size());
+  std::atomic<std::uint64_t>& mark = ok ? hdr->sync_epochs_done : hdr->sync_epochs_failed;
+  std::uint64_t seen = mark.load(std::memory_order_relaxed);
+  while (seen < epoch && !mark.compare_exchange_weak(seen, epoch, std::memory_order_release)) {
+  }
+  return ok;
+}
 
 bool ChannelState::sync_range(std::uint64_t offset, std::uint64_t len) const noexcept {
   if (file.sync(offset, len, true) == 0) return true;
@@ -280,6 +291,35 @@ void settle_sources(ChannelState& st, std::uint64_t floor, std::uint64_t end) no
   }
 }
 
+// After a power loss (the file was last written on another boot): each source whose state is
+// past its durable checkpoint goes back to it. Its last committed state may have reached the
+// disk without the records of the last sync interval (page writeback keeps no order); those
+// records are read again from the source (a tail's file) under the same identities, and copies
+// of them that did survive are dropped downstream by identity. A source with no checkpoint (one
+// written under every-commit, by an earlier build, new since the last sync, or whose state was
+// last set with no events) keeps its state. By the exclusive opener, after settle_sources.
+// Returns how many sources went back.
+std::uint64_t roll_back_to_durable(ChannelState& st) noexcept {
+  std::uint64_t moved = 0;
+  for (std::uint32_t i = 0; i < st.source_slots; ++i) {
+    SourceSlot& s = st.sources[i];
+    const std::uint64_t id = s.source_id.load();
+    if (id == 0 || id == kReleasedSourceId) continue;
+    const std::uint64_t next = s.next_sequence.load();
+    std::uint64_t d_next = 0, d_pos = 0;
+    if (!s.durable(id, next, d_next, d_pos)) continue;
+    if (d_next == next && d_pos == s.position.load() && s.pending_at.load() == 0) continue;
+    const std::uint32_t v = s.version.load();
+    s.version.store(v | 1u);
+    s.pending_at.store(0);  // an open batch is past the checkpoint too
+    s.next_sequence.store(d_next);
+    s.position.store(d_pos);
+    s.version.store((v | 1u) + 1);
+    ++moved;
+  }
+  return moved;
+}
+
 // The retention head and its copy, by the exclusive opener.
 void set_head(Header* h, std::uint64_t head) noexcept {
   __atomic_store_n(&h->head.head, head, __ATOMIC_RELEASE);
@@ -287,7 +327,8 @@ void set_head(Header* h, std::uint64_t head) noexcept {
 }
 
 // Recovery after every process has detached (we hold the exclusive lock). See channel.h.
-RecoveryReport recover(ChannelState& st) {
+// `rebooted`: the file was last written on another boot (see roll_back_to_durable).
+RecoveryReport recover(ChannelState& st, bool rebooted) {
   RecoveryReport rep;
   rep.ran = true;
   Header* h = st.hdr;
@@ -534,6 +575,7 @@ RecoveryReport recover(ChannelState& st) {
     }
   }
   settle_sources(st, floor, p);
+  if (rebooted) rep.sources_rolled_back = roll_back_to_durable(st);
   const std::uint64_t next_seq = have_seq ? last_seq + 1 : load_u64(&h->tail.seq);
   __atomic_store_n(&h->tail.pos, p, __ATOMIC_RELEASE);
   __atomic_store_n(&h->tail.seq, std::max(next_seq, have_seq ? last_seq + 1 : 0), __ATOMIC_RELEASE);
@@ -557,6 +599,7 @@ RecoveryReport recover(ChannelState& st) {
   h->recovery_dropped_bytes.store(rep.bytes_dropped);
   h->recovery_abandoned.store(rep.abandoned_claims);
   h->recovery_cursors_moved.store(rep.cursors_moved);
+  h->recovery_sources_rolled_back.store(rep.sources_rolled_back);
   return rep;
 }
 
@@ -679,7 +722,11 @@ std::shared_ptr<ChannelState> try_open_state(const std::filesystem::path& path, 
       settle_sources(*st, st->compute_floor() & ~std::uint64_t{kRecordAlign - 1}, load_u64(&st->hdr->tail.pos));
       how = kOpenedAfterCleanClose;
     } else {
-      recover(*st);
+      // Written last on another boot: the page cache those writers wrote into is gone (a power
+      // loss or a kernel crash in between), so source states may be ahead of their records.
+      const std::uint64_t wrote_on = st->hdr->writer_boot.load();
+      const std::uint64_t boot = boot_id_digest();
+      recover(*st, wrote_on != 0 && boot != 0 && wrote_on != boot);
       st->hdr->recovery_file_bytes.store(found);
       if (st->file.faulted())  // the file shrank while recovery read it: what it wrote is not to be trusted
         throw Error(fmt::format("{} was truncated while it was being recovered; open it again", path.string()));
@@ -698,6 +745,14 @@ std::shared_ptr<ChannelState> try_open_state(const std::filesystem::path& path, 
                               "version; stop it before opening the file with this build (format version {})",
                               path.string(), st->hdr->version, kChannelFormatVersion));
     if (!exclusive) (void)take_clean_close(*st);
+    // The sync epochs as a torn or damaged header may have left them: none counted done that
+    // was not begun (a checkpoint is trusted only after a sync that began after it).
+    if (exclusive) {
+      const std::uint64_t begun = st->hdr->sync_epochs_started.load();
+      if (st->hdr->sync_epochs_done.load() > begun) st->hdr->sync_epochs_done.store(begun);
+    }
+    if (const std::uint64_t boot = boot_id_digest(); boot != 0 && st->hdr->writer_boot.load() != boot)
+      st->hdr->writer_boot.store(boot);
   }
   start_syncer(*st);
   st->opener_pid = static_cast<std::uint32_t>(::getpid());
@@ -993,6 +1048,8 @@ bool Channel::release_source(std::uint64_t source_id) {
   s->position.store(0, std::memory_order_release);
   s->pending_sequence.store(0, std::memory_order_release);
   s->pending_position.store(0, std::memory_order_release);
+  s->durable_sequence.store(0, std::memory_order_release);  // no checkpoint for whoever takes it
+  s->durable_position.store(0, std::memory_order_release);
   s->version.store(0, std::memory_order_release);
   s->source_id.store(kReleasedSourceId, std::memory_order_release);
   const auto at = static_cast<std::uint32_t>(s - st.sources);
@@ -1075,6 +1132,7 @@ ChannelStats Channel::stats() const {
   s.last_recovery.bytes_dropped = h->recovery_dropped_bytes.load();
   s.last_recovery.abandoned_claims = h->recovery_abandoned.load();
   s.last_recovery.cursors_moved = h->recovery_cursors_moved.load();
+  s.last_recovery.sources_rolled_back = h->recovery_sources_rolled_back.load();
   s.last_recovery.file_bytes_found = h->recovery_file_bytes.load();
   s.opened_after_clean_close = h->last_open.load() == kOpenedAfterCleanClose;
   s.closed_cleanly = h->clean_close.load() != 0;

@@ -3,7 +3,9 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <array>
 #include <cstring>
+#include <unordered_map>
 
 #include "internal/channel_layout.h"
 #include "internal/os.h"
@@ -25,6 +27,90 @@ struct Producer::Impl {
   // A Claim handed out and not yet published: the slot holds its reservation, which a second
   // one would overwrite (a consumer stalled at the first would then step over it).
   bool claim_open = false;
+
+  // Durable checkpoints (SourceSlot): per source this producer commits batches for, the states
+  // committed since its checkpoint, each with the sync epoch begun when it was committed. A
+  // state is durable once a full msync that began after it has completed (everything it stands
+  // on was written before it: the msync wrote it out); the newest such becomes the checkpoint,
+  // at the source's next commit or at settle_checkpoints(), whichever comes first.
+  struct Committed {
+    std::uint64_t next, pos, epoch;
+  };
+  struct Checkpoints {
+    std::uint64_t source_id = 0;
+    std::array<Committed, 8> states{};  // oldest first, one per epoch
+    std::size_t n = 0;
+  };
+  std::unordered_map<SourceSlot*, Checkpoints> checkpoints;
+  std::uint64_t settled_at = 0;  // sync_epochs_done when every source here was last settled
+
+  // Writes the newest of `c`'s states a completed sync has passed as `src`'s checkpoint (the
+  // caller is in `src`'s seqlock update); true when none is left waiting. A state committed
+  // before a sync that failed began is never one: its pages may have been left clean unwritten.
+  bool promote(SourceSlot* src, Checkpoints& c, std::uint64_t done) const noexcept {
+    const std::uint64_t failed = st->hdr->sync_epochs_failed.load(std::memory_order_acquire);
+    std::size_t k = 0, best = 0;
+    while (k < c.n && c.states[k].epoch < done) {
+      if (c.states[k].epoch >= failed) best = k + 1;
+      ++k;
+    }
+    if (best != 0) src->set_durable(c.source_id, c.states[best - 1].next, c.states[best - 1].pos);
+    if (k != 0) {
+      std::copy(c.states.begin() + static_cast<std::ptrdiff_t>(k), c.states.begin() + static_cast<std::ptrdiff_t>(c.n),
+                c.states.begin());
+      c.n -= k;
+    }
+    return c.n == 0;
+  }
+
+  // In `src`'s seqlock update, after its new state (next, pos) was stored by a batch commit.
+  void advance_checkpoint(SourceSlot* src, std::uint64_t id, std::uint64_t next, std::uint64_t pos) noexcept {
+    if (st->options.sync == SyncPolicy::kEveryCommit) {
+      // Synced with its records at every commit: the state itself is durable, and a
+      // checkpoint behind it would only put the source back for nothing.
+      src->clear_durable();
+      checkpoints.erase(src);
+      return;
+    }
+    // The state's stores before the epoch's load (a store-load order, which needs the fence).
+    std::atomic_thread_fence(std::memory_order_seq_cst);
+    const std::uint64_t epoch = st->hdr->sync_epochs_started.load(std::memory_order_seq_cst);
+    Checkpoints* c = nullptr;
+    try {
+      c = &checkpoints[src];
+    } catch (...) {  // no memory for it: the checkpoint stays where it is (a longer re-read)
+      return;
+    }
+    if (c->source_id != id) *c = Checkpoints{.source_id = id};  // the slot was given back and taken again
+    // A checkpoint too far behind for the slot's 24 bits (syncs failing for long): none.
+    if (std::uint64_t d_next = 0, d_pos = 0; src->durable(id, next, d_next, d_pos) &&
+                                             next - d_next >= SourceSlot::kDurableSpan / 2)
+      src->clear_durable();
+    if (c->n != 0 && c->states[c->n - 1].epoch == epoch) {
+      c->states[c->n - 1] = {next, pos, epoch};  // durable with the same sync as the one it follows
+    } else {
+      if (c->n == c->states.size()) --c->n;  // syncs begun and not done: the newest waits in its place
+      c->states[c->n++] = {next, pos, epoch};
+    }
+    (void)promote(src, *c, st->hdr->sync_epochs_done.load(std::memory_order_acquire));
+  }
+
+  void settle_checkpoints() noexcept {
+    const std::uint64_t done = st->hdr->sync_epochs_done.load(std::memory_order_acquire);
+    if (done == settled_at || checkpoints.empty()) return;
+    settled_at = done;
+    for (auto it = checkpoints.begin(); it != checkpoints.end();) {
+      SourceSlot* src = it->first;
+      bool empty = true;
+      if (src->source_id.load(std::memory_order_acquire) == it->second.source_id) {
+        const std::uint32_t v = src->version.load(std::memory_order_relaxed);
+        src->version.store(v + 1, std::memory_order_relaxed);
+        empty = promote(src, it->second, done);
+        src->version.store(v + 2, std::memory_order_release);
+      }
+      it = empty ? checkpoints.erase(it) : std::next(it);
+    }
+  }
 
   ~Impl() {
     if (slot == nullptr) return;
@@ -204,6 +290,8 @@ AppendStatus Producer::append(EventId id, std::span<const std::byte> payload) no
   return p.finish(pos, pos + size, 1, payload.size());
 }
 
+void Producer::settle_checkpoints() noexcept { impl_->settle_checkpoints(); }
+
 AppendStatus Producer::append_batch(std::span<const Event> events, const SourcePosition* state) noexcept {
   Impl& p = *impl_;
   if (p.claim_open) return AppendStatus::kClaimOpen;
@@ -235,12 +323,21 @@ AppendStatus Producer::append_batch(std::span<const Event> events, const SourceP
     // The state as given, over a transaction a killed writer left open too (its resolution, if
     // it counts, is what the caller resumed from): left set, it would answer in its place.
     // Cleared last, as after a batch.
-    if (src != nullptr)
+    // A new state set with no events ends the source's checkpoint (SourceSlot): its meaning is
+    // the caller's (a tail's ended generation, cut mark or move), which a checkpoint from before
+    // it would undo. The state a batch already committed, set again (a retry: the channel held
+    // the batch's events), keeps it.
+    if (src != nullptr) {
+      const bool changed = src->next_sequence.load(std::memory_order_relaxed) != state->next_sequence ||
+                           src->position.load(std::memory_order_relaxed) != state->position;
       write_state([&] {
         src->next_sequence.store(state->next_sequence, std::memory_order_release);
         src->position.store(state->position, std::memory_order_release);
         src->pending_at.store(0, std::memory_order_release);
+        if (changed) src->clear_durable();
       });
+      if (changed) p.checkpoints.erase(src);
+    }
     return AppendStatus::kOk;
   }
   std::uint64_t pos = 0, seq = 0;
@@ -283,6 +380,7 @@ AppendStatus Producer::append_batch(std::span<const Event> events, const SourceP
       src->next_sequence.store(state->next_sequence, std::memory_order_release);
       src->position.store(state->position, std::memory_order_release);
       src->pending_at.store(0, std::memory_order_release);
+      p.advance_checkpoint(src, state->source_id, state->next_sequence, state->position);
     });
   return durable;
 }

@@ -232,6 +232,38 @@ bool run_with_fault_at(long n, const std::filesystem::path& dir, long (&hits)[kW
   return reached;
 }
 
+// A full msync that fails may leave the pages it did not write clean (a later one does not
+// write them again): a source state committed before it began is never taken as durable, even
+// once a later sync succeeds. After a power loss such a source keeps its state (it has no
+// checkpoint), rather than go back to one whose records may be lost as well.
+TEST(ChannelIoFaults, AStateCommittedBeforeAFailedSyncNeverBecomesACheckpoint) {
+  TempDir dir;
+  ChannelConfig cfg;
+  cfg.capacity = 1 << 20;
+  cfg.max_payload = 4096;
+  Channel ch = Channel::create(dir / "a.chan", cfg);
+  Producer p = ch.producer();
+  auto commit = [&](std::uint64_t seq, std::uint64_t position) {
+    static const std::string line = "line";
+    const std::vector<Event> ev{{{5, seq}, std::as_bytes(std::span(line.data(), line.size()))}};
+    const SourcePosition sp{5, seq + 1, position};
+    return p.append_batch(ev, &sp);
+  };
+  ASSERT_EQ(commit(0, 100), AppendStatus::kOk);
+  g_plan = FaultPlan{.countdown = 1};  // the next wrapped call, the sync's msync, fails with EIO
+  EXPECT_FALSE(ch.sync());
+  ASSERT_STREQ(g_plan.failed, "msync");
+  g_plan = FaultPlan{};
+  ASSERT_TRUE(ch.sync());
+  ASSERT_EQ(commit(1, 200), AppendStatus::kOk);
+  p.settle_checkpoints();
+  EXPECT_EQ(testing::reopened(testing::crash_copy(dir / "a.chan", "power.chan", true), 5), std::make_tuple(2u, 200u, 0u));
+  // What was committed after the failed sync began is durable once a later one completes.
+  ASSERT_TRUE(ch.sync());
+  ASSERT_EQ(commit(2, 300), AppendStatus::kOk);
+  EXPECT_EQ(testing::reopened(testing::crash_copy(dir / "a.chan", "power2.chan", true), 5), std::make_tuple(2u, 200u, 1u));
+}
+
 TEST(ChannelIoFaults, EveryInjectedErrorEndsInAConsistentChannel) {
   TempDir dir(std::filesystem::is_directory("/dev/shm") ? "/dev/shm" : "/tmp");
   long n = 1;

@@ -17,6 +17,7 @@
 #include <filesystem>
 #include <fstream>
 #include <random>
+#include <tuple>
 
 #include "support/channel_util.h"
 #include "support/rss.h"
@@ -513,6 +514,70 @@ AppendStatus commit_source(Producer& p, std::uint64_t id, std::uint64_t seq, std
   const std::vector<Event> ev{{{id, seq}, std::as_bytes(std::span(line.data(), line.size()))}};
   const SourcePosition sp{id, seq + 1, position};
   return p.append_batch(ev, &sp);
+}
+
+// Under interval sync a source's state may reach the disk before the records of the last
+// interval do (page writeback keeps no order). After a power loss (the file last written on
+// another boot) the source resumes from the state of its last batch committed before a
+// completed sync, so a tail reads those records' lines again; after a crash on the same boot
+// the page cache held everything, and it resumes from its last commit.
+TEST(ChannelTest, AfterARebootASourceResumesFromItsLastStateASyncWroteOut) {
+  TempDir dir;
+  Channel ch = Channel::create(dir / "a.chan", small_config());
+  Producer p = ch.producer();
+  ASSERT_EQ(commit_source(p, 5, 0, 100), AppendStatus::kOk);
+  ASSERT_TRUE(ch.sync());  // (1, 100) is on disk with its record
+  ASSERT_EQ(commit_source(p, 5, 1, 200), AppendStatus::kOk);
+  ASSERT_EQ(commit_source(p, 5, 2, 300), AppendStatus::kOk);
+  EXPECT_EQ(testing::reopened(testing::crash_copy(dir / "a.chan", "crash.chan", false), 5), std::make_tuple(3u, 300u, 0u));
+  EXPECT_EQ(testing::reopened(testing::crash_copy(dir / "a.chan", "power.chan", true), 5), std::make_tuple(1u, 100u, 1u));
+  // A second power loss before anything new: the same state, nothing more to put back.
+  const auto again = testing::crash_copy(dir / "power.chan", "power-again.chan", true);
+  testing::forget_clean_close(again);  // the reopen above closed it cleanly
+  EXPECT_EQ(testing::reopened(again, 5), std::make_tuple(1u, 100u, 0u));
+
+  // Gone quiet, the source gets its last state as checkpoint once a sync has written it out
+  // and its collector settles (or commits again).
+  ASSERT_TRUE(ch.sync());
+  EXPECT_EQ(testing::reopened(testing::crash_copy(dir / "a.chan", "before-settle.chan", true), 5), std::make_tuple(1u, 100u, 1u));
+  p.settle_checkpoints();
+  EXPECT_EQ(testing::reopened(testing::crash_copy(dir / "a.chan", "settled.chan", true), 5), std::make_tuple(3u, 300u, 0u));
+
+  // A state set with no events means what its caller says (a tail's cut mark, a move), which a
+  // checkpoint from before it would undo: it ends the checkpoint, and the source keeps its state
+  // after a power loss (as every source did before checkpoints) until a batch after it is synced.
+  const SourcePosition moved{5, 3, 900};
+  ASSERT_EQ(p.append_batch({}, &moved), AppendStatus::kOk);
+  EXPECT_EQ(testing::reopened(testing::crash_copy(dir / "a.chan", "moved.chan", true), 5), std::make_tuple(3u, 900u, 0u));
+  ASSERT_EQ(commit_source(p, 5, 3, 1000), AppendStatus::kOk);
+  EXPECT_EQ(testing::reopened(testing::crash_copy(dir / "a.chan", "moved-then-read.chan", true), 5), std::make_tuple(4u, 1000u, 0u));
+  ASSERT_TRUE(ch.sync());
+  ASSERT_EQ(commit_source(p, 5, 4, 1100), AppendStatus::kOk);
+  EXPECT_EQ(testing::reopened(testing::crash_copy(dir / "a.chan", "moved-read-synced.chan", true), 5), std::make_tuple(4u, 1000u, 1u));
+  // The same state set again (a retry of a batch the channel already held) keeps the checkpoint.
+  const SourcePosition retry{5, 5, 1100};
+  ASSERT_EQ(p.append_batch({}, &retry), AppendStatus::kOk);
+  EXPECT_EQ(testing::reopened(testing::crash_copy(dir / "a.chan", "retried.chan", true), 5), std::make_tuple(4u, 1000u, 1u));
+
+  // A source new since the last sync has no checkpoint yet: its first interval is not covered
+  // (README), and its state stays as found.
+  ASSERT_EQ(commit_source(p, 6, 0, 50), AppendStatus::kOk);
+  EXPECT_EQ(testing::reopened(testing::crash_copy(dir / "a.chan", "new-source.chan", true), 6), std::make_tuple(1u, 50u, 1u));
+}
+
+// Under every-commit a batch's records and its state are synced together: after a power loss
+// the source resumes from its last commit, never from an older state.
+TEST(ChannelTest, UnderEveryCommitARebootKeepsEachSourceAtItsLastCommit) {
+  TempDir dir;
+  OpenOptions o;
+  o.sync = SyncPolicy::kEveryCommit;
+  Channel ch = Channel::create(dir / "a.chan", small_config(), o);
+  Producer p = ch.producer();
+  ASSERT_EQ(commit_source(p, 5, 0, 100), AppendStatus::kOk);
+  ASSERT_TRUE(ch.sync());
+  ASSERT_EQ(commit_source(p, 5, 1, 200), AppendStatus::kOk);
+  p.settle_checkpoints();
+  EXPECT_EQ(testing::reopened(testing::crash_copy(dir / "a.chan", "power.chan", true), 5), std::make_tuple(2u, 200u, 0u));
 }
 
 TEST(ChannelTest, SourcesListsEverySourceWithItsStateAndNoReleasedOne) {
@@ -1053,6 +1118,7 @@ TEST(ChannelTest, ASourceUpdateLeftHalfDoneByADeadWriterStillReads) {
 }
 
 static_assert(offsetof(detail::Header, clean_close) == testing::kCleanCloseOffset, "tests damage the file by offset");
+static_assert(offsetof(detail::Header, writer_boot) == testing::kWriterBootOffset, "tests fake a reboot by offset");
 
 std::uint64_t clean_close_word(const std::filesystem::path& path) {
   std::ifstream f(path, std::ios::binary);

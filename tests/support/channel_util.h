@@ -9,6 +9,7 @@
 #include <fstream>
 #include <span>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "tributary/core/channel.h"
@@ -37,6 +38,39 @@ inline void forget_clean_close(const std::filesystem::path& p) {
   const std::uint64_t zero = 0;
   f.seekp(static_cast<std::streamoff>(kCleanCloseOffset));
   f.write(reinterpret_cast<const char*>(&zero), sizeof zero);
+}
+
+// Offset of Header::writer_boot (channel_test checks it against the layout).
+inline constexpr std::uint64_t kWriterBootOffset = 424;
+
+// What a power loss leaves beside its damage: a file last written on another boot than the one
+// that opens it next (the digest of the writers' boot id, changed).
+inline void last_written_on_another_boot(const std::filesystem::path& p) {
+  std::fstream f(p, std::ios::in | std::ios::out | std::ios::binary);
+  std::uint64_t boot = 0;
+  f.seekg(static_cast<std::streamoff>(kWriterBootOffset));
+  f.read(reinterpret_cast<char*>(&boot), sizeof boot);
+  boot ^= 0x5eed;
+  f.seekp(static_cast<std::streamoff>(kWriterBootOffset));
+  f.write(reinterpret_cast<const char*>(&boot), sizeof boot);
+}
+
+// A copy of the channel file at `from` as a crash leaves it (no clean close: taken while it is
+// open), made on this boot or, as a power loss leaves it, last written on another.
+inline std::filesystem::path crash_copy(const std::filesystem::path& from, const std::string& name, bool rebooted) {
+  const auto to = from.parent_path() / name;
+  std::filesystem::copy_file(from, to);
+  if (rebooted) last_written_on_another_boot(to);
+  return to;
+}
+
+// What the first opener of `copy` makes of source `id`: (next_sequence, position; ~0 for none),
+// and how many sources its recovery put back at their durable checkpoints.
+inline std::tuple<std::uint64_t, std::uint64_t, std::uint64_t> reopened(const std::filesystem::path& copy,
+                                                                        std::uint64_t id) {
+  core::Channel ch = core::Channel::open(copy);
+  const auto sp = ch.source_position(id);
+  return {sp ? sp->next_sequence : ~0ull, sp ? sp->position : ~0ull, ch.stats().last_recovery.sources_rolled_back};
 }
 
 // Payload of event (source, seq): self-describing text padded to `len` bytes (>= 0).

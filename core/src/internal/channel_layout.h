@@ -122,15 +122,57 @@ struct alignas(kCacheLine) ConsumerSlot {
 static_assert(sizeof(ConsumerSlot) == 2 * kCacheLine, "consumer slot layout is part of the file format");
 enum ConsumerState : std::uint32_t { kFree = 0, kRegistering = 1, kActive = 2 };
 
+// A source's state: the last committed (next_sequence, position), and the durable checkpoint:
+// an earlier state of the same source, committed by a batch, whose records a full msync (an
+// interval sync's) had written when it completed. After a power loss the first two may have
+// reached the disk without the records of the last sync interval (page writeback keeps no
+// order); an opener that finds the file last written on another boot puts the source back at its
+// checkpoint (see recover), and the collector reads those records again under the same
+// identities. Only states committed with records are checkpoints: a state set with no events (a
+// tail's identity bookkeeping: ended generations, cut marks, moves) ends the checkpoint, and such
+// a source keeps its state after a power loss, as before. The owner writes the checkpoint inside
+// its seqlock update, position first and the sequence word last, zero (no checkpoint) in between.
+// Files of builds before 2026-11-29 have zeros there: no checkpoint.
 struct alignas(kCacheLine) SourceSlot {
   std::atomic<std::uint64_t> source_id;  // 0 = empty, kReleasedSourceId = given back; claimed by CAS
   std::atomic<std::uint32_t> version;    // seqlock: odd while the owner writes
-  std::atomic<std::uint32_t> unused;
+  // kDurableValid | a 7-bit tag of the source id (a slot an earlier build gave back and another
+  // source took does not inherit the checkpoint) | the low 24 bits of the checkpoint's
+  // next_sequence (at most next_sequence, and less than kDurableSpan below it: the owner drops a
+  // checkpoint that falls further behind); 0: no checkpoint.
+  std::atomic<std::uint32_t> durable_sequence;
   std::atomic<std::uint64_t> next_sequence;
   std::atomic<std::uint64_t> position;
   std::atomic<std::uint64_t> pending_at;  // 1 + position of the first record of an open batch; 0 none
   std::atomic<std::uint64_t> pending_sequence;
   std::atomic<std::uint64_t> pending_position;
+  std::atomic<std::uint64_t> durable_position;  // the checkpoint's position
+
+  static constexpr std::uint32_t kDurableValid = 1u << 31;
+  static constexpr std::uint64_t kDurableSpan = std::uint64_t{1} << 24;
+  [[nodiscard]] static constexpr std::uint32_t durable_tag(std::uint64_t id) noexcept {
+    return static_cast<std::uint32_t>((id * 0x9E3779B97F4A7C15ull) >> 57) << 24;
+  }
+  // Stores the checkpoint (next, pos) of source `id`: by the owner, inside its seqlock update.
+  void set_durable(std::uint64_t id, std::uint64_t next, std::uint64_t pos) noexcept {
+    durable_sequence.store(0, std::memory_order_release);
+    durable_position.store(pos, std::memory_order_release);
+    durable_sequence.store(kDurableValid | durable_tag(id) | static_cast<std::uint32_t>(next & (kDurableSpan - 1)),
+                           std::memory_order_release);
+  }
+  void clear_durable() noexcept {
+    if (durable_sequence.load(std::memory_order_relaxed) != 0) durable_sequence.store(0, std::memory_order_release);
+  }
+  // The checkpoint of source `id`, given the slot's next_sequence (`next`); false if none.
+  [[nodiscard]] bool durable(std::uint64_t id, std::uint64_t next, std::uint64_t& d_next,
+                             std::uint64_t& d_pos) const noexcept {
+    const std::uint32_t w = durable_sequence.load(std::memory_order_acquire);
+    if ((w & kDurableValid) == 0 || (w & (0x7Fu << 24)) != durable_tag(id)) return false;
+    d_pos = durable_position.load(std::memory_order_acquire);
+    const std::uint64_t below = (next - w) & (kDurableSpan - 1);  // next - checkpoint, mod 2^24
+    d_next = next - below;
+    return below <= next;
+  }
 };
 static_assert(sizeof(SourceSlot) == kCacheLine, "source slot layout is part of the file format");
 
@@ -172,6 +214,18 @@ struct alignas(kCacheLine) Header {
   std::atomic<std::uint64_t> full_rejections;
   std::atomic<std::uint64_t> oversize_rejections;
   std::atomic<std::uint64_t> sync_failures;  // msync calls that failed (data not known durable)
+  // Full msyncs begun, and the highest of them known complete (each numbered when it begins):
+  // a source state committed while sync_epochs_started was N is on disk once sync_epochs_done
+  // reaches N + 1 (the source slots' durable checkpoints). Files of builds before 2026-11-29: 0.
+  std::atomic<std::uint64_t> sync_epochs_started;
+  std::atomic<std::uint64_t> sync_epochs_done;
+  // The highest-numbered full msync that failed: what was committed before it began may never
+  // reach the disk (a failed writeback leaves pages clean), so no such state becomes a checkpoint.
+  std::atomic<std::uint64_t> sync_epochs_failed;
+  // Digest of the boot id of the processes that last opened the file for writing; 0: unknown
+  // (an earlier build). Another boot's means the page cache they wrote into is gone.
+  std::atomic<std::uint64_t> writer_boot;
+  std::atomic<std::uint64_t> recovery_sources_rolled_back;  // of the last recovery: see recover
 
   // --- last recovery ---
   alignas(kCacheLine) std::atomic<std::int64_t> recovery_ns;

@@ -217,6 +217,9 @@ class TailSource final : public Source {
       close_finished();  // by what this pass found: a file is closed only once read to its end
     }
     retire();
+    // Under interval sync: the states of files gone quiet, committed before a completed sync,
+    // become their checkpoints for a power loss (core::Producer::settle_checkpoints).
+    for (auto& p : producers_) p.settle_checkpoints();
     return done;
   }
 

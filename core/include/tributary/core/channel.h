@@ -70,7 +70,10 @@ inline constexpr std::uint64_t kReleasedSourceId = ~std::uint64_t{0};
 
 enum class SyncPolicy : std::uint8_t {
   kNone,         // data survives process crashes (page cache); power loss may lose anything unsynced
-  kInterval,     // msync every `sync_interval`: power loss loses at most that much
+  kInterval,     // msync every `sync_interval`: power loss loses at most that much; a source
+                 // state (append_batch) committed before a completed sync is its durable
+                 // checkpoint, to which the first opener after the power loss puts the source
+                 // back (RecoveryReport::sources_rolled_back), so a tail reads the lost lines again
   kEveryCommit,  // msync after every publish/commit: slowest, loses nothing acknowledged
 };
 
@@ -171,6 +174,10 @@ struct RecoveryReport {
   std::uint64_t bytes_dropped = 0;     // corrupt or torn bytes skipped
   std::uint64_t abandoned_claims = 0;  // reservations of dead producers closed
   std::uint64_t cursors_moved = 0;     // consumer cursors moved to a record boundary
+  // Sources put back at their durable checkpoint: the file was last written on another boot
+  // (a power loss or a kernel crash), and their state had moved past what the last completed
+  // sync wrote (see SyncPolicy::kInterval).
+  std::uint64_t sources_rolled_back = 0;
   // Non-zero: the file had been cut to this many bytes (a file system losing its tail in a
   // power failure, or a careless `truncate`); it was grown back with zeros before recovery,
   // so every record before the cut is kept and the rest counted as dropped.
@@ -235,6 +242,11 @@ class Producer {
   // entry is updated in the same transaction. The batch must fit a quarter of the ring.
   [[nodiscard]] AppendStatus append_batch(std::span<const Event> events,
                                           const SourcePosition* state = nullptr) noexcept;
+  // Gives each source this producer committed batches for the newest of its states a completed
+  // sync has written out as its durable checkpoint (SyncPolicy::kInterval); append_batch does
+  // it for the source it commits. Collectors call it when idle, so that a source that went
+  // quiet gets its last state as checkpoint too. Cheap when no sync completed since the last.
+  void settle_checkpoints() noexcept;
 
   // Zero-copy single record: reserve, write into the returned span, publish. Until publish
   // the slot blocks consumers; if this process dies in between, consumers skip the slot
