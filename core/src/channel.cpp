@@ -504,6 +504,15 @@ RecoveryReport recover(ChannelState& st, bool rebooted) {
       }
     }
     const std::uint64_t tag = st.header_at(p)->tag.load();
+    // A record whose tag's kind bits were flipped at rest (the CRC does not cover the tag): read
+    // as a pad or a skip it would make the scan jump over every record after it. Its position
+    // and its CRC still vouch for it (a pad or skip region whose bytes verify as a record's CRC
+    // is a 2^-32 chance): its tag is repaired and it is salvaged as the record it is.
+    if ((tag & ~std::uint64_t{kRecordAlign - 1}) == p && (tag & (kRecordAlign - 1)) != kRecordTag &&
+        record_under_flipped_tag(st, p, st.header_at(p))) {
+      st.header_at(p)->tag.store(make_tag(p, kRecordTag));
+      continue;  // read again, as a record
+    }
     if (tag == make_tag(p, kPadTag)) {
       pass_to(p, st.lap_end(p));
       p = st.lap_end(p);
@@ -1153,11 +1162,13 @@ std::uint64_t Channel::walk(const std::function<bool(const Record&)>& f, std::op
   while (p < end) {
     const RecordHeader* h = st.header_at(p);
     const std::uint64_t tag = h->tag.load(std::memory_order_acquire);
-    if (tag == make_tag(p, kPadTag)) {
+    const bool flipped = tag != make_tag(p, kRecordTag) && (tag & ~std::uint64_t{kRecordAlign - 1}) == p &&
+                         record_under_flipped_tag(st, p, h);  // a record, its tag damaged at rest
+    if (!flipped && tag == make_tag(p, kPadTag)) {
       p = st.lap_end(p);
       continue;
     }
-    if (is_skip_tag(tag, p)) {
+    if (!flipped && is_skip_tag(tag, p)) {
       // A skip written by us is 8-aligned, inside its lap and agrees with its check; anything
       // else is damage at rest (after a clean close no scan has vouched for the ring): stop there.
       const std::uint32_t len = skip_length(st, p, h, tag);
@@ -1166,7 +1177,8 @@ std::uint64_t Channel::walk(const std::function<bool(const Record&)>& f, std::op
       continue;
     }
     std::uint64_t size = 0;
-    if (!valid_record_at(st, p, &size)) break;
+    if (flipped) size = record_size(h->length.load(std::memory_order_relaxed));
+    else if (!valid_record_at(st, p, &size)) break;
     const std::uint32_t len = h->length.load(std::memory_order_relaxed);
     Record r{p, p + size, h->channel_seq, h->timestamp_ns, {h->source_id, h->source_seq},
              {reinterpret_cast<const std::byte*>(h) + kRecordHeaderSize, len}};

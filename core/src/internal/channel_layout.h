@@ -422,6 +422,16 @@ void empty_unneeded_tombstones(ChannelState& st) noexcept;
   return true;
 }
 
+// True if the header at `p`, whose tag names `p` with another kind (a pad or a skip), is a
+// record's whose tag bits were flipped at rest: it frames, and its CRC verifies for `p` (the CRC
+// does not cover the tag; a pad or skip region whose bytes verify so is a 2^-32 chance). Read as
+// a pad or a skip, it would make a reader jump over the records after it.
+[[nodiscard]] inline bool record_under_flipped_tag(const ChannelState& st, std::uint64_t p,
+                                                   const RecordHeader* h) noexcept {
+  const std::uint32_t len = h->length.load(std::memory_order_relaxed);
+  return st.frames(p, len) && record_crc(st.crc, p, h, len) == __atomic_load_n(&h->crc, __ATOMIC_RELAXED);
+}
+
 // CRCs of records three at a time (crc32c_extend3): used by batch writes and batch reads.
 // Calls `done(i, crc)` for each of the n records at headers[i] with payload lengths lens[i].
 template <class Done>
