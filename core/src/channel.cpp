@@ -116,15 +116,15 @@ ChannelState::~ChannelState() {
 
 bool ChannelState::sync_all() const noexcept {
   if (!file.writable()) return sync_range(0, file.size());  // (a read-only mapping: nothing of ours to number)
-  // Numbered before it begins, counted done (or failed) once it has returned: see
-  // Header::sync_epochs_started and the producers' durable checkpoints.
+  // Numbered before it begins, counted done once it has written everything: see
+  // Header::sync_epochs_started and the producers' durable checkpoints. (A failure is counted
+  // in sync_failures, which stops producers from making checkpoints.)
   const std::uint64_t epoch = hdr->sync_epochs_started.fetch_add(1, std::memory_order_seq_cst) + 1;
-  const bool ok = sync_range(0, file.size());
-  std::atomic<std::uint64_t>& mark = ok ? hdr->sync_epochs_done : hdr->sync_epochs_failed;
-  std::uint64_t seen = mark.load(std::memory_order_relaxed);
-  while (seen < epoch && !mark.compare_exchange_weak(seen, epoch, std::memory_order_release)) {
+  if (!sync_range(0, file.size())) return false;
+  std::uint64_t done = hdr->sync_epochs_done.load(std::memory_order_relaxed);
+  while (done < epoch && !hdr->sync_epochs_done.compare_exchange_weak(done, epoch, std::memory_order_release)) {
   }
-  return ok;
+  return true;
 }
 
 bool ChannelState::sync_range(std::uint64_t offset, std::uint64_t len) const noexcept {
@@ -193,6 +193,10 @@ bool ChannelState::close_region(std::uint64_t from, std::uint64_t to, TagKind ki
     TagKind k = kind == kSkipTag ? kCheckedSkipTag : kind;  // skips are written checked
     if (b == lap_end(a)) {
       k = kPadTag;  // runs to the end of the lap: length implicit (the gap may be < 16 bytes)
+      // A record written there (a dead writer's, unpublished; one recovery dropped) would still
+      // verify under the pad's tag, and readers take a header whose tag names its position and
+      // whose CRC verifies for a record (record_under_flipped_tag): the pad's check replaces it.
+      check_pad(*this, a, h);
     } else {
       h->length.store(static_cast<std::uint32_t>(b - a), std::memory_order_relaxed);
       __atomic_store_n(&h->crc, skip_check(a, static_cast<std::uint32_t>(b - a)), __ATOMIC_RELAXED);
@@ -508,8 +512,7 @@ RecoveryReport recover(ChannelState& st, bool rebooted) {
     // as a pad or a skip it would make the scan jump over every record after it. Its position
     // and its CRC still vouch for it (a pad or skip region whose bytes verify as a record's CRC
     // is a 2^-32 chance): its tag is repaired and it is salvaged as the record it is.
-    if ((tag & ~std::uint64_t{kRecordAlign - 1}) == p && (tag & (kRecordAlign - 1)) != kRecordTag &&
-        record_under_flipped_tag(st, p, st.header_at(p))) {
+    if (record_under_flipped_tag(st, p, tag, st.header_at(p))) {
       st.header_at(p)->tag.store(make_tag(p, kRecordTag));
       continue;  // read again, as a record
     }
@@ -718,6 +721,16 @@ std::shared_ptr<ChannelState> try_open_state(const std::filesystem::path& path, 
   const std::uint64_t found = exclusive && !fresh ? restore_truncated(file) : 0;
   auto st = attach(std::move(file), options);
   if (options.pretouch && !options.read_only) pretouch(st->file.data(), st->file.size());
+  // Pads of an older format carry no check in their CRC field: given one now, before recovery
+  // and readers look (record_under_flipped_tag), so that a record under one (a dead writer's,
+  // or one recovery dropped) is not taken for a damaged record. The upgrade below marks the file.
+  if (exclusive && !fresh && st->hdr->version < 3)
+    for (std::uint64_t off = 0; off < st->capacity; off += kRecordAlign) {
+      RecordHeader* rh = st->header_at(off);
+      const std::uint64_t tag = rh->tag.load(std::memory_order_relaxed);
+      const std::uint64_t pos = tag & ~std::uint64_t{kRecordAlign - 1};
+      if ((tag & (kRecordAlign - 1)) == kPadTag && (pos & st->mask) == off) check_pad(*st, pos, rh);
+    }
   LastOpen how = kOpenedAfterScan;
   if (exclusive && !fresh) {
     const std::uint64_t mark = take_clean_close(*st);
@@ -1162,8 +1175,7 @@ std::uint64_t Channel::walk(const std::function<bool(const Record&)>& f, std::op
   while (p < end) {
     const RecordHeader* h = st.header_at(p);
     const std::uint64_t tag = h->tag.load(std::memory_order_acquire);
-    const bool flipped = tag != make_tag(p, kRecordTag) && (tag & ~std::uint64_t{kRecordAlign - 1}) == p &&
-                         record_under_flipped_tag(st, p, h);  // a record, its tag damaged at rest
+    const bool flipped = record_under_flipped_tag(st, p, tag, h);  // a record, its tag damaged at rest
     if (!flipped && tag == make_tag(p, kPadTag)) {
       p = st.lap_end(p);
       continue;

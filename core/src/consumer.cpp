@@ -60,7 +60,7 @@ struct Consumer::Impl {
     const std::uint64_t tag = h->tag.load(std::memory_order_seq_cst);
     if ((tag & ~std::uint64_t{7}) != p || (tag & 7) == 0 || p >= load_u64(&st->hdr->tail.pos)) return false;
     if (tag == make_tag(p, kRecordTag)) return st->frames(p, h->length.load(std::memory_order_relaxed));
-    if (record_under_flipped_tag(*st, p, h)) return true;
+    if (record_under_flipped_tag(*st, p, tag, h)) return true;
     if (is_skip_tag(tag, p)) return skip_length(*st, p, h, tag) != 0;
     return tag == make_tag(p, kPadTag);
   }
@@ -226,7 +226,7 @@ std::size_t Consumer::poll(std::span<Record> out) noexcept {
     const std::uint64_t tag = h->tag.load(std::memory_order_acquire);
     // (A tag naming p as a pad or skip over a record's bytes that verify: a bit flipped at rest
     // in a record's tag, read as the record it is rather than jumped over.)
-    if (tag == make_tag(p, kRecordTag) || ((tag & ~std::uint64_t{7}) == p && record_under_flipped_tag(st, p, h))) {
+    if (tag == make_tag(p, kRecordTag) || record_under_flipped_tag(st, p, tag, h)) {
       const std::uint32_t len = h->length.load(std::memory_order_relaxed);
       const std::uint64_t size = record_size(len);
       if (!st.frames(p, len)) break;  // cannot be framed: never delivered
@@ -354,7 +354,7 @@ void Consumer::commit(std::uint64_t position) noexcept {
       const std::uint64_t tag = h->tag.load(std::memory_order_acquire);
       if (const std::uint32_t len = h->length.load(std::memory_order_relaxed);
           (tag == make_tag(p, kRecordTag) && st.frames(p, len)) ||
-          ((tag & ~std::uint64_t{7}) == p && record_under_flipped_tag(st, p, h))) {
+          record_under_flipped_tag(st, p, tag, h)) {
         ++n;
         p += record_size(len);
       } else if (tag == make_tag(p, kPadTag)) {

@@ -43,18 +43,19 @@ struct Producer::Impl {
   };
   std::unordered_map<SourceSlot*, Checkpoints> checkpoints;
   std::uint64_t settled_at = 0;  // sync_epochs_done when every source here was last settled
+  std::uint64_t failures_at_start = 0;  // Header::sync_failures when this producer was made
 
   // Writes the newest of `c`'s states a completed sync has passed as `src`'s checkpoint (the
   // caller is in `src`'s seqlock update); true when none is left waiting. A state committed
   // before a sync that failed began is never one: its pages may have been left clean unwritten.
   bool promote(SourceSlot* src, Checkpoints& c, std::uint64_t done) const noexcept {
-    const std::uint64_t failed = st->hdr->sync_epochs_failed.load(std::memory_order_acquire);
-    std::size_t k = 0, best = 0;
-    while (k < c.n && c.states[k].epoch < done) {
-      if (c.states[k].epoch >= failed) best = k + 1;
-      ++k;
-    }
-    if (best != 0) src->set_durable(c.source_id, c.states[best - 1].next, c.states[best - 1].pos);
+    std::size_t k = 0;
+    while (k < c.n && c.states[k].epoch < done) ++k;
+    // After a failed msync (this file's, since this producer began) no state is known durable: a
+    // failed writeback may leave pages clean unwritten, which no later msync writes again. The
+    // checkpoints made before stay; a producer made later starts afresh.
+    if (k != 0 && st->hdr->sync_failures.load(std::memory_order_acquire) == failures_at_start)
+      src->set_durable(c.source_id, c.states[k - 1].next, c.states[k - 1].pos);
     if (k != 0) {
       std::copy(c.states.begin() + static_cast<std::ptrdiff_t>(k), c.states.begin() + static_cast<std::ptrdiff_t>(c.n),
                 c.states.begin());
@@ -72,9 +73,9 @@ struct Producer::Impl {
       checkpoints.erase(src);
       return;
     }
-    // The state's stores before the epoch's load (a store-load order, which needs the fence).
-    std::atomic_thread_fence(std::memory_order_seq_cst);
-    const std::uint64_t epoch = st->hdr->sync_epochs_started.load(std::memory_order_seq_cst);
+    // The epoch read after the state's stores (a store-load order): as a read-modify-write,
+    // which a sync's numbering then reads from, so that the sync begun after it sees them.
+    const std::uint64_t epoch = st->hdr->sync_epochs_started.fetch_add(0, std::memory_order_seq_cst);
     Checkpoints* c = nullptr;
     try {
       c = &checkpoints[src];
@@ -190,7 +191,10 @@ struct Producer::Impl {
       slot->claim_len.store(pad + size, std::memory_order_relaxed);
       if (cas16(&h->tail, lo, hi, end, hi + count)) {
         pad_at = pad != 0 ? lo : kNoPad;
-        if (pad != 0) st->header_at(lo)->tag.store(make_tag(lo, kPadTag), std::memory_order_release);
+        if (pad != 0) {
+          check_pad(*st, lo, st->header_at(lo));
+          st->header_at(lo)->tag.store(make_tag(lo, kPadTag), std::memory_order_release);
+        }
         pos = lo + pad;
         seq = hi;
         return AppendStatus::kOk;
@@ -432,6 +436,7 @@ Producer Channel::producer(const ProducerOptions& options) {
   auto impl = std::make_unique<Producer::Impl>();
   impl->st = state_;
   impl->opts = options;
+  impl->failures_at_start = st.hdr->sync_failures.load();
   const std::uint64_t floor = st.compute_floor();
   for (std::uint32_t i = 0; i < kProducerSlots && impl->slot == nullptr; ++i) {
     ProducerSlot& s = st.producers[i];

@@ -233,10 +233,10 @@ bool run_with_fault_at(long n, const std::filesystem::path& dir, long (&hits)[kW
 }
 
 // A full msync that fails may leave the pages it did not write clean (a later one does not
-// write them again): a source state committed before it began is never taken as durable, even
-// once a later sync succeeds. After a power loss such a source keeps its state (it has no
-// checkpoint), rather than go back to one whose records may be lost as well.
-TEST(ChannelIoFaults, AStateCommittedBeforeAFailedSyncNeverBecomesACheckpoint) {
+// write them again): after it, a producer takes no state as durable, even once a later sync
+// succeeds. After a power loss such a source keeps its state (it has no checkpoint), rather
+// than go back to one whose records may be lost as well. A producer made since starts afresh.
+TEST(ChannelIoFaults, AfterAFailedSyncNoStateBecomesACheckpointUntilANewProducer) {
   TempDir dir;
   ChannelConfig cfg;
   cfg.capacity = 1 << 20;
@@ -258,10 +258,15 @@ TEST(ChannelIoFaults, AStateCommittedBeforeAFailedSyncNeverBecomesACheckpoint) {
   ASSERT_EQ(commit(1, 200), AppendStatus::kOk);
   p.settle_checkpoints();
   EXPECT_EQ(testing::reopened(testing::crash_copy(dir / "a.chan", "power.chan", true), 5), std::make_tuple(2u, 200u, 0u));
-  // What was committed after the failed sync began is durable once a later one completes.
   ASSERT_TRUE(ch.sync());
   ASSERT_EQ(commit(2, 300), AppendStatus::kOk);
-  EXPECT_EQ(testing::reopened(testing::crash_copy(dir / "a.chan", "power2.chan", true), 5), std::make_tuple(2u, 200u, 1u));
+  EXPECT_EQ(testing::reopened(testing::crash_copy(dir / "a.chan", "power2.chan", true), 5), std::make_tuple(3u, 300u, 0u));
+  // The collector started again: its producer's states become checkpoints again.
+  p = ch.producer();
+  ASSERT_EQ(commit(3, 400), AppendStatus::kOk);
+  ASSERT_TRUE(ch.sync());
+  ASSERT_EQ(commit(4, 500), AppendStatus::kOk);
+  EXPECT_EQ(testing::reopened(testing::crash_copy(dir / "a.chan", "power3.chan", true), 5), std::make_tuple(4u, 400u, 1u));
 }
 
 TEST(ChannelIoFaults, EveryInjectedErrorEndsInAConsistentChannel) {

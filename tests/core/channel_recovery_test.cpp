@@ -463,6 +463,25 @@ TEST(ChannelRecoveryTest, ARecordWhoseTagReadsAsAPadOrASkipIsStillDelivered) {
   }
 }
 
+// A pad written by an older build (format version 2) carries no check in its CRC field: a
+// record under it (a dead writer's, unpublished, or one recovery dropped) is not taken for a
+// damaged record's, by readers or by recovery, and the upgrade gives the pad its check.
+TEST(ChannelRecoveryTest, APadOfAnOlderFormatOverARecordIsNotTakenForTheRecord) {
+  for (const bool scan : {false, true}) {
+    TempDir dir;
+    const auto path = dir / "a.chan";
+    const auto written = fill(path, 20, 5);
+    write_u64(path, data_offset(path) + written[7].position, detail::make_tag(written[7].position, detail::kPadTag));
+    std::uint32_t two = 2;
+    write_bytes(path, offsetof(detail::Header, version), std::string(reinterpret_cast<const char*>(&two), sizeof two));
+    if (scan) forget_clean_close(path);
+    Channel ch = Channel::open(path);
+    Consumer c = ch.consumer("reader");
+    const auto got = drain(c, 100, std::chrono::milliseconds(50));
+    ASSERT_EQ(got.size(), 7u) << (scan ? "after recovery" : "without a scan") << ": the pad ends the lap";
+  }
+}
+
 // Without a scan (a cleanly closed file damaged since), a consumer meeting a checked skip whose
 // length no longer agrees with its check stops there instead of jumping.
 TEST(ChannelRecoveryTest, AConsumerStopsAtADamagedSkipInsteadOfJumping) {

@@ -41,7 +41,7 @@ inline void forget_clean_close(const std::filesystem::path& p) {
 }
 
 // Offset of Header::writer_boot (channel_test checks it against the layout).
-inline constexpr std::uint64_t kWriterBootOffset = 424;
+inline constexpr std::uint64_t kWriterBootOffset = 416;
 
 // What a power loss leaves beside its damage: a file last written on another boot than the one
 // that opens it next (the digest of the writers' boot id, changed).

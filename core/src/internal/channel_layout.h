@@ -219,9 +219,6 @@ struct alignas(kCacheLine) Header {
   // reaches N + 1 (the source slots' durable checkpoints). Files of builds before 2026-11-29: 0.
   std::atomic<std::uint64_t> sync_epochs_started;
   std::atomic<std::uint64_t> sync_epochs_done;
-  // The highest-numbered full msync that failed: what was committed before it began may never
-  // reach the disk (a failed writeback leaves pages clean), so no such state becomes a checkpoint.
-  std::atomic<std::uint64_t> sync_epochs_failed;
   // Digest of the boot id of the processes that last opened the file for writing; 0: unknown
   // (an earlier build). Another boot's means the page cache they wrote into is gone.
   std::atomic<std::uint64_t> writer_boot;
@@ -426,10 +423,21 @@ void empty_unneeded_tombstones(ChannelState& st) noexcept;
 // record's whose tag bits were flipped at rest: it frames, and its CRC verifies for `p` (the CRC
 // does not cover the tag; a pad or skip region whose bytes verify so is a 2^-32 chance). Read as
 // a pad or a skip, it would make a reader jump over the records after it.
-[[nodiscard]] inline bool record_under_flipped_tag(const ChannelState& st, std::uint64_t p,
+// (Pads get a check in their CRC field since format version 3, skips always had their length
+// and check there: neither verifies as a record. A tag of kind 0, unpublished, is never one.)
+[[nodiscard]] inline bool record_under_flipped_tag(const ChannelState& st, std::uint64_t p, std::uint64_t tag,
                                                    const RecordHeader* h) noexcept {
+  if ((tag & ~std::uint64_t{kRecordAlign - 1}) != p || (tag & (kRecordAlign - 1)) <= kRecordTag) return false;
+  if (st.hdr->version < 3) return false;  // pads of older builds carry no check: never told apart
+  if (st.lap_end(p) - p < kRecordHeaderSize) return false;  // no record fits: a pad's short gap
   const std::uint32_t len = h->length.load(std::memory_order_relaxed);
   return st.frames(p, len) && record_crc(st.crc, p, h, len) == __atomic_load_n(&h->crc, __ATOMIC_RELAXED);
+}
+// A pad's check, in its CRC field when the pad leaves room for it (a gap shorter than a skip
+// header holds no record either): no record's CRC at `p` equals it but by a 2^-32 chance.
+inline void check_pad(const ChannelState& st, std::uint64_t p, RecordHeader* h) noexcept {
+  if (st.lap_end(p) - p >= kMinSkip)
+    __atomic_store_n(&h->crc, skip_check(p, static_cast<std::uint32_t>(st.lap_end(p) - p)), __ATOMIC_RELAXED);
 }
 
 // CRCs of records three at a time (crc32c_extend3): used by batch writes and batch reads.

@@ -43,10 +43,12 @@
 namespace tributary::core {
 
 // Version 2 (2026-11-27) adds to version 1 checked skips and second copies of the cursors and
-// the retention head. This build reads both and upgrades a version-1 file when it opens it first
-// (exclusively, for writing); a build that reads only version 1 then refuses the file by name,
-// instead of stalling at a checked skip it does not know.
-inline constexpr std::uint32_t kChannelFormatVersion = 2;
+// the retention head. Version 3 (2026-11-29) adds the sources' durable checkpoints and the boot
+// of the last writers (a version-2 build would leave checkpoints stale behind its own updates),
+// and a check in every pad's CRC field (a record's tag damaged into a pad's is told from a pad by
+// its CRC). This build reads all three and upgrades an older file when it opens it first
+// (exclusively, for writing); an older build then refuses the file by name.
+inline constexpr std::uint32_t kChannelFormatVersion = 3;
 inline constexpr std::uint32_t kOldestChannelFormatVersion = 1;
 inline constexpr std::size_t kRecordHeaderSize = 48;
 inline constexpr std::size_t kRecordAlign = 8;
