@@ -688,6 +688,33 @@ bool clean_close_holds(const ChannelState& st, std::uint64_t mark) noexcept {
 
 // A version-1 file, opened exclusively and recovered: the copies of the cursors and the head
 // are written, then the version, durably.
+// Pads of an older format carry no check in their CRC field (record_under_flipped_tag, which
+// ignores them until the file says version 3): given one, on the chain readers walk, from the
+// oldest position a consumer still needs to the write head (recovered, or closed cleanly).
+// Only pads found by walking records: a word of payload shaped like a pad tag is not touched.
+void check_old_pads(ChannelState& st) noexcept {
+  std::uint64_t p = load_u64(&st.hdr->head.head);
+  for (std::uint32_t i = 0; i < kConsumerSlots; ++i)
+    if (st.consumers[i].state.load() == kActive) p = std::min(p, st.consumers[i].cursor.load());
+  const std::uint64_t end = load_u64(&st.hdr->tail.pos);
+  if ((p & (kRecordAlign - 1)) != 0) return;
+  while (p < end) {
+    RecordHeader* h = st.header_at(p);
+    const std::uint64_t tag = h->tag.load(std::memory_order_relaxed);
+    if (tag == make_tag(p, kPadTag)) {
+      check_pad(st, p, h);
+      p = st.lap_end(p);
+    } else if (const std::uint32_t skip = is_skip_tag(tag, p) ? skip_length(st, p, h, tag) : 0; skip != 0) {
+      p += skip;
+    } else if (const std::uint32_t len = h->length.load(std::memory_order_relaxed);
+               tag == make_tag(p, kRecordTag) && st.frames(p, len)) {
+      p += record_size(len);
+    } else {
+      return;  // damage a reader stops at too
+    }
+  }
+}
+
 void upgrade(ChannelState& st) {
   for (std::uint32_t i = 0; i < kConsumerSlots; ++i)
     if (st.consumers[i].state.load() == kActive) st.consumers[i].set_cursor(st.consumers[i].cursor.load());
@@ -698,6 +725,10 @@ void upgrade(ChannelState& st) {
                               kChannelFormatVersion),
                   err);
   };
+  if (st.hdr->version < 3) {
+    check_old_pads(st);
+    sync(st.file.size());  // the pads' checks on disk before the version that trusts them
+  }
   sync(Layout::compute(st.capacity, st.source_slots).header_size);  // the copies, in the tables
   st.hdr->version = kChannelFormatVersion;
   sync(sizeof(Header));
@@ -721,16 +752,6 @@ std::shared_ptr<ChannelState> try_open_state(const std::filesystem::path& path, 
   const std::uint64_t found = exclusive && !fresh ? restore_truncated(file) : 0;
   auto st = attach(std::move(file), options);
   if (options.pretouch && !options.read_only) pretouch(st->file.data(), st->file.size());
-  // Pads of an older format carry no check in their CRC field: given one now, before recovery
-  // and readers look (record_under_flipped_tag), so that a record under one (a dead writer's,
-  // or one recovery dropped) is not taken for a damaged record. The upgrade below marks the file.
-  if (exclusive && !fresh && st->hdr->version < 3)
-    for (std::uint64_t off = 0; off < st->capacity; off += kRecordAlign) {
-      RecordHeader* rh = st->header_at(off);
-      const std::uint64_t tag = rh->tag.load(std::memory_order_relaxed);
-      const std::uint64_t pos = tag & ~std::uint64_t{kRecordAlign - 1};
-      if ((tag & (kRecordAlign - 1)) == kPadTag && (pos & st->mask) == off) check_pad(*st, pos, rh);
-    }
   LastOpen how = kOpenedAfterScan;
   if (exclusive && !fresh) {
     const std::uint64_t mark = take_clean_close(*st);

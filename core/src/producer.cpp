@@ -65,7 +65,8 @@ struct Producer::Impl {
   }
 
   // In `src`'s seqlock update, after its new state (next, pos) was stored by a batch commit.
-  void advance_checkpoint(SourceSlot* src, std::uint64_t id, std::uint64_t next, std::uint64_t pos) noexcept {
+  // `fresh`: the slot held no state before this batch (new, or given back and taken again).
+  void advance_checkpoint(SourceSlot* src, std::uint64_t id, std::uint64_t next, std::uint64_t pos, bool fresh) noexcept {
     if (st->options.sync == SyncPolicy::kEveryCommit) {
       // Synced with its records at every commit: the state itself is durable, and a
       // checkpoint behind it would only put the source back for nothing.
@@ -82,7 +83,7 @@ struct Producer::Impl {
     } catch (...) {  // no memory for it: the checkpoint stays where it is (a longer re-read)
       return;
     }
-    if (c->source_id != id) *c = Checkpoints{.source_id = id};  // the slot was given back and taken again
+    if (c->source_id != id || fresh) *c = Checkpoints{.source_id = id};  // given back and taken again
     // A checkpoint too far behind for the slot's 24 bits (syncs failing for long): none.
     if (std::uint64_t d_next = 0, d_pos = 0; src->durable(id, next, d_next, d_pos) &&
                                              next - d_next >= SourceSlot::kDurableSpan / 2)
@@ -311,9 +312,11 @@ AppendStatus Producer::append_batch(std::span<const Event> events, const SourceP
   }
   if (total > st.capacity / 4) return AppendStatus::kTooLarge;
   SourceSlot* src = nullptr;
+  bool fresh = false;  // the slot holds no state yet (see advance_checkpoint)
   if (state != nullptr) {
     src = find_source(st, state->source_id, true);
     if (src == nullptr) return AppendStatus::kNoSlot;
+    fresh = src->version.load(std::memory_order_relaxed) == 0;
   }
   // Seqlock, single writer per source: odd version while writing. The fields are stored with
   // release order so a reader that sees a new field value also sees the odd version.
@@ -384,7 +387,7 @@ AppendStatus Producer::append_batch(std::span<const Event> events, const SourceP
       src->next_sequence.store(state->next_sequence, std::memory_order_release);
       src->position.store(state->position, std::memory_order_release);
       src->pending_at.store(0, std::memory_order_release);
-      p.advance_checkpoint(src, state->source_id, state->next_sequence, state->position);
+      p.advance_checkpoint(src, state->source_id, state->next_sequence, state->position, fresh);
     });
   return durable;
 }

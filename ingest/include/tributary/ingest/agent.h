@@ -79,7 +79,7 @@ struct UplinkSpec {
   std::string topic;
   std::string consumer;     // durable consumer name in the channel
   std::string dead_letter;  // a [channels.X] name, or empty
-  std::int64_t max_in_flight = 100000;
+  std::int64_t max_in_flight = 15000;  // as uplink::UplinkOptions and the config's default
   bool packed = false;             // many events of one source per Kafka record
   std::uint64_t pack_bytes = 256 << 10;
   std::int64_t regrow_after_s = 600;  // halved batches and packs tried larger again after this
