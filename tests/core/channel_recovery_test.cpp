@@ -439,6 +439,14 @@ TEST(ChannelRecoveryTest, AnUncheckedSkipOfAnOlderBuildIsStillFollowed) {
   }
 }
 
+// The file at `path` as a build of format version 2 left it: closed cleanly, or (`crashed`) so
+// that the next opener recovers it; that opener upgrades it.
+void as_left_by_a_version_two_build(const std::filesystem::path& path, bool crashed) {
+  const std::uint32_t two = 2;
+  write_bytes(path, offsetof(detail::Header, version), std::string(reinterpret_cast<const char*>(&two), sizeof two));
+  if (crashed) forget_clean_close(path);
+}
+
 // A record whose tag's kind bits were flipped at rest, so that it reads as a pad or a skip
 // naming its own position: the recovery scan took it for one and jumped, losing every record
 // after it in its lap (the power-loss suite found it: seed 17057421); a consumer did the same
@@ -473,9 +481,7 @@ TEST(ChannelRecoveryTest, APadOfAnOlderFormatOverARecordIsNotTakenForTheRecord) 
     const auto path = dir / "a.chan";
     const auto written = fill(path, 20, 5);
     write_u64(path, data_offset(path) + written[7].position, detail::make_tag(written[7].position, detail::kPadTag));
-    std::uint32_t two = 2;
-    write_bytes(path, offsetof(detail::Header, version), std::string(reinterpret_cast<const char*>(&two), sizeof two));
-    if (scan) forget_clean_close(path);
+    as_left_by_a_version_two_build(path, scan);
     Channel ch = Channel::open(path);
     Consumer c = ch.consumer("reader");
     const auto got = drain(c, 100, std::chrono::milliseconds(50));
@@ -501,9 +507,7 @@ TEST(ChannelRecoveryTest, UpgradingAnOlderFileLeavesAPayloadShapedLikeAPadAlone)
       ASSERT_EQ(p.append({1, 1}, shaped), AppendStatus::kOk);
       ASSERT_EQ(p.append({1, 2}, std::string(40, 'z')), AppendStatus::kOk);
     }
-    std::uint32_t two = 2;
-    write_bytes(path, offsetof(detail::Header, version), std::string(reinterpret_cast<const char*>(&two), sizeof two));
-    if (scan) forget_clean_close(path);
+    as_left_by_a_version_two_build(path, scan);
     Channel ch = Channel::open(path);
     Consumer c = ch.consumer("reader");
     const auto got = drain(c, 100, std::chrono::milliseconds(50));
