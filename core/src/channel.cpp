@@ -688,14 +688,21 @@ bool clean_close_holds(const ChannelState& st, std::uint64_t mark) noexcept {
 
 // A version-1 file, opened exclusively and recovered: the copies of the cursors and the head
 // are written, then the version, durably.
+// The oldest position a reader may still walk from: the lowest active cursor, or the retention
+// head (computed without raising the head, as compute_floor would).
+std::uint64_t oldest_needed(const ChannelState& st) noexcept {
+  std::uint64_t p = load_u64(&st.hdr->head.head);
+  for (std::uint32_t i = 0; i < kConsumerSlots; ++i)
+    if (st.consumers[i].state.load() == kActive) p = std::min(p, st.consumers[i].cursor.load());
+  return p;
+}
+
 // Pads of an older format carry no check in their CRC field (record_under_flipped_tag, which
 // ignores them until the file says version 3): given one, on the chain readers walk, from the
 // oldest position a consumer still needs to the write head (recovered, or closed cleanly).
 // Only pads found by walking records: a word of payload shaped like a pad tag is not touched.
 void check_old_pads(ChannelState& st) noexcept {
-  std::uint64_t p = load_u64(&st.hdr->head.head);
-  for (std::uint32_t i = 0; i < kConsumerSlots; ++i)
-    if (st.consumers[i].state.load() == kActive) p = std::min(p, st.consumers[i].cursor.load());
+  std::uint64_t p = oldest_needed(st);
   const std::uint64_t end = load_u64(&st.hdr->tail.pos);
   if ((p & (kRecordAlign - 1)) != 0) return;
   while (p < end) {
@@ -1184,12 +1191,7 @@ ChannelStats Channel::stats() const {
 
 std::uint64_t Channel::walk(const std::function<bool(const Record&)>& f, std::optional<std::uint64_t> from) const {
   const ChannelState& st = *state_;
-  std::uint64_t p = from.value_or(0);
-  if (!from) {
-    p = load_u64(&st.hdr->head.head);
-    for (std::uint32_t i = 0; i < kConsumerSlots; ++i)
-      if (st.consumers[i].state.load() == kActive) p = std::min(p, st.consumers[i].cursor.load());
-  }
+  std::uint64_t p = from ? *from : oldest_needed(st);
   const std::uint64_t end = load_u64(&st.hdr->tail.pos);
   std::uint64_t n = 0;
   if ((p & (kRecordAlign - 1)) != 0) return 0;  // not a record boundary

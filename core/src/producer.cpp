@@ -45,22 +45,31 @@ struct Producer::Impl {
   std::uint64_t settled_at = 0;  // sync_epochs_done when every source here was last settled
   std::uint64_t failures_at_start = 0;  // Header::sync_failures when this producer was made
 
+  // A source slot's seqlock update (single writer per source): odd version while `body` writes.
+  // The fields are stored with release order so a reader that sees a new value also sees the
+  // odd version.
+  template <class F>
+  static void write_slot(SourceSlot* src, F&& body) noexcept {
+    const std::uint32_t v = src->version.load(std::memory_order_relaxed);
+    src->version.store(v + 1, std::memory_order_relaxed);
+    body();
+    src->version.store(v + 2, std::memory_order_release);
+  }
+
   // Writes the newest of `c`'s states a completed sync has passed as `src`'s checkpoint (the
-  // caller is in `src`'s seqlock update); true when none is left waiting. A state committed
-  // before a sync that failed began is never one: its pages may have been left clean unwritten.
+  // caller is in `src`'s seqlock update) and drops those states; true when none is left waiting.
+  // After a failed msync (this file's, since this producer began) no state is known durable: a
+  // failed writeback may leave pages clean unwritten, which no later msync writes again. The
+  // checkpoints made before stay; a producer made later starts afresh.
   bool promote(SourceSlot* src, Checkpoints& c, std::uint64_t done) const noexcept {
     std::size_t k = 0;
     while (k < c.n && c.states[k].epoch < done) ++k;
-    // After a failed msync (this file's, since this producer began) no state is known durable: a
-    // failed writeback may leave pages clean unwritten, which no later msync writes again. The
-    // checkpoints made before stay; a producer made later starts afresh.
-    if (k != 0 && st->hdr->sync_failures.load(std::memory_order_acquire) == failures_at_start)
+    if (k == 0) return c.n == 0;
+    if (st->hdr->sync_failures.load(std::memory_order_acquire) == failures_at_start)
       src->set_durable(c.source_id, c.states[k - 1].next, c.states[k - 1].pos);
-    if (k != 0) {
-      std::copy(c.states.begin() + static_cast<std::ptrdiff_t>(k), c.states.begin() + static_cast<std::ptrdiff_t>(c.n),
-                c.states.begin());
-      c.n -= k;
-    }
+    std::copy(c.states.begin() + static_cast<std::ptrdiff_t>(k), c.states.begin() + static_cast<std::ptrdiff_t>(c.n),
+              c.states.begin());
+    c.n -= k;
     return c.n == 0;
   }
 
@@ -104,12 +113,8 @@ struct Producer::Impl {
     for (auto it = checkpoints.begin(); it != checkpoints.end();) {
       SourceSlot* src = it->first;
       bool empty = true;
-      if (src->source_id.load(std::memory_order_acquire) == it->second.source_id) {
-        const std::uint32_t v = src->version.load(std::memory_order_relaxed);
-        src->version.store(v + 1, std::memory_order_relaxed);
-        empty = promote(src, it->second, done);
-        src->version.store(v + 2, std::memory_order_release);
-      }
+      if (src->source_id.load(std::memory_order_acquire) == it->second.source_id)
+        write_slot(src, [&] { empty = promote(src, it->second, done); });
       it = empty ? checkpoints.erase(it) : std::next(it);
     }
   }
@@ -318,14 +323,7 @@ AppendStatus Producer::append_batch(std::span<const Event> events, const SourceP
     if (src == nullptr) return AppendStatus::kNoSlot;
     fresh = src->version.load(std::memory_order_relaxed) == 0;
   }
-  // Seqlock, single writer per source: odd version while writing. The fields are stored with
-  // release order so a reader that sees a new field value also sees the odd version.
-  auto write_state = [src](auto&& body) {
-    const std::uint32_t v = src->version.load(std::memory_order_relaxed);
-    src->version.store(v + 1, std::memory_order_relaxed);
-    body();
-    src->version.store(v + 2, std::memory_order_release);
-  };
+  auto write_state = [src](auto&& body) { Impl::write_slot(src, body); };
   if (events.empty()) {
     // The state as given, over a transaction a killed writer left open too (its resolution, if
     // it counts, is what the caller resumed from): left set, it would answer in its place.
